@@ -1,0 +1,5 @@
+import sys
+
+from bcartnb.cli import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""The ``bcartnb`` command: parse, call the package, print. No business logic lives here.
+
+Every :class:`~bcartnb.exceptions.BcartnbError` becomes one line on stderr and its exit code
+(2 bad input, 3 quota refused); anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bcartnb import __version__
+from bcartnb.exceptions import BcartnbError
+
+__all__ = ["main"]
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+# --- subcommands -------------------------------------------------------------------------
+# Each handler takes the parsed arguments and returns the exit code.
+
+
+def _cmd_members(args: argparse.Namespace) -> int:
+    raise BcartnbError("bcartnb members: not implemented yet")
+
+
+def _cmd_quota(args: argparse.Namespace) -> int:
+    raise BcartnbError("bcartnb quota: not implemented yet")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    raise BcartnbError("bcartnb run: not implemented yet")
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    raise BcartnbError("bcartnb resume: not implemented yet")
+
+
+def _cmd_campaigns(args: argparse.Namespace) -> int:
+    raise BcartnbError("bcartnb campaigns: not implemented yet")
+
+
+def _cmd_sink(args: argparse.Namespace) -> int:
+    raise BcartnbError("bcartnb sink: not implemented yet")
+
+
+# --- parser ------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad usage already; keep its message to one line."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bcartnb", description="B-Cart member mail: filter, compose, send.")
+    parser.add_argument("--version", action="version", version=f"bcartnb {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("members", help="read a member CSV and show who can be mailed")
+    p.add_argument("members", help="B-Cart member CSV (CP932, UTF-8 or UTF-8 with BOM)")
+    p.add_argument("--filter", default=None, help='filter as JSON, e.g. {"pref": "東京都"}')
+    p.add_argument("--checked", default=None, help="comma-separated member ids (チェックした会員)")
+    p.add_argument("--opt-in-only", action="store_true", help="only メール案内=受け取る")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_members)
+
+    p = sub.add_parser("quota", help="this month's cap, usage and what is left")
+    p.add_argument("--month", default=None, help="YYYY-MM (default: this month in Asia/Tokyo)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_quota)
+
+    p = sub.add_parser("run", help="run a campaign file (a dry run unless --send)")
+    p.add_argument("campaign", help="campaign TOML file")
+    p.add_argument("--send", action="store_true", help="really send (default: dry run)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("resume", help="continue an interrupted campaign")
+    p.add_argument("campaign_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_resume)
+
+    p = sub.add_parser("campaigns", help="the send history")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_campaigns)
+
+    p = sub.add_parser("sink", help="run the embedded SMTP sink that stores mail in a Maildir")
+    p.add_argument("--port", type=int, default=8025)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--maildir", default="maildir")
+    p.set_defaults(func=_cmd_sink)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except BcartnbError as err:
+        print(f"bcartnb: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("bcartnb: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

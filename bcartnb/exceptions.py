@@ -1,0 +1,101 @@
+"""Every error bcartnb raises on purpose derives from :class:`BcartnbError`.
+
+The command line turns any ``BcartnbError`` into one line on stderr and the exit code the
+class carries, so a new kind of failure only needs a subclass here, not a new ``except``
+somewhere else. Third-party errors are re-raised as one of these with ``from err``, so the
+context (file, row, column, host:port) is in the message and the cause in ``__cause__``.
+
+    BcartnbError                      exit 2 unless stated
+    ├── InputError                    bad input a user can fix
+    │   ├── MembersFileError          member CSV: names the file, and the row and column
+    │   ├── FilterError               unknown column or operator, wrong value type
+    │   ├── SelectionError            checked ids outside the search result
+    │   ├── SettingsError             bcartnb.toml, environment, campaign file keys
+    │   ├── TemplateError             template store and rendering: names template, line, field
+    │   └── ComposeError              a mail that cannot be built (encoding, header injection)
+    ├── QuotaError
+    │   ├── QuotaExceededError        exit 3: the campaign does not fit in this month's cap
+    │   └── LedgerError               the SQLite ledger is corrupt, locked or from a newer schema
+    └── DeliveryError
+        ├── TransportError            SMTP connect, TLS, AUTH failures: names host:port
+        └── CampaignStateError        a repeat of a sent campaign, an unknown campaign id
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BcartnbError",
+    "CampaignStateError",
+    "ComposeError",
+    "DeliveryError",
+    "FilterError",
+    "InputError",
+    "LedgerError",
+    "MembersFileError",
+    "QuotaError",
+    "QuotaExceededError",
+    "SelectionError",
+    "SettingsError",
+    "TemplateError",
+    "TransportError",
+]
+
+
+class BcartnbError(Exception):
+    """Base class: the message is the whole story, one line, fit to print without a traceback."""
+
+    exit_code: int = 2
+
+
+class InputError(BcartnbError):
+    """Something the user gave us (a file, a filter, a setting) is wrong; nothing was done."""
+
+
+class MembersFileError(InputError):
+    """A member CSV cannot be read; the message names the file, and the row and column if any."""
+
+
+class FilterError(InputError):
+    """A filter names an unknown column or operator, or a value of the wrong type."""
+
+
+class SelectionError(InputError):
+    """Checked member ids that are not in the filter's result."""
+
+
+class SettingsError(InputError):
+    """Shop settings, the environment or a campaign file hold a bad or missing key."""
+
+
+class TemplateError(InputError):
+    """A template cannot be stored or rendered; names the template, the line and the field."""
+
+
+class ComposeError(InputError):
+    """A mail cannot be built for a member: an unencodable character, a CR/LF in a header."""
+
+
+class QuotaError(BcartnbError):
+    """The monthly quota or its ledger stops the campaign."""
+
+
+class QuotaExceededError(QuotaError):
+    """The campaign is larger than what is left of this month's cap; nothing was sent."""
+
+    exit_code = 3
+
+
+class LedgerError(QuotaError):
+    """The ledger file is corrupt, locked, or written by a newer bcartnb; it was not touched."""
+
+
+class DeliveryError(BcartnbError):
+    """Sending stopped; the journal says exactly who got the mail."""
+
+
+class TransportError(DeliveryError):
+    """The SMTP server could not be reached, refused TLS or AUTH; names host:port."""
+
+
+class CampaignStateError(DeliveryError):
+    """A campaign id is unknown, or a sent campaign would be repeated without asking."""

@@ -1,0 +1,288 @@
+"""Shop settings: checked once into frozen dataclasses, secrets only from the environment.
+
+Where they come from, the later winning:
+
+1. built-in defaults;
+2. the TOML file named by ``BCARTNB_CONFIG`` (else ``./bcartnb.toml`` when it exists);
+3. a ``.env`` file in the current directory (it never overrides a variable already set);
+4. the environment: ``BCARTNB_SMTP_HOST``, ``_PORT``, ``_SECURITY``, ``_USER``, ``_PASSWORD``,
+   ``BCARTNB_PLAN``, ``BCARTNB_DB``.
+
+The SMTP password is read from the environment only: a TOML file or a papermill parameter
+would end up in a repository or an executed notebook. Relative paths in the file are
+relative to the file, so a campaign folder can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from email.headerregistry import Address
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+from bcartnb.exceptions import SettingsError
+
+__all__ = [
+    "DeliverySettings",
+    "Settings",
+    "SmtpSettings",
+    "default_db_path",
+    "load_settings",
+    "parse_mailbox",
+]
+
+SECURITY_MODES = ("none", "starttls", "ssl")
+_TOP_KEYS = {
+    "plan",
+    "from",
+    "from_name",
+    "admin",
+    "signature",
+    "signature_html",
+    "db",
+    "templates",
+    "unsubscribe_url",
+    "unsubscribe_mailto",
+    "smtp",
+    "delivery",
+}
+_SMTP_KEYS = {"host", "port", "security", "user", "timeout"}
+_DELIVERY_KEYS = {"connections", "rate_per_second", "rate_per_hour", "retries", "backoff"}
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where mail goes. AUTH is used only when ``user`` is set: a password alone logs in nobody."""
+
+    host: str = "127.0.0.1"
+    port: int = 8025
+    security: str = "none"
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """How hard we push the SMTP server; the defaults suit a shared host."""
+
+    connections: int = 4
+    rate_per_second: float | None = None
+    rate_per_hour: int | None = None
+    retries: int = 3
+    backoff: float = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    plan: str | None = None
+    from_addr: str = "shop@example.com"
+    from_name: str = ""
+    admin: str | None = None
+    signature: str = ""
+    signature_html: str | None = None
+    db: Path = field(default_factory=lambda: default_db_path())
+    templates: Path = Path("templates")
+    unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    source: Path | None = None
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed; settings stay immutable once checked."""
+        return replace(self, **changes)
+
+
+def default_db_path() -> Path:
+    """One ledger per user, not per working directory: two ledgers would each allow a full cap."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "bcartnb" / "ledger.sqlite3"
+
+
+def parse_mailbox(value: str, key: str) -> tuple[str, str]:
+    """Split ``'Shop 名 <a@b.jp>'`` into (display name, address); refuse CR/LF and junk."""
+    if "\r" in value or "\n" in value:
+        raise SettingsError(f"settings: {key} contains a line break")
+    name, addr = parseaddr(value)
+    if not addr or "@" not in addr:
+        raise SettingsError(f"settings: {key} is not a mail address: {value!r}")
+    try:
+        Address(addr_spec=addr)
+    except (ValueError, IndexError) as err:
+        raise SettingsError(f"settings: {key} is not a mail address: {value!r}") from err
+    return name, addr
+
+
+def _read_dotenv(env: dict[str, str]) -> None:
+    path = Path(".env")
+    if not path.is_file():
+        return
+    from dotenv import dotenv_values
+
+    for key, value in dotenv_values(path).items():
+        if value is not None and key not in env:
+            env[key] = value
+
+
+def _config_path(env: Mapping[str, str], path: str | os.PathLike[str] | None) -> Path | None:
+    if path is not None:
+        return Path(path)
+    if env.get("BCARTNB_CONFIG"):
+        return Path(env["BCARTNB_CONFIG"])
+    local = Path("bcartnb.toml")
+    return local if local.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as err:
+        raise SettingsError(f"{path}: settings file not found") from err
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError(f"{path}: not valid TOML: {err}") from err
+
+
+def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise SettingsError(
+            f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(allowed))})"
+        )
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = data[key]
+    if isinstance(value, bool) and kind is not bool:
+        raise SettingsError(f"{where}: {key} must be {_kind_name(kind)}, not {value!r}")
+    if not isinstance(value, kind):
+        raise SettingsError(f"{where}: {key} must be {_kind_name(kind)}, not {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(
+        {"str": "a string", "int": "an integer", "float": "a number"}.get(k.__name__, k.__name__)
+        for k in kinds
+    )
+
+
+def _port(value: str, where: str) -> int:
+    try:
+        port = int(value)
+    except ValueError as err:
+        raise SettingsError(f"{where}: port must be an integer, not {value!r}") from err
+    if not 0 < port < 65536:
+        raise SettingsError(f"{where}: port {port} is out of range")
+    return port
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read and check the shop's settings once; every later stage takes the result."""
+    envd = dict(os.environ if env is None else env)
+    if env is None:
+        _read_dotenv(envd)
+    cfg_path = _config_path(envd, path)
+    data: dict[str, Any] = _read_toml(cfg_path) if cfg_path else {}
+    where = str(cfg_path) if cfg_path else "settings"
+    _check_keys(data, _TOP_KEYS, where)
+    base = cfg_path.parent if cfg_path else Path.cwd()
+
+    def rel(value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base / p
+
+    kw: dict[str, Any] = {"source": cfg_path}
+    for key in (
+        "plan",
+        "admin",
+        "signature",
+        "signature_html",
+        "unsubscribe_url",
+        "unsubscribe_mailto",
+        "from_name",
+    ):
+        if key in data:
+            kw[key] = _typed(data, key, str, where)
+    if "from" in data:
+        name, addr = parse_mailbox(_typed(data, "from", str, where), f"{where}: from")
+        kw["from_addr"] = addr
+        if name and "from_name" not in data:
+            kw["from_name"] = name
+    if "admin" in kw:
+        kw["admin"] = parse_mailbox(kw["admin"], f"{where}: admin")[1]
+    if "db" in data:
+        kw["db"] = rel(_typed(data, "db", str, where))
+    kw["templates"] = (
+        rel(_typed(data, "templates", str, where)) if "templates" in data else (base / "templates")
+    )
+
+    smtp_data = data.get("smtp", {})
+    if not isinstance(smtp_data, dict):
+        raise SettingsError(f"{where}: [smtp] must be a table")
+    _check_keys(smtp_data, _SMTP_KEYS, f"{where} [smtp]")
+    smtp_kw: dict[str, Any] = {}
+    if "host" in smtp_data:
+        smtp_kw["host"] = _typed(smtp_data, "host", str, f"{where} [smtp]")
+    if "port" in smtp_data:
+        smtp_kw["port"] = _port(str(_typed(smtp_data, "port", int, f"{where} [smtp]")), where)
+    if "security" in smtp_data:
+        smtp_kw["security"] = _typed(smtp_data, "security", str, f"{where} [smtp]")
+    if "user" in smtp_data:
+        smtp_kw["user"] = _typed(smtp_data, "user", str, f"{where} [smtp]") or None
+    if "timeout" in smtp_data:
+        smtp_kw["timeout"] = float(_typed(smtp_data, "timeout", (int, float), f"{where} [smtp]"))
+
+    delivery_data = data.get("delivery", {})
+    if not isinstance(delivery_data, dict):
+        raise SettingsError(f"{where}: [delivery] must be a table")
+    _check_keys(delivery_data, _DELIVERY_KEYS, f"{where} [delivery]")
+    dkw: dict[str, Any] = {}
+    for key in ("connections", "rate_per_hour", "retries"):
+        if key in delivery_data:
+            dkw[key] = _typed(delivery_data, key, int, f"{where} [delivery]")
+    for key in ("rate_per_second", "backoff"):
+        if key in delivery_data:
+            dkw[key] = float(_typed(delivery_data, key, (int, float), f"{where} [delivery]"))
+    if dkw.get("connections", 1) < 1:
+        raise SettingsError(f"{where} [delivery]: connections must be at least 1")
+
+    # The environment wins over the file.
+    if envd.get("BCARTNB_PLAN"):
+        kw["plan"] = envd["BCARTNB_PLAN"]
+    if envd.get("BCARTNB_DB"):
+        kw["db"] = Path(envd["BCARTNB_DB"]).expanduser()
+    if envd.get("BCARTNB_SMTP_HOST"):
+        smtp_kw["host"] = envd["BCARTNB_SMTP_HOST"]
+    if envd.get("BCARTNB_SMTP_PORT"):
+        smtp_kw["port"] = _port(envd["BCARTNB_SMTP_PORT"], "BCARTNB_SMTP_PORT")
+    if envd.get("BCARTNB_SMTP_SECURITY"):
+        smtp_kw["security"] = envd["BCARTNB_SMTP_SECURITY"]
+    if "BCARTNB_SMTP_USER" in envd:
+        smtp_kw["user"] = envd["BCARTNB_SMTP_USER"] or None
+    if envd.get("BCARTNB_SMTP_PASSWORD"):
+        smtp_kw["password"] = envd["BCARTNB_SMTP_PASSWORD"]
+
+    security = smtp_kw.get("security", "none").lower()
+    if security not in SECURITY_MODES:
+        raise SettingsError(
+            f"{where}: smtp security must be one of {', '.join(SECURITY_MODES)}, not {security!r}"
+        )
+    smtp_kw["security"] = security
+    if "port" not in smtp_kw and security != "none" and smtp_kw.get("host"):
+        smtp_kw["port"] = 465 if security == "ssl" else 587
+
+    return Settings(**kw, smtp=SmtpSettings(**smtp_kw), delivery=DeliverySettings(**dkw))

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bcartnb.exceptions import SettingsError
+from bcartnb.settings import load_settings
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_file_then_environment_wins(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path / "bcartnb.toml",
+        'plan = "プラン10"\nfrom = "見本商事 <shop@example.co.jp>"\nadmin = "admin@example.co.jp"\n'
+        'db = "ledger.sqlite3"\n[smtp]\nhost = "mail.example.co.jp"\nsecurity = "starttls"\n'
+        'user = "shop"\n',
+    )
+    s = load_settings(cfg, env={"BCARTNB_SMTP_PORT": "2525", "BCARTNB_SMTP_PASSWORD": "pw"})
+    assert s.plan == "プラン10"
+    assert (s.from_name, s.from_addr) == ("見本商事", "shop@example.co.jp")
+    assert s.db == tmp_path / "ledger.sqlite3"
+    assert s.smtp.host == "mail.example.co.jp" and s.smtp.port == 2525
+    assert s.smtp.security == "starttls" and s.smtp.user == "shop"
+    assert s.smtp.password == "pw"
+    assert "pw" not in repr(s)
+
+
+def test_security_default_ports(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "b.toml", '[smtp]\nhost = "h"\nsecurity = "ssl"\n')
+    assert load_settings(cfg, env={}).smtp.port == 465
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('plann = "x"\n', "unknown key 'plann'"),
+        ('[smtp]\nport = "25"\n', "port must be an integer"),
+        ('[smtp]\nsecurity = "tls"\n', "security must be one of"),
+        ('from = "not an address"\n', "from is not a mail address"),
+        ("plan = \n", "not valid TOML"),
+    ],
+)
+def test_bad_settings_name_the_file_and_key(tmp_path: Path, text: str, needle: str) -> None:
+    cfg = write(tmp_path / "bad.toml", text)
+    with pytest.raises(SettingsError) as exc:
+        load_settings(cfg, env={})
+    assert str(cfg) in str(exc.value) and needle in str(exc.value)
+
+
+def test_password_only_from_environment(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "b.toml", '[smtp]\npassword = "secret"\n')
+    with pytest.raises(SettingsError, match="unknown key 'password'"):
+        load_settings(cfg, env={})
+
+
+def test_dotenv_fills_but_never_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / ".env", "BCARTNB_SMTP_PASSWORD=fromfile\nBCARTNB_PLAN=light\n")
+    monkeypatch.setenv("BCARTNB_PLAN", "plan10")
+    s = load_settings()
+    assert s.smtp.password == "fromfile"
+    assert s.plan == "plan10"
