@@ -1,0 +1,183 @@
+"""B-Cart's monthly send limit (メール配信上限数): the plans and the rules, no storage.
+
+The rule, from the source document: a site may send, per calendar month, twice its plan's
+member cap in campaign mail (mail from the member-list screen). Only campaign mail counts;
+test sends and the administrator's copy do not; a mail the receiving server refuses or
+bounces still counts as one. A shop on its own SMTP server (自社SMTP) has no cap, but its
+usage is still counted so the history stays complete.
+
+Months are calendar months in Asia/Tokyo, because that is the shop's (and B-Cart's) month:
+2026-11-30 23:59:59 JST is November, 2026-12-01 00:00 JST is December, whatever the
+machine's time zone.
+
+This module is pure: it knows the plans and does the arithmetic. Counting and reserving,
+which must be atomic across processes, live in :mod:`bcartnb.ledger`, which calls
+:func:`check_quota` inside its write transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bcartnb.exceptions import InputError, QuotaExceededError, SettingsError
+
+__all__ = [
+    "PLANS",
+    "TOKYO",
+    "Plan",
+    "QuotaStatus",
+    "check_quota",
+    "month_of",
+    "now_tokyo",
+    "parse_month",
+    "resolve_plan",
+]
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A B-Cart plan. ``member_cap`` None means no cap at all (自社SMTP)."""
+
+    key: str
+    name: str
+    member_cap: int | None
+
+    @property
+    def monthly_cap(self) -> int | None:
+        """Twice the member cap: sized so every member can be mailed at least twice a month."""
+        return None if self.member_cap is None else 2 * self.member_cap
+
+    def __str__(self) -> str:
+        return self.name
+
+
+#: Every plan, in the order of the B-Cart price list; the key is the English alias.
+PLANS: tuple[Plan, ...] = (
+    Plan("light", "ライトプラン", 50),
+    Plan("plan10", "プラン10", 1_000),
+    Plan("plan30", "プラン30", 3_000),
+    Plan("plan50", "プラン50", 5_000),
+    Plan("plan100", "プラン100", 10_000),
+    Plan("plan300", "プラン300", 30_000),
+    Plan("own-smtp", "自社SMTP", None),
+)
+
+
+def _norm(name: str) -> str:
+    # NFKC folds full-width digits and letters (プラン１０, ｌｉｇｈｔ), which a Japanese IME
+    # produces as easily as the ASCII ones; case, spaces and _ vs - are not worth an error.
+    return re.sub(r"[\s_]+", "-", unicodedata.normalize("NFKC", name).strip().lower())
+
+
+_BY_NAME: dict[str, Plan] = {}
+for _p in PLANS:
+    _BY_NAME[_norm(_p.key)] = _p
+    _BY_NAME[_norm(_p.name)] = _p
+_BY_NAME[_norm("ownsmtp")] = PLANS[-1]
+_BY_NAME[_norm("ライト")] = PLANS[0]
+
+
+def resolve_plan(name: str | Plan) -> Plan:
+    """The plan for a Japanese name (プラン10) or an English alias (plan10); else a clear error."""
+    if isinstance(name, Plan):
+        return name
+    plan = _BY_NAME.get(_norm(str(name)))
+    if plan is None:
+        valid = ", ".join(f"{p.name} ({p.key})" for p in PLANS)
+        raise SettingsError(f"unknown plan {name!r}; valid plans: {valid}")
+    return plan
+
+
+def now_tokyo() -> datetime:
+    """The default clock: aware, in Asia/Tokyo, so stored timestamps read as the shop's time."""
+    return datetime.now(TOKYO)
+
+
+def month_of(dt: datetime) -> str:
+    """The quota month ("YYYY-MM") of an instant, in Asia/Tokyo.
+
+    A naive datetime is refused: it would silently mean the machine's zone, and a batch
+    server in UTC would then count the first nine hours of each month in the wrong one.
+    """
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"month_of needs an aware datetime, got naive {dt.isoformat()}")
+    return dt.astimezone(TOKYO).strftime("%Y-%m")
+
+
+_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def parse_month(value: str) -> str:
+    """Check a "YYYY-MM" month given by a user (``--month``) and return it normalised."""
+    m = _MONTH_RE.match(value.strip())
+    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1:
+        raise InputError(f"month must be YYYY-MM (e.g. 2026-11), not {value!r}")
+    return f"{m.group(1)}-{m.group(2)}"
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    """One month's quota as the ledger sees it.
+
+    ``used`` counts SMTP transactions of campaign mail in the month; ``reserved`` is what
+    running campaigns hold but have not handed to the server yet. ``remaining`` is what a new
+    campaign could still reserve (cap - used - reserved, never below 0); None when uncapped.
+    """
+
+    plan: Plan
+    month: str
+    used: int
+    reserved: int = 0
+
+    @property
+    def cap(self) -> int | None:
+        return self.plan.monthly_cap
+
+    @property
+    def remaining(self) -> int | None:
+        if self.cap is None:
+            return None
+        return max(self.cap - self.used - self.reserved, 0)
+
+    def fits(self, needed: int) -> bool:
+        """Whether ``needed`` more mails fit beside what is used and reserved."""
+        return self.cap is None or self.used + self.reserved + needed <= self.cap
+
+    def after(self, sent: int) -> QuotaStatus:
+        """The projection once ``sent`` more mails count (the dry run's ``used_after``)."""
+        return replace(self, used=self.used + sent)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The contract's keys: plan (Japanese name), month, cap, used, remaining."""
+        return {
+            "plan": self.plan.name,
+            "month": self.month,
+            "cap": self.cap,
+            "used": self.used,
+            "remaining": self.remaining,
+        }
+
+
+def check_quota(status: QuotaStatus, needed: int) -> QuotaStatus:
+    """Refuse a campaign that does not fit; return the status with ``needed`` reserved.
+
+    The ledger calls this inside its ``BEGIN IMMEDIATE`` transaction, so the numbers it is
+    given cannot change before the reservation is written.
+    """
+    if needed < 0:
+        raise ValueError(f"needed must be >= 0, not {needed}")
+    if not status.fits(needed):
+        left = status.remaining
+        raise QuotaExceededError(
+            f"quota exceeded for {status.month} ({status.plan.name}): cap {status.cap}, "
+            f"used {status.used}, reserved {status.reserved}, needed {needed}, "
+            f"remaining {left}; nothing was sent"
+        )
+    return replace(status, reserved=status.reserved + needed)
