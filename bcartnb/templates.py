@@ -1,0 +1,500 @@
+"""The template store (メールテンプレート管理) and the sandboxed Jinja2 environment.
+
+A shop keeps its recurring mails as templates: one plain UTF-8 file per template in the
+templates folder (``Settings.templates``), named ``<テンプレート名>.txt`` so that a double
+click opens it in any editor. The file starts with a small TOML header between two ``+++``
+lines (the "front matter" of Hugo and many static-site tools), then the body, verbatim::
+
+    +++
+    subject = "【{{ 会社名 }} 様】新商品のご案内"
+    html = false
+    +++
+    {{ 会社名 }}
+    {{ 担当者名 }} 様
+
+    いつもお世話になっております。…
+
+``subject`` (件名) is required; ``html`` (HTMLメールで送信) defaults to false. The body needs no
+quoting or escaping of any kind, which is why it is not a TOML string: a shop person pastes
+the HTML from their newsletter tool and is done. A BOM and Windows line ends are accepted.
+
+Merge fields are written ``{{ name }}`` with the canonical member column or a Japanese alias.
+A field that is empty for a member is an *error* (``StrictUndefined``), never a blank in a
+sent mail; templates run in Jinja2's sandbox, so ``{{ ''.__class__ }}`` fails cleanly.
+
+==========================  ==================================================================
+alias                       value
+==========================  ==================================================================
+``会員ID``, ``Bカート会員ID``  ``id``
+``貴社独自会員ID``            ``ext_id``
+``会社名``                   ``comp_name``
+``会社名カナ``                ``comp_name_kana``
+``担当部署``, ``部署名``       ``department``
+``担当者名``                 ``tanto_last_name + " " + tanto_first_name`` (the parts present;
+                            missing only when both are)
+``担当者姓``                 ``tanto_last_name``
+``担当者名前``                ``tanto_first_name``
+``メールアドレス``             ``email``
+``電話番号``                 ``tel``
+``携帯番号``                 ``mobile_phone``
+``郵便番号``                 ``zip``
+``都道府県``                 ``pref``
+``市区町村``                 ``address1``
+``町域番地``                 ``address2``
+``ビル建物名``                ``address3``
+``住所``                    ``pref + address1 + address2``, then ``" " + address3`` (parts present)
+``価格グループID``             ``price_group_id``
+``営業担当ID``               ``salesman_id``
+``状態``                    ``status``
+``登録日時``                 ``created_at``
+``更新日時``                 ``updated_at``
+==========================  ==================================================================
+
+Custom fields (カスタム項目) are reachable by their column name when it is an identifier
+(``{{ 業種 }}``), and every field by ``{{ member["カスタム項目(1)"] }}``. A value counts as missing
+when it is None, pandas NA/NaT, NaN or a blank string.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import tomllib
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from bcartnb.exceptions import TemplateError
+
+__all__ = [
+    "FIELD_ALIASES",
+    "SAMPLE_MEMBER",
+    "CompiledTemplate",
+    "Template",
+    "TemplateStore",
+    "check_name",
+    "check_renders",
+    "compile_template",
+    "context_builder",
+    "field_label",
+    "is_missing",
+    "make_environment",
+    "parse_template_file",
+    "render_template_file",
+]
+
+SUFFIX = ".txt"
+_FRONT = "+++"
+_MAX_NAME = 100
+_BAD_NAME_CHARS = set('/\\:*?"<>|')
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
+    f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)
+}
+
+
+def _full_name(member: Mapping[str, Any]) -> Any:
+    parts = [member.get(k) for k in ("tanto_last_name", "tanto_first_name")]
+    present = [str(p).strip() for p in parts if not is_missing(p)]
+    return " ".join(present) if present else None
+
+
+def _address(member: Mapping[str, Any]) -> Any:
+    head = "".join(
+        str(member.get(k)).strip()
+        for k in ("pref", "address1", "address2")
+        if not is_missing(member.get(k))
+    )
+    tail = member.get("address3")
+    if not is_missing(tail):
+        head = f"{head} {str(tail).strip()}" if head else str(tail).strip()
+    return head or None
+
+
+#: Japanese alias → canonical column, or a function of the member row (None when missing).
+FIELD_ALIASES: dict[str, str | Callable[[Mapping[str, Any]], Any]] = {
+    "会員ID": "id",
+    "Bカート会員ID": "id",
+    "貴社独自会員ID": "ext_id",
+    "会社名": "comp_name",
+    "会社名カナ": "comp_name_kana",
+    "担当部署": "department",
+    "部署名": "department",
+    "担当者名": _full_name,
+    "担当者姓": "tanto_last_name",
+    "担当者名前": "tanto_first_name",
+    "メールアドレス": "email",
+    "電話番号": "tel",
+    "携帯番号": "mobile_phone",
+    "郵便番号": "zip",
+    "都道府県": "pref",
+    "市区町村": "address1",
+    "町域番地": "address2",
+    "ビル建物名": "address3",
+    "住所": _address,
+    "価格グループID": "price_group_id",
+    "営業担当ID": "salesman_id",
+    "状態": "status",
+    "登録日時": "created_at",
+    "更新日時": "updated_at",
+}
+
+#: The member a template must render against before it is saved: every canonical field set.
+SAMPLE_MEMBER: dict[str, Any] = {
+    "id": 1,
+    "ext_id": "C-0001",
+    "comp_name": "株式会社サンプル商事",
+    "comp_name_kana": "カブシキガイシャサンプルショウジ",
+    "department": "購買部",
+    "tanto_last_name": "山田",
+    "tanto_first_name": "太郎",
+    "email": "taro.yamada@example.co.jp",
+    "email_cc": "kobai@example.co.jp",
+    "tel": "03-1234-5678",
+    "mobile_phone": "090-1234-5678",
+    "zip": "100-0001",
+    "pref": "東京都",
+    "address1": "千代田区",
+    "address2": "千代田1-1",
+    "address3": "サンプルビル5階",
+    "price_group_id": 1,
+    "view_group_id": 1,
+    "salesman_id": 1,
+    "mm_flag": True,
+    "status": "有効",
+    "created_at": "2025-04-01 09:00:00",
+    "updated_at": "2025-10-01 09:00:00",
+}
+
+
+def is_missing(value: Any) -> bool:
+    """None, pandas NA/NaT, NaN and blank strings: the values a mail must never show as blank."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, float):
+        return value != value
+    # pandas.NA and NaT without importing pandas here: both refuse bool() or equal nothing.
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):
+        return True
+
+
+@dataclass(frozen=True)
+class Template:
+    """One stored template: what the compose screen's テンプレート選択 fills in."""
+
+    name: str
+    subject: str
+    body: str
+    html: bool = False
+
+
+def make_environment(html: bool) -> SandboxedEnvironment:
+    """The one Jinja2 environment kind we render with: sandboxed, strict, escaping HTML only.
+
+    Autoescape is on for HTML bodies only: a member value like ``A&B商事`` must be ``A&amp;B``
+    in HTML but stay ``A&B`` in a subject or a plain-text body.
+    """
+    env = SandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=html,
+        keep_trailing_newline=True,
+    )
+    return env
+
+
+_UNDEFINED_RE = re.compile(r"^'(?P<name>[^']+)' is undefined$")
+
+
+class CompiledTemplate:
+    """A template compiled once; renders one member at a time with errors that say where.
+
+    ``part`` is ``subject``, ``body`` or another label used in messages. Only the fields the
+    template uses are looked up per member, which keeps rendering 10,000 members cheap.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        name: str,
+        part: str,
+        html: bool,
+        filters: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> None:
+        self.name = name
+        self.part = part
+        self.html = html
+        self.source = source
+        self.env = make_environment(html)
+        self.env.filters.update(filters or {})
+        self.filename = f"<{name}:{part}>"
+        try:
+            ast = self.env.parse(source, name=self.filename)
+            code = self.env.compile(ast, name=self.filename, filename=self.filename)
+        except jinja2.TemplateSyntaxError as err:
+            raise TemplateError(
+                f"template {name!r} ({part}) line {err.lineno}: {err.message}"
+            ) from err
+        self.template = self.env.template_class.from_code(
+            self.env, code, self.env.make_globals(None)
+        )
+        self.names = frozenset(meta.find_undeclared_variables(ast))
+        self.constant = not self.names and "{" not in source
+
+    def where(self, line: int | None) -> str:
+        return f"template {self.name!r} ({self.part})" + (f" line {line}" if line else "")
+
+    def render(self, context: Mapping[str, Any], member_id: Any = None) -> str:
+        """Render; any failure becomes a one-line TemplateError naming template, line, field."""
+        try:
+            return self.template.render(context)
+        except jinja2.UndefinedError as err:
+            line = self._line(err.__traceback__)
+            m = _UNDEFINED_RE.match(str(err))
+            who = f" for member {member_id}" if member_id is not None else ""
+            field = m.group("name") if m else None
+            msg = f"field {field!r} is missing or empty{who}" if field else f"{err}{who}"
+            raise TemplateError(f"{self.where(line)}: {msg}") from err
+        except SecurityError as err:
+            line = self._line(err.__traceback__)
+            raise TemplateError(f"{self.where(line)}: not allowed in a template: {err}") from err
+        except TemplateError:
+            raise
+        except Exception as err:
+            line = self._line(err.__traceback__)
+            raise TemplateError(f"{self.where(line)}: {type(err).__name__}: {err}") from err
+
+    def _line(self, tb: TracebackType | None) -> int | None:
+        line = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == self.filename:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        return line
+
+
+def compile_template(
+    source: str,
+    name: str,
+    part: str,
+    html: bool = False,
+    filters: Mapping[str, Callable[..., Any]] | None = None,
+) -> CompiledTemplate:
+    """Compile ``source`` once in the sandbox (``html`` turns autoescape on)."""
+    return CompiledTemplate(source, name, part, html, filters)
+
+
+Getter = Callable[[Mapping[str, Any]], Any]
+
+
+def _getter(name: str) -> Getter | None:
+    if name == "member":
+        return lambda m: {k: v for k, v in m.items() if not is_missing(v)}
+    alias = FIELD_ALIASES.get(name)
+    if callable(alias):
+        return alias
+    column = alias if isinstance(alias, str) else name
+    return lambda m: m.get(column)
+
+
+def context_builder(names: Iterable[str]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """A function member row → Jinja context holding only ``names``, missing values left out.
+
+    Leaving a missing value out (rather than passing None) is what makes StrictUndefined
+    raise for it, naming the field.
+    """
+    getters = [(n, g) for n in sorted(names) if (g := _getter(n)) is not None]
+
+    def build(member: Mapping[str, Any]) -> dict[str, Any]:
+        ctx: dict[str, Any] = {}
+        for name, get in getters:
+            value = get(member)
+            if not is_missing(value):
+                ctx[name] = value
+        return ctx
+
+    return build
+
+
+def field_label(name: str) -> str:
+    """``会社名`` → ``会社名 (comp_name)`` for messages; canonical names stay as they are."""
+    alias = FIELD_ALIASES.get(name)
+    return f"{name} ({alias})" if isinstance(alias, str) else name
+
+
+# --- the file format -----------------------------------------------------------------------
+
+
+def _toml_string(value: str) -> str:
+    out = ['"']
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def render_template_file(template: Template) -> str:
+    """The file text for ``template``; :func:`parse_template_file` reads it back exactly."""
+    html = "true" if template.html else "false"
+    return f"{_FRONT}\nsubject = {_toml_string(template.subject)}\nhtml = {html}\n{_FRONT}\n" + (
+        template.body
+    )
+
+
+def parse_template_file(text: str, name: str, where: str) -> Template:
+    """Read the front matter and body; errors name the file and what is wrong with it."""
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != _FRONT:
+        raise TemplateError(f"{where}: must start with a '+++' line (the template header)")
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == _FRONT)
+    except StopIteration:
+        raise TemplateError(f"{where}: the header has no closing '+++' line") from None
+    try:
+        head = tomllib.loads("\n".join(lines[1:end]))
+    except tomllib.TOMLDecodeError as err:
+        raise TemplateError(f"{where}: header is not valid TOML: {err}") from err
+    unknown = sorted(set(head) - {"subject", "html"})
+    if unknown:
+        raise TemplateError(f"{where}: unknown header key {unknown[0]!r} (known: html, subject)")
+    subject = head.get("subject")
+    if not isinstance(subject, str):
+        raise TemplateError(
+            f"{where}: header key 'subject' (件名) is required and must be a string"
+        )
+    html = head.get("html", False)
+    if not isinstance(html, bool):
+        raise TemplateError(f"{where}: header key 'html' must be true or false, not {html!r}")
+    return Template(name=name, subject=subject, body="\n".join(lines[end + 1 :]), html=html)
+
+
+def check_name(name: str) -> str:
+    """A template name that is a safe file name on every OS; Japanese is welcome."""
+    if not isinstance(name, str):
+        raise TemplateError(f"template name must be a string, not {name!r}")
+    norm = unicodedata.normalize("NFC", name)
+    problem = None
+    if not norm.strip():
+        problem = "is empty"
+    elif len(norm) > _MAX_NAME:
+        problem = f"is longer than {_MAX_NAME} characters"
+    elif any(ch in _BAD_NAME_CHARS for ch in norm):
+        bad = next(ch for ch in norm if ch in _BAD_NAME_CHARS)
+        problem = f"contains {bad!r} (not allowed: {' '.join(sorted(_BAD_NAME_CHARS))})"
+    elif any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in norm):
+        problem = "contains a control character"
+    elif norm[0] in ". " or norm[-1] in ". " or norm[0] == "\u3000" or norm[-1] == "\u3000":
+        problem = "starts or ends with a dot or a space"
+    elif norm.split(".")[0].upper() in _WINDOWS_RESERVED:
+        problem = "is a reserved device name on Windows"
+    if problem:
+        raise TemplateError(f"template name {name!r} {problem}")
+    return norm
+
+
+class TemplateStore:
+    """Templates as files in ``folder``: list, read, save (checked), rename, delete.
+
+    Writes are atomic (a temporary file then ``os.replace``), so a crash or a full disk never
+    leaves half a template behind.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+
+    def path(self, name: str) -> Path:
+        return self.folder / (check_name(name) + SUFFIX)
+
+    def list(self) -> list[str]:
+        """Template names, sorted; other files in the folder are ignored."""
+        if not self.folder.is_dir():
+            return []
+        names = []
+        for p in self.folder.iterdir():
+            if p.suffix == SUFFIX and p.is_file():
+                try:
+                    names.append(check_name(p.name[: -len(SUFFIX)]))
+                except TemplateError:
+                    continue
+        return sorted(names)
+
+    def get(self, name: str) -> Template:
+        path = self.path(name)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise TemplateError(
+                f"template {name!r} not found in {self.folder} (have: {', '.join(self.list())})"
+            ) from None
+        except UnicodeDecodeError as err:
+            raise TemplateError(f"{path}: not UTF-8 text: {err}") from err
+        return parse_template_file(text, check_name(name), str(path))
+
+    def save(self, template: Template, sample_member: Mapping[str, Any] | None = None) -> Path:
+        """Store ``template`` after it rendered for ``sample_member`` (default SAMPLE_MEMBER).
+
+        A template that cannot render is refused here, in the template screen, rather than at
+        send time in front of 10,000 members.
+        """
+        name = check_name(template.name)
+        if "\n" in template.subject or "\r" in template.subject:
+            raise TemplateError(f"template {name!r}: the subject must be one line")
+        check_renders(template, SAMPLE_MEMBER if sample_member is None else sample_member)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(name)
+        self._write(path, render_template_file(template))
+        return path
+
+    def rename(self, old: str, new: str) -> None:
+        src, dst = self.path(old), self.path(new)
+        if not src.is_file():
+            raise TemplateError(f"template {old!r} not found in {self.folder}")
+        if dst.exists() and not src.samefile(dst):
+            raise TemplateError(f"template {new!r} already exists in {self.folder}")
+        os.replace(src, dst)
+
+    def delete(self, name: str) -> None:
+        path = self.path(name)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            raise TemplateError(f"template {name!r} not found in {self.folder}") from None
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def check_renders(template: Template, member: Mapping[str, Any]) -> None:
+    """Render subject and body for ``member``; raise the first TemplateError."""
+    member_id = member.get("id")
+    for part, source, html in (
+        ("subject", template.subject, False),
+        ("body", template.body, template.html),
+    ):
+        compiled = compile_template(source, template.name, part, html)
+        compiled.render(context_builder(compiled.names)(member), member_id)

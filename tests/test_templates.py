@@ -1,0 +1,253 @@
+"""The template store and the sandboxed environment, on real files in tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+import bcartnb.templates as templates_mod
+from bcartnb.exceptions import TemplateError
+from bcartnb.templates import (
+    FIELD_ALIASES,
+    SAMPLE_MEMBER,
+    Template,
+    TemplateStore,
+    check_renders,
+    compile_template,
+    context_builder,
+    make_environment,
+    parse_template_file,
+    render_template_file,
+)
+
+CANONICAL = {
+    "id",
+    "ext_id",
+    "comp_name",
+    "comp_name_kana",
+    "department",
+    "tanto_last_name",
+    "tanto_first_name",
+    "email",
+    "email_cc",
+    "tel",
+    "mobile_phone",
+    "zip",
+    "pref",
+    "address1",
+    "address2",
+    "address3",
+    "price_group_id",
+    "view_group_id",
+    "salesman_id",
+    "mm_flag",
+    "status",
+    "created_at",
+    "updated_at",
+}
+
+
+def render(source: str, member: dict[str, object], html: bool = False, name: str = "t") -> str:
+    t = compile_template(source, name, "body", html)
+    return t.render(context_builder(t.names)(member), member.get("id"))
+
+
+def isort_key(name: str) -> tuple[int, str]:
+    """The order ruff (RUF022) keeps: CONSTANTS, then Classes, then functions."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
+def test_all_is_sorted() -> None:
+    assert templates_mod.__all__ == sorted(templates_mod.__all__, key=isort_key)
+
+
+def test_store_save_list_get_rename_delete(tmp_path: Path) -> None:
+    store = TemplateStore(tmp_path / "templates")
+    assert store.list() == []
+    t = Template(
+        "新商品のご案内", "{{ 会社名 }} 様 新商品", "{{ 担当者名 }} 様\n本文\n", html=False
+    )
+    path = store.save(t)
+    assert path.name == "新商品のご案内.txt"
+    assert store.list() == ["新商品のご案内"]
+    assert store.get("新商品のご案内") == t
+    store.save(Template("HTML版", "件名", "<p>{{ comp_name }}</p>", html=True))
+    assert store.list() == ["HTML版", "新商品のご案内"]
+    store.rename("新商品のご案内", "12月 新商品")
+    assert store.list() == ["12月 新商品", "HTML版"]
+    assert store.get("12月 新商品").body == t.body
+    store.delete("HTML版")
+    assert store.list() == ["12月 新商品"]
+    assert sorted(p.name for p in (tmp_path / "templates").iterdir()) == ["12月 新商品.txt"]
+
+
+def test_store_errors_name_what_is_wrong(tmp_path: Path) -> None:
+    store = TemplateStore(tmp_path)
+    store.save(Template("a", "s", "b"))
+    store.save(Template("b", "s", "b"))
+    with pytest.raises(TemplateError, match=r"template 'zz' not found .*have: a, b"):
+        store.get("zz")
+    with pytest.raises(TemplateError, match="'b' already exists"):
+        store.rename("a", "b")
+    with pytest.raises(TemplateError, match="'nope' not found"):
+        store.rename("nope", "c")
+    with pytest.raises(TemplateError, match="'nope' not found"):
+        store.delete("nope")
+    assert store.list() == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../evil", "a/b", "a\\b", "..", ".hidden", "", "  ", "CON", "com1", "a:b", "x\ny", "end."],
+)
+def test_unsafe_names_are_refused(tmp_path: Path, name: str) -> None:
+    store = TemplateStore(tmp_path / "t")
+    with pytest.raises(TemplateError, match="template name"):
+        store.save(Template(name, "s", "b"))
+    with pytest.raises(TemplateError, match="template name"):
+        store.get(name)
+    assert not (tmp_path / "evil.txt").exists()
+    assert not (tmp_path / "t").exists()
+
+
+def test_save_refuses_a_template_that_does_not_render(tmp_path: Path) -> None:
+    store = TemplateStore(tmp_path)
+    with pytest.raises(TemplateError, match=r"'bad' \(body\) line 3: field '業種' is missing"):
+        store.save(Template("bad", "件名", "{{ 会社名 }}\n\n{{ 業種 }}\n"))
+    with pytest.raises(TemplateError, match=r"'bad' \(subject\) line 1: .*"):
+        store.save(Template("bad", "{{ 会社名 ", "本文"))
+    with pytest.raises(TemplateError, match="one line"):
+        store.save(Template("bad", "a\nBcc: x@example.com", "本文"))
+    assert store.list() == []
+    # with the real member that has the custom field, it renders and is stored
+    store.save(Template("ok", "件名", "{{ 業種 }}\n"), sample_member={"id": 1, "業種": "小売"})
+    assert store.list() == ["ok"]
+
+
+def test_hand_written_file_with_bom_and_crlf(tmp_path: Path) -> None:
+    text = (
+        '\ufeff+++\r\nsubject = "【ご案内】{{ 会社名 }} 様"\r\nhtml = true\r\n+++\r\n'
+        "<p>本文</p>\r\n"
+    )
+    (tmp_path / "手書き.txt").write_bytes(text.encode("utf-8"))
+    (tmp_path / "notes.md").write_text("not a template", encoding="utf-8")
+    store = TemplateStore(tmp_path)
+    assert store.list() == ["手書き"]
+    assert store.get("手書き") == Template(
+        "手書き", "【ご案内】{{ 会社名 }} 様", "<p>本文</p>\n", True
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("subject = 'x'\n", "must start with a '\\+\\+\\+' line"),
+        ("+++\nsubject = 'x'\n", "no closing"),
+        ("+++\nsubject = \n+++\n", "not valid TOML"),
+        ("+++\nsubject = 'x'\nfrom = 'y'\n+++\n", "unknown header key 'from'"),
+        ("+++\nhtml = true\n+++\n", "'subject' .* is required"),
+        ("+++\nsubject = 'x'\nhtml = 'yes'\n+++\n", "'html' must be true or false"),
+    ],
+)
+def test_bad_files_name_the_file(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "壊れた.txt").write_text(text, encoding="utf-8")
+    with pytest.raises(TemplateError, match=rf"壊れた\.txt: .*{message}"):
+        TemplateStore(tmp_path).get("壊れた")
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(
+    subject=st.text(st.characters(exclude_categories=("Cs",)), max_size=60),
+    body=st.text(st.characters(exclude_categories=("Cs",)), max_size=200),
+    html=st.booleans(),
+)
+def test_file_format_round_trips(subject: str, body: str, html: bool) -> None:
+    body = body.replace("\r", "")  # the store normalises line ends; bodies are text
+    t = Template("名前", subject, body, html)
+    assert parse_template_file(render_template_file(t), "名前", "x") == t
+
+
+def test_demo_templates_load_and_render(repo_root: Path) -> None:
+    store = TemplateStore(repo_root / "data" / "templates")
+    names = store.list()
+    assert len(names) >= 3
+    kinds = {store.get(n).html for n in names}
+    assert kinds == {True, False}
+    for name in names:
+        check_renders(store.get(name), SAMPLE_MEMBER)
+        assert "配信停止" in store.get(name).body
+
+
+def test_aliases_render_member_fields() -> None:
+    member = {
+        "id": 12,
+        "comp_name": "株式会社テスト",
+        "tanto_last_name": "佐藤",
+        "tanto_first_name": "一郎",
+        "pref": "大阪府",
+        "address1": "大阪市北区",
+        "address2": "梅田1-1",
+        "address3": "梅田ビル3F",
+        "業種": "卸売",
+        "カスタム項目(1)": "ゴールド",
+    }
+    out = render(
+        "{{ 会社名 }}|{{ 担当者名 }}|{{ 担当者姓 }}|{{ 担当者名前 }}|{{ 都道府県 }}|{{ 住所 }}|"
+        "{{ 会員ID }}|{{ comp_name }}|{{ 業種 }}|{{ member['カスタム項目(1)'] }}",
+        member,
+    )
+    assert out == (
+        "株式会社テスト|佐藤 一郎|佐藤|一郎|大阪府|大阪府大阪市北区梅田1-1 梅田ビル3F|"
+        "12|株式会社テスト|卸売|ゴールド"
+    )
+    assert render("{{ 担当者名 }}", {"tanto_last_name": "佐藤", "tanto_first_name": None}) == "佐藤"
+
+
+def test_every_alias_points_at_a_canonical_column() -> None:
+    for alias, target in FIELD_ALIASES.items():
+        if isinstance(target, str):
+            assert target in CANONICAL, alias
+        else:
+            assert target(SAMPLE_MEMBER), alias
+    assert set(SAMPLE_MEMBER) >= CANONICAL
+
+
+@pytest.mark.parametrize("missing", [None, pd.NA, float("nan"), pd.NaT, "", "  "])
+def test_missing_values_are_errors_naming_template_line_field(missing: object) -> None:
+    member = {"id": 5, "comp_name": missing}
+    with pytest.raises(
+        TemplateError,
+        match=r"template 'お知らせ' \(body\) line 2: field '会社名' is missing or empty "
+        r"for member 5",
+    ):
+        render("こんにちは\n{{ 会社名 }} 様", member, name="お知らせ")
+    with pytest.raises(TemplateError, match="'担当者名' is missing"):
+        render("{{ 担当者名 }}", {"id": 5, "tanto_last_name": missing})
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__ }}",
+        "{{ ''.__class__.__mro__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ member.__class__ }}",
+        "{{ cycler.__init__.__globals__ }}",
+    ],
+)
+def test_sandbox_refuses_python_internals(source: str) -> None:
+    with pytest.raises(TemplateError, match=r"template 't' \(body\) line 1"):
+        render(source, {"id": 1, "comp_name": "x"})
+
+
+def test_autoescape_only_in_html() -> None:
+    member = {"id": 1, "comp_name": "A&B <商事>"}
+    assert render("{{ 会社名 }}", member, html=True) == "A&amp;B &lt;商事&gt;"
+    assert render("{{ 会社名 }}", member, html=False) == "A&B <商事>"
+    assert make_environment(True).autoescape is True
+    assert make_environment(False).autoescape is False
