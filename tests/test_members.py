@@ -1,0 +1,434 @@
+"""Reading B-Cart member CSVs: encodings, headers, dtypes, bad input, and the address rules."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bcartnb.exceptions import BcartnbError, MembersFileError
+from bcartnb.members import (
+    CANONICAL_COLUMNS,
+    HEADER_ALIASES,
+    check_addresses,
+    empty_members,
+    normalize_address,
+    read_members,
+)
+
+JA_HEADER = "Bカート会員ID,会社名,メールアドレス,メール案内,価格グループID,登録日時,業種"
+ROWS = [
+    "1001,㈱さくら商事,sato@example.co.jp,受け取る,3,2024/05/01 12:34:56,卸売",
+    "1002,髙島産業株式会社,  Takahashi@Example.JP\u3000,受け取らない,,2025-1-2,",
+    "1003,有限会社ﾐﾄﾞﾘ物産,,,5,2026年3月4日,小売",
+]
+
+
+def write(tmp_path: Path, text: str, encoding: str = "cp932", name: str = "m.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def csv_text(header: str = JA_HEADER, rows: list[str] | None = None) -> str:
+    return "\r\n".join([header, *(ROWS if rows is None else rows)]) + "\r\n"
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(MembersFileError) as info:
+        read_members(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message
+    assert isinstance(info.value, BcartnbError)
+    return message
+
+
+# --- encodings and headers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["cp932", "shift_jis", "utf-8", "utf-8-sig"])
+def test_every_encoding_reads_the_same_members(tmp_path: Path, encoding: str) -> None:
+    # plain Shift_JIS has neither ㈱ nor 髙 (CP932 extensions): a file in it is still read
+    plain = encoding == "shift_jis"
+    rows = [r.replace("㈱", "株式会社").replace("髙", "高") for r in ROWS] if plain else ROWS
+    df = read_members(write(tmp_path, csv_text(rows=rows), encoding))
+    assert df["id"].tolist() == [1001, 1002, 1003]
+    assert df.loc[3, "comp_name"] == ("高" if plain else "髙") + "島産業株式会社"
+    assert df.loc[4, "comp_name"] == "有限会社ﾐﾄﾞﾘ物産"
+    expected = {"cp932": "cp932", "shift_jis": "cp932", "utf-8": "utf-8", "utf-8-sig": "utf-8-sig"}
+    assert df.attrs["encoding"] == expected[encoding]
+
+
+def test_canonical_headers_read_like_japanese_ones(tmp_path: Path) -> None:
+    ja = read_members(write(tmp_path, csv_text(), name="ja.csv"))
+    en_header = "id,comp_name,email,mm_flag,price_group_id,created_at,業種"
+    en = read_members(write(tmp_path, csv_text(en_header), "utf-8", name="en.csv"))
+    pd.testing.assert_frame_equal(ja, en, check_like=False)
+
+
+def test_full_width_header_variants_map_after_nfkc(tmp_path: Path) -> None:
+    header = "会員ID,会社名（カナ）,ＣＣメールアドレス,メールアドレス"
+    df = read_members(write(tmp_path, f"{header}\n7,カブシキ,cc@example.jp,a@example.jp\n"))
+    assert df.loc[2, "comp_name_kana"] == "カブシキ"
+    assert df.loc[2, "email_cc"] == "cc@example.jp"
+    assert df.attrs["headers"]["comp_name_kana"] == "会社名（カナ）"
+
+
+def test_every_contract_alias_maps_to_a_canonical_column() -> None:
+    assert set(HEADER_ALIASES.values()) <= set(CANONICAL_COLUMNS)
+    for alias in ["Bカート会員ID", "会員ID", "担当部署", "部署名", "ビル建物名など", "状態"]:
+        assert alias in HEADER_ALIASES
+
+
+def test_columns_canonical_first_then_custom_in_file_order(tmp_path: Path) -> None:
+    header = "備考,メールアドレス,業種,Bカート会員ID"
+    df = read_members(write(tmp_path, f"{header}\nメモ,a@example.jp,卸売,1\n"))
+    assert list(df.columns) == [*CANONICAL_COLUMNS, "備考", "業種"]
+    assert df.loc[2, "備考"] == "メモ"
+    assert "comp_name" in df.attrs["missing_columns"]
+    assert "email" not in df.attrs["missing_columns"]
+
+
+def test_dtypes(tmp_path: Path) -> None:
+    df = read_members(write(tmp_path, csv_text()))
+    assert df["id"].dtype == "int64"
+    assert str(df["price_group_id"].dtype) == "Int64"
+    assert df["price_group_id"].isna().tolist() == [False, True, False]
+    assert df["mm_flag"].dtype == bool
+    assert df["mm_flag"].tolist() == [True, False, False]
+    assert str(df["created_at"].dt.tz) == "Asia/Tokyo"
+    assert df.loc[2, "created_at"] == pd.Timestamp("2024-05-01 12:34:56", tz="Asia/Tokyo")
+    assert df.loc[3, "created_at"] == pd.Timestamp("2025-01-02", tz="Asia/Tokyo")
+    assert df.loc[4, "created_at"] == pd.Timestamp("2026-03-04", tz="Asia/Tokyo")
+    assert df["updated_at"].isna().all()  # not in the file: blank, still a datetime column
+    assert pd.api.types.is_string_dtype(df["業種"])
+    assert pd.isna(df.loc[3, "業種"])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("受け取る", True),
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        (" True ", True),
+        ("受け取らない", False),
+        ("0", False),
+        ("false", False),
+        ("False", False),
+        ("", False),
+    ],
+)
+def test_mm_flag_values(tmp_path: Path, value: str, expected: bool) -> None:
+    df = read_members(write(tmp_path, f"id,email,メール案内\n1,a@example.jp,{value}\n"))
+    assert df.loc[2, "mm_flag"] is expected or df.loc[2, "mm_flag"] == expected
+
+
+def test_email_is_trimmed_and_blank_is_missing(tmp_path: Path) -> None:
+    df = read_members(write(tmp_path, csv_text()))
+    assert df.loc[3, "email"] == "Takahashi@Example.JP"
+    assert pd.isna(df.loc[4, "email"])
+
+
+def test_index_is_the_spreadsheet_row_and_blank_rows_are_dropped(tmp_path: Path) -> None:
+    text = "id,email\n1,a@example.jp\n\n,\n2,b@example.jp\n"
+    df = read_members(write(tmp_path, text))
+    assert df.index.name == "row"
+    assert df.index.tolist() == [2, 5]
+    assert df["id"].tolist() == [1, 2]
+
+
+def test_attrs_name_the_source(tmp_path: Path) -> None:
+    path = write(tmp_path, csv_text())
+    df = read_members(path)
+    assert df.attrs["source"] == str(path)
+    assert df.attrs["headers"]["email"] == "メールアドレス"
+
+
+def test_header_only_file_is_an_empty_member_list(tmp_path: Path) -> None:
+    df = read_members(write(tmp_path, JA_HEADER + "\n"))
+    assert len(df) == 0
+    assert df["id"].dtype == "int64"
+    assert list(df.columns)[: len(CANONICAL_COLUMNS)] == list(CANONICAL_COLUMNS)
+
+
+def test_empty_members_has_the_schema() -> None:
+    df = empty_members(["業種"])
+    assert list(df.columns) == [*CANONICAL_COLUMNS, "業種"]
+    assert df["mm_flag"].dtype == bool
+
+
+def test_quoted_fields_with_commas_and_newlines(tmp_path: Path) -> None:
+    text = 'id,email,会社名\n1,a@example.jp,"株式会社A, 本店"\n2,b@example.jp,"二行\n目"\n'
+    df = read_members(write(tmp_path, text, "utf-8"))
+    assert df["comp_name"].tolist() == ["株式会社A, 本店", "二行\n目"]
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "missing"), [("会社名,メールアドレス", "id"), ("会員ID,会社名", "email")]
+)
+def test_missing_required_column(tmp_path: Path, header: str, missing: str) -> None:
+    msg = error_of(write(tmp_path, f"{header}\nx,y\n"))
+    assert f"missing column {missing}" in msg
+
+
+def test_unreadable_mm_flag_names_row_and_column(tmp_path: Path) -> None:
+    rows = [*ROWS[:2], "1003,A,c@example.jp,たぶん,,,"]
+    msg = error_of(write(tmp_path, csv_text(rows=rows)))
+    assert "row 4" in msg and "メール案内" in msg and "たぶん" in msg
+
+
+@pytest.mark.parametrize("value", ["昨日", "2024-02-30", "2024/13/01", "1", "2024-01-01 25:00"])
+def test_a_date_that_is_not_one(tmp_path: Path, value: str) -> None:
+    msg = error_of(
+        write(tmp_path, f"id,email,登録日時\n1,a@example.jp,2024/01/01\n2,b@example.jp,{value}\n")
+    )
+    assert "row 3" in msg and "登録日時 (created_at)" in msg and value in msg
+
+
+def test_duplicated_member_ids_name_the_rows(tmp_path: Path) -> None:
+    text = "id,email\n5,a@example.jp\n6,b@example.jp\n5,c@example.jp\n"
+    msg = error_of(write(tmp_path, text))
+    assert "member id 5" in msg and "rows 2, 4" in msg
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "-3", "１２"])
+def test_an_id_that_is_not_a_whole_number(tmp_path: Path, value: str) -> None:
+    msg = error_of(write(tmp_path, f"id,email\n1,a@example.jp\n{value},b@example.jp\n", "utf-8"))
+    assert "row 3" in msg and "column id" in msg
+
+
+def test_a_blank_id(tmp_path: Path) -> None:
+    msg = error_of(write(tmp_path, "id,email\n,a@example.jp\n"))
+    assert "row 2" in msg and "blank" in msg
+
+
+def test_a_group_id_that_is_not_a_number(tmp_path: Path) -> None:
+    msg = error_of(write(tmp_path, "id,email,価格グループID\n1,a@example.jp,ゴールド\n"))
+    assert "row 2" in msg and "価格グループID (price_group_id)" in msg
+
+
+@pytest.mark.parametrize("content", [b"", b"\xef\xbb\xbf", b"  \r\n\r\n"])
+def test_an_empty_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(content)
+    assert "is empty" in error_of(path)
+
+
+def test_an_xlsx_file_is_not_a_csv(tmp_path: Path) -> None:
+    path = tmp_path / "members.xlsx"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr("xl/workbook.xml", "<workbook/>")
+    assert "Excel workbook" in error_of(path)
+
+
+def test_binary_data_is_not_a_csv(tmp_path: Path) -> None:
+    path = tmp_path / "photo.csv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    assert "not a CSV" in error_of(path)
+
+
+def test_utf16_is_refused_with_advice(tmp_path: Path) -> None:
+    path = write(tmp_path, "id,email\n1,a@example.jp\n", "utf-16")
+    assert "UTF-16" in error_of(path)
+
+
+def test_bytes_that_no_encoding_reads(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"id,email\n1,a@example.jp\n2,\x81\x7f@example.jp\n")
+    msg = error_of(path)
+    assert "line 3" in msg and "CP932" in msg
+
+
+def test_a_row_with_too_many_fields(tmp_path: Path) -> None:
+    msg = error_of(write(tmp_path, "id,email\n1,a@example.jp\n2,b@example.jp,extra\n"))
+    assert "line 3" in msg and "3 fields" in msg
+
+
+def test_two_headers_for_one_column(tmp_path: Path) -> None:
+    msg = error_of(write(tmp_path, "会員ID,Bカート会員ID,email\n1,1,a@example.jp\n"))
+    assert "会員ID" in msg and "Bカート会員ID" in msg
+
+
+def test_a_column_without_header_but_with_values(tmp_path: Path) -> None:
+    msg = error_of(write(tmp_path, "id,email,\n1,a@example.jp,x\n"))
+    assert "column 3" in msg
+
+
+def test_a_trailing_empty_column_is_ignored(tmp_path: Path) -> None:
+    df = read_members(write(tmp_path, "id,email,\n1,a@example.jp,\n"))
+    assert list(df.columns) == list(CANONICAL_COLUMNS)
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    assert "no such member file" in error_of(tmp_path / "nope.csv")
+    assert "directory" in error_of(tmp_path)
+
+
+# --- addresses ---------------------------------------------------------------------------
+
+VALID = [
+    "sato@example.co.jp",
+    "Sato.Taro@Example.JP",
+    "a!#$%&'*+-/=?^_{|}~z@example.com",
+    "x@sub.example.ne.jp",
+    "user+tag@example.com",
+    "1234@example.jp",
+    "a-b@ex-ample.jp",
+    " padded@example.jp\u3000",
+    "\u3000\u3000tab@example.jp\t",
+    "x@xn--eckwd4c7c.xn--zckzah",  # punycode, checked by email-validator
+]
+INVALID = [
+    "no-at-mark.example.jp",
+    "double@@example.jp",
+    "ｆｕｌｌ@example.jp",
+    "田中@example.jp",
+    "a@例え.jp",
+    "a@ｅｘａｍｐｌｅ.jp",
+    "double..dot@example.com",
+    ".leading@example.jp",
+    "trailing.@example.jp",
+    '"quoted"@example.jp',
+    "with space@example.jp",
+    "back`tick@example.jp",
+    "paren(x)@example.jp",
+    "comma,x@example.jp",
+    "angle<x>@example.jp",
+    "nodot@example",
+    "bad@-example.jp",
+    "bad@example-.jp",
+    "under@example_co.jp",
+    "x@example..jp",
+    "x@.example.jp",
+    "x@example.jp.",
+    "x@123.456",
+    "x@example.test",
+    "x@host.localhost",
+    "x@ab--cd.example.jp",
+    "x@[127.0.0.1]",
+    "x" * 65 + "@example.jp",
+    "x@" + "a" * 64 + ".jp",
+    "x@" + ".".join(["abcdefghi"] * 26) + ".jp",
+    "@example.jp",
+    "x@",
+]
+
+
+@pytest.mark.parametrize("address", VALID)
+def test_valid_addresses(address: str) -> None:
+    assert check_addresses(pd.Series([address])).isna().all()
+
+
+@pytest.mark.parametrize("address", INVALID)
+def test_invalid_addresses(address: str) -> None:
+    assert check_addresses(pd.Series([address])).tolist() == ["invalid_address"]
+
+
+@pytest.mark.parametrize("address", ["", " ", "\u3000", " \t\u3000 ", None])
+def test_empty_addresses(address: str | None) -> None:
+    assert check_addresses(pd.Series([address], dtype=object)).tolist() == ["empty_address"]
+
+
+def test_check_addresses_keeps_the_index() -> None:
+    s = pd.Series(["a@example.jp", "bad"], index=[7, 9])
+    out = check_addresses(s)
+    assert out.index.tolist() == [7, 9]
+    assert str(out.dtype) == "string"
+
+
+def test_normalize_address() -> None:
+    assert normalize_address("\u3000 a@example.jp \t") == "a@example.jp"
+    assert normalize_address(None) == ""
+    assert normalize_address("a b@example.jp") == "a b@example.jp"
+
+
+_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_{|}~-]+)*"
+
+
+def reference(address: str) -> str | None:
+    """The rule as the contract states it, one address at a time with email-validator."""
+    text = address.strip(" \t\r\n\v\f\u3000")
+    if not text:
+        return "empty_address"
+    found = re.fullmatch(rf"({_LOCAL})@([A-Za-z0-9.-]+)", text)
+    if not found or len(text) > 254 or len(found.group(1)) > 64:
+        return "invalid_address"
+    try:
+        validate_email(
+            text, check_deliverability=False, allow_smtputf8=False, allow_quoted_local=False
+        )
+    except EmailNotValidError:
+        return "invalid_address"
+    return None
+
+
+_PIECES = st.sampled_from([*"aZ09.-_@`\"' ()+x", "\u3000", "あ", "ｘ", "xn--", "--", "例え.jp"])
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+_DOMAIN = st.one_of(
+    st.lists(_LABEL, min_size=1, max_size=4).map(".".join),
+    st.sampled_from(
+        ["example.jp", "example.test", "ex--ample.jp", "xn--abc.jp", "a.b", "123.jp", "x.local"]
+    ),
+)
+_ADDRESS = st.one_of(
+    st.lists(_PIECES, max_size=30).map("".join),
+    st.tuples(st.from_regex(_LOCAL, fullmatch=True), _DOMAIN).map("@".join),
+    st.tuples(st.lists(_PIECES, max_size=8).map("".join), _DOMAIN).map("@".join),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_ADDRESS, min_size=1, max_size=20))
+def test_vectorised_check_agrees_with_email_validator_row_by_row(addresses: list[str]) -> None:
+    got = check_addresses(pd.Series(addresses, dtype=object))
+    want = [reference(a) for a in addresses]
+    assert [None if pd.isna(g) else g for g in got] == want
+
+
+# --- the demo member list ------------------------------------------------------------------
+
+
+def test_demo_members_are_reproducible(repo_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo.csv"
+    subprocess.run(
+        [sys.executable, str(repo_root / "data" / "make_demo_members.py"), "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    assert out.read_bytes() == (repo_root / "data" / "demo_members.csv").read_bytes()
+
+
+def test_demo_members_look_like_a_bcart_export(repo_root: Path) -> None:
+    df = read_members(repo_root / "data" / "demo_members.csv")
+    assert df.attrs["encoding"] == "cp932"
+    assert 250 <= len(df) <= 400
+    names = "".join(df["comp_name"])
+    for char in ["㈱", "①", "髙", "ｻ"]:
+        assert char in names
+    assert set(df["pref"].dropna()) >= {"東京都", "大阪府"}
+    assert set(df["price_group_id"].dropna()) == {1, 2, 3, 4, 5}
+    assert set(df["status"]) == {"有効", "停止"}
+    assert df["created_at"].dt.year.between(2023, 2026).all()
+    assert {"業種", "会員ランク"} <= set(df.columns)
+    domains = df["email"].dropna().str.rsplit("@", n=1).str[-1].str.lower()
+    assert all("example" in d for d in domains)
+    reasons = check_addresses(df["email"]).value_counts()
+    assert reasons["empty_address"] >= 2 and reasons["invalid_address"] >= 10
+    lower = df["email"].dropna().str.lower()
+    assert lower.duplicated().sum() >= 3
+    assert (df["email"].dropna() != lower).any()
