@@ -1,0 +1,483 @@
+"""Composing: every mail parses back with the standard library to what was rendered."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+import bcartnb.compose as compose_mod
+from bcartnb.compose import (
+    ComposedMail,
+    Composer,
+    Draft,
+    encode_header_words,
+    lint,
+    preview,
+)
+from bcartnb.exceptions import ComposeError, SelectionError, TemplateError
+from bcartnb.settings import Settings
+from bcartnb.templates import Template
+
+NOW = datetime(2026, 11, 27, 10, 30, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+SIGNATURE = (
+    "━━━━━━━━━━━━\nサンプル商店 営業部\n〒100-0001 東京都千代田区千代田1-1\n"
+    "TEL 03-0000-0000\n━━━━━━━━━━━━"
+)
+SETTINGS = Settings(
+    from_addr="info@shop.example.co.jp",
+    from_name="サンプル商店",
+    signature=SIGNATURE,
+    unsubscribe_url="https://shop.example.co.jp/stop?id={{ id }}",
+    unsubscribe_mailto="stop@shop.example.co.jp",
+)
+MEMBER: dict[str, Any] = {
+    "id": 101,
+    "email": "taro@example.co.jp",
+    "comp_name": "株式会社テスト商事",
+    "tanto_last_name": "山田",
+    "tanto_first_name": "太郎",
+    "pref": "東京都",
+}
+TEXT_BODY = (
+    "{{ 会社名 }}\n{{ 担当者名 }} 様\n\nいつもお世話になっております。\n配信停止はこちらへ。\n"
+)
+HTML_BODY = """<html><head><style>
+p { color: #333333; } .btn { background: #e8710a; }
+@media (max-width: 480px) { p { font-size: 12px; } }
+</style></head><body>
+<p>{{ 会社名 }}<br>{{ 担当者名 }} 様</p>
+<p>新商品は<a class="btn"
+ href="https://shop.example.co.jp/items/?ref=mail&amp;m={{ id }}">こちら</a></p>
+<p>配信停止は<a href="https://shop.example.co.jp/stop">こちら</a></p>
+</body></html>"""
+
+
+def composer(
+    subject: str = "【ご案内】{{ 会社名 }} 様",
+    body: str = TEXT_BODY,
+    html: bool = False,
+    settings: Settings = SETTINGS,
+    campaign: str = "c-2026-11",
+    **kw: Any,
+) -> Composer:
+    return Composer(Draft(subject, body, html=html, **kw), settings, campaign, clock=lambda: NOW)
+
+
+def parse(raw: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def content(part: EmailMessage) -> str:
+    value = part.get_content()
+    assert isinstance(value, str)
+    return value.replace("\r\n", "\n")
+
+
+def member(**changes: Any) -> dict[str, Any]:
+    return {**MEMBER, **changes}
+
+
+def isort_key(name: str) -> tuple[int, str]:
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
+def test_all_is_sorted() -> None:
+    assert compose_mod.__all__ == sorted(compose_mod.__all__, key=isort_key)
+
+
+# --- round trips ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "iso-2022-jp"])
+def test_text_mail_round_trip(encoding: str) -> None:
+    mail = composer(encoding=encoding).compose(MEMBER)
+    msg = parse(mail.raw)
+    assert mail.subject == "【ご案内】株式会社テスト商事 様"
+    assert msg["Subject"] == mail.subject
+    assert msg["From"].addresses[0].display_name == "サンプル商店"
+    assert msg["From"].addresses[0].addr_spec == "info@shop.example.co.jp"
+    assert msg["To"] == "taro@example.co.jp"
+    assert msg["Date"].datetime == NOW
+    assert msg["Message-ID"] == mail.message_id
+    assert msg["MIME-Version"] == "1.0"
+    assert msg.get_content_type() == "text/plain"
+    assert msg.get_content_charset() == encoding
+    assert content(msg) == mail.text
+    assert mail.text.startswith("株式会社テスト商事\n山田 太郎 様\n")
+    assert mail.text.endswith("\n\n" + SIGNATURE + "\n")
+    assert mail.html is None
+    assert b"\r\n" in mail.raw and b"\n" not in mail.raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in mail.raw.split(b"\r\n")) <= 998
+    assert mail.raw.isascii()
+
+
+def test_list_unsubscribe_headers() -> None:
+    msg = parse(composer().compose(MEMBER).raw)
+    assert msg["List-Unsubscribe"] == (
+        "<https://shop.example.co.jp/stop?id=101>, <mailto:stop@shop.example.co.jp>"
+    )
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    only_mailto = Settings(from_addr="a@shop.jp", unsubscribe_mailto="mailto:stop@shop.jp")
+    msg = parse(composer(settings=only_mailto).compose(MEMBER).raw)
+    assert msg["List-Unsubscribe"] == "<mailto:stop@shop.jp>"
+    assert msg["List-Unsubscribe-Post"] is None
+    none = parse(composer(settings=Settings(from_addr="a@shop.jp")).compose(MEMBER).raw)
+    assert none["List-Unsubscribe"] is None
+
+
+def test_message_id_is_deterministic_per_campaign_and_member() -> None:
+    a = composer().compose(MEMBER).message_id
+    assert a == composer(body="別の本文").compose(MEMBER).message_id
+    assert a != composer().compose(member(id=102)).message_id
+    assert a != composer(campaign="c-2026-12").compose(MEMBER).message_id
+    assert re.fullmatch(r"<[A-Za-z0-9_.-]+@shop\.example\.co\.jp>", a)
+    odd = composer(campaign="夏の セール/1").compose(member(id="x y")).message_id
+    assert re.fullmatch(r"<[A-Za-z0-9_.-]+@shop\.example\.co\.jp>", odd)
+
+
+JAPANESE = st.sampled_from(
+    [*"あいうえおかきくけこアイウエオ漢字商事株式会社新春【】「」、。・ー〜々", *" 　Az1!=?_\t"]
+)
+
+
+@hsettings(max_examples=120, deadline=None)
+@given(
+    subject=st.text(JAPANESE, max_size=120).filter(str.strip),
+    encoding=st.sampled_from(["utf-8", "iso-2022-jp"]),
+)
+def test_any_japanese_subject_arrives_exactly(subject: str, encoding: str) -> None:
+    c = composer(subject="{{ s }}", body="本文\n", encoding=encoding)
+    mail = c.compose(member(s=subject))
+    assert mail.subject == subject
+    assert parse(mail.raw)["Subject"] == mail.subject
+    assert all(len(line) <= 78 for line in mail.raw.split(b"\r\n\r\n")[0].split(b"\r\n"))
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    body=st.text(st.characters(exclude_categories=("Cs", "Cc")) | st.just("\n"), max_size=300),
+    html=st.booleans(),
+)
+def test_any_body_round_trips(body: str, html: bool) -> None:
+    c = composer(subject="件名", body="{{ b }}", html=html, insert_signature=False)
+    mail = c.compose(member(b=body if body.strip() else "x"))
+    msg = parse(mail.raw)
+    if html:
+        text_part, html_part = msg.iter_parts()
+        assert content(text_part) == mail.text
+        assert content(html_part) == mail.html
+    else:
+        assert content(msg) == mail.text
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "iso-2022-jp"])
+def test_long_subject_keeps_every_space(encoding: str) -> None:
+    words = ["年末", "まとめ買い", "キャンペーン", "のご案内", "送料", "無料", "期間", "限定"] * 3
+    subject = " ".join(words) + "  二重  空白 "
+    mail = composer(subject=subject, encoding=encoding).compose(MEMBER)
+    assert mail.subject == subject
+    assert mail.raw.count(b"=?") >= 3  # really folded over several encoded-words
+    assert parse(mail.raw)["Subject"] == subject
+
+
+def test_encoded_words_are_short_and_whole_characters() -> None:
+    words = encode_header_words("あ" * 100 + " b c", "utf-8", 67)
+    assert len(words[0]) <= 67 and all(len(w) <= 75 for w in words)
+    decoded = [email.header.decode_header(w)[0] for w in words]
+    assert "".join(b.decode(cs) for b, cs in decoded) == "あ" * 100 + " b c"
+
+
+def test_plain_ascii_subject_is_written_as_is() -> None:
+    mail = composer(subject="Winter sale", body="x\n").compose(MEMBER)
+    assert b"\r\nSubject: Winter sale\r\n" in mail.raw
+
+
+# --- the fast bytes and the standard library's EmailMessage ---------------------------------
+
+
+def same_message(fast: bytes, slow: bytes) -> None:
+    a, b = parse(fast), parse(slow)
+    for header in ("Subject", "To", "Date", "Message-ID", "List-Unsubscribe"):
+        # strip(): the stdlib folds a long List-Unsubscribe right after the colon
+        assert (a[header] or "").strip() == (b[header] or "").strip(), header
+    assert a["From"].addresses == b["From"].addresses
+    parts_a = list(a.walk())
+    parts_b = list(b.walk())
+    assert [p.get_content_type() for p in parts_a] == [p.get_content_type() for p in parts_b]
+    for pa, pb in zip(parts_a, parts_b, strict=True):
+        if not pa.is_multipart():
+            assert content(pa) == content(pb)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("html", [False, True])
+@pytest.mark.parametrize("encoding", ["utf-8", "iso-2022-jp"])
+def test_fast_bytes_parse_like_the_email_message_build(html: bool, encoding: str) -> None:
+    c = composer(body=HTML_BODY if html else TEXT_BODY, html=html, encoding=encoding)
+    for m in (MEMBER, member(id=7, comp_name="有限会社 A&B <東京>", pref="北海道")):
+        mail = c.compose(m)
+        same_message(mail.raw, c.to_email_message(mail).as_bytes())
+
+
+# --- HTML ----------------------------------------------------------------------------------
+
+
+def test_html_mail_structure_escaping_css_links_signature() -> None:
+    c = composer(body=HTML_BODY, html=True)
+    mail = c.compose(member(comp_name="A&B <script>商事</script>"))
+    msg = parse(mail.raw)
+    assert msg.get_content_type() == "multipart/alternative"
+    types = [p.get_content_type() for p in msg.iter_parts()]
+    assert types == ["text/plain", "text/html"]  # RFC 2046: plain first
+    assert list(msg.iter_attachments()) == []
+    assert mail.html is not None
+    assert "A&amp;B &lt;script&gt;商事&lt;/script&gt;" in mail.html
+    assert "<script>" not in mail.html
+    assert 'style="color: #333333;"' in mail.html  # CSS inlined
+    assert "@media" in mail.html  # media queries kept, they cannot be inlined
+    assert "A&B <script>商事</script>" in mail.text
+    assert "https://shop.example.co.jp/items/?ref=mail&m=7" not in mail.text
+    assert "(https://shop.example.co.jp/items/?ref=mail&m=101)" in mail.text
+    assert "(https://shop.example.co.jp/stop)" in mail.text
+    # the text signature, escaped, with <br>, inside the body
+    assert "サンプル商店 営業部<br>" in mail.html
+    assert mail.html.index("サンプル商店 営業部") < mail.html.index("</body>")
+    assert mail.text.rstrip().endswith("━━━━━━━━━━━━")
+
+
+def test_html_signature_form_is_used_when_configured() -> None:
+    s = SETTINGS.replace(signature_html='<p class="sig">サンプル商店 <b>営業部</b></p>')
+    mail = composer(body=HTML_BODY, html=True, settings=s).compose(MEMBER)
+    assert mail.html is not None and "<b>営業部</b>" in mail.html
+    assert "サンプル商店 営業部<br>" not in mail.html
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        HTML_BODY,
+        # blocks: the text part cannot be a template, CSS still inlined once
+        "<style>p{color:red}</style><p>{% if pref == '東京都' %}都内{% else %}{{ pref }}{% endif %}"
+        " {{ 会社名 }}</p>",
+        # a loop between table rows: the HTML parser would move it, so no fast path at all
+        "<style>td{color:red}</style><table>{% for i in range(2) %}<tr><td>{{ i }} {{ 会社名 }}"
+        "</td></tr>{% endfor %}</table>",
+        # a value that changes text around it: detected on the first member
+        "<p>{{ 会社名 }}</p>{{ '{{' }}",
+    ],
+)
+def test_fast_html_path_equals_the_reference_pipeline(body: str) -> None:
+    c = composer(body=body, html=True)
+    others = [
+        member(id=i, comp_name=name, pref=pref, tanto_first_name=first)
+        for i, (name, pref, first) in enumerate(
+            [
+                ("株式会社 A&B", "大阪府", "太郎"),
+                ("1. *商事* _x_", "東京都", "- 花子"),
+                ("全角　スペース", "沖縄県", "改行\n入り"),
+            ]
+        )
+    ]
+    for m in [MEMBER, *others]:
+        mail = c.compose(m)
+        _, text, html = c.render_reference(m)
+        assert mail.html == html
+        assert mail.text == text
+
+
+def test_fast_paths_are_used_for_a_plain_newsletter() -> None:
+    c = composer(body=HTML_BODY, html=True)
+    c.compose(MEMBER)
+    assert (c.fast_html, c.fast_text) == (True, True)
+    loop = composer(
+        body="<table>{% for i in range(2) %}<tr><td>{{ i }}</td></tr>{% endfor %}</table>",
+        html=True,
+    )
+    assert loop.fast_html is False
+
+
+# --- signature -----------------------------------------------------------------------------
+
+
+def test_signature_duplicate_warns_and_can_be_left_out() -> None:
+    c = composer(body="本文です。\n\n" + SIGNATURE + "\n")
+    assert any("署名" in w for w in c.warnings)
+    assert composer().warnings == []
+    mail = composer(insert_signature=False).compose(MEMBER)
+    assert "営業部" not in mail.text
+    html_dup = composer(
+        body="<p>本文</p><p>サンプル商店 営業部<br>〒100-0001 東京都千代田区千代田1-1</p>"
+        "<p>TEL 03-0000-0000</p>",
+        html=True,
+        settings=SETTINGS.replace(
+            signature="サンプル商店 営業部\n〒100-0001 東京都千代田区千代田1-1\nTEL 03-0000-0000"
+        ),
+    )
+    assert any("署名" in w for w in html_dup.warnings)
+
+
+# --- bad values ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("char", ["①", "㈱", "髙", "ｶ", "～"])
+def test_iso_2022_jp_refuses_unencodable_characters_by_name(char: str) -> None:
+    c = composer(encoding="iso-2022-jp")
+    with pytest.raises(ComposeError) as info:
+        c.compose(member(id=55, comp_name=f"{char}テスト"))
+    message = str(info.value)
+    assert "member 55" in message and "会社名 (comp_name)" in message
+    assert repr(char) in message and f"U+{ord(char):04X}" in message
+    assert "\n" not in message
+    # the same member is fine in UTF-8, with the character intact
+    mail = composer().compose(member(id=55, comp_name=f"{char}テスト"))
+    assert parse(mail.raw)["Subject"] == f"【ご案内】{char}テスト 様"
+
+
+def test_iso_2022_jp_error_in_body_only_and_in_template_text() -> None:
+    c = composer(subject="件名", body="{{ 担当者姓 }} 様\n", encoding="iso-2022-jp")
+    with pytest.raises(
+        ComposeError, match=r"member 101: field 担当者姓 \(tanto_last_name\) has '髙'.* body"
+    ):
+        c.compose(member(tanto_last_name="髙橋"))
+    c = composer(subject="① お知らせ", body="x\n", encoding="iso-2022-jp")
+    with pytest.raises(ComposeError, match="the subject template has '①'"):
+        c.compose(MEMBER)
+    with pytest.raises(ComposeError, match="from_name has '㈱'"):
+        composer(encoding="iso-2022-jp", settings=SETTINGS.replace(from_name="㈱サンプル"))
+
+
+@pytest.mark.parametrize("bad", ["株式会社\r\nBcc: victim@example.com", "改行\n", "CR\r"])
+def test_line_breaks_never_become_headers(bad: str) -> None:
+    with pytest.raises(ComposeError, match="member 101: the subject contains a line break"):
+        composer().compose(member(comp_name=bad))
+    with pytest.raises(ComposeError, match="line break"):
+        composer().compose(member(email="a@example.com\r\nBcc: v@example.com"))
+    with pytest.raises(ComposeError, match="from_name contains a line break"):
+        composer(settings=SETTINGS.replace(from_name=bad))
+    unsub = SETTINGS.replace(unsubscribe_url="https://shop.jp/stop?c={{ 会社名 }}")
+    with pytest.raises(ComposeError, match=r"List-Unsubscribe.*line break"):
+        composer(subject="件名", settings=unsub).compose(member(comp_name=bad))
+    # multi-line bodies are fine: only headers are one line
+    mail = composer(subject="件名").compose(member(comp_name=bad))
+    assert bad.replace("\r\n", "\n").replace("\r", "\n") in mail.text
+    assert parse(mail.raw)["Bcc"] is None
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["no-at-sign", "a b@example.com", "a@b", "太郎@example.jp", "<a@b.jp>", "a@b.jp, c@d.jp"],
+)
+def test_bad_recipient_addresses_are_refused(address: str) -> None:
+    with pytest.raises(ComposeError, match="member 101: email"):
+        composer().compose(member(email=address))
+
+
+def test_missing_field_names_member_template_and_line() -> None:
+    c = Composer(
+        Draft.from_template(Template("案内", "件名", "こんにちは\n{{ 会社名 }} 様\n")),
+        SETTINGS,
+        "c",
+    )
+    with pytest.raises(
+        TemplateError,
+        match=r"template '案内' \(body\) line 2: field '会社名' is missing or empty for member 9",
+    ):
+        c.compose(member(id=9, comp_name=pd.NA))
+
+
+@pytest.mark.parametrize("source", ["{{ ''.__class__ }}", "{{ ''.__class__.__mro__ }}"])
+def test_templates_cannot_reach_python_internals(source: str) -> None:
+    with pytest.raises(TemplateError, match="line 1"):
+        composer(body=source).compose(MEMBER)
+    with pytest.raises(TemplateError, match="subject"):
+        composer(subject=source).compose(MEMBER)
+
+
+def test_draft_from_template_and_its_errors() -> None:
+    t = Template("HTML版", "件名 {{ 会社名 }}", "<p>x</p>", html=True)
+    d = Draft.from_template(t, subject=None, body="<p>上書き</p>", encoding="iso-2022-jp")
+    assert d == Draft("件名 {{ 会社名 }}", "<p>上書き</p>", True, True, "iso-2022-jp", "HTML版")
+    with pytest.raises(ComposeError, match="unknown key 'attachments'"):
+        Draft.from_template(t, attachments=["a.pdf"])
+    with pytest.raises(ComposeError, match="encoding must be one of"):
+        composer(encoding="shift_jis")
+
+
+# --- no attachments -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("html", [False, True])
+def test_no_attachment_can_be_added(html: bool) -> None:
+    body = '<p><img src="https://shop.jp/a.png" alt="写真"> {{ 会社名 }}</p>' if html else TEXT_BODY
+    msg = parse(composer(body=body, html=html).compose(MEMBER).raw)
+    assert list(msg.iter_attachments()) == []
+    for part in msg.walk():
+        assert part.get_content_maintype() in ("text", "multipart")
+        assert part["Content-Disposition"] is None
+    assert not [n for n in dir(Composer) if "attach" in n.lower()]
+
+
+# --- lint and preview -----------------------------------------------------------------------
+
+
+def test_lint_is_quiet_for_a_complete_mail() -> None:
+    assert lint(composer().compose(MEMBER), SETTINGS) == []
+
+
+def test_lint_rules() -> None:
+    bare = Settings(from_addr="a@shop.jp", from_name="サンプル商店")
+    mail = composer(
+        subject="", body="{{ 会社名 }} 様\n{{ '{{' }} 名前 }}\n", settings=bare
+    ).compose(MEMBER)
+    warnings = "\n".join(lint(mail, bare))
+    assert "件名が空" in warnings
+    assert "配信停止" in warnings
+    assert "送信者名「サンプル商店」" in warnings
+    assert "住所" in warnings
+    assert "本文に差し込み記号「{{」" in warnings
+    big = "<p>" + "あ" * 40_000 + "</p>{{ 会社名 }}"
+    html_mail = composer(body=big, html=True).compose(MEMBER)
+    assert any("102KB" in w for w in lint(html_mail, SETTINGS))
+    no_name = lint(composer(settings=Settings(from_addr="a@shop.jp")).compose(MEMBER))
+    assert any("from_name" in w for w in no_name)
+
+
+def test_preview_first_n_and_ids_with_errors_kept_per_member() -> None:
+    df = pd.DataFrame([member(id=1), member(id=2, comp_name=None), member(id=3, comp_name="③商事")])
+    c = composer(encoding="iso-2022-jp")
+    first = preview(c, df, n=2)
+    assert [p.member_id for p in first] == [1, 2]
+    assert first[0].error is None and first[0].subject == "【ご案内】株式会社テスト商事 様"
+    assert first[0].raw.startswith(b"From: ") and first[0].warnings == ()
+    assert first[1].error is not None and "'会社名' is missing" in first[1].error
+    picked = preview(c, df, ids=[3])
+    assert picked[0].member_id == 3 and picked[0].error is not None and "'③'" in picked[0].error
+    with pytest.raises(SelectionError, match="99"):
+        preview(c, df, ids=[99])
+
+
+def test_compose_all_streams_a_dataframe_in_order() -> None:
+    rows = [member(id=i, email=f"m{i}@example.com", comp_name=f"会社{i}") for i in range(2500)]
+    df = pd.DataFrame(rows).astype({"comp_name": "string", "email": "string"})
+    df["業種"] = pd.Series(["小売"] * 2500, dtype="string")
+    c = composer(body="{{ 会社名 }} {{ 業種 }}\n", html=False)
+    mails = list(c.compose_all(df))
+    assert [m.member_id for m in mails] == list(range(2500))
+    assert all(isinstance(m, ComposedMail) for m in mails)
+    assert mails[1234].text.startswith("会社1234 小売\n")
+    assert len({m.message_id for m in mails}) == 2500
+    df.loc[3, "業種"] = pd.NA
+    with pytest.raises(TemplateError, match="'業種' is missing or empty for member 3"):
+        list(c.compose_all(df))
