@@ -1,0 +1,169 @@
+"""The audience: who is selected, who will get the mail (送信件数) and who cannot, and why.
+
+Every selected member is either sendable or unsendable, never both and never neither, and
+each unsendable member carries exactly one reason, decided in this order:
+
+1. ``empty_address``      メールアドレスが空欄
+2. ``invalid_address``    B-Cart が登録できない文字を含む、または形式が正しくないアドレス
+3. ``not_opted_in``       メール案内が「受け取る」でない (only with ``opt_in_only``)
+4. ``duplicate_address``  同じアドレスの会員が先にいる (one mail per address)
+
+The first member in file order keeps a shared address; addresses compare trimmed and
+ignoring case. No member is left out for its 状態 (e.g. 停止): that is a filter's job
+(``{"status": "有効"}``), so the count on screen never hides a rule nobody asked for.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from bcartnb.filters import apply_filter, describe_filter, select
+from bcartnb.members import check_addresses, normalize_addresses
+
+__all__ = [
+    "REASONS",
+    "REASON_LABELS",
+    "Audience",
+    "build_audience",
+    "format_summary",
+]
+
+#: Unsendable reason codes, in the order they are decided.
+REASONS: Final[tuple[str, ...]] = (
+    "empty_address",
+    "invalid_address",
+    "not_opted_in",
+    "duplicate_address",
+)
+#: 送信できない理由, as the confirmation screen and the report say it.
+REASON_LABELS: Final[Mapping[str, str]] = {
+    "empty_address": "メールアドレスが空欄",
+    "invalid_address": "登録できないメールアドレス",
+    "not_opted_in": "メール案内を受け取らない",
+    "duplicate_address": "メールアドレスの重複",
+}
+
+
+@dataclass(frozen=True)
+class Audience:
+    """The outcome of filter + selection + address rules, ready for the confirmation screen.
+
+    ``selected`` is ``sendable`` and ``unsendable`` together; all three keep file order, the
+    file's row numbers as index and every member column (later stages merge member fields
+    into the mail). ``unsendable`` has one more column, ``reason``.
+    """
+
+    selected: pd.DataFrame
+    sendable: pd.DataFrame
+    unsendable: pd.DataFrame
+    reasons: dict[str, int]
+    filter: Mapping[str, Any] | None = None
+    checked: tuple[int, ...] = ()
+    opt_in_only: bool = False
+    source: str | None = field(default=None)
+
+    def summary(self) -> dict[str, Any]:
+        """The contract's JSON: ``selected``, ``sendable``, ``unsendable``, ``reasons``."""
+        return {
+            "selected": len(self.selected),
+            "sendable": len(self.sendable),
+            "unsendable": len(self.unsendable),
+            "reasons": dict(self.reasons),
+        }
+
+    def reason_table(self) -> pd.DataFrame:
+        """送信できない理由 and 件数 per reason code, in decision order, zeros included."""
+        return pd.DataFrame(
+            {
+                "理由": [REASON_LABELS[r] for r in REASONS],
+                "件数": [self.reasons[r] for r in REASONS],
+            },
+            index=pd.Index(list(REASONS), name="reason"),
+        )
+
+
+def build_audience(
+    members: pd.DataFrame,
+    filter: Mapping[str, Any] | None = None,
+    checked: Sequence[int] | None = None,
+    opt_in_only: bool = False,
+) -> Audience:
+    """Filter, select (all results or the checked ids) and sort members into sendable or not.
+
+    Raises :class:`~bcartnb.exceptions.FilterError` for a bad filter and
+    :class:`~bcartnb.exceptions.SelectionError` for a checked id outside the result.
+    """
+    selected = select(apply_filter(members, filter), checked)
+    if "email" in selected.columns:
+        emails = normalize_addresses(selected["email"])
+        selected = selected.assign(email=emails.mask(emails == ""))
+    else:
+        emails = pd.Series("", index=selected.index, dtype="str")
+    reason = check_addresses(emails).to_numpy(dtype=object)
+    if opt_in_only:
+        opted = selected["mm_flag"].to_numpy(dtype=bool, na_value=False)
+        reason[pd.isna(reason) & ~opted] = "not_opted_in"
+    open_ = pd.isna(reason)
+    if open_.any():
+        keys = emails[open_].str.lower()
+        dup = keys.duplicated(keep="first").to_numpy(dtype=bool)
+        idx = np.flatnonzero(open_)[dup]
+        reason[idx] = "duplicate_address"
+    ok = pd.isna(reason)
+    sendable = selected[ok]
+    unsendable = selected[~ok].assign(reason=pd.array(reason[~ok], dtype="string"))
+    codes, counts = np.unique(reason[~ok].astype(str), return_counts=True)
+    found = dict(zip(codes.tolist(), counts.tolist(), strict=True))
+    return Audience(
+        selected=selected,
+        sendable=sendable,
+        unsendable=unsendable,
+        reasons={r: int(found.get(r, 0)) for r in REASONS},
+        filter=filter,
+        checked=tuple(int(i) for i in checked) if checked else (),
+        opt_in_only=opt_in_only,
+        source=members.attrs.get("source"),
+    )
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
+
+
+def format_summary(audience: Audience) -> str:
+    """A plain-text table in Japanese for a terminal or a notebook cell: 送信件数 and
+    送信できない件数 with each reason, the filter in words and how members were chosen."""
+    how = (
+        f"チェックした会員に送信（{len(audience.checked)} 件をチェック）"
+        if audience.checked
+        else "検索結果すべてに送信"
+    )
+    lines = []
+    if audience.source:
+        lines.append(f"会員ファイル: {audience.source}")
+    lines += [
+        f"絞込条件: {describe_filter(audience.filter)}",
+        f"送信方法: {how}",
+        f"メール案内: {'「受け取る」の会員のみ' if audience.opt_in_only else '指定なし'}",
+        "",
+    ]
+    rows = [
+        ("対象会員数", len(audience.selected)),
+        ("送信件数", len(audience.sendable)),
+        ("送信できない件数", len(audience.unsendable)),
+    ]
+    rows += [(f"  {REASON_LABELS[r]}", audience.reasons[r]) for r in REASONS]
+    label_w = max(_width(label) for label, _ in rows) + 2
+    num_w = max(len(f"{n:,}") for _, n in rows)
+    lines += [f"{_pad(label, label_w)}{n:>{num_w},} 件" for label, n in rows]
+    return "\n".join(lines)

@@ -1,0 +1,359 @@
+"""The filter (絞込オプション) and the selection (検索結果すべて / チェックした会員).
+
+A filter is plain data, a dict that survives JSON, TOML and papermill unchanged, so the same
+campaign narrows the same members from the wizard, a notebook or the command line, and the
+report can print it (:func:`describe_filter`). Each key is a column, the keys are ANDed:
+
+=====================================================  ==========================================
+``{"pref": "東京都"}``                                  equals (``None``: the cell is blank)
+``{"pref": ["東京都", "大阪府"]}``                        one of
+``{"comp_name": {"contains": "商事"}}``                  contains (text columns)
+``{"price_group_id": {"min": 2, "max": 5}}``             range, both ends inclusive (numbers)
+``{"created_at": {"from": "2025-01-01", "to": ...}}``    whole days in Asia/Tokyo, inclusive
+``{"mm_flag": true}``                                   booleans
+=====================================================  ==========================================
+
+A key is a canonical column (``pref``), a Japanese header (``都道府県``) or a custom column's
+header (``業種``). Values are typed: ``3`` for a number column, never ``"3"``; a mistake is a
+:class:`FilterError` naming the key, never a silently empty result. Every test is a
+vectorised pandas operation: a million members filter in a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from bcartnb.exceptions import FilterError, SelectionError
+from bcartnb.members import COLUMN_KINDS, COLUMN_LABELS, HEADER_ALIASES, TOKYO
+
+__all__ = [
+    "OPERATORS",
+    "Condition",
+    "apply_filter",
+    "describe_filter",
+    "resolve_column",
+    "select",
+    "validate_filter",
+]
+
+#: The operators a key may take in its dict form.
+OPERATORS: Final[tuple[str, ...]] = ("contains", "min", "max", "from", "to")
+_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+_KIND_NAMES: Final[Mapping[str, str]] = {
+    "int": "a whole number",
+    "str": "text",
+    "bool": "true or false",
+    "datetime": "a date (YYYY-MM-DD)",
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One checked test: ``column`` ``op`` ``value``; ``key`` is as the user wrote it.
+
+    ``op`` is ``equals``, ``one_of``, or one of :data:`OPERATORS`.
+    """
+
+    key: str
+    column: str
+    kind: str
+    op: str
+    value: Any
+
+
+def _kind_of(dtype: Any) -> str:
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    return "str"
+
+
+def _column_kinds(columns: pd.DataFrame | Iterable[str]) -> dict[str, str]:
+    if isinstance(columns, pd.DataFrame):
+        return {str(c): _kind_of(t) for c, t in columns.dtypes.items()}
+    kinds = {}
+    for c in columns:
+        kind = COLUMN_KINDS.get(c, "str")
+        kinds[c] = {"id": "int", "email": "str"}.get(kind, kind)
+    return kinds
+
+
+def resolve_column(key: str, columns: Iterable[str]) -> str | None:
+    """The frame column a filter key means: itself, or the canonical name of a Japanese header."""
+    names = set(columns)
+    if key in names:
+        return key
+    canonical = HEADER_ALIASES.get(key)
+    if canonical is None:
+        import unicodedata
+
+        canonical = HEADER_ALIASES.get(unicodedata.normalize("NFKC", key).strip())
+    return canonical if canonical in names else None
+
+
+def _typed(key: str, kind: str, value: Any, what: str = "value") -> Any:
+    """Check one scalar against the column kind; dates come back as :class:`datetime.date`."""
+    if value is None:
+        return None
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FilterError(
+                f'filter key {key!r}: {what} {value!r} must be a whole number (3, not "3")'
+            )
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise FilterError(f"filter key {key!r}: {what} {value!r} must be true or false")
+        return value
+    if kind == "datetime":
+        return _date(key, value, what)
+    if not isinstance(value, str):
+        raise FilterError(f"filter key {key!r}: {what} {value!r} must be text (a string)")
+    return value
+
+
+def _date(key: str, value: Any, what: str) -> dt.date:
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise FilterError(f"filter key {key!r}: {what} {value!r} must be a date YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as err:
+        raise FilterError(f"filter key {key!r}: {what} {value!r} is not a real date") from err
+
+
+def _number(key: str, value: Any, what: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FilterError(f"filter key {key!r}: {what} {value!r} must be a number")
+    return value
+
+
+def _conditions_for(key: str, column: str, kind: str, spec: Any) -> list[Condition]:
+    if isinstance(spec, Mapping):
+        return _operator_conditions(key, column, kind, spec)
+    if isinstance(spec, list | tuple):
+        if not spec:
+            raise FilterError(
+                f"filter key {key!r}: an empty list matches nobody; leave the key out instead"
+            )
+        values = tuple(_typed(key, kind, v, "list item") for v in spec)
+        return [Condition(key, column, kind, "one_of", values)]
+    if spec is not None and not isinstance(spec, str | int | float | bool):
+        raise FilterError(f"filter key {key!r}: unsupported value {spec!r}")
+    return [Condition(key, column, kind, "equals", _typed(key, kind, spec))]
+
+
+def _operator_conditions(
+    key: str, column: str, kind: str, spec: Mapping[Any, Any]
+) -> list[Condition]:
+    if not spec:
+        raise FilterError(f"filter key {key!r}: empty operator dict; use one of {OPERATORS}")
+    unknown = [op for op in spec if op not in OPERATORS]
+    if unknown:
+        raise FilterError(
+            f"filter key {key!r}: unknown operator {unknown[0]!r}; use one of "
+            + ", ".join(OPERATORS)
+        )
+    out = []
+    for op, value in spec.items():
+        if op == "contains":
+            if kind != "str":
+                raise FilterError(
+                    f"filter key {key!r}: 'contains' needs a text column, not {_KIND_NAMES[kind]}"
+                )
+            if not isinstance(value, str) or not value:
+                raise FilterError(f"filter key {key!r}: 'contains' needs non-empty text")
+            out.append(Condition(key, column, kind, op, value))
+        elif op in ("min", "max"):
+            if kind != "int":
+                hint = "; use from/to for dates" if kind == "datetime" else ""
+                raise FilterError(
+                    f"filter key {key!r}: {op!r} needs a number column, not "
+                    f"{_KIND_NAMES[kind]}{hint}"
+                )
+            out.append(Condition(key, column, kind, op, _number(key, value, op)))
+        else:  # from / to
+            if kind != "datetime":
+                raise FilterError(
+                    f"filter key {key!r}: {op!r} needs a date column, not {_KIND_NAMES[kind]}"
+                )
+            out.append(Condition(key, column, kind, op, _date(key, value, op)))
+    bounds = {c.op: c.value for c in out}
+    for low, high in (("min", "max"), ("from", "to")):
+        if low in bounds and high in bounds and bounds[low] > bounds[high]:
+            raise FilterError(
+                f"filter key {key!r}: {low} {spec[low]!r} is after {high} {spec[high]!r}"
+            )
+    return out
+
+
+def validate_filter(
+    filter: Mapping[str, Any] | None, columns: pd.DataFrame | Iterable[str]
+) -> list[Condition]:
+    """Check a filter against the member columns once; the conditions :func:`apply_filter` runs.
+
+    ``columns`` is the member frame (its dtypes decide the value types) or column names
+    (canonical kinds, text for the rest). Raises :class:`FilterError` naming the key.
+    """
+    if filter is None:
+        return []
+    if not isinstance(filter, Mapping):
+        raise FilterError(f"a filter is a dict of column: condition, not {filter!r}")
+    kinds = _column_kinds(columns)
+    out: list[Condition] = []
+    for key, spec in filter.items():
+        if not isinstance(key, str):
+            raise FilterError(f"filter key {key!r} must be a column name (text)")
+        column = resolve_column(key, kinds)
+        if column is None:
+            raise FilterError(
+                f"filter key {key!r}: unknown column; use a canonical name (pref), "
+                "a Japanese header (都道府県) or a custom column's header"
+            )
+        out.extend(_conditions_for(key, column, kinds[column], spec))
+    return out
+
+
+def _day_start(day: dt.date) -> pd.Timestamp:
+    return pd.Timestamp(day).tz_localize(TOKYO)
+
+
+def _mask(members: pd.DataFrame, cond: Condition) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    col = members[cond.column]
+    if cond.op in ("equals", "one_of"):
+        values = cond.value if cond.op == "one_of" else (cond.value,)
+        want_blank = any(v is None for v in values)
+        values = tuple(v for v in values if v is not None)
+        if cond.kind == "datetime":
+            days = col.dt.normalize()
+            hit = days.isin([_day_start(d) for d in values]) if values else _false(col)
+        else:
+            hit = col.isin(list(values)) if values else _false(col)
+        mask = hit.to_numpy(dtype=bool, na_value=False)
+        if want_blank:
+            mask = mask | col.isna().to_numpy(dtype=bool)
+        return mask
+    if cond.op == "contains":
+        found = col.str.contains(cond.value, regex=False)
+        return found.to_numpy(dtype=bool, na_value=False)
+    if cond.op in ("min", "max"):
+        compared: pd.Series = col >= cond.value if cond.op == "min" else col <= cond.value
+        return compared.to_numpy(dtype=bool, na_value=False)
+    if cond.op == "from":
+        return (col >= _day_start(cond.value)).to_numpy(dtype=bool, na_value=False)
+    if cond.op == "to":
+        end = _day_start(cond.value + dt.timedelta(days=1))
+        return (col < end).to_numpy(dtype=bool, na_value=False)
+    raise AssertionError(cond.op)  # pragma: no cover
+
+
+def _false(col: pd.Series) -> pd.Series:
+    return pd.Series(False, index=col.index)
+
+
+def apply_filter(members: pd.DataFrame, filter: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The members that match every key of ``filter`` (all of them for ``None`` or ``{}``),
+    in file order, with every column and ``attrs`` kept."""
+    conditions = validate_filter(filter, members)
+    if not conditions:
+        return members
+    mask = np.ones(len(members), dtype=bool)
+    for cond in conditions:
+        mask &= _mask(members, cond)
+    return members[mask]
+
+
+def select(filtered: pd.DataFrame, checked: Sequence[int] | None) -> pd.DataFrame:
+    """検索結果すべてに送信 (``checked`` None or empty) or チェックした会員に送信 (those ids).
+
+    A checked id outside the search result is a :class:`SelectionError` naming it: a member
+    ticked before the filter changed must not be mailed, nor silently dropped. The result
+    keeps file order, whatever order the ids were ticked in.
+    """
+    if not checked:
+        return filtered
+    ids: list[int] = []
+    for item in checked:
+        if isinstance(item, bool) or not isinstance(item, int | np.integer):
+            raise SelectionError(f"checked member id {item!r} is not a whole number")
+        ids.append(int(item))
+    present = filtered["id"].isin(ids)
+    outside = sorted(set(ids) - set(filtered["id"][present].tolist()))
+    if outside:
+        shown = ", ".join(str(i) for i in outside[:10])
+        more = f" (and {len(outside) - 10} more)" if len(outside) > 10 else ""
+        raise SelectionError(
+            f"checked member id{'s' if len(outside) > 1 else ''} not in the search result: "
+            f"{shown}{more}"
+        )
+    return filtered[present.to_numpy(dtype=bool)]
+
+
+# --- in Japanese words, for the confirmation screen and the report ------------------------
+
+
+def _label(key: str) -> str:
+    return COLUMN_LABELS.get(key, key)
+
+
+def _word(key: str, value: Any) -> str:
+    if value is None:
+        return "空欄"
+    if isinstance(value, bool):
+        if HEADER_ALIASES.get(key, key) == "mm_flag":
+            return "受け取る" if value else "受け取らない"
+        return "はい" if value else "いいえ"
+    return str(value)
+
+
+def describe_filter(filter: Mapping[str, Any] | None) -> str:
+    """The filter in Japanese words for the confirmation screen and the report.
+
+    e.g. 「都道府県が 東京都 または 大阪府、会社名に「商事」を含む」.
+
+    Needs no member frame, so a report can print a saved filter; a filter that is not even
+    well formed (an unknown operator) is a :class:`FilterError`.
+    """
+    if not filter:
+        return "条件なし（すべての会員）"
+    if not isinstance(filter, Mapping):
+        raise FilterError(f"a filter is a dict of column: condition, not {filter!r}")
+    parts = []
+    for key, spec in filter.items():
+        label = _label(str(key))
+        if isinstance(spec, Mapping):
+            unknown = [op for op in spec if op not in OPERATORS]
+            if unknown or not spec:
+                raise FilterError(
+                    f"filter key {key!r}: unknown operator {(unknown or [None])[0]!r}; "
+                    f"use one of {', '.join(OPERATORS)}"
+                )
+            words = []
+            if "contains" in spec:
+                words.append(f"{label}に「{spec['contains']}」を含む")
+            rng = []
+            if "min" in spec:
+                rng.append(f"{_word(key, spec['min'])} 以上")
+            if "max" in spec:
+                rng.append(f"{_word(key, spec['max'])} 以下")
+            if "from" in spec:
+                rng.append(f"{spec['from']} から" if "to" in spec else f"{spec['from']} 以降")
+            if "to" in spec:
+                rng.append(f"{spec['to']} まで")
+            if rng:
+                words.append(f"{label}が " + " ".join(rng))
+            parts.append("、".join(words))
+        elif isinstance(spec, list | tuple):
+            parts.append(f"{label}が " + " または ".join(_word(key, v) for v in spec))
+        else:
+            parts.append(f"{label}が {_word(key, spec)}")
+    return "、".join(parts)
