@@ -31,7 +31,46 @@ def _cmd_members(args: argparse.Namespace) -> int:
 
 
 def _cmd_quota(args: argparse.Namespace) -> int:
-    raise BcartnbError("bcartnb quota: not implemented yet")
+    from bcartnb.exceptions import SettingsError
+    from bcartnb.ledger import Ledger
+    from bcartnb.quota import PLANS, month_of, now_tokyo, parse_month, resolve_plan
+    from bcartnb.settings import load_settings
+
+    settings = load_settings()
+    if not settings.plan:
+        names = ", ".join(p.name for p in PLANS)
+        raise SettingsError(
+            f'no plan set: put plan = "プラン10" in bcartnb.toml or set BCARTNB_PLAN ({names})'
+        )
+    plan = resolve_plan(settings.plan)
+    this_month = month_of(now_tokyo())
+    month = parse_month(args.month) if args.month else this_month
+    with Ledger.open(settings.db) as ledger:
+        status = ledger.usage(plan, month)
+        per_campaign = ledger.usage_by_campaign(month)
+    if args.json:
+        campaigns = [{"campaign_id": cid, "used": n} for cid, n in per_campaign.items()]
+        _print_json({**status.as_dict(), "reserved": status.reserved, "campaigns": campaigns})
+        return 0
+
+    def count(n: int | None) -> str:
+        return "上限なし" if n is None else f"{n:,}通"
+
+    used_label = "今月の送信数" if month == this_month else f"{month}の送信数"
+    lines = [
+        f"プラン: {plan.name}",
+        f"対象月: {month}",
+        f"メール配信上限数: {count(status.cap)}",
+        f"{used_label}: {count(status.used)}",
+    ]
+    if status.reserved:
+        lines.append(f"送信中のキャンペーンの予約: {count(status.reserved)}")
+    lines.append(f"残り: {count(status.remaining)}")
+    if per_campaign:
+        lines.append("キャンペーン別の送信数:")
+        lines += [f"  {cid}: {count(n)}" for cid, n in per_campaign.items()]
+    print("\n".join(lines))
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
