@@ -76,6 +76,32 @@ microseconds per transaction. A power cut or OS crash may lose the last commits;
 ``sending`` mark could then mean a mail sent again. ``Ledger.open(..., durable=True)``
 (``synchronous=FULL``) closes that window for an fsync per commit.
 
+How delivery uses it (one ``Ledger`` per process: a connection must not cross a fork)::
+
+    led = Ledger.open(settings.db)                      # BCARTNB_DB or the settings' db
+    fp = fingerprint(spec.to_params(), recipients)      # recipients: [(member_id, address)]
+    if led.find_by_fingerprint(fp): ...                 # the same campaign ran before: ask
+    cid = led.create_campaign(plan=plan, params=spec.to_params(), fingerprint=fp,
+                              selected=..., sendable=..., unsendable=..., reasons=...)
+    led.add_recipients(cid, recipients)                 # one transaction, 60,000 rows ~0.3 s
+    led.reserve(cid, len(recipients), plan)             # QuotaExceededError: exit 3, none sent
+    try:
+        while batch := led.pending(cid, limit=100):
+            led.mark_sending(cid, [r.member_id for r in batch])   # counted, committed
+            results = [...]                             # SMTP: DeliveryResult per member
+            led.mark_results(cid, results)              # committed before we call it sent
+        if led.claim_admin_copy(cid):                   # True once per campaign, ever
+            ...                                         # send it, then mark_admin_copy(),
+                                                        # or release_admin_copy() on failure
+        led.finish(cid, "done")
+    except BaseException:
+        led.finish(cid, "interrupted")                  # in-flight rows become uncertain
+        raise
+
+    # resume: led.reclaim(); todo = led.pending(cid); maybe = led.uncertain(cid)
+    #         led.reserve(cid, len(todo) + len(maybe_to_resend), plan)
+    #         led.mark_sending(cid, ids_of_maybe, resend=True)  # only if the user asked
+
 Bad files are never repaired, recreated or overwritten: random bytes, another program's
 SQLite database, a file locked past the busy timeout, or a ledger from a newer bcartnb each
 raise :class:`~bcartnb.exceptions.LedgerError` naming the file. Only a missing or empty
@@ -1331,7 +1357,14 @@ def _validate_and_migrate(
             )
         return int(version)
 
-    if check() == target:
+    conn.execute("BEGIN")  # one snapshot: a file being created by another process is
+    try:  # either still empty or complete, never half-seen
+        current = check()
+    finally:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("COMMIT")
+    if current == target:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:

@@ -107,6 +107,13 @@ def test_new_ledger_is_wal_versioned_and_marked_ours(db: Path) -> None:
     conn.close()
 
 
+def test_durable_mode_syncs_every_commit(db: Path) -> None:
+    with Ledger.open(db, durable=True) as led:
+        assert led._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with Ledger.open(db) as led:
+        assert led._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+
+
 def test_path_comes_from_bcartnb_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "from-env" / "l.sqlite3"
     monkeypatch.setenv("BCARTNB_DB", str(target))
