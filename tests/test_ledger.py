@@ -421,6 +421,8 @@ def test_a_killed_process_does_not_lock_the_quota(db: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     # Same instant, lease still valid: the dead pid alone frees the reservation.
     with Ledger.open(db, clock=lambda: NOW) as led:
+        status = led.usage("light")  # a dead owner's units are not shown as held
+        assert (status.used, status.reserved, status.remaining) == (5, 0, 95)
         after = led.reserve(other, 95, "light")
         assert (after.used, after.reserved, after.remaining) == (5, 95, 0)
         crashed = led.campaign("crash")
