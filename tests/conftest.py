@@ -27,3 +27,52 @@ def _isolated_env(
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# --- SMTP servers (tests/smtp_servers.py) ------------------------------------------------
+# Real aiosmtpd servers on 127.0.0.1 with free ports. Delivery tests reuse these.
+
+from collections.abc import Callable, Mapping  # noqa: E402
+
+from smtp_servers import Faults, TestServer, TlsFiles, make_tls_files  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A throw-away CA (trustme) and a 127.0.0.1 certificate, shared by the session."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def smtp_server(tls_ca: TlsFiles) -> Iterator[Callable[..., TestServer]]:
+    """Factory of started servers, all stopped after the test.
+
+    ``smtp_server(faults=Faults(temp_fail=2), security="starttls", users={"shop": "pw"},
+    auth_required=True, require_starttls=True)``; every argument is optional. The server
+    has ``.port``, ``.received``, ``.sessions``, ``.settings(...)``, ``.transport(...)``,
+    ``.env()`` for a subprocess, ``.wait_for(n)``, ``.release()``.
+    """
+    servers: list[TestServer] = []
+
+    def make(
+        *,
+        faults: Faults | None = None,
+        security: str = "none",
+        users: Mapping[str, str] | None = None,
+        auth_required: bool = False,
+        require_starttls: bool = False,
+    ) -> TestServer:
+        server = TestServer(
+            faults=faults,
+            security=security,
+            tls=tls_ca if security != "none" else None,
+            users=users,
+            auth_required=auth_required,
+            require_starttls=require_starttls,
+        )
+        servers.append(server.start())
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()

@@ -1,0 +1,594 @@
+"""Where a composed mail goes: an SMTP server, a Maildir outbox, or nowhere (a dry run).
+
+The send loop never builds a transport itself; it is handed one (httpx's
+``Client(transport=...)``), so the same loop sends for real, fills an outbox to review, or
+only counts. Every transport has the same two levels:
+
+* ``transport.send(...)`` for the simple case: one connection, opened on first use and
+  reused for every later mail (one SMTP session for a whole campaign);
+* ``transport.connect()`` for parallel sending: each call opens an independent
+  :class:`Connection` that one thread owns.
+
+A send never raises for what happens to one mail: it returns a :class:`SendResult` whose
+:class:`Outcome` tells the journal what to do. ``UNCERTAIN`` exists because a connection
+that drops after the message body went out may have delivered it; resending by default
+would mail the member twice. Only failures of the connection itself (unreachable server,
+TLS, login) raise :class:`~bcartnb.exceptions.TransportError`, naming host:port and never
+the password.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mailbox
+import os
+import re
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from bcartnb.exceptions import SettingsError, TransportError
+from bcartnb.settings import Settings, SmtpSettings
+
+__all__ = [
+    "BaseConnection",
+    "BaseTransport",
+    "Connection",
+    "DryRunTransport",
+    "MaildirTransport",
+    "Outcome",
+    "SendResult",
+    "SmtpTransport",
+    "StoredMail",
+    "Transport",
+    "read_maildir",
+    "transport_from_settings",
+]
+
+
+class Outcome(StrEnum):
+    """What happened to one mail; the values are stable strings for the journal."""
+
+    SENT = "sent"
+    """The server took responsibility for the mail (2xx after the message data)."""
+    TEMPORARY = "temporary"
+    """Not delivered, safe to try again later: a 4xx reply, or a drop before the data."""
+    PERMANENT = "permanent"
+    """Refused for good (5xx); trying again would be refused again."""
+    UNCERTAIN = "uncertain"
+    """The connection dropped after the message data went out: it may have been delivered."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The outcome of one SMTP transaction (one mail, possibly several recipients).
+
+    ``code``/``message`` are the server's reply that decided the outcome (``None`` when the
+    connection dropped). ``refused`` holds each recipient the server refused, with its own
+    code and reply, also when the mail went to the others (``SENT`` with a partial refusal).
+    """
+
+    outcome: Outcome
+    code: int | None = None
+    message: str = ""
+    refused: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+
+    @property
+    def sent(self) -> bool:
+        return self.outcome is Outcome.SENT
+
+    @property
+    def retryable(self) -> bool:
+        """Only TEMPORARY is safe to resend blindly; UNCERTAIN needs the user's say."""
+        return self.outcome is Outcome.TEMPORARY
+
+
+@dataclass(frozen=True)
+class StoredMail:
+    """A mail kept by the Maildir outbox, the sink or a dry run: envelope plus exact bytes."""
+
+    envelope_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    path: Path | None = None
+
+    @property
+    def message(self) -> EmailMessage:
+        return BytesParser(policy=policy.default).parsebytes(self.raw)
+
+
+@runtime_checkable
+class Connection(Protocol):
+    """One channel to the destination, owned by one thread at a time."""
+
+    @property
+    def alive(self) -> bool:
+        """False after the server dropped us; the next ``send`` reconnects."""
+        ...
+
+    def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What the send loop is given: a way to open connections, and a shared one."""
+
+    @property
+    def description(self) -> str:
+        """Where mail goes, for logs and the report (``smtp 127.0.0.1:25 (starttls)``)."""
+        ...
+
+    def connect(self) -> Connection: ...
+
+    def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class BaseConnection(ABC):
+    """Context-manager plumbing shared by every connection."""
+
+    @property
+    def alive(self) -> bool:
+        return True
+
+    @abstractmethod
+    def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult: ...
+
+    def close(self) -> None:  # noqa: B027 - most connections hold nothing to release
+        """Release the connection; safe to call twice."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class BaseTransport(ABC):
+    """``send`` on one shared, lazily opened connection; ``close`` closes every connection.
+
+    Connections handed out by :meth:`connect` are tracked, so closing the transport (or
+    leaving its ``with`` block) never leaves an SMTP session open behind a crashed loop.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # bookkeeping only, never held during I/O
+        self._shared_lock = threading.Lock()  # one mail at a time on the shared connection
+        self._shared: BaseConnection | None = None
+        self._opened: list[BaseConnection] = []
+
+    @property
+    @abstractmethod
+    def description(self) -> str: ...
+
+    @abstractmethod
+    def _open(self) -> BaseConnection: ...
+
+    def connect(self) -> BaseConnection:
+        """A new independent connection (thread-safe); the caller owns and closes it."""
+        conn = self._open()
+        with self._lock:
+            self._opened.append(conn)
+        return conn
+
+    def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult:
+        """Send on the shared connection, opening it on first use (serialised by a lock)."""
+        with self._shared_lock:
+            if self._shared is None:
+                self._shared = self.connect()
+            return self._shared.send(envelope_from, recipients, raw)
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened, self._shared = self._opened, [], None
+        for conn in opened:
+            conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.description}>"
+
+
+# --- SMTP --------------------------------------------------------------------------------
+
+_BARE_EOL = re.compile(rb"\r?\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _reply_text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return " ".join(text.split())
+
+
+def _outcome_for(code: int) -> Outcome:
+    return Outcome.PERMANENT if 500 <= code < 600 else Outcome.TEMPORARY
+
+
+class SmtpTransport(BaseTransport):
+    """SMTP with ``none`` / ``starttls`` / ``ssl`` security and optional AUTH, via smtplib.
+
+    ``ssl_context`` defaults to the system's verifying context; tests pass one that trusts
+    a throw-away CA. AUTH happens only when ``settings.user`` is set; a user without a
+    password is refused here, before any connection, because the server's reply to an
+    empty password would be far less clear.
+    """
+
+    def __init__(self, settings: SmtpSettings, *, ssl_context: ssl.SSLContext | None = None):
+        super().__init__()
+        if settings.security not in ("none", "starttls", "ssl"):
+            raise SettingsError(
+                f"smtp security must be none, starttls or ssl, not {settings.security!r}"
+            )
+        if settings.user and not settings.password:
+            raise SettingsError(
+                f"smtp user {settings.user!r} is set but no password: "
+                "set BCARTNB_SMTP_PASSWORD (or unset the user to send without AUTH)"
+            )
+        self.settings = settings
+        self.ssl_context = ssl_context
+        self.sessions_opened = 0
+
+    @property
+    def description(self) -> str:
+        auth = f", user {self.settings.user}" if self.settings.user else ""
+        return f"smtp {self.settings.address} ({self.settings.security}{auth})"
+
+    def _open(self) -> SmtpConnection:
+        return SmtpConnection(self)
+
+    def _context(self) -> ssl.SSLContext:
+        return self.ssl_context or ssl.create_default_context()
+
+    def open_session(self) -> smtplib.SMTP:
+        """A connected, secured and logged-in smtplib session, or TransportError."""
+        s = self.settings
+        smtp: smtplib.SMTP | None = None
+        stage = "cannot connect"
+        try:
+            if s.security == "ssl":
+                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
+            else:
+                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            smtp.ehlo_or_helo_if_needed()
+            if s.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise TransportError(
+                        f"SMTP {s.address}: the server does not offer STARTTLS "
+                        "(try security 'ssl' on port 465, or 'none' for a local relay)"
+                    )
+                stage = "STARTTLS failed"
+                smtp.starttls(context=self._context())
+                smtp.ehlo()
+            if s.user:
+                if not smtp.has_extn("auth"):
+                    hint = " before TLS (use starttls or ssl)" if s.security == "none" else ""
+                    raise TransportError(f"SMTP {s.address}: the server does not offer AUTH{hint}")
+                stage = f"login as {s.user!r} failed"
+                smtp.login(s.user, s.password or "")
+        except TransportError:
+            _close_quietly(smtp)
+            raise
+        except ssl.SSLError as err:  # before OSError: SSLError is one
+            _close_quietly(smtp)
+            raise TransportError(f"SMTP {s.address}: TLS failed: {_reply_or_str(err)}") from err
+        except OSError as err:  # smtplib.SMTPException is an OSError too
+            _close_quietly(smtp)
+            raise TransportError(f"SMTP {s.address}: {stage}: {_reply_or_str(err)}") from err
+        with self._lock:
+            self.sessions_opened += 1
+        return smtp
+
+
+def _reply_or_str(err: BaseException) -> str:
+    if isinstance(err, smtplib.SMTPResponseException):
+        return f"{err.smtp_code} {_reply_text(err.smtp_error)}"
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"certificate not trusted ({err.verify_message})"
+    if isinstance(err, ssl.SSLError) and err.reason:
+        return err.reason
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _close_quietly(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        smtp.close()
+
+
+class SmtpConnection(BaseConnection):
+    """One SMTP session, reused mail after mail; reopened on the next send after a drop."""
+
+    def __init__(self, transport: SmtpTransport):
+        self.transport = transport
+        self._smtp: smtplib.SMTP | None = transport.open_session()
+
+    @property
+    def alive(self) -> bool:
+        return self._smtp is not None
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            smtp.close()
+
+    def _drop(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        _close_quietly(smtp)
+
+    def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult:
+        """One transaction. Raises TransportError only if a needed reconnect fails."""
+        if not recipients:
+            raise ValueError("send() needs at least one recipient")
+        if self._smtp is None:
+            self._smtp = self.transport.open_session()
+        smtp = self._smtp
+        # SMTP lines end in CRLF; modern servers refuse bare LF (SMTP smuggling defences).
+        data = _BARE_EOL.sub(b"\r\n", raw)
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        data_sent = False
+        try:
+            options = []
+            if smtp.has_extn("size"):
+                options.append(f"SIZE={len(data)}")
+            if not all(a.isascii() for a in (envelope_from, *recipients)):
+                if not smtp.has_extn("smtputf8"):
+                    return SendResult(
+                        Outcome.PERMANENT,
+                        None,
+                        "non-ASCII address but the server does not offer SMTPUTF8",
+                    )
+                options.append("SMTPUTF8")
+            code, reply = smtp.mail(envelope_from, options)
+            if code != 250:
+                return self._refused_sender(code, reply)
+            refused: dict[str, tuple[int, str]] = {}
+            for rcpt in recipients:
+                code, reply = smtp.rcpt(rcpt)
+                if code not in (250, 251):
+                    refused[rcpt] = (code, _reply_text(reply))
+                if code == 421:
+                    self._drop()
+                    return SendResult(Outcome.TEMPORARY, code, _reply_text(reply), refused)
+            if len(refused) == len(recipients):
+                # All refused: retry only if some refusal was temporary.
+                self._rset()
+                replies = list(refused.values())
+                code, text = next((r for r in replies if r[0] < 500), replies[0])
+                return SendResult(_outcome_for(code), code, text, refused)
+            code, reply = smtp.docmd("DATA")
+            if code != 354:
+                return self._refused_after(code, reply, refused)
+            data_sent = True
+            smtp.send(_LEADING_DOT.sub(b"..", data) + b".\r\n")
+            code, reply = smtp.getreply()
+            if code != 250:
+                return self._refused_after(code, reply, refused)
+            return SendResult(Outcome.SENT, code, _reply_text(reply), refused)
+        except (smtplib.SMTPServerDisconnected, OSError) as err:
+            self._drop()
+            return SendResult(
+                Outcome.UNCERTAIN if data_sent else Outcome.TEMPORARY,
+                None,
+                f"connection lost: {_reply_or_str(err)}",
+            )
+
+    def _refused_sender(self, code: int, reply: bytes) -> SendResult:
+        if code == 530:
+            # "Authentication required" is not about this mail: every mail would fail alike.
+            self._drop()
+            s = self.transport.settings
+            raise TransportError(
+                f"SMTP {s.address}: the server requires AUTH ({code} {_reply_text(reply)}): "
+                "set the smtp user and BCARTNB_SMTP_PASSWORD"
+            )
+        return self._refused_after(code, reply, {})
+
+    def _refused_after(
+        self, code: int, reply: bytes, refused: Mapping[str, tuple[int, str]]
+    ) -> SendResult:
+        if code == 421:
+            self._drop()
+        else:
+            self._rset()
+        return SendResult(_outcome_for(code), code, _reply_text(reply), refused)
+
+    def _rset(self) -> None:
+        if self._smtp is None:
+            return
+        try:
+            self._smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+
+# --- Maildir outbox ----------------------------------------------------------------------
+
+_counter = itertools.count()
+_HOST = socket.gethostname().replace("/", r"\057").replace(":", r"\072") or "localhost"
+
+
+def _envelope_header(envelope_from: str, recipients: Sequence[str], eol: bytes) -> bytes:
+    """Exactly two lines, so a reader can strip them and get the received bytes back."""
+    for value in (envelope_from, *recipients):
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"line break in an envelope address: {value!r}")
+    return (
+        f"Return-Path: <{envelope_from}>".encode() + eol
+        + f"X-Envelope-To: {', '.join(recipients)}".encode() + eol
+    )  # fmt: skip
+
+
+class MaildirTransport(BaseTransport):
+    """An outbox: every mail becomes one file in a Maildir, nothing leaves the machine.
+
+    The stored file is the mail's bytes exactly as given, preceded by two lines,
+    ``Return-Path: <from>`` and ``X-Envelope-To: a, b``, so a reviewer's mail client shows
+    who would have received it (a campaign's To: header may differ from the envelope).
+    mailbox.Maildir would rewrite CRLF to LF, so files are written here (tmp/, fsync,
+    rename into new/, as the Maildir rules ask); mailbox only creates the folders.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True):
+        super().__init__()
+        self.path = Path(path)
+        self.fsync = fsync
+        try:
+            mailbox.Maildir(self.path, create=True)
+        except OSError as err:
+            raise TransportError(f"Maildir {self.path}: cannot create: {err.strerror}") from err
+
+    @property
+    def description(self) -> str:
+        return f"maildir {self.path}"
+
+    def _open(self) -> BaseConnection:
+        return _MaildirConnection(self)
+
+    def deliver(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> Path:
+        """Store one mail; returns its file under ``new/``."""
+        eol = b"\r\n" if b"\r\n" in raw else b"\n"
+        content = _envelope_header(envelope_from, recipients, eol) + raw
+        name = f"{time.time_ns()}.P{os.getpid()}Q{next(_counter)}.{_HOST}"
+        tmp = self.path / "tmp" / name
+        final = self.path / "new" / name
+        try:
+            with open(tmp, "xb") as fh:
+                fh.write(content)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.rename(tmp, final)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise TransportError(f"Maildir {self.path}: cannot store a mail: {err}") from err
+        return final
+
+
+class _MaildirConnection(BaseConnection):
+    def __init__(self, transport: MaildirTransport):
+        self.transport = transport
+
+    def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult:
+        path = self.transport.deliver(envelope_from, recipients, raw)
+        return SendResult(Outcome.SENT, 250, f"stored {path.name}")
+
+
+def read_maildir(path: str | os.PathLike[str]) -> list[StoredMail]:
+    """Every mail in a Maildir written by the outbox or the sink, oldest first.
+
+    The two envelope lines are split off again, so ``raw`` is exactly what was sent.
+    """
+    root = Path(path)
+    if not (root / "new").is_dir() or not (root / "cur").is_dir():
+        raise TransportError(f"Maildir {root}: not a Maildir (no new/ and cur/)")
+    files = [f for sub in ("new", "cur") for f in (root / sub).iterdir() if f.name[0] != "."]
+    mails = []
+    for file in sorted(files, key=lambda f: f.name):
+        content = file.read_bytes()
+        envelope_from, raw = "", content
+        recipients: tuple[str, ...] = ()
+        first, _, rest = content.partition(b"\n")
+        second, _, body = rest.partition(b"\n")
+        if first.startswith(b"Return-Path: <") and second.startswith(b"X-Envelope-To: "):
+            envelope_from = first.rstrip(b"\r")[len(b"Return-Path: <") : -1].decode()
+            to = second.rstrip(b"\r")[len(b"X-Envelope-To: ") :].decode()
+            recipients = tuple(to.split(", ")) if to else ()
+            raw = body
+        mails.append(StoredMail(envelope_from, recipients, raw, file))
+    return mails
+
+
+# --- dry run -----------------------------------------------------------------------------
+
+
+class DryRunTransport(BaseTransport):
+    """Sends nothing; counts, and keeps the last ``keep`` mails for a preview."""
+
+    def __init__(self, *, keep: int = 10):
+        super().__init__()
+        self.count = 0
+        self.kept: deque[StoredMail] = deque(maxlen=keep)
+
+    @property
+    def description(self) -> str:
+        return "dry run (nothing is sent)"
+
+    def _open(self) -> BaseConnection:
+        return _DryRunConnection(self)
+
+    def _record(self, mail: StoredMail) -> None:
+        with self._lock:
+            self.count += 1
+            self.kept.append(mail)
+
+
+class _DryRunConnection(BaseConnection):
+    def __init__(self, transport: DryRunTransport):
+        self.transport = transport
+
+    def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult:
+        self.transport._record(StoredMail(envelope_from, tuple(recipients), raw))
+        return SendResult(Outcome.SENT, None, "dry run: not sent")
+
+
+def transport_from_settings(
+    settings: Settings | SmtpSettings, *, ssl_context: ssl.SSLContext | None = None
+) -> SmtpTransport:
+    """The shop's SMTP server as configured (file + environment); nothing connects yet."""
+    smtp = settings.smtp if isinstance(settings, Settings) else settings
+    return SmtpTransport(smtp, ssl_context=ssl_context)
