@@ -86,7 +86,27 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
 
 
 def _cmd_sink(args: argparse.Namespace) -> int:
-    raise BcartnbError("bcartnb sink: not implemented yet")
+    from pathlib import Path
+
+    from bcartnb.sink import Sink
+    from bcartnb.transports import StoredMail
+
+    def on_message(mail: StoredMail) -> None:
+        name = mail.path.name if mail.path else "?"
+        print(
+            f"受信 received: {mail.envelope_from} → {', '.join(mail.recipients)} ({name})",
+            flush=True,
+        )
+
+    def ready(sink: Sink) -> None:
+        print(f"SMTPサーバーを起動しました listening on {sink.address}")
+        print(f"メールの保存先 Maildir: {sink.maildir.resolve()}")
+        print("Ctrl-C で停止します / press Ctrl-C to stop", flush=True)
+
+    sink = Sink(Path(args.maildir), host=args.host, port=args.port, on_message=on_message)
+    sink.serve_forever(ready=ready)
+    print(f"停止しました stopped ({sink.received} 通受信 received)")
+    return 0
 
 
 # --- parser ------------------------------------------------------------------------------

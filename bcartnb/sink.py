@@ -173,6 +173,7 @@ class Sink:
         self.maildir = Path(maildir)
         self._handler = _MaildirHandler(MaildirTransport(self.maildir, fsync=fsync), on_message)
         self._server = SmtpServerThread(self._handler, host, port)
+        self._shutdown = threading.Event()
 
     @property
     def host(self) -> str:
@@ -202,9 +203,13 @@ class Sink:
     def stop(self) -> None:
         self._server.stop()
 
+    def shutdown(self) -> None:
+        """Make :meth:`serve_forever` return (from another thread or a signal handler)."""
+        self._shutdown.set()
+
     def serve_forever(self, ready: Callable[[Sink], Any] | None = None) -> None:
-        """Run until Ctrl-C or SIGTERM, then stop cleanly; ``ready`` is called once listening."""
-        stop = threading.Event()
+        """Run until Ctrl-C, SIGTERM or :meth:`shutdown`; ``ready`` is called once listening."""
+        stop = self._shutdown
         previous: Any = None
         in_main = threading.current_thread() is threading.main_thread()
 
