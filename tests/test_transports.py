@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import mailbox
+import os
 import smtplib
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -454,3 +457,27 @@ def test_every_transport_fits_the_protocols(tmp_path: Path, smtp_server: Factory
 def test_all_is_sorted() -> None:
     assert transports.__all__ == sorted(transports.__all__)
     assert all(hasattr(transports, name) for name in transports.__all__)
+
+
+def test_a_subprocess_sends_through_the_environment(smtp_server: Factory) -> None:
+    """How `bcartnb run` tests reach a server: BCARTNB_SMTP_* (and SSL_CERT_FILE for TLS)."""
+    server = smtp_server(security="starttls", users={"shop": "s3cret"}, auth_required=True)
+    script = (
+        "import sys\n"
+        "from bcartnb.settings import load_settings\n"
+        "from bcartnb.transports import transport_from_settings\n"
+        "with transport_from_settings(load_settings()) as t:\n"
+        "    raw = b'Subject: sub\\r\\n\\r\\nhi\\r\\n'\n"
+        "    r = t.send('shop@example.com', ['a@example.jp'], raw)\n"
+        "print(r.outcome)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
+    env.update(server.env(user="shop", password="s3cret"))
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "sent"
+    [got] = server.received
+    assert got.auth_user == "shop" and got.tls
+    assert got.raw == b"Subject: sub\r\n\r\nhi\r\n"
