@@ -22,9 +22,11 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from bcartnb.filters import apply_filter, describe_filter, select
-from bcartnb.members import check_addresses, normalize_addresses
+from bcartnb.members import address_codes, to_arrow_strings
 
 __all__ = [
     "REASONS",
@@ -101,35 +103,53 @@ def build_audience(
     """
     selected = select(apply_filter(members, filter), checked)
     if "email" in selected.columns:
-        emails = normalize_addresses(selected["email"])
-        selected = selected.assign(email=emails.mask(emails == ""))
+        raw = selected["email"]
     else:
-        emails = pd.Series("", index=selected.index, dtype="str")
-    reason = check_addresses(emails).to_numpy(dtype=object)
+        raw = pd.Series(pd.NA, index=selected.index, dtype="str")
+    # codes: 0 sendable, then 1 + position in REASONS
+    codes, trimmed = address_codes(raw)
     if opt_in_only:
         opted = selected["mm_flag"].to_numpy(dtype=bool, na_value=False)
-        reason[pd.isna(reason) & ~opted] = "not_opted_in"
-    open_ = pd.isna(reason)
-    if open_.any():
-        keys = emails[open_].str.lower()
-        dup = keys.duplicated(keep="first").to_numpy(dtype=bool)
-        idx = np.flatnonzero(open_)[dup]
-        reason[idx] = "duplicate_address"
-    ok = pd.isna(reason)
+        codes[(codes == 0) & ~opted] = 1 + REASONS.index("not_opted_in")
+    open_ = np.flatnonzero(codes == 0)
+    if len(open_):
+        # sendable so far means valid, and valid means ASCII: ascii_lower is enough
+        keys = pc.dictionary_encode(pc.ascii_lower(pc.take(trimmed, pa.array(open_))))
+        ids = keys.indices.to_numpy(zero_copy_only=False)
+        first = np.empty(len(keys.dictionary), dtype=np.int64)
+        order = np.arange(len(ids))
+        first[ids[::-1]] = order[::-1]  # the last write wins: the first occurrence
+        codes[open_[first[ids] != order]] = 1 + REASONS.index("duplicate_address")
+    if "email" in selected.columns:
+        selected = _with_trimmed_email(selected, raw, trimmed)
+    ok = codes == 0
+    labels = np.array([None, *REASONS], dtype=object)
     sendable = selected[ok]
-    unsendable = selected[~ok].assign(reason=pd.array(reason[~ok], dtype="string"))
-    codes, counts = np.unique(reason[~ok].astype(str), return_counts=True)
-    found = dict(zip(codes.tolist(), counts.tolist(), strict=True))
+    unsendable = selected[~ok].assign(reason=pd.array(labels[codes[~ok]], dtype="string"))
+    counts = np.bincount(codes, minlength=len(REASONS) + 1)
     return Audience(
         selected=selected,
         sendable=sendable,
         unsendable=unsendable,
-        reasons={r: int(found.get(r, 0)) for r in REASONS},
+        reasons={r: int(counts[1 + i]) for i, r in enumerate(REASONS)},
         filter=filter,
         checked=tuple(int(i) for i in checked) if checked else (),
         opt_in_only=opt_in_only,
         source=members.attrs.get("source"),
     )
+
+
+def _with_trimmed_email(selected: pd.DataFrame, raw: pd.Series, trimmed: pa.Array) -> pd.DataFrame:
+    """Mail goes to the trimmed address; copy the frame only when trimming changed a cell
+    (read_members trims already, so a million-row frame is not copied for nothing)."""
+    before = pc.utf8_length(to_arrow_strings(raw))
+    after = pc.utf8_length(trimmed)
+    changed = pc.or_(pc.not_equal(before, after), pc.equal(after, 0))
+    if not pc.any(changed).as_py():
+        return selected
+    cleaned = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), trimmed)
+    emails = pd.Series(pd.array(cleaned, dtype="str"), index=selected.index)
+    return selected.assign(email=emails)
 
 
 def _width(text: str) -> int:

@@ -29,6 +29,8 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from bcartnb.exceptions import MembersFileError
 
@@ -38,12 +40,14 @@ __all__ = [
     "COLUMN_LABELS",
     "HEADER_ALIASES",
     "MM_FLAG_VALUES",
+    "address_codes",
     "check_addresses",
     "empty_members",
     "is_valid_domain",
     "normalize_address",
     "normalize_addresses",
     "read_members",
+    "to_arrow_strings",
 ]
 
 # canonical name, kind, Japanese headers accepted (the first is the label shown to users)
@@ -110,7 +114,6 @@ _FAST_ADDRESS: Final = rf"{_LOCAL}@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}"
 # The local part is ours to judge; an ASCII domain goes to email-validator (which would take
 # 例え.jp as IDNA, but B-Cart registers no full-width character anywhere in an address).
 _SHAPE: Final = rf"{_LOCAL}@[A-Za-z0-9.-]+"
-_RLDH: Final = r"(?:@|\.)(?:[A-Za-z0-9]{2}--)"
 _LOCAL_MAX: Final = 64
 _ADDRESS_MAX: Final = 254
 _DOMAIN_MAX: Final = 253
@@ -119,6 +122,7 @@ _DATE_RE: Final = (
     r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?$"
 )
 _ID_RE: Final = r"[0-9]{1,18}"
+_BCART_DATETIME: Final = "%Y/%m/%d %H:%M:%S"
 
 
 # --- addresses ---------------------------------------------------------------------------
@@ -164,11 +168,81 @@ def is_valid_domain(domain: str) -> bool:
 
 
 @functools.cache
-def _special_use_re() -> str:
+def _special_tail_re() -> str:
+    """Special-use names (``.test``, ``.local`` ...) that email-validator refuses, read from it."""
     from email_validator import SPECIAL_USE_DOMAIN_NAMES
 
-    names = "|".join(re.escape(d) for d in SPECIAL_USE_DOMAIN_NAMES)
-    return rf"(?i)[.@](?:{names})$"
+    return rf"\.(?:{'|'.join(re.escape(d) for d in SPECIAL_USE_DOMAIN_NAMES)})$"
+
+
+_TAIL: Final = 12  # the longest special-use name with its dot, and some
+_OK, _EMPTY, _INVALID = 0, 1, 2
+_CODES: Final = (None, "empty_address", "invalid_address")
+
+
+def _bools(result: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    return np.asarray(result.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def to_arrow_strings(column: pd.Series) -> pa.Array:
+    """A text column as one Arrow string array, missing values null: zero-copy for pandas'
+    Arrow-backed ``str`` dtype, converted for anything else (object, ``string[python]``)."""
+    try:
+        raw = pa.array(column, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raw = pa.array(column.astype("str"), from_pandas=True)
+    if not (pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type)):
+        raw = pa.array(column.astype("str"), from_pandas=True, type=pa.large_string())
+    if isinstance(raw, pa.ChunkedArray):  # pragma: no cover - pa.array gives one chunk
+        raw = raw.combine_chunks()
+    return raw
+
+
+def address_codes(emails: pd.Series) -> tuple[np.ndarray[Any, np.dtype[np.int8]], pa.Array]:
+    """The vectorised core of :func:`check_addresses`: per row 0 (valid), 1 (empty) or 2
+    (invalid), and the trimmed addresses as an Arrow array (for duplicate detection).
+
+    Each step is one pass of Arrow compute (RE2 regexes, no Python per row); email-validator
+    runs once per distinct domain that the fast regex could not settle (rare shapes: a
+    ``--`` anywhere, a special-use TLD, anything but a plain LDH domain).
+    """
+    text = pc.fill_null(pc.utf8_trim(to_arrow_strings(emails), _SPACES), "")
+    lengths = pc.utf8_length(text).to_numpy(zero_copy_only=False)
+    empty = lengths == 0
+    fast = _bools(pc.match_substring_regex(text, f"^(?:{_FAST_ADDRESS})$"))
+    at = pc.find_substring(text, "@").to_numpy(zero_copy_only=False)
+    within = (lengths <= _ADDRESS_MAX) & (at <= _LOCAL_MAX)
+    if fast.any():
+        tail = pc.utf8_slice_codeunits(text, -_TAIL)
+        odd = _bools(pc.match_substring(text, "--")) | _bools(
+            pc.match_substring_regex(tail, _special_tail_re(), ignore_case=True)
+        )
+        slow = (~fast | odd) & ~empty & within
+        valid = fast & ~odd & within
+    else:
+        slow = ~empty & within
+        valid = np.zeros(len(text), dtype=bool)
+    if slow.any():
+        idx = np.flatnonzero(slow)
+        candidates = pc.take(text, pa.array(idx))
+        shaped = _bools(pc.match_substring_regex(candidates, f"^(?:{_SHAPE})$"))
+        idx = idx[shaped]
+        if len(idx):
+            domains = pc.utf8_lower(
+                pc.replace_substring_regex(pc.take(text, pa.array(idx)), "^[^@]*@", "")
+            )
+            encoded = pc.dictionary_encode(domains)
+            verdict = np.array(
+                [
+                    len(d) <= _DOMAIN_MAX and is_valid_domain(d)
+                    for d in encoded.dictionary.to_pylist()
+                ],
+                dtype=bool,
+            )
+            valid[idx] = verdict[encoded.indices.to_numpy(zero_copy_only=False)]
+    codes = np.where(valid, _OK, _INVALID).astype(np.int8)
+    codes[empty] = _EMPTY
+    return codes, text
 
 
 def check_addresses(emails: pd.Series) -> pd.Series:
@@ -179,35 +253,8 @@ def check_addresses(emails: pd.Series) -> pd.Series:
     trailing or doubled dot, ASCII only) and email-validator accepts it (no DNS, no SMTPUTF8,
     no quoted local part). The result has the index of ``emails`` and the ``string`` dtype.
     """
-    text = normalize_addresses(emails)
-    n = len(text)
-    empty = (text == "").to_numpy(dtype=bool)
-    fast = text.str.fullmatch(_FAST_ADDRESS).to_numpy(dtype=bool, na_value=False)
-    lengths = text.str.len().to_numpy(dtype=np.int64, na_value=0)
-    local_len = text.str.find("@").to_numpy(dtype=np.int64, na_value=-1)
-    within = (lengths <= _ADDRESS_MAX) & (local_len <= _LOCAL_MAX)
-    if fast.any():
-        # Rare shapes among the fast ones go the slow way: R-LDH labels, special-use names.
-        odd = text.str.contains(_RLDH) | text.str.contains(_special_use_re())
-        odd_np = odd.to_numpy(dtype=bool, na_value=False)
-        slow = (~fast | odd_np) & ~empty
-        fast = fast & ~odd_np
-    else:
-        slow = ~empty
-    valid = fast & within
-    slow &= within
-    if slow.any():
-        candidates = text[slow]
-        shaped = candidates.str.fullmatch(_SHAPE).to_numpy(dtype=bool, na_value=False)
-        domains = candidates[shaped].str.replace(r"^[^@]*@", "", regex=True).str.lower()
-        if len(domains):
-            verdicts = {d: len(d) <= _DOMAIN_MAX and is_valid_domain(d) for d in domains.unique()}
-            ok = domains.map(verdicts).to_numpy(dtype=bool)
-            idx = np.flatnonzero(slow)[np.flatnonzero(shaped)]
-            valid[idx] = ok
-    reason = np.full(n, None, dtype=object)
-    reason[~valid] = "invalid_address"
-    reason[empty] = "empty_address"
+    codes, _ = address_codes(emails)
+    reason = np.array(_CODES, dtype=object)[codes]
     return pd.Series(reason, index=emails.index, dtype="string", name="reason")
 
 
@@ -476,19 +523,26 @@ def _datetimes(
     col: pd.Series, stripped: pd.Series, blank: pd.Series, label: str, where: _Where
 ) -> pd.Series:
     """B-Cart writes 2024/05/01 12:34:56; people edit to 2024-5-1 or 2024年5月1日. All are
-    Tokyo wall-clock times. Parsed from the regex's parts, so "1" or "May" is never a date."""
-    parts = stripped.str.extract(_DATE_RE)
-    parts.columns = ["year", "month", "day", "hour", "minute", "second"]
-    comps = parts.apply(pd.to_numeric).fillna({"hour": 0, "minute": 0, "second": 0})
-    ok_shape = parts["year"].notna()
-    comps = comps.where(ok_shape, 2000).astype(np.int64)  # placeholder, replaced by NaT below
-    stamps = pd.to_datetime(comps, errors="coerce").astype("datetime64[us]")
-    clock = (comps["hour"] <= 23) & (comps["minute"] <= 59) & (comps["second"] <= 59)
-    bad = ~blank & (~ok_shape | stamps.isna() | ~clock)
-    if bad.any():
-        row, value = _first_bad(col, bad)
-        raise where.error(f"{_show(value)} is not a date and time", row, label)
-    stamps = stamps.mask(blank | ~ok_shape)
+    Tokyo wall-clock times. B-Cart's own form is parsed in C; the rest from the regex's
+    parts, so "1" or "May" is never taken for a date."""
+    stamps = pd.to_datetime(stripped.mask(blank), format=_BCART_DATETIME, errors="coerce").astype(
+        "datetime64[us]"
+    )
+    rest = (~blank & stamps.isna()).to_numpy(dtype=bool)
+    if rest.any():
+        others = stripped[rest]
+        parts = others.str.extract(_DATE_RE)
+        parts.columns = ["year", "month", "day", "hour", "minute", "second"]
+        ok_shape = parts["year"].notna()
+        comps = parts.apply(pd.to_numeric).fillna({"hour": 0, "minute": 0, "second": 0})
+        comps = comps.where(ok_shape, 2000).astype(np.int64)  # placeholder for the bad ones
+        parsed = pd.to_datetime(comps, errors="coerce").astype("datetime64[us]")
+        clock = (comps["hour"] <= 23) & (comps["minute"] <= 59) & (comps["second"] <= 59)
+        bad = ~ok_shape | parsed.isna() | ~clock
+        if bad.any():
+            row, value = _first_bad(col[rest], bad)
+            raise where.error(f"{_show(value)} is not a date and time", row, label)
+        stamps[rest] = parsed.to_numpy()
     localized: pd.Series = stamps.dt.tz_localize(TOKYO)
     return localized
 
