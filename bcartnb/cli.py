@@ -27,7 +27,37 @@ def _print_json(data: Any) -> None:
 
 
 def _cmd_members(args: argparse.Namespace) -> int:
-    raise BcartnbError("bcartnb members: not implemented yet")
+    import re
+
+    from bcartnb.audience import build_audience, format_summary
+    from bcartnb.exceptions import FilterError, SelectionError
+    from bcartnb.members import read_members
+
+    flt = None
+    if args.filter is not None:
+        try:
+            flt = json.loads(args.filter)
+        except json.JSONDecodeError as err:
+            raise FilterError(f"--filter is not valid JSON: {err}") from err
+        if not isinstance(flt, dict):
+            raise FilterError(
+                f'--filter must be a JSON object such as {{"pref": "東京都"}}, not {args.filter!r}'
+            )
+    checked = None
+    if args.checked is not None:
+        items = [item.strip() for item in args.checked.split(",")]
+        if not any(items):
+            raise SelectionError("--checked is empty: give member ids such as 1001,1002")
+        bad = [item for item in items if not re.fullmatch(r"[0-9]{1,18}", item)]
+        if bad:
+            raise SelectionError(f"--checked: {bad[0]!r} is not a member id (a whole number)")
+        checked = [int(item) for item in items]
+    audience = build_audience(read_members(args.members), flt, checked, args.opt_in_only)
+    if args.json:
+        _print_json(audience.summary())
+    else:
+        print(format_summary(audience))
+    return 0
 
 
 def _cmd_quota(args: argparse.Namespace) -> int:
