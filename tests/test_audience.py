@@ -181,6 +181,20 @@ def test_the_demo_members_show_every_reason(repo_root: Path) -> None:
     assert audience.source is not None and audience.source.endswith("demo_members.csv")
 
 
+def test_demo_prints_the_audience_in_japanese(capsys: pytest.CaptureFixture[str]) -> None:
+    from bcartnb import demo
+
+    assert demo.main() == 0
+    out = capsys.readouterr().out
+    expected = build_audience(read_members(demo.DEMO_MEMBERS), demo.DEMO_FILTER, opt_in_only=True)
+    assert "送信件数" in out and "送信できない件数" in out
+    assert any(
+        line.startswith("送信件数") and line.endswith(f" {len(expected.sendable)} 件")
+        for line in out.splitlines()
+    )
+    assert "@" not in "".join(line for line in out.splitlines() if "***@" not in line)
+
+
 # --- properties --------------------------------------------------------------------------
 
 _POOL = [
