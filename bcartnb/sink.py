@@ -50,6 +50,27 @@ class _BoundController(Controller):
         return SMTP(self.handler, loop=self.loop, **self.SMTP_kwargs)
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket whose ``proto`` is IPPROTO_TCP.
+
+    asyncio turns Nagle off (TCP_NODELAY) only on sockets that say IPPROTO_TCP; one from
+    ``socket.create_server`` says 0, and aiosmtpd's line-by-line EHLO reply then waits for
+    the client's delayed ACK: 40 ms per session.
+    """
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class SmtpServerThread:
     """An aiosmtpd server on ``host:port`` in a background thread; ``port=0`` picks a free one.
 
@@ -93,8 +114,7 @@ class SmtpServerThread:
         if self._controller is not None:
             return self
         try:
-            info = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
-            sock = socket.create_server(info[4][:2], family=info[0])
+            sock = _listen(self.host, self.port)
         except OSError as err:
             reason = err.strerror or str(err)
             raise TransportError(f"SMTP server {self.address}: cannot listen: {reason}") from err

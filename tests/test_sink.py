@@ -11,13 +11,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import bcartnb.sink as sink_module
 from bcartnb.exceptions import TransportError
 from bcartnb.settings import SmtpSettings
-from bcartnb.sink import Sink
+from bcartnb.sink import Sink, SmtpServerThread
 from bcartnb.transports import SmtpTransport, StoredMail, read_maildir
 
 RAW = (
@@ -182,3 +183,20 @@ def test_cli_sink_on_a_busy_port_exits_2_with_one_line(
     assert out == ""
     assert err.count("\n") == 1
     assert err.startswith(f"bcartnb: error: SMTP server 127.0.0.1:{port}: cannot listen: ")
+
+
+def test_server_connections_have_nagle_off(tmp_path: Path) -> None:
+    """Else aiosmtpd's line-by-line EHLO reply waits on the client's delayed ACK (40 ms)."""
+    seen: list[int] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            sock = server.transport.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            return "250 OK"
+
+    with SmtpServerThread(Handler(), port=0) as server:
+        client = smtplib.SMTP(server.host, server.port, timeout=10)
+        with client:
+            client.sendmail("s@example.com", ["r@example.jp"], RAW)
+    assert seen == [1]
