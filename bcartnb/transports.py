@@ -249,6 +249,18 @@ def _reply_text(reply: bytes | str) -> str:
     return " ".join(text.split())
 
 
+def _check_envelope(envelope_from: str, recipients: Sequence[str]) -> None:
+    """A bug upstream, not a member's problem: addresses were validated long before here.
+
+    A line break would let an address smuggle extra SMTP commands (or stored headers).
+    """
+    if not recipients:
+        raise ValueError("send() needs at least one recipient")
+    for value in (envelope_from, *recipients):
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"line break in an envelope address: {value!r}")
+
+
 def _outcome_for(code: int) -> Outcome:
     return Outcome.PERMANENT if 500 <= code < 600 else Outcome.TEMPORARY
 
@@ -371,8 +383,7 @@ class SmtpConnection(BaseConnection):
 
     def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult:
         """One transaction. Raises TransportError only if a needed reconnect fails."""
-        if not recipients:
-            raise ValueError("send() needs at least one recipient")
+        _check_envelope(envelope_from, recipients)
         if self._smtp is None:
             self._smtp = self.transport.open_session()
         smtp = self._smtp
@@ -464,9 +475,7 @@ _HOST = socket.gethostname().replace("/", r"\057").replace(":", r"\072") or "loc
 
 def _envelope_header(envelope_from: str, recipients: Sequence[str], eol: bytes) -> bytes:
     """Exactly two lines, so a reader can strip them and get the received bytes back."""
-    for value in (envelope_from, *recipients):
-        if "\r" in value or "\n" in value:
-            raise ValueError(f"line break in an envelope address: {value!r}")
+    _check_envelope(envelope_from, recipients)
     return (
         f"Return-Path: <{envelope_from}>".encode() + eol
         + f"X-Envelope-To: {', '.join(recipients)}".encode() + eol

@@ -481,3 +481,33 @@ def test_a_subprocess_sends_through_the_environment(smtp_server: Factory) -> Non
     [got] = server.received
     assert got.auth_user == "shop" and got.tls
     assert got.raw == b"Subject: sub\r\n\r\nhi\r\n"
+
+
+@pytest.mark.parametrize("rcpt", ["a@example.jp\r\nRCPT TO:<x@evil.example>", "b@example.jp\n"])
+def test_line_breaks_in_envelope_addresses_never_reach_the_wire(
+    smtp_server: Factory, tmp_path: Path, rcpt: str
+) -> None:
+    server = smtp_server()
+    for transport in (server.transport(), MaildirTransport(tmp_path / "o")):
+        with transport, pytest.raises(ValueError, match="line break"):
+            transport.send(SHOP, [rcpt], mail())
+    assert server.transactions == 0
+    assert read_maildir(tmp_path / "o") == []
+
+
+def test_held_mails_wait_for_release(smtp_server: Factory) -> None:
+    """The fixture's hold: how a delivery test SIGKILLs a sender at a known point."""
+    server = smtp_server(faults=Faults(hold_after=1))
+    results = []
+    with server.transport() as transport:
+        assert transport.send(SHOP, ["a@example.jp"], mail()).sent
+        sender = threading.Thread(
+            target=lambda: results.append(transport.send(SHOP, ["b@example.jp"], mail()))
+        )
+        sender.start()
+        assert server.wait_held(1, timeout=10)
+        assert server.wait_for(2, timeout=10)
+        assert results == []  # still waiting for the reply
+        server.release()
+        sender.join(10)
+    assert [r.outcome for r in results] == [Outcome.SENT]
