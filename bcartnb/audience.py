@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
+from bcartnb.exceptions import FilterError
 from bcartnb.filters import apply_filter, describe_filter, select
 from bcartnb.members import address_codes, to_arrow_strings
 
@@ -109,6 +110,8 @@ def build_audience(
     # codes: 0 sendable, then 1 + position in REASONS
     codes, trimmed = address_codes(raw)
     if opt_in_only:
+        if "mm_flag" not in selected.columns:
+            raise FilterError("opt-in only (メール案内) needs the mm_flag column in the members")
         opted = selected["mm_flag"].to_numpy(dtype=bool, na_value=False)
         codes[(codes == 0) & ~opted] = 1 + REASONS.index("not_opted_in")
     open_ = np.flatnonzero(codes == 0)

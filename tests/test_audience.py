@@ -146,6 +146,19 @@ def test_filter_checked_and_reasons_together(tmp_path: Path) -> None:
         build_audience(df, {"nope": 1})
 
 
+def test_frames_from_elsewhere_are_trimmed_and_checked() -> None:
+    df = pd.DataFrame(
+        {"id": [1, 2, 3], "email": [" a@example.jp\u3000", "\u3000", None]},
+        index=pd.Index([2, 3, 4], name="row"),
+    )
+    audience = build_audience(df)
+    assert audience.sendable["email"].tolist() == ["a@example.jp"]
+    assert reasons_by_id(audience) == {2: "empty_address", 3: "empty_address"}
+    assert audience.selected["email"].isna().tolist() == [False, True, True]
+    with pytest.raises(FilterError, match="mm_flag"):
+        build_audience(df, opt_in_only=True)
+
+
 def test_an_empty_selection(tmp_path: Path) -> None:
     df = members_from(tmp_path, [(1, "a@example.jp", "1")])
     audience = build_audience(df, {"pref": "北海道"})
