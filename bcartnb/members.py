@@ -426,6 +426,10 @@ def read_members(path: str | os.PathLike[str]) -> pd.DataFrame:
             raise where.error(f"headers {other!r} and {head!r} are the same column ({name})")
         columns[name] = (pos, head)
     missing = [name for name in _REQUIRED if name not in columns]
+    if missing and len(header) == 1:
+        for sep, what in (("\t", "tab"), (";", "semicolon")):
+            if sep in header[0]:
+                raise where.error(f"is {what}-separated: save the member list as a CSV (commas)")
     if missing:
         wanted = ", ".join(f"{n} ({COLUMN_LABELS[n]})" for n in missing)
         raise where.error(f"missing column {wanted}; headers are: {', '.join(header)}")

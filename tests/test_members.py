@@ -131,7 +131,7 @@ def test_dtypes(tmp_path: Path) -> None:
 )
 def test_mm_flag_values(tmp_path: Path, value: str, expected: bool) -> None:
     df = read_members(write(tmp_path, f"id,email,メール案内\n1,a@example.jp,{value}\n"))
-    assert df.loc[2, "mm_flag"] is expected or df.loc[2, "mm_flag"] == expected
+    assert bool(df.loc[2, "mm_flag"]) is expected
 
 
 def test_email_is_trimmed_and_blank_is_missing(tmp_path: Path) -> None:
@@ -183,6 +183,19 @@ def test_quoted_fields_with_commas_and_newlines(tmp_path: Path) -> None:
 def test_missing_required_column(tmp_path: Path, header: str, missing: str) -> None:
     msg = error_of(write(tmp_path, f"{header}\nx,y\n"))
     assert f"missing column {missing}" in msg
+
+
+@pytest.mark.parametrize(("sep", "word"), [("\t", "tab"), (";", "semicolon")])
+def test_other_separators_get_advice(tmp_path: Path, sep: str, word: str) -> None:
+    msg = error_of(write(tmp_path, f"id{sep}email\n1{sep}a@example.jp\n"))
+    assert f"{word}-separated" in msg
+
+
+def test_rows_with_fewer_fields_are_blank_at_the_end(tmp_path: Path) -> None:
+    text = "id,email,会社名,メール案内,価格グループID\n1,a@example.jp\n2,b@example.jp,x,1,3\n"
+    df = read_members(write(tmp_path, text))
+    assert pd.isna(df.loc[2, "comp_name"]) and not df.loc[2, "mm_flag"]
+    assert pd.isna(df.loc[2, "price_group_id"]) and df.loc[3, "price_group_id"] == 3
 
 
 def test_unreadable_mm_flag_names_row_and_column(tmp_path: Path) -> None:
