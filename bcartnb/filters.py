@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -95,8 +96,6 @@ def resolve_column(key: str, columns: Iterable[str]) -> str | None:
         return key
     canonical = HEADER_ALIASES.get(key)
     if canonical is None:
-        import unicodedata
-
         canonical = HEADER_ALIASES.get(unicodedata.normalize("NFKC", key).strip())
     return canonical if canonical in names else None
 

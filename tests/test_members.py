@@ -305,6 +305,8 @@ VALID = [
     " padded@example.jp\u3000",
     "\u3000\u3000tab@example.jp\t",
     "x@xn--eckwd4c7c.xn--zckzah",  # punycode, checked by email-validator
+    "a--b@example.jp",  # "--" sends it the slow way, and it is fine
+    "x@EXAMPLE.JP",
 ]
 INVALID = [
     "no-at-mark.example.jp",
@@ -331,6 +333,8 @@ INVALID = [
     "x@example.jp.",
     "x@123.456",
     "x@example.test",
+    "x@a.TEST",
+    "x@xn--zz.jp",
     "x@host.localhost",
     "x@ab--cd.example.jp",
     "x@[127.0.0.1]",
