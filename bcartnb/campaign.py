@@ -14,12 +14,30 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bcartnb.exceptions import SettingsError
+import pandas as pd
 
-__all__ = ["CAMPAIGN_KEYS", "ENCODINGS", "CampaignSpec", "load_campaign"]
+from bcartnb.audience import Audience, build_audience
+from bcartnb.compose import Composer, Draft
+from bcartnb.exceptions import SettingsError
+from bcartnb.ledger import Ledger, new_campaign_id
+from bcartnb.members import read_members
+from bcartnb.quota import Plan, QuotaStatus, resolve_plan
+from bcartnb.settings import Settings
+from bcartnb.templates import TemplateStore
+
+__all__ = [
+    "CAMPAIGN_KEYS",
+    "ENCODINGS",
+    "CampaignPlan",
+    "CampaignSpec",
+    "build_draft",
+    "load_campaign",
+    "plan_campaign",
+]
 
 CAMPAIGN_KEYS = (
     "members",
@@ -164,3 +182,127 @@ def _checked(value: Any, where: str) -> tuple[int, ...]:
         except (TypeError, ValueError) as err:
             raise SettingsError(f"{where}: checked holds a non-id value {item!r}") from err
     return tuple(dict.fromkeys(out))
+
+
+# --- planning: members → audience → draft → counts and quota -----------------------------
+
+
+@dataclass
+class CampaignPlan:
+    """Everything the confirmation screen shows, computed before anything is sent.
+
+    Built by :func:`plan_campaign`; :func:`bcartnb.delivery.deliver` sends it. Holding the
+    audience, the compiled composer and the quota status together is what lets the wizard,
+    the papermill notebook and the CLI show the same numbers and send the same mails.
+    """
+
+    spec: CampaignSpec
+    settings: Settings
+    plan: Plan
+    audience: Audience
+    draft: Draft
+    composer: Composer
+    quota: QuotaStatus
+    campaign_id: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def recipients(self) -> list[tuple[int, str]]:
+        """(member id, address) of every sendable member, in file order."""
+        sendable = self.audience.sendable
+        return list(
+            zip(
+                (int(i) for i in sendable["id"].tolist()),
+                (str(a) for a in sendable["email"].tolist()),
+                strict=True,
+            )
+        )
+
+    @property
+    def fits(self) -> bool:
+        return self.quota.fits(len(self.audience.sendable))
+
+    def summary(self) -> dict[str, Any]:
+        """The contract's run summary before sending: ``sent``/``failed`` are 0."""
+        n = len(self.audience.sendable)
+        return {
+            "campaign_id": self.campaign_id,
+            **self.audience.summary(),
+            "sent": 0,
+            "failed": 0,
+            "quota": {
+                "plan": self.plan.name,
+                "cap": self.quota.cap,
+                "used_before": self.quota.used,
+                "used_after": self.quota.used + n,
+            },
+        }
+
+
+def build_draft(spec: CampaignSpec, settings: Settings) -> Draft:
+    """The template fills subject, body and html; the campaign's own values win."""
+    if spec.template:
+        template = TemplateStore(settings.templates).get(spec.template)
+        return Draft.from_template(
+            template,
+            subject=spec.subject,
+            body=spec.body,
+            html=spec.html,
+            insert_signature=spec.insert_signature,
+            encoding=spec.encoding,
+        )
+    return Draft(
+        subject=spec.subject or "",
+        body=spec.body or "",
+        html=bool(spec.html),
+        insert_signature=spec.insert_signature,
+        encoding=spec.encoding,
+    )
+
+
+def plan_campaign(
+    spec: CampaignSpec,
+    settings: Settings,
+    *,
+    members: pd.DataFrame | None = None,
+    ledger: Ledger | None = None,
+    campaign_id: str | None = None,
+    now: datetime | None = None,
+) -> CampaignPlan:
+    """Members → audience → draft → quota: what would be sent, refused nothing yet.
+
+    ``members`` lets the wizard pass the frame it already read; otherwise the spec's file is
+    read. The quota is read from the ledger (opened from the settings when not given) and is
+    only a snapshot: :func:`bcartnb.delivery.deliver` reserves atomically before sending.
+    """
+    if not settings.plan:
+        raise SettingsError(
+            'no plan set: put plan = "プラン10" (or light, plan10 … own-smtp) in bcartnb.toml '
+            "or set BCARTNB_PLAN"
+        )
+    plan = resolve_plan(settings.plan)
+    frame = members if members is not None else read_members(spec.members)
+    audience = build_audience(
+        frame, spec.filter or None, list(spec.checked) or None, spec.opt_in_only
+    )
+    draft = build_draft(spec, settings)
+    cid = campaign_id or new_campaign_id(now)
+    composer = Composer(draft, settings, cid)
+    own = ledger is None
+    led = ledger if ledger is not None else Ledger.open(settings.db)
+    try:
+        quota = led.usage(plan, now=now)
+    finally:
+        if own:
+            led.close()
+    return CampaignPlan(
+        spec=spec,
+        settings=settings,
+        plan=plan,
+        audience=audience,
+        draft=draft,
+        composer=composer,
+        quota=quota,
+        campaign_id=cid,
+        warnings=list(composer.warnings),
+    )

@@ -103,16 +103,85 @@ def _cmd_quota(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_summary(summary: Any, as_json: bool) -> int:
+    if as_json:
+        _print_json(summary.as_dict())
+    else:
+        print(summary.message())
+        for warning in summary.warnings:
+            print(f"注意: {warning}")
+    if summary.status == "interrupted":
+        print(f"bcartnb: interrupted: `{summary.resume_command}` continues", file=sys.stderr)
+        return 130
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    raise BcartnbError("bcartnb run: not implemented yet")
+    from bcartnb.campaign import load_campaign
+    from bcartnb.delivery import run_campaign
+    from bcartnb.settings import load_settings
+
+    spec = load_campaign(args.campaign)
+    settings = load_settings()
+    if not args.send:
+        # the contract: a dry run unless --send, whatever the file says
+        summary = run_campaign(spec, settings, send=False)
+        if spec.send:
+            summary.warnings.append(
+                "キャンペーンファイルの send = true は無視しました"
+                "（送信するには --send を付けてください）"
+            )
+        return _print_summary(summary, args.json)
+    summary = run_campaign(
+        spec, settings, send=True, repeat=args.repeat, progress=sys.stderr.isatty()
+    )
+    return _print_summary(summary, args.json)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    raise BcartnbError("bcartnb resume: not implemented yet")
+    from bcartnb.delivery import resume
+    from bcartnb.settings import load_settings
+
+    summary = resume(
+        args.campaign_id,
+        load_settings(),
+        resend_uncertain=args.resend_uncertain,
+        progress=sys.stderr.isatty(),
+    )
+    return _print_summary(summary, args.json)
 
 
 def _cmd_campaigns(args: argparse.Namespace) -> int:
-    raise BcartnbError("bcartnb campaigns: not implemented yet")
+    from bcartnb.ledger import Ledger
+    from bcartnb.settings import load_settings
+
+    settings = load_settings()
+    with Ledger.open(settings.db) as ledger:
+        ledger.reclaim()  # a crashed run shows as interrupted, not as sending forever
+        frame = ledger.campaigns()
+    rows = [
+        {
+            "campaign_id": str(r["campaign_id"]),
+            "created_at": r["created_at"].isoformat(),
+            "status": str(r["status"]),
+            "sent": int(r["sent"]),
+            "failed": int(r["failed"]),
+        }
+        for _, r in frame.iterrows()
+    ]
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("配信履歴はまだありません。")
+        return 0
+    print("キャンペーンID               登録日時            状態         送信済み  失敗")
+    for r in rows:
+        print(
+            f"{r['campaign_id']:<28} {r['created_at'][:16].replace('T', ' '):<19} "
+            f"{r['status']:<12} {r['sent']:>8,} {r['failed']:>5,}"
+        )
+    return 0
 
 
 def _cmd_sink(args: argparse.Namespace) -> int:
@@ -170,11 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a campaign file (a dry run unless --send)")
     p.add_argument("campaign", help="campaign TOML file")
     p.add_argument("--send", action="store_true", help="really send (default: dry run)")
+    p.add_argument(
+        "--repeat", action="store_true", help="send again a campaign that already went out"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("resume", help="continue an interrupted campaign")
     p.add_argument("campaign_id")
+    p.add_argument(
+        "--resend-uncertain",
+        action="store_true",
+        help="also resend the mails that were in flight when the last run stopped",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_resume)
 

@@ -731,7 +731,8 @@ class Ledger:
         show in :meth:`uncertain`), then :meth:`pending` and :meth:`uncertain`, then
         ``reserve`` for what you will send. ``reserve(cid, 0)`` merely takes the campaign over.
 
-        :class:`CampaignStateError` if the campaign is unknown, ``done``, or held by another
+        :class:`CampaignStateError` if the campaign is unknown, ``done`` (unless it has
+        ``uncertain`` rows to resend on purpose), or held by another
         live process.
         """
         if n < 0:
@@ -742,7 +743,15 @@ class Ledger:
         me = _Owner.current()
         with self._write() as c:
             status = self._status(c, campaign_id)
-            if status == "done":
+            if (
+                status == "done"
+                and not c.execute(
+                    "SELECT 1 FROM deliveries "
+                    "WHERE campaign_id = ? AND state = 'uncertain' LIMIT 1",
+                    (campaign_id,),
+                ).fetchone()
+            ):
+                # a done campaign reopens only to resend its uncertain mails on purpose
                 raise CampaignStateError(f"campaign {campaign_id} is done; nothing to resume")
             self._reclaim(c, now)
             row = c.execute(

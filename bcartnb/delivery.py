@@ -1,0 +1,796 @@
+"""The send loop: journaled, parallel, rate-limited, retried, resumable, never twice.
+
+B-Cart loses a delivery when the browser closes. Here every mail's state is in the ledger
+(:mod:`bcartnb.ledger`) before and after its SMTP transaction, so a campaign survives Ctrl-C,
+a dropped connection, a closed notebook or a SIGKILL:
+
+* Before anything goes out, every mail is composed once (an encoding or template error stops
+  the campaign with nobody mailed), the campaign is recorded and its size reserved in the
+  quota (:class:`~bcartnb.exceptions.QuotaExceededError` otherwise).
+* The main thread marks a mail ``sending`` (counted) right before handing it to one of K
+  worker threads, each owning one reused SMTP connection; results come back on a queue and
+  are committed with :meth:`~bcartnb.ledger.Ledger.mark_results` before they count as sent.
+  At most K mails are in flight, so after a SIGKILL at most K (4 by default) are
+  ``uncertain``; ``resume`` lists them and resends them only when asked.
+* 4xx replies and connections dropped before the message data went out are retried in
+  rounds with exponential backoff (each try is an SMTP transaction, so each counts); 5xx
+  marks the member failed (counted too: B-Cart counts a refused mail). A drop after the data
+  leaves the mail ``uncertain``: it may have been delivered.
+* A connection that cannot be (re)opened (unreachable, TLS, AUTH) stops the campaign with a
+  :class:`~bcartnb.exceptions.TransportError`; the mails it had not started are refunded
+  and stay pending for ``bcartnb resume``.
+* The admin copy goes out once per campaign, when it is done, resumes included; it is not
+  counted in the quota.
+* Running the same campaign (same parameters, same recipients) again is refused unless
+  ``repeat=True``: the answer to "did it go out?" is ``bcartnb resume``, not a second send.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import format_datetime, make_msgid
+from typing import Any, NamedTuple
+
+from bcartnb.campaign import CampaignPlan, CampaignSpec, plan_campaign
+from bcartnb.compose import ComposedMail, encode_header_words
+from bcartnb.exceptions import (
+    CampaignStateError,
+    QuotaExceededError,
+    TransportError,
+)
+from bcartnb.ledger import DeliveryResult, Ledger, Recipient, fingerprint
+from bcartnb.quota import QuotaStatus, now_tokyo
+from bcartnb.settings import Settings
+from bcartnb.transports import Connection, Outcome, SendResult, Transport, transport_from_settings
+
+__all__ = [
+    "DONE_MESSAGE",
+    "DeliverySummary",
+    "RateLimiter",
+    "deliver",
+    "dry_run",
+    "mask_address",
+    "resume",
+    "run_campaign",
+]
+
+DONE_MESSAGE = "メール送信を完了いたしました。"
+
+
+def mask_address(address: str) -> str:
+    """``taro@example.co.jp`` → ``t***@example.co.jp``: reports and logs never show addresses."""
+    local, at, domain = str(address).partition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+# --- rate limiting -----------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Spaces sends so neither the per-second nor the per-hour limit is ever exceeded.
+
+    Shared servers throttle or block a burst (the reason B-Cart caps mail at all); a sliding
+    window per limit is exact where a token bucket would allow a double burst at a window's
+    edge. Thread-safe; clock and sleep are injected so tests never sleep.
+    """
+
+    def __init__(
+        self,
+        per_second: float | None = None,
+        per_hour: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._windows: list[tuple[int, float, deque[float]]] = []
+        if per_second:
+            # a fractional rate (0.5/s) is one mail every 2 s
+            count, span = (int(per_second), 1.0) if per_second >= 1 else (1, 1.0 / per_second)
+            self._windows.append((count, span, deque()))
+        if per_hour:
+            self._windows.append((int(per_hour), 3600.0, deque()))
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Block until one more send fits in every window, then record it."""
+        if not self._windows:
+            return
+        while True:
+            with self._lock:
+                now = self._clock()
+                wait = 0.0
+                for limit, span, times in self._windows:
+                    while times and times[0] <= now - span:
+                        times.popleft()
+                    if len(times) >= limit:
+                        wait = max(wait, times[0] + span - now)
+                if wait <= 0:
+                    for _, _, times in self._windows:
+                        times.append(now)
+                    return
+            self._sleep(wait)
+
+
+# --- the summary -------------------------------------------------------------------------
+
+
+@dataclass
+class DeliverySummary:
+    """What a run did; :meth:`as_dict` holds the contract's JSON keys and a few more."""
+
+    campaign_id: str
+    status: str
+    selected: int
+    sendable: int
+    unsendable: int
+    reasons: dict[str, int]
+    sent: int
+    failed: int
+    quota: dict[str, Any]
+    dry_run: bool = False
+    uncertain: list[tuple[int, str]] = field(default_factory=list)
+    pending: int = 0
+    admin_copy: str | None = None
+    failures: list[tuple[int, str, int | None, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign_id": self.campaign_id,
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "selected": self.selected,
+            "sendable": self.sendable,
+            "unsendable": self.unsendable,
+            "reasons": dict(self.reasons),
+            "sent": self.sent,
+            "failed": self.failed,
+            "uncertain": len(self.uncertain),
+            "pending": self.pending,
+            "admin_copy": self.admin_copy,
+            "quota": dict(self.quota),
+            "warnings": list(self.warnings),
+        }
+
+    @property
+    def resume_command(self) -> str:
+        return f"bcartnb resume {self.campaign_id}"
+
+    def message(self) -> str:
+        """The closing words, in the wizard's and the command line's language."""
+        q = self.quota
+        cap = "上限なし" if q.get("cap") is None else f"{q['cap']:,}"
+        counts = (
+            f"送信件数 {self.sendable:,} / 送信できない件数 {self.unsendable:,} / "
+            f"送信済み {self.sent:,} / 失敗 {self.failed:,}"
+        )
+        quota = (
+            f"今月の配信数 {q.get('used_before', 0):,} → {q.get('used_after', 0):,}（上限 {cap}）"
+        )
+        if self.dry_run:
+            head = (
+                "確認のみ（送信していません）。送信するには --send / send=True を指定してください。"
+            )
+        elif self.status == "done":
+            head = DONE_MESSAGE
+        else:
+            head = (
+                f"送信を中断しました（{self.status}）。"
+                f"続きは `{self.resume_command}` で再開できます。"
+            )
+        lines = [head, counts, quota]
+        if self.uncertain:
+            lines.append(
+                f"送信結果が不明なメール {len(self.uncertain)} 件（接続が途中で切れました）: "
+                + ", ".join(f"{mid} {mask_address(a)}" for mid, a in self.uncertain[:10])
+                + "。再送するには `bcartnb resume --resend-uncertain "
+                + f"{self.campaign_id}` を実行してください。"
+            )
+        if self.pending and not self.dry_run and self.status == "done":
+            lines.append(f"未送信のまま残ったメール {self.pending} 件があります。")
+        return "\n".join(lines)
+
+
+# --- dry run -----------------------------------------------------------------------------
+
+
+def compose_check(plan: CampaignPlan) -> ComposedMail | None:
+    """Compose every sendable member once so no error can appear halfway through a send."""
+    first: ComposedMail | None = None
+    for mail in plan.composer.compose_all(plan.audience.sendable):
+        if first is None:
+            first = mail
+    return first
+
+
+def dry_run(plan: CampaignPlan) -> DeliverySummary:
+    """Compose everything, project the quota, send nothing; refuse (exit 3) if it won't fit."""
+    compose_check(plan)
+    n = len(plan.audience.sendable)
+    summary = DeliverySummary(
+        campaign_id=plan.campaign_id,
+        status="dry-run",
+        dry_run=True,
+        sent=0,
+        failed=0,
+        quota=_quota_dict(plan.quota, plan.quota.used + n),
+        warnings=list(plan.warnings),
+        **plan.audience.summary(),
+    )
+    if not plan.quota.fits(n):
+        raise QuotaExceededError(
+            f"campaign of {n} mails does not fit this month's quota: cap {plan.quota.cap}, "
+            f"used {plan.quota.used}, reserved {plan.quota.reserved}, "
+            f"remaining {plan.quota.remaining}; nothing was sent"
+        )
+    return summary
+
+
+def _quota_dict(status: QuotaStatus, used_after: int) -> dict[str, Any]:
+    return {
+        "plan": status.plan.name,
+        "month": status.month,
+        "cap": status.cap,
+        "used_before": status.used,
+        "used_after": used_after,
+    }
+
+
+# --- the send loop -----------------------------------------------------------------------
+
+
+class _Job(NamedTuple):
+    member_id: int
+    to: str
+    raw: bytes
+    attempts: int  # including this one
+
+
+class _Done(NamedTuple):
+    job: _Job
+    result: SendResult | None
+    error: BaseException | None
+
+
+def _worker(
+    transport: Transport,
+    jobs: queue.Queue[_Job | None],
+    done: queue.Queue[_Done],
+    limiter: RateLimiter,
+    envelope_from: str,
+) -> None:
+    conn: Connection | None = None
+    try:
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            try:
+                if conn is None or not conn.alive:
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    conn = transport.connect()
+                limiter.acquire()
+                done.put(_Done(job, conn.send(envelope_from, [job.to], job.raw), None))
+            except BaseException as err:  # reported to the main thread, which decides
+                done.put(_Done(job, None, err))
+    finally:
+        if conn is not None:
+            # closing a dead connection must not hide the real outcome
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+class _Sender:
+    """One run of one campaign: K workers, the journal, the progress bar."""
+
+    def __init__(
+        self,
+        plan: CampaignPlan,
+        ledger: Ledger,
+        transport: Transport,
+        *,
+        connections: int,
+        retries: int,
+        backoff: float,
+        limiter: RateLimiter,
+        progress: bool,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.plan = plan
+        self.cid = plan.campaign_id
+        self.ledger = ledger
+        self.transport = transport
+        self.k = max(1, connections)
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.sleep = sleep
+        self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.done: queue.Queue[_Done] = queue.Queue()
+        self.in_flight = 0
+        self.counted = 0
+        self.fatal: BaseException | None = None
+        self.by_id = plan.audience.sendable.set_index(
+            plan.audience.sendable["id"].astype("int64"), drop=False
+        )
+        self.missing: list[int] = []
+        self.threads = [
+            threading.Thread(
+                target=_worker,
+                args=(transport, self.jobs, self.done, limiter, plan.settings.from_addr),
+                name=f"bcartnb-send-{i}",
+                daemon=True,
+            )
+            for i in range(self.k)
+        ]
+        self.progress = progress
+        self.bar: Any = None
+
+    def __enter__(self) -> _Sender:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _ in self.threads:
+            self.jobs.put(None)
+        for t in self.threads:
+            t.join(timeout=30)
+        if self.bar is not None:
+            self.bar.close()
+
+    def _mails(self, todo: Sequence[Recipient]) -> Iterator[tuple[Recipient, ComposedMail]]:
+        ids = [r.member_id for r in todo if r.member_id in self.by_id.index]
+        self.missing = [r.member_id for r in todo if r.member_id not in self.by_id.index]
+        rec = {r.member_id: r for r in todo}
+        for mail in self.plan.composer.compose_all(self.by_id.loc[ids]):
+            yield rec[int(mail.member_id)], mail
+
+    def open_bar(self, total: int) -> None:
+        if self.progress and self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="送信中", unit="通")
+
+    def run_round(self, todo: Sequence[Recipient], *, resend: bool = False) -> None:
+        """Send each row once; temporary failures go back to pending for the next round."""
+        mails = self._mails(todo)
+        exhausted = False
+        while True:
+            batch: list[tuple[Recipient, ComposedMail]] = []
+            while not exhausted and self.fatal is None and self.in_flight + len(batch) < self.k:
+                item = next(mails, None)
+                if item is None:
+                    exhausted = True
+                    break
+                batch.append(item)
+            if batch:
+                self.counted += self.ledger.mark_sending(
+                    self.cid, [r.member_id for r, _ in batch], resend=resend
+                )
+                for r, mail in batch:
+                    self.jobs.put(_Job(r.member_id, mail.to, mail.raw, r.attempts + 1))
+                self.in_flight += len(batch)
+            if self.in_flight == 0:
+                break
+            self.collect()
+        if self.fatal is not None:
+            raise self.fatal
+
+    def collect(self, timeout: float | None = None) -> None:
+        """Wait for at least one result, then record every result that is ready at once."""
+        try:
+            got = [self.done.get(timeout=timeout)]
+        except queue.Empty:
+            return
+        while True:
+            try:
+                got.append(self.done.get_nowait())
+            except queue.Empty:
+                break
+        self.in_flight -= len(got)
+        results: list[DeliveryResult] = []
+        for d in got:
+            r = self._result(d)
+            if r is not None:
+                results.append(r)
+        if results:
+            self.ledger.mark_results(self.cid, results)
+            self.counted -= sum(1 for r in results if not r.counted)
+        if self.bar is not None:
+            self.bar.update(sum(1 for r in results if r.state != "pending"))
+
+    def _result(self, d: _Done) -> DeliveryResult | None:
+        job = d.job
+        if d.error is not None:
+            if isinstance(d.error, TransportError):
+                # the connection could not be opened: this transaction never started
+                if self.fatal is None:
+                    self.fatal = d.error
+                return DeliveryResult(job.member_id, "pending", None, str(d.error), False)
+            if self.fatal is None:
+                self.fatal = d.error
+            return None  # unknown: leave it sending, finish() makes it uncertain
+        res = d.result
+        assert res is not None
+        if res.outcome is Outcome.SENT:
+            return DeliveryResult(job.member_id, "sent", res.code, res.message or None)
+        if res.outcome is Outcome.PERMANENT:
+            return DeliveryResult(job.member_id, "failed", res.code, res.message or None)
+        if res.outcome is Outcome.TEMPORARY:
+            state = "pending" if job.attempts <= self.retries else "failed"
+            return DeliveryResult(job.member_id, state, res.code, res.message or None)
+        return None  # UNCERTAIN: it stays sending; finish()/reserve() mark it uncertain
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """After Ctrl-C or a fatal error: record what the in-flight mails became."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight > 0 and time.monotonic() < deadline:
+            self.collect(timeout=max(0.01, deadline - time.monotonic()))
+
+    def wait(self, seconds: float) -> None:
+        """Backoff between rounds, renewing the reservation's lease meanwhile."""
+        left = seconds
+        while left > 0:
+            step = min(left, 30.0)
+            self.sleep(step)
+            left -= step
+            self.ledger.heartbeat(self.cid)
+
+
+# --- admin copy --------------------------------------------------------------------------
+
+
+def _admin_copy(
+    plan: CampaignPlan, summary: DeliverySummary, sample: ComposedMail | None, now: datetime
+) -> bytes:
+    """A plain text mail to the administrator: the counts, then the mail as members got it."""
+    settings = plan.settings
+    subject_words = encode_header_words(f"【配信控え】{sample.subject if sample else ''}", "utf-8")
+    cap = "上限なし" if summary.quota.get("cap") is None else f"{summary.quota['cap']:,}"
+    lines = [
+        "会員へのメール配信が完了しました。（bcartnb 配信控え）",
+        "",
+        f"キャンペーンID: {summary.campaign_id}",
+        f"送信日時: {now:%Y-%m-%d %H:%M}",
+        f"送信件数: {summary.sendable:,}",
+        f"送信できない件数: {summary.unsendable:,}",
+        f"送信済み: {summary.sent:,}",
+        f"失敗: {summary.failed:,}",
+        f"今月の配信数: {summary.quota.get('used_after', 0):,}（上限 {cap}）",
+    ]
+    if summary.failures:
+        lines.append("")
+        lines.append("送信に失敗した会員:")
+        lines += [
+            f"  会員ID {mid} {mask_address(addr)} {code or ''} {msg}".rstrip()
+            for mid, addr, code, msg in summary.failures[:50]
+        ]
+    if sample is not None:
+        lines += [
+            "",
+            "----- 配信したメール（1通目の会員への内容） -----",
+            "",
+            f"件名: {sample.subject}",
+            "",
+            sample.text,
+        ]
+    body = "\r\n".join("\r\n".join(lines).splitlines()) + "\r\n"
+    domain = settings.from_addr.rpartition("@")[2] or "bcartnb.invalid"
+    headers = [
+        f"From: {plan.composer.from_header}",
+        f"To: {settings.admin}",
+        "Subject: " + "\r\n ".join(subject_words),
+        f"Date: {format_datetime(now)}",
+        f"Message-ID: {make_msgid('bcartnb.admin', domain=domain)}",
+        "MIME-Version: 1.0",
+        'Content-Type: text/plain; charset="UTF-8"',
+        "Content-Transfer-Encoding: base64",
+        f"X-Bcartnb-Campaign: {summary.campaign_id}",
+    ]
+    encoded = base64.encodebytes(body.encode("utf-8")).replace(b"\n", b"\r\n")
+    return ("\r\n".join(headers) + "\r\n\r\n").encode("ascii") + encoded
+
+
+def _send_admin_copy(
+    plan: CampaignPlan, ledger: Ledger, transport: Transport, summary: DeliverySummary
+) -> str | None:
+    admin = plan.settings.admin
+    if not admin:
+        summary.warnings.append("管理者アドレス（admin）が未設定のため、配信控えを送っていません。")
+        return None
+    if not ledger.claim_admin_copy(plan.campaign_id):
+        return "sent"  # an earlier run sent (or was sending) it: never a second copy
+    sample = next(iter(plan.composer.compose_all(plan.audience.sendable.head(1))), None)
+    raw = _admin_copy(plan, summary, sample, now_tokyo())
+    try:
+        with transport.connect() as conn:
+            res = conn.send(plan.settings.from_addr, [admin], raw)
+    except TransportError as err:
+        ledger.release_admin_copy(plan.campaign_id)
+        summary.warnings.append(f"配信控えを送れませんでした: {err}")
+        return None
+    if res.outcome is Outcome.SENT:
+        ledger.mark_admin_copy(plan.campaign_id, admin, code=res.code, message=res.message)
+        return "sent"
+    if res.outcome is Outcome.UNCERTAIN:
+        return "uncertain"
+    ledger.release_admin_copy(plan.campaign_id)
+    summary.warnings.append(f"配信控えが拒否されました: {res.code} {res.message}")
+    return None
+
+
+# --- the public entry points -------------------------------------------------------------
+
+
+def _options(settings: Settings, **given: Any) -> dict[str, Any]:
+    d = settings.delivery
+    defaults = {
+        "connections": d.connections,
+        "retries": d.retries,
+        "backoff": d.backoff,
+        "rate_per_second": d.rate_per_second,
+        "rate_per_hour": d.rate_per_hour,
+    }
+    return {k: (given[k] if given.get(k) is not None else v) for k, v in defaults.items()}
+
+
+def _already_sent(ledger: Ledger, fp: str) -> list[Any]:
+    return [
+        r
+        for r in ledger.find_by_fingerprint(fp)
+        if r.sent or r.failed or r.journal.get("uncertain") or r.journal.get("sending")
+    ]
+
+
+def deliver(
+    plan: CampaignPlan,
+    transport: Transport | None = None,
+    *,
+    ledger: Ledger | None = None,
+    repeat: bool = False,
+    connections: int | None = None,
+    retries: int | None = None,
+    backoff: float | None = None,
+    rate_per_second: float | None = None,
+    rate_per_hour: int | None = None,
+    progress: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliverySummary:
+    """Send a planned campaign for real: the only function that mails members.
+
+    Raises :class:`QuotaExceededError` (nothing sent), :class:`CampaignStateError` (the same
+    campaign already went out; see ``repeat``), :class:`ComposeError` /
+    :class:`~bcartnb.exceptions.TemplateError` (nothing sent) and :class:`TransportError`
+    (the server failed; the rest is pending for :func:`resume`). Ctrl-C stops cleanly and
+    returns a summary with status ``interrupted``.
+    """
+    own = ledger is None
+    led = ledger if ledger is not None else Ledger.open(plan.settings.db)
+    tr = transport if transport is not None else transport_from_settings(plan.settings)
+    try:
+        compose_check(plan)  # an error in member 5,000 must stop us before member 1
+        recipients = plan.recipients
+        fp = fingerprint(plan.spec.to_params(), recipients)
+        if not repeat:
+            before = _already_sent(led, fp)
+            if before:
+                b = before[0]
+                raise CampaignStateError(
+                    f"this campaign already went out as {b.campaign_id} ({b.status}, "
+                    f"{b.sent} sent): nobody is mailed twice; `bcartnb resume {b.campaign_id}` "
+                    "continues it, or pass --repeat (repeat=True) to send it again on purpose"
+                )
+        cid = led.create_campaign(
+            plan=plan.plan,
+            params=plan.spec.to_params(),
+            fingerprint=fp,
+            campaign_id=plan.campaign_id,
+            **plan.audience.summary(),
+        )
+        led.add_recipients(cid, recipients)
+        try:
+            status = led.reserve(cid, len(recipients), plan.plan)
+        except QuotaExceededError:
+            led.finish(cid, "failed")
+            raise
+        return _run(
+            plan,
+            led,
+            tr,
+            status,
+            resend_uncertain=False,
+            progress=progress,
+            sleep=sleep,
+            **_options(
+                plan.settings,
+                connections=connections,
+                retries=retries,
+                backoff=backoff,
+                rate_per_second=rate_per_second,
+                rate_per_hour=rate_per_hour,
+            ),
+        )
+    finally:
+        if own:
+            led.close()
+
+
+def _summary(led: Ledger, cid: str, final: str, quota: dict[str, Any]) -> DeliverySummary:
+    record = led.campaign(cid)
+    return DeliverySummary(
+        campaign_id=cid,
+        status=final,
+        selected=record.selected,
+        sendable=record.sendable,
+        unsendable=record.unsendable,
+        reasons=dict(record.reasons),
+        sent=record.sent,
+        failed=record.failed,
+        pending=record.journal.get("pending", 0),
+        uncertain=[(r.member_id, r.address) for r in led.uncertain(cid)],
+        quota=quota,
+        admin_copy=record.admin_copy,
+    )
+
+
+def _run(
+    plan: CampaignPlan,
+    led: Ledger,
+    tr: Transport,
+    status: QuotaStatus,
+    *,
+    resend_uncertain: bool,
+    progress: bool,
+    sleep: Callable[[float], None],
+    connections: int,
+    retries: int,
+    backoff: float,
+    rate_per_second: float | None,
+    rate_per_hour: int | None,
+) -> DeliverySummary:
+    cid = plan.campaign_id
+    limiter = RateLimiter(rate_per_second, rate_per_hour)
+    final = "interrupted"
+    error: BaseException | None = None
+    sender = _Sender(
+        plan,
+        led,
+        tr,
+        connections=connections,
+        retries=retries,
+        backoff=backoff,
+        limiter=limiter,
+        progress=progress,
+        sleep=sleep,
+    )
+    try:
+        with sender:
+            todo = led.pending(cid)
+            maybe = led.uncertain(cid) if resend_uncertain else []
+            sender.open_bar(len(todo) + len(maybe))
+            try:
+                if maybe:
+                    sender.run_round(maybe, resend=True)
+                for round_no in range(retries + 1):
+                    todo = led.pending(cid)
+                    if not todo:
+                        break
+                    if round_no:
+                        sender.wait(backoff * 2 ** (round_no - 1))
+                        led.reserve(cid, len(todo), plan.plan)
+                    sender.run_round(todo)
+                final = "done"
+            except KeyboardInterrupt:
+                sender.drain()
+            except TransportError as err:
+                sender.drain()
+                error = err
+    finally:
+        record = led.campaign(cid)
+        if final != "done" and not (record.sent or record.failed):
+            final = "failed" if error is not None else final
+        led.finish(cid, final)
+    summary = _summary(led, cid, final, _quota_dict(status, status.used + sender.counted))
+    summary.warnings += plan.warnings
+    if sender.missing:
+        summary.warnings.append(
+            f"会員ファイルに見つからない会員 {len(sender.missing)} 件は未送信のままです: "
+            + ", ".join(str(m) for m in sender.missing[:10])
+        )
+    if error is not None:
+        raise TransportError(f"{error}; nothing more was sent: `bcartnb resume {cid}` continues")
+    if final == "done":
+        deliveries = led.deliveries(cid)
+        failed = deliveries[deliveries["state"] == "failed"]
+        summary.failures = [
+            (int(m), str(a), None if c != c or c is None else int(c), str(t or ""))
+            for m, a, c, t in zip(
+                failed["member_id"],
+                failed["address"],
+                failed["code"],
+                failed["message"],
+                strict=True,
+            )
+        ]
+        summary.admin_copy = _send_admin_copy(plan, led, tr, summary)
+    return summary
+
+
+def resume(
+    campaign_id: str,
+    settings: Settings,
+    transport: Transport | None = None,
+    *,
+    resend_uncertain: bool = False,
+    ledger: Ledger | None = None,
+    progress: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+    **options: Any,
+) -> DeliverySummary:
+    """Continue an interrupted campaign: pending mails go out, sent ones never again.
+
+    Mails that were in flight when the last run died are ``uncertain``: listed in the
+    summary and resent only with ``resend_uncertain=True``. The members file is read again,
+    so a member deleted since is reported and left pending.
+    """
+    own = ledger is None
+    led = ledger if ledger is not None else Ledger.open(settings.db)
+    tr = transport if transport is not None else transport_from_settings(settings)
+    try:
+        led.reclaim()
+        record = led.campaign(campaign_id)
+        spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
+        plan = plan_campaign(
+            spec, settings.replace(plan=record.plan), ledger=led, campaign_id=campaign_id
+        )
+        todo = led.pending(campaign_id)
+        maybe = led.uncertain(campaign_id) if resend_uncertain else []
+        if record.status == "done" and not todo and not maybe and record.admin_copy:
+            # nothing left to send: say so, with the uncertain ones, and change nothing
+            now = led.usage(plan.plan)
+            summary = _summary(led, campaign_id, "done", _quota_dict(now, now.used))
+            summary.warnings.append("再開して送るメールは残っていません（nothing left to send）")
+            return summary
+        status = led.reserve(campaign_id, len(todo) + len(maybe), plan.plan)
+        return _run(
+            plan,
+            led,
+            tr,
+            status,
+            resend_uncertain=resend_uncertain,
+            progress=progress,
+            sleep=sleep,
+            **_options(settings, **options),
+        )
+    finally:
+        if own:
+            led.close()
+
+
+def run_campaign(
+    spec: CampaignSpec,
+    settings: Settings,
+    transport: Transport | None = None,
+    *,
+    send: bool | None = None,
+    **kwargs: Any,
+) -> DeliverySummary:
+    """Plan, then dry-run or send: the one call behind ``bcartnb run`` and the notebook."""
+    do_send = spec.send if send is None else send
+    plan = plan_campaign(spec, settings)
+    if not do_send:
+        return dry_run(plan)
+    return deliver(plan, transport, **kwargs)

@@ -1,0 +1,367 @@
+"""Delivery against real aiosmtpd servers: retries, drops, refusals, quota, resume, repeats."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from smtp_servers import Faults, TestServer
+
+from bcartnb.campaign import CampaignSpec, plan_campaign
+from bcartnb.delivery import DONE_MESSAGE, RateLimiter, deliver, dry_run, mask_address, resume
+from bcartnb.exceptions import (
+    CampaignStateError,
+    ComposeError,
+    QuotaExceededError,
+    TransportError,
+)
+from bcartnb.ledger import Ledger
+from bcartnb.settings import Settings
+
+HEADER = "会員ID,会社名,担当者(姓),担当者(名),メールアドレス,都道府県,メール案内\n"
+
+
+def write_members(path: Path, n: int, *, extra: str = "") -> Path:
+    rows = [
+        f"{1000 + i},テスト商事{i},山田,太郎{i},user{i}@example.co.jp,東京都,受け取る\n"
+        for i in range(n)
+    ]
+    path.write_text(HEADER + "".join(rows) + extra, encoding="utf-8")
+    return path
+
+
+def make_settings(tmp_path: Path, server: TestServer, **changes: object) -> Settings:
+    base: dict[str, object] = {
+        "plan": "プラン10",
+        "from_addr": "shop@example.co.jp",
+        "from_name": "見本商事",
+        "admin": "admin@example.co.jp",
+        "signature": "見本商事株式会社 東京都千代田区1-1 配信停止: shop@example.co.jp",
+        "db": tmp_path / "ledger.sqlite3",
+        "smtp": server.settings(),
+    }
+    base.update(changes)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+def spec_for(members: Path, **changes: object) -> CampaignSpec:
+    data: dict[str, object] = {
+        "members": str(members),
+        "subject": "{{ 会社名 }} 様 12月のご案内",
+        "body": "{{ 会社名 }} {{ 担当者名 }} 様\nいつもありがとうございます。\n",
+    }
+    data.update(changes)
+    return CampaignSpec.from_mapping(data)
+
+
+def member_mails(server: TestServer) -> list[str]:
+    return [r.recipients[0] for r in server.received if r.recipients[0] != "admin@example.co.jp"]
+
+
+def admin_copies(server: TestServer) -> list[bytes]:
+    return [r.raw for r in server.received if r.recipients == ("admin@example.co.jp",)]
+
+
+Server = Callable[..., TestServer]
+
+
+def test_send_campaign_each_member_once_admin_copy_once(tmp_path: Path, smtp_server: Server):
+    server = smtp_server()
+    members = write_members(
+        tmp_path / "m.csv", 30, extra="2000,重複,佐藤,花子,USER3@example.co.jp,大阪府,受け取る\n"
+    )
+    settings = make_settings(tmp_path, server)
+    plan = plan_campaign(spec_for(members), settings)
+    summary = deliver(plan, progress=False)
+
+    assert summary.status == "done"
+    assert (summary.selected, summary.sendable, summary.unsendable) == (31, 30, 1)
+    assert summary.reasons["duplicate_address"] == 1
+    assert (summary.sent, summary.failed) == (30, 0)
+    assert sorted(member_mails(server)) == sorted(f"user{i}@example.co.jp" for i in range(30))
+    assert summary.quota == {
+        "plan": "プラン10",
+        "month": summary.quota["month"],
+        "cap": 2000,
+        "used_before": 0,
+        "used_after": 30,
+    }
+    assert summary.message().startswith(DONE_MESSAGE)
+    # the admin copy: one, with the counts, not counted in the quota
+    copies = admin_copies(server)
+    assert len(copies) == 1
+    body = email.message_from_bytes(copies[0], policy=email.policy.default)
+    assert str(body["Subject"]).startswith("【配信控え】")
+    text = body.get_content()
+    assert "送信件数: 30" in text and "送信できない件数: 1" in text and summary.campaign_id in text
+    with Ledger.open(settings.db) as led:
+        assert led.usage("プラン10").used == 30
+        assert led.usage("プラン10").reserved == 0
+        assert set(led.deliveries(summary.campaign_id)["state"]) == {"sent"}
+    # one reused connection per worker, not one per mail
+    assert server.sessions <= settings.delivery.connections + 1
+
+
+def test_dry_run_sends_nothing_and_projects_quota(tmp_path: Path, smtp_server: Server):
+    server = smtp_server()
+    members = write_members(tmp_path / "m.csv", 5)
+    settings = make_settings(tmp_path, server)
+    summary = dry_run(plan_campaign(spec_for(members), settings))
+    assert summary.dry_run and summary.sent == 0
+    assert summary.quota["used_after"] == 5 and summary.quota["used_before"] == 0
+    assert server.received == []
+    with Ledger.open(settings.db) as led:
+        assert led.usage("プラン10").used == 0
+        assert led.campaigns().empty
+
+
+def test_compose_error_stops_before_first_mail(tmp_path: Path, smtp_server: Server):
+    server = smtp_server()
+    members = write_members(
+        tmp_path / "m.csv", 5, extra="3000,①商事,鈴木,一郎,x@example.co.jp,東京都,受け取る\n"
+    )
+    settings = make_settings(tmp_path, server)
+    plan = plan_campaign(spec_for(members, encoding="iso-2022-jp"), settings)
+    with pytest.raises(ComposeError) as exc:
+        deliver(plan, progress=False)
+    assert "3000" in str(exc.value) and "①" in str(exc.value)
+    assert server.received == []
+
+
+def test_quota_refusal_sends_nothing(tmp_path: Path, smtp_server: Server):
+    server = smtp_server()
+    members = write_members(tmp_path / "m.csv", 101)
+    settings = make_settings(tmp_path, server, plan="light")
+    plan = plan_campaign(spec_for(members), settings)
+    with pytest.raises(QuotaExceededError) as exc:
+        dry_run(plan)
+    assert "cap 100" in str(exc.value)
+    with pytest.raises(QuotaExceededError):
+        deliver(plan, progress=False)
+    assert server.received == []
+    with Ledger.open(settings.db) as led:
+        status = led.usage("light")
+        assert (status.used, status.reserved) == (0, 0)
+        assert list(led.campaigns()["status"]) == ["failed"]
+
+
+def test_temporary_replies_are_retried_and_each_try_counts(tmp_path: Path, smtp_server: Server):
+    server = smtp_server(faults=Faults(temp_fail=3, temp_reply="451 4.3.0 Try again later"))
+    members = write_members(tmp_path / "m.csv", 6)
+    settings = make_settings(tmp_path, server)
+    waits: list[float] = []
+    summary = deliver(
+        plan_campaign(spec_for(members), settings), progress=False, sleep=waits.append
+    )
+    assert summary.status == "done" and summary.sent == 6
+    assert Counter(member_mails(server)) == Counter(f"user{i}@example.co.jp" for i in range(6))
+    assert summary.quota["used_after"] == 6 + 3  # three refused transactions counted too
+    assert waits and waits[0] == settings.delivery.backoff
+
+
+def test_421_closes_connection_then_success(tmp_path: Path, smtp_server: Server):
+    server = smtp_server(faults=Faults(temp_fail=1, temp_reply="421 4.7.0 Too busy"))
+    members = write_members(tmp_path / "m.csv", 4)
+    settings = make_settings(tmp_path, server)
+    summary = deliver(
+        plan_campaign(spec_for(members), settings), progress=False, sleep=lambda s: None
+    )
+    assert summary.sent == 4 and summary.failed == 0
+    assert len(member_mails(server)) == 4
+
+
+def test_retries_exhausted_marks_failed(tmp_path: Path, smtp_server: Server):
+    server = smtp_server(faults=Faults(defer={"user1@example.co.jp": 99}))
+    members = write_members(tmp_path / "m.csv", 3)
+    settings = make_settings(tmp_path, server)
+    summary = deliver(
+        plan_campaign(spec_for(members), settings), progress=False, sleep=lambda s: None, retries=2
+    )
+    assert (summary.sent, summary.failed) == (2, 1)
+    assert summary.failures[0][0] == 1001 and summary.failures[0][2] == 451
+    assert summary.quota["used_after"] == 2 + 3  # user1: three tries
+
+
+def test_550_recipients_fail_and_count(tmp_path: Path, smtp_server: Server):
+    server = smtp_server(faults=Faults(reject={"user2@example.co.jp", "user4@example.co.jp"}))
+    members = write_members(tmp_path / "m.csv", 6)
+    settings = make_settings(tmp_path, server)
+    summary = deliver(plan_campaign(spec_for(members), settings), progress=False)
+    assert (summary.sent, summary.failed) == (4, 2)
+    assert {f[0] for f in summary.failures} == {1002, 1004}
+    assert all(f[2] == 550 for f in summary.failures)
+    assert summary.quota["used_after"] == 6
+    text = email.message_from_bytes(admin_copies(server)[0], policy=email.policy.default)
+    assert "u***@example.co.jp" in text.get_content()  # failures listed, masked
+
+
+def test_drop_before_data_is_retried(tmp_path: Path, smtp_server: Server):
+    server = smtp_server(faults=Faults(drop_at={3}, drop_stage="MAIL"))
+    members = write_members(tmp_path / "m.csv", 8)
+    settings = make_settings(tmp_path, server)
+    summary = deliver(
+        plan_campaign(spec_for(members), settings), progress=False, sleep=lambda s: None
+    )
+    assert summary.sent == 8 and not summary.uncertain
+    assert Counter(member_mails(server)) == Counter(f"user{i}@example.co.jp" for i in range(8))
+
+
+def test_drop_after_data_is_uncertain_and_resent_only_on_request(
+    tmp_path: Path, smtp_server: Server
+):
+    server = smtp_server(faults=Faults(drop_at={2}, drop_stage="DATA"))
+    members = write_members(tmp_path / "m.csv", 5)
+    settings = make_settings(tmp_path, server)
+    summary = deliver(
+        plan_campaign(
+            spec_for(members),
+            settings,
+        ),
+        progress=False,
+        connections=1,
+    )
+    assert summary.sent == 4 and len(summary.uncertain) == 1
+    assert "bcartnb resume --resend-uncertain" in summary.message()
+    assert len(member_mails(server)) == 5  # the dropped one did arrive
+    # resume without the flag sends nobody
+    again = resume(summary.campaign_id, settings, progress=False)
+    assert len(member_mails(server)) == 5 and len(again.uncertain) == 1
+    # with the flag, the uncertain one goes again (a deliberate duplicate), counted again
+    final = resume(summary.campaign_id, settings, progress=False, resend_uncertain=True)
+    assert final.sent == 5 and not final.uncertain
+    assert len(member_mails(server)) == 6
+    with Ledger.open(settings.db) as led:
+        assert led.usage("プラン10").used == 6
+
+
+def test_same_campaign_twice_is_refused_unless_repeat(tmp_path: Path, smtp_server: Server):
+    server = smtp_server()
+    members = write_members(tmp_path / "m.csv", 3)
+    settings = make_settings(tmp_path, server)
+    first = deliver(plan_campaign(spec_for(members), settings), progress=False)
+    with pytest.raises(CampaignStateError) as exc:
+        deliver(plan_campaign(spec_for(members), settings), progress=False)
+    assert first.campaign_id in str(exc.value) and "bcartnb resume" in str(exc.value)
+    assert len(member_mails(server)) == 3
+    second = deliver(plan_campaign(spec_for(members), settings), progress=False, repeat=True)
+    assert second.sent == 3 and len(member_mails(server)) == 6
+    # a different body is a different campaign
+    other = deliver(
+        plan_campaign(spec_for(members, body="別の本文 {{ 会社名 }}"), settings), progress=False
+    )
+    assert other.sent == 3
+
+
+def test_unreachable_server_names_host_port_and_releases(tmp_path: Path, smtp_server: Server):
+    server = smtp_server()
+    port = server.port
+    server.stop()  # a closed port on 127.0.0.1
+    members = write_members(tmp_path / "m.csv", 4)
+    settings = make_settings(tmp_path, server)
+    with pytest.raises(TransportError) as exc:
+        deliver(plan_campaign(spec_for(members), settings), progress=False)
+    assert f"127.0.0.1:{port}" in str(exc.value) and "bcartnb resume" in str(exc.value)
+    with Ledger.open(settings.db) as led:
+        status = led.usage("プラン10")
+        assert (status.used, status.reserved) == (0, 0)
+        frame = led.campaigns()
+        assert list(frame["status"]) == ["failed"]
+        assert set(led.deliveries(frame["campaign_id"][0])["state"]) == {"pending"}
+    # a failed attempt that sent nothing does not block running the campaign again
+    live = smtp_server()
+    summary = deliver(
+        plan_campaign(spec_for(members), make_settings(tmp_path, live)), progress=False
+    )
+    assert summary.sent == 4
+
+
+def test_wrong_password_and_resume_after_fix(tmp_path: Path, smtp_server: Server):
+    server = smtp_server(users={"shop": "right"}, auth_required=True)
+    members = write_members(tmp_path / "m.csv", 3)
+    bad = make_settings(tmp_path, server, smtp=server.settings(user="shop", password="wrong"))
+    with pytest.raises(TransportError) as exc:
+        deliver(plan_campaign(spec_for(members), bad), progress=False)
+    assert f"127.0.0.1:{server.port}" in str(exc.value) and "wrong" not in str(exc.value)
+    assert server.received == []
+    with Ledger.open(bad.db) as led:
+        cid = led.campaigns()["campaign_id"][0]
+    good = make_settings(tmp_path, server, smtp=server.settings(user="shop", password="right"))
+    summary = resume(cid, good, progress=False)
+    assert summary.sent == 3 and summary.status == "done"
+    assert all(r.auth_user == "shop" for r in server.received)
+
+
+def test_starttls_auth_and_tls_failure(tmp_path: Path, smtp_server: Server, tls_ca):  # type: ignore[no-untyped-def]
+    server = smtp_server(
+        security="starttls", users={"shop": "pw"}, auth_required=True, require_starttls=True
+    )
+    members = write_members(tmp_path / "m.csv", 3)
+    settings = make_settings(tmp_path, server, smtp=server.settings(user="shop", password="pw"))
+    summary = deliver(
+        plan_campaign(spec_for(members), settings),
+        server.transport(user="shop", password="pw"),
+        progress=False,
+    )
+    assert summary.sent == 3 and all(r.tls for r in server.received)
+    # a client that does not trust the certificate: a TLS failure, nothing sent
+    from bcartnb.transports import SmtpTransport
+
+    other = write_members(tmp_path / "o.csv", 2)
+    with pytest.raises(TransportError) as exc:
+        deliver(
+            plan_campaign(spec_for(other), settings),
+            SmtpTransport(server.settings(user="shop", password="pw")),
+            progress=False,
+        )
+    assert f"127.0.0.1:{server.port}" in str(exc.value)
+    assert len(server.received) == 4
+
+
+def test_ssl_transport(tmp_path: Path, smtp_server: Server):
+    server = smtp_server(security="ssl")
+    members = write_members(tmp_path / "m.csv", 3)
+    settings = make_settings(tmp_path, server)
+    summary = deliver(
+        plan_campaign(spec_for(members), settings), server.transport(), progress=False
+    )
+    assert summary.sent == 3
+
+
+def test_rate_limiter_windows_with_fake_clock() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    limiter = RateLimiter(per_second=2, per_hour=5, clock=lambda: now[0], sleep=sleep)
+    stamps = []
+    for _ in range(7):
+        limiter.acquire()
+        stamps.append(now[0])
+    assert stamps[:2] == [0.0, 0.0]
+    assert stamps[2] == 1.0  # third mail waits for the 1 s window
+    assert stamps[5] == 3600.0  # sixth mail waits for the hour window
+    for i in range(len(stamps)):
+        assert sum(1 for t in stamps if stamps[i] - 1 < t <= stamps[i]) <= 2
+        assert sum(1 for t in stamps if stamps[i] - 3600 < t <= stamps[i]) <= 5
+
+
+def test_rate_limiter_fractional_rate() -> None:
+    now = [0.0]
+    limiter = RateLimiter(
+        per_second=0.5, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s)
+    )
+    for _ in range(3):
+        limiter.acquire()
+    assert now[0] == 4.0
+
+
+def test_mask_address() -> None:
+    assert mask_address("taro@example.co.jp") == "t***@example.co.jp"
+    assert mask_address("nonsense") == "***"
