@@ -1,0 +1,140 @@
+"""What every step shares: the status area (bcartnb-status) and freezing controls.
+
+A long action (filtering a big list, composing every mail, sending) freezes the controls so
+a second click cannot start it twice, and unfreezes them in ``finally`` whatever happened
+(the voila-optimade-client pattern). A :class:`~bcartnb.exceptions.BcartnbError` becomes one
+line in the status area, in the marketer's words, never a traceback in the notebook.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import ipywidgets as widgets
+
+from bcartnb.exceptions import (
+    BcartnbError,
+    CampaignStateError,
+    ComposeError,
+    FilterError,
+    QuotaExceededError,
+    SelectionError,
+    SettingsError,
+    TemplateError,
+    TransportError,
+)
+
+__all__ = ["ERROR_HEADINGS", "Status", "frozen", "hide", "show"]
+
+log = logging.getLogger("bcartnb.widgets")
+T = TypeVar("T")
+
+#: The heading shown before an error's own one-line message, by kind (first match wins).
+ERROR_HEADINGS: tuple[tuple[type[BcartnbError], str], ...] = (
+    (QuotaExceededError, "メール配信上限数を超えるため送信できません"),
+    (TemplateError, "テンプレートのエラー"),
+    (ComposeError, "メール作成のエラー"),
+    (FilterError, "絞込条件のエラー"),
+    (SelectionError, "会員の選択のエラー"),
+    (TransportError, "送信エラー"),
+    (CampaignStateError, "配信の状態のエラー"),
+    (SettingsError, "設定のエラー"),
+)
+
+
+def _heading(err: BaseException) -> str:
+    for kind, heading in ERROR_HEADINGS:
+        if isinstance(err, kind):
+            return heading
+    return "エラー" if isinstance(err, BcartnbError) else f"予期しないエラー ({type(err).__name__})"
+
+
+class Status:
+    """The one status area of the wizard: an HTML widget with the class ``bcartnb-status``."""
+
+    def __init__(self) -> None:
+        self.widget = widgets.HTML(value="")
+        self.widget.add_class("bcartnb-status")
+        self.kind = ""  # "", "info", "error"
+
+    @property
+    def value(self) -> str:
+        return str(self.widget.value)
+
+    def _set(self, kind: str, text: str) -> None:
+        self.kind = kind
+        if not text:
+            self.widget.value = ""
+            return
+        color = "#b00020" if kind == "error" else "#1a5fb4"
+        body = html.escape(text, quote=False).replace("\n", "<br>")
+        self.widget.value = (
+            f'<div class="bcartnb-status-{kind}" style="color:{color};white-space:normal">'
+            f"{body}</div>"
+        )
+
+    def info(self, text: str) -> None:
+        self._set("info", text)
+
+    def error(self, err: BaseException | str) -> None:
+        if isinstance(err, BaseException):
+            self._set("error", f"{_heading(err)}: {err}")
+        else:
+            self._set("error", err)
+
+    def clear(self) -> None:
+        self._set("", "")
+
+    def run(
+        self,
+        action: Callable[[], T],
+        controls: Iterable[widgets.Widget] = (),
+        *,
+        busy: str = "処理中です…",
+    ) -> T | None:
+        """Run ``action`` with ``controls`` frozen; an error goes to the area and gives None.
+
+        The status is cleared on success so the caller can write its own message.
+        """
+        self.info(busy)
+        with frozen(controls):
+            try:
+                result = action()
+            except BcartnbError as err:
+                self.error(err)
+                return None
+            except Exception as err:  # a bug must still not print a traceback at the marketer
+                log.exception("wizard action failed")
+                self.error(err)
+                return None
+        self.clear()
+        return result
+
+
+@contextmanager
+def frozen(controls: Iterable[widgets.Widget]) -> Iterator[None]:
+    """Disable the controls for the duration, then give each its own state back."""
+    before: list[tuple[Any, bool]] = [
+        (c, bool(c.disabled)) for c in controls if hasattr(c, "disabled")
+    ]
+    for c, _ in before:
+        c.disabled = True
+    try:
+        yield
+    finally:
+        for c, was in before:
+            c.disabled = was
+
+
+def hide(*ws: widgets.Widget) -> None:
+    for w in ws:
+        w.layout.display = "none"
+
+
+def show(*ws: widgets.Widget) -> None:
+    for w in ws:
+        w.layout.display = None

@@ -1,0 +1,146 @@
+"""Step 3, the mail form: quota, counts, テンプレート, メール件名, メール本文 and the check boxes.
+
+The form holds what the marketer typed; :meth:`ComposeStep.values` gives it as the campaign
+contract's keys. Picking a template fills the subject, body and HTML box from the template
+store, and they stay editable (B-Cart's メールテンプレート behaviour).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Final
+
+import ipywidgets as widgets
+
+from bcartnb.audience import REASON_LABELS, REASONS, Audience
+from bcartnb.quota import QuotaStatus
+from bcartnb.templates import TemplateStore
+
+from ._common import Status
+
+__all__ = ["NO_TEMPLATE", "ComposeStep", "counts_html", "quota_html"]
+
+#: The picker's first entry: write the mail by hand.
+NO_TEMPLATE: Final = "（テンプレートを使わない）"
+
+
+def quota_html(quota: QuotaStatus) -> str:
+    """メール配信上限数 and this month's remaining, as the compose screen shows them."""
+    if quota.cap is None:
+        return (
+            f"<b>メール配信上限数</b>: 上限なし（{html.escape(quota.plan.name)}）"
+            f" ／ 今月の配信数: {quota.used:,}件"
+        )
+    return (
+        f"<b>メール配信上限数</b>: {quota.cap:,}件／月（{html.escape(quota.plan.name)}）"
+        f" ／ 今月の配信数: {quota.used:,}件 ／ 今月の残り: {quota.remaining:,}件"
+    )
+
+
+def counts_html(audience: Audience) -> str:
+    """送信件数 and 送信できない件数 with each reason that occurred."""
+    s = audience.summary()
+    parts = [
+        f"<b>送信件数</b>: {s['sendable']:,}件",
+        f"<b>送信できない件数</b>: {s['unsendable']:,}件",
+    ]
+    reasons = [f"{REASON_LABELS[r]} {s['reasons'][r]:,}件" for r in REASONS if s["reasons"][r]]
+    if reasons:
+        parts.append("（" + "、".join(html.escape(r) for r in reasons) + "）")
+    return " ／ ".join(parts[:2]) + (" " + parts[2] if len(parts) > 2 else "")
+
+
+class ComposeStep(widgets.VBox):  # type: ignore[misc]
+    """The compose form; ``to_confirm`` (確認画面へ) is wired by the wizard."""
+
+    def __init__(self, store: TemplateStore, status: Status) -> None:
+        self.store = store
+        self.status = status
+        self.quota = widgets.HTML("")
+        self.quota.add_class("bcartnb-quota")
+        self.counts = widgets.HTML("")
+        self.counts.add_class("bcartnb-counts")
+        self.template = widgets.Dropdown(
+            options=[NO_TEMPLATE], value=NO_TEMPLATE, description="テンプレート"
+        )
+        self.template.add_class("bcartnb-template")
+        self.subject = widgets.Text(description="メール件名", layout=widgets.Layout(width="48em"))
+        self.subject.add_class("bcartnb-subject")
+        self.body = widgets.Textarea(
+            description="メール本文", layout=widgets.Layout(width="48em", height="16em")
+        )
+        self.body.add_class("bcartnb-body")
+        self.html = widgets.Checkbox(value=False, description="HTMLメールで送信", indent=False)
+        self.html.add_class("bcartnb-html")
+        self.signature = widgets.Checkbox(
+            value=True, description="設定している署名を挿入", indent=False
+        )
+        self.signature.add_class("bcartnb-signature")
+        self.opt_in = widgets.Checkbox(
+            value=False, description="メール案内「受け取る」の会員にのみ送信", indent=False
+        )
+        self.opt_in.add_class("bcartnb-opt-in")
+        self.back = widgets.Button(description="戻る", icon="arrow-left")
+        self.back.add_class("bcartnb-compose-back")
+        self.to_confirm = widgets.Button(description="確認画面へ", button_style="primary")
+        self.to_confirm.add_class("bcartnb-to-confirm")
+        self.template.observe(self._on_template, names="value")
+        super().__init__(
+            [
+                self.quota,
+                self.counts,
+                self.template,
+                self.subject,
+                self.body,
+                widgets.HBox([self.html, self.signature, self.opt_in]),
+                widgets.HBox([self.back, self.to_confirm]),
+            ]
+        )
+
+    @property
+    def controls(self) -> list[widgets.Widget]:
+        return [
+            self.template,
+            self.subject,
+            self.body,
+            self.html,
+            self.signature,
+            self.opt_in,
+            self.back,
+            self.to_confirm,
+        ]
+
+    def refresh_templates(self) -> None:
+        """Re-read the template names (another notebook may have saved one meanwhile)."""
+        names = self.store.list()
+        current = self.template.value
+        self.template.unobserve(self._on_template, names="value")
+        try:
+            self.template.options = [NO_TEMPLATE, *names]
+            self.template.value = current if current in names else NO_TEMPLATE
+        finally:
+            self.template.observe(self._on_template, names="value")
+
+    def _on_template(self, change: dict[str, Any]) -> None:
+        name = change["new"]
+        if not name or name == NO_TEMPLATE:
+            return
+        template = self.status.run(lambda: self.store.get(name), self.controls)
+        if template is None:
+            return
+        self.subject.value = template.subject
+        self.body.value = template.body
+        self.html.value = bool(template.html)
+        self.status.info(f"テンプレート「{name}」を読み込みました。件名と本文は編集できます。")
+
+    def values(self) -> dict[str, Any]:
+        """The campaign keys this form decides (template, subject, body, html, …)."""
+        name = self.template.value
+        return {
+            "template": None if name == NO_TEMPLATE else name,
+            "subject": str(self.subject.value),
+            "body": str(self.body.value),
+            "html": bool(self.html.value),
+            "insert_signature": bool(self.signature.value),
+            "opt_in_only": bool(self.opt_in.value),
+        }

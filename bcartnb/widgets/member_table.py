@@ -1,0 +1,208 @@
+"""The search result as a paged member table with check boxes (チェックした会員).
+
+The table shows what the package decided (the result and each member's 送信できない理由);
+it keeps one thing of its own, the set of ticked ids, published as the ``checked`` trait in
+file order so the wizard can hand it to ``build_audience(checked=...)`` unchanged.
+Only the current page has widgets, so a list of 100,000 members costs 20 rows of widgets.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+from typing import Any, Final
+
+import ipywidgets as widgets
+import pandas as pd
+import traitlets
+
+from bcartnb.audience import REASON_LABELS, Audience
+
+__all__ = ["COLUMNS", "PAGE_SIZE", "MemberTable", "table_rows"]
+
+PAGE_SIZE: Final = 20
+#: The table's columns, in B-Cart's words.
+COLUMNS: Final[tuple[str, ...]] = (
+    "会員ID",
+    "会社名",
+    "担当者",
+    "メールアドレス",
+    "都道府県",
+    "メール案内",
+    "送信できない理由",
+)
+
+
+def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame.columns:
+        return pd.Series("", index=frame.index, dtype=object)
+    return frame[column].astype("str").fillna("").astype(object)
+
+
+def table_rows(audience: Audience) -> pd.DataFrame:
+    """One row a selected member: the :data:`COLUMNS` as display text, ``id`` as int."""
+    sel = audience.selected
+    person = (_text(sel, "tanto_last_name") + " " + _text(sel, "tanto_first_name")).str.strip()
+    if "mm_flag" in sel.columns:
+        mm = sel["mm_flag"].map({True: "受け取る", False: "受け取らない"}).fillna("")
+    else:
+        mm = pd.Series("", index=sel.index)
+    reason = pd.Series("", index=sel.index, dtype=object)
+    if len(audience.unsendable):
+        labels = audience.unsendable["reason"].astype(object).map(lambda r: REASON_LABELS[r])
+        reason.loc[labels.index] = labels
+    return pd.DataFrame(
+        {
+            "id": sel["id"].astype("int64"),
+            "会員ID": sel["id"].astype("int64").astype(str),
+            "会社名": _text(sel, "comp_name"),
+            "担当者": person,
+            "メールアドレス": _text(sel, "email"),
+            "都道府県": _text(sel, "pref"),
+            "メール案内": mm,
+            "送信できない理由": reason,
+        },
+        index=sel.index,
+    )
+
+
+class MemberTable(widgets.VBox):  # type: ignore[misc]
+    """Paged table; ``checked`` (tuple of member ids, file order) is the ticked set."""
+
+    checked = traitlets.Tuple()
+    page = traitlets.Int(0)
+
+    def __init__(self, page_size: int = PAGE_SIZE) -> None:
+        self.page_size = page_size
+        self.rows = pd.DataFrame(columns=["id", *COLUMNS])
+        self._ids: list[int] = []
+        self._pos: dict[int, int] = {}
+        self._ticked: set[int] = set()
+        self._boxes: dict[int, widgets.Checkbox] = {}
+        self._syncing = False
+        self.result_count = widgets.Label("検索結果: 0件")
+        self.result_count.add_class("bcartnb-result-count")
+        self.checked_count = widgets.Label("チェックした会員: 0件")
+        self.checked_count.add_class("bcartnb-checked-count")
+        self.check_page = widgets.Button(description="このページをすべてチェック")
+        self.check_page.add_class("bcartnb-check-page")
+        self.check_page.on_click(lambda _b: self.check_all_on_page())
+        self.prev = widgets.Button(description="前へ", icon="chevron-left")
+        self.prev.add_class("bcartnb-page-prev")
+        self.prev.on_click(lambda _b: self.go(self.page - 1))
+        self.next = widgets.Button(description="次へ", icon="chevron-right")
+        self.next.add_class("bcartnb-page-next")
+        self.next.on_click(lambda _b: self.go(self.page + 1))
+        self.page_label = widgets.Label("")
+        self.page_label.add_class("bcartnb-page-label")
+        self.grid = widgets.GridBox(
+            [],
+            layout=widgets.Layout(
+                grid_template_columns=f"2.5em repeat({len(COLUMNS)}, auto)",
+                grid_gap="2px 12px",
+            ),
+        )
+        super().__init__(
+            [
+                widgets.HBox([self.result_count, self.checked_count]),
+                self.grid,
+                widgets.HBox([self.check_page, self.prev, self.page_label, self.next]),
+            ]
+        )
+        self.add_class("bcartnb-member-table")
+        self._render()
+
+    # --- data ----------------------------------------------------------------------------
+
+    @property
+    def result_ids(self) -> list[int]:
+        """Every member id of the search result, in file order."""
+        return list(self._ids)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-len(self._ids) // self.page_size))
+
+    def set_result(self, audience: Audience) -> None:
+        """Show a new search result; checks start empty, as after a search in B-Cart."""
+        self.rows = table_rows(audience)
+        self._ids = self.rows["id"].tolist()
+        self._pos = {i: n for n, i in enumerate(self._ids)}
+        self._ticked = set()
+        self.result_count.value = f"検索結果: {len(self._ids):,}件"
+        self.page = 0
+        self._publish()
+        self._render()
+
+    def check(self, ids: Iterable[int], value: bool = True) -> None:
+        """Tick (or untick) members by id, as if clicked; ids outside the result are ignored."""
+        wanted = {int(i) for i in ids if int(i) in self._pos}
+        if value:
+            self._ticked |= wanted
+        else:
+            self._ticked -= wanted
+        self._sync_boxes()
+        self._publish()
+
+    def uncheck(self, ids: Iterable[int]) -> None:
+        self.check(ids, value=False)
+
+    def page_ids(self) -> list[int]:
+        start = self.page * self.page_size
+        return self._ids[start : start + self.page_size]
+
+    def check_all_on_page(self) -> None:
+        """このページをすべてチェック."""
+        self.check(self.page_ids())
+
+    def go(self, page: int) -> None:
+        self.page = min(max(page, 0), self.pages - 1)
+        self._render()
+
+    # --- widgets -------------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        self.checked = tuple(sorted(self._ticked, key=self._pos.__getitem__))
+        self.checked_count.value = f"チェックした会員: {len(self._ticked):,}件"
+
+    def _sync_boxes(self) -> None:
+        self._syncing = True
+        try:
+            for mid, box in self._boxes.items():
+                box.value = mid in self._ticked
+        finally:
+            self._syncing = False
+
+    def _on_box(self, mid: int, change: dict[str, Any]) -> None:
+        if self._syncing:
+            return
+        if change["new"]:
+            self._ticked.add(mid)
+        else:
+            self._ticked.discard(mid)
+        self._publish()
+
+    def _render(self) -> None:
+        for w in self.grid.children:
+            w.close()
+        self._boxes = {}
+        cells: list[widgets.Widget] = [widgets.HTML("")]
+        cells += [widgets.HTML(f"<b>{html.escape(c)}</b>") for c in COLUMNS]
+        start = self.page * self.page_size
+        for rec in self.rows.iloc[start : start + self.page_size].itertuples(index=False):
+            mid = int(rec[0])
+            box = widgets.Checkbox(
+                value=mid in self._ticked,
+                indent=False,
+                layout=widgets.Layout(width="2em"),
+            )
+            box.add_class(f"bcartnb-check-{mid}")
+            box.observe(lambda ch, mid=mid: self._on_box(mid, ch), names="value")
+            self._boxes[mid] = box
+            cells.append(box)
+            cells += [widgets.Label(str(v)) for v in rec[1:]]
+        self.grid.children = cells
+        self.page_label.value = f"{self.page + 1} / {self.pages} ページ"
+        self.prev.disabled = self.page == 0
+        self.next.disabled = self.page >= self.pages - 1
+        self.check_page.disabled = not self._ids

@@ -1,0 +1,48 @@
+"""Step 5, 送信: the progress bar, then 「メール送信を完了いたしました。」 and the counts.
+
+The send runs in the kernel's main thread, inside :attr:`SendStep.output`: ``deliver`` draws
+its tqdm.auto bar there (a live widget bar in JupyterLab). ``progress`` (bcartnb-progress)
+is the wizard's own bar: it shows the size of the campaign while sending and the mails
+handed to the server when done, so a reader of the saved notebook sees the outcome.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+
+from bcartnb.delivery import DeliverySummary
+
+__all__ = ["SendStep"]
+
+
+class SendStep(widgets.VBox):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="送信中")
+        self.progress.add_class("bcartnb-progress")
+        self.output = widgets.Output()
+        self.done = widgets.HTML("")
+        self.done.add_class("bcartnb-done")
+        super().__init__([self.progress, self.output, self.done])
+
+    def start(self, total: int) -> None:
+        self.progress.max = max(total, 1)
+        self.progress.value = 0
+        self.progress.bar_style = "info"
+        self.progress.description = "送信中"
+        self.done.value = ""
+
+    def finish(self, summary: DeliverySummary) -> None:
+        handed = summary.sent + summary.failed
+        self.progress.max = max(summary.sendable, handed, 1)
+        self.progress.value = handed
+        ok = summary.status == "done" and not summary.failed
+        self.progress.bar_style = "success" if ok else "warning"
+        self.progress.description = "送信完了" if summary.status == "done" else "中断"
+        lines = [html.escape(line) for line in summary.message().splitlines()]
+        self.done.value = "<br>".join(lines)
+
+    def failed(self) -> None:
+        self.progress.bar_style = "danger"
+        self.progress.description = "中断"

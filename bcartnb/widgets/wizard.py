@@ -1,0 +1,357 @@
+"""The wizard: B-Cart's member-mail screens in order, each step calling the package.
+
+絞込オプション → 検索結果すべてに送信 / チェックした会員に送信 → compose → 確認画面 → 送信.
+The wizard holds no rule of its own: filtering is :func:`~bcartnb.audience.build_audience`,
+the counts and the quota come from :func:`~bcartnb.campaign.plan_campaign` and
+:func:`~bcartnb.delivery.dry_run`, the previews from :func:`~bcartnb.compose.preview`, and
+the only send is :func:`~bcartnb.delivery.deliver`, after the 送信 click. So a campaign made
+here is the same campaign the papermill notebook and ``bcartnb run`` would make from
+:attr:`Wizard.spec`.
+
+The keyword box is not part of the contract's filter (it looks in several columns at once);
+when it is used, 「検索結果すべてに送信」 sends to the ids it found, recorded as ``checked``,
+so the spec still names exactly who was mailed and can be replayed from the member file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+
+from bcartnb.audience import Audience, build_audience
+from bcartnb.campaign import CampaignPlan, CampaignSpec, plan_campaign
+from bcartnb.compose import preview
+from bcartnb.delivery import DeliverySummary, deliver, dry_run
+from bcartnb.exceptions import QuotaExceededError, SettingsError
+from bcartnb.ledger import Ledger
+from bcartnb.members import read_members
+from bcartnb.quota import QuotaStatus
+from bcartnb.search import keyword_mask
+from bcartnb.settings import Settings
+from bcartnb.templates import TemplateStore
+from bcartnb.transports import Transport
+
+from ._common import Status, hide, show
+from .compose_step import ComposeStep, counts_html, quota_html
+from .confirm_step import ConfirmStep
+from .filter_step import FilterStep
+from .member_table import PAGE_SIZE, MemberTable
+from .send_step import SendStep
+
+__all__ = ["PREVIEW_CHOICES", "STAGES", "Wizard"]
+
+#: The screens, in order; :attr:`Wizard.stage` is one of them.
+STAGES = ("select", "compose", "confirm", "sending", "done")
+#: How many sendable members the confirmation screen offers to preview.
+PREVIEW_CHOICES = 50
+
+
+class Wizard:
+    """The member-mail wizard. Display it (``wizard`` as a cell's last line, or ``.show()``).
+
+    Tests and scripts drive it like a user: set the controls' ``value`` and call the buttons'
+    ``click()``; ``status.value`` holds what the status area says and ``result`` the
+    :class:`~bcartnb.delivery.DeliverySummary` once sent.
+    """
+
+    def __init__(
+        self,
+        members: pd.DataFrame | str | os.PathLike[str],
+        settings: Settings,
+        *,
+        transport: Transport | None = None,
+        ledger_path: str | os.PathLike[str] | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self.members = members if isinstance(members, pd.DataFrame) else read_members(members)
+        self.settings = settings if ledger_path is None else settings.replace(db=Path(ledger_path))
+        self.transport = transport
+        self.store = TemplateStore(self.settings.templates)
+        self.status = Status()
+
+        self.filter_step = FilterStep(self.members)
+        self.table = MemberTable(page_size)
+        self.send_all = widgets.Button(description="検索結果すべてに送信", button_style="primary")
+        self.send_all.add_class("bcartnb-send-all")
+        self.send_checked = widgets.Button(
+            description="チェックした会員に送信", button_style="primary"
+        )
+        self.send_checked.add_class("bcartnb-send-checked")
+        self.compose = ComposeStep(self.store, self.status)
+        self.confirm = ConfirmStep()
+        self.sending = SendStep()
+        self._select_box = widgets.VBox(
+            [self.filter_step, self.table, widgets.HBox([self.send_all, self.send_checked])]
+        )
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML("<h3>会員へのメール配信</h3>"),
+                self.status.widget,
+                self._select_box,
+                self.compose,
+                self.confirm,
+                self.sending,
+            ]
+        )
+        self.widget.add_class("bcartnb-wizard")
+
+        self._filter: dict[str, Any] = {}
+        self._keyword = ""
+        self._found: Audience | None = None
+        self._checked: tuple[int, ...] = ()
+        self.spec: CampaignSpec | None = None
+        self.plan: CampaignPlan | None = None
+        self.quota: QuotaStatus | None = None
+        self.result: DeliverySummary | None = None
+        self._send_started = False
+
+        self.filter_step.apply.on_click(lambda _b: self.apply_filter())
+        self.send_all.on_click(lambda _b: self._choose(checked_only=False))
+        self.send_checked.on_click(lambda _b: self._choose(checked_only=True))
+        self.compose.opt_in.observe(lambda _c: self._show_counts(), names="value")
+        self.compose.back.on_click(lambda _b: self._go("select"))
+        self.compose.to_confirm.on_click(lambda _b: self._to_confirm())
+        self.confirm.preview_member.observe(self._on_preview_member, names="value")
+        self.confirm.back.on_click(lambda _b: self._back())
+        self.confirm.send.on_click(lambda _b: self._send())
+        self.stage = "select"
+        self._go("select")
+        self.apply_filter()
+
+    # --- what the report and tests read ---------------------------------------------------
+
+    @property
+    def filter(self) -> dict[str, Any]:
+        """The contract's filter dict of the last 絞込 (a copy; the keyword is separate)."""
+        return dict(self._filter)
+
+    @property
+    def keyword(self) -> str:
+        """The keyword of the last 絞込 (company, person, address); "" when none."""
+        return self._keyword
+
+    @property
+    def checked(self) -> tuple[int, ...]:
+        """The ids the campaign's ``checked`` holds (empty: every search result)."""
+        return self._checked
+
+    @property
+    def found(self) -> Audience | None:
+        """The last search result, as the table shows it."""
+        return self._found
+
+    @property
+    def controls(self) -> list[widgets.Widget]:
+        return [
+            *self.filter_step.controls,
+            self.table.check_page,
+            self.table.prev,
+            self.table.next,
+            self.send_all,
+            self.send_checked,
+            *self.compose.controls,
+            *self.confirm.controls,
+        ]
+
+    def show(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)  # type: ignore[no-untyped-call]
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # --- step 1: 絞込 ----------------------------------------------------------------------
+
+    def apply_filter(self) -> None:
+        """絞込: the filter and keyword of the controls → the member table."""
+        flt, kw = self.filter_step.filter, self.filter_step.keyword
+
+        def search() -> Audience:
+            base = self.members[keyword_mask(self.members, kw)] if kw else self.members
+            return build_audience(base, flt or None)
+
+        found = self.status.run(search, self.controls, busy="絞込中です…")
+        if found is None:
+            return
+        self._filter, self._keyword, self._found = flt, kw, found
+        self.table.set_result(found)
+        self.status.info(f"検索結果: {len(found.selected):,}件")
+
+    # --- step 2: 検索結果すべて / チェックした会員 -----------------------------------------------
+
+    def _choose(self, *, checked_only: bool) -> None:
+        ids = self.table.result_ids
+        if checked_only:
+            if not self.table.checked:
+                self.status.error("送信する会員をチェックしてください。")
+                return
+            self._checked = tuple(self.table.checked)
+        else:
+            if not ids:
+                self.status.error("検索結果がありません。絞込条件を変えてください。")
+                return
+            # a keyword result is not expressible as a filter: name its members
+            self._checked = tuple(ids) if self._keyword else ()
+        self.compose.refresh_templates()
+        if self._show_counts():
+            self._go("compose")
+
+    def _show_counts(self) -> bool:
+        """メール配信上限数 and this month's remaining; 送信件数 / 送信できない件数."""
+        opt_in = bool(self.compose.opt_in.value)
+
+        def counts() -> tuple[QuotaStatus, Audience]:
+            if not self.settings.plan:
+                raise SettingsError(
+                    'no plan set: put plan = "プラン10" (or light, plan10 … own-smtp) in '
+                    "bcartnb.toml or set BCARTNB_PLAN"
+                )
+            with Ledger.open(self.settings.db) as led:
+                quota = led.usage(self.settings.plan)
+            audience = build_audience(
+                self.members, self._filter or None, list(self._checked) or None, opt_in
+            )
+            return quota, audience
+
+        got = self.status.run(counts, self.controls, busy="件数を数えています…")
+        if got is None:
+            return False
+        self.quota, audience = got
+        self.compose.quota.value = quota_html(self.quota)
+        self.compose.counts.value = counts_html(audience)
+        return True
+
+    # --- step 3 → 4: 確認画面へ --------------------------------------------------------------
+
+    def _spec(self) -> CampaignSpec:
+        values = self.compose.values()
+        if values["template"] is None and not (
+            values["subject"].strip() and values["body"].strip()
+        ):
+            raise SettingsError(
+                "メール件名とメール本文を入力するか、テンプレートを選んでください。"
+            )
+        source = self.members.attrs.get("source") or "(wizard)"
+        return CampaignSpec.from_mapping(
+            {
+                "members": str(source),
+                "filter": self._filter,
+                "checked": list(self._checked),
+                **values,
+            },
+            where="wizard",
+        )
+
+    def _to_confirm(self) -> None:
+        def plan() -> tuple[CampaignPlan, dict[str, Any], QuotaExceededError | None]:
+            spec = self._spec()
+            planned = plan_campaign(spec, self.settings, members=self.members)
+            try:
+                summary = dry_run(planned).as_dict()  # composes every mail: errors show here
+                refused = None
+            except QuotaExceededError as err:
+                summary, refused = planned.summary(), err
+            return planned, summary, refused
+
+        got = self.status.run(plan, self.controls, busy="メールを作成しています…")
+        if got is None:
+            return
+        self.plan, summary, refused = got
+        self.spec = self.plan.spec
+        self._send_started = False
+        self.confirm.show_counts(summary, self._filter, self._keyword)
+        sendable = self.plan.audience.sendable
+        choices = [
+            (f"{int(mid)} {name}", int(mid))
+            for mid, name in zip(
+                sendable["id"].head(PREVIEW_CHOICES).tolist(),
+                sendable["comp_name"].head(PREVIEW_CHOICES).astype("str").fillna("").tolist()
+                if "comp_name" in sendable.columns
+                else [""] * min(len(sendable), PREVIEW_CHOICES),
+                strict=True,
+            )
+        ]
+        self.confirm.preview_member.unobserve(self._on_preview_member, names="value")
+        self.confirm.preview_member.options = choices
+        self.confirm.preview_member.value = choices[0][1] if choices else None
+        self.confirm.preview_member.observe(self._on_preview_member, names="value")
+        self._render_preview()
+        self.confirm.send.disabled = refused is not None or sendable.empty
+        self.confirm.back.disabled = False
+        self._go("confirm")
+        if refused is not None:
+            self.status.error(refused)
+        elif sendable.empty:
+            self.status.error("送信できる会員がいません。")
+        else:
+            self.status.info(
+                f"送信件数 {len(sendable):,}件。内容を確認して「送信」を押してください。"
+            )
+
+    def _on_preview_member(self, _change: dict[str, Any]) -> None:
+        self._render_preview()
+
+    def _render_preview(self) -> None:
+        plan = self.plan
+        if plan is None:
+            return
+        mid = self.confirm.preview_member.value
+        if mid is None:
+            self.confirm.show_previews([], plan.warnings)
+            return
+        got = self.status.run(
+            lambda: preview(plan.composer, plan.audience.sendable, ids=[mid]),
+            self.confirm.controls,
+            busy="プレビューを作成しています…",
+        )
+        if got is not None:
+            self.confirm.show_previews(got, plan.warnings)
+
+    def _back(self) -> None:
+        """戻る: back to the form, everything typed kept, nothing sent."""
+        self.plan = None
+        self._go("compose")
+        self._show_counts()
+
+    # --- step 5: 送信 ------------------------------------------------------------------------
+
+    def _send(self) -> None:
+        plan = self.plan
+        if plan is None or self._send_started or self.confirm.send.disabled:
+            return  # a second click, or a click without a confirmed plan: never send twice
+        self._send_started = True
+        self.confirm.send.disabled = True
+        self.sending.start(len(plan.audience.sendable))
+        self._go("sending")
+
+        def send() -> DeliverySummary:
+            with self.sending.output:
+                return deliver(plan, self.transport, progress=True)
+
+        summary = self.status.run(send, self.controls, busy="送信中です…")
+        if summary is None:
+            self.sending.failed()
+            return
+        self.result = summary
+        self.sending.finish(summary)
+        self._go("done")
+        self.status.info(summary.message().splitlines()[0])
+
+    # --- screens ---------------------------------------------------------------------------
+
+    def _go(self, stage: str) -> None:
+        self.stage = stage
+        boxes = {
+            "select": [self._select_box],
+            "compose": [self.compose],
+            "confirm": [self.confirm],
+            "sending": [self.confirm, self.sending],
+            "done": [self.sending],
+        }[stage]
+        for box in (self._select_box, self.compose, self.confirm, self.sending):
+            (show if box in boxes else hide)(box)

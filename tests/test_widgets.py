@@ -1,0 +1,416 @@
+"""The wizard driven from Python like a user (set values, click) into a real SMTP server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import ipywidgets as widgets
+import pytest
+from smtp_servers import TestServer
+
+import bcartnb.widgets
+from bcartnb.delivery import DONE_MESSAGE
+from bcartnb.ledger import Ledger
+from bcartnb.members import read_members
+from bcartnb.settings import Settings, SmtpSettings
+from bcartnb.widgets import Wizard
+from bcartnb.widgets.compose_step import NO_TEMPLATE
+
+Server = Callable[..., TestServer]
+ADMIN = "admin@example.co.jp"
+HEADER = (
+    "会員ID,会社名,担当者(姓),担当者(名),メールアドレス,"
+    "都道府県,市区町村,メール案内,状態,登録日時\n"
+)
+SIGNATURE = "見本商事株式会社 〒100-0001 東京都千代田区1-1\n配信停止: shop@example.co.jp"
+
+
+def member_rows(prefs: list[str], *, start: int = 1001) -> str:
+    rows = []
+    for i, pref in enumerate(prefs):
+        mid = start + i
+        opt = "受け取る" if i % 3 else "受け取らない"
+        rows.append(
+            f"{mid},テスト商事{mid},山田,太郎{mid},user{mid}@example.co.jp,{pref},"
+            f"千代田区{mid},{opt},有効,2025/0{1 + i % 9}/15 10:00:00\n"
+        )
+    return "".join(rows)
+
+
+@pytest.fixture
+def members_csv(tmp_path: Path) -> Path:
+    prefs = ["東京都", "大阪府", "東京都", "北海道", "東京都", "大阪府", "東京都"]
+    path = tmp_path / "members.csv"
+    path.write_text(HEADER + member_rows(prefs), encoding="utf-8")
+    return path
+
+
+def make_settings(tmp_path: Path, repo_root: Path, smtp: SmtpSettings, **kw: object) -> Settings:
+    base: dict[str, object] = {
+        "plan": "プラン10",
+        "from_addr": "shop@example.co.jp",
+        "from_name": "見本商事",
+        "admin": ADMIN,
+        "signature": SIGNATURE,
+        "db": tmp_path / "ledger.sqlite3",
+        "templates": repo_root / "data" / "templates",
+        "smtp": smtp,
+    }
+    base.update(kw)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def server(smtp_server: Server) -> TestServer:
+    return smtp_server()
+
+
+@pytest.fixture
+def wizard(members_csv: Path, tmp_path: Path, repo_root: Path, server: TestServer) -> Wizard:
+    return Wizard(members_csv, make_settings(tmp_path, repo_root, server.settings()))
+
+
+def member_mails(server: TestServer) -> list[str]:
+    return sorted(r.recipients[0] for r in server.received if r.recipients != (ADMIN,))
+
+
+def admin_copies(server: TestServer) -> list[bytes]:
+    return [r.raw for r in server.received if r.recipients == (ADMIN,)]
+
+
+def walk(w: widgets.Widget) -> Iterator[widgets.Widget]:
+    yield w
+    for child in getattr(w, "children", ()):
+        yield from walk(child)
+
+
+def classes(w: widgets.Widget) -> set[str]:
+    return {c for x in walk(w) for c in x._dom_classes}
+
+
+def to_compose(wizard: Wizard, ids: list[int]) -> None:
+    wizard.table.check(ids)
+    wizard.send_checked.click()
+    assert wizard.stage == "compose", wizard.status.value
+
+
+# --- the whole flow --------------------------------------------------------------------
+
+
+def test_filter_check_compose_confirm_send(wizard: Wizard, server: TestServer) -> None:
+    assert wizard.table.result_count.value == "検索結果: 7件"
+    wizard.filter_step.pref.value = ("東京都",)
+    wizard.filter_step.apply.click()
+    assert wizard.filter == {"pref": ["東京都"]}
+    assert wizard.table.result_count.value == "検索結果: 4件"
+    assert wizard.table.result_ids == [1001, 1003, 1005, 1007]
+
+    wizard.table.check([1003, 1007])
+    assert wizard.table.checked_count.value == "チェックした会員: 2件"
+    wizard.send_checked.click()
+    assert wizard.stage == "compose"
+    assert "今月の残り: 2,000件" in wizard.compose.quota.value
+    assert "送信件数</b>: 2件" in wizard.compose.counts.value
+    assert wizard.compose.signature.value is True  # ticked by default
+
+    wizard.compose.template.value = "テキストニュースレター"
+    assert "{{ 会社名 }}" in wizard.compose.subject.value  # filled, still editable
+    wizard.compose.to_confirm.click()
+    assert wizard.stage == "confirm", wizard.status.value
+    assert "送信件数</b>: 2件" in wizard.confirm.counts.value
+    assert "0件 → 2件（上限 2,000件）" in wizard.confirm.counts.value
+    assert wizard.confirm.preview_member.options == (
+        ("1003 テスト商事1003", 1003),
+        ("1007 テスト商事1007", 1007),
+    )
+    assert "テスト商事1003 様" in wizard.confirm.preview.value  # a real rendered mail
+    assert "<pre" in wizard.confirm.preview.value
+    wizard.confirm.preview_member.value = 1007
+    assert "テスト商事1007" in wizard.confirm.preview.value
+    assert server.received == []  # nothing goes out before 送信
+
+    wizard.confirm.send.click()
+    assert wizard.stage == "done", wizard.status.value
+    server.wait_for(3)
+    assert member_mails(server) == ["user1003@example.co.jp", "user1007@example.co.jp"]
+    assert len(admin_copies(server)) == 1
+    assert wizard.result is not None and (wizard.result.sent, wizard.result.failed) == (2, 0)
+    assert DONE_MESSAGE in wizard.sending.done.value
+    assert "送信済み 2" in wizard.sending.done.value
+    assert (wizard.sending.progress.value, wizard.sending.progress.max) == (2, 2)
+    assert wizard.spec is not None and wizard.spec.checked == (1003, 1007)
+
+    wizard.confirm.send.click()  # a second click sends nothing
+    assert len(server.received) == 3
+    with Ledger.open(wizard.settings.db) as led:
+        assert led.usage("プラン10").used == 2
+
+
+def test_html_mail_preview_is_sandboxed(wizard: Wizard) -> None:
+    to_compose(wizard, [1001])
+    wizard.compose.template.value = "HTMLニュースレター"
+    assert wizard.compose.html.value is True
+    wizard.compose.to_confirm.click()
+    shown = wizard.confirm.preview.value
+    assert '<iframe sandbox=""' in shown and "srcdoc=" in shown
+    srcdoc = shown.split('srcdoc="', 1)[1].split('"', 1)[0]
+    assert "<" not in srcdoc and "&lt;" in srcdoc  # the mail's HTML is escaped into the attribute
+
+
+def test_back_keeps_everything_typed_and_sends_nothing(wizard: Wizard, server: TestServer) -> None:
+    to_compose(wizard, [1002])
+    wizard.compose.subject.value = "{{ 会社名 }} 様 ご案内"
+    wizard.compose.body.value = "{{ 会社名 }} 様\nいつもありがとうございます。\n"
+    wizard.compose.signature.value = False
+    wizard.compose.to_confirm.click()
+    assert wizard.stage == "confirm", wizard.status.value
+    wizard.confirm.back.click()
+    assert wizard.stage == "compose"
+    assert wizard.compose.subject.value == "{{ 会社名 }} 様 ご案内"
+    assert wizard.compose.body.value == "{{ 会社名 }} 様\nいつもありがとうございます。\n"
+    assert wizard.compose.signature.value is False
+    assert wizard.plan is None
+    wizard.confirm.send.click()  # no confirmed plan: nothing happens
+    assert server.received == []
+    with Ledger.open(wizard.settings.db) as led:
+        assert led.campaigns().empty
+    wizard.compose.to_confirm.click()
+    assert wizard.stage == "confirm" and "送信件数</b>: 1件" in wizard.confirm.counts.value
+
+
+def test_send_all_results_with_opt_in_only(wizard: Wizard, server: TestServer) -> None:
+    wizard.filter_step.pref.value = ("東京都", "大阪府")
+    wizard.filter_step.apply.click()
+    wizard.send_all.click()
+    assert wizard.stage == "compose" and wizard.checked == ()
+    assert "送信件数</b>: 6件" in wizard.compose.counts.value
+    wizard.compose.opt_in.value = True  # 1001 and 1007 (i % 3 == 0) do not take mail
+    assert "送信件数</b>: 4件" in wizard.compose.counts.value
+    assert "メール案内を受け取らない 2件" in wizard.compose.counts.value
+    wizard.compose.template.value = "テキストニュースレター"
+    wizard.compose.to_confirm.click()
+    wizard.confirm.send.click()
+    assert wizard.stage == "done", wizard.status.value
+    server.wait_for(5)
+    assert member_mails(server) == [f"user{i}@example.co.jp" for i in (1002, 1003, 1005, 1006)]
+    assert wizard.spec is not None and wizard.spec.filter == {"pref": ["東京都", "大阪府"]}
+
+
+def test_keyword_result_is_sent_as_checked_ids(wizard: Wizard) -> None:
+    wizard.filter_step.text.value = "山田 太郎1005"
+    wizard.filter_step.apply.click()
+    assert wizard.table.result_ids == [1005]
+    assert wizard.keyword == "山田 太郎1005" and wizard.filter == {}
+    wizard.send_all.click()
+    assert wizard.checked == (1005,)
+    wizard.compose.template.value = "テキストニュースレター"
+    wizard.compose.to_confirm.click()
+    assert wizard.spec is not None and wizard.spec.checked == (1005,)
+    assert "キーワード「山田 太郎1005」" in wizard.confirm.counts.value
+
+
+# --- errors go to the status area ----------------------------------------------------------
+
+
+def test_quota_refusal_shows_in_status_and_disables_send(
+    tmp_path: Path, repo_root: Path, server: TestServer
+) -> None:
+    path = tmp_path / "many.csv"
+    path.write_text(HEADER + member_rows(["東京都"] * 101), encoding="utf-8")
+    settings = make_settings(tmp_path, repo_root, server.settings(), plan="light")
+    wizard = Wizard(path, settings)
+    wizard.send_all.click()
+    assert "今月の残り: 100件" in wizard.compose.quota.value
+    wizard.compose.template.value = "テキストニュースレター"
+    wizard.compose.to_confirm.click()
+    assert wizard.stage == "confirm"
+    assert "メール配信上限数を超えるため送信できません" in wizard.status.value
+    assert "Traceback" not in wizard.status.value
+    assert wizard.confirm.send.disabled
+    wizard.confirm.send.click()
+    assert server.received == [] and wizard.result is None
+    with Ledger.open(settings.db) as led:
+        assert led.campaigns().empty
+
+
+def test_template_error_shows_in_status(wizard: Wizard, server: TestServer) -> None:
+    to_compose(wizard, [1001])
+    wizard.compose.subject.value = "ご案内"
+    wizard.compose.body.value = "{{ 存在しない }} 様\n"
+    wizard.compose.to_confirm.click()
+    assert wizard.stage == "compose"
+    assert "存在しない" in wizard.status.value
+    assert "エラー" in wizard.status.value and "Traceback" not in wizard.status.value
+    assert not wizard.compose.to_confirm.disabled  # unfrozen after the failure
+    assert server.received == []
+
+
+def test_missing_subject_and_body_is_a_status_message(wizard: Wizard) -> None:
+    to_compose(wizard, [1001])
+    assert wizard.compose.template.value == NO_TEMPLATE
+    wizard.compose.to_confirm.click()
+    assert wizard.stage == "compose"
+    assert "メール件名とメール本文を入力" in wizard.status.value
+
+
+def test_filter_error_shows_in_status_and_keeps_the_result(wizard: Wizard) -> None:
+    wizard.filter_step.created_from.value = dt.date(2025, 6, 1)
+    wizard.filter_step.created_to.value = dt.date(2025, 1, 1)
+    wizard.filter_step.apply.click()
+    assert "絞込条件のエラー" in wizard.status.value and "is after" in wizard.status.value
+    assert wizard.table.result_count.value == "検索結果: 7件"
+    assert wizard.filter == {}
+    assert not wizard.filter_step.apply.disabled
+
+
+def test_smtp_failure_shows_in_status(members_csv: Path, tmp_path: Path, repo_root: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    smtp = SmtpSettings(host="127.0.0.1", port=port)
+    wizard = Wizard(members_csv, make_settings(tmp_path, repo_root, smtp))
+    to_compose(wizard, [1001])
+    wizard.compose.template.value = "テキストニュースレター"
+    wizard.compose.to_confirm.click()
+    wizard.confirm.send.click()
+    assert "送信エラー" in wizard.status.value and "bcartnb resume" in wizard.status.value
+    assert wizard.result is None and wizard.confirm.send.disabled
+    assert wizard.sending.progress.bar_style == "danger"
+
+
+def test_choosing_nothing_is_a_status_message(wizard: Wizard) -> None:
+    wizard.send_checked.click()
+    assert wizard.stage == "select" and "チェックしてください" in wizard.status.value
+    wizard.filter_step.text.value = "存在しない会社"
+    wizard.filter_step.apply.click()
+    wizard.send_all.click()
+    assert wizard.stage == "select" and "検索結果がありません" in wizard.status.value
+
+
+# --- the table ---------------------------------------------------------------------------
+
+
+def test_table_pages_and_check_page(tmp_path: Path, repo_root: Path, server: TestServer) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(HEADER + member_rows(["東京都"] * 45), encoding="utf-8")
+    frame = read_members(path)
+    wizard = Wizard(frame, make_settings(tmp_path, repo_root, server.settings()))
+    table = wizard.table
+    assert table.page_label.value == "1 / 3 ページ" and table.prev.disabled
+    table.check_page.click()
+    assert table.checked == tuple(range(1001, 1021))
+    table.next.click()
+    table.next.click()
+    assert table.page_label.value == "3 / 3 ページ" and table.next.disabled
+    assert table.page_ids() == list(range(1041, 1046))
+    boxes = {c for x in walk(table) for c in x._dom_classes if c.startswith("bcartnb-check-1")}
+    assert boxes == {f"bcartnb-check-{i}" for i in range(1041, 1046)}
+    box = next(x for x in walk(table) if "bcartnb-check-1043" in x._dom_classes)
+    box.value = True  # a click on the row's box
+    assert table.checked_count.value == "チェックした会員: 21件"
+    table.prev.click()
+    table.prev.click()
+    first = next(x for x in walk(table) if "bcartnb-check-1001" in x._dom_classes)
+    assert first.value is True  # ticks survive paging
+    first.value = False
+    assert 1001 not in table.checked and table.checked[-1] == 1043
+
+
+def test_unsendable_reason_shown_in_table(
+    tmp_path: Path, repo_root: Path, server: TestServer
+) -> None:
+    path = tmp_path / "m.csv"
+    rows = (
+        member_rows(["東京都", "東京都"])
+        + "1003,空欄商事,佐藤,花子,,東京都,港区,受け取る,有効,2025/01/01 00:00:00\n"
+    )
+    path.write_text(HEADER + rows, encoding="utf-8")
+    wizard = Wizard(path, make_settings(tmp_path, repo_root, server.settings()))
+    labels = [x.value for x in walk(wizard.table.grid) if isinstance(x, widgets.Label)]
+    assert (
+        "メールアドレスが空欄" in labels
+        and "送信できない理由" in wizard.table.grid.children[7].value
+    )
+
+
+# --- the contract with the browser test ----------------------------------------------------
+
+_API = """
+bcartnb-wizard bcartnb-status
+bcartnb-filter-pref bcartnb-filter-price-group bcartnb-filter-salesman bcartnb-filter-status
+bcartnb-filter-mm-flag bcartnb-filter-created-from bcartnb-filter-created-to bcartnb-filter-text
+bcartnb-filter-apply bcartnb-filter-reset
+bcartnb-member-table bcartnb-check-page bcartnb-page-prev bcartnb-page-next bcartnb-page-label
+bcartnb-checked-count bcartnb-result-count bcartnb-send-all bcartnb-send-checked
+bcartnb-quota bcartnb-counts bcartnb-template bcartnb-subject bcartnb-body bcartnb-html
+bcartnb-signature bcartnb-opt-in bcartnb-to-confirm
+bcartnb-confirm-counts bcartnb-preview bcartnb-preview-member bcartnb-warnings bcartnb-back
+bcartnb-send bcartnb-progress bcartnb-done
+"""
+API_CLASSES = _API.split()
+
+
+def test_every_css_class_of_the_contract_is_there(wizard: Wizard) -> None:
+    found = classes(wizard.widget)
+    assert set(API_CLASSES) <= found
+    assert {f"bcartnb-check-{i}" for i in range(1001, 1008)} <= found
+    buttons = {b.description for b in walk(wizard.widget) if isinstance(b, widgets.Button)}
+    assert {
+        "絞込",
+        "クリア",
+        "検索結果すべてに送信",
+        "チェックした会員に送信",
+        "確認画面へ",
+        "戻る",
+        "送信",
+    } <= buttons
+
+
+def test_controls_are_frozen_during_an_action_and_unfrozen_after(wizard: Wizard) -> None:
+    seen: list[bool] = []
+    wizard.status.run(lambda: seen.append(wizard.filter_step.apply.disabled), wizard.controls)
+    assert seen == [True] and not wizard.filter_step.apply.disabled
+
+
+def test_all_is_sorted() -> None:
+    assert bcartnb.widgets.__all__ == sorted(bcartnb.widgets.__all__) == ["Wizard"]
+
+
+# --- the notebook ---------------------------------------------------------------------------
+
+
+def test_wizard_notebook_is_valid_and_thin(repo_root: Path) -> None:
+    import nbformat
+
+    path = repo_root / "notebooks" / "campaign_wizard.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert 1 <= len(code) <= 3
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert "settings_path = None" in code[0].source
+    assert '"../data/demo_members.csv"' in code[0].source
+    assert "from bcartnb.widgets import Wizard" in "".join(c.source for c in code)
+    json.loads(path.read_text(encoding="utf-8"))  # plain JSON too
+
+
+def test_notebook_code_builds_the_wizard(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebook's own cells run (no display frontend needed) and build a wizard."""
+    import nbformat
+
+    nb = nbformat.read(repo_root / "notebooks" / "campaign_wizard.ipynb", as_version=4)
+    monkeypatch.chdir(repo_root / "notebooks")
+    monkeypatch.setenv("BCARTNB_PLAN", "プラン10")
+    scope: dict[str, object] = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            exec(compile(cell.source, "campaign_wizard.ipynb", "exec"), scope)
+    wizard = scope["wizard"]
+    assert isinstance(wizard, Wizard)
+    assert wizard.table.result_count.value == f"検索結果: {len(wizard.members):,}件"
