@@ -1,58 +1,189 @@
-"""``make demo``: run the demo campaign end to end and say where to look.
+"""``make demo``: a real campaign end to end, with nothing leaving the machine.
 
-Grows with the flow: for now it shows the demo members' audience (送信件数 / 送信できない件数)
-for every member and for a narrowed campaign, in Japanese, as the confirmation screen will.
+``python -m bcartnb.demo [--out DIR]`` starts the embedded SMTP sink in this process, runs
+``notebooks/campaign.ipynb`` with papermill against it (the demo shop's settings from
+``data/demo.toml``, a fresh ledger) and exports the executed notebook, the campaign's
+report, to HTML. ``DIR`` (default: the current directory) receives ``demo-out/`` (the
+ledger and the sink's Maildir, recreated on every run so the demo can be repeated) and
+``reports/``. The kernel gets its settings through the environment, as a cron job's would;
+no password is involved anywhere.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import shutil
 import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bcartnb.audience import REASON_LABELS, build_audience, format_summary
+from bcartnb.audience import build_audience, format_summary
+from bcartnb.exceptions import BcartnbError
 from bcartnb.members import read_members
+from bcartnb.quota import now_tokyo
+from bcartnb.report import data_dir, demo_path, read_summary
+from bcartnb.sink import Sink
 
-__all__ = ["DEMO_FILTER", "DEMO_MEMBERS", "main"]
+__all__ = [
+    "DEMO_FILTER",
+    "DEMO_MEMBERS",
+    "DEMO_PARAMETERS",
+    "NOTEBOOK",
+    "ensure_kernel",
+    "export_html",
+    "main",
+    "run_demo",
+]
 
-DEMO_MEMBERS = Path(__file__).resolve().parent.parent / "data" / "demo_members.csv"
-#: 東京都・大阪府の有効な会員、価格グループ 2〜4
-DEMO_FILTER: dict[str, Any] = {
-    "都道府県": ["東京都", "大阪府"],
-    "状態": "有効",
-    "price_group_id": {"min": 2, "max": 4},
+NOTEBOOK = data_dir().parent / "notebooks" / "campaign.ipynb"
+DEMO_MEMBERS = demo_path("demo_members.csv")
+#: 東京都・大阪府・神奈川県の有効な会員
+DEMO_FILTER: dict[str, Any] = {"都道府県": ["東京都", "大阪府", "神奈川県"], "状態": "有効"}
+#: その中でメール案内「受け取る」の会員へ HTML ニュースレターを送信
+DEMO_PARAMETERS: dict[str, Any] = {
+    "members": str(DEMO_MEMBERS),
+    "filter": DEMO_FILTER,
+    "template": "HTMLニュースレター",
+    "opt_in_only": True,
+    "send": True,
 }
+KERNEL = "python3"
 
 
-def _mask(address: object) -> str:
-    """t***@example.co.jp: the demo prints no whole address, as the report will not."""
-    if not isinstance(address, str) or not address.strip():
-        return "(空欄)"
-    if "@" not in address:
-        return "(形式不正)"
-    local, _, domain = address.rpartition("@")
-    return f"{local[:1]}***@{domain}"
+def ensure_kernel(name: str = KERNEL) -> None:
+    """papermill needs a kernelspec; install ipykernel's into this environment if missing."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if name in KernelSpecManager().find_kernel_specs():
+        return
+    from ipykernel.kernelspec import install
+
+    install(prefix=sys.prefix, kernel_name=name)
 
 
-def main(members_path: Path = DEMO_MEMBERS) -> int:
-    members = read_members(members_path)
-    print(f"デモ会員: {len(members)} 件（{members.attrs['encoding']}）")
+@contextmanager
+def _environ(changes: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, remove) variables for the kernel papermill starts; restore after."""
+    saved = {key: os.environ.get(key) for key in changes}
+    try:
+        for key, value in changes.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def export_html(notebook: Path) -> Path:
+    """The executed notebook as a standalone HTML page beside it (what a reviewer opens)."""
+    from nbconvert import HTMLExporter
+
+    exporter: Callable[[], Any] = HTMLExporter
+    body, _ = exporter().from_filename(str(notebook))
+    target = notebook.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run the demo campaign into ``out``; return where everything is and the summary."""
+    import papermill
+
+    out = out.resolve()
+    work = out / "demo-out"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    maildir = work / "Maildir"  # the sink creates it with tmp/ new/ cur/
+    reports = out / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    ensure_kernel()
+    executed = reports / f"campaign-{now_tokyo():%Y%m%d-%H%M%S}.ipynb"
+    with Sink(maildir, port=0) as sink:
+        env: dict[str, str | None] = {
+            "BCARTNB_CONFIG": str(demo_path("demo.toml")),
+            "BCARTNB_DB": str(work / "ledger.sqlite3"),
+            "BCARTNB_SMTP_HOST": sink.host,
+            "BCARTNB_SMTP_PORT": str(sink.port),
+            "BCARTNB_SMTP_SECURITY": "none",
+            # the sink wants no login, and the demo must not pick up a real one
+            "BCARTNB_SMTP_USER": None,
+            "BCARTNB_SMTP_PASSWORD": None,
+            "BCARTNB_PLAN": None,
+        }
+        with _environ(env):
+            papermill.execute_notebook(
+                str(NOTEBOOK),
+                str(executed),
+                parameters=dict(DEMO_PARAMETERS if parameters is None else parameters),
+                kernel_name=KERNEL,
+                cwd=str(out),
+                progress_bar=False,
+            )
+        received = sink.received
+    summary = read_summary(executed)
+    report = executed.with_name(f"campaign-{summary['campaign_id']}.ipynb")
+    executed.replace(report)
+    return {
+        "report": report,
+        "html": export_html(report),
+        "maildir": maildir,
+        "received": received,
+        "summary": summary,
+    }
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bcartnb.demo",
+        description="デモキャンペーンを埋め込みSMTPサーバー宛に送信し、レポートを作成します。",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path.cwd(),
+        help="demo-out/ と reports/ を作るフォルダ (default: the current directory)",
+    )
+    args = parser.parse_args(list(argv))
+    from papermill.exceptions import PapermillExecutionError
+
+    # the confirmation screen first: what the notebook is about to send
+    print("== 確認画面 (confirmation) ==")
+    print(format_summary(build_audience(read_members(DEMO_MEMBERS), DEMO_FILTER, opt_in_only=True)))
     print()
-    print("== 全会員（メール案内: 指定なし） ==")
-    print(format_summary(build_audience(members)))
-    print()
-    print("== 絞込とメール案内「受け取る」のみ ==")
-    audience = build_audience(members, DEMO_FILTER, opt_in_only=True)
-    print(format_summary(audience))
-    print()
-    print("送信できない会員（先頭 8 件）:")
-    for row, member in audience.unsendable.head(8).iterrows():
-        print(
-            f"  {row:>4} 行目  会員ID {member['id']}  {member['comp_name']}  "
-            f"{_mask(member['email'])}  → {REASON_LABELS[member['reason']]}"
-        )
+    try:
+        result = run_demo(args.out)
+    except PapermillExecutionError as err:
+        print(f"bcartnb demo: error: {err.ename}: {err.evalue}", file=sys.stderr)
+        return 2
+    except BcartnbError as err:
+        print(f"bcartnb demo: error: {err}", file=sys.stderr)
+        return err.exit_code
+    s = result["summary"]
+    q = s["quota"]
+    print(
+        f"デモキャンペーン {s['campaign_id']}: 送信件数 {s['sendable']} / "
+        f"送信できない件数 {s['unsendable']} / 送信済み {s['sent']} / 失敗 {s['failed']}"
+    )
+    print(f"今月の配信数 {q['used_before']} → {q['used_after']}（{q['plan']}、上限 {q['cap']}）")
+    print(f"レポート (report notebook): {result['report']}")
+    print(f"レポート HTML (report as HTML): {result['html']}")
+    print(f"受信したメール (Maildir): {result['maildir']}")
+    print(
+        f"埋め込みSMTPサーバーが受信したメール: {result['received']} 通"
+        f"（会員宛 {s['sent']} 通 + 管理者宛の控え）"
+        f" / the sink received {result['received']} mails"
+    )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
