@@ -30,7 +30,7 @@ from bcartnb.exceptions import QuotaExceededError, SettingsError
 from bcartnb.ledger import Ledger
 from bcartnb.members import read_members
 from bcartnb.quota import QuotaStatus
-from bcartnb.search import keyword_mask
+from bcartnb.search import KeywordIndex
 from bcartnb.settings import Settings
 from bcartnb.templates import TemplateStore
 from bcartnb.transports import Transport
@@ -108,6 +108,7 @@ class Wizard:
         self.quota: QuotaStatus | None = None
         self.result: DeliverySummary | None = None
         self._send_started = False
+        self._index: KeywordIndex | None = None
 
         self.filter_step.apply.on_click(lambda _b: self.apply_filter())
         self.send_all.on_click(lambda _b: self._choose(checked_only=False))
@@ -172,7 +173,9 @@ class Wizard:
         flt, kw = self.filter_step.filter, self.filter_step.keyword
 
         def search() -> Audience:
-            base = self.members[keyword_mask(self.members, kw)] if kw else self.members
+            if kw and self._index is None:
+                self._index = KeywordIndex(self.members)  # once: normalising is the slow part
+            base = self.members[self._index.mask(kw)] if kw and self._index else self.members
             return build_audience(base, flt or None)
 
         found = self.status.run(search, self.controls, busy="絞込中です…")
@@ -200,6 +203,7 @@ class Wizard:
         self.compose.refresh_templates()
         if self._show_counts():
             self._go("compose")
+            self.status.info("メールを作成して「確認画面へ」を押してください。")
 
     def _show_counts(self) -> bool:
         """メール配信上限数 and this month's remaining; 送信件数 / 送信できない件数."""
