@@ -20,7 +20,6 @@ the password.
 from __future__ import annotations
 
 import itertools
-import mailbox
 import os
 import re
 import smtplib
@@ -489,7 +488,7 @@ class MaildirTransport(BaseTransport):
     ``Return-Path: <from>`` and ``X-Envelope-To: a, b``, so a reviewer's mail client shows
     who would have received it (a campaign's To: header may differ from the envelope).
     mailbox.Maildir would rewrite CRLF to LF, so files are written here (tmp/, fsync,
-    rename into new/, as the Maildir rules ask); mailbox only creates the folders.
+    rename into new/, as the Maildir rules ask).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True):
@@ -497,7 +496,9 @@ class MaildirTransport(BaseTransport):
         self.path = Path(path)
         self.fsync = fsync
         try:
-            mailbox.Maildir(self.path, create=True)
+            # an existing empty folder is fine too (mailbox.Maildir would leave it bare)
+            for sub in ("tmp", "new", "cur"):
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise TransportError(f"Maildir {self.path}: cannot create: {err.strerror}") from err
 

@@ -415,6 +415,20 @@ def test_maildir_outbox_keeps_exact_bytes_and_the_envelope(tmp_path: Path) -> No
     assert list((box / "tmp").iterdir()) == []
 
 
+def test_maildir_outbox_in_an_existing_empty_folder(tmp_path: Path) -> None:
+    box = tmp_path / "made-by-hand"
+    box.mkdir()
+    with MaildirTransport(box) as transport:
+        assert transport.send(SHOP, ["m@example.jp"], mail("m@example.jp")).sent
+    assert [m.recipients for m in read_maildir(box)] == [("m@example.jp",)]
+
+
+def test_maildir_outbox_on_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TransportError, match="cannot create"):
+        MaildirTransport(tmp_path / "file")
+
+
 def test_read_maildir_refuses_a_non_maildir(tmp_path: Path) -> None:
     with pytest.raises(TransportError, match="not a Maildir"):
         read_maildir(tmp_path)
