@@ -3,8 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BROWSER_STAMP := $(VENV)/.installed-browser
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint format bench browser-deps clean
+.PHONY: demo test test-browser screenshots lint format bench browser-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,11 +17,38 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m bcartnb.demo
 
-test: $(STAMP)
+# The browser tests (tests/test_browser.py) drive the wizard in JupyterLab with Debian's
+# Chromium through Playwright; no browser is downloaded. As root, the apt packages are
+# installed when missing; otherwise this says what to install and stops: `make test` runs
+# every test, the browser ones included, and never skips them.
+browser-deps: $(BROWSER_STAMP)
+	@if ! test -x $(CHROMIUM) || ! fc-list :lang=ja 2>/dev/null | grep -q .; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium fonts-ipafont-gothic; \
+	  else \
+	    echo "make test needs Debian's chromium and a Japanese font:" \
+	      "sudo apt-get install chromium fonts-ipafont-gothic" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(BROWSER_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,browser]'
+	touch $(BROWSER_STAMP)
+
+test: $(STAMP) browser-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+test-browser: browser-deps
+	$(BIN)/python -m pytest -m browser
+
+# Re-takes the README's pictures of the wizard (docs/screenshots/*.png).
+screenshots: browser-deps
+	BCARTNB_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -m browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
