@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import queue
+import tempfile
 import threading
 import time
 from collections import deque
@@ -214,6 +216,60 @@ def compose_check(plan: CampaignPlan) -> ComposedMail | None:
     return first
 
 
+class _Spool:
+    """Every mail of a campaign composed once, before the first goes out, kept on disk.
+
+    The compose check has to compose every mail anyway (an error in member 5,000 must stop
+    us before member 1); keeping its bytes spares composing them all a second time while
+    sending. They go to an anonymous temporary file, not to memory, so a campaign of any
+    size needs a few bytes of index per member; the file has no name and vanishes when
+    closed or when the process dies. The Date header is renewed as each mail goes out,
+    as if it had been composed then (a rate-limited campaign can take hours).
+    """
+
+    def __init__(self, plan: CampaignPlan) -> None:
+        self._file = tempfile.TemporaryFile(prefix="bcartnb-spool-")  # noqa: SIM115 - closed by close()
+        self._index: dict[int, tuple[str, int, int, bytes]] = {}
+        self.first: ComposedMail | None = None
+        self._clock = plan.composer.clock
+        self._date: tuple[int, bytes] = (-1, b"")
+        try:
+            offset = 0
+            write = self._file.write
+            index = self._index
+            for mail in plan.composer.compose_all(plan.audience.sendable):
+                if self.first is None:
+                    self.first = mail
+                raw = mail.raw
+                write(raw)
+                index[int(mail.member_id)] = (mail.to, offset, len(raw), mail.date.encode())
+                offset += len(raw)
+            self._file.flush()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __contains__(self, member_id: int) -> bool:
+        return member_id in self._index
+
+    def get(self, member_id: int) -> tuple[str, bytes]:
+        """(address, bytes as they go out now) of one member's mail."""
+        to, offset, size, date = self._index[member_id]
+        raw = os.pread(self._file.fileno(), size, offset)
+        now = self._clock()
+        key = int(now.timestamp())
+        if self._date[0] != key:
+            self._date = (key, format_datetime(now).encode())
+        if date != self._date[1]:
+            raw = raw.replace(
+                b"\r\nDate: " + date + b"\r\n", b"\r\nDate: " + self._date[1] + b"\r\n", 1
+            )
+        return to, raw
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def dry_run(plan: CampaignPlan) -> DeliverySummary:
     """Compose everything, project the quota, send nothing; refuse (exit 3) if it won't fit."""
     compose_check(plan)
@@ -265,8 +321,8 @@ class _Done(NamedTuple):
 
 def _worker(
     transport: Transport,
-    jobs: queue.Queue[_Job | None],
-    done: queue.Queue[_Done],
+    jobs: queue.SimpleQueue[_Job | None],
+    done: queue.SimpleQueue[_Done],
     limiter: RateLimiter,
     envelope_from: str,
 ) -> None:
@@ -308,8 +364,10 @@ class _Sender:
         limiter: RateLimiter,
         progress: bool,
         sleep: Callable[[float], None],
+        spool: _Spool | None = None,
     ) -> None:
         self.plan = plan
+        self.spool = spool
         self.cid = plan.campaign_id
         self.ledger = ledger
         self.transport = transport
@@ -317,14 +375,11 @@ class _Sender:
         self.retries = max(0, retries)
         self.backoff = backoff
         self.sleep = sleep
-        self.jobs: queue.Queue[_Job | None] = queue.Queue()
-        self.done: queue.Queue[_Done] = queue.Queue()
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self.in_flight = 0
         self.counted = 0
         self.fatal: BaseException | None = None
-        self.by_id = plan.audience.sendable.set_index(
-            plan.audience.sendable["id"].astype("int64"), drop=False
-        )
         self.missing: list[int] = []
         self.threads = [
             threading.Thread(
@@ -351,12 +406,22 @@ class _Sender:
         if self.bar is not None:
             self.bar.close()
 
-    def _mails(self, todo: Sequence[Recipient]) -> Iterator[tuple[Recipient, ComposedMail]]:
-        ids = [r.member_id for r in todo if r.member_id in self.by_id.index]
-        self.missing = [r.member_id for r in todo if r.member_id not in self.by_id.index]
+    def _mails(self, todo: Sequence[Recipient]) -> Iterator[tuple[Recipient, str, bytes]]:
+        """(row, address, bytes) of each row to send: from the spool, else composed now."""
+        spool = self.spool
+        if spool is not None:
+            self.missing = [r.member_id for r in todo if r.member_id not in spool]
+            for r in todo:
+                if r.member_id in spool:
+                    yield (r, *spool.get(r.member_id))
+            return
+        sendable = self.plan.audience.sendable
+        by_id = sendable.set_index(sendable["id"].astype("int64"), drop=False)
+        ids = [r.member_id for r in todo if r.member_id in by_id.index]
+        self.missing = [r.member_id for r in todo if r.member_id not in by_id.index]
         rec = {r.member_id: r for r in todo}
-        for mail in self.plan.composer.compose_all(self.by_id.loc[ids]):
-            yield rec[int(mail.member_id)], mail
+        for mail in self.plan.composer.compose_all(by_id.loc[ids]):
+            yield rec[int(mail.member_id)], mail.to, mail.raw
 
     def open_bar(self, total: int) -> None:
         if self.progress and self.bar is None:
@@ -369,7 +434,7 @@ class _Sender:
         mails = self._mails(todo)
         exhausted = False
         while True:
-            batch: list[tuple[Recipient, ComposedMail]] = []
+            batch: list[tuple[Recipient, str, bytes]] = []
             while not exhausted and self.fatal is None and self.in_flight + len(batch) < self.k:
                 item = next(mails, None)
                 if item is None:
@@ -378,10 +443,10 @@ class _Sender:
                 batch.append(item)
             if batch:
                 self.counted += self.ledger.mark_sending(
-                    self.cid, [r.member_id for r, _ in batch], resend=resend
+                    self.cid, [r.member_id for r, _, _ in batch], resend=resend
                 )
-                for r, mail in batch:
-                    self.jobs.put(_Job(r.member_id, mail.to, mail.raw, r.attempts + 1))
+                for r, to, raw in batch:
+                    self.jobs.put(_Job(r.member_id, to, raw, r.attempts + 1))
                 self.in_flight += len(batch)
             if self.in_flight == 0:
                 break
@@ -580,8 +645,9 @@ def deliver(
     own = ledger is None
     led = ledger if ledger is not None else Ledger.open(plan.settings.db)
     tr = transport if transport is not None else transport_from_settings(plan.settings)
+    spool: _Spool | None = None
     try:
-        compose_check(plan)  # an error in member 5,000 must stop us before member 1
+        spool = _Spool(plan)  # an error in member 5,000 must stop us before member 1
         recipients = plan.recipients
         fp = fingerprint(plan.spec.to_params(), recipients)
         if not repeat:
@@ -614,6 +680,7 @@ def deliver(
             resend_uncertain=False,
             progress=progress,
             sleep=sleep,
+            spool=spool,
             **_options(
                 plan.settings,
                 connections=connections,
@@ -624,6 +691,8 @@ def deliver(
             ),
         )
     finally:
+        if spool is not None:
+            spool.close()
         if own:
             led.close()
 
@@ -660,6 +729,7 @@ def _run(
     backoff: float,
     rate_per_second: float | None,
     rate_per_hour: int | None,
+    spool: _Spool | None = None,
 ) -> DeliverySummary:
     cid = plan.campaign_id
     limiter = RateLimiter(rate_per_second, rate_per_hour)
@@ -675,6 +745,7 @@ def _run(
         limiter=limiter,
         progress=progress,
         sleep=sleep,
+        spool=spool,
     )
     try:
         with sender:
