@@ -647,7 +647,10 @@ def deliver(
     tr = transport if transport is not None else transport_from_settings(plan.settings)
     spool: _Spool | None = None
     try:
-        spool = _Spool(plan)  # an error in member 5,000 must stop us before member 1
+        try:
+            spool = _Spool(plan)  # an error in member 5,000 must stop us before member 1
+        except OSError:
+            compose_check(plan)  # no room for the spool: check now, compose again to send
         recipients = plan.recipients
         fp = fingerprint(plan.spec.to_params(), recipients)
         if not repeat:

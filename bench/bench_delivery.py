@@ -390,7 +390,13 @@ def main() -> int:
             f"| {name} | {wall:.2f} | {n / wall:,.0f} | {ratio} | {cpu / n * 1000:.2f} "
             f"| {srv / n * 1000:.2f} |"
         )
-    print(f"\n`bcartnb --help` start-up: {startup * 1000:.0f} ms")
+    cost = [(cpu + srv) / n * 1000 for _, _, cpu, srv in results]
+    print(
+        f"\nCPU per message, sender + server: bcartnb {cost[0]:.2f} ms, mailmerge "
+        f"{cost[1]:.2f} ms ({cost[1] / cost[0]:.1f}x), smtplib loop {cost[2]:.2f} ms "
+        f"({cost[2] / cost[0]:.1f}x)"
+    )
+    print(f"`bcartnb --help` start-up: {startup * 1000:.0f} ms")
     ok = b / m >= 4
     if mem is not None:
         mb, wall = mem
