@@ -33,6 +33,7 @@ import resource
 import smtplib
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from email.message import EmailMessage
@@ -291,6 +292,41 @@ def run_smtplib(files: dict[str, Path], port: int) -> float:
     return time.perf_counter() - t
 
 
+def run_ceiling(files: dict[str, Path], port: int) -> tuple[float, float]:
+    """Only the wire: bcartnb's SmtpTransport, 4 threads, mails composed before timing."""
+    from bcartnb.settings import SmtpSettings
+    from bcartnb.transports import SmtpTransport
+
+    subject, body = template_parts()
+    env = jinja2.Environment(autoescape=False, keep_trailing_newline=True)
+    subject_t = env.from_string(subject)
+    body_t = env.from_string(body.rstrip() + "\n\n" + SIGNATURE + "\n")
+    mails: list[tuple[str, bytes]] = []
+    with files["members"].open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            ctx = {**row, "担当者名": f"{row['担当者(姓)']} {row['担当者(名)']}"}
+            msg = EmailMessage(policy=SMTP_POLICY)
+            msg["From"] = f"{FROM_NAME} <{FROM_ADDR}>"
+            msg["To"] = row["メールアドレス"]
+            msg["Subject"] = subject_t.render(ctx)
+            msg.set_content(body_t.render(ctx))
+            mails.append((row["メールアドレス"], msg.as_bytes()))
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=port, security="none"))
+
+    def one(part: list[tuple[str, bytes]]) -> None:
+        with transport.connect() as conn:
+            for to, raw in part:
+                assert conn.send(FROM_ADDR, [to], raw).sent
+
+    c, t = own_cpu(), time.perf_counter()
+    threads = [threading.Thread(target=one, args=(mails[i::4],)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t, own_cpu() - c
+
+
 def peak_memory(files: dict[str, Path], port: int) -> tuple[float, float]:
     """(peak RSS in MB, wall seconds) of one ``bcartnb run --send`` in a fresh parent."""
     env = bcartnb_env(files, port, fresh_db("ledger-memory.sqlite3"))
@@ -366,6 +402,10 @@ def main() -> int:
         wall = run_smtplib(files, server.port)
         srv = check(server, n, "smtplib")
         results.append(("smtplib loop, one reused connection", wall, own_cpu() - c, srv))
+
+        wall, cpu = run_ceiling(files, server.port)
+        srv = check(server, n, "ceiling")
+        results.append(("wire only: SmtpTransport x4, no compose/journal", wall, cpu, srv))
         for name, wall, _cpu, _srv in results:
             print(f"{name}: {wall:.2f} s, {n / wall:,.0f} msg/s", flush=True)
 
@@ -377,14 +417,14 @@ def main() -> int:
     finally:
         server.close()
 
-    b, m, s = (n / wall for _, wall, _, _ in results)
+    b, m, s, w = (n / wall for _, wall, _, _ in results)
     print()
     print(
         f"| sender, {n:,} members | wall s | msg/s | bcartnb is | sender CPU ms/msg "
         "| server CPU ms/msg |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    ratios = ("–", f"{b / m:.1f}x", f"{b / s:.1f}x")
+    ratios = ("–", f"{b / m:.1f}x", f"{b / s:.1f}x", f"{b / w:.2f}x")
     for (name, wall, cpu, srv), ratio in zip(results, ratios, strict=True):
         print(
             f"| {name} | {wall:.2f} | {n / wall:,.0f} | {ratio} | {cpu / n * 1000:.2f} "
