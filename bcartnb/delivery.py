@@ -379,6 +379,7 @@ class _Sender:
         self.done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self.in_flight = 0
         self.counted = 0
+        self.unrecorded: list[DeliveryResult] = []
         self.fatal: BaseException | None = None
         self.missing: list[int] = []
         self.threads = [
@@ -430,7 +431,12 @@ class _Sender:
             self.bar = tqdm(total=total, desc="送信中", unit="通")
 
     def run_round(self, todo: Sequence[Recipient], *, resend: bool = False) -> None:
-        """Send each row once; temporary failures go back to pending for the next round."""
+        """Send each row once; temporary failures go back to pending for the next round.
+
+        Each step commits, in one transaction, the results that came back and the hand-over
+        of the next mails (:meth:`Ledger.exchange`), then gives those mails to the workers:
+        a result is committed before anything else is sent, and at most K are in flight.
+        """
         mails = self._mails(todo)
         exhausted = False
         while True:
@@ -441,10 +447,19 @@ class _Sender:
                     exhausted = True
                     break
                 batch.append(item)
-            if batch:
-                self.counted += self.ledger.mark_sending(
-                    self.cid, [r.member_id for r, _, _ in batch], resend=resend
-                )
+            if batch or self.unrecorded:
+                results, self.unrecorded = self.unrecorded, []
+                try:
+                    self.counted += self.ledger.exchange(
+                        self.cid, results, [r.member_id for r, _, _ in batch], resend=resend
+                    )
+                except (CampaignStateError, QuotaExceededError):
+                    self._account(results)  # the results were committed; the hand-over not
+                    raise
+                except BaseException:
+                    self.unrecorded = results + self.unrecorded  # rolled back: record later
+                    raise
+                self._account(results)
                 for r, to, raw in batch:
                     self.jobs.put(_Job(r.member_id, to, raw, r.attempts + 1))
                 self.in_flight += len(batch)
@@ -455,7 +470,7 @@ class _Sender:
             raise self.fatal
 
     def collect(self, timeout: float | None = None) -> None:
-        """Wait for at least one result, then record every result that is ready at once."""
+        """Wait for at least one result, then take every result that is ready at once."""
         try:
             got = [self.done.get(timeout=timeout)]
         except queue.Empty:
@@ -466,14 +481,27 @@ class _Sender:
             except queue.Empty:
                 break
         self.in_flight -= len(got)
-        results: list[DeliveryResult] = []
         for d in got:
             r = self._result(d)
             if r is not None:
-                results.append(r)
-        if results:
+                self.unrecorded.append(r)
+
+    def flush(self) -> None:
+        """Commit the results taken but not yet recorded (after Ctrl-C or a fatal error)."""
+        results, self.unrecorded = self.unrecorded, []
+        if not results:
+            return
+        try:
             self.ledger.mark_results(self.cid, results)
-            self.counted -= sum(1 for r in results if not r.counted)
+        except CampaignStateError:
+            # an interrupted exchange may have committed some of them after all
+            for r in results:
+                with contextlib.suppress(CampaignStateError):
+                    self.ledger.mark_results(self.cid, [r])
+        self._account(results)
+
+    def _account(self, results: Sequence[DeliveryResult]) -> None:
+        self.counted -= sum(1 for r in results if not r.counted)
         if self.bar is not None:
             self.bar.update(sum(1 for r in results if r.state != "pending"))
 
@@ -504,6 +532,7 @@ class _Sender:
         deadline = time.monotonic() + timeout
         while self.in_flight > 0 and time.monotonic() < deadline:
             self.collect(timeout=max(0.01, deadline - time.monotonic()))
+        self.flush()
 
     def wait(self, seconds: float) -> None:
         """Backoff between rounds, renewing the reservation's lease meanwhile."""
@@ -772,6 +801,10 @@ def _run(
             except TransportError as err:
                 sender.drain()
                 error = err
+            except BaseException:
+                with contextlib.suppress(Exception):  # keep what came back; raise the cause
+                    sender.drain(timeout=5.0)
+                raise
     finally:
         record = led.campaign(cid)
         if final != "done" and not (record.sent or record.failed):

@@ -870,47 +870,52 @@ class Ledger:
         """
         ids = [int(m) for m in member_ids]
         now = self._now(now)
+        with self._refusing(campaign_id), self._write() as c:
+            return self._hand_over(c, campaign_id, ids, resend, now)
+
+    def _hand_over(
+        self, c: sqlite3.Connection, campaign_id: str, ids: list[int], resend: bool, now: datetime
+    ) -> int:
         month = month_of(now)
         allowed = ("pending", "uncertain") if resend else ("pending",)
-        with self._refusing(campaign_id), self._write() as c:
-            res_month, plan_key, held = self._own_reservation(c, campaign_id, now)
-            if res_month != month:
-                plan = resolve_plan(plan_key)
-                check_quota(
-                    QuotaStatus(
-                        plan,
-                        month,
-                        self._used(c, month),
-                        self._reserved(c, month, exclude=campaign_id),
-                    ),
-                    held,
-                )
-                c.execute(
-                    "UPDATE reservations SET month = ? WHERE campaign_id = ?",
-                    (month, campaign_id),
-                )
-            if len(ids) > held:
-                raise QuotaExceededError(
-                    f"campaign {campaign_id} has {held} reserved mails left, {len(ids)} "
-                    "needed; reserve() more before sending"
-                )
-            if not ids:
-                return 0
-            before = c.total_changes
-            c.executemany(
-                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
-                "counted_month = ?, sending_at = ?, result_at = NULL "
-                "WHERE campaign_id = ? AND member_id = ? "
-                f"AND state IN ({', '.join('?' * len(allowed))})",
-                ((month, _ts(now), campaign_id, m, *allowed) for m in ids),
+        res_month, plan_key, held = self._own_reservation(c, campaign_id, now)
+        if res_month != month:
+            plan = resolve_plan(plan_key)
+            check_quota(
+                QuotaStatus(
+                    plan,
+                    month,
+                    self._used(c, month),
+                    self._reserved(c, month, exclude=campaign_id),
+                ),
+                held,
             )
-            if c.total_changes - before != len(ids):
-                raise _RowsRefused(ids, allowed, "mark sending")
-            self._count(c, month, campaign_id, len(ids))
             c.execute(
-                "UPDATE reservations SET held = held - ? WHERE campaign_id = ?",
-                (len(ids), campaign_id),
+                "UPDATE reservations SET month = ? WHERE campaign_id = ?",
+                (month, campaign_id),
             )
+        if len(ids) > held:
+            raise QuotaExceededError(
+                f"campaign {campaign_id} has {held} reserved mails left, {len(ids)} "
+                "needed; reserve() more before sending"
+            )
+        if not ids:
+            return 0
+        before = c.total_changes
+        c.executemany(
+            "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
+            "counted_month = ?, sending_at = ?, result_at = NULL "
+            "WHERE campaign_id = ? AND member_id = ? "
+            f"AND state IN ({', '.join('?' * len(allowed))})",
+            ((month, _ts(now), campaign_id, m, *allowed) for m in ids),
+        )
+        if c.total_changes - before != len(ids):
+            raise _RowsRefused(ids, allowed, "mark sending")
+        self._count(c, month, campaign_id, len(ids))
+        c.execute(
+            "UPDATE reservations SET held = held - ? WHERE campaign_id = ?",
+            (len(ids), campaign_id),
+        )
         return len(ids)
 
     def mark_result(
@@ -946,52 +951,90 @@ class Ledger:
         because of the quota: the mail is already out. Renews the lease if the campaign is
         ours. Returns the number of rows recorded.
         """
-        items = [r if isinstance(r, DeliveryResult) else DeliveryResult(*r) for r in results]
-        for r in items:
-            if r.state not in _RESULT_STATES:
-                raise ValueError(
-                    f"member {r.member_id}: result state must be one of "
-                    f"{', '.join(_RESULT_STATES)}, not {r.state!r}"
-                )
+        items = _results(results)
         if not items:
             return 0
         now = self._now(now)
+        with self._refusing(campaign_id), self._write() as c:
+            return self._record(c, campaign_id, items, now)
+
+    def exchange(
+        self,
+        campaign_id: str,
+        results: Iterable[DeliveryResult | tuple[Any, ...]],
+        member_ids: Iterable[int],
+        *,
+        resend: bool = False,
+        now: datetime | None = None,
+    ) -> int:
+        """:meth:`mark_results` then :meth:`mark_sending`, in ONE commit: the send loop's step.
+
+        A sender records what its connections reported and hands the next mails over in
+        the same transaction, halving the commits per mail. The results are committed even
+        when the hand-over is refused (a savepoint keeps them): the mails they describe are
+        out, whatever happens to the next ones. Returns the number of rows marked sending;
+        refuses like :meth:`mark_sending`, after committing the results.
+        """
+        items = _results(results)
+        ids = [int(m) for m in member_ids]
+        now = self._now(now)
+        refused: BaseException | None = None
+        marked = 0
+        with self._refusing(campaign_id), self._write() as c:
+            if items:
+                self._record(c, campaign_id, items, now)
+            if ids:
+                c.execute("SAVEPOINT bcartnb_hand_over")
+                try:
+                    marked = self._hand_over(c, campaign_id, ids, resend, now)
+                except (CampaignStateError, QuotaExceededError, _RowsRefused) as err:
+                    c.execute("ROLLBACK TO bcartnb_hand_over")
+                    refused = err
+                c.execute("RELEASE bcartnb_hand_over")
+        if isinstance(refused, _RowsRefused):
+            raise self._bad_rows(campaign_id, refused) from None
+        if refused is not None:
+            raise refused
+        return marked
+
+    def _record(
+        self, c: sqlite3.Connection, campaign_id: str, items: list[DeliveryResult], now: datetime
+    ) -> int:
         stamp = _ts(now)
         me = _Owner.current()
-        with self._refusing(campaign_id), self._write() as c:
-            refunds: dict[str, int] = {}
-            for r in items:
-                if not r.counted:
-                    got = c.execute(
-                        "SELECT counted_month FROM deliveries WHERE campaign_id = ? "
-                        "AND member_id = ? AND state IN ('sending', 'uncertain')",
-                        (campaign_id, int(r.member_id)),
-                    ).fetchone()
-                    if got and got[0]:
-                        refunds[got[0]] = refunds.get(got[0], 0) + 1
-            before = c.total_changes
-            c.executemany(
-                "UPDATE deliveries SET state = ?, code = ?, message = ?, result_at = ? "
-                "WHERE campaign_id = ? AND member_id = ? AND state IN ('sending', 'uncertain')",
-                ((r.state, r.code, r.message, stamp, campaign_id, int(r.member_id)) for r in items),
+        refunds: dict[str, int] = {}
+        for r in items:
+            if not r.counted:
+                got = c.execute(
+                    "SELECT counted_month FROM deliveries WHERE campaign_id = ? "
+                    "AND member_id = ? AND state IN ('sending', 'uncertain')",
+                    (campaign_id, int(r.member_id)),
+                ).fetchone()
+                if got and got[0]:
+                    refunds[got[0]] = refunds.get(got[0], 0) + 1
+        before = c.total_changes
+        c.executemany(
+            "UPDATE deliveries SET state = ?, code = ?, message = ?, result_at = ? "
+            "WHERE campaign_id = ? AND member_id = ? AND state IN ('sending', 'uncertain')",
+            ((r.state, r.code, r.message, stamp, campaign_id, int(r.member_id)) for r in items),
+        )
+        if c.total_changes - before != len(items):
+            raise _RowsRefused(
+                [int(r.member_id) for r in items], ("sending", "uncertain"), "record results"
             )
-            if c.total_changes - before != len(items):
-                raise _RowsRefused(
-                    [int(r.member_id) for r in items], ("sending", "uncertain"), "record results"
-                )
-            row = c.execute(
-                "SELECT pid, host, proc_start FROM reservations WHERE campaign_id = ?",
-                (campaign_id,),
-            ).fetchone()
-            ours = row is not None and _Owner(*row) == me
-            for month, k in refunds.items():
-                self._count(c, month, campaign_id, -k)
-            if ours:
-                c.execute(
-                    "UPDATE reservations SET held = held + ?, lease_until = ?, heartbeat_at = ? "
-                    "WHERE campaign_id = ?",
-                    (sum(refunds.values()), (now + self.lease).timestamp(), stamp, campaign_id),
-                )
+        row = c.execute(
+            "SELECT pid, host, proc_start FROM reservations WHERE campaign_id = ?",
+            (campaign_id,),
+        ).fetchone()
+        ours = row is not None and _Owner(*row) == me
+        for month, k in refunds.items():
+            self._count(c, month, campaign_id, -k)
+        if ours:
+            c.execute(
+                "UPDATE reservations SET held = held + ?, lease_until = ?, heartbeat_at = ? "
+                "WHERE campaign_id = ?",
+                (sum(refunds.values()), (now + self.lease).timestamp(), stamp, campaign_id),
+            )
         return len(items)
 
     def pending(self, campaign_id: str, limit: int | None = None) -> list[Recipient]:
@@ -1262,6 +1305,17 @@ class Ledger:
                 (campaign_id,),
             ).fetchall()
         )
+
+
+def _results(results: Iterable[DeliveryResult | tuple[Any, ...]]) -> list[DeliveryResult]:
+    items = [r if isinstance(r, DeliveryResult) else DeliveryResult(*r) for r in results]
+    for r in items:
+        if r.state not in _RESULT_STATES:
+            raise ValueError(
+                f"member {r.member_id}: result state must be one of "
+                f"{', '.join(_RESULT_STATES)}, not {r.state!r}"
+            )
+    return items
 
 
 class _RowsRefused(Exception):

@@ -365,3 +365,32 @@ def test_rate_limiter_fractional_rate() -> None:
 def test_mask_address() -> None:
     assert mask_address("taro@example.co.jp") == "t***@example.co.jp"
     assert mask_address("nonsense") == "***"
+
+
+def test_spooled_mail_gets_the_send_time_date_and_is_otherwise_unchanged(
+    tmp_path: Path, smtp_server: Server
+):
+    from datetime import datetime, timedelta
+
+    from bcartnb.delivery import _Spool
+    from bcartnb.quota import TOKYO
+
+    server = smtp_server()
+    members = write_members(tmp_path / "m.csv", 3)
+    plan = plan_campaign(spec_for(members), make_settings(tmp_path, server))
+    composed_at = datetime(2026, 11, 27, 9, 0, tzinfo=TOKYO)
+    clock = [composed_at]
+    plan.composer.clock = lambda: clock[0]
+    spool = _Spool(plan)
+    try:
+        sent_at = composed_at + timedelta(hours=5)  # a rate-limited campaign takes hours
+        clock[0] = sent_at
+        for member_id in (1000, 1001, 1002):
+            to, raw = spool.get(member_id)
+            row = plan.audience.sendable[plan.audience.sendable["id"] == member_id].iloc[0]
+            fresh = plan.composer.compose(row.to_dict())
+            assert (to, raw) == (fresh.to, fresh.raw)
+            parsed = email.message_from_bytes(raw, policy=email.policy.default)
+            assert parsed["Date"].datetime == sent_at
+    finally:
+        spool.close()

@@ -886,3 +886,43 @@ def test_an_empty_file_is_initialised(tmp_path: Path) -> None:
     db.touch()
     with Ledger.open(db) as led:
         assert led.usage("plan10", "2026-11").used == 0
+
+
+# --- exchange: results and the next hand-over in one commit -------------------------------
+
+
+def states(led: Ledger, cid: str) -> dict[int, str]:
+    frame = led.deliveries(cid)
+    return dict(zip(frame["member_id"].astype(int), frame["state"], strict=True))
+
+
+def test_exchange_records_and_hands_over_in_one_commit(ledger: Ledger) -> None:
+    cid = new_campaign(ledger, n=4)
+    ledger.reserve(cid, 4, "light")
+    assert ledger.exchange(cid, [], [1, 2]) == 2
+    assert ledger.exchange(cid, [DeliveryResult(1, "sent", 250, "ok")], [3]) == 1
+    assert states(ledger, cid) == {1: "sent", 2: "sending", 3: "sending", 4: "pending"}
+    assert ledger.usage("light").used == 3 and ledger.usage("light").reserved == 1
+    # a refund (never started) goes back to the reservation before the hand-over needs it
+    assert ledger.exchange(cid, [DeliveryResult(2, "pending", None, "x", False)], [4, 2]) == 2
+    assert ledger.usage("light").used == 4 and ledger.usage("light").reserved == 0
+
+
+def test_exchange_keeps_the_results_when_the_hand_over_is_refused(ledger: Ledger) -> None:
+    cid = new_campaign(ledger, n=3)
+    ledger.reserve(cid, 2, "light")
+    ledger.exchange(cid, [], [1, 2])
+    with pytest.raises(QuotaExceededError, match="0 reserved mails left"):
+        ledger.exchange(cid, [DeliveryResult(1, "sent", 250, "ok")], [3])
+    assert states(ledger, cid) == {1: "sent", 2: "sending", 3: "pending"}
+    assert ledger.usage("light").used == 2
+
+
+def test_exchange_refusing_a_row_still_records_the_results(ledger: Ledger) -> None:
+    cid = new_campaign(ledger, n=3)
+    ledger.reserve(cid, 3, "light")
+    ledger.exchange(cid, [], [1, 2])
+    with pytest.raises(CampaignStateError, match="1 \\(sent\\)"):
+        ledger.exchange(cid, [DeliveryResult(1, "sent", 250, "ok")], [1])
+    assert states(ledger, cid) == {1: "sent", 2: "sending", 3: "pending"}
+    assert ledger.usage("light").used == 2 and ledger.usage("light").reserved == 1
