@@ -184,6 +184,8 @@ class DeliverySummary:
             head = (
                 "確認のみ（送信していません）。送信するには --send / send=True を指定してください。"
             )
+        elif self.status == "done" and self.failed and not self.sent:
+            head = "メールを送信できませんでした（すべて失敗しました）。"
         elif self.status == "done":
             head = DONE_MESSAGE
         else:
@@ -860,9 +862,9 @@ def resume(
         led.reclaim()
         record = led.campaign(campaign_id)
         spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
-        plan = plan_campaign(
-            spec, settings.replace(plan=record.plan), ledger=led, campaign_id=campaign_id
-        )
+        # the shop's plan now (it may have changed since); the campaign's own if none is set
+        current = settings if settings.plan else settings.replace(plan=record.plan)
+        plan = plan_campaign(spec, current, ledger=led, campaign_id=campaign_id)
         todo = led.pending(campaign_id)
         maybe = led.uncertain(campaign_id) if resend_uncertain else []
         if record.status == "done" and not todo and not maybe and record.admin_copy:

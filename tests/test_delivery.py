@@ -394,3 +394,14 @@ def test_spooled_mail_gets_the_send_time_date_and_is_otherwise_unchanged(
             assert parsed["Date"].datetime == sent_at
     finally:
         spool.close()
+
+
+def test_all_refused_is_not_called_complete(tmp_path: Path, smtp_server: Server):
+    members = write_members(tmp_path / "m.csv", 2)
+    server = smtp_server(faults=Faults(reject={"user0@example.co.jp", "user1@example.co.jp"}))
+    summary = deliver(
+        plan_campaign(spec_for(members), make_settings(tmp_path, server)), progress=False
+    )
+    assert (summary.sent, summary.failed) == (0, 2)
+    assert not summary.message().startswith(DONE_MESSAGE)
+    assert "すべて失敗" in summary.message()
