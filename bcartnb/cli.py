@@ -123,6 +123,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_campaign(args.campaign)
     settings = load_settings()
+    if args.test_to:
+        from bcartnb.campaign import plan_campaign
+        from bcartnb.delivery import send_test
+
+        mail = send_test(plan_campaign(spec, settings), args.test_to)
+        if args.json:
+            _print_json(
+                {
+                    "test_to": mail.to,
+                    "member_id": int(mail.member_id),
+                    "subject": mail.subject,
+                    "counted": False,
+                }
+            )
+        else:
+            print(
+                f"テスト送信しました: {mail.to}"
+                f"（会員ID {mail.member_id} の内容。配信数には数えません）"
+            )
+        return 0
     if not args.send:
         # the contract: a dry run unless --send, whatever the file says
         summary = run_campaign(spec, settings, send=False)
@@ -241,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--send", action="store_true", help="really send (default: dry run)")
     p.add_argument(
         "--repeat", action="store_true", help="send again a campaign that already went out"
+    )
+    p.add_argument(
+        "--test-to",
+        metavar="ADDRESS",
+        default=None,
+        help="send one test mail (the first member's) to ADDRESS; not counted in the quota",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_run)

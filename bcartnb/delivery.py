@@ -41,6 +41,8 @@ from datetime import datetime
 from email.utils import format_datetime, make_msgid
 from typing import Any, NamedTuple
 
+import pandas as pd
+
 from bcartnb.campaign import CampaignPlan, CampaignSpec, plan_campaign
 from bcartnb.compose import ComposedMail, encode_header_words
 from bcartnb.exceptions import (
@@ -55,6 +57,7 @@ from bcartnb.transports import Connection, Outcome, SendResult, Transport, trans
 
 __all__ = [
     "DONE_MESSAGE",
+    "TEST_PREFIX",
     "DeliverySummary",
     "RateLimiter",
     "deliver",
@@ -62,6 +65,7 @@ __all__ = [
     "mask_address",
     "resume",
     "run_campaign",
+    "send_test",
 ]
 
 DONE_MESSAGE = "メール送信を完了いたしました。"
@@ -887,6 +891,60 @@ def resume(
     finally:
         if own:
             led.close()
+
+
+TEST_PREFIX = "【テスト送信】"
+
+
+def send_test(
+    plan: CampaignPlan,
+    to: str,
+    *,
+    member_id: int | None = None,
+    transport: Transport | None = None,
+    ledger: Ledger | None = None,
+) -> ComposedMail:
+    """Send one member's mail, as composed for the campaign, to ``to`` (e.g. the admin).
+
+    What a marketer does before the real send: see the mail in a real mail client. The
+    subject starts with 【テスト送信】 and the mail goes to ``to`` only (To: header too); it
+    is recorded in the ledger as a test send and, as B-Cart's rule says, never counted in
+    the quota. Raises :class:`~bcartnb.exceptions.SelectionError` for a member that is not
+    sendable, :class:`TransportError` when the server does not take it.
+    """
+    from dataclasses import replace
+
+    from bcartnb.compose import Composer
+    from bcartnb.exceptions import InputError, SelectionError
+    from bcartnb.members import check_addresses, normalize_address
+
+    address = normalize_address(to)
+    reason = check_addresses(pd.Series([address], dtype="str")).iloc[0]
+    if not pd.isna(reason):
+        raise InputError(f"test address {to!r} cannot be mailed ({reason})")
+    sendable = plan.audience.sendable
+    if sendable.empty:
+        raise SelectionError("no sendable member to compose a test mail for")
+    rows = sendable if member_id is None else sendable[sendable["id"] == member_id]
+    if rows.empty:
+        raise SelectionError(f"member {member_id} is not among the sendable members")
+    member = {str(k): v for k, v in rows.iloc[0].to_dict().items()}
+    member["email"] = address
+    draft = replace(plan.draft, subject=TEST_PREFIX + plan.draft.subject)
+    mail = Composer(draft, plan.settings, f"{plan.campaign_id}-test").compose(member)
+    tr = transport if transport is not None else transport_from_settings(plan.settings)
+    with tr.connect() as conn:
+        res = conn.send(plan.settings.from_addr, [address], mail.raw)
+    if res.outcome is not Outcome.SENT:
+        raise TransportError(f"test mail to {address} not accepted: {res.code} {res.message}")
+    own = ledger is None
+    led = ledger if ledger is not None else Ledger.open(plan.settings.db)
+    try:
+        led.record_send("test", address, code=res.code, message=res.message or None)
+    finally:
+        if own:
+            led.close()
+    return mail
 
 
 def run_campaign(

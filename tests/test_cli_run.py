@@ -202,3 +202,18 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path, smtp_server: S
     )
     assert resumed["status"] == "done" and resumed["sent"] == n
     assert member_mails(server) == Counter(f"user{i}@example.co.jp" for i in range(n))
+
+
+def test_test_send_from_the_command_line(tmp_path: Path, smtp_server: Server):
+    server = smtp_server()
+    campaign = setup_campaign(tmp_path, 3)
+    env = env_for(tmp_path, server)
+    done = bcartnb("run", str(campaign), "--test-to", "tester@example.co.jp", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "テスト送信しました: tester@example.co.jp" in done.stdout
+    assert [r.recipients for r in server.received] == [("tester@example.co.jp",)]
+    quota = json.loads(bcartnb("quota", "--json", env=env, cwd=tmp_path).stdout)
+    assert quota["used"] == 0  # test sends never count
+    bad = bcartnb("run", str(campaign), "--test-to", "no address", env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and "cannot be mailed" in bad.stderr
+    assert len(server.received) == 1

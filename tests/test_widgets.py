@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -414,3 +416,29 @@ def test_notebook_code_builds_the_wizard(repo_root: Path, monkeypatch: pytest.Mo
     wizard = scope["wizard"]
     assert isinstance(wizard, Wizard)
     assert wizard.table.result_count.value == f"検索結果: {len(wizard.members):,}件"
+
+
+def test_test_send_goes_to_one_address_uncounted(wizard: Wizard, server: TestServer) -> None:
+    wizard.filter_step.pref.value = ("東京都",)
+    wizard.filter_step.apply.click()
+    wizard.table.check([1003, 1007])
+    wizard.send_checked.click()
+    wizard.compose.template.value = "テキストニュースレター"
+    wizard.compose.to_confirm.click()
+    assert wizard.confirm.test_to.value == ADMIN  # the admin address by default
+    wizard.confirm.preview_member.value = 1007
+    wizard.confirm.test_to.value = "tester@example.co.jp"
+    wizard.confirm.test_send.click()
+    assert "テスト送信しました: tester@example.co.jp" in wizard.status.value, wizard.status.value
+    [got] = server.received
+    assert got.recipients == ("tester@example.co.jp",)
+    message = email.message_from_bytes(got.raw, policy=email.policy.default)
+    assert str(message["Subject"]).startswith("【テスト送信】【サンプル商店】テスト商事1007")
+    assert str(message["To"]) == "tester@example.co.jp"
+    assert wizard.stage == "confirm" and not wizard.confirm.send.disabled
+    with Ledger.open(wizard.settings.db) as led:
+        assert led.usage("プラン10").used == 0  # a test send is never counted
+        assert list(led.sends()["kind"]) == ["test"]
+    wizard.confirm.test_to.value = "not an address"
+    wizard.confirm.test_send.click()
+    assert "cannot be mailed" in wizard.status.value and len(server.received) == 1

@@ -83,6 +83,10 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
         self.back.add_class("bcartnb-back")
         self.send = widgets.Button(description="送信", button_style="danger", icon="paper-plane")
         self.send.add_class("bcartnb-send")
+        self.test_to = widgets.Text(description="テスト送信先", placeholder="admin@example.co.jp")
+        self.test_to.add_class("bcartnb-test-to")
+        self.test_send = widgets.Button(description="テスト送信", icon="envelope")
+        self.test_send.add_class("bcartnb-test-send")
         super().__init__(
             [
                 widgets.HTML("<b>送信内容の確認</b>"),
@@ -90,13 +94,14 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
                 self.preview_member,
                 self.preview,
                 self.warnings,
+                widgets.HBox([self.test_to, self.test_send]),
                 widgets.HBox([self.back, self.send]),
             ]
         )
 
     @property
     def controls(self) -> list[widgets.Widget]:
-        return [self.preview_member, self.back, self.send]
+        return [self.preview_member, self.test_to, self.test_send, self.back, self.send]
 
     def show_counts(self, summary: dict[str, Any], flt: dict[str, Any], keyword: str) -> None:
         self.counts.value = confirm_counts_html(summary, describe_filter(flt), keyword)

@@ -25,7 +25,7 @@ import pandas as pd
 from bcartnb.audience import Audience, build_audience
 from bcartnb.campaign import CampaignPlan, CampaignSpec, plan_campaign
 from bcartnb.compose import preview
-from bcartnb.delivery import DeliverySummary, deliver, dry_run
+from bcartnb.delivery import DeliverySummary, deliver, dry_run, send_test
 from bcartnb.exceptions import QuotaExceededError, SettingsError
 from bcartnb.ledger import Ledger
 from bcartnb.members import read_members
@@ -119,6 +119,8 @@ class Wizard:
         self.confirm.preview_member.observe(self._on_preview_member, names="value")
         self.confirm.back.on_click(lambda _b: self._back())
         self.confirm.send.on_click(lambda _b: self._send())
+        self.confirm.test_send.on_click(lambda _b: self._send_test())
+        self.confirm.test_to.value = self.settings.admin or ""
         self.stage = "select"
         self._go("select")
         self.apply_filter()
@@ -321,6 +323,25 @@ class Wizard:
         self.plan = None
         self._go("compose")
         self._show_counts()
+
+    def _send_test(self) -> None:
+        """テスト送信: the previewed member's mail to one address; not counted, not the send."""
+        plan = self.plan
+        if plan is None:
+            return
+        to = self.confirm.test_to.value.strip()
+        mail = self.status.run(
+            lambda: send_test(
+                plan, to, member_id=self.confirm.preview_member.value, transport=self.transport
+            ),
+            self.confirm.controls,
+            busy="テスト送信しています…",
+        )
+        if mail is not None:
+            self.status.info(
+                f"テスト送信しました: {mail.to}（会員ID {mail.member_id} の内容。"
+                "配信数には数えません）"
+            )
 
     # --- step 5: 送信 ------------------------------------------------------------------------
 
