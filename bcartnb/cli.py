@@ -258,11 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a campaign file (a dry run unless --send)")
     p.add_argument("campaign", help="campaign TOML file")
-    p.add_argument("--send", action="store_true", help="really send (default: dry run)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--send", action="store_true", help="really send (default: dry run)")
     p.add_argument(
         "--repeat", action="store_true", help="send again a campaign that already went out"
     )
-    p.add_argument(
+    how.add_argument(
         "--test-to",
         metavar="ADDRESS",
         default=None,
