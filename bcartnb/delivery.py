@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from bcartnb.audience import REASON_LABELS
 from bcartnb.campaign import CampaignPlan, CampaignSpec, plan_campaign
 from bcartnb.compose import ComposedMail, encode_header_words
 from bcartnb.exceptions import (
@@ -197,7 +198,13 @@ class DeliverySummary:
                 f"送信を中断しました（{self.status}）。"
                 f"続きは `{self.resume_command}` で再開できます。"
             )
-        lines = [head, counts, quota]
+        lines = [head, counts]
+        reasons = [
+            f"{REASON_LABELS.get(code, code)} {n:,}" for code, n in self.reasons.items() if n
+        ]
+        if reasons:
+            lines.append("送信できない理由: " + " / ".join(reasons))
+        lines.append(quota)
         if self.uncertain:
             lines.append(
                 f"送信結果が不明なメール {len(self.uncertain)} 件（接続が途中で切れました）: "

@@ -108,10 +108,13 @@ def test_send_campaign_each_member_once_admin_copy_once(tmp_path: Path, smtp_ser
 
 def test_dry_run_sends_nothing_and_projects_quota(tmp_path: Path, smtp_server: Server):
     server = smtp_server()
-    members = write_members(tmp_path / "m.csv", 5)
+    members = write_members(
+        tmp_path / "m.csv", 5, extra="2000,空欄商事,佐藤,花子,,大阪府,受け取る\n"
+    )
     settings = make_settings(tmp_path, server)
     summary = dry_run(plan_campaign(spec_for(members), settings))
     assert summary.dry_run and summary.sent == 0
+    assert "送信できない理由: メールアドレスが空欄 1" in summary.message()
     assert summary.quota["used_after"] == 5 and summary.quota["used_before"] == 0
     assert server.received == []
     with Ledger.open(settings.db) as led:
