@@ -872,6 +872,16 @@ def resume(
     try:
         led.reclaim()
         record = led.campaign(campaign_id)
+        again = [  # a later run of the same campaign (a deliberate repeat is an earlier one's)
+            r
+            for r in _already_sent(led, record.fingerprint)
+            if r.campaign_id != campaign_id and r.created_at >= record.created_at
+        ]
+        if again:
+            raise CampaignStateError(
+                f"campaign {campaign_id} went out again as {again[0].campaign_id}: resuming it "
+                "would mail its members twice"
+            )
         spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
         # the shop's plan now (it may have changed since); the campaign's own if none is set
         current = settings if settings.plan else settings.replace(plan=record.plan)

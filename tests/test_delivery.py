@@ -280,6 +280,10 @@ def test_unreachable_server_names_host_port_and_releases(tmp_path: Path, smtp_se
         plan_campaign(spec_for(members), make_settings(tmp_path, live)), progress=False
     )
     assert summary.sent == 4
+    # ... and the failed first attempt can no longer be resumed into a second mailing
+    with pytest.raises(CampaignStateError, match=f"went out again as {summary.campaign_id}"):
+        resume(frame["campaign_id"][0], make_settings(tmp_path, live), progress=False)
+    assert len(member_mails(live)) == 4
 
 
 def test_wrong_password_and_resume_after_fix(tmp_path: Path, smtp_server: Server):
@@ -408,3 +412,24 @@ def test_all_refused_is_not_called_complete(tmp_path: Path, smtp_server: Server)
     assert (summary.sent, summary.failed) == (0, 2)
     assert not summary.message().startswith(DONE_MESSAGE)
     assert "すべて失敗" in summary.message()
+
+
+def test_a_deliberate_repeat_can_still_be_resumed(tmp_path: Path, smtp_server: Server):
+    server = smtp_server()
+    members = write_members(tmp_path / "m.csv", 3)
+    settings = make_settings(tmp_path, server)
+    first = deliver(plan_campaign(spec_for(members), settings), progress=False)
+    down = smtp_server()
+    down.stop()
+    with pytest.raises(TransportError):
+        deliver(
+            plan_campaign(spec_for(members), make_settings(tmp_path, down)),
+            progress=False,
+            repeat=True,
+        )
+    with Ledger.open(settings.db) as led:
+        repeat_id = led.campaigns()["campaign_id"].iloc[-1]
+    assert resume(repeat_id, settings, progress=False).sent == 3
+    assert len(member_mails(server)) == 6  # the deliberate repeat, once
+    with pytest.raises(CampaignStateError, match=f"went out again as {repeat_id}"):
+        resume(first.campaign_id, settings, progress=False)
