@@ -375,7 +375,7 @@ class _Sender:
         retries: int,
         backoff: float,
         limiter: RateLimiter,
-        progress: bool,
+        progress: bool | Callable[[int, int], None],
         sleep: Callable[[float], None],
         spool: _Spool | None = None,
     ) -> None:
@@ -393,6 +393,8 @@ class _Sender:
         self.in_flight = 0
         self.counted = 0
         self.unrecorded: list[DeliveryResult] = []
+        self.finished = 0
+        self.total = 0
         self.fatal: BaseException | None = None
         self.missing: list[int] = []
         self.threads = [
@@ -438,7 +440,11 @@ class _Sender:
             yield rec[int(mail.member_id)], mail.to, mail.raw
 
     def open_bar(self, total: int) -> None:
-        if self.progress and self.bar is None:
+        """tqdm.auto (a widget in Jupyter, a bar in a terminal), or the caller's callback."""
+        self.total = total
+        if callable(self.progress):
+            self.progress(0, total)
+        elif self.progress and self.bar is None:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, desc="送信中", unit="通")
@@ -515,8 +521,12 @@ class _Sender:
 
     def _account(self, results: Sequence[DeliveryResult]) -> None:
         self.counted -= sum(1 for r in results if not r.counted)
+        finished = sum(1 for r in results if r.state != "pending")
+        self.finished += finished
         if self.bar is not None:
-            self.bar.update(sum(1 for r in results if r.state != "pending"))
+            self.bar.update(finished)
+        elif callable(self.progress) and finished:
+            self.progress(self.finished, self.total)
 
     def _result(self, d: _Done) -> DeliveryResult | None:
         job = d.job
@@ -673,7 +683,7 @@ def deliver(
     backoff: float | None = None,
     rate_per_second: float | None = None,
     rate_per_hour: int | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DeliverySummary:
     """Send a planned campaign for real: the only function that mails members.
@@ -682,7 +692,8 @@ def deliver(
     campaign already went out; see ``repeat``), :class:`ComposeError` /
     :class:`~bcartnb.exceptions.TemplateError` (nothing sent) and :class:`TransportError`
     (the server failed; the rest is pending for :func:`resume`). Ctrl-C stops cleanly and
-    returns a summary with status ``interrupted``.
+    returns a summary with status ``interrupted``. ``progress``: True for a tqdm.auto bar,
+    False for none, or a callable ``(finished, total)`` (the wizard moves its own bar).
     """
     own = ledger is None
     led = ledger if ledger is not None else Ledger.open(plan.settings.db)
@@ -767,7 +778,7 @@ def _run(
     status: QuotaStatus,
     *,
     resend_uncertain: bool,
-    progress: bool,
+    progress: bool | Callable[[int, int], None],
     sleep: Callable[[float], None],
     connections: int,
     retries: int,
@@ -856,7 +867,7 @@ def resume(
     *,
     resend_uncertain: bool = False,
     ledger: Ledger | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
     sleep: Callable[[float], None] = time.sleep,
     **options: Any,
 ) -> DeliverySummary:

@@ -433,3 +433,17 @@ def test_a_deliberate_repeat_can_still_be_resumed(tmp_path: Path, smtp_server: S
     assert len(member_mails(server)) == 6  # the deliberate repeat, once
     with pytest.raises(CampaignStateError, match=f"went out again as {repeat_id}"):
         resume(first.campaign_id, settings, progress=False)
+
+
+def test_progress_callback_counts_finished_mails(tmp_path: Path, smtp_server: Server):
+    server = smtp_server(faults=Faults(temp_fail=1))
+    members = write_members(tmp_path / "m.csv", 5)
+    calls: list[tuple[int, int]] = []
+    summary = deliver(
+        plan_campaign(spec_for(members), make_settings(tmp_path, server)),
+        progress=lambda done, total: calls.append((done, total)),
+        sleep=lambda s: None,
+    )
+    assert summary.sent == 5
+    assert calls[0] == (0, 5) and calls[-1] == (5, 5)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)

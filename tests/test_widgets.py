@@ -442,3 +442,18 @@ def test_test_send_goes_to_one_address_uncounted(wizard: Wizard, server: TestSer
     wizard.confirm.test_to.value = "not an address"
     wizard.confirm.test_send.click()
     assert "cannot be mailed" in wizard.status.value and len(server.received) == 1
+
+
+def test_progress_bar_moves_during_the_send(wizard: Wizard, server: TestServer) -> None:
+    seen: list[int] = []
+    wizard.sending.progress.observe(lambda c: seen.append(c["new"]), names="value")
+    wizard.send_all.click()
+    wizard.compose.template.value = "テキストニュースレター"
+    wizard.compose.to_confirm.click()
+    total = len(wizard.plan.audience.sendable) if wizard.plan else 0
+    assert total > 2
+    wizard.confirm.send.click()
+    assert wizard.stage == "done", wizard.status.value
+    moves = [v for v in seen if v > 0]
+    assert moves == sorted(moves) and moves[-1] == total
+    assert len(set(moves)) > 1  # it moved while sending, not only at the end

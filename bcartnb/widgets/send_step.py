@@ -1,9 +1,9 @@
 """Step 5, 送信: the progress bar, then 「メール送信を完了いたしました。」 and the counts.
 
-The send runs in the kernel's main thread, inside :attr:`SendStep.output`: ``deliver`` draws
-its tqdm.auto bar there (a live widget bar in JupyterLab). ``progress`` (bcartnb-progress)
-is the wizard's own bar: it shows the size of the campaign while sending and the mails
-handed to the server when done, so a reader of the saved notebook sees the outcome.
+The send runs in the kernel's main thread; ``deliver`` reports each finished mail to
+:meth:`SendStep.update`, which moves ``progress`` (bcartnb-progress) live: widget updates go
+out to the browser while the cell runs. Closing the browser does not stop the kernel, so the
+send goes on; the saved notebook keeps the final bar and counts.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.progress.bar_style = "info"
         self.progress.description = "送信中"
         self.done.value = ""
+
+    def update(self, finished: int, total: int) -> None:
+        """``deliver``'s progress callback: mails whose outcome is known, of the campaign."""
+        self.progress.max = max(total, 1)
+        self.progress.value = finished
 
     def finish(self, summary: DeliverySummary) -> None:
         handed = summary.sent + summary.failed

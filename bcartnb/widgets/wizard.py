@@ -356,7 +356,7 @@ class Wizard:
 
         def send() -> DeliverySummary:
             with self.sending.output:
-                return deliver(plan, self.transport, progress=True)
+                return deliver(plan, self.transport, progress=self.sending.update)
 
         summary = self.status.run(send, self.controls, busy="送信中です…")
         if summary is None:
