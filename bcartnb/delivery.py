@@ -283,6 +283,15 @@ class _Spool:
         self._file.close()
 
 
+def _spool_or_check(plan: CampaignPlan) -> _Spool | None:
+    """Compose every mail before the first goes out; keep them in a spool when there is room."""
+    try:
+        return _Spool(plan)
+    except OSError:
+        compose_check(plan)  # no room for the spool: check now, compose again to send
+        return None
+
+
 def dry_run(plan: CampaignPlan) -> DeliverySummary:
     """Compose everything, project the quota, send nothing; refuse (exit 3) if it won't fit."""
     compose_check(plan)
@@ -700,10 +709,7 @@ def deliver(
     tr = transport if transport is not None else transport_from_settings(plan.settings)
     spool: _Spool | None = None
     try:
-        try:
-            spool = _Spool(plan)  # an error in member 5,000 must stop us before member 1
-        except OSError:
-            compose_check(plan)  # no room for the spool: check now, compose again to send
+        spool = _spool_or_check(plan)  # an error in member 5,000 must stop us before member 1
         recipients = plan.recipients
         fp = fingerprint(plan.spec.to_params(), recipients)
         if not repeat:
@@ -905,17 +911,24 @@ def resume(
             summary = _summary(led, campaign_id, "done", _quota_dict(now, now.used))
             summary.warnings.append("再開して送るメールは残っていません（nothing left to send）")
             return summary
-        status = led.reserve(campaign_id, len(todo) + len(maybe), plan.plan)
-        return _run(
-            plan,
-            led,
-            tr,
-            status,
-            resend_uncertain=resend_uncertain,
-            progress=progress,
-            sleep=sleep,
-            **_options(settings, **options),
-        )
+        # compose before sending, as a first run does: member data may have changed since
+        spool = _spool_or_check(plan)
+        try:
+            status = led.reserve(campaign_id, len(todo) + len(maybe), plan.plan)
+            return _run(
+                plan,
+                led,
+                tr,
+                status,
+                resend_uncertain=resend_uncertain,
+                progress=progress,
+                sleep=sleep,
+                spool=spool,
+                **_options(settings, **options),
+            )
+        finally:
+            if spool is not None:
+                spool.close()
     finally:
         if own:
             led.close()

@@ -447,3 +447,23 @@ def test_progress_callback_counts_finished_mails(tmp_path: Path, smtp_server: Se
     assert summary.sent == 5
     assert calls[0] == (0, 5) and calls[-1] == (5, 5)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_resume_composes_everything_before_sending(tmp_path: Path, smtp_server: Server):
+    members = write_members(tmp_path / "m.csv", 4)
+    down = smtp_server()
+    down.stop()
+    spec = spec_for(members, encoding="iso-2022-jp")
+    with pytest.raises(TransportError):
+        deliver(plan_campaign(spec, make_settings(tmp_path, down)), progress=False)
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        cid = led.campaigns()["campaign_id"][0]
+    # the member file changed meanwhile: member 1003 now has a character ISO-2022-JP lacks
+    text = members.read_text(encoding="utf-8").replace("テスト商事3", "①テスト商事3")
+    members.write_text(text, encoding="utf-8")
+    live = smtp_server()
+    with pytest.raises(ComposeError, match="1003"):
+        resume(cid, make_settings(tmp_path, live), progress=False)
+    assert live.received == []
+    members.write_text(text.replace("①", ""), encoding="utf-8")
+    assert resume(cid, make_settings(tmp_path, live), progress=False).sent == 4
