@@ -26,7 +26,7 @@ from bcartnb.exceptions import SettingsError
 from bcartnb.ledger import Ledger, new_campaign_id
 from bcartnb.members import read_members
 from bcartnb.quota import Plan, QuotaStatus, resolve_plan
-from bcartnb.settings import Settings
+from bcartnb.settings import Settings, check_keys, check_type
 from bcartnb.templates import TemplateStore
 
 __all__ = [
@@ -76,14 +76,10 @@ class CampaignSpec:
         cls, data: Mapping[str, Any], base: Path | None = None, where: str = "campaign"
     ) -> CampaignSpec:
         """Check every key and type once; a relative ``members`` path is relative to ``base``."""
-        unknown = sorted(set(data) - set(CAMPAIGN_KEYS))
-        if unknown:
-            raise SettingsError(
-                f"{where}: unknown key {unknown[0]!r} (known: {', '.join(CAMPAIGN_KEYS)})"
-            )
+        check_keys(data, CAMPAIGN_KEYS, where)
         if not data.get("members"):
             raise SettingsError(f"{where}: key 'members' is required (the member CSV)")
-        members = _typed(data, "members", (str, os.PathLike), where)
+        members = check_type(data, "members", (str, os.PathLike), where)
         path = Path(members).expanduser()
         if base is not None and not path.is_absolute():
             path = base / path
@@ -104,16 +100,16 @@ class CampaignSpec:
         kw["checked"] = _checked(data.get("checked"), where)
         for key in ("template", "subject", "body"):
             if data.get(key) is not None:
-                kw[key] = _typed(data, key, str, where)
+                kw[key] = check_type(data, key, str, where)
         if kw.get("template") == "":
             kw["template"] = None
         if data.get("html") is not None:
-            kw["html"] = _typed(data, "html", bool, where)
+            kw["html"] = check_type(data, "html", bool, where)
         for key in ("insert_signature", "opt_in_only", "send"):
             if data.get(key) is not None:
-                kw[key] = _typed(data, key, bool, where)
+                kw[key] = check_type(data, key, bool, where)
         if data.get("encoding") is not None:
-            enc = _typed(data, "encoding", str, where).lower().replace("_", "-")
+            enc = check_type(data, "encoding", str, where).lower().replace("_", "-")
             if enc == "utf8":
                 enc = "utf-8"
             if enc not in ENCODINGS:
@@ -152,15 +148,6 @@ def load_campaign(path: str | os.PathLike[str]) -> CampaignSpec:
     except tomllib.TOMLDecodeError as err:
         raise SettingsError(f"{p}: not valid TOML: {err}") from err
     return CampaignSpec.from_mapping(data, base=p.resolve().parent, where=str(p))
-
-
-def _typed(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = data[key]
-    if isinstance(value, bool) and kind is not bool:
-        raise SettingsError(f"{where}: {key} has the wrong type: {value!r}")
-    if not isinstance(value, kind):
-        raise SettingsError(f"{where}: {key} has the wrong type: {value!r}")
-    return value
 
 
 def _checked(value: Any, where: str) -> tuple[int, ...]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -30,6 +30,8 @@ __all__ = [
     "DeliverySettings",
     "Settings",
     "SmtpSettings",
+    "check_keys",
+    "check_type",
     "default_db_path",
     "load_settings",
     "parse_mailbox",
@@ -152,7 +154,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise SettingsError(f"{path}: not valid TOML: {err}") from err
 
 
-def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+def check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    """One wording for an unknown key in any TOML the shop writes (settings, campaigns)."""
+    allowed = set(allowed)
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise SettingsError(
@@ -160,7 +164,8 @@ def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
-def _typed(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+def check_type(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``data[key]`` if it is a ``kind`` (a bool is not an int here), else a SettingsError."""
     value = data[key]
     if isinstance(value, bool) and kind is not bool:
         raise SettingsError(f"{where}: {key} must be {_kind_name(kind)}, not {value!r}")
@@ -172,7 +177,9 @@ def _typed(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], whe
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(
-        {"str": "a string", "int": "an integer", "float": "a number"}.get(k.__name__, k.__name__)
+        {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}.get(
+            k.__name__, k.__name__
+        )
         for k in kinds
     )
 
@@ -198,7 +205,7 @@ def load_settings(
     cfg_path = _config_path(envd, path)
     data: dict[str, Any] = _read_toml(cfg_path) if cfg_path else {}
     where = str(cfg_path) if cfg_path else "settings"
-    _check_keys(data, _TOP_KEYS, where)
+    check_keys(data, _TOP_KEYS, where)
     base = cfg_path.parent if cfg_path else Path.cwd()
 
     def rel(value: str) -> Path:
@@ -216,47 +223,51 @@ def load_settings(
         "from_name",
     ):
         if key in data:
-            kw[key] = _typed(data, key, str, where)
+            kw[key] = check_type(data, key, str, where)
     if "from" in data:
-        name, addr = parse_mailbox(_typed(data, "from", str, where), f"{where}: from")
+        name, addr = parse_mailbox(check_type(data, "from", str, where), f"{where}: from")
         kw["from_addr"] = addr
         if name and "from_name" not in data:
             kw["from_name"] = name
     if "admin" in kw:
         kw["admin"] = parse_mailbox(kw["admin"], f"{where}: admin")[1]
     if "db" in data:
-        kw["db"] = rel(_typed(data, "db", str, where))
+        kw["db"] = rel(check_type(data, "db", str, where))
     kw["templates"] = (
-        rel(_typed(data, "templates", str, where)) if "templates" in data else (base / "templates")
+        rel(check_type(data, "templates", str, where))
+        if "templates" in data
+        else (base / "templates")
     )
 
     smtp_data = data.get("smtp", {})
     if not isinstance(smtp_data, dict):
         raise SettingsError(f"{where}: [smtp] must be a table")
-    _check_keys(smtp_data, _SMTP_KEYS, f"{where} [smtp]")
+    check_keys(smtp_data, _SMTP_KEYS, f"{where} [smtp]")
     smtp_kw: dict[str, Any] = {}
     if "host" in smtp_data:
-        smtp_kw["host"] = _typed(smtp_data, "host", str, f"{where} [smtp]")
+        smtp_kw["host"] = check_type(smtp_data, "host", str, f"{where} [smtp]")
     if "port" in smtp_data:
-        smtp_kw["port"] = _port(str(_typed(smtp_data, "port", int, f"{where} [smtp]")), where)
+        smtp_kw["port"] = _port(str(check_type(smtp_data, "port", int, f"{where} [smtp]")), where)
     if "security" in smtp_data:
-        smtp_kw["security"] = _typed(smtp_data, "security", str, f"{where} [smtp]")
+        smtp_kw["security"] = check_type(smtp_data, "security", str, f"{where} [smtp]")
     if "user" in smtp_data:
-        smtp_kw["user"] = _typed(smtp_data, "user", str, f"{where} [smtp]") or None
+        smtp_kw["user"] = check_type(smtp_data, "user", str, f"{where} [smtp]") or None
     if "timeout" in smtp_data:
-        smtp_kw["timeout"] = float(_typed(smtp_data, "timeout", (int, float), f"{where} [smtp]"))
+        smtp_kw["timeout"] = float(
+            check_type(smtp_data, "timeout", (int, float), f"{where} [smtp]")
+        )
 
     delivery_data = data.get("delivery", {})
     if not isinstance(delivery_data, dict):
         raise SettingsError(f"{where}: [delivery] must be a table")
-    _check_keys(delivery_data, _DELIVERY_KEYS, f"{where} [delivery]")
+    check_keys(delivery_data, _DELIVERY_KEYS, f"{where} [delivery]")
     dkw: dict[str, Any] = {}
     for key in ("connections", "rate_per_hour", "retries"):
         if key in delivery_data:
-            dkw[key] = _typed(delivery_data, key, int, f"{where} [delivery]")
+            dkw[key] = check_type(delivery_data, key, int, f"{where} [delivery]")
     for key in ("rate_per_second", "backoff"):
         if key in delivery_data:
-            dkw[key] = float(_typed(delivery_data, key, (int, float), f"{where} [delivery]"))
+            dkw[key] = float(check_type(delivery_data, key, (int, float), f"{where} [delivery]"))
     if dkw.get("connections", 1) < 1:
         raise SettingsError(f"{where} [delivery]: connections must be at least 1")
 

@@ -45,7 +45,10 @@ def test_papermill_style_values() -> None:
         ({"members": "m.csv", "subject": "s", "body": "b", "sned": True}, "unknown key 'sned'"),
         ({"subject": "s", "body": "b"}, "'members' is required"),
         ({"members": "m.csv", "subject": "s"}, "give a template, or both subject and body"),
-        ({"members": "m.csv", "template": "t", "send": "yes"}, "send has the wrong type"),
+        (
+            {"members": "m.csv", "template": "t", "send": "yes"},
+            "send must be true or false, not 'yes'",
+        ),
         ({"members": "m.csv", "template": "t", "encoding": "sjis"}, "encoding must be one of"),
         ({"members": "m.csv", "template": "t", "checked": ["a"]}, "non-id value 'a'"),
         ({"members": "m.csv", "template": "t", "checked": [1.5]}, "non-id value 1.5"),
