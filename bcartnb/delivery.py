@@ -36,7 +36,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
 from typing import Any, NamedTuple
@@ -45,13 +45,16 @@ import pandas as pd
 
 from bcartnb.audience import REASON_LABELS
 from bcartnb.campaign import CampaignPlan, CampaignSpec, plan_campaign
-from bcartnb.compose import ComposedMail, encode_header_words
+from bcartnb.compose import ComposedMail, Composer, encode_header_words
 from bcartnb.exceptions import (
     CampaignStateError,
+    InputError,
     QuotaExceededError,
+    SelectionError,
     TransportError,
 )
 from bcartnb.ledger import DeliveryResult, Ledger, Recipient, fingerprint
+from bcartnb.members import check_addresses, normalize_address
 from bcartnb.quota import QuotaStatus, now_tokyo
 from bcartnb.settings import Settings
 from bcartnb.transports import Connection, Outcome, SendResult, Transport, transport_from_settings
@@ -220,13 +223,9 @@ class DeliverySummary:
 # --- dry run -----------------------------------------------------------------------------
 
 
-def compose_check(plan: CampaignPlan) -> ComposedMail | None:
+def compose_check(plan: CampaignPlan) -> None:
     """Compose every sendable member once so no error can appear halfway through a send."""
-    first: ComposedMail | None = None
-    for mail in plan.composer.compose_all(plan.audience.sendable):
-        if first is None:
-            first = mail
-    return first
+    deque(plan.composer.compose_all(plan.audience.sendable), maxlen=0)
 
 
 class _Spool:
@@ -243,7 +242,6 @@ class _Spool:
     def __init__(self, plan: CampaignPlan) -> None:
         self._file = tempfile.TemporaryFile(prefix="bcartnb-spool-")  # noqa: SIM115 - closed by close()
         self._index: dict[int, tuple[str, int, int, bytes]] = {}
-        self.first: ComposedMail | None = None
         self._clock = plan.composer.clock
         self._date: tuple[int, bytes] = (-1, b"")
         try:
@@ -251,8 +249,6 @@ class _Spool:
             write = self._file.write
             index = self._index
             for mail in plan.composer.compose_all(plan.audience.sendable):
-                if self.first is None:
-                    self.first = mail
                 raw = mail.raw
                 write(raw)
                 index[int(mail.member_id)] = (mail.to, offset, len(raw), mail.date.encode())
@@ -953,12 +949,6 @@ def send_test(
     the quota. Raises :class:`~bcartnb.exceptions.SelectionError` for a member that is not
     sendable, :class:`TransportError` when the server does not take it.
     """
-    from dataclasses import replace
-
-    from bcartnb.compose import Composer
-    from bcartnb.exceptions import InputError, SelectionError
-    from bcartnb.members import check_addresses, normalize_address
-
     address = normalize_address(to)
     reason = check_addresses(pd.Series([address], dtype="str")).iloc[0]
     if not pd.isna(reason):
