@@ -33,6 +33,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import html as html_lib
 import re
@@ -55,6 +56,7 @@ from bcartnb.exceptions import ComposeError, SelectionError, TemplateError
 from bcartnb.templates import (
     CompiledTemplate,
     Template,
+    columns_for,
     compile_template,
     context_builder,
     field_label,
@@ -167,6 +169,8 @@ def encode_header_words(text: str, encoding: str, first_line_room: int = 67) -> 
     whole = text.encode(encoding)
     if len(whole) <= (first_line_room - overhead) // 4 * 3:
         return [prefix + base64.b64encode(whole).decode("ascii") + "?="]
+    if encoding == "utf-8":
+        return _utf8_words(whole, prefix, first_line_room, overhead)
     words: list[str] = []
     room = first_line_room
     start, n = 0, len(text)
@@ -181,6 +185,23 @@ def encode_header_words(text: str, encoding: str, first_line_room: int = 67) -> 
                 break
             chunk, end = candidate, end + 1
         words.append(prefix + base64.b64encode(chunk).decode("ascii") + "?=")
+        start, room = end, 75
+    return words
+
+
+def _utf8_words(whole: bytes, prefix: str, room: int, overhead: int) -> list[str]:
+    """:func:`encode_header_words` for UTF-8, where a character's bytes never depend on its
+    neighbours: cut the encoded bytes at the last character start that fits."""
+    words: list[str] = []
+    start, n = 0, len(whole)
+    while start < n:
+        end = start + (room - overhead) // 4 * 3
+        if end >= n:
+            end = n
+        else:
+            while whole[end] & 0xC0 == 0x80:  # a continuation byte: back to the start
+                end -= 1
+        words.append(prefix + base64.b64encode(whole[start:end]).decode("ascii") + "?=")
         start, room = end, 75
     return words
 
@@ -210,7 +231,11 @@ def _message_token(value: str) -> str:
 
 
 def _b64_body(data: bytes) -> bytes:
-    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+    """Base64 in lines of 76 characters, each ending in CRLF (RFC 2045)."""
+    if not data:
+        return b""
+    enc = binascii.b2a_base64(data, newline=False)
+    return b"\r\n".join([enc[i : i + 76] for i in range(0, len(enc), 76)]) + b"\r\n"
 
 
 def _check_header_value(value: str, what: str) -> None:
@@ -415,6 +440,8 @@ class Composer:
         for t in self.unsub_ts:
             names |= t.names
         self._context = context_builder(names)
+        used = columns_for(names)
+        self._columns = None if used is None else used | {"id", "email"}
 
         self._signature()
         self.fast_html = False
@@ -681,11 +708,13 @@ class Composer:
     ) -> Iterator[ComposedMail]:
         """Compose every member in order, streaming (one chunk of rows in memory at a time)."""
         if isinstance(members, pd.DataFrame):
-            columns = [str(c) for c in members.columns]
+            read = self._columns
+            keep = [c for c in members.columns if read is None or str(c) in read]
+            columns = [str(c) for c in keep]
             n = len(members)
             for start in range(0, n, 1000):
                 chunk = members.iloc[start : start + 1000]
-                values = [chunk[c].tolist() for c in members.columns]
+                values = [chunk[c].tolist() for c in keep]
                 for row in zip(*values, strict=True):
                     yield self.compose(dict(zip(columns, row, strict=True)))
         else:
