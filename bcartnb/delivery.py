@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import math
 import os
-import queue
+import select
+import signal
 import tempfile
 import threading
 import time
@@ -39,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import pandas as pd
 
@@ -57,7 +59,14 @@ from bcartnb.ledger import DeliveryResult, Ledger, Recipient, fingerprint
 from bcartnb.members import check_addresses, normalize_address
 from bcartnb.quota import QuotaStatus, now_tokyo
 from bcartnb.settings import Settings
-from bcartnb.transports import Connection, Outcome, SendResult, Transport, transport_from_settings
+from bcartnb.transports import (
+    Connection,
+    Outcome,
+    PollableConnection,
+    SendResult,
+    Transport,
+    transport_from_settings,
+)
 
 __all__ = [
     "DONE_MESSAGE",
@@ -331,44 +340,27 @@ class _Job(NamedTuple):
     attempts: int  # including this one
 
 
-class _Done(NamedTuple):
-    job: _Job
-    result: SendResult | None
-    error: BaseException | None
+class _Slot:
+    """One of the K connections, and the mail it is sending (None when idle)."""
 
+    __slots__ = ("conn", "job", "polled")
 
-def _worker(
-    transport: Transport,
-    jobs: queue.SimpleQueue[_Job | None],
-    done: queue.SimpleQueue[_Done],
-    limiter: RateLimiter,
-    envelope_from: str,
-) -> None:
-    conn: Connection | None = None
-    try:
-        while True:
-            job = jobs.get()
-            if job is None:
-                return
-            try:
-                if conn is None or not conn.alive:
-                    if conn is not None:
-                        conn.close()
-                        conn = None
-                    conn = transport.connect()
-                limiter.acquire()
-                done.put(_Done(job, conn.send(envelope_from, [job.to], job.raw), None))
-            except BaseException as err:  # reported to the main thread, which decides
-                done.put(_Done(job, None, err))
-    finally:
-        if conn is not None:
-            # closing a dead connection must not hide the real outcome
-            with contextlib.suppress(Exception):
-                conn.close()
+    def __init__(self) -> None:
+        self.conn: Connection | None = None
+        self.job: _Job | None = None
+        self.polled = False  # the connection is driven by poll (begin / advance)
 
 
 class _Sender:
-    """One run of one campaign: K workers, the journal, the progress bar."""
+    """One run of one campaign: K connections driven by ONE thread, the journal, the bar.
+
+    SMTP connections are polled (:class:`~bcartnb.transports.PollableConnection`): while
+    the server answers one, the others are read and written, so K transactions overlap
+    without K threads contending for the GIL. Other transports (a Maildir outbox, a dry
+    run) finish each mail as it starts. Ctrl-C never lands halfway through a step: the
+    handler only notes it while the loop is recording or writing, and the loop acts on it
+    when it next waits, so every mail's state is known when it stops.
+    """
 
     def __init__(
         self,
@@ -389,12 +381,14 @@ class _Sender:
         self.cid = plan.campaign_id
         self.ledger = ledger
         self.transport = transport
+        self.envelope_from = plan.settings.from_addr
         self.k = max(1, connections)
         self.retries = max(0, retries)
         self.backoff = backoff
+        self.limiter = limiter
         self.sleep = sleep
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
+        self.slots = [_Slot() for _ in range(self.k)]
+        self.idle = list(self.slots)
         self.in_flight = 0
         self.counted = 0
         self.unrecorded: list[DeliveryResult] = []
@@ -402,30 +396,57 @@ class _Sender:
         self.total = 0
         self.fatal: BaseException | None = None
         self.missing: list[int] = []
-        self.threads = [
-            threading.Thread(
-                target=_worker,
-                args=(transport, self.jobs, self.done, limiter, plan.settings.from_addr),
-                name=f"bcartnb-send-{i}",
-                daemon=True,
-            )
-            for i in range(self.k)
-        ]
         self.progress = progress
         self.bar: Any = None
+        self.critical = False
+        self.interrupts = 0
+        self.raised = 0
+        self._previous_sigint: Any = None
 
     def __enter__(self) -> _Sender:
-        for t in self.threads:
-            t.start()
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for _ in self.threads:
-            self.jobs.put(None)
-        for t in self.threads:
-            t.join(timeout=30)
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+        for slot in self.slots:
+            if slot.conn is not None:
+                # closing a dead connection must not hide the real outcome
+                with contextlib.suppress(Exception):
+                    slot.conn.close()
+                slot.conn = None
         if self.bar is not None:
             self.bar.close()
+
+    # --- Ctrl-C ------------------------------------------------------------------------
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.interrupts += 1
+        if not self.critical:
+            self.raised = self.interrupts
+            raise KeyboardInterrupt
+
+    def _checkpoint(self) -> None:
+        """Raise the KeyboardInterrupt of a Ctrl-C noted during a step, now that it is safe."""
+        if self.interrupts > self.raised:
+            self.raised = self.interrupts
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        self.critical = True
+        try:
+            yield
+        finally:
+            self.critical = False
+
+    # --- the loop ----------------------------------------------------------------------
 
     def _mails(self, todo: Sequence[Recipient]) -> Iterator[tuple[Recipient, str, bytes]]:
         """(row, address, bytes) of each row to send: from the spool, else composed now."""
@@ -458,57 +479,118 @@ class _Sender:
         """Send each row once; temporary failures go back to pending for the next round.
 
         Each step commits, in one transaction, the results that came back and the hand-over
-        of the next mails (:meth:`Ledger.exchange`), then gives those mails to the workers:
-        a result is committed before anything else is sent, and at most K are in flight.
+        of the next mails (:meth:`Ledger.exchange`), then starts those mails on the idle
+        connections: a result is committed before anything else is sent, and at most K are
+        in flight.
         """
         mails = self._mails(todo)
         exhausted = False
-        while True:
-            batch: list[tuple[Recipient, str, bytes]] = []
-            while not exhausted and self.fatal is None and self.in_flight + len(batch) < self.k:
-                item = next(mails, None)
-                if item is None:
-                    exhausted = True
+        with self._guarded():
+            while True:
+                self._checkpoint()
+                batch: list[tuple[Recipient, str, bytes]] = []
+                while not exhausted and self.fatal is None and len(batch) < len(self.idle):
+                    item = next(mails, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    batch.append(item)
+                if batch or self.unrecorded:
+                    results, self.unrecorded = self.unrecorded, []
+                    try:
+                        self.counted += self.ledger.exchange(
+                            self.cid, results, [r.member_id for r, _, _ in batch], resend=resend
+                        )
+                    except (CampaignStateError, QuotaExceededError):
+                        self._account(results)  # the results were committed; the hand-over not
+                        raise
+                    except BaseException:
+                        self.unrecorded = results + self.unrecorded  # rolled back: record later
+                        raise
+                    self._account(results)
+                    for r, to, raw in batch:
+                        self._start(_Job(r.member_id, to, raw, r.attempts + 1))
+                if self.in_flight:
+                    self.collect()
+                elif not self.unrecorded and (exhausted or self.fatal is not None):
                     break
-                batch.append(item)
-            if batch or self.unrecorded:
-                results, self.unrecorded = self.unrecorded, []
-                try:
-                    self.counted += self.ledger.exchange(
-                        self.cid, results, [r.member_id for r, _, _ in batch], resend=resend
-                    )
-                except (CampaignStateError, QuotaExceededError):
-                    self._account(results)  # the results were committed; the hand-over not
-                    raise
-                except BaseException:
-                    self.unrecorded = results + self.unrecorded  # rolled back: record later
-                    raise
-                self._account(results)
-                for r, to, raw in batch:
-                    self.jobs.put(_Job(r.member_id, to, raw, r.attempts + 1))
-                self.in_flight += len(batch)
-            if self.in_flight == 0:
-                break
-            self.collect()
         if self.fatal is not None:
             raise self.fatal
 
-    def collect(self, timeout: float | None = None) -> None:
-        """Wait for at least one result, then take every result that is ready at once."""
+    def _start(self, job: _Job) -> None:
+        """Begin one mail on an idle connection, (re)connecting it first if need be."""
+        slot = self.idle.pop()
+        slot.job = job
         try:
-            got = [self.done.get(timeout=timeout)]
-        except queue.Empty:
+            conn = slot.conn
+            if conn is None or not conn.alive:
+                slot.conn = None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                conn = slot.conn = self.transport.connect()
+                slot.polled = isinstance(conn, PollableConnection)
+            self.limiter.acquire()
+            if slot.polled:
+                res = cast(PollableConnection, conn).begin(self.envelope_from, [job.to], job.raw)
+                if res is None:
+                    self.in_flight += 1
+                    return
+            else:
+                res = conn.send(self.envelope_from, [job.to], job.raw)
+        except Exception as err:  # decided by _result
+            self._end(slot, None, err)
             return
-        while True:
+        self._end(slot, res, None)
+
+    def _end(self, slot: _Slot, res: SendResult | None, err: BaseException | None) -> None:
+        job = slot.job
+        assert job is not None
+        slot.job = None
+        self.idle.append(slot)
+        r = self._result(job, res, err)
+        if r is not None:
+            self.unrecorded.append(r)
+
+    def collect(self, timeout: float | None = None) -> None:
+        """Wait for the next reply (at most ``timeout`` s), then take every one that is ready."""
+        busy = [s for s in self.slots if s.job is not None]
+        if not busy:
+            return
+        now = time.monotonic()
+        conns = [(s, cast(PollableConnection, s.conn)) for s in busy]
+        overdue = [(s, c) for s, c in conns if c.deadline <= now]
+        if not overdue:
+            wait = min(c.deadline for _, c in conns) - now
+            if timeout is not None:
+                wait = min(wait, timeout)
+            poller = select.poll()
+            by_fd: dict[int, tuple[_Slot, PollableConnection]] = {}
+            for s, c in conns:
+                fd = c.fileno()
+                poller.register(fd, select.POLLIN)
+                by_fd[fd] = (s, c)
+            self.critical = False  # waiting: the safe moment for a Ctrl-C
             try:
-                got.append(self.done.get_nowait())
-            except queue.Empty:
-                break
-        self.in_flight -= len(got)
-        for d in got:
-            r = self._result(d)
-            if r is not None:
-                self.unrecorded.append(r)
+                self._checkpoint()
+                ready = poller.poll(max(0, math.ceil(wait * 1000)))
+            finally:
+                self.critical = True
+            for fd, _ in ready:
+                s, c = by_fd[fd]
+                try:
+                    res = c.advance()
+                except Exception as err:  # decided by _result
+                    self.in_flight -= 1
+                    self._end(s, None, err)
+                    continue
+                if res is not None:
+                    self.in_flight -= 1
+                    self._end(s, res, None)
+            return
+        for s, c in overdue:
+            self.in_flight -= 1
+            self._end(s, c.expire(), None)
 
     def flush(self) -> None:
         """Commit the results taken but not yet recorded (after Ctrl-C or a fatal error)."""
@@ -533,18 +615,18 @@ class _Sender:
         elif callable(self.progress) and finished:
             self.progress(self.finished, self.total)
 
-    def _result(self, d: _Done) -> DeliveryResult | None:
-        job = d.job
-        if d.error is not None:
-            if isinstance(d.error, TransportError):
+    def _result(
+        self, job: _Job, res: SendResult | None, error: BaseException | None
+    ) -> DeliveryResult | None:
+        if error is not None:
+            if isinstance(error, TransportError):
                 # the connection could not be opened: this transaction never started
                 if self.fatal is None:
-                    self.fatal = d.error
-                return DeliveryResult(job.member_id, "pending", None, str(d.error), False)
+                    self.fatal = error
+                return DeliveryResult(job.member_id, "pending", None, str(error), False)
             if self.fatal is None:
-                self.fatal = d.error
+                self.fatal = error
             return None  # unknown: leave it sending, finish() makes it uncertain
-        res = d.result
         assert res is not None
         if res.outcome is Outcome.SENT:
             return DeliveryResult(job.member_id, "sent", res.code, res.message or None)
@@ -558,9 +640,10 @@ class _Sender:
     def drain(self, timeout: float = 30.0) -> None:
         """After Ctrl-C or a fatal error: record what the in-flight mails became."""
         deadline = time.monotonic() + timeout
-        while self.in_flight > 0 and time.monotonic() < deadline:
-            self.collect(timeout=max(0.01, deadline - time.monotonic()))
-        self.flush()
+        with self._guarded():
+            while self.in_flight > 0 and time.monotonic() < deadline:
+                self.collect(timeout=max(0.01, deadline - time.monotonic()))
+            self.flush()
 
     def wait(self, seconds: float) -> None:
         """Backoff between rounds, renewing the reservation's lease meanwhile."""

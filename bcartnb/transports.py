@@ -49,6 +49,7 @@ __all__ = [
     "DryRunTransport",
     "MaildirTransport",
     "Outcome",
+    "PollableConnection",
     "SendResult",
     "SmtpTransport",
     "StoredMail",
@@ -130,6 +131,29 @@ class Connection(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+@runtime_checkable
+class PollableConnection(Connection, Protocol):
+    """A connection one thread can drive alongside others: start a mail, poll, step on.
+
+    :meth:`begin` starts a transaction and returns its result at once if it ended there
+    (else None); when :meth:`fileno` is readable, :meth:`advance` reads and steps on, and
+    returns the result when the transaction ends; past :attr:`deadline` (``time.monotonic``)
+    :meth:`expire` gives the transaction up.
+    """
+
+    deadline: float
+
+    def fileno(self) -> int: ...
+
+    def begin(
+        self, envelope_from: str, recipients: Sequence[str], raw: bytes
+    ) -> SendResult | None: ...
+
+    def advance(self) -> SendResult | None: ...
+
+    def expire(self) -> SendResult: ...
 
 
 @runtime_checkable
@@ -241,6 +265,21 @@ class BaseTransport(ABC):
 
 _BARE_EOL = re.compile(rb"\r?\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+_MAX_REPLY = 64 * 1024  # no SMTP reply is this long: a confused or hostile peer
+_IDLE, _MAIL, _RCPT, _DATA, _BODY, _RSET = range(6)  # where an SMTP transaction stands
+
+
+def _wire_data(raw: bytes) -> bytes:
+    """The message as SMTP needs it: every line ends in CRLF (modern servers refuse bare LF
+    as an SMTP smuggling defence). Counting first spares the substitution for the composer's
+    bytes, which already end every line in CRLF."""
+    data = raw if raw.count(b"\n") == raw.count(b"\r\n") else _BARE_EOL.sub(b"\r\n", raw)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def _needs_dots(data: bytes) -> bool:
+    """A line starting with a dot must be doubled (RFC 5321 4.5.2); most mails have none."""
+    return data.startswith(b".") or b"\n." in data
 
 
 def _reply_text(reply: bytes | str) -> str:
@@ -355,115 +394,247 @@ def _close_quietly(smtp: smtplib.SMTP | None) -> None:
 
 
 class SmtpConnection(BaseConnection):
-    """One SMTP session, reused mail after mail; reopened on the next send after a drop."""
+    """One SMTP session, reused mail after mail; reopened on the next send after a drop.
+
+    smtplib opens the session (TLS, EHLO, AUTH: rare and delicate, well served by the
+    standard library). Each mail's transaction is then driven here, straight on the socket,
+    as a small state machine: :meth:`begin` writes ``MAIL FROM`` and returns, :meth:`advance`
+    reads a reply and writes the next command. So ONE thread can keep K connections busy
+    by polling their sockets (the send loop does), with no thread hand-overs and none of
+    smtplib's per-mail address parsing and whole-body regular expressions. :meth:`send` is
+    the same machine run to the end on one connection.
+    """
 
     def __init__(self, transport: SmtpTransport):
         self.transport = transport
-        self._smtp: smtplib.SMTP | None = transport.open_session()
+        self._timeout = transport.settings.timeout
+        self._smtp: smtplib.SMTP | None = None
+        self._sock: socket.socket | None = None
+        self._features: dict[str, str] = {}
+        self._buf = b""
+        self._step = _IDLE
+        self._encoding = "ascii"
+        self._rcpts: list[str] = []
+        self._next_rcpt = 0
+        self._refused: dict[str, tuple[int, str]] = {}
+        self._data = b""
+        self._after_rset: SendResult | None = None
+        self.deadline = 0.0
+        """When the reply awaited now is overdue (``time.monotonic()``)."""
+        self._open()
+
+    def _open(self) -> None:
+        smtp = self.transport.open_session()
+        self._smtp, self._sock, self._buf = smtp, smtp.sock, b""
+        self._features = dict(smtp.esmtp_features)
 
     @property
     def alive(self) -> bool:
         return self._smtp is not None
 
+    @property
+    def busy(self) -> bool:
+        """A transaction is running: its reply is awaited."""
+        return self._step != _IDLE
+
+    def fileno(self) -> int:
+        """The socket to poll for the awaited reply (it changes when the session is reopened)."""
+        if self._sock is None:
+            raise ValueError("the connection is closed")
+        return self._sock.fileno()
+
     def close(self) -> None:
-        smtp, self._smtp = self._smtp, None
+        smtp, self._smtp, self._sock = self._smtp, None, None
         if smtp is None:
             return
         try:
-            smtp.quit()
+            if self._step == _IDLE and not self._buf:
+                smtp.quit()
         except (smtplib.SMTPException, OSError):
             pass
         finally:
+            self._step = _IDLE
             smtp.close()
 
     def _drop(self) -> None:
-        smtp, self._smtp = self._smtp, None
+        smtp, self._smtp, self._sock = self._smtp, None, None
+        self._step, self._buf = _IDLE, b""
         _close_quietly(smtp)
 
     def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult:
         """One transaction. Raises TransportError only if a needed reconnect fails."""
+        result = self.begin(envelope_from, recipients, raw)
+        while result is None:
+            result = self.advance()  # the socket's timeout bounds each wait
+        return result
+
+    def begin(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult | None:
+        """Start one transaction; the result now if it ended at once, else None (poll, advance).
+
+        Raises TransportError only if a needed reconnect fails.
+        """
+        if self._step != _IDLE:
+            raise RuntimeError("a transaction is already running on this connection")
         _check_envelope(envelope_from, recipients)
         if self._smtp is None:
-            self._smtp = self.transport.open_session()
-        smtp = self._smtp
-        # SMTP lines end in CRLF; modern servers refuse bare LF (SMTP smuggling defences).
-        data = _BARE_EOL.sub(b"\r\n", raw)
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
-        data_sent = False
-        try:
-            options = []
-            if smtp.has_extn("size"):
-                options.append(f"SIZE={len(data)}")
-            if not all(a.isascii() for a in (envelope_from, *recipients)):
-                if not smtp.has_extn("smtputf8"):
-                    return SendResult(
-                        Outcome.PERMANENT,
-                        None,
-                        "non-ASCII address but the server does not offer SMTPUTF8",
-                    )
-                options.append("SMTPUTF8")
-            code, reply = smtp.mail(envelope_from, options)
-            if code != 250:
-                return self._refused_sender(code, reply)
-            refused: dict[str, tuple[int, str]] = {}
-            for rcpt in recipients:
-                code, reply = smtp.rcpt(rcpt)
-                if code not in (250, 251):
-                    refused[rcpt] = (code, _reply_text(reply))
-                if code == 421:
-                    self._drop()
-                    return SendResult(Outcome.TEMPORARY, code, _reply_text(reply), refused)
-            if len(refused) == len(recipients):
-                # All refused: retry only if some refusal was temporary.
-                self._rset()
-                replies = list(refused.values())
-                code, text = next((r for r in replies if r[0] < 500), replies[0])
-                return SendResult(_outcome_for(code), code, text, refused)
-            code, reply = smtp.docmd("DATA")
-            if code != 354:
-                return self._refused_after(code, reply, refused)
-            data_sent = True
-            smtp.send(_LEADING_DOT.sub(b"..", data) + b".\r\n")
-            code, reply = smtp.getreply()
-            if code != 250:
-                return self._refused_after(code, reply, refused)
-            return SendResult(Outcome.SENT, code, _reply_text(reply), refused)
-        except (smtplib.SMTPServerDisconnected, OSError) as err:
-            self._drop()
-            return SendResult(
-                Outcome.UNCERTAIN if data_sent else Outcome.TEMPORARY,
-                None,
-                f"connection lost: {_reply_or_str(err)}",
-            )
+            self._open()
+        data = _wire_data(raw)
+        options = f" SIZE={len(data)}" if "size" in self._features else ""
+        self._encoding = "ascii"
+        if not all(a.isascii() for a in (envelope_from, *recipients)):
+            if "smtputf8" not in self._features:
+                return SendResult(
+                    Outcome.PERMANENT,
+                    None,
+                    "non-ASCII address but the server does not offer SMTPUTF8",
+                )
+            options += " SMTPUTF8"
+            self._encoding = "utf-8"
+        self._rcpts, self._next_rcpt, self._refused = list(recipients), 0, {}
+        self._data = _LEADING_DOT.sub(b"..", data) if _needs_dots(data) else data
+        return self._command(f"MAIL FROM:<{envelope_from}>{options}", _MAIL)
 
-    def _refused_sender(self, code: int, reply: bytes) -> SendResult:
+    def advance(self) -> SendResult | None:
+        """Read what the server sent and step on: the result when the transaction ends, else None.
+
+        Call it when the socket is readable (or to block until it is: the socket has the
+        settings' timeout).
+        """
+        sock = self._sock
+        if sock is None or self._step == _IDLE:
+            raise RuntimeError("no transaction is running on this connection")
+        try:
+            chunk = sock.recv(65536)
+            if isinstance(sock, ssl.SSLSocket):
+                while sock.pending():
+                    chunk += sock.recv(65536)
+        except OSError as err:  # timeouts and TLS errors too
+            return self._lost(_reply_or_str(err))
+        if not chunk:
+            return self._lost("the server closed the connection")
+        self._buf += chunk
+        while True:
+            reply = self._reply()
+            if reply is None:
+                if len(self._buf) > _MAX_REPLY:
+                    return self._lost("the server's reply is too long")
+                return None
+            result = self._on_reply(*reply)
+            if result is not None or self._step == _IDLE or not self._buf:
+                return result
+
+    def expire(self) -> SendResult:
+        """The awaited reply is overdue (:attr:`deadline`): give the transaction up."""
+        return self._lost(f"no reply within {self._timeout:g} s")
+
+    def _command(self, line: str, step: int) -> SendResult | None:
+        self._step = step
+        self.deadline = time.monotonic() + self._timeout
+        try:
+            assert self._sock is not None
+            self._sock.sendall(line.encode(self._encoding) + b"\r\n")
+        except OSError as err:
+            return self._lost(_reply_or_str(err))
+        return None
+
+    def _reply(self) -> tuple[int, str] | None:
+        """The next complete reply in the buffer (code, text), or None until it has arrived."""
+        buf, start = self._buf, 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end < 0:
+                return None
+            if buf[start + 3 : start + 4] != b"-":
+                break
+            start = end + 1
+        lines, self._buf = buf[: end + 1], buf[end + 1 :]
+        code = lines[:3]
+        if not code.isdigit():
+            return -1, _reply_text(lines)
+        return int(code), _reply_text(b" ".join(line[4:] for line in lines.split(b"\n")))
+
+    def _on_reply(self, code: int, text: str) -> SendResult | None:
+        step = self._step
+        if code < 0:
+            return self._lost(f"unreadable reply {text[:80]!r}")
+        if step == _MAIL:
+            if code != 250:
+                return self._refused_sender(code, text)
+            return self._command(f"RCPT TO:<{self._rcpts[0]}>", _RCPT)
+        if step == _RCPT:
+            rcpt = self._rcpts[self._next_rcpt]
+            if code not in (250, 251):
+                self._refused[rcpt] = (code, text)
+            if code == 421:
+                self._drop()
+                return SendResult(Outcome.TEMPORARY, code, text, self._refused)
+            self._next_rcpt += 1
+            if self._next_rcpt < len(self._rcpts):
+                return self._command(f"RCPT TO:<{self._rcpts[self._next_rcpt]}>", _RCPT)
+            if len(self._refused) == len(self._rcpts):
+                # All refused: retry only if some refusal was temporary.
+                replies = list(self._refused.values())
+                code, text = next((r for r in replies if r[0] < 500), replies[0])
+                return self._reset(SendResult(_outcome_for(code), code, text, self._refused))
+            return self._command("DATA", _DATA)
+        if step == _DATA:
+            if code != 354:
+                return self._refused_after(code, text)
+            self._step = _BODY  # from here on a drop leaves the outcome uncertain
+            self.deadline = time.monotonic() + self._timeout
+            try:
+                assert self._sock is not None
+                self._sock.sendall(self._data + b".\r\n")
+            except OSError as err:
+                return self._lost(_reply_or_str(err))
+            return None
+        if step == _BODY:
+            self._step = _IDLE
+            if code != 250:
+                return self._refused_after(code, text)
+            return SendResult(Outcome.SENT, code, text, self._refused)
+        # _RSET: the transaction's result was decided before the reset
+        result, self._after_rset = self._after_rset, None
+        self._step = _IDLE
+        if code != 250:
+            self._drop()
+        assert result is not None
+        return result
+
+    def _lost(self, why: str) -> SendResult:
+        step = self._step
+        self._drop()
+        if step == _RSET and self._after_rset is not None:
+            result, self._after_rset = self._after_rset, None
+            return result
+        return SendResult(
+            Outcome.UNCERTAIN if step == _BODY else Outcome.TEMPORARY,
+            None,
+            f"connection lost: {why}",
+        )
+
+    def _refused_sender(self, code: int, text: str) -> SendResult | None:
         if code == 530:
             # "Authentication required" is not about this mail: every mail would fail alike.
             self._drop()
             s = self.transport.settings
             raise TransportError(
-                f"SMTP {s.address}: the server requires AUTH ({code} {_reply_text(reply)}): "
+                f"SMTP {s.address}: the server requires AUTH ({code} {text}): "
                 "set the smtp user and BCARTNB_SMTP_PASSWORD"
             )
-        return self._refused_after(code, reply, {})
+        return self._refused_after(code, text)
 
-    def _refused_after(
-        self, code: int, reply: bytes, refused: Mapping[str, tuple[int, str]]
-    ) -> SendResult:
+    def _refused_after(self, code: int, text: str) -> SendResult | None:
+        result = SendResult(_outcome_for(code), code, text, self._refused)
         if code == 421:
             self._drop()
-        else:
-            self._rset()
-        return SendResult(_outcome_for(code), code, _reply_text(reply), refused)
+            return result
+        return self._reset(result)
 
-    def _rset(self) -> None:
-        if self._smtp is None:
-            return
-        try:
-            self._smtp.rset()
-        except (smtplib.SMTPException, OSError):
-            self._drop()
+    def _reset(self, result: SendResult) -> SendResult | None:
+        """RSET before the next transaction; ``result`` is returned once the server agreed."""
+        self._after_rset = result
+        return self._command("RSET", _RSET)
 
 
 # --- Maildir outbox ----------------------------------------------------------------------
