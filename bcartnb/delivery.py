@@ -7,11 +7,12 @@ a dropped connection, a closed notebook or a SIGKILL:
 * Before anything goes out, every mail is composed once (an encoding or template error stops
   the campaign with nobody mailed), the campaign is recorded and its size reserved in the
   quota (:class:`~bcartnb.exceptions.QuotaExceededError` otherwise).
-* The main thread marks a mail ``sending`` (counted) right before handing it to one of K
-  worker threads, each owning one reused SMTP connection; results come back on a queue and
-  are committed with :meth:`~bcartnb.ledger.Ledger.mark_results` before they count as sent.
-  At most K mails are in flight, so after a SIGKILL at most K (4 by default) are
-  ``uncertain``; ``resume`` lists them and resends them only when asked.
+* K reused SMTP connections (opened in parallel while the mails are composed) are driven
+  by ONE thread that polls their sockets. Each step commits, in one transaction, the
+  results that came back and the ``sending`` mark (counted) of the next mails
+  (:meth:`~bcartnb.ledger.Ledger.exchange`), then starts those mails. At most K mails are
+  in flight, so after a SIGKILL at most K (4 by default) are ``uncertain``; ``resume``
+  lists them and resends them only when asked.
 * 4xx replies and connections dropped before the message data went out are retried in
   rounds with exponential backoff (each try is an SMTP transaction, so each counts); 5xx
   marks the member failed (counted too: B-Cart counts a refused mail). A drop after the data
@@ -333,6 +334,46 @@ def _quota_dict(status: QuotaStatus, used_after: int) -> dict[str, Any]:
 # --- the send loop -----------------------------------------------------------------------
 
 
+class _Connector:
+    """Opens the K connections in parallel, in the background, while the mails are composed.
+
+    Against a real server a TLS handshake and a login take a few hundred milliseconds each;
+    one thread opening K of them after composing would hold the first mail back by their
+    sum. A connection that fails keeps its error for the send loop, which stops the
+    campaign with it as if it had failed there.
+    """
+
+    def __init__(self, transport: Transport, k: int) -> None:
+        self.transport = transport
+        self.opened: list[Connection | BaseException | None] = [None] * k
+        self.threads = [
+            threading.Thread(target=self._open, args=(i,), name=f"bcartnb-connect-{i}", daemon=True)
+            for i in range(k)
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _open(self, i: int) -> None:
+        try:
+            self.opened[i] = self.transport.connect()
+        except BaseException as err:  # handed to the send loop, which decides
+            self.opened[i] = err
+
+    def take(self) -> list[Connection | BaseException | None]:
+        """The connections (or their errors), once every attempt has finished; then none."""
+        for t in self.threads:
+            t.join()
+        opened, self.opened = self.opened, []
+        return opened
+
+    def close(self) -> None:
+        """Close what nobody took (the compose check or the quota stopped the campaign)."""
+        for item in self.take():
+            if item is not None and not isinstance(item, BaseException):
+                with contextlib.suppress(Exception):
+                    item.close()
+
+
 class _Job(NamedTuple):
     member_id: int
     to: str
@@ -343,12 +384,20 @@ class _Job(NamedTuple):
 class _Slot:
     """One of the K connections, and the mail it is sending (None when idle)."""
 
-    __slots__ = ("conn", "job", "polled")
+    __slots__ = ("conn", "error", "job", "polled")
 
     def __init__(self) -> None:
         self.conn: Connection | None = None
+        self.error: BaseException | None = None  # opening it in the background failed
         self.job: _Job | None = None
         self.polled = False  # the connection is driven by poll (begin / advance)
+
+    def adopt(self, item: Connection | BaseException | None) -> None:
+        if isinstance(item, BaseException):
+            self.error = item
+        elif item is not None:
+            self.conn = item
+            self.polled = isinstance(item, PollableConnection)
 
 
 class _Sender:
@@ -375,9 +424,11 @@ class _Sender:
         progress: bool | Callable[[int, int], None],
         sleep: Callable[[float], None],
         spool: _Spool | None = None,
+        connector: _Connector | None = None,
     ) -> None:
         self.plan = plan
         self.spool = spool
+        self.connector = connector
         self.cid = plan.campaign_id
         self.ledger = ledger
         self.transport = transport
@@ -404,6 +455,9 @@ class _Sender:
         self._previous_sigint: Any = None
 
     def __enter__(self) -> _Sender:
+        if self.connector is not None:
+            for slot, item in zip(self.slots, self.connector.take(), strict=False):
+                slot.adopt(item)
         if (
             threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -522,6 +576,9 @@ class _Sender:
         slot = self.idle.pop()
         slot.job = job
         try:
+            if slot.error is not None:
+                err, slot.error = slot.error, None
+                raise err
             conn = slot.conn
             if conn is None or not conn.alive:
                 slot.conn = None
@@ -787,8 +844,16 @@ def deliver(
     led = ledger if ledger is not None else Ledger.open(plan.settings.db)
     tr = transport if transport is not None else transport_from_settings(plan.settings)
     spool: _Spool | None = None
+    connector: _Connector | None = None
+    options = _options(
+        plan.settings,
+        connections=connections,
+        retries=retries,
+        backoff=backoff,
+        rate_per_second=rate_per_second,
+        rate_per_hour=rate_per_hour,
+    )
     try:
-        spool = _spool_or_check(plan)  # an error in member 5,000 must stop us before member 1
         recipients = plan.recipients
         fp = fingerprint(plan.spec.to_params(), recipients)
         if not repeat:
@@ -800,6 +865,8 @@ def deliver(
                     f"{b.sent} sent): nobody is mailed twice; `bcartnb resume {b.campaign_id}` "
                     "continues it, or pass --repeat (repeat=True) to send it again on purpose"
                 )
+        connector = _connect_early(tr, plan, len(recipients), options["connections"])
+        spool = _spool_or_check(plan)  # an error in member 5,000 must stop us before member 1
         cid = led.create_campaign(
             plan=plan.plan,
             params=plan.spec.to_params(),
@@ -822,20 +889,26 @@ def deliver(
             progress=progress,
             sleep=sleep,
             spool=spool,
-            **_options(
-                plan.settings,
-                connections=connections,
-                retries=retries,
-                backoff=backoff,
-                rate_per_second=rate_per_second,
-                rate_per_hour=rate_per_hour,
-            ),
+            connector=connector,
+            **options,
         )
     finally:
+        if connector is not None:
+            connector.close()
         if spool is not None:
             spool.close()
         if own:
             led.close()
+
+
+def _connect_early(tr: Transport, plan: CampaignPlan, n: int, k: int) -> _Connector | None:
+    """Open the connections while composing, unless the quota already says no.
+
+    A campaign the quota will refuse must not even knock on the server's door.
+    """
+    if n == 0 or not plan.quota.fits(n):
+        return None
+    return _Connector(tr, min(max(1, k), n))
 
 
 def _summary(led: Ledger, cid: str, final: str, quota: dict[str, Any]) -> DeliverySummary:
@@ -871,6 +944,7 @@ def _run(
     rate_per_second: float | None,
     rate_per_hour: int | None,
     spool: _Spool | None = None,
+    connector: _Connector | None = None,
 ) -> DeliverySummary:
     cid = plan.campaign_id
     limiter = RateLimiter(rate_per_second, rate_per_hour)
@@ -887,6 +961,7 @@ def _run(
         progress=progress,
         sleep=sleep,
         spool=spool,
+        connector=connector,
     )
     try:
         with sender:
@@ -990,10 +1065,14 @@ def resume(
             summary = _summary(led, campaign_id, "done", _quota_dict(now, now.used))
             summary.warnings.append("再開して送るメールは残っていません（nothing left to send）")
             return summary
-        # compose before sending, as a first run does: member data may have changed since
-        spool = _spool_or_check(plan)
+        opts = _options(settings, **options)
+        n = len(todo) + len(maybe)
+        connector = _connect_early(tr, plan, n, opts["connections"])
+        spool: _Spool | None = None
         try:
-            status = led.reserve(campaign_id, len(todo) + len(maybe), plan.plan)
+            # compose before sending, as a first run does: member data may have changed since
+            spool = _spool_or_check(plan)
+            status = led.reserve(campaign_id, n, plan.plan)
             return _run(
                 plan,
                 led,
@@ -1003,9 +1082,12 @@ def resume(
                 progress=progress,
                 sleep=sleep,
                 spool=spool,
-                **_options(settings, **options),
+                connector=connector,
+                **opts,
             )
         finally:
+            if connector is not None:
+                connector.close()
             if spool is not None:
                 spool.close()
     finally:

@@ -51,6 +51,7 @@ __all__ = [
     "Outcome",
     "PollableConnection",
     "SendResult",
+    "SmtpConnection",
     "SmtpTransport",
     "StoredMail",
     "Transport",

@@ -18,6 +18,7 @@ a test states exactly which attempt fails:
 * ``hold_after=n``: the mails after the n-th accepted one are recorded, then held without
   a reply until :meth:`TestServer.release` (or the server stops): a test can SIGKILL a
   sending subprocess at a known point, or see a client time out.
+* ``data_reply``: the reply to the message data (lines joined by CRLF make a multi-line one).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Faults:
     drop_at: Collection[int] = ()
     drop_stage: str = "MAIL"
     hold_after: int | None = None
+    data_reply: str = "250 2.0.0 OK queued"
 
     def __post_init__(self) -> None:
         if self.temp_stage not in ("MAIL", "RCPT", "DATA"):
@@ -206,7 +208,7 @@ class _ScriptedHandler:
                 await asyncio.sleep(0.01)
             with self.lock:
                 self.accepted += 1
-        return "250 2.0.0 OK queued"
+        return self.faults.data_reply
 
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any

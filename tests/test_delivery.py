@@ -145,7 +145,7 @@ def test_quota_refusal_sends_nothing(tmp_path: Path, smtp_server: Server):
     assert "cap 100" in str(exc.value)
     with pytest.raises(QuotaExceededError):
         deliver(plan, progress=False)
-    assert server.received == []
+    assert server.received == [] and server.sessions == 0  # not even a knock on the door
     with Ledger.open(settings.db) as led:
         status = led.usage("light")
         assert (status.used, status.reserved) == (0, 0)
@@ -467,3 +467,19 @@ def test_resume_composes_everything_before_sending(tmp_path: Path, smtp_server: 
     assert live.received == []
     members.write_text(text.replace("①", ""), encoding="utf-8")
     assert resume(cid, make_settings(tmp_path, live), progress=False).sent == 4
+
+
+def test_a_server_that_stops_answering_leaves_only_its_mails_uncertain(
+    tmp_path: Path, smtp_server: Server
+):
+    server = smtp_server(faults=Faults(hold_after=3))
+    members = write_members(tmp_path / "m.csv", 5)
+    settings = make_settings(tmp_path, server, smtp=server.settings(timeout=0.5))
+    summary = deliver(
+        plan_campaign(spec_for(members), settings), progress=False, connections=1, retries=0
+    )
+    # 3 answered; the 4th and (after a reconnect) the 5th got no answer within the timeout
+    assert summary.sent == 3 and summary.status == "done"
+    assert [m for m, _ in summary.uncertain] == [1003, 1004]
+    assert len(member_mails(server)) == 5  # they did arrive: resending would mail twice
+    server.release()

@@ -926,3 +926,48 @@ def test_exchange_refusing_a_row_still_records_the_results(ledger: Ledger) -> No
         ledger.exchange(cid, [DeliveryResult(1, "sent", 250, "ok")], [1])
     assert states(ledger, cid) == {1: "sent", 2: "sending", 3: "pending"}
     assert ledger.usage("light").used == 2 and ledger.usage("light").reserved == 1
+
+
+def test_an_exchange_across_midnight_of_the_month_counts_in_the_new_month(ledger: Ledger) -> None:
+    cid = new_campaign(ledger, 3)
+    ledger.reserve(cid, 3, "light", now=LAST_SECOND_NOV)
+    ledger.exchange(cid, [], [1], now=LAST_SECOND_NOV)
+    # the usual one-commit step does not apply: the reservation moves to December first
+    done = DeliveryResult(1, "sent", 250, "ok")
+    assert ledger.exchange(cid, [done], [2], now=FIRST_SECOND_DEC) == 1
+    assert ledger.usage("light", "2026-11", now=FIRST_SECOND_DEC).used == 1
+    dec = ledger.usage("light", "2026-12", now=FIRST_SECOND_DEC)
+    assert (dec.used, dec.reserved) == (1, 1)
+    assert states(ledger, cid) == {1: "sent", 2: "sending", 3: "pending"}
+
+
+def test_an_exchange_under_another_process_reservation_keeps_only_the_results(db: Path) -> None:
+    with Ledger.open(db, clock=lambda: NOW) as led:
+        cid = new_campaign(led, 3)
+        led.reserve(cid, 3, "light")
+        led.exchange(cid, [], [1])
+        led._conn.execute("UPDATE reservations SET pid = pid + 1")  # as if another owned it
+        with pytest.raises(CampaignStateError, match="holds no reservation in this process"):
+            led.exchange(cid, [DeliveryResult(1, "sent", 250, "ok")], [2])
+        # the result still counts as news (the mail is out); the hand-over was refused
+        assert states(led, cid) == {1: "sent", 2: "pending", 3: "pending"}
+        assert led.usage("light").used == 1
+
+
+def test_version_2_drops_the_state_index_and_keeps_every_row(db: Path) -> None:
+    with Ledger.open(db, clock=lambda: NOW, migrations=MIGRATIONS[:1]) as led:
+        cid = new_campaign(led, 3)
+        led.reserve(cid, 3, "light")
+        led.exchange(cid, [], [1, 2])
+    conn = sqlite3.connect(db)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "deliveries_state" in indexes and SCHEMA_VERSION == 2
+    conn.close()
+    with Ledger.open(db, clock=lambda: NOW) as led:
+        assert states(led, cid) == {1: "sending", 2: "sending", 3: "pending"}
+        assert [r.member_id for r in led.pending(cid)] == [3]
+    conn = sqlite3.connect(db)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "deliveries_state" not in indexes
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import mailbox
 import os
+import select
 import smtplib
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,6 +30,9 @@ from bcartnb.transports import (
     DryRunTransport,
     MaildirTransport,
     Outcome,
+    PollableConnection,
+    SendResult,
+    SmtpConnection,
     SmtpTransport,
     Transport,
     read_maildir,
@@ -525,3 +531,93 @@ def test_held_mails_wait_for_release(smtp_server: Factory) -> None:
         server.release()
         sender.join(10)
     assert [r.outcome for r in results] == [Outcome.SENT]
+
+
+# --- one thread, several connections: begin / poll / advance --------------------------------
+
+
+def _drive(conns: list[SmtpConnection], results: dict[int, SendResult]) -> None:
+    """What the send loop does: poll the busy sockets, advance the ready ones, expire the late."""
+    while len(results) < len(conns):
+        busy = {c.fileno(): (i, c) for i, c in enumerate(conns) if i not in results}
+        poller = select.poll()
+        for fd in busy:
+            poller.register(fd, select.POLLIN)
+        wait = min(c.deadline for _, c in busy.values()) - time.monotonic()
+        ready = poller.poll(max(0, int(wait * 1000) + 1))
+        if not ready:
+            for i, c in busy.values():
+                if c.deadline <= time.monotonic():
+                    results[i] = c.expire()
+        for fd, _ in ready:
+            i, c = busy[fd]
+            got = c.advance()
+            if got is not None:
+                results[i] = got
+
+
+def test_one_thread_drives_several_connections_by_polling(smtp_server: Factory) -> None:
+    server = smtp_server(faults=Faults(reject={"b@example.jp"}))
+    with server.transport() as transport:
+        conns = [transport.connect() for _ in range(3)]
+        assert all(isinstance(c, PollableConnection) for c in conns)
+        raws = {f"{n}@example.jp": mail(to=f"{n}@example.jp", body=f".{n}\n") for n in "abc"}
+        results: dict[int, SendResult] = {}
+        for i, (to, raw) in enumerate(raws.items()):
+            assert conns[i].begin(SHOP, [to], raw) is None  # under way, not finished
+            assert cast(SmtpConnection, conns[i]).busy
+        _drive(cast(list[SmtpConnection], conns), results)
+        outcomes = [results[i].outcome for i in range(3)]
+        assert outcomes == [Outcome.SENT, Outcome.PERMANENT, Outcome.SENT]
+        assert results[1].code == 550 and not cast(SmtpConnection, conns[1]).busy
+        # the refused one reset its session, which carries the next mail
+        assert conns[1].send(SHOP, ["d@example.jp"], mail(to="d@example.jp")).sent
+    got = {r.recipients[0]: r.raw for r in server.received}
+    assert set(got) == {"a@example.jp", "c@example.jp", "d@example.jp"}
+    assert got["a@example.jp"] == raws["a@example.jp"]  # dot-stuffed on the wire, intact here
+    assert server.sessions == 3
+
+
+def test_a_multiline_reply_is_read_whole(smtp_server: Factory) -> None:
+    reply = "250-2.0.0 queued\r\n250-as ABC123\r\n250 2.0.0 OK"
+    server = smtp_server(faults=Faults(data_reply=reply))
+    with server.transport() as transport:
+        first = transport.send(SHOP, ["a@example.jp"], mail())
+        second = transport.send(SHOP, ["b@example.jp"], mail())  # in step with the server
+    assert first.sent and first.code == 250
+    assert first.message == "2.0.0 queued as ABC123 2.0.0 OK"
+    assert second.sent and len(server.received) == 2
+
+
+def test_a_polled_transaction_past_its_deadline_expires_as_uncertain(smtp_server: Factory) -> None:
+    server = smtp_server(faults=Faults(hold_after=0))
+    with server.transport(timeout=0.3) as transport:
+        conn = cast(SmtpConnection, transport.connect())
+        assert conn.begin(SHOP, ["a@example.jp"], mail()) is None
+        results: dict[int, SendResult] = {}
+        _drive([conn], results)
+        assert results[0].outcome is Outcome.UNCERTAIN
+        assert "no reply within 0.3 s" in results[0].message
+        assert not conn.alive and not conn.busy  # dropped: the next send reconnects
+    assert len(server.received) == 1
+
+
+def test_an_unreadable_reply_drops_the_connection(smtp_server: Factory) -> None:
+    server = smtp_server(faults=Faults(data_reply="OK, whatever"))
+    with server.transport() as transport:
+        result = transport.send(SHOP, ["a@example.jp"], mail())
+    assert result.outcome is Outcome.UNCERTAIN  # after the data: it may have arrived
+    assert "unreadable reply" in result.message
+
+
+def test_begin_twice_on_one_connection_is_a_bug(smtp_server: Factory) -> None:
+    server = smtp_server(faults=Faults(hold_after=0))
+    with server.transport(timeout=2) as transport:
+        conn = cast(SmtpConnection, transport.connect())
+        assert conn.begin(SHOP, ["a@example.jp"], mail()) is None
+        with pytest.raises(RuntimeError, match="already running"):
+            conn.begin(SHOP, ["b@example.jp"], mail())
+        server.release()
+        while (result := conn.advance()) is None:
+            pass
+        assert result.sent
