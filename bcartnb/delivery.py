@@ -32,8 +32,10 @@ import base64
 import contextlib
 import math
 import os
+import pickle
 import select
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -42,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
-from typing import Any, NamedTuple, cast
+from typing import IO, Any, NamedTuple, cast
 
 import pandas as pd
 
@@ -51,6 +53,7 @@ from bcartnb.campaign import CampaignPlan, CampaignSpec, plan_campaign
 from bcartnb.compose import ComposedMail, Composer, encode_header_words
 from bcartnb.exceptions import (
     CampaignStateError,
+    ComposeError,
     InputError,
     QuotaExceededError,
     SelectionError,
@@ -243,38 +246,50 @@ class _Spool:
 
     The compose check has to compose every mail anyway (an error in member 5,000 must stop
     us before member 1); keeping its bytes spares composing them all a second time while
-    sending. They go to an anonymous temporary file, not to memory, so a campaign of any
-    size needs a few bytes of index per member; the file has no name and vanishes when
+    sending. They go to anonymous temporary files, not to memory, so a campaign of any
+    size needs a few bytes of index per member; the files have no name and vanish when
     closed or when the process dies. The Date header is renewed as each mail goes out,
-    as if it had been composed then (a rate-limited campaign can take hours).
+    as if it had been composed then (a rate-limited campaign can take hours). With a
+    :class:`_SpoolHelper`, the second half is composed by a forked process meanwhile.
     """
 
-    def __init__(self, plan: CampaignPlan) -> None:
-        self._file = tempfile.TemporaryFile(prefix="bcartnb-spool-")  # noqa: SIM115 - closed by close()
-        self._index: dict[int, tuple[str, int, int, bytes]] = {}
+    def __init__(self, plan: CampaignPlan, helper: _SpoolHelper | None = None) -> None:
+        self._files: list[IO[bytes]] = []
+        self._index: dict[int, tuple[str, int, int, int, bytes]] = {}
         self._clock = plan.composer.clock
         self._date: tuple[int, bytes] = (-1, b"")
+        sendable = plan.audience.sendable
         try:
+            mine = sendable if helper is None else sendable.iloc[: helper.first_row]
+            self._add_file(_spool_file())
             offset = 0
-            write = self._file.write
+            write = self._files[0].write
             index = self._index
-            for mail in plan.composer.compose_all(plan.audience.sendable):
+            for mail in plan.composer.compose_all(mine):
                 raw = mail.raw
                 write(raw)
-                index[int(mail.member_id)] = (mail.to, offset, len(raw), mail.date.encode())
+                index[int(mail.member_id)] = (mail.to, 0, offset, len(raw), mail.date.encode())
                 offset += len(raw)
-            self._file.flush()
+            self._files[0].flush()
+            if helper is not None:
+                file, entries = helper.result(plan)
+                self._add_file(file)
+                for member_id, to, off, size, date in entries:
+                    index[member_id] = (to, 1, off, size, date)
         except BaseException:
-            self._file.close()
+            self.close()
             raise
+
+    def _add_file(self, file: IO[bytes]) -> None:
+        self._files.append(file)
 
     def __contains__(self, member_id: int) -> bool:
         return member_id in self._index
 
     def get(self, member_id: int) -> tuple[str, bytes]:
         """(address, bytes as they go out now) of one member's mail."""
-        to, offset, size, date = self._index[member_id]
-        raw = os.pread(self._file.fileno(), size, offset)
+        to, file, offset, size, date = self._index[member_id]
+        raw = os.pread(self._files[file].fileno(), size, offset)
         now = self._clock()
         key = int(now.timestamp())
         if self._date[0] != key:
@@ -286,14 +301,128 @@ class _Spool:
         return to, raw
 
     def close(self) -> None:
-        self._file.close()
+        for file in self._files:
+            file.close()
+        self._files = []
 
 
-def _spool_or_check(plan: CampaignPlan) -> _Spool | None:
+def _spool_file() -> IO[bytes]:
+    # closed by _Spool.close(); a large buffer makes a few big writes, not one per mail or two
+    return tempfile.TemporaryFile(prefix="bcartnb-spool-", buffering=1 << 20)
+
+
+class _SpoolHelper:
+    """A forked process that composes the second half of the spool while we compose the first.
+
+    Composing is pure CPU and the campaign waits for all of it before the first mail goes
+    out, so a second core halves that wait. Only where ``fork`` is cheap and safe: Linux, a
+    single Python thread (the command line; never inside a Jupyter kernel, whose threads a
+    fork would leave in an unknown state; Arrow's own pools re-create themselves after a
+    fork), and enough mails to be worth a process. The child
+    writes the bytes to a temporary file inherited from us and sends back the index; on an
+    error it says which row failed, and we compose that row here to raise the real error.
+    """
+
+    MIN_MAILS = 4000
+
+    @classmethod
+    def fork(cls, plan: CampaignPlan) -> _SpoolHelper | None:
+        n = len(plan.audience.sendable)
+        if (
+            n < cls.MIN_MAILS
+            or not sys.platform.startswith("linux")
+            or threading.active_count() != 1
+        ):
+            return None
+        # The first mail settles the composer's one-time choices (the HTML fast path)
+        # before they are copied into the child.
+        deque(plan.composer.compose_all(plan.audience.sendable.iloc[:1]), maxlen=0)
+        return cls(plan, n // 2)
+
+    def __init__(self, plan: CampaignPlan, first_row: int) -> None:
+        self.first_row = first_row  # the child composes from this row on
+        self.file: IO[bytes] | None = _spool_file()
+        self._read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: compose, report, leave without running any cleanup
+            os.close(self._read)
+            code = 0
+            try:
+                _compose_child(plan, first_row, self.file, write)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write)
+
+    def result(
+        self, plan: CampaignPlan
+    ) -> tuple[IO[bytes], list[tuple[int, str, int, int, bytes]]]:
+        """The child's file and index; its first error raised here as if composed here."""
+        chunks = []
+        while chunk := os.read(self._read, 1 << 16):
+            chunks.append(chunk)
+        self._reap()
+        try:
+            kind, payload = pickle.loads(b"".join(chunks))
+        except Exception as err:
+            raise ComposeError("the compose helper process ended without a result") from err
+        if kind == "error":
+            row, message = payload
+            at = self.first_row + row
+            member = plan.audience.sendable.iloc[at : at + 1]
+            deque(plan.composer.compose_all(member), maxlen=0)  # raises the real error
+            raise ComposeError(message)
+        file, self.file = self.file, None
+        assert file is not None
+        return file, payload
+
+    def _reap(self) -> None:
+        if self.pid:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = 0
+        if self._read >= 0:
+            os.close(self._read)
+            self._read = -1
+
+    def close(self) -> None:
+        """Stop the child if it still runs (our half failed, or Ctrl-C) and free its file."""
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        self._reap()
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _compose_child(plan: CampaignPlan, start: int, file: IO[bytes], pipe: int) -> None:
+    entries: list[tuple[int, str, int, int, bytes]] = []
+    try:
+        offset = 0
+        for mail in plan.composer.compose_all(plan.audience.sendable.iloc[start:]):
+            raw = mail.raw
+            file.write(raw)
+            entries.append((int(mail.member_id), mail.to, offset, len(raw), mail.date.encode()))
+            offset += len(raw)
+        file.flush()
+        payload = pickle.dumps(("ok", entries))
+    except Exception as err:
+        payload = pickle.dumps(("error", (len(entries), f"{type(err).__name__}: {err}")))
+    view = memoryview(payload)
+    while view:
+        view = view[os.write(pipe, view) :]
+    os.close(pipe)
+
+
+def _spool_or_check(plan: CampaignPlan, helper: _SpoolHelper | None = None) -> _Spool | None:
     """Compose every mail before the first goes out; keep them in a spool when there is room."""
     try:
-        return _Spool(plan)
+        return _Spool(plan, helper)
     except OSError:
+        if helper is not None:
+            helper.close()
         compose_check(plan)  # no room for the spool: check now, compose again to send
         return None
 
@@ -844,6 +973,7 @@ def deliver(
     led = ledger if ledger is not None else Ledger.open(plan.settings.db)
     tr = transport if transport is not None else transport_from_settings(plan.settings)
     spool: _Spool | None = None
+    helper: _SpoolHelper | None = None
     connector: _Connector | None = None
     options = _options(
         plan.settings,
@@ -865,8 +995,10 @@ def deliver(
                     f"{b.sent} sent): nobody is mailed twice; `bcartnb resume {b.campaign_id}` "
                     "continues it, or pass --repeat (repeat=True) to send it again on purpose"
                 )
+        helper = _SpoolHelper.fork(plan)  # forks: before the connector starts its threads
         connector = _connect_early(tr, plan, len(recipients), options["connections"])
-        spool = _spool_or_check(plan)  # an error in member 5,000 must stop us before member 1
+        # an error in member 5,000 must stop us before member 1
+        spool = _spool_or_check(plan, helper)
         cid = led.create_campaign(
             plan=plan.plan,
             params=plan.spec.to_params(),
@@ -893,6 +1025,8 @@ def deliver(
             **options,
         )
     finally:
+        if helper is not None:
+            helper.close()
         if connector is not None:
             connector.close()
         if spool is not None:
@@ -1067,11 +1201,12 @@ def resume(
             return summary
         opts = _options(settings, **options)
         n = len(todo) + len(maybe)
+        helper = _SpoolHelper.fork(plan)  # forks: before the connector starts its threads
         connector = _connect_early(tr, plan, n, opts["connections"])
         spool: _Spool | None = None
         try:
             # compose before sending, as a first run does: member data may have changed since
-            spool = _spool_or_check(plan)
+            spool = _spool_or_check(plan, helper)
             status = led.reserve(campaign_id, n, plan.plan)
             return _run(
                 plan,
@@ -1086,6 +1221,8 @@ def resume(
                 **opts,
             )
         finally:
+            if helper is not None:
+                helper.close()
             if connector is not None:
                 connector.close()
             if spool is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -483,3 +484,81 @@ def test_a_server_that_stops_answering_leaves_only_its_mails_uncertain(
     assert [m for m, _ in summary.uncertain] == [1003, 1004]
     assert len(member_mails(server)) == 5  # they did arrive: resending would mail twice
     server.release()
+
+
+# --- the forked compose helper (only ever used by a single-threaded process) ----------------
+
+HELPER_SCRIPT = r"""
+import json, os, sys
+from datetime import datetime
+from pathlib import Path
+from bcartnb.campaign import CampaignSpec, plan_campaign
+from bcartnb.delivery import _Spool, _SpoolHelper
+from bcartnb.exceptions import BcartnbError
+from bcartnb.quota import TOKYO
+from bcartnb.settings import Settings
+
+members, encoding = sys.argv[1], sys.argv[2]
+spec = CampaignSpec.from_mapping({
+    "members": members, "encoding": encoding,
+    "subject": "{{ 会社名 }} 様 12月のご案内",
+    "body": "{{ 会社名 }} {{ 担当者名 }} 様\nいつもありがとうございます。\n.ドットの行\n",
+})
+settings = Settings(plan="プラン10", from_addr="shop@example.co.jp", from_name="見本商事",
+                    db=Path(members).with_name("l.sqlite3"))
+plan = plan_campaign(spec, settings)
+plan.composer.clock = lambda: datetime(2026, 11, 27, 9, 0, tzinfo=TOKYO)
+ids = [int(i) for i in plan.audience.sendable["id"]]
+out = {"threads": __import__("threading").active_count()}
+try:
+    helper = _SpoolHelper(plan, len(ids) // 2)
+    try:
+        forked = _Spool(plan, helper)
+    finally:
+        helper.close()
+    serial = _Spool(plan)
+    out["same"] = all(forked.get(i) == serial.get(i) for i in ids)
+    out["files"] = len(forked._files)
+except BcartnbError as err:
+    out["error"] = f"{type(err).__name__}: {err}"
+try:
+    os.waitpid(-1, os.WNOHANG)
+    out["zombie"] = True
+except ChildProcessError:
+    out["zombie"] = False
+print(json.dumps(out, ensure_ascii=False))
+"""
+
+
+def _run_helper(tmp_path: Path, members: Path, encoding: str = "utf-8") -> dict[str, object]:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", HELPER_SCRIPT, str(members), encoding],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork helper is Linux only")
+def test_the_forked_half_of_the_spool_is_byte_for_byte_the_serial_one(tmp_path: Path):
+    members = write_members(tmp_path / "m.csv", 41)
+    out = _run_helper(tmp_path, members)
+    assert out == {"threads": 1, "same": True, "files": 2, "zombie": False}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork helper is Linux only")
+def test_an_error_in_the_forked_half_is_the_real_error_naming_the_member(tmp_path: Path):
+    members = write_members(
+        tmp_path / "m.csv", 6, extra="3000,①商事,鈴木,一郎,x@example.co.jp,東京都,受け取る\n"
+    )
+    out = _run_helper(tmp_path, members, "iso-2022-jp")
+    error = str(out["error"])
+    assert error.startswith("ComposeError: member 3000") and "①" in error
+    assert out["zombie"] is False
