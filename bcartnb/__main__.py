@@ -1,5 +1,3 @@
-import sys
+from bcartnb.cli import entry
 
-from bcartnb.cli import main
-
-sys.exit(main())
+entry()
