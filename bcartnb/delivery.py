@@ -1138,18 +1138,7 @@ def _run(
     if error is not None:
         raise TransportError(f"{error}; nothing more was sent: `bcartnb resume {cid}` continues")
     if final == "done":
-        deliveries = led.deliveries(cid)
-        failed = deliveries[deliveries["state"] == "failed"]
-        summary.failures = [
-            (int(m), str(a), None if c != c or c is None else int(c), str(t or ""))
-            for m, a, c, t in zip(
-                failed["member_id"],
-                failed["address"],
-                failed["code"],
-                failed["message"],
-                strict=True,
-            )
-        ]
+        summary.failures = led.failures(cid)
         summary.admin_copy = _send_admin_copy(plan, led, tr, summary)
     return summary
 

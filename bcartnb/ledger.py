@@ -722,6 +722,19 @@ class Ledger:
             frame[col] = pd.to_datetime(frame[col], utc=True).dt.tz_convert(TOKYO)
         return frame
 
+    def failures(self, campaign_id: str) -> list[tuple[int, str, int | None, str]]:
+        """(member id, address, SMTP code, reply) of each failed mail, in member id order."""
+        with self._read() as c:
+            self._status(c, campaign_id)
+            rows = c.execute(
+                "SELECT member_id, address, code, message FROM deliveries "
+                "WHERE campaign_id = ? AND state = 'failed' ORDER BY member_id",
+                (campaign_id,),
+            ).fetchall()
+        return [
+            (int(m), str(a), None if c is None else int(c), str(t or "")) for m, a, c, t in rows
+        ]
+
     # --- quota: reserve, usage ---------------------------------------------------------------
 
     def reserve(

@@ -267,7 +267,7 @@ class BaseTransport(ABC):
 _BARE_EOL = re.compile(rb"\r?\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _MAX_REPLY = 64 * 1024  # no SMTP reply is this long: a confused or hostile peer
-_IDLE, _MAIL, _RCPT, _DATA, _BODY, _RSET = range(6)  # where an SMTP transaction stands
+_IDLE, _MAIL, _RCPT, _DATA, _BODY, _RSET, _PIPE = range(7)  # where a transaction stands
 
 
 def _wire_data(raw: bytes) -> bytes:
@@ -400,10 +400,11 @@ class SmtpConnection(BaseConnection):
     smtplib opens the session (TLS, EHLO, AUTH: rare and delicate, well served by the
     standard library). Each mail's transaction is then driven here, straight on the socket,
     as a small state machine: :meth:`begin` writes ``MAIL FROM`` and returns, :meth:`advance`
-    reads a reply and writes the next command. So ONE thread can keep K connections busy
-    by polling their sockets (the send loop does), with no thread hand-overs and none of
-    smtplib's per-mail address parsing and whole-body regular expressions. :meth:`send` is
-    the same machine run to the end on one connection.
+    reads a reply and writes the next command (when the server offers PIPELINING, the whole
+    envelope goes in one write: two round trips fewer a mail). So ONE thread can keep K
+    connections busy by polling their sockets (the send loop does), with no thread
+    hand-overs and none of smtplib's per-mail address parsing and whole-body regular
+    expressions. :meth:`send` is the same machine run to the end on one connection.
     """
 
     def __init__(self, transport: SmtpTransport):
@@ -420,6 +421,7 @@ class SmtpConnection(BaseConnection):
         self._refused: dict[str, tuple[int, str]] = {}
         self._data = b""
         self._after_rset: SendResult | None = None
+        self._mail_reply: tuple[int, str] = (0, "")  # pipelined: MAIL's, awaited until DATA's
         self.deadline = 0.0
         """When the reply awaited now is overdue (``time.monotonic()``)."""
         self._open()
@@ -493,7 +495,13 @@ class SmtpConnection(BaseConnection):
             self._encoding = "utf-8"
         self._rcpts, self._next_rcpt, self._refused = list(recipients), 0, {}
         self._data = _LEADING_DOT.sub(b"..", data) if _needs_dots(data) else data
-        return self._command(f"MAIL FROM:<{envelope_from}>{options}", _MAIL)
+        mail_from = f"MAIL FROM:<{envelope_from}>{options}"
+        if "pipelining" in self._features:
+            # RFC 2920: the envelope in one write, the replies read in order; saves two
+            # round trips a mail, which over the internet is most of the time a mail takes.
+            lines = [mail_from, *(f"RCPT TO:<{r}>" for r in self._rcpts), "DATA"]
+            return self._command("\r\n".join(lines), _PIPE)
+        return self._command(mail_from, _MAIL)
 
     def advance(self) -> SendResult | None:
         """Read what the server sent and step on: the result when the transaction ends, else None.
@@ -578,17 +586,12 @@ class SmtpConnection(BaseConnection):
                 code, text = next((r for r in replies if r[0] < 500), replies[0])
                 return self._reset(SendResult(_outcome_for(code), code, text, self._refused))
             return self._command("DATA", _DATA)
+        if step == _PIPE:
+            return self._on_pipelined_reply(code, text)
         if step == _DATA:
             if code != 354:
                 return self._refused_after(code, text)
-            self._step = _BODY  # from here on a drop leaves the outcome uncertain
-            self.deadline = time.monotonic() + self._timeout
-            try:
-                assert self._sock is not None
-                self._sock.sendall(self._data + b".\r\n")
-            except OSError as err:
-                return self._lost(_reply_or_str(err))
-            return None
+            return self._send_body()
         if step == _BODY:
             self._step = _IDLE
             if code != 250:
@@ -601,6 +604,51 @@ class SmtpConnection(BaseConnection):
             self._drop()
         assert result is not None
         return result
+
+    def _send_body(self) -> SendResult | None:
+        self._step = _BODY  # from here on a drop leaves the outcome uncertain
+        self.deadline = time.monotonic() + self._timeout
+        try:
+            assert self._sock is not None
+            self._sock.sendall(self._data + b".\r\n")
+        except OSError as err:
+            return self._lost(_reply_or_str(err))
+        return None
+
+    def _on_pipelined_reply(self, code: int, text: str) -> SendResult | None:
+        """Replies to MAIL, each RCPT and DATA, in that order; decided at DATA's."""
+        n = len(self._rcpts)
+        i, self._next_rcpt = self._next_rcpt, self._next_rcpt + 1
+        if code == 421:  # the server is closing: nothing more will come
+            self._drop()
+            return SendResult(Outcome.TEMPORARY, code, text, self._refused)
+        if i == 0:
+            self._mail_reply = (code, text)
+            if code == 530:
+                return self._refused_sender(code, text)
+            return None
+        mail_code, mail_text = self._mail_reply
+        if i <= n:
+            if mail_code == 250 and code not in (250, 251):
+                self._refused[self._rcpts[i - 1]] = (code, text)
+            return None
+        if mail_code != 250:
+            result = SendResult(_outcome_for(mail_code), mail_code, mail_text, {})
+        elif len(self._refused) == n:
+            # All refused: retry only if some refusal was temporary.
+            replies = list(self._refused.values())
+            first = next((r for r in replies if r[0] < 500), replies[0])
+            result = SendResult(_outcome_for(first[0]), first[0], first[1], self._refused)
+        elif code == 354:
+            return self._send_body()
+        else:
+            return self._refused_after(code, text)
+        if code == 354:
+            # A server that says "go ahead" with no transaction to go ahead with: leave
+            # rather than send anything it might deliver.
+            self._drop()
+            return result
+        return self._reset(result)
 
     def _lost(self, why: str) -> SendResult:
         step = self._step

@@ -19,7 +19,11 @@ members (+1 for bcartnb's admin copy).
 Peak memory: ``bcartnb run --send`` of the larger list in a fresh child python that runs it
 and reports ``RUSAGE_CHILDREN.ru_maxrss`` (the peak RSS of its only child).
 
+bcartnb and mailmerge run alternately ``--pairs`` times (3 by default) and the medians are
+compared: the machine is shared, and one noisy minute must not decide the ratio.
+
 Run: .venv/bin/python bench/bench_delivery.py [--members N] [--memory-members N] [--quick]
+[--pairs N] [--no-memory]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import json
 import os
 import resource
 import smtplib
+import statistics
 import subprocess
 import sys
 import threading
@@ -69,6 +74,11 @@ from bcartnb.sink import SmtpServerThread
 
 class Count:
     n = 0
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if sys.argv[1:] == ["--pipelining"]:  # as Postfix, Gmail or SES do
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
     async def handle_DATA(self, server, session, envelope):
         Count.n += len(envelope.rcpt_tos)
         return "250 2.0.0 OK"
@@ -92,9 +102,9 @@ print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, wall)
 
 
 class CountingServer:
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = False) -> None:
         self.proc = subprocess.Popen(
-            [str(PY), "-c", SERVER],
+            [str(PY), "-c", SERVER, *(["--pipelining"] if pipelining else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -372,6 +382,12 @@ def main() -> int:
     parser.add_argument("--memory-members", type=int, default=60_000)
     parser.add_argument("--quick", action="store_true", help="2,000 members, memory at 10,000")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="bcartnb and mailmerge run alternately this many times; medians reported",
+    )
     args = parser.parse_args()
     n, n_mem = (2_000, 10_000) if args.quick else (args.members, args.memory_members)
 
@@ -387,16 +403,29 @@ def main() -> int:
     results: list[tuple[str, float, float, float]] = []
     server = CountingServer()
     try:
-        c = children_cpu()
-        wall, summary = run_bcartnb(files, server.port)
-        assert summary["sent"] == n and summary["status"] == "done", summary
-        srv = check(server, n + 1, "bcartnb")  # + the admin copy
-        results.append(("bcartnb run --send (4 connections)", wall, children_cpu() - c, srv))
-
-        c = children_cpu()
-        wall = run_mailmerge(exe, files, server.port)
-        srv = check(server, n, "mailmerge")
-        results.append(("mailmerge 2.3.0 (a session per mail)", wall, children_cpu() - c, srv))
+        # Alternate the two, so a noisy minute on a shared machine hits both alike.
+        pairs: list[tuple[tuple[float, float, float], tuple[float, float, float]]] = []
+        for i in range(max(1, args.pairs)):
+            c = children_cpu()
+            wall, summary = run_bcartnb(files, server.port)
+            assert summary["sent"] == n and summary["status"] == "done", summary
+            srv = check(server, n + 1, "bcartnb")  # + the admin copy
+            ours = (wall, children_cpu() - c, srv)
+            c = children_cpu()
+            wall = run_mailmerge(exe, files, server.port)
+            srv = check(server, n, "mailmerge")
+            theirs = (wall, children_cpu() - c, srv)
+            pairs.append((ours, theirs))
+            print(
+                f"pair {i + 1}: bcartnb {n / ours[0]:,.0f} msg/s, mailmerge "
+                f"{n / theirs[0]:,.0f} msg/s: {theirs[0] / ours[0]:.2f}x",
+                flush=True,
+            )
+        ours = statistics.median_low(p[0] for p in pairs)
+        theirs = statistics.median_low(p[1] for p in pairs)
+        pair_ratios = sorted(t[0] / o[0] for o, t in pairs)
+        results.append(("bcartnb run --send (4 connections)", *ours))
+        results.append(("mailmerge 2.3.0 (a session per mail)", *theirs))
 
         c = own_cpu()
         wall = run_smtplib(files, server.port)
@@ -408,6 +437,18 @@ def main() -> int:
         results.append(("wire only: SmtpTransport x4, no compose/journal", wall, cpu, srv))
         for name, wall, _cpu, _srv in results:
             print(f"{name}: {wall:.2f} s, {n / wall:,.0f} msg/s", flush=True)
+
+        # The same run against a server that offers PIPELINING (aiosmtpd does not by
+        # itself; real servers do): not part of the target, which is against plain aiosmtpd.
+        piped = CountingServer(pipelining=True)
+        try:
+            c = children_cpu()
+            wall, summary = run_bcartnb(files, piped.port)
+            assert summary["sent"] == n, summary
+            srv = check(piped, n + 1, "bcartnb (PIPELINING)")
+            extra = ("bcartnb run --send, server offers PIPELINING", wall, children_cpu() - c, srv)
+        finally:
+            piped.close()
 
         startup = import_time()
         mem = None
@@ -430,6 +471,11 @@ def main() -> int:
             f"| {name} | {wall:.2f} | {n / wall:,.0f} | {ratio} | {cpu / n * 1000:.2f} "
             f"| {srv / n * 1000:.2f} |"
         )
+    name, wall, cpu, srv = extra
+    print(
+        f"| {name} | {wall:.2f} | {n / wall:,.0f} | {(n / wall) / m:.1f}x mailmerge "
+        f"| {cpu / n * 1000:.2f} | {srv / n * 1000:.2f} |"
+    )
     cost = [(cpu + srv) / n * 1000 for _, _, cpu, srv in results]
     print(
         f"\nCPU per message, sender + server: bcartnb {cost[0]:.2f} ms, mailmerge "
@@ -445,7 +491,12 @@ def main() -> int:
             f"({wall:.1f} s, {n_mem / wall:,.0f} msg/s); target <= 300 MB"
         )
         ok = ok and mb <= 300
-    print(f"target >= 4x mailmerge: {'met' if b / m >= 4 else 'MISSED'} ({b / m:.1f}x)")
+    print(
+        f"bcartnb / mailmerge over {len(pair_ratios)} alternating pairs: "
+        + ", ".join(f"{r:.2f}x" for r in pair_ratios)
+        + f" (median walls: {b / m:.2f}x)"
+    )
+    print(f"target >= 4x mailmerge: {'met' if b / m >= 4 else 'MISSED'} ({b / m:.2f}x)")
     return 0 if ok else 1
 
 

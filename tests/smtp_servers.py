@@ -19,6 +19,8 @@ a test states exactly which attempt fails:
   a reply until :meth:`TestServer.release` (or the server stops): a test can SIGKILL a
   sending subprocess at a known point, or see a client time out.
 * ``data_reply``: the reply to the message data (lines joined by CRLF make a multi-line one).
+* ``pipelining=True``: EHLO offers PIPELINING (RFC 2920), as Postfix and most providers do;
+  each mail then records whether its envelope came in one write (``Received.pipelined``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Received:
     raw: bytes
     auth_user: str | None
     tls: bool
+    pipelined: bool = False  # the RCPT command had already arrived when MAIL was handled
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Faults:
     drop_stage: str = "MAIL"
     hold_after: int | None = None
     data_reply: str = "250 2.0.0 OK queued"
+    pipelining: bool = False
 
     def __post_init__(self) -> None:
         if self.temp_stage not in ("MAIL", "RCPT", "DATA"):
@@ -141,6 +145,19 @@ class _ScriptedHandler:
         return reply
 
     # --- aiosmtpd hooks ------------------------------------------------------------------
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.faults.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
@@ -152,6 +169,8 @@ class _ScriptedHandler:
             txn = self.transactions
         envelope.bcartnb_txn = txn  # type: ignore[attr-defined]
         envelope.bcartnb_conn = conn  # type: ignore[attr-defined]
+        waiting = bytes(getattr(server._reader, "_buffer", b""))
+        envelope.bcartnb_pipelined = b"RCPT TO" in waiting.upper()  # type: ignore[attr-defined]
         if txn in self.faults.drop_at and self.faults.drop_stage == "MAIL":
             return await self._drop(server)
         reply = await self._temp(server, "MAIL", envelope)
@@ -191,6 +210,7 @@ class _ScriptedHandler:
             raw=envelope.original_content or b"",
             auth_user=login,
             tls=session.ssl is not None,
+            pipelined=envelope.bcartnb_pipelined,  # type: ignore[attr-defined]
         )
         with self.lock:
             self.received.append(mail)

@@ -562,3 +562,15 @@ def test_an_error_in_the_forked_half_is_the_real_error_naming_the_member(tmp_pat
     error = str(out["error"])
     assert error.startswith("ComposeError: member 3000") and "①" in error
     assert out["zombie"] is False
+
+
+def test_a_campaign_through_a_pipelining_server(tmp_path: Path, smtp_server: Server):
+    server = smtp_server(faults=Faults(pipelining=True, reject={"user3@example.co.jp"}))
+    members = write_members(tmp_path / "m.csv", 9)
+    settings = make_settings(tmp_path, server)
+    summary = deliver(plan_campaign(spec_for(members), settings), progress=False)
+    assert (summary.sent, summary.failed, summary.admin_copy) == (8, 1, "sent")
+    assert sorted(member_mails(server)) == sorted(
+        f"user{i}@example.co.jp" for i in range(9) if i != 3
+    )
+    assert all(r.pipelined for r in server.received)

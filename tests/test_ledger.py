@@ -971,3 +971,24 @@ def test_version_2_drops_the_state_index_and_keeps_every_row(db: Path) -> None:
     assert "deliveries_state" not in indexes
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     conn.close()
+
+
+def test_failures_lists_the_failed_mails_with_their_replies(ledger: Ledger) -> None:
+    cid = new_campaign(ledger, 4)
+    ledger.reserve(cid, 4, "light")
+    ledger.exchange(cid, [], [1, 2, 3, 4])
+    ledger.mark_results(
+        cid,
+        [
+            DeliveryResult(1, "sent", 250, "ok"),
+            DeliveryResult(2, "failed", 550, "5.1.1 User unknown"),
+            DeliveryResult(3, "failed", None, None),
+            DeliveryResult(4, "pending", 451, "later"),
+        ],
+    )
+    address = {r.member_id: r.address for r in ledger.pending(cid)}
+    assert ledger.failures(cid) == [
+        (2, ledger.deliveries(cid)["address"][1], 550, "5.1.1 User unknown"),
+        (3, ledger.deliveries(cid)["address"][2], None, ""),
+    ]
+    assert list(address) == [4]

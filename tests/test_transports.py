@@ -621,3 +621,59 @@ def test_begin_twice_on_one_connection_is_a_bug(smtp_server: Factory) -> None:
         while (result := conn.advance()) is None:
             pass
         assert result.sent
+
+
+# --- PIPELINING (RFC 2920) ---------------------------------------------------------------------
+
+
+def test_the_envelope_goes_in_one_write_when_the_server_offers_pipelining(
+    smtp_server: Factory,
+) -> None:
+    plain = smtp_server()
+    piped = smtp_server(faults=Faults(pipelining=True))
+    for server in (plain, piped):
+        with server.transport() as transport:
+            for to in ("a@example.jp", "b@example.jp"):
+                assert transport.send(SHOP, [to], mail(to=to)).sent
+    assert [r.pipelined for r in plain.received] == [False, False]
+    assert [r.pipelined for r in piped.received] == [True, True]
+    assert [r.raw for r in piped.received] == [r.raw for r in plain.received]
+
+
+def test_pipelined_refusals_are_read_in_order(smtp_server: Factory) -> None:
+    server = smtp_server(
+        faults=Faults(pipelining=True, reject={"b@example.jp"}, defer={"c@example.jp": 1})
+    )
+    with server.transport() as transport:
+        partly = transport.send(SHOP, ["a@example.jp", "b@example.jp"], mail())
+        refused = transport.send(SHOP, ["b@example.jp"], mail())  # DATA then gets 503
+        deferred = transport.send(SHOP, ["b@example.jp", "c@example.jp"], mail())
+        after = transport.send(SHOP, ["c@example.jp"], mail())  # the session is still in step
+    assert partly.sent and partly.refused == {"b@example.jp": (550, "5.1.1 User unknown")}
+    assert refused.outcome is Outcome.PERMANENT and refused.code == 550
+    assert deferred.outcome is Outcome.TEMPORARY and deferred.code == 451  # one was temporary
+    assert after.sent
+    assert [r.recipients for r in server.received] == [("a@example.jp",), ("c@example.jp",)]
+    assert server.sessions == 1
+
+
+def test_a_pipelined_mail_from_refusal_and_a_421(smtp_server: Factory) -> None:
+    server = smtp_server(faults=Faults(pipelining=True, temp_fail=1))
+    with server.transport() as transport:
+        first = transport.send(SHOP, ["a@example.jp"], mail())
+        second = transport.send(SHOP, ["a@example.jp"], mail())
+    assert first.outcome is Outcome.TEMPORARY and first.code == 451
+    assert second.sent and len(server.received) == 1
+    busy = smtp_server(faults=Faults(pipelining=True, temp_fail=1, temp_reply="421 4.7.0 Busy"))
+    with busy.transport() as transport:
+        dropped = transport.send(SHOP, ["a@example.jp"], mail())
+        again = transport.send(SHOP, ["a@example.jp"], mail())  # reconnects
+    assert dropped.outcome is Outcome.TEMPORARY and dropped.code == 421
+    assert again.sent and busy.sessions == 2
+
+
+def test_pipelining_server_requiring_auth_stops_the_campaign(smtp_server: Factory) -> None:
+    server = smtp_server(faults=Faults(pipelining=True), auth_required=True, users={"u": "p"})
+    with server.transport() as transport, pytest.raises(TransportError, match="requires AUTH"):
+        transport.send(SHOP, ["a@example.jp"], mail())
+    assert server.received == []
