@@ -679,6 +679,10 @@ class _Sender:
                         break
                     batch.append(item)
                 if batch or self.unrecorded:
+                    if self.in_flight:
+                        # replies that came in meanwhile: step those connections on first,
+                        # so the server has their next commands while we commit
+                        self.collect(timeout=0)
                     results, self.unrecorded = self.unrecorded, []
                     try:
                         self.counted += self.ledger.exchange(
