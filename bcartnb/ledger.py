@@ -119,6 +119,7 @@ import secrets
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -367,6 +368,22 @@ def _os_user() -> str:
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
 
 
+def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> str:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the file.
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once,
+    without its busy wait, when processes racing to open a new ledger hold it for a moment.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
 def _ts(dt: datetime) -> str:
     return dt.astimezone(TOKYO).isoformat(timespec="milliseconds")
 
@@ -465,7 +482,7 @@ class Ledger:
             _validate_and_migrate(conn, p, timeout, migrations)
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _switch_to_wal(conn, timeout)
             if str(mode).lower() != "wal":
                 raise LedgerError(f"{p}: cannot switch the ledger to WAL mode (got {mode})")
         except BaseException as exc:
