@@ -125,6 +125,11 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
 
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set (else :meth:`acquire` never waits)."""
+        return bool(self._windows)
+
     def acquire(self) -> None:
         """Block until one more send fits in every window, then record it."""
         if not self._windows:
@@ -261,7 +266,7 @@ class _Spool:
         sendable = plan.audience.sendable
         try:
             mine = sendable if helper is None else sendable.iloc[: helper.first_row]
-            self._add_file(_spool_file())
+            self._files.append(_spool_file())
             offset = 0
             write = self._files[0].write
             index = self._index
@@ -273,15 +278,12 @@ class _Spool:
             self._files[0].flush()
             if helper is not None:
                 file, entries = helper.result(plan)
-                self._add_file(file)
+                self._files.append(file)
                 for member_id, to, off, size, date in entries:
                     index[member_id] = (to, 1, off, size, date)
         except BaseException:
             self.close()
             raise
-
-    def _add_file(self, file: IO[bytes]) -> None:
-        self._files.append(file)
 
     def __contains__(self, member_id: int) -> bool:
         return member_id in self._index
@@ -318,9 +320,9 @@ class _SpoolHelper:
     out, so a second core halves that wait. Only where ``fork`` is cheap and safe: Linux, a
     single Python thread (the command line; never inside a Jupyter kernel, whose threads a
     fork would leave in an unknown state; Arrow's own pools re-create themselves after a
-    fork), and enough mails to be worth a process. The child
-    writes the bytes to a temporary file inherited from us and sends back the index; on an
-    error it says which row failed, and we compose that row here to raise the real error.
+    fork), and enough mails to be worth a process. The child writes the bytes to a
+    temporary file inherited from us and sends back the index; on an error it says which
+    row failed, and we compose that row here to raise the real error.
     """
 
     MIN_MAILS = 4000
@@ -695,7 +697,16 @@ class _Sender:
                         self.unrecorded = results + self.unrecorded  # rolled back: record later
                         raise
                     self._account(results)
-                    for r, to, raw in batch:
+                    for i, (r, to, raw) in enumerate(batch):
+                        try:
+                            self._pace()
+                        except KeyboardInterrupt:
+                            # marked sending but never started: back to pending, refunded
+                            self.unrecorded += [
+                                DeliveryResult(m.member_id, "pending", None, "stopped", False)
+                                for m, _, _ in batch[i:]
+                            ]
+                            raise
                         self._start(_Job(r.member_id, to, raw, r.attempts + 1))
                 if self.in_flight:
                     self.collect()
@@ -703,6 +714,17 @@ class _Sender:
                     break
         if self.fatal is not None:
             raise self.fatal
+
+    def _pace(self) -> None:
+        """Wait for the rate limit, the one wait a Ctrl-C may cut short before a mail starts."""
+        if not self.limiter.limited:
+            return
+        self.critical = False
+        try:
+            self._checkpoint()
+            self.limiter.acquire()
+        finally:
+            self.critical = True
 
     def _start(self, job: _Job) -> None:
         """Begin one mail on an idle connection, (re)connecting it first if need be."""
@@ -720,7 +742,6 @@ class _Sender:
                         conn.close()
                 conn = slot.conn = self.transport.connect()
                 slot.polled = isinstance(conn, PollableConnection)
-            self.limiter.acquire()
             if slot.polled:
                 res = cast(PollableConnection, conn).begin(self.envelope_from, [job.to], job.raw)
                 if res is None:

@@ -574,3 +574,36 @@ def test_a_campaign_through_a_pipelining_server(tmp_path: Path, smtp_server: Ser
         f"user{i}@example.co.jp" for i in range(9) if i != 3
     )
     assert all(r.pipelined for r in server.received)
+
+
+def test_ctrl_c_while_the_rate_limit_waits_stops_at_once_and_refunds(
+    tmp_path: Path, smtp_server: Server
+):
+    import faulthandler
+    import os
+    import signal
+    import threading
+    import time
+
+    server = smtp_server()
+    members = write_members(tmp_path / "m.csv", 4)
+    settings = make_settings(tmp_path, server)
+    plan = plan_campaign(spec_for(members), settings)
+    # two mails an hour: the third waits for the limit, and the Ctrl-C lands in that wait
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    faulthandler.dump_traceback_later(120, exit=True)  # a hang here must not hang the suite
+    timer.start()
+    started = time.monotonic()
+    try:
+        summary = deliver(plan, progress=False, rate_per_hour=2, connections=1)
+    finally:
+        timer.cancel()
+        faulthandler.cancel_dump_traceback_later()
+    assert time.monotonic() - started < 30  # not an hour later
+    assert summary.status == "interrupted" and summary.uncertain == []
+    assert (summary.sent, summary.pending) == (2, 2) and len(member_mails(server)) == 2
+    assert summary.quota["used_after"] == 2  # the one marked but never started was refunded
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    done = resume(summary.campaign_id, settings, progress=False)
+    assert done.status == "done" and done.sent == 4
+    assert sorted(member_mails(server)) == sorted(f"user{i}@example.co.jp" for i in range(4))
