@@ -212,6 +212,12 @@ def test_wizard_sends_to_the_two_checked_members_and_the_admin(
         assert str(msg["Subject"]) == template.subject.replace("{{ 会社名 }}", companies[member_id])
         assert companies[member_id] in msg.get_content()
 
+    # 新しい配信を作成: the member list again, ticks cleared, for the next campaign
+    page.locator(".bcartnb-new-campaign").click()
+    expect(page.locator(".bcartnb-send-checked")).to_be_visible(timeout=UI_TIMEOUT)
+    expect(page.locator(".bcartnb-checked-count")).to_have_text("チェックした会員: 0件")
+    expect(page.locator(".bcartnb-done")).to_be_hidden()
+
 
 def test_over_the_quota_the_wizard_refuses_and_sends_nothing(
     open_wizard: Callable[[str], Opened], shots: Callable[[str], Screenshots]

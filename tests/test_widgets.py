@@ -351,7 +351,7 @@ bcartnb-checked-count bcartnb-result-count bcartnb-send-all bcartnb-send-checked
 bcartnb-quota bcartnb-counts bcartnb-template bcartnb-subject bcartnb-body bcartnb-html
 bcartnb-signature bcartnb-opt-in bcartnb-to-confirm
 bcartnb-confirm-counts bcartnb-preview bcartnb-preview-member bcartnb-warnings bcartnb-back
-bcartnb-send bcartnb-progress bcartnb-done
+bcartnb-send bcartnb-progress bcartnb-done bcartnb-new-campaign
 """
 API_CLASSES = _API.split()
 
@@ -369,6 +369,7 @@ def test_every_css_class_of_the_contract_is_there(wizard: Wizard) -> None:
         "確認画面へ",
         "戻る",
         "送信",
+        "新しい配信を作成",
     } <= buttons
 
 
@@ -457,3 +458,37 @@ def test_progress_bar_moves_during_the_send(wizard: Wizard, server: TestServer) 
     moves = [v for v in seen if v > 0]
     assert moves == sorted(moves) and moves[-1] == total
     assert len(set(moves)) > 1  # it moved while sending, not only at the end
+
+
+def test_new_campaign_after_a_send_without_a_new_cell(wizard: Wizard, server: TestServer) -> None:
+    again = wizard.sending.again
+    assert again.layout.display == "none"  # nothing sent yet
+    wizard.table.check([1001, 1002])
+    wizard.send_checked.click()
+    wizard.compose.template.value = "テキストニュースレター"
+    wizard.compose.to_confirm.click()
+    wizard.confirm.send.click()
+    assert wizard.stage == "done" and again.layout.display is None
+    first = wizard.result
+    assert first is not None and first.sent == 2
+
+    again.click()
+    assert wizard.stage == "select" and wizard.result is None and wizard.plan is None
+    assert wizard.table.checked == () and "新しい配信" in wizard.status.value
+    wizard.table.check([1003])
+    wizard.send_checked.click()
+    assert wizard.compose.template.value == "テキストニュースレター"  # the form kept it
+    wizard.compose.to_confirm.click()
+    assert wizard.stage == "confirm" and not wizard.confirm.send.disabled
+    wizard.confirm.send.click()
+    assert wizard.stage == "done", wizard.status.value
+    assert wizard.result is not None and wizard.result.sent == 1
+    assert wizard.result.campaign_id != first.campaign_id
+    server.wait_for(5)  # 2 + 1 members, one admin copy each
+    assert member_mails(server) == [
+        "user1001@example.co.jp",
+        "user1002@example.co.jp",
+        "user1003@example.co.jp",
+    ]
+    with Ledger.open(wizard.settings.db) as led:
+        assert list(led.campaigns()["sent"]) == [2, 1]

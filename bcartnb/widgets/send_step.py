@@ -1,4 +1,5 @@
-"""Step 5, 送信: the progress bar, then 「メール送信を完了いたしました。」 and the counts.
+"""Step 5, 送信: the progress bar, then 「メール送信を完了いたしました。」, the counts and
+「新しい配信を作成」 (bcartnb-new-campaign), back to the member list for the next campaign.
 
 The send runs in the kernel's main thread; ``deliver`` reports each finished mail to
 :meth:`SendStep.update`, which moves ``progress`` (bcartnb-progress) live: widget updates go
@@ -24,7 +25,10 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.output = widgets.Output()
         self.done = widgets.HTML("")
         self.done.add_class("bcartnb-done")
-        super().__init__([self.progress, self.output, self.done])
+        self.again = widgets.Button(description="新しい配信を作成", button_style="primary")
+        self.again.add_class("bcartnb-new-campaign")
+        self.again.layout.display = "none"  # shown once a campaign has gone out
+        super().__init__([self.progress, self.output, self.done, self.again])
 
     def start(self, total: int) -> None:
         self.progress.max = max(total, 1)
@@ -32,6 +36,7 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.progress.bar_style = "info"
         self.progress.description = "送信中"
         self.done.value = ""
+        self.again.layout.display = "none"
 
     def update(self, finished: int, total: int) -> None:
         """``deliver``'s progress callback: mails whose outcome is known, of the campaign."""
@@ -47,6 +52,7 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.progress.description = "送信完了" if summary.status == "done" else "中断"
         lines = [html.escape(line) for line in summary.message().splitlines()]
         self.done.value = "<br>".join(lines)
+        self.again.layout.display = None
 
     def failed(self) -> None:
         self.progress.bar_style = "danger"

@@ -120,6 +120,7 @@ class Wizard:
         self.confirm.back.on_click(lambda _b: self._back())
         self.confirm.send.on_click(lambda _b: self._send())
         self.confirm.test_send.on_click(lambda _b: self._send_test())
+        self.sending.again.on_click(lambda _b: self._new_campaign())
         self.confirm.test_to.value = self.settings.admin or ""
         self.stage = "select"
         self._go("select")
@@ -158,6 +159,7 @@ class Wizard:
             self.send_checked,
             *self.compose.controls,
             *self.confirm.controls,
+            self.sending.again,
         ]
 
     def show(self) -> None:
@@ -366,6 +368,24 @@ class Wizard:
         self.sending.finish(summary)
         self._go("done")
         self.status.info(summary.message().splitlines()[0])
+
+    def _new_campaign(self) -> None:
+        """新しい配信を作成: the member list again, for the next campaign, without a new cell.
+
+        The search and the form keep what was typed (the next mail is often a variation);
+        the ticks are cleared, and the campaign just sent stays in the history. Sending the
+        very same campaign to the very same members again is still refused by ``deliver``.
+        """
+        if self.stage != "done":
+            return
+        self.plan = self.spec = self.result = None
+        self._send_started = False
+        self.confirm.send.disabled = False
+        self.table.uncheck(self.table.checked)
+        self._checked = ()
+        self._go("select")
+        self.apply_filter()
+        self.status.info("新しい配信: 送信先を絞り込み、会員を選んでください")
 
     # --- screens ---------------------------------------------------------------------------
 
