@@ -581,10 +581,7 @@ class SmtpConnection(BaseConnection):
             if self._next_rcpt < len(self._rcpts):
                 return self._command(f"RCPT TO:<{self._rcpts[self._next_rcpt]}>", _RCPT)
             if len(self._refused) == len(self._rcpts):
-                # All refused: retry only if some refusal was temporary.
-                replies = list(self._refused.values())
-                code, text = next((r for r in replies if r[0] < 500), replies[0])
-                return self._reset(SendResult(_outcome_for(code), code, text, self._refused))
+                return self._reset(self._all_refused())
             return self._command("DATA", _DATA)
         if step == _PIPE:
             return self._on_pipelined_reply(code, text)
@@ -604,6 +601,12 @@ class SmtpConnection(BaseConnection):
             self._drop()
         assert result is not None
         return result
+
+    def _all_refused(self) -> SendResult:
+        """Every recipient refused: retry only if some refusal was temporary."""
+        replies = list(self._refused.values())
+        code, text = next((r for r in replies if r[0] < 500), replies[0])
+        return SendResult(_outcome_for(code), code, text, self._refused)
 
     def _send_body(self) -> SendResult | None:
         self._step = _BODY  # from here on a drop leaves the outcome uncertain
@@ -635,10 +638,7 @@ class SmtpConnection(BaseConnection):
         if mail_code != 250:
             result = SendResult(_outcome_for(mail_code), mail_code, mail_text, {})
         elif len(self._refused) == n:
-            # All refused: retry only if some refusal was temporary.
-            replies = list(self._refused.values())
-            first = next((r for r in replies if r[0] < 500), replies[0])
-            result = SendResult(_outcome_for(first[0]), first[0], first[1], self._refused)
+            result = self._all_refused()
         elif code == 354:
             return self._send_body()
         else:
