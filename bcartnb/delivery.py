@@ -609,6 +609,15 @@ class _Sender:
         if self.bar is not None:
             self.bar.close()
 
+    def spare_connection(self) -> Connection | None:
+        """An open, idle connection the caller now owns (for the admin copy), if any."""
+        for slot in self.slots:
+            conn = slot.conn
+            if slot.job is None and conn is not None and conn.alive:
+                slot.conn = None
+                return conn
+        return None
+
     # --- Ctrl-C ------------------------------------------------------------------------
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -921,8 +930,13 @@ def _admin_copy(
 
 
 def _send_admin_copy(
-    plan: CampaignPlan, ledger: Ledger, transport: Transport, summary: DeliverySummary
+    plan: CampaignPlan,
+    ledger: Ledger,
+    transport: Transport,
+    summary: DeliverySummary,
+    conn: Connection | None = None,
 ) -> str | None:
+    """The admin copy, once per campaign, over ``conn`` when given (no new TLS login)."""
     admin = plan.settings.admin
     if not admin:
         summary.warnings.append("管理者アドレス（admin）が未設定のため、配信控えを送っていません。")
@@ -932,8 +946,14 @@ def _send_admin_copy(
     sample = next(iter(plan.composer.compose_all(plan.audience.sendable.head(1))), None)
     raw = _admin_copy(plan, summary, sample, now_tokyo())
     try:
-        with transport.connect() as conn:
+        res = None
+        if conn is not None and conn.alive:
             res = conn.send(plan.settings.from_addr, [admin], raw)
+            if res.outcome is Outcome.TEMPORARY and res.code is None:
+                res = None  # the idle session had been closed by the server: a new one
+        if res is None:
+            with transport.connect() as fresh:
+                res = fresh.send(plan.settings.from_addr, [admin], raw)
     except TransportError as err:
         ledger.release_admin_copy(plan.campaign_id)
         summary.warnings.append(f"配信控えを送れませんでした: {err}")
@@ -1107,6 +1127,7 @@ def _run(
 ) -> DeliverySummary:
     cid = plan.campaign_id
     limiter = RateLimiter(rate_per_second, rate_per_hour)
+    spare: Connection | None = None
     final = "interrupted"
     error: BaseException | None = None
     sender = _Sender(
@@ -1139,6 +1160,7 @@ def _run(
                         led.reserve(cid, len(todo), plan.plan)
                     sender.run_round(todo)
                 final = "done"
+                spare = sender.spare_connection()  # the admin copy rides an open session
             except KeyboardInterrupt:
                 sender.drain()
             except TransportError as err:
@@ -1164,7 +1186,12 @@ def _run(
         raise TransportError(f"{error}; nothing more was sent: `bcartnb resume {cid}` continues")
     if final == "done":
         summary.failures = led.failures(cid)
-        summary.admin_copy = _send_admin_copy(plan, led, tr, summary)
+        try:
+            summary.admin_copy = _send_admin_copy(plan, led, tr, summary, spare)
+        finally:
+            if spare is not None:
+                with contextlib.suppress(Exception):
+                    spare.close()
     return summary
 
 

@@ -103,8 +103,9 @@ def test_send_campaign_each_member_once_admin_copy_once(tmp_path: Path, smtp_ser
         assert led.usage("プラン10").used == 30
         assert led.usage("プラン10").reserved == 0
         assert set(led.deliveries(summary.campaign_id)["state"]) == {"sent"}
-    # one reused connection per worker, not one per mail
-    assert server.sessions <= settings.delivery.connections + 1
+    # K reused sessions, not one per mail; the admin copy rides one of them
+    assert server.sessions == settings.delivery.connections
+    assert {r.connection for r in server.received} == set(range(1, server.sessions + 1))
 
 
 def test_dry_run_sends_nothing_and_projects_quota(tmp_path: Path, smtp_server: Server):
@@ -607,3 +608,16 @@ def test_ctrl_c_while_the_rate_limit_waits_stops_at_once_and_refunds(
     done = resume(summary.campaign_id, settings, progress=False)
     assert done.status == "done" and done.sent == 4
     assert sorted(member_mails(server)) == sorted(f"user{i}@example.co.jp" for i in range(4))
+
+
+def test_the_admin_copy_reconnects_when_the_idle_session_is_gone(
+    tmp_path: Path, smtp_server: Server
+):
+    # transactions 1-3 are the members' on one session; the 4th, the admin copy on that same
+    # session, loses the connection before anything is sent, so a new session carries it
+    server = smtp_server(faults=Faults(drop_at={4}, drop_stage="MAIL"))
+    members = write_members(tmp_path / "m.csv", 3)
+    settings = make_settings(tmp_path, server)
+    summary = deliver(plan_campaign(spec_for(members), settings), progress=False, connections=1)
+    assert (summary.sent, summary.admin_copy) == (3, "sent")
+    assert len(admin_copies(server)) == 1 and server.sessions == 2
