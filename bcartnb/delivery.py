@@ -1183,7 +1183,12 @@ def _run(
             + ", ".join(str(m) for m in sender.missing[:10])
         )
     if error is not None:
-        raise TransportError(f"{error}; nothing more was sent: `bcartnb resume {cid}` continues")
+        ja = getattr(error, "ja", "") or "SMTPサーバーへの送信が止まりました。"
+        raise TransportError(
+            f"{error}; nothing more was sent: `bcartnb resume {cid}` continues",
+            ja=f"{ja}ここまでの送信は記録済みです。直したあと `bcartnb resume {cid}` で"
+            "残りを送れます（同じ会員に二度は送りません）。",
+        )
     if final == "done":
         summary.failures = led.failures(cid)
         try:

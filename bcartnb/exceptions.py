@@ -42,9 +42,17 @@ __all__ = [
 
 
 class BcartnbError(Exception):
-    """Base class: the message is the whole story, one line, fit to print without a traceback."""
+    """Base class: the message is the whole story, one line, fit to print without a traceback.
+
+    ``ja`` is what the shop's staff read first in the wizard: the same failure in Japanese,
+    with what to check, where one was written (the message keeps the exact details).
+    """
 
     exit_code: int = 2
+
+    def __init__(self, *args: object, ja: str = "") -> None:
+        super().__init__(*args)
+        self.ja = ja
 
 
 class InputError(BcartnbError):

@@ -344,6 +344,10 @@ class SmtpTransport(BaseTransport):
         s = self.settings
         smtp: smtplib.SMTP | None = None
         stage = "cannot connect"
+        stage_ja = (
+            f"SMTPサーバー {s.address} に接続できません。"
+            "ホスト名とポート番号、サーバーが動いているかを確認してください。"
+        )
         try:
             if s.security == "ssl":
                 smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
@@ -354,26 +358,52 @@ class SmtpTransport(BaseTransport):
                 if not smtp.has_extn("starttls"):
                     raise TransportError(
                         f"SMTP {s.address}: the server does not offer STARTTLS "
-                        "(try security 'ssl' on port 465, or 'none' for a local relay)"
+                        "(try security 'ssl' on port 465, or 'none' for a local relay)",
+                        ja=f"SMTPサーバー {s.address} は STARTTLS に対応していません。"
+                        "security を ssl（ポート465）に、社内の中継サーバーなら none に"
+                        "してください。",
                     )
                 stage = "STARTTLS failed"
+                stage_ja = (
+                    f"SMTPサーバー {s.address} で暗号化（STARTTLS）を始められません。"
+                    "security とポート番号を確認してください。"
+                )
                 smtp.starttls(context=self._context())
                 smtp.ehlo()
             if s.user:
                 if not smtp.has_extn("auth"):
                     hint = " before TLS (use starttls or ssl)" if s.security == "none" else ""
-                    raise TransportError(f"SMTP {s.address}: the server does not offer AUTH{hint}")
+                    raise TransportError(
+                        f"SMTP {s.address}: the server does not offer AUTH{hint}",
+                        ja=f"SMTPサーバー {s.address} はログイン（AUTH）を受け付けていません。"
+                        + (
+                            "暗号化の後で受け付けるサーバーなら security を starttls か ssl に"
+                            "してください。"
+                            if hint
+                            else "user の設定を確認してください。"
+                        ),
+                    )
                 stage = f"login as {s.user!r} failed"
+                stage_ja = (
+                    f"SMTPサーバー {s.address} に {s.user} でログインできません。"
+                    "ユーザー名とパスワード（BCARTNB_SMTP_PASSWORD）を確認してください。"
+                )
                 smtp.login(s.user, s.password or "")
         except TransportError:
             _close_quietly(smtp)
             raise
         except ssl.SSLError as err:  # before OSError: SSLError is one
             _close_quietly(smtp)
-            raise TransportError(f"SMTP {s.address}: TLS failed: {_reply_or_str(err)}") from err
+            raise TransportError(
+                f"SMTP {s.address}: TLS failed: {_reply_or_str(err)}",
+                ja=f"SMTPサーバー {s.address} との暗号化（TLS）に失敗しました。"
+                "security（starttls / ssl）とポート番号、サーバー証明書を確認してください。",
+            ) from err
         except OSError as err:  # smtplib.SMTPException is an OSError too
             _close_quietly(smtp)
-            raise TransportError(f"SMTP {s.address}: {stage}: {_reply_or_str(err)}") from err
+            raise TransportError(
+                f"SMTP {s.address}: {stage}: {_reply_or_str(err)}", ja=stage_ja
+            ) from err
         with self._lock:
             self.sessions_opened += 1
         return smtp
@@ -669,7 +699,9 @@ class SmtpConnection(BaseConnection):
             s = self.transport.settings
             raise TransportError(
                 f"SMTP {s.address}: the server requires AUTH ({code} {text}): "
-                "set the smtp user and BCARTNB_SMTP_PASSWORD"
+                "set the smtp user and BCARTNB_SMTP_PASSWORD",
+                ja=f"SMTPサーバー {s.address} はログインが必要です。"
+                "smtp の user と BCARTNB_SMTP_PASSWORD を設定してください。",
             )
         return self._refused_after(code, text)
 

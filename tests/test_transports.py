@@ -195,6 +195,11 @@ def test_wrong_password_names_host_port_and_never_the_password(smtp_server: Fact
     assert isinstance(info.value.__cause__, smtplib.SMTPAuthenticationError)
     for text in (message, repr(info.value.__cause__), repr(transport), transport.description):
         assert "wr0ng-pw" not in text
+    assert info.value.ja == (
+        f"SMTPサーバー 127.0.0.1:{server.port} に shop でログインできません。"
+        "ユーザー名とパスワード（BCARTNB_SMTP_PASSWORD）を確認してください。"
+    )
+    assert "wr0ng-pw" not in info.value.ja
     assert server.received == []
 
 
@@ -215,6 +220,7 @@ def test_server_requiring_auth_without_a_user_stops_the_campaign(smtp_server: Fa
     with server.transport() as transport, pytest.raises(TransportError) as info:
         transport.send(SHOP, ["a@example.jp"], mail())
     assert f"127.0.0.1:{server.port}" in str(info.value) and "requires AUTH" in str(info.value)
+    assert "ログインが必要です" in info.value.ja
 
 
 def test_auth_not_offered_on_plain_connection_is_explained(smtp_server: Factory) -> None:
@@ -367,6 +373,7 @@ def test_unreachable_server_names_host_and_port() -> None:
     assert str(info.value).startswith(f"SMTP 127.0.0.1:{port}: cannot connect: ")
     assert "refused" in str(info.value).lower()
     assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    assert info.value.ja.startswith(f"SMTPサーバー 127.0.0.1:{port} に接続できません。")
 
 
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
@@ -376,6 +383,7 @@ def test_untrusted_certificate_is_a_tls_failure(smtp_server: Factory, security: 
     with pytest.raises(TransportError) as info:
         transport.connect()
     assert f"127.0.0.1:{server.port}: TLS failed: certificate not trusted" in str(info.value)
+    assert "暗号化（TLS）に失敗しました" in info.value.ja
     assert server.received == []
 
 

@@ -280,6 +280,10 @@ def test_smtp_failure_shows_in_status(members_csv: Path, tmp_path: Path, repo_ro
     wizard.compose.to_confirm.click()
     wizard.confirm.send.click()
     assert "送信エラー" in wizard.status.value and "bcartnb resume" in wizard.status.value
+    # in Japanese first, what to check; then the exact details
+    assert f"SMTPサーバー 127.0.0.1:{port} に接続できません。" in wizard.status.value
+    assert "同じ会員に二度は送りません" in wizard.status.value
+    assert f"（詳細: SMTP 127.0.0.1:{port}: cannot connect" in wizard.status.value
     assert wizard.result is None and wizard.confirm.send.disabled
     assert wizard.sending.progress.bar_style == "danger"
 

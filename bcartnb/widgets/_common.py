@@ -82,7 +82,9 @@ class Status:
 
     def error(self, err: BaseException | str) -> None:
         if isinstance(err, BaseException):
-            self._set("error", f"{_heading(err)}: {err}")
+            ja = getattr(err, "ja", "")
+            detail = f"{ja}\n（詳細: {err}）" if ja else str(err)
+            self._set("error", f"{_heading(err)}: {detail}")
         else:
             self._set("error", err)
 
