@@ -61,7 +61,7 @@ from bcartnb.exceptions import (
 )
 from bcartnb.ledger import DeliveryResult, Ledger, Recipient, fingerprint
 from bcartnb.members import check_addresses, normalize_address
-from bcartnb.quota import QuotaStatus, now_tokyo
+from bcartnb.quota import QuotaStatus, now_tokyo, quota_refusal_ja
 from bcartnb.settings import Settings
 from bcartnb.transports import (
     Connection,
@@ -447,7 +447,8 @@ def dry_run(plan: CampaignPlan) -> DeliverySummary:
         raise QuotaExceededError(
             f"campaign of {n} mails does not fit this month's quota: cap {plan.quota.cap}, "
             f"used {plan.quota.used}, reserved {plan.quota.reserved}, "
-            f"remaining {plan.quota.remaining}; nothing was sent"
+            f"remaining {plan.quota.remaining}; nothing was sent",
+            ja=quota_refusal_ja(plan.quota, n),
         )
     return summary
 

@@ -35,6 +35,7 @@ __all__ = [
     "month_of",
     "now_tokyo",
     "parse_month",
+    "quota_refusal_ja",
     "resolve_plan",
 ]
 
@@ -165,6 +166,17 @@ class QuotaStatus:
         }
 
 
+def quota_refusal_ja(status: QuotaStatus, needed: int) -> str:
+    """The refusal as the wizard says it: the numbers of メール配信上限数, and what to do."""
+    held = f"（うち送信中の配信の予約 {status.reserved:,}件）" if status.reserved else ""
+    return (
+        f"送信件数 {needed:,}件は、{status.month} のメール配信上限数 {status.cap:,}件"
+        f"（{status.plan.name}）の残り {status.remaining:,}件を超えます。"
+        f"今月の配信済み・予約 {status.used + status.reserved:,}件{held}。何も送信していません。"
+        "送信先を絞り込むか、翌月に送るか、プランを見直してください。"
+    )
+
+
 def check_quota(status: QuotaStatus, needed: int) -> QuotaStatus:
     """Refuse a campaign that does not fit; return the status with ``needed`` reserved.
 
@@ -178,6 +190,7 @@ def check_quota(status: QuotaStatus, needed: int) -> QuotaStatus:
         raise QuotaExceededError(
             f"quota exceeded for {status.month} ({status.plan.name}): cap {status.cap}, "
             f"used {status.used}, reserved {status.reserved}, needed {needed}, "
-            f"remaining {left}; nothing was sent"
+            f"remaining {left}; nothing was sent",
+            ja=quota_refusal_ja(status, needed),
         )
     return replace(status, reserved=status.reserved + needed)

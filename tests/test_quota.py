@@ -189,6 +189,11 @@ def test_check_quota_refusal_states_cap_used_reserved_needed() -> None:
     for part in ("cap 100", "used 60", "reserved 30", "needed 11", "remaining 10", "2026-11"):
         assert part in msg
     assert "ライトプラン" in msg
+    assert exc.value.ja == (
+        "送信件数 11件は、2026-11 のメール配信上限数 100件（ライトプラン）の残り 10件を超えます。"
+        "今月の配信済み・予約 90件（うち送信中の配信の予約 30件）。何も送信していません。"
+        "送信先を絞り込むか、翌月に送るか、プランを見直してください。"
+    )
 
 
 @settings(max_examples=200, deadline=None)

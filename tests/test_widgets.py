@@ -231,6 +231,9 @@ def test_quota_refusal_shows_in_status_and_disables_send(
     wizard.compose.to_confirm.click()
     assert wizard.stage == "confirm"
     assert "メール配信上限数を超えるため送信できません" in wizard.status.value
+    assert "送信件数 101件は、" in wizard.status.value  # the numbers, in Japanese
+    assert "メール配信上限数 100件（ライトプラン）の残り 100件を超えます" in wizard.status.value
+    assert "何も送信していません" in wizard.status.value
     assert "Traceback" not in wizard.status.value
     assert wizard.confirm.send.disabled
     wizard.confirm.send.click()
