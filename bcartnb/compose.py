@@ -797,9 +797,14 @@ def _encoding_error(
 ) -> ComposeError:
     ch = err.object[err.start]
     where = _culprit(ctx, ch, f"the {part} template")
+    field = next((n for n, v in ctx.items() if not isinstance(v, Mapping) and ch in str(v)), None)
+    part_ja = {"subject": "件名", "body": "本文", "HTML body": "HTML本文"}.get(part, part)
+    source = f"「{field}」の値" if field else "テンプレート"
     return ComposeError(
         f"member {member_id}: {where} has {ch!r} (U+{ord(ch):04X}) in the {part}, which "
-        f"{_CHARSET[enc]} cannot encode; send in UTF-8 or replace the character"
+        f"{_CHARSET[enc]} cannot encode; send in UTF-8 or replace the character",
+        ja=f"会員 {member_id} の{part_ja}に、{_CHARSET[enc]} では送れない文字「{ch}」が"
+        f"{source}にあります。文字コードを UTF-8 にするか、その文字を置き換えてください。",
     )
 
 

@@ -215,6 +215,7 @@ def make_environment(html: bool) -> SandboxedEnvironment:
     return env
 
 
+_PART_JA = {"subject": "件名", "body": "本文"}
 _UNDEFINED_RE = re.compile(r"^'(?P<name>[^']+)' is undefined$")
 
 
@@ -245,7 +246,8 @@ class CompiledTemplate:
             code = self.env.compile(ast, name=self.filename, filename=self.filename)
         except jinja2.TemplateSyntaxError as err:
             raise TemplateError(
-                f"template {name!r} ({part}) line {err.lineno}: {err.message}"
+                f"template {name!r} ({part}) line {err.lineno}: {err.message}",
+                ja=f"{self.where_ja(err.lineno)}の書き方に誤りがあります（{err.message}）。",
             ) from err
         # A plain dict, not make_globals()'s ChainMap: Jinja copies the globals into every
         # render's context, and iterating a ChainMap was a fifth of composing a mail.
@@ -258,6 +260,14 @@ class CompiledTemplate:
     def where(self, line: int | None) -> str:
         return f"template {self.name!r} ({self.part})" + (f" line {line}" if line else "")
 
+    def where_ja(self, line: int | None) -> str:
+        part = _PART_JA.get(self.part, self.part)
+        if self.name == "draft":  # typed in the form, not a stored template
+            where = f"入力した{part}"
+        else:
+            where = f"テンプレート「{self.name}」の{part}"
+        return where + (f" {line}行目" if line else "")
+
     def render(self, context: Mapping[str, Any], member_id: Any = None) -> str:
         """Render; any failure becomes a one-line TemplateError naming template, line, field."""
         try:
@@ -268,10 +278,20 @@ class CompiledTemplate:
             who = f" for member {member_id}" if member_id is not None else ""
             field = m.group("name") if m else None
             msg = f"field {field!r} is missing or empty{who}" if field else f"{err}{who}"
-            raise TemplateError(f"{self.where(line)}: {msg}") from err
+            whose = f"会員 {member_id} の" if member_id is not None else ""
+            ja = (
+                f"{self.where_ja(line)}: {whose}「{field}」が空欄か、そういう項目がありません。"
+                "会員データを直すか、テンプレートからその項目を外してください。"
+                if field
+                else f"{self.where_ja(line)}: {whose}メールを作れません。"
+            )
+            raise TemplateError(f"{self.where(line)}: {msg}", ja=ja) from err
         except SecurityError as err:
             line = self._line(err.__traceback__)
-            raise TemplateError(f"{self.where(line)}: not allowed in a template: {err}") from err
+            raise TemplateError(
+                f"{self.where(line)}: not allowed in a template: {err}",
+                ja=f"{self.where_ja(line)}: テンプレートでは使えない書き方です。",
+            ) from err
         except TemplateError:
             raise
         except Exception as err:

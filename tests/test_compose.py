@@ -340,6 +340,10 @@ def test_iso_2022_jp_refuses_unencodable_characters_by_name(char: str) -> None:
     assert "member 55" in message and "会社名 (comp_name)" in message
     assert repr(char) in message and f"U+{ord(char):04X}" in message
     assert "\n" not in message
+    assert info.value.ja == (
+        f"会員 55 の件名に、ISO-2022-JP では送れない文字「{char}」が「会社名」の値にあります。"
+        "文字コードを UTF-8 にするか、その文字を置き換えてください。"
+    )
     # the same member is fine in UTF-8, with the character intact
     mail = composer().compose(member(id=55, comp_name=f"{char}テスト"))
     assert parse(mail.raw)["Subject"] == f"【ご案内】{char}テスト 様"

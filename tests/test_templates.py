@@ -226,6 +226,12 @@ def test_missing_values_are_errors_naming_template_line_field(missing: object) -
         r"for member 5",
     ):
         render("こんにちは\n{{ 会社名 }} 様", member, name="お知らせ")
+    with pytest.raises(TemplateError) as info:
+        render("こんにちは\n{{ 会社名 }} 様", member, name="お知らせ")
+    assert info.value.ja.startswith(
+        "テンプレート「お知らせ」の本文 2行目: 会員 5 の「会社名」が空欄か、"
+        "そういう項目がありません。"
+    )
     with pytest.raises(TemplateError, match="'担当者名' is missing"):
         render("{{ 担当者名 }}", {"id": 5, "tanto_last_name": missing})
 

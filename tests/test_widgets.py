@@ -249,6 +249,9 @@ def test_template_error_shows_in_status(wizard: Wizard, server: TestServer) -> N
     wizard.compose.to_confirm.click()
     assert wizard.stage == "compose"
     assert "存在しない" in wizard.status.value
+    assert "入力した本文 1行目: 会員 1001 の「存在しない」が空欄か、そういう項目がありません。" in (
+        wizard.status.value
+    )
     assert "エラー" in wizard.status.value and "Traceback" not in wizard.status.value
     assert not wizard.compose.to_confirm.disabled  # unfrozen after the failure
     assert server.received == []
