@@ -15,6 +15,7 @@ import argparse
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,6 +95,28 @@ def export_html(notebook: Path) -> Path:
     return target
 
 
+def _ipc_kernel_manager(folder: str) -> type[Any]:
+    """A kernel manager that talks to the kernel over Unix sockets in ``folder``, not TCP.
+
+    Over TCP, ipykernel 7 warns on every start that its traffic is unencrypted: the first
+    thing a new user of ``make demo`` would read. Unix sockets stay on this machine, in a
+    folder only we can read.
+    """
+    from jupyter_client.manager import KernelManager
+    from traitlets import default
+
+    class IpcKernelManager(KernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            return os.path.join(folder, "kernel")
+
+    return IpcKernelManager
+
+
 def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run the demo campaign into ``out``; return where everything is and the summary."""
     import papermill
@@ -119,7 +142,7 @@ def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str
             "BCARTNB_SMTP_PASSWORD": None,
             "BCARTNB_PLAN": None,
         }
-        with _environ(env):
+        with _environ(env), tempfile.TemporaryDirectory(prefix="bcartnb-kernel-") as ipc:
             papermill.execute_notebook(
                 str(NOTEBOOK),
                 str(executed),
@@ -127,6 +150,7 @@ def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str
                 kernel_name=KERNEL,
                 cwd=str(out),
                 progress_bar=False,
+                kernel_manager_class=_ipc_kernel_manager(ipc),
             )
         received = sink.received
     summary = read_summary(executed)
