@@ -52,6 +52,7 @@ from bcartnb.audience import REASON_LABELS
 from bcartnb.campaign import CampaignPlan, CampaignSpec, plan_campaign
 from bcartnb.compose import ComposedMail, Composer, encode_header_words
 from bcartnb.exceptions import (
+    BcartnbError,
     CampaignStateError,
     ComposeError,
     InputError,
@@ -241,9 +242,9 @@ class DeliverySummary:
 # --- dry run -----------------------------------------------------------------------------
 
 
-def compose_check(plan: CampaignPlan) -> None:
-    """Compose every sendable member once so no error can appear halfway through a send."""
-    deque(plan.composer.compose_all(plan.audience.sendable), maxlen=0)
+def compose_check(plan: CampaignPlan, rows: pd.DataFrame | None = None) -> None:
+    """Compose every sendable member (or ``rows``) once: no error can appear halfway through."""
+    deque(plan.composer.compose_all(plan.audience.sendable if rows is None else rows), maxlen=0)
 
 
 class _Spool:
@@ -258,12 +259,17 @@ class _Spool:
     :class:`_SpoolHelper`, the second half is composed by a forked process meanwhile.
     """
 
-    def __init__(self, plan: CampaignPlan, helper: _SpoolHelper | None = None) -> None:
+    def __init__(
+        self,
+        plan: CampaignPlan,
+        helper: _SpoolHelper | None = None,
+        rows: pd.DataFrame | None = None,
+    ) -> None:
         self._files: list[IO[bytes]] = []
         self._index: dict[int, tuple[str, int, int, int, bytes]] = {}
         self._clock = plan.composer.clock
         self._date: tuple[int, bytes] = (-1, b"")
-        sendable = plan.audience.sendable
+        sendable = plan.audience.sendable if rows is None else rows
         try:
             mine = sendable if helper is None else sendable.iloc[: helper.first_row]
             self._files.append(_spool_file())
@@ -328,8 +334,10 @@ class _SpoolHelper:
     MIN_MAILS = 4000
 
     @classmethod
-    def fork(cls, plan: CampaignPlan) -> _SpoolHelper | None:
-        n = len(plan.audience.sendable)
+    def fork(cls, plan: CampaignPlan, rows: pd.DataFrame | None = None) -> _SpoolHelper | None:
+        """Start the helper on the second half of ``rows`` (all sendable), or None if unfit."""
+        rows = plan.audience.sendable if rows is None else rows
+        n = len(rows)
         if (
             n < cls.MIN_MAILS
             or not sys.platform.startswith("linux")
@@ -338,10 +346,13 @@ class _SpoolHelper:
             return None
         # The first mail settles the composer's one-time choices (the HTML fast path)
         # before they are copied into the child.
-        deque(plan.composer.compose_all(plan.audience.sendable.iloc[:1]), maxlen=0)
-        return cls(plan, n // 2)
+        deque(plan.composer.compose_all(rows.iloc[:1]), maxlen=0)
+        return cls(plan, n // 2, rows)
 
-    def __init__(self, plan: CampaignPlan, first_row: int) -> None:
+    def __init__(
+        self, plan: CampaignPlan, first_row: int, rows: pd.DataFrame | None = None
+    ) -> None:
+        self.rows = plan.audience.sendable if rows is None else rows
         self.first_row = first_row  # the child composes from this row on
         self.file: IO[bytes] | None = _spool_file()
         self._read, write = os.pipe()
@@ -350,7 +361,7 @@ class _SpoolHelper:
             os.close(self._read)
             code = 0
             try:
-                _compose_child(plan, first_row, self.file, write)
+                _compose_child(plan, self.rows.iloc[first_row:], self.file, write)
             except BaseException:
                 code = 1
             finally:
@@ -372,7 +383,7 @@ class _SpoolHelper:
         if kind == "error":
             row, message = payload
             at = self.first_row + row
-            member = plan.audience.sendable.iloc[at : at + 1]
+            member = self.rows.iloc[at : at + 1]
             deque(plan.composer.compose_all(member), maxlen=0)  # raises the real error
             raise ComposeError(message)
         file, self.file = self.file, None
@@ -399,11 +410,11 @@ class _SpoolHelper:
             self.file = None
 
 
-def _compose_child(plan: CampaignPlan, start: int, file: IO[bytes], pipe: int) -> None:
+def _compose_child(plan: CampaignPlan, rows: pd.DataFrame, file: IO[bytes], pipe: int) -> None:
     entries: list[tuple[int, str, int, int, bytes]] = []
     try:
         offset = 0
-        for mail in plan.composer.compose_all(plan.audience.sendable.iloc[start:]):
+        for mail in plan.composer.compose_all(rows):
             raw = mail.raw
             file.write(raw)
             entries.append((int(mail.member_id), mail.to, offset, len(raw), mail.date.encode()))
@@ -418,14 +429,16 @@ def _compose_child(plan: CampaignPlan, start: int, file: IO[bytes], pipe: int) -
     os.close(pipe)
 
 
-def _spool_or_check(plan: CampaignPlan, helper: _SpoolHelper | None = None) -> _Spool | None:
-    """Compose every mail before the first goes out; keep them in a spool when there is room."""
+def _spool_or_check(
+    plan: CampaignPlan, helper: _SpoolHelper | None = None, rows: pd.DataFrame | None = None
+) -> _Spool | None:
+    """Compose every mail (of ``rows``) before the first goes out; spool them if there is room."""
     try:
-        return _Spool(plan, helper)
+        return _Spool(plan, helper, rows)
     except OSError:
         if helper is not None:
             helper.close()
-        compose_check(plan)  # no room for the spool: check now, compose again to send
+        compose_check(plan, rows)  # no room for the spool: check now, compose again to send
         return None
 
 
@@ -944,7 +957,10 @@ def _send_admin_copy(
         return None
     if not ledger.claim_admin_copy(plan.campaign_id):
         return "sent"  # an earlier run sent (or was sending) it: never a second copy
-    sample = next(iter(plan.composer.compose_all(plan.audience.sendable.head(1))), None)
+    try:  # a sample of the mail; after the campaign went out, never a reason to fail
+        sample = next(iter(plan.composer.compose_all(plan.audience.sendable.head(1))), None)
+    except BcartnbError:
+        sample = None  # that member's data changed since (a resume composes only the rest)
     raw = _admin_copy(plan, summary, sample, now_tokyo())
     try:
         res = None
@@ -1248,12 +1264,16 @@ def resume(
             return summary
         opts = _options(settings, **options)
         n = len(todo) + len(maybe)
-        helper = _SpoolHelper.fork(plan)  # forks: before the connector starts its threads
+        # only the mails still to send: those already out are not composed again
+        wanted = {r.member_id for r in todo} | {r.member_id for r in maybe}
+        sendable = plan.audience.sendable
+        rows = sendable[sendable["id"].astype("int64").isin(wanted)]
+        helper = _SpoolHelper.fork(plan, rows)  # forks: before the connector starts its threads
         connector = _connect_early(tr, plan, n, opts["connections"])
         spool: _Spool | None = None
         try:
             # compose before sending, as a first run does: member data may have changed since
-            spool = _spool_or_check(plan, helper)
+            spool = _spool_or_check(plan, helper, rows)
             status = led.reserve(campaign_id, n, plan.plan)
             return _run(
                 plan,

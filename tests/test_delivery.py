@@ -621,3 +621,28 @@ def test_the_admin_copy_reconnects_when_the_idle_session_is_gone(
     summary = deliver(plan_campaign(spec_for(members), settings), progress=False, connections=1)
     assert (summary.sent, summary.admin_copy) == (3, "sent")
     assert len(admin_copies(server)) == 1 and server.sessions == 2
+
+
+def test_resume_composes_only_the_mails_still_to_send(tmp_path: Path, smtp_server: Server):
+    members = write_members(tmp_path / "m.csv", 4)
+    down = smtp_server()
+    down.stop()
+    spec = spec_for(members, encoding="iso-2022-jp")
+    with pytest.raises(TransportError):
+        deliver(plan_campaign(spec, make_settings(tmp_path, down)), progress=False)
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        cid = led.campaigns()["campaign_id"][0]
+        # as if member 1000 had gone out before the server went down
+        led.reserve(cid, 1, "プラン10")
+        led.exchange(cid, [], [1000])
+        led.mark_results(cid, [(1000, "sent", 250, "ok")])
+        led.finish(cid, "interrupted")
+    # member 1000's data changed since in a way ISO-2022-JP cannot carry: nobody resends it
+    text = members.read_text(encoding="utf-8").replace("テスト商事0,", "①テスト商事0,")
+    members.write_text(text, encoding="utf-8")
+    live = smtp_server()
+    done = resume(cid, make_settings(tmp_path, live), progress=False)
+    assert done.status == "done" and done.sent == 4
+    assert sorted(member_mails(live)) == [f"user{i}@example.co.jp" for i in (1, 2, 3)]
+    # the admin copy's sample is member 1000's mail, which no longer composes: sent without it
+    assert done.admin_copy == "sent" and len(admin_copies(live)) == 1
