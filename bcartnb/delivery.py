@@ -1034,9 +1034,6 @@ def deliver(
     own = ledger is None
     led = ledger if ledger is not None else Ledger.open(plan.settings.db)
     tr = transport if transport is not None else transport_from_settings(plan.settings)
-    spool: _Spool | None = None
-    helper: _SpoolHelper | None = None
-    connector: _Connector | None = None
     options = _options(
         plan.settings,
         connections=connections,
@@ -1057,35 +1054,53 @@ def deliver(
                     f"{b.sent} sent): nobody is mailed twice; `bcartnb resume {b.campaign_id}` "
                     "continues it, or pass --repeat (repeat=True) to send it again on purpose"
                 )
-        helper = _SpoolHelper.fork(plan)  # forks: before the connector starts its threads
-        connector = _connect_early(tr, plan, len(recipients), options["connections"])
-        # an error in member 5,000 must stop us before member 1
-        spool = _spool_or_check(plan, helper)
-        cid = led.create_campaign(
-            plan=plan.plan,
-            params=plan.spec.to_params(),
-            fingerprint=fp,
-            campaign_id=plan.campaign_id,
-            **plan.audience.summary(),
-        )
-        led.add_recipients(cid, recipients)
-        try:
-            status = led.reserve(cid, len(recipients), plan.plan)
-        except QuotaExceededError:
-            led.finish(cid, "failed")
-            raise
-        return _run(
-            plan,
-            led,
-            tr,
-            status,
-            resend_uncertain=False,
-            progress=progress,
-            sleep=sleep,
-            spool=spool,
-            connector=connector,
-            **options,
-        )
+        with _prepared(plan, tr, len(recipients), options["connections"]) as (spool, connector):
+            cid = led.create_campaign(
+                plan=plan.plan,
+                params=plan.spec.to_params(),
+                fingerprint=fp,
+                campaign_id=plan.campaign_id,
+                **plan.audience.summary(),
+            )
+            led.add_recipients(cid, recipients)
+            try:
+                status = led.reserve(cid, len(recipients), plan.plan)
+            except QuotaExceededError:
+                led.finish(cid, "failed")
+                raise
+            return _run(
+                plan,
+                led,
+                tr,
+                status,
+                resend_uncertain=False,
+                progress=progress,
+                sleep=sleep,
+                spool=spool,
+                connector=connector,
+                **options,
+            )
+    finally:
+        if own:
+            led.close()
+
+
+@contextlib.contextmanager
+def _prepared(
+    plan: CampaignPlan, tr: Transport, n: int, k: int, rows: pd.DataFrame | None = None
+) -> Iterator[tuple[_Spool | None, _Connector | None]]:
+    """Every mail (of ``rows``) composed, on two cores where it can, while the connections
+    open; all of it released when the run ends or stops before sending.
+
+    An error in member 5,000 stops the campaign here, before member 1 is mailed.
+    """
+    helper = _SpoolHelper.fork(plan, rows)  # forks: before the connector starts its threads
+    connector: _Connector | None = None
+    spool: _Spool | None = None
+    try:
+        connector = _connect_early(tr, plan, n, k)
+        spool = _spool_or_check(plan, helper, rows)
+        yield spool, connector
     finally:
         if helper is not None:
             helper.close()
@@ -1093,8 +1108,6 @@ def deliver(
             connector.close()
         if spool is not None:
             spool.close()
-        if own:
-            led.close()
 
 
 def _connect_early(tr: Transport, plan: CampaignPlan, n: int, k: int) -> _Connector | None:
@@ -1268,12 +1281,8 @@ def resume(
         wanted = {r.member_id for r in todo} | {r.member_id for r in maybe}
         sendable = plan.audience.sendable
         rows = sendable[sendable["id"].astype("int64").isin(wanted)]
-        helper = _SpoolHelper.fork(plan, rows)  # forks: before the connector starts its threads
-        connector = _connect_early(tr, plan, n, opts["connections"])
-        spool: _Spool | None = None
-        try:
-            # compose before sending, as a first run does: member data may have changed since
-            spool = _spool_or_check(plan, helper, rows)
+        # composed before sending, as a first run is: member data may have changed since
+        with _prepared(plan, tr, n, opts["connections"], rows) as (spool, connector):
             status = led.reserve(campaign_id, n, plan.plan)
             return _run(
                 plan,
@@ -1287,13 +1296,6 @@ def resume(
                 connector=connector,
                 **opts,
             )
-        finally:
-            if helper is not None:
-                helper.close()
-            if connector is not None:
-                connector.close()
-            if spool is not None:
-                spool.close()
     finally:
         if own:
             led.close()
