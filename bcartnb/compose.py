@@ -783,13 +783,19 @@ def _recipient(member: Mapping[str, Any], member_id: Any) -> str:
     return to
 
 
-def _culprit(ctx: Mapping[str, Any], ch: str, default: str) -> str:
+def _culprit_field(ctx: Mapping[str, Any], ch: str) -> str | None:
+    """The field whose value brought ``ch`` into the mail, if one did (else the template)."""
     for name, value in ctx.items():
         if isinstance(value, Mapping):
             continue
         if ch in str(value) or (ch == "\n" and "\r" in str(value)):
-            return f"field {field_label(name)}"
-    return default
+            return name
+    return None
+
+
+def _culprit(ctx: Mapping[str, Any], ch: str, default: str) -> str:
+    name = _culprit_field(ctx, ch)
+    return default if name is None else f"field {field_label(name)}"
 
 
 def _encoding_error(
@@ -797,7 +803,7 @@ def _encoding_error(
 ) -> ComposeError:
     ch = err.object[err.start]
     where = _culprit(ctx, ch, f"the {part} template")
-    field = next((n for n, v in ctx.items() if not isinstance(v, Mapping) and ch in str(v)), None)
+    field = _culprit_field(ctx, ch)
     part_ja = {"subject": "件名", "body": "本文", "HTML body": "HTML本文"}.get(part, part)
     source = f"「{field}」の値" if field else "テンプレート"
     return ComposeError(
