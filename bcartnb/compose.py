@@ -231,6 +231,10 @@ def _message_token(value: str) -> str:
     )
 
 
+def _system_clock() -> datetime:
+    return datetime.now(TOKYO)
+
+
 def _b64_body(data: bytes) -> bytes:
     """Base64 in lines of 76 characters, each ending in CRLF (RFC 2045)."""
     if not data:
@@ -404,8 +408,7 @@ class Composer:
         self.settings = settings
         self.campaign_id = str(campaign_id)
         self.encoding = draft.encoding
-        self._own_clock = clock is None  # then time.time() says when the second changes
-        self.clock = clock or (lambda: datetime.now(TOKYO))
+        self.clock = clock or _system_clock
         self.warnings: list[str] = []
         name = draft.template or "draft"
         self.name = name
@@ -562,9 +565,10 @@ class Composer:
 
     # -- per member --
 
-    def _date(self) -> str:
-        """The Date header, formatted once a second (10,000 mails share a handful)."""
-        if self._own_clock:
+    def date_header(self) -> str:
+        """The Date header for a mail going out now, formatted once a second (10,000 mails
+        share a handful); the spool renews its mails' Date with it as they go out."""
+        if self.clock is _system_clock:  # then time.time() says when the second changes
             key = int(time.time())
             if self._date_cache[0] != key:
                 now = self.clock()
@@ -651,7 +655,7 @@ class Composer:
                 subj = _fold_words(encode_header_words(subject, enc, 76 - len("Subject: ")))
         except UnicodeEncodeError as err:
             raise _encoding_error(err, member_id, "subject", ctx, enc) from err
-        date = self._date()
+        date = self.date_header()
         message_id = self.message_id(member_id)
         head = (
             f"From: {self.from_header}{_CRLF}To: {to}{_CRLF}Subject: {subj}{_CRLF}"

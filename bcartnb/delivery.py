@@ -267,8 +267,7 @@ class _Spool:
     ) -> None:
         self._files: list[IO[bytes]] = []
         self._index: dict[int, tuple[str, int, int, int, bytes]] = {}
-        self._clock = plan.composer.clock
-        self._date: tuple[int, bytes] = (-1, b"")
+        self._composer = plan.composer
         sendable = plan.audience.sendable if rows is None else rows
         try:
             mine = sendable if helper is None else sendable.iloc[: helper.first_row]
@@ -298,14 +297,9 @@ class _Spool:
         """(address, bytes as they go out now) of one member's mail."""
         to, file, offset, size, date = self._index[member_id]
         raw = os.pread(self._files[file].fileno(), size, offset)
-        now = self._clock()
-        key = int(now.timestamp())
-        if self._date[0] != key:
-            self._date = (key, format_datetime(now).encode())
-        if date != self._date[1]:
-            raw = raw.replace(
-                b"\r\nDate: " + date + b"\r\n", b"\r\nDate: " + self._date[1] + b"\r\n", 1
-            )
+        now = self._composer.date_header().encode()
+        if date != now:
+            raw = raw.replace(b"\r\nDate: " + date + b"\r\n", b"\r\nDate: " + now + b"\r\n", 1)
         return to, raw
 
     def close(self) -> None:
