@@ -1,7 +1,8 @@
 """bcartnb: B-Cart member mail delivery from JupyterLab, papermill and the command line.
 
 The public names below are the flow's stages, re-exported lazily so that ``bcartnb --help``
-does not pay for importing pandas: members → audience → draft → plan → delivery.
+does not pay for importing pandas: members → audience → draft → plan → delivery, and
+:mod:`bcartnb.campaign`'s conductor (``run``, ``send``, ``resume``) over them.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ _EXPORTS = {
     "TemplateStore": "bcartnb.templates",
     "Wizard": "bcartnb.widgets",
     "build_audience": "bcartnb.audience",
-    "deliver": "bcartnb.delivery",
-    "dry_run": "bcartnb.delivery",
+    "dry_run": "bcartnb.campaign",
     "load_campaign": "bcartnb.campaign",
     "load_settings": "bcartnb.settings",
     "plan_campaign": "bcartnb.campaign",
     "read_members": "bcartnb.members",
-    "resume": "bcartnb.delivery",
-    "run_campaign": "bcartnb.delivery",
-    "send_test": "bcartnb.delivery",
+    "resume": "bcartnb.campaign",
+    "run": "bcartnb.campaign",
+    "send": "bcartnb.campaign",
+    "send_test": "bcartnb.campaign",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -1,42 +1,67 @@
-"""A campaign: the contract's keys, checked once, the same from TOML, papermill and the wizard.
+"""The conductor: a campaign from its keys to its summary, the same for every face.
 
 A campaign file (TOML) and the papermill notebook take the same keys: ``members``, ``filter``,
 ``checked``, ``template``, ``subject``, ``body``, ``html``, ``insert_signature``,
-``opt_in_only``, ``encoding``, ``send``. Keeping them in one frozen object means the three
-ways of driving a campaign cannot drift apart: each builds a :class:`CampaignSpec` and hands
-it to the same functions.
+``opt_in_only``, ``encoding``, ``send``. Each face (the command line, the wizard, the
+notebook) builds one frozen :class:`CampaignSpec` and calls the functions here, and nothing
+below them: :func:`run` (plan, then a dry run or a send), :func:`send` (a confirmed plan),
+:func:`resume`, :func:`send_test` and :func:`quota_status`. So the three faces cannot drift
+apart. The stages (members, audience, compose, quota, the ledger, delivery) never import
+this module; it imports them, in the flow's order::
+
+    spec → plan_campaign (members → audience → draft → quota snapshot)
+         → dry run                                     (send=False: compose all, project)
+         → ledger.claim(fingerprint)  → delivery.deliver → summary     (send=True)
+
+The claim is what makes a campaign exactly once: taken atomically before anything is
+composed or sent, it refuses a second run of the same campaign while the first is running,
+continues an unfinished one (same id, nobody mailed twice) and starts a finished one again
+only with ``repeat``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
+from bcartnb import delivery
 from bcartnb.audience import Audience, build_audience
-from bcartnb.compose import Composer, Draft
-from bcartnb.exceptions import SettingsError
-from bcartnb.ledger import Ledger, new_campaign_id
+from bcartnb.compose import ComposedMail, Composer, Draft
+from bcartnb.delivery import DeliverySummary, dry_run, quota_dict
+from bcartnb.exceptions import BcartnbError, SettingsError
+from bcartnb.ledger import Ledger, fingerprint, new_campaign_id
 from bcartnb.members import read_members
 from bcartnb.quota import Plan, QuotaStatus, resolve_plan
 from bcartnb.settings import Settings, check_keys, check_type
 from bcartnb.templates import TemplateStore
+from bcartnb.transports import Transport
 
 __all__ = [
     "CAMPAIGN_KEYS",
     "ENCODINGS",
     "CampaignPlan",
+    "CampaignRun",
     "CampaignSpec",
+    "DeliverySummary",
     "build_draft",
+    "dry_run",
     "load_campaign",
     "plan_campaign",
+    "quota_status",
+    "resume",
+    "run",
+    "send",
+    "send_test",
 ]
 
 CAMPAIGN_KEYS = (
@@ -209,6 +234,25 @@ class CampaignPlan:
     def fits(self) -> bool:
         return self.quota.fits(len(self.audience.sendable))
 
+    @property
+    def fingerprint(self) -> str:
+        """The campaign's identity: its parameters and its recipients."""
+        return fingerprint(self.spec.to_params(), self.recipients)
+
+    def with_id(self, campaign_id: str) -> CampaignPlan:
+        """The same plan under another campaign id (the one the ledger's claim gave).
+
+        The composer is rebuilt: the id is in every Message-ID, so a continued campaign's
+        mails carry the same ids as its first run's.
+        """
+        if campaign_id == self.campaign_id:
+            return self
+        return replace(
+            self,
+            campaign_id=campaign_id,
+            composer=Composer(self.draft, self.settings, campaign_id),
+        )
+
     def summary(self) -> dict[str, Any]:
         """The contract's run summary before sending: ``sent``/``failed`` are 0."""
         n = len(self.audience.sendable)
@@ -293,3 +337,202 @@ def plan_campaign(
         campaign_id=cid,
         warnings=list(composer.warnings),
     )
+
+
+# --- the conductor ------------------------------------------------------------------------
+
+
+class CampaignRun(NamedTuple):
+    """What :func:`run` and :func:`resume` give back: the plan and what became of it.
+
+    ``plan`` is None only when a resume found the campaign finished (nothing to plan).
+    """
+
+    plan: CampaignPlan | None
+    summary: DeliverySummary
+
+
+@contextlib.contextmanager
+def _ledger(settings: Settings, ledger: Ledger | None) -> Iterator[Ledger]:
+    if ledger is not None:
+        yield ledger
+        return
+    with Ledger.open(settings.db) as led:
+        yield led
+
+
+def run(
+    spec: CampaignSpec,
+    settings: Settings,
+    *,
+    send: bool | None = None,
+    members: pd.DataFrame | None = None,
+    repeat: bool = False,
+    transport: Transport | None = None,
+    progress: bool | Callable[[int, int], None] = True,
+    ledger: Ledger | None = None,
+    **options: Any,
+) -> CampaignRun:
+    """Plan the campaign, then a dry run, or (``send=True``, else ``spec.send``) the send.
+
+    The one call behind ``bcartnb run`` and the papermill notebook. A dry run composes every
+    mail and projects the quota (:class:`~bcartnb.exceptions.QuotaExceededError` if it would
+    not fit); it also says when the same campaign is running, unfinished or already sent.
+    """
+    do_send = spec.send if send is None else send
+    with _ledger(settings, ledger) as led:
+        plan = plan_campaign(spec, settings, members=members, ledger=led)
+        if not do_send:
+            summary = dry_run(plan)
+            summary.warnings += _history_notes(led, plan)
+            return CampaignRun(plan, summary)
+        summary = _send(
+            plan, repeat=repeat, transport=transport, progress=progress, ledger=led, **options
+        )
+        return CampaignRun(plan, summary)
+
+
+def _history_notes(led: Ledger, plan: CampaignPlan) -> list[str]:
+    """What a dry run should know of earlier attempts at the very same campaign."""
+    notes = []
+    for r in led.find_by_fingerprint(plan.fingerprint):
+        if r.status in ("sending", "unfinished"):
+            state = "送信中" if r.status == "sending" else "送信途中"
+            notes.append(
+                f"同じ内容のキャンペーン {r.campaign_id} が{state}です（送信済み {r.sent:,} 件）。"
+                "--send で実行すると、その続きを送ります（同じ会員に二度は送りません）。"
+            )
+        elif r.status == "done":
+            notes.append(
+                f"同じ内容のメールはキャンペーン {r.campaign_id} で送信済みです"
+                f"（送信済み {r.sent:,} 件）。もう一度送るには --repeat が必要です。"
+            )
+    return notes
+
+
+def send(
+    plan: CampaignPlan,
+    *,
+    repeat: bool = False,
+    transport: Transport | None = None,
+    progress: bool | Callable[[int, int], None] = True,
+    ledger: Ledger | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    **options: Any,
+) -> DeliverySummary:
+    """Send a planned (and, in the wizard, confirmed) campaign: the only call that mails members.
+
+    Claims the campaign's fingerprint first, atomically: refused at once (exit 2) while the
+    same campaign runs elsewhere; an unfinished earlier attempt is continued under its own
+    id; a finished one only with ``repeat``. Then :func:`bcartnb.delivery.deliver`.
+    """
+    with _ledger(plan.settings, ledger) as led:
+        claim = led.claim(
+            fingerprint=plan.fingerprint,
+            plan=plan.plan,
+            params=plan.spec.to_params(),
+            recipients=plan.recipients,
+            campaign_id=plan.campaign_id,
+            repeat=repeat,
+            **plan.audience.summary(),
+        )
+        try:
+            claimed = plan.with_id(claim.campaign_id)
+        except BaseException:
+            led.release(claim.campaign_id, cancel=True)
+            raise
+        summary = delivery.deliver(
+            claimed,
+            led,
+            transport,
+            first_run=not claim.continued,
+            progress=progress,
+            sleep=sleep,
+            **options,
+        )
+        if claim.continued:
+            summary.warnings.append(
+                f"同じ内容のキャンペーン {claim.campaign_id} の続きとして送りました"
+                "（送信済みの会員には送っていません）。"
+            )
+        return summary
+
+
+_send = send  # for run(), whose ``send`` argument hides the function
+
+
+def resume(
+    campaign_id: str,
+    settings: Settings,
+    *,
+    resend_uncertain: bool = False,
+    transport: Transport | None = None,
+    progress: bool | Callable[[int, int], None] = True,
+    ledger: Ledger | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    **options: Any,
+) -> CampaignRun:
+    """Continue an unfinished campaign: pending and deferred mails go out, sent ones never again.
+
+    Mails lost after their data went out are ``uncertain``: listed, and resent only with
+    ``resend_uncertain=True``. The members file is read again (member data may have changed;
+    a member gone since is reported and left pending). Refused while the campaign is being
+    sent by a live process, or if it was cancelled; a finished campaign changes nothing.
+    """
+    with _ledger(settings, ledger) as led:
+        if not led.take_over(campaign_id):
+            record = led.campaign(campaign_id)
+            now = led.usage(settings.plan or record.plan)
+            summary = DeliverySummary.from_record(
+                record,
+                "done",
+                quota_dict(now, now.used),
+                [(r.member_id, r.address) for r in led.uncertain(campaign_id)],
+                failures=led.failures(campaign_id),
+            )
+            summary.warnings.append("再開して送るメールは残っていません（nothing left to send）")
+            return CampaignRun(None, summary)
+        try:
+            record = led.campaign(campaign_id)
+            spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
+            # the shop's plan now (it may have changed since); the campaign's own if none is set
+            current = settings if settings.plan else settings.replace(plan=record.plan)
+            plan = plan_campaign(spec, current, ledger=led, campaign_id=campaign_id)
+        except BaseException:
+            with contextlib.suppress(BcartnbError):
+                led.release(campaign_id)
+            raise
+        summary = delivery.deliver(
+            plan,
+            led,
+            transport,
+            resend_uncertain=resend_uncertain,
+            progress=progress,
+            sleep=sleep,
+            **options,
+        )
+        return CampaignRun(plan, summary)
+
+
+def send_test(
+    plan: CampaignPlan,
+    to: str,
+    *,
+    member_id: int | None = None,
+    transport: Transport | None = None,
+    ledger: Ledger | None = None,
+) -> ComposedMail:
+    """One member's mail, as composed for the campaign, to ``to``; recorded, never counted."""
+    with _ledger(plan.settings, ledger) as led:
+        return delivery.send_test(plan, to, led, member_id=member_id, transport=transport)
+
+
+def quota_status(settings: Settings, *, ledger: Ledger | None = None) -> QuotaStatus:
+    """This month's メール配信上限数, usage and live reservations for the shop's plan."""
+    if not settings.plan:
+        raise SettingsError(
+            'no plan set: put plan = "プラン10" (or light, plan10 … own-smtp) in bcartnb.toml '
+            "or set BCARTNB_PLAN"
+        )
+    with _ledger(settings, ledger) as led:
+        return led.usage(settings.plan)

@@ -1,7 +1,11 @@
 """The ``bcartnb`` command: parse, call the package, print. No business logic lives here.
 
-Every :class:`~bcartnb.exceptions.BcartnbError` becomes one line on stderr and its exit code
-(2 bad input, 3 quota refused); anything else is a bug and keeps its traceback.
+Every :class:`~bcartnb.exceptions.BcartnbError` becomes one line on stderr (its Japanese
+explanation first, when it has one, then the exact detail) and its exit code: 2 bad input or
+settings, 3 quota refused, both before anything was sent. ``run`` and ``resume`` exit with
+their summary's code once something may have gone out: 0 finished and every mail accepted,
+4 unfinished (the resume command is printed), 5 finished with mails refused for good, 130
+interrupted. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -106,30 +110,49 @@ def _cmd_quota(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: Any, as_json: bool) -> int:
-    if as_json:
-        _print_json(summary.as_dict())
-    else:
-        print(summary.message())
-        for warning in summary.warnings:
-            print(f"注意: {warning}")
-    if summary.status == "interrupted":
+    """The summary, then the exit code a scheduler acts on (0, 4, 5 or 130; see DESIGN).
+
+    The campaign is recorded before a word is printed, so a reader that closed the pipe
+    (``| head``) changes nothing but what is shown: the exit code stays the campaign's.
+    """
+    code: int = summary.exit_code
+    try:
+        if as_json:
+            _print_json(summary.as_dict())
+        else:
+            print(summary.message())
+            for warning in summary.warnings:
+                print(f"注意: {warning}")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    if code == 130:
         print(f"bcartnb: interrupted: `{summary.resume_command}` continues", file=sys.stderr)
-        return 130
-    return 0
+    elif code == 4:
+        why = f": {summary.stopped}" if summary.stopped else ""
+        print(
+            f"bcartnb: unfinished ({summary.sent} sent, {summary.left} left){why}; "
+            f"`{summary.resume_command}` continues",
+            file=sys.stderr,
+        )
+    elif code == 5:
+        print(
+            f"bcartnb: finished, but {summary.failed} mails were refused for good "
+            "(listed in the summary)",
+            file=sys.stderr,
+        )
+    return code
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bcartnb.campaign import load_campaign
-    from bcartnb.delivery import run_campaign
+    from bcartnb import campaign
     from bcartnb.settings import load_settings
 
-    spec = load_campaign(args.campaign)
+    spec = campaign.load_campaign(args.campaign)
     settings = load_settings()
-    if args.test_to:
-        from bcartnb.campaign import plan_campaign
-        from bcartnb.delivery import send_test
-
-        mail = send_test(plan_campaign(spec, settings), args.test_to)
+    if args.test_to is not None:
+        plan = campaign.plan_campaign(spec, settings)
+        mail = campaign.send_test(plan, args.test_to)
         if args.json:
             _print_json(
                 {
@@ -147,29 +170,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     if not args.send:
         # the contract: a dry run unless --send, whatever the file says
-        summary = run_campaign(spec, settings, send=False)
+        summary = campaign.run(spec, settings, send=False).summary
         if spec.send:
             summary.warnings.append(
                 "キャンペーンファイルの send = true は無視しました"
                 "（送信するには --send を付けてください）"
             )
         return _print_summary(summary, args.json)
-    summary = run_campaign(
+    summary = campaign.run(
         spec, settings, send=True, repeat=args.repeat, progress=sys.stderr.isatty()
-    )
+    ).summary
     return _print_summary(summary, args.json)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from bcartnb.delivery import resume
+    from bcartnb import campaign
     from bcartnb.settings import load_settings
 
-    summary = resume(
+    summary = campaign.resume(
         args.campaign_id,
         load_settings(),
         resend_uncertain=args.resend_uncertain,
         progress=sys.stderr.isatty(),
-    )
+    ).summary
     return _print_summary(summary, args.json)
 
 
@@ -188,6 +211,9 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
             "status": str(r["status"]),
             "sent": int(r["sent"]),
             "failed": int(r["failed"]),
+            "deferred": int(r["deferred"]),
+            "uncertain": int(r["uncertain"]),
+            "pending": int(r["pending"]),
         }
         for _, r in frame.iterrows()
     ]
@@ -197,11 +223,14 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
     if not rows:
         print("配信履歴はまだありません。")
         return 0
-    print("キャンペーンID               登録日時            状態         送信済み  失敗")
-    for r in rows:
+    labels = {"sending": "送信中", "unfinished": "送信途中", "done": "完了", "cancelled": "取消"}
+    print("キャンペーンID               登録日時            状態         送信済み  失敗  残り")
+    for r, (_, full) in zip(rows, frame.iterrows(), strict=True):
+        left = sum(int(full[s]) for s in ("pending", "sending", "deferred", "uncertain"))
+        status = labels.get(r["status"], r["status"])
         print(
             f"{r['campaign_id']:<28} {r['created_at'][:16].replace('T', ' '):<19} "
-            f"{r['status']:<12} {r['sent']:>8,} {r['failed']:>5,}"
+            f"{status:<10} {r['sent']:>8,} {r['failed']:>5,} {left:>5,}"
         )
     return 0
 
@@ -296,12 +325,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """The reader closed the pipe: drop the rest of our output instead of a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
     except BcartnbError as err:
-        print(f"bcartnb: error: {err}", file=sys.stderr)
+        # Japanese first (what the shop's staff read), then the exact detail, on one line
+        head = f"{err.ja} / " if err.ja else ""
+        print(f"bcartnb: error: {head}{err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("bcartnb: interrupted", file=sys.stderr)

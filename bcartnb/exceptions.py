@@ -18,7 +18,9 @@ context (file, row, column, host:port) is in the message and the cause in ``__ca
     │   └── LedgerError               the SQLite ledger is corrupt, locked or from a newer schema
     └── DeliveryError
         ├── TransportError            SMTP connect, TLS, AUTH failures: names host:port
-        └── CampaignStateError        a repeat of a sent campaign, an unknown campaign id
+        ├── CampaignStateError        the campaign runs elsewhere, was sent already, unknown id
+        └── IncompleteError           exit 4 (unfinished), 5 (refusals) or 130, after the
+                                      fact: DeliverySummary.raise_for_status, for papermill
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "ComposeError",
     "DeliveryError",
     "FilterError",
+    "IncompleteError",
     "InputError",
     "LedgerError",
     "MembersFileError",
@@ -107,3 +110,16 @@ class TransportError(DeliveryError):
 
 class CampaignStateError(DeliveryError):
     """A campaign id is unknown, or a sent campaign would be repeated without asking."""
+
+
+class IncompleteError(DeliveryError):
+    """A run ended without finishing its campaign cleanly; raised only when asked to.
+
+    Sending never raises for this (the summary says it); a papermill notebook or a script
+    that must fail then calls :meth:`~bcartnb.delivery.DeliverySummary.raise_for_status`.
+    ``exit_code`` is the summary's: 4 unfinished, 5 finished with refusals, 130 Ctrl-C.
+    """
+
+    def __init__(self, *args: object, ja: str = "", exit_code: int = 4) -> None:
+        super().__init__(*args, ja=ja)
+        self.exit_code = exit_code

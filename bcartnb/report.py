@@ -385,11 +385,12 @@ def show_report(
         with Ledger.open(plan.settings.db) as ledger:
             ledger_usage = ledger.usage_by_campaign(quota["month"])
     usage = dict(ledger_usage)
+    cid = summary.campaign_id  # a continued campaign keeps its first run's id
     if summary.dry_run and summary.sendable:
-        usage[plan.campaign_id] = usage.get(plan.campaign_id, 0) + summary.sendable
+        usage[cid] = usage.get(cid, 0) + summary.sendable
 
     mode = "確認のみ（送信していません）" if summary.dry_run else "送信"
-    _display(_md(f"## キャンペーン {plan.campaign_id}（{mode}）"))
+    _display(_md(f"## キャンペーン {cid}（{mode}）"))
     _display(_md(summary.message().replace("\n", "  \n")))
     _display(_md("### パラメータ"))
     _display(parameters_table(params))
@@ -402,7 +403,7 @@ def show_report(
     _display(quota_table(quota))
     note = "（確認のみ: 今回分は見込み）" if summary.dry_run else ""
     _display(_md(f"今月の配信数{note}"))
-    _display(_image(usage_chart(usage, quota.get("cap"), quota["month"], plan.campaign_id)))
+    _display(_image(usage_chart(usage, quota.get("cap"), quota["month"], cid)))
     _display(_md("### 送信対象の内訳"))
     sendable = plan.audience.sendable
     _display(_image(breakdown_chart(sendable, "pref")))
@@ -423,10 +424,5 @@ def show_report(
         )
         _display(_md("```text\n" + sample["text"].replace("```", "'''") + "\n```"))
     _display(_md("### キャンペーンID と再開コマンド"))
-    _display(
-        _md(
-            f"キャンペーンID: `{plan.campaign_id}`  \n"
-            f"中断した場合の再開: `{summary.resume_command}`"
-        )
-    )
+    _display(_md(f"キャンペーンID: `{cid}`  \n中断した場合の再開: `{summary.resume_command}`"))
     return record_summary(data)

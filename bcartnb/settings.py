@@ -15,6 +15,7 @@ relative to the file, so a campaign folder can be moved as a whole.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -67,6 +68,16 @@ class SmtpSettings:
     password: str | None = field(default=None, repr=False)
     timeout: float = 30.0
 
+    def __post_init__(self) -> None:
+        if not self.host or any(ch.isspace() or ch == "\0" for ch in self.host):
+            raise SettingsError(f"[smtp] host must be a host name, not {self.host!r}")
+        _in_range("[smtp] port", self.port, 1, 65535, integer=True)
+        if self.security not in SECURITY_MODES:
+            raise SettingsError(
+                f"[smtp] security must be one of {', '.join(SECURITY_MODES)}, not {self.security!r}"
+            )
+        _in_range("[smtp] timeout", self.timeout, 0.1, 3600, unit=" seconds")
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
@@ -79,8 +90,38 @@ class DeliverySettings:
     connections: int = 4
     rate_per_second: float | None = None
     rate_per_hour: int | None = None
-    retries: int = 3
-    backoff: float = 1.0
+    retries: int = 6
+    backoff: float = 30.0
+
+    def __post_init__(self) -> None:
+        # checked here, so a bad number is refused wherever it comes from (the file, a
+        # papermill parameter, a keyword argument) before anything is reserved or marked
+        _in_range("[delivery] connections", self.connections, 1, 64, integer=True)
+        if self.rate_per_second is not None:
+            _in_range("[delivery] rate_per_second", self.rate_per_second, 0.01, 10000)
+        if self.rate_per_hour is not None:
+            _in_range("[delivery] rate_per_hour", self.rate_per_hour, 1, 10_000_000, integer=True)
+        _in_range("[delivery] retries", self.retries, 0, 20, integer=True)
+        _in_range("[delivery] backoff", self.backoff, 0, 3600, unit=" seconds")
+
+
+def _in_range(
+    key: str, value: object, low: float, high: float, *, integer: bool = False, unit: str = ""
+) -> None:
+    """One wording for a number out of its range (NaN, infinities and booleans included)."""
+    kinds = (int,) if integer else (int, float)
+    ok = (
+        isinstance(value, kinds)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+    )
+    if not ok:
+        what = "a whole number" if integer else "a number"
+        raise SettingsError(
+            f"{key} must be {what} from {low:g} to {high:g}{unit}, not {value!r}",
+            ja=f"設定 {key} の値 {value!r} は使えません（{low:g}〜{high:g}{unit}）。",
+        )
 
 
 @dataclass(frozen=True)
@@ -268,8 +309,6 @@ def load_settings(
     for key in ("rate_per_second", "backoff"):
         if key in delivery_data:
             dkw[key] = float(check_type(delivery_data, key, (int, float), f"{where} [delivery]"))
-    if dkw.get("connections", 1) < 1:
-        raise SettingsError(f"{where} [delivery]: connections must be at least 1")
 
     # The environment wins over the file.
     if envd.get("BCARTNB_PLAN"):
@@ -296,4 +335,7 @@ def load_settings(
     if "port" not in smtp_kw and security != "none" and smtp_kw.get("host"):
         smtp_kw["port"] = 465 if security == "ssl" else 587
 
-    return Settings(**kw, smtp=SmtpSettings(**smtp_kw), delivery=DeliverySettings(**dkw))
+    try:
+        return Settings(**kw, smtp=SmtpSettings(**smtp_kw), delivery=DeliverySettings(**dkw))
+    except SettingsError as err:
+        raise SettingsError(f"{where}: {err}", ja=err.ja) from None

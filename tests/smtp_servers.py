@@ -21,13 +21,41 @@ a test states exactly which attempt fails:
 * ``data_reply``: the reply to the message data (lines joined by CRLF make a multi-line one).
 * ``pipelining=True``: EHLO offers PIPELINING (RFC 2920), as Postfix and most providers do;
   each mail then records whether its envelope came in one write (``Received.pipelined``).
+* ``greylist=s``: greylisting per recipient address, by the clock (``time.monotonic``), not by
+  count: the first RCPT of an address gets ``451 4.7.1 Greylisted, please try again later``,
+  and so does every later one until ``s`` seconds have passed since that first RCPT; after
+  that the address is accepted. Only RCPTs seen while greylisting is on start a clock.
+* ``shutdown_after=n``, ``shutdown_for=s``: once n mails were accepted (2xx after DATA), the
+  server is shutting down for ``s`` seconds (default: for good), from the moment the n-th
+  was accepted: the next ``MAIL FROM`` on any connection gets ``421 4.3.2 Service shutting
+  down`` and that connection is closed (after the reply is out), and a new connection gets
+  the same 421 as its greeting and is closed. Then it accepts again (once per ``Faults``;
+  ``n=0`` shuts down at once, e.g. through :meth:`TestServer.set_faults`).
+* ``reject_all=True``: every RCPT gets ``reject_reply`` (``550 5.1.1 User unknown``).
+* ``hang_after_data=True``: each mail is recorded (it did arrive: in ``received``, counted by
+  :meth:`TestServer.wait_held`), then never answered: the client must time out. Unlike
+  ``hold_after``, :meth:`TestServer.release` does not answer it; the connection ends when
+  the client gives up or the server stops (which needs no release).
+
+Faults can change while the server runs: :meth:`TestServer.set_faults` swaps them at once
+(each command sees either the old or the new ones), keeping every counter. And the server
+itself can go away: :meth:`TestServer.down` stops listening and closes the open connections
+(connecting is then refused), :meth:`TestServer.up` listens again on the same port, with
+the same handler, faults and recorded mail.
+
+Besides ``received``: :meth:`TestServer.count_by_recipient` counts the recorded mails per
+recipient address (the exactly-once check), ``TestServer.rcpt_attempts`` counts every
+RCPT per address, refused ones included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 import threading
+import time
+from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +69,9 @@ from bcartnb.sink import SmtpServerThread
 from bcartnb.transports import SmtpTransport
 
 __all__ = ["Faults", "Received", "TestServer", "TlsFiles", "make_tls_files"]
+
+GREYLIST_REPLY = "451 4.7.1 Greylisted, please try again later"
+SHUTDOWN_REPLY = "421 4.3.2 Service shutting down"
 
 
 @dataclass(frozen=True)
@@ -70,12 +101,23 @@ class Faults:
     hold_after: int | None = None
     data_reply: str = "250 2.0.0 OK queued"
     pipelining: bool = False
+    greylist: float | None = None
+    shutdown_after: int | None = None
+    shutdown_for: float = math.inf
+    reject_all: bool = False
+    hang_after_data: bool = False
 
     def __post_init__(self) -> None:
         if self.temp_stage not in ("MAIL", "RCPT", "DATA"):
             raise ValueError(f"temp_stage must be MAIL, RCPT or DATA, not {self.temp_stage!r}")
         if self.drop_stage not in ("MAIL", "DATA"):
             raise ValueError(f"drop_stage must be MAIL or DATA, not {self.drop_stage!r}")
+        if self.greylist is not None and not self.greylist >= 0:
+            raise ValueError(f"greylist must be a delay >= 0 seconds, not {self.greylist!r}")
+        if self.shutdown_after is not None and self.shutdown_after < 0:
+            raise ValueError(f"shutdown_after must be >= 0, not {self.shutdown_after!r}")
+        if not self.shutdown_for >= 0:
+            raise ValueError(f"shutdown_for must be >= 0 seconds, not {self.shutdown_for!r}")
 
 
 @dataclass(frozen=True)
@@ -99,8 +141,29 @@ def make_tls_files(directory: Path) -> TlsFiles:
     return TlsFiles(server, client, ca_file)
 
 
+class _FaultySMTP(SMTP):
+    """aiosmtpd's SMTP session, except that a server shutting down refuses at the greeting.
+
+    aiosmtpd has no handler hook before its ``220`` greeting, so this overrides the
+    (private) coroutine that sends it and then reads commands.
+    """
+
+    async def _handle_client(self) -> None:
+        handler = self.event_handler
+        if isinstance(handler, _ScriptedHandler) and handler.shutting_down():
+            await self.push(SHUTDOWN_REPLY)
+            assert self.transport is not None
+            self.transport.close()  # after the reply, as a 421 at MAIL does
+            return
+        await super()._handle_client()
+
+
 class _ScriptedHandler:
-    """Records every mail and plays the faults. Runs in the server's event-loop thread."""
+    """Records every mail and plays the faults. Runs in the server's event-loop thread.
+
+    Each hook reads ``self.faults`` once, so :meth:`set_faults` from the test's thread takes
+    effect between commands, never halfway through one.
+    """
 
     def __init__(self, faults: Faults, users: Mapping[str, str] | None):
         self.faults = faults
@@ -109,12 +172,45 @@ class _ScriptedHandler:
         self.received: list[Received] = []
         self.transactions = 0
         self.accepted = 0
+        self.ok_replies = 0  # 2xx replies to message data: what shutdown_after counts
         self.deferred: dict[str, int] = {}
+        self.rcpt_attempts: Counter[str] = Counter()  # every RCPT, refused ones included
+        self.greylisted: dict[str, float] = {}  # address -> monotonic time of its first RCPT
+        self.shutdown_started: float | None = None  # monotonic time the window opened
         self.connections: dict[int, int] = {}
         self._keep: list[SMTP] = []  # keeps id()s unique while the server runs
         self.released = threading.Event()
         self.held = 0
         self.auth_required = False
+
+    def set_faults(self, faults: Faults) -> None:
+        """Play ``faults`` from the next command on; counters and recorded mail are kept.
+
+        A changed shutdown (``shutdown_after``/``shutdown_for``) gets a new window; a new
+        ``hold_after`` holds again even after :meth:`TestServer.release`, and faults without
+        ``hold_after`` answer the mails being held. Hanging mails stay unanswered.
+        """
+        with self.lock:
+            old, self.faults = self.faults, faults
+            if (old.shutdown_after, old.shutdown_for) != (
+                faults.shutdown_after,
+                faults.shutdown_for,
+            ):
+                self.shutdown_started = None
+            if faults.hold_after is not None and faults.hold_after != old.hold_after:
+                self.released.clear()
+            self.lock.notify_all()
+
+    def shutting_down(self) -> bool:
+        """Whether the server is in its shutdown window; opens the window when it is due."""
+        with self.lock:
+            faults = self.faults
+            if faults.shutdown_after is None or self.ok_replies < faults.shutdown_after:
+                return False
+            now = time.monotonic()
+            if self.shutdown_started is None:
+                self.shutdown_started = now
+            return now - self.shutdown_started < faults.shutdown_for
 
     # --- helpers -------------------------------------------------------------------------
     def _connection(self, server: SMTP) -> int:
@@ -134,15 +230,26 @@ class _ScriptedHandler:
         await asyncio.Event().wait()  # cancelled by connection_lost
         raise AssertionError("unreachable")
 
-    async def _temp(self, server: SMTP, stage: str, envelope: Envelope) -> str | None:
+    async def _temp(
+        self, server: SMTP, faults: Faults, stage: str, envelope: Envelope
+    ) -> str | None:
         txn = envelope.bcartnb_txn  # type: ignore[attr-defined]
-        if self.faults.temp_stage != stage or txn > self.faults.temp_fail:
+        if faults.temp_stage != stage or txn > faults.temp_fail:
             return None
-        reply = self.faults.temp_reply
+        reply = faults.temp_reply
         if reply.startswith("421"):
             await server.push(reply)
             return await self._drop(server, flush=True)
         return reply
+
+    def _greylisted(self, address: str, delay: float) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            first = self.greylisted.get(address)
+            if first is None:  # the first RCPT always waits, whatever the delay
+                self.greylisted[address] = now
+                return True
+        return now - first < delay
 
     # --- aiosmtpd hooks ------------------------------------------------------------------
     async def handle_EHLO(
@@ -161,6 +268,7 @@ class _ScriptedHandler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        faults = self.faults
         if self.auth_required and not session.authenticated:
             return "530 5.7.0 Authentication required"
         conn = self._connection(server)
@@ -171,9 +279,12 @@ class _ScriptedHandler:
         envelope.bcartnb_conn = conn  # type: ignore[attr-defined]
         waiting = bytes(getattr(server._reader, "_buffer", b""))
         envelope.bcartnb_pipelined = b"RCPT TO" in waiting.upper()  # type: ignore[attr-defined]
-        if txn in self.faults.drop_at and self.faults.drop_stage == "MAIL":
+        if self.shutting_down():
+            await server.push(SHUTDOWN_REPLY)
+            return await self._drop(server, flush=True)
+        if txn in faults.drop_at and faults.drop_stage == "MAIL":
             return await self._drop(server)
-        reply = await self._temp(server, "MAIL", envelope)
+        reply = await self._temp(server, faults, "MAIL", envelope)
         if reply:
             return reply
         envelope.mail_from = address
@@ -183,21 +294,27 @@ class _ScriptedHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if address in self.faults.reject:
-            return self.faults.reject_reply
+        faults = self.faults
+        with self.lock:
+            self.rcpt_attempts[address] += 1
+        if faults.reject_all or address in faults.reject:
+            return faults.reject_reply
         with self.lock:
             seen = self.deferred.get(address, 0)
             self.deferred[address] = seen + 1
-        if seen < self.faults.defer.get(address, 0):
+        if faults.greylist is not None and self._greylisted(address, faults.greylist):
+            return GREYLIST_REPLY
+        if seen < faults.defer.get(address, 0):
             return "451 4.2.0 Deferred, try again"
-        reply = await self._temp(server, "RCPT", envelope)
+        reply = await self._temp(server, faults, "RCPT", envelope)
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        reply = await self._temp(server, "DATA", envelope)
+        faults = self.faults
+        reply = await self._temp(server, faults, "DATA", envelope)
         if reply:
             return reply
         txn = envelope.bcartnb_txn  # type: ignore[attr-defined]
@@ -212,23 +329,34 @@ class _ScriptedHandler:
             tls=session.ssl is not None,
             pipelined=envelope.bcartnb_pipelined,  # type: ignore[attr-defined]
         )
+        hang = faults.hang_after_data
         with self.lock:
             self.received.append(mail)
             self.lock.notify_all()
-            hold = self.faults.hold_after is not None and self.accepted >= self.faults.hold_after
-            if not hold:
+            hold = faults.hold_after is not None and self.accepted >= faults.hold_after
+            if not hold and not hang:
                 self.accepted += 1
-        if txn in self.faults.drop_at and self.faults.drop_stage == "DATA":
+        if txn in faults.drop_at and faults.drop_stage == "DATA":
             return await self._drop(server)
-        if hold:
+        if hang or hold:
             with self.lock:
                 self.held += 1
                 self.lock.notify_all()
-            while not self.released.is_set():
+        if hang:
+            # No reply, ever: cancelled when the client hangs up or the server stops.
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+        if hold:
+            while not self.released.is_set() and self.faults.hold_after is not None:
                 await asyncio.sleep(0.01)
             with self.lock:
                 self.accepted += 1
-        return self.faults.data_reply
+        reply = faults.data_reply
+        if reply.startswith("2"):
+            with self.lock:
+                self.ok_replies += 1
+            self.shutting_down()  # the n-th accepted mail opens the shutdown window
+        return reply
 
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
@@ -279,12 +407,58 @@ class TestServer:
         self._server = SmtpServerThread(self.handler, "127.0.0.1", 0, **kwargs)
 
     def start(self) -> TestServer:
-        self._server.start()
+        self._listen()
         return self
 
     def stop(self) -> None:
+        """Stop for good (up or down); held and hanging mails need no release first."""
         self.release()
         self._server.stop()
+
+    def down(self) -> None:
+        """Stop listening and close every open connection: connecting is then refused.
+
+        Held mails are not answered: their connections end. :meth:`up` brings it back.
+        """
+        self._server.stop()
+
+    def up(self) -> TestServer:
+        """Listen again on the same port, with the same handler, faults and recorded mail."""
+        self._listen()
+        return self
+
+    @property
+    def is_up(self) -> bool:
+        return self._server.running
+
+    def _listen(self) -> None:
+        # SmtpServerThread keeps the port it got, so a restart binds the same one again
+        # (with SO_REUSEADDR: the old connections in TIME_WAIT do not block it).
+        self._server.start()
+        controller = getattr(self._server, "_controller", None)
+        if controller is not None:  # each start has a new controller: teach it _FaultySMTP
+
+            def factory() -> SMTP:
+                return _FaultySMTP(
+                    controller.handler, loop=controller.loop, **controller.SMTP_kwargs
+                )
+
+            controller.factory = factory
+
+    # --- faults --------------------------------------------------------------------------
+    @property
+    def faults(self) -> Faults:
+        with self.handler.lock:
+            return self.handler.faults
+
+    def set_faults(self, faults: Faults) -> None:
+        """Play ``faults`` from the next command on (see :meth:`_ScriptedHandler.set_faults`).
+
+        Counters (transactions, accepted mails, deferrals, greylist clocks, RCPT attempts)
+        and ``received`` are kept, so a test can make a running server start failing or
+        recover mid-run.
+        """
+        self.handler.set_faults(faults)
 
     # --- what the server saw -------------------------------------------------------------
     @property
@@ -305,6 +479,17 @@ class TestServer:
         """MAIL FROM commands seen, including refused and dropped ones."""
         with self.handler.lock:
             return self.handler.transactions
+
+    def count_by_recipient(self) -> Counter[str]:
+        """Recorded mails (``received``) per recipient address: exactly once is all 1s."""
+        with self.handler.lock:
+            return Counter(addr for mail in self.handler.received for addr in mail.recipients)
+
+    @property
+    def rcpt_attempts(self) -> Counter[str]:
+        """RCPT commands seen per address, refused (greylisted, rejected, ...) included."""
+        with self.handler.lock:
+            return Counter(self.handler.rcpt_attempts)
 
     @property
     def sessions(self) -> int:

@@ -30,15 +30,20 @@ def record_campaign(
 ) -> None:
     """A finished campaign of ``sent`` mails plus a test send and an admin copy (not counted)."""
     with Ledger.open(db, clock=lambda: now) as led:
-        led.create_campaign(plan=plan, params={}, fingerprint=cid, campaign_id=cid)
-        led.add_recipients(cid, [(i, f"m{i}@example.jp") for i in range(sent)])
+        led.claim(
+            fingerprint=cid,
+            plan=plan,
+            params={},
+            recipients=[(i, f"m{i}@example.jp") for i in range(sent)],
+            campaign_id=cid,
+        )
         led.reserve(cid, sent, plan)
-        led.mark_sending(cid, range(sent))
+        led.mark_sending(cid, [(i, "pending") for i in range(sent)])
         led.mark_results(cid, [(i, "sent", 250, "ok") for i in range(sent)])
         led.record_send("test", "me@shop.example", campaign_id=cid)
         led.claim_admin_copy(cid)
         led.mark_admin_copy(cid, "admin@shop.example")
-        led.finish(cid)
+        led.release(cid)
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:  # type: ignore[type-arg]
@@ -109,7 +114,7 @@ def test_running_campaign_reservation_is_shown(
 ) -> None:
     monkeypatch.setenv("BCARTNB_PLAN", "light")
     with Ledger.open(db) as led:
-        led.create_campaign(plan="light", params={}, fingerprint="f", campaign_id="running")
+        led.claim(fingerprint="f", plan="light", params={}, recipients=[], campaign_id="running")
         led.reserve("running", 40, "light")  # this process is alive: the reservation holds
     out = run_json(capsys)
     assert (out["used"], out["reserved"], out["remaining"]) == (0, 40, 60)

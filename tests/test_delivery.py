@@ -12,16 +12,29 @@ from pathlib import Path
 import pytest
 from smtp_servers import Faults, TestServer
 
-from bcartnb.campaign import CampaignSpec, plan_campaign
-from bcartnb.delivery import DONE_MESSAGE, RateLimiter, deliver, dry_run, mask_address, resume
+from bcartnb import campaign
+from bcartnb.campaign import CampaignPlan, CampaignSpec, dry_run, plan_campaign
+from bcartnb.delivery import DONE_MESSAGE, DeliverySummary, RateLimiter, mask_address
 from bcartnb.exceptions import (
     CampaignStateError,
     ComposeError,
     QuotaExceededError,
-    TransportError,
 )
 from bcartnb.ledger import Ledger
 from bcartnb.settings import Settings
+from bcartnb.transports import Transport
+
+
+def deliver(
+    plan: CampaignPlan, transport: Transport | None = None, **kwargs: object
+) -> DeliverySummary:
+    """The conductor's send of a planned campaign (claim, then deliver)."""
+    return campaign.send(plan, transport=transport, **kwargs)  # type: ignore[arg-type]
+
+
+def resume(campaign_id: str, settings: Settings, **kwargs: object) -> DeliverySummary:
+    return campaign.resume(campaign_id, settings, **kwargs).summary  # type: ignore[arg-type]
+
 
 HEADER = "会員ID,会社名,担当者(姓),担当者(名),メールアドレス,都道府県,メール案内\n"
 
@@ -151,10 +164,10 @@ def test_quota_refusal_sends_nothing(tmp_path: Path, smtp_server: Server):
     with Ledger.open(settings.db) as led:
         status = led.usage("light")
         assert (status.used, status.reserved) == (0, 0)
-        assert list(led.campaigns()["status"]) == ["failed"]
+        assert list(led.campaigns()["status"]) == ["cancelled"]  # nothing ever went out
 
 
-def test_temporary_replies_are_retried_and_each_try_counts(tmp_path: Path, smtp_server: Server):
+def test_temporary_replies_are_retried_and_count_once(tmp_path: Path, smtp_server: Server):
     server = smtp_server(faults=Faults(temp_fail=3, temp_reply="451 4.3.0 Try again later"))
     members = write_members(tmp_path / "m.csv", 6)
     settings = make_settings(tmp_path, server)
@@ -164,7 +177,7 @@ def test_temporary_replies_are_retried_and_each_try_counts(tmp_path: Path, smtp_
     )
     assert summary.status == "done" and summary.sent == 6
     assert Counter(member_mails(server)) == Counter(f"user{i}@example.co.jp" for i in range(6))
-    assert summary.quota["used_after"] == 6 + 3  # three refused transactions counted too
+    assert summary.quota["used_after"] == 6  # a mail counts once, when first handed over
     assert waits and waits[0] == settings.delivery.backoff
 
 
@@ -179,16 +192,27 @@ def test_421_closes_connection_then_success(tmp_path: Path, smtp_server: Server)
     assert len(member_mails(server)) == 4
 
 
-def test_retries_exhausted_marks_failed(tmp_path: Path, smtp_server: Server):
-    server = smtp_server(faults=Faults(defer={"user1@example.co.jp": 99}))
+def test_retries_exhausted_leave_the_mail_deferred_for_resume(tmp_path: Path, smtp_server: Server):
+    server = smtp_server(faults=Faults(defer={"user1@example.co.jp": 3}))
     members = write_members(tmp_path / "m.csv", 3)
     settings = make_settings(tmp_path, server)
+    waits: list[float] = []
     summary = deliver(
-        plan_campaign(spec_for(members), settings), progress=False, sleep=lambda s: None, retries=2
+        plan_campaign(spec_for(members), settings), progress=False, sleep=waits.append, retries=2
     )
-    assert (summary.sent, summary.failed) == (2, 1)
-    assert summary.failures[0][0] == 1001 and summary.failures[0][2] == 451
-    assert summary.quota["used_after"] == 2 + 3  # user1: three tries
+    # never "failed" for a 4xx: deferred, the campaign unfinished (exit 4), nothing lost
+    assert (summary.sent, summary.failed, summary.deferred) == (2, 0, 1)
+    assert summary.status == "unfinished" and summary.exit_code == 4
+    assert summary.quota["used_after"] == 3  # user1 counted once, however often retried
+    assert sum(waits) == settings.delivery.backoff * (1 + 2)  # two rounds, doubling
+    assert "bcartnb resume" in summary.message() and summary.admin_copy is None
+    assert admin_copies(server) == []  # the admin copy waits until the campaign is finished
+    done = resume(summary.campaign_id, settings, progress=False, sleep=waits.append)
+    assert (done.status, done.sent, done.exit_code) == ("done", 3, 0)
+    assert Counter(member_mails(server)) == Counter(f"user{i}@example.co.jp" for i in range(3))
+    assert len(admin_copies(server)) == 1
+    with Ledger.open(settings.db) as led:
+        assert led.usage("プラン10").used == 3
 
 
 def test_550_recipients_fail_and_count(tmp_path: Path, smtp_server: Server):
@@ -200,6 +224,7 @@ def test_550_recipients_fail_and_count(tmp_path: Path, smtp_server: Server):
     assert {f[0] for f in summary.failures} == {1002, 1004}
     assert all(f[2] == 550 for f in summary.failures)
     assert summary.quota["used_after"] == 6
+    assert summary.status == "done" and summary.exit_code == 5  # finished, some refused
     text = email.message_from_bytes(admin_copies(server)[0], policy=email.policy.default)
     assert "u***@example.co.jp" in text.get_content()  # failures listed, masked
 
@@ -250,7 +275,7 @@ def test_same_campaign_twice_is_refused_unless_repeat(tmp_path: Path, smtp_serve
     first = deliver(plan_campaign(spec_for(members), settings), progress=False)
     with pytest.raises(CampaignStateError) as exc:
         deliver(plan_campaign(spec_for(members), settings), progress=False)
-    assert first.campaign_id in str(exc.value) and "bcartnb resume" in str(exc.value)
+    assert first.campaign_id in str(exc.value) and "--repeat" in str(exc.value)
     assert len(member_mails(server)) == 3
     second = deliver(plan_campaign(spec_for(members), settings), progress=False, repeat=True)
     assert second.sent == 3 and len(member_mails(server)) == 6
@@ -261,46 +286,50 @@ def test_same_campaign_twice_is_refused_unless_repeat(tmp_path: Path, smtp_serve
     assert other.sent == 3
 
 
-def test_unreachable_server_names_host_port_and_releases(tmp_path: Path, smtp_server: Server):
+def test_unreachable_server_names_host_port_and_leaves_it_unfinished(
+    tmp_path: Path, smtp_server: Server
+):
     server = smtp_server()
     port = server.port
     server.stop()  # a closed port on 127.0.0.1
     members = write_members(tmp_path / "m.csv", 4)
     settings = make_settings(tmp_path, server)
-    with pytest.raises(TransportError) as exc:
-        deliver(plan_campaign(spec_for(members), settings), progress=False)
-    assert f"127.0.0.1:{port}" in str(exc.value) and "bcartnb resume" in str(exc.value)
+    summary = deliver(plan_campaign(spec_for(members), settings), progress=False)
+    assert summary.status == "unfinished" and summary.exit_code == 4
+    assert f"127.0.0.1:{port}" in str(summary.stopped)
+    assert "接続できません" in summary.message() and "bcartnb resume" in summary.message()
     with Ledger.open(settings.db) as led:
         status = led.usage("プラン10")
         assert (status.used, status.reserved) == (0, 0)
         frame = led.campaigns()
-        assert list(frame["status"]) == ["failed"]
-        assert set(led.deliveries(frame["campaign_id"][0])["state"]) == {"pending"}
-    # a failed attempt that sent nothing does not block running the campaign again
+        assert list(frame["status"]) == ["unfinished"]
+        first_id = frame["campaign_id"][0]
+        assert set(led.deliveries(first_id)["state"]) == {"pending"}
+        assert set(led.deliveries(first_id)["attempts"]) == {0}  # never started: no attempt
+    # running the same campaign again continues it: the same id, nobody twice
     live = smtp_server()
-    summary = deliver(
-        plan_campaign(spec_for(members), make_settings(tmp_path, live)), progress=False
-    )
-    assert summary.sent == 4
-    # ... and the failed first attempt can no longer be resumed into a second mailing
-    with pytest.raises(CampaignStateError, match=f"went out again as {summary.campaign_id}"):
-        resume(frame["campaign_id"][0], make_settings(tmp_path, live), progress=False)
-    assert len(member_mails(live)) == 4
+    again = deliver(plan_campaign(spec_for(members), make_settings(tmp_path, live)), progress=False)
+    assert (again.campaign_id, again.sent, again.status) == (first_id, 4, "done")
+    assert any("続き" in w for w in again.warnings)
+    nothing = resume(first_id, make_settings(tmp_path, live), progress=False)
+    assert nothing.status == "done" and nothing.exit_code == 0
+    assert Counter(member_mails(live)) == Counter(f"user{i}@example.co.jp" for i in range(4))
+    with Ledger.open(settings.db) as led:
+        assert len(led.campaigns()) == 1 and led.usage("プラン10").used == 4
 
 
 def test_wrong_password_and_resume_after_fix(tmp_path: Path, smtp_server: Server):
     server = smtp_server(users={"shop": "right"}, auth_required=True)
     members = write_members(tmp_path / "m.csv", 3)
     bad = make_settings(tmp_path, server, smtp=server.settings(user="shop", password="wrong"))
-    with pytest.raises(TransportError) as exc:
-        deliver(plan_campaign(spec_for(members), bad), progress=False)
-    assert f"127.0.0.1:{server.port}" in str(exc.value) and "wrong" not in str(exc.value)
+    summary = deliver(plan_campaign(spec_for(members), bad), progress=False)
+    assert summary.exit_code == 4
+    assert f"127.0.0.1:{server.port}" in str(summary.stopped)
+    assert "wrong" not in str(summary.stopped) and "wrong" not in summary.message()
     assert server.received == []
-    with Ledger.open(bad.db) as led:
-        cid = led.campaigns()["campaign_id"][0]
     good = make_settings(tmp_path, server, smtp=server.settings(user="shop", password="right"))
-    summary = resume(cid, good, progress=False)
-    assert summary.sent == 3 and summary.status == "done"
+    done = resume(summary.campaign_id, good, progress=False)
+    assert done.sent == 3 and done.status == "done"
     assert all(r.auth_user == "shop" for r in server.received)
 
 
@@ -320,13 +349,13 @@ def test_starttls_auth_and_tls_failure(tmp_path: Path, smtp_server: Server, tls_
     from bcartnb.transports import SmtpTransport
 
     other = write_members(tmp_path / "o.csv", 2)
-    with pytest.raises(TransportError) as exc:
-        deliver(
-            plan_campaign(spec_for(other), settings),
-            SmtpTransport(server.settings(user="shop", password="pw")),
-            progress=False,
-        )
-    assert f"127.0.0.1:{server.port}" in str(exc.value)
+    failed = deliver(
+        plan_campaign(spec_for(other), settings),
+        SmtpTransport(server.settings(user="shop", password="pw")),
+        progress=False,
+    )
+    assert failed.exit_code == 4 and f"127.0.0.1:{server.port}" in str(failed.stopped)
+    assert "TLS" in str(failed.stopped)
     assert len(server.received) == 4
 
 
@@ -381,7 +410,7 @@ def test_spooled_mail_gets_the_send_time_date_and_is_otherwise_unchanged(
 ):
     from datetime import datetime, timedelta
 
-    from bcartnb.delivery import _Spool
+    from bcartnb.delivery.spool import Spool
     from bcartnb.quota import TOKYO
 
     server = smtp_server()
@@ -390,7 +419,7 @@ def test_spooled_mail_gets_the_send_time_date_and_is_otherwise_unchanged(
     composed_at = datetime(2026, 11, 27, 9, 0, tzinfo=TOKYO)
     clock = [composed_at]
     plan.composer.clock = lambda: clock[0]
-    spool = _Spool(plan)
+    spool = Spool(plan)
     try:
         sent_at = composed_at + timedelta(hours=5)  # a rate-limited campaign takes hours
         clock[0] = sent_at
@@ -413,7 +442,8 @@ def test_all_refused_is_not_called_complete(tmp_path: Path, smtp_server: Server)
     )
     assert (summary.sent, summary.failed) == (0, 2)
     assert not summary.message().startswith(DONE_MESSAGE)
-    assert "すべて失敗" in summary.message()
+    assert "すべての宛先が受信側に拒否" in summary.message()
+    assert summary.exit_code == 5
 
 
 def test_a_deliberate_repeat_can_still_be_resumed(tmp_path: Path, smtp_server: Server):
@@ -423,18 +453,19 @@ def test_a_deliberate_repeat_can_still_be_resumed(tmp_path: Path, smtp_server: S
     first = deliver(plan_campaign(spec_for(members), settings), progress=False)
     down = smtp_server()
     down.stop()
-    with pytest.raises(TransportError):
-        deliver(
-            plan_campaign(spec_for(members), make_settings(tmp_path, down)),
-            progress=False,
-            repeat=True,
-        )
-    with Ledger.open(settings.db) as led:
-        repeat_id = led.campaigns()["campaign_id"].iloc[-1]
-    assert resume(repeat_id, settings, progress=False).sent == 3
+    repeat = deliver(
+        plan_campaign(spec_for(members), make_settings(tmp_path, down)),
+        progress=False,
+        repeat=True,
+    )
+    assert repeat.exit_code == 4 and repeat.campaign_id != first.campaign_id
+    # a second --repeat while the repeat is unfinished is refused: finish it first
+    with pytest.raises(CampaignStateError, match=repeat.campaign_id):
+        deliver(plan_campaign(spec_for(members), settings), progress=False, repeat=True)
+    assert resume(repeat.campaign_id, settings, progress=False).sent == 3
     assert len(member_mails(server)) == 6  # the deliberate repeat, once
-    with pytest.raises(CampaignStateError, match=f"went out again as {repeat_id}"):
-        resume(first.campaign_id, settings, progress=False)
+    assert resume(first.campaign_id, settings, progress=False).sent == 3  # nothing more
+    assert len(member_mails(server)) == 6
 
 
 def test_progress_callback_counts_finished_mails(tmp_path: Path, smtp_server: Server):
@@ -456,10 +487,7 @@ def test_resume_composes_everything_before_sending(tmp_path: Path, smtp_server: 
     down = smtp_server()
     down.stop()
     spec = spec_for(members, encoding="iso-2022-jp")
-    with pytest.raises(TransportError):
-        deliver(plan_campaign(spec, make_settings(tmp_path, down)), progress=False)
-    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
-        cid = led.campaigns()["campaign_id"][0]
+    cid = deliver(plan_campaign(spec, make_settings(tmp_path, down)), progress=False).campaign_id
     # the member file changed meanwhile: member 1003 now has a character ISO-2022-JP lacks
     text = members.read_text(encoding="utf-8").replace("テスト商事3", "①テスト商事3")
     members.write_text(text, encoding="utf-8")
@@ -481,8 +509,9 @@ def test_a_server_that_stops_answering_leaves_only_its_mails_uncertain(
         plan_campaign(spec_for(members), settings), progress=False, connections=1, retries=0
     )
     # 3 answered; the 4th and (after a reconnect) the 5th got no answer within the timeout
-    assert summary.sent == 3 and summary.status == "done"
+    assert summary.sent == 3 and summary.status == "unfinished" and summary.exit_code == 4
     assert [m for m, _ in summary.uncertain] == [1003, 1004]
+    assert not summary.message().startswith(DONE_MESSAGE)
     assert len(member_mails(server)) == 5  # they did arrive: resending would mail twice
     server.release()
 
@@ -494,7 +523,7 @@ import json, os, sys
 from datetime import datetime
 from pathlib import Path
 from bcartnb.campaign import CampaignSpec, plan_campaign
-from bcartnb.delivery import _Spool, _SpoolHelper
+from bcartnb.delivery.spool import Spool, SpoolHelper
 from bcartnb.exceptions import BcartnbError
 from bcartnb.quota import TOKYO
 from bcartnb.settings import Settings
@@ -512,12 +541,12 @@ plan.composer.clock = lambda: datetime(2026, 11, 27, 9, 0, tzinfo=TOKYO)
 ids = [int(i) for i in plan.audience.sendable["id"]]
 out = {"threads": __import__("threading").active_count()}
 try:
-    helper = _SpoolHelper(plan, len(ids) // 2)
+    helper = SpoolHelper(plan, len(ids) // 2)
     try:
-        forked = _Spool(plan, helper)
+        forked = Spool(plan, helper)
     finally:
         helper.close()
-    serial = _Spool(plan)
+    serial = Spool(plan)
     out["same"] = all(forked.get(i) == serial.get(i) for i in ids)
     out["files"] = len(forked._files)
 except BcartnbError as err:
@@ -628,15 +657,14 @@ def test_resume_composes_only_the_mails_still_to_send(tmp_path: Path, smtp_serve
     down = smtp_server()
     down.stop()
     spec = spec_for(members, encoding="iso-2022-jp")
-    with pytest.raises(TransportError):
-        deliver(plan_campaign(spec, make_settings(tmp_path, down)), progress=False)
+    cid = deliver(plan_campaign(spec, make_settings(tmp_path, down)), progress=False).campaign_id
     with Ledger.open(tmp_path / "ledger.sqlite3") as led:
-        cid = led.campaigns()["campaign_id"][0]
         # as if member 1000 had gone out before the server went down
+        assert led.take_over(cid)
         led.reserve(cid, 1, "プラン10")
-        led.exchange(cid, [], [1000])
+        led.exchange(cid, [], [(1000, "pending")])
         led.mark_results(cid, [(1000, "sent", 250, "ok")])
-        led.finish(cid, "interrupted")
+        assert led.release(cid) == "unfinished"
     # member 1000's data changed since in a way ISO-2022-JP cannot carry: nobody resends it
     text = members.read_text(encoding="utf-8").replace("テスト商事0,", "①テスト商事0,")
     members.write_text(text, encoding="utf-8")

@@ -65,5 +65,5 @@ def test_cli_start_does_not_import_pandas() -> None:
 
 def test_readme_python_names_exist(repo_root: Path) -> None:
     text = (repo_root / "README.md").read_text(encoding="utf-8")
-    for name in ("plan_campaign", "dry_run", "deliver", "load_settings", "CampaignSpec"):
+    for name in ("plan_campaign", "dry_run", "send", "resume", "load_settings", "CampaignSpec"):
         assert name in text and name in bcartnb.__all__

@@ -290,8 +290,11 @@ def test_smtp_failure_shows_in_status(members_csv: Path, tmp_path: Path, repo_ro
     assert f"SMTPサーバー 127.0.0.1:{port} に接続できません。" in wizard.status.value
     assert "同じ会員に二度は送りません" in wizard.status.value
     assert f"（詳細: SMTP 127.0.0.1:{port}: cannot connect" in wizard.status.value
-    assert wizard.result is None and wizard.confirm.send.disabled
-    assert wizard.sending.progress.bar_style == "danger"
+    # the campaign is unfinished, not lost: the summary says what is left
+    assert wizard.result is not None and wizard.result.exit_code == 4
+    assert wizard.result.pending == 1 and wizard.confirm.send.disabled
+    assert wizard.sending.progress.bar_style == "warning"
+    assert wizard.sending.progress.description == "未完了"
 
 
 def test_choosing_nothing_is_a_status_message(wizard: Wizard) -> None:

@@ -13,7 +13,7 @@ import html
 
 import ipywidgets as widgets
 
-from bcartnb.delivery import DeliverySummary
+from bcartnb.campaign import DeliverySummary
 
 __all__ = ["SendStep"]
 
@@ -49,7 +49,9 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.progress.value = handed
         ok = summary.status == "done" and not summary.failed
         self.progress.bar_style = "success" if ok else "warning"
-        self.progress.description = "送信完了" if summary.status == "done" else "中断"
+        self.progress.description = {"done": "送信完了", "unfinished": "未完了"}.get(
+            summary.status, "中断"
+        )
         lines = [html.escape(line) for line in summary.message().splitlines()]
         self.done.value = "<br>".join(lines)
         self.again.layout.display = None

@@ -3,8 +3,8 @@
 絞込オプション → 検索結果すべてに送信 / チェックした会員に送信 → compose → 確認画面 → 送信.
 The wizard holds no rule of its own: filtering is :func:`~bcartnb.audience.build_audience`,
 the counts and the quota come from :func:`~bcartnb.campaign.plan_campaign` and
-:func:`~bcartnb.delivery.dry_run`, the previews from :func:`~bcartnb.compose.preview`, and
-the only send is :func:`~bcartnb.delivery.deliver`, after the 送信 click. So a campaign made
+:func:`~bcartnb.campaign.dry_run`, the previews from :func:`~bcartnb.compose.preview`, and
+the only send is :func:`~bcartnb.campaign.send`, after the 送信 click. So a campaign made
 here is the same campaign the papermill notebook and ``bcartnb run`` would make from
 :attr:`Wizard.spec`.
 
@@ -22,12 +22,11 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
+from bcartnb import campaign
 from bcartnb.audience import Audience, build_audience
-from bcartnb.campaign import CampaignPlan, CampaignSpec, plan_campaign
+from bcartnb.campaign import CampaignPlan, CampaignSpec, DeliverySummary
 from bcartnb.compose import preview
-from bcartnb.delivery import DeliverySummary, deliver, dry_run, send_test
 from bcartnb.exceptions import QuotaExceededError, SettingsError
-from bcartnb.ledger import Ledger
 from bcartnb.members import read_members
 from bcartnb.quota import QuotaStatus
 from bcartnb.search import KeywordIndex
@@ -214,13 +213,7 @@ class Wizard:
         opt_in = bool(self.compose.opt_in.value)
 
         def counts() -> tuple[QuotaStatus, Audience]:
-            if not self.settings.plan:
-                raise SettingsError(
-                    'no plan set: put plan = "プラン10" (or light, plan10 … own-smtp) in '
-                    "bcartnb.toml or set BCARTNB_PLAN"
-                )
-            with Ledger.open(self.settings.db) as led:
-                quota = led.usage(self.settings.plan)
+            quota = campaign.quota_status(self.settings)
             audience = build_audience(
                 self.members, self._filter or None, list(self._checked) or None, opt_in
             )
@@ -258,9 +251,9 @@ class Wizard:
     def _to_confirm(self) -> None:
         def plan() -> tuple[CampaignPlan, dict[str, Any], QuotaExceededError | None]:
             spec = self._spec()
-            planned = plan_campaign(spec, self.settings, members=self.members)
-            try:
-                summary = dry_run(planned).as_dict()  # composes every mail: errors show here
+            planned = campaign.plan_campaign(spec, self.settings, members=self.members)
+            try:  # composes every mail: errors show here
+                summary = campaign.dry_run(planned).as_dict()
                 refused = None
             except QuotaExceededError as err:
                 summary, refused = planned.summary(), err
@@ -333,7 +326,7 @@ class Wizard:
             return
         to = self.confirm.test_to.value.strip()
         mail = self.status.run(
-            lambda: send_test(
+            lambda: campaign.send_test(
                 plan, to, member_id=self.confirm.preview_member.value, transport=self.transport
             ),
             self.confirm.controls,
@@ -358,7 +351,7 @@ class Wizard:
 
         def send() -> DeliverySummary:
             with self.sending.output:
-                return deliver(plan, self.transport, progress=self.sending.update)
+                return campaign.send(plan, transport=self.transport, progress=self.sending.update)
 
         summary = self.status.run(send, self.controls, busy="送信中です…")
         if summary is None:
@@ -367,14 +360,21 @@ class Wizard:
         self.result = summary
         self.sending.finish(summary)
         self._go("done")
-        self.status.info(summary.message().splitlines()[0])
+        head = summary.message().splitlines()[0]
+        if summary.exit_code == 4:  # unfinished: why, what is left, how to continue
+            why = f"{summary.stopped_ja or ''}" if summary.stopped_ja else ""
+            detail = f"\n（詳細: {summary.stopped}）" if summary.stopped else ""
+            self.status.error(f"送信エラー: {why}{head}{detail}")
+        else:
+            self.status.info(head)
 
     def _new_campaign(self) -> None:
         """新しい配信を作成: the member list again, for the next campaign, without a new cell.
 
         The search and the form keep what was typed (the next mail is often a variation);
         the ticks are cleared, and the campaign just sent stays in the history. Sending the
-        very same campaign to the very same members again is still refused by ``deliver``.
+        very same campaign to the very same members again is still refused (or, when the
+        first attempt is unfinished, continued) by :func:`~bcartnb.campaign.send`.
         """
         if self.stage != "done":
             return

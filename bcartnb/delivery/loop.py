@@ -1,0 +1,547 @@
+"""The send loop: K connections driven by one thread, every step journaled.
+
+Each step commits, in one transaction, the results that came back and the hand-over of the
+next mails (:meth:`~bcartnb.ledger.Ledger.exchange`), then starts those mails: a result is
+committed before anything else is sent, and at most K mails are in flight, so after a
+SIGKILL at most K (one per connection) are ``uncertain``. What each SMTP outcome becomes:
+
+========================================  ==================================================
+2xx after the message data                ``sent``
+5xx                                       ``failed`` (refused for good; it counted)
+4xx, or the connection lost before the    ``deferred``: retried in later rounds of this run,
+message data went out                     with backoff, and by ``bcartnb resume``
+connection lost after the data            ``uncertain``: it may have been delivered
+a connection that cannot be (re)opened    ``unsent`` (never started, refunded), and the run
+(unreachable, TLS, AUTH, 530)             stops at once: the mails picked for other
+                                          connections never start either
+========================================  ==================================================
+
+A server that stops answering (every connection lost twice over, in a row) also stops the
+run, rather than leave every remaining member uncertain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import select
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, cast
+
+from bcartnb.delivery.plan import SendPlan
+from bcartnb.delivery.spool import Spool
+from bcartnb.exceptions import BcartnbError, TransportError
+from bcartnb.ledger import DeliveryResult, Ledger, Recipient
+from bcartnb.ledger.journal import COUNTED_FROM
+from bcartnb.transports import (
+    Connection,
+    Outcome,
+    PollableConnection,
+    SendResult,
+    Transport,
+)
+
+__all__ = ["MAX_BACKOFF", "Connector", "RateLimiter", "Sender"]
+
+#: The longest wait between two retry rounds, whatever ``backoff`` doubles to (seconds).
+MAX_BACKOFF = 600.0
+
+
+class RateLimiter:
+    """Spaces sends so neither the per-second nor the per-hour limit is ever exceeded.
+
+    Shared servers throttle or block a burst (the reason B-Cart caps mail at all); a sliding
+    window per limit is exact where a token bucket would allow a double burst at a window's
+    edge. Thread-safe; clock and sleep are injected so tests never sleep.
+    """
+
+    def __init__(
+        self,
+        per_second: float | None = None,
+        per_hour: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._windows: list[tuple[int, float, deque[float]]] = []
+        if per_second:
+            # a fractional rate (0.5/s) is one mail every 2 s
+            count, span = (int(per_second), 1.0) if per_second >= 1 else (1, 1.0 / per_second)
+            self._windows.append((count, span, deque()))
+        if per_hour:
+            self._windows.append((int(per_hour), 3600.0, deque()))
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set (else :meth:`acquire` never waits)."""
+        return bool(self._windows)
+
+    def acquire(self) -> None:
+        """Block until one more send fits in every window, then record it."""
+        if not self._windows:
+            return
+        while True:
+            with self._lock:
+                now = self._clock()
+                wait = 0.0
+                for limit, span, times in self._windows:
+                    while times and times[0] <= now - span:
+                        times.popleft()
+                    if len(times) >= limit:
+                        wait = max(wait, times[0] + span - now)
+                if wait <= 0:
+                    for _, _, times in self._windows:
+                        times.append(now)
+                    return
+            self._sleep(wait)
+
+
+class Connector:
+    """Opens the K connections in parallel, in the background, while the mails are composed.
+
+    Against a real server a TLS handshake and a login take a few hundred milliseconds each;
+    one thread opening K of them after composing would hold the first mail back by their
+    sum. A connection that fails keeps its error for the send loop: it runs on the others
+    (a server may cap connections per client), or stops with it when none opened.
+    """
+
+    def __init__(self, transport: Transport, k: int) -> None:
+        self.transport = transport
+        self.opened: list[Connection | BaseException | None] = [None] * k
+        self.threads = [
+            threading.Thread(target=self._open, args=(i,), name=f"bcartnb-connect-{i}", daemon=True)
+            for i in range(k)
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _open(self, i: int) -> None:
+        try:
+            self.opened[i] = self.transport.connect()
+        except BaseException as err:  # handed to the send loop, which decides
+            self.opened[i] = err
+
+    def take(self) -> list[Connection | BaseException | None]:
+        """The connections (or their errors), once every attempt has finished; then none."""
+        for t in self.threads:
+            t.join()
+        opened, self.opened = self.opened, []
+        return opened
+
+    def close(self) -> None:
+        """Close what nobody took (the compose check or the quota stopped the campaign)."""
+        for item in self.take():
+            if item is not None and not isinstance(item, BaseException):
+                with contextlib.suppress(Exception):
+                    item.close()
+
+
+class _Job(NamedTuple):
+    member_id: int
+    to: str
+    raw: bytes
+    state: str  # the row's state when it was handed over (pending, deferred, uncertain)
+
+
+class _Slot:
+    """One of the K connections, and the mail it is sending (None when idle)."""
+
+    __slots__ = ("conn", "error", "job", "polled")
+
+    def __init__(self) -> None:
+        self.conn: Connection | None = None
+        self.error: BaseException | None = None  # opening it in the background failed
+        self.job: _Job | None = None
+        self.polled = False  # the connection is driven by poll (begin / advance)
+
+    def adopt(self, item: Connection | BaseException | None) -> None:
+        if isinstance(item, BaseException):
+            self.error = item
+        elif item is not None:
+            self.conn = item
+            self.polled = isinstance(item, PollableConnection)
+
+
+class Sender:
+    """One run of one campaign: K connections driven by ONE thread, the journal, the bar.
+
+    SMTP connections are polled (:class:`~bcartnb.transports.PollableConnection`): while
+    the server answers one, the others are read and written, so K transactions overlap
+    without K threads contending for the GIL. Other transports (a Maildir outbox, a dry
+    run) finish each mail as it starts. Ctrl-C never lands halfway through a step: the
+    handler only notes it while the loop is recording or writing, and the loop acts on it
+    when it next waits, so every mail's state is known when it stops.
+
+    ``fatal`` is what stopped the run early (a connection that cannot be opened, a server
+    that stopped answering, the ledger refusing the next hand-over); ``counted`` the quota
+    units this run took; ``tally`` the results it recorded, by state.
+    """
+
+    def __init__(
+        self,
+        plan: SendPlan,
+        ledger: Ledger,
+        transport: Transport,
+        *,
+        connections: int,
+        limiter: RateLimiter,
+        progress: bool | Callable[[int, int], None],
+        sleep: Callable[[float], None],
+        spool: Spool | None = None,
+        connector: Connector | None = None,
+    ) -> None:
+        self.plan = plan
+        self.spool = spool
+        self.connector = connector
+        self.cid = plan.campaign_id
+        self.ledger = ledger
+        self.transport = transport
+        self.envelope_from = plan.settings.from_addr
+        self.k = max(1, connections)
+        self.limiter = limiter
+        self.sleep = sleep
+        self.slots = [_Slot() for _ in range(self.k)]
+        self.idle = list(self.slots)
+        self.in_flight = 0
+        self.counted = 0
+        self.tally: Counter[str] = Counter()
+        self.unrecorded: list[DeliveryResult] = []
+        self.finished = 0
+        self.total = 0
+        self.fatal: BaseException | None = None
+        self.lost_in_a_row = 0
+        self.missing: list[int] = []
+        self.progress = progress
+        self.bar: Any = None
+        self.critical = False
+        self.interrupts = 0
+        self.raised = 0
+        self._previous_sigint: Any = None
+
+    def __enter__(self) -> Sender:
+        if self.connector is not None:
+            for slot, item in zip(self.slots, self.connector.take(), strict=False):
+                slot.adopt(item)
+            alive = [s for s in self.slots if s.conn is not None]
+            if alive:  # run on the connections that opened; stop only when none did
+                self.slots = alive
+                self.idle = list(alive)
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+        for slot in self.slots:
+            if slot.conn is not None:
+                # closing a dead connection must not hide the real outcome
+                with contextlib.suppress(Exception):
+                    slot.conn.close()
+                slot.conn = None
+        if self.bar is not None:
+            self.bar.close()
+
+    def spare_connection(self) -> Connection | None:
+        """An open, idle connection the caller now owns (for the admin copy), if any."""
+        for slot in self.slots:
+            conn = slot.conn
+            if slot.job is None and conn is not None and conn.alive:
+                slot.conn = None
+                return conn
+        return None
+
+    # --- Ctrl-C ------------------------------------------------------------------------
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.interrupts += 1
+        if not self.critical:
+            self.raised = self.interrupts
+            raise KeyboardInterrupt
+
+    def _checkpoint(self) -> None:
+        """Raise the KeyboardInterrupt of a Ctrl-C noted during a step, now that it is safe."""
+        if self.interrupts > self.raised:
+            self.raised = self.interrupts
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        self.critical = True
+        try:
+            yield
+        finally:
+            self.critical = False
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def _mails(self, todo: Sequence[Recipient]) -> Iterator[tuple[Recipient, str, bytes]]:
+        """(row, address, bytes) of each row to send: from the spool, else composed now."""
+        spool = self.spool
+        if spool is not None:
+            self.missing = [r.member_id for r in todo if r.member_id not in spool]
+            for r in todo:
+                if r.member_id in spool:
+                    yield (r, *spool.get(r.member_id))
+            return
+        sendable = self.plan.audience.sendable
+        by_id = sendable.set_index(sendable["id"].astype("int64"), drop=False)
+        ids = [r.member_id for r in todo if r.member_id in by_id.index]
+        self.missing = [r.member_id for r in todo if r.member_id not in by_id.index]
+        rec = {r.member_id: r for r in todo}
+        for mail in self.plan.composer.compose_all(by_id.loc[ids]):
+            yield rec[int(mail.member_id)], mail.to, mail.raw
+
+    def open_bar(self, total: int) -> None:
+        """tqdm.auto (a widget in Jupyter, a bar in a terminal), or the caller's callback."""
+        self.total = total
+        if callable(self.progress):
+            self.progress(0, total)
+        elif self.progress and self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="送信中", unit="通")
+
+    def run_round(self, todo: Sequence[Recipient], *, resend: bool = False) -> None:
+        """Hand each row over once (unless the run stops); 4xx replies leave them deferred.
+
+        Each step commits, in one transaction, the results that came back and the hand-over
+        of the next mails (:meth:`Ledger.exchange`), then starts those mails on the idle
+        connections. When the ledger refuses a hand-over (the campaign was reclaimed, the
+        month changed and the new one is full) or a connection cannot be opened, ``fatal``
+        is set: what is in flight finishes, nothing more starts.
+        """
+        mails = self._mails(todo)
+        exhausted = False
+        with self._guarded():
+            while True:
+                self._checkpoint()
+                batch: list[tuple[Recipient, str, bytes]] = []
+                while not exhausted and self.fatal is None and len(batch) < len(self.idle):
+                    item = next(mails, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    batch.append(item)
+                if batch or self.unrecorded:
+                    if self.in_flight:
+                        # replies that came in meanwhile: step those connections on first,
+                        # so the server has their next commands while we commit
+                        self.collect(timeout=0)
+                    results, self.unrecorded = self.unrecorded, []
+                    handovers = [(r.member_id, r.state) for r, _, _ in batch]
+                    try:
+                        self.counted += self.ledger.exchange(
+                            self.cid, results, handovers, resend=resend
+                        )
+                    except BcartnbError as err:
+                        # the results were committed alone (or the ledger is gone); the
+                        # hand-over was not: those mails stay as they were, untouched
+                        if not _recorded_alone(err):
+                            self.unrecorded = results + self.unrecorded
+                            raise
+                        self._account(results)
+                        self.fatal = self.fatal or err
+                        batch = []
+                    except BaseException:
+                        self.unrecorded = results + self.unrecorded  # rolled back: record later
+                        raise
+                    else:
+                        self._account(results)
+                    for i, (r, to, raw) in enumerate(batch):
+                        if self.fatal is not None:
+                            self._unstart(batch[i:])  # a connection failed: these never start
+                            break
+                        try:
+                            self._pace()
+                        except KeyboardInterrupt:
+                            self._unstart(batch[i:])  # marked sending, never started
+                            raise
+                        self._start(_Job(r.member_id, to, raw, r.state))
+                if self.in_flight:
+                    self.collect()
+                elif not self.unrecorded and (exhausted or self.fatal is not None):
+                    break
+
+    def _unstart(self, batch: Sequence[tuple[Recipient, str, bytes]]) -> None:
+        for r, _, _ in batch:
+            self.unrecorded.append(DeliveryResult(r.member_id, "unsent", None, "not started"))
+            if r.state in COUNTED_FROM:
+                self.counted -= 1
+
+    def _pace(self) -> None:
+        """Wait for the rate limit, the one wait a Ctrl-C may cut short before a mail starts."""
+        if not self.limiter.limited:
+            return
+        self.critical = False
+        try:
+            self._checkpoint()
+            self.limiter.acquire()
+        finally:
+            self.critical = True
+
+    def _start(self, job: _Job) -> None:
+        """Begin one mail on an idle connection, (re)connecting it first if need be."""
+        slot = self.idle.pop()
+        slot.job = job
+        try:
+            if slot.error is not None:
+                err, slot.error = slot.error, None
+                raise err
+            conn = slot.conn
+            if conn is None or not conn.alive:
+                slot.conn = None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                conn = slot.conn = self.transport.connect()
+                slot.polled = isinstance(conn, PollableConnection)
+            if slot.polled:
+                res = cast(PollableConnection, conn).begin(self.envelope_from, [job.to], job.raw)
+                if res is None:
+                    self.in_flight += 1
+                    return
+            else:
+                res = conn.send(self.envelope_from, [job.to], job.raw)
+        except Exception as err:  # decided by _result
+            self._end(slot, None, err)
+            return
+        self._end(slot, res, None)
+
+    def _end(self, slot: _Slot, res: SendResult | None, err: BaseException | None) -> None:
+        job = slot.job
+        assert job is not None
+        slot.job = None
+        self.idle.append(slot)
+        r = self._result(job, res, err)
+        if r is not None:
+            self.unrecorded.append(r)
+
+    def collect(self, timeout: float | None = None) -> None:
+        """Wait for the next reply (at most ``timeout`` s), then take every one that is ready."""
+        busy = [s for s in self.slots if s.job is not None]
+        if not busy:
+            return
+        now = time.monotonic()
+        conns = [(s, cast(PollableConnection, s.conn)) for s in busy]
+        overdue = [(s, c) for s, c in conns if c.deadline <= now]
+        if not overdue:
+            wait = min(c.deadline for _, c in conns) - now
+            if timeout is not None:
+                wait = min(wait, timeout)
+            poller = select.poll()
+            by_fd: dict[int, tuple[_Slot, PollableConnection]] = {}
+            for s, c in conns:
+                fd = c.fileno()
+                poller.register(fd, select.POLLIN)
+                by_fd[fd] = (s, c)
+            self.critical = False  # waiting: the safe moment for a Ctrl-C
+            try:
+                self._checkpoint()
+                ready = poller.poll(max(0, math.ceil(wait * 1000)))
+            finally:
+                self.critical = True
+            for fd, _ in ready:
+                s, c = by_fd[fd]
+                try:
+                    res = c.advance()
+                except Exception as err:  # decided by _result
+                    self.in_flight -= 1
+                    self._end(s, None, err)
+                    continue
+                if res is not None:
+                    self.in_flight -= 1
+                    self._end(s, res, None)
+            return
+        for s, c in overdue:
+            self.in_flight -= 1
+            self._end(s, c.expire(), None)
+
+    def flush(self) -> None:
+        """Commit the results taken but not yet recorded (after Ctrl-C or a fatal error)."""
+        results, self.unrecorded = self.unrecorded, []
+        if not results:
+            return
+        try:
+            self.ledger.mark_results(self.cid, results)
+        except BcartnbError:
+            # an interrupted exchange may have committed some of them after all
+            for r in results:
+                with contextlib.suppress(BcartnbError):
+                    self.ledger.mark_results(self.cid, [r])
+        self._account(results)
+
+    def _account(self, results: Sequence[DeliveryResult]) -> None:
+        self.tally.update(r.state for r in results)
+        finished = sum(1 for r in results if r.state in ("sent", "failed", "uncertain"))
+        self.finished += finished
+        if self.bar is not None:
+            self.bar.update(finished)
+        elif callable(self.progress) and finished:
+            self.progress(self.finished, self.total)
+
+    def _result(
+        self, job: _Job, res: SendResult | None, error: BaseException | None
+    ) -> DeliveryResult | None:
+        if error is not None:
+            if self.fatal is None:
+                self.fatal = error
+            if isinstance(error, TransportError):
+                # the connection could not be opened (or AUTH is required): never started
+                if job.state in COUNTED_FROM:
+                    self.counted -= 1
+                return DeliveryResult(job.member_id, "unsent", None, str(error)[:500])
+            return None  # unknown: it stays sending, and the run's end makes it uncertain
+        assert res is not None
+        message = res.message or None
+        if res.code is None:  # the connection was lost: a server that stopped answering?
+            self.lost_in_a_row += 1
+            if self.lost_in_a_row >= 2 * self.k and self.fatal is None:
+                self.fatal = TransportError(
+                    f"SMTP {self.transport.description}: the server stopped answering "
+                    f"({self.lost_in_a_row} connections lost in a row, the last: {res.message})",
+                    ja="SMTPサーバーが応答しなくなったため、送信を止めました。",
+                )
+        else:
+            self.lost_in_a_row = 0
+        if res.outcome is Outcome.SENT:
+            return DeliveryResult(job.member_id, "sent", res.code, message)
+        if res.outcome is Outcome.PERMANENT:
+            return DeliveryResult(job.member_id, "failed", res.code, message)
+        if res.outcome is Outcome.TEMPORARY:
+            return DeliveryResult(job.member_id, "deferred", res.code, message)
+        return DeliveryResult(job.member_id, "uncertain", res.code, message)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """After Ctrl-C or a fatal error: record what the in-flight mails became."""
+        deadline = time.monotonic() + timeout
+        with self._guarded():
+            while self.in_flight > 0 and time.monotonic() < deadline:
+                self.collect(timeout=max(0.01, deadline - time.monotonic()))
+            self.flush()
+
+    def wait(self, seconds: float) -> None:
+        """Backoff between rounds, renewing the lease meanwhile; a Ctrl-C cuts it short."""
+        left = seconds
+        while left > 0:
+            step = min(left, 30.0)
+            self.sleep(step)
+            left -= step
+            self.ledger.heartbeat(self.cid)
+
+
+def _recorded_alone(err: BcartnbError) -> bool:
+    """The ledger refused a hand-over after committing the results alone (see exchange)."""
+    from bcartnb.exceptions import CampaignStateError, QuotaExceededError
+
+    return isinstance(err, (CampaignStateError, QuotaExceededError))

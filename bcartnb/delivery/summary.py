@@ -1,0 +1,222 @@
+"""What a run did, told truthfully: the summary, its closing words and its exit code.
+
+A scheduler acts on the exit code and a marketer on the first line, so both are decided
+here, once, from the journal's counts after the run: ``done`` (and
+「メール送信を完了いたしました。」) only when nothing is left to send; every message says how
+many mails went out, how many are left and why, and how to continue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bcartnb.audience import REASON_LABELS
+from bcartnb.exceptions import IncompleteError
+from bcartnb.ledger import CampaignRecord
+from bcartnb.quota import QuotaStatus
+
+__all__ = ["DONE_MESSAGE", "EXIT_CODES", "DeliverySummary", "mask_address", "quota_dict"]
+
+DONE_MESSAGE = "メール送信を完了いたしました。"
+
+#: status → exit code of ``bcartnb run`` / ``resume`` (a finished campaign with mails refused
+#: for good exits 5 instead of 0; see :attr:`DeliverySummary.exit_code`).
+EXIT_CODES = {"dry-run": 0, "done": 0, "unfinished": 4, "interrupted": 130}
+
+
+def mask_address(address: str) -> str:
+    """``taro@example.co.jp`` → ``t***@example.co.jp``: reports and logs never show addresses."""
+    local, at, domain = str(address).partition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+def quota_dict(status: QuotaStatus, used_after: int) -> dict[str, Any]:
+    return {
+        "plan": status.plan.name,
+        "month": status.month,
+        "cap": status.cap,
+        "used_before": status.used,
+        "used_after": used_after,
+    }
+
+
+@dataclass
+class DeliverySummary:
+    """What a run did; :meth:`as_dict` holds the contract's JSON keys and a few more.
+
+    The counts (``sent``, ``failed``, ``pending``, ``deferred``, ``uncertain``) are the whole
+    campaign's after this run, resumes included; ``sent_now`` is this run's share.
+    ``stopped`` / ``stopped_ja`` say why a run ended before its campaign was finished.
+    """
+
+    campaign_id: str
+    status: str
+    selected: int
+    sendable: int
+    unsendable: int
+    reasons: dict[str, int]
+    sent: int
+    failed: int
+    quota: dict[str, Any]
+    dry_run: bool = False
+    uncertain: list[tuple[int, str]] = field(default_factory=list)
+    pending: int = 0
+    deferred: int = 0
+    sent_now: int = 0
+    admin_copy: str | None = None
+    failures: list[tuple[int, str, int | None, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stopped: str | None = None
+    stopped_ja: str | None = None
+
+    @classmethod
+    def from_record(
+        cls,
+        record: CampaignRecord,
+        status: str,
+        quota: dict[str, Any],
+        uncertain: list[tuple[int, str]],
+        **more: Any,
+    ) -> DeliverySummary:
+        """The campaign's counts as the journal has them after a run."""
+        return cls(
+            campaign_id=record.campaign_id,
+            status=status,
+            selected=record.selected,
+            sendable=record.sendable,
+            unsendable=record.unsendable,
+            reasons=dict(record.reasons),
+            sent=record.sent,
+            failed=record.failed,
+            pending=record.journal.get("pending", 0),
+            deferred=record.journal.get("deferred", 0),
+            uncertain=uncertain,
+            admin_copy=record.admin_copy,
+            quota=quota,
+            **more,
+        )
+
+    @property
+    def left(self) -> int:
+        """Mails not yet sent nor refused for good."""
+        return self.pending + self.deferred + len(self.uncertain)
+
+    @property
+    def exit_code(self) -> int:
+        """0 finished and all accepted, 4 unfinished, 5 finished with refusals, 130 Ctrl-C."""
+        code = EXIT_CODES[self.status]
+        if self.status == "done" and self.failed:
+            return 5
+        return code
+
+    def raise_for_status(self) -> None:
+        """Raise :class:`IncompleteError` unless the run finished with every mail accepted.
+
+        For a papermill notebook or a script that must fail (after its report is written)
+        when a campaign is unfinished (4), was partly refused (5) or interrupted (130).
+        """
+        code = self.exit_code
+        if code:
+            head = self.message().splitlines()[0]
+            raise IncompleteError(
+                f"campaign {self.campaign_id}: {self.status}, {self.sent} sent, "
+                f"{self.failed} failed, {self.left} left"
+                + (f" ({self.stopped})" if self.stopped else "")
+                + (f"; `{self.resume_command}` continues" if self.left else ""),
+                ja=head,
+                exit_code=code,
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign_id": self.campaign_id,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "dry_run": self.dry_run,
+            "selected": self.selected,
+            "sendable": self.sendable,
+            "unsendable": self.unsendable,
+            "reasons": dict(self.reasons),
+            "sent": self.sent,
+            "failed": self.failed,
+            "deferred": self.deferred,
+            "uncertain": len(self.uncertain),
+            "pending": self.pending,
+            "sent_now": self.sent_now,
+            "admin_copy": self.admin_copy,
+            "quota": dict(self.quota),
+            "stopped": self.stopped,
+            "warnings": list(self.warnings),
+        }
+
+    @property
+    def resume_command(self) -> str:
+        return f"bcartnb resume {self.campaign_id}"
+
+    def message(self) -> str:
+        """The closing words, in the wizard's and the command line's language."""
+        q = self.quota
+        cap = "上限なし" if q.get("cap") is None else f"{q['cap']:,}"
+        counts = (
+            f"送信件数 {self.sendable:,} / 送信できない件数 {self.unsendable:,} / "
+            f"送信済み {self.sent:,} / 失敗 {self.failed:,}"
+        )
+        if self.left and not self.dry_run:
+            counts += (
+                f" / 残り {self.left:,}（未送信 {self.pending:,}・再試行待ち {self.deferred:,}"
+                f"・結果不明 {len(self.uncertain):,}）"
+            )
+        quota = (
+            f"今月の配信数 {q.get('used_before', 0):,} → {q.get('used_after', 0):,}（上限 {cap}）"
+        )
+        lines = [self._head(), counts]
+        if self.stopped_ja or self.stopped:
+            lines.append(f"止まった理由: {self.stopped_ja or self.stopped}")
+        reasons = [
+            f"{REASON_LABELS.get(code, code)} {n:,}" for code, n in self.reasons.items() if n
+        ]
+        if reasons:
+            lines.append("送信できない理由: " + " / ".join(reasons))
+        lines.append(quota)
+        if self.deferred and not self.dry_run:
+            lines.append(
+                f"受信側が一時的に受け取りを保留したメール {self.deferred:,} 件は、"
+                f"あとで `{self.resume_command}` を実行すると再送します。"
+            )
+        if self.uncertain:
+            lines.append(
+                f"送信結果が不明なメール {len(self.uncertain)} 件（送った直後に接続が切れました。"
+                "届いている可能性があります）: "
+                + ", ".join(f"{mid} {mask_address(a)}" for mid, a in self.uncertain[:10])
+                + "。届いていないと確かめたうえで再送するには `bcartnb resume --resend-uncertain "
+                + f"{self.campaign_id}` を実行してください。"
+            )
+        return "\n".join(lines)
+
+    def _head(self) -> str:
+        if self.dry_run:
+            return (
+                "確認のみ（送信していません）。送信するには --send / send=True を指定してください。"
+            )
+        if self.status == "done":
+            if not self.failed:
+                return DONE_MESSAGE
+            if self.sent:
+                return (
+                    f"メール送信を完了いたしました。ただし {self.failed:,} 件は受信側に"
+                    "拒否されました（送信に失敗した会員を確認してください）。"
+                )
+            return "メールを送信できませんでした（すべての宛先が受信側に拒否されました）。"
+        now = f"この実行で {self.sent_now:,} 件を送信しました。" if self.sent_now else ""
+        if self.status == "interrupted":
+            return (
+                f"送信を中断しました。{now}続きは `{self.resume_command}` で送れます"
+                "（同じ会員に二度は送りません）。"
+            )
+        return (
+            f"送信はまだ終わっていません。{now}残り {self.left:,} 件は "
+            f"`{self.resume_command}` で送れます（同じ会員に二度は送りません）。"
+        )

@@ -1,0 +1,83 @@
+"""The ledger: one SQLite file holding the quota count, the send history and the mail journal.
+
+B-Cart keeps no history of sent mail, and its monthly cap must hold across processes (a
+notebook and a cron job may send at once), so both live here, in the file named by
+``BCARTNB_DB`` or ``Settings.db`` (one per user by default: two ledgers would each allow a
+full cap). One :class:`Ledger` object, built from one module per concern:
+
+========================================  ==================================================
+:mod:`~bcartnb.ledger.database`           the file: open, check, migrate, transactions
+:mod:`~bcartnb.ledger.schema`             the tables and their migrations
+:mod:`~bcartnb.ledger.reservations`       who holds a campaign; quota reservations, usage
+:mod:`~bcartnb.ledger.journal`            the mail state machine and the send loop's step
+:mod:`~bcartnb.ledger.campaigns`          claims and the campaign lifecycle, history,
+                                          test sends and the admin copy
+========================================  ==================================================
+
+Tables (schema version :data:`SCHEMA_VERSION` in ``PRAGMA user_version``; the file is
+marked as ours with ``PRAGMA application_id`` = :data:`APPLICATION_ID`): ``campaigns`` (one
+row per campaign: id, who, plan, fingerprint, parameters, counts, status, admin copy),
+``deliveries`` (the journal: one row per campaign and member), ``usage`` ((month, campaign)
+→ counted mails: the quota is a SUM over a handful of rows, so checking it costs the same
+with a million past deliveries), ``reservations`` (the running campaigns' claims and held
+units) and ``sends`` (test sends and admin copies: recorded, never counted).
+
+How the conductor (:mod:`bcartnb.campaign`) and the send loop use it::
+
+    led = Ledger.open(settings.db)
+    claim = led.claim(fingerprint=fp, plan=plan, params=..., recipients=[(id, address)],
+                      campaign_id=new_id)                 # or led.take_over(cid) to resume
+    todo = led.to_send(claim.campaign_id)                 # pending and deferred rows
+    led.reserve(cid, units, plan)                         # QuotaExceededError: none sent
+    counted = led.exchange(cid, results, [(id, state)])   # the loop's step, one commit
+    led.claim_admin_copy(cid) ... led.mark_admin_copy(cid, admin)
+    led.release(cid)                                      # done | unfinished | cancelled
+"""
+
+from __future__ import annotations
+
+from bcartnb.ledger.campaigns import (
+    CAMPAIGN_TRANSITIONS,
+    CampaignRecord,
+    Campaigns,
+    Claim,
+    fingerprint,
+    new_campaign_id,
+)
+from bcartnb.ledger.journal import TRANSITIONS, DeliveryResult, Recipient
+from bcartnb.ledger.schema import (
+    APPLICATION_ID,
+    CAMPAIGN_STATUSES,
+    DELIVERY_STATES,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Migration,
+)
+
+__all__ = [
+    "APPLICATION_ID",
+    "CAMPAIGN_STATUSES",
+    "CAMPAIGN_TRANSITIONS",
+    "DELIVERY_STATES",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "TRANSITIONS",
+    "CampaignRecord",
+    "Claim",
+    "DeliveryResult",
+    "Ledger",
+    "Migration",
+    "Recipient",
+    "fingerprint",
+    "new_campaign_id",
+]
+
+
+class Ledger(Campaigns):
+    """The quota counter, send history and mail journal in one SQLite file.
+
+    Open with :meth:`Ledger.open`; usable as a context manager; safe to share between the
+    threads of one process (calls are serialised; a connection must not cross a fork).
+    ``now`` parameters take an aware datetime and default to the ``clock`` given to
+    :meth:`open`, so tests inject time.
+    """

@@ -1,0 +1,539 @@
+"""Campaigns: identity, lifecycle and history, test sends and the admin copy.
+
+A campaign's identity is its :func:`fingerprint`: the parameters and the recipients. Its
+lifecycle, with every change going through :func:`set_status`::
+
+    (claim) ──► sending ──run ends, mails left (pending, deferred, uncertain)──► unfinished
+                 │  │ ▲                         or its owner died (reclaim)        │
+                 │  │ └───────────── claim: a run --send or resume takes it over ─┘
+                 │  └──run ends, nothing left──► done
+                 └──run refused (quota, compose) before any mail was handed over──► cancelled
+
+At most one campaign per fingerprint is ``sending`` or ``unfinished`` (a partial unique
+index holds it even against a bug): :meth:`Campaigns.claim` takes it atomically, in one
+``BEGIN IMMEDIATE`` transaction, before anything is composed or sent. A second claim while
+the first run lives is refused naming it; a claim of an unfinished campaign continues it
+(same id); a new campaign with a finished one's fingerprint only with ``repeat=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from bcartnb.exceptions import CampaignStateError
+from bcartnb.ledger.database import dt, ts
+from bcartnb.ledger.journal import Journal, insert_recipients, journal_counts, transition
+from bcartnb.ledger.reservations import (
+    HOST,
+    Owner,
+    holder,
+    os_user,
+    reclaim_stale,
+    stale,
+    take,
+)
+from bcartnb.ledger.schema import CAMPAIGN_STATUSES, DELIVERY_STATES
+from bcartnb.quota import TOKYO, Plan, now_tokyo, resolve_plan
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "CAMPAIGN_TRANSITIONS",
+    "CampaignRecord",
+    "Campaigns",
+    "Claim",
+    "fingerprint",
+    "new_campaign_id",
+    "set_status",
+]
+
+#: target status → the statuses a campaign may move there from (a new campaign starts sending).
+CAMPAIGN_TRANSITIONS: Mapping[str, tuple[str, ...]] = {
+    "sending": ("unfinished",),
+    "unfinished": ("sending",),
+    "done": ("sending",),
+    "cancelled": ("sending",),
+}
+#: Mails still to do: a campaign with any of these is not finished.
+LEFT_STATES = ("pending", "sending", "deferred", "uncertain")
+
+
+def new_campaign_id(now: datetime | None = None) -> str:
+    """``YYYYMMDD-HHMMSS-xxxxxx`` in Asia/Tokyo: sorts by time, reads as the shop's clock."""
+    now = (now or now_tokyo()).astimezone(TOKYO)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def fingerprint(params: Mapping[str, Any], recipients: Iterable[tuple[int, str]]) -> str:
+    """A hash of the campaign's parameters and its recipient set (order and case ignored).
+
+    Running the same campaign twice gives the same fingerprint: the ledger's claim uses it
+    to continue an unfinished campaign instead of mailing everybody a second time.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(params, sort_keys=True, ensure_ascii=False, default=str).encode())
+    for member_id, address in sorted((int(m), a.strip().lower()) for m, a in recipients):
+        h.update(f"\n{member_id}\t{address}".encode())
+    return h.hexdigest()
+
+
+def set_status(
+    c: sqlite3.Connection,
+    campaign_id: str,
+    to: str,
+    now: datetime,
+    *,
+    only_from: Sequence[str] | None = None,
+) -> bool:
+    """Move a campaign to ``to``: THE way its status changes. False if it was elsewhere.
+
+    ``only_from`` narrows the allowed sources further (a reclaim moves only ``sending``).
+    """
+    allowed = tuple(s for s in CAMPAIGN_TRANSITIONS[to] if only_from is None or s in only_from)
+    finished = ts(now) if to in ("done", "cancelled") else None
+    cur = c.execute(
+        "UPDATE campaigns SET status = ?, finished_at = ?, updated_at = ? "
+        f"WHERE campaign_id = ? AND status IN ({', '.join('?' * len(allowed))})",
+        (to, finished, ts(now), campaign_id, *allowed),
+    )
+    return cur.rowcount == 1
+
+
+class Claim(NamedTuple):
+    """The campaign a run now holds; ``continued``: an unfinished one taken over (same id)."""
+
+    campaign_id: str
+    continued: bool
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    """A campaign's row plus its journal counts (``journal``: state → number of rows)."""
+
+    campaign_id: str
+    created_at: datetime
+    user: str
+    host: str
+    plan: str
+    fingerprint: str
+    params: dict[str, Any]
+    selected: int
+    sendable: int
+    unsendable: int
+    reasons: dict[str, int]
+    status: str
+    admin_copy: str | None
+    admin_copy_at: datetime | None
+    finished_at: datetime | None
+    journal: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def sent(self) -> int:
+        return self.journal.get("sent", 0)
+
+    @property
+    def failed(self) -> int:
+        return self.journal.get("failed", 0)
+
+    @property
+    def left(self) -> int:
+        """Mails not yet sent or refused for good (pending, deferred, uncertain, in flight)."""
+        return sum(self.journal.get(s, 0) for s in LEFT_STATES)
+
+
+_CAMPAIGN_SELECT = (
+    "SELECT campaign_id, created_at, user, host, plan, fingerprint, params, selected, "
+    "sendable, unsendable, reasons, status, admin_copy, admin_copy_at, finished_at "
+    "FROM campaigns"
+)
+
+
+def _record(row: Sequence[Any], journal: dict[str, int]) -> CampaignRecord:
+    created = dt(row[1])
+    assert created is not None
+    return CampaignRecord(
+        campaign_id=row[0],
+        created_at=created,
+        user=row[2],
+        host=row[3],
+        plan=row[4],
+        fingerprint=row[5],
+        params=json.loads(row[6]),
+        selected=row[7],
+        sendable=row[8],
+        unsendable=row[9],
+        reasons=json.loads(row[10]),
+        status=row[11],
+        admin_copy=row[12],
+        admin_copy_at=dt(row[13]),
+        finished_at=dt(row[14]),
+        journal=journal,
+    )
+
+
+def _running(campaign_id: str, who: tuple[int, str, str, float] | None) -> CampaignStateError:
+    by = f" by pid {who[0]} on {who[1]}" if who else ""
+    return CampaignStateError(
+        f"campaign {campaign_id} is being sent right now{by}: nothing was done; wait for it "
+        f"to end (`bcartnb campaigns` shows it), then `bcartnb resume {campaign_id}` if it "
+        "stopped unfinished",
+        ja=f"このキャンペーン（{campaign_id}）はいま別の処理が送信中です。"
+        "同じ会員に二度送らないよう、何もせずに止めました。終わるのを待ってください。",
+    )
+
+
+class Campaigns(Journal):
+    """Claims and the lifecycle, the send history, test sends and the admin copy."""
+
+    def claim(
+        self,
+        *,
+        fingerprint: str,
+        plan: str | Plan,
+        params: Mapping[str, Any],
+        recipients: Iterable[tuple[int, str]],
+        selected: int = 0,
+        sendable: int = 0,
+        unsendable: int = 0,
+        reasons: Mapping[str, int] | None = None,
+        campaign_id: str | None = None,
+        repeat: bool = False,
+        user: str | None = None,
+        now: datetime | None = None,
+    ) -> Claim:
+        """Hold the campaign with this fingerprint for this process, atomically.
+
+        An unfinished one is continued (same id, its mails as the journal has them). A
+        running one (a live holder) is refused naming it. A finished one is refused unless
+        ``repeat``, which then starts a new campaign; ``repeat`` while one is unfinished is
+        refused (finish it first). Otherwise a new campaign ``campaign_id`` is recorded with
+        its ``recipients`` (member id, address) pending.
+        """
+        plan = resolve_plan(plan)
+        now = self._now(now)
+        try:
+            params_json = json.dumps(dict(params), ensure_ascii=False, sort_keys=True)
+        except (TypeError, ValueError) as err:
+            raise CampaignStateError(f"campaign params are not JSON-serialisable: {err}") from err
+        rows = list(recipients)
+        with self._write() as c:
+            reclaim_stale(c, now)
+            open_ = c.execute(
+                "SELECT campaign_id, status FROM campaigns WHERE fingerprint = ? "
+                "AND status IN ('sending', 'unfinished')",
+                (fingerprint,),
+            ).fetchone()
+            if open_ is not None:
+                cid, status = str(open_[0]), str(open_[1])
+                if status == "sending":
+                    raise _running(cid, holder(c, cid))
+                if repeat:
+                    raise CampaignStateError(
+                        f"campaign {cid} (the same mail to the same members) is unfinished: "
+                        f"`bcartnb resume {cid}` (or run without --repeat) continues it; "
+                        "--repeat sends again only once it is finished",
+                        ja=f"同じ内容のキャンペーン {cid} が送信途中です。"
+                        f"`bcartnb resume {cid}` で続きを送ってください。",
+                    )
+                self._take(c, cid, plan, now)
+                return Claim(cid, True)
+            if not repeat:
+                done = c.execute(
+                    "SELECT campaign_id, created_at FROM campaigns WHERE fingerprint = ? "
+                    "AND status = 'done' ORDER BY created_at DESC LIMIT 1",
+                    (fingerprint,),
+                ).fetchone()
+                if done is not None:
+                    sent = journal_counts(c, done[0]).get("sent", 0)
+                    raise CampaignStateError(
+                        f"this campaign already went out as {done[0]} ({sent} sent, "
+                        f"{done[1][:16].replace('T', ' ')}): nobody is mailed twice; pass "
+                        "--repeat (repeat=True) to send it again on purpose",
+                        ja=f"同じ内容のメールはキャンペーン {done[0]} で送信済みです"
+                        f"（送信済み {sent} 件）。もう一度送るときは --repeat を付けてください。",
+                    )
+            cid = campaign_id or new_campaign_id(now)
+            try:
+                c.execute(
+                    "INSERT INTO campaigns (campaign_id, created_at, user, host, plan, "
+                    "fingerprint, params, selected, sendable, unsendable, reasons, status, "
+                    "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?, 'sending', ?)",
+                    (
+                        cid,
+                        ts(now),
+                        user or os_user(),
+                        HOST,
+                        plan.name,
+                        fingerprint,
+                        params_json,
+                        selected,
+                        sendable,
+                        unsendable,
+                        json.dumps(dict(reasons or {}), ensure_ascii=False, sort_keys=True),
+                        ts(now),
+                    ),
+                )
+            except sqlite3.IntegrityError as err:
+                raise CampaignStateError(f"campaign {cid} already exists") from err
+            insert_recipients(c, cid, rows)
+            take(c, cid, plan, now, (now + self.lease).timestamp())
+        return Claim(cid, False)
+
+    def take_over(self, campaign_id: str, *, now: datetime | None = None) -> bool:
+        """Hold an existing campaign by id (``bcartnb resume``): False if it is done already.
+
+        Refused when a live process runs it, or when it was cancelled (nothing went out:
+        run the campaign again instead).
+        """
+        now = self._now(now)
+        with self._write() as c:
+            reclaim_stale(c, now)
+            status = self._status(c, campaign_id)
+            if status == "done":
+                return False
+            if status == "sending":
+                raise _running(campaign_id, holder(c, campaign_id))
+            if status == "cancelled":
+                raise CampaignStateError(
+                    f"campaign {campaign_id} was cancelled before any mail went out: "
+                    "nothing to resume; run the campaign again",
+                    ja=f"キャンペーン {campaign_id} は1通も送る前に取り消されています。"
+                    "もう一度キャンペーンを実行してください。",
+                )
+            plan = c.execute(
+                "SELECT plan FROM campaigns WHERE campaign_id = ?", (campaign_id,)
+            ).fetchone()[0]
+            self._take(c, campaign_id, resolve_plan(plan), now)
+        return True
+
+    def _take(self, c: sqlite3.Connection, campaign_id: str, plan: Plan, now: datetime) -> None:
+        take(c, campaign_id, plan, now, (now + self.lease).timestamp())
+        transition(c, campaign_id, "uncertain", frm="sending")
+        set_status(c, campaign_id, "sending", now)
+
+    def release(
+        self,
+        campaign_id: str,
+        *,
+        cancel: bool = False,
+        admin_owed: bool = False,
+        now: datetime | None = None,
+    ) -> str:
+        """End this process's run: free the reservation and set the campaign's status.
+
+        ``done`` only when nothing is left to do: no mail pending, deferred or uncertain,
+        and no admin copy owed (``admin_owed``). ``cancel``: the run was refused (quota, a
+        compose error) and, if no mail of the campaign was ever handed over, the campaign is
+        ``cancelled``. Mails still ``sending`` become ``uncertain``. Returns the status.
+        A campaign reclaimed meanwhile keeps the status the reclaim gave it.
+        :class:`CampaignStateError` if another live process holds it.
+        """
+        now = self._now(now)
+        with self._write() as c:
+            status = self._status(c, campaign_id)
+            who = holder(c, campaign_id)
+            if who is not None:
+                pid, host, start, until = who
+                if Owner(pid, host, start) != Owner.current() and not stale(
+                    pid, host, start, until, now
+                ):
+                    raise _running(campaign_id, who)
+                c.execute("DELETE FROM reservations WHERE campaign_id = ?", (campaign_id,))
+            transition(c, campaign_id, "uncertain", frm="sending")
+            if status != "sending" or who is None:
+                return status
+            counts = journal_counts(c, campaign_id)
+            left = sum(counts.get(s, 0) for s in LEFT_STATES)
+            touched = c.execute(
+                "SELECT 1 FROM deliveries WHERE campaign_id = ? AND attempts > 0 LIMIT 1",
+                (campaign_id,),
+            ).fetchone()
+            if cancel and touched is None:
+                final = "cancelled"
+            elif left or admin_owed:
+                final = "unfinished"
+            else:
+                final = "done"
+            set_status(c, campaign_id, final, now)
+        return final
+
+    # --- the history -----------------------------------------------------------------------
+
+    def campaign(self, campaign_id: str) -> CampaignRecord:
+        """One campaign with its journal counts; :class:`CampaignStateError` if unknown."""
+        with self._read() as c:
+            row = c.execute(_CAMPAIGN_SELECT + " WHERE campaign_id = ?", (campaign_id,)).fetchone()
+            if row is None:
+                raise CampaignStateError(f"unknown campaign id {campaign_id!r} in {self.path}")
+            return _record(row, journal_counts(c, campaign_id))
+
+    def find_by_fingerprint(self, fp: str) -> list[CampaignRecord]:
+        """Campaigns with this fingerprint, newest first: the same mail to the same people."""
+        with self._read() as c:
+            rows = c.execute(
+                _CAMPAIGN_SELECT + " WHERE fingerprint = ? ORDER BY created_at DESC", (fp,)
+            ).fetchall()
+            return [_record(r, journal_counts(c, r[0])) for r in rows]
+
+    def campaigns(self) -> pd.DataFrame:
+        """The send history B-Cart does not keep, oldest first, one row per campaign.
+
+        Columns: campaign_id, created_at, user, host, plan, status, selected, sendable,
+        unsendable, one column per mail state (pending … uncertain), admin_copy,
+        admin_copy_at, finished_at, fingerprint, filter (dict), params (dict), reasons (dict).
+        """
+        import pandas as pd
+
+        with self._read() as c:
+            rows = c.execute(_CAMPAIGN_SELECT + " ORDER BY created_at, campaign_id").fetchall()
+            counts: dict[str, dict[str, int]] = {}
+            for cid, state, n in c.execute(
+                "SELECT campaign_id, state, count(*) FROM deliveries GROUP BY campaign_id, state"
+            ):
+                counts.setdefault(cid, {})[state] = n
+        records = [_record(r, counts.get(r[0], {})) for r in rows]
+        columns = [
+            "campaign_id",
+            "created_at",
+            "user",
+            "host",
+            "plan",
+            "status",
+            "selected",
+            "sendable",
+            "unsendable",
+            *DELIVERY_STATES,
+            "admin_copy",
+            "admin_copy_at",
+            "finished_at",
+            "fingerprint",
+            "filter",
+            "params",
+            "reasons",
+        ]
+        data = [
+            {
+                "campaign_id": r.campaign_id,
+                "created_at": r.created_at,
+                "user": r.user,
+                "host": r.host,
+                "plan": r.plan,
+                "status": r.status,
+                "selected": r.selected,
+                "sendable": r.sendable,
+                "unsendable": r.unsendable,
+                **{s: r.journal.get(s, 0) for s in DELIVERY_STATES},
+                "admin_copy": r.admin_copy,
+                "admin_copy_at": r.admin_copy_at,
+                "finished_at": r.finished_at,
+                "fingerprint": r.fingerprint,
+                "filter": r.params.get("filter", {}),
+                "params": r.params,
+                "reasons": r.reasons,
+            }
+            for r in records
+        ]
+        frame = pd.DataFrame(data, columns=columns)
+        for col in ("created_at", "admin_copy_at", "finished_at"):
+            frame[col] = pd.to_datetime(frame[col], utc=True).dt.tz_convert(TOKYO)
+        for col in ("selected", "sendable", "unsendable", *DELIVERY_STATES):
+            frame[col] = frame[col].astype("int64")
+        return frame
+
+    # --- uncounted sends and the admin copy ----------------------------------------------
+
+    def record_send(
+        self,
+        kind: str,
+        address: str,
+        *,
+        campaign_id: str | None = None,
+        code: int | None = None,
+        message: str | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Record a test send (``kind="test"``) or an admin copy (``"admin"``): never counted."""
+        if kind not in ("test", "admin"):
+            raise ValueError(f"kind must be 'test' or 'admin', not {kind!r}")
+        now = self._now(now)
+        with self._write() as c:
+            if campaign_id is not None:
+                self._status(c, campaign_id)
+            cur = c.execute(
+                "INSERT INTO sends (kind, campaign_id, address, at, code, message) "
+                "VALUES (?,?,?,?,?,?)",
+                (kind, campaign_id, address, ts(now), code, message),
+            )
+            return int(cur.lastrowid or 0)
+
+    def sends(self) -> pd.DataFrame:
+        """Test sends and admin copies, oldest first."""
+        import pandas as pd
+
+        cols = ["id", "kind", "campaign_id", "address", "at", "code", "message"]
+        with self._read() as c:
+            rows = c.execute(f"SELECT {', '.join(cols)} FROM sends ORDER BY id").fetchall()
+        frame = pd.DataFrame(rows, columns=cols)
+        frame["at"] = pd.to_datetime(frame["at"], utc=True).dt.tz_convert(TOKYO)
+        return frame
+
+    def claim_admin_copy(self, campaign_id: str, *, now: datetime | None = None) -> bool:
+        """True exactly once per campaign: the caller must then send the admin copy.
+
+        Claimed before sending, so a crash between the claim and :meth:`mark_admin_copy`
+        leaves ``admin_copy='sending'`` and no resume sends a second copy (an uncertain copy
+        is the lesser harm than two). After a definite failure, :meth:`release_admin_copy`.
+        """
+        now = self._now(now)
+        with self._write() as c:
+            self._status(c, campaign_id)
+            cur = c.execute(
+                "UPDATE campaigns SET admin_copy = 'sending', admin_copy_at = ?, updated_at = ? "
+                "WHERE campaign_id = ? AND admin_copy IS NULL",
+                (ts(now), ts(now), campaign_id),
+            )
+            return cur.rowcount == 1
+
+    def mark_admin_copy(
+        self,
+        campaign_id: str,
+        address: str,
+        *,
+        code: int | None = None,
+        message: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """The admin copy was accepted: ``admin_copy='sent'``, recorded in ``sends`` (uncounted)."""
+        now = self._now(now)
+        with self._write() as c:
+            self._status(c, campaign_id)
+            c.execute(
+                "UPDATE campaigns SET admin_copy = 'sent', admin_copy_at = ?, updated_at = ? "
+                "WHERE campaign_id = ?",
+                (ts(now), ts(now), campaign_id),
+            )
+            c.execute(
+                "INSERT INTO sends (kind, campaign_id, address, at, code, message) "
+                "VALUES ('admin', ?, ?, ?, ?, ?)",
+                (campaign_id, address, ts(now), code, message),
+            )
+
+    def release_admin_copy(self, campaign_id: str) -> None:
+        """The claimed admin copy definitely failed: let a later run (resume) send it."""
+        with self._write() as c:
+            c.execute(
+                "UPDATE campaigns SET admin_copy = NULL, admin_copy_at = NULL "
+                "WHERE campaign_id = ? AND admin_copy = 'sending'",
+                (campaign_id,),
+            )
+
+
+assert set(CAMPAIGN_TRANSITIONS) <= set(CAMPAIGN_STATUSES)

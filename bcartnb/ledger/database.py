@@ -1,0 +1,291 @@
+"""The SQLite file under the ledger: opening, checking, migrating, transactions.
+
+WAL mode, every write one ``BEGIN IMMEDIATE`` transaction, so concurrent writers queue on
+the file lock instead of reading stale numbers. Bad files are never repaired, recreated or
+overwritten: random bytes, another program's SQLite database, a file locked past the busy
+timeout, or a ledger from a newer bcartnb each raise :class:`LedgerError` naming the file.
+Only a missing or empty file is initialised.
+
+Durability. ``synchronous=NORMAL``: a commit survives the process being killed (SIGKILL
+included), which is the failure delivery must survive. A power cut may lose the last
+commits; ``durable=True`` (``synchronous=FULL``) closes that window for an fsync per commit.
+
+The file is watched: SQLite keeps writing to a ledger deleted or replaced under it (the
+unlinked file), and the history and the quota would vanish with the process. Every write
+checks that the path still names the file we opened and refuses with
+:class:`LedgerError` otherwise, so a campaign stops and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+from bcartnb.exceptions import CampaignStateError, LedgerError
+from bcartnb.ledger.schema import APPLICATION_ID, MIGRATIONS, Migration
+from bcartnb.quota import TOKYO, now_tokyo
+
+if TYPE_CHECKING:
+    from bcartnb.settings import Settings
+
+__all__ = ["Database"]
+
+
+def ts(dt: datetime) -> str:
+    """How the ledger writes a time: Asia/Tokyo ISO 8601 with milliseconds."""
+    return dt.astimezone(TOKYO).isoformat(timespec="milliseconds")
+
+
+def dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+class Database:
+    """The connection, its lock and the transactions every part of the ledger writes through."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        timeout: float,
+        lease: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._conn = conn
+        self.path = path
+        self.timeout = timeout
+        self.lease = lease
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._identity = _identity(path)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        settings: Settings | None = None,
+        timeout: float = 5.0,
+        lease: timedelta = timedelta(minutes=10),
+        clock: Callable[[], datetime] = now_tokyo,
+        durable: bool = False,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> Self:
+        """Open (creating if missing or empty) and validate the ledger; migrate if older.
+
+        ``path`` defaults to ``settings.db`` (``BCARTNB_DB`` or the settings file), loading
+        the settings when none are given. ``timeout`` is how long to wait for another
+        process's write lock before giving up with :class:`LedgerError`. ``migrations`` is
+        for tests and future versions only.
+        """
+        if path is None:
+            if settings is None:
+                from bcartnb.settings import load_settings
+
+                settings = load_settings()
+            path = settings.db
+        p = Path(path).expanduser()
+        if p.is_dir():
+            raise LedgerError(f"{p}: ledger path is a directory")
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise LedgerError(f"{p}: cannot create the ledger's folder: {err}") from err
+        try:
+            conn = sqlite3.connect(
+                p, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as err:
+            raise wrap(err, p, timeout) from err
+        try:
+            _validate_and_migrate(conn, p, timeout, migrations)
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            mode = _switch_to_wal(conn, timeout)
+            if str(mode).lower() != "wal":
+                raise LedgerError(f"{p}: cannot switch the ledger to WAL mode (got {mode})")
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise wrap(exc, p, timeout) from exc
+            raise
+        return cls(conn, p, timeout=timeout, lease=lease, clock=clock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
+    # --- transactions ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: all or nothing, and no stale reads."""
+        with self._lock:
+            self.check_file()
+            with self._transaction("BEGIN IMMEDIATE") as c:
+                yield c
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot for several statements."""
+        with self._lock, self._transaction("BEGIN") as c:
+            yield c
+
+    @contextlib.contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        c = self._conn
+        try:
+            c.execute(begin)
+            yield c
+            c.execute("COMMIT")
+        except BaseException as exc:
+            if c.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # a corrupt file may refuse even this
+                    c.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise wrap(exc, self.path, self.timeout) from exc
+            raise
+
+    def check_file(self) -> None:
+        """Refuse to write into a ledger file that was deleted or replaced since it was opened."""
+        if _identity(self.path) != self._identity:
+            raise LedgerError(
+                f"{self.path}: the ledger file was deleted or replaced while bcartnb was using "
+                "it; what was recorded since is lost with it, and the quota and the send "
+                "history are no longer protected: restore the file from a backup",
+                ja=f"記録ファイル（{self.path}）が使用中に削除または置き換えられました。"
+                "配信履歴と配信数の記録が失われたため、送信を止めました。"
+                "バックアップから戻してください。",
+            )
+
+    def _now(self, now: datetime | None) -> datetime:
+        moment = self._clock() if now is None else now
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"now must be an aware datetime, got naive {moment.isoformat()}")
+        return moment.astimezone(TOKYO)
+
+    def _status(self, c: sqlite3.Connection, campaign_id: str) -> str:
+        row = c.execute(
+            "SELECT status FROM campaigns WHERE campaign_id = ?", (campaign_id,)
+        ).fetchone()
+        if row is None:
+            raise CampaignStateError(f"unknown campaign id {campaign_id!r} in {self.path}")
+        return str(row[0])
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> str:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the file.
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once,
+    without its busy wait, when processes racing to open a new ledger hold it for a moment.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
+def wrap(err: sqlite3.Error, path: Path, timeout: float) -> LedgerError:
+    """A one-line LedgerError naming the file for an sqlite3 error."""
+    msg = str(err)
+    low = msg.lower()
+    if "locked" in low or "busy" in low:
+        return LedgerError(
+            f"{path}: the ledger is locked by another process (waited {timeout:g}s); "
+            "try again when it has finished"
+        )
+    if "not a database" in low:
+        return LedgerError(
+            f"{path}: not a bcartnb ledger (not an SQLite database, or corrupt); "
+            "the file was left untouched"
+        )
+    if "malformed" in low or "corrupt" in low:
+        return LedgerError(
+            f"{path}: the ledger is corrupt ({msg}); the file was left untouched: "
+            "restore it from a backup"
+        )
+    if "unable to open" in low or "readonly" in low:
+        return LedgerError(f"{path}: cannot open the ledger ({msg})")
+    return LedgerError(f"{path}: ledger error: {msg}")
+
+
+def _validate_and_migrate(
+    conn: sqlite3.Connection, path: Path, timeout: float, migrations: Sequence[Migration]
+) -> None:
+    """Refuse anything that is not our ledger before writing a byte; then upgrade if older."""
+    target = len(migrations)
+
+    def check() -> int:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id == 0 and version == 0 and objects == 0:
+            return 0  # a new or empty file: ours to initialise
+        if app_id != APPLICATION_ID:
+            raise LedgerError(
+                f"{path}: not a bcartnb ledger (an SQLite database of another program); "
+                "the file was left untouched: set BCARTNB_DB to another path"
+            )
+        if version > target:
+            raise LedgerError(
+                f"{path}: the ledger was written by a newer bcartnb (schema version "
+                f"{version}, this one knows up to {target}); upgrade bcartnb; "
+                "the file was left untouched"
+            )
+        return int(version)
+
+    conn.execute("BEGIN")  # one snapshot: a file being created by another process is
+    try:  # either still empty or complete, never half-seen
+        current = check()
+    finally:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("COMMIT")
+    if current == target:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = check()  # again under the lock: another process may have migrated it
+        for step in migrations[version:]:
+            step(conn)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {target}")
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error) and "locked" not in str(exc).lower():
+            raise LedgerError(
+                f"{path}: cannot migrate the ledger to schema version {target} ({exc}); "
+                "nothing was changed"
+            ) from exc
+        raise

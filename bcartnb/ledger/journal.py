@@ -1,0 +1,431 @@
+"""The mail journal: one row per (campaign, member), and the one state machine it follows.
+
+::
+
+                  hand-over (counts 1)             2xx after the data
+    pending ────────────────────────► sending ─────────────────────► sent
+       ▲                              │ │ │ │      5xx
+       │ never started (refund)       │ │ │ └──────────────────────► failed
+       └──────────────────────────────┘ │ │        4xx, or a drop before the data
+                                        │ └────────────────────────► deferred ──┐
+      retry (counts nothing) ┌──────────┼──────────────────────────────────────┘
+                             ▼          │ lost after the data, or its run died
+                          sending       └──────────────────────────► uncertain
+    uncertain ──deliberate resend (counts 1 again)──► sending
+
+Every change of a row's state goes through :func:`transition`, which refuses (changing
+nothing) a move the table :data:`TRANSITIONS` does not allow or a row that is not in the
+state its caller believes. A mail counts in the quota once, when it is first handed to the
+server (``pending`` → ``sending``), whatever happens after (accepted, refused, retried after a
+4xx); only a deliberate resend of an ``uncertain`` mail counts again. A transaction that
+provably never started (no connection, a Ctrl-C before its first byte) goes back to the
+state it was handed over from (``unsent``), and its unit, if it took one, is refunded.
+
+A row is ``sending`` only while its SMTP transaction may be under way, and each result is
+committed before the loop hands anything else over, so after a SIGKILL a resume sends the
+``pending`` and ``deferred`` rows and nobody twice; only the rows that were in flight (at
+most one per connection) are ``uncertain``, and resending them is the user's explicit choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from bcartnb.exceptions import CampaignStateError, QuotaExceededError
+from bcartnb.ledger.database import ts
+from bcartnb.ledger.reservations import Owner, Reservations, count
+from bcartnb.quota import TOKYO, month_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["COUNTED_FROM", "TRANSITIONS", "DeliveryResult", "Journal", "Recipient", "transition"]
+
+#: target state → the states a row may move there from. ``unsent`` is not a state: it sends
+#: a row back to the state it was handed over from.
+TRANSITIONS: Mapping[str, tuple[str, ...]] = {
+    "sending": ("pending", "deferred", "uncertain"),
+    "sent": ("sending", "uncertain"),
+    "failed": ("sending", "uncertain"),
+    "deferred": ("sending", "uncertain"),
+    "uncertain": ("sending",),
+    "unsent": ("sending", "uncertain"),
+}
+#: A hand-over from these states counts one unit (a retry of a deferred mail counts nothing).
+COUNTED_FROM = ("pending", "uncertain")
+#: What a send loop may report for a row it handed over.
+RESULT_STATES = ("sent", "failed", "deferred", "uncertain", "unsent")
+
+
+class Recipient(NamedTuple):
+    """A journal row to (re)send; ``attempts`` counts earlier hand-overs to the server."""
+
+    member_id: int
+    address: str
+    attempts: int
+    state: str
+
+
+class DeliveryResult(NamedTuple):
+    """What became of one handed-over mail.
+
+    ``state``: ``sent`` (accepted), ``failed`` (5xx), ``deferred`` (4xx, or dropped before the
+    data: retry later), ``uncertain`` (lost after the data), or ``unsent`` (the transaction
+    provably never started: back to where it was, the unit refunded).
+    """
+
+    member_id: int
+    state: str
+    code: int | None = None
+    message: str | None = None
+
+
+class _RowsRefused(Exception):
+    """Raised inside a write transaction so it rolls back before the rows are inspected."""
+
+    def __init__(self, ids: list[int], allowed: tuple[str, ...], action: str) -> None:
+        super().__init__(action)
+        self.ids = ids
+        self.allowed = allowed
+        self.action = action
+
+
+def transition(
+    c: sqlite3.Connection,
+    campaign_id: str,
+    to: str,
+    rows: Sequence[Any] | None = None,
+    *,
+    now: datetime | None = None,
+    frm: str | None = None,
+    resend: bool = False,
+) -> int:
+    """Move journal rows to ``to``: THE way a row changes state; returns the units counted.
+
+    A negative result is a refund (``unsent``).
+
+    ``rows`` by target: ``sending``: (member id, the state the caller saw it in);
+    ``sent`` / ``failed`` / ``deferred`` / ``uncertain``: :class:`DeliveryResult`;
+    ``unsent``: member ids. ``rows=None`` moves every row of the campaign that is in ``frm``
+    (a run ended or died: ``sending`` → ``uncertain``). Raises :class:`_RowsRefused` when a
+    row is not where the caller said (the transaction must then roll back).
+    """
+    allowed = TRANSITIONS[to]
+    if rows is None:
+        if frm not in allowed:
+            raise ValueError(f"no transition from {frm!r} to {to!r}")
+        c.execute(
+            "UPDATE deliveries SET state = ? WHERE campaign_id = ? AND state = ?",
+            (to, campaign_id, frm),
+        )
+        return 0
+    if not rows:
+        return 0
+    assert now is not None
+    stamp = ts(now)
+    before = c.total_changes
+    units = 0
+    if to == "sending":
+        month = month_of(now)
+        handed = [(int(m), s) for m, s in rows]
+        for m, s in handed:
+            if s not in allowed or (s == "uncertain" and not resend):
+                raise _RowsRefused([m], ("pending", "deferred"), "hand over")
+        units = sum(1 for _, s in handed if s in COUNTED_FROM)
+        c.executemany(
+            "UPDATE deliveries SET state = 'sending', handed_from = ?, attempts = attempts + 1, "
+            "counted_month = CASE WHEN ? THEN ? ELSE counted_month END, sending_at = ?, "
+            "result_at = NULL WHERE campaign_id = ? AND member_id = ? AND state = ?",
+            ((s, s in COUNTED_FROM, month, stamp, campaign_id, m, s) for m, s in handed),
+        )
+        if c.total_changes - before != len(handed):
+            raise _RowsRefused([m for m, _ in handed], allowed, "hand over")
+        if units:
+            count(c, month, campaign_id, units)
+        return units
+    if to == "unsent":
+        ids = [int(m) for m in rows]
+        marks = "?" * len(ids)
+        refunds: dict[str, int] = {}
+        for month, n in c.execute(
+            "SELECT counted_month, count(*) FROM deliveries WHERE campaign_id = ? "
+            f"AND member_id IN ({', '.join(marks)}) AND state IN ('sending', 'uncertain') "
+            f"AND handed_from IN {COUNTED_FROM!r} GROUP BY counted_month",
+            (campaign_id, *ids),
+        ):
+            if month is not None:
+                refunds[month] = int(n)
+        c.executemany(
+            "UPDATE deliveries SET state = handed_from, handed_from = NULL, "
+            "attempts = attempts - 1, "
+            "counted_month = CASE WHEN handed_from = 'pending' THEN NULL ELSE counted_month END, "
+            "result_at = ?, message = 'not started' WHERE campaign_id = ? AND member_id = ? "
+            "AND state IN ('sending', 'uncertain') AND handed_from IS NOT NULL",
+            ((stamp, campaign_id, m) for m in ids),
+        )
+        if c.total_changes - before != len(ids):
+            raise _RowsRefused(ids, allowed, "return unsent mails")
+        for month, n in refunds.items():
+            count(c, month, campaign_id, -n)
+        return -sum(refunds.values())
+    results = [r if isinstance(r, DeliveryResult) else DeliveryResult(*r) for r in rows]
+    if any(r.state != to for r in results):
+        raise ValueError(f"every result must be {to!r}")
+    c.executemany(
+        "UPDATE deliveries SET state = ?, code = ?, message = ?, result_at = ? "
+        f"WHERE campaign_id = ? AND member_id = ? AND state IN {allowed!r}"
+        if len(allowed) > 1
+        else "UPDATE deliveries SET state = ?, code = ?, message = ?, result_at = ? "
+        f"WHERE campaign_id = ? AND member_id = ? AND state = '{allowed[0]}'",
+        ((to, r.code, r.message, stamp, campaign_id, int(r.member_id)) for r in results),
+    )
+    if c.total_changes - before != len(results):
+        raise _RowsRefused([int(r.member_id) for r in results], allowed, f"mark {to}")
+    return 0
+
+
+def insert_recipients(
+    c: sqlite3.Connection, campaign_id: str, rows: Iterable[tuple[int, str]]
+) -> int:
+    """A new campaign's sendable recipients, every one ``pending``."""
+    data = [(campaign_id, int(m), str(a)) for m, a in rows]
+    seen: set[int] = set()
+    for _, m, _ in data:
+        if m in seen:
+            raise CampaignStateError(f"campaign {campaign_id}: member {m} is a recipient twice")
+        seen.add(m)
+    c.executemany("INSERT INTO deliveries (campaign_id, member_id, address) VALUES (?,?,?)", data)
+    return len(data)
+
+
+def journal_counts(c: sqlite3.Connection, campaign_id: str) -> dict[str, int]:
+    return dict(
+        c.execute(
+            "SELECT state, count(*) FROM deliveries WHERE campaign_id = ? GROUP BY state",
+            (campaign_id,),
+        ).fetchall()
+    )
+
+
+class Journal(Reservations):
+    """The send loop's side of the ledger: hand mails over, record what became of them."""
+
+    def exchange(
+        self,
+        campaign_id: str,
+        results: Iterable[DeliveryResult | tuple[Any, ...]],
+        handovers: Iterable[tuple[int, str]],
+        *,
+        resend: bool = False,
+        now: datetime | None = None,
+    ) -> int:
+        """Record results, then hand the next mails over, in ONE commit: the send loop's step.
+
+        ``handovers`` are (member id, state the row is in: ``pending``, ``deferred``, or
+        ``uncertain`` with ``resend=True``). Handing over needs this process's reservation
+        and room in it for the rows that count; refused (changing nothing but the results,
+        which are committed alone: the mails they describe are out, whatever happens to the
+        next ones) with :class:`CampaignStateError` or
+        :class:`~bcartnb.exceptions.QuotaExceededError`. Results alone are accepted from a
+        process whose reservation was reclaimed: late news is still the truth. Returns the
+        units counted by the hand-over.
+        """
+        items = [r if isinstance(r, DeliveryResult) else DeliveryResult(*r) for r in results]
+        for r in items:
+            if r.state not in RESULT_STATES:
+                raise ValueError(
+                    f"member {r.member_id}: result state must be one of "
+                    f"{', '.join(RESULT_STATES)}, not {r.state!r}"
+                )
+        hand = [(int(m), str(s)) for m, s in handovers]
+        now = self._now(now)
+        try:
+            with self._refusing(campaign_id), self._write() as c:
+                return self._step(c, campaign_id, items, hand, resend, now)
+        except (CampaignStateError, QuotaExceededError):
+            if not (items and hand):
+                raise
+            with self._refusing(campaign_id), self._write() as c:
+                self._step(c, campaign_id, items, [], resend, now)
+            raise
+
+    def mark_sending(
+        self,
+        campaign_id: str,
+        handovers: Iterable[tuple[int, str]],
+        *,
+        resend: bool = False,
+        now: datetime | None = None,
+    ) -> int:
+        """Hand rows over to the server (see :meth:`exchange`); returns the units counted."""
+        return self.exchange(campaign_id, [], handovers, resend=resend, now=now)
+
+    def mark_results(
+        self,
+        campaign_id: str,
+        results: Iterable[DeliveryResult | tuple[Any, ...]],
+        *,
+        now: datetime | None = None,
+    ) -> int:
+        """Record what became of handed-over mails, in one commit; returns how many."""
+        items = list(results)
+        self.exchange(campaign_id, items, [], now=now)
+        return len(items)
+
+    def _step(
+        self,
+        c: sqlite3.Connection,
+        campaign_id: str,
+        items: list[DeliveryResult],
+        hand: list[tuple[int, str]],
+        resend: bool,
+        now: datetime,
+    ) -> int:
+        row = c.execute(
+            "SELECT month, plan, held, pid, host, proc_start FROM reservations "
+            "WHERE campaign_id = ?",
+            (campaign_id,),
+        ).fetchone()
+        ours = row is not None and Owner(row[3], row[4], row[5]) == Owner.current()
+        if hand and not ours:
+            self._own_reservation(c, campaign_id, now)  # raises, naming why
+        units = 0
+        if items:
+            by_state: dict[str, list[DeliveryResult]] = {}
+            for r in items:
+                by_state.setdefault(r.state, []).append(r)
+            for state, group in by_state.items():
+                if state == "unsent":
+                    units += transition(
+                        c, campaign_id, "unsent", [r.member_id for r in group], now=now
+                    )
+                else:
+                    transition(c, campaign_id, state, group, now=now)
+        counted = 0
+        if hand:
+            assert row is not None
+            month = month_of(now)
+            if row[0] != month:
+                self._move_to_month(c, campaign_id, str(row[1]), month, int(row[2]) - units)
+            need = sum(1 for _, s in hand if s in COUNTED_FROM)
+            self._take_units(c, campaign_id, int(row[2]) - units, need)
+            counted = transition(c, campaign_id, "sending", hand, now=now, resend=resend)
+        if ours:
+            c.execute(
+                "UPDATE reservations SET held = held - ?, lease_until = ?, heartbeat_at = ? "
+                "WHERE campaign_id = ?",
+                (units + counted, (now + self.lease).timestamp(), ts(now), campaign_id),
+            )
+        return counted
+
+    # --- reading the journal -------------------------------------------------------------
+
+    def to_send(self, campaign_id: str, *, resend_uncertain: bool = False) -> list[Recipient]:
+        """What a run hands over: ``pending`` and ``deferred`` rows (and ``uncertain`` ones
+        when resent on purpose), in member id order."""
+        states = (
+            ("pending", "deferred", "uncertain") if resend_uncertain else ("pending", "deferred")
+        )
+        return self._rows(campaign_id, states)
+
+    def pending(self, campaign_id: str) -> list[Recipient]:
+        """Rows never handed over, in member id order."""
+        return self._rows(campaign_id, ("pending",))
+
+    def deferred(self, campaign_id: str) -> list[Recipient]:
+        """Rows the server answered with a 4xx (or dropped before the data): to retry."""
+        return self._rows(campaign_id, ("deferred",))
+
+    def uncertain(self, campaign_id: str) -> list[Recipient]:
+        """Rows lost after the data, or in flight when their run died: maybe delivered."""
+        return self._rows(campaign_id, ("uncertain",))
+
+    def failures(self, campaign_id: str) -> list[tuple[int, str, int | None, str]]:
+        """(member id, address, SMTP code, reply) of each failed mail, in member id order."""
+        with self._read() as c:
+            self._status(c, campaign_id)
+            rows = c.execute(
+                "SELECT member_id, address, code, message FROM deliveries "
+                "WHERE campaign_id = ? AND state = 'failed' ORDER BY member_id",
+                (campaign_id,),
+            ).fetchall()
+        return [
+            (int(m), str(a), None if k is None else int(k), str(t or "")) for m, a, k, t in rows
+        ]
+
+    def deliveries(self, campaign_id: str) -> pd.DataFrame:
+        """The campaign's journal as a DataFrame (for the report), in member id order."""
+        import pandas as pd
+
+        cols = [
+            "member_id",
+            "address",
+            "state",
+            "attempts",
+            "code",
+            "message",
+            "counted_month",
+            "sending_at",
+            "result_at",
+        ]
+        with self._read() as c:
+            self._status(c, campaign_id)
+            rows = c.execute(
+                f"SELECT {', '.join(cols)} FROM deliveries WHERE campaign_id = ? "
+                "ORDER BY member_id",
+                (campaign_id,),
+            ).fetchall()
+        frame = pd.DataFrame(rows, columns=cols)
+        for col in ("sending_at", "result_at"):
+            frame[col] = pd.to_datetime(frame[col], utc=True).dt.tz_convert(TOKYO)
+        return frame
+
+    def _rows(self, campaign_id: str, states: tuple[str, ...]) -> list[Recipient]:
+        with self._read() as c:
+            self._status(c, campaign_id)
+            return [
+                Recipient(int(m), str(a), int(n), str(s))
+                for m, a, n, s in c.execute(
+                    "SELECT member_id, address, attempts, state FROM deliveries "
+                    f"WHERE campaign_id = ? AND state IN ({', '.join('?' * len(states))}) "
+                    "ORDER BY member_id",
+                    (campaign_id, *states),
+                )
+            ]
+
+    @contextlib.contextmanager
+    def _refusing(self, campaign_id: str) -> Iterator[None]:
+        """Turn a refused batch into a CampaignStateError naming the rows, read after rollback."""
+        try:
+            yield
+        except _RowsRefused as refused:
+            raise self._bad_rows(campaign_id, refused) from None
+
+    def _bad_rows(self, campaign_id: str, refused: _RowsRefused) -> CampaignStateError:
+        seen: set[int] = set()
+        bad: list[str] = []
+        with self._read() as c:
+            self._status(c, campaign_id)
+            for m in refused.ids:
+                row = c.execute(
+                    "SELECT state FROM deliveries WHERE campaign_id = ? AND member_id = ?",
+                    (campaign_id, m),
+                ).fetchone()
+                if m in seen:
+                    bad.append(f"{m} (twice in the batch)")
+                elif row is None:
+                    bad.append(f"{m} (not a recipient)")
+                elif row[0] not in refused.allowed:
+                    bad.append(f"{m} ({row[0]})")
+                seen.add(m)
+                if len(bad) == 5:
+                    break
+        return CampaignStateError(
+            f"campaign {campaign_id}: cannot {refused.action} for member "
+            f"{', '.join(bad) or '?'}; expected state {' or '.join(refused.allowed)}; "
+            "nothing was changed"
+        )

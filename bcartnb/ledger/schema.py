@@ -1,0 +1,205 @@
+"""The ledger's tables and their migrations: append a step, never edit one.
+
+``MIGRATIONS[i]`` upgrades a ledger from schema version ``i`` to ``i + 1`` inside one
+``BEGIN IMMEDIATE`` transaction (all or nothing), with foreign keys off, so a step may
+rebuild a table the way SQLite asks (create the new one, copy, drop, rename).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+__all__ = [
+    "APPLICATION_ID",
+    "CAMPAIGN_STATUSES",
+    "DELIVERY_STATES",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+]
+
+#: ``PRAGMA application_id`` of a bcartnb ledger ("bcnb"): tells our file from any other SQLite.
+APPLICATION_ID = 0x62636E62
+#: A campaign's lifecycle (see :mod:`bcartnb.ledger.campaigns`).
+CAMPAIGN_STATUSES = ("sending", "unfinished", "done", "cancelled")
+#: A mail's states (see :mod:`bcartnb.ledger.journal`).
+DELIVERY_STATES = ("pending", "sending", "sent", "failed", "deferred", "uncertain")
+
+#: One migration step: called inside the upgrade transaction with the connection.
+Migration = Callable[[sqlite3.Connection], None]
+
+_V1_STATUSES = ("planned", "sending", "interrupted", "done", "failed")
+_V1_STATES = ("pending", "sending", "sent", "failed", "uncertain")
+
+_V1 = (
+    f"""CREATE TABLE campaigns (
+        campaign_id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        user TEXT NOT NULL,
+        host TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        params TEXT NOT NULL,
+        selected INTEGER NOT NULL DEFAULT 0,
+        sendable INTEGER NOT NULL DEFAULT 0,
+        unsendable INTEGER NOT NULL DEFAULT 0,
+        reasons TEXT NOT NULL DEFAULT '{{}}',
+        status TEXT NOT NULL DEFAULT 'planned' CHECK (status IN {_V1_STATUSES!r}),
+        admin_copy TEXT CHECK (admin_copy IN ('sending', 'sent')),
+        admin_copy_at TEXT,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT
+    )""",
+    "CREATE INDEX campaigns_fingerprint ON campaigns (fingerprint)",
+    f"""CREATE TABLE deliveries (
+        campaign_id TEXT NOT NULL REFERENCES campaigns (campaign_id),
+        member_id INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN {_V1_STATES!r}),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        counted_month TEXT,
+        code INTEGER,
+        message TEXT,
+        sending_at TEXT,
+        result_at TEXT,
+        PRIMARY KEY (campaign_id, member_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX deliveries_state ON deliveries (campaign_id, state)",
+    """CREATE TABLE usage (
+        month TEXT NOT NULL,
+        campaign_id TEXT NOT NULL,
+        sends INTEGER NOT NULL,
+        PRIMARY KEY (month, campaign_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE reservations (
+        campaign_id TEXT PRIMARY KEY REFERENCES campaigns (campaign_id),
+        month TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        held INTEGER NOT NULL CHECK (held >= 0),
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        proc_start TEXT NOT NULL,
+        lease_until REAL NOT NULL,
+        heartbeat_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE sends (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('test', 'admin')),
+        campaign_id TEXT REFERENCES campaigns (campaign_id),
+        address TEXT NOT NULL,
+        at TEXT NOT NULL,
+        code INTEGER,
+        message TEXT
+    )""",
+)
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    """The first schema."""
+    for stmt in _V1:
+        conn.execute(stmt)
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Drop the (campaign_id, state) index: the send loop's commits write a third fewer pages.
+
+    Every hand-over and every result moves a row between states, and the index moved with
+    it, three more pages in each commit. The reads it served scan one campaign's rows by the
+    primary key instead (a few milliseconds for 50,000); only listing every campaign's counts
+    over a million deliveries got slower (0.07 s to 0.4 s).
+    """
+    conn.execute("DROP INDEX IF EXISTS deliveries_state")
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """One lifecycle: ``deferred`` mails, campaigns ``sending | unfinished | done | cancelled``.
+
+    Version 2 let two unfinished campaigns share a fingerprint (an outage, then two runs,
+    then two resumes mailed everyone twice) and treated a 4xx as final after a few tries.
+    Now a partial unique index allows at most one unfinished campaign per fingerprint, a
+    4xx leaves the mail ``deferred``, and each hand-over remembers the state it came from
+    (``handed_from``), so a transaction that never started goes back exactly there.
+
+    Old statuses: whatever it was, a campaign becomes ``unfinished`` when mails are left to
+    send (pending or uncertain) and some mail was handed over, ``cancelled`` when mails are
+    left but none was ever handed over, ``done`` otherwise. Of several unfinished campaigns with one
+    fingerprint only the newest stays unfinished; the older are cancelled (their mails
+    left would go to the same members as the newest's). Rows left ``sending`` by a version
+    2 run become ``uncertain``.
+    """
+    # SQLite's way to change a CHECK: new tables, copy, drop the old, rename the new (renaming
+    # the old ones instead would rewrite the other tables' foreign keys to follow them)
+    conn.execute(
+        f"""CREATE TABLE campaigns_v3 (
+        campaign_id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        user TEXT NOT NULL,
+        host TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        params TEXT NOT NULL,
+        selected INTEGER NOT NULL DEFAULT 0,
+        sendable INTEGER NOT NULL DEFAULT 0,
+        unsendable INTEGER NOT NULL DEFAULT 0,
+        reasons TEXT NOT NULL DEFAULT '{{}}',
+        status TEXT NOT NULL CHECK (status IN {CAMPAIGN_STATUSES!r}),
+        admin_copy TEXT CHECK (admin_copy IN ('sending', 'sent')),
+        admin_copy_at TEXT,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT
+    )"""
+    )
+    conn.execute(
+        f"""CREATE TABLE deliveries_v3 (
+        campaign_id TEXT NOT NULL REFERENCES campaigns (campaign_id),
+        member_id INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN {DELIVERY_STATES!r}),
+        handed_from TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        counted_month TEXT,
+        code INTEGER,
+        message TEXT,
+        sending_at TEXT,
+        result_at TEXT,
+        PRIMARY KEY (campaign_id, member_id)
+    ) WITHOUT ROWID"""
+    )
+    conn.execute(
+        "INSERT INTO deliveries_v3 (campaign_id, member_id, address, state, attempts, "
+        "counted_month, code, message, sending_at, result_at) "
+        "SELECT campaign_id, member_id, address, "
+        "CASE state WHEN 'sending' THEN 'uncertain' ELSE state END, attempts, "
+        "counted_month, code, message, sending_at, result_at FROM deliveries"
+    )
+    conn.execute(
+        "INSERT INTO campaigns_v3 SELECT campaign_id, created_at, user, host, plan, fingerprint, "
+        "params, selected, sendable, unsendable, reasons, "
+        "CASE WHEN EXISTS (SELECT 1 FROM deliveries_v3 d WHERE d.campaign_id = c.campaign_id "
+        "  AND d.state IN ('pending', 'uncertain')) THEN "
+        "  CASE WHEN EXISTS (SELECT 1 FROM deliveries_v3 d WHERE d.campaign_id = c.campaign_id "
+        "    AND d.attempts > 0) THEN 'unfinished' ELSE 'cancelled' END "
+        "ELSE 'done' END, "
+        "admin_copy, admin_copy_at, updated_at, finished_at FROM campaigns c"
+    )
+    conn.execute(
+        "UPDATE campaigns_v3 SET status = 'cancelled' WHERE status = 'unfinished' AND EXISTS ("
+        "SELECT 1 FROM campaigns_v3 newer WHERE newer.fingerprint = campaigns_v3.fingerprint "
+        "AND newer.status = 'unfinished' AND (newer.created_at, newer.campaign_id) > "
+        "(campaigns_v3.created_at, campaigns_v3.campaign_id))"
+    )
+    conn.execute("DROP TABLE deliveries")
+    conn.execute("DROP TABLE campaigns")
+    conn.execute("ALTER TABLE campaigns_v3 RENAME TO campaigns")
+    conn.execute("ALTER TABLE deliveries_v3 RENAME TO deliveries")
+    conn.execute("CREATE INDEX campaigns_fingerprint ON campaigns (fingerprint)")
+    conn.execute(
+        "CREATE UNIQUE INDEX campaigns_one_open_per_fingerprint ON campaigns (fingerprint) "
+        "WHERE status IN ('sending', 'unfinished')"
+    )
+    conn.execute("DELETE FROM reservations")  # held by version 2 runs: their rows are uncertain
+
+
+MIGRATIONS: tuple[Migration, ...] = (_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3)
+SCHEMA_VERSION = len(MIGRATIONS)
