@@ -274,6 +274,14 @@ def _run(
             )
             try:
                 admin = send_admin_copy(plan, led, tr, holder, spare)
+                for round_no in range(1, opts.retries + 1):
+                    if admin != "deferred":  # a greylisting server defers it like the rest
+                        break
+                    sleep(min(opts.backoff * 2 ** (round_no - 1), MAX_BACKOFF))
+                    led.heartbeat(cid)
+                    admin = send_admin_copy(plan, led, tr, holder)
+                if admin == "sent":  # the refusals on the way are history, not news
+                    holder.warnings = [w for w in holder.warnings if "配信控え" not in w]
             finally:
                 if spare is not None:
                     with contextlib.suppress(Exception):
@@ -286,7 +294,7 @@ def _run(
             ja=f"{err.ja}この実行で {sender.tally['sent']} 件を送信したところで止めました。",
         ) from err
     finally:
-        owed = bool(plan.settings.admin) and admin is None and not interrupted
+        owed = bool(plan.settings.admin) and admin in (None, "deferred") and not interrupted
         try:
             final = led.release(cid, admin_owed=owed)
         except LedgerError:

@@ -84,8 +84,9 @@ def send_admin_copy(
     """The admin copy, once per campaign, over ``conn`` when given (no new TLS login).
 
     Returns ``sent``, ``uncertain`` (lost after the data: never sent again), ``refused``
-    (5xx), or None: not sent and still owed (the server was unreachable or said 4xx), so
-    the campaign stays unfinished until a resume sends it.
+    (5xx), ``deferred`` (4xx: the caller may try again after a wait, as for a member's
+    mail), or None: the server was unreachable. Not sent and still owed (``deferred``,
+    None), the campaign stays unfinished until a resume sends it.
     """
     admin = plan.settings.admin
     if not admin:
@@ -118,5 +119,5 @@ def send_admin_copy(
         return "uncertain"
     ledger.release_admin_copy(plan.campaign_id)
     summary.warnings.append(f"配信控えが拒否されました: {res.code} {res.message}")
-    # refused for good (5xx): trying again would be refused again; a 4xx is owed
-    return "refused" if res.outcome is Outcome.PERMANENT else None
+    # refused for good (5xx): trying again would be refused again; a 4xx is to retry
+    return "refused" if res.outcome is Outcome.PERMANENT else "deferred"

@@ -1,0 +1,300 @@
+"""Exactly once, whatever happens: real `bcartnb` processes against real, faulty SMTP servers.
+
+Each test is one of the situations that once mailed people twice, lost them, or told the user
+something untrue (issue 11): two runs at once, an outage then resumes, greylisting, a server
+shutting down, a server that hangs after the data, refusals, bad settings, a deleted ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from smtp_servers import Faults, TestServer
+from test_cli_run import ADMIN, bcartnb, env_for, member_mails, setup_campaign
+
+from bcartnb import campaign
+from bcartnb.delivery import DONE_MESSAGE
+from bcartnb.settings import load_settings
+
+Server = Callable[..., TestServer]
+
+FAST = "\n[delivery]\nbackoff = 0.2\n"
+
+
+def settings_file(tmp_path: Path, extra: str) -> None:
+    path = tmp_path / "bcartnb.toml"
+    path.write_text(path.read_text(encoding="utf-8") + extra, encoding="utf-8")
+
+
+def everyone(n: int) -> Counter[str]:
+    return Counter(f"user{i}@example.co.jp" for i in range(n))
+
+
+def admin_copies(server: TestServer) -> int:
+    return sum(1 for r in server.received if r.recipients == (ADMIN,))
+
+
+def history(env: dict[str, str], cwd: Path) -> list[dict[str, object]]:
+    out = bcartnb("campaigns", "--json", env=env, cwd=cwd)
+    assert out.returncode == 0, out.stderr
+    rows: list[dict[str, object]] = json.loads(out.stdout)
+    return rows
+
+
+def used(env: dict[str, str], cwd: Path) -> int:
+    return int(json.loads(bcartnb("quota", "--json", env=env, cwd=cwd).stdout)["used"])
+
+
+def test_two_identical_runs_started_together_mail_everyone_once(
+    tmp_path: Path, smtp_server: Server
+):
+    n = 300
+    server = smtp_server()
+    path = setup_campaign(tmp_path, n)
+    env = env_for(tmp_path, server)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bcartnb", "run", str(path), "--send", "--json"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], results
+    loser = results[[p.returncode for p in procs].index(2)][1]
+    assert loser.count("\n") == 1 and "Traceback" not in loser
+    assert "送信中" in loser or "送信済み" in loser  # running, or already went out: named
+    assert member_mails(server) == everyone(n)
+    assert admin_copies(server) == 1
+    rows = history(env, tmp_path)
+    assert [(r["status"], r["sent"]) for r in rows] == [("done", n)]
+    assert str(rows[0]["campaign_id"]) in loser
+    assert used(env, tmp_path) == n
+
+
+@pytest.mark.parametrize("order", ["run-then-resume", "resume-then-run"])
+def test_an_outage_then_runs_and_resumes_in_any_order_mail_everyone_once(
+    tmp_path: Path, smtp_server: Server, order: str
+):
+    n = 20
+    server = smtp_server()
+    path = setup_campaign(tmp_path, n)
+    env = env_for(tmp_path, server)
+    server.down()
+    first = bcartnb("run", str(path), "--send", env=env, cwd=tmp_path)
+    second = bcartnb("run", str(path), "--send", env=env, cwd=tmp_path)  # 送信 twice
+    for out in (first, second):
+        assert out.returncode == 4, out.stderr
+        assert "送信はまだ終わっていません" in out.stdout and "接続できません" in out.stdout
+        assert "bcartnb resume" in out.stderr and "Traceback" not in out.stderr
+    rows = history(env, tmp_path)
+    assert len(rows) == 1 and rows[0]["status"] == "unfinished"  # one campaign, not two
+    cid = str(rows[0]["campaign_id"])
+    assert used(env, tmp_path) == 0
+    server.up()
+    steps = [["resume", cid], ["run", str(path), "--send"]]
+    if order == "resume-then-run":
+        codes = [bcartnb(*s, env=env, cwd=tmp_path) for s in steps]
+        assert [c.returncode for c in codes] == [0, 2]  # the run: it already went out
+    else:
+        codes = [bcartnb(*s, env=env, cwd=tmp_path) for s in reversed(steps)]
+        assert [c.returncode for c in codes] == [0, 0]  # the run continued it; resume: nothing
+        assert "残っていません" in codes[1].stdout
+    assert member_mails(server) == everyone(n)
+    assert admin_copies(server) == 1
+    assert used(env, tmp_path) == n
+    assert [(r["campaign_id"], r["status"]) for r in history(env, tmp_path)] == [(cid, "done")]
+
+
+def test_an_outage_then_send_twice_in_the_wizard_then_resume(
+    tmp_path: Path, smtp_server: Server, repo_root: Path
+):
+    from bcartnb.widgets import Wizard
+
+    n = 6
+    server = smtp_server()
+    setup_campaign(tmp_path, n)
+    env = env_for(tmp_path, server)
+    server.down()
+    settings = load_settings(tmp_path / "bcartnb.toml", env=env)
+    settings = settings.replace(templates=repo_root / "data" / "templates")
+    ids = []
+    for _ in range(2):  # 送信, then 新しい配信を作成 and the same campaign again
+        wizard = Wizard(tmp_path / "members.csv", settings)
+        wizard.send_all.click()
+        wizard.compose.template.value = "テキストニュースレター"
+        wizard.compose.to_confirm.click()
+        assert wizard.stage == "confirm", wizard.status.value
+        wizard.confirm.send.click()
+        assert wizard.result is not None and wizard.result.exit_code == 4
+        assert "送信エラー" in wizard.status.value and "接続できません" in wizard.status.value
+        ids.append(wizard.result.campaign_id)
+    assert ids[0] == ids[1]  # the second 送信 continued the first campaign
+    server.up()
+    done = campaign.resume(ids[0], settings, progress=False).summary
+    assert done.status == "done" and done.exit_code == 0
+    assert member_mails(server) == everyone(n) and admin_copies(server) == 1
+    again = campaign.resume(ids[0], settings, progress=False).summary
+    assert again.exit_code == 0 and member_mails(server) == everyone(n)
+
+
+def test_greylisting_delivers_each_member_once_in_the_end(tmp_path: Path, smtp_server: Server):
+    n = 8
+    server = smtp_server(faults=Faults(greylist=0.3))
+    path = setup_campaign(tmp_path, n)
+    settings_file(tmp_path, FAST)
+    env = env_for(tmp_path, server)
+    out = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert (summary["status"], summary["sent"], summary["deferred"]) == ("done", n, 0)
+    assert member_mails(server) == everyone(n)
+    assert all(server.rcpt_attempts[a] >= 2 for a in everyone(n))  # each was greylisted
+    assert used(env, tmp_path) == n  # counted once, however often retried
+    assert admin_copies(server) == 1
+
+
+def test_a_server_shutting_down_mid_campaign_loses_nobody(tmp_path: Path, smtp_server: Server):
+    n = 20
+    server = smtp_server(faults=Faults(shutdown_after=10, shutdown_for=0.5))
+    path = setup_campaign(tmp_path, n)
+    settings_file(tmp_path, FAST)
+    env = env_for(tmp_path, server)
+    out = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
+    summary = json.loads(out.stdout)
+    if out.returncode == 4:  # the reconnect met the shutdown: stopped, to be resumed
+        assert (
+            summary["stopped"]
+            and summary["sent"] + summary["pending"] + summary["deferred"] + summary["uncertain"]
+            == n
+        )
+        out = bcartnb("resume", summary["campaign_id"], "--json", env=env, cwd=tmp_path)
+        summary = json.loads(out.stdout)
+    assert out.returncode == 0, out.stderr
+    assert summary["sent"] == n and member_mails(server) == everyone(n)
+    assert admin_copies(server) == 1
+
+
+def test_retries_need_no_quota_so_a_full_month_cannot_stop_them(
+    tmp_path: Path, smtp_server: Server
+):
+    # ライトプラン: 100 a month. A first campaign uses 90; the second, of 10, is greylisted
+    # and retried: retries count nothing, so it finishes at exactly 100 with no refusal.
+    server = smtp_server()
+    path = setup_campaign(tmp_path, 90, plan="light")
+    settings_file(tmp_path, FAST)
+    env = env_for(tmp_path, server)
+    assert bcartnb("run", str(path), "--send", env=env, cwd=tmp_path).returncode == 0
+    (tmp_path / "b").mkdir()
+    other = setup_campaign(tmp_path / "b", 10, plan="light")
+    (tmp_path / "b" / "bcartnb.toml").write_text(
+        (tmp_path / "bcartnb.toml")
+        .read_text(encoding="utf-8")
+        .replace('db = "ledger.sqlite3"', f'db = "{tmp_path / "ledger.sqlite3"}"'),
+        encoding="utf-8",
+    )
+    server.set_faults(Faults(greylist=0.3))
+    env_b = env_for(tmp_path / "b", server)
+    out = bcartnb("run", str(other), "--send", "--json", env=env_b, cwd=tmp_path / "b")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["quota"] == {
+        "plan": "ライトプラン",
+        "month": summary["quota"]["month"],
+        "cap": 100,
+        "used_before": 90,
+        "used_after": 100,
+    }
+    assert used(env, tmp_path) == 100
+
+
+def test_a_server_that_hangs_after_the_data_is_unfinished_not_done(
+    tmp_path: Path, smtp_server: Server
+):
+    n = 12
+    server = smtp_server(faults=Faults(hang_after_data=True))
+    path = setup_campaign(tmp_path, n)
+    settings_file(tmp_path, "\n[smtp]\ntimeout = 0.5\n[delivery]\nconnections = 2\n")
+    env = env_for(tmp_path, server)
+    out = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
+    assert out.returncode == 4, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["status"] == "unfinished" and summary["sent"] == 0
+    # it stopped once the server had stopped answering: not every member left uncertain
+    assert 1 <= summary["uncertain"] <= 4 and summary["pending"] == n - summary["uncertain"]
+    assert "stopped answering" in summary["stopped"]
+    readable = bcartnb("resume", summary["campaign_id"], env=env, cwd=tmp_path)
+    assert readable.returncode == 4 and not readable.stdout.startswith(DONE_MESSAGE)
+
+
+def test_every_recipient_refused_exits_5(tmp_path: Path, smtp_server: Server):
+    server = smtp_server(faults=Faults(reject_all=True))
+    path = setup_campaign(tmp_path, 4)
+    env = env_for(tmp_path, server)
+    out = bcartnb("run", str(path), "--send", env=env, cwd=tmp_path)
+    assert out.returncode == 5, out.stderr
+    assert not out.stdout.startswith(DONE_MESSAGE) and "拒否" in out.stdout
+    assert history(env, tmp_path)[0]["status"] == "done"  # finished: nothing left to try
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("\n[delivery]\nrate_per_hour = -1\n", "rate_per_hour"),
+        ("\n[delivery]\nrate_per_second = 1e-300\n", "rate_per_second"),
+        ("\n[delivery]\nretries = -1\n", "retries"),
+        ("\n[delivery]\nconnections = 0\n", "connections"),
+        ("\n[delivery]\nbackoff = nan\n", "backoff"),
+        ("\n[smtp]\ntimeout = 0\n", "timeout"),
+        ("\n[smtp]\nport = 70000\n", "port"),
+    ],
+)
+def test_a_bad_delivery_number_is_refused_at_load(
+    tmp_path: Path, smtp_server: Server, extra: str, key: str
+):
+    server = smtp_server()
+    path = setup_campaign(tmp_path, 4)
+    settings_file(tmp_path, extra)
+    env = env_for(tmp_path, server)
+    out = bcartnb("run", str(path), "--send", env=env, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and key in out.stderr and "Traceback" not in out.stderr
+    assert server.received == [] and server.transactions == 0
+    assert not (tmp_path / "ledger.sqlite3").exists()  # nothing reserved, nothing marked
+
+
+def test_the_ledger_deleted_during_a_campaign_is_noticed(tmp_path: Path, smtp_server: Server):
+    n = 10
+    server = smtp_server(faults=Faults(hold_after=3))
+    path = setup_campaign(tmp_path, n)
+    env = env_for(tmp_path, server)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "run", str(path), "--send"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.wait_held(1, timeout=60)
+        (tmp_path / "ledger.sqlite3").unlink()
+        server.release()
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode not in (0, 4, 5), err
+    assert "deleted or replaced" in err and "削除" in err and "Traceback" not in err
+    assert len(member_mails(server)) < n  # it stopped instead of mailing on unrecorded
