@@ -298,3 +298,92 @@ def test_the_ledger_deleted_during_a_campaign_is_noticed(tmp_path: Path, smtp_se
     assert proc.returncode not in (0, 4, 5), err
     assert "deleted or replaced" in err and "削除" in err and "Traceback" not in err
     assert len(member_mails(server)) < n  # it stopped instead of mailing on unrecorded
+
+
+def test_a_month_full_at_midnight_stops_the_run_and_says_how_many_went_out(
+    tmp_path: Path, smtp_server: Server
+):
+    from datetime import datetime
+
+    from bcartnb.ledger import Ledger
+    from bcartnb.quota import TOKYO
+
+    nov = datetime(2026, 11, 30, 23, 59, 59, tzinfo=TOKYO)
+    dec = datetime(2026, 12, 1, 0, 0, 1, tzinfo=TOKYO)
+    n = 20
+    server = smtp_server()
+    setup_campaign(tmp_path, n, plan="light")
+    env = env_for(tmp_path, server)
+    settings = load_settings(tmp_path / "bcartnb.toml", env=env)
+    db = tmp_path / "ledger.sqlite3"
+    with Ledger.open(db) as led:  # another campaign filled December's 100 already
+        rows = [(i, f"dec{i}@example.co.jp") for i in range(100)]
+        led.claim(fingerprint="december", plan="light", params={}, recipients=rows, now=dec)
+        cid = led.campaigns()["campaign_id"][0]
+        led.reserve(cid, 100, "light", now=dec)
+        led.mark_sending(cid, [(i, "pending") for i, _ in rows], now=dec)
+        led.mark_results(cid, [(i, "sent", 250, "ok") for i, _ in rows], now=dec)
+        assert led.release(cid, now=dec) == "done"
+    # our campaign starts on 30 November; midnight strikes after its fifth mail
+    with Ledger.open(db, clock=lambda: dec if len(server.received) >= 5 else nov) as led:
+        spec = campaign.load_campaign(tmp_path / "campaign.toml")
+        plan = campaign.plan_campaign(spec, settings, ledger=led)
+        summary = campaign.send(plan, ledger=led, progress=False, connections=1)
+    assert summary.exit_code == 4 and summary.status == "unfinished"
+    assert summary.sent == len(member_mails(server)) == 5  # the true count, not "nothing"
+    assert summary.pending == n - 5
+    assert "2026-12" in str(summary.stopped) and "nothing was sent" not in str(summary.stopped)
+    assert "送信済み 5" in summary.message() and "bcartnb resume" in summary.message()
+
+
+def test_a_server_that_never_greets_costs_one_try_per_connection_not_per_mail(
+    tmp_path: Path,
+):
+    import socket
+    import threading
+
+    n = 20
+    accepted: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def accept() -> None:  # takes every connection, never says 220
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        path = setup_campaign(tmp_path, n)
+        settings_file(tmp_path, "\n[smtp]\ntimeout = 0.5\n")
+        env = env_for(tmp_path, _Silent(listener.getsockname()[1]))  # type: ignore[arg-type]
+        out = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
+    finally:
+        stop.set()
+        thread.join()
+        for s in accepted:
+            s.close()
+        listener.close()
+    assert out.returncode == 4, out.stderr
+    summary = json.loads(out.stdout)
+    assert (summary["sent"], summary["pending"], summary["uncertain"]) == (0, n, 0)
+    assert len(accepted) <= 4  # the 4 connections, each tried once: no reconnect per mail
+    assert used(env, tmp_path) == 0  # nothing started, nothing counted
+
+
+class _Silent:
+    """The environment of a server that listens and never speaks (env_for needs only env())."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def env(self) -> dict[str, str]:
+        return {
+            "BCARTNB_SMTP_HOST": "127.0.0.1",
+            "BCARTNB_SMTP_PORT": str(self.port),
+            "BCARTNB_SMTP_SECURITY": "none",
+        }
