@@ -315,14 +315,33 @@ def _run(
             f"会員ファイルに見つからない会員 {len(sender.missing)} 件は未送信のままです: "
             + ", ".join(str(m) for m in sender.missing[:10])
         )
-    fatal = sender.fatal
-    if fatal is not None:
-        summary.stopped = str(fatal)
-        summary.stopped_ja = getattr(fatal, "ja", "") or None
-    elif summary.status == "unfinished" and owed:
-        summary.stopped = "the admin copy could not be sent"
-        summary.stopped_ja = "管理者への配信控えを送れませんでした。"
+    summary.stopped, summary.stopped_ja = _why_unfinished(summary, sender.fatal, opts, owed)
     return summary
+
+
+def _why_unfinished(
+    summary: DeliverySummary, fatal: BaseException | None, opts: DeliverySettings, owed: bool
+) -> tuple[str | None, str | None]:
+    """What kept the campaign from being finished, in English and in Japanese (or None)."""
+    if fatal is not None:
+        return str(fatal), getattr(fatal, "ja", "") or None
+    if summary.status != "unfinished":
+        return None, None
+    if summary.deferred:
+        return (
+            f"{summary.deferred} mails were still deferred (4xx) by the server after "
+            f"{opts.retries} retry rounds",
+            f"受信側が一時的に受け取りを保留したメールが {summary.deferred:,} 件残っています"
+            f"（再試行 {opts.retries} 回のあと）。",
+        )
+    if summary.uncertain:
+        return (
+            f"{len(summary.uncertain)} mails were lost after their data went out (uncertain)",
+            f"送信結果が不明なメールが {len(summary.uncertain):,} 件あります。",
+        )
+    if owed and not summary.left:
+        return "the admin copy could not be sent", "管理者への配信控えを送れませんでした。"
+    return None, None
 
 
 def send_test(
