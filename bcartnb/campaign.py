@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -42,7 +41,7 @@ from bcartnb.exceptions import BcartnbError, SettingsError
 from bcartnb.ledger import Ledger, fingerprint, new_campaign_id
 from bcartnb.members import read_members
 from bcartnb.quota import Plan, QuotaStatus, resolve_plan
-from bcartnb.settings import Settings, check_keys, check_type
+from bcartnb.settings import Settings, check_keys, check_type, read_toml
 from bcartnb.templates import TemplateStore
 from bcartnb.transports import Transport
 
@@ -165,13 +164,7 @@ class CampaignSpec:
 def load_campaign(path: str | os.PathLike[str]) -> CampaignSpec:
     """Read a campaign TOML file; paths inside it are relative to the file."""
     p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError as err:
-        raise SettingsError(f"{p}: campaign file not found") from err
-    except tomllib.TOMLDecodeError as err:
-        raise SettingsError(f"{p}: not valid TOML: {err}") from err
+    data = read_toml(p, "campaign file")
     return CampaignSpec.from_mapping(data, base=p.resolve().parent, where=str(p))
 
 

@@ -15,8 +15,10 @@ relative to the file, so a campaign folder can be moved as a whole.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -36,6 +38,7 @@ __all__ = [
     "default_db_path",
     "load_settings",
     "parse_mailbox",
+    "read_toml",
 ]
 
 SECURITY_MODES = ("none", "starttls", "ssl")
@@ -53,7 +56,7 @@ _TOP_KEYS = {
     "smtp",
     "delivery",
 }
-_SMTP_KEYS = {"host", "port", "security", "user", "timeout"}
+_SMTP_KEYS = {"host", "port", "security", "user", "timeout", "allow_plaintext_auth"}
 _DELIVERY_KEYS = {"connections", "rate_per_second", "rate_per_hour", "retries", "backoff"}
 
 
@@ -67,6 +70,7 @@ class SmtpSettings:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout: float = 30.0
+    allow_plaintext_auth: bool = False
 
     def __post_init__(self) -> None:
         if not self.host or any(ch.isspace() or ch == "\0" for ch in self.host):
@@ -77,6 +81,20 @@ class SmtpSettings:
                 f"[smtp] security must be one of {', '.join(SECURITY_MODES)}, not {self.security!r}"
             )
         _in_range("[smtp] timeout", self.timeout, 0.1, 3600, unit=" seconds")
+        if (
+            self.user
+            and self.security == "none"
+            and not self.allow_plaintext_auth
+            and not _is_local(self.host)
+        ):
+            # AUTH PLAIN over a plain connection hands the password to anyone on the path
+            raise SettingsError(
+                f"[smtp] user {self.user!r} would log in to {self.host} without encryption: "
+                'set security = "starttls" (port 587) or "ssl" (port 465); '
+                "allow_plaintext_auth = true only for a trusted network",
+                ja="暗号化なしの接続でSMTPのパスワードを送ることになります。"
+                'security を "starttls"（ポート587）か "ssl"（ポート465）にしてください。',
+            )
 
     @property
     def address(self) -> str:
@@ -103,6 +121,16 @@ class DeliverySettings:
             _in_range("[delivery] rate_per_hour", self.rate_per_hour, 1, 10_000_000, integer=True)
         _in_range("[delivery] retries", self.retries, 0, 20, integer=True)
         _in_range("[delivery] backoff", self.backoff, 0, 3600, unit=" seconds")
+
+
+def _is_local(host: str) -> bool:
+    """This machine: a plain connection to it never leaves it."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _in_range(
@@ -185,14 +213,53 @@ def _config_path(env: Mapping[str, str], path: str | os.PathLike[str] | None) ->
     return local if local.is_file() else None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+_FILE_NAMES_JA = {"settings file": "設定ファイル", "campaign file": "キャンペーンファイル"}
+#: No shop writes a settings or campaign file this large; past it, something else was named.
+MAX_TOML_BYTES = 1 << 20
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A settings or campaign file (``what``), refusing what is not a small regular file.
+
+    A directory, ``/dev/zero`` or a FIFO named by mistake would otherwise raise a traceback or
+    be read forever; bytes that are not UTF-8 are named, not a UnicodeDecodeError.
+    """
+    name = _FILE_NAMES_JA.get(what, what)
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise SettingsError(
+                    f"{path}: the {what} is not a regular file",
+                    ja=f"{path} はファイルではありません（{name}のパスを確認してください）。",
+                )
+            raw = fh.read(MAX_TOML_BYTES + 1)
     except FileNotFoundError as err:
-        raise SettingsError(f"{path}: settings file not found") from err
+        raise SettingsError(
+            f"{path}: {what} not found", ja=f"{name}が見つかりません: {path}"
+        ) from err
+    except IsADirectoryError as err:
+        raise SettingsError(
+            f"{path}: the {what} is a directory, not a file",
+            ja=f"{path} はフォルダです（{name}のパスを確認してください）。",
+        ) from err
+    except OSError as err:
+        raise SettingsError(f"{path}: cannot read the {what}: {err.strerror}") from err
+    if len(raw) > MAX_TOML_BYTES:
+        raise SettingsError(f"{path}: the {what} is larger than {MAX_TOML_BYTES:,} bytes")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise SettingsError(
+            f"{path}: line {line}: the {what} is not UTF-8 text",
+            ja=f"{name}（{path}）の {line} 行目が UTF-8 の文字ではありません。",
+        ) from None
     except tomllib.TOMLDecodeError as err:
-        raise SettingsError(f"{path}: not valid TOML: {err}") from err
+        raise SettingsError(
+            f"{path}: not valid TOML: {err}",
+            ja=f"{name}（{path}）の書き方が TOML として正しくありません。",
+        ) from err
 
 
 def check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
@@ -244,7 +311,7 @@ def load_settings(
     if env is None:
         _read_dotenv(envd)
     cfg_path = _config_path(envd, path)
-    data: dict[str, Any] = _read_toml(cfg_path) if cfg_path else {}
+    data: dict[str, Any] = read_toml(cfg_path, "settings file") if cfg_path else {}
     where = str(cfg_path) if cfg_path else "settings"
     check_keys(data, _TOP_KEYS, where)
     base = cfg_path.parent if cfg_path else Path.cwd()
@@ -293,6 +360,10 @@ def load_settings(
         smtp_kw["security"] = check_type(smtp_data, "security", str, f"{where} [smtp]")
     if "user" in smtp_data:
         smtp_kw["user"] = check_type(smtp_data, "user", str, f"{where} [smtp]") or None
+    if "allow_plaintext_auth" in smtp_data:
+        smtp_kw["allow_plaintext_auth"] = check_type(
+            smtp_data, "allow_plaintext_auth", bool, f"{where} [smtp]"
+        )
     if "timeout" in smtp_data:
         smtp_kw["timeout"] = float(
             check_type(smtp_data, "timeout", (int, float), f"{where} [smtp]")

@@ -693,6 +693,16 @@ class SmtpConnection(BaseConnection):
         )
 
     def _refused_sender(self, code: int, text: str) -> SendResult | None:
+        if code == 530 and "starttls" in text.lower():
+            # "Must issue a STARTTLS command first": the cure is TLS, not a password
+            self._drop()
+            s = self.transport.settings
+            raise TransportError(
+                f"SMTP {s.address}: the server requires STARTTLS first ({code} {text}): "
+                'set security = "starttls"',
+                ja=f"SMTPサーバー {s.address} は暗号化（STARTTLS）が必要です。"
+                'security を "starttls" にしてください。',
+            )
         if code == 530:
             # "Authentication required" is not about this mail: every mail would fail alike.
             self._drop()

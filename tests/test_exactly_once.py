@@ -387,3 +387,62 @@ class _Silent:
             "BCARTNB_SMTP_PORT": str(self.port),
             "BCARTNB_SMTP_SECURITY": "none",
         }
+
+
+def test_530_starttls_first_says_to_set_starttls_not_a_password(
+    tmp_path: Path, smtp_server: Server
+):
+    server = smtp_server(security="starttls", require_starttls=True)
+    path = setup_campaign(tmp_path, 3)
+    env = env_for(tmp_path, server)
+    env["BCARTNB_SMTP_SECURITY"] = "none"  # the shop forgot: the server wants STARTTLS
+    out = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
+    assert out.returncode == 4, out.stderr
+    stopped = json.loads(out.stdout)["stopped"]
+    assert 'security = "starttls"' in stopped and "PASSWORD" not in stopped
+    assert server.received == []
+
+
+@pytest.mark.parametrize(
+    ("args", "config"),
+    [
+        (["run", "{tmp}"], None),
+        (["quota"], "{tmp}"),
+        (["quota"], "/dev/zero"),
+        (["run", "/dev/zero"], None),
+        (["run", "{campaign}", "--test-to", ""], None),
+    ],
+)
+def test_what_is_not_a_file_or_not_an_address_is_one_line_not_a_traceback(
+    tmp_path: Path, smtp_server: Server, args: list[str], config: str | None
+):
+    server = smtp_server()
+    path = setup_campaign(tmp_path, 2)
+    env = env_for(tmp_path, server)
+    if config is not None:
+        env["BCARTNB_CONFIG"] = config.format(tmp=tmp_path)
+    argv = [a.format(tmp=tmp_path, campaign=path) for a in args]
+    out = bcartnb(*argv, env=env, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("bcartnb: error: ")
+    assert server.received == []
+
+
+def test_a_closed_pipe_is_quiet(tmp_path: Path, smtp_server: Server):
+    server = smtp_server()
+    setup_campaign(tmp_path, 2)
+    env = env_for(tmp_path, server)
+    for args in (["quota"], ["campaigns"], ["members", "members.csv"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bcartnb", *args],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        proc.stdout.close()  # `bcartnb quota | true`: the reader is gone before we print
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and err == "", (args, err)

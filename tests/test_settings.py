@@ -65,3 +65,49 @@ def test_dotenv_fills_but_never_overrides(tmp_path: Path, monkeypatch: pytest.Mo
     s = load_settings()
     assert s.smtp.password == "fromfile"
     assert s.plan == "plan10"
+
+
+# --- hostile and careless settings (issue 12) --------------------------------------------
+
+
+def test_a_password_over_a_plain_connection_to_another_host_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "bcartnb.toml"
+    cfg.write_text('[smtp]\nhost = "smtp.example.co.jp"\nuser = "shop"\n', encoding="utf-8")
+    with pytest.raises(SettingsError) as exc:
+        load_settings(cfg, env={"BCARTNB_SMTP_PASSWORD": "pw"})
+    assert 'security = "starttls"' in str(exc.value) and "pw" not in str(exc.value)
+    assert "暗号化" in exc.value.ja
+    # the local machine, TLS, or a deliberate opt-in are fine
+    for extra, env in [
+        ('security = "starttls"\n', {}),
+        ("allow_plaintext_auth = true\n", {}),
+        ("", {"BCARTNB_SMTP_HOST": "127.0.0.1"}),
+        ("", {"BCARTNB_SMTP_HOST": "localhost"}),
+        ("", {"BCARTNB_SMTP_HOST": "::1"}),
+    ]:
+        cfg.write_text(
+            f'[smtp]\nhost = "smtp.example.co.jp"\nuser = "shop"\n{extra}', encoding="utf-8"
+        )
+        settings = load_settings(cfg, env={"BCARTNB_SMTP_PASSWORD": "pw", **env})
+        assert settings.smtp.user == "shop"
+
+
+@pytest.mark.parametrize("what", ["directory", "device", "not-utf8", "huge"])
+def test_a_settings_file_that_is_not_a_small_text_file_is_one_clear_error(
+    tmp_path: Path, what: str
+) -> None:
+    path = {
+        "directory": tmp_path,
+        "device": Path("/dev/zero"),
+        "not-utf8": tmp_path / "bad.toml",
+        "huge": tmp_path / "huge.toml",
+    }[what]
+    if what == "not-utf8":
+        path.write_bytes(b'plan = "light"\nfrom = "\xff"\n')
+    if what == "huge":
+        path.write_text("# x\n" * 300_000, encoding="utf-8")
+    with pytest.raises(SettingsError) as exc:
+        load_settings(path, env={})
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+    if what == "not-utf8":
+        assert "line 2" in str(exc.value)

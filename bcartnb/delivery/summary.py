@@ -154,6 +154,9 @@ class DeliverySummary:
 
     @property
     def resume_command(self) -> str:
+        """What continues the campaign; with only uncertain mails left, only the flag does."""
+        if self.uncertain and not (self.pending or self.deferred):
+            return f"bcartnb resume --resend-uncertain {self.campaign_id}"
         return f"bcartnb resume {self.campaign_id}"
 
     def message(self) -> str:
@@ -215,6 +218,13 @@ class DeliverySummary:
             return (
                 f"送信を中断しました。{now}続きは `{self.resume_command}` で送れます"
                 "（同じ会員に二度は送りません）。"
+            )
+        if self.uncertain and not (self.pending or self.deferred):
+            return (
+                f"送信はまだ終わっていません。{now}残りは送信結果が不明なメール "
+                f"{len(self.uncertain):,} 件だけです。届いていないと確かめたうえで "
+                f"`{self.resume_command}` を実行すると再送します"
+                "（届いていた会員には二通目になります）。"
             )
         return (
             f"送信はまだ終わっていません。{now}残り {self.left:,} 件は "
