@@ -79,6 +79,7 @@ __all__ = [
     "FIELD_ALIASES",
     "SAMPLE_MEMBER",
     "CompiledTemplate",
+    "RenderDeclined",
     "Template",
     "TemplateStore",
     "check_name",
@@ -215,6 +216,15 @@ def make_environment(html: bool) -> SandboxedEnvironment:
     return env
 
 
+class RenderDeclined(Exception):
+    """Raised by a caller's filter or ``finalize`` hook to abandon a render on purpose.
+
+    :meth:`CompiledTemplate.render` lets it through untouched (every other exception becomes a
+    TemplateError), so a caller with a second way to render can take it: the composer's fast
+    HTML path declines a member whose values it cannot carry byte for byte.
+    """
+
+
 _PART_JA = {"subject": "件名", "body": "本文"}
 _UNDEFINED_RE = re.compile(r"^'(?P<name>[^']+)' is undefined$")
 
@@ -233,6 +243,7 @@ class CompiledTemplate:
         part: str,
         html: bool,
         filters: Mapping[str, Callable[..., Any]] | None = None,
+        finalize: Callable[[Any], Any] | None = None,
     ) -> None:
         self.name = name
         self.part = part
@@ -240,6 +251,7 @@ class CompiledTemplate:
         self.source = source
         self.env = make_environment(html)
         self.env.filters.update(filters or {})
+        self.env.finalize = finalize  # read by the code generator: set before compiling
         self.filename = f"<{name}:{part}>"
         try:
             ast = self.env.parse(source, name=self.filename)
@@ -286,6 +298,8 @@ class CompiledTemplate:
                 else f"{self.where_ja(line)}: {whose}メールを作れません。"
             )
             raise TemplateError(f"{self.where(line)}: {msg}", ja=ja) from err
+        except RenderDeclined:
+            raise
         except SecurityError as err:
             line = self._line(err.__traceback__)
             raise TemplateError(
@@ -313,9 +327,13 @@ def compile_template(
     part: str,
     html: bool = False,
     filters: Mapping[str, Callable[..., Any]] | None = None,
+    finalize: Callable[[Any], Any] | None = None,
 ) -> CompiledTemplate:
-    """Compile ``source`` once in the sandbox (``html`` turns autoescape on)."""
-    return CompiledTemplate(source, name, part, html, filters)
+    """Compile ``source`` once in the sandbox (``html`` turns autoescape on).
+
+    ``finalize`` sees every ``{{ }}`` value before it is escaped (Jinja's hook of that name).
+    """
+    return CompiledTemplate(source, name, part, html, filters, finalize)
 
 
 Getter = Callable[[Mapping[str, Any]], Any]
