@@ -101,6 +101,9 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _BODY_END_RE = re.compile(r"</body\s*>", re.IGNORECASE)
 _TRIM = " \t\u3000"
 _HEADER_BREAKERS = ("\r", "\n", "\x00")
+# ISO-2022-JP's own escape and shift characters: Python's codec writes them through, and a
+# reader then switches character sets in the middle of a member's name.
+_ISO_2022_SHIFTS_RE = re.compile("[\x0e\x0f\x1b]")
 # A value the fast HTML path cannot carry as is (see the module docstring): html5ever, the
 # parser inside css-inline, turns CR into LF and drops NUL (other controls are parse errors),
 # writes quotes bare (autoescape wrote &#34; and &#39;), < and > bare in attributes, U+00A0
@@ -188,7 +191,7 @@ def encode_header_words(text: str, encoding: str, first_line_room: int = 67) -> 
     label = _CHARSET[encoding]
     prefix = f"=?{label}?B?"
     overhead = len(prefix) + 2
-    whole = text.encode(encoding)
+    whole = _encode(text, encoding)
     if len(whole) <= (first_line_room - overhead) // 4 * 3:
         return [prefix + base64.b64encode(whole).decode("ascii") + "?="]
     if encoding == "utf-8":
@@ -209,6 +212,14 @@ def encode_header_words(text: str, encoding: str, first_line_room: int = 67) -> 
         words.append(prefix + base64.b64encode(chunk).decode("ascii") + "?=")
         start, room = end, 75
     return words
+
+
+def _encode(text: str, encoding: str) -> bytes:
+    """``text.encode(encoding)``, and an ESC, SO or SI in ISO-2022-JP is unencodable too."""
+    if encoding == "iso-2022-jp" and (found := _ISO_2022_SHIFTS_RE.search(text)):
+        at = found.start()
+        raise UnicodeEncodeError(encoding, text, at, at + 1, "a shift or escape character")
+    return text.encode(encoding)
 
 
 def _utf8_words(whole: bytes, prefix: str, room: int, overhead: int) -> list[str]:
@@ -835,7 +846,7 @@ class Composer:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         wire = text.replace("\n", "\r\n")
         try:
-            data = wire.encode(enc)
+            data = _encode(wire, enc)
         except UnicodeEncodeError as err:
             part = "body" if subtype == "plain" else "HTML body"
             raise _encoding_error(err, member_id, part, ctx, enc) from err
