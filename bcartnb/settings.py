@@ -22,11 +22,13 @@ from dataclasses import dataclass, field, replace
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bcartnb.exceptions import SettingsError
 
 __all__ = [
+    "MAX_MAIL_BYTES",
+    "RENDER_TIMEOUT",
     "DeliverySettings",
     "Settings",
     "SmtpSettings",
@@ -38,6 +40,17 @@ __all__ = [
 ]
 
 SECURITY_MODES = ("none", "starttls", "ssl")
+_Num = TypeVar("_Num", int, float)
+#: Seconds one template render may take: the demo newsletter renders in a tenth of a
+#: millisecond and a loop over a thousand products in milliseconds, so five seconds leaves
+#: room for any real template and still ends a runaway one before a wizard user gives up.
+RENDER_TIMEOUT = 5.0
+_RENDER_TIMEOUT_RANGE = (0.1, 600.0)
+#: Bytes one composed mail may have: Postfix's default message_size_limit, so a mail this
+#: size would be refused by the most common MTA anyway; a newsletter is tens of kilobytes
+#: (Gmail clips HTML over 102 KB).
+MAX_MAIL_BYTES = 10_240_000
+_MAX_MAIL_BYTES_RANGE = (10_000, 100_000_000)
 _TOP_KEYS = {
     "plan",
     "from",
@@ -51,6 +64,8 @@ _TOP_KEYS = {
     "unsubscribe_mailto",
     "smtp",
     "delivery",
+    "render_timeout",
+    "max_mail_bytes",
 }
 _SMTP_KEYS = {"host", "port", "security", "user", "timeout"}
 _DELIVERY_KEYS = {"connections", "rate_per_second", "rate_per_hour", "retries", "backoff"}
@@ -98,6 +113,8 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     source: Path | None = None
+    render_timeout: float = RENDER_TIMEOUT
+    max_mail_bytes: int = MAX_MAIL_BYTES
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed; settings stay immutable once checked."""
@@ -184,6 +201,17 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     )
 
 
+def _in_range(value: _Num, key: str, bounds: tuple[_Num, _Num], where: str) -> _Num:
+    low, high = bounds
+    if not low <= value <= high:  # NaN fails this too
+        raise SettingsError(
+            f"{where}: {key} must be between {low:,} and {high:,}, not {value!r}",
+            ja=f"設定 {key} は {low:,} から {high:,} の間にしてください"
+            f"（{value!r} になっています）。",
+        )
+    return value
+
+
 def _port(value: str, where: str) -> int:
     try:
         port = int(value)
@@ -238,6 +266,12 @@ def load_settings(
         if "templates" in data
         else (base / "templates")
     )
+    if "render_timeout" in data:
+        value = float(check_type(data, "render_timeout", (int, float), where))
+        kw["render_timeout"] = _in_range(value, "render_timeout", _RENDER_TIMEOUT_RANGE, where)
+    if "max_mail_bytes" in data:
+        value = check_type(data, "max_mail_bytes", int, where)
+        kw["max_mail_bytes"] = _in_range(value, "max_mail_bytes", _MAX_MAIL_BYTES_RANGE, where)
 
     smtp_data = data.get("smtp", {})
     if not isinstance(smtp_data, dict):
