@@ -216,8 +216,8 @@ def encode_header_words(text: str, encoding: str, first_line_room: int = 67) -> 
 
 def _encode(text: str, encoding: str) -> bytes:
     """``text.encode(encoding)``, and an ESC, SO or SI in ISO-2022-JP is unencodable too."""
-    if encoding == "iso-2022-jp" and (found := _ISO_2022_SHIFTS_RE.search(text)):
-        at = found.start()
+    if encoding == "iso-2022-jp" and ("\x1b" in text or "\x0e" in text or "\x0f" in text):
+        at = _ISO_2022_SHIFTS_RE.search(text).start()  # type: ignore[union-attr]
         raise UnicodeEncodeError(encoding, text, at, at + 1, "a shift or escape character")
     return text.encode(encoding)
 
@@ -554,8 +554,8 @@ class Composer:
 
         subject_src = draft.subject.rstrip("\r\n")
         _check_header_value(subject_src, f"template {name!r} (subject)")
-        self.subject_t = compile_template(subject_src, name, "subject", html=False)
-        self.body_t = compile_template(draft.body, name, "body", html=draft.html)
+        self.subject_t = self._compile(subject_src, name, "subject", False)
+        self.body_t = self._compile(draft.body, name, "body", draft.html)
 
         self.from_header = self._from_header()
         domain = settings.from_addr.rpartition("@")[2]
@@ -575,7 +575,7 @@ class Composer:
             if value:
                 if key == "unsubscribe_mailto" and not value.lower().startswith("mailto:"):
                     value = "mailto:" + value
-                self.unsub_ts.append(compile_template(value, key, "List-Unsubscribe", False))
+                self.unsub_ts.append(self._compile(value, key, "List-Unsubscribe", False))
         self.one_click = bool(
             settings.unsubscribe_url and settings.unsubscribe_url.lower().startswith("https://")
         )
@@ -598,6 +598,28 @@ class Composer:
         self._head_tail = self._constant_tail()
 
     # -- per campaign --
+
+    def _compile(
+        self,
+        source: str,
+        name: str,
+        part: str,
+        html: bool,
+        filters: Mapping[str, Callable[..., Any]] | None = None,
+        finalize: Callable[[Any], Any] | None = None,
+    ) -> CompiledTemplate:
+        """Every template of the campaign, bounded by the settings' render limits."""
+        s = self.settings
+        return compile_template(
+            source,
+            name,
+            part,
+            html,
+            filters,
+            finalize,
+            timeout=s.render_timeout,
+            max_size=s.max_mail_bytes,
+        )
 
     def _from_header(self) -> str:
         s = self.settings
@@ -666,13 +688,11 @@ class Composer:
         source = prot.restore(inlined)
         if source is None or not spots.html_ok:
             return
-        self.fast_html_t = compile_template(
-            source, self.name, "body", html=True, finalize=_html_value
-        )
+        self.fast_html_t = self._compile(source, self.name, "body", True, finalize=_html_value)
         self.fast_html = True
         text_source = prot.restore(html_to_text(inlined), for_text=True)
         if text_source is not None and spots.text_ok:
-            self.fast_text_t = compile_template(
+            self.fast_text_t = self._compile(
                 text_source, self.name, "body", False, {"bcnb_text": _text_value}
             )
             self.fast_text = True
@@ -783,6 +803,8 @@ class Composer:
         ctx = self._context(member)
         subject, text, html = self._render(member_id, ctx)
         _check_member_header(subject, member_id, ctx, "subject", "件名")
+        # Every character is at least a byte on the wire: refuse before encoding a giant.
+        self._check_size(len(text) + len(html or ""), member_id)
         enc = self.encoding
         try:
             if _plain_ascii_header(subject, 78 - len("Subject: ")):
@@ -820,17 +842,31 @@ class Composer:
                 html_part,
                 b"\r\n--" + b + b"--\r\n",
             ]
+        raw = b"".join(parts)
+        self._check_size(len(raw), member_id)
         return ComposedMail(
             member_id=member_id,
             to=to,
             subject=subject,
             text=text,
             html=html,
-            raw=b"".join(parts),
+            raw=raw,
             message_id=message_id,
             date=date,
             list_unsubscribe=unsub.split(": ", 1)[1].replace(_CRLF + " ", " ") if unsub else None,
         )
+
+    def _check_size(self, size: int, member_id: Any) -> None:
+        limit = self.settings.max_mail_bytes
+        if size > limit:
+            where = "the draft" if self.name == "draft" else f"template {self.name!r}"
+            where_ja = "入力した本文" if self.name == "draft" else f"テンプレート「{self.name}」"
+            raise ComposeError(
+                f"member {member_id}: the mail from {where} is over max_mail_bytes "
+                f"({size:,} > {limit:,} bytes)",
+                ja=f"会員 {member_id} のメール（{where_ja}）が大きすぎます"
+                f"（{size:,} バイト、上限 {limit:,} バイト）。",
+            )
 
     def _text_part(
         self,

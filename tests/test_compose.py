@@ -6,6 +6,7 @@ import email
 import email.policy
 import functools
 import re
+import time
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
@@ -539,3 +540,39 @@ def test_compose_all_streams_a_dataframe_in_order() -> None:
     df.loc[3, "業種"] = pd.NA
     with pytest.raises(TemplateError, match="'業種' is missing or empty for member 3"):
         list(c.compose_all(df))
+
+
+# --- limits --------------------------------------------------------------------------------
+
+
+def test_a_template_that_never_ends_fails_the_first_member_in_time() -> None:
+    never = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    c = composer(body=never, settings=SETTINGS.replace(render_timeout=0.2), template="無限")
+    started = time.monotonic()
+    with pytest.raises(TemplateError) as info:
+        list(c.compose_all([MEMBER, member(id=102)]))
+    assert time.monotonic() - started < 3
+    assert str(info.value).startswith("template '無限' (body) line 1 for member 101: ")
+    assert "render_timeout (0.2 s)" in str(info.value)
+
+
+@pytest.mark.parametrize("html", [False, True])
+def test_a_mail_over_max_mail_bytes_is_refused_naming_member_and_template(html: bool) -> None:
+    big = (
+        "<p>{{ 会社名 }}</p>" + "<p>ご案内</p>" * 2000
+        if html
+        else "{{ 会社名 }}\n" + "ご案内\n" * 2000
+    )
+    s = SETTINGS.replace(max_mail_bytes=10_000)
+    with pytest.raises(ComposeError) as info:
+        composer(body=big, html=html, settings=s, template="大きい").compose(MEMBER)
+    assert str(info.value).startswith("member 101: the mail from template '大きい' is over ")
+    assert "max_mail_bytes" in str(info.value) and "> 10,000 bytes" in str(info.value)
+    assert info.value.ja.startswith("会員 101 のメール（テンプレート「大きい」）が大きすぎます")
+    assert composer(body=big, html=html).compose(MEMBER).raw  # the default has room
+
+
+def test_a_value_bigger_than_a_mail_is_refused_before_it_is_built() -> None:
+    c = composer(body="{{ 会社名 * 10**8 }}")
+    with pytest.raises(TemplateError, match=r"for member 101: a repeated value would be"):
+        c.compose(MEMBER)
