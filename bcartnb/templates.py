@@ -51,8 +51,8 @@ alias                       value
 ==========================  ==================================================================
 
 Templates are bounded, per render, by the settings ``render_timeout`` (seconds) and
-``max_mail_bytes``: the sandbox checks its clock on every call, attribute, loop step and
-output piece, and refuses any value larger than a whole mail may be (``'a' * 10**8``) or an
+``max_mail_bytes``: the sandbox checks its clock on every call, attribute and loop step,
+and refuses any value larger than a whole mail may be (``'a' * 10**8``) or an
 integer power too big to print (``(10**100000)**100000``) before computing it. Both are
 TemplateErrors naming template, line and member, so a dry run ends instead of hanging.
 
@@ -66,6 +66,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import string
 import tempfile
 import time
 import tomllib
@@ -228,8 +229,23 @@ _MAX_INT_BITS = 1 << 16
 _SIZED = (str, bytes, list, tuple, dict, set, frozenset)
 # str methods whose result grows with an argument: (name, index of that argument)
 _WIDTH_METHODS = {"ljust": 0, "rjust": 0, "center": 0, "zfill": 0}
-# A width of 10**7 or more, or one taken from the arguments (%*s, {:>{w}}): no check sees it.
-_FORMAT_WIDTH_RE = re.compile(r"\d{8,}|%[-#0 +]*\*|\{[^{}]*:[^{}]*\{")
+_PERCENT_SPEC_RE = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _wide_format(fmt: str, percent: bool) -> bool:
+    """A width or precision of 10**7 or more, or one taken from the arguments (``%*s``,
+    ``{:>{w}}``) where no check sees it: the format would build a string that size."""
+    if percent:
+        sizes = [g for m in _PERCENT_SPEC_RE.finditer(fmt) for g in m.groups() if g]
+    else:
+        try:
+            specs = [spec for _, _, spec, _ in string.Formatter().parse(fmt) if spec]
+        except ValueError:
+            return False  # str.format refuses it by itself
+        if any("{" in spec for spec in specs):
+            return True
+        sizes = re.findall(r"\d+", " ".join(specs))
+    return any(size == "*" or len(size) >= 8 for size in sizes)
 
 
 def _int_bits(value: Any) -> int:
@@ -243,11 +259,12 @@ class LimitedSandbox(SandboxedEnvironment):
     nested loops, huge powers or ``'a' * 10**8``. Signals cannot bound a render here (a
     Jupyter kernel renders in other threads, the spool in a forked child) and a trace hook
     would slow every render, so the check is cooperative: the deadline is read on every call,
-    attribute, item, intercepted operator, loop step (every for loop's iterable is wrapped at
-    compile time) and output piece; sizes are checked before ``*``, ``**``, ``+``, ``%`` and
-    the growing str methods and filters, and on every value those return. One builtin call
-    can still take long or build a large value in a single step (printing a list that holds
-    one huge string many times); the next check then stops the render.
+    attribute, item, intercepted operator and loop step (every for loop's iterable is wrapped
+    at compile time); sizes are checked before ``*``, ``**``, ``+``, ``%`` and the growing
+    str methods and filters, on every value those return, and on the output of a template
+    with loops or macros before it is joined. One builtin call can still take long or build
+    a large value in a single step (printing a list that holds one huge string many times);
+    the next check then stops the render.
 
     ``deadline`` is set by :meth:`CompiledTemplate.render` for each render.
     """
@@ -322,7 +339,7 @@ class LimitedSandbox(SandboxedEnvironment):
                 self.refuse_size(len(right) * left, "a repeated value")
         elif operator == "+" and isinstance(left, _SIZED) and isinstance(right, _SIZED):
             self.refuse_size(len(left) + len(right), "a joined value")
-        elif operator == "%" and isinstance(left, str) and _FORMAT_WIDTH_RE.search(left):
+        elif operator == "%" and isinstance(left, str) and _wide_format(left, percent=True):
             raise _Overrun("a format width is too large", "書式の幅が大きすぎます")
         return self.checked(super().call_binop(context, operator, left, right))
 
@@ -344,7 +361,7 @@ class LimitedSandbox(SandboxedEnvironment):
         at = _WIDTH_METHODS.get(name)
         if at is not None and len(args) > at and isinstance(args[at], int):
             self.refuse_size(args[at], f"str.{name}() width")
-        elif name in ("format", "format_map") and _FORMAT_WIDTH_RE.search(text):
+        elif name in ("format", "format_map") and _wide_format(text, percent=False):
             raise _Overrun("a format width is too large", "書式の幅が大きすぎます")
         elif name == "replace" and len(args) >= 2:
             self._before_replace(text, args[0], args[1])
@@ -373,7 +390,7 @@ class LimitedSandbox(SandboxedEnvironment):
             if name in ("center", "indent") and rest and isinstance(rest[0], int):
                 lines = value.count("\n") + 1 if isinstance(value, str) else 1
                 self.refuse_size(rest[0] * lines, f"the {name} filter's width")
-            elif name == "format" and isinstance(value, str) and _FORMAT_WIDTH_RE.search(value):
+            elif name == "format" and isinstance(value, str) and _wide_format(value, True):
                 raise _Overrun("a format width is too large", "書式の幅が大きすぎます")
             elif name == "replace" and len(rest) >= 2:
                 self._before_replace(value, rest[0], rest[1])

@@ -307,6 +307,8 @@ def test_a_render_that_never_ends_is_stopped_by_the_clock(source: str) -> None:
         ("{{ '{:>999999999}'.format('a') }}", "a format width is too large"),
         ("{{ '{:>{w}}'.format('a', w=10**9) }}", "a format width is too large"),
         ("{{ '%*s' % (10**9, 'a') }}", "a format width is too large"),
+        ("{{ '%.99999999f' % 1.5 }}", "a format width is too large"),
+        ("{{ '%99999999s'|format('a') }}", "a format width is too large"),
         ("{{ ('a' * 1000)|replace('a', 'b' * 1000) }}", "a replaced value would be 1,000,000 long"),
         ("{{ (['x' * 1000] * 1000)|join }}", "the join filter's result would be 1,000,000 long"),
         (
@@ -340,6 +342,10 @@ def test_compiling_a_huge_constant_does_not_hang() -> None:
     [
         ("{% for i in range(3) %}{{ loop.index }}/{{ loop.length }} {% endfor %}", "1/3 2/3 3/3 "),
         ("{{ '{:,}'.format(12345678901) }}円 {{ '%d円' % 1500 }}", "12,345,678,901円 1500円"),
+        (
+            "{{ 'ID 20261127 {:>3}'.format(1) }} {{ '%s 20261127' % 1 }}",
+            "ID 20261127   1 1 20261127",
+        ),
         ("{{ 2**64 }} {{ 1.08 * 1000 }} {{ 'ab' * 3 }}", "18446744073709551616 1080.0 ababab"),
         ("{{ ['a', 'b']|join(', ') }} {{ 'x'|center(5) }}", "a, b   x  "),
         (
