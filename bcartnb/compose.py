@@ -20,12 +20,19 @@ Decisions worth knowing:
   last). The text part comes from html2text, chosen over inscriptis because it is already a
   dependency, keeps every link's target as ``[label](url)``, and can be told not to wrap lines
   (wrapping breaks Japanese text and long URLs) and to flatten layout tables.
-* Fast HTML path: CSS is inlined once on the template *source* (each Jinja tag swapped for an
-  inert placeholder first, then restored), and when the body only substitutes values (no
-  ``{% %}`` blocks) the text part is also derived once, as a text template. The first member
-  composed is checked against the per-member reference pipeline (render → signature →
-  css-inline → html2text); on any difference the Composer falls back to the reference pipeline
-  for the whole campaign (``Composer.fast_html`` / ``fast_text`` say which is in use).
+* Fast HTML path: when the body only substitutes values (no ``{% %}`` blocks, no ``|safe``),
+  CSS is inlined once on the template *source* (each Jinja tag swapped for an inert
+  placeholder first, then restored) and the text part is derived once too, as a text
+  template. The per-member pipeline (render → signature → css-inline → html2text,
+  :meth:`Composer.render_reference`) stays the reference: the fast path is taken per member,
+  only when each of that member's values is one the HTML parser and html2text would leave as
+  it is (no CR, LF, NUL or other control, quote, ``<``, ``>``, edge white space, …); any
+  other member is composed by the reference pipeline. So every member gets the same bytes
+  either way, whatever came first (a test holds the two equal over generated values);
+  ``Composer.fast_html`` / ``fast_text`` say whether the template allows the fast path at all.
+* Line ends: a lone CR or LF in a value is a line break in a text body, and white space in
+  an HTML body (the HTML parser turns CR into LF); every part is written with CRLF only. A
+  CR, LF or NUL in a value that lands in a header is a ComposeError naming member and field.
 * No attachment can be added: there is no API for one, and the only MIME structures written
   are text/plain and multipart/alternative of text/plain + text/html.
 """
@@ -45,6 +52,7 @@ from email import utils as email_utils
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
+from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -56,6 +64,7 @@ import pandas as pd
 from bcartnb.exceptions import ComposeError, SelectionError, TemplateError
 from bcartnb.templates import (
     CompiledTemplate,
+    RenderDeclined,
     Template,
     columns_for,
     compile_template,
@@ -90,8 +99,23 @@ _DOMAIN_RE = re.compile(
 )
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _BODY_END_RE = re.compile(r"</body\s*>", re.IGNORECASE)
-_HTML_WS_RE = re.compile(r"\s+")  # html2text collapses every Unicode space, U+3000 too
 _TRIM = " \t\u3000"
+_HEADER_BREAKERS = ("\r", "\n", "\x00")
+# ISO-2022-JP's own escape and shift characters: Python's codec writes them through, and a
+# reader then switches character sets in the middle of a member's name.
+_ISO_2022_SHIFTS_RE = re.compile("[\x0e\x0f\x1b]")
+# A value the fast HTML path cannot carry as is (see the module docstring): html5ever, the
+# parser inside css-inline, turns CR into LF and drops NUL (other controls are parse errors),
+# writes quotes bare (autoescape wrote &#34; and &#39;), < and > bare in attributes, U+00A0
+# as &nbsp;, and treats white space at a value's ends by where it stands.
+_HTML_DECLINE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\"'<>\u00a0\ud800-\udfff\ufffe\uffff]|^\s|\s$")
+# ... nor the fast text path: html2text collapses runs of white space and every space but
+# U+0020, backslash-escapes \ [ ] ( ) in link targets, titles and alt texts, and turns its
+# own placeholder for &nbsp; back into U+00A0 wherever it finds it.
+_TEXT_DECLINE_RE = re.compile(r"[\\\[\]()]|\s\s|[^\S ]|&nbsp_place_holder;")
+# Attributes html2text reads and CSS selectors never match on (a class or id would): the only
+# ones where a value may sit in the fast HTML template.
+_VALUE_ATTRS = frozenset({"href", "src", "alt", "title"})
 
 
 @dataclass(frozen=True)
@@ -167,7 +191,7 @@ def encode_header_words(text: str, encoding: str, first_line_room: int = 67) -> 
     label = _CHARSET[encoding]
     prefix = f"=?{label}?B?"
     overhead = len(prefix) + 2
-    whole = text.encode(encoding)
+    whole = _encode(text, encoding)
     if len(whole) <= (first_line_room - overhead) // 4 * 3:
         return [prefix + base64.b64encode(whole).decode("ascii") + "?="]
     if encoding == "utf-8":
@@ -188,6 +212,14 @@ def encode_header_words(text: str, encoding: str, first_line_room: int = 67) -> 
         words.append(prefix + base64.b64encode(chunk).decode("ascii") + "?=")
         start, room = end, 75
     return words
+
+
+def _encode(text: str, encoding: str) -> bytes:
+    """``text.encode(encoding)``, and an ESC, SO or SI in ISO-2022-JP is unencodable too."""
+    if encoding == "iso-2022-jp" and ("\x1b" in text or "\x0e" in text or "\x0f" in text):
+        at = _ISO_2022_SHIFTS_RE.search(text).start()  # type: ignore[union-attr]
+        raise UnicodeEncodeError(encoding, text, at, at + 1, "a shift or escape character")
+    return text.encode(encoding)
 
 
 def _utf8_words(whole: bytes, prefix: str, room: int, overhead: int) -> list[str]:
@@ -243,6 +275,26 @@ def _b64_body(data: bytes) -> bytes:
     return b"\r\n".join([enc[i : i + 76] for i in range(0, len(enc), 76)]) + b"\r\n"
 
 
+def _check_member_header(
+    value: str, member_id: Any, ctx: Mapping[str, Any], what: str, what_ja: str
+) -> None:
+    """A CR, LF or NUL in a header would end it and start another (or a second message)."""
+    if "\r" not in value and "\n" not in value and "\x00" not in value:
+        return  # three scans in C: this runs for every header of every member
+    ch = next(c for c in _HEADER_BREAKERS if c in value)
+    field = _culprit_field(ctx, ch)
+    kind, kind_ja = (
+        ("a NUL character", "NUL文字") if ch == "\x00" else ("a line break (CR/LF)", "改行")
+    )
+    where = f"field {field_label(field)}" if field else f"the {what} template"
+    source = f"「{field}」の値" if field else "テンプレート"
+    raise ComposeError(
+        f"member {member_id}: the {what} contains {kind} from {where}, which could inject a header",
+        ja=f"会員 {member_id} の{what_ja}に{kind_ja}が入ります（{source}）。"
+        "ヘッダーには使えないので、会員データを直してください。",
+    )
+
+
 def _check_header_value(value: str, what: str) -> None:
     if "\r" in value or "\n" in value:
         raise ComposeError(f"{what} contains a line break (CR/LF), which could inject a header")
@@ -268,6 +320,9 @@ def html_to_text(html: str) -> str:
     h.ignore_emphasis = True
     h.images_to_alt = True
     h.ignore_tables = True
+    # Always [label](url), never <url>: html2text writes <url> only when the label equals the
+    # target, which for a merged link depends on the member, so the text template could not.
+    h.use_automatic_links = False
     return _tidy_text(h.handle(html))
 
 
@@ -297,8 +352,92 @@ def _squash(value: str) -> str:
     return "".join(value.split())
 
 
-def _html_ws(value: Any) -> str:
-    return _HTML_WS_RE.sub(" ", str(value))
+def _html_value(value: Any) -> Any:
+    """Jinja's finalize for the fast HTML template: pass only values it carries byte for byte."""
+    if type(value) is int:
+        return value
+    if hasattr(value, "__html__"):  # Markup (|e, a filter's output): the parser may rewrite it
+        raise RenderDeclined
+    text = value if type(value) is str else str(value)
+    if not text or _HTML_DECLINE_RE.search(text):
+        raise RenderDeclined
+    return value
+
+
+def _text_value(value: Any) -> str:
+    """The fast text template's filter on each value (which already passed :func:`_html_value`)."""
+    text = str(value)
+    if _TEXT_DECLINE_RE.search(text):
+        raise RenderDeclined
+    return text
+
+
+class _PlaceholderSpots(HTMLParser):
+    """Where the placeholders landed in the inlined template, and so which fast paths are sound.
+
+    A value is only substituted where its text cannot change what the parser, css-inline or
+    html2text do around it: in text outside ``<style>``/``<script>``, or in an href, src, alt
+    or title. html2text reads image attributes (alt text, links around an image) and an href
+    that starts with a value (a ``#`` skips the link) by their content: no fast text there.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.html_ok = True
+        self.text_ok = True
+        self._raw: str | None = None
+        self._link_with_value = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag(tag, attrs)
+        if tag in ("style", "script"):
+            self._raw = tag
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag(tag, attrs)
+
+    def _tag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        has = _Protected.TOKEN_RE.search
+        if has(tag):
+            self.html_ok = False
+        valued = False
+        for name, value in attrs:
+            if has(name) or (value is not None and has(value) and name not in _VALUE_ATTRS):
+                self.html_ok = False
+            elif value is not None and has(value):
+                valued = True
+                if tag == "img" or (name == "href" and value.startswith("bcnbzq")):
+                    self.text_ok = False
+        if tag == "a":
+            self._link_with_value = valued
+        elif tag == "img" and self._link_with_value:
+            self.text_ok = False
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._raw:
+            self._raw = None
+        if tag == "a":
+            self._link_with_value = False
+
+    def handle_data(self, data: str) -> None:
+        if self._raw and _Protected.TOKEN_RE.search(data):
+            self.html_ok = False
+
+    def handle_comment(self, data: str) -> None:
+        self._not_here(data)
+
+    def handle_decl(self, decl: str) -> None:
+        self._not_here(decl)
+
+    def handle_pi(self, data: str) -> None:
+        self._not_here(data)
+
+    def unknown_decl(self, data: str) -> None:
+        self._not_here(data)
+
+    def _not_here(self, data: str) -> None:
+        if _Protected.TOKEN_RE.search(data):
+            self.html_ok = False
 
 
 def _jinja_literal(text: str) -> str:
@@ -376,7 +515,7 @@ class _Protected:
                 if for_text:
                     if expr is None:
                         return None
-                    out.append("{{ (" + expr + ")|bcnb_html_ws }}")
+                    out.append("{{ (" + expr + ")|bcnb_text }}")
                 else:
                     out.append(self.pieces[idx])
         return "".join(out)
@@ -415,8 +554,8 @@ class Composer:
 
         subject_src = draft.subject.rstrip("\r\n")
         _check_header_value(subject_src, f"template {name!r} (subject)")
-        self.subject_t = compile_template(subject_src, name, "subject", html=False)
-        self.body_t = compile_template(draft.body, name, "body", html=draft.html)
+        self.subject_t = self._compile(subject_src, name, "subject", False)
+        self.body_t = self._compile(draft.body, name, "body", draft.html)
 
         self.from_header = self._from_header()
         domain = settings.from_addr.rpartition("@")[2]
@@ -436,7 +575,7 @@ class Composer:
             if value:
                 if key == "unsubscribe_mailto" and not value.lower().startswith("mailto:"):
                     value = "mailto:" + value
-                self.unsub_ts.append(compile_template(value, key, "List-Unsubscribe", False))
+                self.unsub_ts.append(self._compile(value, key, "List-Unsubscribe", False))
         self.one_click = bool(
             settings.unsubscribe_url and settings.unsubscribe_url.lower().startswith("https://")
         )
@@ -451,7 +590,6 @@ class Composer:
         self._signature()
         self.fast_html = False
         self.fast_text = False
-        self._checked = not draft.html
         if draft.html:
             self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
             self._prepare_fast_html()
@@ -460,6 +598,28 @@ class Composer:
         self._head_tail = self._constant_tail()
 
     # -- per campaign --
+
+    def _compile(
+        self,
+        source: str,
+        name: str,
+        part: str,
+        html: bool,
+        filters: Mapping[str, Callable[..., Any]] | None = None,
+        finalize: Callable[[Any], Any] | None = None,
+    ) -> CompiledTemplate:
+        """Every template of the campaign, bounded by the settings' render limits."""
+        s = self.settings
+        return compile_template(
+            source,
+            name,
+            part,
+            html,
+            filters,
+            finalize,
+            timeout=s.render_timeout,
+            max_size=s.max_mail_bytes,
+        )
 
     def _from_header(self) -> str:
         s = self.settings
@@ -509,25 +669,33 @@ class Composer:
             )
 
     def _prepare_fast_html(self) -> None:
+        """Settle, from the template alone, whether the fast paths can be sound at all.
+
+        Blocks are left to the reference path: a branch or a loop can open or close an
+        element in one member's mail and not in another's, which the HTML parser mends
+        differently from the one parse of the template the fast path rests on.
+        """
         prot = _Protected(self.body_t)
-        if not prot.ok:
+        if not prot.ok or not prot.only_values:
             return
         try:
             inlined = self._inliner.inline(_insert_html_signature(prot.text, self.sig_html))
         except (ValueError, css_inline.InlineError):
             return
+        spots = _PlaceholderSpots()
+        spots.feed(inlined)
+        spots.close()
         source = prot.restore(inlined)
-        if source is None:
+        if source is None or not spots.html_ok:
             return
-        self.fast_html_t = compile_template(source, self.name, "body", html=True)
+        self.fast_html_t = self._compile(source, self.name, "body", True, finalize=_html_value)
         self.fast_html = True
-        if prot.only_values:
-            text_source = prot.restore(html_to_text(inlined), for_text=True)
-            if text_source is not None:
-                self.fast_text_t = compile_template(
-                    text_source, self.name, "body", False, {"bcnb_html_ws": _html_ws}
-                )
-                self.fast_text = True
+        text_source = prot.restore(html_to_text(inlined), for_text=True)
+        if text_source is not None and spots.text_ok:
+            self.fast_text_t = self._compile(
+                text_source, self.name, "body", False, {"bcnb_text": _text_value}
+            )
+            self.fast_text = True
 
     def _constant_tail(self) -> bytes:
         lines = ["MIME-Version: 1.0"]
@@ -553,7 +721,12 @@ class Composer:
         uris = []
         for t in self.unsub_ts:
             value = t.render(ctx, member_id)
-            _check_header_value(value, _who(member_id, f"{t.name} (List-Unsubscribe)"))
+            if member_id is None:
+                _check_header_value(value, f"{t.name} (List-Unsubscribe)")
+            else:
+                _check_member_header(
+                    value, member_id, ctx, f"{t.name} (List-Unsubscribe)", "配信停止ヘッダー"
+                )
             uri = quote(value.strip(), safe=":/?#[]@!$&'()*+,;=%-._~")
             if len(uri) > 900:
                 raise ComposeError(f"{_who(member_id, t.name)} is longer than 900 characters")
@@ -588,12 +761,14 @@ class Composer:
         """(subject, text, html) by the straightforward per-member pipeline, no shortcuts."""
         member_id = _member_id(member)
         ctx = self._context(member)
-        subject = self.subject_t.render(ctx, member_id)
+        return (self.subject_t.render(ctx, member_id), *self._reference_body(ctx, member_id))
+
+    def _reference_body(self, ctx: Mapping[str, Any], member_id: Any) -> tuple[str, str | None]:
         body = self.body_t.render(ctx, member_id)
         if not self.draft.html:
-            return subject, self._finish_text(body), None
+            return self._finish_text(body), None
         html = _end_line(self._inliner.inline(_insert_html_signature(body, self.sig_html)))
-        return subject, html_to_text(html), html
+        return html_to_text(html), html
 
     def _finish_text(self, body: str) -> str:
         if "\r" in body:
@@ -602,51 +777,34 @@ class Composer:
             return body.rstrip("\n") + "\n\n" + self.sig_text + "\n"
         return body if not body or body.endswith("\n") else body + "\n"
 
-    def _render(
-        self, member: Mapping[str, Any], member_id: Any, ctx: Mapping[str, Any]
-    ) -> tuple[str, str, str | None]:
+    def _render(self, member_id: Any, ctx: Mapping[str, Any]) -> tuple[str, str, str | None]:
+        """What :meth:`render_reference` gives, by the fast path when this member allows it."""
         subject = self.subject_t.render(ctx, member_id)
-        if not self.draft.html:
-            return subject, self._finish_text(self.body_t.render(ctx, member_id)), None
-        if not self._checked:
-            return self._first_html(member, member_id, ctx, subject)
         if self.fast_html:
-            html = _end_line(self.fast_html_t.render(ctx, member_id))
-        else:
-            html = _end_line(
-                self._inliner.inline(
-                    _insert_html_signature(self.body_t.render(ctx, member_id), self.sig_html)
-                )
-            )
-        if self.fast_text:
-            text = _tidy_text(self.fast_text_t.render(ctx, member_id))
-        else:
-            text = html_to_text(html)
-        return subject, text, html
+            try:
+                html = _end_line(self.fast_html_t.render(ctx, member_id))
+            except (RenderDeclined, TemplateError):
+                pass  # the reference path renders it (and words an error with its lines)
+            else:
+                text = self._fast_text(ctx, member_id) if self.fast_text else None
+                return subject, html_to_text(html) if text is None else text, html
+        return (subject, *self._reference_body(ctx, member_id))
 
-    def _first_html(
-        self, member: Mapping[str, Any], member_id: Any, ctx: Mapping[str, Any], subject: str
-    ) -> tuple[str, str, str | None]:
-        """Check the fast HTML path against the reference once; fall back on any difference."""
-        _, text, html = self.render_reference(member)
-        if self.fast_html and _end_line(self.fast_html_t.render(ctx, member_id)) != html:
-            self.fast_html = self.fast_text = False
-        if self.fast_text and _tidy_text(self.fast_text_t.render(ctx, member_id)) != text:
-            self.fast_text = False
-        self._checked = True
-        return subject, text, html
+    def _fast_text(self, ctx: Mapping[str, Any], member_id: Any) -> str | None:
+        try:
+            return _tidy_text(self.fast_text_t.render(ctx, member_id))
+        except RenderDeclined:
+            return None  # html_to_text of the (same) HTML, as the reference does
 
     def compose(self, member: Mapping[str, Any]) -> ComposedMail:
         """Render and encode one member's mail; a problem is a ComposeError or TemplateError."""
         member_id = _member_id(member)
         to = _recipient(member, member_id)
         ctx = self._context(member)
-        subject, text, html = self._render(member, member_id, ctx)
-        if "\r" in subject or "\n" in subject or "\x00" in subject:
-            culprit = _culprit(ctx, "\n", "the subject template")
-            raise ComposeError(
-                f"member {member_id}: the subject contains a line break (CR/LF) from {culprit}"
-            )
+        subject, text, html = self._render(member_id, ctx)
+        _check_member_header(subject, member_id, ctx, "subject", "件名")
+        # Every character is at least a byte on the wire: refuse before encoding a giant.
+        self._check_size(len(text) + len(html or ""), member_id)
         enc = self.encoding
         try:
             if _plain_ascii_header(subject, 78 - len("Subject: ")):
@@ -684,17 +842,31 @@ class Composer:
                 html_part,
                 b"\r\n--" + b + b"--\r\n",
             ]
+        raw = b"".join(parts)
+        self._check_size(len(raw), member_id)
         return ComposedMail(
             member_id=member_id,
             to=to,
             subject=subject,
             text=text,
             html=html,
-            raw=b"".join(parts),
+            raw=raw,
             message_id=message_id,
             date=date,
             list_unsubscribe=unsub.split(": ", 1)[1].replace(_CRLF + " ", " ") if unsub else None,
         )
+
+    def _check_size(self, size: int, member_id: Any) -> None:
+        limit = self.settings.max_mail_bytes
+        if size > limit:
+            where = "the draft" if self.name == "draft" else f"template {self.name!r}"
+            where_ja = "入力した本文" if self.name == "draft" else f"テンプレート「{self.name}」"
+            raise ComposeError(
+                f"member {member_id}: the mail from {where} is over max_mail_bytes "
+                f"({size:,} > {limit:,} bytes)",
+                ja=f"会員 {member_id} のメール（{where_ja}）が大きすぎます"
+                f"（{size:,} バイト、上限 {limit:,} バイト）。",
+            )
 
     def _text_part(
         self,
@@ -706,9 +878,11 @@ class Composer:
     ) -> bytes:
         enc = self.encoding
         ctype = f'Content-Type: text/{subtype}; charset="{_CHARSET[enc]}"\r\n' if with_type else ""
+        if "\r" in text:  # never from the renderers; a lone CR on the wire is SMTP smuggling
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
         wire = text.replace("\n", "\r\n")
         try:
-            data = wire.encode(enc)
+            data = _encode(wire, enc)
         except UnicodeEncodeError as err:
             part = "body" if subtype == "plain" else "HTML body"
             raise _encoding_error(err, member_id, part, ctx, enc) from err

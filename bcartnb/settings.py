@@ -30,6 +30,8 @@ from typing import Any
 from bcartnb.exceptions import SettingsError
 
 __all__ = [
+    "MAX_MAIL_BYTES",
+    "RENDER_TIMEOUT",
     "DeliverySettings",
     "Settings",
     "SmtpSettings",
@@ -42,6 +44,16 @@ __all__ = [
 ]
 
 SECURITY_MODES = ("none", "starttls", "ssl")
+#: Seconds one template render may take: the demo newsletter renders in a tenth of a
+#: millisecond and a loop over a thousand products in milliseconds, so five seconds leaves
+#: room for any real template and still ends a runaway one before a wizard user gives up.
+RENDER_TIMEOUT = 5.0
+_RENDER_TIMEOUT_RANGE = (0.1, 600.0)
+#: Bytes one composed mail may have: Postfix's default message_size_limit, so a mail this
+#: size would be refused by the most common MTA anyway; a newsletter is tens of kilobytes
+#: (Gmail clips HTML over 102 KB).
+MAX_MAIL_BYTES = 10_240_000
+_MAX_MAIL_BYTES_RANGE = (10_000, 100_000_000)
 _TOP_KEYS = {
     "plan",
     "from",
@@ -55,6 +67,8 @@ _TOP_KEYS = {
     "unsubscribe_mailto",
     "smtp",
     "delivery",
+    "render_timeout",
+    "max_mail_bytes",
 }
 _SMTP_KEYS = {"host", "port", "security", "user", "timeout", "allow_plaintext_auth"}
 _DELIVERY_KEYS = {"connections", "rate_per_second", "rate_per_hour", "retries", "backoff"}
@@ -146,9 +160,11 @@ def _in_range(
     )
     if not ok:
         what = "a whole number" if integer else "a number"
+        span = f"{low:,} to {high:,}" if integer else f"{low:g} to {high:g}"
+        span_ja = f"{low:,}〜{high:,}" if integer else f"{low:g}〜{high:g}"
         raise SettingsError(
-            f"{key} must be {what} from {low:g} to {high:g}{unit}, not {value!r}",
-            ja=f"設定 {key} の値 {value!r} は使えません（{low:g}〜{high:g}{unit}）。",
+            f"{key} must be {what} from {span}{unit}, not {value!r}",
+            ja=f"設定 {key} の値 {value!r} は使えません（{span_ja}{unit}）。",
         )
 
 
@@ -167,6 +183,12 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     source: Path | None = None
+    render_timeout: float = RENDER_TIMEOUT
+    max_mail_bytes: int = MAX_MAIL_BYTES
+
+    def __post_init__(self) -> None:
+        _in_range("render_timeout", self.render_timeout, *_RENDER_TIMEOUT_RANGE, unit=" seconds")
+        _in_range("max_mail_bytes", self.max_mail_bytes, *_MAX_MAIL_BYTES_RANGE, integer=True)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed; settings stay immutable once checked."""
@@ -346,6 +368,10 @@ def load_settings(
         if "templates" in data
         else (base / "templates")
     )
+    if "render_timeout" in data:  # ranges checked by Settings itself, like every number
+        kw["render_timeout"] = float(check_type(data, "render_timeout", (int, float), where))
+    if "max_mail_bytes" in data:
+        kw["max_mail_bytes"] = check_type(data, "max_mail_bytes", int, where)
 
     smtp_data = data.get("smtp", {})
     if not isinstance(smtp_data, dict):

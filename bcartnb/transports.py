@@ -264,22 +264,31 @@ class BaseTransport(ABC):
 
 # --- SMTP --------------------------------------------------------------------------------
 
-_BARE_EOL = re.compile(rb"\r?\n")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _MAX_REPLY = 64 * 1024  # no SMTP reply is this long: a confused or hostile peer
 _IDLE, _MAIL, _RCPT, _DATA, _BODY, _RSET, _PIPE = range(7)  # where a transaction stands
 
 
 def _wire_data(raw: bytes) -> bytes:
-    """The message as SMTP needs it: every line ends in CRLF (modern servers refuse bare LF
-    as an SMTP smuggling defence). Counting first spares the substitution for the composer's
-    bytes, which already end every line in CRLF."""
-    data = raw if raw.count(b"\n") == raw.count(b"\r\n") else _BARE_EOL.sub(b"\r\n", raw)
-    return data if data.endswith(b"\r\n") else data + b"\r\n"
+    """The message as SMTP needs it: every line ends in CRLF, a lone CR or LF included.
+
+    A lone CR before a dot (``\\r.\\r\\n``) is the SMTP smuggling sequence: a server that
+    takes it for the end of DATA reads what follows as commands, and no dot-stuffing sees a
+    line start there. Counting first spares the substitution for the composer's bytes, which
+    already end every line in CRLF.
+    """
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:
+        raw = _LINE_END.sub(b"\r\n", raw)
+    return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
 
 
 def _needs_dots(data: bytes) -> bool:
-    """A line starting with a dot must be doubled (RFC 5321 4.5.2); most mails have none."""
+    """A line starting with a dot must be doubled (RFC 5321 4.5.2); most mails have none.
+
+    Only for :func:`_wire_data`'s output, where every line starts after a CRLF.
+    """
     return data.startswith(b".") or b"\n." in data
 
 

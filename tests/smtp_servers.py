@@ -46,12 +46,16 @@ the same handler, faults and recorded mail.
 Besides ``received``: :meth:`TestServer.count_by_recipient` counts the recorded mails per
 recipient address (the exactly-once check), ``TestServer.rcpt_attempts`` counts every
 RCPT per address, refused ones included.
+
+:class:`RawRecorder` is the other kind: a few lines of SMTP on a socket that keep the
+message data exactly as it crossed the wire, dot-stuffing and every CR and LF included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import socketserver
 import ssl
 import threading
 import time
@@ -68,7 +72,7 @@ from bcartnb.settings import SmtpSettings
 from bcartnb.sink import SmtpServerThread
 from bcartnb.transports import SmtpTransport
 
-__all__ = ["Faults", "Received", "TestServer", "TlsFiles", "make_tls_files"]
+__all__ = ["Faults", "RawRecorder", "Received", "TestServer", "TlsFiles", "make_tls_files"]
 
 GREYLIST_REPLY = "451 4.7.1 Greylisted, please try again later"
 SHUTDOWN_REPLY = "421 4.3.2 Service shutting down"
@@ -546,3 +550,88 @@ class TestServer:
         if self.tls is not None:
             env["SSL_CERT_FILE"] = str(self.tls.ca_file)
         return env
+
+
+class _RawSmtpHandler(socketserver.StreamRequestHandler):
+    """One SMTP session, strict about the end of the data: only CRLF "." CRLF ends it."""
+
+    server: _RawSmtpServer
+
+    def handle(self) -> None:
+        write = self.wfile.write
+        write(b"220 raw.test ESMTP\r\n")
+        while line := self.rfile.readline(65536):
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                write(b"250-raw.test\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                data = self._data()
+                if data is None:
+                    return
+                with self.server.lock:
+                    self.server.data.append(data)
+                    self.server.lock.notify_all()
+                write(b"250 2.0.0 OK\r\n")
+            elif verb == b"QUIT":
+                write(b"221 2.0.0 Bye\r\n")
+                return
+            else:  # HELO, MAIL, RCPT, RSET, NOOP
+                write(b"250 2.0.0 OK\r\n")
+
+    def _data(self) -> bytes | None:
+        """The bytes after the 354 up to the terminating line, untouched (None: EOF)."""
+        buf = bytearray()
+        while chunk := self.rfile.readline(1 << 20):  # up to a LF: a lone CR stays inside
+            buf += chunk
+            if buf == b".\r\n":
+                return b""
+            if buf.endswith(b"\r\n.\r\n"):
+                return bytes(buf[:-3])
+        return None
+
+
+class _RawSmtpServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _RawSmtpHandler)
+        self.lock = threading.Condition()
+        self.data: list[bytes] = []
+
+
+class RawRecorder:
+    """An SMTP server that records each message's DATA bytes before any un-dot-stuffing.
+
+    aiosmtpd un-dot-stuffs and splits lines before a hook sees the message, which is exactly
+    the step a smuggling test must see; this one keeps the raw bytes between the 354 reply
+    and the terminating CRLF "." CRLF (the CRLF before the dot is the last line's end).
+    """
+
+    def __init__(self) -> None:
+        self._server = _RawSmtpServer()
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> RawRecorder:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def data(self) -> list[bytes]:
+        with self._server.lock:
+            return list(self._server.data)
+
+    def settings(self) -> SmtpSettings:
+        return SmtpSettings(host="127.0.0.1", port=self.port, security="none", timeout=10.0)
+
+    def transport(self) -> SmtpTransport:
+        return SmtpTransport(self.settings())

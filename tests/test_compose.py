@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import re
+import time
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
@@ -268,13 +270,13 @@ def test_html_signature_form_is_used_when_configured() -> None:
     "body",
     [
         HTML_BODY,
-        # blocks: the text part cannot be a template, CSS still inlined once
+        # blocks: a branch can open an element for one member only; the reference path
         "<style>p{color:red}</style><p>{% if pref == '東京都' %}都内{% else %}{{ pref }}{% endif %}"
         " {{ 会社名 }}</p>",
         # a loop between table rows: the HTML parser would move it, so no fast path at all
         "<style>td{color:red}</style><table>{% for i in range(2) %}<tr><td>{{ i }} {{ 会社名 }}"
         "</td></tr>{% endfor %}</table>",
-        # a value that changes text around it: detected on the first member
+        # a value the text template must take as it is
         "<p>{{ 会社名 }}</p>{{ '{{' }}",
     ],
 )
@@ -306,6 +308,59 @@ def test_fast_paths_are_used_for_a_plain_newsletter() -> None:
         html=True,
     )
     assert loop.fast_html is False
+    branch = composer(body="<p>{% if id > 1 %}<b>{% endif %}{{ 会社名 }}</p>", html=True)
+    assert branch.fast_html is False
+
+
+_FAST_BODIES = (
+    HTML_BODY,
+    "<p>{{ 会社名 }}</p><pre>{{ 担当者名 }}\n{{ 会社名 }}</pre><ul><li>{{ 都道府県 }}</li></ul>"
+    '<a href="https://x.jp/?c={{ 会社名 }}" title="{{ 都道府県 }}">{{ 会社名 }}</a>'
+    '<table><tr><td>{{ 会社名 }}</td></tr></table><img src="https://x.jp/{{ id }}.png" alt="x">'
+    "<h1>{{ 会社名 }} 様</h1><blockquote>{{ 担当者名 }}</blockquote>",
+    "<html><head><title>{{ 会社名 }}</title></head><body>{{ 都道府県 }} {{ 会社名 }}</body></html>",
+    '<p><a href="https://x.jp/">https://x.jp/</a> <a href="{{ 会社名 }}">{{ 会社名 }}</a></p>',
+)
+_PIECES = st.sampled_from(
+    [
+        *"a.&;#[]()\\*_`-+1 <>\"'\r\n\t\x00\x0c\u3000\u00a0\u2028\x85\x1cテ①:/=",
+        *("://", "&nbsp_place_holder;", "&amp;", "bcnbzq0q", "{{", "%}"),
+    ]
+)
+_VALUES = st.one_of(st.text(min_size=1, max_size=20), st.lists(_PIECES, min_size=1).map("".join))
+
+
+@functools.cache
+def _fast_composer(body: int) -> Composer:
+    return composer(subject="ご案内", body=_FAST_BODIES[body], html=True)
+
+
+@hsettings(max_examples=100, deadline=None)
+@given(st.integers(0, len(_FAST_BODIES) - 1), _VALUES, _VALUES, _VALUES)
+def test_fast_paths_give_the_reference_bytes_for_any_values(
+    body: int, comp_name: str, first: str, pref: str
+) -> None:
+    """One truth: whichever members came before, the fast path equals the reference."""
+    c = _fast_composer(body)  # shared by the examples: later members of one campaign
+    assert c.fast_html
+    m = member(id=5, comp_name=comp_name, tanto_first_name=first, pref=pref)
+    try:
+        _, text, html = c.render_reference(m)
+    except (ComposeError, TemplateError) as err:
+        with pytest.raises(type(err)) as info:
+            c.compose(m)
+        assert str(info.value) == str(err)
+        return
+    mail = c.compose(m)
+    assert (mail.html, mail.text) == (html, text)
+
+
+def test_iso_2022_jp_refuses_its_own_escape_characters_in_a_value() -> None:
+    c = composer(encoding="iso-2022-jp")
+    with pytest.raises(ComposeError, match=r"member 101: field 会社名 \(comp_name\) has '\\x1b'"):
+        c.compose(member(comp_name="A\x1b$BB"))
+    with pytest.raises(ComposeError, match=r"member 101: .*'\\x0e' \(U\+000E\) in the subject"):
+        c.compose(member(comp_name="A\x0eB"))
 
 
 # --- signature -----------------------------------------------------------------------------
@@ -485,3 +540,39 @@ def test_compose_all_streams_a_dataframe_in_order() -> None:
     df.loc[3, "業種"] = pd.NA
     with pytest.raises(TemplateError, match="'業種' is missing or empty for member 3"):
         list(c.compose_all(df))
+
+
+# --- limits --------------------------------------------------------------------------------
+
+
+def test_a_template_that_never_ends_fails_the_first_member_in_time() -> None:
+    never = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    c = composer(body=never, settings=SETTINGS.replace(render_timeout=0.2), template="無限")
+    started = time.monotonic()
+    with pytest.raises(TemplateError) as info:
+        list(c.compose_all([MEMBER, member(id=102)]))
+    assert time.monotonic() - started < 3
+    assert str(info.value).startswith("template '無限' (body) line 1 for member 101: ")
+    assert "render_timeout (0.2 s)" in str(info.value)
+
+
+@pytest.mark.parametrize("html", [False, True])
+def test_a_mail_over_max_mail_bytes_is_refused_naming_member_and_template(html: bool) -> None:
+    big = (
+        "<p>{{ 会社名 }}</p>" + "<p>ご案内</p>" * 2000
+        if html
+        else "{{ 会社名 }}\n" + "ご案内\n" * 2000
+    )
+    s = SETTINGS.replace(max_mail_bytes=10_000)
+    with pytest.raises(ComposeError) as info:
+        composer(body=big, html=html, settings=s, template="大きい").compose(MEMBER)
+    assert str(info.value).startswith("member 101: the mail from template '大きい' is over ")
+    assert "max_mail_bytes" in str(info.value) and "> 10,000 bytes" in str(info.value)
+    assert info.value.ja.startswith("会員 101 のメール（テンプレート「大きい」）が大きすぎます")
+    assert composer(body=big, html=html).compose(MEMBER).raw  # the default has room
+
+
+def test_a_value_bigger_than_a_mail_is_refused_before_it_is_built() -> None:
+    c = composer(body="{{ 会社名 * 10**8 }}")
+    with pytest.raises(TemplateError, match=r"for member 101: a repeated value would be"):
+        c.compose(MEMBER)

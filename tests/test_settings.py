@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from bcartnb.exceptions import SettingsError
-from bcartnb.settings import load_settings
+from bcartnb.settings import MAX_MAIL_BYTES, RENDER_TIMEOUT, load_settings
 
 
 def write(path: Path, text: str) -> Path:
@@ -111,3 +111,38 @@ def test_a_settings_file_that_is_not_a_small_text_file_is_one_clear_error(
     assert str(path) in str(exc.value) and "\n" not in str(exc.value)
     if what == "not-utf8":
         assert "line 2" in str(exc.value)
+
+
+def test_render_limits_default_and_come_from_the_file(tmp_path: Path) -> None:
+    s = load_settings(env={})
+    assert (s.render_timeout, s.max_mail_bytes) == (RENDER_TIMEOUT, MAX_MAIL_BYTES)
+    cfg = write(tmp_path / "b.toml", "render_timeout = 2\nmax_mail_bytes = 1_000_000\n")
+    s = load_settings(cfg, env={})
+    assert (s.render_timeout, s.max_mail_bytes) == (2.0, 1_000_000)
+    assert isinstance(s.render_timeout, float)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (
+            "render_timeout = 0\n",
+            "render_timeout must be a number from 0.1 to 600 seconds, not 0.0",
+        ),
+        ("render_timeout = 601\n", "render_timeout must be a number from 0.1 to 600"),
+        ("render_timeout = nan\n", "render_timeout must be a number from 0.1 to 600"),
+        ('render_timeout = "5"\n', "render_timeout must be an integer or a number"),
+        (
+            "max_mail_bytes = 9999\n",
+            "max_mail_bytes must be a whole number from 10,000 to 100,000,000",
+        ),
+        ("max_mail_bytes = 100_000_001\n", "max_mail_bytes must be a whole number from"),
+        ("max_mail_bytes = 1e6\n", "max_mail_bytes must be an integer, not 1000000.0"),
+        ("max_mail_bytes = true\n", "max_mail_bytes must be an integer"),
+    ],
+)
+def test_bad_render_limits_name_the_key(tmp_path: Path, text: str, needle: str) -> None:
+    cfg = write(tmp_path / "bad.toml", text)
+    with pytest.raises(SettingsError) as exc:
+        load_settings(cfg, env={})
+    assert str(exc.value).startswith(f"{cfg}: ") and needle in str(exc.value)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -257,3 +261,132 @@ def test_autoescape_only_in_html() -> None:
     assert render("{{ 会社名 }}", member, html=False) == "A&B <商事>"
     assert make_environment(True).autoescape is True
     assert make_environment(False).autoescape is False
+
+
+# --- limits: templates that never end, or grow without end ---------------------------------
+
+
+def limited(source: str, timeout: float = 0.3, max_size: int = 100_000) -> str:
+    t = compile_template(source, "t", "body", timeout=timeout, max_size=max_size)
+    return t.render({}, 7)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        # no call inside the loops: only the loop's own clock can stop it
+        "{% set xs = range(100000)|list %}{% for i in xs %}{% for j in xs %}{% endfor %}"
+        "{% endfor %}",
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+        "{{ f(60) }}",
+        "{% for i in range(100000) recursive %}{% if loop.depth < 3 %}{{ loop(range(100000)) }}"
+        "{% endif %}{% endfor %}",
+    ],
+)
+def test_a_render_that_never_ends_is_stopped_by_the_clock(source: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(TemplateError) as info:
+        limited(source)
+    assert time.monotonic() - started < 3
+    assert "template 't' (body) line 1 for member 7: rendering took longer than " in str(info.value)
+    assert "render_timeout (0.3 s)" in str(info.value)
+    assert info.value.ja.startswith(
+        "テンプレート「t」の本文 1行目: 会員 7 のメールの作成が制限時間"
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "needle"),
+    [
+        ("{{ (10**100000)**100000 }}", "the power 10**100000 is too large"),
+        ("{{ 'a' * 10**8 }}", "a repeated value would be 100,000,000 long"),
+        ("{{ [0] * 10**8 }}", "a repeated value would be 100,000,000 long"),
+        ("{{ 'a'.ljust(10**9) }}", "str.ljust() width would be 1,000,000,000 long"),
+        ("{{ 'a'|center(10**9) }}", "the center filter's width would be"),
+        ("{{ '{:>999999999}'.format('a') }}", "a format width is too large"),
+        ("{{ '{:>{w}}'.format('a', w=10**9) }}", "a format width is too large"),
+        ("{{ '%*s' % (10**9, 'a') }}", "a format width is too large"),
+        ("{{ '%.99999999f' % 1.5 }}", "a format width is too large"),
+        ("{{ '%99999999s'|format('a') }}", "a format width is too large"),
+        ("{{ ('a' * 1000)|replace('a', 'b' * 1000) }}", "a replaced value would be 1,000,000 long"),
+        ("{{ (['x' * 1000] * 1000)|join }}", "the join filter's result would be 1,000,000 long"),
+        (
+            "{% set ns = namespace(s='ab') %}{% for i in range(60) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            "a value would be 131,072 long",
+        ),
+        ("{% for i in range(1000) %}{{ 'x' * 1000 }}{% endfor %}", "the output would be"),
+        ("{{ lipsum(10**6) }}", "lipsum() would be"),
+    ],
+)
+def test_a_value_larger_than_a_mail_is_refused_before_it_is_built(source: str, needle: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(TemplateError) as info:
+        limited(source)
+    assert time.monotonic() - started < 1
+    assert needle in str(info.value) and "for member 7" in str(info.value)
+    assert "max_mail_bytes (100,000)" in str(info.value) or "too large" in str(info.value)
+    assert info.value.ja.startswith("テンプレート「t」の本文")
+
+
+def test_compiling_a_huge_constant_does_not_hang() -> None:
+    """Jinja folds constant expressions at compile time; the limited ones are left for later."""
+    started = time.monotonic()
+    compile_template("{{ (10**100000)**100000 }} {{ 'a' * 10**10 }}", "t", "body")
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{% for i in range(3) %}{{ loop.index }}/{{ loop.length }} {% endfor %}", "1/3 2/3 3/3 "),
+        ("{{ '{:,}'.format(12345678901) }}円 {{ '%d円' % 1500 }}", "12,345,678,901円 1500円"),
+        (
+            "{{ 'ID 20261127 {:>3}'.format(1) }} {{ '%s 20261127' % 1 }}",
+            "ID 20261127   1 1 20261127",
+        ),
+        ("{{ 2**64 }} {{ 1.08 * 1000 }} {{ 'ab' * 3 }}", "18446744073709551616 1080.0 ababab"),
+        ("{{ ['a', 'b']|join(', ') }} {{ 'x'|center(5) }}", "a, b   x  "),
+        (
+            "{% for row in [[1, 2], [3]] recursive %}{% if row is iterable %}"
+            "{{ loop(row) }}{% else %}{{ row }}{% endif %}{% endfor %}",
+            "123",
+        ),
+    ],
+)
+def test_ordinary_templates_are_not_limited(source: str, expected: str) -> None:
+    assert limited(source) == expected
+
+
+def test_the_clock_needs_no_signal_in_a_thread_or_a_forked_child() -> None:
+    """A Jupyter kernel renders in other threads, the spool composer in a forked child."""
+    never = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            limited(never, timeout=0.2)
+        except TemplateError as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive() and len(errors) == 1
+    pid = os.fork()
+    if pid == 0:  # the child: exit 3 when the render was stopped
+        code = 1
+        try:
+            limited(never, timeout=0.2)
+        except TemplateError:
+            code = 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 3

@@ -120,9 +120,6 @@ class SpoolHelper:
             or threading.active_count() != 1
         ):
             return None
-        # The first mail settles the composer's one-time choices (the HTML fast path)
-        # before they are copied into the child.
-        deque(plan.composer.compose_all(rows.iloc[:1]), maxlen=0)
         return cls(plan, n // 2, rows)
 
     def __init__(self, plan: SendPlan, first_row: int, rows: pd.DataFrame | None = None) -> None:
