@@ -15,14 +15,16 @@ relative to the file, so a campaign folder can be moved as a whole.
 
 from __future__ import annotations
 
+import email.errors
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from email.headerregistry import Address
+from email.headerregistry import Address, AddressHeader, HeaderRegistry
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bcartnb.exceptions import SettingsError
 
@@ -38,6 +40,7 @@ __all__ = [
 ]
 
 SECURITY_MODES = ("none", "starttls", "ssl")
+_HEADERS = HeaderRegistry()
 _TOP_KEYS = {
     "plan",
     "from",
@@ -110,17 +113,46 @@ def default_db_path() -> Path:
     return Path(base) / "bcartnb" / "ledger.sqlite3"
 
 
+# C0 controls (NUL, CR, LF, tab …), DEL, C1 controls and the Unicode line separators: none
+# belongs in a mail header, and Python's address parsers stop or split at some of them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_MAILBOX_JA = (
+    "{key} にはメールアドレスを1つだけ書いてください（例: 見本商事 <shop@example.co.jp>）。"
+)
+
+
 def parse_mailbox(value: str, key: str) -> tuple[str, str]:
-    """Split ``'Shop 名 <a@b.jp>'`` into (display name, address); refuse CR/LF and junk."""
-    if "\r" in value or "\n" in value:
-        raise SettingsError(f"settings: {key} contains a line break")
+    """Split ``'Shop 名 <a@b.jp>'`` into (display name, address): exactly one mailbox.
+
+    ``parseaddr`` alone quietly keeps the first of ``"Shop <a@x>, evil@x.jp"`` and reads up
+    to a NUL; the header parser of :mod:`email.headerregistry` sees the whole value, so a
+    second address, a group, trailing junk or a control character is refused instead.
+    """
+    label = key.rpartition(": ")[2] or key
+    ja = _MAILBOX_JA.format(key=label)
+    bad = _CONTROL.search(value)
+    if bad:
+        what = "a line break" if bad.group() in "\r\n\u2028\u2029" else "a control character"
+        raise SettingsError(
+            f"settings: {key} contains {what} ({bad.group()!r}): {value!r}",
+            ja=f"{label} に改行や制御文字が含まれています。メールアドレスを1つだけ書いてください。",
+        )
     name, addr = parseaddr(value)
     if not addr or "@" not in addr:
-        raise SettingsError(f"settings: {key} is not a mail address: {value!r}")
+        raise SettingsError(f"settings: {key} is not a mail address: {value!r}", ja=ja)
     try:
+        parsed = _HEADERS("From", value)
         Address(addr_spec=addr)
-    except (ValueError, IndexError) as err:
-        raise SettingsError(f"settings: {key} is not a mail address: {value!r}") from err
+    except (ValueError, IndexError, email.errors.HeaderParseError) as err:
+        raise SettingsError(f"settings: {key} is not a mail address: {value!r}", ja=ja) from err
+    header = cast(AddressHeader, parsed)
+    found = [a.addr_spec for a in header.addresses]
+    invalid = [d for d in parsed.defects if isinstance(d, email.errors.InvalidHeaderDefect)]
+    grouped = any(g.display_name is not None for g in header.groups)
+    if found != [addr] or invalid or grouped:
+        raise SettingsError(
+            f"settings: {key} must be exactly one mail address, not {value!r}", ja=ja
+        )
     return name, addr
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,51 @@ def test_dotenv_fills_but_never_overrides(tmp_path: Path, monkeypatch: pytest.Mo
     s = load_settings()
     assert s.smtp.password == "fromfile"
     assert s.plan == "plan10"
+
+
+# --- junk that used to be cut short or accepted (issue 12) --------------------------------
+
+
+@pytest.mark.parametrize("key", ["from", "admin"])
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("Shop <shop@example.co.jp>, evil@example.jp", "must be exactly one mail address"),
+        ("shop@example.co.jp; evil@example.jp", "must be exactly one mail address"),
+        ("Shop <shop@example.co.jp> evil@example.jp", "must be exactly one mail address"),
+        ("Group: shop@example.co.jp;", "must be exactly one mail address"),
+        ("Shop\x00 <shop@example.co.jp>", "contains a control character ('\\x00')"),
+        ("shop@example.co.jp\x00evil@example.jp", "contains a control character ('\\x00')"),
+        ("shop@example.co.jp\u2028Bcc: evil@example.jp", "contains a line break"),
+    ],
+)
+def test_a_mailbox_setting_is_exactly_one_address(
+    tmp_path: Path, key: str, value: str, needle: str
+) -> None:
+    # json.dumps writes the value as a TOML basic string (\u0000 escapes included)
+    cfg = write(tmp_path / "b.toml", f"{key} = {json.dumps(value)}\n")
+    with pytest.raises(SettingsError) as exc:
+        load_settings(cfg, env={})
+    message = str(exc.value)
+    assert "\n" not in message and "\n" not in exc.value.ja
+    assert f"{cfg}: {key} " in message and needle in message
+    assert repr(value) in message  # the value as written, escapes and all
+    assert exc.value.ja.startswith(key)
+
+
+@pytest.mark.parametrize(
+    ("value", "name", "addr"),
+    [
+        ("見本商事 <shop@example.co.jp>", "見本商事", "shop@example.co.jp"),
+        ('"Shop, Inc." <shop@example.co.jp>', "Shop, Inc.", "shop@example.co.jp"),
+        ("Shop Inc. <shop@example.co.jp>", "Shop Inc.", "shop@example.co.jp"),
+        ("<shop@example.co.jp>", "", "shop@example.co.jp"),
+        ("shop@example.co.jp", "", "shop@example.co.jp"),
+    ],
+)
+def test_one_mailbox_in_its_usual_forms_is_accepted(
+    tmp_path: Path, value: str, name: str, addr: str
+) -> None:
+    cfg = write(tmp_path / "b.toml", f"from = {json.dumps(value)}\nadmin = {json.dumps(value)}\n")
+    s = load_settings(cfg, env={})
+    assert (s.from_name, s.from_addr, s.admin) == (name, addr, addr)
