@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from bcartnb.exceptions import SettingsError
+from bcartnb.quota import resolve_plan
 
 __all__ = [
     "DeliverySettings",
@@ -226,6 +227,15 @@ def _port(value: str, where: str) -> int:
     return port
 
 
+def _check_plan(name: str, source: str, source_ja: str) -> None:
+    """An unknown plan refused here, where it is known whether the file or the environment
+    named it: later, ``resolve_plan`` sees only the name."""
+    try:
+        resolve_plan(name)
+    except SettingsError as err:
+        raise SettingsError(f"{source}: {err}", ja=f"{source_ja}に指定された{err.ja}") from err
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -304,8 +314,15 @@ def load_settings(
         raise SettingsError(f"{where} [delivery]: connections must be at least 1")
 
     # The environment wins over the file.
+    plan_source = (f"{where}: plan", f"設定ファイル {where} の plan ")
     if envd.get("BCARTNB_PLAN"):
         kw["plan"] = envd["BCARTNB_PLAN"]
+        if env is None and not os.environ.get("BCARTNB_PLAN"):
+            plan_source = ("BCARTNB_PLAN in .env", ".env の BCARTNB_PLAN ")
+        else:
+            plan_source = ("BCARTNB_PLAN", "環境変数 BCARTNB_PLAN ")
+    if kw.get("plan"):
+        _check_plan(kw["plan"], *plan_source)
     if envd.get("BCARTNB_DB"):
         kw["db"] = Path(envd["BCARTNB_DB"]).expanduser()
     if envd.get("BCARTNB_SMTP_HOST"):

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,48 @@ def test_one_mailbox_in_its_usual_forms_is_accepted(
     cfg = write(tmp_path / "b.toml", f"from = {json.dumps(value)}\nadmin = {json.dumps(value)}\n")
     s = load_settings(cfg, env={})
     assert (s.from_name, s.from_addr, s.admin) == (name, addr, addr)
+
+
+def test_unknown_plan_in_the_file_names_the_file_and_key(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "b.toml", 'plan = "gold"\n')
+    with pytest.raises(SettingsError) as exc:
+        load_settings(cfg, env={})
+    assert str(exc.value).startswith(f"{cfg}: plan: unknown plan 'gold'; valid plans: ")
+    assert exc.value.ja.startswith(f"設定ファイル {cfg} の plan に指定されたプラン「gold」")
+
+
+def test_unknown_plan_from_the_environment_says_so(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "b.toml", 'plan = "プラン10"\n')
+    with pytest.raises(SettingsError) as exc:
+        load_settings(cfg, env={"BCARTNB_PLAN": "plan20"})
+    assert str(exc.value).startswith("BCARTNB_PLAN: unknown plan 'plan20'")
+    assert str(cfg) not in str(exc.value)  # the file's plan is fine
+    assert exc.value.ja.startswith("環境変数 BCARTNB_PLAN に指定されたプラン「plan20」")
+
+
+@pytest.mark.parametrize(
+    ("dotenv", "environ", "source"),
+    [
+        ("", {}, "bcartnb.toml: plan: "),
+        ("BCARTNB_PLAN=plan20\n", {}, "BCARTNB_PLAN in .env: "),
+        ("", {"BCARTNB_PLAN": "plan20"}, "BCARTNB_PLAN: "),
+    ],
+)
+def test_cli_names_where_an_unknown_plan_came_from(
+    tmp_path: Path, dotenv: str, environ: dict[str, str], source: str
+) -> None:
+    cfg = write(tmp_path / "bcartnb.toml", 'plan = "gold"\n' if not dotenv and not environ else "")
+    write(tmp_path / ".env", dotenv)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
+    env.update(environ, BCARTNB_CONFIG=str(cfg), BCARTNB_DB=str(tmp_path / "l.db"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bcartnb", "quota"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and source in proc.stderr
+    assert "unknown plan" in proc.stderr
