@@ -227,9 +227,15 @@ def _port(value: str, where: str) -> int:
     return port
 
 
-def _check_plan(name: str, source: str, source_ja: str) -> None:
-    """An unknown plan refused here, where it is known whether the file or the environment
-    named it: later, ``resolve_plan`` sees only the name."""
+def _check_plan(name: str, where: str, envd: Mapping[str, str], *, dotenv: bool) -> None:
+    """An unknown plan refused here, where it is known whether the file, the environment
+    or ``.env`` named it: later, ``resolve_plan`` sees only the name."""
+    if not envd.get("BCARTNB_PLAN"):
+        source, source_ja = f"{where}: plan", f"設定ファイル {where} の plan "
+    elif dotenv and not os.environ.get("BCARTNB_PLAN"):
+        source, source_ja = "BCARTNB_PLAN in .env", ".env の BCARTNB_PLAN "
+    else:
+        source, source_ja = "BCARTNB_PLAN", "環境変数 BCARTNB_PLAN "
     try:
         resolve_plan(name)
     except SettingsError as err:
@@ -314,15 +320,8 @@ def load_settings(
         raise SettingsError(f"{where} [delivery]: connections must be at least 1")
 
     # The environment wins over the file.
-    plan_source = (f"{where}: plan", f"設定ファイル {where} の plan ")
     if envd.get("BCARTNB_PLAN"):
         kw["plan"] = envd["BCARTNB_PLAN"]
-        if env is None and not os.environ.get("BCARTNB_PLAN"):
-            plan_source = ("BCARTNB_PLAN in .env", ".env の BCARTNB_PLAN ")
-        else:
-            plan_source = ("BCARTNB_PLAN", "環境変数 BCARTNB_PLAN ")
-    if kw.get("plan"):
-        _check_plan(kw["plan"], *plan_source)
     if envd.get("BCARTNB_DB"):
         kw["db"] = Path(envd["BCARTNB_DB"]).expanduser()
     if envd.get("BCARTNB_SMTP_HOST"):
@@ -335,6 +334,9 @@ def load_settings(
         smtp_kw["user"] = envd["BCARTNB_SMTP_USER"] or None
     if envd.get("BCARTNB_SMTP_PASSWORD"):
         smtp_kw["password"] = envd["BCARTNB_SMTP_PASSWORD"]
+
+    if kw.get("plan"):
+        _check_plan(kw["plan"], where, envd, dotenv=env is None)
 
     security = smtp_kw.get("security", "none").lower()
     if security not in SECURITY_MODES:
