@@ -498,11 +498,12 @@ def show_report(
         with Ledger.open(plan.settings.db) as ledger:
             ledger_usage = ledger.usage_by_campaign(quota["month"])
     usage = dict(ledger_usage)
+    cid = summary.campaign_id  # a continued campaign keeps its first run's id
     if summary.dry_run and summary.sendable:
-        usage[plan.campaign_id] = usage.get(plan.campaign_id, 0) + summary.sendable
+        usage[cid] = usage.get(cid, 0) + summary.sendable
 
     mode = "確認のみ（送信していません）" if summary.dry_run else "送信"
-    _heading(2, f"キャンペーン {plan.campaign_id}（{mode}）")
+    _heading(2, f"キャンペーン {cid}（{mode}）")
     _paragraph(summary.message())
     _heading(3, "パラメータ")
     _table(parameters_table(params))
@@ -516,7 +517,7 @@ def show_report(
     _table(quota_table(quota))
     note = "（確認のみ: 今回分は見込み）" if summary.dry_run else ""
     _paragraph(f"今月の配信数{note}")
-    _display(_image(usage_chart(usage, quota.get("cap"), quota["month"], plan.campaign_id)))
+    _display(_image(usage_chart(usage, quota.get("cap"), quota["month"], cid)))
     _heading(3, "送信対象の内訳")
     sendable = plan.audience.sendable
     _display(_image(breakdown_chart(sendable, "pref")))
@@ -542,8 +543,8 @@ def show_report(
         )
     _heading(3, "キャンペーンID と再開コマンド")
     _show(
-        f"<p>キャンペーンID: <code>{_esc(plan.campaign_id)}</code><br>"
+        f"<p>キャンペーンID: <code>{_esc(cid)}</code><br>"
         f"中断した場合の再開: <code>{_esc(summary.resume_command)}</code></p>",
-        f"キャンペーンID: {plan.campaign_id}\n中断した場合の再開: {summary.resume_command}",
+        f"キャンペーンID: {cid}\n中断した場合の再開: {summary.resume_command}",
     )
     return record_summary(data)
