@@ -71,6 +71,7 @@ __all__ = [
     "resolve_members",
     "sample_mail",
     "sample_mail_html",
+    "show_mail",
     "show_report",
     "usage_chart",
 ]
@@ -377,18 +378,34 @@ def sample_mail(plan: CampaignPlan) -> dict[str, str] | None:
 
 def sample_mail_html(sample: Mapping[str, str]) -> str:
     """The sample mail as the report shows it: every value escaped, the HTML part framed."""
-    parts = [
+    return (
         f"<p>会員ID {_esc(sample['member_id'])} 宛（{_esc(sample['to'])}）<br>"
-        f"<b>件名:</b> {_esc(sample['subject'])}</p>",
+        f"<b>件名:</b> {_esc(sample['subject'])}</p>"
+    ) + _mail_parts(sample["text"], sample.get("html"))
+
+
+def _mail_parts(text: str, mail_html: str | None) -> str:
+    parts = [
         '<pre class="bcartnb-mail-text" style="white-space:pre-wrap;border:1px solid #ccc;'
-        f'padding:8px">{_esc(sample["text"])}</pre>',
+        f'padding:8px">{_esc(text)}</pre>'
     ]
-    if "html" in sample:
+    if mail_html is not None:
         parts += [
             "<p><b>HTMLメール</b>（スクリプトと外部の画像は表示しません）</p>",
-            mail_frame(sample["html"]),
+            mail_frame(mail_html),
         ]
     return "".join(parts)
+
+
+def show_mail(text: str, mail_html: str | None = None) -> None:
+    """A rendered mail in a notebook (the templates notebook's preview), addresses masked:
+    the text part as text, the HTML part in the sandboxed frame of :func:`mail_frame`.
+
+    A Markdown code fence is not enough for the text: a member's value holding a line of
+    three backticks closes it, and whatever follows is Markdown again.
+    """
+    masked = mask_text(text)
+    _show(_mail_parts(masked, None if mail_html is None else mask_text(mail_html)), masked)
 
 
 # --- showing in the notebook (IPython is untyped: one typed doorway) ---------------------

@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -306,6 +307,18 @@ def test_show_report_sections_are_escaped_html_with_a_plain_text_twin(tmp_path: 
         assert value in "".join(b["text/plain"] for b in blocks)
 
 
+def test_show_mail_keeps_a_fence_breaking_value_as_text_and_frames_the_html():
+    value = "x\n```\n<script>alert(1)</script>\n```"
+    shown: list[dict[str, Any]] = []
+    with _capture_display(shown):
+        report.show_mail(f"{value} taro@example.co.jp", f"<p>{value}</p>")
+    (block,) = shown
+    parsed = _Tags(block["text/html"])
+    assert [t for t, _ in parsed.tags if t not in {"div", "p", "b", "pre"}] == ["iframe"]
+    assert f"{value} t***@example.co.jp" in "".join(parsed.text)
+    assert "taro@" not in block["text/html"] and "taro@" not in block["text/plain"]
+
+
 @contextmanager
 def _capture_display(into: list[dict[str, Any]]) -> Iterator[None]:
     """What show_report hands to IPython's display, without a kernel: the same objects."""
@@ -409,6 +422,59 @@ def _hostile_report(
     return exported
 
 
+@dataclass
+class Dom:
+    """What Chromium built from an exported notebook."""
+
+    title: str
+    scripts: list[str]
+    links: list[str]
+    images: list[str]
+    text: str  # the visible text of the report's blocks
+    sandbox: str | None  # the mail iframe's sandbox attribute
+    mail_title: str | None
+    mail_text: str
+
+
+def _open_in_chromium(exported: Path, blocks: str = ".bcartnb-report") -> Dom:
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try:
+            page = browser.new_page()
+            page.goto(exported.as_uri(), wait_until="load", timeout=60_000)
+            mail = next((f for f in page.frames if f.parent_frame is not None), None)
+            return Dom(
+                title=page.title(),
+                scripts=page.evaluate(
+                    "() => [...document.querySelectorAll('script')].map(s => s.textContent)"
+                ),
+                links=page.evaluate(
+                    "() => [...document.querySelectorAll('a[href]')].map(a => a.href)"
+                ),
+                images=page.evaluate("() => [...document.images].map(i => i.src)"),
+                text="\n".join(page.locator(blocks).all_inner_texts()),
+                sandbox=page.evaluate(
+                    "() => document.querySelector('iframe.bcartnb-mail-html')"
+                    "?.getAttribute('sandbox') ?? null"
+                ),
+                mail_title=mail.title() if mail else None,
+                mail_text=mail.locator("body").inner_text() if mail else "",
+            )
+        finally:
+            browser.close()
+
+
+def _assert_nothing_ran(dom: Dom, pixel: str, hits: list[str]) -> None:
+    assert not dom.title.startswith("PWNED"), dom.title
+    assert not [s for s in dom.scripts if "PWNED" in s]  # no injected <script> element
+    assert not [h for h in dom.links if h.startswith("javascript:")]
+    assert not [src for src in dom.images if pixel in src]
+    assert hits == []  # no request left the page for the pixel host, the mail's iframe included
+    # the HTML mail: rendered, but sandboxed (no allow-scripts) and its own script never ran
+    assert dom.sandbox == ""
+    assert dom.mail_title is not None and not dom.mail_title.startswith("PWNED")
+
+
 @pytest.mark.browser
 @pytest.mark.timeout(240)
 def test_exported_report_runs_no_script_from_a_member_a_template_or_a_server(
@@ -418,40 +484,66 @@ def test_exported_report_runs_no_script_from_a_member_a_template_or_a_server(
     pixel_server: tuple[str, list[str]],
 ):
     pixel, hits = pixel_server
-    exported = _hostile_report(tmp_path, smtp_server, monkeypatch, pixel)
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        try:
-            page = browser.new_page()
-            page.goto(exported.as_uri(), wait_until="load", timeout=60_000)
-            title = page.title()
-            scripts = page.evaluate(
-                "() => [...document.querySelectorAll('script')].map(s => s.textContent)"
-            )
-            links = page.evaluate(
-                "() => [...document.querySelectorAll('a[href]')].map(a => a.href)"
-            )
-            images = page.evaluate("() => [...document.images].map(i => i.src)")
-            shown = page.locator(".bcartnb-report").all_inner_texts()
-            sandbox = page.evaluate(
-                "() => document.querySelector('iframe.bcartnb-mail-html')"
-                "?.getAttribute('sandbox') ?? null"
-            )
-            mail = next((f for f in page.frames if f.parent_frame is not None), None)
-            mail_title = mail.title() if mail else None
-            mail_text = mail.locator("body").inner_text() if mail else ""
-        finally:
-            browser.close()
-    assert not title.startswith("PWNED"), title
-    assert not [s for s in scripts if "PWNED" in s]  # no injected <script> element
-    assert not [h for h in links if h.startswith("javascript:")]
-    assert not [src for src in images if pixel in src]
-    assert hits == []  # no request left the page for the pixel host, the mail's iframe included
-    everything = "\n".join(shown)
-    assert HOSTILE_NAME in everything  # shown as the text it is, in the subject
-    assert "<script>document.title='PWNED-SMTP'</script>" in everything  # the warning
-    assert "[x](javascript:alert(1))" in everything  # Markdown syntax stays text
-    # the HTML mail: rendered, but sandboxed (no allow-scripts) and its own script never ran
-    assert sandbox == ""
-    assert "株式会社 様" in mail_text
-    assert mail_title is not None and not mail_title.startswith("PWNED")
+    dom = _open_in_chromium(_hostile_report(tmp_path, smtp_server, monkeypatch, pixel))
+    _assert_nothing_ran(dom, pixel, hits)
+    assert HOSTILE_NAME in dom.text  # shown as the text it is, in the subject
+    assert "<script>document.title='PWNED-SMTP'</script>" in dom.text  # the warning
+    assert "[x](javascript:alert(1))" in dom.text  # Markdown syntax stays text
+    assert "株式会社 様" in dom.mail_text
+
+
+# A value that closes a Markdown code fence: CSV keeps the line breaks of a quoted field.
+FENCE_BREAKER = "ACME\n```\n<script>document.title='PWNED-'+document.cookie.length</script>\n```"
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kind", ["text", "html"])
+def test_exported_templates_notebook_runs_no_script_from_a_member_or_a_template(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pixel_server: tuple[str, list[str]],
+    kind: str,
+):
+    pixel, hits = pixel_server
+    monkeypatch.setenv("BCARTNB_CONFIG", str(report.demo_path("demo.toml")))
+    monkeypatch.setenv("BCARTNB_DB", str(tmp_path / "ledger.sqlite3"))
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    body = (
+        "<p>{{ 会社名 }} 様</p><pre>{{ 担当部署 }}</pre>"
+        f'<img src="{pixel}/template.png">'
+        "<script>document.title='PWNED-TEMPLATE'</script>"
+        if kind == "html"
+        else "{{ 会社名 }} 様\n{{ 担当部署 }}\n"
+    )
+    (folder / "hostile.txt").write_text(
+        f'+++\nsubject = "{{{{ 会社名 }}}} 様"\nhtml = {str(kind == "html").lower()}\n+++\n{body}',
+        encoding="utf-8",
+    )
+    members = tmp_path / "members.csv"
+    with members.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["会員ID", "会社名", "担当部署", "担当者(姓)", "担当者(名)", *TAIL])
+        writer.writerow([7, "ACME", FENCE_BREAKER, "山田", "太郎", *TAIL_1])
+    out = tmp_path / "templates.ipynb"
+    papermill.execute_notebook(
+        str(CAMPAIGN.with_name("templates.ipynb")),
+        str(out),
+        parameters={"templates_dir": str(folder), "members": str(members), "template": "hostile"},
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+    body_html, _ = HTMLExporter().from_filename(str(out))
+    exported = tmp_path / "templates.html"
+    exported.write_text(body_html, encoding="utf-8")
+    dom = _open_in_chromium(exported)
+    if kind == "html":
+        _assert_nothing_ran(dom, pixel, hits)
+        assert "ACME" in dom.mail_text
+    else:
+        assert not dom.title.startswith("PWNED"), dom.title
+        assert not [s for s in dom.scripts if "PWNED" in s]
+        assert dom.sandbox is None  # a text mail has no HTML part to frame
+    assert "<script>document.title='PWNED-'+document.cookie.length</script>" in dom.text
