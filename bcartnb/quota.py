@@ -92,7 +92,11 @@ def resolve_plan(name: str | Plan) -> Plan:
     plan = _BY_NAME.get(_norm(str(name)))
     if plan is None:
         valid = ", ".join(f"{p.name} ({p.key})" for p in PLANS)
-        raise SettingsError(f"unknown plan {name!r}; valid plans: {valid}")
+        raise SettingsError(
+            f"unknown plan {name!r}; valid plans: {valid}",
+            ja=f"プラン「{name}」はありません。{'、'.join(p.name for p in PLANS)} のいずれかを"
+            "指定してください。",
+        )
     return plan
 
 

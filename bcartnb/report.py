@@ -7,7 +7,14 @@ notebook. Two rules hold for every function:
 * addresses are masked (``t***@example.co.jp``, :func:`mask_address`): a report is passed
   around, a member list is not;
 * nothing from the settings but the plan, the sender and the server's host is shown, so
-  the SMTP password (read from the environment only) cannot end up in an executed notebook.
+  the SMTP password (read from the environment only) cannot end up in an executed notebook;
+* every value that comes from a member, a template, a parameter, a setting or a server's
+  reply is shown as text, never as markup: the report is HTML built here with
+  :func:`html.escape` (no Markdown, whose own syntax would turn ``[x](javascript:...)`` into
+  a link), because a 会社名 like ``<script>...</script>株式会社`` is just a member's data and
+  the exported report is opened in a browser. The HTML part of the sample mail is the one
+  place where markup is meant: it is shown in a sandboxed iframe (:func:`mail_frame`) with
+  no scripts and no requests to other hosts.
 
 The notebook records its summary as a display output with the :data:`SUMMARY_MIMETYPE`
 mimetype (scrapbook's ``glue`` in one line, without the dependency); a caller reads it back
@@ -20,6 +27,7 @@ Japanese font, and without one every 都道府県 label would be a row of boxes 
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import io
 import json
@@ -50,6 +58,8 @@ __all__ = [
     "counts_table",
     "data_dir",
     "demo_path",
+    "html_table",
+    "mail_frame",
     "mask_address",
     "mask_frame",
     "mask_text",
@@ -60,6 +70,8 @@ __all__ = [
     "record_summary",
     "resolve_members",
     "sample_mail",
+    "sample_mail_html",
+    "show_mail",
     "show_report",
     "usage_chart",
 ]
@@ -68,6 +80,16 @@ SUMMARY_MIMETYPE = "application/vnd.bcartnb.summary+json"
 _FONT_FAMILY = "IPAexGothic"
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _SECRET_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+# MathJax (JupyterLab, nbconvert's template) skips elements with these classes: a `$…$` in a
+# member's value stays text instead of being typeset (and \href in TeX becoming a link).
+_NO_MATH = "tex2jax_ignore mathjax_ignore"
+# The sample mail's HTML is rendered with nothing that reaches out: no scripts (the iframe
+# sandbox), and no images, fonts or styles from other hosts (a tracking pixel would tell the
+# sender who reads the report, and when).
+_MAIL_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
+    "form-action 'none'; base-uri 'none'"
+)
 _PARAM_LABELS = {
     "members": "会員ファイル",
     "filter": "絞込オプション",
@@ -124,6 +146,61 @@ def mask_frame(frame: pd.DataFrame) -> pd.DataFrame:
                 mask_address(v) if isinstance(v, str) and v.strip() else v for v in out[column]
             ]
     return out
+
+
+# --- escaping ----------------------------------------------------------------------------
+
+
+def _esc(value: Any) -> str:
+    """Text for an HTML element or attribute: ``&<>"'`` escaped, so it can never be markup."""
+    return html.escape(str(value), quote=True)
+
+
+def _text_html(text: str) -> str:
+    """Lines of text as HTML, line breaks kept."""
+    return "<br>".join(_esc(line) for line in text.splitlines())
+
+
+_TD = '<td style="text-align:left;white-space:pre-wrap">'
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    """A table as HTML with every header and cell escaped.
+
+    Built here rather than by pandas' ``_repr_html_`` so that escaping does not hang on a
+    display option, and long values (a body) are not cut to ``display.max_colwidth``.
+    """
+    head_cells = [frame.index.name or "", *frame.columns]
+    head = "".join(f'<th style="text-align:left">{_esc(c)}</th>' for c in head_cells)
+    rows = []
+    for label, values in zip(frame.index, frame.itertuples(index=False), strict=True):
+        cells = "".join(f"{_TD}{'' if _blank(v) else _esc(v)}</td>" for v in values)
+        rows.append(f'<tr><th style="text-align:left">{_esc(label)}</th>{cells}</tr>')
+    return (
+        f'<table class="bcartnb-table"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (not isinstance(value, list | tuple | dict) and bool(pd.isna(value)))
+
+
+def mail_frame(mail_html: str) -> str:
+    """An HTML mail shown inside a sandboxed ``<iframe srcdoc>``.
+
+    The mail is the member's own mail: its template escaped the member's values, but the
+    report must not depend on that. ``sandbox=""`` gives no scripts, no forms, no top
+    navigation and a unique origin (no access to the report or its cookies); the CSP in
+    front of the mail blocks every request to another host. The srcdoc attribute is
+    escaped for a double-quoted attribute, so the mail cannot close it.
+    """
+    doc = f'<meta http-equiv="Content-Security-Policy" content="{_MAIL_CSP}">{mail_html}'
+    return (
+        '<iframe class="bcartnb-mail-html" sandbox="" referrerpolicy="no-referrer" '
+        'style="width:100%;height:28em;border:1px solid #ccc" '
+        f'srcdoc="{html.escape(doc, quote=True)}"></iframe>'
+    )
 
 
 # --- tables ------------------------------------------------------------------------------
@@ -281,18 +358,54 @@ def breakdown_chart(members: pd.DataFrame, column: str, title: str | None = None
 
 
 def sample_mail(plan: CampaignPlan) -> dict[str, str] | None:
-    """The first sendable member's mail as sent (To, subject, text), addresses masked."""
+    """The first sendable member's mail as sent (To, subject, text, and html for an HTML
+    mail), addresses masked. The values are raw text: whoever shows them escapes them."""
     sendable = plan.audience.sendable
     if sendable.empty:
         return None
     member = {str(k): v for k, v in sendable.iloc[0].to_dict().items()}
     mail = plan.composer.compose(member)
-    return {
+    sample = {
         "member_id": str(mail.member_id),
         "to": mask_address(mail.to),
         "subject": mask_text(mail.subject),
         "text": mask_text(mail.text),
     }
+    if mail.html is not None:
+        sample["html"] = mask_text(mail.html)
+    return sample
+
+
+def sample_mail_html(sample: Mapping[str, str]) -> str:
+    """The sample mail as the report shows it: every value escaped, the HTML part framed."""
+    return (
+        f"<p>会員ID {_esc(sample['member_id'])} 宛（{_esc(sample['to'])}）<br>"
+        f"<b>件名:</b> {_esc(sample['subject'])}</p>"
+    ) + _mail_parts(sample["text"], sample.get("html"))
+
+
+def _mail_parts(text: str, mail_html: str | None) -> str:
+    parts = [
+        '<pre class="bcartnb-mail-text" style="white-space:pre-wrap;border:1px solid #ccc;'
+        f'padding:8px">{_esc(text)}</pre>'
+    ]
+    if mail_html is not None:
+        parts += [
+            "<p><b>HTMLメール</b>（スクリプトと外部の画像は表示しません）</p>",
+            mail_frame(mail_html),
+        ]
+    return "".join(parts)
+
+
+def show_mail(text: str, mail_html: str | None = None) -> None:
+    """A rendered mail in a notebook (the templates notebook's preview), addresses masked:
+    the text part as text, the HTML part in the sandboxed frame of :func:`mail_frame`.
+
+    A Markdown code fence is not enough for the text: a member's value holding a line of
+    three backticks closes it, and whatever follows is Markdown again.
+    """
+    masked = mask_text(text)
+    _show(_mail_parts(masked, None if mail_html is None else mask_text(mail_html)), masked)
 
 
 # --- showing in the notebook (IPython is untyped: one typed doorway) ---------------------
@@ -305,11 +418,28 @@ def _display(*objs: Any, **kwargs: Any) -> None:
     show(*objs, **kwargs)
 
 
-def _md(text: str) -> Any:
-    from IPython import display as ipd
+def _show(body_html: str, plain: str) -> None:
+    """One block of the report: HTML built with escaped values, and the same as plain text
+    for readers of the .ipynb that show text only (papermill's log, ``nbval``)."""
+    _display(
+        {
+            "text/html": f'<div class="bcartnb-report {_NO_MATH}">{body_html}</div>',
+            "text/plain": plain,
+        },
+        raw=True,
+    )
 
-    make: Callable[[str], Any] = ipd.Markdown
-    return make(text)
+
+def _heading(level: int, text: str) -> None:
+    _show(f"<h{level}>{_esc(text)}</h{level}>", text)
+
+
+def _paragraph(text: str) -> None:
+    _show(f"<p>{_text_html(text)}</p>", text)
+
+
+def _table(frame: pd.DataFrame) -> None:
+    _show(html_table(frame), frame.to_string())
 
 
 def _image(png: bytes) -> Any:
@@ -390,39 +520,48 @@ def show_report(
         usage[cid] = usage.get(cid, 0) + summary.sendable
 
     mode = "確認のみ（送信していません）" if summary.dry_run else "送信"
-    _display(_md(f"## キャンペーン {cid}（{mode}）"))
-    _display(_md(summary.message().replace("\n", "  \n")))
-    _display(_md("### パラメータ"))
-    _display(parameters_table(params))
-    _display(_md(f"**絞込オプション:** {describe_filter(plan.spec.filter)}"))
-    _display(_md("### 送信件数"))
-    _display(counts_table(data))
-    _display(_md("### 送信できない理由"))
-    _display(reasons_table(data["reasons"]))
-    _display(_md("### メール配信上限数"))
-    _display(quota_table(quota))
+    _heading(2, f"キャンペーン {cid}（{mode}）")
+    _paragraph(summary.message())
+    _heading(3, "パラメータ")
+    _table(parameters_table(params))
+    flt = describe_filter(plan.spec.filter)
+    _show(f"<p><b>絞込オプション:</b> {_esc(flt)}</p>", f"絞込オプション: {flt}")
+    _heading(3, "送信件数")
+    _table(counts_table(data))
+    _heading(3, "送信できない理由")
+    _table(reasons_table(data["reasons"]))
+    _heading(3, "メール配信上限数")
+    _table(quota_table(quota))
     note = "（確認のみ: 今回分は見込み）" if summary.dry_run else ""
-    _display(_md(f"今月の配信数{note}"))
+    _paragraph(f"今月の配信数{note}")
     _display(_image(usage_chart(usage, quota.get("cap"), quota["month"], cid)))
-    _display(_md("### 送信対象の内訳"))
+    _heading(3, "送信対象の内訳")
     sendable = plan.audience.sendable
     _display(_image(breakdown_chart(sendable, "pref")))
     _display(_image(breakdown_chart(sendable, "price_group_id")))
     if summary.warnings:
-        _display(_md("### 注意"))
-        _display(_md("\n".join(f"- {mask_text(w)}" for w in summary.warnings)))
-    sample = sample_mail(plan)
-    _display(_md("### 送信されるメールの例"))
-    if sample is None:
-        _display(_md("送信できる会員がいません。"))
-    else:
-        _display(
-            _md(
-                f"会員ID {sample['member_id']} 宛（{sample['to']}）  \n"
-                f"**件名:** {sample['subject']}"
-            )
+        warnings = [mask_text(w) for w in summary.warnings]
+        _heading(3, "注意")
+        _show(
+            '<ul class="bcartnb-warnings">'
+            + "".join(f"<li>{_text_html(w)}</li>" for w in warnings)
+            + "</ul>",
+            "\n".join(f"- {w}" for w in warnings),
         )
-        _display(_md("```text\n" + sample["text"].replace("```", "'''") + "\n```"))
-    _display(_md("### キャンペーンID と再開コマンド"))
-    _display(_md(f"キャンペーンID: `{cid}`  \n中断した場合の再開: `{summary.resume_command}`"))
+    sample = sample_mail(plan)
+    _heading(3, "送信されるメールの例")
+    if sample is None:
+        _paragraph("送信できる会員がいません。")
+    else:
+        _show(
+            sample_mail_html(sample),
+            f"会員ID {sample['member_id']} 宛（{sample['to']}）\n件名: {sample['subject']}\n\n"
+            + sample["text"],
+        )
+    _heading(3, "キャンペーンID と再開コマンド")
+    _show(
+        f"<p>キャンペーンID: <code>{_esc(cid)}</code><br>"
+        f"中断した場合の再開: <code>{_esc(summary.resume_command)}</code></p>",
+        f"キャンペーンID: {cid}\n中断した場合の再開: {summary.resume_command}",
+    )
     return record_summary(data)

@@ -15,19 +15,22 @@ relative to the file, so a campaign folder can be moved as a whole.
 
 from __future__ import annotations
 
+import email.errors
 import ipaddress
 import math
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from email.headerregistry import Address
+from email.headerregistry import Address, AddressHeader, HeaderRegistry
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bcartnb.exceptions import SettingsError
+from bcartnb.quota import resolve_plan
 
 __all__ = [
     "MAX_MAIL_BYTES",
@@ -54,6 +57,7 @@ _RENDER_TIMEOUT_RANGE = (0.1, 600.0)
 #: (Gmail clips HTML over 102 KB).
 MAX_MAIL_BYTES = 10_240_000
 _MAX_MAIL_BYTES_RANGE = (10_000, 100_000_000)
+_HEADERS = HeaderRegistry()
 _TOP_KEYS = {
     "plan",
     "from",
@@ -201,17 +205,46 @@ def default_db_path() -> Path:
     return Path(base) / "bcartnb" / "ledger.sqlite3"
 
 
+# C0 controls (NUL, CR, LF, tab …), DEL, C1 controls and the Unicode line separators: none
+# belongs in a mail header, and Python's address parsers stop or split at some of them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_MAILBOX_JA = (
+    "{key} にはメールアドレスを1つだけ書いてください（例: 見本商事 <shop@example.co.jp>）。"
+)
+
+
 def parse_mailbox(value: str, key: str) -> tuple[str, str]:
-    """Split ``'Shop 名 <a@b.jp>'`` into (display name, address); refuse CR/LF and junk."""
-    if "\r" in value or "\n" in value:
-        raise SettingsError(f"settings: {key} contains a line break")
+    """Split ``'Shop 名 <a@b.jp>'`` into (display name, address): exactly one mailbox.
+
+    ``parseaddr`` alone quietly keeps the first of ``"Shop <a@x>, evil@x.jp"`` and reads up
+    to a NUL; the header parser of :mod:`email.headerregistry` sees the whole value, so a
+    second address, a group, trailing junk or a control character is refused instead.
+    """
+    label = key.rpartition(": ")[2] or key
+    ja = _MAILBOX_JA.format(key=label)
+    bad = _CONTROL.search(value)
+    if bad:
+        what = "a line break" if bad.group() in "\r\n\u2028\u2029" else "a control character"
+        raise SettingsError(
+            f"settings: {key} contains {what} ({bad.group()!r}): {value!r}",
+            ja=f"{label} に改行や制御文字が含まれています。メールアドレスを1つだけ書いてください。",
+        )
     name, addr = parseaddr(value)
     if not addr or "@" not in addr:
-        raise SettingsError(f"settings: {key} is not a mail address: {value!r}")
+        raise SettingsError(f"settings: {key} is not a mail address: {value!r}", ja=ja)
     try:
+        parsed = _HEADERS("From", value)
         Address(addr_spec=addr)
-    except (ValueError, IndexError) as err:
-        raise SettingsError(f"settings: {key} is not a mail address: {value!r}") from err
+    except (ValueError, IndexError, email.errors.HeaderParseError) as err:
+        raise SettingsError(f"settings: {key} is not a mail address: {value!r}", ja=ja) from err
+    header = cast(AddressHeader, parsed)
+    found = [a.addr_spec for a in header.addresses]
+    invalid = [d for d in parsed.defects if isinstance(d, email.errors.InvalidHeaderDefect)]
+    grouped = any(g.display_name is not None for g in header.groups)
+    if found != [addr] or invalid or grouped:
+        raise SettingsError(
+            f"settings: {key} must be exactly one mail address, not {value!r}", ja=ja
+        )
     return name, addr
 
 
@@ -324,6 +357,21 @@ def _port(value: str, where: str) -> int:
     return port
 
 
+def _check_plan(name: str, where: str, envd: Mapping[str, str], *, dotenv: bool) -> None:
+    """An unknown plan refused here, where it is known whether the file, the environment
+    or ``.env`` named it: later, ``resolve_plan`` sees only the name."""
+    if not envd.get("BCARTNB_PLAN"):
+        source, source_ja = f"{where}: plan", f"設定ファイル {where} の plan "
+    elif dotenv and not os.environ.get("BCARTNB_PLAN"):
+        source, source_ja = "BCARTNB_PLAN in .env", ".env の BCARTNB_PLAN "
+    else:
+        source, source_ja = "BCARTNB_PLAN", "環境変数 BCARTNB_PLAN "
+    try:
+        resolve_plan(name)
+    except SettingsError as err:
+        raise SettingsError(f"{source}: {err}", ja=f"{source_ja}に指定された{err.ja}") from err
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -422,6 +470,9 @@ def load_settings(
         smtp_kw["user"] = envd["BCARTNB_SMTP_USER"] or None
     if envd.get("BCARTNB_SMTP_PASSWORD"):
         smtp_kw["password"] = envd["BCARTNB_SMTP_PASSWORD"]
+
+    if kw.get("plan"):
+        _check_plan(kw["plan"], where, envd, dotenv=env is None)
 
     security = smtp_kw.get("security", "none").lower()
     if security not in SECURITY_MODES:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -449,3 +451,162 @@ def test_demo_members_look_like_a_bcart_export(repo_root: Path) -> None:
     lower = df["email"].dropna().str.lower()
     assert lower.duplicated().sum() >= 3
     assert (df["email"].dropna() != lower).any()
+
+
+# --- hostile files (issue 12) --------------------------------------------------------------
+
+
+def ja_of(path: Path) -> str:
+    with pytest.raises(MembersFileError) as info:
+        read_members(path)
+    assert "\n" not in info.value.ja and str(path) in info.value.ja
+    return info.value.ja
+
+
+def test_a_nul_byte_past_the_first_64_kib_is_refused_naming_its_line(tmp_path: Path) -> None:
+    rows = [f"{1000 + i},会社{i},u{i}@example.co.jp" for i in range(3000)]
+    text = "\n".join(["会員ID,会社名,メールアドレス", *rows]) + "\n"
+    raw = text.encode("utf-8")
+    assert len(raw) > 1 << 16
+    line = 2500
+    path = tmp_path / "nul.csv"
+    lines = raw.split(b"\n")
+    lines[line - 1] = lines[line - 1].replace(b"@", b"\x00@")
+    path.write_bytes(b"\n".join(lines))
+    msg = error_of(path)
+    assert "NUL" in msg and f"line {line}," in msg
+    assert f"{line} 行目" in ja_of(path)
+    lines[line - 1] = lines[line - 1].replace(b"\x00", b"")
+    path.write_bytes(b"\n".join(lines))
+    assert len(read_members(path)) == 3000  # the same file without it is fine
+
+
+def test_utf8_rows_then_a_cp932_row_name_that_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(
+        "会員ID,会社名,メールアドレス\n1,さくら商事,a@example.jp\n".encode()
+        + "2,髙島産業,b@example.jp\n".encode("cp932")
+        + "3,みどり物産,c@example.jp\n".encode()
+    )
+    msg = error_of(path)
+    assert "mixes encodings" in msg
+    assert "line 3, column 2 (会社名)" in msg
+    assert "line 1 is UTF-8" in msg
+    assert "3 行目" in ja_of(path) and "UTF-8" in ja_of(path)
+
+
+def test_cp932_rows_then_a_utf8_row_name_that_row(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(
+        "会員ID,会社名,メールアドレス\n1,さくら商事,a@example.jp\n".encode("cp932")
+        + "2,みどり物産株式会社,b@example.jp\n".encode()
+        + "3,髙島産業,c@example.jp\n".encode("cp932")
+    )
+    msg = error_of(path)
+    assert "mixes encodings" in msg and "line 3 is UTF-8" in msg
+
+
+def test_ascii_header_cp932_row_then_utf8_row_is_not_garbled_silently(tmp_path: Path) -> None:
+    # Read whole as CP932 this decodes without error: row 4 would be mojibake.
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(
+        b"id,comp_name,email\n1,ACME,a@example.jp\n"
+        + "2,さくら商事,b@example.jp\n".encode("cp932")
+        + "3,みどり物産株式会社,c@example.jp\n".encode()
+    )
+    msg = error_of(path)
+    assert "mixes encodings" in msg
+    assert "line 4 is UTF-8" in msg and "line 3, column 2 (comp_name)" in msg
+
+
+def test_undecodable_byte_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"id,comp_name,email\n1,ACME,a@example.jp\n2,\x81\x7f,b@example.jp\n")
+    msg = error_of(path)
+    assert "line 3, column 2 (comp_name)" in msg
+
+
+def test_a_plain_cp932_file_with_rare_kanji_is_not_mixed(tmp_path: Path) -> None:
+    # Level-2 kanji (lead bytes E0-EA) followed by kana: byte runs that look like UTF-8
+    path = tmp_path / "cp932.csv"
+    rows = ["1,蘂薇ゃ商事,a@example.jp", "2,劍o,b@example.jp", "3,弓,c@example.jp"]
+    path.write_bytes(("id,comp_name,email\n" + "\n".join(rows) + "\n").encode("cp932"))
+    df = read_members(path)
+    assert df.attrs["encoding"] == "cp932"
+    assert df["comp_name"].tolist() == ["蘂薇ゃ商事", "劍o", "弓"]
+
+
+@pytest.mark.timeout(20)
+def test_a_character_device_is_refused_without_reading_it(tmp_path: Path) -> None:
+    msg = error_of(Path("/dev/zero"))  # reading it would never end
+    assert "not a regular file but a character device" in msg
+    assert "通常のファイルではありません" in ja_of(Path("/dev/zero"))
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "members.csv"
+    os.mkfifo(fifo)
+    assert "named pipe" in error_of(fifo)
+
+
+def test_a_directory_is_refused_in_one_line(tmp_path: Path) -> None:
+    assert "is a directory" in error_of(tmp_path)
+    assert "フォルダー" in ja_of(tmp_path)
+
+
+@pytest.mark.timeout(60)
+def test_cli_members_on_dev_zero_exits_2_with_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bcartnb", "members", "/dev/zero"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "not a regular file" in proc.stderr
+
+
+_CSV_BYTES = st.builds(
+    lambda head, rows: head + b"\n" + b"\n".join(rows),
+    st.sampled_from(
+        [
+            b"id,email",
+            "会員ID,会社名,メールアドレス,メール案内,登録日時".encode(),
+            "会員ID,会社名,メールアドレス,価格グループID".encode("cp932"),
+            b"\xef\xbb\xbfid,email,mm_flag,created_at",
+        ]
+    ),
+    st.lists(
+        st.one_of(
+            st.binary(max_size=40),
+            st.text(max_size=30).map(lambda t: t.encode("utf-8")),
+            st.text(alphabet='0123456789,"@.ax受け取る\r\n', max_size=30).map(
+                lambda t: t.encode("utf-8")
+            ),
+        ),
+        max_size=8,
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.one_of(st.binary(max_size=300), _CSV_BYTES))
+def test_any_bytes_give_a_frame_or_a_bcartnb_error(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "members.csv"
+        path.write_bytes(data)
+        try:
+            frame = read_members(path)
+        except BcartnbError as err:
+            assert "\n" not in str(err)
+        else:
+            assert isinstance(frame, pd.DataFrame)
+
+
+def test_a_first_row_longer_than_the_header_is_an_error_not_a_dropped_value(
+    tmp_path: Path,
+) -> None:
+    # pandas only warned here (and dropped "x"); any later row was already an error
+    msg = error_of(write(tmp_path, "id,email\n1,a@example.jp,x\n2,b@example.jp\n"))
+    assert "line 2: 3 fields where the header has 2" in msg

@@ -219,3 +219,10 @@ def test_check_quota_never_lets_the_total_pass_the_cap(
 def test_after_projects_the_dry_run() -> None:
     status = QuotaStatus(resolve_plan("plan10"), "2026-11", used=100)
     assert status.after(50).used == 150 and status.used == 100
+
+
+def test_unknown_plan_is_explained_in_japanese_first() -> None:
+    with pytest.raises(SettingsError) as exc:
+        resolve_plan("gold")
+    assert exc.value.ja.startswith("プラン「gold」はありません。")
+    assert "\n" not in exc.value.ja and "プラン10" in exc.value.ja

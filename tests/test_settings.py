@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,3 +150,96 @@ def test_bad_render_limits_name_the_key(tmp_path: Path, text: str, needle: str) 
     with pytest.raises(SettingsError) as exc:
         load_settings(cfg, env={})
     assert str(exc.value).startswith(f"{cfg}: ") and needle in str(exc.value)
+
+
+# --- junk that used to be cut short or accepted (issue 12) --------------------------------
+
+
+@pytest.mark.parametrize("key", ["from", "admin"])
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("Shop <shop@example.co.jp>, evil@example.jp", "must be exactly one mail address"),
+        ("shop@example.co.jp; evil@example.jp", "must be exactly one mail address"),
+        ("Shop <shop@example.co.jp> evil@example.jp", "must be exactly one mail address"),
+        ("Group: shop@example.co.jp;", "must be exactly one mail address"),
+        ("Shop\x00 <shop@example.co.jp>", "contains a control character ('\\x00')"),
+        ("shop@example.co.jp\x00evil@example.jp", "contains a control character ('\\x00')"),
+        ("shop@example.co.jp\u2028Bcc: evil@example.jp", "contains a line break"),
+    ],
+)
+def test_a_mailbox_setting_is_exactly_one_address(
+    tmp_path: Path, key: str, value: str, needle: str
+) -> None:
+    # json.dumps writes the value as a TOML basic string (\u0000 escapes included)
+    cfg = write(tmp_path / "b.toml", f"{key} = {json.dumps(value)}\n")
+    with pytest.raises(SettingsError) as exc:
+        load_settings(cfg, env={})
+    message = str(exc.value)
+    assert "\n" not in message and "\n" not in exc.value.ja
+    assert f"{cfg}: {key} " in message and needle in message
+    assert repr(value) in message  # the value as written, escapes and all
+    assert exc.value.ja.startswith(key)
+
+
+@pytest.mark.parametrize(
+    ("value", "name", "addr"),
+    [
+        ("見本商事 <shop@example.co.jp>", "見本商事", "shop@example.co.jp"),
+        ('"Shop, Inc." <shop@example.co.jp>', "Shop, Inc.", "shop@example.co.jp"),
+        ("Shop Inc. <shop@example.co.jp>", "Shop Inc.", "shop@example.co.jp"),
+        ("<shop@example.co.jp>", "", "shop@example.co.jp"),
+        ("shop@example.co.jp", "", "shop@example.co.jp"),
+    ],
+)
+def test_one_mailbox_in_its_usual_forms_is_accepted(
+    tmp_path: Path, value: str, name: str, addr: str
+) -> None:
+    cfg = write(tmp_path / "b.toml", f"from = {json.dumps(value)}\nadmin = {json.dumps(value)}\n")
+    s = load_settings(cfg, env={})
+    assert (s.from_name, s.from_addr, s.admin) == (name, addr, addr)
+
+
+def test_unknown_plan_in_the_file_names_the_file_and_key(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "b.toml", 'plan = "gold"\n')
+    with pytest.raises(SettingsError) as exc:
+        load_settings(cfg, env={})
+    assert str(exc.value).startswith(f"{cfg}: plan: unknown plan 'gold'; valid plans: ")
+    assert exc.value.ja.startswith(f"設定ファイル {cfg} の plan に指定されたプラン「gold」")
+
+
+def test_unknown_plan_from_the_environment_says_so(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "b.toml", 'plan = "プラン10"\n')
+    with pytest.raises(SettingsError) as exc:
+        load_settings(cfg, env={"BCARTNB_PLAN": "plan20"})
+    assert str(exc.value).startswith("BCARTNB_PLAN: unknown plan 'plan20'")
+    assert str(cfg) not in str(exc.value)  # the file's plan is fine
+    assert exc.value.ja.startswith("環境変数 BCARTNB_PLAN に指定されたプラン「plan20」")
+
+
+@pytest.mark.parametrize(
+    ("dotenv", "environ", "source"),
+    [
+        ("", {}, "bcartnb.toml: plan: "),
+        ("BCARTNB_PLAN=plan20\n", {}, "BCARTNB_PLAN in .env: "),
+        ("", {"BCARTNB_PLAN": "plan20"}, "BCARTNB_PLAN: "),
+    ],
+)
+def test_cli_names_where_an_unknown_plan_came_from(
+    tmp_path: Path, dotenv: str, environ: dict[str, str], source: str
+) -> None:
+    cfg = write(tmp_path / "bcartnb.toml", 'plan = "gold"\n' if not dotenv and not environ else "")
+    write(tmp_path / ".env", dotenv)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
+    env.update(environ, BCARTNB_CONFIG=str(cfg), BCARTNB_DB=str(tmp_path / "l.db"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bcartnb", "quota"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and source in proc.stderr
+    assert "unknown plan" in proc.stderr

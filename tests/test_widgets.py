@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import email
 import email.policy
+import html
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -345,11 +347,40 @@ def test_unsendable_reason_shown_in_table(
     )
     path.write_text(HEADER + rows, encoding="utf-8")
     wizard = Wizard(path, make_settings(tmp_path, repo_root, server.settings()))
-    labels = [x.value for x in walk(wizard.table.grid) if isinstance(x, widgets.Label)]
+    cells = [x.value for x in walk(wizard.table.grid) if isinstance(x, widgets.HTML)]
     assert (
-        "メールアドレスが空欄" in labels
+        "メールアドレスが空欄" in cells
         and "送信できない理由" in wizard.table.grid.children[7].value
     )
+
+
+HOSTILE = (
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "$\\href{javascript:alert(1)}{x}$",
+    "[x](javascript:alert(1))",
+)
+
+
+def test_member_values_are_escaped_text_in_the_table(
+    tmp_path: Path, repo_root: Path, server: TestServer
+) -> None:
+    path = tmp_path / "m.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["会員ID", "会社名", "担当者(姓)", "担当者(名)", "メールアドレス", "都道府県"]
+        )
+        for i, value in enumerate(HOSTILE):
+            writer.writerow([2001 + i, value, value, "太郎", f"u{i}@example.co.jp"])
+    wizard = Wizard(path, make_settings(tmp_path, repo_root, server.settings()))
+    grid = list(walk(wizard.table.grid))
+    assert not [x for x in grid if isinstance(x, widgets.Label)]  # nothing MathJax typesets
+    cells = [x.value for x in grid if isinstance(x, widgets.HTML)]
+    for value in HOSTILE:
+        assert html.escape(value, quote=True) in cells
+        assert f"{html.escape(value, quote=True)} 太郎" in cells  # 担当者
+    assert not [c for c in cells if "<script" in c or "<img" in c]
 
 
 # --- the contract with the browser test ----------------------------------------------------

@@ -18,7 +18,7 @@ import traitlets
 
 from bcartnb.audience import REASON_LABELS, Audience
 
-__all__ = ["COLUMNS", "PAGE_SIZE", "MemberTable", "table_rows"]
+__all__ = ["COLUMNS", "PAGE_SIZE", "MemberTable", "cell_html", "table_rows"]
 
 PAGE_SIZE: Final = 20
 #: The table's columns, in B-Cart's words.
@@ -31,6 +31,16 @@ COLUMNS: Final[tuple[str, ...]] = (
     "メール案内",
     "送信できない理由",
 )
+
+
+def cell_html(value: Any) -> str:
+    """A member's value as the text of a table cell.
+
+    Not a ``Label``: JupyterLab hands a Label's text to MathJax, so a 会社名 with two ``$``
+    was typeset as TeX, whose commands come from whoever typed the member's data. An HTML
+    widget is not typeset, but its value is set as innerHTML: escaped, it stays text.
+    """
+    return html.escape(str(value), quote=True)
 
 
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -200,7 +210,7 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
             box.observe(lambda ch, mid=mid: self._on_box(mid, ch), names="value")
             self._boxes[mid] = box
             cells.append(box)
-            cells += [widgets.Label(str(v)) for v in rec[1:]]
+            cells += [widgets.HTML(cell_html(v)) for v in rec[1:]]
         self.grid.children = cells
         self.page_label.value = f"{self.page + 1} / {self.pages} ページ"
         self.prev.disabled = self.page == 0
