@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bcartnb.audience import REASON_LABELS, REASONS
-from bcartnb.delivery import mask_address
+from bcartnb.delivery import mask_address, mask_text
 from bcartnb.exceptions import BcartnbError
 from bcartnb.filters import describe_filter
 from bcartnb.members import COLUMN_LABELS
@@ -78,7 +78,6 @@ __all__ = [
 
 SUMMARY_MIMETYPE = "application/vnd.bcartnb.summary+json"
 _FONT_FAMILY = "IPAexGothic"
-_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _SECRET_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
 # MathJax (JupyterLab, nbconvert's template) skips elements with these classes: a `$…$` in a
 # member's value stays text instead of being typeset (and \href in TeX becoming a link).
@@ -130,11 +129,6 @@ def resolve_members(members: str | os.PathLike[str] | None) -> Path:
 
 
 # --- masking -----------------------------------------------------------------------------
-
-
-def mask_text(text: str) -> str:
-    """Every address in a text masked (a sample mail, a warning naming a member)."""
-    return _ADDRESS.sub(lambda m: mask_address(m.group(0)), text)
 
 
 def mask_frame(frame: pd.DataFrame) -> pd.DataFrame:

@@ -292,9 +292,16 @@ def _needs_dots(data: bytes) -> bool:
     return data.startswith(b".") or b"\n." in data
 
 
+#: A server's reply text past this is cut: it ends up in the journal, summaries and mail.
+_REPLY_TEXT_MAX = 500
+
+
 def _reply_text(reply: bytes | str) -> str:
+    """A server's reply as one printable line: a hostile or broken server's ESC sequences,
+    NULs and bidi controls never reach a terminal, the report or the admin copy."""
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    return " ".join(text.split())
+    clean = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return clean if len(clean) <= _REPLY_TEXT_MAX else clean[: _REPLY_TEXT_MAX - 1] + "…"
 
 
 def _check_envelope(envelope_from: str, recipients: Sequence[str]) -> None:

@@ -674,3 +674,21 @@ def test_resume_composes_only_the_mails_still_to_send(tmp_path: Path, smtp_serve
     assert sorted(member_mails(live)) == [f"user{i}@example.co.jp" for i in (1, 2, 3)]
     # the admin copy's sample is member 1000's mail, which no longer composes: sent without it
     assert done.admin_copy == "sent" and len(admin_copies(live)) == 1
+
+
+def test_a_hostile_server_reply_is_one_masked_printable_line_in_the_admin_copy(
+    tmp_path: Path, smtp_server: Server
+):
+    reply = "550 5.1.1 <user1@example.co.jp> \x1b[2J\x1b[31mno such user\u202e" + "x" * 2000
+    server = smtp_server(faults=Faults(reject={"user1@example.co.jp"}, reject_reply=reply))
+    members = write_members(tmp_path / "m.csv", 3)
+    summary = deliver(
+        plan_campaign(spec_for(members), make_settings(tmp_path, server)), progress=False
+    )
+    assert summary.exit_code == 5
+    (failure,) = summary.failures
+    assert "\x1b" not in failure[3] and "\u202e" not in failure[3] and len(failure[3]) <= 500
+    copy = email.message_from_bytes(admin_copies(server)[0], policy=email.policy.default)
+    text = copy.get_content()
+    assert "u***@example.co.jp" in text and "user1@example.co.jp" not in text
+    assert "\x1b" not in text and "no such user" in text

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bcartnb.exceptions import SettingsError
 from bcartnb.settings import MAX_MAIL_BYTES, RENDER_TIMEOUT, load_settings
@@ -243,3 +245,52 @@ def test_cli_names_where_an_unknown_plan_came_from(
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and source in proc.stderr
     assert "unknown plan" in proc.stderr
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+        st.lists(
+            st.sampled_from(
+                [
+                    b'plan = "light"\n',
+                    b"[smtp]\n",
+                    b"[delivery]\n",
+                    b"port = 0\n",
+                    b"timeout = nan\n",
+                    b"retries = -1\n",
+                    b'from = "a@b.jp, c@d.jp"\n',
+                    b'admin = "\\u0000@x.jp"\n',
+                    b'security = "tls"\n',
+                    b"connections = 1e9\n",
+                    b'members = "/dev/zero"\n',
+                    b"filter = { pref = 3 }\n",
+                    b'checked = ["x"]\n',
+                    b"send = 1\n",
+                    b'encoding = "sjis"\n',
+                    b'subject = "x"\nbody = "y"\n',
+                    b"\xff\xfe",
+                    b"\x00",
+                ]
+            ),
+            max_size=8,
+        ).map(b"".join),
+    )
+)
+def test_any_bytes_as_a_settings_or_campaign_file_give_a_result_or_a_bcartnb_error(
+    tmp_path: Path, data: bytes
+) -> None:
+    from bcartnb.campaign import load_campaign
+    from bcartnb.exceptions import BcartnbError
+
+    path = tmp_path / "any.toml"
+    path.write_bytes(data)
+    for load in (lambda: load_settings(path, env={}), lambda: load_campaign(path)):
+        try:
+            load()
+        except BcartnbError as err:
+            assert "\n" not in str(err)  # one line, fit to print

@@ -41,6 +41,7 @@ from bcartnb.delivery.summary import (
     EXIT_CODES,
     DeliverySummary,
     mask_address,
+    mask_text,
     quota_dict,
 )
 from bcartnb.exceptions import (
@@ -69,6 +70,7 @@ __all__ = [
     "deliver",
     "dry_run",
     "mask_address",
+    "mask_text",
     "quota_dict",
     "send_test",
 ]

@@ -14,7 +14,7 @@ from email.utils import format_datetime, make_msgid
 
 from bcartnb.compose import ComposedMail, encode_header_words
 from bcartnb.delivery.plan import SendPlan
-from bcartnb.delivery.summary import DeliverySummary, mask_address
+from bcartnb.delivery.summary import DeliverySummary, mask_address, mask_text
 from bcartnb.exceptions import BcartnbError, TransportError
 from bcartnb.ledger import Ledger
 from bcartnb.quota import now_tokyo
@@ -45,7 +45,7 @@ def admin_copy(
         lines.append("")
         lines.append("送信に失敗した会員:")
         lines += [
-            f"  会員ID {mid} {mask_address(addr)} {code or ''} {msg}".rstrip()
+            f"  会員ID {mid} {mask_address(addr)} {code or ''} {mask_text(msg)}".rstrip()
             for mid, addr, code, msg in summary.failures[:50]
         ]
     if sample is not None:
@@ -110,7 +110,7 @@ def send_admin_copy(
                 res = fresh.send(plan.settings.from_addr, [admin], raw)
     except TransportError as err:
         ledger.release_admin_copy(plan.campaign_id)
-        summary.warnings.append(f"配信控えを送れませんでした: {err}")
+        summary.warnings.append(f"配信控えを送れませんでした: {mask_text(str(err))}")
         return None
     if res.outcome is Outcome.SENT:
         ledger.mark_admin_copy(plan.campaign_id, admin, code=res.code, message=res.message)
@@ -118,6 +118,6 @@ def send_admin_copy(
     if res.outcome is Outcome.UNCERTAIN:
         return "uncertain"
     ledger.release_admin_copy(plan.campaign_id)
-    summary.warnings.append(f"配信控えが拒否されました: {res.code} {res.message}")
+    summary.warnings.append(f"配信控えが拒否されました: {res.code} {mask_text(res.message)}")
     # refused for good (5xx): trying again would be refused again; a 4xx is to retry
     return "refused" if res.outcome is Outcome.PERMANENT else "deferred"

@@ -8,6 +8,7 @@ many mails went out, how many are left and why, and how to continue.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,14 @@ from bcartnb.exceptions import IncompleteError
 from bcartnb.ledger import CampaignRecord
 from bcartnb.quota import QuotaStatus
 
-__all__ = ["DONE_MESSAGE", "EXIT_CODES", "DeliverySummary", "mask_address", "quota_dict"]
+__all__ = [
+    "DONE_MESSAGE",
+    "EXIT_CODES",
+    "DeliverySummary",
+    "mask_address",
+    "mask_text",
+    "quota_dict",
+]
 
 DONE_MESSAGE = "メール送信を完了いたしました。"
 
@@ -31,6 +39,14 @@ def mask_address(address: str) -> str:
     if not at:
         return "***"
     return f"{local[:1]}***@{domain}"
+
+
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def mask_text(text: str) -> str:
+    """Every address in a text masked (a server's reply, a sample mail, a warning)."""
+    return _ADDRESS.sub(lambda m: mask_address(m.group(0)), text)
 
 
 def quota_dict(status: QuotaStatus, used_after: int) -> dict[str, Any]:
