@@ -262,6 +262,13 @@ def _cmd_sink(args: argparse.Namespace) -> int:
 # --- parser ------------------------------------------------------------------------------
 
 
+EXIT_CODES_HELP = (
+    "exit codes: 0 finished, every mail accepted; 2 bad input or settings (nothing sent); "
+    "3 refused by the quota (nothing sent); 4 unfinished (resume it); 5 finished, some mails "
+    "refused for good; 130 interrupted"
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad usage already; keep its message to one line."""
 
@@ -287,12 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_quota)
 
-    p = sub.add_parser("run", help="run a campaign file (a dry run unless --send)")
+    p = sub.add_parser(
+        "run",
+        help="run a campaign file (a dry run unless --send)",
+        description="Run a campaign file: a dry run unless --send. Sending the same campaign "
+        "again continues it while it is unfinished and is refused once it is finished "
+        "(--repeat sends it again on purpose).",
+        epilog=EXIT_CODES_HELP,
+    )
     p.add_argument("campaign", help="campaign TOML file")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--send", action="store_true", help="really send (default: dry run)")
     p.add_argument(
-        "--repeat", action="store_true", help="send again a campaign that already went out"
+        "--repeat",
+        action="store_true",
+        help="send again a campaign that already went out (only once it is finished)",
     )
     how.add_argument(
         "--test-to",
@@ -303,7 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("resume", help="continue an interrupted campaign")
+    p = sub.add_parser(
+        "resume",
+        help="continue an unfinished campaign",
+        description="Continue an unfinished campaign: pending and deferred mails go out, sent "
+        "ones never again; uncertain ones only with --resend-uncertain.",
+        epilog=EXIT_CODES_HELP,
+    )
     p.add_argument("campaign_id")
     p.add_argument(
         "--resend-uncertain",
