@@ -125,6 +125,28 @@ def test_send_delivers_and_records_the_summary(
     assert "u***@example.co.jp" in text
 
 
+def test_an_outage_fails_the_papermill_run_after_the_report_then_a_rerun_continues(
+    demo_env: Path, smtp_server: Server, monkeypatch: pytest.MonkeyPatch
+):
+    server = smtp_server()
+    point_at(server, monkeypatch)
+    members = write_members(demo_env / "members.csv", 4)
+    server.down()
+    params = {"members": str(members), "send": True}
+    with pytest.raises(PapermillExecutionError) as info:
+        run(demo_env, **params)
+    assert info.value.ename == "IncompleteError"  # cron sees a failure ...
+    summary = read_summary(demo_env / "out.ipynb")  # ... after the report was written
+    assert summary["status"] == "unfinished" and summary["pending"] == 4
+    assert "bcartnb resume " + summary["campaign_id"] in (demo_env / "out.ipynb").read_text(
+        encoding="utf-8"
+    )
+    server.up()
+    again = read_summary(run(demo_env, "again.ipynb", **params))  # the same campaign, continued
+    assert again["campaign_id"] == summary["campaign_id"] and again["status"] == "done"
+    assert sorted(member_mails(server)) == [f"user{i}@example.co.jp" for i in range(4)]
+
+
 def test_unknown_filter_column_fails_naming_it_and_sends_nothing(
     demo_env: Path, smtp_server: Server, monkeypatch: pytest.MonkeyPatch
 ):
