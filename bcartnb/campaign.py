@@ -107,6 +107,8 @@ class CampaignSpec:
         path = Path(members).expanduser()
         if base is not None and not path.is_absolute():
             path = base / path
+        # absolute in the ledger: a campaign must resume from any folder
+        path = Path(os.path.abspath(path))
         kw: dict[str, Any] = {"members": path}
 
         flt = data.get("filter")

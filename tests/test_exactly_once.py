@@ -117,7 +117,7 @@ def test_an_outage_then_runs_and_resumes_in_any_order_mail_everyone_once(
     assert [(r["campaign_id"], r["status"]) for r in history(env, tmp_path)] == [(cid, "done")]
 
 
-def test_an_outage_then_send_twice_in_the_wizard_then_resume(
+def test_an_outage_then_send_twice_in_the_wizard_then_resume_there(
     tmp_path: Path, smtp_server: Server, repo_root: Path
 ):
     from bcartnb.widgets import Wizard
@@ -141,9 +141,18 @@ def test_an_outage_then_send_twice_in_the_wizard_then_resume(
         assert "送信エラー" in wizard.status.value and "接続できません" in wizard.status.value
         ids.append(wizard.result.campaign_id)
     assert ids[0] == ids[1]  # the second 送信 continued the first campaign
+    assert wizard.sending.resume.layout.display is None  # 再開 is offered
+    assert "配信控え: 送信がすべて終わったときに送ります" in wizard.sending.done.value
     server.up()
-    done = campaign.resume(ids[0], settings, progress=False).summary
-    assert done.status == "done" and done.exit_code == 0
+    wizard.sending.resume.click()  # 再開, in the wizard itself
+    done = wizard.result
+    assert done is not None and done.status == "done" and done.exit_code == 0
+    assert done.campaign_id == ids[0] and wizard.stage == "done"
+    assert f"キャンペーンID: {ids[0]}" in wizard.sending.done.value
+    assert "配信控え: 管理者アドレスに送信しました" in wizard.sending.done.value
+    assert wizard.sending.done.value.count(DONE_MESSAGE) == 1
+    assert DONE_MESSAGE not in wizard.status.value  # said once, on the done screen
+    assert wizard.sending.resume.layout.display == "none"
     assert member_mails(server) == everyone(n) and admin_copies(server) == 1
     again = campaign.resume(ids[0], settings, progress=False).summary
     assert again.exit_code == 0 and member_mails(server) == everyone(n)

@@ -395,7 +395,7 @@ bcartnb-checked-count bcartnb-result-count bcartnb-send-all bcartnb-send-checked
 bcartnb-quota bcartnb-counts bcartnb-template bcartnb-subject bcartnb-body bcartnb-html
 bcartnb-signature bcartnb-opt-in bcartnb-to-confirm
 bcartnb-confirm-counts bcartnb-preview bcartnb-preview-member bcartnb-warnings bcartnb-back
-bcartnb-send bcartnb-progress bcartnb-done bcartnb-new-campaign
+bcartnb-send bcartnb-progress bcartnb-done bcartnb-new-campaign bcartnb-resume
 """
 API_CLASSES = _API.split()
 
@@ -414,6 +414,7 @@ def test_every_css_class_of_the_contract_is_there(wizard: Wizard) -> None:
         "戻る",
         "送信",
         "新しい配信を作成",
+        "再開",
     } <= buttons
 
 

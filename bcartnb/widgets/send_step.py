@@ -1,4 +1,5 @@
-"""Step 5, 送信: the progress bar, then 「メール送信を完了いたしました。」, the counts and
+"""Step 5, 送信: the progress bar, then 「メール送信を完了いたしました。」, the counts, the
+campaign id and the admin copy, 「再開」 (bcartnb-resume) when the campaign is unfinished, and
 「新しい配信を作成」 (bcartnb-new-campaign), back to the member list for the next campaign.
 
 The send runs in the kernel's main thread; ``deliver`` reports each finished mail to
@@ -28,7 +29,12 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.again = widgets.Button(description="新しい配信を作成", button_style="primary")
         self.again.add_class("bcartnb-new-campaign")
         self.again.layout.display = "none"  # shown once a campaign has gone out
-        super().__init__([self.progress, self.output, self.done, self.again])
+        self.resume = widgets.Button(description="再開", button_style="warning")
+        self.resume.add_class("bcartnb-resume")
+        self.resume.layout.display = "none"  # shown when a campaign is unfinished
+        super().__init__(
+            [self.progress, self.output, self.done, widgets.HBox([self.resume, self.again])]
+        )
 
     def start(self, total: int) -> None:
         self.progress.max = max(total, 1)
@@ -37,6 +43,7 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.progress.description = "送信中"
         self.done.value = ""
         self.again.layout.display = "none"
+        self.resume.layout.display = "none"
 
     def update(self, finished: int, total: int) -> None:
         """``deliver``'s progress callback: mails whose outcome is known, of the campaign."""
@@ -52,10 +59,24 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.progress.description = {"done": "送信完了", "unfinished": "未完了"}.get(
             summary.status, "中断"
         )
-        lines = [html.escape(line) for line in summary.message().splitlines()]
-        self.done.value = "<br>".join(lines)
+        lines = summary.message().splitlines()
+        lines.append(f"キャンペーンID: {summary.campaign_id}")
+        lines.append(_admin_copy_words(summary.admin_copy, summary.status))
+        self.done.value = "<br>".join(html.escape(line) for line in lines)
         self.again.layout.display = None
+        self.resume.layout.display = None if summary.exit_code == 4 else "none"
 
     def failed(self) -> None:
         self.progress.bar_style = "danger"
         self.progress.description = "中断"
+
+
+def _admin_copy_words(state: str | None, status: str) -> str:
+    """Where the administrator's copy stands, in the words the done screen uses."""
+    if state == "sent":
+        return "配信控え: 管理者アドレスに送信しました。"
+    if state in ("sending", "uncertain"):
+        return "配信控え: 送信結果が不明です（二重には送りません）。"
+    if status == "done":
+        return "配信控え: 送っていません（管理者アドレスが未設定か、受信側に拒否されました）。"
+    return "配信控え: 送信がすべて終わったときに送ります。"

@@ -120,6 +120,7 @@ class Wizard:
         self.confirm.send.on_click(lambda _b: self._send())
         self.confirm.test_send.on_click(lambda _b: self._send_test())
         self.sending.again.on_click(lambda _b: self._new_campaign())
+        self.sending.resume.on_click(lambda _b: self._resume())
         self.confirm.test_to.value = self.settings.admin or ""
         self.stage = "select"
         self._go("select")
@@ -159,6 +160,7 @@ class Wizard:
             *self.compose.controls,
             *self.confirm.controls,
             self.sending.again,
+            self.sending.resume,
         ]
 
     def show(self) -> None:
@@ -237,7 +239,9 @@ class Wizard:
             raise SettingsError(
                 "メール件名とメール本文を入力するか、テンプレートを選んでください。"
             )
-        source = self.members.attrs.get("source") or "(wizard)"
+        # absolute: a campaign started here must resume from any folder (bcartnb resume)
+        source = self.members.attrs.get("source")
+        source = os.path.abspath(source) if source else "(wizard)"
         return CampaignSpec.from_mapping(
             {
                 "members": str(source),
@@ -354,19 +358,45 @@ class Wizard:
                 return campaign.send(plan, transport=self.transport, progress=self.sending.update)
 
         summary = self.status.run(send, self.controls, busy="送信中です…")
+        self._show_result(summary)
+
+    def _resume(self) -> None:
+        """再開: continue the unfinished campaign just shown, from the wizard itself.
+
+        The very call ``bcartnb resume`` makes: pending and deferred mails go out, sent ones
+        never again, uncertain ones not (that needs the command line's explicit flag).
+        """
+        result = self.result
+        if result is None or result.exit_code != 4 or self.stage != "done":
+            return
+        self.sending.start(result.left)
+        self._go("sending")
+
+        def resume() -> DeliverySummary:
+            with self.sending.output:
+                return campaign.resume(
+                    result.campaign_id,
+                    self.settings,
+                    transport=self.transport,
+                    progress=self.sending.update,
+                ).summary
+
+        self._show_result(self.status.run(resume, self.controls, busy="再開しています…"))
+
+    def _show_result(self, summary: DeliverySummary | None) -> None:
         if summary is None:
             self.sending.failed()
             return
         self.result = summary
         self.sending.finish(summary)
         self._go("done")
-        head = summary.message().splitlines()[0]
         if summary.exit_code == 4:  # unfinished: why, what is left, how to continue
-            why = f"{summary.stopped_ja or ''}" if summary.stopped_ja else ""
+            head = summary.message().splitlines()[0]
+            why = summary.stopped_ja or ""
             detail = f"\n（詳細: {summary.stopped}）" if summary.stopped else ""
             self.status.error(f"送信エラー: {why}{head}{detail}")
-        else:
-            self.status.info(head)
+        else:  # the words themselves are on the done screen, once
+            self.status.info(f"キャンペーン {summary.campaign_id} の送信が終わりました。")
 
     def _new_campaign(self) -> None:
         """新しい配信を作成: the member list again, for the next campaign, without a new cell.
