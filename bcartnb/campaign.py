@@ -421,6 +421,7 @@ def send(
     same campaign runs elsewhere; an unfinished earlier attempt is continued under its own
     id; a finished one only with ``repeat``. Then :func:`bcartnb.delivery.deliver`.
     """
+    delivery.options(plan.settings, **options)  # a bad number: refused before the claim
     with _ledger(plan.settings, ledger) as led:
         claim = led.claim(
             fingerprint=plan.fingerprint,
@@ -474,6 +475,7 @@ def resume(
     a member gone since is reported and left pending). Refused while the campaign is being
     sent by a live process, or if it was cancelled; a finished campaign changes nothing.
     """
+    delivery.options(settings, **options)  # a bad number: refused before the take-over
     with _ledger(settings, ledger) as led:
         if not led.take_over(campaign_id):
             record = led.campaign(campaign_id)

@@ -455,3 +455,21 @@ def test_a_closed_pipe_is_quiet(tmp_path: Path, smtp_server: Server):
         proc.stdout.close()  # `bcartnb quota | true`: the reader is gone before we print
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0 and err == "", (args, err)
+
+
+def test_a_bad_keyword_number_is_refused_before_the_campaign_is_claimed(
+    tmp_path: Path, smtp_server: Server
+):
+    from bcartnb.exceptions import SettingsError
+    from bcartnb.ledger import Ledger
+
+    server = smtp_server()
+    setup_campaign(tmp_path, 3)
+    settings = load_settings(tmp_path / "bcartnb.toml", env=env_for(tmp_path, server))
+    plan = campaign.plan_campaign(campaign.load_campaign(tmp_path / "campaign.toml"), settings)
+    for bad in ({"retries": -1}, {"rate_per_second": 1e-300}, {"connections": 0}):
+        with pytest.raises(SettingsError):
+            campaign.send(plan, progress=False, **bad)  # type: ignore[arg-type]
+    with Ledger.open(settings.db) as led:
+        assert led.campaigns().empty  # nothing claimed, nothing marked
+    assert server.transactions == 0

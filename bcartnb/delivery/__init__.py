@@ -56,7 +56,7 @@ from bcartnb.ledger import Ledger, Recipient
 from bcartnb.ledger.journal import COUNTED_FROM
 from bcartnb.members import check_addresses, normalize_address
 from bcartnb.quota import QuotaStatus, quota_refusal_ja
-from bcartnb.settings import DeliverySettings
+from bcartnb.settings import DeliverySettings, Settings
 from bcartnb.transports import Outcome, Transport, transport_from_settings
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "dry_run",
     "mask_address",
     "mask_text",
+    "options",
     "quota_dict",
     "send_test",
 ]
@@ -102,10 +103,14 @@ def dry_run(plan: SendPlan) -> DeliverySummary:
     return summary
 
 
-def options(plan: SendPlan, **given: Any) -> DeliverySettings:
-    """The settings' delivery numbers, with the caller's overrides, checked like the file's."""
+def options(settings: Settings, **given: Any) -> DeliverySettings:
+    """The settings' delivery numbers, with the caller's overrides, checked like the file's.
+
+    The conductor calls it before claiming a campaign, so a bad override is refused before
+    anything is recorded; ``deliver`` calls it again (it is cheap and pure).
+    """
     changes = {k: v for k, v in given.items() if v is not None}
-    return replace(plan.settings.delivery, **changes) if changes else plan.settings.delivery
+    return replace(settings.delivery, **changes) if changes else settings.delivery
 
 
 def deliver(
@@ -136,7 +141,7 @@ def deliver(
     """
     tr = transport if transport is not None else transport_from_settings(plan.settings)
     opts = options(
-        plan,
+        plan.settings,
         connections=connections,
         retries=retries,
         backoff=backoff,
