@@ -365,8 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except BcartnbError as err:
         # Japanese first (what the shop's staff read), then the exact detail, on one line
-        head = f"{err.ja} / " if err.ja else ""
-        print(f"bcartnb: error: {head}{err}", file=sys.stderr)
+        ja = f"{err.heading}: {err.ja}" if err.ja else err.heading
+        line = " ".join(f"{ja} / {err}".split())
+        print(f"bcartnb: error: {line}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("bcartnb: interrupted", file=sys.stderr)

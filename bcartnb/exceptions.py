@@ -52,6 +52,9 @@ class BcartnbError(Exception):
     """
 
     exit_code: int = 2
+    #: What kind of failure, in Japanese: the first words the command line and the wizard
+    #: show, before the explanation (``ja``) and the exact detail.
+    heading: str = "エラー"
 
     def __init__(self, *args: object, ja: str = "") -> None:
         super().__init__(*args)
@@ -61,37 +64,55 @@ class BcartnbError(Exception):
 class InputError(BcartnbError):
     """Something the user gave us (a file, a filter, a setting) is wrong; nothing was done."""
 
+    heading = "入力のエラー"
+
 
 class MembersFileError(InputError):
     """A member CSV cannot be read; the message names the file, and the row and column if any."""
+
+    heading = "会員ファイルのエラー"
 
 
 class FilterError(InputError):
     """A filter names an unknown column or operator, or a value of the wrong type."""
 
+    heading = "絞込条件のエラー"
+
 
 class SelectionError(InputError):
     """Checked member ids that are not in the filter's result."""
+
+    heading = "会員の選択のエラー"
 
 
 class SettingsError(InputError):
     """Shop settings, the environment or a campaign file hold a bad or missing key."""
 
+    heading = "設定のエラー"
+
 
 class TemplateError(InputError):
     """A template cannot be stored or rendered; names the template, the line and the field."""
+
+    heading = "テンプレートのエラー"
 
 
 class ComposeError(InputError):
     """A mail cannot be built for a member: an unencodable character, a CR/LF in a header."""
 
+    heading = "メール作成のエラー"
+
 
 class QuotaError(BcartnbError):
     """The monthly quota or its ledger stops the campaign."""
 
+    heading = "配信数のエラー"
+
 
 class QuotaExceededError(QuotaError):
     """The campaign is larger than what is left of this month's cap; nothing was sent."""
+
+    heading = "メール配信上限数を超えるため送信できません"
 
     exit_code = 3
 
@@ -99,17 +120,25 @@ class QuotaExceededError(QuotaError):
 class LedgerError(QuotaError):
     """The ledger file is corrupt, locked, or written by a newer bcartnb; it was not touched."""
 
+    heading = "配信記録ファイルのエラー"
+
 
 class DeliveryError(BcartnbError):
     """Sending stopped; the journal says exactly who got the mail."""
+
+    heading = "送信エラー"
 
 
 class TransportError(DeliveryError):
     """The SMTP server could not be reached, refused TLS or AUTH; names host:port."""
 
+    heading = "送信エラー"
+
 
 class CampaignStateError(DeliveryError):
     """A campaign id is unknown, or a sent campaign would be repeated without asking."""
+
+    heading = "配信の状態のエラー"
 
 
 class IncompleteError(DeliveryError):
@@ -119,6 +148,8 @@ class IncompleteError(DeliveryError):
     that must fail then calls :meth:`~bcartnb.delivery.DeliverySummary.raise_for_status`.
     ``exit_code`` is the summary's: 4 unfinished, 5 finished with refusals, 130 Ctrl-C.
     """
+
+    heading = "送信が終わっていません"
 
     def __init__(self, *args: object, ja: str = "", exit_code: int = 4) -> None:
         super().__init__(*args, ja=ja)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from bcartnb.cli import build_parser, main
 
@@ -26,3 +27,24 @@ def test_module_entry_point_runs() -> None:
         [sys.executable, "-m", "bcartnb", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.startswith("bcartnb ")
+
+
+def test_every_error_line_starts_in_japanese(tmp_path: Path) -> None:
+    """The heading each error class names, before the exact English detail (issue 14, 8)."""
+    (tmp_path / "c.toml").write_text('members = "m.csv"\nsubject = "s"\n', encoding="utf-8")
+    cases = [
+        (["run", str(tmp_path / "c.toml")], "設定のエラー"),  # no body
+        (["members", str(tmp_path / "missing.csv")], "会員ファイルのエラー"),
+        (["run", str(tmp_path / "nothing.toml")], "設定のエラー"),
+    ]
+    for args, heading in cases:
+        out = subprocess.run(
+            [sys.executable, "-m", "bcartnb", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith(f"bcartnb: error: {heading}"), out.stderr
+        assert out.stderr.count("\n") == 1

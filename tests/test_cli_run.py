@@ -96,7 +96,9 @@ def test_run_dry_then_send_json_contract(tmp_path: Path, smtp_server: Server):
     readable = bcartnb("run", str(campaign), "--send", env=env, cwd=tmp_path)
     assert readable.returncode == 2
     assert readable.stderr.count("\n") == 1 and "--repeat" in readable.stderr
-    assert readable.stderr.startswith("bcartnb: error: 同じ内容のメール")  # Japanese first
+    assert readable.stderr.startswith(
+        "bcartnb: error: 配信の状態のエラー: 同じ内容のメール"
+    )  # ja first
     assert "Traceback" not in readable.stderr
 
     history = bcartnb("campaigns", "--json", env=env, cwd=tmp_path)

@@ -16,41 +16,19 @@ from typing import Any, TypeVar
 
 import ipywidgets as widgets
 
-from bcartnb.exceptions import (
-    BcartnbError,
-    CampaignStateError,
-    ComposeError,
-    FilterError,
-    QuotaExceededError,
-    SelectionError,
-    SettingsError,
-    TemplateError,
-    TransportError,
-)
+from bcartnb.exceptions import BcartnbError
 
-__all__ = ["ERROR_HEADINGS", "Status", "frozen", "hide", "show"]
+__all__ = ["Status", "frozen", "hide", "show"]
 
 log = logging.getLogger("bcartnb.widgets")
 T = TypeVar("T")
 
-#: The heading shown before an error's own one-line message, by kind (first match wins).
-ERROR_HEADINGS: tuple[tuple[type[BcartnbError], str], ...] = (
-    (QuotaExceededError, "メール配信上限数を超えるため送信できません"),
-    (TemplateError, "テンプレートのエラー"),
-    (ComposeError, "メール作成のエラー"),
-    (FilterError, "絞込条件のエラー"),
-    (SelectionError, "会員の選択のエラー"),
-    (TransportError, "送信エラー"),
-    (CampaignStateError, "配信の状態のエラー"),
-    (SettingsError, "設定のエラー"),
-)
-
 
 def _heading(err: BaseException) -> str:
-    for kind, heading in ERROR_HEADINGS:
-        if isinstance(err, kind):
-            return heading
-    return "エラー" if isinstance(err, BcartnbError) else f"予期しないエラー ({type(err).__name__})"
+    """The kind of failure in Japanese: each BcartnbError class names its own."""
+    if isinstance(err, BcartnbError):
+        return err.heading
+    return f"予期しないエラー ({type(err).__name__})"
 
 
 class Status:
