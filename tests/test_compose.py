@@ -251,8 +251,9 @@ def test_html_mail_structure_escaping_css_links_signature() -> None:
     assert "@media" in mail.html  # media queries kept, they cannot be inlined
     assert "A&B <script>商事</script>" in mail.text
     assert "https://shop.example.co.jp/items/?ref=mail&m=7" not in mail.text
-    assert "(https://shop.example.co.jp/items/?ref=mail&m=101)" in mail.text
-    assert "(https://shop.example.co.jp/stop)" in mail.text
+    # each link as its text and its target, not Markdown's [text](url)
+    assert "新商品はこちら（https://shop.example.co.jp/items/?ref=mail&m=101）" in mail.text
+    assert "配信停止はこちら（https://shop.example.co.jp/stop）" in mail.text
     # the text signature, escaped, with <br>, inside the body
     assert "サンプル商店 営業部<br>" in mail.html
     assert mail.html.index("サンプル商店 営業部") < mail.html.index("</body>")
