@@ -18,8 +18,20 @@ Decisions worth knowing:
   subject (CPython gh-144156), which is why we do not use it.
 * HTML mail is multipart/alternative with text/plain first (RFC 2046: the preferred part
   last). The text part comes from html2text, chosen over inscriptis because it is already a
-  dependency, keeps every link's target as ``[label](url)``, and can be told not to wrap lines
-  (wrapping breaks Japanese text and long URLs) and to flatten layout tables.
+  dependency and can be told not to wrap lines (wrapping breaks Japanese text and long URLs)
+  and to flatten layout tables; a subclass (:class:`_PlainText`) makes it write plain Japanese
+  text rather than Markdown: headings without ``#``, ``リンクの文字（https://…）`` for a link (the
+  target alone when the text is the target, so every link's target is kept), 「・」 list items,
+  no emphasis marks or backslash escapes.
+* The signature: a template places it with ``{{ signature }}`` or ``{{ 署名 }}`` (inline HTML
+  in an HTML mail, text in a text mail; empty when it is off). Otherwise a text mail ends with
+  it, and an HTML mail gets it as a ``<p>`` inside the body's main container, so it inherits the
+  layout's width, font and colours: the innermost element holding all of the body's text (a
+  layout table's last text cell when that is a table or row; the nearest block around it when
+  it is a paragraph, heading or link); no such element (text straight in ``<body>``) means
+  before ``</body>``, or at the end of a fragment (:func:`_signature_spot`). The HTML form
+  escapes the text, breaks lines with ``<br>`` and links every http(s) URL and mail address;
+  ``signature_html`` in the settings replaces it as it is.
 * Fast HTML path: when the body only substitutes values (no ``{% %}`` blocks, no ``|safe``),
   CSS is inlined once on the template *source* (each Jinja tag swapped for an inert
   placeholder first, then restored) and the text part is derived once too, as a text
