@@ -18,8 +18,20 @@ Decisions worth knowing:
   subject (CPython gh-144156), which is why we do not use it.
 * HTML mail is multipart/alternative with text/plain first (RFC 2046: the preferred part
   last). The text part comes from html2text, chosen over inscriptis because it is already a
-  dependency, keeps every link's target as ``[label](url)``, and can be told not to wrap lines
-  (wrapping breaks Japanese text and long URLs) and to flatten layout tables.
+  dependency and can be told not to wrap lines (wrapping breaks Japanese text and long URLs)
+  and to flatten layout tables; a subclass (:class:`_PlainText`) makes it write plain Japanese
+  text rather than Markdown: headings without ``#``, ``リンクの文字（https://…）`` for a link (the
+  target alone when the text is the target, so every link's target is kept), 「・」 list items,
+  no emphasis marks or backslash escapes.
+* The signature: a template places it with ``{{ signature }}`` or ``{{ 署名 }}`` (inline HTML
+  in an HTML mail, text in a text mail; empty when it is off). Otherwise a text mail ends with
+  it, and an HTML mail gets it as a ``<p>`` inside the body's main container, so it inherits the
+  layout's width, font and colours: the innermost element holding all of the body's text (a
+  layout table's last text cell when that is a table or row; the nearest block around it when
+  it is a paragraph, heading or link); no such element (text straight in ``<body>``) means
+  before ``</body>``, or at the end of a fragment (:func:`_signature_spot`). The HTML form
+  escapes the text, breaks lines with ``<br>`` and links every http(s) URL and mail address;
+  ``signature_html`` in the settings replaces it as it is.
 * Fast HTML path: when the body only substitutes values (no ``{% %}`` blocks, no ``|safe``),
   CSS is inlined once on the template *source* (each Jinja tag swapped for an inert
   placeholder first, then restored) and the text part is derived once too, as a text
@@ -60,9 +72,11 @@ from zoneinfo import ZoneInfo
 import css_inline
 import html2text
 import pandas as pd
+from markupsafe import Markup
 
 from bcartnb.exceptions import ComposeError, SelectionError, TemplateError
 from bcartnb.templates import (
+    SIGNATURE_FIELDS,
     CompiledTemplate,
     RenderDeclined,
     Template,
@@ -306,37 +320,242 @@ def _check_header_value(value: str, what: str) -> None:
 
 
 class _PlainText(html2text.HTML2Text):
-    """html2text without Markdown escapes: a reader of a text mail should not see ``1\\.``."""
+    """html2text writing plain Japanese text rather than Markdown.
+
+    Headings are their text on a line of their own (no ``#``); a link is its text followed by
+    its target in full-width parentheses, ``冬のカタログ（https://…）``, or the target alone when
+    the text already is the target (``https://…``, or a mail address for ``mailto:``); list
+    items start with 「・」; no emphasis, code or strike marks, no backslash escapes; a rule is a
+    line of 「―」. Every link's target is kept (DESIGN: the text part keeps each link's URL).
+    """
+
+    RULE = "―" * 20
+
+    def __init__(self) -> None:
+        super().__init__(bodywidth=0)
+        self.unicode_snob = True
+        self.ignore_emphasis = True
+        self.images_to_alt = True
+        self.ignore_tables = True
+        self.ul_item_mark = "・"
+        self._links: list[tuple[str | None, list[str]]] = []  # open <a>: (href, text seen)
 
     def handle_data(self, data: str, entity_char: bool = False) -> None:
-        super().handle_data(data, entity_char=True)
+        super().handle_data(data, entity_char=True)  # entity_char: no Markdown escapes
+
+    def handle_tag(self, tag: str, attrs: dict[str, str | None], start: bool) -> None:
+        if tag != "a":
+            super().handle_tag(tag, attrs, start)
+        elif start:
+            href = attrs.get("href")
+            self._links.append((href if href and not href.startswith("#") else None, []))
+        elif self._links:
+            href, seen = self._links.pop()
+            if href:
+                self._link_target(href, " ".join("".join(seen).split()))
+
+    def _link_target(self, href: str, label: str) -> None:
+        shown = href[7:] if href[:7].lower() == "mailto:" else href
+        if label in (shown, href):
+            return  # the text is the target: once is enough
+        self.o(f"（{shown}）" if label else shown)
+
+    def o(self, data: str, puredata: bool = False, force: bool | str = False) -> None:
+        if not puredata:  # html2text's own marks; the page's text always comes as puredata
+            if data == self.ul_item_mark + " ":
+                data = self.ul_item_mark
+            elif data == "* * *":
+                data = self.RULE
+            elif data in ("`", "~~", " ~~") or (data.endswith("# ") and data.strip("# ") == ""):
+                return
+        for _, seen in self._links:
+            seen.append(data)
+        super().o(data, puredata, force)
 
 
 def html_to_text(html: str) -> str:
-    """The text/plain alternative: links as ``[label](url)``, no wrapping, tables flattened."""
-    h = _PlainText()
-    h.body_width = 0
-    h.unicode_snob = True
-    h.ignore_emphasis = True
-    h.images_to_alt = True
-    h.ignore_tables = True
-    # Always [label](url), never <url>: html2text writes <url> only when the label equals the
-    # target, which for a merged link depends on the member, so the text template could not.
-    h.use_automatic_links = False
-    return _tidy_text(h.handle(html))
+    """The text/plain alternative as plain text (see :class:`_PlainText`), never wrapped
+    (wrapping breaks Japanese text and long URLs), layout tables flattened."""
+    return _tidy_text(_PlainText().handle(html))
 
 
 _LINE_END_SPACES_RE = re.compile(r"[ \t]+$", re.MULTILINE)
+_BLANK_LINES_RE = re.compile(r"\n{3,}")
 
 
 def _tidy_text(text: str) -> str:
-    """No Markdown hard-break spaces at line ends, one final newline."""
-    return _LINE_END_SPACES_RE.sub("", text).strip("\n") + "\n"
+    """No Markdown hard-break spaces at line ends, at most one blank line, one final newline."""
+    text = _LINE_END_SPACES_RE.sub("", text)
+    return _BLANK_LINES_RE.sub("\n\n", text).strip("\n") + "\n"
+
+
+# --- the signature in an HTML mail ----------------------------------------------------------
+
+_SIG_LINK_RE = re.compile(
+    r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+"
+    r"|[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"
+)
+
+
+def _trim_url(url: str) -> str:
+    """A URL without the punctuation a sentence put after it (``…/stop).`` → ``…/stop``)."""
+    while (url and url[-1] in ".,;:!?'\"]") or (
+        url.endswith(")") and url.count("(") < url.count(")")
+    ):
+        url = url[:-1]
+    return url
+
+
+def _signature_html(text: str) -> str:
+    """A text signature as inline HTML: escaped, ``<br>`` between lines, each http(s) URL and
+    mail address a link (``<a href="mailto:…">``)."""
+    out: list[str] = []
+    pos = 0
+    for found in _SIG_LINK_RE.finditer(text):
+        target = found.group()
+        if target.startswith(("http://", "https://")):
+            target = _trim_url(target)
+            href = target
+        else:
+            target = target.rstrip(".")
+            href = "mailto:" + target
+        out.append(html_lib.escape(text[pos : found.start()]))
+        out.append(f'<a href="{html_lib.escape(href)}">{html_lib.escape(target)}</a>')
+        pos = found.start() + len(target)
+    out.append(html_lib.escape(text[pos:]))
+    return "".join(out).replace("\n", "<br>\n")
+
+
+# Where the signature goes when the template does not say (no ``{{ signature }}``): inside the
+# body's main container, the innermost element holding all of the body's text.
+_VOID_TAGS = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+_NO_TEXT_TAGS = frozenset({"head", "title", "style", "script", "template"})
+_TABLE_PARTS = frozenset({"table", "thead", "tbody", "tfoot", "tr"})
+_CONTAINERS = frozenset(
+    [
+        "div",
+        "td",
+        "th",
+        "section",
+        "article",
+        "main",
+        "aside",
+        "header",
+        "footer",
+        "center",
+        "blockquote",
+        "li",
+        "dd",
+        "form",
+    ]
+)
+
+
+class _Layout(HTMLParser):
+    """The elements of an HTML body, and the elements around its text."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self._line_starts = [0] + [m.end() for m in re.finditer("\n", html)]
+        self.tags: list[str] = []
+        self.parents: list[int | None] = []
+        self.ends: list[int | None] = []  # where each element's end tag starts
+        self._open: list[int] = []
+        self.common: list[int] | None = None  # the elements around every text
+        self.last: list[int] = []  # the elements around the last text
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _VOID_TAGS:
+            return
+        self.tags.append(tag)
+        self.parents.append(self._open[-1] if self._open else None)
+        self.ends.append(None)
+        self._open.append(len(self.tags) - 1)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        pass  # <div/>: nothing inside
+
+    def handle_endtag(self, tag: str) -> None:
+        for depth in range(len(self._open) - 1, -1, -1):
+            node = self._open[depth]
+            if self.tags[node] == tag:
+                line, col = self.getpos()
+                self.ends[node] = self._line_starts[line - 1] + col
+                del self._open[depth:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        if not data.strip() or any(self.tags[n] in _NO_TEXT_TAGS for n in self._open):
+            return
+        path = list(self._open)
+        if self.common is None:
+            self.common = path
+        else:
+            keep = 0
+            for a, b in zip(self.common, path, strict=False):
+                if a != b:
+                    break
+                keep += 1
+            del self.common[keep:]
+        self.last = path
+
+
+def _signature_spot(html: str) -> int | None:
+    """Where the signature goes in ``html`` when the template does not place it: before the end
+    tag of the body's main container. None: before ``</body>`` (or at the end).
+
+    The container is the innermost element that holds all of the body's text (text in
+    ``<head>``, ``<style>`` and the like does not count). When that is a table, a table section
+    or a row, it is the cell holding the last text (a layout table's content cell); when it is
+    not a block that can hold paragraphs (a ``<p>``, a heading, a link, …), or its end tag is
+    missing, it is the nearest such element around it. ``<body>``/``<html>`` mean no container.
+    A 600 px box (``<div class="wrap">``) or a layout table's content cell is what this finds.
+    """
+    layout = _Layout(html)
+    layout.feed(html)
+    layout.close()
+    tags, parents, ends = layout.tags, layout.parents, layout.ends
+    node = layout.common[-1] if layout.common else None
+    while node is not None and tags[node] not in ("body", "html"):
+        if tags[node] in _TABLE_PARTS:
+            below = layout.last[layout.last.index(node) + 1 :]
+            cell = next((n for n in below if tags[n] in ("td", "th")), None)
+            if cell is not None and ends[cell] is not None:
+                return ends[cell]
+            while node is not None and tags[node] in _TABLE_PARTS | {"td", "th"}:
+                node = parents[node]  # no usable cell: out of the table
+            continue
+        end = ends[node]
+        if tags[node] in _CONTAINERS and end is not None:
+            return end
+        node = parents[node]
+    return None
 
 
 def _insert_html_signature(html: str, signature: str) -> str:
+    """``html`` with the signature (``<p>`` and inline HTML) inside its main container."""
     if not signature:
         return html
+    at = _signature_spot(html)
+    if at is not None:
+        return html[:at] + signature + "\n" + html[at:]
     ends = list(_BODY_END_RE.finditer(html))
     if ends:
         at = ends[-1].start()
@@ -379,6 +598,9 @@ class _PlaceholderSpots(HTMLParser):
     html2text do around it: in text outside ``<style>``/``<script>``, or in an href, src, alt
     or title. html2text reads image attributes (alt text, links around an image) and an href
     that starts with a value (a ``#`` skips the link) by their content: no fast text there.
+    Nor where a link's text might equal its target for some member but not for another (the
+    text part writes the target once then): a value in either, unless their fixed beginnings
+    or ends already differ (``こちら`` never equals ``https://x.jp/?m={{ id }}``).
     """
 
     def __init__(self) -> None:
@@ -387,6 +609,7 @@ class _PlaceholderSpots(HTMLParser):
         self.text_ok = True
         self._raw: str | None = None
         self._link_with_value = False
+        self._link: tuple[str, list[str]] | None = None  # an open <a href>: (href, its text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._tag(tag, attrs)
@@ -410,18 +633,32 @@ class _PlaceholderSpots(HTMLParser):
                     self.text_ok = False
         if tag == "a":
             self._link_with_value = valued
-        elif tag == "img" and self._link_with_value:
-            self.text_ok = False
+            href = dict(attrs).get("href")
+            self._link = (href, []) if href and not href.startswith("#") else None
+        elif tag == "img":
+            if self._link_with_value:
+                self.text_ok = False
+            if self._link is not None:
+                self._link[1].append(dict(attrs).get("alt") or "")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == self._raw:
             self._raw = None
         if tag == "a":
             self._link_with_value = False
+            if self._link is not None:
+                href, seen = self._link
+                label = " ".join("".join(seen).split())
+                shown = href[7:] if href[:7].lower() == "mailto:" else href
+                if _may_equal(label, shown) or _may_equal(label, href):
+                    self.text_ok = False
+                self._link = None
 
     def handle_data(self, data: str) -> None:
         if self._raw and _Protected.TOKEN_RE.search(data):
             self.html_ok = False
+        if self._link is not None:
+            self._link[1].append(data)
 
     def handle_comment(self, data: str) -> None:
         self._not_here(data)
@@ -438,6 +675,18 @@ class _PlaceholderSpots(HTMLParser):
     def _not_here(self, data: str) -> None:
         if _Protected.TOKEN_RE.search(data):
             self.html_ok = False
+
+
+def _may_equal(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` can be equal for one member and not for another: each holds a
+    placeholder and neither their fixed beginnings nor their fixed ends tell them apart."""
+    split = _Protected.TOKEN_RE.split
+    pa, pb = split(a), split(b)
+    if len(pa) == 1 and len(pb) == 1:
+        return False  # no value: the same for every member
+    starts = pa[0].startswith(pb[0]) or pb[0].startswith(pa[0])
+    ends = pa[-1].endswith(pb[-1]) or pb[-1].endswith(pa[-1])
+    return starts and ends
 
 
 def _jinja_literal(text: str) -> str:
@@ -459,6 +708,7 @@ class _Protected:
         self.only_values = True
         self.pieces: list[str] = []  # placeholder index → original Jinja source
         self.exprs: list[str | None] = []  # the expression of a {{ }} tag, else None
+        self.filled: set[int] = set()  # placeholders replaced by a constant (the signature)
         source = compiled.source
         if "bcnbzq" in source:
             return
@@ -497,13 +747,28 @@ class _Protected:
         self.text = "".join(out)
         self.ok = True
 
+    def fill_signature(self, value: str) -> str:
+        """The text with each ``{{ signature }}``/``{{ 署名 }}`` placeholder replaced by ``value``:
+        a constant, so the fast template carries it as literal text."""
+        if "bcnbzq" in value:
+            return self.text
+        self.filled = {i for i, e in enumerate(self.exprs) if e in SIGNATURE_FIELDS}
+        return self.TOKEN_RE.sub(
+            lambda m: value if int(m.group(1)) in self.filled else m.group(), self.text
+        )
+
     def restore(self, text: str, for_text: bool = False) -> str | None:
         """Put the Jinja source back; None when placeholders were lost, doubled or reordered."""
         parts = self.TOKEN_RE.split(text)
         indexes = [int(i) for i in parts[1::2]]
-        if indexes != list(range(len(self.pieces))) and not for_text:
+        wanted = [i for i in range(len(self.pieces)) if i not in self.filled]
+        if indexes != wanted and not for_text:
             return None
-        if for_text and (len(set(indexes)) != len(indexes) or indexes != sorted(indexes)):
+        if for_text and (
+            len(set(indexes)) != len(indexes)
+            or indexes != sorted(indexes)
+            or self.filled.intersection(indexes)
+        ):
             return None
         out = []
         for i, part in enumerate(parts):
@@ -583,11 +848,12 @@ class Composer:
         names = set(self.subject_t.names) | set(self.body_t.names)
         for t in self.unsub_ts:
             names |= t.names
-        self._context = context_builder(names)
         used = columns_for(names)
         self._columns = None if used is None else used | {"id", "email"}
 
         self._signature()
+        self.sig_placed = bool(SIGNATURE_FIELDS & self.body_t.names)
+        self._context = self._context_with_signature(context_builder(names), names)
         self.fast_html = False
         self.fast_text = False
         if draft.html:
@@ -641,8 +907,11 @@ class Composer:
         return _fold_words(words) + f" <{s.from_addr}>"
 
     def _signature(self) -> None:
+        """The signature's three forms: text, inline HTML (``{{ signature }}``) and the block
+        :func:`_insert_html_signature` puts in the main container; all empty when it is off."""
         s, d = self.settings, self.draft
         self.sig_text = ""
+        self.sig_inline = ""
         self.sig_html = ""
         if not d.insert_signature:
             return
@@ -655,18 +924,35 @@ class Composer:
             return
         self.sig_text = text
         if d.html:
-            self.sig_html = (s.signature_html or "").strip() or (
-                html_lib.escape(text).replace("\n", "<br>\n")
-            )
+            configured = (s.signature_html or "").strip()
+            self.sig_inline = configured or _signature_html(text)
+            self.sig_html = configured or f"<p>{self.sig_inline}</p>"
         body_text = html_to_text(d.body) if d.html else d.body
         dup = bool(text.strip()) and _squash(text) in _squash(body_text)
-        if d.html and _squash(self.sig_html) in _squash(d.body):
+        if d.html and _squash(self.sig_inline) in _squash(d.body):
             dup = True
         if dup:
             self.warnings.append(
                 "本文にすでに署名が含まれています: 「設定している署名を挿入」がオンのため署名が"
                 "二重になります (the body already contains the signature)"
             )
+
+    def _context_with_signature(
+        self, build: Callable[[Mapping[str, Any]], dict[str, Any]], names: set[str]
+    ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+        """The member's context, plus ``signature``/``署名`` when a template names them."""
+        wanted = SIGNATURE_FIELDS & names
+        if not wanted:
+            return build
+        value: str = Markup(self.sig_inline) if self.draft.html else self.sig_text
+        extra = dict.fromkeys(wanted, value)
+
+        def with_signature(member: Mapping[str, Any]) -> dict[str, Any]:
+            ctx = build(member)
+            ctx.update(extra)
+            return ctx
+
+        return with_signature
 
     def _prepare_fast_html(self) -> None:
         """Settle, from the template alone, whether the fast paths can be sound at all.
@@ -679,7 +965,9 @@ class Composer:
         if not prot.ok or not prot.only_values:
             return
         try:
-            inlined = self._inliner.inline(_insert_html_signature(prot.text, self.sig_html))
+            inlined = self._inliner.inline(
+                self._place_signature(prot.fill_signature(self.sig_inline))
+            )
         except (ValueError, css_inline.InlineError):
             return
         spots = _PlaceholderSpots()
@@ -767,13 +1055,16 @@ class Composer:
         body = self.body_t.render(ctx, member_id)
         if not self.draft.html:
             return self._finish_text(body), None
-        html = _end_line(self._inliner.inline(_insert_html_signature(body, self.sig_html)))
+        html = _end_line(self._inliner.inline(self._place_signature(body)))
         return html_to_text(html), html
+
+    def _place_signature(self, html: str) -> str:
+        return html if self.sig_placed else _insert_html_signature(html, self.sig_html)
 
     def _finish_text(self, body: str) -> str:
         if "\r" in body:
             body = body.replace("\r\n", "\n").replace("\r", "\n")
-        if self.sig_text:
+        if self.sig_text and not self.sig_placed:
             return body.rstrip("\n") + "\n\n" + self.sig_text + "\n"
         return body if not body or body.endswith("\n") else body + "\n"
 

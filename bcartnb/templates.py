@@ -48,7 +48,16 @@ alias                       value
 ``状態``                    ``status``
 ``登録日時``                 ``created_at``
 ``更新日時``                 ``updated_at``
+``署名``                    ``signature``: the shop's signature (設定している署名), not a member
+                            field; see below
 ==========================  ==================================================================
+
+``{{ signature }}`` (or ``{{ 署名 }}``) places the shop's signature where the template wants it:
+in an HTML template it is HTML (escaped text, ``<br>`` between lines, each URL and mail address a
+link, or the settings' ``signature_html``), so put it where a paragraph's content may go, e.g.
+``<p class="signature">{{ signature }}</p>``; in a text template it is the signature's text. It
+is empty when 「設定している署名を挿入」 is off. Without it the signature goes inside the body's
+main container (the rule is in :mod:`bcartnb.compose`) or at the end of a text mail.
 
 Templates are bounded, per render, by the settings ``render_timeout`` (seconds) and
 ``max_mail_bytes``: the sandbox checks its clock on every call, attribute and loop step,
@@ -89,6 +98,7 @@ from bcartnb.settings import MAX_MAIL_BYTES, RENDER_TIMEOUT
 __all__ = [
     "FIELD_ALIASES",
     "SAMPLE_MEMBER",
+    "SIGNATURE_FIELDS",
     "CompiledTemplate",
     "LimitedSandbox",
     "RenderDeclined",
@@ -160,6 +170,9 @@ FIELD_ALIASES: dict[str, str | Callable[[Mapping[str, Any]], Any]] = {
     "登録日時": "created_at",
     "更新日時": "updated_at",
 }
+
+#: The names that place the shop's signature (filled by the composer, not from the member).
+SIGNATURE_FIELDS = frozenset({"signature", "署名"})
 
 #: The member a template must render against before it is saved: every canonical field set.
 SAMPLE_MEMBER: dict[str, Any] = {
@@ -589,6 +602,8 @@ Getter = Callable[[Mapping[str, Any]], Any]
 
 
 def _getter(name: str) -> Getter | None:
+    if name in SIGNATURE_FIELDS:
+        return None  # the composer's, not the member's
     if name == "member":
         return lambda m: {k: v for k, v in m.items() if not is_missing(v)}
     alias = FIELD_ALIASES.get(name)
@@ -612,6 +627,8 @@ def columns_for(names: Iterable[str]) -> frozenset[str] | None:
     """
     columns: set[str] = set()
     for name in names:
+        if name in SIGNATURE_FIELDS:
+            continue
         alias = FIELD_ALIASES.get(name)
         if name == "member" or (callable(alias) and alias not in _ALIAS_COLUMNS):
             return None
@@ -811,4 +828,6 @@ def check_renders(template: Template, member: Mapping[str, Any]) -> None:
         ("body", template.body, template.html),
     ):
         compiled = compile_template(source, template.name, part, html)
-        compiled.render(context_builder(compiled.names)(member), member_id)
+        context = context_builder(compiled.names)(member)
+        context.update(dict.fromkeys(SIGNATURE_FIELDS & compiled.names, "署名"))
+        compiled.render(context, member_id)

@@ -9,6 +9,8 @@ import re
 import time
 from datetime import datetime
 from email.message import EmailMessage
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,7 +31,7 @@ from bcartnb.compose import (
 )
 from bcartnb.exceptions import ComposeError, SelectionError, TemplateError
 from bcartnb.settings import Settings
-from bcartnb.templates import Template
+from bcartnb.templates import Template, TemplateStore
 
 NOW = datetime(2026, 11, 27, 10, 30, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
 SIGNATURE = (
@@ -251,8 +253,9 @@ def test_html_mail_structure_escaping_css_links_signature() -> None:
     assert "@media" in mail.html  # media queries kept, they cannot be inlined
     assert "A&B <script>商事</script>" in mail.text
     assert "https://shop.example.co.jp/items/?ref=mail&m=7" not in mail.text
-    assert "(https://shop.example.co.jp/items/?ref=mail&m=101)" in mail.text
-    assert "(https://shop.example.co.jp/stop)" in mail.text
+    # each link as its text and its target, not Markdown's [text](url)
+    assert "新商品はこちら（https://shop.example.co.jp/items/?ref=mail&m=101）" in mail.text
+    assert "配信停止はこちら（https://shop.example.co.jp/stop）" in mail.text
     # the text signature, escaped, with <br>, inside the body
     assert "サンプル商店 営業部<br>" in mail.html
     assert mail.html.index("サンプル商店 営業部") < mail.html.index("</body>")
@@ -320,6 +323,11 @@ _FAST_BODIES = (
     "<h1>{{ 会社名 }} 様</h1><blockquote>{{ 担当者名 }}</blockquote>",
     "<html><head><title>{{ 会社名 }}</title></head><body>{{ 都道府県 }} {{ 会社名 }}</body></html>",
     '<p><a href="https://x.jp/">https://x.jp/</a> <a href="{{ 会社名 }}">{{ 会社名 }}</a></p>',
+    # the signature placed by the template, links whose text may or may not be their target
+    '<div class="box"><p>{{ 会社名 }}</p><p>{{ 署名 }}</p></div>'
+    '<p><a href="https://x.jp/{{ 都道府県 }}">https://x.jp/{{ 会社名 }}</a>'
+    '<a href="mailto:x@x.jp?s={{ 都道府県 }}">x@x.jp?s={{ 会社名 }}</a></p>',
+    "<table><tr><td><p>{{ 会社名 }}</p></td></tr><tr><td>{{ 都道府県 }}</td></tr></table>",
 )
 _PIECES = st.sampled_from(
     [
@@ -576,3 +584,219 @@ def test_a_value_bigger_than_a_mail_is_refused_before_it_is_built() -> None:
     c = composer(body="{{ 会社名 * 10**8 }}")
     with pytest.raises(TemplateError, match=r"for member 101: a repeated value would be"):
         c.compose(MEMBER)
+
+
+# --- the demo templates as the member reads them ----------------------------------------------
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "data" / "templates"
+EXPECTED = Path(__file__).resolve().parent / "expected"
+DEMO_SETTINGS = SETTINGS.replace(
+    signature=(
+        "━━━━━━━━━━━━━━━━━━━━\nサンプル商店 営業部\n〒100-0001 東京都千代田区千代田1-1\n"
+        "TEL 03-0000-0000 / info@shop.example.co.jp\nhttps://shop.example.co.jp/\n"
+        "━━━━━━━━━━━━━━━━━━━━"
+    )
+)
+DEMO_MEMBER = member(department="購買部")
+
+
+def demo_mail(name: str, **draft: Any) -> ComposedMail:
+    template = TemplateStore(TEMPLATES).get(name)
+    c = Composer(Draft.from_template(template, **draft), DEMO_SETTINGS, "c-demo", clock=lambda: NOW)
+    return c.compose(DEMO_MEMBER)
+
+
+@pytest.mark.parametrize("name", TemplateStore(TEMPLATES).list())
+def test_demo_template_text_part_reads_as_reviewed(name: str) -> None:
+    """The text part of each demo template, compared with a reviewed file (tests/expected/)."""
+    mail = demo_mail(name)
+    expected = (EXPECTED / f"{name}.txt").read_text(encoding="utf-8")
+    assert mail.text == expected
+    for mark in ("# ", "[", "](", "**", "\\"):
+        assert mark not in mail.text, mark
+
+
+def test_every_demo_template_has_a_reviewed_text() -> None:
+    assert sorted(p.stem for p in EXPECTED.glob("*.txt")) == TemplateStore(TEMPLATES).list()
+
+
+class _Tree(HTMLParser):
+    """Just enough of a DOM: each element's tag, attributes and ancestors; where text sits."""
+
+    VOID = frozenset({"br", "img", "hr", "meta", "link", "input", "wbr"})
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str | None], tuple[int, ...]]] = []
+        self.texts: list[tuple[str, tuple[int, ...]]] = []  # (text, open elements)
+        self._open: list[int] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs), tuple(self._open)))
+        if tag not in self.VOID:
+            self._open.append(len(self.elements) - 1)
+
+    def handle_endtag(self, tag: str) -> None:
+        for depth in range(len(self._open) - 1, -1, -1):
+            if self.elements[self._open[depth]][0] == tag:
+                del self._open[depth:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        if data.strip():
+            self.texts.append((data, tuple(self._open)))
+
+    def around(self, text: str) -> tuple[int, ...]:
+        """The elements around the (first) text node containing ``text``."""
+        return next(path for data, path in self.texts if text in data)
+
+    def find(self, tag: str, **attrs: str) -> int:
+        return next(
+            i
+            for i, (t, a, _) in enumerate(self.elements)
+            if t == tag and all(a.get(k) == v for k, v in attrs.items())
+        )
+
+    def links(self) -> dict[str, str | None]:
+        return {a.get("href") or "": a.get("href") for t, a, _ in self.elements if t == "a"}
+
+
+def test_demo_html_signature_sits_in_the_box_where_the_template_put_it() -> None:
+    mail = demo_mail("HTMLニュースレター")
+    assert mail.html is not None
+    tree = _Tree(mail.html)
+    box = tree.find("div", **{"class": "wrap"})
+    for line in ("サンプル商店 営業部", "〒100-0001", "TEL 03-0000-0000"):
+        path = tree.around(line)
+        assert box in path  # inside the 600 px box, not flush left on the grey page
+        sig = path[-1]
+        assert tree.elements[sig][0] == "p" and tree.elements[sig][1]["class"] == "signature"
+    # styled like the box's paragraphs (inherited and inlined), not the browser's default
+    assert "font-size: 13px" in (
+        tree.elements[tree.find("p", **{"class": "signature"})][1]["style"] or ""
+    )
+    # every URL and mail address of the signature is a link
+    assert "https://shop.example.co.jp/" in tree.links()
+    assert "mailto:info@shop.example.co.jp" in tree.links()
+    assert mail.html.count("サンプル商店 営業部") == 1
+    assert mail.html.index("サンプル商店 営業部") < mail.html.index("</div>")
+
+
+def test_demo_html_without_signature_has_none() -> None:
+    mail = demo_mail("HTMLニュースレター", insert_signature=False)
+    assert mail.html is not None and "営業部" not in mail.html and "営業部" not in mail.text
+    assert '<p class="signature"' in mail.html  # the template's paragraph, left empty
+
+
+_BOX = (
+    "<html><head><style>.box { max-width: 600px; font-family: sans-serif; }</style></head>"
+    '<body style="background: #eee"><div class="box"><h1>{{ 会社名 }} 様</h1>'
+    '<p>本文です。</p><div class="inner"><p>一</p></div><p>最後の段落</p></div></body></html>'
+)
+_LAYOUT_TABLE = (
+    '<html><body><table width="100%"><tr><td align="center">'
+    '<table class="frame" width="600"><tr><td class="head">ロゴ</td></tr>'
+    '<tr><td class="main"><p>{{ 会社名 }} 様</p><p>本文</p></td></tr></table>'
+    "</td></tr></table></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "tag", "attrs"),
+    [
+        (_BOX, "div", {"class": "box"}),  # the max-width box holding every text
+        (_LAYOUT_TABLE, "td", {"class": "main"}),  # a layout table: the cell of the last text
+        ("<div id=c><p>{{ 会社名 }}</p></div>", "div", {"id": "c"}),  # a fragment
+        ("<html><body><p>{{ 会社名 }}</p><p>本文</p></body></html>", "body", {}),
+        ("<p>{{ 会社名 }}</p>", None, {}),  # one paragraph, no body: after it
+    ],
+)
+def test_signature_goes_inside_the_main_container(
+    body: str, tag: str | None, attrs: dict[str, str]
+) -> None:
+    for c in (composer(body=body, html=True), composer(body=body + "\n", html=True)):
+        mail = c.compose(MEMBER)
+        assert mail.html is not None
+        tree = _Tree(mail.html)
+        path = tree.around("サンプル商店 営業部")
+        if tag is not None:
+            assert tree.find(tag, **attrs) in path
+        assert tree.elements[path[-1]][0] == "p"  # its own paragraph
+        assert mail.text.rstrip().endswith("━━━━━━━━━━━━")
+        _, text, html = c.render_reference(MEMBER)
+        assert (mail.text, mail.html) == (text, html)
+
+
+@pytest.mark.parametrize("name", ["signature", "署名"])
+@pytest.mark.parametrize("html", [False, True])
+def test_the_template_places_the_signature(name: str, html: bool) -> None:
+    body = (
+        f'<div class="box"><p>{{{{ 会社名 }}}}</p><p class="sig">{{{{ {name} }}}}</p>'
+        "<p>配信停止はこちら</p></div>"
+        if html
+        else f"{{{{ 会社名 }}}}\n\n{{{{ {name} }}}}\n\n配信停止は返信で。\n"
+    )
+    c = composer(body=body, html=html)
+    mail = c.compose(MEMBER)
+    assert mail.text.count("サンプル商店 営業部") == 1
+    assert mail.text.index("サンプル商店 営業部") < mail.text.index("配信停止")
+    if html:
+        assert mail.html is not None and mail.html.count("サンプル商店 営業部") == 1
+        tree = _Tree(mail.html)
+        assert tree.around("サンプル商店 営業部")[-1] == tree.find("p", **{"class": "sig"})
+        assert c.fast_html and c.fast_text  # a constant: the fast paths still hold
+    off = composer(body=body, html=html, insert_signature=False).compose(MEMBER)
+    assert "営業部" not in off.text and "営業部" not in (off.html or "")
+
+
+def test_signature_urls_and_addresses_become_links_and_text_keeps_them_once() -> None:
+    s = SETTINGS.replace(
+        signature="サンプル商店\nhttps://shop.example.co.jp/a?b=1&c=2 (本店)\n"
+        "お問い合わせ: info@shop.example.co.jp.\n<b>太字ではない</b>"
+    )
+    mail = composer(body=HTML_BODY, html=True, settings=s).compose(MEMBER)
+    assert mail.html is not None
+    links = _Tree(mail.html).links()
+    assert "https://shop.example.co.jp/a?b=1&c=2" in links  # not the " (本店)"
+    assert "mailto:info@shop.example.co.jp" in links  # not the sentence's "."
+    assert "&lt;b&gt;太字ではない&lt;/b&gt;" in mail.html  # escaped text
+    assert "https://shop.example.co.jp/a?b=1&c=2 (本店)\n" in mail.text
+    assert "お問い合わせ: info@shop.example.co.jp.\n" in mail.text
+    assert "<b>太字ではない</b>" in mail.text
+
+
+def test_the_text_part_is_plain_text_not_markdown() -> None:
+    body = (
+        "<h1>冬のご案内</h1><h2>おすすめ</h2><p><b>太字</b>と<em>斜体</em>と<code>x</code></p>"
+        "<ul><li>木製トレー</li><li>ギフトボックス</li></ul><ol><li>一</li><li>二</li></ol>"
+        '<p>1. 商事 - 価格 *特価* <a href="https://x.jp/c">カタログ</a>、'
+        '<a href="https://x.jp/">https://x.jp/</a>、<a href="mailto:a@x.jp">a@x.jp</a>、'
+        '<a href="mailto:a@x.jp">お問い合わせ</a>、'
+        '<a href="https://x.jp/b"><img alt="バナー" src="b.png"></a>'
+        "</p><hr><p>配信停止</p>"
+    )
+    mail = composer(body=body, html=True, insert_signature=False).compose(MEMBER)
+    lines = mail.text.splitlines()
+    assert lines[:3] == ["冬のご案内", "", "おすすめ"]
+    assert "  ・木製トレー" in lines and "  ・ギフトボックス" in lines
+    assert "  1. 一" in lines
+    assert "太字と斜体とx" in lines
+    assert (
+        "1. 商事 - 価格 *特価* カタログ（https://x.jp/c）、https://x.jp/、a@x.jp、"
+        "お問い合わせ（a@x.jp）、バナー（https://x.jp/b）"
+    ) in lines
+    assert "―" * 20 in lines
+    for mark in ("#", "[", "](", "**", "\\", "`", "<http"):
+        assert mark not in mail.text, mark
+
+
+def test_a_link_whose_text_may_be_its_url_keeps_to_the_reference_path() -> None:
+    c = composer(body='<p><a href="https://x.jp/{{ id }}">https://x.jp/{{ id }}</a></p>', html=True)
+    mail = c.compose(MEMBER)
+    assert mail.text.splitlines()[0] == "https://x.jp/101"
+    assert c.fast_html and not c.fast_text
+    fixed = composer(body='<p><a href="https://x.jp/?m={{ id }}">こちら</a></p>', html=True)
+    assert fixed.fast_text
+    assert fixed.compose(MEMBER).text.startswith("こちら（https://x.jp/?m=101）")

@@ -133,6 +133,15 @@ def test_save_refuses_a_template_that_does_not_render(tmp_path: Path) -> None:
     assert store.list() == ["ok"]
 
 
+def test_signature_is_a_place_not_a_member_field(tmp_path: Path) -> None:
+    store = TemplateStore(tmp_path)
+    store.save(Template("sig", "件名", "{{ 会社名 }}\n\n{{ 署名 }}\n"))
+    store.save(Template("sig-html", "件名", "<p>{{ signature }}</p>", html=True))
+    assert store.list() == ["sig", "sig-html"]
+    assert templates_mod.columns_for({"会社名", "署名", "signature"}) == {"comp_name"}
+    assert templates_mod.context_builder({"署名"})({"署名": "x", "signature": "y"}) == {}
+
+
 def test_hand_written_file_with_bom_and_crlf(tmp_path: Path) -> None:
     text = (
         '\ufeff+++\r\nsubject = "【ご案内】{{ 会社名 }} 様"\r\nhtml = true\r\n+++\r\n'
