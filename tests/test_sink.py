@@ -182,7 +182,8 @@ def test_cli_sink_on_a_busy_port_exits_2_with_one_line(
     assert proc.returncode == 2
     assert out == ""
     assert err.count("\n") == 1
-    assert err.startswith(f"bcartnb: error: SMTP server 127.0.0.1:{port}: cannot listen: ")
+    assert err.startswith("bcartnb: error: 送信エラー / ")  # the kind, in Japanese, first
+    assert f"SMTP server 127.0.0.1:{port}: cannot listen: " in err
 
 
 def test_server_connections_have_nagle_off(tmp_path: Path) -> None:
