@@ -96,10 +96,12 @@ def classes(w: widgets.Widget) -> set[str]:
     return {c for x in walk(w) for c in x._dom_classes}
 
 
-def to_compose(wizard: Wizard, ids: list[int]) -> None:
+def to_compose(wizard: Wizard, ids: list[int], *, opt_in_only: bool = False) -> None:
+    """Tick ``ids`` and go to the form, メール案内 as given (the fixture has opted-out members)."""
     wizard.table.check(ids)
     wizard.send_checked.click()
     assert wizard.stage == "compose", wizard.status.value
+    wizard.compose.opt_in.value = opt_in_only
 
 
 # --- the whole flow --------------------------------------------------------------------
@@ -116,6 +118,7 @@ def test_filter_check_compose_confirm_send(wizard: Wizard, server: TestServer) -
     wizard.table.check([1003, 1007])
     assert wizard.table.checked_count.value == "チェックした会員: 2件"
     wizard.send_checked.click()
+    wizard.compose.opt_in.value = False  # these members include opted-out ones
     assert wizard.stage == "compose"
     assert "今月の残り: 2,000件" in wizard.compose.quota.value
     assert "送信件数</b>: 2件" in wizard.compose.counts.value
@@ -191,10 +194,18 @@ def test_send_all_results_with_opt_in_only(wizard: Wizard, server: TestServer) -
     wizard.filter_step.apply.click()
     wizard.send_all.click()
     assert wizard.stage == "compose" and wizard.checked == ()
-    assert "送信件数</b>: 6件" in wizard.compose.counts.value
-    wizard.compose.opt_in.value = True  # 1001 and 1007 (i % 3 == 0) do not take mail
+    # メール案内 is ticked by default: 1001 and 1007 (i % 3 == 0) do not take mail
+    assert wizard.compose.opt_in.value is True
     assert "送信件数</b>: 4件" in wizard.compose.counts.value
     assert "メール案内を受け取らない 2件" in wizard.compose.counts.value
+    assert wizard.compose.opt_in_notice.layout.display == "none"
+    wizard.compose.opt_in.value = False  # unticked: everyone, and a notice why not to
+    assert "送信件数</b>: 6件" in wizard.compose.counts.value
+    assert wizard.compose.opt_in_notice.layout.display is None
+    assert "特定電子メール法" in wizard.compose.opt_in_notice.value
+    wizard.compose.opt_in.value = True
+    assert "送信件数</b>: 4件" in wizard.compose.counts.value
+    assert wizard.compose.opt_in_notice.layout.display == "none"
     wizard.compose.template.value = "テキストニュースレター"
     wizard.compose.to_confirm.click()
     wizard.confirm.send.click()
@@ -228,6 +239,7 @@ def test_quota_refusal_shows_in_status_and_disables_send(
     settings = make_settings(tmp_path, repo_root, server.settings(), plan="light")
     wizard = Wizard(path, settings)
     wizard.send_all.click()
+    wizard.compose.opt_in.value = False  # these members include opted-out ones
     assert "今月の残り: 100件" in wizard.compose.quota.value
     wizard.compose.template.value = "テキストニュースレター"
     wizard.compose.to_confirm.click()
@@ -469,6 +481,7 @@ def test_test_send_goes_to_one_address_uncounted(wizard: Wizard, server: TestSer
     wizard.filter_step.apply.click()
     wizard.table.check([1003, 1007])
     wizard.send_checked.click()
+    wizard.compose.opt_in.value = False  # these members include opted-out ones
     wizard.compose.template.value = "テキストニュースレター"
     wizard.compose.to_confirm.click()
     assert wizard.confirm.test_to.value == ADMIN  # the admin address by default
@@ -510,6 +523,7 @@ def test_new_campaign_after_a_send_without_a_new_cell(wizard: Wizard, server: Te
     assert again.layout.display == "none"  # nothing sent yet
     wizard.table.check([1001, 1002])
     wizard.send_checked.click()
+    wizard.compose.opt_in.value = False  # these members include opted-out ones
     wizard.compose.template.value = "テキストニュースレター"
     wizard.compose.to_confirm.click()
     wizard.confirm.send.click()
@@ -522,6 +536,7 @@ def test_new_campaign_after_a_send_without_a_new_cell(wizard: Wizard, server: Te
     assert wizard.table.checked == () and "新しい配信" in wizard.status.value
     wizard.table.check([1003])
     wizard.send_checked.click()
+    wizard.compose.opt_in.value = False  # these members include opted-out ones
     assert wizard.compose.template.value == "テキストニュースレター"  # the form kept it
     wizard.compose.to_confirm.click()
     assert wizard.stage == "confirm" and not wizard.confirm.send.disabled

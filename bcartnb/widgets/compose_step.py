@@ -76,10 +76,19 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
             value=True, description="設定している署名を挿入", indent=False
         )
         self.signature.add_class("bcartnb-signature")
+        # ticked by default: advertising mail goes to those who agreed to it (特定電子メール法)
         self.opt_in = widgets.Checkbox(
-            value=False, description="メール案内「受け取る」の会員にのみ送信", indent=False
+            value=True, description="メール案内「受け取る」の会員にのみ送信", indent=False
         )
         self.opt_in.add_class("bcartnb-opt-in")
+        self.opt_in_notice = widgets.HTML(
+            '<div style="color:#b00020">メール案内を「受け取らない」会員にも送ります。'
+            "広告・宣伝のメールは、受け取ることに同意した会員にだけ送るのが原則です"
+            "（特定電子メール法）。</div>"
+        )
+        self.opt_in_notice.add_class("bcartnb-opt-in-notice")
+        self.opt_in_notice.layout.display = "none"
+        self.opt_in.observe(self._on_opt_in, names="value")
         self.back = widgets.Button(description="戻る", icon="arrow-left")
         self.back.add_class("bcartnb-compose-back")
         self.to_confirm = widgets.Button(description="確認画面へ", button_style="primary")
@@ -93,6 +102,7 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
                 self.subject,
                 self.body,
                 widgets.HBox([self.html, self.signature, self.opt_in]),
+                self.opt_in_notice,
                 widgets.HBox([self.back, self.to_confirm]),
             ]
         )
@@ -109,6 +119,9 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
             self.back,
             self.to_confirm,
         ]
+
+    def _on_opt_in(self, change: dict[str, Any]) -> None:
+        self.opt_in_notice.layout.display = "none" if change["new"] else None
 
     def refresh_templates(self) -> None:
         """Re-read the template names (another notebook may have saved one meanwhile)."""
