@@ -198,6 +198,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 def _cmd_campaigns(args: argparse.Namespace) -> int:
     from bcartnb.ledger import Ledger
+    from bcartnb.ledger.campaigns import LEFT_STATES
     from bcartnb.settings import load_settings
 
     settings = load_settings()
@@ -226,7 +227,7 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
     labels = {"sending": "送信中", "unfinished": "送信途中", "done": "完了", "cancelled": "取消"}
     print("キャンペーンID               登録日時            状態         送信済み  失敗  残り")
     for r, (_, full) in zip(rows, frame.iterrows(), strict=True):
-        left = sum(int(full[s]) for s in ("pending", "sending", "deferred", "uncertain"))
+        left = sum(int(full[s]) for s in LEFT_STATES)
         status = labels.get(r["status"], r["status"])
         print(
             f"{r['campaign_id']:<28} {r['created_at'][:16].replace('T', ' '):<19} "

@@ -252,7 +252,7 @@ def _run(
                     deferred = led.deferred(cid)
                     if not deferred:
                         break
-                    sender.wait(min(opts.backoff * 2 ** (round_no - 1), MAX_BACKOFF))
+                    sender.wait(_backoff(opts, round_no))
                     sender.run_round(deferred)
             except KeyboardInterrupt:
                 interrupted = True
@@ -284,8 +284,7 @@ def _run(
                 for round_no in range(1, opts.retries + 1):
                     if admin != "deferred":  # a greylisting server defers it like the rest
                         break
-                    sleep(min(opts.backoff * 2 ** (round_no - 1), MAX_BACKOFF))
-                    led.heartbeat(cid)
+                    sender.wait(_backoff(opts, round_no))  # the members' waits, the same way
                     admin = send_admin_copy(plan, led, tr, holder)
                 if admin == "sent":  # the refusals on the way are history, not news
                     holder.warnings = [w for w in holder.warnings if "配信控え" not in w]
@@ -324,6 +323,11 @@ def _run(
         )
     summary.stopped, summary.stopped_ja = _why_unfinished(summary, sender.fatal, opts, owed)
     return summary
+
+
+def _backoff(opts: DeliverySettings, round_no: int) -> float:
+    """The wait before retry round ``round_no`` (1, 2, …): ``backoff`` doubling, capped."""
+    return min(opts.backoff * 2.0 ** (round_no - 1), MAX_BACKOFF)
 
 
 def _why_unfinished(

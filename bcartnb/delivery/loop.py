@@ -34,7 +34,12 @@ from typing import Any, NamedTuple, cast
 
 from bcartnb.delivery.plan import SendPlan
 from bcartnb.delivery.spool import Spool
-from bcartnb.exceptions import BcartnbError, TransportError
+from bcartnb.exceptions import (
+    BcartnbError,
+    CampaignStateError,
+    QuotaExceededError,
+    TransportError,
+)
 from bcartnb.ledger import DeliveryResult, Ledger, Recipient
 from bcartnb.ledger.journal import COUNTED_FROM
 from bcartnb.transports import (
@@ -542,6 +547,4 @@ class Sender:
 
 def _recorded_alone(err: BcartnbError) -> bool:
     """The ledger refused a hand-over after committing the results alone (see exchange)."""
-    from bcartnb.exceptions import CampaignStateError, QuotaExceededError
-
     return isinstance(err, (CampaignStateError, QuotaExceededError))
