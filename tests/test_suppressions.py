@@ -410,3 +410,38 @@ def test_the_list_on_the_command_line_and_its_b_cart_export(tmp_path: Path, smtp
     assert bcartnb("unsuppress", "USER2@example.co.jp", env=env, cwd=tmp_path).returncode == 0
     after = json.loads(bcartnb("suppressions", "--json", env=env, cwd=tmp_path).stdout)
     assert len(after) == 2
+
+
+def test_the_wizard_shows_listed_members_as_suppressed_and_never_mails_them(
+    tmp_path: Path, repo_root: Path, smtp_server: Server
+) -> None:
+    from ipywidgets import HTML
+    from test_widgets import HEADER, make_settings, member_rows, walk
+
+    from bcartnb.widgets import Wizard
+
+    server = smtp_server()
+    path = tmp_path / "members.csv"
+    path.write_text(HEADER + member_rows(["東京都"] * 4), encoding="utf-8")
+    settings = make_settings(tmp_path, repo_root, server.settings())
+    with Ledger.open(settings.db) as led:
+        led.suppress("USER1002@example.co.jp", "unsubscribed", source="server")
+    wizard = Wizard(path, settings)
+    cells = [x.value for x in walk(wizard.table.grid) if isinstance(x, HTML)]
+    assert cells.count("配信停止・不達") == 1  # the member table says why
+    wizard.send_all.click()
+    assert wizard.stage == "compose", wizard.status.value
+    wizard.compose.opt_in.value = False
+    assert "配信停止・不達 1件" in wizard.compose.counts.value
+    wizard.compose.template.value = "テキストニュースレター"
+    wizard.compose.to_confirm.click()
+    assert wizard.stage == "confirm", wizard.status.value
+    assert "配信停止・不達 1件" in wizard.confirm.counts.value
+    wizard.confirm.send.click()
+    assert wizard.stage == "done", wizard.status.value
+    server.wait_for(4)
+    assert sorted(r.recipients[0] for r in server.received if r.recipients != (ADMIN,)) == [
+        "user1001@example.co.jp",
+        "user1003@example.co.jp",
+        "user1004@example.co.jp",
+    ]
