@@ -17,6 +17,7 @@ context (file, row, column, host:port) is in the message and the cause in ``__ca
     ├── QuotaError
     │   ├── QuotaExceededError        exit 3: the campaign does not fit in this month's cap
     │   └── LedgerError               the SQLite ledger is corrupt, locked or from a newer schema
+    ├── BcartApiError                 the B-Cart API could not be reached or refused a request
     └── DeliveryError
         ├── TransportError            SMTP connect, TLS, AUTH failures: names host:port
         ├── CampaignStateError        the campaign runs elsewhere, was sent already, unknown id
@@ -27,6 +28,7 @@ context (file, row, column, host:port) is in the message and the cause in ``__ca
 from __future__ import annotations
 
 __all__ = [
+    "BcartApiError",
     "BcartnbError",
     "CampaignStateError",
     "ComposeError",
@@ -129,6 +131,16 @@ class LedgerError(QuotaError):
     """The ledger file is corrupt, locked, or written by a newer bcartnb; it was not touched."""
 
     heading = "配信記録ファイルのエラー"
+
+
+class BcartApiError(BcartnbError):
+    """The B-Cart API stayed unreachable, or refused a request, after its retries.
+
+    An expired or wrong access token is a :class:`SettingsError` instead (the shop fixes
+    ``BCARTNB_BCART_TOKEN``); neither ever carries the token itself.
+    """
+
+    heading = "BカートAPIのエラー"
 
 
 class DeliveryError(BcartnbError):

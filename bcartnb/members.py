@@ -1,6 +1,7 @@
-"""Members: a B-Cart member CSV read into one typed DataFrame, and the address rules.
+"""Members: a B-Cart member CSV or API snapshot read into one typed frame, and the address rules.
 
-The frame is the same whatever the source (a CSV today, the B-Cart API later): canonical
+The frame is the same whatever the source (the CSV export, or a ``.parquet`` snapshot pulled
+from the B-Cart API by :mod:`bcartnb.bcart_api`; both go through :func:`typed_members`): canonical
 columns named after the API's customer keys, in :data:`CANONICAL_COLUMNS` order, then every
 other column of the file (カスタム項目) under its own header, as text. A canonical column
 missing from the file is still there, blank, so later stages never need to ask whether
@@ -43,6 +44,7 @@ __all__ = [
     "COLUMN_LABELS",
     "HEADER_ALIASES",
     "MM_FLAG_VALUES",
+    "SNAPSHOT_SUFFIXES",
     "address_codes",
     "check_addresses",
     "empty_members",
@@ -51,6 +53,7 @@ __all__ = [
     "normalize_addresses",
     "read_members",
     "to_arrow_strings",
+    "typed_members",
 ]
 
 # canonical name, kind, Japanese headers accepted (the first is the label shown to users)
@@ -102,6 +105,8 @@ MM_FLAG_VALUES: Final[Mapping[str, bool]] = {
     "": False,
 }
 
+#: File suffixes read as a B-Cart API snapshot (:mod:`bcartnb.bcart_api`); anything else is a CSV.
+SNAPSHOT_SUFFIXES: Final = (".parquet",)
 TOKYO: Final = "Asia/Tokyo"
 _REQUIRED: Final = ("id", "email")
 # ASCII white space and the full-width space U+3000, trimmed around an address.
@@ -601,14 +606,20 @@ def _long_row_error(text: str, width: int, where: _Where) -> MembersFileError:
 def read_members(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a B-Cart member CSV (CP932/Shift_JIS, UTF-8 or UTF-8 with BOM) into a typed frame.
 
-    Headers may be Japanese (会員ID, メールアドレス, ...) or canonical (id, email, ...);
-    other columns are kept as text. Dtypes: ``id`` int64, group ids nullable ``Int64``,
-    ``mm_flag`` bool, ``created_at``/``updated_at`` Asia/Tokyo datetimes, the rest text with
-    blanks as missing; ``email`` is trimmed. Rows whose every cell is blank (Excel leaves
-    them) are dropped. Anything unreadable is a :class:`MembersFileError` naming the file,
+    A ``.parquet`` file is a snapshot pulled from the B-Cart API (``bcartnb bcart pull``) and
+    gives the same frame as the CSV export of the same members. Headers may be Japanese
+    (会員ID, メールアドレス, ...) or canonical (id, email, ...); other columns are kept as text.
+    Dtypes: ``id`` int64, group ids nullable ``Int64``, ``mm_flag`` bool,
+    ``created_at``/``updated_at`` Asia/Tokyo datetimes, the rest text with blanks as missing;
+    ``email`` is trimmed. Rows whose every cell is blank (Excel leaves them) are dropped.
+    Anything unreadable is a :class:`MembersFileError` naming the file,
     row and column: nothing half-read comes back.
     """
     file = Path(path)
+    if file.suffix.lower() in SNAPSHOT_SUFFIXES:  # the one place a source is told apart
+        from bcartnb.bcart_api import read_snapshot
+
+        return read_snapshot(file)
     where = _Where(file)
     raw = _read_file(file, where)
     _check_not_binary(raw, where)
@@ -616,7 +627,22 @@ def read_members(path: str | os.PathLike[str]) -> pd.DataFrame:
     if not text.strip(_SPACES + "\ufeff"):
         raise where.error("is empty: a member CSV needs a header row and members")
     header, body = _parse(text, where)
+    frame = typed_members(header, body, file)
+    frame.attrs["encoding"] = encoding
+    return frame
 
+
+def typed_members(
+    header: list[str], body: pd.DataFrame, source: str | os.PathLike[str]
+) -> pd.DataFrame:
+    """The member frame from a source's text: ``header`` names ``body``'s columns, every cell
+    a string as a CSV holds it ("" for blank).
+
+    Every source goes through here (the CSV export, the B-Cart API snapshot), so the same
+    members give the same typed frame whichever way they came: one set of column rules.
+    """
+    file = Path(source)
+    where = _Where(file)
     columns: dict[str, tuple[int, str]] = {}  # column name -> (position, header)
     for pos, head in enumerate(header):
         if not head:
@@ -660,7 +686,6 @@ def read_members(path: str | os.PathLike[str]) -> pd.DataFrame:
     _check_unique_ids(frame["id"], where, columns["id"][1])
     frame.attrs = {
         "source": str(file),
-        "encoding": encoding,
         "headers": headers,
         "missing_columns": [n for n in CANONICAL_COLUMNS if n not in columns],
     }

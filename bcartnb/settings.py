@@ -6,11 +6,12 @@ Where they come from, the later winning:
 2. the TOML file named by ``BCARTNB_CONFIG`` (else ``./bcartnb.toml`` when it exists);
 3. a ``.env`` file in the current directory (it never overrides a variable already set);
 4. the environment: ``BCARTNB_SMTP_HOST``, ``_PORT``, ``_SECURITY``, ``_USER``, ``_PASSWORD``,
-   ``BCARTNB_PLAN``, ``BCARTNB_DB``.
+   ``BCARTNB_PLAN``, ``BCARTNB_DB``, ``BCARTNB_BCART_TOKEN``.
 
-The SMTP password is read from the environment only: a TOML file or a papermill parameter
-would end up in a repository or an executed notebook. Relative paths in the file are
-relative to the file, so a campaign folder can be moved as a whole.
+The SMTP password and the B-Cart access token are read from the environment only: a TOML
+file or a papermill parameter would end up in a repository or an executed notebook.
+Relative paths in the file are relative to the file, so a campaign folder can be moved as a
+whole.
 """
 
 from __future__ import annotations
@@ -28,13 +29,16 @@ from email.headerregistry import Address, AddressHeader, HeaderRegistry
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from bcartnb.exceptions import SettingsError
 from bcartnb.quota import resolve_plan
 
 __all__ = [
+    "BCART_API_URL",
     "MAX_MAIL_BYTES",
     "RENDER_TIMEOUT",
+    "BcartSettings",
     "DeliverySettings",
     "Settings",
     "SmtpSettings",
@@ -71,11 +75,15 @@ _TOP_KEYS = {
     "unsubscribe_mailto",
     "smtp",
     "delivery",
+    "bcart",
     "render_timeout",
     "max_mail_bytes",
 }
 _SMTP_KEYS = {"host", "port", "security", "user", "timeout", "allow_plaintext_auth"}
 _DELIVERY_KEYS = {"connections", "rate_per_second", "rate_per_hour", "retries", "backoff"}
+_BCART_KEYS = {"api_url"}
+#: B-Cart's public REST API (https://api.bcart.jp/api/v1); ``[bcart] api_url`` points elsewhere.
+BCART_API_URL = "https://api.bcart.jp/api/v1"
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,54 @@ class DeliverySettings:
         _in_range("[delivery] backoff", self.backoff, 0, 3600, unit=" seconds")
 
 
+@dataclass(frozen=True)
+class BcartSettings:
+    """Where the B-Cart API is, and the access token (プライベートアプリ管理) to call it with.
+
+    The token comes only from ``BCARTNB_BCART_TOKEN`` (environment or ``.env``): it is never
+    shown (``repr=False``), and it goes over https only, except to this machine (tests).
+    """
+
+    api_url: str = BCART_API_URL
+    token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.api_url) if isinstance(self.api_url, str) else None
+        bad = (
+            parts is None
+            or parts.scheme not in ("https", "http")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.password is not None
+            or bool(parts.query or parts.fragment)
+            or _CONTROL.search(self.api_url) is not None
+            or any(ch.isspace() for ch in self.api_url)
+        )
+        if bad:
+            raise SettingsError(
+                f"[bcart] api_url must be an http(s) URL such as {BCART_API_URL} "
+                f"(no user, query or fragment), not {self.api_url!r}",
+                ja=f"設定 [bcart] api_url は {BCART_API_URL} のようなURLにしてください。",
+            )
+        assert parts is not None and parts.hostname is not None
+        if parts.scheme == "http" and not _is_local(parts.hostname):
+            # the Bearer token would cross the network in clear text
+            raise SettingsError(
+                f"[bcart] api_url {self.api_url!r} is plain http to another host: use https",
+                ja="設定 [bcart] api_url が暗号化なし（http）です。https のURLにしてください。",
+            )
+        if self.token is not None and (
+            not self.token or _CONTROL.search(self.token) or any(c.isspace() for c in self.token)
+        ):
+            # the value itself is never repeated: it is a secret
+            raise SettingsError(
+                "BCARTNB_BCART_TOKEN holds white space or a control character "
+                "(copy the access token again, on one line)",
+                ja="BCARTNB_BCART_TOKEN のアクセストークンに空白や改行が含まれています。"
+                "プライベートアプリ管理でコピーし直してください。",
+            )
+
+
 def _is_local(host: str) -> bool:
     """This machine: a plain connection to it never leaves it."""
     if host.lower() in ("localhost", "localhost.localdomain"):
@@ -186,6 +242,7 @@ class Settings:
     unsubscribe_mailto: str | None = None
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    bcart: BcartSettings = field(default_factory=BcartSettings)
     source: Path | None = None
     render_timeout: float = RENDER_TIMEOUT
     max_mail_bytes: int = MAX_MAIL_BYTES
@@ -455,6 +512,16 @@ def load_settings(
         if key in delivery_data:
             dkw[key] = float(check_type(delivery_data, key, (int, float), f"{where} [delivery]"))
 
+    bcart_data = data.get("bcart", {})
+    if not isinstance(bcart_data, dict):
+        raise SettingsError(f"{where}: [bcart] must be a table")
+    check_keys(bcart_data, _BCART_KEYS, f"{where} [bcart]")
+    bkw: dict[str, Any] = {}
+    if "api_url" in bcart_data:
+        bkw["api_url"] = check_type(bcart_data, "api_url", str, f"{where} [bcart]")
+    if envd.get("BCARTNB_BCART_TOKEN"):
+        bkw["token"] = envd["BCARTNB_BCART_TOKEN"].strip()
+
     # The environment wins over the file.
     if envd.get("BCARTNB_PLAN"):
         kw["plan"] = envd["BCARTNB_PLAN"]
@@ -484,6 +551,11 @@ def load_settings(
         smtp_kw["port"] = 465 if security == "ssl" else 587
 
     try:
-        return Settings(**kw, smtp=SmtpSettings(**smtp_kw), delivery=DeliverySettings(**dkw))
+        return Settings(
+            **kw,
+            smtp=SmtpSettings(**smtp_kw),
+            delivery=DeliverySettings(**dkw),
+            bcart=BcartSettings(**bkw),
+        )
     except SettingsError as err:
         raise SettingsError(f"{where}: {err}", ja=err.ja) from None

@@ -1,0 +1,373 @@
+"""Members pulled from the B-Cart API into a snapshot file, and read back as the member frame.
+
+``GET /customers`` gives each member as JSON with the keys our canonical columns are named
+after; :func:`customers_text` turns them into the text a CSV export holds (``mm_flag`` 1/0,
+dates as B-Cart writes them, blanks as ""), with each カスタム項目 under its name from
+``GET /customer_customs``, and :func:`bcartnb.members.typed_members` types that text the way
+it types a CSV. So a snapshot and the CSV export of the same members are the same frame, by
+one set of rules.
+
+The snapshot is a Parquet file of that text (pyarrow), one string column a header, with
+``pulled_at`` (Asia/Tokyo) and ``api_url`` in its metadata; never the token. It is written
+to a temporary file and renamed into place only once every member was fetched and typed:
+a failed pull leaves the previous snapshot as it was, never half a member list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from bcartnb import __version__
+from bcartnb.bcart_api.client import BcartClient
+from bcartnb.exceptions import BcartApiError, MembersFileError
+from bcartnb.members import typed_members
+
+__all__ = [
+    "DEFAULT_SNAPSHOT",
+    "METADATA_KEY",
+    "PAGE_SIZE",
+    "Pulled",
+    "customers_text",
+    "fetch_customers",
+    "pull",
+    "read_snapshot",
+    "snapshot_info",
+    "write_snapshot",
+]
+
+#: ``GET /customers`` returns at most 100 members a request (``limit``), paged by ``offset``.
+PAGE_SIZE: Final = 100
+#: Where ``bcartnb bcart pull`` writes without ``--out``: one name, so a campaign run again
+#: on a fresh pull is recognised as the same campaign (its fingerprint holds the path).
+DEFAULT_SNAPSHOT: Final = "bcart_members.parquet"
+METADATA_KEY: Final = b"bcartnb.snapshot"
+_FORMAT: Final = 1
+_TOKYO: Final = ZoneInfo("Asia/Tokyo")
+# keys whose value is not one member field: customs is spread into columns
+_NESTED: Final = frozenset({"customs"})
+
+
+@dataclass
+class Pulled:
+    """What a pull brought: the members' text (header, rows) and what the run noticed."""
+
+    header: list[str]
+    rows: list[list[str]]
+    pulled_at: datetime
+    api_url: str
+    requests: int = 0
+    retries: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def members(self) -> int:
+        return len(self.rows)
+
+
+def _text(value: Any, member: Any, key: str) -> str:
+    """One JSON value as the CSV export would show it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        if "\0" in value:
+            raise BcartApiError(
+                f"member {member}: {key} holds a NUL character",
+                ja=f"会員ID {member} の {key} に NUL 文字が含まれています。",
+            )
+        return value
+    if isinstance(value, list):  # a check-box custom field with several values
+        return ",".join(_text(v, member, key) for v in value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def customers_text(
+    customers: Sequence[Mapping[str, Any]], custom_names: Mapping[int, str]
+) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of text, as a CSV export of the same members would hold them.
+
+    Columns are the members' keys in the order first seen, then each カスタム項目 by its
+    name, in ``/customer_customs`` order; a field id the list does not know is named
+    ``カスタム項目{id}``. A member's missing key is blank.
+    """
+    keys: dict[str, None] = {}
+    customs: dict[str, None] = {name: None for name in custom_names.values()}
+    for member in customers:
+        for key in member:
+            if key not in _NESTED:
+                keys.setdefault(key)
+        for item in _custom_items(member):
+            customs.setdefault(custom_names.get(item[0], f"カスタム項目{item[0]}"))
+    header = [*keys, *customs]
+    rows = []
+    for member in customers:
+        member_id = member.get("id")
+        values = {k: _text(v, member_id, k) for k, v in member.items() if k not in _NESTED}
+        for fid, value in _custom_items(member):
+            name = custom_names.get(fid, f"カスタム項目{fid}")
+            values[name] = _text(value, member_id, name)
+        rows.append([values.get(h, "") for h in header])
+    return header, rows
+
+
+def _custom_items(member: Mapping[str, Any]) -> Iterable[tuple[int, Any]]:
+    """``customs``: ``[{"field_id": 11, "value": "..."}]`` (see the package docstring)."""
+    items = member.get("customs") or []
+    if not isinstance(items, list):
+        raise BcartApiError(f"member {member.get('id')}: customs is not a list: {items!r:.80}")
+    for item in items:
+        if not isinstance(item, Mapping) or not isinstance(item.get("field_id"), int):
+            raise BcartApiError(
+                f"member {member.get('id')}: a customs entry has no field_id: {item!r:.80}"
+            )
+        yield item["field_id"], item.get("value")
+
+
+def fetch_customers(
+    client: BcartClient,
+    *,
+    page_size: int = PAGE_SIZE,
+    progress: bool | Callable[[int], None] = True,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every member, page by page (``limit``/``offset``), and the warnings of the pull.
+
+    A page shorter than ``page_size`` is the last; a 404 past the first page is read as
+    "no more" too. Paging by offset can see a member twice when members are added during
+    the pull: the later copy is kept, and the warning says so.
+    """
+    bar = _bar(progress)
+    members: dict[int, dict[str, Any]] = {}
+    seen = 0
+    offset = 0
+    try:
+        while True:
+            page = client.get("customers", {"limit": page_size, "offset": offset})
+            if page is None and offset > 0:
+                break
+            items = page.get("customers") if isinstance(page, dict) else None
+            if not isinstance(items, list) or not all(isinstance(m, dict) for m in items):
+                raise BcartApiError(
+                    f"GET customers?offset={offset}: the reply has no list of customers",
+                    ja="BカートAPIの会員一覧の応答の形が想定と違います。",
+                )
+            for member in items:
+                mid = member.get("id")
+                if isinstance(mid, bool) or not isinstance(mid, int):
+                    raise BcartApiError(
+                        f"GET customers?offset={offset}: a member without an integer id: "
+                        f"{mid!r:.40}",
+                        ja="BカートAPIの応答に会員IDのない会員があります。",
+                    )
+                members[mid] = member
+            seen += len(items)
+            bar(len(items))
+            if len(items) < page_size:
+                break
+            offset += len(items)
+    finally:
+        bar(-1)
+    warnings = []
+    if seen > len(members):
+        warnings.append(
+            f"取得中に会員が追加・変更されたため、{seen - len(members)} 件を重複として除きました"
+            "（最新の内容を使っています）。"
+        )
+    return list(members.values()), warnings
+
+
+def _bar(progress: bool | Callable[[int], None]) -> Callable[[int], None]:
+    """tqdm.auto (a widget in Jupyter, a bar in a terminal), the caller's callback, or none.
+
+    The callback gets the number of members in each page; -1 when the pull ends.
+    """
+    if callable(progress):
+        return progress
+    if not progress:
+        return lambda n: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc="会員を取得中", unit="件")
+
+    def update(n: int) -> None:
+        if n < 0:
+            bar.close()
+        else:
+            bar.update(n)
+
+    return update
+
+
+def _custom_names(client: BcartClient) -> dict[int, str]:
+    """``GET /customer_customs``: field id → 項目名 (an API without it has no custom fields)."""
+    reply = client.get("customer_customs")
+    if reply is None:
+        return {}
+    items = reply.get("customer_customs") if isinstance(reply, dict) else None
+    if not isinstance(items, list):
+        raise BcartApiError(
+            "GET customer_customs: the reply has no list of customer_customs",
+            ja="BカートAPIの会員カスタム項目の応答の形が想定と違います。",
+        )
+    names: dict[int, str] = {}
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("id"), int) and item.get("name"):
+            names[item["id"]] = str(item["name"]).strip()
+    return names
+
+
+def pull(
+    client: BcartClient,
+    *,
+    page_size: int = PAGE_SIZE,
+    progress: bool | Callable[[int], None] = True,
+    now: datetime | None = None,
+) -> Pulled:
+    """Every member and the custom fields' names, mapped to the CSV export's text."""
+    pulled_at = (now or datetime.now(_TOKYO)).astimezone(_TOKYO)
+    names = _custom_names(client)
+    customers, warnings = fetch_customers(client, page_size=page_size, progress=progress)
+    header, rows = customers_text(customers, names)
+    return Pulled(
+        header=header,
+        rows=rows,
+        pulled_at=pulled_at,
+        api_url=client.api_url,
+        requests=client.requests,
+        retries=client.retries,
+        warnings=warnings,
+    )
+
+
+def _body(header: Sequence[str], rows: Sequence[Sequence[str]]) -> pd.DataFrame:
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(header)
+    return pd.DataFrame(
+        {i: pd.Series(list(col), dtype="str") for i, col in enumerate(columns)},
+        index=pd.RangeIndex(len(rows)),
+    )
+
+
+def write_snapshot(pulled: Pulled, out: str | os.PathLike[str]) -> pd.DataFrame:
+    """Type the members (refusing what a CSV would refuse), then write the snapshot whole.
+
+    Returns the typed frame, as :func:`read_snapshot` will give it back.
+    """
+    path = Path(out)
+    frame = typed_members(pulled.header, _body(pulled.header, pulled.rows), path)
+    info = {
+        "format": _FORMAT,
+        "pulled_at": pulled.pulled_at.isoformat(timespec="seconds"),
+        "api_url": pulled.api_url,
+        "members": pulled.members,
+        "bcartnb": __version__,
+    }
+    arrays = [
+        pa.array([row[i] or None for row in pulled.rows], type=pa.string())
+        for i in range(len(pulled.header))
+    ]
+    table = pa.Table.from_arrays(arrays, names=list(pulled.header))
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(info).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    frame.attrs.update(_attrs(info, path))
+    return frame
+
+
+def _attrs(info: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    return {
+        "source": str(path),
+        "encoding": None,
+        "pulled_at": info.get("pulled_at"),
+        "api_url": info.get("api_url"),
+    }
+
+
+def snapshot_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A snapshot's metadata (``pulled_at``, ``api_url``, ``members``) without its members."""
+    file = Path(path)
+    schema = _open(file, lambda f: pq.read_schema(f))
+    return _info(schema, file)
+
+
+def _open(file: Path, read: Callable[[Path], Any]) -> Any:
+    where = f"会員ファイル {file}"
+    if not file.exists():
+        raise MembersFileError(
+            f"{file}: no such member file", ja=f"{where} が見つかりません。パスを確かめてください。"
+        )
+    if not file.is_file():  # a directory, a FIFO, /dev/zero: not a snapshot
+        raise MembersFileError(
+            f"{file}: is not a regular file",
+            ja=f"{where} は通常のファイルではありません。",
+        )
+    try:
+        return read(file)
+    except (pa.ArrowException, OSError) as err:
+        raise MembersFileError(
+            f"{file}: is not a B-Cart snapshot (Parquet): {' '.join(str(err).split())[:200]}",
+            ja=f"{where} はBカートから取得したスナップショットとして読めません。"
+            "bcartnb bcart pull で取得し直してください。",
+        ) from err
+
+
+def _info(schema: Any, file: Path) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    try:
+        info = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        info = None
+    if not isinstance(info, dict) or info.get("format") != _FORMAT:
+        raise MembersFileError(
+            f"{file}: a Parquet file, but not a snapshot written by bcartnb bcart pull",
+            ja=f"会員ファイル {file} は bcartnb bcart pull で取得した"
+            "スナップショットではありません。",
+        )
+    return info
+
+
+def read_snapshot(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A snapshot as the member frame: the same frame as the CSV export of the same members.
+
+    ``df.attrs`` has ``pulled_at`` and ``api_url`` besides the CSV's ``source`` and
+    ``headers``. A file that is not a bcartnb snapshot is a :class:`MembersFileError`.
+    """
+    file = Path(path)
+    table = _open(file, lambda f: pq.read_table(f))
+    info = _info(table.schema, file)
+    if not all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in table.schema.types):
+        raise MembersFileError(f"{file}: a snapshot column is not text")
+    body = pd.DataFrame(
+        {
+            i: pd.Series(table.column(i).fill_null("").to_pylist(), dtype="str")
+            for i in range(table.num_columns)
+        },
+        index=pd.RangeIndex(table.num_rows),
+    )
+    frame = typed_members(list(table.column_names), body, file)
+    frame.attrs.update(_attrs(info, file))
+    return frame
