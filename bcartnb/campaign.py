@@ -213,6 +213,10 @@ class CampaignPlan:
     quota: QuotaStatus
     campaign_id: str
     warnings: list[str] = field(default_factory=list)
+    #: When the member file was pulled from the B-Cart API (a snapshot), else None: shown in
+    #: the summary, kept out of the fingerprint (a fresh pull of the same members is the
+    #: same campaign).
+    members_pulled_at: str | None = None
 
     @property
     def recipients(self) -> list[tuple[int, str]]:
@@ -346,6 +350,7 @@ def plan_campaign(
         quota=quota,
         campaign_id=cid,
         warnings=list(composer.warnings),
+        members_pulled_at=frame.attrs.get("pulled_at"),
     )
 
 
@@ -393,13 +398,19 @@ def run(
     with _ledger(settings, ledger) as led:
         plan = plan_campaign(spec, settings, members=members, ledger=led)
         if not do_send:
-            summary = dry_run(plan)
+            summary = _sourced(plan, dry_run(plan))
             summary.warnings += _history_notes(led, plan)
             return CampaignRun(plan, summary)
         summary = _send(
             plan, repeat=repeat, transport=transport, progress=progress, ledger=led, **options
         )
         return CampaignRun(plan, summary)
+
+
+def _sourced(plan: CampaignPlan, summary: DeliverySummary) -> DeliverySummary:
+    """The summary says which snapshot of the members the campaign used (its pulled-at)."""
+    summary.members_pulled_at = plan.members_pulled_at
+    return summary
 
 
 def _history_notes(led: Ledger, plan: CampaignPlan) -> list[str]:
@@ -466,7 +477,7 @@ def send(
                 f"同じ内容のキャンペーン {claim.campaign_id} の続きとして送りました"
                 "（送信済みの会員には送っていません）。"
             )
-        return summary
+        return _sourced(plan, summary)
 
 
 _send = send  # for run(), whose ``send`` argument hides the function
@@ -523,7 +534,7 @@ def resume(
             sleep=sleep,
             **options,
         )
-        return CampaignRun(plan, summary)
+        return CampaignRun(plan, _sourced(plan, summary))
 
 
 def send_test(

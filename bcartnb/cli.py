@@ -333,6 +333,81 @@ def _cmd_unsuppress(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- bcart: the B-Cart API (bcartnb.bcart_api) -----------------------------------------
+
+
+def _cmd_bcart_pull(args: argparse.Namespace) -> int:
+    from bcartnb.bcart_api import DEFAULT_SNAPSHOT, BcartClient, pull, write_snapshot
+    from bcartnb.settings import load_settings
+
+    settings = load_settings()
+    out = args.out or DEFAULT_SNAPSHOT
+    with BcartClient(settings.bcart) as client:
+        pulled = pull(client, progress=sys.stderr.isatty())
+    frame = write_snapshot(pulled, out)
+    info = {
+        "out": os.path.abspath(out),
+        "members": len(frame),
+        "pulled_at": pulled.pulled_at.isoformat(timespec="seconds"),
+        "api_url": pulled.api_url,
+        "requests": pulled.requests,
+        "retries": pulled.retries,
+        "warnings": pulled.warnings,
+    }
+    if args.json:
+        _print_json(info)
+    else:
+        print(f"Bカートから会員 {len(frame):,} 件を取得しました（{info['pulled_at']}）。")
+        print(f"スナップショット: {info['out']}")
+        print("会員ファイルとして bcartnb members・キャンペーンファイル・ノートブックで使えます。")
+        for warning in pulled.warnings:
+            print(f"注意: {warning}")
+    return 0
+
+
+def _cmd_bcart_push(args: argparse.Namespace) -> int:
+    from bcartnb.bcart_api import BcartClient, push_suppressions
+    from bcartnb.ledger import Ledger
+    from bcartnb.settings import load_settings
+
+    settings = load_settings()
+    with Ledger.open(settings.db) as ledger, BcartClient(settings.bcart) as client:
+
+        def record(batch: Any) -> None:  # each batch B-Cart accepted: never pushed again
+            for change in batch:
+                ledger.record_bcart_push(change)
+
+        report = push_suppressions(
+            ledger.bcart_changes(), client, apply=args.apply, on_applied=record
+        )
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        print(report.message())
+    return 0
+
+
+def _add_bcart(sub: Any) -> None:
+    p = sub.add_parser("bcart", help="the B-Cart API: pull members, push suppressions")
+    bcart = p.add_subparsers(dest="bcart_command", required=True, parser_class=_Parser)
+    q = bcart.add_parser(
+        "pull",
+        help="every member from the B-Cart API into a snapshot file (token: BCARTNB_BCART_TOKEN)",
+    )
+    q.add_argument(
+        "--out", default=None, help="snapshot file (.parquet; default ./bcart_members.parquet)"
+    )
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_bcart_pull)
+    q = bcart.add_parser(
+        "push-suppressions",
+        help="write the suppression list back to B-Cart (a dry run unless --apply)",
+    )
+    q.add_argument("--apply", action="store_true", help="really update B-Cart (default: list)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_bcart_push)
+
+
 # --- parser ------------------------------------------------------------------------------
 
 
@@ -452,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--maildir", default="maildir")
     p.set_defaults(func=_cmd_sink)
+
+    _add_bcart(sub)
     return parser
 
 

@@ -2,7 +2,7 @@
 
     client.py    BcartClient: httpx, the 300-per-300 s limit, Retry-After, retries, the token
     snapshot.py  pull → the CSV export's text → members.typed_members → a Parquet snapshot
-    push.py      suppression list → PATCH /customers (mm_flag = 0, is_invalid_email = 1)
+    push.py      the ledger's BcartChange list → PATCH /customers, each accepted one recorded
 
 Where each shape comes from (B-Cart publishes no Python client and its reference at
 docs.api.bcart.jp is a Postman page; these were read from public pages and code):
@@ -39,13 +39,7 @@ an unknown member id.
 from __future__ import annotations
 
 from bcartnb.bcart_api.client import BcartClient, RateLimiter
-from bcartnb.bcart_api.push import (
-    REASON_FIELDS,
-    PushReport,
-    SuppressionChange,
-    push_suppressions,
-    suppression_changes,
-)
+from bcartnb.bcart_api.push import BATCH_SIZE, PushReport, describe, push_suppressions
 from bcartnb.bcart_api.snapshot import (
     DEFAULT_SNAPSHOT,
     PAGE_SIZE,
@@ -59,20 +53,19 @@ from bcartnb.bcart_api.snapshot import (
 )
 
 __all__ = [
+    "BATCH_SIZE",
     "DEFAULT_SNAPSHOT",
     "PAGE_SIZE",
-    "REASON_FIELDS",
     "BcartClient",
     "Pulled",
     "PushReport",
     "RateLimiter",
-    "SuppressionChange",
     "customers_text",
+    "describe",
     "fetch_customers",
     "pull",
     "push_suppressions",
     "read_snapshot",
     "snapshot_info",
-    "suppression_changes",
     "write_snapshot",
 ]

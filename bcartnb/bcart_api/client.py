@@ -14,9 +14,10 @@ exception message: an error text that came from the server is scrubbed of it too
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import httpx
@@ -61,6 +62,21 @@ class RateLimiter:
         self.sleep = sleep
         self._sent: collections.deque[float] = collections.deque()
         self.waited = 0.0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """One request: waits for a place, and counts the request from when its answer came.
+
+        The server counts a request when it arrives, somewhere between our send and its
+        answer; stamping the answer's time keeps our window behind the server's, so network
+        jitter can only make us slower, never over the limit.
+        """
+        self.acquire()
+        try:
+            yield
+        finally:
+            if self._sent:
+                self._sent[-1] = max(self._sent[-1], self.clock())
 
     def acquire(self) -> None:
         """Wait (if need be) until one more request stays within the limit, and count it."""
@@ -205,11 +221,11 @@ class BcartClient:
     def _send(
         self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
     ) -> httpx.Response | None:
-        self.rate.acquire()
-        self.requests += 1
-        response = self._http.request(
-            method, path, params=dict(params) if params else None, json=body
-        )
+        with self.rate.slot():
+            self.requests += 1
+            response = self._http.request(
+                method, path, params=dict(params) if params else None, json=body
+            )
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Retryable(status, _retry_after(response.headers.get("Retry-After")))

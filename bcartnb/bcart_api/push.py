@@ -1,9 +1,11 @@
 """Suppressions written back to B-Cart: opt-outs as メール案内 off, bounces as an invalid address.
 
 B-Cart keeps sending its own member mail (and other apps read its member list), so what
-bcartnb learns goes back through ``PATCH /customers``: ``mm_flag = 0`` (メール案内を受け取らない)
-for an unsubscribe, a complaint or a manual suppression; ``is_invalid_email = 1``
-(メールアドレス無効設定) for a hard or soft bounce. Nothing is written unless asked
+bcartnb learns goes back through ``PATCH /customers``. Which field each reason sets
+(``mm_flag = 0``, メール案内を受け取らない, for an unsubscribe, a complaint or a manual entry;
+``is_invalid_email = 1``, メールアドレス無効設定, for a bounce) is the ledger's rule
+(:data:`bcartnb.ledger.BCART_FIELDS`), and so is which changes B-Cart has not been sent yet
+(:meth:`~bcartnb.ledger.Ledger.bcart_changes`). Nothing is written unless asked
 (``apply=True``): the default lists every change. Changes go in batches of 100 members,
 B-Cart's page size; ``on_applied`` is called after each batch B-Cart accepted, so the
 caller can record them and a second push sends nothing again.
@@ -11,31 +13,17 @@ caller can record them and a second push sends nothing again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bcartnb.bcart_api.client import BcartClient
 from bcartnb.delivery.summary import mask_address
-from bcartnb.exceptions import BcartApiError, InputError
+from bcartnb.exceptions import BcartApiError
+from bcartnb.ledger import BcartChange
 
-__all__ = [
-    "BATCH_SIZE",
-    "REASON_FIELDS",
-    "PushReport",
-    "SuppressionChange",
-    "push_suppressions",
-    "suppression_changes",
-]
+__all__ = ["BATCH_SIZE", "PushReport", "describe", "push_suppressions"]
 
-#: suppression reason → the B-Cart customer field and the value written.
-REASON_FIELDS: Final[Mapping[str, tuple[str, int]]] = {
-    "unsubscribed": ("mm_flag", 0),
-    "complaint": ("mm_flag", 0),
-    "manual": ("mm_flag", 0),
-    "hard_bounce": ("is_invalid_email", 1),
-    "soft_bounce": ("is_invalid_email", 1),
-}
 _FIELD_JA: Final = {
     "mm_flag": "メール案内を「受け取らない」に",
     "is_invalid_email": "メールアドレスを「無効」に",
@@ -44,59 +32,21 @@ _FIELD_JA: Final = {
 BATCH_SIZE: Final = 100
 
 
-@dataclass(frozen=True)
-class SuppressionChange:
-    """One member to update in B-Cart because its address is on the suppression list."""
-
-    member_id: int
-    address: str
-    reason: str
-
-    def __post_init__(self) -> None:
-        if self.reason not in REASON_FIELDS:
-            raise InputError(
-                f"suppression reason {self.reason!r} is not one of {', '.join(REASON_FIELDS)}",
-                ja=f"配信停止の理由 {self.reason!r} は使えません。",
-            )
-        if isinstance(self.member_id, bool) or not isinstance(self.member_id, int):
-            raise InputError(f"member id {self.member_id!r} is not a whole number")
-
-    @property
-    def field(self) -> str:
-        return REASON_FIELDS[self.reason][0]
-
-    @property
-    def value(self) -> int:
-        return REASON_FIELDS[self.reason][1]
-
-    def describe(self) -> str:
-        """One line for the dry run, the address masked as in every report."""
-        return (
-            f"会員ID {self.member_id} ({mask_address(self.address)}, {self.reason}): "
-            f"{_FIELD_JA[self.field]} ({self.field} = {self.value})"
-        )
-
-
-def suppression_changes(records: Iterable[Any]) -> tuple[list[SuppressionChange], list[str]]:
-    """Changes from suppression-list rows (mappings or objects with ``address``, ``reason``,
-    ``member_id``), and the addresses left out because no member id is known for them."""
-    changes, unknown = [], []
-    for rec in records:
-        get = rec.get if isinstance(rec, Mapping) else lambda k, r=rec: getattr(r, k, None)
-        member_id, address, reason = get("member_id"), get("address"), get("reason")
-        if member_id is None:
-            unknown.append(str(address))
-            continue
-        changes.append(SuppressionChange(int(member_id), str(address), str(reason)))
-    return changes, unknown
+def describe(change: BcartChange) -> str:
+    """One line for the dry run, the address masked as in every report."""
+    what = _FIELD_JA.get(change.field, change.field)
+    return (
+        f"会員ID {change.member_id} ({mask_address(change.address)}, {change.reason}): "
+        f"{what} ({change.field} = {change.value})"
+    )
 
 
 @dataclass
 class PushReport:
     """What a push would do (a dry run) or did (``applied``)."""
 
-    changes: list[SuppressionChange]
-    applied: list[SuppressionChange] = field(default_factory=list)
+    changes: list[BcartChange]
+    applied: list[BcartChange] = field(default_factory=list)
     dry_run: bool = True
     requests: int = 0
 
@@ -116,7 +66,7 @@ class PushReport:
     def message(self) -> str:
         if not self.changes:
             return "Bカートに反映する配信停止はありません。"
-        lines = [c.describe() for c in self.changes]
+        lines = [describe(c) for c in self.changes]
         if self.dry_run:
             lines.append(
                 f"確認のみ（Bカートは変更していません）: {len(self.changes)} 件。"
@@ -127,21 +77,21 @@ class PushReport:
         return "\n".join(lines)
 
 
-def _merge(changes: Iterable[SuppressionChange]) -> list[SuppressionChange]:
+def _merge(changes: Iterable[BcartChange]) -> list[BcartChange]:
     """One change per member and field: the same member twice is one update."""
-    seen: dict[tuple[int, str], SuppressionChange] = {}
+    seen: dict[tuple[int, str], BcartChange] = {}
     for change in changes:
         seen.setdefault((change.member_id, change.field), change)
     return list(seen.values())
 
 
 def push_suppressions(
-    changes: Iterable[SuppressionChange],
+    changes: Iterable[BcartChange],
     client: BcartClient,
     *,
     apply: bool = False,
     batch_size: int = BATCH_SIZE,
-    on_applied: Callable[[Sequence[SuppressionChange]], None] | None = None,
+    on_applied: Callable[[Sequence[BcartChange]], None] | None = None,
 ) -> PushReport:
     """List the changes, or (``apply=True``) PATCH them into B-Cart batch by batch.
 

@@ -108,7 +108,8 @@ def customers_text(
     name, in ``/customer_customs`` order; a field id the list does not know is named
     ``カスタム項目{id}``. A member's missing key is blank.
     """
-    keys: dict[str, None] = {}
+    # an empty shop still has the columns every member list needs
+    keys: dict[str, None] = {} if customers else {"id": None, "email": None}
     customs: dict[str, None] = {name: None for name in custom_names.values()}
     for member in customers:
         for key in member:

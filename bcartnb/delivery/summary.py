@@ -90,6 +90,8 @@ class DeliverySummary:
     warnings: list[str] = field(default_factory=list)
     stopped: str | None = None
     stopped_ja: str | None = None
+    #: when the members were pulled from the B-Cart API (a snapshot file), else None
+    members_pulled_at: str | None = None
 
     @classmethod
     def from_record(
@@ -171,6 +173,7 @@ class DeliverySummary:
             "quota": dict(self.quota),
             "stopped": self.stopped,
             "warnings": list(self.warnings),
+            "members_pulled_at": self.members_pulled_at,
         }
 
     @property
@@ -199,6 +202,8 @@ class DeliverySummary:
             f"今月の配信数 {q.get('used_before', 0):,} → {q.get('used_after', 0):,}（上限 {cap}）"
         )
         lines = [self._head(), counts]
+        if self.members_pulled_at:
+            lines.append(f"会員データ: Bカートから {self.members_pulled_at} に取得したもの")
         if self.stopped_ja or self.stopped:
             lines.append(f"止まった理由: {self.stopped_ja or self.stopped}")
         reasons = [

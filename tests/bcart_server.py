@@ -1,0 +1,164 @@
+"""A local B-Cart API for the tests: a real HTTP server (Starlette on uvicorn, in a thread).
+
+It follows the shapes in bcartnb/bcart_api/__init__.py: ``GET /api/v1/customers`` paged by
+``limit``/``offset`` (at most 100), ``GET /api/v1/customer_customs``, ``PATCH
+/api/v1/customers`` with ``{"customers": [{"id": ..., field: value}]}``. It checks the
+Bearer token (401 otherwise), enforces a rate limit with a lock-out and ``Retry-After``
+(configurable, so a test takes a second, not five minutes), can drop a connection in the
+middle of a page or answer 5xx, and records every request and every PATCH body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import math
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+TOKEN = "test-token-7f3a9c1e5b2d4a6f8e0c1b3d5f7a9c2e"
+
+
+@dataclass
+class FakeBcart:
+    """The shop's state and the server's behaviour; tests change the fields between calls."""
+
+    customers: list[dict[str, Any]] = field(default_factory=list)
+    customs: list[dict[str, Any]] = field(default_factory=list)
+    token: str = TOKEN
+    rate_requests: int = 1000
+    rate_window: float = 60.0
+    lockout: float = 1.0
+    end_with_404: bool = False  # a page past the end: 404 instead of an empty list
+    drop_offsets: set[int] = field(default_factory=set)  # drop the connection once there
+    fail_5xx: int = 0  # answer the next N requests with 503
+    echo_token_on_error: bool = False  # a hostile server quoting the request in its errors
+    requests: list[tuple[str, str, str]] = field(default_factory=list)
+    patches: list[Any] = field(default_factory=list)
+    locked: int = 0  # answers 429 given
+    dropped: int = 0
+    _sent: collections.deque[float] = field(default_factory=collections.deque)
+    _locked_until: float = 0.0
+
+    # --- the rules -------------------------------------------------------------------------
+
+    def _gate(self, request: Request) -> Response | None:
+        now = time.monotonic()
+        self.requests.append((request.method, request.url.path, request.url.query))
+        if now < self._locked_until:
+            self.locked += 1
+            wait = math.ceil(self._locked_until - now)
+            return JSONResponse({"message": "Too Many Requests"}, 429, {"Retry-After": str(wait)})
+        while self._sent and self._sent[0] <= now - self.rate_window:
+            self._sent.popleft()
+        self._sent.append(now)
+        if len(self._sent) > self.rate_requests:
+            self._locked_until = now + self.lockout
+            self._sent.clear()
+            self.locked += 1
+            headers = {"Retry-After": str(math.ceil(self.lockout))}
+            return JSONResponse({"message": "Too Many Requests"}, 429, headers)
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            body = {"message": "Unauthenticated."}
+            if self.echo_token_on_error:
+                body["request"] = request.headers.get("authorization", "")
+            return JSONResponse(body, 401)
+        if self.fail_5xx:
+            self.fail_5xx -= 1
+            body = {"message": "Service Unavailable"}
+            if self.echo_token_on_error:
+                body["request"] = request.headers.get("authorization", "")
+            return JSONResponse(body, 503)
+        return None
+
+    async def customers_get(self, request: Request) -> Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        limit = min(int(request.query_params.get("limit", "20")), 100)
+        offset = int(request.query_params.get("offset", "0"))
+        page = self.customers[offset : offset + limit]
+        if offset in self.drop_offsets:
+            self.drop_offsets.discard(offset)
+            self.dropped += 1
+            return StreamingResponse(_cut_short(page), media_type="application/json")
+        if not page and offset > 0 and self.end_with_404:
+            return JSONResponse({"message": "Not Found"}, 404)
+        return JSONResponse({"customers": page})
+
+    async def customs_get(self, request: Request) -> Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        return JSONResponse({"customer_customs": self.customs})
+
+    async def customers_patch(self, request: Request) -> Response:
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        body = await request.json()
+        self.patches.append(body)
+        by_id = {c["id"]: c for c in self.customers}
+        updated = []
+        for item in body.get("customers", []):
+            member = by_id.get(item.get("id"))
+            if member is None:
+                return JSONResponse({"message": f"customer {item.get('id')} not found"}, 422)
+            member.update({k: v for k, v in item.items() if k != "id"})
+            updated.append(member)
+        return JSONResponse({"customers": updated})
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/api/v1/customers", self.customers_get, methods=["GET"]),
+                Route("/api/v1/customers", self.customers_patch, methods=["PATCH"]),
+                Route("/api/v1/customer_customs", self.customs_get, methods=["GET"]),
+            ]
+        )
+
+
+async def _cut_short(page: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """Half a page, then the connection goes: a reply cut off mid-body."""
+    text = json.dumps({"customers": page}).encode()
+    yield text[: len(text) // 2]
+    await asyncio.sleep(0.01)
+    raise ConnectionResetError("dropped by the test server")
+
+
+@contextlib.contextmanager
+def serve(fake: FakeBcart) -> Iterator[str]:
+    """Run the fake on 127.0.0.1 (a free port) and give its api_url; stopped on exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        fake.app(), log_level="critical", lifespan="off", ws="none", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the local B-Cart API did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/api/v1"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

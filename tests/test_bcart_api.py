@@ -1,0 +1,520 @@
+"""The B-Cart API against a real local server: pull, snapshot, rate limit, retries, push."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from bcart_server import TOKEN, FakeBcart, serve
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pandas.testing import assert_frame_equal
+
+from bcartnb.bcart_api import (
+    BcartClient,
+    RateLimiter,
+    customers_text,
+    pull,
+    push_suppressions,
+    read_snapshot,
+    snapshot_info,
+    write_snapshot,
+)
+from bcartnb.cli import main
+from bcartnb.exceptions import BcartApiError, MembersFileError, SettingsError
+from bcartnb.ledger import BcartChange, Ledger
+from bcartnb.members import read_members, typed_members
+from bcartnb.settings import BcartSettings, load_settings
+
+CUSTOMS = [
+    {"id": 11, "name": "業種", "is_active": 1, "input_type": "text", "input_choices": None},
+    {"id": 13, "name": "実店舗の有無", "is_active": 1, "input_type": "select"},
+]
+# B-Cart's CSV export headers (the contract's table) for the keys the fake API returns
+CSV_HEADERS = {
+    "id": "会員ID",
+    "ext_id": "貴社独自会員ID",
+    "comp_name": "会社名",
+    "comp_name_kana": "会社名(カナ)",
+    "department": "担当部署",
+    "tanto_last_name": "担当者(姓)",
+    "tanto_first_name": "担当者(名)",
+    "email": "メールアドレス",
+    "tel": "電話番号",
+    "pref": "都道府県",
+    "address1": "市区町村",
+    "address3": "ビル建物名など",
+    "price_group_id": "価格グループID",
+    "mm_flag": "メール案内",
+    "status": "状態",
+    "created_at": "登録日時",
+    "updated_at": "更新日時",
+}
+
+
+def member(i: int, **over: Any) -> dict[str, Any]:
+    """A customer as GET /customers gives it (the shapes in bcartnb/bcart_api/__init__.py)."""
+    base: dict[str, Any] = {
+        "id": 1000 + i,
+        "ext_id": f"K{i:05d}",
+        "comp_name": f"見本商事{i}",
+        "comp_name_kana": f"ミホンショウジ{i}",
+        "department": "営業部" if i % 3 else None,
+        "tanto_last_name": "山田",
+        "tanto_first_name": "太郎",
+        "email": f"user{i}@example.co.jp",
+        "tel": "03-1234-5678",
+        "pref": ["東京都", "大阪府", "北海道"][i % 3],
+        "address1": "千代田区",
+        "address3": None,
+        "price_group_id": (i % 4) or None,
+        "mm_flag": i % 2,
+        "status": "有効",
+        "created_at": f"2024-05-{1 + i % 28:02d} 12:34:56",
+        "updated_at": "2025-01-02 03:04:05",
+        "customs": [{"field_id": 11, "value": "小売" if i % 2 else "卸"}]
+        + ([{"field_id": 13, "value": "1"}] if i % 5 == 0 else []),
+    }
+    base.update(over)
+    return base
+
+
+def shop(n: int) -> list[dict[str, Any]]:
+    people = [member(i) for i in range(n)]
+    if n > 3:  # hostile and awkward values, Japanese the API keeps as they are
+        people[1].update(
+            comp_name="㈱髙橋商店 <script>alert(1)</script>",
+            email="  hanako@example.jp\u3000",
+            address3='第2ビル\r\n3F, "奥"',
+            price_group_id=None,
+            department="",
+        )
+        people[2].update(email=None, status=None, created_at=None, customs=[])
+        people[3].update(mm_flag=0, comp_name="①髙島屋ｶﾌﾞｼｷ", tel="")
+    return people
+
+
+def csv_export(people: list[dict[str, Any]], path: Path) -> Path:
+    """The CSV B-Cart's admin screen would export for the same members (CP932)."""
+    names = {c["id"]: c["name"] for c in CUSTOMS}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([*CSV_HEADERS.values(), *names.values()])
+    for m in people:
+        row = []
+        for key in CSV_HEADERS:
+            value = m.get(key)
+            if key == "mm_flag":
+                value = "受け取る" if value else "受け取らない"
+            elif key in ("created_at", "updated_at") and value:
+                value = value.replace("-", "/")
+            row.append("" if value is None else str(value))
+        customs = {c["field_id"]: c["value"] for c in m["customs"]}
+        row += [customs.get(fid, "") for fid in names]
+        writer.writerow(row)
+    path.write_bytes(out.getvalue().encode("cp932"))
+    return path
+
+
+@pytest.fixture
+def fake() -> FakeBcart:
+    return FakeBcart(customers=shop(250), customs=list(CUSTOMS))
+
+
+@pytest.fixture
+def api(fake: FakeBcart) -> Iterator[str]:
+    with serve(fake) as url:
+        yield url
+
+
+def client_for(url: str, token: str = TOKEN, **kw: Any) -> BcartClient:
+    kw.setdefault("backoff", 0.01)
+    return BcartClient(BcartSettings(api_url=url, token=token), **kw)
+
+
+# --- pull ------------------------------------------------------------------------------
+
+
+def test_pulled_snapshot_is_the_csv_exports_frame(api: str, fake: FakeBcart, tmp_path: Path):
+    pages: list[int] = []
+    with client_for(api) as client:
+        pulled = pull(client, progress=pages.append)
+    frame = write_snapshot(pulled, tmp_path / "snap.parquet")
+    from_csv = read_members(csv_export(fake.customers, tmp_path / "export.csv"))
+    from_snapshot = read_members(tmp_path / "snap.parquet")
+    assert_frame_equal(from_snapshot, from_csv)
+    assert_frame_equal(frame, from_csv)
+    assert_frame_equal(read_snapshot(tmp_path / "snap.parquet"), from_csv)
+    # the awkward ones, as typed
+    row = from_snapshot.set_index("id")
+    assert row.loc[1001, "comp_name"] == "㈱髙橋商店 <script>alert(1)</script>"
+    assert row.loc[1001, "email"] == "hanako@example.jp"
+    assert row.loc[1001, "address3"] == '第2ビル\r\n3F, "奥"'
+    assert pd.isna(row.loc[1002, "email"]) and pd.isna(row.loc[1002, "created_at"])
+    assert not row.loc[1003, "mm_flag"] and row.loc[1005, "mm_flag"]
+    assert row.loc[1005, "実店舗の有無"] == "1" and pd.isna(row.loc[1001, "実店舗の有無"])
+    assert row.loc[1001, "業種"] == "小売"
+    # paged: 100, 100, 50, each page once, the custom field names once
+    assert pages == [100, 100, 50, -1]
+    offsets = [q for m, p, q in fake.requests if p.endswith("/customers")]
+    assert offsets == ["limit=100&offset=0", "limit=100&offset=100", "limit=100&offset=200"]
+    assert from_snapshot.attrs["pulled_at"] == pulled.pulled_at.isoformat(timespec="seconds")
+    assert from_snapshot.attrs["api_url"] == api
+
+
+@pytest.mark.parametrize("end_with_404", [False, True])
+def test_an_exact_number_of_pages_ends_either_way(end_with_404: bool, tmp_path: Path):
+    fake = FakeBcart(customers=shop(200), customs=CUSTOMS, end_with_404=end_with_404)
+    with serve(fake) as url, client_for(url) as client:
+        pulled = pull(client, progress=False)
+    assert pulled.members == 200
+    assert sorted(int(r[0]) for r in pulled.rows) == list(range(1000, 1200))
+
+
+def test_an_empty_shop_and_no_custom_fields(tmp_path: Path):
+    fake = FakeBcart(customers=[], customs=[])
+    with serve(fake) as url, client_for(url) as client:
+        frame = write_snapshot(pull(client, progress=False), tmp_path / "s.parquet")
+    assert len(frame) == 0 and len(read_members(tmp_path / "s.parquet")) == 0
+
+
+def test_a_dropped_connection_resumes_at_its_page(fake: FakeBcart, api: str, tmp_path: Path):
+    fake.drop_offsets = {100, 200}
+    with client_for(api) as client:
+        pulled = pull(client, progress=False)
+    assert fake.dropped == 2 and client.retries == 2
+    offsets = [q.rsplit("=", 1)[1] for m, p, q in fake.requests if p.endswith("/customers")]
+    assert offsets == ["0", "100", "100", "200", "200"]  # never from the start again
+    assert pulled.members == 250
+
+
+def test_5xx_is_retried_then_reported_without_the_token(fake: FakeBcart, api: str):
+    fake.fail_5xx = 2
+    with client_for(api) as client:
+        assert pull(client, progress=False).members == 250
+    fake.fail_5xx = 100
+    fake.echo_token_on_error = True
+    with client_for(api, attempts=3) as client, pytest.raises(BcartApiError) as err:
+        pull(client, progress=False)
+    assert "HTTP 503 after 3 attempts" in str(err.value)
+    assert TOKEN not in str(err.value) and TOKEN not in err.value.ja
+
+
+def test_client_limiter_keeps_within_the_servers_limit(tmp_path: Path):
+    fake = FakeBcart(customers=shop(500), customs=CUSTOMS, rate_requests=3, rate_window=0.5)
+    limiter = RateLimiter(3, 0.5)
+    with serve(fake) as url, client_for(url, rate=limiter) as client:
+        started = time.monotonic()
+        assert pull(client, progress=False).members == 500
+    assert fake.locked == 0  # never locked out
+    assert limiter.waited > 0 and time.monotonic() - started >= 0.5  # 6 requests, 3 per 0.5 s
+
+
+def test_a_lock_out_is_waited_out_by_retry_after(tmp_path: Path):
+    fake = FakeBcart(customers=shop(500), customs=CUSTOMS, rate_requests=2, rate_window=5)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    # a client that does not know the limit (another app used the same token, say)
+    with serve(fake) as url, client_for(url, rate=RateLimiter(1000, 1), sleep=sleep) as client:
+        assert pull(client, progress=False).members == 500
+    assert fake.locked >= 1
+    assert 1.0 in waits  # the Retry-After the server named, not a guess
+
+
+def test_wrong_token_is_one_japanese_line(api: str, tmp_path: Path):
+    with client_for(api, token="expired-token") as client, pytest.raises(SettingsError) as err:
+        pull(client, progress=False)
+    assert "401" in str(err.value) and "アクセストークン" in err.value.ja
+    with pytest.raises(SettingsError, match="BCARTNB_BCART_TOKEN"):
+        BcartClient(BcartSettings(api_url=api))
+
+
+def test_a_nul_in_a_member_value_is_refused_naming_the_member(tmp_path: Path):
+    fake = FakeBcart(customers=[member(1, comp_name="見本\x00商事")], customs=CUSTOMS)
+    with serve(fake) as url, client_for(url) as client, pytest.raises(BcartApiError) as err:
+        pull(client, progress=False)
+    assert "member 1001: comp_name holds a NUL" in str(err.value)
+
+
+def test_a_bad_member_value_fails_the_pull_and_keeps_the_old_snapshot(tmp_path: Path):
+    good = FakeBcart(customers=shop(5), customs=CUSTOMS)
+    out = tmp_path / "snap.parquet"
+    with serve(good) as url, client_for(url) as client:
+        write_snapshot(pull(client, progress=False), out)
+    before = out.read_bytes()
+    bad = FakeBcart(customers=[member(1, price_group_id="二")], customs=CUSTOMS)
+    with serve(bad) as url, client_for(url) as client:
+        pulled = pull(client, progress=False)
+    with pytest.raises(MembersFileError, match="price_group_id"):
+        write_snapshot(pulled, out)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["snap.parquet"]  # no temporary left
+
+
+def test_two_pulls_at_once_leave_one_whole_snapshot(fake: FakeBcart, api: str, tmp_path: Path):
+    out = tmp_path / "snap.parquet"
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            with client_for(api) as client:
+                write_snapshot(pull(client, progress=False), out)
+        except BaseException as err:  # pragma: no cover - shown by the assert below
+            errors.append(err)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(read_members(out)) == 250
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snap.parquet"]
+
+
+def test_a_member_seen_twice_while_paging_is_kept_once(fake: FakeBcart, api: str):
+    fake.customers.insert(150, dict(fake.customers[99]))  # shifted by a sign-up mid-pull
+    with client_for(api) as client:
+        pulled = pull(client, progress=False)
+    assert pulled.members == 250 and "重複" in pulled.warnings[0]
+
+
+# --- the snapshot file ------------------------------------------------------------------
+
+
+def test_snapshot_metadata_and_no_token_in_it(fake: FakeBcart, api: str, tmp_path: Path):
+    out = tmp_path / "snap.parquet"
+    with client_for(api) as client:
+        write_snapshot(pull(client, progress=False), out)
+    info = snapshot_info(out)
+    assert info["api_url"] == api and info["members"] == 250 and info["format"] == 1
+    assert info["pulled_at"].endswith("+09:00")
+    assert TOKEN.encode() not in out.read_bytes()
+
+
+def test_what_is_not_a_snapshot_is_one_clear_error(tmp_path: Path):
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"id": ["1"], "email": ["a@example.jp"]}), plain)
+    with pytest.raises(MembersFileError, match="not a snapshot written by bcartnb") as err:
+        read_members(plain)
+    assert "スナップショット" in err.value.ja
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"id,email\n1,a@example.jp\n")
+    with pytest.raises(MembersFileError, match="is not a B-Cart snapshot"):
+        read_members(junk)
+    with pytest.raises(MembersFileError, match="no such member file"):
+        read_members(tmp_path / "missing.parquet")
+    (tmp_path / "dir.parquet").mkdir()
+    with pytest.raises(MembersFileError, match="not a regular file"):
+        read_members(tmp_path / "dir.parquet")
+
+
+text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    names=st.lists(text, min_size=1, max_size=5),
+    custom=st.lists(text, min_size=1, max_size=5),
+    flags=st.lists(st.sampled_from([0, 1, None]), min_size=1, max_size=5),
+)
+def test_any_text_maps_like_the_csv(names: list[str], custom: list[str], flags: list[Any]):
+    """Whatever the values (CR, LF, quotes, commas, Japanese, blanks), the API's members
+    type to the frame their CSV export reads as."""
+    n = min(len(names), len(custom), len(flags))
+    people = [
+        {
+            "id": i + 1,
+            "comp_name": names[i],
+            "email": f"u{i}@example.jp",
+            "mm_flag": flags[i],
+            "customs": [{"field_id": 11, "value": custom[i]}],
+        }
+        for i in range(n)
+    ]
+    header, rows = customers_text(people, {11: "業種"})
+    frame = typed_members(header, pd.DataFrame(dict(enumerate(zip(*rows, strict=True)))), "api")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["会員ID", "会社名", "メールアドレス", "メール案内", "業種"])
+    for p in people:
+        flag = {1: "受け取る", 0: "受け取らない", None: ""}[p["mm_flag"]]
+        writer.writerow([p["id"], p["comp_name"], p["email"], flag, p["customs"][0]["value"]])
+    raw = out.getvalue().encode("utf-8")
+    body = pd.read_csv(
+        io.BytesIO(raw), dtype=str, keep_default_na=False, na_filter=False, index_col=False
+    )
+    from_csv = typed_members(list(body.columns), body, "csv")
+    assert_frame_equal(frame, from_csv)
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+def test_bcart_settings_are_checked_at_load(tmp_path: Path):
+    cfg = tmp_path / "bcartnb.toml"
+    cfg.write_text('[bcart]\napi_url = "http://api.example.jp/api/v1"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match="plain http to another host") as err:
+        load_settings(cfg, env={})
+    assert "https" in err.value.ja
+    cfg.write_text('[bcart]\napi_url = "ftp://x"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match="api_url must be an http"):
+        load_settings(cfg, env={})
+    cfg.write_text('[bcart]\nurl = "https://x.jp"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match="unknown key 'url'"):
+        load_settings(cfg, env={})
+    cfg.write_text("[bcart]\n", encoding="utf-8")
+    loaded = load_settings(cfg, env={"BCARTNB_BCART_TOKEN": TOKEN})
+    assert loaded.bcart.api_url == "https://api.bcart.jp/api/v1"
+    assert loaded.bcart.token == TOKEN and TOKEN not in repr(loaded)
+    secret = "abc\r\nX-Evil: 1"
+    with pytest.raises(SettingsError, match="white space or a control") as err:
+        load_settings(cfg, env={"BCARTNB_BCART_TOKEN": secret})
+    assert secret not in str(err.value)
+
+
+def test_token_from_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"BCARTNB_BCART_TOKEN={TOKEN}\n", encoding="utf-8")
+    assert load_settings().bcart.token == TOKEN
+
+
+# --- push -------------------------------------------------------------------------------
+
+
+def changes() -> list[BcartChange]:
+    return [
+        BcartChange(1001, "hanako@example.jp", "unsubscribed", "mm_flag", 0),
+        BcartChange(1002, "x@example.jp", "hard_bounce", "is_invalid_email", 1),
+        BcartChange(1003, "y@example.jp", "complaint", "mm_flag", 0),
+        BcartChange(1003, "y@example.jp", "complaint", "mm_flag", 0),  # twice: one update
+    ]
+
+
+def test_push_is_a_dry_run_unless_applied(fake: FakeBcart, api: str):
+    with client_for(api) as client:
+        report = push_suppressions(changes(), client)
+    assert fake.patches == [] and report.dry_run and len(report.changes) == 3
+    text = report.message()
+    assert "会員ID 1001 (h***@example.jp, unsubscribed)" in text and "--apply" in text
+    assert "hanako@" not in text
+
+    done: list[list[int]] = []
+    with client_for(api) as client:
+        report = push_suppressions(
+            changes(),
+            client,
+            apply=True,
+            batch_size=2,
+            on_applied=lambda b: done.append([c.member_id for c in b]),
+        )
+    assert fake.patches == [
+        {"customers": [{"id": 1001, "mm_flag": 0}, {"id": 1002, "is_invalid_email": 1}]},
+        {"customers": [{"id": 1003, "mm_flag": 0}]},
+    ]
+    assert done == [[1001, 1002], [1003]] and len(report.applied) == 3
+    assert next(c for c in fake.customers if c["id"] == 1002)["is_invalid_email"] == 1
+
+
+def test_a_refused_batch_says_how_many_went_through(fake: FakeBcart, api: str):
+    bad = [*changes()[:2], BcartChange(9999, "z@example.jp", "manual", "mm_flag", 0)]
+    done: list[int] = []
+    with client_for(api) as client, pytest.raises(BcartApiError) as err:
+        push_suppressions(
+            bad, client, apply=True, batch_size=2, on_applied=lambda b: done.extend([len(b)])
+        )
+    assert "2 of 3 changes applied" in str(err.value) and done == [2]
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def cli_env(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, token: str = TOKEN) -> None:
+    cfg = tmp_path / "bcartnb.toml"
+    cfg.write_text(
+        f'plan = "プラン10"\nfrom = "見本商事 <shop@example.co.jp>"\ndb = "ledger.sqlite3"\n'
+        f'[bcart]\napi_url = "{url}"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("BCARTNB_CONFIG", str(cfg))
+    monkeypatch.setenv("BCARTNB_BCART_TOKEN", token)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_cli_pull_members_and_no_secret_anywhere(
+    api: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+):
+    cli_env(tmp_path, api, monkeypatch)
+    caplog.set_level(logging.DEBUG)
+    assert main(["bcart", "pull", "--json"]) == 0
+    pulled = json.loads(capsys.readouterr().out)
+    assert pulled["members"] == 250 and pulled["out"] == str(tmp_path / "bcart_members.parquet")
+    assert main(["bcart", "pull", "--out", "snaps/today.parquet"]) == 0
+    shown = capsys.readouterr()
+    assert "会員 250 件を取得しました" in shown.out
+    assert main(["members", "snaps/today.parquet", "--opt-in-only", "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["selected"] == 250 and counts["reasons"]["not_opted_in"] == 125
+    everything = shown.out + shown.err + caplog.text + json.dumps(pulled)
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            everything += path.read_bytes().decode("latin-1")
+    assert TOKEN not in everything
+    assert "Bearer" not in caplog.text
+
+
+def test_cli_wrong_token_is_one_line_exit_2(
+    api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    cli_env(tmp_path, api, monkeypatch, token="wrong-" + TOKEN[::-1])
+    assert main(["bcart", "pull"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bcartnb: error: 設定のエラー: BカートAPIがアクセストークンを")
+    assert err.count("\n") == 1 and "Traceback" not in err and TOKEN[::-1] not in err
+    assert not (tmp_path / "bcart_members.parquet").exists()
+
+
+def test_cli_push_records_what_was_applied(
+    fake: FakeBcart,
+    api: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    cli_env(tmp_path, api, monkeypatch)
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        ledger.suppress("user1@example.co.jp", "unsubscribed", source="test", member_id=1001)
+        ledger.suppress("user2@example.co.jp", "hard_bounce", source="test", member_id=1002)
+        ledger.suppress("nobody@example.co.jp", "manual", source="test")  # no member id
+    assert main(["bcart", "push-suppressions"]) == 0
+    listed = capsys.readouterr().out
+    assert "会員ID 1001" in listed and "会員ID 1002" in listed and fake.patches == []
+    assert main(["bcart", "push-suppressions", "--apply", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["applied"] == 2
+    assert fake.patches == [
+        {"customers": [{"id": 1001, "mm_flag": 0}, {"id": 1002, "is_invalid_email": 1}]}
+    ]
+    assert main(["bcart", "push-suppressions", "--apply", "--json"]) == 0  # again: nothing
+    assert json.loads(capsys.readouterr().out)["applied"] == 0 and len(fake.patches) == 1
