@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import email
+import email.policy
 import io
 import json
 import logging
@@ -518,3 +520,80 @@ def test_cli_push_records_what_was_applied(
     ]
     assert main(["bcart", "push-suppressions", "--apply", "--json"]) == 0  # again: nothing
     assert json.loads(capsys.readouterr().out)["applied"] == 0 and len(fake.patches) == 1
+
+
+# --- campaigns from a snapshot ----------------------------------------------------------
+
+
+def test_campaign_from_a_snapshot_dry_run_then_send(
+    api: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    smtp_server: Any,
+):
+    server = smtp_server()
+    cli_env(tmp_path, api, monkeypatch)
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    assert main(["bcart", "pull", "--json"]) == 0
+    pulled_at = json.loads(capsys.readouterr().out)["pulled_at"]
+    campaign = tmp_path / "campaign.toml"
+    campaign.write_text(
+        'members = "bcart_members.parquet"\nopt_in_only = true\n'
+        'subject = "{{ 会社名 }} 様へのご案内"\nbody = "{{ 会社名 }} 様\\n業種: {{ 業種 }}\\n"\n'
+        '[filter]\npref = "東京都"\n',
+        encoding="utf-8",
+    )
+    assert main(["run", str(campaign), "--json"]) == 0
+    dry = json.loads(capsys.readouterr().out)
+    assert dry["dry_run"] and dry["members_pulled_at"] == pulled_at and server.received == []
+    # 東京都 is i % 3 == 0, opted in is i % 2 == 1, and member 3 was made to opt out
+    expected = [f"user{i}@example.co.jp" for i in range(250) if i % 6 == 3 and i != 3]
+    assert dry["sendable"] == len(expected)
+
+    assert main(["run", str(campaign), "--send", "--json"]) == 0
+    sent = json.loads(capsys.readouterr().out)
+    assert sent["sent"] == len(expected) and sent["members_pulled_at"] == pulled_at
+    got = sorted(r.recipients[0] for r in server.received)
+    assert got == sorted(expected)
+    mail = email.message_from_bytes(server.received[0].raw, policy=email.policy.default)
+    assert "業種: 小売" in mail.get_content()  # a custom field merged from the snapshot
+
+    # a fresh pull into the same file is the same campaign: not sent twice
+    assert main(["bcart", "pull"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(campaign), "--send"]) == 2
+    assert "--repeat" in capsys.readouterr().err
+    assert len(server.received) == len(expected)
+
+
+def test_papermill_notebook_takes_a_snapshot(
+    api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_server: Any
+):
+    import papermill
+
+    from bcartnb.report import demo_path, read_summary
+
+    server = smtp_server()
+    monkeypatch.setenv("BCARTNB_CONFIG", str(demo_path("demo.toml")))
+    monkeypatch.setenv("BCARTNB_DB", str(tmp_path / "ledger.sqlite3"))
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    snap = tmp_path / "snap.parquet"
+    with client_for(api) as client:
+        pulled = pull(client, progress=False)
+    write_snapshot(pulled, snap)
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(
+        str(Path(__file__).resolve().parent.parent / "notebooks" / "campaign.ipynb"),
+        str(out),
+        parameters={"members": str(snap), "filter": {"pref": "北海道"}},
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+    summary = read_summary(out)
+    assert summary["dry_run"] and summary["selected"] == 83  # 北海道: i % 3 == 2
+    assert summary["members_pulled_at"] == pulled.pulled_at.isoformat(timespec="seconds")
+    assert server.received == [] and TOKEN not in out.read_text(encoding="utf-8")
