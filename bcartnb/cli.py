@@ -431,7 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("members", help="read a member CSV and show who can be mailed")
-    p.add_argument("members", help="B-Cart member CSV (CP932, UTF-8 or UTF-8 with BOM)")
+    p.add_argument(
+        "members",
+        help="B-Cart member CSV (CP932, UTF-8 or UTF-8 with BOM), or a bcart pull snapshot",
+    )
     p.add_argument("--filter", default=None, help='filter as JSON, e.g. {"pref": "東京都"}')
     p.add_argument("--checked", default=None, help="comma-separated member ids (チェックした会員)")
     p.add_argument("--opt-in-only", action="store_true", help="only メール案内=受け取る")

@@ -33,6 +33,7 @@ def test_unknown_name_is_an_attribute_error() -> None:
     "module",
     [
         "audience",
+        "bcart_api",
         "campaign",
         "compose",
         "delivery",
