@@ -25,7 +25,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 TOKEN = "test-token-7f3a9c1e5b2d4a6f8e0c1b3d5f7a9c2e"
@@ -45,6 +45,7 @@ class FakeBcart:
     drop_offsets: set[int] = field(default_factory=set)  # drop the connection once there
     fail_5xx: int = 0  # answer the next N requests with 503
     echo_token_on_error: bool = False  # a hostile server quoting the request in its errors
+    redirect_to: str | None = None  # customer_customs answers 302 to this URL
     requests: list[tuple[str, str, str]] = field(default_factory=list)
     patches: list[Any] = field(default_factory=list)
     locked: int = 0  # answers 429 given
@@ -102,6 +103,8 @@ class FakeBcart:
         refused = self._gate(request)
         if refused is not None:
             return refused
+        if self.redirect_to:
+            return RedirectResponse(self.redirect_to, 302)
         return JSONResponse({"customer_customs": self.customs})
 
     async def customers_patch(self, request: Request) -> Response:

@@ -34,7 +34,7 @@ from bcartnb.bcart_api import (
     write_snapshot,
 )
 from bcartnb.cli import main
-from bcartnb.exceptions import BcartApiError, MembersFileError, SettingsError
+from bcartnb.exceptions import BcartApiError, InputError, MembersFileError, SettingsError
 from bcartnb.ledger import BcartChange, Ledger
 from bcartnb.members import read_members, typed_members
 from bcartnb.settings import BcartSettings, load_settings
@@ -597,3 +597,75 @@ def test_papermill_notebook_takes_a_snapshot(
     assert summary["dry_run"] and summary["selected"] == 83  # 北海道: i % 3 == 2
     assert summary["members_pulled_at"] == pulled.pulled_at.isoformat(timespec="seconds")
     assert server.received == [] and TOKEN not in out.read_text(encoding="utf-8")
+
+
+# --- edges ------------------------------------------------------------------------------
+
+
+def test_rate_limiter_window_with_an_injected_clock():
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    limiter = RateLimiter(3, 10.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        with limiter.slot():
+            now[0] += 1.0  # each answer takes a second
+    assert slept == []
+    with limiter.slot():  # the 4th waits until the first answer's stamp leaves the window
+        pass
+    assert slept == [pytest.approx(1.0 + 10.0 - 3.0)]
+    with pytest.raises(ValueError):
+        RateLimiter(0, 1.0)
+
+
+def test_snapshot_name_and_place_are_checked(fake: FakeBcart, api: str, tmp_path: Path):
+    with client_for(api) as client:
+        pulled = pull(client, progress=False)
+    with pytest.raises(InputError, match=r"must end in \.parquet") as err:
+        write_snapshot(pulled, tmp_path / "members.csv")
+    assert ".parquet" in err.value.ja
+    (tmp_path / "taken.parquet").mkdir()
+    with pytest.raises(InputError, match="cannot write the snapshot"):
+        write_snapshot(pulled, tmp_path / "taken.parquet")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot write the snapshot"):
+        write_snapshot(pulled, tmp_path / "file" / "s.parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "taken.parquet"]
+
+
+def test_a_custom_field_named_like_a_column_is_refused(tmp_path: Path):
+    fake = FakeBcart(customers=shop(5), customs=[{"id": 11, "name": "会社名"}])
+    with serve(fake) as url, client_for(url) as client:
+        pulled = pull(client, progress=False)
+    with pytest.raises(MembersFileError, match="'comp_name' and '会社名' are the same column"):
+        write_snapshot(pulled, tmp_path / "s.parquet")
+
+
+def test_progress_bar_counts_members(fake: FakeBcart, api: str, capsys: pytest.CaptureFixture[str]):
+    with client_for(api) as client:
+        pull(client, progress=True)
+    err = capsys.readouterr().err
+    assert "会員を取得中" in err and "250" in err
+
+
+def test_a_redirect_never_carries_the_token_away(fake: FakeBcart, api: str):
+    elsewhere = FakeBcart(customs=CUSTOMS)
+    with serve(elsewhere) as other:
+        fake.redirect_to = other + "/customer_customs"
+        with client_for(api) as client, pytest.raises(BcartApiError, match="HTTP 302"):
+            pull(client, progress=False)
+    assert elsewhere.requests == []
+
+
+def test_a_hostile_retry_after_and_plain_http(tmp_path: Path):
+    from bcartnb.bcart_api.client import _retry_after
+
+    assert _retry_after("2") == 2.0 and _retry_after("99999") == 600.0
+    assert _retry_after("nan") is None and _retry_after("-1") is None
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+    with pytest.raises(SettingsError, match="plain http to another host"):
+        BcartSettings(api_url="http://evil.example/api/v1", token=TOKEN)

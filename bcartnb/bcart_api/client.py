@@ -176,7 +176,11 @@ class BcartClient:
         return self._call("GET", path, params=params)
 
     def patch(self, path: str, body: Any) -> Any:
-        """PATCH ``path`` with a JSON body and the reply's JSON."""
+        """PATCH ``path`` with a JSON body and the reply's JSON.
+
+        Retried like a GET: a PATCH sets absolute values (``mm_flag = 0``), so sending it
+        again after a connection dropped mid-answer changes nothing more.
+        """
         return self._call("PATCH", path, body=body)
 
     def _call(

@@ -32,8 +32,8 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from bcartnb import __version__
 from bcartnb.bcart_api.client import BcartClient
-from bcartnb.exceptions import BcartApiError, MembersFileError
-from bcartnb.members import typed_members
+from bcartnb.exceptions import BcartApiError, InputError, MembersFileError
+from bcartnb.members import SNAPSHOT_SUFFIXES, typed_members
 
 __all__ = [
     "DEFAULT_SNAPSHOT",
@@ -271,6 +271,12 @@ def write_snapshot(pulled: Pulled, out: str | os.PathLike[str]) -> pd.DataFrame:
     Returns the typed frame, as :func:`read_snapshot` will give it back.
     """
     path = Path(out)
+    if path.suffix.lower() not in SNAPSHOT_SUFFIXES:
+        # read_members tells a snapshot by its suffix: any other name would be read as a CSV
+        raise InputError(
+            f"{path}: a snapshot file name must end in .parquet",
+            ja=f"スナップショットのファイル名 {path} は .parquet で終わるようにしてください。",
+        )
     frame = typed_members(pulled.header, _body(pulled.header, pulled.rows), path)
     info = {
         "format": _FORMAT,
@@ -285,18 +291,31 @@ def write_snapshot(pulled: Pulled, out: str | os.PathLike[str]) -> pd.DataFrame:
     ]
     table = pa.Table.from_arrays(arrays, names=list(pulled.header))
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(info).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _write_error(path, err) from err
     os.close(fd)
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise _write_error(path, err) from err
         raise
     frame.attrs.update(_attrs(info, path))
     return frame
+
+
+def _write_error(path: Path, err: OSError) -> InputError:
+    return InputError(
+        f"{path}: cannot write the snapshot: {err.strerror or err}",
+        ja=f"スナップショット {path} を書き込めません"
+        "（フォルダーと書き込み権限を確かめてください）。",
+    )
 
 
 def _attrs(info: Mapping[str, Any], path: Path) -> dict[str, Any]:
