@@ -27,6 +27,7 @@ from bcartnb.bcart_api import (
     BcartClient,
     RateLimiter,
     customers_text,
+    fetch_customers,
     pull,
     push_suppressions,
     read_snapshot,
@@ -669,3 +670,9 @@ def test_a_hostile_retry_after_and_plain_http(tmp_path: Path):
     assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
     with pytest.raises(SettingsError, match="plain http to another host"):
         BcartSettings(api_url="http://evil.example/api/v1", token=TOKEN)
+
+
+def test_a_wrong_api_url_says_so(api: str):
+    wrong = client_for(api.replace("/api/v1", "/api/v9"))
+    with wrong as client, pytest.raises(BcartApiError, match=r"HTTP 404 \(is \[bcart\] api_url"):
+        fetch_customers(client, progress=False)

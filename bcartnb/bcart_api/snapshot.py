@@ -163,6 +163,11 @@ def fetch_customers(
             page = client.get("customers", {"limit": page_size, "offset": offset})
             if page is None and offset > 0:
                 break
+            if page is None:
+                raise BcartApiError(
+                    f"GET {client.api_url}/customers: HTTP 404 (is [bcart] api_url right?)",
+                    ja="BカートAPIの会員一覧が見つかりません。[bcart] api_url を確かめてください。",
+                )
             items = page.get("customers") if isinstance(page, dict) else None
             if not isinstance(items, list) or not all(isinstance(m, dict) for m in items):
                 raise BcartApiError(
