@@ -676,3 +676,31 @@ def test_a_wrong_api_url_says_so(api: str):
     wrong = client_for(api.replace("/api/v1", "/api/v9"))
     with wrong as client, pytest.raises(BcartApiError, match=r"HTTP 404 \(is \[bcart\] api_url"):
         fetch_customers(client, progress=False)
+
+
+def test_the_wizard_opens_a_snapshot(api: str, tmp_path: Path, smtp_server: Any):
+    from bcartnb.settings import Settings
+    from bcartnb.widgets import Wizard
+
+    snap = tmp_path / "snap.parquet"
+    with client_for(api) as client:
+        pulled = pull(client, progress=False)
+    write_snapshot(pulled, snap)
+    repo = Path(__file__).resolve().parent.parent
+    settings = Settings(
+        plan="プラン10",
+        db=tmp_path / "ledger.sqlite3",
+        templates=repo / "data" / "templates",
+        smtp=smtp_server().settings(),
+    )
+    wizard = Wizard(snap, settings)
+    assert len(wizard.members) == 250
+    assert wizard.members.attrs["pulled_at"] == pulled.pulled_at.isoformat(timespec="seconds")
+
+
+def test_a_huge_value_comes_through_whole(tmp_path: Path):
+    huge = "髙" * 1_000_000 + "<script>"
+    fake = FakeBcart(customers=[member(1, memo=huge)], customs=CUSTOMS)
+    with serve(fake) as url, client_for(url) as client:
+        write_snapshot(pull(client, progress=False), tmp_path / "s.parquet")
+    assert read_members(tmp_path / "s.parquet")["memo"].iloc[0] == huge
