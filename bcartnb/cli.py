@@ -334,24 +334,14 @@ def _cmd_unsuppress(args: argparse.Namespace) -> int:
 
 
 def _cmd_bounces_scan(args: argparse.Namespace) -> int:
-    from bcartnb.hygiene.scan import scan_mailbox
-    from bcartnb.settings import HygieneSettings, load_settings
+    from bcartnb.hygiene.scan import scan_mailbox, with_thresholds
+    from bcartnb.settings import load_settings
 
-    settings = load_settings()
-    if args.soft_threshold is not None or args.soft_window_days is not None:
-        h = settings.hygiene
-        settings = settings.replace(
-            hygiene=HygieneSettings(
-                soft_threshold=h.soft_threshold
-                if args.soft_threshold is None
-                else args.soft_threshold,
-                soft_window_days=h.soft_window_days
-                if args.soft_window_days is None
-                else args.soft_window_days,
-                verp=h.verp,
-                bounce_address=h.bounce_address,
-            )
-        )
+    settings = with_thresholds(
+        load_settings(),
+        soft_threshold=args.soft_threshold,
+        soft_window_days=args.soft_window_days,
+    )
     result = scan_mailbox(args.source, settings, progress=sys.stderr.isatty())
     if args.json:
         _print_json(result.as_dict())

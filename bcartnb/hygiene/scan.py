@@ -26,9 +26,9 @@ from bcartnb.hygiene.matching import Matcher
 from bcartnb.hygiene.sources import open_mailbox
 from bcartnb.ledger import HygieneEvent, Ledger
 from bcartnb.quota import now_tokyo
-from bcartnb.settings import Settings
+from bcartnb.settings import HygieneSettings, Settings
 
-__all__ = ["ScanResult", "scan_mailbox"]
+__all__ = ["ScanResult", "scan_mailbox", "with_thresholds"]
 
 #: Event kind → the key of the scan's count (DESIGN's JSON contract).
 _COUNT_KEYS: Mapping[str, str] = {
@@ -82,6 +82,25 @@ class ScanResult:
         if self.repeated:
             lines.append(f"（前回までに記録済み      {self.repeated:>7,} 件）")
         return "\n".join(lines)
+
+
+def with_thresholds(
+    settings: Settings,
+    *,
+    soft_threshold: int | None = None,
+    soft_window_days: float | None = None,
+) -> Settings:
+    """``settings`` with the soft-bounce rule given for one scan (``--soft-threshold``, the
+    notebook's parameters), checked like the settings file's."""
+    h = settings.hygiene
+    return settings.replace(
+        hygiene=HygieneSettings(
+            soft_threshold=h.soft_threshold if soft_threshold is None else soft_threshold,
+            soft_window_days=h.soft_window_days if soft_window_days is None else soft_window_days,
+            verp=h.verp,
+            bounce_address=h.bounce_address,
+        )
+    )
 
 
 def _by_address(led: Ledger, events: list[HygieneEvent]) -> list[HygieneEvent]:

@@ -435,6 +435,38 @@ class Suppressions(Database):
             ).fetchone()
         return None if row is None else str(row[0])
 
+    def hygiene_events(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        """The events recorded (bounces, complaints, unsubscribes), oldest first: the report's.
+
+        ``since`` keeps those that happened (``at``) at or after it.
+        """
+        query = (
+            "SELECT event_key, kind, address, at, recorded_at, source, campaign_id, member_id, "
+            "status, detail FROM hygiene_events"
+        )
+        args: tuple[Any, ...] = ()
+        if since is not None:
+            query += " WHERE at >= ?"
+            args = (ts(since),)
+        with self._read() as c:
+            rows = c.execute(query + " ORDER BY at, event_key", args).fetchall()
+        keys = (
+            "event_key",
+            "kind",
+            "address",
+            "at",
+            "recorded_at",
+            "source",
+            "campaign_id",
+            "member_id",
+            "status",
+            "detail",
+        )
+        out = [dict(zip(keys, row, strict=True)) for row in rows]
+        for row in out:
+            row["at"], row["recorded_at"] = dt(row["at"]), dt(row["recorded_at"])
+        return out
+
     def last_deliveries(self, addresses: Iterable[str]) -> dict[str, tuple[str, int]]:
         """Address (lower-cased) → (campaign id, member id) of the latest mail sent to it.
 
