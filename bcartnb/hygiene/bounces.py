@@ -32,7 +32,14 @@ from flufl.bounce import all_failures
 
 from bcartnb.hygiene.matching import MailRef, parse_message_id, parse_verp
 
-__all__ = ["MAX_MESSAGE_BYTES", "Finding", "Parsed", "parse_message", "unsubscribe_pattern"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "Finding",
+    "Parsed",
+    "clean_address",
+    "parse_message",
+    "unsubscribe_pattern",
+]
 
 #: Bounces and reports are small; past this a mail is read only this far (the original
 #: message's tail, if any, is what gets cut).
