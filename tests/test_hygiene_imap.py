@@ -17,6 +17,7 @@ import pytest
 from imap_server import ImapServer, start_imap_server
 
 from bcartnb.hygiene.scan import scan_mailbox
+from bcartnb.hygiene.sources import imap_folder_name
 from bcartnb.settings import load_settings
 
 DATA = Path(__file__).parent / "data" / "bounces"
@@ -136,3 +137,24 @@ def test_refusals_are_one_line_and_never_show_the_password(
         "no folder": "フォルダを開けません",
     }[case]
     assert expected in done.stderr
+
+
+def test_a_japanese_folder_name(tmp_path: Path, imap: ImapServer) -> None:
+    """Folders are named in modified UTF-7 on the wire (RFC 3501): 迷惑メール works."""
+    assert imap_folder_name("迷惑メール") == "&j,dg0TDhMPww6w-"
+    assert imap_folder_name("A&B/受信箱") == "A&-B/&U9dP4Xux-"
+    ctx = ssl.create_default_context(cafile=str(imap.ca_file))
+    conn = imaplib.IMAP4_SSL("127.0.0.1", imap.imaps_port, ssl_context=ctx)
+    try:
+        conn.login(imap.user, imap.password)
+        assert conn.create('"&j,dg0TDhMPww6w-"')[0] == "OK"
+        raw = (DATA / "exim-failed.eml").read_bytes().replace(b"\n", b"\r\n")
+        assert conn.append('"&j,dg0TDhMPww6w-"', None, None, raw)[0] == "OK"
+    finally:
+        conn.logout()
+    env = shop(tmp_path, imap, password=imap.password)
+    done = bcartnb(
+        "bounces", "scan", imap.url(folder="迷惑メール"), "--json", env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert (json.loads(done.stdout)["scanned"], json.loads(done.stdout)["hard"]) == (1, 1)

@@ -15,6 +15,7 @@ another bundle): ``imaps`` is TLS from the start (port 993), ``imap`` upgrades w
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import imaplib
 import mailbox
@@ -30,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 from bcartnb.exceptions import HygieneError
 from bcartnb.settings import _is_local, _read_dotenv
 
-__all__ = ["ImapUrl", "Mailbox", "open_mailbox", "parse_imap_url"]
+__all__ = ["ImapUrl", "Mailbox", "imap_folder_name", "open_mailbox", "parse_imap_url"]
 
 _FETCH_BATCH = 100
 _IMAP_TIMEOUT = 60.0
@@ -135,6 +136,27 @@ def parse_imap_url(source: str) -> ImapUrl:
     )
 
 
+def imap_folder_name(name: str) -> str:
+    """A folder name as IMAP writes it: modified UTF-7 (RFC 3501 5.1.3), so 迷惑メール works."""
+    out: list[str] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            data = base64.b64encode("".join(pending).encode("utf-16-be")).decode()
+            out.append("&" + data.rstrip("=").replace("/", ",") + "-")
+            pending.clear()
+
+    for ch in name:
+        if " " <= ch <= "~":
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            pending.append(ch)
+    flush()
+    return "".join(out)
+
+
 def _password(env: Mapping[str, str] | None) -> str:
     values = dict(os.environ if env is None else env)
     if env is None:
@@ -180,15 +202,21 @@ class _ImapMailbox(Mailbox):
             ) from None
         try:
             self.conn.login(url.user, password)
-        except (imaplib.IMAP4.error, OSError) as err:
+        except (imaplib.IMAP4.error, OSError, UnicodeEncodeError) as err:
             self.close()
             raise HygieneError(
-                f"{where}: login as {url.user!r} refused: {_plain(err)}",
+                f"{where}: login as {url.user!r} refused: "
+                + (
+                    "the user name or password is not ASCII"
+                    if isinstance(err, UnicodeEncodeError)
+                    else _plain(err)
+                ),
                 ja="IMAP サーバーにログインできません"
                 "（ユーザー名と BCARTNB_IMAP_PASSWORD を確認してください）",
             ) from None
         try:
-            typ, data = self.conn.select(f'"{url.folder}"', readonly=True)  # EXAMINE
+            folder = imap_folder_name(url.folder)
+            typ, data = self.conn.select(f'"{folder}"', readonly=True)  # EXAMINE
             if typ != "OK":
                 raise imaplib.IMAP4.error(_plain(data))
             typ, data = self.conn.uid("SEARCH", "ALL")
