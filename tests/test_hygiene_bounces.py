@@ -197,3 +197,46 @@ def test_each_hygiene_module_all_is_sorted_and_real(module: str) -> None:
     names = list(mod.__all__)
     assert names == sorted(names, key=isort_key)
     assert all(hasattr(mod, name) for name in names)
+
+
+def test_a_members_reply_that_mentions_an_error_is_not_a_bounce() -> None:
+    raw = (
+        "From: 山田 <yamada@example.jp>\nTo: shop@shop.example.co.jp\n"
+        "Subject: Re: エラー\nReturn-Path: <yamada@example.jp>\n"
+        "Content-Type: text/plain; charset=utf-8\n\n"
+        "tanaka@example.jp は存在しませんと言われました (550 user unknown)。\n"
+    ).encode()
+    assert parse_message(raw, now=NOW).findings == ()
+    bounce = raw.replace(b"Return-Path: <yamada@example.jp>", b"Return-Path: <>")
+    bounce = bounce.replace("Re: エラー".encode(), "配信エラー".encode())
+    bounce = bounce.replace("山田 <yamada@example.jp>".encode(), b"<notify@example.jp>")
+    assert [(f.kind, f.address) for f in parse_message(bounce, now=NOW).findings] == [
+        ("hard_bounce", "tanaka@example.jp")
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    recipient=st.one_of(
+        st.from_regex(
+            r"[a-z0-9][a-z0-9._+-]{0,20}@[a-z0-9][a-z0-9-]{0,10}\.[a-z]{2,5}", fullmatch=True
+        ),
+        st.text(max_size=80),
+    ),
+    status=st.from_regex(r"[45]\.[0-9]{1,3}\.[0-9]{1,3}", fullmatch=True),
+)
+def test_a_dsn_names_its_recipient_or_nobody_and_its_status_decides_hard_or_soft(
+    recipient: str, status: str
+) -> None:
+    raw = _dsn(recipient, status=status)
+    parsed = parse_message(raw, now=NOW)
+    named = {f.address for f in parsed.findings} - {None}
+    expected = clean_address(recipient)
+    if expected is not None and "\n" not in recipient and ".." not in recipient:
+        assert named == {expected}
+        [finding] = [f for f in parsed.findings if f.address == expected]
+        assert finding.kind == ("soft_bounce" if status.startswith("4") else "hard_bounce")
+        assert finding.status == status
+    for address in named:
+        assert address is not None and clean_address(address) == address
+        assert address.encode() in raw.lower()

@@ -24,6 +24,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.errors import HeaderParseError
+from email.header import Header, decode_header
 from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
@@ -173,6 +175,26 @@ def _header(msg: Message, name: str) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
+def _decoded(msg: Message, name: str) -> str:
+    """A header as text: encoded words (=?ISO-2022-JP?B?…?=) and raw UTF-8 decoded."""
+    value = msg.get(name)
+    if value is None:
+        return ""
+    try:
+        parts = decode_header(value if isinstance(value, Header) else str(value))
+    except (HeaderParseError, ValueError, LookupError):
+        return _header(msg, name)
+    out = []
+    for chunk, charset in parts:
+        if isinstance(chunk, bytes):
+            try:
+                chunk = chunk.decode(charset or "utf-8", "replace")
+            except LookupError:  # unknown-8bit and the like
+                chunk = chunk.decode("utf-8", "replace")
+        out.append(chunk)
+    return _flat("".join(out))
+
+
 def _date(msg: Message, now: datetime) -> datetime:
     """When the report was written (its Date), unless that is missing or not plausible."""
     try:
@@ -201,7 +223,10 @@ def _classify(
             named.add(from_addr)
             return [Finding("unsubscribed", from_addr, None, "mailto")], named
     statuses = _dsn_blocks(msg, named)
-    temporary, permanent = all_failures(msg)
+    try:
+        temporary, permanent = all_failures(msg)
+    except Exception:  # a detector tripping on an odd header (8-bit From); ours still read it
+        temporary = permanent = frozenset()
     found: list[Finding] = []
     text = _notice_text(msg)
     for value, soft in [*((a, False) for a in permanent), *((a, True) for a in temporary)]:
@@ -337,15 +362,14 @@ def _status_near(text: str, address: str) -> str | None:
 def _carrier_notice(msg: Message, text: str, named: set[str]) -> list[Finding]:
     """A non-standard notice flufl.bounce does not read: Japanese carriers' and the like.
 
-    It must look like one (from a mailer daemon or with a bounce subject) and say why per
+    It must look like one (from a mailer daemon, or automatic with a bounce subject) and say why per
     address: a recipient phrase ("550 Unknown user", 「存在しません」) on its line or the
     next ones. The address must be on a line of the notice, not only in the quoted original.
     """
-    if not (
-        _DAEMON_RE.search(_header(msg, "from"))
-        or _BOUNCE_SUBJECT_RE.search(_header(msg, "subject"))
-    ):
-        return []
+    daemon = _DAEMON_RE.search(_header(msg, "from")) is not None
+    automatic = _auto_submitted(msg) or _header(msg, "return-path") == "<>"
+    if not daemon and not (automatic and _BOUNCE_SUBJECT_RE.search(_decoded(msg, "subject"))):
+        return []  # a member's reply saying 「エラー」 is not a bounce
     lines = _before_original(text.splitlines())
     own = {
         a.lower()
