@@ -400,3 +400,18 @@ def test_without_verp_the_envelope_sender_is_the_shop(tmp_path: Path, smtp_serve
     env = setup_shop(tmp_path, server, 2)
     send_campaign(tmp_path, env)
     assert {r.envelope_from for r in server.received} == {"shop@example.co.jp"}
+
+
+def test_a_progress_bar_on_stderr_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = shop_settings(tmp_path)
+    md = maildir_with(
+        tmp_path / "b", [dsn(f"p{i}@example.jp", "<x@y>", own_id=f"p{i}@mx") for i in range(3)]
+    )
+    scan_mailbox(md, settings, progress=True)
+    captured = capsys.readouterr()
+    assert "不達メールの読み込み" in captured.err and "3/3" in captured.err
+    assert captured.out == ""
+    scan_mailbox(md, settings)  # the default: quiet
+    assert capsys.readouterr().err == ""

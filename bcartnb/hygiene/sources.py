@@ -82,9 +82,15 @@ class _LocalMailbox(Mailbox):
     def __iter__(self) -> Iterator[bytes]:
         for key in self.keys:
             try:
-                yield self.box.get_bytes(key)
+                raw = self.box.get_bytes(key)
             except (KeyError, FileNotFoundError):
                 continue  # moved or deleted by a mail client since it was listed
+            except OSError as err:
+                raise HygieneError(
+                    f"{self.label}: cannot read mail {key}: {err.strerror or err}",
+                    ja="メールボックスのメールを読めません（ファイルの権限を確認してください）",
+                ) from None
+            yield raw
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
