@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.installed-browser
 CHROMIUM := /usr/bin/chromium
+DOVECOT := /usr/sbin/dovecot
 
-.PHONY: demo test test-browser screenshots lint format bench browser-deps clean
+.PHONY: demo test test-browser screenshots lint format bench browser-deps imap-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +38,21 @@ $(BROWSER_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,browser]'
 	touch $(BROWSER_STAMP)
 
-test: $(STAMP) browser-deps
+# The bounce-scan tests (tests/test_hygiene_imap.py) read a real IMAP folder from Debian's
+# Dovecot, which each test starts on 127.0.0.1 with its own configuration (the system's
+# Dovecot, if any, is left alone). As root it is installed when missing, like Chromium.
+imap-deps:
+	@if ! test -x $(DOVECOT); then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      dovecot-imapd; \
+	  else \
+	    echo "make test needs Debian's Dovecot: sudo apt-get install dovecot-imapd" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: $(STAMP) browser-deps imap-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

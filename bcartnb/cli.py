@@ -408,6 +408,23 @@ def _add_bcart(sub: Any) -> None:
     q.set_defaults(func=_cmd_bcart_push)
 
 
+def _cmd_bounces_scan(args: argparse.Namespace) -> int:
+    from bcartnb.hygiene.scan import scan_mailbox, with_thresholds
+    from bcartnb.settings import load_settings
+
+    settings = with_thresholds(
+        load_settings(),
+        soft_threshold=args.soft_threshold,
+        soft_window_days=args.soft_window_days,
+    )
+    result = scan_mailbox(args.source, settings, progress=sys.stderr.isatty())
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        print(result.message())
+    return 0
+
+
 # --- parser ------------------------------------------------------------------------------
 
 
@@ -524,6 +541,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unsuppress", help="アドレスを配信停止リストから外す")
     p.add_argument("address", help="メールアドレス")
     p.set_defaults(func=_cmd_unsuppress)
+
+    p = sub.add_parser(
+        "bounces", help="不達・苦情・配信停止のメールを読み、配信停止リストを更新する"
+    )
+    bounces = p.add_subparsers(dest="bounces_command", required=True, parser_class=_Parser)
+    p = bounces.add_parser(
+        "scan",
+        help="メールボックス（Maildir、mbox、imap[s]://）を読む（メールは変更しません）",
+        description="Read a bounce mailbox (never changing it) and update the suppression list: "
+        "hard bounces and complaints list an address at once, soft bounces at the threshold. "
+        "Scanning the same mailbox again changes nothing.",
+    )
+    p.add_argument(
+        "source",
+        help="Maildir フォルダ、mbox ファイル、または imaps://USER@HOST[:PORT]/FOLDER"
+        "（パスワードは BCARTNB_IMAP_PASSWORD）",
+    )
+    p.add_argument("--json", action="store_true", help="JSON で出力")
+    p.add_argument(
+        "--soft-threshold",
+        type=int,
+        default=None,
+        metavar="N",
+        help="一時的な不達が N 回で配信停止（既定: 設定の [hygiene] soft_threshold、3）",
+    )
+    p.add_argument(
+        "--soft-window-days",
+        type=float,
+        default=None,
+        metavar="D",
+        help="その回数を数える日数（既定: [hygiene] soft_window_days、30）",
+    )
+    p.set_defaults(func=_cmd_bounces_scan)
 
     p = sub.add_parser("sink", help="run the embedded SMTP sink that stores mail in a Maildir")
     p.add_argument("--port", type=int, default=8025)

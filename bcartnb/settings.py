@@ -40,6 +40,7 @@ __all__ = [
     "RENDER_TIMEOUT",
     "BcartSettings",
     "DeliverySettings",
+    "HygieneSettings",
     "Settings",
     "SmtpSettings",
     "check_keys",
@@ -76,6 +77,7 @@ _TOP_KEYS = {
     "smtp",
     "delivery",
     "bcart",
+    "hygiene",
     "render_timeout",
     "max_mail_bytes",
 }
@@ -84,6 +86,7 @@ _DELIVERY_KEYS = {"connections", "rate_per_second", "rate_per_hour", "retries", 
 _BCART_KEYS = {"api_url"}
 #: B-Cart's public REST API (https://api.bcart.jp/api/v1); ``[bcart] api_url`` points elsewhere.
 BCART_API_URL = "https://api.bcart.jp/api/v1"
+_HYGIENE_KEYS = {"soft_threshold", "soft_window_days", "verp", "bounce_address"}
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,33 @@ class BcartSettings:
             )
 
 
+@dataclass(frozen=True)
+class HygieneSettings:
+    """How bounces list an address, and where they come back to.
+
+    Soft bounces (a full mailbox, a greylisting server) list an address only once
+    ``soft_threshold`` of them fall within ``soft_window_days`` (listmonk's defaults, 3 within
+    30 days). With ``verp`` each campaign mail's envelope sender (Return-Path) is
+    ``local+<campaign>.<member>@domain`` of ``bounce_address`` (the from address unless set),
+    so a bounce names the mail it answers even when it quotes nothing of it.
+    """
+
+    soft_threshold: int = 3
+    soft_window_days: float = 30.0
+    verp: bool = False
+    bounce_address: str | None = None
+
+    def __post_init__(self) -> None:
+        _in_range("[hygiene] soft_threshold", self.soft_threshold, 1, 1000, integer=True)
+        _in_range("[hygiene] soft_window_days", self.soft_window_days, 1, 3660, unit=" days")
+        if self.bounce_address is not None and "+" in self.bounce_address.partition("@")[0]:
+            raise SettingsError(
+                f"[hygiene] bounce_address must not contain '+' before the @ (VERP adds it): "
+                f"{self.bounce_address!r}",
+                ja="[hygiene] bounce_address の @ の前に + は使えません（VERP が付けます）。",
+            )
+
+
 def _is_local(host: str) -> bool:
     """This machine: a plain connection to it never leaves it."""
     if host.lower() in ("localhost", "localhost.localdomain"):
@@ -243,6 +273,7 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     bcart: BcartSettings = field(default_factory=BcartSettings)
+    hygiene: HygieneSettings = field(default_factory=HygieneSettings)
     source: Path | None = None
     render_timeout: float = RENDER_TIMEOUT
     max_mail_bytes: int = MAX_MAIL_BYTES
@@ -429,6 +460,26 @@ def _check_plan(name: str, where: str, envd: Mapping[str, str], *, dotenv: bool)
         raise SettingsError(f"{source}: {err}", ja=f"{source_ja}に指定された{err.ja}") from err
 
 
+def _hygiene(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The ``[hygiene]`` table's keys, typed; ranges are checked by HygieneSettings."""
+    table = data.get("hygiene", {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{where}: [hygiene] must be a table")
+    here = f"{where} [hygiene]"
+    check_keys(table, _HYGIENE_KEYS, here)
+    out: dict[str, Any] = {}
+    if "soft_threshold" in table:
+        out["soft_threshold"] = check_type(table, "soft_threshold", int, here)
+    if "soft_window_days" in table:
+        out["soft_window_days"] = float(check_type(table, "soft_window_days", (int, float), here))
+    if "verp" in table:
+        out["verp"] = check_type(table, "verp", bool, here)
+    if "bounce_address" in table:
+        value = check_type(table, "bounce_address", str, here)
+        out["bounce_address"] = parse_mailbox(value, f"{here}: bounce_address")[1]
+    return out
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -521,6 +572,7 @@ def load_settings(
         bkw["api_url"] = check_type(bcart_data, "api_url", str, f"{where} [bcart]")
     if envd.get("BCARTNB_BCART_TOKEN"):
         bkw["token"] = envd["BCARTNB_BCART_TOKEN"].strip()
+    hygiene_kw = _hygiene(data, where)
 
     # The environment wins over the file.
     if envd.get("BCARTNB_PLAN"):
@@ -556,6 +608,7 @@ def load_settings(
             smtp=SmtpSettings(**smtp_kw),
             delivery=DeliverySettings(**dkw),
             bcart=BcartSettings(**bkw),
+            hygiene=HygieneSettings(**hygiene_kw),
         )
     except SettingsError as err:
         raise SettingsError(f"{where}: {err}", ja=err.ja) from None

@@ -40,6 +40,7 @@ from bcartnb.exceptions import (
     QuotaExceededError,
     TransportError,
 )
+from bcartnb.hygiene.matching import verp_address
 from bcartnb.ledger import DeliveryResult, Ledger, Recipient
 from bcartnb.ledger.journal import COUNTED_FROM
 from bcartnb.transports import (
@@ -208,6 +209,9 @@ class Sender:
         self.ledger = ledger
         self.transport = transport
         self.envelope_from = plan.settings.from_addr
+        hygiene = plan.settings.hygiene
+        # VERP: each mail's own return path, so its bounce names it (bcartnb.hygiene)
+        self.verp_base = (hygiene.bounce_address or self.envelope_from) if hygiene.verp else None
         self.k = max(1, connections)
         self.limiter = limiter
         self.sleep = sleep
@@ -412,16 +416,22 @@ class Sender:
                 conn = slot.conn = self.transport.connect()
                 slot.polled = isinstance(conn, PollableConnection)
             if slot.polled:
-                res = cast(PollableConnection, conn).begin(self.envelope_from, [job.to], job.raw)
+                res = cast(PollableConnection, conn).begin(self._sender(job), [job.to], job.raw)
                 if res is None:
                     self.in_flight += 1
                     return
             else:
-                res = conn.send(self.envelope_from, [job.to], job.raw)
+                res = conn.send(self._sender(job), [job.to], job.raw)
         except Exception as err:  # decided by _result
             self._end(slot, None, err)
             return
         self._end(slot, res, None)
+
+    def _sender(self, job: _Job) -> str:
+        """The envelope sender: the shop's address, or with VERP this mail's own."""
+        if self.verp_base is None:
+            return self.envelope_from
+        return verp_address(self.verp_base, self.cid, job.member_id)
 
     def _end(self, slot: _Slot, res: SendResult | None, err: BaseException | None) -> None:
         job = slot.job

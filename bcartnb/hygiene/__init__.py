@@ -1,9 +1,21 @@
 """List hygiene: who must not be mailed again, found from bounces, complaints and unsubscribes.
 
 The suppression list itself lives in the ledger (:mod:`bcartnb.ledger.suppressions`); this
-package holds what feeds it and what it feeds: reading bounce mailboxes and parsing delivery
-status notifications, the one-click unsubscribe server, and the CSV that writes the list
-back to B-Cart (:mod:`bcartnb.hygiene.export`).
+package holds what feeds it and what it feeds:
+
+======================================  ====================================================
+:mod:`~bcartnb.hygiene.sources`         bounce mailboxes, read-only: Maildir, mbox, IMAP
+:mod:`~bcartnb.hygiene.bounces`         one mail read: bounce (hard/soft), complaint (ARF),
+                                        mailto unsubscribe, or nothing
+:mod:`~bcartnb.hygiene.matching`        our Message-IDs and VERP return paths, resolved to
+                                        the campaign mail through the ledger
+:mod:`~bcartnb.hygiene.scan`            ``bcartnb bounces scan``: all of the above, recorded
+                                        once per event
+:mod:`~bcartnb.hygiene.report`          the list-hygiene notebook's report
+:mod:`~bcartnb.hygiene.export`          the CSV that writes the list back to B-Cart
+======================================  ====================================================
+
+The one-click unsubscribe server lives here too.
 """
 
 from __future__ import annotations

@@ -435,6 +435,66 @@ class Suppressions(Database):
             ).fetchone()
         return None if row is None else str(row[0])
 
+    def hygiene_events(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        """The events recorded (bounces, complaints, unsubscribes), oldest first: the report's.
+
+        ``since`` keeps those that happened (``at``) at or after it.
+        """
+        query = (
+            "SELECT event_key, kind, address, at, recorded_at, source, campaign_id, member_id, "
+            "status, detail FROM hygiene_events"
+        )
+        args: tuple[Any, ...] = ()
+        if since is not None:
+            query += " WHERE at >= ?"
+            args = (ts(since),)
+        with self._read() as c:
+            rows = c.execute(query + " ORDER BY at, event_key", args).fetchall()
+        keys = (
+            "event_key",
+            "kind",
+            "address",
+            "at",
+            "recorded_at",
+            "source",
+            "campaign_id",
+            "member_id",
+            "status",
+            "detail",
+        )
+        out = [dict(zip(keys, row, strict=True)) for row in rows]
+        for row in out:
+            row["at"], row["recorded_at"] = dt(row["at"]), dt(row["recorded_at"])
+        return out
+
+    def last_deliveries(self, addresses: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """Address (lower-cased) → (campaign id, member id) of the latest mail sent to it.
+
+        A bounce or an unsubscribe that quotes no mail of ours is still some member's: this
+        names the member, so the B-Cart export finds the 会員ID. One pass over the journal
+        for the whole batch (it has no index by address, and needs none elsewhere).
+        """
+        wanted = sorted({a.strip().lower() for a in addresses})
+        out: dict[str, tuple[str, int]] = {}
+        if not wanted:
+            return out
+        with self._read() as c:
+            c.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_addresses (address TEXT PRIMARY KEY)")
+            c.execute("DELETE FROM wanted_addresses")
+            c.executemany(
+                "INSERT OR IGNORE INTO wanted_addresses VALUES (?)", [(a,) for a in wanted]
+            )
+            rows = c.execute(
+                "SELECT lower(d.address), d.campaign_id, d.member_id FROM deliveries d "
+                "JOIN wanted_addresses w ON w.address = lower(d.address) "
+                "WHERE d.state IN ('sent', 'failed', 'uncertain', 'deferred') "
+                "ORDER BY coalesce(d.sending_at, ''), d.campaign_id"
+            ).fetchall()
+            c.execute("DELETE FROM wanted_addresses")
+        for address, cid, mid in rows:
+            out[str(address)] = (str(cid), int(mid))  # the latest wins
+        return out
+
     # --- the write-back to B-Cart ----------------------------------------------------------
 
     def bcart_changes(self) -> list[BcartChange]:

@@ -1,0 +1,207 @@
+"""The list-hygiene report: what ``notebooks/list_hygiene.ipynb`` shows after a scan.
+
+B-Cart caps each month's mail because bounces hurt every shop's deliverability, and a
+refused mail still counts; so the report puts the month's bounce rate per campaign first
+(bounced addresses / mails sent, a chart labelled by date and subject), then the addresses
+this scan put on the suppression list (masked, as every report masks them), then where the
+B-Cart import file was written. It follows :mod:`bcartnb.report`'s rules and uses its
+helpers: every value is escaped where it lands, addresses are masked, no setting but the
+month and the file names is shown.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bcartnb.delivery.summary import mask_address
+from bcartnb.hygiene.export import BcartExport, export_bcart_csv
+from bcartnb.hygiene.scan import ScanResult
+from bcartnb.ledger import Ledger
+from bcartnb.ledger.suppressions import REASON_LABELS
+from bcartnb.quota import TOKYO, month_of, now_tokyo, parse_month
+from bcartnb.report import _display, _heading, _image, _japanese, _paragraph, _png, _table
+
+__all__ = [
+    "bounce_chart",
+    "bounce_rates",
+    "new_suppressions",
+    "scan_table",
+    "show_hygiene_report",
+]
+
+_BOUNCES = ("hard_bounce", "soft_bounce")
+_LABEL_CHARS = 18
+
+
+def _month_start(month: str) -> datetime:
+    year, mon = parse_month(month).split("-")
+    return datetime(int(year), int(mon), 1, tzinfo=TOKYO)
+
+
+def bounce_rates(ledger: Ledger, month: str | None = None) -> pd.DataFrame:
+    """Per campaign started in ``month`` (Asia/Tokyo): sent, bounced addresses, complaints, rate.
+
+    ``sent`` counts the mails the receiving servers accepted; ``bounces`` the distinct
+    addresses whose bounce (hard or soft) was matched to the campaign; ``rate`` their share.
+    """
+    month = parse_month(month) if month else month_of(now_tokyo())
+    start = _month_start(month)
+    campaigns = ledger.campaigns()
+    events = ledger.hygiene_events(since=start)
+    rows = []
+    for _, c in campaigns.iterrows():
+        created = c["created_at"]
+        if month_of(created) != month:
+            continue
+        cid = str(c["campaign_id"])
+        mine = [e for e in events if e["campaign_id"] == cid]
+        bounced = {e["address"] for e in mine if e["kind"] in _BOUNCES}
+        complaints = {e["address"] for e in mine if e["kind"] == "complaint"}
+        sent = int(c["sent"])
+        params = c["params"] or {}
+        subject = params.get("subject") or f"（テンプレート {params.get('template') or '-'}）"
+        rows.append(
+            {
+                "campaign_id": cid,
+                "date": created.astimezone(TOKYO).strftime("%Y-%m-%d"),
+                "subject": str(subject),
+                "sent": sent,
+                "bounces": len(bounced),
+                "complaints": len(complaints),
+                "rate": (len(bounced) / sent) if sent else 0.0,
+            }
+        )
+    columns = ["campaign_id", "date", "subject", "sent", "bounces", "complaints", "rate"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def bounce_chart(rates: pd.DataFrame, month: str) -> bytes:
+    """The bounce rate per campaign, as bars labelled by date and subject (PNG)."""
+    from matplotlib.figure import Figure
+
+    with _japanese():
+        fig = Figure(figsize=(7, 3.4))
+        ax = fig.add_subplot()
+        if len(rates):
+            labels = [
+                f"{d}\n{s[:_LABEL_CHARS]}{'…' if len(s) > _LABEL_CHARS else ''}"
+                for d, s in zip(rates["date"], rates["subject"], strict=True)
+            ]
+            percent = [100.0 * r for r in rates["rate"]]
+            ax.bar(range(len(rates)), percent, width=0.6, color="#c0392b")
+            for i, (b, n) in enumerate(zip(rates["bounces"], rates["sent"], strict=True)):
+                ax.annotate(f"{b:,}/{n:,}", (i, percent[i]), ha="center", va="bottom", fontsize=8)
+            ax.set_xticks(range(len(rates)), labels, fontsize=8)
+            ax.set_xlim(-0.75, max(len(rates), 3) - 0.25)
+        else:
+            ax.text(0.5, 0.5, "この月の配信はまだありません", ha="center", va="center")
+            ax.set_xticks([])
+        ax.set_title(f"{month} のキャンペーン別 不達率（不達アドレス数 / 送信数）")
+        ax.set_ylabel("%")
+        ax.set_ylim(bottom=0)
+        return _png(fig)
+
+
+def scan_table(result: ScanResult) -> pd.DataFrame:
+    """The scan's counts, in the shop's words."""
+    data = result.as_dict()
+    labels = {
+        "scanned": "読み込んだメール",
+        "hard": "不達（恒久的なエラー）",
+        "soft": "不達（一時的なエラー）",
+        "unsubscribes": "配信停止の申し出",
+        "complaints": "迷惑メールの報告",
+        "unmatched": "宛先のわからない不達",
+        "suppressed_new": "新しく配信停止にした宛先",
+        "repeated": "前回までに記録済み",
+    }
+    return pd.DataFrame(
+        {"項目": list(labels.values()), "件数": [int(data[k]) for k in labels]}
+    ).set_index("項目")
+
+
+def new_suppressions(ledger: Ledger, result: ScanResult) -> pd.DataFrame:
+    """The addresses this scan listed, masked, with why and whose they were."""
+    rows = []
+    for address in result.suppressed_new:
+        s = ledger.suppression(address)
+        if s is None:  # taken off again since (bcartnb unsuppress)
+            continue
+        rows.append(
+            {
+                "メールアドレス": mask_address(s.address),
+                "理由": REASON_LABELS[s.reason],
+                "会員ID": "" if s.member_id is None else str(s.member_id),
+                "キャンペーンID": s.campaign_id or "",
+                "詳細": s.detail or "",
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["メールアドレス", "理由", "会員ID", "キャンペーンID", "詳細"]
+    )
+
+
+def show_hygiene_report(
+    ledger: Ledger,
+    result: ScanResult | None,
+    *,
+    month: str | None = None,
+    export: str | os.PathLike[str] | None = None,
+    members: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Show the report in the notebook; write the B-Cart CSV when ``export`` is given.
+
+    Returns the counts (what a caller or a test reads back).
+    """
+    month = month or month_of(now_tokyo())
+    summary: dict[str, Any] = {"month": month}
+    if result is not None:
+        _heading(2, "不達・配信停止メールの読み込み")
+        _table(scan_table(result))
+        summary.update(result.as_dict())
+    rates = bounce_rates(ledger, month)
+    _heading(2, f"{month} のキャンペーン別 不達率")
+    _display(_image(bounce_chart(rates, month)))
+    shown = rates.assign(rate=[f"{100 * r:.1f}%" for r in rates["rate"]]).rename(
+        columns={
+            "campaign_id": "キャンペーンID",
+            "date": "配信日",
+            "subject": "件名",
+            "sent": "送信数",
+            "bounces": "不達",
+            "complaints": "苦情",
+            "rate": "不達率",
+        }
+    )
+    _table(shown)
+    summary["campaigns"] = [
+        {k: (float(v) if k == "rate" else v) for k, v in row.items()}
+        for row in rates.to_dict("records")
+    ]
+    if result is not None:
+        _heading(2, "新しく配信停止にした宛先（伏せ字）")
+        fresh = new_suppressions(ledger, result)
+        if len(fresh):
+            _table(fresh)
+        else:
+            _paragraph("この読み込みで新しく配信停止にした宛先はありません。")
+    if export is not None:
+        done: BcartExport = export_bcart_csv(ledger.suppressions(), export, members=members)
+        _heading(2, "B-Cart への反映")
+        _paragraph(
+            f"会員インポート用のCSVを書き出しました: {Path(done.path).name}"
+            f"（{len(done.member_ids):,} 件、メール案内 = 受け取らない）。"
+            "B-Cart の会員インポートで取り込むと、B-Cart からのメールも止まります。"
+        )
+        if done.without_id:
+            _paragraph(
+                f"会員IDがわからないアドレス {len(done.without_id):,} 件は書き出していません"
+                "（members に会員ファイルを指定すると探します）。"
+            )
+        summary["export"] = {"rows": len(done.member_ids), "without_id": len(done.without_id)}
+    return summary

@@ -1,0 +1,242 @@
+"""Reading one mail of the bounce mailbox: the samples in tests/data/bounces and hostile mail."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bcartnb.hygiene.bounces import clean_address, parse_message, unsubscribe_pattern
+from bcartnb.hygiene.matching import parse_message_id, parse_verp, verp_address
+
+DATA = Path(__file__).parent / "data" / "bounces"
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+UNSUB = unsubscribe_pattern("mailto:unsubscribe@shop.example.co.jp?subject=unsubscribe")
+CID = "20261101-100000-abc123"
+
+# file → (kind, address, status or None, member id of the campaign mail it quotes)
+EXPECTED = {
+    "postfix-user-unknown.eml": ("hard_bounce", "taro@example.jp", "5.1.1", "1001"),
+    "postfix-delayed.eml": ("soft_bounce", "hanako@example.ne.jp", "4.2.2", "1002"),
+    "exim-failed.eml": ("hard_bounce", "jiro@example.net", "5.1.1", "1003"),
+    "gmail-mailbox-full.eml": ("soft_bounce", "saburo.example@gmail.com", "4.2.2", "1004"),
+    "m365-recipient-not-found.eml": ("hard_bounce", "shiro@contoso.example", "5.1.10", "1005"),
+    "au-ezweb-user-unknown.eml": ("hard_bounce", "goro-xyz@ezweb.ne.jp", None, "1006"),
+    "docomo-unknown-user.ja.eml": ("hard_bounce", "rokuro.abc@docomo.ne.jp", None, "1007"),
+    "softbank-mailbox-full.ja.eml": ("soft_bounce", "nanako@i.softbank.jp", "4.2.2", "1008"),
+    "arf-yahoo.eml": ("complaint", "hachiro@yahoo.example", None, "1009"),
+    "arf-microsoft-jmrp.eml": ("complaint", "kuro@outlook.example", None, "1010"),
+    "mailto-unsubscribe.eml": ("unsubscribed", "juro@example.org", None, None),
+}
+
+
+def test_every_sample_is_listed_and_documented() -> None:
+    files = {p.name for p in DATA.glob("*.eml")}
+    assert files == set(EXPECTED)
+    readme = (DATA / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{name}`" in readme for name in files)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample(name: str) -> None:
+    kind, address, status, member = EXPECTED[name]
+    parsed = parse_message((DATA / name).read_bytes(), unsubscribe_to=UNSUB, now=NOW)
+    assert [(f.kind, f.address) for f in parsed.findings] == [(kind, address)]
+    if status is not None:
+        assert parsed.findings[0].status == status
+    if kind.endswith("bounce"):  # the status decides hard or soft, one truth
+        first = (parsed.findings[0].status or "5")[0]
+        assert first == ("4" if kind == "soft_bounce" else "5")
+    refs = [(r.campaign, r.member) for r in parsed.refs]
+    assert refs == ([] if member is None else [(CID, member)])
+    assert parsed.at <= NOW and parsed.key.startswith("mid:")
+
+
+def test_flufl_reports_a_4xx_failure_as_permanent_and_we_read_the_status() -> None:
+    """Gmail gives up on a full mailbox with Action: failed, Status 4.2.2: soft, not hard."""
+    import email
+    from email.policy import compat32
+
+    from flufl.bounce import all_failures
+
+    raw = (DATA / "gmail-mailbox-full.eml").read_bytes()
+    temporary, permanent = all_failures(email.message_from_bytes(raw, policy=compat32))
+    assert permanent == {b"saburo.example@gmail.com"} and not temporary
+    parsed = parse_message(raw, now=NOW)
+    assert parsed.findings[0].kind == "soft_bounce"
+
+
+def test_same_mail_same_key_other_mail_other_key() -> None:
+    raw = (DATA / "postfix-user-unknown.eml").read_bytes()
+    a, b = parse_message(raw, now=NOW), parse_message(raw, now=NOW)
+    assert a.event_key(a.findings[0]) == b.event_key(b.findings[0])
+    other = raw.replace(b"Message-Id: <20261129010005.4B1C2D3E4F@", b"Message-Id: <other@")
+    c = parse_message(other, now=NOW)
+    assert c.event_key(c.findings[0]) != a.event_key(a.findings[0])
+    # no Message-ID at all: the hash of the bytes, still stable
+    bare = re.sub(rb"(?m)^Message-Id: .*\n", b"", raw)
+    d, e = parse_message(bare, now=NOW), parse_message(bare, now=NOW)
+    assert d.key.startswith("sha256:") and d.key == e.key
+
+
+def test_unsubscribe_needs_the_mailto_address_and_no_auto_reply() -> None:
+    raw = (DATA / "mailto-unsubscribe.eml").read_bytes()
+    assert parse_message(raw, now=NOW).findings == ()  # no mailto configured: nothing
+    other = unsubscribe_pattern("mailto:stop@shop.example.co.jp")
+    assert parse_message(raw, unsubscribe_to=other, now=NOW).findings == ()
+    vacation = raw.replace(b"Subject: unsubscribe", b"Auto-Submitted: auto-replied\nSubject: OOO")
+    assert parse_message(vacation, unsubscribe_to=UNSUB, now=NOW).findings == ()
+    templated = unsubscribe_pattern("unsubscribe+{{ id }}@shop.example.co.jp")
+    assert templated is not None
+    assert templated.fullmatch("unsubscribe+1001@shop.example.co.jp")
+    assert not templated.fullmatch("unsubscribe+1001@evil.example")
+
+
+def test_verp_and_message_id_round_trip() -> None:
+    address = verp_address("bounces@shop.example.co.jp", CID, 1001)
+    assert address == f"bounces+{CID}.1001@shop.example.co.jp"
+    ref = parse_verp(address)
+    assert ref is not None and (ref.campaign, ref.member, ref.via) == (CID, "1001", "verp")
+    odd = verp_address("b@x.jp", "キャンペーン 1", 7)  # not a token: hashed, still parseable
+    assert parse_verp(odd) is not None and "キ" not in odd
+    assert parse_verp("shop@shop.example.co.jp") is None
+    refs = parse_message_id(f"<a@b> <bcartnb.{CID}.7@x.jp>\r\n <bcartnb.{CID}.8@x.jp>")
+    assert [r.member for r in refs] == ["7", "8"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a@b",
+        "a b@c.jp",
+        "a@b.jp\r\nBcc: x@y.jp",
+        "a\x00@b.jp",
+        "<a@b.jp>,c@d.jp",
+        "x" * 300 + "@b.jp",
+    ],
+)
+def test_clean_address_refuses_what_is_not_one_address(value: str) -> None:
+    assert clean_address(value) is None
+
+
+def _dsn(recipient: str, *, status: str = "5.1.1", extra: str = "") -> bytes:
+    raw = (DATA / "postfix-user-unknown.eml").read_text(encoding="utf-8")
+    raw = raw.replace("taro@example.jp", recipient).replace("Status: 5.1.1", f"Status: {status}")
+    return (raw + extra).encode("utf-8", "surrogateescape")
+
+
+def test_hostile_mail_never_crashes_nor_names_an_address_it_does_not_name() -> None:
+    cases = [
+        b"",
+        b"\x00" * 1000,
+        b"garbage without headers",
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\n\n--x\n"
+        b"Content-Type: message/delivery-status\n\nFinal-Recipient: rfc822;\x00\n--",
+        b"Content-Type: multipart/mixed; boundary=\n\n--\n--\n",
+        b'Content-Type: multipart/report; boundary="a"\n\n' + b"--a\n" * 5000,
+        _dsn("evil@example.jp\r\nBcc: victim@example.jp"),
+        _dsn("<script>alert(1)</script>@example.jp"),
+        b"From: MAILER-DAEMON@x.jp\nSubject: Returned mail\n\n" + b"A" * 6_000_000,
+    ]
+    for raw in cases:
+        parsed = parse_message(raw, now=NOW)
+        for f in parsed.findings:
+            assert f.address is None or f.address.encode() in raw.lower()
+            assert f.address is None or clean_address(f.address) == f.address
+    crlf = parse_message(_dsn("evil@example.jp\r\nBcc: victim@example.jp"), now=NOW)
+    assert "victim@example.jp" not in {f.address for f in crlf.findings}
+
+
+def test_a_notice_that_only_quotes_an_address_does_not_name_it() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.jp\nSubject: Returned mail\n"
+        b"To: shop@shop.example.co.jp\n\n"
+        b"Your message could not be delivered.\n\n"
+        b"------ This is a copy of the original message ------\n"
+        b"To: innocent@example.jp\nSubject: user unknown does not exist\n"
+    )
+    assert all(f.address != "innocent@example.jp" for f in parse_message(raw, now=NOW).findings)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    headers=st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["From", "To", "Subject", "Content-Type", "Message-ID", "X-Failed-Recipients"]
+            ),
+            st.text(max_size=60),
+        ),
+        max_size=6,
+    ),
+    body=st.binary(max_size=2000),
+)
+def test_any_mail_parses_without_raising_and_names_only_what_it_holds(
+    headers: list[tuple[str, str]], body: bytes
+) -> None:
+    raw = "".join(f"{k}: {v}\n" for k, v in headers).encode("utf-8", "replace") + b"\n" + body
+    parsed = parse_message(raw, unsubscribe_to=UNSUB, now=NOW)
+    for f in parsed.findings:
+        assert f.kind in {"hard_bounce", "soft_bounce", "complaint", "unsubscribed"}
+        if f.address is not None:
+            assert clean_address(f.address) == f.address
+            assert f.address.encode() in raw.lower()
+
+
+@pytest.mark.parametrize("module", ["bounces", "export", "matching", "report", "scan", "sources"])
+def test_each_hygiene_module_all_is_sorted_and_real(module: str) -> None:
+    import importlib
+
+    from test_exports import isort_key
+
+    mod = importlib.import_module(f"bcartnb.hygiene.{module}")
+    names = list(mod.__all__)
+    assert names == sorted(names, key=isort_key)
+    assert all(hasattr(mod, name) for name in names)
+
+
+def test_a_members_reply_that_mentions_an_error_is_not_a_bounce() -> None:
+    raw = (
+        "From: 山田 <yamada@example.jp>\nTo: shop@shop.example.co.jp\n"
+        "Subject: Re: エラー\nReturn-Path: <yamada@example.jp>\n"
+        "Content-Type: text/plain; charset=utf-8\n\n"
+        "tanaka@example.jp は存在しませんと言われました (550 user unknown)。\n"
+    ).encode()
+    assert parse_message(raw, now=NOW).findings == ()
+    bounce = raw.replace(b"Return-Path: <yamada@example.jp>", b"Return-Path: <>")
+    bounce = bounce.replace("Re: エラー".encode(), "配信エラー".encode())
+    bounce = bounce.replace("山田 <yamada@example.jp>".encode(), b"<notify@example.jp>")
+    assert [(f.kind, f.address) for f in parse_message(bounce, now=NOW).findings] == [
+        ("hard_bounce", "tanaka@example.jp")
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    recipient=st.one_of(
+        st.from_regex(
+            r"[a-z0-9][a-z0-9._+-]{0,20}@[a-z0-9][a-z0-9-]{0,10}\.[a-z]{2,5}", fullmatch=True
+        ),
+        st.text(max_size=80),
+    ),
+    status=st.from_regex(r"[45]\.[0-9]{1,3}\.[0-9]{1,3}", fullmatch=True),
+)
+def test_a_dsn_names_its_recipient_or_nobody_and_its_status_decides_hard_or_soft(
+    recipient: str, status: str
+) -> None:
+    raw = _dsn(recipient, status=status)
+    parsed = parse_message(raw, now=NOW)
+    named = {f.address for f in parsed.findings} - {None}
+    expected = clean_address(recipient)
+    if expected is not None and "\n" not in recipient and ".." not in recipient:
+        assert named == {expected}
+        [finding] = [f for f in parsed.findings if f.address == expected]
+        assert finding.kind == ("soft_bounce" if status.startswith("4") else "hard_bounce")
+        assert finding.status == status
+    for address in named:
+        assert address is not None and clean_address(address) == address
+        assert address.encode() in raw.lower()
