@@ -37,8 +37,9 @@ from bcartnb import delivery
 from bcartnb.audience import Audience, build_audience
 from bcartnb.compose import ComposedMail, Composer, Draft
 from bcartnb.delivery import DeliverySummary, dry_run, quota_dict
-from bcartnb.exceptions import BcartnbError, SettingsError
+from bcartnb.exceptions import BcartnbError, ComposeError, SettingsError, TemplateError
 from bcartnb.ledger import Ledger, fingerprint, new_campaign_id
+from bcartnb.mailcheck import Finding
 from bcartnb.members import read_members
 from bcartnb.quota import Plan, QuotaStatus, resolve_plan
 from bcartnb.settings import Settings, check_keys, check_type, read_toml
@@ -212,6 +213,9 @@ class CampaignPlan:
     quota: QuotaStatus
     campaign_id: str
     warnings: list[str] = field(default_factory=list)
+    #: 送信前の確認 of the first sendable member's mail, as sent (:mod:`bcartnb.mailcheck`)
+    checks: tuple[Finding, ...] = ()
+    checks_member: int | None = None
 
     @property
     def recipients(self) -> list[tuple[int, str]]:
@@ -321,6 +325,7 @@ def plan_campaign(
     finally:
         if own:
             led.close()
+    checks, checks_member = _checks(composer, audience)
     return CampaignPlan(
         spec=spec,
         settings=settings,
@@ -331,7 +336,29 @@ def plan_campaign(
         quota=quota,
         campaign_id=cid,
         warnings=list(composer.warnings),
+        checks=checks,
+        checks_member=checks_member,
     )
+
+
+def _checks(composer: Composer, audience: Audience) -> tuple[tuple[Finding, ...], int | None]:
+    """送信前の確認 of one representative mail: the first sendable member's, as sent.
+
+    One mail, not every one: checking 10,000 HTML mails would double a dry run, and what
+    is checked is mostly the template's own (the legal items, images, links): member values
+    are escaped in HTML and only add text. They can still move a mail's size by a company
+    name's length, and a template's ``{% if %}`` can drop a line for some members only: the
+    wizard's preview checks each mail it shows. A member whose mail cannot be composed gives
+    no checks here; the dry run stops on that member with the exact error.
+    """
+    first = audience.sendable.head(1)
+    if first.empty:
+        return (), None
+    try:
+        mail = next(composer.compose_all(first))
+    except (ComposeError, TemplateError):
+        return (), None
+    return tuple(composer.check(mail)), int(mail.member_id)
 
 
 # --- the conductor ------------------------------------------------------------------------
@@ -378,13 +405,20 @@ def run(
     with _ledger(settings, ledger) as led:
         plan = plan_campaign(spec, settings, members=members, ledger=led)
         if not do_send:
-            summary = dry_run(plan)
+            summary = _with_checks(dry_run(plan), plan)
             summary.warnings += _history_notes(led, plan)
             return CampaignRun(plan, summary)
         summary = _send(
             plan, repeat=repeat, transport=transport, progress=progress, ledger=led, **options
         )
         return CampaignRun(plan, summary)
+
+
+def _with_checks(summary: DeliverySummary, plan: CampaignPlan) -> DeliverySummary:
+    """The plan's 送信前の確認 in the summary (the JSON ``checks``, the CLI's lines)."""
+    summary.checks = list(plan.checks)
+    summary.checks_member = plan.checks_member
+    return summary
 
 
 def _history_notes(led: Ledger, plan: CampaignPlan) -> list[str]:
@@ -451,7 +485,7 @@ def send(
                 f"同じ内容のキャンペーン {claim.campaign_id} の続きとして送りました"
                 "（送信済みの会員には送っていません）。"
             )
-        return summary
+        return _with_checks(summary, plan)
 
 
 _send = send  # for run(), whose ``send`` argument hides the function
@@ -508,7 +542,7 @@ def resume(
             sleep=sleep,
             **options,
         )
-        return CampaignRun(plan, summary)
+        return CampaignRun(plan, _with_checks(summary, plan))
 
 
 def send_test(

@@ -15,6 +15,7 @@ from typing import Any
 from bcartnb.audience import REASON_LABELS
 from bcartnb.exceptions import IncompleteError
 from bcartnb.ledger import CampaignRecord
+from bcartnb.mailcheck import Finding
 from bcartnb.quota import QuotaStatus
 
 __all__ = [
@@ -87,6 +88,9 @@ class DeliverySummary:
     warnings: list[str] = field(default_factory=list)
     stopped: str | None = None
     stopped_ja: str | None = None
+    #: 送信前の確認 of the campaign's representative mail (:mod:`bcartnb.mailcheck`), whose member
+    checks: list[Finding] = field(default_factory=list)
+    checks_member: int | None = None
 
     @classmethod
     def from_record(
@@ -166,6 +170,8 @@ class DeliverySummary:
             "quota": dict(self.quota),
             "stopped": self.stopped,
             "warnings": list(self.warnings),
+            "checks": [f.as_dict() for f in self.checks],
+            "checks_member": self.checks_member,
         }
 
     @property
