@@ -382,3 +382,23 @@ def test_a_plan_with_nobody_to_mail_has_no_checks(tmp_path: Path) -> None:
     plan = plan_campaign(spec, settings_)
     assert plan.audience.sendable.empty
     assert plan.checks == () and plan.checks_member is None
+
+
+def test_the_confirmation_step_shows_the_previewed_mails_checks() -> None:
+    """Escaped, deduplicated (here, not in test_widgets.py, which another branch rewrites)."""
+    from bcartnb.compose import Preview
+    from bcartnb.widgets.confirm_step import ConfirmStep
+
+    found = check(
+        html=CLEAN_HTML.replace('alt="新商品の写真"', "").replace("a.png", "<script>.png")
+    )
+    step = ConfirmStep()
+    step.show_previews(
+        [Preview(member_id=1, checks=tuple(found)), Preview(2, checks=tuple(found))], ["注意です"]
+    )
+    shown = step.warnings.value
+    assert "注意です" in shown and "<b>送信前の確認</b>" in shown
+    assert shown.count('data-code="img_alt"') == 1
+    assert "&lt;script&gt;.png" in shown and "<script>" not in shown
+    step.show_previews([Preview(member_id=1)], [])
+    assert step.warnings.value == ""
