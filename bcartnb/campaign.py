@@ -37,8 +37,9 @@ from bcartnb import delivery
 from bcartnb.audience import Audience, build_audience
 from bcartnb.compose import ComposedMail, Composer, Draft
 from bcartnb.delivery import DeliverySummary, dry_run, quota_dict
-from bcartnb.exceptions import BcartnbError, SettingsError
+from bcartnb.exceptions import BcartnbError, ComposeError, SettingsError, TemplateError
 from bcartnb.ledger import Ledger, fingerprint, new_campaign_id
+from bcartnb.mailcheck import Finding
 from bcartnb.members import read_members
 from bcartnb.quota import Plan, QuotaStatus, resolve_plan
 from bcartnb.settings import Settings, check_keys, check_type, read_toml
@@ -217,6 +218,9 @@ class CampaignPlan:
     #: the summary, kept out of the fingerprint (a fresh pull of the same members is the
     #: same campaign).
     members_pulled_at: str | None = None
+    #: 送信前の確認 of the first sendable member's mail, as sent (:mod:`bcartnb.mailcheck`)
+    checks: tuple[Finding, ...] = ()
+    checks_member: int | None = None
 
     @property
     def recipients(self) -> list[tuple[int, str]]:
@@ -340,6 +344,7 @@ def plan_campaign(
     draft = build_draft(spec, settings)
     cid = campaign_id or new_campaign_id(now)
     composer = Composer(draft, settings, cid)
+    checks, checks_member = _checks(composer, audience)
     return CampaignPlan(
         spec=spec,
         settings=settings,
@@ -351,7 +356,29 @@ def plan_campaign(
         campaign_id=cid,
         warnings=list(composer.warnings),
         members_pulled_at=frame.attrs.get("pulled_at"),
+        checks=checks,
+        checks_member=checks_member,
     )
+
+
+def _checks(composer: Composer, audience: Audience) -> tuple[tuple[Finding, ...], int | None]:
+    """送信前の確認 of one representative mail: the first sendable member's, as sent.
+
+    One mail, not every one: checking 10,000 HTML mails would double a dry run, and what
+    is checked is mostly the template's own (the legal items, images, links): member values
+    are escaped in HTML and only add text. They can still move a mail's size by a company
+    name's length, and a template's ``{% if %}`` can drop a line for some members only: the
+    wizard's preview checks each mail it shows. A member whose mail cannot be composed gives
+    no checks here; the dry run stops on that member with the exact error.
+    """
+    first = audience.sendable.head(1)
+    if first.empty:
+        return (), None
+    try:
+        mail = next(composer.compose_all(first))
+    except (ComposeError, TemplateError):
+        return (), None
+    return tuple(composer.check(mail)), int(mail.member_id)
 
 
 # --- the conductor ------------------------------------------------------------------------
@@ -408,8 +435,11 @@ def run(
 
 
 def _sourced(plan: CampaignPlan, summary: DeliverySummary) -> DeliverySummary:
-    """The summary says which snapshot of the members the campaign used (its pulled-at)."""
+    """The summary says which snapshot of the members the campaign used (its pulled-at),
+    and carries the plan's 送信前の確認 (the JSON ``checks``, the CLI's lines)."""
     summary.members_pulled_at = plan.members_pulled_at
+    summary.checks = list(plan.checks)
+    summary.checks_member = plan.checks_member
     return summary
 
 

@@ -133,6 +133,15 @@ def _print_summary(summary: Any, as_json: bool) -> int:
             print(summary.message())
             for warning in summary.warnings:
                 print(f"注意: {warning}")
+            if summary.checks:  # 送信前の確認: warnings about the mail itself, never a refusal
+                from bcartnb.mailcheck import format_findings
+
+                who = (
+                    f"会員ID {summary.checks_member} のメール"
+                    if summary.checks_member
+                    else "メール"
+                )
+                print("\n".join(format_findings(summary.checks, f"送信前の確認（{who}）")))
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()

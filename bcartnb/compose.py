@@ -76,6 +76,7 @@ from markupsafe import Markup
 
 from bcartnb.exceptions import ComposeError, HygieneError, SelectionError, TemplateError
 from bcartnb.hygiene.tokens import TokenSigner
+from bcartnb.mailcheck import Finding, check_mail
 from bcartnb.templates import (
     SIGNATURE_FIELDS,
     UNSUBSCRIBE_TOKEN_FIELD,
@@ -100,14 +101,12 @@ __all__ = [
     "Preview",
     "encode_header_words",
     "html_to_text",
-    "lint",
     "preview",
 ]
 
 ENCODINGS = ("utf-8", "iso-2022-jp")
 _CHARSET = {"utf-8": "UTF-8", "iso-2022-jp": "ISO-2022-JP"}
 TOKYO = ZoneInfo("Asia/Tokyo")
-GMAIL_CLIP_BYTES = 102 * 1024
 _CRLF = "\r\n"
 _LOCAL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_{|}~]+)*")
 _DOMAIN_RE = re.compile(
@@ -192,6 +191,7 @@ class Preview:
     raw: bytes = b""
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    checks: tuple[Finding, ...] = ()
 
 
 # --- headers -----------------------------------------------------------------------------
@@ -1232,6 +1232,11 @@ class Composer:
             for member in members:
                 yield self.compose(member)
 
+    def check(self, mail: ComposedMail) -> list[Finding]:
+        """送信前の確認 of one of this campaign's mails (:mod:`bcartnb.mailcheck`): the
+        settings' sender name and the draft's charset are the composer's to give."""
+        return check_mail(mail, sender_name=self.settings.from_name, charset=self.encoding)
+
     def to_email_message(self, mail: ComposedMail) -> EmailMessage:
         """The same mail built with the standard library, for comparison and for smtplib users."""
         msg = EmailMessage(policy=SMTP)
@@ -1316,64 +1321,7 @@ def _encoding_error(
     )
 
 
-# --- preview and lint ----------------------------------------------------------------------
-
-_OPT_OUT = (
-    "配信停止",
-    "配信解除",
-    "配信を停止",
-    "受信拒否",
-    "購読解除",
-    "メール停止",
-    "unsubscribe",
-)
-_PREFS = (
-    "北海道|青森県|岩手県|宮城県|秋田県|山形県|福島県|茨城県|栃木県|群馬県|埼玉県|千葉県|東京都|"
-    "神奈川県|新潟県|富山県|石川県|福井県|山梨県|長野県|岐阜県|静岡県|愛知県|三重県|滋賀県|京都府|"
-    "大阪府|兵庫県|奈良県|和歌山県|鳥取県|島根県|岡山県|広島県|山口県|徳島県|香川県|愛媛県|高知県|"
-    "福岡県|佐賀県|長崎県|熊本県|大分県|宮崎県|鹿児島県|沖縄県"
-)
-_POSTAL_RE = re.compile(rf"〒\s*\d{{3}}-?\d{{4}}|\b\d{{3}}-\d{{4}}\b|(?:{_PREFS})\S")
-_LEFTOVER_RE = re.compile(r"\{\{|\}\}|\{%|%\}")
-
-
-def lint(mail: ComposedMail, settings: Settings | None = None) -> list[str]:
-    """Warnings for a composed mail: what 特定電子メール法 and mail clients expect."""
-    out: list[str] = []
-    text = mail.text
-    if not mail.subject.strip():
-        out.append("件名が空です (empty subject)")
-    if not any(k in text or k in (mail.html or "") for k in _OPT_OUT):
-        out.append(
-            "配信停止の案内がありません: 特定電子メール法により、受信拒否(配信停止)の方法を本文か"
-            "署名に書いてください (no opt-out statement)"
-        )
-    sender = settings.from_name.strip() if settings else ""
-    if not sender:
-        out.append("送信者名 (from_name) が設定されていません (no sender name)")
-    elif sender not in text:
-        out.append(
-            f"本文と署名に送信者名「{sender}」がありません: 特定電子メール法で表示が必要です "
-            "(sender name missing from the body)"
-        )
-    if not _POSTAL_RE.search(text):
-        out.append(
-            "本文と署名に送信者の住所がありません: 特定電子メール法で表示が必要です "
-            "(postal address missing)"
-        )
-    if mail.html is not None and len(mail.html.encode("utf-8")) > GMAIL_CLIP_BYTES:
-        size = len(mail.html.encode("utf-8")) // 1024
-        out.append(
-            f"HTMLが{size}KBあります: 102KBを超えるとGmailでメールが途中で切れます "
-            "(HTML over 102 KB is clipped by Gmail)"
-        )
-    for part, value in (("件名", mail.subject), ("本文", text), ("HTML", mail.html or "")):
-        found = _LEFTOVER_RE.search(value)
-        if found:
-            out.append(
-                f"{part}に差し込み記号「{found.group()}」が残っています (leftover template markup)"
-            )
-    return out
+# --- preview ------------------------------------------------------------------------------
 
 
 def preview(
@@ -1382,7 +1330,7 @@ def preview(
     n: int = 3,
     ids: Sequence[Any] | None = None,
 ) -> list[Preview]:
-    """Render the first ``n`` members (or the given ``ids``) as they will be sent, with lint.
+    """Render the first ``n`` members (or the given ``ids``) as they will be sent, checked.
 
     A member that cannot be composed gives a Preview with ``error`` set: the confirmation
     screen shows it instead of failing for the whole list.
@@ -1406,7 +1354,6 @@ def preview(
         except (ComposeError, TemplateError) as err:
             out.append(Preview(member_id=member_id, error=str(err)))
             continue
-        warnings = tuple(composer.warnings) + tuple(lint(mail, composer.settings))
         out.append(
             Preview(
                 member_id=mail.member_id,
@@ -1414,7 +1361,8 @@ def preview(
                 text=mail.text,
                 html=mail.html,
                 raw=mail.raw,
-                warnings=warnings,
+                warnings=tuple(composer.warnings),
+                checks=tuple(composer.check(mail)),
             )
         )
     return out

@@ -220,3 +220,40 @@ def test_test_send_from_the_command_line(tmp_path: Path, smtp_server: Server):
     bad = bcartnb("run", str(campaign), "--test-to", "no address", env=env, cwd=tmp_path)
     assert bad.returncode == 2 and "cannot be mailed" in bad.stderr
     assert len(server.received) == 1
+
+
+def test_dry_run_shows_the_checks_before_sending(tmp_path: Path, smtp_server: Server):
+    """送信前の確認: a body with no opt-out route is named in Japanese and in the JSON `checks`;
+    a warning, not a refusal (exit 0); once the body has one, the heading is gone."""
+    server = smtp_server()
+    campaign = setup_campaign(tmp_path, 2)
+    env = env_for(tmp_path, server)
+    dry = bcartnb("run", str(campaign), env=env, cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    at = lines.index("送信前の確認（会員ID 1000 のメール）:")
+    shown = lines[at + 1 :]
+    assert any(
+        line.startswith("  ・受信拒否の通知先と、受信拒否ができる旨が本文にありません")
+        and "テキストパート: 受信拒否（配信停止）ができる旨の記載がありません" in line
+        for line in shown
+    ), dry.stdout
+    out = json.loads(bcartnb("run", str(campaign), "--json", env=env, cwd=tmp_path).stdout)
+    assert out["checks_member"] == 1000
+    by_code = {c["code"]: c for c in out["checks"]}
+    assert set(by_code) == {"opt_out", "contact"}
+    assert set(by_code["opt_out"]) == {"code", "message", "detail"}
+    assert by_code["opt_out"]["message"] in dry.stdout and not server.received
+
+    campaign.write_text(
+        'members = "members.csv"\nsubject = "{{ 会社名 }} 様へのご案内"\n'
+        'body = "{{ 会社名 }} {{ 担当者名 }} 様\\n本文です。\\n見本商事 TEL 03-0000-0000\\n'
+        '配信停止: https://shop.example.co.jp/stop\\n"\n',
+        encoding="utf-8",
+    )
+    clean = bcartnb("run", str(campaign), env=env, cwd=tmp_path)
+    assert clean.returncode == 0 and "送信前の確認" not in clean.stdout, clean.stdout
+    assert (
+        json.loads(bcartnb("run", str(campaign), "--json", env=env, cwd=tmp_path).stdout)["checks"]
+        == []
+    )

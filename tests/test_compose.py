@@ -26,7 +26,6 @@ from bcartnb.compose import (
     Composer,
     Draft,
     encode_header_words,
-    lint,
     preview,
 )
 from bcartnb.exceptions import ComposeError, SelectionError, TemplateError
@@ -499,29 +498,7 @@ def test_no_attachment_can_be_added(html: bool) -> None:
     assert not [n for n in dir(Composer) if "attach" in n.lower()]
 
 
-# --- lint and preview -----------------------------------------------------------------------
-
-
-def test_lint_is_quiet_for_a_complete_mail() -> None:
-    assert lint(composer().compose(MEMBER), SETTINGS) == []
-
-
-def test_lint_rules() -> None:
-    bare = Settings(from_addr="a@shop.jp", from_name="サンプル商店")
-    mail = composer(
-        subject="", body="{{ 会社名 }} 様\n{{ '{{' }} 名前 }}\n", settings=bare
-    ).compose(MEMBER)
-    warnings = "\n".join(lint(mail, bare))
-    assert "件名が空" in warnings
-    assert "配信停止" in warnings
-    assert "送信者名「サンプル商店」" in warnings
-    assert "住所" in warnings
-    assert "本文に差し込み記号「{{」" in warnings
-    big = "<p>" + "あ" * 40_000 + "</p>{{ 会社名 }}"
-    html_mail = composer(body=big, html=True).compose(MEMBER)
-    assert any("102KB" in w for w in lint(html_mail, SETTINGS))
-    no_name = lint(composer(settings=Settings(from_addr="a@shop.jp")).compose(MEMBER))
-    assert any("from_name" in w for w in no_name)
+# --- preview --------------------------------------------------------------------------------
 
 
 def test_preview_first_n_and_ids_with_errors_kept_per_member() -> None:
@@ -531,6 +508,7 @@ def test_preview_first_n_and_ids_with_errors_kept_per_member() -> None:
     assert [p.member_id for p in first] == [1, 2]
     assert first[0].error is None and first[0].subject == "【ご案内】株式会社テスト商事 様"
     assert first[0].raw.startswith(b"From: ") and first[0].warnings == ()
+    assert first[0].checks == tuple(c.check(c.compose(df.iloc[0].to_dict())))
     assert first[1].error is not None and "'会社名' is missing" in first[1].error
     picked = preview(c, df, ids=[3])
     assert picked[0].member_id == 3 and picked[0].error is not None and "'③'" in picked[0].error

@@ -40,6 +40,7 @@ def test_unknown_name_is_an_attribute_error() -> None:
         "exceptions",
         "filters",
         "ledger",
+        "mailcheck",
         "members",
         "quota",
         "report",

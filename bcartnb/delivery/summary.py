@@ -15,6 +15,7 @@ from typing import Any
 from bcartnb.audience import REASON_LABELS
 from bcartnb.exceptions import IncompleteError
 from bcartnb.ledger import CampaignRecord
+from bcartnb.mailcheck import Finding
 from bcartnb.quota import QuotaStatus
 
 __all__ = [
@@ -92,6 +93,9 @@ class DeliverySummary:
     stopped_ja: str | None = None
     #: when the members were pulled from the B-Cart API (a snapshot file), else None
     members_pulled_at: str | None = None
+    #: 送信前の確認 of the campaign's representative mail (:mod:`bcartnb.mailcheck`), whose member
+    checks: list[Finding] = field(default_factory=list)
+    checks_member: int | None = None
 
     @classmethod
     def from_record(
@@ -174,6 +178,8 @@ class DeliverySummary:
             "stopped": self.stopped,
             "warnings": list(self.warnings),
             "members_pulled_at": self.members_pulled_at,
+            "checks": [f.as_dict() for f in self.checks],
+            "checks_member": self.checks_member,
         }
 
     @property

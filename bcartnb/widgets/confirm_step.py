@@ -1,4 +1,4 @@
-"""Step 4, 確認画面: the final counts, real rendered mails, lint warnings, 戻る and 送信.
+"""Step 4, 確認画面: the final counts, real rendered mails, 送信前の確認, 戻る and 送信.
 
 Everything shown comes from the plan and the dry run the wizard made; the previews are the
 mails exactly as :func:`bcartnb.compose.preview` renders them. HTML mail is shown in a
@@ -16,8 +16,9 @@ import ipywidgets as widgets
 from bcartnb.audience import REASON_LABELS, REASONS
 from bcartnb.compose import Preview
 from bcartnb.filters import describe_filter
+from bcartnb.mailcheck import HEADING, Finding
 
-__all__ = ["ConfirmStep", "confirm_counts_html", "preview_html", "warnings_html"]
+__all__ = ["ConfirmStep", "checks_html", "confirm_counts_html", "preview_html", "warnings_html"]
 
 
 def confirm_counts_html(summary: dict[str, Any], description: str, keyword: str = "") -> str:
@@ -67,6 +68,18 @@ def warnings_html(warnings: Sequence[str]) -> str:
     return f"<b>注意</b><ul>{items}</ul>"
 
 
+def checks_html(checks: Sequence[Finding]) -> str:
+    """送信前の確認 of the previewed mail: each finding's message, then its exact detail."""
+    if not checks:
+        return ""
+    items = "".join(
+        f'<li data-code="{html.escape(f.code)}">{html.escape(f.message)}'
+        f"<br><small>{html.escape(f.detail)}</small></li>"
+        for f in dict.fromkeys(checks)
+    )
+    return f"<b>{HEADING}</b><ul>{items}</ul>"
+
+
 class ConfirmStep(widgets.VBox):  # type: ignore[misc]
     """The confirmation screen; ``back`` and ``send`` are wired by the wizard."""
 
@@ -108,4 +121,6 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
 
     def show_previews(self, previews: Sequence[Preview], warnings: Sequence[str]) -> None:
         self.preview.value = "<hr>".join(preview_html(p) for p in previews)
-        self.warnings.value = warnings_html([*warnings, *(w for p in previews for w in p.warnings)])
+        self.warnings.value = warnings_html(
+            [*warnings, *(w for p in previews for w in p.warnings)]
+        ) + checks_html([c for p in previews for c in p.checks])
