@@ -266,10 +266,10 @@ def test_mail_frame_is_one_sandboxed_iframe_holding_the_mail(value: str):
 def test_sample_mail_html_escapes_subject_text_and_ids(value: str):
     sample = {"member_id": value, "to": "t***@example.co.jp", "subject": value, "text": value}
     parsed = _Tags(report.sample_mail_html(sample))
-    assert {tag for tag, _ in parsed.tags} <= {"p", "br", "b", "pre"}
+    assert {tag for tag, _ in parsed.tags} <= {"p", "br", "b", "div"}
     assert "".join(parsed.text).count(value) == 3
     framed = _Tags(report.sample_mail_html({**sample, "html": f"<p>{value}</p>"}))
-    assert [tag for tag, _ in framed.tags if tag not in {"p", "br", "b", "pre"}] == ["iframe"]
+    assert [tag for tag, _ in framed.tags if tag not in {"p", "br", "b", "div"}] == ["iframe"]
 
 
 def test_show_report_sections_are_escaped_html_with_a_plain_text_twin(tmp_path: Path):
@@ -296,7 +296,7 @@ def test_show_report_sections_are_escaped_html_with_a_plain_text_twin(tmp_path: 
         report.show_report(plan, summary, {"subject": spec.subject}, ledger_usage={})
     blocks = [b for b in shown if "text/html" in b]
     assert all(set(b) == {"text/html", "text/plain"} for b in blocks)
-    allowed = {"div", "h2", "h3", "p", "br", "b", "code", "pre", "ul", "li"}
+    allowed = {"div", "h1", "h2", "h3", "p", "br", "b", "code", "ul", "li"}
     allowed |= {"table", "thead", "tbody", "tr", "th", "td"}
     for block in blocks:
         parsed = _Tags(block["text/html"])
@@ -314,7 +314,7 @@ def test_show_mail_keeps_a_fence_breaking_value_as_text_and_frames_the_html():
         report.show_mail(f"{value} taro@example.co.jp", f"<p>{value}</p>")
     (block,) = shown
     parsed = _Tags(block["text/html"])
-    assert [t for t, _ in parsed.tags if t not in {"div", "p", "b", "pre"}] == ["iframe"]
+    assert [t for t, _ in parsed.tags if t not in {"div", "p", "b"}] == ["iframe"]
     assert f"{value} t***@example.co.jp" in "".join(parsed.text)
     assert "taro@" not in block["text/html"] and "taro@" not in block["text/plain"]
 
