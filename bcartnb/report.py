@@ -28,6 +28,7 @@ Japanese font, and without one every 都道府県 label would be a row of boxes 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import importlib.util
 import io
@@ -45,7 +46,7 @@ import pandas as pd
 
 from bcartnb.audience import REASON_LABELS, REASONS
 from bcartnb.delivery import mask_address, mask_text
-from bcartnb.exceptions import BcartnbError, CampaignStateError
+from bcartnb.exceptions import BcartnbError, CampaignStateError, InputError
 from bcartnb.filters import describe_filter
 from bcartnb.members import COLUMN_LABELS
 from bcartnb.quota import TOKYO, month_of, resolve_plan
@@ -360,7 +361,10 @@ def usage_chart(
             )
             total = pd.Series(counts).cumsum().tolist()
             ax.plot(range(len(ids)), total, marker="o", color="#555555", label="累計")
+            # a subject is text: `$…$` in it is not mathtext (parse_math=False)
             ax.set_xticks(range(len(ids)), names, rotation=30, ha="right", fontsize=8)
+            for tick in ax.get_xticklabels():
+                tick.set_parse_math(False)
             ax.set_xlim(-0.75, max(len(ids), 4) - 0.25)
         else:
             ax.text(0.5, 0.5, "今月の配信はまだありません", ha="center", va="center")
@@ -375,8 +379,22 @@ def usage_chart(
         return _png(fig)
 
 
+@functools.cache
+def _drawable() -> frozenset[int]:
+    """The characters the chart font has: any other one in a subject (an emoji, a control
+    character) is drawn as □ rather than warned about in the middle of the report."""
+    from matplotlib.ft2font import FT2Font
+
+    font = _font_file()
+    return frozenset(FT2Font(str(font)).get_charmap()) if font else frozenset()
+
+
 def _bar_label(campaign_id: str, label: str | None) -> str:
     """One bar's label: at most 24 characters, so a long subject cannot squeeze the chart."""
+    drawable = _drawable()
+    label = "".join(
+        ch if ord(ch) in drawable else ("□" if ch.isprintable() else " ") for ch in label or ""
+    ).strip()
     if not label:
         when = _id_time(campaign_id)
         label = f"{when:%m/%d %H:%M}" if when else campaign_id
@@ -1088,7 +1106,13 @@ def export_html(notebook: str | os.PathLike[str] | Any, target: str | os.PathLik
         nb.metadata["title"] = title
     body, _ = _exporter().from_notebook_node(nb)
     out = Path(target)
-    out.write_text(body, encoding="utf-8")
+    try:
+        out.write_text(body, encoding="utf-8")
+    except OSError as err:
+        raise InputError(
+            f"{out}: cannot write the report: {err.strerror or err}",
+            ja=f"レポートを書き出せません（{out}）。フォルダがあるか、書き込めるかを確かめてください。",
+        ) from err
     return out
 
 
@@ -1117,5 +1141,7 @@ def write_report(campaign_id: str, settings: Settings, target: str | os.PathLike
             metadata={"tags": [_SUMMARY_TAG]},
         )
     )
-    nb = new_notebook(cells=[new_code_cell(outputs=outputs)], metadata={"title": doc.title})
+    nb = new_notebook(
+        cells=[new_code_cell(outputs=outputs, id="report")], metadata={"title": doc.title}
+    )
     return export_html(nb, target)
