@@ -653,7 +653,7 @@ def _load(exported: Path, shots: dict[int, Path] | None = None) -> Page:
             page.goto(exported.as_uri(), wait_until="load", timeout=60_000)
             mail = next((f for f in page.frames if f.parent_frame is not None), None)
             for width, path in (shots or {}).items():
-                _full_page(page, width, path)
+                _full_page(page, width, path, max_height=3_000)  # the top of the report
             return Page(
                 html=page.content(),
                 text=page.locator("body").inner_text(),
@@ -667,12 +667,12 @@ def _load(exported: Path, shots: dict[int, Path] | None = None) -> Page:
             browser.close()
 
 
-def _full_page(page: Any, width: int, path: Path) -> None:
-    """A whole-page picture with the iframe painted: the viewport made as tall as the page
-    (Chromium's full_page capture leaves frames outside the viewport blank)."""
+def _full_page(page: Any, width: int, path: Path, max_height: int = 16_000) -> None:
+    """A whole-page picture (up to ``max_height``) with the iframe painted: the viewport made
+    as tall as the page (Chromium's full_page capture leaves frames outside it blank)."""
     page.set_viewport_size({"width": width, "height": 900})
     height = page.evaluate("() => document.documentElement.scrollHeight")
-    page.set_viewport_size({"width": width, "height": min(int(height), 16_000)})
+    page.set_viewport_size({"width": width, "height": min(int(height), max_height)})
     page.wait_for_timeout(200)
     page.screenshot(path=str(path))
 
