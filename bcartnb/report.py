@@ -896,7 +896,8 @@ def from_run(
         usage[cid] = usage.get(cid, 0) + summary.sendable
     now = datetime.now(TOKYO)
     subject = mask_text(plan.draft.subject)
-    labels[cid] = f"{now:%m/%d %H:%M} {subject}" if record is None else labels.get(cid, subject)
+    started = record.created_at if record else _id_time(cid)
+    labels[cid] = f"{(started or now).astimezone(TOKYO):%m/%d %H:%M} {subject}"  # as sent
     doc = CampaignReport(
         summary=_safe_summary(data),
         message=summary.message(),
@@ -905,7 +906,7 @@ def from_run(
         plan=plan.plan.name,
         user=record.user if record else os_user(),
         host=record.host if record else HOST,
-        started=record.created_at if record else _id_time(cid),
+        started=started,
         finished=(record.finished_at if record else now),
         scheduled_at=None if scheduled_at is None else str(scheduled_at),
         params=dict(params),

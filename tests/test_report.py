@@ -35,6 +35,7 @@ from bcartnb.audience import REASON_LABELS, REASONS
 from bcartnb.campaign import CampaignSpec, plan_campaign
 from bcartnb.delivery import dry_run
 from bcartnb.exceptions import BcartnbError
+from bcartnb.ledger import Ledger
 from bcartnb.members import read_members
 from bcartnb.settings import Settings
 
@@ -856,6 +857,7 @@ def test_cli_report_of_an_unknown_id_exits_2_in_japanese(tmp_path: Path, campaig
 
 def test_cli_report_to_a_folder_that_does_not_exist_exits_2(tmp_path: Path, smtp_server: Any):
     from bcartnb.campaign import CampaignSpec, send
+    from bcartnb.ledger.reservations import os_user
     from bcartnb.settings import load_settings
 
     server = smtp_server()
@@ -873,6 +875,16 @@ def test_cli_report_to_a_folder_that_does_not_exist_exits_2(tmp_path: Path, smtp
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("bcartnb: error: 入力のエラー: レポートを書き出せません")
+    # what the document says of it, straight from the ledger: the bar labelled by date and subject
+    doc = report.from_ledger(cid, settings)
+    with Ledger.open(tmp_path / "l.db") as led:
+        created = led.campaign(cid).created_at
+    assert doc.usage_labels == {cid: f"{created:%m/%d %H:%M} 件名"}
+    assert (doc.subject, doc.user, doc.host) == ("件名", os_user(), socket.gethostname())
+    assert doc.started == created and doc.finished is not None and doc.scheduled_at is None
+    assert doc.summary["exit_code"] == 0 and doc.resume_command is None
+    quota = doc.summary["quota"]
+    assert quota["used_after"] - quota["used_before"] == doc.summary["sent"] == 3
 
 
 # --- the notebook's parameters and settings (issue 14 item 9) -------------------------------
