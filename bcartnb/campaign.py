@@ -42,7 +42,7 @@ from bcartnb.ledger import Ledger, fingerprint, new_campaign_id
 from bcartnb.mailcheck import Finding
 from bcartnb.members import read_members
 from bcartnb.quota import Plan, QuotaStatus, resolve_plan
-from bcartnb.settings import Settings, check_keys, check_type, read_toml
+from bcartnb.settings import Settings, check_keys, check_type, missing_plan_error, read_toml
 from bcartnb.templates import TemplateStore
 from bcartnb.transports import Transport
 
@@ -146,7 +146,10 @@ class CampaignSpec:
                 )
             kw["encoding"] = enc
         if kw.get("template") is None and (kw.get("subject") is None or kw.get("body") is None):
-            raise SettingsError(f"{where}: give a template, or both subject and body")
+            raise SettingsError(
+                f"{where}: give a template, or both subject and body",
+                ja="テンプレートを指定するか、件名（subject）と本文（body）の両方を指定してください。",
+            )
         return cls(**kw)
 
     def to_params(self) -> dict[str, Any]:
@@ -324,10 +327,7 @@ def plan_campaign(
     only a snapshot: :func:`bcartnb.delivery.deliver` reserves atomically before sending.
     """
     if not settings.plan:
-        raise SettingsError(
-            'no plan set: put plan = "プラン10" (or light, plan10 … own-smtp) in bcartnb.toml '
-            "or set BCARTNB_PLAN"
-        )
+        raise missing_plan_error(settings)
     plan = resolve_plan(settings.plan)
     frame = members if members is not None else read_members(spec.members)
     own = ledger is None
@@ -583,10 +583,7 @@ def send_test(
 def quota_status(settings: Settings, *, ledger: Ledger | None = None) -> QuotaStatus:
     """This month's メール配信上限数, usage and live reservations for the shop's plan."""
     if not settings.plan:
-        raise SettingsError(
-            'no plan set: put plan = "プラン10" (or light, plan10 … own-smtp) in bcartnb.toml '
-            "or set BCARTNB_PLAN"
-        )
+        raise missing_plan_error(settings)
     with _ledger(settings, ledger) as led:
         return led.usage(settings.plan)
 

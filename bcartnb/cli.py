@@ -255,6 +255,18 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bcartnb.report import write_report
+    from bcartnb.settings import load_settings
+
+    target = Path(args.out) if args.out else Path(f"campaign-{args.campaign_id}.html")
+    path = write_report(args.campaign_id, load_settings(), target)
+    print(f"レポートを書き出しました: {path}")
+    return 0
+
+
 def _cmd_sink(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -597,6 +609,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_bounces_scan)
 
+    p = sub.add_parser(
+        "report",
+        help="キャンペーンのレポートをHTMLに書き出す（配信記録から）",
+        description="配信記録（ledger）にあるキャンペーンのレポートを、ブラウザで開ける1つのHTML"
+        "ファイルに書き出します。メールの例と送信できない会員の一覧は、会員ファイルが残っていれば"
+        "記録したパラメータから作り直します。",
+    )
+    p.add_argument("campaign_id", help="キャンペーンID（bcartnb campaigns で確認）")
+    p.add_argument(
+        "--out", metavar="FILE.html", default=None, help="書き出し先（既定: campaign-ID.html）"
+    )
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser("sink", help="run the embedded SMTP sink that stores mail in a Maildir")
     p.add_argument("--port", type=int, default=8025)
     p.add_argument("--host", default="127.0.0.1")
@@ -640,9 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except BcartnbError as err:
         # Japanese first (what the shop's staff read), then the exact detail, on one line
-        ja = f"{err.heading}: {err.ja}" if err.ja else err.heading
-        line = " ".join(f"{ja} / {err}".split())
-        print(f"bcartnb: error: {line}", file=sys.stderr)
+        print(f"bcartnb: error: {err.line()}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("bcartnb: interrupted", file=sys.stderr)

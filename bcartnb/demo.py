@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from bcartnb.audience import build_audience, format_summary
 from bcartnb.exceptions import BcartnbError
 from bcartnb.members import read_members
 from bcartnb.quota import now_tokyo
-from bcartnb.report import data_dir, demo_path, read_summary
+from bcartnb.report import data_dir, demo_path, export_html, read_summary
 from bcartnb.sink import Sink
 
 __all__ = [
@@ -34,8 +34,8 @@ __all__ = [
     "DEMO_PARAMETERS",
     "NOTEBOOK",
     "ensure_kernel",
-    "export_html",
     "main",
+    "readable_parameters",
     "run_demo",
 ]
 
@@ -84,15 +84,21 @@ def _environ(changes: Mapping[str, str | None]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def export_html(notebook: Path) -> Path:
-    """The executed notebook as a standalone HTML page beside it (what a reviewer opens)."""
-    from nbconvert import HTMLExporter
+def readable_parameters() -> None:
+    """Have papermill write the injected parameters as Python literals people can read.
 
-    exporter: Callable[[], Any] = HTMLExporter
-    body, _ = exporter().from_filename(str(notebook))
-    target = notebook.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
+    papermill escapes every non-ASCII character (``"\\u6771\\u4eac\\u90fd"`` for 東京都), and the
+    executed notebook is kept for those who read its code. ``repr`` gives a valid literal
+    for any string (control characters still escaped). Registered for this process only.
+    """
+    from papermill.translators import PythonTranslator, papermill_translators
+
+    class ReadablePython(PythonTranslator):  # type: ignore[misc]
+        @classmethod
+        def translate_escaped_str(cls, str_val: Any) -> str:
+            return repr(str_val) if isinstance(str_val, str) else f'"{str_val}"'
+
+    papermill_translators.register("python", ReadablePython)
 
 
 def _ipc_kernel_manager(folder: str) -> type[Any]:
@@ -129,6 +135,7 @@ def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str
     reports = out / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     ensure_kernel()
+    readable_parameters()
     executed = reports / f"campaign-{now_tokyo():%Y%m%d-%H%M%S}.ipynb"
     with Sink(maildir, port=0) as sink:
         env: dict[str, str | None] = {
@@ -158,7 +165,7 @@ def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str
     executed.replace(report)
     return {
         "report": report,
-        "html": export_html(report),
+        "html": export_html(report, report.with_suffix(".html")),
         "maildir": maildir,
         "received": received,
         "summary": summary,

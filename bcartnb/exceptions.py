@@ -64,6 +64,16 @@ class BcartnbError(Exception):
         super().__init__(*args)
         self.ja = ja
 
+    def line(self) -> str:
+        """The whole story on one line, Japanese first: heading, explanation, exact detail."""
+        ja = f"{self.heading}: {self.ja}" if self.ja else self.heading
+        return " ".join(f"{ja} / {self}".split())
+
+    def _render_traceback_(self) -> list[str]:
+        """How IPython shows it in a notebook (a papermill run, the templates notebook): the
+        same one line as the command line, not a stack of our own frames."""
+        return [f"{type(self).__name__}: {self.line()}"]
+
 
 class InputError(BcartnbError):
     """Something the user gave us (a file, a filter, a setting) is wrong; nothing was done."""

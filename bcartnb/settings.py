@@ -38,6 +38,7 @@ __all__ = [
     "BCART_API_URL",
     "MAX_MAIL_BYTES",
     "RENDER_TIMEOUT",
+    "SETTINGS_SOURCES_JA",
     "UNSUBSCRIBE_SECRET_ENV",
     "BcartSettings",
     "DeliverySettings",
@@ -48,6 +49,7 @@ __all__ = [
     "check_type",
     "default_db_path",
     "load_settings",
+    "missing_plan_error",
     "parse_mailbox",
     "read_toml",
 ]
@@ -55,6 +57,12 @@ __all__ = [
 SECURITY_MODES = ("none", "starttls", "ssl")
 #: Where the unsubscribe links' signing secret comes from (bcartnb.hygiene.tokens).
 UNSUBSCRIBE_SECRET_ENV = "BCARTNB_UNSUBSCRIBE_SECRET"
+#: Where settings come from, in the shop's words: told whenever a needed one is missing (a
+#: papermill run in a folder without bcartnb.toml otherwise only learns that a plan is unset).
+SETTINGS_SOURCES_JA = (
+    "設定は、環境変数 BCARTNB_CONFIG が指すファイル、なければ今のフォルダの bcartnb.toml から"
+    "読み込みます（.env と環境変数 BCARTNB_PLAN・BCARTNB_DB・BCARTNB_SMTP_HOST などが優先します）。"
+)
 #: Seconds one template render may take: the demo newsletter renders in a tenth of a
 #: millisecond and a loop over a thousand products in milliseconds, so five seconds leaves
 #: room for any real template and still ends a runaway one before a wizard user gives up.
@@ -619,3 +627,21 @@ def load_settings(
         )
     except SettingsError as err:
         raise SettingsError(f"{where}: {err}", ja=err.ja) from None
+
+
+def missing_plan_error(settings: Settings) -> SettingsError:
+    """No plan in the settings: say which file was read (if any) and where settings are found."""
+    if settings.source is None:
+        read, read_ja = (
+            "no settings file (BCARTNB_CONFIG unset, no ./bcartnb.toml)",
+            "設定ファイルなし",
+        )
+    else:
+        read = f"settings file {settings.source}"
+        read_ja = f"設定ファイル {settings.source}"
+    return SettingsError(
+        'no plan set: put plan = "プラン10" (or light, plan10 … own-smtp) in bcartnb.toml or set '
+        f"BCARTNB_PLAN; read: {read}, in {Path.cwd()}",
+        ja=f"プランが設定されていません（{read_ja}）。{SETTINGS_SOURCES_JA}"
+        'bcartnb.toml に plan = "プラン10" のように書くか、BCARTNB_PLAN を設定してください。',
+    )

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +23,8 @@ import pandas as pd
 import papermill
 import pytest
 from browser_support import launch_chromium
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nbconvert import HTMLExporter
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 from playwright.sync_api import sync_playwright
@@ -28,6 +35,7 @@ from bcartnb.audience import REASON_LABELS, REASONS
 from bcartnb.campaign import CampaignSpec, plan_campaign
 from bcartnb.delivery import dry_run
 from bcartnb.exceptions import BcartnbError
+from bcartnb.ledger import Ledger
 from bcartnb.members import read_members
 from bcartnb.settings import Settings
 
@@ -266,10 +274,10 @@ def test_mail_frame_is_one_sandboxed_iframe_holding_the_mail(value: str):
 def test_sample_mail_html_escapes_subject_text_and_ids(value: str):
     sample = {"member_id": value, "to": "t***@example.co.jp", "subject": value, "text": value}
     parsed = _Tags(report.sample_mail_html(sample))
-    assert {tag for tag, _ in parsed.tags} <= {"p", "br", "b", "pre"}
+    assert {tag for tag, _ in parsed.tags} <= {"p", "br", "b", "div"}
     assert "".join(parsed.text).count(value) == 3
     framed = _Tags(report.sample_mail_html({**sample, "html": f"<p>{value}</p>"}))
-    assert [tag for tag, _ in framed.tags if tag not in {"p", "br", "b", "pre"}] == ["iframe"]
+    assert [tag for tag, _ in framed.tags if tag not in {"p", "br", "b", "div"}] == ["iframe"]
 
 
 def test_show_report_sections_are_escaped_html_with_a_plain_text_twin(tmp_path: Path):
@@ -296,7 +304,7 @@ def test_show_report_sections_are_escaped_html_with_a_plain_text_twin(tmp_path: 
         report.show_report(plan, summary, {"subject": spec.subject}, ledger_usage={})
     blocks = [b for b in shown if "text/html" in b]
     assert all(set(b) == {"text/html", "text/plain"} for b in blocks)
-    allowed = {"div", "h2", "h3", "p", "br", "b", "code", "pre", "ul", "li"}
+    allowed = {"div", "h1", "h2", "h3", "p", "br", "b", "code", "ul", "li"}
     allowed |= {"table", "thead", "tbody", "tr", "th", "td"}
     for block in blocks:
         parsed = _Tags(block["text/html"])
@@ -314,7 +322,7 @@ def test_show_mail_keeps_a_fence_breaking_value_as_text_and_frames_the_html():
         report.show_mail(f"{value} taro@example.co.jp", f"<p>{value}</p>")
     (block,) = shown
     parsed = _Tags(block["text/html"])
-    assert [t for t, _ in parsed.tags if t not in {"div", "p", "b", "pre"}] == ["iframe"]
+    assert [t for t, _ in parsed.tags if t not in {"div", "p", "b"}] == ["iframe"]
     assert f"{value} t***@example.co.jp" in "".join(parsed.text)
     assert "taro@" not in block["text/html"] and "taro@" not in block["text/plain"]
 
@@ -547,3 +555,491 @@ def test_exported_templates_notebook_runs_no_script_from_a_member_or_a_template(
         assert not [s for s in dom.scripts if "PWNED" in s]
         assert dom.sandbox is None  # a text mail has no HTML part to frame
     assert "<script>document.title='PWNED-'+document.cookie.length</script>" in dom.text
+
+
+# --- the report as a document (issue 13) ---------------------------------------------------
+
+REFUSED = ("user2@example.co.jp", "user4@example.co.jp")
+SCHEDULED = "2026-12-01T09:00+09:00"
+MEMBERS_HEADER = [
+    "会員ID",
+    "会社名",
+    "担当者(姓)",
+    "担当者(名)",
+    "メールアドレス",
+    "都道府県",
+    *TAIL[1:],
+]
+
+
+def _members(path: Path, n: int = 6) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(MEMBERS_HEADER)
+        for i in range(n):
+            pref = "東京都" if i % 2 else "大阪府"
+            writer.writerow(
+                [
+                    2000 + i,
+                    f"テスト商事{i}",
+                    "山田",
+                    f"太郎{i}",
+                    f"user{i}@example.co.jp",
+                    pref,
+                    "受け取る",
+                ]
+            )
+        writer.writerow([2100, "不正商事", "佐藤", "花子", "bad address", "東京都", "受け取る"])
+        writer.writerow(
+            [2101, "案内不要商事", "鈴木", "一郎", "nomail@example.co.jp", "東京都", "受け取らない"]
+        )
+    return path
+
+
+def _sent_report(tmp_path: Path, smtp_server: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo's HTML newsletter sent by the papermill notebook to a real server that
+    refuses two members for good; the executed notebook (its run exits 5 after the report)."""
+    server = smtp_server(faults=Faults(reject=set(REFUSED)))
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("BCARTNB_CONFIG", str(report.demo_path("demo.toml")))
+    monkeypatch.setenv("BCARTNB_DB", str(tmp_path / "ledger.sqlite3"))
+    out = tmp_path / "report.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError, match="IncompleteError"):
+        papermill.execute_notebook(
+            str(CAMPAIGN),
+            str(out),
+            parameters={
+                "members": str(_members(tmp_path / "members.csv")),
+                "template": "HTMLニュースレター",
+                "opt_in_only": True,
+                "scheduled_at": SCHEDULED,
+                "send": True,
+            },
+            kernel_name="python3",
+            cwd=str(tmp_path),
+            progress_bar=False,
+        )
+    assert {r.recipients[0] for r in server.received} >= {"user0@example.co.jp", ADMIN}
+    summary = report.read_summary(out)
+    assert (summary["sent"], summary["failed"], summary["exit_code"]) == (4, 2, 5)
+    return out
+
+
+@dataclass
+class Page:
+    """What Chromium made of a report document, and what it asked for on the way."""
+
+    html: str
+    text: str
+    pre: int
+    inputs: int
+    console: list[str]
+    requests: list[str]
+    mail_text: str
+
+
+def _load(exported: Path, shots: dict[int, Path] | None = None) -> Page:
+    """Open the document in headless Chromium: every console message and request counted;
+    ``shots`` maps a width to a full-page screenshot to take there."""
+    console: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(exported.as_uri(), wait_until="load", timeout=60_000)
+            mail = next((f for f in page.frames if f.parent_frame is not None), None)
+            for width, path in (shots or {}).items():
+                _full_page(page, width, path, max_height=3_000)  # the top of the report
+            return Page(
+                html=page.content(),
+                text=page.locator("body").inner_text(),
+                pre=page.locator("pre").count(),
+                inputs=page.locator(".jp-InputArea, .jp-InputPrompt, .jp-OutputPrompt").count(),
+                console=console,
+                requests=[u for u in requests if u != exported.as_uri()],
+                mail_text=mail.locator("body").inner_text() if mail else "",
+            )
+        finally:
+            browser.close()
+
+
+def _full_page(page: Any, width: int, path: Path, max_height: int = 16_000) -> None:
+    """A whole-page picture (up to ``max_height``) with the iframe painted: the viewport made
+    as tall as the page (Chromium's full_page capture leaves frames outside it blank)."""
+    page.set_viewport_size({"width": width, "height": 900})
+    height = page.evaluate("() => document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": width, "height": min(int(height), max_height)})
+    page.wait_for_timeout(200)
+    page.screenshot(path=str(path))
+
+
+SCREENSHOT_DIR = os.environ.get("BCARTNB_SCREENSHOTS")
+
+
+def _screenshot_dir(tmp_path: Path) -> Path:
+    directory = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path / "screenshots"
+    if not directory.is_absolute():
+        directory = CAMPAIGN.parent.parent / directory
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _assert_a_document(page: Page) -> None:
+    assert page.pre == 0 and page.inputs == 0  # no code, no prompts
+    assert not re.search(r"\\u[0-9a-fA-F]{4}", page.html)  # no escaped parameters
+    assert "NBVAL" not in page.html and "raise_for_status" not in page.html
+    assert SUMMARY_KEYS_AS_JSON not in page.text  # no raw summary dump
+    assert "<script" not in page.html
+    assert page.console == []
+    assert page.requests == []  # everything inline: no CDN, no font, no pixel
+
+
+SUMMARY_KEYS_AS_JSON = '"campaign_id":'
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_exported_report_is_a_document_a_reviewer_reads(
+    tmp_path: Path, smtp_server: Any, monkeypatch: pytest.MonkeyPatch
+):
+    executed = _sent_report(tmp_path, smtp_server, monkeypatch)
+    summary = report.read_summary(executed)
+    exported = report.export_html(executed, tmp_path / "report.html")
+    shots = _screenshot_dir(tmp_path)
+    page = _load(exported, {1000: shots / "report-1000.png", 375: shots / "report-375.png"})
+    _assert_a_document(page)
+    text = page.text
+    # the header: who, when, what, how it ended
+    cid = summary["campaign_id"]
+    assert f"メール配信レポート {cid}" in text
+    assert "【サンプル商店】" in text  # the subject
+    assert "s***@example.co.jp" in text  # From, masked like every address
+    assert "プラン10" in text and SCHEDULED in text
+    assert f"（マシン: {socket.gethostname()}）" in text
+    assert text.count("（日本時間）") == 2  # start and end
+    assert "完了: ただし 2 件は受信側に拒否されました（終了コード 5）" in text
+    # the members the mail did not reach, masked, each with its reason in Japanese
+    assert "u***@example.co.jp" in text and "user2@" not in page.html
+    assert text.count("宛先が存在しないか、受信を拒否されました") == 2
+    assert "登録できないメールアドレス" in text and "メール案内を受け取らない" in text
+    assert "不正商事" in text and "案内不要商事" in text
+    assert "a***@example.co.jp に送信済み" in text  # where the admin copy went
+    assert "bcartnb resume" not in text  # finished: no resume command
+    # the mail as the member sees it: the HTML part framed, and its text part
+    assert "冬の新商品" in page.mail_text and "様" in page.mail_text
+    assert "テキストパート" in text
+    # the notebook is still there for who wants the code, readable
+    assert "report.show_report(" in executed.read_text(encoding="utf-8")
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_the_demo_html_mail_as_members_see_it(tmp_path: Path, smtp_server: Any):
+    """The demo's HTMLニュースレター at a desktop and a phone's width (README's pictures)."""
+    from email import message_from_bytes, policy
+    from email.message import EmailMessage
+
+    from bcartnb.campaign import CampaignSpec, send
+    from bcartnb.settings import load_settings
+
+    server = smtp_server()
+    members = _members(tmp_path / "members.csv", 1)
+    settings = load_settings(
+        report.demo_path("demo.toml"),
+        env={**server.env(), "BCARTNB_DB": str(tmp_path / "l.db")},
+    )
+    spec = CampaignSpec.from_mapping({"members": str(members), "template": "HTMLニュースレター"})
+    send(plan_campaign(spec, settings), progress=False)
+    (raw,) = [r.raw for r in server.received if r.recipients == ("user0@example.co.jp",)]
+    mail = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(mail, EmailMessage)
+    part = mail.get_body(("html",))
+    assert part is not None
+    body = part.get_content()
+    shots = _screenshot_dir(tmp_path)
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try:
+            for width in (1000, 375):
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                page.set_content(body, wait_until="load")
+                assert "テスト商事0" in page.locator("body").inner_text()
+                # a phone's width scrolls nothing sideways
+                assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+                _full_page(page, width, shots / f"mail-html-{width}.png")
+        finally:
+            browser.close()
+
+
+def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bcartnb", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=180,
+    )
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_cli_report_exports_any_campaign_from_the_ledger(tmp_path: Path, smtp_server: Any):
+    server = smtp_server(faults=Faults(reject=set(REFUSED)))
+    _members(tmp_path / "members.csv")
+    (tmp_path / "bcartnb.toml").write_text(
+        'plan = "プラン10"\nfrom = "見本商事 <shop@example.co.jp>"\nadmin = "admin@example.co.jp"\n'
+        f'templates = "{report.demo_path("templates")}"\ndb = "ledger.sqlite3"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "campaign.toml").write_text(
+        'members = "members.csv"\ntemplate = "HTMLニュースレター"\nopt_in_only = true\n',
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
+    env.update(server.env(), BCARTNB_CONFIG=str(tmp_path / "bcartnb.toml"))
+    sent = _cli("run", "campaign.toml", "--send", "--json", env=env, cwd=tmp_path)
+    assert sent.returncode == 5, sent.stderr
+    cid = json.loads(sent.stdout)["campaign_id"]
+
+    # the default file name, in the current folder; twice gives the same document
+    first = _cli("report", cid, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    target = tmp_path / f"campaign-{cid}.html"
+    assert str(target) in first.stdout or target.name in first.stdout
+    once = target.read_text(encoding="utf-8")
+    assert _cli("report", cid, env=env, cwd=tmp_path).returncode == 0
+    assert target.read_text(encoding="utf-8") == once
+    page = _load(target)
+    _assert_a_document(page)
+    assert "見本商事 <s***@example.co.jp>" in page.text
+    assert "完了: ただし 2 件は受信側に拒否されました（終了コード 5）" in page.text
+    assert page.text.count("宛先が存在しないか、受信を拒否されました") == 2
+    assert "不正商事" in page.text and "冬の新商品" in page.mail_text
+    assert "user2@" not in page.html and "u***@example.co.jp" in page.text
+    assert "（日本時間）" in page.text
+
+    # the member file deleted: the report is still written from the ledger, and says so
+    (tmp_path / "members.csv").unlink()
+    gone = _cli("report", cid, "--out", "gone.html", env=env, cwd=tmp_path)
+    assert gone.returncode == 0, gone.stderr
+    page = _load(tmp_path / "gone.html")
+    _assert_a_document(page)
+    assert f"会員ファイル {tmp_path / 'members.csv'}" in page.text
+    assert "表示できません" in page.text
+    assert page.text.count("宛先が存在しないか、受信を拒否されました") == 2  # from the ledger
+    assert page.mail_text == ""
+
+
+@pytest.mark.parametrize(
+    "campaign_id", ["20261130-000000-abcdef", "../../etc/passwd", "", "x\n<script>"]
+)
+def test_cli_report_of_an_unknown_id_exits_2_in_japanese(tmp_path: Path, campaign_id: str):
+    from bcartnb.ledger import Ledger
+
+    db = tmp_path / "ledger.sqlite3"
+    Ledger.open(db).close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
+    env.update(BCARTNB_DB=str(db), BCARTNB_PLAN="プラン10")
+    proc = _cli("report", campaign_id, "--out", "x.html", env=env, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith("bcartnb: error: 配信の状態のエラー: キャンペーン")
+    assert "配信記録にありません" in lines[0]
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_cli_report_to_a_folder_that_does_not_exist_exits_2(tmp_path: Path, smtp_server: Any):
+    from bcartnb.campaign import CampaignSpec, send
+    from bcartnb.ledger.reservations import os_user
+    from bcartnb.settings import load_settings
+
+    server = smtp_server()
+    members = _members(tmp_path / "members.csv", 2)
+    settings = load_settings(
+        report.demo_path("demo.toml"), env={**server.env(), "BCARTNB_DB": str(tmp_path / "l.db")}
+    )
+    spec = CampaignSpec.from_mapping({"members": str(members), "subject": "件名", "body": "本文"})
+    cid = send(plan_campaign(spec, settings), progress=False).campaign_id
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
+    env.update(server.env(), BCARTNB_CONFIG=str(report.demo_path("demo.toml")))
+    env["BCARTNB_DB"] = str(tmp_path / "l.db")
+    proc = _cli(
+        "report", cid, "--out", str(tmp_path / "no" / "such" / "x.html"), env=env, cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("bcartnb: error: 入力のエラー: レポートを書き出せません")
+    # what the document says of it, straight from the ledger: the bar labelled by date and subject
+    doc = report.from_ledger(cid, settings)
+    with Ledger.open(tmp_path / "l.db") as led:
+        created = led.campaign(cid).created_at
+    assert doc.usage_labels == {cid: f"{created:%m/%d %H:%M} 件名"}
+    assert (doc.subject, doc.user, doc.host) == ("件名", os_user(), socket.gethostname())
+    assert doc.started == created and doc.finished is not None and doc.scheduled_at is None
+    assert doc.summary["exit_code"] == 0 and doc.resume_command is None
+    quota = doc.summary["quota"]
+    assert quota["used_after"] - quota["used_before"] == doc.summary["sent"] == 3
+
+
+# --- the notebook's parameters and settings (issue 14 item 9) -------------------------------
+
+
+def test_notebook_params_default_to_the_demo_template_only_for_the_demo_members(tmp_path: Path):
+    demo = report.notebook_params(members=None, template=None, subject=None, body=None)
+    assert demo["template"] == report.DEMO_TEMPLATE
+    assert demo["members"] == str(report.demo_path("demo_members.csv"))
+    own = report.notebook_params(
+        members=str(tmp_path / "m.csv"), template=None, subject="件名", body="本文"
+    )
+    spec = CampaignSpec.from_mapping(own)
+    assert spec.template is None and spec.subject == "件名"  # no template looked up
+    # the demo members with a subject and body of one's own: no template either
+    assert report.notebook_params(members=None, subject="件名", body="本文").get("template") is None
+    with pytest.raises(BcartnbError) as info:
+        CampaignSpec.from_mapping(report.notebook_params(members=str(tmp_path / "m.csv")))
+    assert "件名（subject）と本文（body）" in info.value.ja
+
+
+def test_the_papermill_command_without_settings_says_in_japanese_where_they_are_found(
+    tmp_path: Path,
+):
+    """The README's command in a folder without bcartnb.toml (and no BCARTNB_* set)."""
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        papermill.execute_notebook(
+            str(CAMPAIGN),
+            str(tmp_path / "out.ipynb"),
+            parameters={
+                "members": str(_members(tmp_path / "members.csv")),
+                "subject": "件名",
+                "body": "本文",
+            },
+            kernel_name="python3",
+            cwd=str(tmp_path),
+            progress_bar=False,
+        )
+    assert info.value.ename == "SettingsError"
+    nb = json.loads((tmp_path / "out.ipynb").read_text(encoding="utf-8"))
+    (shown,) = [
+        "\n".join(o["traceback"])
+        for cell in nb["cells"]
+        for o in cell.get("outputs", [])
+        if o["output_type"] == "error"
+    ]
+    assert shown.startswith("SettingsError: 設定のエラー: プランが設定されていません")
+    assert "BCARTNB_CONFIG" in shown and "今のフォルダの bcartnb.toml" in shown
+    assert "Traceback" not in shown and "\n" not in shown  # one line, no frames
+
+
+@pytest.mark.parametrize(
+    ("status", "failed", "dry", "code", "words"),
+    [
+        ("dry-run", 0, True, 0, "確認のみ: 1通も送信していません（終了コード 0）"),
+        ("done", 0, False, 0, "完了: すべてのメールが受け付けられました（終了コード 0）"),
+        ("done", 3, False, 5, "完了: ただし 3 件は受信側に拒否されました（終了コード 5）"),
+        ("unfinished", 0, False, 4, "未完了: 残りは再開コマンドで送れます（終了コード 4）"),
+        ("interrupted", 0, False, 130, "中断: 残りは再開コマンドで送れます（終了コード 130）"),
+        ("cancelled", 0, False, None, "取り消し: 1通も送らずに止めました"),
+    ],
+)
+def test_outcome_words(status: str, failed: int, dry: bool, code: int | None, words: str):
+    assert report.outcome_words(status, dry_run=dry, failed=failed, exit_code=code) == words
+
+
+def test_failure_labels_are_japanese_for_any_code():
+    assert report.failure_label(550) == "宛先が存在しないか、受信を拒否されました"
+    assert report.failure_label(None) == "受信側に拒否されました"
+    assert "恒久的なエラー 571" in report.failure_label(571)
+
+
+def test_notes_path_refuses_what_is_not_a_campaign_id(tmp_path: Path):
+    db = tmp_path / "ledger.sqlite3"
+    path = report.notes_path(db, "20261130-053254-5fbf5b")
+    assert path == tmp_path / "ledger.sqlite3.reports" / "20261130-053254-5fbf5b.json"
+    for bad in ("../x", "20261130-053254-5fbf5b/../../x", "", "20261130-053254-5FBF5B\n"):
+        with pytest.raises(BcartnbError):
+            report.notes_path(db, bad)
+
+
+_ALLOWED_TAGS = {"div", "h1", "h2", "h3", "p", "br", "b", "code", "ul", "li", "iframe"}
+_ALLOWED_TAGS |= {"table", "thead", "tbody", "tr", "th", "td"}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+        min_size=1,
+        max_size=60,
+    ).filter(lambda v: v.strip() and "@" not in v),
+)
+def test_every_value_in_the_document_is_text(value: str):
+    """Whatever a subject, a sender, a user, a time, a note or a server's reply holds, the
+    document shows it as text: no tag but the report's own, the value whole in its text."""
+    doc = report.CampaignReport(
+        summary={
+            "campaign_id": "20261130-053254-5fbf5b",
+            "status": "done",
+            "exit_code": 5,
+            "dry_run": False,
+            "selected": 2,
+            "sendable": 1,
+            "unsendable": 1,
+            "reasons": {"invalid_address": 1},
+            "sent": 0,
+            "failed": 1,
+            "quota": {
+                "plan": "プラン10",
+                "month": "2026-11",
+                "cap": 2000,
+                "used_before": 0,
+                "used_after": 1,
+            },
+            "warnings": [value],
+        },
+        message=value,
+        subject=value,
+        sender=value,
+        plan="プラン10",
+        user=value,
+        host=value,
+        started=None,
+        finished=None,
+        scheduled_at=value,
+        params={"subject": value},
+        filter_text=value,
+        usage={"20261130-053254-5fbf5b": 1},
+        usage_labels={"20261130-053254-5fbf5b": value},
+        admin=value,
+        sample=None,
+        sendable=None,
+        unsendable=pd.DataFrame(
+            {"id": [1], "comp_name": [value], "email": ["x"], "reason": ["invalid_address"]}
+        ),
+        failures=[(2, "taro@example.co.jp", 550, value)],
+        resume_command=None,
+        notes=[value],
+    )
+    blocks = report.report_blocks(doc)
+    html_blocks = [b["text/html"] for b in blocks if "text/html" in b]
+    texts = []
+    for block in html_blocks:
+        parsed = _Tags(block)
+        assert {tag for tag, _ in parsed.tags} <= _ALLOWED_TAGS, block
+        texts.append("".join(parsed.text))
+    whole = "".join(texts)
+    lines = [line for line in value.splitlines() if line.strip()]
+    assert lines and all(whole.count(line) >= 8 for line in lines)
+    assert "taro@" not in "".join(html_blocks)
+
+
+def test_usage_chart_labels_are_text_whatever_a_subject_holds():
+    """`$…$` is not mathtext, an emoji or a control character is not a warning (□ instead)."""
+    labels = {"20261130-053254-5fbf5b": "11/30 05:32 $x^2$ 🎄\x1b 【冬】{{ 会社名 }} 様"}
+    png = report.usage_chart({"20261130-053254-5fbf5b": 3}, 100, "2026-11", None, labels)
+    assert png.startswith(PNG)
