@@ -36,6 +36,7 @@ __all__ = [
     "now_tokyo",
     "parse_month",
     "quota_refusal_ja",
+    "require_plan",
     "resolve_plan",
 ]
 
@@ -100,6 +101,21 @@ def resolve_plan(name: str | Plan) -> Plan:
     return plan
 
 
+def require_plan(name: str | Plan | None) -> Plan:
+    """The shop's plan from its settings; none set is a setting to fix, not a default to guess.
+
+    Guessing a plan would guess the monthly cap, so every face refuses the same way here.
+    """
+    if not name:
+        names = ", ".join(f"{p.name} ({p.key})" for p in PLANS)
+        raise SettingsError(
+            f'no plan set: put plan = "プラン10" in bcartnb.toml or set BCARTNB_PLAN ({names})',
+            ja='プランが設定されていません。bcartnb.toml に plan = "プラン10" のように書くか、'
+            "環境変数 BCARTNB_PLAN を設定してください。",
+        )
+    return resolve_plan(name)
+
+
 def now_tokyo() -> datetime:
     """The default clock: aware, in Asia/Tokyo, so stored timestamps read as the shop's time."""
     return datetime.now(TOKYO)
@@ -123,7 +139,10 @@ def parse_month(value: str) -> str:
     """Check a "YYYY-MM" month given by a user (``--month``) and return it normalised."""
     m = _MONTH_RE.match(value.strip())
     if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1:
-        raise InputError(f"month must be YYYY-MM (e.g. 2026-11), not {value!r}")
+        raise InputError(
+            f"month must be YYYY-MM (e.g. 2026-11), not {value!r}",
+            ja="対象月は 2026-11 のように「年-月」で指定してください。",
+        )
     return f"{m.group(1)}-{m.group(2)}"
 
 
