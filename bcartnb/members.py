@@ -699,7 +699,7 @@ def read_members(path: str | os.PathLike[str]) -> pd.DataFrame:
         headers[name] = head
     for name, (pos, head) in columns.items():
         if name not in COLUMN_KINDS:
-            data[name] = _text(body.iloc[:, pos])
+            data[name] = _custom(body.iloc[:, pos])
             headers[name] = head
 
     frame = pd.DataFrame(data, index=body.index)
@@ -725,6 +725,35 @@ def _blank(kind: str, index: pd.Index) -> pd.Series:
 
 def _text(col: pd.Series) -> pd.Series:
     return col.astype("str").mask(col == "")
+
+
+#: A custom column's whole number: no sign but a minus, no leading zero (0123 is a code, and
+#: a code read as 123 would lose its zero), at most 18 digits (int64 holds every one).
+_CUSTOM_INT_RE: Final = r"-?(?:0|[1-9][0-9]{0,17})"
+
+
+def _custom(col: pd.Series) -> pd.Series:
+    """A custom field (カスタム項目) typed by what it holds, so a filter can take its range.
+
+    Whole numbers, blanks allowed, become nullable ``Int64`` (``{"取引開始年": {"min": 2010}}``);
+    dates in any form B-Cart or a person writes (2024/05/01, 2024-5-1, 2024年5月1日) become
+    Asia/Tokyo datetimes like 登録日時. One value that is neither, or a leading zero anywhere
+    (``0123``, a code), keeps the whole column text: a column never holds two types.
+    """
+    stripped = col.str.strip(_SPACES)
+    blank = stripped == ""
+    if blank.all():
+        return _text(col)
+    values = stripped[~blank]
+    first = str(values.iloc[0])  # most text columns are told apart by their first value
+    if re.fullmatch(_CUSTOM_INT_RE, first) and values.str.fullmatch(_CUSTOM_INT_RE).all():
+        return stripped.mask(blank).astype("Int64")
+    if re.match(_DATE_RE, first):
+        stamps, bad = _parse_datetimes(stripped, blank)
+        if not bad.any():
+            localized: pd.Series = stamps.dt.tz_localize(TOKYO)
+            return localized
+    return _text(col)
 
 
 def _first_bad(col: pd.Series, bad: pd.Series | np.ndarray[Any, Any]) -> tuple[int, Any]:
@@ -793,12 +822,30 @@ def _convert(col: pd.Series, kind: str, label: str, where: _Where) -> pd.Series:
 def _datetimes(
     col: pd.Series, stripped: pd.Series, blank: pd.Series, label: str, where: _Where
 ) -> pd.Series:
-    """B-Cart writes 2024/05/01 12:34:56; people edit to 2024-5-1 or 2024年5月1日. All are
+    """B-Cart's date column, or an error naming the first value that is not a date."""
+    stamps, bad = _parse_datetimes(stripped, blank)
+    if bad.any():
+        row, value = _first_bad(col, bad)
+        raise where.error(
+            f"{_show(value)} is not a date and time",
+            row,
+            label,
+            ja=where.ja(f"の {row} 行目「{label}」の {_show(value)} は日時として読めません。"),
+        )
+    localized: pd.Series = stamps.dt.tz_localize(TOKYO)
+    return localized
+
+
+def _parse_datetimes(stripped: pd.Series, blank: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Naive datetimes, and which non-blank values are not dates.
+
+    B-Cart writes 2024/05/01 12:34:56; people edit to 2024-5-1 or 2024年5月1日. All are
     Tokyo wall-clock times. B-Cart's own form is parsed in C; the rest from the regex's
     parts, so "1" or "May" is never taken for a date."""
     stamps = pd.to_datetime(stripped.mask(blank), format=_BCART_DATETIME, errors="coerce").astype(
         "datetime64[us]"
     )
+    bad_all = pd.Series(False, index=stripped.index)
     rest = (~blank & stamps.isna()).to_numpy(dtype=bool)
     if rest.any():
         others = stripped[rest]
@@ -810,17 +857,9 @@ def _datetimes(
         parsed = pd.to_datetime(comps, errors="coerce").astype("datetime64[us]")
         clock = (comps["hour"] <= 23) & (comps["minute"] <= 59) & (comps["second"] <= 59)
         bad = ~ok_shape | parsed.isna() | ~clock
-        if bad.any():
-            row, value = _first_bad(col[rest], bad)
-            raise where.error(
-                f"{_show(value)} is not a date and time",
-                row,
-                label,
-                ja=where.ja(f"の {row} 行目「{label}」の {_show(value)} は日時として読めません。"),
-            )
-        stamps[rest] = parsed.to_numpy()
-    localized: pd.Series = stamps.dt.tz_localize(TOKYO)
-    return localized
+        bad_all[rest] = bad.to_numpy()
+        stamps[rest] = parsed.mask(bad).to_numpy()
+    return stamps, bad_all
 
 
 def _check_unique_ids(ids: pd.Series, where: _Where, header: str) -> None:
