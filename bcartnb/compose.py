@@ -911,7 +911,9 @@ class Composer:
             ch = err.object[err.start]
             raise ComposeError(
                 f"settings from_name has {ch!r} (U+{ord(ch):04X}), which "
-                f"{_CHARSET[self.encoding]} cannot encode; use UTF-8 or replace it"
+                f"{_CHARSET[self.encoding]} cannot encode; use UTF-8 or replace it",
+                ja=f"設定の差出人名の文字 {ch!r} は {_CHARSET[self.encoding]} で送れません。"
+                "UTF-8 にするか、その文字を置き換えてください。",
             ) from err
         return _fold_words(words) + f" <{s.from_addr}>"
 

@@ -539,7 +539,12 @@ def _parse(text: str, where: _Where) -> tuple[list[str], pd.DataFrame]:
         if found:
             expected, line, saw = found.groups()
             message = f"{saw} fields where the header has {expected}"
-            raise MembersFileError(f"{where.path}: line {line}: {message}") from err
+            raise MembersFileError(
+                f"{where.path}: line {line}: {message}",
+                ja=where.ja(
+                    f"の {line} 行目の項目の数（{saw}）が見出し（{expected}）と合いません。"
+                ),
+            ) from err
         raise where.error(
             f"is not a readable CSV: {message}",
             ja=where.ja('を CSV として読めません（引用符 " の対応などを確かめてください）。'),

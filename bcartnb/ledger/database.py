@@ -274,13 +274,18 @@ def _validate_and_migrate(
         if app_id != APPLICATION_ID:
             raise LedgerError(
                 f"{path}: not a bcartnb ledger (an SQLite database of another program); "
-                "the file was left untouched: set BCARTNB_DB to another path"
+                "the file was left untouched: set BCARTNB_DB to another path",
+                ja=f"{path} は bcartnb の配信記録ファイルではありません"
+                "（別のプログラムの SQLite ファイルです）。"
+                "ファイルには触れていません。BCARTNB_DB に別のパスを指定してください。",
             )
         if version > target:
             raise LedgerError(
                 f"{path}: the ledger was written by a newer bcartnb (schema version "
                 f"{version}, this one knows up to {target}); upgrade bcartnb; "
-                "the file was left untouched"
+                "the file was left untouched",
+                ja=f"配信記録ファイル {path} は新しい版の bcartnb で書かれています。"
+                "bcartnb を更新してください（ファイルには触れていません）。",
             )
         return int(version)
 
@@ -307,6 +312,8 @@ def _validate_and_migrate(
         if isinstance(exc, sqlite3.Error) and "locked" not in str(exc).lower():
             raise LedgerError(
                 f"{path}: cannot migrate the ledger to schema version {target} ({exc}); "
-                "nothing was changed"
+                "nothing was changed",
+                ja=f"配信記録ファイル {path} を新しい形式に更新できませんでした"
+                "（何も変えていません）。",
             ) from exc
         raise
