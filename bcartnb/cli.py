@@ -230,7 +230,7 @@ def _format_sample(sample: dict[str, str]) -> str:
         f"見本のメール（会員ID {sample['member_id']}）:",
         f"  宛先: {sample['to']}",
         f"  件名: {sample['subject']}",
-        *(f"  | {line}" for line in text[:SAMPLE_LINES]),
+        *(f"  | {line}".rstrip() for line in text[:SAMPLE_LINES]),
     ]
     if len(text) > SAMPLE_LINES:
         lines.append(f"  | …（残り {len(text) - SAMPLE_LINES} 行）")
