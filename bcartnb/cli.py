@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
@@ -28,13 +29,25 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
+#: Control characters other than line breaks and tabs (C0, DEL, C1): a member's 会社名, a
+#: subject or a server's reply holding ESC [ 2 J must not clear or restyle the terminal.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str) -> str:
+    """Text from members, templates and servers, fit for a terminal: controls as ``\\x1b``."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _say(text: str = "", *, err: bool = False, flush: bool = False) -> None:
+    print(_shown(text), file=sys.stderr if err else sys.stdout, flush=flush)
+
+
 # --- subcommands -------------------------------------------------------------------------
 # Each handler takes the parsed arguments and returns the exit code.
 
 
 def _cmd_members(args: argparse.Namespace) -> int:
-    import re
-
     from bcartnb.audience import REASON_LABELS, build_audience, format_summary
     from bcartnb.delivery import mask_address
     from bcartnb.exceptions import FilterError, SelectionError
@@ -84,16 +97,16 @@ def _cmd_members(args: argparse.Namespace) -> int:
             data["excluded"] = excluded
         _print_json(data)
         return 0
-    print(format_summary(audience))
+    _say(format_summary(audience))
     if args.list:
-        print()
+        _say()
         if not excluded:
-            print("送信できない会員はいません。")
+            _say("送信できない会員はいません。")
         else:
-            print("送信できない会員（会員ID / メールアドレス / 理由）:")
+            _say("送信できない会員（会員ID / メールアドレス / 理由）:")
             for e in excluded:
                 address = e["email"] or "（空欄）"
-                print(f"  {e['id']}  {address}  {REASON_LABELS.get(e['reason'], e['reason'])}")
+                _say(f"  {e['id']}  {address}  {REASON_LABELS.get(e['reason'], e['reason'])}")
     return 0
 
 
@@ -149,7 +162,7 @@ def _cmd_quota(args: argparse.Namespace) -> int:
                 f"  {when}  {count(c['used']):>9}  {c['subject'] or '（件名不明）'}"
                 f"  {c['campaign_id']}"
             )
-    print("\n".join(lines))
+    _say("\n".join(lines))
     return 0
 
 
@@ -181,40 +194,42 @@ def _print_summary(summary: Any, as_json: bool, sample: Any = None) -> int:
     try:
         if as_json:
             data = summary.as_dict()
-            if sample is not None:
+            if summary.dry_run:
                 data["sample"] = sample
             _print_json(data)
         else:
-            print(summary.message())
+            _say(summary.message())
             if not summary.dry_run:
-                print(f"キャンペーンID: {summary.campaign_id}")
-            if sample is not None:
-                print(_format_sample(sample))
+                _say(f"キャンペーンID: {summary.campaign_id}")
+            elif sample is None:
+                _say("送信できる会員がいないため、見本のメールはありません。")
+            else:
+                _say(_format_sample(sample))
             for warning in summary.warnings:
-                print(f"注意: {warning}")
+                _say(f"注意: {warning}")
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
     if code == 130:
-        print(
+        _say(
             f"bcartnb: 中断しました。続きは `{summary.resume_command}` で送れます / interrupted",
-            file=sys.stderr,
+            err=True,
         )
     elif code == 4:
         why = summary.stopped_ja or summary.stopped
-        print(
+        _say(
             f"bcartnb: 送信はまだ終わっていません（送信済み {summary.sent:,} 件、"
             f"残り {summary.left:,} 件）。続きは `{summary.resume_command}` で送れます"
             + (f"（止まった理由: {' '.join(str(why).split())}）" if why else "")
             + f" / unfinished ({summary.sent} sent, {summary.left} left)",
-            file=sys.stderr,
+            err=True,
         )
     elif code == 5:
-        print(
+        _say(
             f"bcartnb: 送信は終わりましたが、{summary.failed:,} 件は受信側に拒否されました"
             f"（`bcartnb campaigns {summary.campaign_id}` で一覧を表示します）"
             f" / finished, {summary.failed} mails refused for good",
-            file=sys.stderr,
+            err=True,
         )
     return code
 
@@ -256,7 +271,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 }
             )
         else:
-            print(
+            _say(
                 f"テスト送信しました: {mail.to}"
                 f"（会員ID {mail.member_id} の内容。配信数には数えません）"
             )
@@ -417,7 +432,7 @@ def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
             lines += [f"  {i['id']}  {i['email']}" for i in items]
     if resume:
         lines.append(f"続きを送るには: {resume}")
-    print("\n".join(lines))
+    _say("\n".join(lines))
     return 0
 
 
@@ -429,7 +444,7 @@ def _cmd_sink(args: argparse.Namespace) -> int:
 
     def on_message(mail: StoredMail) -> None:
         name = mail.path.name if mail.path else "?"
-        print(
+        _say(
             f"受信 received: {mail.envelope_from} → {', '.join(mail.recipients)} ({name})",
             flush=True,
         )
@@ -686,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except BcartnbError as err:
-        print(f"bcartnb: error: {error_line(err)}", file=sys.stderr)
+        _say(f"bcartnb: error: {error_line(err)}", err=True)
         return err.exit_code
     except KeyboardInterrupt:
         print("bcartnb: 中断しました / interrupted", file=sys.stderr)

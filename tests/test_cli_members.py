@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bcartnb.audience import REASONS, build_audience
 from bcartnb.cli import main
@@ -201,3 +203,38 @@ def test_nobody_excluded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     path.write_text("id,email\n1,ok@example.jp\n", encoding="utf-8")
     code, out, _ = run(["members", str(path), "--list"], capsys)
     assert code == 0 and out.splitlines()[-1] == "送信できない会員はいません。"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    flt=st.one_of(
+        st.text(max_size=40),
+        st.dictionaries(
+            st.text(max_size=8),
+            st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8)),
+            max_size=3,
+        ).map(lambda d: json.dumps(d, ensure_ascii=False)),
+    ),
+    checked=st.one_of(st.none(), st.text(max_size=12)),
+)
+def test_any_filter_or_checked_is_a_result_or_one_japanese_line(
+    members_csv: Path, capsys: pytest.CaptureFixture[str], flt: str, checked: str | None
+) -> None:
+    """Hostile arguments (CR, LF, NUL, ESC, <script>, huge numbers) never make a traceback,
+    a second line or a raw control character on the terminal."""
+    args = ["members", str(members_csv), "--filter", flt]
+    if checked is not None:
+        args += ["--checked", checked]
+    code, out, err = run(args, capsys)
+    assert code in (0, 2)
+    if code == 0:
+        assert err == "" and "送信件数" in out
+        return
+    assert out == "" and err.count("\n") == 1 and err.endswith("\n")
+    assert re.match(r"bcartnb: error: [^\x00-\x7f]+: ", err), err  # the heading in Japanese
+    assert not _CONTROL.search(err[:-1])

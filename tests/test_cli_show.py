@@ -201,3 +201,26 @@ def test_smtp_down_and_already_sent_are_japanese_first(tmp_path: Path, smtp_serv
     assert only_line(again.stderr).startswith(
         "bcartnb: error: 配信の状態のエラー: 同じ内容のメールはキャンペーン"
     )
+
+
+def test_hostile_member_values_reach_the_terminal_as_text(
+    tmp_path: Path, smtp_server: Server
+) -> None:
+    server = smtp_server()
+    campaign = setup_campaign(tmp_path, 1)
+    members = tmp_path / "members.csv"
+    members.write_text(
+        members.read_text(encoding="utf-8").replace(
+            "テスト商事0", "\x1b[2J\x1b]0;pwned\x07<script>alert(1)</script>商事"
+        ),
+        encoding="utf-8",
+    )
+    env = env_for(tmp_path, server)
+    dry = bcartnb("run", str(campaign), env=env, cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "\x1b" not in dry.stdout and "\x07" not in dry.stdout
+    assert "  件名: \\x1b[2J\\x1b]0;pwned\\x07<script>alert(1)</script>商事 様へのご案内" in (
+        dry.stdout.splitlines()
+    )
+    listed = bcartnb("members", str(members), "--list", env=env, cwd=tmp_path)
+    assert listed.returncode == 0 and "\x1b" not in listed.stdout
