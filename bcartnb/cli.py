@@ -357,21 +357,19 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
 def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
     """One campaign: its counts, who was refused and why, what is left, how to continue."""
     from bcartnb.audience import REASON_LABELS
-    from bcartnb.delivery import mask_address, mask_text
+    from bcartnb.delivery import DeliverySummary, mask_address, mask_text
     from bcartnb.ledger import Ledger
 
     with Ledger.open(db) as ledger:
-        ledger.reclaim()
+        ledger.reclaim()  # a crashed run's campaign is unfinished, with its resume command
         record = ledger.campaign(campaign_id)
         failures = ledger.failures(campaign_id)
         deferred = ledger.deferred(campaign_id)
         uncertain = ledger.uncertain(campaign_id)
-    unfinished = record.status in ("sending", "unfinished") and record.left > 0
     resume = None
-    if unfinished:
-        only_uncertain = uncertain and record.left == len(uncertain)
-        flag = "--resend-uncertain " if only_uncertain else ""
-        resume = f"bcartnb resume {flag}{campaign_id}"
+    if record.status == "unfinished":  # not while a live process sends it: resume waits
+        pairs = [(r.member_id, r.address) for r in uncertain]
+        resume = DeliverySummary.from_record(record, "unfinished", {}, pairs).resume_command
     data: dict[str, Any] = {
         "campaign_id": record.campaign_id,
         "created_at": record.created_at.isoformat(),
