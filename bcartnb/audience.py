@@ -119,7 +119,10 @@ def build_audience(
     codes, trimmed = address_codes(raw)
     if opt_in_only:
         if "mm_flag" not in selected.columns:
-            raise FilterError("opt-in only (メール案内) needs the mm_flag column in the members")
+            raise FilterError(
+                "opt-in only (メール案内) needs the mm_flag column in the members",
+                ja="メール案内「受け取る」のみで送るには、会員ファイルに「メール案内」の列が必要です。",
+            )
         opted = selected["mm_flag"].to_numpy(dtype=bool, na_value=False)
         codes[(codes == 0) & ~opted] = 1 + REASONS.index("not_opted_in")
     if suppressed:

@@ -41,8 +41,8 @@ from bcartnb.exceptions import BcartnbError, ComposeError, SettingsError, Templa
 from bcartnb.ledger import Ledger, fingerprint, new_campaign_id
 from bcartnb.mailcheck import Finding
 from bcartnb.members import read_members
-from bcartnb.quota import Plan, QuotaStatus, resolve_plan
-from bcartnb.settings import Settings, check_keys, check_type, missing_plan_error, read_toml
+from bcartnb.quota import Plan, QuotaStatus
+from bcartnb.settings import Settings, check_keys, check_type, read_toml, require_plan
 from bcartnb.templates import TemplateStore
 from bcartnb.transports import Transport
 
@@ -104,7 +104,10 @@ class CampaignSpec:
         """Check every key and type once; a relative ``members`` path is relative to ``base``."""
         check_keys(data, CAMPAIGN_KEYS, where)
         if not data.get("members"):
-            raise SettingsError(f"{where}: key 'members' is required (the member CSV)")
+            raise SettingsError(
+                f"{where}: key 'members' is required (the member CSV)",
+                ja=f"キャンペーンファイル {where} に members（会員CSVのパス）がありません。",
+            )
         members = check_type(data, "members", (str, os.PathLike), where)
         path = Path(members).expanduser()
         if base is not None and not path.is_absolute():
@@ -118,11 +121,17 @@ class CampaignSpec:
             try:
                 flt = json.loads(flt) if flt.strip() else {}
             except json.JSONDecodeError as err:
-                raise SettingsError(f"{where}: filter is not valid JSON: {err}") from err
+                raise SettingsError(
+                    f"{where}: filter is not valid JSON: {err}",
+                    ja=f"{where} の filter（絞込条件）の JSON が読めません。",
+                ) from err
         if flt is None:
             flt = {}
         if not isinstance(flt, Mapping):
-            raise SettingsError(f"{where}: filter must be a table/dict, not {flt!r}")
+            raise SettingsError(
+                f"{where}: filter must be a table/dict, not {flt!r}",
+                ja=f"{where} の filter（絞込条件）は表（[filter]）か辞書で書いてください。",
+            )
         kw["filter"] = dict(flt)
 
         kw["checked"] = _checked(data.get("checked"), where)
@@ -142,13 +151,16 @@ class CampaignSpec:
                 enc = "utf-8"
             if enc not in ENCODINGS:
                 raise SettingsError(
-                    f"{where}: encoding must be one of {', '.join(ENCODINGS)}, not {enc!r}"
+                    f"{where}: encoding must be one of {', '.join(ENCODINGS)}, not {enc!r}",
+                    ja=f"{where} の encoding は utf-8 か iso-2022-jp にしてください"
+                    f"（{enc!r} は使えません）。",
                 )
             kw["encoding"] = enc
         if kw.get("template") is None and (kw.get("subject") is None or kw.get("body") is None):
             raise SettingsError(
                 f"{where}: give a template, or both subject and body",
-                ja="テンプレートを指定するか、件名（subject）と本文（body）の両方を指定してください。",
+                ja=f"{where} にテンプレート（template）か、"
+                "件名（subject）と本文（body）の両方を書いてください。",
             )
         return cls(**kw)
 
@@ -184,15 +196,24 @@ def _checked(value: Any, where: str) -> tuple[int, ...]:
     elif isinstance(value, Sequence):
         items = value
     else:
-        raise SettingsError(f"{where}: checked must be a list of member ids, not {value!r}")
+        raise SettingsError(
+            f"{where}: checked must be a list of member ids, not {value!r}",
+            ja=f"{where} の checked（チェックした会員）は会員IDのリストで書いてください。",
+        )
     out: list[int] = []
     for item in items:
         if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
-            raise SettingsError(f"{where}: checked holds a non-id value {item!r}")
+            raise SettingsError(
+                f"{where}: checked holds a non-id value {item!r}",
+                ja=f"{where} の checked に会員IDでない値 {item!r} があります。",
+            )
         try:
             out.append(int(item))
         except (TypeError, ValueError) as err:
-            raise SettingsError(f"{where}: checked holds a non-id value {item!r}") from err
+            raise SettingsError(
+                f"{where}: checked holds a non-id value {item!r}",
+                ja=f"{where} の checked に会員IDでない値 {item!r} があります。",
+            ) from err
     return tuple(dict.fromkeys(out))
 
 
@@ -326,9 +347,7 @@ def plan_campaign(
     read. The quota is read from the ledger (opened from the settings when not given) and is
     only a snapshot: :func:`bcartnb.delivery.deliver` reserves atomically before sending.
     """
-    if not settings.plan:
-        raise missing_plan_error(settings)
-    plan = resolve_plan(settings.plan)
+    plan = require_plan(settings)
     frame = members if members is not None else read_members(spec.members)
     own = ledger is None
     led = ledger if ledger is not None else Ledger.open(settings.db)
@@ -582,10 +601,9 @@ def send_test(
 
 def quota_status(settings: Settings, *, ledger: Ledger | None = None) -> QuotaStatus:
     """This month's メール配信上限数, usage and live reservations for the shop's plan."""
-    if not settings.plan:
-        raise missing_plan_error(settings)
+    plan = require_plan(settings)
     with _ledger(settings, ledger) as led:
-        return led.usage(settings.plan)
+        return led.usage(plan)
 
 
 def suppressed_addresses(settings: Settings, *, ledger: Ledger | None = None) -> frozenset[str]:

@@ -14,12 +14,13 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from bcartnb import __version__
-from bcartnb.exceptions import BcartnbError
+from bcartnb.exceptions import BcartnbError, UsageError
 from bcartnb.ledger.schema import SUPPRESSION_REASONS
 
 __all__ = ["main"]
@@ -29,14 +30,27 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
+#: Control characters other than line breaks and tabs (C0, DEL, C1): a member's 会社名, a
+#: subject or a server's reply holding ESC [ 2 J must not clear or restyle the terminal.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str) -> str:
+    """Text from members, templates and servers, fit for a terminal: controls as ``\\x1b``."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _say(text: str = "", *, err: bool = False, flush: bool = False) -> None:
+    print(_shown(text), file=sys.stderr if err else sys.stdout, flush=flush)
+
+
 # --- subcommands -------------------------------------------------------------------------
 # Each handler takes the parsed arguments and returns the exit code.
 
 
 def _cmd_members(args: argparse.Namespace) -> int:
-    import re
-
-    from bcartnb.audience import build_audience, format_summary
+    from bcartnb.audience import REASON_LABELS, build_audience, format_summary
+    from bcartnb.delivery import mask_address
     from bcartnb.exceptions import FilterError, SelectionError
     from bcartnb.members import read_members
 
@@ -45,19 +59,29 @@ def _cmd_members(args: argparse.Namespace) -> int:
         try:
             flt = json.loads(args.filter)
         except json.JSONDecodeError as err:
-            raise FilterError(f"--filter is not valid JSON: {err}") from err
+            raise FilterError(
+                f"--filter is not valid JSON: {err}",
+                ja='--filter の JSON が読めません。{"pref": "東京都"} のように書いてください。',
+            ) from err
         if not isinstance(flt, dict):
             raise FilterError(
-                f'--filter must be a JSON object such as {{"pref": "東京都"}}, not {args.filter!r}'
+                f'--filter must be a JSON object such as {{"pref": "東京都"}}, not {args.filter!r}',
+                ja='--filter は {"pref": "東京都"} のような { } で囲んだ JSON で指定してください。',
             )
     checked = None
     if args.checked is not None:
         items = [item.strip() for item in args.checked.split(",")]
         if not any(items):
-            raise SelectionError("--checked is empty: give member ids such as 1001,1002")
+            raise SelectionError(
+                "--checked is empty: give member ids such as 1001,1002",
+                ja="--checked が空です。1001,1002 のように会員IDを指定してください。",
+            )
         bad = [item for item in items if not re.fullmatch(r"[0-9]{1,18}", item)]
         if bad:
-            raise SelectionError(f"--checked: {bad[0]!r} is not a member id (a whole number)")
+            raise SelectionError(
+                f"--checked: {bad[0]!r} is not a member id (a whole number)",
+                ja=f"--checked の「{bad[0]}」は会員ID（整数）ではありません。",
+            )
         checked = [int(item) for item in items]
     from bcartnb.campaign import suppressed_addresses
     from bcartnb.settings import load_settings
@@ -69,38 +93,66 @@ def _cmd_members(args: argparse.Namespace) -> int:
         args.opt_in_only,
         suppressed_addresses(load_settings()),
     )
+    excluded: list[dict[str, Any]] = [
+        {
+            "id": int(row["id"]),
+            "email": mask_address(str(row["email"])) if _present(row["email"]) else "",
+            "reason": str(row["reason"]),
+        }
+        for _, row in audience.unsendable.iterrows()
+    ]
     if args.json:
-        _print_json(audience.summary())
-    else:
-        print(format_summary(audience))
+        data = audience.summary()
+        if args.list:
+            data["excluded"] = excluded
+        _print_json(data)
+        return 0
+    _say(format_summary(audience))
+    if args.list:
+        _say()
+        if not excluded:
+            _say("送信できない会員はいません。")
+        else:
+            _say("送信できない会員（会員ID / メールアドレス / 理由）:")
+            for e in excluded:
+                address = e["email"] or "（空欄）"
+                _say(f"  {e['id']}  {address}  {REASON_LABELS.get(e['reason'], e['reason'])}")
     return 0
 
 
+def _present(value: Any) -> bool:
+    import pandas as pd
+
+    return not (value is None or value is pd.NA or (isinstance(value, float) and value != value))
+
+
 def _cmd_quota(args: argparse.Namespace) -> int:
-    from bcartnb.exceptions import SettingsError
+    from bcartnb.exceptions import CampaignStateError
     from bcartnb.ledger import Ledger
-    from bcartnb.quota import PLANS, month_of, now_tokyo, parse_month, resolve_plan
-    from bcartnb.settings import load_settings
+    from bcartnb.quota import month_of, now_tokyo, parse_month
+    from bcartnb.settings import load_settings, require_plan
 
     settings = load_settings()
-    if not settings.plan:
-        names = ", ".join(p.name for p in PLANS)
-        raise SettingsError(
-            f'no plan set: put plan = "プラン10" in bcartnb.toml or set BCARTNB_PLAN ({names})'
-        )
-    plan = resolve_plan(settings.plan)
+    plan = require_plan(settings)
     this_month = month_of(now_tokyo())
     month = parse_month(args.month) if args.month else this_month
+    campaigns: list[dict[str, Any]] = []
     with Ledger.open(settings.db) as ledger:
         status = ledger.usage(plan, month)
-        per_campaign = ledger.usage_by_campaign(month)
+        for cid, n in ledger.usage_by_campaign(month).items():
+            entry: dict[str, Any] = {"campaign_id": cid, "used": n, "created_at": None}
+            entry["subject"] = None
+            with contextlib.suppress(CampaignStateError):
+                record = ledger.campaign(cid)
+                entry["created_at"] = record.created_at.isoformat()
+                entry["subject"] = _subject_of(record.params) or None
+            campaigns.append(entry)
     if args.json:
-        campaigns = [{"campaign_id": cid, "used": n} for cid, n in per_campaign.items()]
         _print_json({**status.as_dict(), "reserved": status.reserved, "campaigns": campaigns})
         return 0
 
     def count(n: int | None) -> str:
-        return "上限なし" if n is None else f"{n:,}通"
+        return "上限なし" if n is None else f"{n:,}件"
 
     used_label = "今月の送信数" if month == this_month else f"{month}の送信数"
     lines = [
@@ -112,14 +164,37 @@ def _cmd_quota(args: argparse.Namespace) -> int:
     if status.reserved:
         lines.append(f"送信中のキャンペーンの予約: {count(status.reserved)}")
     lines.append(f"残り: {count(status.remaining)}")
-    if per_campaign:
-        lines.append("キャンペーン別の送信数:")
-        lines += [f"  {cid}: {count(n)}" for cid, n in per_campaign.items()]
-    print("\n".join(lines))
+    if campaigns:
+        lines.append("キャンペーン別の送信数（登録日時 / 件名 / キャンペーンID）:")
+        for c in campaigns:
+            when = _jst(c["created_at"]) if c["created_at"] else "----------------"
+            lines.append(
+                f"  {when}  {count(c['used']):>9}  {c['subject'] or '（件名不明）'}"
+                f"  {c['campaign_id']}"
+            )
+    _say("\n".join(lines))
     return 0
 
 
-def _print_summary(summary: Any, as_json: bool) -> int:
+def _subject_of(params: dict[str, Any]) -> str:
+    """A campaign's subject as written (merge fields unrendered), else its template's name."""
+    if params.get("subject"):
+        return " ".join(str(params["subject"]).split())
+    if params.get("template"):
+        return f"テンプレート「{params['template']}」"
+    return ""
+
+
+def _jst(iso: str) -> str:
+    """``2026-11-20T10:00:00+09:00`` → ``2026-11-20 10:00`` in Asia/Tokyo."""
+    from datetime import datetime
+
+    from bcartnb.quota import TOKYO
+
+    return datetime.fromisoformat(iso).astimezone(TOKYO).strftime("%Y-%m-%d %H:%M")
+
+
+def _print_summary(summary: Any, as_json: bool, sample: Any = None) -> int:
     """The summary, then the exit code a scheduler acts on (0, 4, 5 or 130; see DESIGN).
 
     The campaign is recorded before a word is printed, so a reader that closed the pipe
@@ -128,11 +203,20 @@ def _print_summary(summary: Any, as_json: bool) -> int:
     code: int = summary.exit_code
     try:
         if as_json:
-            _print_json(summary.as_dict())
+            data = summary.as_dict()
+            if summary.dry_run:
+                data["sample"] = sample
+            _print_json(data)
         else:
-            print(summary.message())
+            _say(summary.message())
+            if not summary.dry_run:
+                _say(f"キャンペーンID: {summary.campaign_id}")
+            elif sample is None:
+                _say("送信できる会員がいないため、見本のメールはありません。")
+            else:
+                _say(_format_sample(sample))
             for warning in summary.warnings:
-                print(f"注意: {warning}")
+                _say(f"注意: {warning}")
             if summary.checks:  # 送信前の確認: warnings about the mail itself, never a refusal
                 from bcartnb.mailcheck import format_findings
 
@@ -141,26 +225,50 @@ def _print_summary(summary: Any, as_json: bool) -> int:
                     if summary.checks_member
                     else "メール"
                 )
-                print("\n".join(format_findings(summary.checks, f"送信前の確認（{who}）")))
+                _say("\n".join(format_findings(summary.checks, f"送信前の確認（{who}）")))
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
     if code == 130:
-        print(f"bcartnb: interrupted: `{summary.resume_command}` continues", file=sys.stderr)
+        _say(
+            f"bcartnb: 中断しました。続きは `{summary.resume_command}` で送れます / interrupted",
+            err=True,
+        )
     elif code == 4:
-        why = f": {summary.stopped}" if summary.stopped else ""
-        print(
-            f"bcartnb: unfinished ({summary.sent} sent, {summary.left} left){why}; "
-            f"`{summary.resume_command}` continues",
-            file=sys.stderr,
+        why = summary.stopped_ja or summary.stopped
+        _say(
+            f"bcartnb: 送信はまだ終わっていません（送信済み {summary.sent:,} 件、"
+            f"残り {summary.left:,} 件）。続きは `{summary.resume_command}` で送れます"
+            + (f"（止まった理由: {' '.join(str(why).split())}）" if why else "")
+            + f" / unfinished ({summary.sent} sent, {summary.left} left)",
+            err=True,
         )
     elif code == 5:
-        print(
-            f"bcartnb: finished, but {summary.failed} mails were refused for good "
-            "(listed in the summary)",
-            file=sys.stderr,
+        _say(
+            f"bcartnb: 送信は終わりましたが、{summary.failed:,} 件は受信側に拒否されました"
+            f"（`bcartnb campaigns {summary.campaign_id}` で一覧を表示します）"
+            f" / finished, {summary.failed} mails refused for good",
+            err=True,
         )
     return code
+
+
+#: How many lines of a sample mail's text part a dry run shows.
+SAMPLE_LINES = 12
+
+
+def _format_sample(sample: dict[str, str]) -> str:
+    """The dry run's look at one real mail: masked address, subject, the text's first lines."""
+    text = sample["text"].splitlines()
+    lines = [
+        f"見本のメール（会員ID {sample['member_id']}）:",
+        f"  宛先: {sample['to']}",
+        f"  件名: {sample['subject']}",
+        *(f"  | {line}".rstrip() for line in text[:SAMPLE_LINES]),
+    ]
+    if len(text) > SAMPLE_LINES:
+        lines.append(f"  | …（残り {len(text) - SAMPLE_LINES} 行）")
+    return "\n".join(lines)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -182,20 +290,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 }
             )
         else:
-            print(
+            _say(
                 f"テスト送信しました: {mail.to}"
                 f"（会員ID {mail.member_id} の内容。配信数には数えません）"
             )
         return 0
     if not args.send:
+        from bcartnb.report import sample_mail
+
         # the contract: a dry run unless --send, whatever the file says
-        summary = campaign.run(spec, settings, send=False).summary
+        result = campaign.run(spec, settings, send=False)
+        summary = result.summary
         if spec.send:
             summary.warnings.append(
                 "キャンペーンファイルの send = true は無視しました"
                 "（送信するには --send を付けてください）"
             )
-        return _print_summary(summary, args.json)
+        sample = sample_mail(result.plan) if result.plan is not None else None
+        return _print_summary(summary, args.json, sample)
     summary = campaign.run(
         spec, settings, send=True, repeat=args.repeat, progress=sys.stderr.isatty()
     ).summary
@@ -215,12 +327,18 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return _print_summary(summary, args.json)
 
 
+#: A campaign's status as the send history says it.
+STATUS_LABELS = {"sending": "送信中", "unfinished": "送信途中", "done": "完了", "cancelled": "取消"}
+
+
 def _cmd_campaigns(args: argparse.Namespace) -> int:
     from bcartnb.ledger import Ledger
     from bcartnb.ledger.campaigns import LEFT_STATES
     from bcartnb.settings import load_settings
 
     settings = load_settings()
+    if args.campaign_id is not None:
+        return _show_campaign(args.campaign_id, settings.db, args.json)
     with Ledger.open(settings.db) as ledger:
         ledger.reclaim()  # a crashed run shows as interrupted, not as sending forever
         frame = ledger.campaigns()
@@ -243,15 +361,95 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
     if not rows:
         print("配信履歴はまだありません。")
         return 0
-    labels = {"sending": "送信中", "unfinished": "送信途中", "done": "完了", "cancelled": "取消"}
     print("キャンペーンID               登録日時            状態         送信済み  失敗  残り")
     for r, (_, full) in zip(rows, frame.iterrows(), strict=True):
         left = sum(int(full[s]) for s in LEFT_STATES)
-        status = labels.get(r["status"], r["status"])
+        status = STATUS_LABELS.get(r["status"], r["status"])
         print(
             f"{r['campaign_id']:<28} {r['created_at'][:16].replace('T', ' '):<19} "
             f"{status:<10} {r['sent']:>8,} {r['failed']:>5,} {left:>5,}"
         )
+    print("1件の詳細は bcartnb campaigns キャンペーンID で表示します。")
+    return 0
+
+
+def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
+    """One campaign: its counts, who was refused and why, what is left, how to continue."""
+    from bcartnb.audience import REASON_LABELS
+    from bcartnb.delivery import DeliverySummary, mask_address, mask_text
+    from bcartnb.ledger import Ledger
+
+    with Ledger.open(db) as ledger:
+        ledger.reclaim()  # a crashed run's campaign is unfinished, with its resume command
+        record = ledger.campaign(campaign_id)
+        failures = ledger.failures(campaign_id)
+        deferred = ledger.deferred(campaign_id)
+        uncertain = ledger.uncertain(campaign_id)
+    resume = None
+    if record.status == "unfinished":  # not while a live process sends it: resume waits
+        pairs = [(r.member_id, r.address) for r in uncertain]
+        resume = DeliverySummary.from_record(record, "unfinished", {}, pairs).resume_command
+    data: dict[str, Any] = {
+        "campaign_id": record.campaign_id,
+        "created_at": record.created_at.isoformat(),
+        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
+        "status": record.status,
+        "plan": record.plan,
+        "subject": _subject_of(record.params),
+        "selected": record.selected,
+        "sendable": record.sendable,
+        "unsendable": record.unsendable,
+        "reasons": dict(record.reasons),
+        "sent": record.sent,
+        "failed": record.failed,
+        "pending": record.journal.get("pending", 0) + record.journal.get("sending", 0),
+        "deferred": len(deferred),
+        "uncertain": len(uncertain),
+        "admin_copy": mask_address(record.admin_copy) if record.admin_copy else None,
+        "failures": [
+            {"id": m, "email": mask_address(a), "code": code, "reply": mask_text(reply)}
+            for m, a, code, reply in failures
+        ],
+        "deferred_list": [{"id": r.member_id, "email": mask_address(r.address)} for r in deferred],
+        "uncertain_list": [
+            {"id": r.member_id, "email": mask_address(r.address)} for r in uncertain
+        ],
+        "resume_command": resume,
+    }
+    if as_json:
+        _print_json(data)
+        return 0
+    lines = [
+        f"キャンペーンID: {record.campaign_id}",
+        f"登録日時: {_jst(data['created_at'])}",
+        f"状態: {STATUS_LABELS.get(record.status, record.status)}",
+        f"件名: {data['subject'] or '（不明）'}",
+        f"対象会員数 {record.selected:,} 件 / 送信件数 {record.sendable:,} 件 / "
+        f"送信できない件数 {record.unsendable:,} 件",
+        f"送信済み {record.sent:,} 件 / 失敗 {record.failed:,} 件 / 未送信 {data['pending']:,} 件"
+        f" / 再試行待ち {len(deferred):,} 件 / 結果不明 {len(uncertain):,} 件",
+    ]
+    reasons = [f"{REASON_LABELS.get(k, k)} {n:,}" for k, n in record.reasons.items() if n]
+    if reasons:
+        lines.append("送信できない理由: " + " / ".join(reasons))
+    if data["admin_copy"]:
+        lines.append(f"管理者への控え: {data['admin_copy']} に送信済み")
+    if failures:
+        lines.append("受信側に拒否されたメール（会員ID / メールアドレス / サーバーの返答）:")
+        lines += [
+            f"  {f['id']}  {f['email']}  {f['code'] or ''} {' '.join(f['reply'].split())}"
+            for f in data["failures"]
+        ]
+    for title, items in (
+        ("再試行待ちのメール", data["deferred_list"]),
+        ("送信結果が不明なメール（届いている可能性があります）", data["uncertain_list"]),
+    ):
+        if items:
+            lines.append(f"{title}:")
+            lines += [f"  {i['id']}  {i['email']}" for i in items]
+    if resume:
+        lines.append(f"続きを送るには: {resume}")
+    _say("\n".join(lines))
     return 0
 
 
@@ -275,7 +473,7 @@ def _cmd_sink(args: argparse.Namespace) -> int:
 
     def on_message(mail: StoredMail) -> None:
         name = mail.path.name if mail.path else "?"
-        print(
+        _say(
             f"受信 received: {mail.envelope_from} → {', '.join(mail.recipients)} ({name})",
             flush=True,
         )
@@ -461,87 +659,218 @@ def _cmd_unsubscribe_server(args: argparse.Namespace) -> int:
 
 # --- parser ------------------------------------------------------------------------------
 
+#: argparse's own words (Python 3.11) in Japanese. argparse looks every one of them up through
+#: gettext at the moment it uses it, via its module-level ``_`` and ``ngettext``;
+#: :func:`_japanese_argparse` points those at this table while our parser is built and used.
+ARGPARSE_JA: dict[str, str] = {
+    "usage: ": "使い方: ",
+    "positional arguments": "引数",
+    "options": "オプション",
+    "subcommands": "コマンド",
+    "show this help message and exit": "この説明を表示して終了します",
+    "show program's version number and exit": "バージョンを表示して終了します",
+    "argument %(argument_name)s: %(message)s": "引数 %(argument_name)s: %(message)s",
+    "unrecognized arguments: %s": "知らない引数です: %s",
+    "not allowed with argument %s": "引数 %s と一緒には使えません",
+    "ignored explicit argument %r": "値 %r は受け付けません",
+    "the following arguments are required: %s": "次の引数が必要です: %s",
+    "one of the arguments %s is required": "引数 %s のどれかひとつが必要です",
+    "expected one argument": "値をひとつ指定してください",
+    "expected at most one argument": "値はひとつまでです",
+    "expected at least one argument": "値をひとつ以上指定してください",
+    "expected %s argument": "値を %s 個指定してください",
+    "expected %s arguments": "値を %s 個指定してください",
+    "ambiguous option: %(option)s could match %(matches)s": (
+        "オプション %(option)s はあいまいです（候補: %(matches)s）"
+    ),
+    "unexpected option string: %s": "思いがけないオプションです: %s",
+    "invalid %(type)s value: %(value)r": "%(value)r は %(type)s の値として正しくありません",
+    "invalid choice: %(value)r (choose from %(choices)s)": (
+        "%(value)r は選べません（選べるもの: %(choices)s）"
+    ),
+    "unknown parser %(parser_name)r (choices: %(choices)s)": (
+        "%(parser_name)r というコマンドはありません（あるもの: %(choices)s）"
+    ),
+    "can't open '%(filename)s': %(error)s": "'%(filename)s' を開けません: %(error)s",
+}
+
+
+def _ja_gettext(message: str) -> str:
+    return ARGPARSE_JA.get(message, message)
+
+
+def _ja_ngettext(singular: str, plural: str, n: int) -> str:
+    return _ja_gettext(singular if n == 1 else plural)
+
+
+@contextlib.contextmanager
+def _japanese_argparse() -> Iterator[None]:
+    """argparse speaks Japanese inside this block, and only there (its module globals are
+    put back afterwards, so another parser in the same process keeps its own language)."""
+    saved = argparse._, argparse.ngettext  # type: ignore[attr-defined]
+    argparse._, argparse.ngettext = _ja_gettext, _ja_ngettext  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        argparse._, argparse.ngettext = saved  # type: ignore[attr-defined]
+
 
 EXIT_CODES_HELP = (
-    "exit codes: 0 finished, every mail accepted; 2 bad input or settings (nothing sent); "
-    "3 refused by the quota (nothing sent); 4 unfinished (resume it); 5 finished, some mails "
-    "refused for good; 130 interrupted"
+    "終了コード: 0 完了（すべて受信側が受け付けた） / 2 入力か設定のエラー（何も送っていない） / "
+    "3 メール配信上限数を超える（何も送っていない） / 4 送信途中（bcartnb resume で続きを送る） / "
+    "5 完了したが受信側に拒否されたメールがある / 130 中断（bcartnb resume で続きを送る）"
 )
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage already; keep its message to one line."""
+    """A usage mistake is an error like any other: one line, Japanese first, exit 2."""
 
-    def error(self, message: str) -> Any:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"`{self.prog} --help` で使い方を表示します", ja=message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bcartnb", description="B-Cart member mail: filter, compose, send.")
-    parser.add_argument("--version", action="version", version=f"bcartnb {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    """The whole command line. Build it inside :func:`_japanese_argparse` (as :func:`main`
+    does) for argparse's own words in Japanese too."""
+    parser = _Parser(
+        prog="bcartnb",
+        description="Bカートの会員にメールを配信します（絞込・メール作成・確認・送信）。",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"bcartnb {__version__}",
+        help="バージョンを表示して終了します",
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="コマンド"
+    )
+    _add_members(sub)
+    _add_quota(sub)
+    _add_run(sub)
+    _add_resume(sub)
+    _add_campaigns(sub)
+    _add_report(sub)
+    _add_suppressions(sub)
+    _add_bcart(sub)
+    _add_unsubscribe_server(sub)
+    _add_sink(sub)
+    return parser
 
-    p = sub.add_parser("members", help="read a member CSV and show who can be mailed")
+
+_Sub = Any  # argparse's _SubParsersAction, private in typeshed's eyes
+
+
+def _add_members(sub: _Sub) -> None:
+    p = sub.add_parser(
+        "members",
+        help="会員CSVを読み、送信できる会員とできない会員を数えます",
+        description="会員CSVを読み、絞込条件で選んだ会員のうち送信できる件数と、"
+        "送信できない件数をその理由ごとに表示します。",
+    )
     p.add_argument(
         "members",
-        help="B-Cart member CSV (CP932, UTF-8 or UTF-8 with BOM), or a bcart pull snapshot",
+        metavar="会員CSV",
+        help="Bカートの会員CSV（Shift_JIS・UTF-8）、"
+        "または bcart pull のスナップショット（.parquet）",
     )
-    p.add_argument("--filter", default=None, help='filter as JSON, e.g. {"pref": "東京都"}')
-    p.add_argument("--checked", default=None, help="comma-separated member ids (チェックした会員)")
-    p.add_argument("--opt-in-only", action="store_true", help="only メール案内=受け取る")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--filter", default=None, metavar="JSON", help='絞込条件（JSON）。例: {"pref": "東京都"}'
+    )
+    p.add_argument(
+        "--checked",
+        default=None,
+        metavar="ID,ID,…",
+        help="チェックした会員に送信: 会員IDをカンマ区切りで",
+    )
+    p.add_argument("--opt-in-only", action="store_true", help="メール案内「受け取る」の会員のみ")
+    p.add_argument(
+        "--list", action="store_true", help="送信できない会員を一人ずつ理由とともに表示します"
+    )
+    p.add_argument("--json", action="store_true", help="JSON で出力します")
     p.set_defaults(func=_cmd_members)
 
-    p = sub.add_parser("quota", help="this month's cap, usage and what is left")
-    p.add_argument("--month", default=None, help="YYYY-MM (default: this month in Asia/Tokyo)")
-    p.add_argument("--json", action="store_true")
+
+def _add_quota(sub: _Sub) -> None:
+    p = sub.add_parser(
+        "quota",
+        help="メール配信上限数と今月の送信数、残りを表示します",
+        description="プランのメール配信上限数、その月の送信数（キャンペーン別）と残りを表示します。",
+    )
+    p.add_argument(
+        "--month", default=None, metavar="YYYY-MM", help="対象月（省略時は日本時間の今月）"
+    )
+    p.add_argument("--json", action="store_true", help="JSON で出力します")
     p.set_defaults(func=_cmd_quota)
 
+
+def _add_run(sub: _Sub) -> None:
     p = sub.add_parser(
         "run",
-        help="run a campaign file (a dry run unless --send)",
-        description="Run a campaign file: a dry run unless --send. Sending the same campaign "
-        "again continues it while it is unfinished and is refused once it is finished "
-        "(--repeat sends it again on purpose).",
+        help="キャンペーンファイルを実行します（--send がなければ確認のみ）",
+        description="キャンペーンファイルを実行します。--send を付けない限り確認のみで、"
+        "すべてのメールを作成して件数と配信数を確かめ、見本のメールを表示します。"
+        "送信途中の同じキャンペーンはその続きを送り、送信済みのものは断ります"
+        "（もう一度送るには --repeat）。",
         epilog=EXIT_CODES_HELP,
     )
-    p.add_argument("campaign", help="campaign TOML file")
+    p.add_argument("campaign", metavar="キャンペーンファイル", help="キャンペーンの TOML ファイル")
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--send", action="store_true", help="really send (default: dry run)")
+    how.add_argument("--send", action="store_true", help="実際に送信します（省略時は確認のみ）")
     p.add_argument(
         "--repeat",
         action="store_true",
-        help="send again a campaign that already went out (only once it is finished)",
+        help="送信済みのキャンペーンをもう一度送ります（完了したものに限る）",
     )
     how.add_argument(
         "--test-to",
-        metavar="ADDRESS",
+        metavar="アドレス",
         default=None,
-        help="send one test mail (the first member's) to ADDRESS; not counted in the quota",
+        help="最初の会員のメールを1通だけこのアドレスにテスト送信します（配信数に数えません）",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="JSON で出力します")
     p.set_defaults(func=_cmd_run)
 
+
+def _add_resume(sub: _Sub) -> None:
     p = sub.add_parser(
         "resume",
-        help="continue an unfinished campaign",
-        description="Continue an unfinished campaign: pending and deferred mails go out, sent "
-        "ones never again; uncertain ones only with --resend-uncertain.",
+        help="送信途中のキャンペーンの続きを送ります",
+        description="送信途中のキャンペーンの続きを送ります。未送信と再試行待ちのメールを送り、"
+        "送信済みの会員には二度と送りません。結果不明のメールは --resend-uncertain のときだけ"
+        "再送します。",
         epilog=EXIT_CODES_HELP,
     )
-    p.add_argument("campaign_id")
+    p.add_argument("campaign_id", metavar="キャンペーンID")
     p.add_argument(
         "--resend-uncertain",
         action="store_true",
-        help="also resend the mails that were in flight when the last run stopped",
+        help="前回止まったときに送信中だった（結果不明の）メールも再送します",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="JSON で出力します")
     p.set_defaults(func=_cmd_resume)
 
-    p = sub.add_parser("campaigns", help="the send history")
-    p.add_argument("--json", action="store_true")
+
+def _add_campaigns(sub: _Sub) -> None:
+    p = sub.add_parser(
+        "campaigns",
+        help="配信履歴、または1件のキャンペーンの詳細を表示します",
+        description="配信履歴を表示します。キャンペーンIDを指定すると、その件数、"
+        "受信側に拒否されたメール（サーバーの返答つき）、再試行待ちと結果不明のメール、"
+        "送信途中なら続きを送るコマンドを表示します。",
+    )
+    p.add_argument(
+        "campaign_id",
+        nargs="?",
+        default=None,
+        metavar="キャンペーンID",
+        help="詳細を見るキャンペーン",
+    )
+    p.add_argument("--json", action="store_true", help="JSON で出力します")
     p.set_defaults(func=_cmd_campaigns)
 
+
+def _add_suppressions(sub: _Sub) -> None:
     p = sub.add_parser(
         "suppressions",
         help="配信停止リスト（不達・配信停止・苦情）を表示、または B-Cart 用CSVに書き出す",
@@ -609,6 +938,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_bounces_scan)
 
+
+def _add_report(sub: _Sub) -> None:
     p = sub.add_parser(
         "report",
         help="キャンペーンのレポートをHTMLに書き出す（配信記録から）",
@@ -622,14 +953,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("sink", help="run the embedded SMTP sink that stores mail in a Maildir")
-    p.add_argument("--port", type=int, default=8025)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--maildir", default="maildir")
-    p.set_defaults(func=_cmd_sink)
 
-    _add_bcart(sub)
-
+def _add_unsubscribe_server(sub: _Sub) -> None:
     p = sub.add_parser(
         "unsubscribe-server",
         help="ワンクリック配信停止（RFC 8058）を受け付けるサーバーを起動する",
@@ -644,7 +969,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="トークンの前のパス（既定: 設定の unsubscribe_url から。例: /mail/stop/）",
     )
     p.set_defaults(func=_cmd_unsubscribe_server)
-    return parser
+
+
+def _add_sink(sub: _Sub) -> None:
+    p = sub.add_parser(
+        "sink",
+        help="受け取ったメールを Maildir に保存する SMTP サーバーを起動します（試験用）",
+        description="試験用の SMTP サーバーを起動します。誰にもメールを届けず、"
+        "受け取ったメールを Maildir に保存します。",
+    )
+    p.add_argument("--port", type=int, default=8025, help="待ち受けるポート（既定 8025）")
+    p.add_argument("--host", default="127.0.0.1", help="待ち受けるアドレス（既定 127.0.0.1）")
+    p.add_argument("--maildir", default="maildir", help="メールの保存先（既定 ./maildir）")
+    p.set_defaults(func=_cmd_sink)
 
 
 def _silence_stdout() -> None:
@@ -656,19 +993,19 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        with _japanese_argparse():
+            args = build_parser().parse_args(argv)
         code: int = args.func(args)
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
         return 0
     except BcartnbError as err:
-        # Japanese first (what the shop's staff read), then the exact detail, on one line
-        print(f"bcartnb: error: {err.line()}", file=sys.stderr)
+        _say(f"bcartnb: error: {err.line()}", err=True)
         return err.exit_code
     except KeyboardInterrupt:
-        print("bcartnb: interrupted", file=sys.stderr)
+        print("bcartnb: 中断しました / interrupted", file=sys.stderr)
         return 130
     return code
 

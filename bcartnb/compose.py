@@ -154,7 +154,10 @@ class Draft:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ComposeError(f"draft: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+            raise ComposeError(
+                f"draft: unknown key {unknown[0]!r} (known: {', '.join(known)})",
+                ja=f"メールの下書きに知らない項目 {unknown[0]!r} があります。",
+            )
         values: dict[str, Any] = {
             "subject": template.subject,
             "body": template.body,
@@ -313,9 +316,14 @@ def _check_member_header(
 
 def _check_header_value(value: str, what: str) -> None:
     if "\r" in value or "\n" in value:
-        raise ComposeError(f"{what} contains a line break (CR/LF), which could inject a header")
+        raise ComposeError(
+            f"{what} contains a line break (CR/LF), which could inject a header",
+            ja=f"{what} に改行が入っています。ヘッダーに改行は使えません。",
+        )
     if "\x00" in value:
-        raise ComposeError(f"{what} contains a NUL character")
+        raise ComposeError(
+            f"{what} contains a NUL character", ja=f"{what} に NUL 文字が入っています。"
+        )
 
 
 # --- HTML helpers --------------------------------------------------------------------------
@@ -808,7 +816,8 @@ class Composer:
     ) -> None:
         if draft.encoding not in ENCODINGS:
             raise ComposeError(
-                f"encoding must be one of {', '.join(ENCODINGS)}, not {draft.encoding!r}"
+                f"encoding must be one of {', '.join(ENCODINGS)}, not {draft.encoding!r}",
+                ja=f"文字コード {draft.encoding!r} は使えません（utf-8 か iso-2022-jp）。",
             )
         self.draft = draft
         self.settings = settings
@@ -906,7 +915,9 @@ class Composer:
             ch = err.object[err.start]
             raise ComposeError(
                 f"settings from_name has {ch!r} (U+{ord(ch):04X}), which "
-                f"{_CHARSET[self.encoding]} cannot encode; use UTF-8 or replace it"
+                f"{_CHARSET[self.encoding]} cannot encode; use UTF-8 or replace it",
+                ja=f"設定の差出人名の文字 {ch!r} は {_CHARSET[self.encoding]} で送れません。"
+                "UTF-8 にするか、その文字を置き換えてください。",
             ) from err
         return _fold_words(words) + f" <{s.from_addr}>"
 
@@ -1050,7 +1061,10 @@ class Composer:
                 )
             uri = quote(value.strip(), safe=":/?#[]@!$&'()*+,;=%-._~")
             if len(uri) > 900:
-                raise ComposeError(f"{_who(member_id, t.name)} is longer than 900 characters")
+                raise ComposeError(
+                    f"{_who(member_id, t.name)} is longer than 900 characters",
+                    ja=f"会員 {member_id} の配信停止用 URL が長すぎます（900文字まで）。",
+                )
             uris.append(f"<{uri}>")
         lines = ["List-Unsubscribe: " + ("," + _CRLF + " ").join(uris)]
         if self.one_click:
@@ -1157,7 +1171,10 @@ class Composer:
             text_part = self._text_part(text, "plain", member_id, ctx)
             html_part = self._text_part(html, "html", member_id, ctx)
             if b in text_part or b in html_part:
-                raise ComposeError(f"member {member_id}: the mail contains the MIME boundary")
+                raise ComposeError(
+                    f"member {member_id}: the mail contains the MIME boundary",
+                    ja=f"会員 {member_id} のメールに MIME の区切り文字列が含まれています。",
+                )
             # The CRLF before a delimiter belongs to the delimiter (RFC 2046), hence the extra one.
             parts += [
                 b"--" + b + b"\r\n",
@@ -1267,7 +1284,10 @@ def _who(member_id: Any, what: str) -> str:
 def _member_id(member: Mapping[str, Any]) -> Any:
     value = member.get("id")
     if is_missing(value):
-        raise ComposeError(f"a member has no id (email {member.get('email')!r})")
+        raise ComposeError(
+            f"a member has no id (email {member.get('email')!r})",
+            ja="会員IDのない会員がいます。会員ファイルを確かめてください。",
+        )
     return _plain(value)
 
 
@@ -1280,13 +1300,22 @@ def _plain(value: Any) -> Any:
 def _recipient(member: Mapping[str, Any], member_id: Any) -> str:
     value = member.get("email")
     if is_missing(value):
-        raise ComposeError(f"member {member_id}: email is empty")
+        raise ComposeError(
+            f"member {member_id}: email is empty",
+            ja=f"会員 {member_id} のメールアドレスが空欄です。",
+        )
     to = str(value).strip(_TRIM)
     if "\r" in to or "\n" in to:
-        raise ComposeError(f"member {member_id}: email contains a line break (CR/LF)")
+        raise ComposeError(
+            f"member {member_id}: email contains a line break (CR/LF)",
+            ja=f"会員 {member_id} のメールアドレスに改行が入っています。",
+        )
     local, at, domain = to.rpartition("@")
     if not at or not _LOCAL_RE.fullmatch(local) or not _DOMAIN_RE.fullmatch(domain):
-        raise ComposeError(f"member {member_id}: email {to!r} is not an address we can send to")
+        raise ComposeError(
+            f"member {member_id}: email {to!r} is not an address we can send to",
+            ja=f"会員 {member_id} のメールアドレス {to!r} には送れません。",
+        )
     return to
 
 
@@ -1340,7 +1369,10 @@ def preview(
         have = members["id"].astype(str)
         missing = [i for i in wanted if i not in set(have)]
         if missing:
-            raise SelectionError(f"preview: member id {', '.join(missing)} not in the members")
+            raise SelectionError(
+                f"preview: member id {', '.join(missing)} not in the members",
+                ja=f"会員ID {'、'.join(missing)} は会員ファイルにありません。",
+            )
         rows = [
             {str(k): v for k, v in members[have == i].iloc[0].to_dict().items()} for i in wanted
         ]

@@ -11,6 +11,7 @@ context (file, row, column, host:port) is in the message and the cause in ``__ca
     │   ├── FilterError               unknown column or operator, wrong value type
     │   ├── SelectionError            checked ids outside the search result
     │   ├── SettingsError             bcartnb.toml, environment, campaign file keys
+    │   ├── UsageError                the command line itself: unknown command, bad option
     │   ├── TemplateError             template store and rendering: names template, line, field
     │   ├── ComposeError              a mail that cannot be built (encoding, header injection)
     │   └── HygieneError              the suppression list: a bad address, reason or mailbox
@@ -45,6 +46,7 @@ __all__ = [
     "SettingsError",
     "TemplateError",
     "TransportError",
+    "UsageError",
 ]
 
 
@@ -103,6 +105,12 @@ class SettingsError(InputError):
     """Shop settings, the environment or a campaign file hold a bad or missing key."""
 
     heading = "設定のエラー"
+
+
+class UsageError(InputError):
+    """The command line was typed wrong (argparse's complaint, in Japanese)."""
+
+    heading = "使い方のエラー"
 
 
 class TemplateError(InputError):

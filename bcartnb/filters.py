@@ -53,6 +53,47 @@ _KIND_NAMES: Final[Mapping[str, str]] = {
     "bool": "true or false",
     "datetime": "a date (YYYY-MM-DD)",
 }
+_KIND_JA: Final[Mapping[str, str]] = {
+    "int": "整数",
+    "str": "文字",
+    "bool": "true / false",
+    "datetime": "日付（YYYY-MM-DD）",
+}
+#: Which operators fit which column kind, and what to say when one does not.
+_OPERATOR_KINDS: Final[Mapping[str, tuple[str, str, str]]] = {
+    "contains": ("str", "a text column", "文字の列"),
+    "min": ("int", "a number column", "数の列"),
+    "max": ("int", "a number column", "数の列"),
+    "from": ("datetime", "a date column", "日付の列"),
+    "to": ("datetime", "a date column", "日付の列"),
+}
+_CUSTOM_TYPES: Final = (
+    "a custom column is whole numbers only when every value is one (no leading zero, as in "
+    "0123), and dates only when every value is a date; otherwise it is text"
+)
+_CUSTOM_TYPES_JA: Final = (
+    "カスタム項目は、すべての値が整数（0123 のような先頭の0なし）なら整数の列、"
+    "すべてが日付なら日付の列、それ以外は文字の列になります"
+)
+
+
+def _key_error(key: Any, detail: str, ja: str) -> FilterError:
+    """One wording for every mistake in one key: the key first, in both languages."""
+    return FilterError(f"filter key {key!r}: {detail}", ja=f"絞込条件「{key}」: {ja}")
+
+
+def _unknown_operator(key: Any, op: Any) -> FilterError:
+    if op is None:
+        return _key_error(
+            key,
+            f"empty operator dict; use one of {', '.join(OPERATORS)}",
+            f"条件が空です（{'、'.join(OPERATORS)} のどれかを書いてください）。",
+        )
+    return _key_error(
+        key,
+        f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}",
+        f"{op!r} という条件はありません（{'、'.join(OPERATORS)} のどれか）。",
+    )
 
 
 @dataclass(frozen=True)
@@ -106,33 +147,53 @@ def _typed(key: str, kind: str, value: Any, what: str = "value") -> Any:
         return None
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise FilterError(
-                f'filter key {key!r}: {what} {value!r} must be a whole number (3, not "3")'
+            raise _key_error(
+                key,
+                f'{what} {value!r} must be a whole number (3, not "3")',
+                f'整数の列なので {value!r} ではなく 3 のように（"" なしで）書いてください。',
             )
         return value
     if kind == "bool":
         if not isinstance(value, bool):
-            raise FilterError(f"filter key {key!r}: {what} {value!r} must be true or false")
+            raise _key_error(
+                key,
+                f"{what} {value!r} must be true or false",
+                f"true か false で書いてください（{value!r} は使えません）。",
+            )
         return value
     if kind == "datetime":
         return _date(key, value, what)
     if not isinstance(value, str):
-        raise FilterError(f"filter key {key!r}: {what} {value!r} must be text (a string)")
+        raise _key_error(
+            key,
+            f"{what} {value!r} must be text (a string)",
+            f'文字の列なので "{value}" のように "" で囲んで書いてください。',
+        )
     return value
 
 
 def _date(key: str, value: Any, what: str) -> dt.date:
     if not isinstance(value, str) or not _DATE.fullmatch(value):
-        raise FilterError(f"filter key {key!r}: {what} {value!r} must be a date YYYY-MM-DD")
+        raise _key_error(
+            key,
+            f"{what} {value!r} must be a date YYYY-MM-DD",
+            f"日付は 2025-01-31 のように書いてください（{value!r} は使えません）。",
+        )
     try:
         return dt.date.fromisoformat(value)
     except ValueError as err:
-        raise FilterError(f"filter key {key!r}: {what} {value!r} is not a real date") from err
+        raise _key_error(
+            key, f"{what} {value!r} is not a real date", f"{value} という日付はありません。"
+        ) from err
 
 
 def _number(key: str, value: Any, what: str) -> float | int:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise FilterError(f"filter key {key!r}: {what} {value!r} must be a number")
+        raise _key_error(
+            key,
+            f"{what} {value!r} must be a number",
+            f'{what} は 3 のように数で（"" なしで）書いてください。',
+        )
     return value
 
 
@@ -141,13 +202,15 @@ def _conditions_for(key: str, column: str, kind: str, spec: Any) -> list[Conditi
         return _operator_conditions(key, column, kind, spec)
     if isinstance(spec, list | tuple):
         if not spec:
-            raise FilterError(
-                f"filter key {key!r}: an empty list matches nobody; leave the key out instead"
+            raise _key_error(
+                key,
+                "an empty list matches nobody; leave the key out instead",
+                "空のリストには誰も当てはまりません。条件ごと外してください。",
             )
         values = tuple(_typed(key, kind, v, "list item") for v in spec)
         return [Condition(key, column, kind, "one_of", values)]
     if spec is not None and not isinstance(spec, str | int | float | bool):
-        raise FilterError(f"filter key {key!r}: unsupported value {spec!r}")
+        raise _key_error(key, f"unsupported value {spec!r}", f"値 {spec!r} は条件に使えません。")
     return [Condition(key, column, kind, "equals", _typed(key, kind, spec))]
 
 
@@ -155,44 +218,53 @@ def _operator_conditions(
     key: str, column: str, kind: str, spec: Mapping[Any, Any]
 ) -> list[Condition]:
     if not spec:
-        raise FilterError(f"filter key {key!r}: empty operator dict; use one of {OPERATORS}")
+        raise _unknown_operator(key, None)
     unknown = [op for op in spec if op not in OPERATORS]
     if unknown:
-        raise FilterError(
-            f"filter key {key!r}: unknown operator {unknown[0]!r}; use one of "
-            + ", ".join(OPERATORS)
-        )
+        raise _unknown_operator(key, unknown[0])
     out = []
     for op, value in spec.items():
+        fits, needs, needs_ja = _OPERATOR_KINDS[op]
+        if kind != fits:
+            raise _kind_mismatch(key, column, kind, op, needs, needs_ja)
         if op == "contains":
-            if kind != "str":
-                raise FilterError(
-                    f"filter key {key!r}: 'contains' needs a text column, not {_KIND_NAMES[kind]}"
-                )
             if not isinstance(value, str) or not value:
-                raise FilterError(f"filter key {key!r}: 'contains' needs non-empty text")
+                raise _key_error(
+                    key,
+                    "'contains' needs non-empty text",
+                    "contains には探す文字を書いてください。",
+                )
             out.append(Condition(key, column, kind, op, value))
         elif op in ("min", "max"):
-            if kind != "int":
-                hint = "; use from/to for dates" if kind == "datetime" else ""
-                raise FilterError(
-                    f"filter key {key!r}: {op!r} needs a number column, not "
-                    f"{_KIND_NAMES[kind]}{hint}"
-                )
             out.append(Condition(key, column, kind, op, _number(key, value, op)))
         else:  # from / to
-            if kind != "datetime":
-                raise FilterError(
-                    f"filter key {key!r}: {op!r} needs a date column, not {_KIND_NAMES[kind]}"
-                )
             out.append(Condition(key, column, kind, op, _date(key, value, op)))
     bounds = {c.op: c.value for c in out}
     for low, high in (("min", "max"), ("from", "to")):
         if low in bounds and high in bounds and bounds[low] > bounds[high]:
-            raise FilterError(
-                f"filter key {key!r}: {low} {spec[low]!r} is after {high} {spec[high]!r}"
+            raise _key_error(
+                key,
+                f"{low} {spec[low]!r} is after {high} {spec[high]!r}",
+                f"{low}（{spec[low]}）が {high}（{spec[high]}）より後です。",
             )
     return out
+
+
+def _kind_mismatch(
+    key: str, column: str, kind: str, op: str, needs: str, needs_ja: str
+) -> FilterError:
+    """Says which type the column has, and for a custom column how that type was decided."""
+    detail = f"{op!r} needs {needs}, but column {column!r} holds {_KIND_NAMES[kind]}"
+    ja = f"{op} は{needs_ja}にだけ使えます。「{key}」は{_KIND_JA[kind]}の列です"
+    if kind == "datetime" and op in ("min", "max"):
+        detail += "; use from/to for dates"
+        ja += "。日付には from / to を使ってください。"
+    elif column not in COLUMN_KINDS:
+        detail += f" ({_CUSTOM_TYPES})"
+        ja += f"（{_CUSTOM_TYPES_JA}）。"
+    else:
+        ja += "。"
+    return _key_error(key, detail, ja)
 
 
 def validate_filter(
@@ -206,20 +278,30 @@ def validate_filter(
     if filter is None:
         return []
     if not isinstance(filter, Mapping):
-        raise FilterError(f"a filter is a dict of column: condition, not {filter!r}")
+        raise _not_a_dict(filter)
     kinds = _column_kinds(columns)
     out: list[Condition] = []
     for key, spec in filter.items():
         if not isinstance(key, str):
-            raise FilterError(f"filter key {key!r} must be a column name (text)")
+            raise _key_error(key, "must be a column name (text)", "列の名前で書いてください。")
         column = resolve_column(key, kinds)
         if column is None:
-            raise FilterError(
-                f"filter key {key!r}: unknown column; use a canonical name (pref), "
-                "a Japanese header (都道府県) or a custom column's header"
+            raise _key_error(
+                key,
+                "unknown column; use a canonical name (pref), "
+                "a Japanese header (都道府県) or a custom column's header",
+                "会員ファイルにない列です。都道府県（pref）のような見出しか、"
+                "カスタム項目の見出しを書いてください。",
             )
         out.extend(_conditions_for(key, column, kinds[column], spec))
     return out
+
+
+def _not_a_dict(filter: Any) -> FilterError:
+    return FilterError(
+        f"a filter is a dict of column: condition, not {filter!r}",
+        ja='絞込条件は {"pref": "東京都"} のように「列: 条件」の組で書いてください。',
+    )
 
 
 def _day_start(day: dt.date) -> pd.Timestamp:
@@ -283,7 +365,10 @@ def select(filtered: pd.DataFrame, checked: Sequence[int] | None) -> pd.DataFram
     ids: list[int] = []
     for item in checked:
         if isinstance(item, bool) or not isinstance(item, int | np.integer):
-            raise SelectionError(f"checked member id {item!r} is not a whole number")
+            raise SelectionError(
+                f"checked member id {item!r} is not a whole number",
+                ja=f"チェックした会員ID {item!r} が整数ではありません。",
+            )
         ids.append(int(item))
     present = filtered["id"].isin(ids)
     outside = sorted(set(ids) - set(filtered["id"][present].tolist()))
@@ -292,7 +377,9 @@ def select(filtered: pd.DataFrame, checked: Sequence[int] | None) -> pd.DataFram
         more = f" (and {len(outside) - 10} more)" if len(outside) > 10 else ""
         raise SelectionError(
             f"checked member id{'s' if len(outside) > 1 else ''} not in the search result: "
-            f"{shown}{more}"
+            f"{shown}{more}",
+            ja=f"チェックした会員ID {shown}{'…' if more else ''} は絞込の結果に入っていません。"
+            "絞込条件かチェックを見直してください。",
         )
     return filtered[present.to_numpy(dtype=bool)]
 
@@ -325,17 +412,14 @@ def describe_filter(filter: Mapping[str, Any] | None) -> str:
     if not filter:
         return "条件なし（すべての会員）"
     if not isinstance(filter, Mapping):
-        raise FilterError(f"a filter is a dict of column: condition, not {filter!r}")
+        raise _not_a_dict(filter)
     parts = []
     for key, spec in filter.items():
         label = _label(str(key))
         if isinstance(spec, Mapping):
             unknown = [op for op in spec if op not in OPERATORS]
             if unknown or not spec:
-                raise FilterError(
-                    f"filter key {key!r}: unknown operator {(unknown or [None])[0]!r}; "
-                    f"use one of {', '.join(OPERATORS)}"
-                )
+                raise _unknown_operator(key, (unknown or [None])[0])
             words = []
             if "contains" in spec:
                 words.append(f"{label}に「{spec['contains']}」を含む")

@@ -471,12 +471,25 @@ def _mixed_error(raw: bytes, utf8: int, other: int, where: _Where, header: str) 
 def _check_not_binary(raw: bytes, where: _Where) -> None:
     if raw.startswith(b"PK\x03\x04"):
         raise where.error(
-            "is not a CSV but an Excel workbook (.xlsx) or a ZIP archive: save it as CSV"
+            "is not a CSV but an Excel workbook (.xlsx) or a ZIP archive: save it as CSV",
+            ja=where.ja(
+                "は CSV ではなく Excel ファイル（.xlsx）か ZIP です。CSV 形式で保存してください。"
+            ),
         )
     if raw.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        raise where.error("is not a CSV but an old Excel workbook (.xls): save it as CSV")
+        raise where.error(
+            "is not a CSV but an old Excel workbook (.xls): save it as CSV",
+            ja=where.ja(
+                "は CSV ではなく古い Excel ファイル（.xls）です。CSV 形式で保存してください。"
+            ),
+        )
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise where.error("is UTF-16 text, not a CSV in CP932 or UTF-8: save it as CSV UTF-8")
+        raise where.error(
+            "is UTF-16 text, not a CSV in CP932 or UTF-8: save it as CSV UTF-8",
+            ja=where.ja(
+                "は UTF-16 のテキストです。CSV UTF-8 か Shift_JIS の CSV で保存してください。"
+            ),
+        )
     # Anywhere, not just in the first block: pandas' parser reads a NUL as the end of a
     # field, so a NUL deep in the file silently cut a member's value short.
     nul = raw.find(b"\x00")
@@ -505,7 +518,7 @@ def _parse(text: str, where: _Where) -> tuple[list[str], pd.DataFrame]:
     try:
         header = next(csv.reader(_lines(text)))
     except (csv.Error, StopIteration) as err:
-        raise where.error(f"is not a CSV: {err}") from err
+        raise where.error(f"is not a CSV: {err}", ja=where.ja("を CSV として読めません。")) from err
     header = [h.strip() for h in header]
     try:
         # UTF-8 bytes, not a StringIO: the parser reads bytes natively, and a StringIO of a
@@ -531,10 +544,21 @@ def _parse(text: str, where: _Where) -> tuple[list[str], pd.DataFrame]:
         if found:
             expected, line, saw = found.groups()
             message = f"{saw} fields where the header has {expected}"
-            raise MembersFileError(f"{where.path}: line {line}: {message}") from err
-        raise where.error(f"is not a readable CSV: {message}") from err
+            raise MembersFileError(
+                f"{where.path}: line {line}: {message}",
+                ja=where.ja(
+                    f"の {line} 行目の項目の数（{saw}）が見出し（{expected}）と合いません。"
+                ),
+            ) from err
+        raise where.error(
+            f"is not a readable CSV: {message}",
+            ja=where.ja('を CSV として読めません（引用符 " の対応などを確かめてください）。'),
+        ) from err
     if body.shape[1] != len(header):  # pragma: no cover - pandas and csv disagree on quoting
-        raise where.error(f"header has {len(header)} columns but pandas found {body.shape[1]}")
+        raise where.error(
+            f"header has {len(header)} columns but pandas found {body.shape[1]}",
+            ja=where.ja("の列の数が見出しと合いません。"),
+        )
     return header, body
 
 
@@ -563,7 +587,10 @@ def _read_file(file: Path, where: _Where) -> bytes:
     except IsADirectoryError as err:  # pragma: no cover - Windows; POSIX opens a directory
         raise _directory_error(where) from err
     except OSError as err:
-        raise where.error(f"cannot be read: {err.strerror or err}") from err
+        raise where.error(
+            f"cannot be read: {err.strerror or err}",
+            ja=where.ja("を読めません（読み取りの権限などを確かめてください）。"),
+        ) from err
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
@@ -581,7 +608,10 @@ def _read_file(file: Path, where: _Where) -> bytes:
         try:
             return fh.read()
         except OSError as err:
-            raise where.error(f"cannot be read: {err.strerror or err}") from err
+            raise where.error(
+                f"cannot be read: {err.strerror or err}",
+                ja=where.ja("を読めません（読み取りの権限などを確かめてください）。"),
+            ) from err
 
 
 def _directory_error(where: _Where) -> MembersFileError:
@@ -625,7 +655,10 @@ def read_members(path: str | os.PathLike[str]) -> pd.DataFrame:
     _check_not_binary(raw, where)
     text, encoding = _decode(raw, where)
     if not text.strip(_SPACES + "\ufeff"):
-        raise where.error("is empty: a member CSV needs a header row and members")
+        raise where.error(
+            "is empty: a member CSV needs a header row and members",
+            ja=where.ja("が空です。見出しの行と会員の行が必要です。"),
+        )
     header, body = _parse(text, where)
     frame = typed_members(header, body, file)
     frame.attrs["encoding"] = encoding
@@ -648,20 +681,38 @@ def typed_members(
         if not head:
             if (body.iloc[:, pos] == "").all():
                 continue
-            raise where.error(f"column {pos + 1} has values but no header")
+            raise where.error(
+                f"column {pos + 1} has values but no header",
+                ja=where.ja(f"の {pos + 1} 列目に値がありますが、見出しがありません。"),
+            )
         name = _canonical(head) or head
         if name in columns:
             other = columns[name][1]
-            raise where.error(f"headers {other!r} and {head!r} are the same column ({name})")
+            raise where.error(
+                f"headers {other!r} and {head!r} are the same column ({name})",
+                ja=where.ja(
+                    f"の見出し「{other}」と「{head}」は同じ列を指しています。どちらかを消してください。"
+                ),
+            )
         columns[name] = (pos, head)
     missing = [name for name in _REQUIRED if name not in columns]
     if missing and len(header) == 1:
         for sep, what in (("\t", "tab"), (";", "semicolon")):
             if sep in header[0]:
-                raise where.error(f"is {what}-separated: save the member list as a CSV (commas)")
+                raise where.error(
+                    f"is {what}-separated: save the member list as a CSV (commas)",
+                    ja=where.ja(
+                        "はカンマ区切りではありません。CSV（カンマ区切り）で保存してください。"
+                    ),
+                )
     if missing:
         wanted = ", ".join(f"{n} ({COLUMN_LABELS[n]})" for n in missing)
-        raise where.error(f"missing column {wanted}; headers are: {', '.join(header)}")
+        raise where.error(
+            f"missing column {wanted}; headers are: {', '.join(header)}",
+            ja=where.ja(
+                f"に必要な列がありません: {'、'.join(COLUMN_LABELS[n] for n in missing)}。"
+            ),
+        )
 
     body.index = pd.RangeIndex(2, len(body) + 2, name="row")
     body = body[~(body == "").all(axis=1)] if len(body) else body
@@ -679,7 +730,7 @@ def typed_members(
         headers[name] = head
     for name, (pos, head) in columns.items():
         if name not in COLUMN_KINDS:
-            data[name] = _text(body.iloc[:, pos])
+            data[name] = _custom(body.iloc[:, pos])
             headers[name] = head
 
     frame = pd.DataFrame(data, index=body.index)
@@ -706,6 +757,35 @@ def _text(col: pd.Series) -> pd.Series:
     return col.astype("str").mask(col == "")
 
 
+#: A custom column's whole number: no sign but a minus, no leading zero (0123 is a code, and
+#: a code read as 123 would lose its zero), at most 18 digits (int64 holds every one).
+_CUSTOM_INT_RE: Final = r"-?(?:0|[1-9][0-9]{0,17})"
+
+
+def _custom(col: pd.Series) -> pd.Series:
+    """A custom field (カスタム項目) typed by what it holds, so a filter can take its range.
+
+    Whole numbers, blanks allowed, become nullable ``Int64`` (``{"取引開始年": {"min": 2010}}``);
+    dates in any form B-Cart or a person writes (2024/05/01, 2024-5-1, 2024年5月1日) become
+    Asia/Tokyo datetimes like 登録日時. One value that is neither, or a leading zero anywhere
+    (``0123``, a code), keeps the whole column text: a column never holds two types.
+    """
+    stripped = col.str.strip(_SPACES)
+    blank = stripped == ""
+    if blank.all():
+        return _text(col)
+    values = stripped[~blank]
+    first = str(values.iloc[0])  # most text columns are told apart by their first value
+    if re.fullmatch(_CUSTOM_INT_RE, first) and values.str.fullmatch(_CUSTOM_INT_RE).all():
+        return stripped.mask(blank).astype("Int64")
+    if re.match(_DATE_RE, first):
+        stamps, bad = _parse_datetimes(stripped, blank)
+        if not bad.any():
+            localized: pd.Series = stamps.dt.tz_localize(TOKYO)
+            return localized
+    return _text(col)
+
+
 def _first_bad(col: pd.Series, bad: pd.Series | np.ndarray[Any, Any]) -> tuple[int, Any]:
     mask = np.asarray(bad, dtype=bool)
     pos = int(np.flatnonzero(mask)[0])
@@ -723,17 +803,31 @@ def _convert(col: pd.Series, kind: str, label: str, where: _Where) -> pd.Series:
     if kind == "id":
         if blank.any():
             row, _ = _first_bad(col, blank)
-            raise where.error("member id is blank", row, label)
+            raise where.error(
+                "member id is blank", row, label, ja=where.ja(f"の {row} 行目の会員IDが空欄です。")
+            )
         bad = ~stripped.str.fullmatch(_ID_RE)
         if bad.any():
             row, value = _first_bad(col, bad)
-            raise where.error(f"{_show(value)} is not a member id (a whole number)", row, label)
+            raise where.error(
+                f"{_show(value)} is not a member id (a whole number)",
+                row,
+                label,
+                ja=where.ja(
+                    f"の {row} 行目「{label}」の {_show(value)} は会員ID（整数）ではありません。"
+                ),
+            )
         return stripped.astype(np.int64)
     if kind == "int":
         bad = ~blank & ~stripped.str.fullmatch(_ID_RE)
         if bad.any():
             row, value = _first_bad(col, bad)
-            raise where.error(f"{_show(value)} is not a whole number", row, label)
+            raise where.error(
+                f"{_show(value)} is not a whole number",
+                row,
+                label,
+                ja=where.ja(f"の {row} 行目「{label}」の {_show(value)} は整数ではありません。"),
+            )
         return stripped.mask(blank).astype("Int64")
     if kind == "bool":
         flags = stripped.str.lower().map(MM_FLAG_VALUES)
@@ -744,6 +838,10 @@ def _convert(col: pd.Series, kind: str, label: str, where: _Where) -> pd.Series:
                 f"{_show(value)} is not 受け取る/受け取らない (or 1/0, true/false, blank)",
                 row,
                 label,
+                ja=where.ja(
+                    f"の {row} 行目「{label}」の {_show(value)} は"
+                    "「受け取る」「受け取らない」のどちらでもありません。"
+                ),
             )
         return flags.astype(bool)
     if kind == "datetime":
@@ -754,12 +852,30 @@ def _convert(col: pd.Series, kind: str, label: str, where: _Where) -> pd.Series:
 def _datetimes(
     col: pd.Series, stripped: pd.Series, blank: pd.Series, label: str, where: _Where
 ) -> pd.Series:
-    """B-Cart writes 2024/05/01 12:34:56; people edit to 2024-5-1 or 2024年5月1日. All are
+    """B-Cart's date column, or an error naming the first value that is not a date."""
+    stamps, bad = _parse_datetimes(stripped, blank)
+    if bad.any():
+        row, value = _first_bad(col, bad)
+        raise where.error(
+            f"{_show(value)} is not a date and time",
+            row,
+            label,
+            ja=where.ja(f"の {row} 行目「{label}」の {_show(value)} は日時として読めません。"),
+        )
+    localized: pd.Series = stamps.dt.tz_localize(TOKYO)
+    return localized
+
+
+def _parse_datetimes(stripped: pd.Series, blank: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Naive datetimes, and which non-blank values are not dates.
+
+    B-Cart writes 2024/05/01 12:34:56; people edit to 2024-5-1 or 2024年5月1日. All are
     Tokyo wall-clock times. B-Cart's own form is parsed in C; the rest from the regex's
     parts, so "1" or "May" is never taken for a date."""
     stamps = pd.to_datetime(stripped.mask(blank), format=_BCART_DATETIME, errors="coerce").astype(
         "datetime64[us]"
     )
+    bad_all = pd.Series(False, index=stripped.index)
     rest = (~blank & stamps.isna()).to_numpy(dtype=bool)
     if rest.any():
         others = stripped[rest]
@@ -771,12 +887,9 @@ def _datetimes(
         parsed = pd.to_datetime(comps, errors="coerce").astype("datetime64[us]")
         clock = (comps["hour"] <= 23) & (comps["minute"] <= 59) & (comps["second"] <= 59)
         bad = ~ok_shape | parsed.isna() | ~clock
-        if bad.any():
-            row, value = _first_bad(col[rest], bad)
-            raise where.error(f"{_show(value)} is not a date and time", row, label)
-        stamps[rest] = parsed.to_numpy()
-    localized: pd.Series = stamps.dt.tz_localize(TOKYO)
-    return localized
+        bad_all[rest] = bad.to_numpy()
+        stamps[rest] = parsed.mask(bad).to_numpy()
+    return stamps, bad_all
 
 
 def _check_unique_ids(ids: pd.Series, where: _Where, header: str) -> None:
@@ -789,5 +902,6 @@ def _check_unique_ids(ids: pd.Series, where: _Where, header: str) -> None:
     tail = f" (and {more} more duplicated id{'s' if more > 1 else ''})" if more else ""
     row_list = ", ".join(str(r) for r in rows)
     raise where.error(
-        f"member id {first_id} appears more than once (column {header}, rows {row_list}){tail}"
+        f"member id {first_id} appears more than once (column {header}, rows {row_list}){tail}",
+        ja=where.ja(f"で会員ID {first_id} が複数の行（{row_list} 行目）にあります。"),
     )

@@ -66,7 +66,8 @@ class KeywordIndex:
         if not present:
             raise FilterError(
                 "keyword search needs a company, person or address column "
-                f"({', '.join(KEYWORD_COLUMNS)}); the members have none"
+                f"({', '.join(KEYWORD_COLUMNS)}); the members have none",
+                ja="キーワード検索には会社名・担当者・住所の列が必要ですが、会員ファイルにありません。",
             )
         cols = {c: _norm(members[c]) for c in present}
         parts = [cols[c] for c in present]

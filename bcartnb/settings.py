@@ -32,7 +32,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from bcartnb.exceptions import SettingsError
-from bcartnb.quota import resolve_plan
+from bcartnb.quota import Plan, resolve_plan
 
 __all__ = [
     "BCART_API_URL",
@@ -52,6 +52,7 @@ __all__ = [
     "missing_plan_error",
     "parse_mailbox",
     "read_toml",
+    "require_plan",
 ]
 
 SECURITY_MODES = ("none", "starttls", "ssl")
@@ -114,11 +115,17 @@ class SmtpSettings:
 
     def __post_init__(self) -> None:
         if not self.host or any(ch.isspace() or ch == "\0" for ch in self.host):
-            raise SettingsError(f"[smtp] host must be a host name, not {self.host!r}")
+            raise SettingsError(
+                f"[smtp] host must be a host name, not {self.host!r}",
+                ja=f"設定 [smtp] host がホスト名になっていません（{self.host!r}）。",
+            )
         _in_range("[smtp] port", self.port, 1, 65535, integer=True)
         if self.security not in SECURITY_MODES:
             raise SettingsError(
-                f"[smtp] security must be one of {', '.join(SECURITY_MODES)}, not {self.security!r}"
+                f"[smtp] security must be one of {', '.join(SECURITY_MODES)}, "
+                f"not {self.security!r}",
+                ja="設定 [smtp] security は none・starttls・ssl のどれかにしてください"
+                f"（{self.security!r} は使えません）。",
             )
         _in_range("[smtp] timeout", self.timeout, 0.1, 3600, unit=" seconds")
         if (
@@ -400,9 +407,15 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
             ja=f"{path} はフォルダです（{name}のパスを確認してください）。",
         ) from err
     except OSError as err:
-        raise SettingsError(f"{path}: cannot read the {what}: {err.strerror}") from err
+        raise SettingsError(
+            f"{path}: cannot read the {what}: {err.strerror}",
+            ja=f"{path} を読めません（{err.strerror}）。",
+        ) from err
     if len(raw) > MAX_TOML_BYTES:
-        raise SettingsError(f"{path}: the {what} is larger than {MAX_TOML_BYTES:,} bytes")
+        raise SettingsError(
+            f"{path}: the {what} is larger than {MAX_TOML_BYTES:,} bytes",
+            ja=f"{path} が大きすぎます（{MAX_TOML_BYTES:,} バイトまで）。",
+        )
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
@@ -424,7 +437,9 @@ def check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str) -> N
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise SettingsError(
-            f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(allowed))})"
+            f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(allowed))})",
+            ja=f"{where} に知らない項目 {unknown[0]!r} があります"
+            f"（使える項目: {', '.join(sorted(allowed))}）。",
         )
 
 
@@ -432,9 +447,17 @@ def check_type(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
     """``data[key]`` if it is a ``kind`` (a bool is not an int here), else a SettingsError."""
     value = data[key]
     if isinstance(value, bool) and kind is not bool:
-        raise SettingsError(f"{where}: {key} must be {_kind_name(kind)}, not {value!r}")
+        raise SettingsError(
+            f"{where}: {key} must be {_kind_name(kind)}, not {value!r}",
+            ja=f"{where} の {key} の値 {value!r} の型が違います"
+            f"（{_kind_name(kind)} で書いてください）。",
+        )
     if not isinstance(value, kind):
-        raise SettingsError(f"{where}: {key} must be {_kind_name(kind)}, not {value!r}")
+        raise SettingsError(
+            f"{where}: {key} must be {_kind_name(kind)}, not {value!r}",
+            ja=f"{where} の {key} の値 {value!r} の型が違います"
+            f"（{_kind_name(kind)} で書いてください）。",
+        )
     return value
 
 
@@ -452,9 +475,15 @@ def _port(value: str, where: str) -> int:
     try:
         port = int(value)
     except ValueError as err:
-        raise SettingsError(f"{where}: port must be an integer, not {value!r}") from err
+        raise SettingsError(
+            f"{where}: port must be an integer, not {value!r}",
+            ja=f"{where} のポート番号 {value!r} が整数ではありません。",
+        ) from err
     if not 0 < port < 65536:
-        raise SettingsError(f"{where}: port {port} is out of range")
+        raise SettingsError(
+            f"{where}: port {port} is out of range",
+            ja=f"{where} のポート番号 {port} は範囲外です（1〜65535）。",
+        )
     return port
 
 
@@ -544,7 +573,9 @@ def load_settings(
 
     smtp_data = data.get("smtp", {})
     if not isinstance(smtp_data, dict):
-        raise SettingsError(f"{where}: [smtp] must be a table")
+        raise SettingsError(
+            f"{where}: [smtp] must be a table", ja=f"{where} の [smtp] は表で書いてください。"
+        )
     check_keys(smtp_data, _SMTP_KEYS, f"{where} [smtp]")
     smtp_kw: dict[str, Any] = {}
     if "host" in smtp_data:
@@ -566,7 +597,10 @@ def load_settings(
 
     delivery_data = data.get("delivery", {})
     if not isinstance(delivery_data, dict):
-        raise SettingsError(f"{where}: [delivery] must be a table")
+        raise SettingsError(
+            f"{where}: [delivery] must be a table",
+            ja=f"{where} の [delivery] は表で書いてください。",
+        )
     check_keys(delivery_data, _DELIVERY_KEYS, f"{where} [delivery]")
     dkw: dict[str, Any] = {}
     for key in ("connections", "rate_per_hour", "retries"):
@@ -611,7 +645,9 @@ def load_settings(
     security = smtp_kw.get("security", "none").lower()
     if security not in SECURITY_MODES:
         raise SettingsError(
-            f"{where}: smtp security must be one of {', '.join(SECURITY_MODES)}, not {security!r}"
+            f"{where}: smtp security must be one of {', '.join(SECURITY_MODES)}, not {security!r}",
+            ja=f"{where} の SMTP の security は none・starttls・ssl のどれかにしてください"
+            f"（{security!r} は使えません）。",
         )
     smtp_kw["security"] = security
     if "port" not in smtp_kw and security != "none" and smtp_kw.get("host"):
@@ -627,6 +663,15 @@ def load_settings(
         )
     except SettingsError as err:
         raise SettingsError(f"{where}: {err}", ja=err.ja) from None
+
+
+def require_plan(settings: Settings) -> Plan:
+    """The shop's plan; none set is a setting to fix, not a default to guess (a guessed plan
+    would guess the monthly cap), so every face refuses the same way, saying where settings
+    are found."""
+    if not settings.plan:
+        raise missing_plan_error(settings)
+    return resolve_plan(settings.plan)
 
 
 def missing_plan_error(settings: Settings) -> SettingsError:

@@ -117,7 +117,11 @@ class SmtpServerThread:
             sock = _listen(self.host, self.port)
         except OSError as err:
             reason = err.strerror or str(err)
-            raise TransportError(f"SMTP server {self.address}: cannot listen: {reason}") from err
+            raise TransportError(
+                f"SMTP server {self.address}: cannot listen: {reason}",
+                ja=f"試験用 SMTP サーバーを {self.address} で起動できません（ポートが使用中か、"
+                "使えないアドレスです）。",
+            ) from err
         self._sock = sock
         self.port = sock.getsockname()[1]
         controller = _BoundController(self.handler, sock, **self._kwargs)

@@ -699,33 +699,53 @@ def parse_template_file(text: str, name: str, where: str) -> Template:
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
     lines = text.split("\n")
     if not lines or lines[0].strip() != _FRONT:
-        raise TemplateError(f"{where}: must start with a '+++' line (the template header)")
+        raise TemplateError(
+            f"{where}: must start with a '+++' line (the template header)",
+            ja=f"テンプレート {where} は '+++' の行（ヘッダー）で始めてください。",
+        )
     try:
         end = next(i for i in range(1, len(lines)) if lines[i].strip() == _FRONT)
     except StopIteration:
-        raise TemplateError(f"{where}: the header has no closing '+++' line") from None
+        raise TemplateError(
+            f"{where}: the header has no closing '+++' line",
+            ja=f"テンプレート {where} のヘッダーを閉じる '+++' の行がありません。",
+        ) from None
     try:
         head = tomllib.loads("\n".join(lines[1:end]))
     except tomllib.TOMLDecodeError as err:
-        raise TemplateError(f"{where}: header is not valid TOML: {err}") from err
+        raise TemplateError(
+            f"{where}: header is not valid TOML: {err}",
+            ja=f"テンプレート {where} のヘッダーが TOML として正しくありません。",
+        ) from err
     unknown = sorted(set(head) - {"subject", "html"})
     if unknown:
-        raise TemplateError(f"{where}: unknown header key {unknown[0]!r} (known: html, subject)")
+        raise TemplateError(
+            f"{where}: unknown header key {unknown[0]!r} (known: html, subject)",
+            ja=f"テンプレート {where} のヘッダーに知らない項目 {unknown[0]!r} があります"
+            "（subject と html だけ）。",
+        )
     subject = head.get("subject")
     if not isinstance(subject, str):
         raise TemplateError(
-            f"{where}: header key 'subject' (件名) is required and must be a string"
+            f"{where}: header key 'subject' (件名) is required and must be a string",
+            ja=f"テンプレート {where} のヘッダーに件名（subject）を文字列で書いてください。",
         )
     html = head.get("html", False)
     if not isinstance(html, bool):
-        raise TemplateError(f"{where}: header key 'html' must be true or false, not {html!r}")
+        raise TemplateError(
+            f"{where}: header key 'html' must be true or false, not {html!r}",
+            ja=f"テンプレート {where} のヘッダーの html は true か false にしてください。",
+        )
     return Template(name=name, subject=subject, body="\n".join(lines[end + 1 :]), html=html)
 
 
 def check_name(name: str) -> str:
     """A template name that is a safe file name on every OS; Japanese is welcome."""
     if not isinstance(name, str):
-        raise TemplateError(f"template name must be a string, not {name!r}")
+        raise TemplateError(
+            f"template name must be a string, not {name!r}",
+            ja="テンプレート名は文字列で指定してください。",
+        )
     norm = unicodedata.normalize("NFC", name)
     problem = None
     if not norm.strip():
@@ -742,7 +762,10 @@ def check_name(name: str) -> str:
     elif norm.split(".")[0].upper() in _WINDOWS_RESERVED:
         problem = "is a reserved device name on Windows"
     if problem:
-        raise TemplateError(f"template name {name!r} {problem}")
+        raise TemplateError(
+            f"template name {name!r} {problem}",
+            ja=f"テンプレート名「{name}」は使えません（空、長すぎる、使えない文字など）。",
+        )
     return norm
 
 
@@ -778,10 +801,14 @@ class TemplateStore:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise TemplateError(
-                f"template {name!r} not found in {self.folder} (have: {', '.join(self.list())})"
+                f"template {name!r} not found in {self.folder} (have: {', '.join(self.list())})",
+                ja=f"テンプレート「{name}」が {self.folder} にありません。",
             ) from None
         except UnicodeDecodeError as err:
-            raise TemplateError(f"{path}: not UTF-8 text: {err}") from err
+            raise TemplateError(
+                f"{path}: not UTF-8 text: {err}",
+                ja=f"テンプレートファイル {path} が UTF-8 の文字ではありません。",
+            ) from err
         return parse_template_file(text, check_name(name), str(path))
 
     def save(self, template: Template, sample_member: Mapping[str, Any] | None = None) -> Path:
@@ -792,7 +819,10 @@ class TemplateStore:
         """
         name = check_name(template.name)
         if "\n" in template.subject or "\r" in template.subject:
-            raise TemplateError(f"template {name!r}: the subject must be one line")
+            raise TemplateError(
+                f"template {name!r}: the subject must be one line",
+                ja=f"テンプレート「{name}」の件名は1行で書いてください。",
+            )
         check_renders(template, SAMPLE_MEMBER if sample_member is None else sample_member)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path(name)
@@ -802,9 +832,15 @@ class TemplateStore:
     def rename(self, old: str, new: str) -> None:
         src, dst = self.path(old), self.path(new)
         if not src.is_file():
-            raise TemplateError(f"template {old!r} not found in {self.folder}")
+            raise TemplateError(
+                f"template {old!r} not found in {self.folder}",
+                ja=f"テンプレート「{old}」が {self.folder} にありません。",
+            )
         if dst.exists() and not src.samefile(dst):
-            raise TemplateError(f"template {new!r} already exists in {self.folder}")
+            raise TemplateError(
+                f"template {new!r} already exists in {self.folder}",
+                ja=f"テンプレート「{new}」はすでに {self.folder} にあります。",
+            )
         os.replace(src, dst)
 
     def delete(self, name: str) -> None:
@@ -812,7 +848,10 @@ class TemplateStore:
         try:
             path.unlink()
         except FileNotFoundError:
-            raise TemplateError(f"template {name!r} not found in {self.folder}") from None
+            raise TemplateError(
+                f"template {name!r} not found in {self.folder}",
+                ja=f"テンプレート「{name}」が {self.folder} にありません。",
+            ) from None
 
     @staticmethod
     def _write(path: Path, text: str) -> None:

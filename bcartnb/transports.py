@@ -333,12 +333,16 @@ class SmtpTransport(BaseTransport):
         super().__init__()
         if settings.security not in ("none", "starttls", "ssl"):
             raise SettingsError(
-                f"smtp security must be none, starttls or ssl, not {settings.security!r}"
+                f"smtp security must be none, starttls or ssl, not {settings.security!r}",
+                ja="SMTP の security は none・starttls・ssl のどれかにしてください"
+                f"（{settings.security!r} は使えません）。",
             )
         if settings.user and not settings.password:
             raise SettingsError(
                 f"smtp user {settings.user!r} is set but no password: "
-                "set BCARTNB_SMTP_PASSWORD (or unset the user to send without AUTH)"
+                "set BCARTNB_SMTP_PASSWORD (or unset the user to send without AUTH)",
+                ja="SMTP のユーザーが設定されていますが、パスワードがありません。"
+                "環境変数 BCARTNB_SMTP_PASSWORD を設定してください。",
             )
         self.settings = settings
         self.ssl_context = ssl_context
@@ -778,7 +782,10 @@ class MaildirTransport(BaseTransport):
             for sub in ("tmp", "new", "cur"):
                 (self.path / sub).mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise TransportError(f"Maildir {self.path}: cannot create: {err.strerror}") from err
+            raise TransportError(
+                f"Maildir {self.path}: cannot create: {err.strerror}",
+                ja=f"Maildir {self.path} を作れません。書き込めるか確かめてください。",
+            ) from err
 
     @property
     def description(self) -> str:
@@ -803,7 +810,10 @@ class MaildirTransport(BaseTransport):
             os.rename(tmp, final)
         except OSError as err:
             tmp.unlink(missing_ok=True)
-            raise TransportError(f"Maildir {self.path}: cannot store a mail: {err}") from err
+            raise TransportError(
+                f"Maildir {self.path}: cannot store a mail: {err}",
+                ja=f"Maildir {self.path} にメールを保存できません。",
+            ) from err
         return final
 
 
@@ -823,7 +833,10 @@ def read_maildir(path: str | os.PathLike[str]) -> list[StoredMail]:
     """
     root = Path(path)
     if not (root / "new").is_dir() or not (root / "cur").is_dir():
-        raise TransportError(f"Maildir {root}: not a Maildir (no new/ and cur/)")
+        raise TransportError(
+            f"Maildir {root}: not a Maildir (no new/ and cur/)",
+            ja=f"{root} は Maildir ではありません（new/ と cur/ がありません）。",
+        )
     files = [f for sub in ("new", "cur") for f in (root / sub).iterdir() if f.name[0] != "."]
     mails = []
     for file in sorted(files, key=lambda f: f.name):

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from bcartnb.cli import build_parser, main
 
@@ -14,12 +18,91 @@ def test_every_contract_subcommand_exists() -> None:
 
 
 def test_bad_usage_is_one_line_exit_2(capsys) -> None:  # type: ignore[no-untyped-def]
-    try:
-        main(["frobnicate"])
-    except SystemExit as exc:
-        assert exc.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "invalid choice" in err
+    assert main(["frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(
+        "bcartnb: error: 使い方のエラー: 引数 コマンド: 'frobnicate' は選べません"
+    )
+    assert "'members'" in err and "`bcartnb --help`" in err
+
+
+SUBCOMMANDS = ["members", "quota", "run", "resume", "campaigns", "sink"]
+ARGPARSE_ENGLISH = [
+    "usage:",
+    "positional arguments",
+    "options:",
+    "optional arguments",
+    "show this help message",
+    "show program's version",
+]
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in SUBCOMMANDS)])
+def test_every_help_is_japanese(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse's own words too (issue 14, 8): nothing a shop's staff has to read in English."""
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"使い方: bcartnb {' '.join(command)}".rstrip())
+    assert "この説明を表示して終了します" in out and "オプション:" in out
+    for words in ARGPARSE_ENGLISH:
+        assert words not in out
+    # every option's and argument's help line is Japanese: at least one kana or kanji each
+    for line in out.splitlines():
+        if line.lstrip().startswith("-") and "  " in line.strip():
+            assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", line), line
+
+
+def test_help_lists_exit_codes_for_a_scheduler(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("run", "resume"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        for code in (
+            "0 完了",
+            "2 入力か設定のエラー",
+            "3 メール配信上限数",
+            "4 送信途中",
+            "5 完了",
+            "130 中断",
+        ):
+            assert code in out, (command, code)
+
+
+@pytest.mark.parametrize(
+    ("args", "first"),
+    [
+        (["run"], "使い方のエラー: 次の引数が必要です: キャンペーンファイル"),
+        (["members", "m.csv", "--bogus"], "使い方のエラー: 知らない引数です: --bogus"),
+        (
+            ["sink", "--port", "x"],
+            "使い方のエラー: 引数 --port: 'x' は int の値として正しくありません",
+        ),
+        (
+            ["run", "c.toml", "--send", "--test-to", "a@b.jp"],
+            "使い方のエラー: 引数 --test-to: 引数 --send と一緒には使えません",
+        ),
+        (["quota", "--month"], "使い方のエラー: 引数 --month: 値をひとつ指定してください"),
+    ],
+)
+def test_usage_errors_are_japanese_first(
+    args: list[str], first: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bcartnb: error: {first}"), err
+    assert err.count("\n") == 1
+
+
+def test_argparse_speaks_english_again_after_main(capsys: pytest.CaptureFixture[str]) -> None:
+    """The Japanese words are ours alone: another parser in the same process keeps its own."""
+    main(["frobnicate"])
+    capsys.readouterr()
+    other = argparse.ArgumentParser(prog="other")
+    assert "usage: other" in other.format_help() and "options:" in other.format_help()
+    assert argparse._("usage: ") == "usage: "  # type: ignore[attr-defined]
 
 
 def test_module_entry_point_runs() -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bcartnb.audience import REASONS, build_audience
 from bcartnb.cli import main
@@ -104,6 +107,9 @@ def test_bad_arguments_are_one_line_exit_2(
     assert code == 2 and out == ""
     assert err.startswith("bcartnb: error: ") and err.count("\n") == 1
     assert words in err
+    heading, ja, detail = re.fullmatch(r"bcartnb: error: (\S+?): (.+?) / (.+)\n", err).groups()  # type: ignore[union-attr]
+    assert heading in ("絞込条件のエラー", "会員の選択のエラー")
+    assert re.search(r"[\u3040-\u30ff]", ja) and words in detail  # Japanese, then the detail
 
 
 def test_bad_files_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,3 +151,91 @@ def test_demo_members_from_a_real_process(repo_root: Path) -> None:
     )
     data = json.loads(proc.stdout)
     assert data["selected"] == data["sendable"] + data["unsendable"] == 300
+
+
+def test_list_says_who_is_excluded_and_why(
+    members_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["members", str(members_csv), "--opt-in-only", "--list"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    at = lines.index("送信できない会員（会員ID / メールアドレス / 理由）:")
+    assert lines[at + 1 :] == [
+        "  2  （空欄）  メールアドレスが空欄",
+        "  3  b***@example.jp  登録できないメールアドレス",
+        "  4  c***@example.jp  メール案内を受け取らない",
+        "  5  A***@EXAMPLE.JP  メールアドレスの重複",
+    ]
+    code, out, _ = run(["members", str(members_csv), "--list", "--json"], capsys)
+    data = json.loads(out)
+    assert data["excluded"] == [
+        {"id": 2, "email": "", "reason": "empty_address"},
+        {"id": 3, "email": "b***@example.jp", "reason": "invalid_address"},
+        {"id": 5, "email": "A***@EXAMPLE.JP", "reason": "duplicate_address"},
+    ]
+    assert {k: data[k] for k in ("selected", "sendable", "unsendable")} == {
+        "selected": 5,
+        "sendable": 2,
+        "unsendable": 3,
+    }
+    code, out, _ = run(["members", str(members_csv), "--json"], capsys)
+    assert "excluded" not in json.loads(out)  # the contract's JSON unless asked
+
+
+def test_list_masks_hostile_addresses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "hostile.csv"
+    path.write_text(
+        "id,email\n1,ok@example.jp\n2,<script>alert(1)</script>@example.jp\n"
+        '3,"evil\r\nBcc: x@example.jp"\n',
+        encoding="utf-8",
+    )
+    code, out, _ = run(["members", str(path), "--list", "--json"], capsys)
+    assert code == 0
+    excluded = json.loads(out)["excluded"]
+    assert [e["reason"] for e in excluded] == ["invalid_address", "invalid_address"]
+    assert excluded[0]["email"] == "<***@example.jp"
+    assert "script" not in out and "evil" not in out and "\r" not in excluded[1]["email"]
+    code, out, _ = run(["members", str(path), "--list"], capsys)
+    assert all("\r" not in line and "Bcc" not in line for line in out.splitlines())
+
+
+def test_nobody_excluded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "fine.csv"
+    path.write_text("id,email\n1,ok@example.jp\n", encoding="utf-8")
+    code, out, _ = run(["members", str(path), "--list"], capsys)
+    assert code == 0 and out.splitlines()[-1] == "送信できない会員はいません。"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    flt=st.one_of(
+        st.text(max_size=40),
+        st.dictionaries(
+            st.text(max_size=8),
+            st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8)),
+            max_size=3,
+        ).map(lambda d: json.dumps(d, ensure_ascii=False)),
+    ),
+    checked=st.one_of(st.none(), st.text(max_size=12)),
+)
+def test_any_filter_or_checked_is_a_result_or_one_japanese_line(
+    members_csv: Path, capsys: pytest.CaptureFixture[str], flt: str, checked: str | None
+) -> None:
+    """Hostile arguments (CR, LF, NUL, ESC, <script>, huge numbers) never make a traceback,
+    a second line or a raw control character on the terminal."""
+    args = ["members", str(members_csv), "--filter", flt]
+    if checked is not None:
+        args += ["--checked", checked]
+    code, out, err = run(args, capsys)
+    assert code in (0, 2)
+    if code == 0:
+        assert err == "" and "送信件数" in out
+        return
+    assert out == "" and err.count("\n") == 1 and err.endswith("\n")
+    assert re.match(r"bcartnb: error: [^\x00-\x7f]+: ", err), err  # the heading in Japanese
+    assert not _CONTROL.search(err[:-1])

@@ -26,14 +26,19 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def record_campaign(
-    db: Path, cid: str, sent: int, now: datetime = NOV, plan: str = "plan10"
+    db: Path,
+    cid: str,
+    sent: int,
+    now: datetime = NOV,
+    plan: str = "plan10",
+    params: dict[str, str] | None = None,
 ) -> None:
     """A finished campaign of ``sent`` mails plus a test send and an admin copy (not counted)."""
     with Ledger.open(db, clock=lambda: now) as led:
         led.claim(
             fingerprint=cid,
             plan=plan,
-            params={},
+            params=params or {},
             recipients=[(i, f"m{i}@example.jp") for i in range(sent)],
             campaign_id=cid,
         )
@@ -55,8 +60,10 @@ def test_json_has_the_contract_keys_and_counts(
     db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BCARTNB_PLAN", "plan10")
-    record_campaign(db, "20261120-100000-aaaaaa", 150)
-    record_campaign(db, "20261120-110000-bbbbbb", 30)
+    subject = {"subject": "{{ 会社名 }} 様\r\n12月のご案内"}
+    record_campaign(db, "20261120-100000-aaaaaa", 150, params=subject)
+    late = datetime(2026, 11, 20, 23, 30, tzinfo=TOKYO)  # 14:30 UTC: the JST date is shown
+    record_campaign(db, "20261120-110000-bbbbbb", 30, now=late, params={"template": "お知らせ"})
     record_campaign(db, "20261015-090000-cccccc", 99, now=datetime(2026, 10, 15, tzinfo=TOKYO))
     out = run_json(capsys, "--month", "2026-11")
     assert {k: out[k] for k in ("plan", "month", "cap", "used", "remaining")} == {
@@ -68,10 +75,29 @@ def test_json_has_the_contract_keys_and_counts(
     }
     assert out["reserved"] == 0
     assert out["campaigns"] == [
-        {"campaign_id": "20261120-100000-aaaaaa", "used": 150},
-        {"campaign_id": "20261120-110000-bbbbbb", "used": 30},
+        {
+            "campaign_id": "20261120-100000-aaaaaa",
+            "used": 150,
+            "created_at": "2026-11-20T10:00:00+09:00",
+            "subject": "{{ 会社名 }} 様 12月のご案内",  # one line, as written
+        },
+        {
+            "campaign_id": "20261120-110000-bbbbbb",
+            "used": 30,
+            "created_at": "2026-11-20T23:30:00+09:00",
+            "subject": "テンプレート「お知らせ」",
+        },
     ]
     assert run_json(capsys, "--month", "2026-10")["used"] == 99
+    assert main(["quota", "--month", "2026-11"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "  2026-11-20 10:00       150件  {{ 会社名 }} 様 12月のご案内  20261120-100000-aaaaaa"
+        in lines
+    )
+    assert (
+        "  2026-11-20 23:30        30件  テンプレート「お知らせ」  20261120-110000-bbbbbb" in lines
+    )
 
 
 def test_default_month_is_this_month_in_tokyo(
@@ -93,10 +119,11 @@ def test_readable_summary_is_japanese(
     lines = capsys.readouterr().out.splitlines()
     assert "プラン: プラン10" in lines
     assert "対象月: 2020-01" in lines
-    assert "メール配信上限数: 2,000通" in lines
-    assert "2020-01の送信数: 1,500通" in lines  # not this month, so not 今月
-    assert "残り: 500通" in lines
-    assert "  20200120-100000-aaaaaa: 1,500通" in lines
+    assert "メール配信上限数: 2,000件" in lines  # 件, as the wizard says it
+    assert "2020-01の送信数: 1,500件" in lines  # not this month, so not 今月
+    assert "残り: 500件" in lines
+    assert "  2020-01-20 00:00     1,500件  （件名不明）  20200120-100000-aaaaaa" in lines
+    assert not any("通" in line for line in lines)
 
 
 def test_readable_summary_for_this_month_says_kongetsu(
@@ -106,7 +133,7 @@ def test_readable_summary_for_this_month_says_kongetsu(
     record_campaign(db, "now-campaign", 7, now=now_tokyo(), plan="light")
     assert main(["quota"]) == 0
     out = capsys.readouterr().out
-    assert "今月の送信数: 7通" in out and "残り: 93通" in out
+    assert "今月の送信数: 7件" in out and "残り: 93件" in out
 
 
 def test_running_campaign_reservation_is_shown(
@@ -119,7 +146,7 @@ def test_running_campaign_reservation_is_shown(
     out = run_json(capsys)
     assert (out["used"], out["reserved"], out["remaining"]) == (0, 40, 60)
     assert main(["quota"]) == 0
-    assert "送信中のキャンペーンの予約: 40通" in capsys.readouterr().out
+    assert "送信中のキャンペーンの予約: 40件" in capsys.readouterr().out
 
 
 def test_own_smtp_reports_null_cap(

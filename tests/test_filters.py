@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -152,6 +153,9 @@ def test_bad_filters_name_the_key(
     assert "\n" not in message
     for word in words:
         assert word in message
+    key = next(iter(flt))
+    assert info.value.ja.startswith(f"絞込条件「{key}」: "), info.value.ja  # Japanese first
+    assert "\n" not in info.value.ja
 
 
 def test_a_filter_must_be_a_dict(members: pd.DataFrame) -> None:
@@ -280,3 +284,75 @@ def test_vectorised_filter_matches_a_row_loop(members: pd.DataFrame, flt: dict[s
 
     expected = [int(r["id"]) for _, r in members.iterrows() if keep(r)]
     assert ids(apply_filter(members, flt)) == expected
+
+
+# --- typed custom columns (issue 14, 10) ----------------------------------------------------
+
+
+@pytest.fixture
+def typed(tmp_path: Path) -> pd.DataFrame:
+    rows = [
+        "1,a@example.jp,2008,0123,2024/01/15,卸売",
+        "2,b@example.jp,2010,0456,2024/06/30,小売",
+        "3,c@example.jp,,0789,,小売",
+        "4,d@example.jp,2019,1000,2025-01-01,",
+        "5,e@example.jp,2020,0042,2024年12月31日,卸売",
+    ]
+    path = tmp_path / "typed.csv"
+    path.write_text(
+        "会員ID,メールアドレス,取引開始年,得意先コード,契約日,業種\n" + "\n".join(rows) + "\n",
+        encoding="utf-8",
+    )
+    return read_members(path)
+
+
+def test_a_range_on_a_numeric_custom_column(typed: pd.DataFrame) -> None:
+    assert ids(apply_filter(typed, {"取引開始年": {"min": 2010, "max": 2019}})) == [2, 4]
+    assert ids(apply_filter(typed, {"取引開始年": [2008, None]})) == [1, 3]
+    assert ids(apply_filter(typed, {"契約日": {"from": "2024-06-30", "to": "2024-12-31"}})) == [
+        2,
+        5,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flt", "english", "japanese"),
+    [
+        (
+            {"得意先コード": {"min": 100}},
+            "column '得意先コード' holds text (a custom column is whole numbers only when",
+            "min は数の列にだけ使えます。「得意先コード」は文字の列です（カスタム項目は",
+        ),
+        (
+            {"取引開始年": {"contains": "20"}},
+            "column '取引開始年' holds a whole number",
+            "contains は文字の列にだけ使えます。「取引開始年」は整数の列です（カスタム項目は",
+        ),
+        (
+            {"契約日": {"min": 1}},
+            "use from/to for dates",
+            "「契約日」は日付（YYYY-MM-DD）の列です。日付には from / to を使ってください。",
+        ),
+        ({"取引開始年": "2010"}, "must be a whole number", "整数の列なので"),
+        ({"得意先コード": 123}, "must be text", '"123" のように'),
+    ],
+)
+def test_an_operator_that_does_not_fit_names_the_column_type(
+    typed: pd.DataFrame, flt: dict[str, Any], english: str, japanese: str
+) -> None:
+    with pytest.raises(FilterError) as info:
+        apply_filter(typed, flt)
+    assert english in str(info.value)
+    assert japanese in info.value.ja
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1990, 2030), st.integers(1990, 2030))
+def test_a_custom_range_matches_the_plain_comparison(low: int, high: int) -> None:
+    years = pd.array([2008, 2010, None, 2019, 2020], dtype="Int64")
+    frame = pd.DataFrame({"id": [1, 2, 3, 4, 5], "取引開始年": years})
+    got = ids(apply_filter(frame, {"取引開始年": {"min": low, "max": high}})) if low <= high else []
+    want = [
+        i for i, y in zip(frame["id"], years, strict=True) if not pd.isna(y) and low <= y <= high
+    ]
+    assert got == want

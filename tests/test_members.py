@@ -610,3 +610,91 @@ def test_a_first_row_longer_than_the_header_is_an_error_not_a_dropped_value(
     # pandas only warned here (and dropped "x"); any later row was already an error
     msg = error_of(write(tmp_path, "id,email\n1,a@example.jp,x\n2,b@example.jp\n"))
     assert "line 2: 3 fields where the header has 2" in msg
+
+
+# --- custom columns (カスタム項目) are typed by what they hold (issue 14, 10) ---------------
+
+
+def custom_frame(tmp_path: Path, values: list[str], header: str = "取引開始年") -> pd.DataFrame:
+    rows = [f"{i + 1},m{i}@example.jp,{v}" for i, v in enumerate(values)]
+    return read_members(write(tmp_path, csv_text(f"会員ID,メールアドレス,{header}", rows)))
+
+
+def test_whole_numbers_with_blanks_are_nullable_int(tmp_path: Path) -> None:
+    df = custom_frame(tmp_path, ["2010", "", " 2019 ", "-3", "0"])
+    assert str(df["取引開始年"].dtype) == "Int64"
+    assert df["取引開始年"].tolist()[0] == 2010 and pd.isna(df["取引開始年"].iloc[1])
+    assert df["取引開始年"].tolist()[2:] == [2019, -3, 0]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["0123", "4567"],  # a code: its leading zero is part of it
+        ["2010", "2011年"],  # one value that is not a number: the column is text
+        ["12", "1.5"],
+        ["+5", "6"],
+        ["１２", "3"],  # full-width digits are text, as B-Cart shows them
+        ["1234567890123456789"],  # beyond int64's 18 safe digits
+        ["2010", "2024/05/01"],  # a number and a date: never two types in one column
+    ],
+)
+def test_a_mixed_or_zero_led_column_stays_text(tmp_path: Path, values: list[str]) -> None:
+    df = custom_frame(tmp_path, values)
+    assert pd.api.types.is_string_dtype(df["取引開始年"]), df["取引開始年"].dtype
+    assert df["取引開始年"].tolist() == [v.strip() for v in values]  # exactly as written
+
+
+def test_dates_in_any_form_are_tokyo_datetimes(tmp_path: Path) -> None:
+    df = custom_frame(tmp_path, ["2024/05/01 12:34:56", "2025-1-2", "", "2026年3月4日"], "契約日")
+    col = df["契約日"]
+    assert pd.api.types.is_datetime64_any_dtype(col) and str(col.dt.tz) == "Asia/Tokyo"
+    assert [None if pd.isna(t) else t.strftime("%Y-%m-%d %H:%M") for t in col] == [
+        "2024-05-01 12:34",
+        "2025-01-02 00:00",
+        None,
+        "2026-03-04 00:00",
+    ]
+
+
+@pytest.mark.parametrize("bad", ["2024/02/30", "2024-13-01", "2024/05/01 25:00"])
+def test_a_date_shaped_non_date_keeps_the_column_text(tmp_path: Path, bad: str) -> None:
+    df = custom_frame(tmp_path, ["2024/05/01", bad], "契約日")
+    assert df["契約日"].tolist() == ["2024/05/01", bad]
+
+
+def test_blank_and_hostile_custom_columns_stay_text(tmp_path: Path) -> None:
+    df = custom_frame(tmp_path, ["", "<script>1</script>", '"2010\r\n2011"'], "備考")
+    assert pd.api.types.is_string_dtype(df["備考"])
+    assert df["備考"].tolist()[1:] == ["<script>1</script>", "2010\r\n2011"]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.one_of(st.integers(-(10**17), 10**17), st.none()), min_size=1, max_size=12))
+def test_any_whole_numbers_round_trip_as_int(tmp_path: Path, numbers: list[int | None]) -> None:
+    with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
+        df = custom_frame(Path(folder), ["" if n is None else str(n) for n in numbers])
+    col = df["取引開始年"]
+    if all(n is None for n in numbers):
+        assert col.isna().all()
+        return
+    assert str(col.dtype) == "Int64"
+    assert [None if pd.isna(v) else int(v) for v in col] == numbers
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.from_regex(r"0[0-9]{1,6}", fullmatch=True), min_size=1, max_size=5),
+    st.lists(st.integers(0, 10**6), max_size=5),
+)
+def test_a_leading_zero_anywhere_keeps_every_value_as_written(
+    tmp_path: Path, codes: list[str], numbers: list[int]
+) -> None:
+    values = [*map(str, numbers), *codes]
+    with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
+        df = custom_frame(Path(folder), values, "得意先コード")
+    assert df["得意先コード"].tolist() == values

@@ -182,7 +182,9 @@ def test_cli_sink_on_a_busy_port_exits_2_with_one_line(
     assert proc.returncode == 2
     assert out == ""
     assert err.count("\n") == 1
-    assert err.startswith("bcartnb: error: 送信エラー / ")  # the kind, in Japanese, first
+    assert err.startswith(  # the kind and the explanation, in Japanese, first
+        f"bcartnb: error: 送信エラー: 試験用 SMTP サーバーを 127.0.0.1:{port} で起動できません"
+    )
     assert f"SMTP server 127.0.0.1:{port}: cannot listen: " in err
 
 

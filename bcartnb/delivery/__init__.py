@@ -381,13 +381,22 @@ def send_test(
         )
     reason = check_addresses(pd.Series([address], dtype="str")).iloc[0]
     if not pd.isna(reason):
-        raise InputError(f"test address {to!r} cannot be mailed ({reason})")
+        raise InputError(
+            f"test address {to!r} cannot be mailed ({reason})",
+            ja=f"テスト送信先 {to!r} には送れません（メールアドレスを確かめてください）。",
+        )
     sendable = plan.audience.sendable
     if sendable.empty:
-        raise SelectionError("no sendable member to compose a test mail for")
+        raise SelectionError(
+            "no sendable member to compose a test mail for",
+            ja="送信できる会員がいないため、テスト送信のメールを作れません。",
+        )
     rows = sendable if member_id is None else sendable[sendable["id"] == member_id]
     if rows.empty:
-        raise SelectionError(f"member {member_id} is not among the sendable members")
+        raise SelectionError(
+            f"member {member_id} is not among the sendable members",
+            ja=f"会員ID {member_id} は送信できる会員に入っていません。",
+        )
     member = {str(k): v for k, v in rows.iloc[0].to_dict().items()}
     member["email"] = address
     draft = replace(plan.draft, subject=TEST_PREFIX + plan.draft.subject)
@@ -396,6 +405,9 @@ def send_test(
     with tr.connect() as conn:
         res = conn.send(plan.settings.from_addr, [address], mail.raw)
     if res.outcome is not Outcome.SENT:
-        raise TransportError(f"test mail to {address} not accepted: {res.code} {res.message}")
+        raise TransportError(
+            f"test mail to {address} not accepted: {res.code} {res.message}",
+            ja=f"テスト送信のメールを受信側が受け付けませんでした（{res.code}）。",
+        )
     ledger.record_send("test", address, code=res.code, message=res.message or None)
     return mail

@@ -148,13 +148,20 @@ class SpoolHelper:
         try:
             kind, payload = pickle.loads(b"".join(chunks))
         except Exception as err:
-            raise ComposeError("the compose helper process ended without a result") from err
+            raise ComposeError(
+                "the compose helper process ended without a result",
+                ja="メールを作成する処理が途中で終わりました。もう一度実行してください。",
+            ) from err
         if kind == "error":
             row, message = payload
             at = self.first_row + row
             member = self.rows.iloc[at : at + 1]
             deque(plan.composer.compose_all(member), maxlen=0)  # raises the real error
-            raise ComposeError(message)
+            raise ComposeError(
+                message,
+                ja="会員のメールを作成できません。確認のみ（--send なし）"
+                "で実行して原因を確かめてください。",
+            )
         file, self.file = self.file, None
         assert file is not None
         return file, payload

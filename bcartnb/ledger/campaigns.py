@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bcartnb.exceptions import CampaignStateError
-from bcartnb.ledger.database import dt, ts
+from bcartnb.ledger.database import dt, ts, unknown_campaign
 from bcartnb.ledger.journal import Journal, insert_recipients, journal_counts, transition
 from bcartnb.ledger.reservations import (
     HOST,
@@ -222,7 +222,10 @@ class Campaigns(Journal):
         try:
             params_json = json.dumps(dict(params), ensure_ascii=False, sort_keys=True)
         except (TypeError, ValueError) as err:
-            raise CampaignStateError(f"campaign params are not JSON-serialisable: {err}") from err
+            raise CampaignStateError(
+                f"campaign params are not JSON-serialisable: {err}",
+                ja="キャンペーンの設定を記録できません（JSON にできない値があります）。",
+            ) from err
         rows = list(recipients)
         with self._write() as c:
             reclaim_stale(c, now)
@@ -282,7 +285,10 @@ class Campaigns(Journal):
                     ),
                 )
             except sqlite3.IntegrityError as err:
-                raise CampaignStateError(f"campaign {cid} already exists") from err
+                raise CampaignStateError(
+                    f"campaign {cid} already exists",
+                    ja=f"キャンペーンID {cid} はすでに使われています。",
+                ) from err
             insert_recipients(c, cid, rows)
             take(c, cid, plan, now, (now + self.lease).timestamp())
         return Claim(cid, False)
@@ -372,7 +378,7 @@ class Campaigns(Journal):
         with self._read() as c:
             row = c.execute(_CAMPAIGN_SELECT + " WHERE campaign_id = ?", (campaign_id,)).fetchone()
             if row is None:
-                raise CampaignStateError(f"unknown campaign id {campaign_id!r} in {self.path}")
+                raise unknown_campaign(campaign_id, self.path)
             return _record(row, journal_counts(c, campaign_id))
 
     def find_by_fingerprint(self, fp: str) -> list[CampaignRecord]:

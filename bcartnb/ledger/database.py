@@ -94,11 +94,19 @@ class Database:
             path = settings.db
         p = Path(path).expanduser()
         if p.is_dir():
-            raise LedgerError(f"{p}: ledger path is a directory")
+            raise LedgerError(
+                f"{p}: ledger path is a directory",
+                ja=f"配信記録ファイルのパス {p} はフォルダーです。"
+                "ファイルのパスを指定してください（BCARTNB_DB / db）。",
+            )
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise LedgerError(f"{p}: cannot create the ledger's folder: {err}") from err
+            raise LedgerError(
+                f"{p}: cannot create the ledger's folder: {err}",
+                ja=f"配信記録ファイルのフォルダー {p.parent} を作れません。"
+                "書き込めるか確かめてください。",
+            ) from err
         try:
             conn = sqlite3.connect(
                 p, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -111,7 +119,11 @@ class Database:
             conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             mode = _switch_to_wal(conn, timeout)
             if str(mode).lower() != "wal":
-                raise LedgerError(f"{p}: cannot switch the ledger to WAL mode (got {mode})")
+                raise LedgerError(
+                    f"{p}: cannot switch the ledger to WAL mode (got {mode})",
+                    ja=f"配信記録ファイル {p} を使えません（WAL モードにできません）"
+                    "。ネットワークドライブでないか確かめてください。",
+                )
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
@@ -186,8 +198,17 @@ class Database:
             "SELECT status FROM campaigns WHERE campaign_id = ?", (campaign_id,)
         ).fetchone()
         if row is None:
-            raise CampaignStateError(f"unknown campaign id {campaign_id!r} in {self.path}")
+            raise unknown_campaign(campaign_id, self.path)
         return str(row[0])
+
+
+def unknown_campaign(campaign_id: str, path: Path) -> CampaignStateError:
+    """An id that is not in this ledger: often a typo, or another BCARTNB_DB."""
+    return CampaignStateError(
+        f"unknown campaign id {campaign_id!r} in {path}",
+        ja=f"キャンペーンID「{campaign_id}」は配信記録にありません。"
+        "bcartnb campaigns で一覧を確かめてください（配信記録ファイルが違うこともあります）。",
+    )
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -253,13 +274,18 @@ def _validate_and_migrate(
         if app_id != APPLICATION_ID:
             raise LedgerError(
                 f"{path}: not a bcartnb ledger (an SQLite database of another program); "
-                "the file was left untouched: set BCARTNB_DB to another path"
+                "the file was left untouched: set BCARTNB_DB to another path",
+                ja=f"{path} は bcartnb の配信記録ファイルではありません"
+                "（別のプログラムの SQLite ファイルです）。"
+                "ファイルには触れていません。BCARTNB_DB に別のパスを指定してください。",
             )
         if version > target:
             raise LedgerError(
                 f"{path}: the ledger was written by a newer bcartnb (schema version "
                 f"{version}, this one knows up to {target}); upgrade bcartnb; "
-                "the file was left untouched"
+                "the file was left untouched",
+                ja=f"配信記録ファイル {path} は新しい版の bcartnb で書かれています。"
+                "bcartnb を更新してください（ファイルには触れていません）。",
             )
         return int(version)
 
@@ -286,6 +312,8 @@ def _validate_and_migrate(
         if isinstance(exc, sqlite3.Error) and "locked" not in str(exc).lower():
             raise LedgerError(
                 f"{path}: cannot migrate the ledger to schema version {target} ({exc}); "
-                "nothing was changed"
+                "nothing was changed",
+                ja=f"配信記録ファイル {path} を新しい形式に更新できませんでした"
+                "（何も変えていません）。",
             ) from exc
         raise

@@ -199,7 +199,10 @@ def insert_recipients(
     seen: set[int] = set()
     for _, m, _ in data:
         if m in seen:
-            raise CampaignStateError(f"campaign {campaign_id}: member {m} is a recipient twice")
+            raise CampaignStateError(
+                f"campaign {campaign_id}: member {m} is a recipient twice",
+                ja=f"キャンペーン {campaign_id} で会員 {m} が二重に宛先になっています。",
+            )
         seen.add(m)
     c.executemany("INSERT INTO deliveries (campaign_id, member_id, address) VALUES (?,?,?)", data)
     return len(data)

@@ -299,5 +299,7 @@ class Reservations(Database):
         if k > held:
             raise QuotaExceededError(
                 f"campaign {campaign_id} has {held} reserved mails left, {k} needed; "
-                "reserve() more before sending"
+                "reserve() more before sending",
+                ja=f"キャンペーン {campaign_id} の配信数の予約が足りません"
+                f"（残り {held} 件、必要 {k} 件）。",
             )
