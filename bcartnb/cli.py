@@ -236,6 +236,45 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_segments(args: argparse.Namespace) -> int:
+    """セグメント: list the saved filters; ``--save NAME --filter JSON`` and ``--delete NAME``."""
+    from bcartnb.exceptions import FilterError
+    from bcartnb.filters import describe_filter
+    from bcartnb.segments import SegmentStore
+    from bcartnb.settings import load_settings
+
+    store = SegmentStore(load_settings().segments)
+    if args.save is not None:
+        try:
+            flt = json.loads(args.filter or "")
+        except json.JSONDecodeError as err:
+            raise FilterError(
+                f"--filter is not valid JSON: {err}",
+                ja='--filter には JSON の絞込条件を指定してください（例: {"pref": "東京都"}）。',
+            ) from err
+        name = store.save(args.save, flt, overwrite=args.overwrite)
+        print(f"セグメント「{name}」を保存しました: {store.path}")
+        return 0
+    if args.delete is not None:
+        store.delete(args.delete)
+        print(f"セグメント「{args.delete}」を削除しました: {store.path}")
+        return 0
+    segments = store.all()
+    if args.json:
+        _print_json(
+            [
+                {"name": n, "filter": e["filter"], "saved_at": e["saved_at"]}
+                for n, e in segments.items()
+            ]
+        )
+    elif not segments:
+        print(f"保存したセグメントはまだありません（{store.path}）。")
+    else:
+        for name, entry in segments.items():
+            print(f"{name}: {describe_filter(entry['filter'])}")
+    return 0
+
+
 def _cmd_sink(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -339,6 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("campaigns", help="the send history")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_campaigns)
+
+    p = sub.add_parser("segments", help="saved filters (セグメント): list, --save, --delete")
+    p.add_argument("--save", metavar="NAME", default=None, help="save --filter under NAME")
+    p.add_argument("--filter", default=None, help='with --save: JSON, e.g. {"pref": "東京都"}')
+    p.add_argument("--overwrite", action="store_true", help="with --save: replace NAME")
+    p.add_argument("--delete", metavar="NAME", default=None, help="delete the segment NAME")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_segments)
 
     p = sub.add_parser("sink", help="run the embedded SMTP sink that stores mail in a Maildir")
     p.add_argument("--port", type=int, default=8025)
