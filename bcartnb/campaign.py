@@ -341,7 +341,7 @@ def plan_campaign(
     )
     draft = build_draft(spec, settings)
     cid = campaign_id or new_campaign_id(now)
-    composer = Composer(draft, settings, cid)
+    composer = Composer(draft, settings, cid, columns=frame.columns)
     own = ledger is None
     led = ledger if ledger is not None else Ledger.open(settings.db)
     try:
