@@ -17,6 +17,8 @@ from bcartnb.audience import REASON_LABELS, REASONS
 from bcartnb.compose import Preview
 from bcartnb.filters import describe_filter
 
+from ._common import fit, row
+
 __all__ = ["ConfirmStep", "confirm_counts_html", "preview_html", "warnings_html"]
 
 
@@ -94,10 +96,11 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
                 self.preview_member,
                 self.preview,
                 self.warnings,
-                widgets.HBox([self.test_to, self.test_send]),
-                widgets.HBox([self.back, self.send]),
+                row(self.test_to, self.test_send),
+                row(self.back, self.send),
             ]
         )
+        fit(self.test_send, self.back, self.send)
 
     @property
     def controls(self) -> list[widgets.Widget]:
