@@ -116,7 +116,7 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
         )
         super().__init__(
             [
-                widgets.HBox([self.result_count, self.checked_count]),
+                row(self.result_count, self.checked_count),
                 self.grid,
                 row(self.check_page, self.prev, self.page_label, self.next),
             ]

@@ -296,7 +296,8 @@ class Wizard:
                 self._current_filter(),
                 overwrite=bool(self.filter_step.segment_overwrite.value),
             )
-            self.filter_step.set_segments(self.segments.names(), stored)
+            # listed, not picked: picking it would AND it with the very controls it came from
+            self.filter_step.set_segments(self.segments.names())
             return stored
 
         stored = self.status.run(save, self.controls, busy="セグメントを保存しています…")
