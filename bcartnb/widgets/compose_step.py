@@ -86,7 +86,10 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
         # 差し込み項目: every field the members have, inserted at the end of subject or body
         # (a Textarea tells the kernel no cursor position, so the end is the honest place)
         self.field = widgets.Dropdown(
-            options=[], description="差し込み項目", style={"description_width": "initial"}
+            options=[],
+            description="差し込み項目",
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="26em"),
         )
         self.field.add_class("bcartnb-field")
         self.insert_subject = widgets.Button(description="件名に挿入", icon="plus")
@@ -159,6 +162,7 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
             (f"{{{{ {name} }}}}  {what}" if what != name else f"{{{{ {name} }}}}", name)
             for name, what in merge_fields(columns)
         ]
+        self.field.value = self.field.options[0][1] if self.field.options else None
 
     def insert(self, target: widgets.Text | widgets.Textarea) -> None:
         """Put ``{{ field }}`` at the end of the subject or body."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import html
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -110,6 +111,19 @@ def store_upload(
     return path.resolve()
 
 
+def _shown(folders: Sequence[Path]) -> list[str]:
+    """The folders as the marketer knows them: relative to the notebook's, each once."""
+    out: dict[Path, str] = {}
+    for f in folders:
+        full = f.resolve()
+        if full not in out:
+            try:
+                out[full] = os.path.relpath(full)
+            except ValueError:  # another drive on Windows
+                out[full] = str(full)
+    return list(out.values())
+
+
 class MemberSource(widgets.VBox):  # type: ignore[misc]
     """The 会員ファイル box; ``load`` (読み込む) and ``upload`` are wired by the wizard."""
 
@@ -132,7 +146,7 @@ class MemberSource(widgets.VBox):  # type: ignore[misc]
         )
         self.upload.add_class("bcartnb-members-upload")
         fit(self.load, self.refresh_button, self.upload)
-        where = "、".join(str(f) for f in self.folders)
+        where = "、".join(_shown(self.folders))
         super().__init__(
             [
                 self.current,
@@ -142,7 +156,7 @@ class MemberSource(widgets.VBox):  # type: ignore[misc]
                     widgets.HTML(
                         '<span style="color:#555;font-size:90%">B-Cart の会員一覧から'
                         "ダウンロードしたCSV（Shift_JIS／UTF-8）をそのまま選べます。"
-                        f"一覧には {where} のCSVが出ます。</span>"
+                        f"一覧に出るのは次のフォルダーのCSVです: {html.escape(where)}</span>"
                     ),
                 ),
             ]
@@ -175,6 +189,4 @@ class MemberSource(widgets.VBox):  # type: ignore[misc]
         return str(item["name"]), bytes(item["content"])
 
     def show_current(self, source: str, count: int) -> None:
-        import html
-
         self.current.value = f"<b>会員ファイル</b>: {html.escape(source)}（{count:,}件）"
