@@ -69,6 +69,14 @@ def test_over_quota_warning_at_the_selection_then_gone_when_narrowed(wizard: Wiz
     assert wizard.select_warning.value == ""  # 80 fit
 
 
+def test_the_warning_leaves_the_status_line_alone(wizard: Wizard) -> None:
+    wizard.filter_step.pref.value = ("大阪府",)
+    wizard.filter_step.apply.click()
+    assert "検索結果: 40件" in wizard.status.value
+    wizard.table.check([2001])
+    assert "検索結果: 40件" in wizard.status.value
+
+
 def test_ticked_members_are_counted_separately(wizard: Wizard) -> None:
     wizard.table.check([1001, 1002, 1003])
     warning = wizard.select_warning.value

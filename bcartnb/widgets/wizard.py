@@ -27,7 +27,7 @@ from bcartnb import campaign
 from bcartnb.audience import Audience, build_audience
 from bcartnb.campaign import CampaignPlan, CampaignSpec, DeliverySummary
 from bcartnb.compose import preview
-from bcartnb.exceptions import QuotaExceededError, SettingsError
+from bcartnb.exceptions import BcartnbError, QuotaExceededError, SettingsError
 from bcartnb.members import empty_members, read_members
 from bcartnb.quota import QuotaStatus
 from bcartnb.search import KeywordIndex
@@ -137,6 +137,7 @@ class Wizard:
         self._index: KeywordIndex | None = None
 
         self._select_quota: QuotaStatus | None = None
+        self._all_sendable: int | None = None
         self._wire_filter_step()
         self.source.load.on_click(lambda _b: self._load_chosen())
         self.source.upload.observe(lambda _c: self._load_upload(), names="value")
@@ -323,43 +324,40 @@ class Wizard:
         self._filter, self._keyword, self._found = flt, kw, found
         self.table.set_result(found)
         self.status.info(f"検索結果: {len(found.selected):,}件")
-        self._select_quota = None  # read again: a campaign may have gone out since
-        self._warn_select()
+        self._warn_select(recount=True)  # the quota read again: a campaign may have gone out
 
-    def _warn_select(self) -> None:
+    def _warn_select(self, *, recount: bool = False) -> None:
         """Say at once when the search result, or the ticked members, exceed this month's quota.
 
         Counted as the send would count them (メール案内 as ticked in the form, duplicates and
-        bad addresses left out), with the same arithmetic the refusal uses.
+        bad addresses left out), with the same arithmetic the refusal uses. The result's count
+        is kept until the next 絞込 (``recount``); a tick recounts only the ticked members.
+        The status line is left alone: it holds what the marketer just did.
         """
         if self._found is None or not self.table.result_ids or not self.settings.plan:
             self.select_warning.value = ""
             return
         opt_in = bool(self.compose.opt_in.value)
-        ids = self.table.result_ids if self._keyword else None
-
-        def count() -> list[tuple[str, int]]:
-            if self._select_quota is None:
+        try:
+            if recount or self._select_quota is None or self._all_sendable is None:
                 self._select_quota = campaign.quota_status(self.settings)
-            out = [
-                (
-                    "検索結果すべての送信件数",
-                    len(build_audience(self.members, self._filter or None, ids, opt_in).sendable),
-                )
-            ]
+                ids = self.table.result_ids if self._keyword else None
+                found = build_audience(self.members, self._filter or None, ids, opt_in)
+                self._all_sendable = len(found.sendable)
+            counts = [("検索結果すべての送信件数", self._all_sendable)]
             if self.table.checked:
                 checked = list(self.table.checked)
-                n = len(
-                    build_audience(self.members, self._filter or None, checked, opt_in).sendable
-                )
-                out.append(("チェックした会員の送信件数", n))
-            return out
-
-        got = self.status.run(count, busy="件数を数えています…")
-        quota = self._select_quota
-        if got is None or quota is None:
+                audience = build_audience(self.members, self._filter or None, checked, opt_in)
+                counts.append(("チェックした会員の送信件数", len(audience.sendable)))
+        except BcartnbError as err:
+            self.status.error(err)
             return
-        self.select_warning.value = "".join(quota_warning_html(quota, n, what) for what, n in got)
+        quota = self._select_quota
+        if quota is None:
+            return
+        self.select_warning.value = "".join(
+            quota_warning_html(quota, n, what) for what, n in counts
+        )
 
     # --- step 2: 検索結果すべて / チェックした会員 -----------------------------------------------
 
@@ -383,7 +381,7 @@ class Wizard:
 
     def _on_opt_in(self) -> None:
         self._show_counts()
-        self._warn_select()
+        self._warn_select(recount=True)
 
     def _show_counts(self) -> bool:
         """メール配信上限数 and this month's remaining; 送信件数 / 送信できない件数."""
@@ -400,7 +398,6 @@ class Wizard:
         if got is None:
             return False
         self.quota, audience = got
-        self._select_quota = self.quota
         self.compose.show_quota(self.quota, audience)
         return True
 
