@@ -887,6 +887,7 @@ def check_renders(template: Template, member: Mapping[str, Any]) -> None:
         ("body", template.body, template.html),
     ):
         compiled = compile_template(source, template.name, part, html)
+        check_fields(compiled, member.keys())  # a typo is the template's, not the member's
         context = context_builder(compiled.names)(member)
         context.update(dict.fromkeys(SIGNATURE_FIELDS & compiled.names, "署名"))
         compiled.render(context, member_id)

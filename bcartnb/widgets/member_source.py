@@ -58,14 +58,14 @@ def find_member_files(folders: Iterable[str | os.PathLike[str]]) -> list[Path]:
             continue
         for pattern in ("*", "*/*"):
             for path in base.glob(pattern):
+                if len(found) >= _MAX_LISTED:
+                    return sorted(found, key=lambda p: (-found[p], str(p)))
                 if path.suffix.lower() in MEMBER_SUFFIXES and not path.name.startswith("."):
                     try:
                         if path.is_file():
                             found[path.resolve()] = path.stat().st_mtime
                     except OSError:
                         continue
-                if len(found) >= _MAX_LISTED:
-                    break
     return sorted(found, key=lambda p: (-found[p], str(p)))
 
 
