@@ -42,6 +42,7 @@ from bcartnb.ledger import Ledger, fingerprint, new_campaign_id
 from bcartnb.mailcheck import Finding
 from bcartnb.members import read_members
 from bcartnb.quota import Plan, QuotaStatus
+from bcartnb.segments import SegmentStore, check_segment_name, combine_filters
 from bcartnb.settings import Settings, check_keys, check_type, read_toml, require_plan
 from bcartnb.templates import TemplateStore
 from bcartnb.transports import Transport
@@ -58,6 +59,7 @@ __all__ = [
     "load_campaign",
     "plan_campaign",
     "quota_status",
+    "resolve_segment",
     "resume",
     "run",
     "send",
@@ -67,6 +69,7 @@ __all__ = [
 
 CAMPAIGN_KEYS = (
     "members",
+    "segment",
     "filter",
     "checked",
     "template",
@@ -87,6 +90,8 @@ class CampaignSpec:
 
     members: Path
     filter: dict[str, Any] = field(default_factory=dict)
+    #: a saved filter's name (セグメント); :func:`plan_campaign` ANDs it into ``filter``
+    segment: str | None = None
     checked: tuple[int, ...] = ()
     template: str | None = None
     subject: str | None = None
@@ -133,6 +138,8 @@ class CampaignSpec:
                 ja=f"{where} の filter（絞込条件）は表（[filter]）か辞書で書いてください。",
             )
         kw["filter"] = dict(flt)
+        if data.get("segment") is not None and data.get("segment") != "":
+            kw["segment"] = check_segment_name(check_type(data, "segment", str, where))
 
         kw["checked"] = _checked(data.get("checked"), where)
         for key in ("template", "subject", "body"):
@@ -165,9 +172,15 @@ class CampaignSpec:
         return cls(**kw)
 
     def to_params(self) -> dict[str, Any]:
-        """JSON-ready keys for the ledger, the fingerprint and the report (``send`` left out)."""
+        """JSON-ready keys for the ledger, the fingerprint and the report (``send`` left out).
+
+        ``segment`` appears only while unresolved: a planned campaign records the segment's
+        filter itself (see :func:`resolve_segment`), so its fingerprint and its resume do not
+        depend on the segments file, and campaigns without one keep their old fingerprints.
+        """
         return {
             "members": str(self.members),
+            **({"segment": self.segment} if self.segment else {}),
             "filter": self.filter,
             "checked": list(self.checked),
             "template": self.template,
@@ -311,6 +324,20 @@ class CampaignPlan:
         }
 
 
+def resolve_segment(spec: CampaignSpec, settings: Settings, columns: Any) -> CampaignSpec:
+    """The spec with its segment's filter ANDed into ``filter`` (and ``segment`` cleared).
+
+    Resolved once, when the campaign is planned: the campaign then records the very filter it
+    used, so editing or deleting the segment later changes no started campaign (a resume
+    replays the recorded filter). A column in both the segment and ``filter`` is an error.
+    """
+    if not spec.segment:
+        return spec
+    saved = SegmentStore(settings.segments).get(spec.segment)
+    combined = combine_filters(saved, spec.filter, columns, spec.segment)
+    return replace(spec, filter=combined, segment=None)
+
+
 def build_draft(spec: CampaignSpec, settings: Settings) -> Draft:
     """The template fills subject, body and html; the campaign's own values win."""
     if spec.template:
@@ -349,6 +376,7 @@ def plan_campaign(
     """
     plan = require_plan(settings)
     frame = members if members is not None else read_members(spec.members)
+    spec = resolve_segment(spec, settings, frame.columns)
     own = ledger is None
     led = ledger if ledger is not None else Ledger.open(settings.db)
     try:
@@ -362,7 +390,7 @@ def plan_campaign(
     )
     draft = build_draft(spec, settings)
     cid = campaign_id or new_campaign_id(now)
-    composer = Composer(draft, settings, cid)
+    composer = Composer(draft, settings, cid, columns=frame.columns)
     checks, checks_member = _checks(composer, audience)
     return CampaignPlan(
         spec=spec,

@@ -465,6 +465,45 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_segments(args: argparse.Namespace) -> int:
+    """セグメント: list the saved filters; ``--save NAME --filter JSON`` and ``--delete NAME``."""
+    from bcartnb.exceptions import FilterError
+    from bcartnb.filters import describe_filter
+    from bcartnb.segments import SegmentStore
+    from bcartnb.settings import load_settings
+
+    store = SegmentStore(load_settings().segments)
+    if args.save is not None:
+        try:
+            flt = json.loads(args.filter or "")
+        except json.JSONDecodeError as err:
+            raise FilterError(
+                f"--filter is not valid JSON: {err}",
+                ja='--filter には JSON の絞込条件を指定してください（例: {"pref": "東京都"}）。',
+            ) from err
+        name = store.save(args.save, flt, overwrite=args.overwrite)
+        print(f"セグメント「{name}」を保存しました: {store.path}")
+        return 0
+    if args.delete is not None:
+        store.delete(args.delete)
+        print(f"セグメント「{args.delete}」を削除しました: {store.path}")
+        return 0
+    segments = store.all()
+    if args.json:
+        _print_json(
+            [
+                {"name": n, "filter": e["filter"], "saved_at": e["saved_at"]}
+                for n, e in segments.items()
+            ]
+        )
+    elif not segments:
+        print(f"保存したセグメントはまだありません（{store.path}）。")
+    else:
+        for name, entry in segments.items():
+            print(f"{name}: {describe_filter(entry['filter'])}")
+    return 0
+
+
 def _cmd_sink(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -754,6 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_suppressions(sub)
     _add_bcart(sub)
     _add_unsubscribe_server(sub)
+    _add_segments(sub)
     _add_sink(sub)
     return parser
 
@@ -969,6 +1009,30 @@ def _add_unsubscribe_server(sub: _Sub) -> None:
         help="トークンの前のパス（既定: 設定の unsubscribe_url から。例: /mail/stop/）",
     )
     p.set_defaults(func=_cmd_unsubscribe_server)
+
+
+def _add_segments(sub: _Sub) -> None:
+    p = sub.add_parser(
+        "segments",
+        help="保存した絞込条件（セグメント）を一覧・保存・削除します",
+        description="絞込条件に名前を付けて segments.toml に保存し、ウィザード・"
+        'キャンペーンファイル（segment = "名前"）・papermill で使えるようにします。',
+    )
+    p.add_argument(
+        "--save", metavar="名前", default=None, help="--filter の条件をこの名前で保存します"
+    )
+    p.add_argument(
+        "--filter",
+        default=None,
+        metavar="JSON",
+        help='--save と使う絞込条件。例: {"pref": "東京都"}',
+    )
+    p.add_argument("--overwrite", action="store_true", help="--save で同じ名前を上書きします")
+    p.add_argument(
+        "--delete", metavar="名前", default=None, help="この名前のセグメントを削除します"
+    )
+    p.add_argument("--json", action="store_true", help="JSON で出力します")
+    p.set_defaults(func=_cmd_segments)
 
 
 def _add_sink(sub: _Sub) -> None:

@@ -83,6 +83,7 @@ from bcartnb.templates import (
     CompiledTemplate,
     RenderDeclined,
     Template,
+    check_fields,
     columns_for,
     compile_template,
     context_builder,
@@ -813,6 +814,7 @@ class Composer:
         campaign_id: str,
         *,
         clock: Callable[[], datetime] | None = None,
+        columns: Iterable[str] | None = None,
     ) -> None:
         if draft.encoding not in ENCODINGS:
             raise ComposeError(
@@ -832,6 +834,10 @@ class Composer:
         _check_header_value(subject_src, f"template {name!r} (subject)")
         self.subject_t = self._compile(subject_src, name, "subject", False)
         self.body_t = self._compile(draft.body, name, "body", draft.html)
+        if columns is not None:  # the member columns: a field none has is the template's typo
+            cols = list(columns)
+            check_fields(self.subject_t, cols)
+            check_fields(self.body_t, cols)
 
         self.from_header = self._from_header()
         domain = settings.from_addr.rpartition("@")[2]

@@ -36,6 +36,7 @@ __all__ = [
     "now_tokyo",
     "parse_month",
     "quota_refusal_ja",
+    "quota_warning_ja",
     "resolve_plan",
 ]
 
@@ -158,6 +159,12 @@ class QuotaStatus:
         """Whether ``needed`` more mails fit beside what is used and reserved."""
         return self.cap is None or self.used + self.reserved + needed <= self.cap
 
+    def over(self, needed: int) -> int:
+        """How many of ``needed`` mails do not fit (0 when they all do, or uncapped)."""
+        if self.cap is None:
+            return 0
+        return max(self.used + self.reserved + needed - self.cap, 0)
+
     def after(self, sent: int) -> QuotaStatus:
         """The projection once ``sent`` more mails count (the dry run's ``used_after``)."""
         return replace(self, used=self.used + sent)
@@ -181,6 +188,22 @@ def quota_refusal_ja(status: QuotaStatus, needed: int) -> str:
         f"（{status.plan.name}）の残り {status.remaining:,}件を超えます。"
         f"今月の配信済み・予約 {status.used + status.reserved:,}件{held}。何も送信していません。"
         "送信先を絞り込むか、翌月に送るか、プランを見直してください。"
+    )
+
+
+def quota_warning_ja(status: QuotaStatus, needed: int, what: str = "送信件数") -> str:
+    """The early warning, before 確認画面へ: "" when ``needed`` fits, else the numbers.
+
+    The same arithmetic as the refusal (:meth:`QuotaStatus.over`), said while the marketer
+    can still narrow the list; ``what`` names the count (送信件数, チェックした会員の送信件数).
+    """
+    over = status.over(needed)
+    if not over:
+        return ""
+    return (
+        f"{what} {needed:,}件は、今月の残り {status.remaining:,}件を {over:,}件超えています"
+        f"（メール配信上限数 {status.cap:,}件／月、{status.plan.name}）。"
+        "このままでは送信できません。絞り込むか、送る会員をチェックして減らしてください。"
     )
 
 

@@ -84,6 +84,7 @@ _TOP_KEYS = {
     "signature_html",
     "db",
     "templates",
+    "segments",
     "unsubscribe_url",
     "unsubscribe_mailto",
     "smtp",
@@ -286,6 +287,7 @@ class Settings:
     signature_html: str | None = None
     db: Path = field(default_factory=lambda: default_db_path())
     templates: Path = Path("templates")
+    segments: Path = Path("segments.toml")
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
     #: Signs the unsubscribe links (bcartnb.hygiene.tokens): from the environment only.
@@ -565,6 +567,12 @@ def load_settings(
         rel(check_type(data, "templates", str, where))
         if "templates" in data
         else (base / "templates")
+    )
+    # saved filters (セグメント) live beside the settings, not in the ledger: a shop edits them
+    kw["segments"] = (
+        rel(check_type(data, "segments", str, where))
+        if "segments" in data
+        else (base / "segments.toml")
     )
     if "render_timeout" in data:  # ranges checked by Settings itself, like every number
         kw["render_timeout"] = float(check_type(data, "render_timeout", (int, float), where))

@@ -72,6 +72,7 @@ when it is None, pandas NA/NaT, NaN or a blank string.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import re
@@ -93,6 +94,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from bcartnb.exceptions import TemplateError
+from bcartnb.members import CANONICAL_COLUMNS, COLUMN_LABELS
 from bcartnb.settings import MAX_MAIL_BYTES, RENDER_TIMEOUT
 
 __all__ = [
@@ -106,6 +108,7 @@ __all__ = [
     "RenderDeclined",
     "Template",
     "TemplateStore",
+    "check_fields",
     "check_name",
     "check_renders",
     "columns_for",
@@ -114,6 +117,7 @@ __all__ = [
     "field_label",
     "is_missing",
     "make_environment",
+    "merge_fields",
     "parse_template_file",
     "render_template_file",
 ]
@@ -516,6 +520,11 @@ class CompiledTemplate:
             self.env, code, dict(self.env.make_globals(None))
         )
         self.names = frozenset(meta.find_undeclared_variables(ast))
+        #: the first line each field is read on, for messages about a field
+        self.field_lines: dict[str, int] = {}
+        for node in ast.find_all(nodes.Name):
+            if node.ctx == "load" and node.name in self.names:
+                self.field_lines.setdefault(node.name, node.lineno)
         self.constant = not self.names and "{" not in source
 
     def where(self, line: int | None) -> str:
@@ -662,6 +671,56 @@ def context_builder(names: Iterable[str]) -> Callable[[Mapping[str, Any]], dict[
         return ctx
 
     return build
+
+
+def merge_fields(columns: Iterable[str]) -> list[tuple[str, str]]:
+    """Every field a template may use for members with ``columns``: (field, what it is).
+
+    Japanese aliases first (what a shop writes), then the canonical columns, then custom
+    columns (カスタム項目) that are identifiers. The wizard's field list and the "did you mean"
+    of :func:`check_fields` both read this, so they cannot disagree.
+    """
+    out: list[tuple[str, str]] = []
+    for alias, target in FIELD_ALIASES.items():
+        out.append((alias, target if isinstance(target, str) else "複数の項目から"))
+    out.append(("署名", "signature"))
+    for name in CANONICAL_COLUMNS:
+        out.append((name, COLUMN_LABELS.get(name, name)))
+    canonical = set(CANONICAL_COLUMNS)
+    for col in columns:
+        name = str(col)
+        if name not in canonical and name.isidentifier():
+            out.append((name, "カスタム項目"))
+    return list(dict.fromkeys(out))
+
+
+def check_fields(compiled: CompiledTemplate, columns: Iterable[str]) -> None:
+    """Refuse a field that exists for no member at all, naming the near ones.
+
+    Without this, ``{{ 会社 }}`` (for ``{{ 会社名 }}``) failed at the first member as "会員 1012
+    の「会社」が空欄か…", blaming the member for the template's typo. Checked once per
+    campaign against the member columns, before any member is rendered.
+    """
+    known = {name for name, _ in merge_fields(columns)}
+    known |= SIGNATURE_FIELDS | {"member"} | set(compiled.env.globals)
+    known |= {str(c) for c in columns}
+    unknown = sorted(
+        (n for n in compiled.names if n not in known),
+        key=lambda n: compiled.field_lines.get(n, 0),
+    )
+    if not unknown:
+        return
+    field = unknown[0]
+    line = compiled.field_lines.get(field)
+    candidates = [name for name, _ in merge_fields(columns)]
+    near = difflib.get_close_matches(field, candidates, n=5, cutoff=0.5)
+    hint_ja = f"近い項目: {'、'.join(near)}。" if near else ""
+    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    raise TemplateError(
+        f"{compiled.where(line)}: unknown field {field!r} (no such member column or alias){hint}",
+        ja=f"{compiled.where_ja(line)}: 「{field}」という差し込み項目はありません。{hint_ja}"
+        "差し込み項目の一覧から選んでください。",
+    )
 
 
 def field_label(name: str) -> str:
@@ -873,6 +932,7 @@ def check_renders(template: Template, member: Mapping[str, Any]) -> None:
         ("body", template.body, template.html),
     ):
         compiled = compile_template(source, template.name, part, html)
+        check_fields(compiled, member.keys())  # a typo is the template's, not the member's
         context = context_builder(compiled.names)(member)
         context.update(dict.fromkeys(SIGNATURE_FIELDS & compiled.names, "署名"))
         if UNSUBSCRIBE_TOKEN_FIELD in compiled.names:

@@ -171,7 +171,7 @@ def test_wizard_sends_to_the_two_checked_members_and_the_admin(
     for member_id in chosen:
         tick(page, member_id)
     expect(page.locator(".bcartnb-checked-count")).to_have_text("チェックした会員: 2件")
-    shot.take(page, "filter-and-check", page.locator(".bcartnb-member-table"))
+    shot.take(page, "filter-and-check", page.locator(".bcartnb-select-buttons"))
 
     # 【チェックした会員に送信】 → the form, with the counts and this month's quota
     page.locator(".bcartnb-send-checked").click()
@@ -182,7 +182,7 @@ def test_wizard_sends_to_the_two_checked_members_and_the_admin(
         template.subject, timeout=UI_TIMEOUT
     )
     expect(widget_input(page, "bcartnb-body", "textarea")).to_have_value(template.body)
-    shot.take(page, "compose", page.locator(".bcartnb-quota"))
+    shot.take(page, "compose", page.locator(".bcartnb-fields"))
 
     # 確認画面へ: final counts, the preview of a real mail
     page.locator(".bcartnb-to-confirm").click()
@@ -219,23 +219,69 @@ def test_wizard_sends_to_the_two_checked_members_and_the_admin(
     expect(page.locator(".bcartnb-done")).to_be_hidden()
 
 
-def test_over_the_quota_the_wizard_refuses_and_sends_nothing(
+#: Buttons whose labels were cut (「このページをすべ…」) before issue 14; each must show whole.
+LABELLED = (
+    "bcartnb-send-all",
+    "bcartnb-send-checked",
+    "bcartnb-check-page",
+    "bcartnb-filter-apply",
+    "bcartnb-filter-reset",
+    "bcartnb-save-segment",
+    "bcartnb-members-load",
+    "bcartnb-members-refresh",
+)
+COMPOSE_LABELLED = ("bcartnb-insert-subject", "bcartnb-insert-body", "bcartnb-to-confirm")
+
+
+def cut_labels(page: Page, classes: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """Each visible button whose label is wider than the button (scrollWidth > clientWidth)."""
+    cut = {}
+    for css in classes:
+        button = page.locator(f"button.{css}").first
+        expect(button).to_be_visible(timeout=UI_TIMEOUT)
+        scroll, client = button.evaluate("b => [b.scrollWidth, b.clientWidth]")
+        if scroll > client:
+            cut[css] = (scroll, client)
+    return cut
+
+
+def test_over_the_quota_is_said_early_and_refused_and_labels_show_whole(
     open_wizard: Callable[[str], Opened], shots: Callable[[str], Screenshots]
 ) -> None:
     # ライトプラン: 100 mails a month; the demo list has more sendable members than that
-    sendable = len(build_audience(read_members(demo_members())).sendable)
+    sendable = len(build_audience(read_members(demo_members()), opt_in_only=True).sendable)
     assert sendable > 100
 
     opened = open_wizard("ライトプラン")
     page, server = opened.page, opened.server
     shot = shots("quota")
 
+    # the selection step says it at once, with the numbers
+    warning = page.locator(".bcartnb-select-quota-warning")
+    expect(warning).to_contain_text(
+        f"検索結果すべての送信件数 {sendable:,}件は、今月の残り 100件を {sendable - 100:,}件超えて",
+        timeout=UI_TIMEOUT,
+    )
+    assert cut_labels(page, LABELLED) == {}  # 1280 px: every label whole
+    shot.take(page, "selection-warning", page.locator(".bcartnb-select-buttons"))
+
     page.locator(".bcartnb-send-all").click()
     expect(page.locator(".bcartnb-to-confirm")).to_be_visible(timeout=UI_TIMEOUT)
+    expect(page.locator(".bcartnb-compose-quota-warning")).to_contain_text(
+        f"送信件数 {sendable:,}件は、今月の残り 100件を {sendable - 100:,}件超えています",
+        timeout=UI_TIMEOUT,
+    )
+    assert cut_labels(page, COMPOSE_LABELLED) == {}
     widget_input(page, "bcartnb-subject").fill("{{ 会社名 }} 様 年末のご案内")
     widget_input(page, "bcartnb-body", "textarea").fill("{{ 担当者名 }} 様\n年末のご案内です。")
-    page.locator(".bcartnb-to-confirm").click()
+    shot.take(page, "compose-warning", page.locator(".bcartnb-fields"))
 
+    # narrower: the rows wrap, the labels still read whole
+    page.set_viewport_size({"width": 720, "height": 900})
+    assert cut_labels(page, COMPOSE_LABELLED) == {}
+    page.set_viewport_size(VIEWPORT)
+
+    page.locator(".bcartnb-to-confirm").click()
     status = page.locator(".bcartnb-status")
     expect(status).to_contain_text("メール配信上限数を超えるため送信できません", timeout=UI_TIMEOUT)
     expect(status).to_contain_text(re.compile(r"100"))
@@ -243,6 +289,12 @@ def test_over_the_quota_the_wizard_refuses_and_sends_nothing(
     shot.take(page, "refused", status)
     assert server.received == []
     assert server.sessions == 0
+
+    page.locator(".bcartnb-back").click()
+    page.locator(".bcartnb-compose-back").click()
+    expect(page.locator(".bcartnb-send-all")).to_be_visible(timeout=UI_TIMEOUT)
+    page.set_viewport_size({"width": 720, "height": 900})
+    assert cut_labels(page, LABELLED) == {}
 
 
 def test_back_from_the_confirmation_keeps_what_was_typed(

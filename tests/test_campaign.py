@@ -19,7 +19,7 @@ def test_toml_keys_and_relative_members_path(tmp_path: Path) -> None:
     assert spec.filter == {"pref": ["東京都", "大阪府"], "price_group_id": {"min": 2, "max": 5}}
     assert spec.checked == (3, 1)
     assert spec.send is False and spec.insert_signature is True and spec.encoding == "utf-8"
-    assert set(spec.to_params()) == set(CAMPAIGN_KEYS) - {"send"}
+    assert set(spec.to_params()) == set(CAMPAIGN_KEYS) - {"send", "segment"}
 
 
 def test_papermill_style_values() -> None:

@@ -45,6 +45,7 @@ def test_unknown_name_is_an_attribute_error() -> None:
         "quota",
         "report",
         "search",
+        "segments",
         "settings",
         "sink",
         "templates",

@@ -226,3 +226,40 @@ def test_unknown_plan_is_explained_in_japanese_first() -> None:
         resolve_plan("gold")
     assert exc.value.ja.startswith("プラン「gold」はありません。")
     assert "\n" not in exc.value.ja and "プラン10" in exc.value.ja
+
+
+def test_quota_warning_says_the_numbers_only_when_over() -> None:
+    """Issue 14 (5): the early warning uses the refusal's arithmetic (QuotaStatus.over)."""
+    from bcartnb.quota import quota_warning_ja
+
+    light = QuotaStatus(resolve_plan("ライトプラン"), "2026-11", used=3, reserved=0)
+    assert light.over(97) == 0 and quota_warning_ja(light, 97) == ""
+    assert light.over(205) == 108 == 205 - light.remaining  # type: ignore[operator]
+    text = quota_warning_ja(light, 205)
+    assert text.startswith("送信件数 205件は、今月の残り 97件を 108件超えています")
+    assert "メール配信上限数 100件／月、ライトプラン" in text
+    held = QuotaStatus(resolve_plan("light"), "2026-11", used=50, reserved=40)
+    assert held.over(11) == 1 and not held.fits(11) and held.fits(10)
+    assert "チェックした会員の送信件数 11件" in quota_warning_ja(
+        held, 11, "チェックした会員の送信件数"
+    )
+    own = QuotaStatus(resolve_plan("own-smtp"), "2026-11", used=10**6)
+    assert own.over(10**6) == 0 and quota_warning_ja(own, 10**6) == ""
+
+
+@given(
+    used=st.integers(0, 3000),
+    reserved=st.integers(0, 3000),
+    needed=st.integers(0, 5000),
+    plan=st.sampled_from(["light", "plan10", "own-smtp"]),
+)
+def test_property_over_is_zero_exactly_when_it_fits(
+    used: int, reserved: int, needed: int, plan: str
+) -> None:
+    from bcartnb.quota import quota_warning_ja
+
+    status = QuotaStatus(resolve_plan(plan), "2026-11", used=used, reserved=reserved)
+    assert (status.over(needed) == 0) == status.fits(needed)
+    assert (quota_warning_ja(status, needed) == "") == status.fits(needed)
+    if not status.fits(needed) and status.used + status.reserved <= (status.cap or 0):
+        assert status.over(needed) == needed - status.remaining  # type: ignore[operator]

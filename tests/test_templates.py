@@ -121,8 +121,11 @@ def test_unsafe_names_are_refused(tmp_path: Path, name: str) -> None:
 
 def test_save_refuses_a_template_that_does_not_render(tmp_path: Path) -> None:
     store = TemplateStore(tmp_path)
-    with pytest.raises(TemplateError, match=r"'bad' \(body\) line 3: field '業種' is missing"):
+    # the sample member has no 業種 at all: the template's field, not a blank value
+    with pytest.raises(TemplateError, match=r"'bad' \(body\) line 3: unknown field '業種'"):
         store.save(Template("bad", "件名", "{{ 会社名 }}\n\n{{ 業種 }}\n"))
+    with pytest.raises(TemplateError, match=r"'bad' \(body\) line 1: field '業種' is missing"):
+        store.save(Template("bad", "件名", "{{ 業種 }}\n"), sample_member={"id": 1, "業種": " "})
     with pytest.raises(TemplateError, match=r"'bad' \(subject\) line 1: .*"):
         store.save(Template("bad", "{{ 会社名 ", "本文"))
     with pytest.raises(TemplateError, match="one line"):

@@ -259,13 +259,14 @@ def test_quota_refusal_shows_in_status_and_disables_send(
 def test_template_error_shows_in_status(wizard: Wizard, server: TestServer) -> None:
     to_compose(wizard, [1001])
     wizard.compose.subject.value = "ご案内"
-    wizard.compose.body.value = "{{ 存在しない }} 様\n"
+    wizard.compose.body.value = "{{ 会社 }} 様\n"
     wizard.compose.to_confirm.click()
     assert wizard.stage == "compose"
-    assert "存在しない" in wizard.status.value
-    assert "入力した本文 1行目: 会員 1001 の「存在しない」が空欄か、そういう項目がありません。" in (
+    # the template's typo, not the member's blank: no member is blamed, near names are listed
+    assert "入力した本文 1行目: 「会社」という差し込み項目はありません。近い項目: 会社名" in (
         wizard.status.value
     )
+    assert "会員 1001" not in wizard.status.value
     assert "エラー" in wizard.status.value and "Traceback" not in wizard.status.value
     assert not wizard.compose.to_confirm.disabled  # unfrozen after the failure
     assert server.received == []

@@ -18,7 +18,7 @@ import ipywidgets as widgets
 
 from bcartnb.exceptions import BcartnbError
 
-__all__ = ["Status", "frozen", "hide", "show"]
+__all__ = ["Status", "fit", "frozen", "hide", "row", "show"]
 
 log = logging.getLogger("bcartnb.widgets")
 T = TypeVar("T")
@@ -118,3 +118,24 @@ def hide(*ws: widgets.Widget) -> None:
 def show(*ws: widgets.Widget) -> None:
     for w in ws:
         w.layout.display = None
+
+
+def fit(*buttons: widgets.Button) -> None:
+    """Size each button to its whole label, never shrunk by its row.
+
+    ipywidgets gives every button one short fixed width, which cut 「検索結果すべてに送信」 and
+    「このページをすべてチェック」 to 「このページをすべ…」; ``width: auto`` with no shrinking
+    shows the label whole, and :func:`row` wraps the buttons that do not fit a narrow screen.
+    """
+    for b in buttons:
+        b.layout.width = "auto"
+        b.layout.min_width = "max-content"
+        b.layout.flex = "0 0 auto"
+
+
+def row(*children: widgets.Widget, css: str = "") -> widgets.HBox:
+    """A row that wraps onto the next line in a narrow notebook instead of cutting its items."""
+    box = widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap"))
+    if css:
+        box.add_class(css)
+    return box

@@ -13,12 +13,12 @@ from typing import Any, Final
 import ipywidgets as widgets
 
 from bcartnb.audience import REASON_LABELS, REASONS, Audience
-from bcartnb.quota import QuotaStatus
-from bcartnb.templates import TemplateStore
+from bcartnb.quota import QuotaStatus, quota_warning_ja
+from bcartnb.templates import TemplateStore, merge_fields
 
-from ._common import Status
+from ._common import Status, fit, row
 
-__all__ = ["NO_TEMPLATE", "ComposeStep", "counts_html", "quota_html"]
+__all__ = ["NO_TEMPLATE", "ComposeStep", "counts_html", "quota_html", "quota_warning_html"]
 
 #: The picker's first entry: write the mail by hand.
 NO_TEMPLATE: Final = "（テンプレートを使わない）"
@@ -34,6 +34,17 @@ def quota_html(quota: QuotaStatus) -> str:
     return (
         f"<b>メール配信上限数</b>: {quota.cap:,}件／月（{html.escape(quota.plan.name)}）"
         f" ／ 今月の配信数: {quota.used:,}件 ／ 今月の残り: {quota.remaining:,}件"
+    )
+
+
+def quota_warning_html(quota: QuotaStatus, needed: int, what: str = "送信件数") -> str:
+    """The over-quota warning in red, or "" when the mails fit (the rule is in quota.py)."""
+    text = quota_warning_ja(quota, needed, what)
+    if not text:
+        return ""
+    return (
+        '<div class="bcartnb-over-quota" style="color:#b00020;font-weight:bold;'
+        f'white-space:normal">⚠ {html.escape(text)}</div>'
     )
 
 
@@ -60,6 +71,8 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
         self.quota.add_class("bcartnb-quota")
         self.counts = widgets.HTML("")
         self.counts.add_class("bcartnb-counts")
+        self.quota_warning = widgets.HTML("")
+        self.quota_warning.add_class("bcartnb-compose-quota-warning")
         self.template = widgets.Dropdown(
             options=[NO_TEMPLATE], value=NO_TEMPLATE, description="テンプレート"
         )
@@ -70,6 +83,21 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
             description="メール本文", layout=widgets.Layout(width="48em", height="16em")
         )
         self.body.add_class("bcartnb-body")
+        # 差し込み項目: every field the members have, inserted at the end of subject or body
+        # (a Textarea tells the kernel no cursor position, so the end is the honest place)
+        self.field = widgets.Dropdown(
+            options=[],
+            description="差し込み項目",
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="26em"),
+        )
+        self.field.add_class("bcartnb-field")
+        self.insert_subject = widgets.Button(description="件名に挿入", icon="plus")
+        self.insert_subject.add_class("bcartnb-insert-subject")
+        self.insert_body = widgets.Button(description="本文に挿入", icon="plus")
+        self.insert_body.add_class("bcartnb-insert-body")
+        self.insert_subject.on_click(lambda _b: self.insert(self.subject))
+        self.insert_body.on_click(lambda _b: self.insert(self.body))
         self.html = widgets.Checkbox(value=False, description="HTMLメールで送信", indent=False)
         self.html.add_class("bcartnb-html")
         self.signature = widgets.Checkbox(
@@ -94,16 +122,21 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
         self.to_confirm = widgets.Button(description="確認画面へ", button_style="primary")
         self.to_confirm.add_class("bcartnb-to-confirm")
         self.template.observe(self._on_template, names="value")
+        for box in (self.html, self.signature, self.opt_in):
+            box.layout.width = "auto"
+        fit(self.insert_subject, self.insert_body, self.back, self.to_confirm)
         super().__init__(
             [
                 self.quota,
                 self.counts,
+                self.quota_warning,
                 self.template,
                 self.subject,
                 self.body,
-                widgets.HBox([self.html, self.signature, self.opt_in]),
+                row(self.field, self.insert_subject, self.insert_body, css="bcartnb-fields"),
+                row(self.html, self.signature, self.opt_in),
                 self.opt_in_notice,
-                widgets.HBox([self.back, self.to_confirm]),
+                row(self.back, self.to_confirm),
             ]
         )
 
@@ -113,12 +146,36 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
             self.template,
             self.subject,
             self.body,
+            self.field,
+            self.insert_subject,
+            self.insert_body,
             self.html,
             self.signature,
             self.opt_in,
             self.back,
             self.to_confirm,
         ]
+
+    def set_fields(self, columns: Any) -> None:
+        """The 差し込み項目 list for these member columns (aliases, canonical, custom)."""
+        self.field.options = [
+            (f"{{{{ {name} }}}}  {what}" if what != name else f"{{{{ {name} }}}}", name)
+            for name, what in merge_fields(columns)
+        ]
+        self.field.value = self.field.options[0][1] if self.field.options else None
+
+    def insert(self, target: widgets.Text | widgets.Textarea) -> None:
+        """Put ``{{ field }}`` at the end of the subject or body."""
+        name = self.field.value
+        if not name:
+            return
+        target.value = f"{target.value}{{{{ {name} }}}}"
+
+    def show_quota(self, quota: QuotaStatus, audience: Audience) -> None:
+        """メール配信上限数, 送信件数, and the warning as soon as it does not fit."""
+        self.quota.value = quota_html(quota)
+        self.counts.value = counts_html(audience)
+        self.quota_warning.value = quota_warning_html(quota, len(audience.sendable))
 
     def _on_opt_in(self, change: dict[str, Any]) -> None:
         self.opt_in_notice.layout.display = "none" if change["new"] else None

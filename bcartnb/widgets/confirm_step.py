@@ -18,6 +18,8 @@ from bcartnb.compose import Preview
 from bcartnb.filters import describe_filter
 from bcartnb.mailcheck import HEADING, Finding
 
+from ._common import fit, row
+
 __all__ = ["ConfirmStep", "checks_html", "confirm_counts_html", "preview_html", "warnings_html"]
 
 
@@ -107,10 +109,11 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
                 self.preview_member,
                 self.preview,
                 self.warnings,
-                widgets.HBox([self.test_to, self.test_send]),
-                widgets.HBox([self.back, self.send]),
+                row(self.test_to, self.test_send),
+                row(self.back, self.send),
             ]
         )
+        fit(self.test_send, self.back, self.send)
 
     @property
     def controls(self) -> list[widgets.Widget]:

@@ -14,7 +14,17 @@ from typing import Any, Final
 import ipywidgets as widgets
 import pandas as pd
 
-__all__ = ["PREFECTURES", "FilterStep"]
+from ._common import fit, row
+
+__all__ = ["MULTI_HINT", "NO_SEGMENT", "PREFECTURES", "FilterStep"]
+
+#: Said under the lists: a list box needs Ctrl-click to pick a second item, which nobody guesses.
+MULTI_HINT: Final = (
+    "複数を選ぶときは Ctrl（Mac は ⌘）を押しながらクリック、続けて選ぶときは Shift を押しながら"
+    "クリックします。何も選ばなければ、その項目では絞り込みません。"
+)
+#: The セグメント picker's first entry.
+NO_SEGMENT: Final = "（セグメントを使わない）"
 
 #: JIS order, the order every Japanese form lists them in.
 _JIS: Final = (
@@ -93,15 +103,41 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
         self.reset = widgets.Button(description="クリア")
         self.reset.add_class("bcartnb-filter-reset")
         self.reset.on_click(lambda _b: self.clear())
+        self.hint = widgets.HTML(f'<div style="color:#555;font-size:90%">{MULTI_HINT}</div>')
+        self.hint.add_class("bcartnb-filter-hint")
+        # セグメント: a saved filter, ANDed with the controls; and saving the current one
+        self.segment = widgets.Dropdown(
+            options=[NO_SEGMENT], value=NO_SEGMENT, description="セグメント", style=_LABEL_STYLE
+        )
+        self.segment.add_class("bcartnb-segment")
+        self.segment_words = widgets.HTML("")
+        self.segment_words.add_class("bcartnb-segment-words")
+        self.segment_name = widgets.Text(
+            description="保存する名前", placeholder="例: 東京の卸売業", style=_LABEL_STYLE
+        )
+        self.segment_name.add_class("bcartnb-segment-name")
+        self.segment_overwrite = widgets.Checkbox(
+            value=False, description="同じ名前なら上書き", indent=False
+        )
+        self.segment_overwrite.layout.width = "auto"
+        self.segment_overwrite.add_class("bcartnb-segment-overwrite")
+        self.save_segment = widgets.Button(
+            description="この絞込条件をセグメントに保存", icon="save"
+        )
+        self.save_segment.add_class("bcartnb-save-segment")
+        fit(self.apply, self.reset, self.save_segment)
         super().__init__(
             [
                 widgets.HTML("<b>絞込オプション</b>"),
-                widgets.HBox([self.pref, self.price_group]),
-                widgets.HBox([self.salesman, self.status]),
-                widgets.HBox([self.mm_flag]),
-                widgets.HBox([self.created_from, self.created_to]),
+                row(self.segment, self.segment_words),
+                row(self.pref, self.price_group),
+                row(self.salesman, self.status),
+                self.hint,
+                row(self.mm_flag),
+                row(self.created_from, self.created_to),
                 self.text,
-                widgets.HBox([self.apply, self.reset]),
+                row(self.apply, self.reset),
+                row(self.segment_name, self.segment_overwrite, self.save_segment),
             ]
         )
 
@@ -119,6 +155,10 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
             self.text,
             self.apply,
             self.reset,
+            self.segment,
+            self.segment_name,
+            self.segment_overwrite,
+            self.save_segment,
         ]
 
     @property
@@ -145,6 +185,18 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
         return out
 
     @property
+    def segment_choice(self) -> str | None:
+        """The picked segment's name, or None."""
+        value = self.segment.value
+        return None if not value or value == NO_SEGMENT else str(value)
+
+    def set_segments(self, names: list[str], current: str | None = None) -> None:
+        """Refresh the picker (another notebook may have saved one); keep the pick if it stays."""
+        keep = current if current in names else self.segment_choice
+        self.segment.options = [NO_SEGMENT, *names]
+        self.segment.value = keep if keep in names else NO_SEGMENT
+
+    @property
     def keyword(self) -> str:
         return str(self.text.value).strip()
 
@@ -156,3 +208,4 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
         self.created_from.value = None
         self.created_to.value = None
         self.text.value = ""
+        self.segment.value = NO_SEGMENT

@@ -18,6 +18,8 @@ import traitlets
 
 from bcartnb.audience import REASON_LABELS, Audience
 
+from ._common import fit, row
+
 __all__ = ["COLUMNS", "PAGE_SIZE", "MemberTable", "cell_html", "table_rows"]
 
 PAGE_SIZE: Final = 20
@@ -114,11 +116,12 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
         )
         super().__init__(
             [
-                widgets.HBox([self.result_count, self.checked_count]),
+                row(self.result_count, self.checked_count),
                 self.grid,
-                widgets.HBox([self.check_page, self.prev, self.page_label, self.next]),
+                row(self.check_page, self.prev, self.page_label, self.next),
             ]
         )
+        fit(self.check_page, self.prev, self.next)
         self.add_class("bcartnb-member-table")
         self._render()
 

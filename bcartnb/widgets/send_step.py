@@ -16,6 +16,8 @@ import ipywidgets as widgets
 
 from bcartnb.campaign import DeliverySummary
 
+from ._common import fit, row
+
 __all__ = ["SendStep"]
 
 
@@ -32,9 +34,8 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.resume = widgets.Button(description="再開", button_style="warning")
         self.resume.add_class("bcartnb-resume")
         self.resume.layout.display = "none"  # shown when a campaign is unfinished
-        super().__init__(
-            [self.progress, self.output, self.done, widgets.HBox([self.resume, self.again])]
-        )
+        fit(self.resume, self.again)
+        super().__init__([self.progress, self.output, self.done, row(self.resume, self.again)])
 
     def start(self, total: int) -> None:
         self.progress.max = max(total, 1)

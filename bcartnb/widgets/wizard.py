@@ -15,6 +15,7 @@ so the spec still names exactly who was mailed and can be replayed from the memb
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 from typing import Any
@@ -26,18 +27,20 @@ from bcartnb import campaign
 from bcartnb.audience import Audience, build_audience
 from bcartnb.campaign import CampaignPlan, CampaignSpec, DeliverySummary
 from bcartnb.compose import preview
-from bcartnb.exceptions import QuotaExceededError, SettingsError
-from bcartnb.members import read_members
+from bcartnb.exceptions import BcartnbError, QuotaExceededError, SettingsError
+from bcartnb.members import empty_members, read_members
 from bcartnb.quota import QuotaStatus
 from bcartnb.search import KeywordIndex
+from bcartnb.segments import SegmentStore, combine_filters
 from bcartnb.settings import Settings
 from bcartnb.templates import TemplateStore
 from bcartnb.transports import Transport
 
-from ._common import Status, hide, show
-from .compose_step import ComposeStep, counts_html, quota_html
+from ._common import Status, fit, hide, row, show
+from .compose_step import ComposeStep, quota_warning_html
 from .confirm_step import ConfirmStep
 from .filter_step import FilterStep
+from .member_source import MemberSource, store_upload
 from .member_table import PAGE_SIZE, MemberTable
 from .send_step import SendStep
 
@@ -59,19 +62,33 @@ class Wizard:
 
     def __init__(
         self,
-        members: pd.DataFrame | str | os.PathLike[str],
+        members: pd.DataFrame | str | os.PathLike[str] | None,
         settings: Settings,
         *,
         transport: Transport | None = None,
         ledger_path: str | os.PathLike[str] | None = None,
         page_size: int = PAGE_SIZE,
+        member_folders: list[str | os.PathLike[str]] | None = None,
+        upload_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.members = members if isinstance(members, pd.DataFrame) else read_members(members)
+        if members is None:  # chosen in the wizard (会員ファイル)
+            self.members = empty_members()
+        elif isinstance(members, pd.DataFrame):
+            self.members = members
+        else:
+            self.members = read_members(members)
         self.settings = settings if ledger_path is None else settings.replace(db=Path(ledger_path))
         self.transport = transport
         self.store = TemplateStore(self.settings.templates)
+        self.segments = SegmentStore(self.settings.segments)
         self.status = Status()
 
+        home = settings.source.parent if settings.source else Path.cwd()
+        self.upload_dir = Path(upload_dir) if upload_dir is not None else home / "uploads"
+        if member_folders is None:
+            cwd = Path.cwd()
+            member_folders = [cwd, cwd / "data", cwd.parent / "data", home]
+        self.source = MemberSource([*member_folders, self.upload_dir])
         self.filter_step = FilterStep(self.members)
         self.table = MemberTable(page_size)
         self.send_all = widgets.Button(description="検索結果すべてに送信", button_style="primary")
@@ -80,11 +97,21 @@ class Wizard:
             description="チェックした会員に送信", button_style="primary"
         )
         self.send_checked.add_class("bcartnb-send-checked")
+        fit(self.send_all, self.send_checked)
+        self.select_warning = widgets.HTML("")
+        self.select_warning.add_class("bcartnb-select-quota-warning")
         self.compose = ComposeStep(self.store, self.status)
+        self.compose.set_fields(self.members.columns)
         self.confirm = ConfirmStep()
         self.sending = SendStep()
         self._select_box = widgets.VBox(
-            [self.filter_step, self.table, widgets.HBox([self.send_all, self.send_checked])]
+            [
+                self.source,
+                self.filter_step,
+                self.table,
+                self.select_warning,
+                row(self.send_all, self.send_checked, css="bcartnb-select-buttons"),
+            ]
         )
         self.widget = widgets.VBox(
             [
@@ -109,10 +136,17 @@ class Wizard:
         self._send_started = False
         self._index: KeywordIndex | None = None
 
-        self.filter_step.apply.on_click(lambda _b: self.apply_filter())
+        self._select_quota: QuotaStatus | None = None
+        self._all_sendable: int | None = None
+        self._wire_filter_step()
+        self.source.load.on_click(lambda _b: self._load_chosen())
+        self.source.upload.observe(lambda _c: self._load_upload(), names="value")
+        self.table.observe(lambda _c: self._warn_select(), names="checked")
+        if self.members.attrs.get("source"):
+            self.source.show_current(str(self.members.attrs["source"]), len(self.members))
         self.send_all.on_click(lambda _b: self._choose(checked_only=False))
         self.send_checked.on_click(lambda _b: self._choose(checked_only=True))
-        self.compose.opt_in.observe(lambda _c: self._show_counts(), names="value")
+        self.compose.opt_in.observe(lambda _c: self._on_opt_in(), names="value")
         self.compose.back.on_click(lambda _b: self._go("select"))
         self.compose.to_confirm.on_click(lambda _b: self._to_confirm())
         self.confirm.preview_member.observe(self._on_preview_member, names="value")
@@ -124,6 +158,7 @@ class Wizard:
         self.confirm.test_to.value = self.settings.admin or ""
         self.stage = "select"
         self._go("select")
+        self._refresh_segments()
         self.apply_filter()
 
     # --- what the report and tests read ---------------------------------------------------
@@ -151,6 +186,7 @@ class Wizard:
     @property
     def controls(self) -> list[widgets.Widget]:
         return [
+            *self.source.controls,
             *self.filter_step.controls,
             self.table.check_page,
             self.table.prev,
@@ -171,26 +207,162 @@ class Wizard:
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
 
-    # --- step 1: 絞込 ----------------------------------------------------------------------
+    # --- step 0: 会員ファイル -------------------------------------------------------------------
+
+    def _wire_filter_step(self) -> None:
+        self.filter_step.apply.on_click(lambda _b: self.apply_filter())
+        self.filter_step.save_segment.on_click(lambda _b: self.save_segment())
+        self.filter_step.segment.observe(lambda _c: self._describe_segment(), names="value")
+
+    def load_members(self, path: str | os.PathLike[str]) -> None:
+        """Read another member file; the search, the ticks and the filter choices start over."""
+        frame = self.status.run(lambda: read_members(path), self.controls, busy="読み込み中です…")
+        if frame is None:
+            return
+        self.members = frame
+        self._index = None
+        segment = self.filter_step.segment_choice
+        self.filter_step = FilterStep(frame)
+        self._wire_filter_step()
+        kids = list(self._select_box.children)
+        kids[1] = self.filter_step
+        self._select_box.children = kids
+        self._refresh_segments(segment)
+        self.compose.set_fields(frame.columns)
+        self.source.show_current(str(frame.attrs.get("source", path)), len(frame))
+        self.apply_filter()
+        if self.status.kind != "error":
+            self.status.info(f"会員ファイルを読み込みました: {len(frame):,}件")
+
+    def _load_chosen(self) -> None:
+        path = self.source.chosen
+        if path is None:
+            self.status.error("会員ファイルを一覧から選んでください。")
+            return
+        self.load_members(path)
+
+    def _load_upload(self) -> None:
+        got = self.source.uploaded()
+        if got is None:
+            return
+        name, content = got
+        path = self.status.run(
+            lambda: store_upload(content, name, self.upload_dir),
+            self.controls,
+            busy="アップロードしたファイルを保存しています…",
+        )
+        if path is None:
+            return
+        self.source.refresh()
+        self.load_members(path)
+
+    # --- step 1: 絞込 and セグメント -------------------------------------------------------------
+
+    def _refresh_segments(self, current: str | None = None) -> None:
+        names = self.status.run(self.segments.names, busy="セグメントを読み込んでいます…")
+        if names is not None:
+            self.filter_step.set_segments(names, current)
+
+    def _describe_segment(self) -> None:
+        name = self.filter_step.segment_choice
+        if name is None:
+            self.filter_step.segment_words.value = ""
+            return
+        words = self.status.run(lambda: self.segments.describe(name))
+        self.filter_step.segment_words.value = (
+            "" if words is None else f"<i>{html.escape(words)}</i>"
+        )
+
+    def _current_filter(self) -> dict[str, Any]:
+        """The controls' filter, ANDed with the picked segment's (a column in both: an error)."""
+        flt = self.filter_step.filter
+        name = self.filter_step.segment_choice
+        if name is None:
+            return flt
+        return combine_filters(self.segments.get(name), flt, self.members.columns, name)
+
+    def save_segment(self) -> None:
+        """この絞込条件をセグメントに保存: the current filter (segment included) under a name."""
+        name = self.filter_step.segment_name.value
+        if self.filter_step.keyword:
+            self.status.error(
+                "キーワードはセグメントに保存できません。キーワードを消して、"
+                "絞込オプションだけで条件を作ってください。"
+            )
+            return
+
+        def save() -> str:
+            stored = self.segments.save(
+                name,
+                self._current_filter(),
+                overwrite=bool(self.filter_step.segment_overwrite.value),
+            )
+            # listed, not picked: picking it would AND it with the very controls it came from
+            self.filter_step.set_segments(self.segments.names())
+            return stored
+
+        stored = self.status.run(save, self.controls, busy="セグメントを保存しています…")
+        if stored is not None:
+            self.filter_step.segment_name.value = ""
+            self.status.info(f"セグメント「{stored}」を保存しました（{self.segments.path}）。")
 
     def apply_filter(self) -> None:
-        """絞込: the filter and keyword of the controls → the member table."""
-        flt, kw = self.filter_step.filter, self.filter_step.keyword
+        """絞込: the filter (with the segment) and keyword of the controls → the member table."""
+        kw = self.filter_step.keyword
 
-        def search() -> Audience:
+        def search() -> tuple[dict[str, Any], Audience]:
+            flt = self._current_filter()
             if kw and self._index is None:
                 self._index = KeywordIndex(self.members)  # once: normalising is the slow part
             base = self.members[self._index.mask(kw)] if kw and self._index else self.members
-            return build_audience(
+            return flt, build_audience(
                 base, flt or None, suppressed=campaign.suppressed_addresses(self.settings)
             )
 
-        found = self.status.run(search, self.controls, busy="絞込中です…")
-        if found is None:
+        got = self.status.run(search, self.controls, busy="絞込中です…")
+        if got is None:
             return
+        flt, found = got
         self._filter, self._keyword, self._found = flt, kw, found
         self.table.set_result(found)
         self.status.info(f"検索結果: {len(found.selected):,}件")
+        self._warn_select(recount=True)  # the quota read again: a campaign may have gone out
+
+    def _warn_select(self, *, recount: bool = False) -> None:
+        """Say at once when the search result, or the ticked members, exceed this month's quota.
+
+        Counted as the send would count them (メール案内 as ticked in the form, duplicates and
+        bad addresses left out), with the same arithmetic the refusal uses. The result's count
+        is kept until the next 絞込 (``recount``); a tick recounts only the ticked members.
+        The status line is left alone: it holds what the marketer just did.
+        """
+        if self._found is None or not self.table.result_ids or not self.settings.plan:
+            self.select_warning.value = ""
+            return
+        opt_in = bool(self.compose.opt_in.value)
+        try:
+            listed = campaign.suppressed_addresses(self.settings)
+            if recount or self._select_quota is None or self._all_sendable is None:
+                self._select_quota = campaign.quota_status(self.settings)
+                ids = self.table.result_ids if self._keyword else None
+                found = build_audience(self.members, self._filter or None, ids, opt_in, listed)
+                self._all_sendable = len(found.sendable)
+            counts = [("検索結果すべての送信件数", self._all_sendable)]
+            if self.table.checked:
+                checked = list(self.table.checked)
+                audience = build_audience(
+                    self.members, self._filter or None, checked, opt_in, listed
+                )
+                counts.append(("チェックした会員の送信件数", len(audience.sendable)))
+        except BcartnbError as err:
+            self.status.error(err)
+            return
+        quota = self._select_quota
+        if quota is None:
+            return
+        self.select_warning.value = "".join(
+            quota_warning_html(quota, n, what) for what, n in counts
+        )
 
     # --- step 2: 検索結果すべて / チェックした会員 -----------------------------------------------
 
@@ -212,6 +384,10 @@ class Wizard:
             self._go("compose")
             self.status.info("メールを作成して「確認画面へ」を押してください。")
 
+    def _on_opt_in(self) -> None:
+        self._show_counts()
+        self._warn_select(recount=True)
+
     def _show_counts(self) -> bool:
         """メール配信上限数 and this month's remaining; 送信件数 / 送信できない件数."""
         opt_in = bool(self.compose.opt_in.value)
@@ -231,8 +407,7 @@ class Wizard:
         if got is None:
             return False
         self.quota, audience = got
-        self.compose.quota.value = quota_html(self.quota)
-        self.compose.counts.value = counts_html(audience)
+        self.compose.show_quota(self.quota, audience)
         return True
 
     # --- step 3 → 4: 確認画面へ --------------------------------------------------------------
