@@ -75,8 +75,10 @@ import pandas as pd
 from markupsafe import Markup
 
 from bcartnb.exceptions import ComposeError, SelectionError, TemplateError
+from bcartnb.hygiene.tokens import TokenSigner
 from bcartnb.templates import (
     SIGNATURE_FIELDS,
+    UNSUBSCRIBE_TOKEN_FIELD,
     CompiledTemplate,
     RenderDeclined,
     Template,
@@ -853,7 +855,9 @@ class Composer:
 
         self._signature()
         self.sig_placed = bool(SIGNATURE_FIELDS & self.body_t.names)
-        self._context = self._context_with_signature(context_builder(names), names)
+        self._context = self._context_with_token(
+            self._context_with_signature(context_builder(names), names), names
+        )
         self.fast_html = False
         self.fast_text = False
         if draft.html:
@@ -953,6 +957,35 @@ class Composer:
             return ctx
 
         return with_signature
+
+    def _context_with_token(
+        self, build: Callable[[Mapping[str, Any]], dict[str, Any]], names: set[str]
+    ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+        """The member's context, plus the signed ``unsubscribe_token`` when a template or the
+        unsubscribe settings name it: one member value, so every render path gets the same.
+
+        Without the secret this refuses here, when the campaign is planned (the dry run).
+        """
+        if UNSUBSCRIBE_TOKEN_FIELD not in names:
+            return build
+        in_setting = any(UNSUBSCRIBE_TOKEN_FIELD in t.names for t in self.unsub_ts)
+        signer = TokenSigner(
+            self.settings.unsubscribe_secret,
+            "unsubscribe_url" if in_setting else f"template {self.name!r}",
+        )
+        campaign_id = self.campaign_id
+
+        def with_token(member: Mapping[str, Any]) -> dict[str, Any]:
+            ctx = build(member)
+            member_id = _member_id(member)
+            try:
+                token = signer.make(campaign_id, member_id, _recipient(member, member_id))
+            except ValueError as err:
+                raise ComposeError(f"member {member_id}: no unsubscribe token: {err}") from err
+            ctx[UNSUBSCRIBE_TOKEN_FIELD] = token
+            return ctx
+
+        return with_token
 
     def _prepare_fast_html(self) -> None:
         """Settle, from the template alone, whether the fast paths can be sound at all.

@@ -8,7 +8,8 @@ Where they come from, the later winning:
 4. the environment: ``BCARTNB_SMTP_HOST``, ``_PORT``, ``_SECURITY``, ``_USER``, ``_PASSWORD``,
    ``BCARTNB_PLAN``, ``BCARTNB_DB``.
 
-The SMTP password is read from the environment only: a TOML file or a papermill parameter
+The SMTP password and the unsubscribe links' signing secret (``BCARTNB_UNSUBSCRIBE_SECRET``)
+are read from the environment only: a TOML file or a papermill parameter
 would end up in a repository or an executed notebook. Relative paths in the file are
 relative to the file, so a campaign folder can be moved as a whole.
 """
@@ -35,6 +36,7 @@ from bcartnb.quota import resolve_plan
 __all__ = [
     "MAX_MAIL_BYTES",
     "RENDER_TIMEOUT",
+    "UNSUBSCRIBE_SECRET_ENV",
     "DeliverySettings",
     "Settings",
     "SmtpSettings",
@@ -47,6 +49,8 @@ __all__ = [
 ]
 
 SECURITY_MODES = ("none", "starttls", "ssl")
+#: Where the unsubscribe links' signing secret comes from (bcartnb.hygiene.tokens).
+UNSUBSCRIBE_SECRET_ENV = "BCARTNB_UNSUBSCRIBE_SECRET"
 #: Seconds one template render may take: the demo newsletter renders in a tenth of a
 #: millisecond and a loop over a thousand products in milliseconds, so five seconds leaves
 #: room for any real template and still ends a runaway one before a wizard user gives up.
@@ -184,6 +188,8 @@ class Settings:
     templates: Path = Path("templates")
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
+    #: Signs the unsubscribe links (bcartnb.hygiene.tokens): from the environment only.
+    unsubscribe_secret: str | None = field(default=None, repr=False)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     source: Path | None = None
@@ -470,6 +476,8 @@ def load_settings(
         smtp_kw["user"] = envd["BCARTNB_SMTP_USER"] or None
     if envd.get("BCARTNB_SMTP_PASSWORD"):
         smtp_kw["password"] = envd["BCARTNB_SMTP_PASSWORD"]
+    if envd.get(UNSUBSCRIBE_SECRET_ENV):
+        kw["unsubscribe_secret"] = envd[UNSUBSCRIBE_SECRET_ENV]
 
     if kw.get("plan"):
         _check_plan(kw["plan"], where, envd, dotenv=env is None)

@@ -99,6 +99,7 @@ __all__ = [
     "FIELD_ALIASES",
     "SAMPLE_MEMBER",
     "SIGNATURE_FIELDS",
+    "UNSUBSCRIBE_TOKEN_FIELD",
     "CompiledTemplate",
     "LimitedSandbox",
     "RenderDeclined",
@@ -173,6 +174,10 @@ FIELD_ALIASES: dict[str, str | Callable[[Mapping[str, Any]], Any]] = {
 
 #: The names that place the shop's signature (filled by the composer, not from the member).
 SIGNATURE_FIELDS = frozenset({"signature", "署名"})
+#: The member's signed unsubscribe token (bcartnb.hygiene.tokens), filled by the composer.
+UNSUBSCRIBE_TOKEN_FIELD = "unsubscribe_token"
+#: Every name the composer fills rather than the member row.
+COMPOSER_FIELDS = SIGNATURE_FIELDS | {UNSUBSCRIBE_TOKEN_FIELD}
 
 #: The member a template must render against before it is saved: every canonical field set.
 SAMPLE_MEMBER: dict[str, Any] = {
@@ -602,7 +607,7 @@ Getter = Callable[[Mapping[str, Any]], Any]
 
 
 def _getter(name: str) -> Getter | None:
-    if name in SIGNATURE_FIELDS:
+    if name in COMPOSER_FIELDS:
         return None  # the composer's, not the member's
     if name == "member":
         return lambda m: {k: v for k, v in m.items() if not is_missing(v)}
@@ -627,7 +632,7 @@ def columns_for(names: Iterable[str]) -> frozenset[str] | None:
     """
     columns: set[str] = set()
     for name in names:
-        if name in SIGNATURE_FIELDS:
+        if name in COMPOSER_FIELDS:
             continue
         alias = FIELD_ALIASES.get(name)
         if name == "member" or (callable(alias) and alias not in _ALIAS_COLUMNS):
@@ -830,4 +835,6 @@ def check_renders(template: Template, member: Mapping[str, Any]) -> None:
         compiled = compile_template(source, template.name, part, html)
         context = context_builder(compiled.names)(member)
         context.update(dict.fromkeys(SIGNATURE_FIELDS & compiled.names, "署名"))
+        if UNSUBSCRIBE_TOKEN_FIELD in compiled.names:
+            context[UNSUBSCRIBE_TOKEN_FIELD] = "sample-token"
         compiled.render(context, member_id)
