@@ -333,6 +333,19 @@ def _cmd_unsuppress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_unsubscribe_server(args: argparse.Namespace) -> int:
+    from bcartnb.hygiene.unsubscribe import serve
+    from bcartnb.settings import load_settings
+
+    def ready(address: str, prefix: str) -> None:
+        print(f"配信停止サーバーを起動しました listening on http://{address}{prefix}<token>")
+        print("Ctrl-C で停止します / press Ctrl-C to stop", flush=True)
+
+    serve(load_settings(), host=args.host, port=args.port, prefix=args.prefix, ready=ready)
+    print("配信停止サーバーを停止しました stopped")
+    return 0
+
+
 # --- parser ------------------------------------------------------------------------------
 
 
@@ -452,6 +465,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--maildir", default="maildir")
     p.set_defaults(func=_cmd_sink)
+
+    p = sub.add_parser(
+        "unsubscribe-server",
+        help="ワンクリック配信停止（RFC 8058）を受け付けるサーバーを起動する",
+        description="Serve the one-click unsubscribe links (List-Unsubscribe, RFC 8058) behind "
+        "the shop's HTTPS reverse proxy; needs BCARTNB_UNSUBSCRIBE_SECRET.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="待ち受けるアドレス（既定: 127.0.0.1）")
+    p.add_argument("--port", type=int, default=None, help="ポート番号（既定: 8026）")
+    p.add_argument(
+        "--prefix",
+        default=None,
+        help="トークンの前のパス（既定: 設定の unsubscribe_url から。例: /mail/stop/）",
+    )
+    p.set_defaults(func=_cmd_unsubscribe_server)
     return parser
 
 

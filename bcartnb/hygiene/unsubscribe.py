@@ -1,0 +1,400 @@
+"""The one-click unsubscribe server (RFC 8058): ``bcartnb unsubscribe-server``.
+
+Each campaign mail's ``List-Unsubscribe`` URL ends in a signed token
+(:mod:`bcartnb.hygiene.tokens`). This small Starlette app, run by uvicorn behind the shop's
+HTTPS reverse proxy, answers that URL:
+
+``POST <prefix><token>``
+    The mailbox provider's one-click request (body ``List-Unsubscribe=One-Click``) or the
+    button on our own page (any body): the address the mail went to is put on the ledger's
+    suppression list at once (reason ``unsubscribed``, source ``unsubscribe-server``, with the
+    campaign and member), and 200 with a Japanese 「配信を停止しました」 page. The event key
+    comes from the token, so a repeated POST changes nothing.
+``GET <prefix><token>`` (and HEAD)
+    A Japanese page with one button, a plain form POST to the same URL: a GET never
+    unsubscribes, because link scanners and previews fetch every URL in a mail (RFC 8058 §4).
+Anything else
+    A malformed, truncated, forged or foreign token, or a mail the ledger does not know: 404
+    with a fixed page that repeats nothing of the request; another method: 405; a body over
+    :data:`MAX_BODY_BYTES`: 413. Nothing changes for any of them.
+
+Every answer carries a strict Content-Security-Policy (no script, no external resource, the
+one inline style by its hash, forms only to this origin, no framing), ``X-Frame-Options``,
+``Referrer-Policy: no-referrer`` (the token never leaves in a Referer), ``nosniff`` and
+``Cache-Control: no-store``. No login, no cookies. uvicorn's access log is off, so the tokens
+in request paths are not written to a log; what was unsubscribed is logged without the
+address.
+
+The ledger is the same SQLite file the campaigns use (WAL, one ``BEGIN IMMEDIATE`` a write),
+opened once at start; requests run its calls in worker threads, so several at once each
+succeed, and a campaign's next round withholds the address
+(:meth:`~bcartnb.ledger.Ledger.withhold_suppressed`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import html
+import logging
+import re
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bcartnb.exceptions import BcartnbError, SettingsError, TransportError
+from bcartnb.hygiene.tokens import TokenSigner, UnsubscribeToken
+from bcartnb.ledger.suppressions import HygieneEvent
+from bcartnb.quota import now_tokyo
+from bcartnb.templates import UNSUBSCRIBE_TOKEN_FIELD
+
+if TYPE_CHECKING:
+    from bcartnb.ledger import Ledger
+    from bcartnb.settings import Settings
+
+__all__ = [
+    "DEFAULT_PORT",
+    "MAX_BODY_BYTES",
+    "SOURCE",
+    "create_app",
+    "event_for",
+    "prefix_from_settings",
+    "serve",
+]
+
+DEFAULT_PORT: Final = 8026
+#: The largest POST body taken: a one-click body is 26 bytes, a multipart one a few hundred.
+MAX_BODY_BYTES: Final = 8 * 1024
+#: The suppression list's ``source`` for what this server listed.
+SOURCE: Final = "unsubscribe-server"
+
+log = logging.getLogger("bcartnb.unsubscribe")
+
+_STYLE: Final = (
+    "body{font-family:system-ui,sans-serif;max-width:34em;margin:3em auto;padding:0 1em;"
+    "color:#222;line-height:1.8}h1{font-size:1.4em}"
+    "button{font-size:1.1em;padding:.6em 2em;cursor:pointer}"
+)
+_STYLE_HASH: Final = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+_PREFIX_RE: Final = re.compile(r"/(?:[A-Za-z0-9._~-]+/)*")
+_URL_RE: Final = re.compile(
+    r"https?://[^/{}\s]+(?P<path>/(?:[^{}?#\s]*/)?)\{\{\s*" + UNSUBSCRIBE_TOKEN_FIELD + r"\s*\}\}"
+)
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    """A whole page: ``title`` is escaped here, ``body`` is HTML the caller escaped."""
+    return HTMLResponse(
+        '<!doctype html>\n<html lang="ja"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<meta name="robots" content="noindex">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
+        f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n",
+        status_code=status,
+    )
+
+
+def _confirm_page(shop: str) -> HTMLResponse:
+    return _page(
+        "メール配信の停止",
+        f"<p>{shop}からのメールの配信を停止します。よろしければ、下のボタンを押してください。</p>"
+        '<form method="post">'
+        '<input type="hidden" name="confirm" value="1">'
+        '<button type="submit">配信を停止する</button></form>',
+    )
+
+
+def _done_page(shop: str) -> HTMLResponse:
+    return _page(
+        "配信を停止しました",
+        f"<p>{shop}からのメールの配信を停止しました。"
+        "今後、このメールアドレスにはお送りしません。</p>",
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _page(
+        "ページが見つかりません",
+        "<p>このリンクは無効です。メールに記載のリンクをもう一度お確かめください。</p>",
+        404,
+    )
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    response = _page("この操作はできません", "<p>このページでは使えない操作です。</p>", 405)
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def _too_large() -> HTMLResponse:
+    return _page("リクエストが大きすぎます", "<p>送信内容が大きすぎます。</p>", 413)
+
+
+def _unavailable() -> HTMLResponse:
+    response = _page(
+        "ただいま混み合っています",
+        "<p>お手数ですが、しばらくしてからもう一度お試しください。</p>",
+        503,
+    )
+    response.headers["Retry-After"] = "30"
+    return response
+
+
+class _SecurityHeaders:
+    """Adds :data:`SECURITY_HEADERS` to every response, the framework's own errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def event_for(found: UnsubscribeToken, at: datetime, how: str) -> HygieneEvent:
+    """The hygiene event an accepted token records: keyed by its campaign and member, so the
+    same mail's unsubscribe is recorded once however often it arrives."""
+    return HygieneEvent(
+        key=f"one-click:{found.campaign_id}:{found.member_id}",
+        kind="unsubscribed",
+        address=found.address,
+        at=at,
+        source=SOURCE,
+        campaign_id=found.campaign_id,
+        member_id=found.member_id,
+        detail=how,
+    )
+
+
+#: What the mailbox provider's one-click POST carries (RFC 8058 §3.1), as form data.
+_ONE_CLICK: Final = b"list-unsubscribe=one-click"
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The POST body, or None as soon as it is over :data:`MAX_BODY_BYTES` (nothing read past)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
+
+
+def _how(body: bytes) -> str:
+    """How the request came, for the list's ``detail``: the provider's one-click POST, or the
+    button on our confirmation page (whatever else a POST carries is accepted the same)."""
+    return "one-click (RFC 8058)" if _ONE_CLICK in body.lower() else "confirmation page"
+
+
+def create_app(
+    settings: Settings,
+    ledger: Ledger,
+    *,
+    prefix: str = "/",
+    clock: Callable[[], datetime] | None = None,
+) -> Starlette:
+    """The ASGI app answering ``<prefix><token>``; ``ledger`` stays open while it serves.
+
+    Refuses to build (SettingsError) without the secret or with a prefix that is not a
+    plain path from ``/`` to ``/``.
+    """
+    signer = TokenSigner(settings.unsubscribe_secret, "the unsubscribe server")
+    prefix = _check_prefix(prefix)
+    shop = html.escape(settings.from_name.strip() or "当店")
+
+    def address_of(campaign_id: str, member_id: int) -> str | None:
+        return ledger.delivery_address(campaign_id, member_id)
+
+    def record(found: UnsubscribeToken, how: str) -> bool:
+        now = (clock or now_tokyo)()
+        return bool(ledger.record_events([event_for(found, now, how)], now=now).recorded)
+
+    async def unsubscribe(request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            found = await run_in_threadpool(signer.open, token, address_of)
+        except BcartnbError as err:  # the ledger locked or gone: say so, change nothing
+            log.error("配信停止を確認できません: %s", err)
+            return _unavailable()
+        if found is None:
+            return await _not_found(request, HTTPException(404))
+        if request.method != "POST":
+            return _confirm_page(shop)
+        body = await _read_body(request)
+        if body is None:
+            return _too_large()
+        try:
+            new = await run_in_threadpool(record, found, _how(body))
+        except BcartnbError as err:
+            log.error("配信停止を記録できません: %s", err)
+            return _unavailable()
+        if new:
+            log.info("配信停止: キャンペーン %s 会員 %s", found.campaign_id, found.member_id)
+        return _done_page(shop)
+
+    return Starlette(
+        routes=[Route(prefix + "{token}", unsubscribe, methods=["GET", "POST"])],
+        exception_handlers={404: _not_found, 405: _not_allowed},
+        middleware=[Middleware(_SecurityHeaders)],
+    )
+
+
+def _check_prefix(prefix: str) -> str:
+    if not prefix.startswith("/"):
+        prefix = "/" + prefix
+    if not prefix.endswith("/"):
+        prefix += "/"
+    if not _PREFIX_RE.fullmatch(prefix) or "/../" in prefix or "/./" in prefix:
+        raise SettingsError(
+            f"unsubscribe server prefix must be a plain path such as /mail/stop/, not {prefix!r}",
+            ja="配信停止サーバーのパス（--prefix）は /mail/stop/ のような形にしてください。",
+        )
+    return prefix
+
+
+def prefix_from_settings(settings: Settings) -> str:
+    """The path in front of the token in ``unsubscribe_url``: where the proxy forwards it.
+
+    ``https://shop.example.co.jp/mail/stop/{{ unsubscribe_token }}`` → ``/mail/stop/``. A
+    setting without the token as the URL's last path segment is refused: its links would
+    never reach this server.
+    """
+    url = settings.unsubscribe_url or ""
+    found = _URL_RE.fullmatch(url.strip())
+    if found is None:
+        raise SettingsError(
+            "unsubscribe_url must end in /{{ unsubscribe_token }} for the unsubscribe server "
+            f"(for example https://shop.example.co.jp/mail/stop/{{{{ unsubscribe_token }}}}), "
+            f"not {url!r}; or give --prefix",
+            ja="設定の unsubscribe_url を https://…/{{ unsubscribe_token }} の形にしてください"
+            "（配信停止サーバーはURLの最後の部分でトークンを受け取ります）。",
+        )
+    return _check_prefix(found.group("path"))
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as err:
+        raise TransportError(
+            f"unsubscribe server {host}:{port}: cannot listen: {err.strerror or err}",
+            ja=f"配信停止サーバーを {host}:{port} で起動できません。",
+        ) from err
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        raise TransportError(
+            f"unsubscribe server {host}:{port}: cannot listen: {err.strerror or err}",
+            ja=f"配信停止サーバーを {host}:{port} で起動できません"
+            "（ポートが使用中か、使えないアドレスです）。",
+        ) from err
+    return sock
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    prefix: str | None = None,
+    ready: Callable[[str, str], None] | None = None,
+) -> None:
+    """Serve until interrupted (Ctrl-C, SIGTERM): what ``bcartnb unsubscribe-server`` runs.
+
+    Every setting is checked and the port bound before the first request, so a bad secret,
+    prefix or busy port is a one-line error. ``ready(address, prefix)`` is called once
+    listening. Starlette and uvicorn are imported by the server only, never by a campaign.
+    """
+    import uvicorn
+
+    from bcartnb.ledger import Ledger
+
+    port = DEFAULT_PORT if port is None else port
+    path = _check_prefix(prefix) if prefix is not None else prefix_from_settings(settings)
+    TokenSigner(settings.unsubscribe_secret, "the unsubscribe server")
+    sock = _listen(host, port)
+    with Ledger.open(settings.db) as ledger:
+        app = create_app(settings, ledger, prefix=path)
+        config = uvicorn.Config(
+            app,
+            access_log=False,  # request paths hold tokens
+            server_header=False,
+            proxy_headers=False,
+            timeout_keep_alive=5,
+            limit_concurrency=64,
+            h11_max_incomplete_event_size=16 * 1024,
+            log_level="info",
+        )
+        server = uvicorn.Server(config)
+        if ready is not None:
+            bound = sock.getsockname()
+            ready(f"{bound[0]}:{bound[1]}", path)
+        try:
+            with _stopped_quietly():
+                server.run(sockets=[sock])
+        finally:
+            sock.close()
+
+
+@contextlib.contextmanager
+def _stopped_quietly() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the server cleanly, and then the command ends with 0.
+
+    uvicorn handles both signals itself (a graceful shutdown), then raises the signal again
+    for the handler that was there before it: this one, which does nothing, instead of
+    Python's KeyboardInterrupt or the default SIGTERM death (exit 143 under systemd).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stops = (signal.SIGINT, signal.SIGTERM)
+    before = {sig: signal.signal(sig, lambda *_: None) for sig in stops}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
