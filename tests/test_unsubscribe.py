@@ -48,6 +48,7 @@ from bcartnb.hygiene.unsubscribe import (
 from bcartnb.ledger import Ledger
 from bcartnb.quota import TOKYO
 from bcartnb.settings import Settings, load_settings
+from bcartnb.templates import Template, TemplateStore
 
 Server = Callable[..., TestServer]
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
@@ -279,6 +280,25 @@ def test_the_token_is_one_member_value_for_the_header_and_both_render_paths(
     assert (mail.text, mail.html) == (text, html)
     parsed = email.message_from_bytes(mail.raw, policy=email.policy.default)
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_a_template_with_the_token_can_be_saved_and_a_column_cannot_fake_it(
+    tmp_path: Path,
+) -> None:
+    body = (
+        "{{ 会社名 }} 様\n配信停止: https://shop.example.co.jp/mail/stop/{{ unsubscribe_token }}\n"
+    )
+    store = TemplateStore(tmp_path / "templates")
+    store.save(Template("配信停止つき", "ご案内", body))
+    assert store.get("配信停止つき").body == body
+    composer = Composer(Draft("ご案内", body), shop_settings(tmp_path), CID)
+    member = {
+        "id": 1001,
+        "email": "user1@example.co.jp",
+        "comp_name": "A",
+        "unsubscribe_token": "x",
+    }
+    assert f"/mail/stop/{token_for(1001, 'user1@example.co.jp')}\n" in composer.compose(member).text
 
 
 @pytest.mark.parametrize("where", ["setting", "template"], ids=["unsubscribe_url", "template body"])
@@ -606,3 +626,42 @@ def test_a_dry_run_composes_each_token_and_sends_nothing(tmp_path: Path) -> None
     assert result.summary.sent == 0 and result.plan is not None
     mail = result.plan.composer.compose({"id": 1, "email": "a@example.co.jp"})
     assert token_for(1, "a@example.co.jp", cid=result.plan.campaign_id) in mail.text
+
+
+# --- in a real browser ------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(120)
+def test_in_chromium_the_button_unsubscribes_and_confirms(
+    server: Running, ledger: Ledger, tmp_path: Path
+) -> None:
+    from browser_support import VIEWPORT, launch_chromium
+    from playwright.sync_api import expect, sync_playwright
+
+    token = token_for(1008, "user8@example.co.jp")
+    requests: list[str] = []
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, locale="ja-JP")
+            page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.goto(server.url + token)
+            expect(page).to_have_title("メール配信の停止")
+            expect(page.get_by_text("見本商事 <&>からのメールの配信を停止します")).to_be_visible()
+            assert ledger.suppressed_addresses() == frozenset()
+            button = page.get_by_role("button", name="配信を停止する")
+            expect(button).to_have_count(1)
+            page.screenshot(path=str(tmp_path / "unsubscribe-confirm.png"))
+            button.click()
+            expect(page.get_by_role("heading", name="配信を停止しました")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "unsubscribe-done.png"))
+        finally:
+            browser.close()
+    assert requests == [f"GET {server.url}{token}", f"POST {server.url}{token}"]
+    assert problems == []  # no Content-Security-Policy violation, nothing blocked
+    assert listed(ledger) == [
+        ("user8@example.co.jp", "unsubscribed", "unsubscribe-server", 1, CID, 1008)
+    ]
