@@ -44,6 +44,7 @@ SETTINGS = Settings(
     signature=SIGNATURE,
     unsubscribe_url="https://shop.example.co.jp/stop?id={{ id }}",
     unsubscribe_mailto="stop@shop.example.co.jp",
+    unsubscribe_secret="compose-tests-secret-0123456789abcdef",
 )
 MEMBER: dict[str, Any] = {
     "id": 101,
@@ -328,6 +329,8 @@ _FAST_BODIES = (
     '<p><a href="https://x.jp/{{ 都道府県 }}">https://x.jp/{{ 会社名 }}</a>'
     '<a href="mailto:x@x.jp?s={{ 都道府県 }}">x@x.jp?s={{ 会社名 }}</a></p>',
     "<table><tr><td><p>{{ 会社名 }}</p></td></tr><tr><td>{{ 都道府県 }}</td></tr></table>",
+    # the signed unsubscribe token, a member value like any other (bcartnb.hygiene.tokens)
+    '<p>{{ 会社名 }}</p><a href="https://x.jp/stop/{{ unsubscribe_token }}">配信停止</a>',
 )
 _PIECES = st.sampled_from(
     [
