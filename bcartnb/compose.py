@@ -74,7 +74,7 @@ import html2text
 import pandas as pd
 from markupsafe import Markup
 
-from bcartnb.exceptions import ComposeError, SelectionError, TemplateError
+from bcartnb.exceptions import ComposeError, HygieneError, SelectionError, TemplateError
 from bcartnb.hygiene.tokens import TokenSigner
 from bcartnb.templates import (
     SIGNATURE_FIELDS,
@@ -980,7 +980,7 @@ class Composer:
             member_id = _member_id(member)
             try:
                 token = signer.make(campaign_id, member_id, _recipient(member, member_id))
-            except ValueError as err:
+            except (ValueError, HygieneError) as err:
                 raise ComposeError(f"member {member_id}: no unsubscribe token: {err}") from err
             ctx[UNSUBSCRIBE_TOKEN_FIELD] = token
             return ctx

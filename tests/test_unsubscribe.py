@@ -564,9 +564,10 @@ def test_a_sent_mails_header_unsubscribes_and_the_next_dry_run_holds_the_member_
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert SECRET not in out + err and path.rsplit("/", 1)[1] not in out + err
+    cid = json.loads(sent.stdout)["campaign_id"]
+    assert f"配信停止: キャンペーン {cid} 会員 1002" in err and "user2@" not in out + err
 
     rows = json.loads(bcartnb("suppressions", "--json", env=env, cwd=tmp_path).stdout)
-    cid = json.loads(sent.stdout)["campaign_id"]
     assert [(r["address"], r["reason"], r["campaign_id"], r["member_id"]) for r in rows] == [
         ("user2@example.co.jp", "unsubscribed", cid, 1002)
     ]

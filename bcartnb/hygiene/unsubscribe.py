@@ -370,6 +370,11 @@ def serve(
             log_level="info",
         )
         server = uvicorn.Server(config)
+        if not log.handlers:  # what was unsubscribed, on stderr beside uvicorn's own lines
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
         if ready is not None:
             bound = sock.getsockname()
             ready(f"{bound[0]}:{bound[1]}", path)
