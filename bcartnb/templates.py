@@ -96,6 +96,7 @@ from bcartnb.exceptions import TemplateError
 from bcartnb.settings import MAX_MAIL_BYTES, RENDER_TIMEOUT
 
 __all__ = [
+    "COMPOSER_FIELDS",
     "FIELD_ALIASES",
     "SAMPLE_MEMBER",
     "SIGNATURE_FIELDS",
