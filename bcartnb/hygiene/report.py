@@ -24,7 +24,7 @@ from bcartnb.hygiene.scan import ScanResult
 from bcartnb.ledger import Ledger
 from bcartnb.ledger.suppressions import REASON_LABELS
 from bcartnb.quota import TOKYO, month_of, now_tokyo, parse_month
-from bcartnb.report import _display, _heading, _image, _japanese, _paragraph, _png, _table
+from bcartnb.report import Block, _display, _heading, _image, _japanese, _paragraph, _png, _table
 
 __all__ = [
     "bounce_chart",
@@ -146,6 +146,10 @@ def new_suppressions(ledger: Ledger, result: ScanResult) -> pd.DataFrame:
     )
 
 
+def _show(block: Block) -> None:
+    _display(block, raw=True)
+
+
 def show_hygiene_report(
     ledger: Ledger,
     result: ScanResult | None,
@@ -161,12 +165,12 @@ def show_hygiene_report(
     month = month or month_of(now_tokyo())
     summary: dict[str, Any] = {"month": month}
     if result is not None:
-        _heading(2, "不達・配信停止メールの読み込み")
-        _table(scan_table(result))
+        _show(_heading(2, "不達・配信停止メールの読み込み"))
+        _show(_table(scan_table(result)))
         summary.update(result.as_dict())
     rates = bounce_rates(ledger, month)
-    _heading(2, f"{month} のキャンペーン別 不達率")
-    _display(_image(bounce_chart(rates, month)))
+    _show(_heading(2, f"{month} のキャンペーン別 不達率"))
+    _show(_image(bounce_chart(rates, month), f"{month} のキャンペーン別 不達率のグラフ"))
     shown = rates.assign(rate=[f"{100 * r:.1f}%" for r in rates["rate"]]).rename(
         columns={
             "campaign_id": "キャンペーンID",
@@ -178,30 +182,34 @@ def show_hygiene_report(
             "rate": "不達率",
         }
     )
-    _table(shown)
+    _show(_table(shown))
     summary["campaigns"] = [
         {k: (float(v) if k == "rate" else v) for k, v in row.items()}
         for row in rates.to_dict("records")
     ]
     if result is not None:
-        _heading(2, "新しく配信停止にした宛先（伏せ字）")
+        _show(_heading(2, "新しく配信停止にした宛先（伏せ字）"))
         fresh = new_suppressions(ledger, result)
         if len(fresh):
-            _table(fresh)
+            _show(_table(fresh))
         else:
-            _paragraph("この読み込みで新しく配信停止にした宛先はありません。")
+            _show(_paragraph("この読み込みで新しく配信停止にした宛先はありません。"))
     if export is not None:
         done: BcartExport = export_bcart_csv(ledger.suppressions(), export, members=members)
-        _heading(2, "B-Cart への反映")
-        _paragraph(
-            f"会員インポート用のCSVを書き出しました: {Path(done.path).name}"
-            f"（{len(done.member_ids):,} 件、メール案内 = 受け取らない）。"
-            "B-Cart の会員インポートで取り込むと、B-Cart からのメールも止まります。"
+        _show(_heading(2, "B-Cart への反映"))
+        _show(
+            _paragraph(
+                f"会員インポート用のCSVを書き出しました: {Path(done.path).name}"
+                f"（{len(done.member_ids):,} 件、メール案内 = 受け取らない）。"
+                "B-Cart の会員インポートで取り込むと、B-Cart からのメールも止まります。"
+            )
         )
         if done.without_id:
-            _paragraph(
-                f"会員IDがわからないアドレス {len(done.without_id):,} 件は書き出していません"
-                "（members に会員ファイルを指定すると探します）。"
+            _show(
+                _paragraph(
+                    f"会員IDがわからないアドレス {len(done.without_id):,} 件は書き出していません"
+                    "（members に会員ファイルを指定すると探します）。"
+                )
             )
         summary["export"] = {"rows": len(done.member_ids), "without_id": len(done.without_id)}
     return summary
