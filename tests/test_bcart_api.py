@@ -166,7 +166,8 @@ def test_pulled_snapshot_is_the_csv_exports_frame(api: str, fake: FakeBcart, tmp
     assert row.loc[1001, "address3"] == '第2ビル\r\n3F, "奥"'
     assert pd.isna(row.loc[1002, "email"]) and pd.isna(row.loc[1002, "created_at"])
     assert not row.loc[1003, "mm_flag"] and row.loc[1005, "mm_flag"]
-    assert row.loc[1005, "実店舗の有無"] == "1" and pd.isna(row.loc[1001, "実店舗の有無"])
+    # a custom column of whole numbers is typed (Int64), in the CSV and the snapshot alike
+    assert row.loc[1005, "実店舗の有無"] == 1 and pd.isna(row.loc[1001, "実店舗の有無"])
     assert row.loc[1001, "業種"] == "小売"
     # paged: 100, 100, 50, each page once, the custom field names once
     assert pages == [100, 100, 50, -1]
