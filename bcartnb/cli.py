@@ -646,23 +646,38 @@ def _cmd_bcart_push(args: argparse.Namespace) -> int:
 
 
 def _add_bcart(sub: Any) -> None:
-    p = sub.add_parser("bcart", help="the B-Cart API: pull members, push suppressions")
+    p = sub.add_parser(
+        "bcart",
+        help="Bカートの API: 会員を取得し、配信停止をBカートに反映します",
+        description="Bカートの API（アクセストークンは BCARTNB_BCART_TOKEN）で会員を取得し、"
+        "配信停止リストをBカートの会員情報に反映します。",
+    )
     bcart = p.add_subparsers(dest="bcart_command", required=True, parser_class=_Parser)
     q = bcart.add_parser(
         "pull",
-        help="every member from the B-Cart API into a snapshot file (token: BCARTNB_BCART_TOKEN)",
+        help="すべての会員を API から取得し、スナップショット（.parquet）に保存します",
+        description="すべての会員を 100 件ずつ取得し（300 秒に 300 回までの制限を守ります）、"
+        "会員CSVの代わりに使えるスナップショットファイルに保存します。",
     )
     q.add_argument(
-        "--out", default=None, help="snapshot file (.parquet; default ./bcart_members.parquet)"
+        "--out",
+        default=None,
+        metavar="FILE.parquet",
+        help="保存先（既定: ./bcart_members.parquet）",
     )
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", action="store_true", help="JSON で出力します")
     q.set_defaults(func=_cmd_bcart_pull)
     q = bcart.add_parser(
         "push-suppressions",
-        help="write the suppression list back to B-Cart (a dry run unless --apply)",
+        help="配信停止リストをBカートに反映します（--apply がなければ一覧のみ）",
+        description="配信停止・苦情・手動はメール案内を「受け取らない」に、不達は"
+        "メールアドレス無効にします。--apply がなければ変更の一覧を表示するだけです。"
+        "反映した変更は記録し、二度は送りません。",
     )
-    q.add_argument("--apply", action="store_true", help="really update B-Cart (default: list)")
-    q.add_argument("--json", action="store_true")
+    q.add_argument(
+        "--apply", action="store_true", help="実際にBカートを更新します（省略時は一覧のみ）"
+    )
+    q.add_argument("--json", action="store_true", help="JSON で出力します")
     q.set_defaults(func=_cmd_bcart_push)
 
 
@@ -952,9 +967,9 @@ def _add_suppressions(sub: _Sub) -> None:
     p = bounces.add_parser(
         "scan",
         help="メールボックス（Maildir、mbox、imap[s]://）を読む（メールは変更しません）",
-        description="Read a bounce mailbox (never changing it) and update the suppression list: "
-        "hard bounces and complaints list an address at once, soft bounces at the threshold. "
-        "Scanning the same mailbox again changes nothing.",
+        description="不達・苦情・配信停止のメールが届くメールボックスを読み（メールは変更しません）、"
+        "配信停止リストを更新します。恒久的な不達と苦情はすぐに、一時的な不達は回数が"
+        "しきい値に達したときに停止します。同じメールボックスを何度読んでも結果は同じです。",
     )
     p.add_argument(
         "source",
@@ -998,8 +1013,9 @@ def _add_unsubscribe_server(sub: _Sub) -> None:
     p = sub.add_parser(
         "unsubscribe-server",
         help="ワンクリック配信停止（RFC 8058）を受け付けるサーバーを起動する",
-        description="Serve the one-click unsubscribe links (List-Unsubscribe, RFC 8058) behind "
-        "the shop's HTTPS reverse proxy; needs BCARTNB_UNSUBSCRIBE_SECRET.",
+        description="メールの配信停止リンク（List-Unsubscribe, RFC 8058 のワンクリック）を"
+        "受け付けます。お店の HTTPS（リバースプロキシ）の後ろで動かします。"
+        "BCARTNB_UNSUBSCRIBE_SECRET が必要です。",
     )
     p.add_argument("--host", default="127.0.0.1", help="待ち受けるアドレス（既定: 127.0.0.1）")
     p.add_argument("--port", type=int, default=None, help="ポート番号（既定: 8026）")

@@ -998,7 +998,11 @@ class Composer:
             try:
                 token = signer.make(campaign_id, member_id, _recipient(member, member_id))
             except (ValueError, HygieneError) as err:
-                raise ComposeError(f"member {member_id}: no unsubscribe token: {err}") from err
+                raise ComposeError(
+                    f"member {member_id}: no unsubscribe token: {err}",
+                    ja=f"会員 {member_id} の配信停止リンクを作れません"
+                    "（メールアドレスを確認してください）。",
+                ) from err
             ctx[UNSUBSCRIBE_TOKEN_FIELD] = token
             return ctx
 

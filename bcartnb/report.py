@@ -319,7 +319,10 @@ def _japanese() -> Iterator[None]:
 
     font = _font_file()
     if font is None:  # pragma: no cover - the dependency ships the font
-        raise BcartnbError("report: the Japanese chart font (matplotlib-fontja) is missing")
+        raise BcartnbError(
+            "report: the Japanese chart font (matplotlib-fontja) is missing",
+            ja="グラフの日本語フォント（matplotlib-fontja）がインストールされていません。",
+        )
     names = {f.name for f in font_manager.fontManager.ttflist}
     if _FONT_FAMILY not in names:
         font_manager.fontManager.addfont(str(font))
@@ -556,9 +559,14 @@ def read_summary(nb_path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise BcartnbError(f"{path}: notebook not found") from err
+        raise BcartnbError(
+            f"{path}: notebook not found", ja="実行済みのノートブックが見つかりません。"
+        ) from err
     except json.JSONDecodeError as err:
-        raise BcartnbError(f"{path}: not a notebook (invalid JSON: {err})") from err
+        raise BcartnbError(
+            f"{path}: not a notebook (invalid JSON: {err})",
+            ja="ノートブックとして読めないファイルです。",
+        ) from err
     found: dict[str, Any] | None = None
     for cell in nb.get("cells", []):
         for output in cell.get("outputs", []) or []:
@@ -566,7 +574,10 @@ def read_summary(nb_path: str | os.PathLike[str]) -> dict[str, Any]:
             if SUMMARY_MIMETYPE in data:
                 found = data[SUMMARY_MIMETYPE]
     if found is None:
-        raise BcartnbError(f"{path}: no campaign summary recorded (did the notebook finish?)")
+        raise BcartnbError(
+            f"{path}: no campaign summary recorded (did the notebook finish?)",
+            ja="ノートブックに配信の結果が記録されていません（最後まで実行されましたか）。",
+        )
     return found
 
 

@@ -508,7 +508,9 @@ def _hygiene(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The ``[hygiene]`` table's keys, typed; ranges are checked by HygieneSettings."""
     table = data.get("hygiene", {})
     if not isinstance(table, dict):
-        raise SettingsError(f"{where}: [hygiene] must be a table")
+        raise SettingsError(
+            f"{where}: [hygiene] must be a table", ja=f"{where} の [hygiene] は表で書いてください。"
+        )
     here = f"{where} [hygiene]"
     check_keys(table, _HYGIENE_KEYS, here)
     out: dict[str, Any] = {}
@@ -620,7 +622,9 @@ def load_settings(
 
     bcart_data = data.get("bcart", {})
     if not isinstance(bcart_data, dict):
-        raise SettingsError(f"{where}: [bcart] must be a table")
+        raise SettingsError(
+            f"{where}: [bcart] must be a table", ja=f"{where} の [bcart] は表で書いてください。"
+        )
     check_keys(bcart_data, _BCART_KEYS, f"{where} [bcart]")
     bkw: dict[str, Any] = {}
     if "api_url" in bcart_data:

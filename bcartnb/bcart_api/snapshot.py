@@ -133,11 +133,15 @@ def _custom_items(member: Mapping[str, Any]) -> Iterable[tuple[int, Any]]:
     """``customs``: ``[{"field_id": 11, "value": "..."}]`` (see the package docstring)."""
     items = member.get("customs") or []
     if not isinstance(items, list):
-        raise BcartApiError(f"member {member.get('id')}: customs is not a list: {items!r:.80}")
+        raise BcartApiError(
+            f"member {member.get('id')}: customs is not a list: {items!r:.80}",
+            ja="Bカートの会員のカスタム項目（customs）が想定と違う形です。",
+        )
     for item in items:
         if not isinstance(item, Mapping) or not isinstance(item.get("field_id"), int):
             raise BcartApiError(
-                f"member {member.get('id')}: a customs entry has no field_id: {item!r:.80}"
+                f"member {member.get('id')}: a customs entry has no field_id: {item!r:.80}",
+                ja="Bカートの会員のカスタム項目（customs）に field_id がありません。",
             )
         yield item["field_id"], item.get("value")
 
@@ -385,7 +389,11 @@ def read_snapshot(path: str | os.PathLike[str]) -> pd.DataFrame:
     table = _open(file, lambda f: pq.read_table(f))
     info = _info(table.schema, file)
     if not all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in table.schema.types):
-        raise MembersFileError(f"{file}: a snapshot column is not text")
+        raise MembersFileError(
+            f"{file}: a snapshot column is not text",
+            ja="bcart pull のスナップショットとして読めないファイルです"
+            "（列が文字列ではありません）。",
+        )
     body = pd.DataFrame(
         {
             i: pd.Series(table.column(i).fill_null("").to_pylist(), dtype="str")

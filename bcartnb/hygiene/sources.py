@@ -220,18 +220,20 @@ class _ImapMailbox(Mailbox):
                 ja="IMAP サーバーにログインできません"
                 "（ユーザー名と BCARTNB_IMAP_PASSWORD を確認してください）",
             ) from None
+        failure: str | None = None
         try:
             folder = imap_folder_name(url.folder)
             typ, data = self.conn.select(f'"{folder}"', readonly=True)  # EXAMINE
+            if typ == "OK":
+                typ, data = self.conn.uid("SEARCH", "ALL")
             if typ != "OK":
-                raise imaplib.IMAP4.error(_plain(data))
-            typ, data = self.conn.uid("SEARCH", "ALL")
-            if typ != "OK":
-                raise imaplib.IMAP4.error(_plain(data))
+                failure = _plain(data)
         except (imaplib.IMAP4.error, OSError) as err:
+            failure = _plain(err)
+        if failure is not None:
             self.close()
             raise HygieneError(
-                f"{url.label}: cannot open the folder: {_plain(err)}",
+                f"{url.label}: cannot open the folder: {failure}",
                 ja="IMAP のフォルダを開けません",
             ) from None
         raw = data[0] if data and isinstance(data[0], bytes) else b""

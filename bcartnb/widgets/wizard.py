@@ -418,7 +418,8 @@ class Wizard:
             values["subject"].strip() and values["body"].strip()
         ):
             raise SettingsError(
-                "メール件名とメール本文を入力するか、テンプレートを選んでください。"
+                "no template, and the subject or the body is empty",
+                ja="メール件名とメール本文を入力するか、テンプレートを選んでください。",
             )
         # absolute: a campaign started here must resume from any folder (bcartnb resume)
         source = self.members.attrs.get("source")
