@@ -535,6 +535,11 @@ def _safe_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(dict(summary), ensure_ascii=False, default=str))
     if "warnings" in out:
         out["warnings"] = [mask_text(str(w)) for w in out["warnings"]]
+    if "checks" in out:  # a finding's detail may quote a link or an address from the mail
+        out["checks"] = [
+            {k: mask_text(str(v)) if isinstance(v, str) else v for k, v in dict(c).items()}
+            for c in out["checks"]
+        ]
     return dict(out)
 
 
@@ -735,6 +740,21 @@ def report_blocks(doc: CampaignReport) -> list[Block]:
                 + "".join(f"<li>{_text_html(w)}</li>" for w in warnings)
                 + "</ul>",
                 "\n".join(f"- {w}" for w in warnings),
+            )
+        )
+    if s.get("checks"):  # 送信前の確認 (bcartnb.mailcheck): warnings about the mail itself
+        lines = [
+            f"{c.get('message', '')}" + (f"（{c['detail']}）" if c.get("detail") else "")
+            for c in s["checks"]
+        ]
+        who = f"会員ID {s['checks_member']} のメール" if s.get("checks_member") else "メール"
+        out.append(_heading(2, f"送信前の確認（{who}）"))
+        out.append(
+            _block(
+                '<ul class="bcartnb-checks">'
+                + "".join(f"<li>{_text_html(line)}</li>" for line in lines)
+                + "</ul>",
+                "\n".join(f"- {line}" for line in lines),
             )
         )
     out += [_heading(2, "送信件数"), _table(counts_table(s))]

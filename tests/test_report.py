@@ -315,6 +315,38 @@ def test_show_report_sections_are_escaped_html_with_a_plain_text_twin(tmp_path: 
         assert value in "".join(b["text/plain"] for b in blocks)
 
 
+def test_the_checks_before_sending_are_shown_masked(tmp_path: Path):
+    """送信前の確認 (bcartnb.mailcheck) reaches the report, its details masked like warnings."""
+    from bcartnb.mailcheck import Finding
+
+    members = tmp_path / "m.csv"
+    members.write_text(
+        "会員ID,会社名,メールアドレス\n1,見本商事,taro@example.co.jp\n", encoding="utf-8"
+    )
+    spec = CampaignSpec.from_mapping({"members": str(members), "subject": "s", "body": "b\n"})
+    settings = Settings(plan="プラン10", from_addr="shop@example.co.jp", db=tmp_path / "l.db")
+    plan = plan_campaign(spec, settings, members=read_members(members))
+    summary = dry_run(plan)
+    summary.checks = [
+        Finding(
+            "link_text_mismatch",
+            "リンクの文字と行き先が違います",
+            "mailto:hanako@example.jp <script>",
+        )
+    ]
+    summary.checks_member = 1
+    recorded = report.record_summary(summary.as_dict())
+    assert recorded["checks"][0]["detail"] == "mailto:h***@example.jp <script>"
+    shown: list[dict[str, Any]] = []
+    with _capture_display(shown):
+        report.show_report(plan, summary, {}, ledger_usage={})
+    text = "".join(b.get("text/plain", "") for b in shown)
+    html = "".join(b.get("text/html", "") for b in shown)
+    assert "送信前の確認（会員ID 1 のメール）" in text
+    assert "リンクの文字と行き先が違います（mailto:h***@example.jp <script>）" in text
+    assert "hanako@" not in text + html and "<script>" not in html
+
+
 def test_show_mail_keeps_a_fence_breaking_value_as_text_and_frames_the_html():
     value = "x\n```\n<script>alert(1)</script>\n```"
     shown: list[dict[str, Any]] = []
