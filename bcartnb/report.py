@@ -28,6 +28,7 @@ Japanese font, and without one every 都道府県 label would be a row of boxes 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import html
 import importlib.util
@@ -947,7 +948,14 @@ def show_report(
     doc = from_run(plan, summary, params, scheduled_at=scheduled_at, ledger_usage=ledger_usage)
     if not summary.dry_run:  # what only this run knows, for `bcartnb report ID` later
         notes = {"scheduled_at": doc.scheduled_at, "sender": doc.sender, "subject": doc.subject}
-        _write_notes(plan.settings.db, doc.campaign_id, {**notes, "quota": summary.quota})
+        try:
+            _write_notes(plan.settings.db, doc.campaign_id, {**notes, "quota": summary.quota})
+        except OSError as err:  # the mail went out: the report must still be shown
+            doc.notes.append(
+                "`bcartnb report` 用のメモを書き込めませんでした"
+                f"（{err.filename}: {err.strerror}）。あとで書き出すレポートには、"
+                "予定時刻と送信時の差出人が載りません。"
+            )
     for block in report_blocks(doc):
         _display(block, raw=True)
     return record_summary(summary.as_dict())
@@ -1107,9 +1115,13 @@ def export_html(notebook: str | os.PathLike[str] | Any, target: str | os.PathLik
         nb.metadata["title"] = title
     body, _ = _exporter().from_notebook_node(nb)
     out = Path(target)
-    try:
-        out.write_text(body, encoding="utf-8")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:  # whole or not at all, even with two exports of one report at once
+        tmp.write_text(body, encoding="utf-8")
+        os.replace(tmp, out)
     except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise InputError(
             f"{out}: cannot write the report: {err.strerror or err}",
             ja=f"レポートを書き出せません（{out}）。フォルダがあるか、書き込めるかを確かめてください。",
