@@ -1004,12 +1004,15 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
         if record.status in ("sending", "cancelled"):  # no run of it ended with a code
             data["exit_code"] = None
         doc_notes: list[str] = []
-        sample = sendable = unsendable = None
+        sample: dict[str, str] | None = None
+        sendable: pd.DataFrame | None = None
+        unsendable: pd.DataFrame | None = None
         draft_subject: str | None = None
         current = settings if settings.plan else settings.replace(plan=record.plan)
         try:
             spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
             plan = plan_campaign(spec, current, ledger=led, campaign_id=campaign_id)
+            sample = sample_mail(plan)
         except BcartnbError as err:
             why = err.ja or str(err)
             doc_notes.append(
@@ -1018,17 +1021,21 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
             )
         else:
             draft_subject = plan.draft.subject
-            sample, sendable, unsendable = sample_mail(plan), plan.audience.sendable, None
-            unsendable = plan.audience.unsendable
-            if plan.fingerprint != record.fingerprint:
+            sendable, unsendable = plan.audience.sendable, plan.audience.unsendable
+            if plan.fingerprint != record.fingerprint:  # the same parameters: other recipients
                 doc_notes.append(
-                    "会員ファイルかテンプレートが送信したときから変わっています。"
+                    "会員ファイルが送信したときから変わっています（送信先が同じではありません）。"
                     "メールの例と送信できない会員の一覧は、いまのファイルから作りました。"
                 )
     resume = summary.resume_command if record.status in ("unfinished", "sending") else None
+    message = {
+        "cancelled": "このキャンペーンは1通も送る前に取り消されました"
+        "（メール配信上限数を超えた、またはメールを作れなかったため）。",
+        "sending": "このキャンペーンはいま送信中です（この時点の記録です）。",
+    }.get(record.status) or summary.message()
     return CampaignReport(
         summary=_safe_summary(data),
-        message=summary.message(),
+        message=message,
         subject=str(notes.get("subject") or mask_text(draft_subject or _subject_of(record.params))),
         sender=str(notes.get("sender") or _from_shown(settings)),
         plan=record.plan,

@@ -903,6 +903,19 @@ def test_cli_report_to_a_folder_that_does_not_exist_exits_2(tmp_path: Path, smtp
     assert doc.summary["exit_code"] == 0 and doc.resume_command is None
     quota = doc.summary["quota"]
     assert quota["used_after"] - quota["used_before"] == doc.summary["sent"] == 3
+    assert doc.notes == [] and doc.sample is not None
+    # a member added to the file since: still a report, with a note that says so
+    with members.open("a", encoding="utf-8") as f:
+        f.write("3000,新規商事,田中,次郎,new@example.co.jp,東京都,受け取る\n")
+    changed = report.from_ledger(cid, settings)
+    assert (
+        len(changed.notes) == 1
+        and "会員ファイルが送信したときから変わっています" in changed.notes[0]
+    )
+    members.unlink()
+    gone = report.from_ledger(cid, settings)
+    assert gone.sample is None and gone.unsendable is None
+    assert "表示できません" in gone.notes[0] and str(members) in gone.notes[0]
 
 
 # --- the notebook's parameters and settings (issue 14 item 9) -------------------------------
