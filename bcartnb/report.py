@@ -1,8 +1,18 @@
-"""The campaign report: what a reviewer reads in the executed papermill notebook.
+"""The campaign report: the document a reviewer opens after a campaign.
 
 The batch notebook (``notebooks/campaign.ipynb``) is a parameters cell and calls into this
 module, so the report looks the same whoever runs it and is tested here rather than in a
-notebook. Two rules hold for every function:
+notebook. One :class:`CampaignReport` holds what the document says, gathered either from the
+run that just happened (:func:`from_run`, the notebook's :func:`show_report`) or afterwards
+from the ledger (:func:`from_ledger`, ``bcartnb report ID``); :func:`report_blocks` turns it
+into the same outputs both ways, and :func:`export_html` makes the HTML page a reviewer
+opens: the notebook's outputs without its code, prompts, Markdown or checks, through the
+small nbconvert template in ``report_template/`` (JupyterLab's page, CSS inline, and none of
+the scripts it would load from a CDN). The executed notebook stays for whoever wants the code.
+
+What the ledger does not hold (a notebook run's scheduled time, its From and subject, the
+quota it saw) is kept in a JSON file per campaign beside the ledger file
+(:func:`notes_path`); the ledger's schema is left alone. The rules for every function:
 
 * addresses are masked (``t***@example.co.jp``, :func:`mask_address`): a report is passed
   around, a member list is not;
