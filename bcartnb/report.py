@@ -1,8 +1,18 @@
-"""The campaign report: what a reviewer reads in the executed papermill notebook.
+"""The campaign report: the document a reviewer opens after a campaign.
 
 The batch notebook (``notebooks/campaign.ipynb``) is a parameters cell and calls into this
 module, so the report looks the same whoever runs it and is tested here rather than in a
-notebook. Two rules hold for every function:
+notebook. One :class:`CampaignReport` holds what the document says, gathered either from the
+run that just happened (:func:`from_run`, the notebook's :func:`show_report`) or afterwards
+from the ledger (:func:`from_ledger`, ``bcartnb report ID``); :func:`report_blocks` turns it
+into the same outputs both ways, and :func:`export_html` makes the HTML page a reviewer
+opens: the notebook's outputs without its code, prompts, Markdown or checks, through the
+small nbconvert template in ``report_template/`` (JupyterLab's page, CSS inline, and none of
+the scripts it would load from a CDN). The executed notebook stays for whoever wants the code.
+
+What the ledger does not hold (a notebook run's scheduled time, its From and subject, the
+quota it saw) is kept in a JSON file per campaign beside the ledger file
+(:func:`notes_path`); the ledger's schema is left alone. The rules for every function:
 
 * addresses are masked (``t***@example.co.jp``, :func:`mask_address`): a report is passed
   around, a member list is not;
@@ -28,6 +38,7 @@ Japanese font, and without one every 都道府県 label would be a row of boxes 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import html
 import importlib.util
@@ -978,7 +989,14 @@ def show_report(
     doc = from_run(plan, summary, params, scheduled_at=scheduled_at, ledger_usage=ledger_usage)
     if not summary.dry_run:  # what only this run knows, for `bcartnb report ID` later
         notes = {"scheduled_at": doc.scheduled_at, "sender": doc.sender, "subject": doc.subject}
-        _write_notes(plan.settings.db, doc.campaign_id, {**notes, "quota": summary.quota})
+        try:
+            _write_notes(plan.settings.db, doc.campaign_id, {**notes, "quota": summary.quota})
+        except OSError as err:  # the mail went out: the report must still be shown
+            doc.notes.append(
+                "`bcartnb report` 用のメモを書き込めませんでした"
+                f"（{err.filename}: {err.strerror}）。あとで書き出すレポートには、"
+                "予定時刻と送信時の差出人が載りません。"
+            )
     for block in report_blocks(doc):
         _display(block, raw=True)
     return record_summary(summary.as_dict())
@@ -1027,12 +1045,15 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
         if record.status in ("sending", "cancelled"):  # no run of it ended with a code
             data["exit_code"] = None
         doc_notes: list[str] = []
-        sample = sendable = unsendable = None
+        sample: dict[str, str] | None = None
+        sendable: pd.DataFrame | None = None
+        unsendable: pd.DataFrame | None = None
         draft_subject: str | None = None
         current = settings if settings.plan else settings.replace(plan=record.plan)
         try:
             spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
             plan = plan_campaign(spec, current, ledger=led, campaign_id=campaign_id)
+            sample = sample_mail(plan)
         except BcartnbError as err:
             why = err.ja or str(err)
             doc_notes.append(
@@ -1041,17 +1062,21 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
             )
         else:
             draft_subject = plan.draft.subject
-            sample, sendable, unsendable = sample_mail(plan), plan.audience.sendable, None
-            unsendable = plan.audience.unsendable
-            if plan.fingerprint != record.fingerprint:
+            sendable, unsendable = plan.audience.sendable, plan.audience.unsendable
+            if plan.fingerprint != record.fingerprint:  # the same parameters: other recipients
                 doc_notes.append(
-                    "会員ファイルかテンプレートが送信したときから変わっています。"
+                    "会員ファイルが送信したときから変わっています（送信先が同じではありません）。"
                     "メールの例と送信できない会員の一覧は、いまのファイルから作りました。"
                 )
     resume = summary.resume_command if record.status in ("unfinished", "sending") else None
+    message = {
+        "cancelled": "このキャンペーンは1通も送る前に取り消されました"
+        "（メール配信上限数を超えた、またはメールを作れなかったため）。",
+        "sending": "このキャンペーンはいま送信中です（この時点の記録です）。",
+    }.get(record.status) or summary.message()
     return CampaignReport(
         summary=_safe_summary(data),
-        message=summary.message(),
+        message=message,
         subject=str(notes.get("subject") or mask_text(draft_subject or _subject_of(record.params))),
         sender=str(notes.get("sender") or _from_shown(settings)),
         plan=record.plan,
@@ -1138,9 +1163,13 @@ def export_html(notebook: str | os.PathLike[str] | Any, target: str | os.PathLik
         nb.metadata["title"] = title
     body, _ = _exporter().from_notebook_node(nb)
     out = Path(target)
-    try:
-        out.write_text(body, encoding="utf-8")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:  # whole or not at all, even with two exports of one report at once
+        tmp.write_text(body, encoding="utf-8")
+        os.replace(tmp, out)
     except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise InputError(
             f"{out}: cannot write the report: {err.strerror or err}",
             ja=f"レポートを書き出せません（{out}）。フォルダがあるか、書き込めるかを確かめてください。",

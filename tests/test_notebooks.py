@@ -7,6 +7,7 @@ isolation fixture's monkeypatch) before executing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -237,6 +238,14 @@ def test_make_demo_sends_to_the_sink_and_writes_the_report(tmp_path: Path):
     summary = read_summary(reports[0])
     assert summary["sent"] > 0 and summary["failed"] == 0
     assert reports[0].name == f"campaign-{summary['campaign_id']}.ipynb"
+    # the injected parameters read as written (papermill alone would write \\uXXXX escapes)
+    (injected,) = [
+        "".join(c["source"])
+        for c in json.loads(reports[0].read_text(encoding="utf-8"))["cells"]
+        if "injected-parameters" in c["metadata"].get("tags", [])
+    ]
+    assert "'東京都'" in injected and "HTMLニュースレター" in injected
+    assert "\\u" not in injected
     html = reports[0].with_suffix(".html")
     assert "メール送信を完了いたしました。" in html.read_text(encoding="utf-8")
     mails = list((tmp_path / "demo-out" / "Maildir" / "new").iterdir())

@@ -847,6 +847,21 @@ def test_cli_report_exports_any_campaign_from_the_ledger(tmp_path: Path, smtp_se
     once = target.read_text(encoding="utf-8")
     assert _cli("report", cid, env=env, cwd=tmp_path).returncode == 0
     assert target.read_text(encoding="utf-8") == once
+    # twice at once, into the same file: both succeed and the file is whole
+    both = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bcartnb", "report", cid, "--out", "same.html"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    for p in both:
+        p.communicate(timeout=180)
+    assert [p.returncode for p in both] == [0, 0]
+    assert (tmp_path / "same.html").read_text(encoding="utf-8") == once
     page = _load(target)
     _assert_a_document(page)
     assert "見本商事 <s***@example.co.jp>" in page.text
@@ -907,6 +922,9 @@ def test_cli_report_to_a_folder_that_does_not_exist_exits_2(tmp_path: Path, smtp
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("bcartnb: error: 入力のエラー: レポートを書き出せません")
+    at_a_folder = _cli("report", cid, "--out", str(tmp_path), env=env, cwd=tmp_path)
+    assert at_a_folder.returncode == 2 and "Traceback" not in at_a_folder.stderr
+    assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
     # what the document says of it, straight from the ledger: the bar labelled by date and subject
     doc = report.from_ledger(cid, settings)
     with Ledger.open(tmp_path / "l.db") as led:
@@ -917,6 +935,19 @@ def test_cli_report_to_a_folder_that_does_not_exist_exits_2(tmp_path: Path, smtp
     assert doc.summary["exit_code"] == 0 and doc.resume_command is None
     quota = doc.summary["quota"]
     assert quota["used_after"] - quota["used_before"] == doc.summary["sent"] == 3
+    assert doc.notes == [] and doc.sample is not None
+    # a member added to the file since: still a report, with a note that says so
+    with members.open("a", encoding="utf-8") as f:
+        f.write("3000,新規商事,田中,次郎,new@example.co.jp,東京都,受け取る\n")
+    changed = report.from_ledger(cid, settings)
+    assert (
+        len(changed.notes) == 1
+        and "会員ファイルが送信したときから変わっています" in changed.notes[0]
+    )
+    members.unlink()
+    gone = report.from_ledger(cid, settings)
+    assert gone.sample is None and gone.unsendable is None
+    assert "表示できません" in gone.notes[0] and str(members) in gone.notes[0]
 
 
 # --- the notebook's parameters and settings (issue 14 item 9) -------------------------------
