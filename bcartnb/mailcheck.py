@@ -558,8 +558,14 @@ def _leftovers(subject: str, text: str, html: str | None) -> list[Finding]:
 
 
 def _show(value: str) -> str:
-    """A value for a one-line detail: controls escaped, cut at a readable length."""
+    """A value for a one-line detail: controls and lone surrogates (which no output can
+    encode) escaped, cut at a readable length."""
     shown = "".join(
-        f"\\x{ord(c):02x}" if (ord(c) < 32 or 0x7F <= ord(c) <= 0x9F) else c for c in value
+        f"\\x{ord(c):02x}"
+        if (ord(c) < 32 or 0x7F <= ord(c) <= 0x9F)
+        else f"\\u{ord(c):04x}"
+        if 0xD800 <= ord(c) <= 0xDFFF
+        else c
+        for c in value
     )
     return shown if len(shown) <= _DETAIL_MAX else shown[: _DETAIL_MAX - 1] + "…"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from smtp_servers import TestServer
 
@@ -271,8 +271,13 @@ def test_hostile_html_is_read_as_a_mail_client_reads_it() -> None:
     assert "a\\x01b" in check(html=CLEAN_HTML + "<img src='a\x01b'>")[0].detail
 
 
+ANY_TEXT = st.text(st.characters(exclude_categories=()))  # lone surrogates included
+HTMLISH = st.text("<>/=\"' &#;:ahimgrefsclt\x00")
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.text(), st.text(), st.text(), st.text())
+@given(ANY_TEXT, ANY_TEXT, st.one_of(ANY_TEXT, HTMLISH), ANY_TEXT)
+@example("", "\ud800", "<img src='\udfff'><a href='\ud800'>a\ud800.example</a>", "名\udc00")
 def test_checks_never_raise_on_arbitrary_text(
     subject: str, text: str, html: str, name: str
 ) -> None:
@@ -281,7 +286,9 @@ def test_checks_never_raise_on_arbitrary_text(
         check_parts(subject, text, None, sender_name=name, charset="iso-2022-jp"),
     ):
         assert [f.code for f in found] == sorted(codes(found), key=CODES.index)
-        assert all("\n" not in f.detail for f in found)
+        for f in found:
+            assert "\n" not in f.detail and "\r" not in f.detail
+            str(f).encode("utf-8")  # printable and JSON-able, whatever came in
 
 
 def test_format_findings_for_the_command_line() -> None:
