@@ -257,6 +257,25 @@ def test_hostile_html_never_breaks_the_checks(html: str) -> None:
         assert len(f.detail) < 1000
 
 
+LONG_LINES = {
+    "letters": "a" * 200_000,
+    "dots": "a." * 100_000,
+    "at and dots": "a@" + "b." * 100_000 + "@",
+    "ats": "a@" * 100_000,
+    "digits and hyphens": "0-" * 100_000,
+    "a URL": "https://" + "a" * 200_000,
+}
+
+
+@pytest.mark.parametrize("line", LONG_LINES.values(), ids=LONG_LINES.keys())
+def test_a_long_line_is_checked_in_linear_time(line: str) -> None:
+    """No pattern backtracks over a line: a quadratic one took a minute on 100,000 letters."""
+    html = f"<p>{line}</p><a href='mailto:{line}'>{line}</a><a href='http://x.example/'>{line}</a>"
+    started = time.monotonic()
+    check(text=line, html=html)
+    assert time.monotonic() - started < 15
+
+
 def test_hostile_html_is_read_as_a_mail_client_reads_it() -> None:
     assert codes(check(html=CLEAN_HTML + HOSTILE["entities in href"])) == ["link_text_mismatch"]
     assert "http://evil.example/" in check(html=CLEAN_HTML + HOSTILE["entities in href"])[0].detail
