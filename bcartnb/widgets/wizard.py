@@ -181,7 +181,9 @@ class Wizard:
             if kw and self._index is None:
                 self._index = KeywordIndex(self.members)  # once: normalising is the slow part
             base = self.members[self._index.mask(kw)] if kw and self._index else self.members
-            return build_audience(base, flt or None)
+            return build_audience(
+                base, flt or None, suppressed=campaign.suppressed_addresses(self.settings)
+            )
 
         found = self.status.run(search, self.controls, busy="絞込中です…")
         if found is None:
@@ -217,7 +219,11 @@ class Wizard:
         def counts() -> tuple[QuotaStatus, Audience]:
             quota = campaign.quota_status(self.settings)
             audience = build_audience(
-                self.members, self._filter or None, list(self._checked) or None, opt_in
+                self.members,
+                self._filter or None,
+                list(self._checked) or None,
+                opt_in,
+                campaign.suppressed_addresses(self.settings),
             )
             return quota, audience
 
