@@ -279,7 +279,12 @@ def _html_part(tree: LexborHTMLParser) -> _Part:
 # --- 特定電子メール法 ---------------------------------------------------------------------
 
 _URL_RE = re.compile(r"https?://[^\s<>\"'（）「」、。]+", re.IGNORECASE)
-_MAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+# Every pattern searched in free text is linear, however long a line (a mail may hold a
+# megabyte without a space): a match may only start where a run of its characters starts
+# (the lookbehind), and possessive quantifiers never give back what they took.
+_MAIL_RE = re.compile(
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]++@[A-Za-z0-9\-]++(?:\.[A-Za-z0-9\-]++)++"
+)
 _OPT_OUT_RE = re.compile(
     r"配信停止|配信の停止|配信を停止|配信解除|配信の解除|配信を解除|受信拒否|購読解除|購読の解除|"
     r"購読を解除|登録解除|登録の解除|メール停止|受け取らない|unsubscribe|opt-?out|オプトアウト",
@@ -448,10 +453,10 @@ def _images(tree: LexborHTMLParser) -> list[Finding]:
 
 
 _URLISH_RE = re.compile(
-    r"(?:[a-z][a-z0-9+.\-]*://|www\.)\S+|[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}(?:[/?#]\S*)?",
+    r"(?:[a-z][a-z0-9+.\-]*+://|www\.)\S+|[a-z0-9\-]++(?:\.[a-z0-9\-]++)*\.[a-z]{2,}(?:[/?#]\S*)?",
     re.IGNORECASE,
 )
-_MAILISH_RE = re.compile(r"(?:mailto:)?[^\s@]+@[^\s@]+\.[^\s@]+", re.IGNORECASE)
+_MAILISH_RE = re.compile(r"(?:mailto:)?[^\s@]++@[^\s@.]++(?:\.[^\s@.]++)++", re.IGNORECASE)
 _URL_JUNK_RE = re.compile(r"[\t\n\r]")
 _UNSAFE_SCHEMES = ("javascript", "vbscript", "data", "file")
 
@@ -558,8 +563,14 @@ def _leftovers(subject: str, text: str, html: str | None) -> list[Finding]:
 
 
 def _show(value: str) -> str:
-    """A value for a one-line detail: controls escaped, cut at a readable length."""
+    """A value for a one-line detail: controls and lone surrogates (which no output can
+    encode) escaped, cut at a readable length."""
     shown = "".join(
-        f"\\x{ord(c):02x}" if (ord(c) < 32 or 0x7F <= ord(c) <= 0x9F) else c for c in value
+        f"\\x{ord(c):02x}"
+        if (ord(c) < 32 or 0x7F <= ord(c) <= 0x9F)
+        else f"\\u{ord(c):04x}"
+        if 0xD800 <= ord(c) <= 0xDFFF
+        else c
+        for c in value
     )
     return shown if len(shown) <= _DETAIL_MAX else shown[: _DETAIL_MAX - 1] + "…"

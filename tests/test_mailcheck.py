@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from smtp_servers import TestServer
 
@@ -257,6 +257,25 @@ def test_hostile_html_never_breaks_the_checks(html: str) -> None:
         assert len(f.detail) < 1000
 
 
+LONG_LINES = {
+    "letters": "a" * 200_000,
+    "dots": "a." * 100_000,
+    "at and dots": "a@" + "b." * 100_000 + "@",
+    "ats": "a@" * 100_000,
+    "digits and hyphens": "0-" * 100_000,
+    "a URL": "https://" + "a" * 200_000,
+}
+
+
+@pytest.mark.parametrize("line", LONG_LINES.values(), ids=LONG_LINES.keys())
+def test_a_long_line_is_checked_in_linear_time(line: str) -> None:
+    """No pattern backtracks over a line: a quadratic one took a minute on 100,000 letters."""
+    html = f"<p>{line}</p><a href='mailto:{line}'>{line}</a><a href='http://x.example/'>{line}</a>"
+    started = time.monotonic()
+    check(text=line, html=html)
+    assert time.monotonic() - started < 15
+
+
 def test_hostile_html_is_read_as_a_mail_client_reads_it() -> None:
     assert codes(check(html=CLEAN_HTML + HOSTILE["entities in href"])) == ["link_text_mismatch"]
     assert "http://evil.example/" in check(html=CLEAN_HTML + HOSTILE["entities in href"])[0].detail
@@ -271,8 +290,13 @@ def test_hostile_html_is_read_as_a_mail_client_reads_it() -> None:
     assert "a\\x01b" in check(html=CLEAN_HTML + "<img src='a\x01b'>")[0].detail
 
 
+ANY_TEXT = st.text(st.characters(exclude_categories=()))  # lone surrogates included
+HTMLISH = st.text("<>/=\"' &#;:ahimgrefsclt\x00")
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.text(), st.text(), st.text(), st.text())
+@given(ANY_TEXT, ANY_TEXT, st.one_of(ANY_TEXT, HTMLISH), ANY_TEXT)
+@example("", "\ud800", "<img src='\udfff'><a href='\ud800'>a\ud800.example</a>", "名\udc00")
 def test_checks_never_raise_on_arbitrary_text(
     subject: str, text: str, html: str, name: str
 ) -> None:
@@ -281,7 +305,9 @@ def test_checks_never_raise_on_arbitrary_text(
         check_parts(subject, text, None, sender_name=name, charset="iso-2022-jp"),
     ):
         assert [f.code for f in found] == sorted(codes(found), key=CODES.index)
-        assert all("\n" not in f.detail for f in found)
+        for f in found:
+            assert "\n" not in f.detail and "\r" not in f.detail
+            str(f).encode("utf-8")  # printable and JSON-able, whatever came in
 
 
 def test_format_findings_for_the_command_line() -> None:
