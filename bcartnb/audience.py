@@ -6,7 +6,9 @@ each unsendable member carries exactly one reason, decided in this order:
 1. ``empty_address``      メールアドレスが空欄
 2. ``invalid_address``    B-Cart が登録できない文字を含む、または形式が正しくないアドレス
 3. ``not_opted_in``       メール案内が「受け取る」でない (only with ``opt_in_only``)
-4. ``duplicate_address``  同じアドレスの会員が先にいる (one mail per address)
+4. ``suppressed``         配信停止・不達: on the ledger's suppression list (an unsubscribe,
+                          a complaint, a bounce or the shop's own entry)
+5. ``duplicate_address``  同じアドレスの会員が先にいる (one mail per address)
 
 The first member in file order keeps a shared address; addresses compare trimmed and
 ignoring case. No member is left out for its 状態 (e.g. 停止): that is a filter's job
@@ -16,7 +18,7 @@ ignoring case. No member is left out for its 状態 (e.g. 停止): that is a fil
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -42,6 +44,7 @@ REASONS: Final[tuple[str, ...]] = (
     "empty_address",
     "invalid_address",
     "not_opted_in",
+    "suppressed",
     "duplicate_address",
 )
 #: 送信できない理由, as the confirmation screen and the report say it.
@@ -49,6 +52,7 @@ REASON_LABELS: Final[Mapping[str, str]] = {
     "empty_address": "メールアドレスが空欄",
     "invalid_address": "登録できないメールアドレス",
     "not_opted_in": "メール案内を受け取らない",
+    "suppressed": "配信停止・不達",
     "duplicate_address": "メールアドレスの重複",
 }
 
@@ -96,8 +100,12 @@ def build_audience(
     filter: Mapping[str, Any] | None = None,
     checked: Sequence[int] | None = None,
     opt_in_only: bool = False,
+    suppressed: Collection[str] = (),
 ) -> Audience:
     """Filter, select (all results or the checked ids) and sort members into sendable or not.
+
+    ``suppressed`` is the ledger's suppression list (lower-cased addresses, as
+    :meth:`~bcartnb.ledger.Ledger.suppressed_addresses` gives it).
 
     Raises :class:`~bcartnb.exceptions.FilterError` for a bad filter and
     :class:`~bcartnb.exceptions.SelectionError` for a checked id outside the result.
@@ -114,6 +122,11 @@ def build_audience(
             raise FilterError("opt-in only (メール案内) needs the mm_flag column in the members")
         opted = selected["mm_flag"].to_numpy(dtype=bool, na_value=False)
         codes[(codes == 0) & ~opted] = 1 + REASONS.index("not_opted_in")
+    if suppressed:
+        # valid means ASCII (see above for duplicates): ascii_lower matches the list's keys
+        listed = pc.is_in(pc.ascii_lower(trimmed), value_set=pa.array(sorted(suppressed)))
+        listed = listed.fill_null(False).to_numpy(zero_copy_only=False)
+        codes[(codes == 0) & listed] = 1 + REASONS.index("suppressed")
     open_ = np.flatnonzero(codes == 0)
     if len(open_):
         # sendable so far means valid, and valid means ASCII: ascii_lower is enough

@@ -63,6 +63,7 @@ __all__ = [
     "run",
     "send",
     "send_test",
+    "suppressed_addresses",
 ]
 
 CAMPAIGN_KEYS = (
@@ -244,8 +245,21 @@ class CampaignPlan:
 
     @property
     def fingerprint(self) -> str:
-        """The campaign's identity: its parameters and its recipients."""
-        return fingerprint(self.spec.to_params(), self.recipients)
+        """The campaign's identity: its parameters and its recipients.
+
+        Members held back as ``suppressed`` count as recipients here: an unsubscribe that
+        arrives between an interrupted run and its re-run must not turn the re-run into a
+        new campaign that mails everyone again. The continued campaign withholds them
+        instead (:meth:`~bcartnb.ledger.Ledger.withhold_suppressed`).
+        """
+        held = self.audience.unsendable
+        held = held[held["reason"] == "suppressed"]
+        extra = zip(
+            (int(i) for i in held["id"].tolist()),
+            (str(a) for a in held["email"].tolist()),
+            strict=True,
+        )
+        return fingerprint(self.spec.to_params(), [*self.recipients, *extra])
 
     def with_id(self, campaign_id: str) -> CampaignPlan:
         """The same plan under another campaign id (the one the ledger's claim gave).
@@ -336,19 +350,20 @@ def plan_campaign(
     plan = resolve_plan(settings.plan)
     frame = members if members is not None else read_members(spec.members)
     spec = resolve_segment(spec, settings, frame.columns)
-    audience = build_audience(
-        frame, spec.filter or None, list(spec.checked) or None, spec.opt_in_only
-    )
-    draft = build_draft(spec, settings)
-    cid = campaign_id or new_campaign_id(now)
-    composer = Composer(draft, settings, cid, columns=frame.columns)
     own = ledger is None
     led = ledger if ledger is not None else Ledger.open(settings.db)
     try:
         quota = led.usage(plan, now=now)
+        suppressed = led.suppressed_addresses()
     finally:
         if own:
             led.close()
+    audience = build_audience(
+        frame, spec.filter or None, list(spec.checked) or None, spec.opt_in_only, suppressed
+    )
+    draft = build_draft(spec, settings)
+    cid = campaign_id or new_campaign_id(now)
+    composer = Composer(draft, settings, cid, columns=frame.columns)
     return CampaignPlan(
         spec=spec,
         settings=settings,
@@ -561,3 +576,15 @@ def quota_status(settings: Settings, *, ledger: Ledger | None = None) -> QuotaSt
         )
     with _ledger(settings, ledger) as led:
         return led.usage(settings.plan)
+
+
+def suppressed_addresses(settings: Settings, *, ledger: Ledger | None = None) -> frozenset[str]:
+    """The suppression list, for the faces that sort members themselves (the wizard's
+    search, ``bcartnb members``), so every face holds back the same members.
+
+    A ledger file that does not exist yet means an empty list: looking never creates one.
+    """
+    if ledger is None and not Path(settings.db).expanduser().exists():
+        return frozenset()
+    with _ledger(settings, ledger) as led:
+        return led.suppressed_addresses()

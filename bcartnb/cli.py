@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from bcartnb import __version__
 from bcartnb.exceptions import BcartnbError
+from bcartnb.ledger.schema import SUPPRESSION_REASONS
 
 __all__ = ["main"]
 
@@ -58,7 +59,16 @@ def _cmd_members(args: argparse.Namespace) -> int:
         if bad:
             raise SelectionError(f"--checked: {bad[0]!r} is not a member id (a whole number)")
         checked = [int(item) for item in items]
-    audience = build_audience(read_members(args.members), flt, checked, args.opt_in_only)
+    from bcartnb.campaign import suppressed_addresses
+    from bcartnb.settings import load_settings
+
+    audience = build_audience(
+        read_members(args.members),
+        flt,
+        checked,
+        args.opt_in_only,
+        suppressed_addresses(load_settings()),
+    )
     if args.json:
         _print_json(audience.summary())
     else:
@@ -299,6 +309,69 @@ def _cmd_sink(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_suppressions(args: argparse.Namespace) -> int:
+    from bcartnb.hygiene.export import export_bcart_csv
+    from bcartnb.ledger import Ledger
+    from bcartnb.members import read_members
+
+    with Ledger.open() as ledger:
+        listed = ledger.suppressions()
+    if args.export_bcart is not None:
+        members = read_members(args.members) if args.members else None
+        done = export_bcart_csv(listed, args.export_bcart, members=members)
+        print(
+            f"B-Cart 用の会員CSVを書き出しました: {done.path}"
+            f"（{len(done.member_ids):,} 件、メール案内 = 受け取らない）"
+        )
+        if done.without_id:
+            print(
+                f"注意: 会員IDがわからないアドレス {len(done.without_id):,} 件は書き出していません"
+                "（--members で会員ファイルを指定すると探します）",
+                file=sys.stderr,
+            )
+        return 0
+    if args.json:
+        _print_json([s.to_dict() for s in listed])
+        return 0
+    if not listed:
+        print("配信停止リストは空です。")
+        return 0
+    from bcartnb.delivery.summary import mask_address
+
+    print(f"配信停止リスト: {len(listed):,} 件")
+    for s in listed:
+        who = f" 会員ID {s.member_id}" if s.member_id is not None else ""
+        print(f"  {mask_address(s.address)}  {s.label}  {s.since:%Y-%m-%d}から {s.count:,} 回{who}")
+    return 0
+
+
+def _cmd_suppress(args: argparse.Namespace) -> int:
+    from bcartnb.ledger import Ledger
+
+    with Ledger.open() as ledger:
+        new = ledger.suppress(args.address, args.reason, source="cli", member_id=args.member_id)
+        row = ledger.suppression(args.address)
+    assert row is not None
+    if new:
+        print(f"配信停止リストに追加しました: {row.address}（{row.label}）")
+    else:
+        print(f"すでに配信停止リストにあります: {row.address}（{row.label}、{row.count:,} 回）")
+    return 0
+
+
+def _cmd_unsuppress(args: argparse.Namespace) -> int:
+    from bcartnb.ledger import Ledger, normalize_address
+
+    with Ledger.open() as ledger:
+        gone = ledger.unsuppress(args.address)
+    address = normalize_address(args.address)
+    if gone:
+        print(f"配信停止リストから外しました: {address}")
+    else:
+        print(f"配信停止リストにありません（変更なし）: {address}")
+    return 0
+
+
 # --- parser ------------------------------------------------------------------------------
 
 
@@ -386,6 +459,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delete", metavar="NAME", default=None, help="delete the segment NAME")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_segments)
+
+    p = sub.add_parser(
+        "suppressions",
+        help="配信停止リスト（不達・配信停止・苦情）を表示、または B-Cart 用CSVに書き出す",
+    )
+    p.add_argument("--json", action="store_true", help="JSON で出力")
+    p.add_argument(
+        "--export-bcart",
+        metavar="FILE.csv",
+        default=None,
+        help="B-Cart の会員インポート用CSV（会員ID, メール案内 = 受け取らない）を書き出す",
+    )
+    p.add_argument(
+        "--members",
+        metavar="MEMBERS.csv",
+        default=None,
+        help="会員IDのわからないアドレスを、この会員ファイルで探す（--export-bcart と使う）",
+    )
+    p.set_defaults(func=_cmd_suppressions)
+
+    p = sub.add_parser("suppress", help="アドレスを配信停止リストに追加する")
+    p.add_argument("address", help="メールアドレス")
+    p.add_argument(
+        "--reason",
+        default="manual",
+        choices=SUPPRESSION_REASONS,
+        help="理由（既定: manual）",
+    )
+    p.add_argument("--member-id", type=int, default=None, help="会員ID（わかれば）")
+    p.set_defaults(func=_cmd_suppress)
+
+    p = sub.add_parser("unsuppress", help="アドレスを配信停止リストから外す")
+    p.add_argument("address", help="メールアドレス")
+    p.set_defaults(func=_cmd_unsuppress)
 
     p = sub.add_parser("sink", help="run the embedded SMTP sink that stores mail in a Maildir")
     p.add_argument("--port", type=int, default=8025)

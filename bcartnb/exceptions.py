@@ -12,7 +12,8 @@ context (file, row, column, host:port) is in the message and the cause in ``__ca
     │   ├── SelectionError            checked ids outside the search result
     │   ├── SettingsError             bcartnb.toml, environment, campaign file keys
     │   ├── TemplateError             template store and rendering: names template, line, field
-    │   └── ComposeError              a mail that cannot be built (encoding, header injection)
+    │   ├── ComposeError              a mail that cannot be built (encoding, header injection)
+    │   └── HygieneError              the suppression list: a bad address, reason or mailbox
     ├── QuotaError
     │   ├── QuotaExceededError        exit 3: the campaign does not fit in this month's cap
     │   └── LedgerError               the SQLite ledger is corrupt, locked or from a newer schema
@@ -31,6 +32,7 @@ __all__ = [
     "ComposeError",
     "DeliveryError",
     "FilterError",
+    "HygieneError",
     "IncompleteError",
     "InputError",
     "LedgerError",
@@ -101,6 +103,12 @@ class ComposeError(InputError):
     """A mail cannot be built for a member: an unencodable character, a CR/LF in a header."""
 
     heading = "メール作成のエラー"
+
+
+class HygieneError(InputError):
+    """The suppression list or a bounce mailbox was given something it cannot take."""
+
+    heading = "配信停止リストのエラー"
 
 
 class QuotaError(BcartnbError):

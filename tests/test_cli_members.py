@@ -50,6 +50,7 @@ def test_json_summary_is_the_contract(
             "empty_address": 1,
             "invalid_address": 1,
             "not_opted_in": 0,
+            "suppressed": 0,
             "duplicate_address": 1,
         },
     }

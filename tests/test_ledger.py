@@ -158,7 +158,7 @@ def test_new_ledger_is_wal_versioned_and_marked_ours(db: Path) -> None:
     Ledger.open(db).close()
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     conn.close()
 
@@ -1593,7 +1593,7 @@ def test_migrating_from_version_1_keeps_the_data(db: Path) -> None:
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "deliveries_state" not in indexes
     assert "campaigns_one_open_per_fingerprint" in indexes
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
 
 
@@ -1632,7 +1632,7 @@ def test_migrating_from_version_2_maps_every_old_status(db: Path) -> None:
         claim = led.claim(fingerprint="same", plan="light", params={}, recipients=[])
         assert claim == Claim("new", True)
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("SELECT count(*) FROM reservations").fetchone()[0] == 1  # ours, just now
     # the partial unique index: no second unfinished campaign with the same fingerprint …
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):

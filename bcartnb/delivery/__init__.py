@@ -151,6 +151,7 @@ def deliver(
     cid = plan.campaign_id
     sending = False
     try:
+        ledger.withhold_suppressed(cid)  # unsubscribed since the campaign began: honoured
         todo = ledger.to_send(cid, resend_uncertain=resend_uncertain)
         units = sum(1 for r in todo if r.state in COUNTED_FROM)
         sendable = plan.audience.sendable
@@ -249,6 +250,7 @@ def _run(
                 for round_no in range(1, opts.retries + 1):
                     if sender.fatal is not None:
                         break
+                    led.withhold_suppressed(cid)
                     deferred = led.deferred(cid)
                     if not deferred:
                         break

@@ -63,8 +63,10 @@ def quota_dict(status: QuotaStatus, used_after: int) -> dict[str, Any]:
 class DeliverySummary:
     """What a run did; :meth:`as_dict` holds the contract's JSON keys and a few more.
 
-    The counts (``sent``, ``failed``, ``pending``, ``deferred``, ``uncertain``) are the whole
-    campaign's after this run, resumes included; ``sent_now`` is this run's share.
+    The counts (``sent``, ``failed``, ``pending``, ``deferred``, ``uncertain``, ``withheld``)
+    are the whole campaign's after this run, resumes included; ``sent_now`` is this run's
+    share. ``withheld``: mails not sent because their address was suppressed (an unsubscribe,
+    a bounce) after the campaign began.
     ``stopped`` / ``stopped_ja`` say why a run ended before its campaign was finished.
     """
 
@@ -81,6 +83,7 @@ class DeliverySummary:
     uncertain: list[tuple[int, str]] = field(default_factory=list)
     pending: int = 0
     deferred: int = 0
+    withheld: int = 0
     sent_now: int = 0
     admin_copy: str | None = None
     failures: list[tuple[int, str, int | None, str]] = field(default_factory=list)
@@ -109,6 +112,7 @@ class DeliverySummary:
             failed=record.failed,
             pending=record.journal.get("pending", 0),
             deferred=record.journal.get("deferred", 0),
+            withheld=record.journal.get("withheld", 0),
             uncertain=uncertain,
             admin_copy=record.admin_copy,
             quota=quota,
@@ -161,6 +165,7 @@ class DeliverySummary:
             "deferred": self.deferred,
             "uncertain": len(self.uncertain),
             "pending": self.pending,
+            "withheld": self.withheld,
             "sent_now": self.sent_now,
             "admin_copy": self.admin_copy,
             "quota": dict(self.quota),
@@ -183,6 +188,8 @@ class DeliverySummary:
             f"送信件数 {self.sendable:,} / 送信できない件数 {self.unsendable:,} / "
             f"送信済み {self.sent:,} / 失敗 {self.failed:,}"
         )
+        if self.withheld:
+            counts += f" / 配信停止のため送らなかった {self.withheld:,}"
         if self.left and not self.dry_run:
             counts += (
                 f" / 残り {self.left:,}（未送信 {self.pending:,}・再試行待ち {self.deferred:,}"

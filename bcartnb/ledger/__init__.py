@@ -12,6 +12,8 @@ full cap). One :class:`Ledger` object, built from one module per concern:
 :mod:`~bcartnb.ledger.journal`            the mail state machine and the send loop's step
 :mod:`~bcartnb.ledger.campaigns`          claims and the campaign lifecycle, history,
                                           test sends and the admin copy
+:mod:`~bcartnb.ledger.suppressions`       the suppression list, the bounces and
+                                          unsubscribes behind it, the B-Cart write-back
 ========================================  ==================================================
 
 Tables (schema version :data:`SCHEMA_VERSION` in ``PRAGMA user_version``; the file is
@@ -20,7 +22,9 @@ row per campaign: id, who, plan, fingerprint, parameters, counts, status, admin 
 ``deliveries`` (the journal: one row per campaign and member), ``usage`` ((month, campaign)
 → counted mails: the quota is a SUM over a handful of rows, so checking it costs the same
 with a million past deliveries), ``reservations`` (the running campaigns' claims and held
-units) and ``sends`` (test sends and admin copies: recorded, never counted).
+units), ``sends`` (test sends and admin copies: recorded, never counted),
+``suppressions`` (addresses never to mail again), ``hygiene_events`` (every bounce,
+unsubscribe and complaint seen, once) and ``bcart_pushes`` (changes B-Cart accepted).
 
 How the conductor (:mod:`bcartnb.campaign`) and the send loop use it::
 
@@ -51,29 +55,46 @@ from bcartnb.ledger.schema import (
     DELIVERY_STATES,
     MIGRATIONS,
     SCHEMA_VERSION,
+    SUPPRESSION_REASONS,
     Migration,
+)
+from bcartnb.ledger.suppressions import (
+    BCART_FIELDS,
+    BcartChange,
+    HygieneEvent,
+    RecordOutcome,
+    Suppression,
+    Suppressions,
+    normalize_address,
 )
 
 __all__ = [
     "APPLICATION_ID",
+    "BCART_FIELDS",
     "CAMPAIGN_STATUSES",
     "CAMPAIGN_TRANSITIONS",
     "DELIVERY_STATES",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "SUPPRESSION_REASONS",
     "TRANSITIONS",
+    "BcartChange",
     "CampaignRecord",
     "Claim",
     "DeliveryResult",
+    "HygieneEvent",
     "Ledger",
     "Migration",
     "Recipient",
+    "RecordOutcome",
+    "Suppression",
     "fingerprint",
     "new_campaign_id",
+    "normalize_address",
 ]
 
 
-class Ledger(Campaigns):
+class Ledger(Campaigns, Suppressions):
     """The quota counter, send history and mail journal in one SQLite file.
 
     Open with :meth:`Ledger.open`; usable as a context manager; safe to share between the

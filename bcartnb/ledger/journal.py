@@ -13,6 +13,8 @@
                           sending       └──────────────────────────► uncertain
     uncertain ──deliberate resend (counts 1 again)──► sending
 
+    pending | deferred | uncertain ──address suppressed since (counts nothing)──► withheld
+
 Every change of a row's state goes through :func:`transition`, which refuses (changing
 nothing) a move the table :data:`TRANSITIONS` does not allow or a row that is not in the
 state its caller believes. A mail counts in the quota once, when it is first handed to the
@@ -54,6 +56,7 @@ TRANSITIONS: Mapping[str, tuple[str, ...]] = {
     "deferred": ("sending", "uncertain"),
     "uncertain": ("sending",),
     "unsent": ("sending", "uncertain"),
+    "withheld": ("pending", "deferred", "uncertain"),
 }
 #: A hand-over from these states counts one unit (a retry of a deferred mail counts nothing).
 COUNTED_FROM = ("pending", "uncertain")

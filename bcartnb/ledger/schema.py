@@ -16,6 +16,7 @@ __all__ = [
     "DELIVERY_STATES",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "SUPPRESSION_REASONS",
     "Migration",
 ]
 
@@ -24,7 +25,10 @@ APPLICATION_ID = 0x62636E62
 #: A campaign's lifecycle (see :mod:`bcartnb.ledger.campaigns`).
 CAMPAIGN_STATUSES = ("sending", "unfinished", "done", "cancelled")
 #: A mail's states (see :mod:`bcartnb.ledger.journal`).
-DELIVERY_STATES = ("pending", "sending", "sent", "failed", "deferred", "uncertain")
+DELIVERY_STATES = ("pending", "sending", "sent", "failed", "deferred", "uncertain", "withheld")
+#: Why an address is on the suppression list (see :mod:`bcartnb.ledger.suppressions`).
+SUPPRESSION_REASONS = ("hard_bounce", "soft_bounce", "unsubscribed", "complaint", "manual")
+_V3_STATES = ("pending", "sending", "sent", "failed", "deferred", "uncertain")
 
 #: One migration step: called inside the upgrade transaction with the connection.
 Migration = Callable[[sqlite3.Connection], None]
@@ -155,7 +159,7 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         campaign_id TEXT NOT NULL REFERENCES campaigns (campaign_id),
         member_id INTEGER NOT NULL,
         address TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN {DELIVERY_STATES!r}),
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN {_V3_STATES!r}),
         handed_from TEXT,
         attempts INTEGER NOT NULL DEFAULT 0,
         counted_month TEXT,
@@ -201,5 +205,81 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM reservations")  # held by version 2 runs: their rows are uncertain
 
 
-MIGRATIONS: tuple[Migration, ...] = (_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3)
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """List hygiene: the suppression list, the events it is built from, and ``withheld`` mails.
+
+    ``suppressions`` holds one row per address (lower-cased: addresses compare ignoring case)
+    that must not be mailed, with why and since when. ``hygiene_events`` keeps every bounce,
+    unsubscribe and complaint seen, keyed by where it came from (a bounce's Message-ID, a
+    token), so reading the same mailbox twice changes nothing, and soft bounces can be
+    counted over a window. ``bcart_pushes`` records each change written back to B-Cart, so
+    a second push sends nothing again. A mail whose address was suppressed after its
+    campaign began is ``withheld``: final, never sent (SQLite changes a CHECK by rebuilding).
+    """
+    conn.execute(
+        f"""CREATE TABLE deliveries_v4 (
+        campaign_id TEXT NOT NULL REFERENCES campaigns (campaign_id),
+        member_id INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN {DELIVERY_STATES!r}),
+        handed_from TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        counted_month TEXT,
+        code INTEGER,
+        message TEXT,
+        sending_at TEXT,
+        result_at TEXT,
+        PRIMARY KEY (campaign_id, member_id)
+    ) WITHOUT ROWID"""
+    )
+    conn.execute("INSERT INTO deliveries_v4 SELECT * FROM deliveries")
+    conn.execute("DROP TABLE deliveries")
+    conn.execute("ALTER TABLE deliveries_v4 RENAME TO deliveries")
+    conn.execute(
+        f"""CREATE TABLE suppressions (
+        address TEXT PRIMARY KEY,
+        reason TEXT NOT NULL CHECK (reason IN {SUPPRESSION_REASONS!r}),
+        source TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1),
+        campaign_id TEXT,
+        member_id INTEGER,
+        detail TEXT
+    ) WITHOUT ROWID"""
+    )
+    conn.execute(
+        f"""CREATE TABLE hygiene_events (
+        event_key TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN {SUPPRESSION_REASONS!r}),
+        address TEXT NOT NULL,
+        at TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        campaign_id TEXT,
+        member_id INTEGER,
+        status TEXT,
+        detail TEXT,
+        cleared INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX hygiene_events_address ON hygiene_events (address, kind, at)")
+    conn.execute(
+        """CREATE TABLE bcart_pushes (
+        member_id INTEGER NOT NULL,
+        field TEXT NOT NULL,
+        value INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        pushed_at TEXT NOT NULL,
+        PRIMARY KEY (member_id, field)
+    ) WITHOUT ROWID"""
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _migrate_0_to_1,
+    _migrate_1_to_2,
+    _migrate_2_to_3,
+    _migrate_3_to_4,
+)
 SCHEMA_VERSION = len(MIGRATIONS)

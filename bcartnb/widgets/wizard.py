@@ -315,7 +315,9 @@ class Wizard:
             if kw and self._index is None:
                 self._index = KeywordIndex(self.members)  # once: normalising is the slow part
             base = self.members[self._index.mask(kw)] if kw and self._index else self.members
-            return flt, build_audience(base, flt or None)
+            return flt, build_audience(
+                base, flt or None, suppressed=campaign.suppressed_addresses(self.settings)
+            )
 
         got = self.status.run(search, self.controls, busy="絞込中です…")
         if got is None:
@@ -339,15 +341,18 @@ class Wizard:
             return
         opt_in = bool(self.compose.opt_in.value)
         try:
+            listed = campaign.suppressed_addresses(self.settings)
             if recount or self._select_quota is None or self._all_sendable is None:
                 self._select_quota = campaign.quota_status(self.settings)
                 ids = self.table.result_ids if self._keyword else None
-                found = build_audience(self.members, self._filter or None, ids, opt_in)
+                found = build_audience(self.members, self._filter or None, ids, opt_in, listed)
                 self._all_sendable = len(found.sendable)
             counts = [("検索結果すべての送信件数", self._all_sendable)]
             if self.table.checked:
                 checked = list(self.table.checked)
-                audience = build_audience(self.members, self._filter or None, checked, opt_in)
+                audience = build_audience(
+                    self.members, self._filter or None, checked, opt_in, listed
+                )
                 counts.append(("チェックした会員の送信件数", len(audience.sendable)))
         except BcartnbError as err:
             self.status.error(err)
@@ -390,7 +395,11 @@ class Wizard:
         def counts() -> tuple[QuotaStatus, Audience]:
             quota = campaign.quota_status(self.settings)
             audience = build_audience(
-                self.members, self._filter or None, list(self._checked) or None, opt_in
+                self.members,
+                self._filter or None,
+                list(self._checked) or None,
+                opt_in,
+                campaign.suppressed_addresses(self.settings),
             )
             return quota, audience
 

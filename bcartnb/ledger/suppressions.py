@@ -1,0 +1,469 @@
+"""The suppression list: addresses that must not be mailed again, and why.
+
+B-Cart caps each month's mail because bulk mail to dead addresses hurts every shop's
+deliverability, and a refused mail still counts; 特定電子メール法 requires honouring every
+opt-out, and Gmail and Yahoo want a one-click unsubscribe honoured within two days. So an
+address lands here from a bounce, a complaint, an unsubscribe or the shop's own hand, and
+from then on the audience holds it back (reason ``suppressed``, 配信停止・不達) and a
+campaign already under way withholds it (journal state ``withheld``).
+
+How an address gets here::
+
+    hygiene event (bounce / unsubscribe / complaint, keyed by where it came from)
+        │ seen before (same key)? ──► nothing changes: a second scan is a no-op
+        ▼
+    hard_bounce, unsubscribed, complaint, manual ──► suppressed at once
+    soft_bounce ──► counted; suppressed once ``threshold`` of them fall within ``window``
+
+Addresses compare ignoring case (stored lower-cased, trimmed like the member file's). An
+address already on the list keeps its first reason unless a stronger one arrives
+(:data:`REASON_RANK`: the member's own word outranks a bounce, a bounce outranks the shop's
+manual entry). ``unsuppress`` takes an address off and clears the soft bounces counted so
+far, so it starts afresh.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from bcartnb.exceptions import HygieneError
+from bcartnb.ledger.database import Database, dt, ts
+from bcartnb.ledger.journal import DeliveryResult, transition
+from bcartnb.ledger.schema import SUPPRESSION_REASONS
+
+__all__ = [
+    "BCART_FIELDS",
+    "REASON_LABELS",
+    "REASON_RANK",
+    "BcartChange",
+    "HygieneEvent",
+    "RecordOutcome",
+    "Suppression",
+    "Suppressions",
+    "normalize_address",
+]
+
+#: 配信停止の理由, as the screens and the report say it.
+REASON_LABELS: Final[Mapping[str, str]] = {
+    "hard_bounce": "不達（恒久的なエラー）",
+    "soft_bounce": "不達（一時的なエラーの繰り返し）",
+    "unsubscribed": "配信停止の申し出",
+    "complaint": "迷惑メールの報告",
+    "manual": "手動で停止",
+}
+#: A stronger reason replaces a weaker one on an address already listed.
+REASON_RANK: Final[Mapping[str, int]] = {
+    "manual": 0,
+    "soft_bounce": 1,
+    "hard_bounce": 2,
+    "unsubscribed": 3,
+    "complaint": 4,
+}
+#: What B-Cart should record for each reason (PATCH /customers): the member's own wish not
+#: to be mailed is メール案内 = 受け取らない (``mm_flag`` 0); a dead address is
+#: ``is_invalid_email`` 1, so B-Cart's own screens stop mailing it too.
+BCART_FIELDS: Final[Mapping[str, tuple[str, int]]] = {
+    "unsubscribed": ("mm_flag", 0),
+    "complaint": ("mm_flag", 0),
+    "manual": ("mm_flag", 0),
+    "hard_bounce": ("is_invalid_email", 1),
+    "soft_bounce": ("is_invalid_email", 1),
+}
+_MAX_ADDRESS = 254  # RFC 5321's path limit, less the angle brackets
+_TRIM = " \t\u3000"
+
+
+def normalize_address(address: str) -> str:
+    """The list's key for an address: trimmed like the member file's, lower-cased.
+
+    Refuses what no member file could hold as one address (empty, white space or a control
+    character inside, no ``@``, longer than a mail path), so nothing odd becomes a key.
+    """
+    if not isinstance(address, str):
+        raise HygieneError(
+            f"address must be text, not {type(address).__name__}",
+            ja="メールアドレスは文字列で指定してください",
+        )
+    key = address.strip(_TRIM).lower()
+    bad = next((ch for ch in key if ch.isspace() or unicodedata.category(ch).startswith("C")), None)
+    if not key or bad is not None or "@" not in key or len(key) > _MAX_ADDRESS:
+        what = (
+            "empty"
+            if not key
+            else f"contains {bad!r}"
+            if bad is not None
+            else "has no @"
+            if "@" not in key
+            else f"is longer than {_MAX_ADDRESS} characters"
+        )
+        raise HygieneError(
+            f"not a mail address: {address[:80]!r} {what}",
+            ja="メールアドレスとして扱えません（空欄・空白や制御文字・@ がない・長すぎる）",
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """One address on the list: why, from where, since when, how often, and whose it was."""
+
+    address: str
+    reason: str
+    source: str
+    since: datetime
+    last_seen: datetime
+    count: int
+    campaign_id: str | None
+    member_id: int | None
+    detail: str | None
+
+    @property
+    def label(self) -> str:
+        """The reason in Japanese."""
+        return REASON_LABELS[self.reason]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's JSON keys (``address``, ``reason``, ``since``, ``count``,
+        ``campaign_id``, ``member_id``), then ``source`` and ``last_seen``."""
+        return {
+            "address": self.address,
+            "reason": self.reason,
+            "since": self.since.isoformat(),
+            "count": self.count,
+            "campaign_id": self.campaign_id,
+            "member_id": self.member_id,
+            "source": self.source,
+            "last_seen": self.last_seen.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class HygieneEvent:
+    """A bounce, unsubscribe or complaint, as a scan or the unsubscribe server saw it.
+
+    ``key`` names the event where it came from (the report's Message-ID and the recipient, a
+    token and its campaign), so recording it twice is recognised and changes nothing.
+    ``status`` is the DSN status code (``5.1.1``), when there is one.
+    """
+
+    key: str
+    kind: str
+    address: str
+    at: datetime
+    source: str
+    campaign_id: str | None = None
+    member_id: int | None = None
+    status: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What recording a batch of events did: new ones, repeats, and addresses newly listed."""
+
+    recorded: int
+    repeated: int
+    suppressed_new: tuple[str, ...]
+    by_kind: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class BcartChange:
+    """One change to write back to B-Cart for a suppressed member."""
+
+    member_id: int
+    address: str
+    reason: str
+    field: str
+    value: int
+
+
+_COLUMNS = "address, reason, source, first_seen, last_seen, count, campaign_id, member_id, detail"
+
+
+def _row(row: Iterable[Any]) -> Suppression:
+    a, r, s, f, last, n, cid, mid, d = row
+    first, seen = dt(f), dt(last)
+    assert first is not None and seen is not None
+    return Suppression(
+        str(a),
+        str(r),
+        str(s),
+        first,
+        seen,
+        int(n),
+        None if cid is None else str(cid),
+        None if mid is None else int(mid),
+        None if d is None else str(d),
+    )
+
+
+def _check_reason(reason: str) -> None:
+    if reason not in SUPPRESSION_REASONS:
+        raise HygieneError(
+            f"unknown suppression reason {reason!r}; one of {', '.join(SUPPRESSION_REASONS)}",
+            ja="配信停止の理由が正しくありません",
+        )
+
+
+def _list(
+    c: sqlite3.Connection,
+    address: str,
+    reason: str,
+    source: str,
+    at: datetime,
+    *,
+    campaign_id: str | None,
+    member_id: int | None,
+    detail: str | None,
+    count: int = 1,
+) -> bool:
+    """Put ``address`` on the list, or bump its row; True when it was not listed before."""
+    row = c.execute(
+        "SELECT reason, first_seen, last_seen FROM suppressions WHERE address = ?", (address,)
+    ).fetchone()
+    stamp = ts(at)
+    if row is None:
+        c.execute(
+            f"INSERT INTO suppressions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            (address, reason, source, stamp, stamp, count, campaign_id, member_id, detail),
+        )
+        return True
+    stronger = REASON_RANK[reason] > REASON_RANK[str(row[0])]
+    c.execute(
+        "UPDATE suppressions SET count = count + 1, last_seen = max(last_seen, ?), "
+        "first_seen = min(first_seen, ?), "
+        "reason = CASE WHEN ? THEN ? ELSE reason END, "
+        "source = CASE WHEN ? THEN ? ELSE source END, "
+        "detail = CASE WHEN ? THEN ? ELSE detail END, "
+        "campaign_id = coalesce(campaign_id, ?), member_id = coalesce(member_id, ?) "
+        "WHERE address = ?",
+        (
+            stamp,
+            stamp,
+            stronger,
+            reason,
+            stronger,
+            source,
+            stronger,
+            detail,
+            campaign_id,
+            member_id,
+            address,
+        ),
+    )
+    return False
+
+
+class Suppressions(Database):
+    """The ledger's suppression list, the hygiene events behind it and the B-Cart write-back."""
+
+    def suppress(
+        self,
+        address: str,
+        reason: str = "manual",
+        *,
+        source: str = "manual",
+        campaign_id: str | None = None,
+        member_id: int | None = None,
+        detail: str | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """List ``address`` at once; True when it was not listed before.
+
+        For the shop's own hand (``bcartnb suppress``) and callers that decide on their own;
+        a bounce or an unsubscribe goes through :meth:`record_events`, which remembers the
+        event so it is never counted twice.
+        """
+        key = normalize_address(address)
+        _check_reason(reason)
+        now = self._now(now)
+        with self._write() as c:
+            return _list(
+                c,
+                key,
+                reason,
+                source,
+                now,
+                campaign_id=campaign_id,
+                member_id=member_id,
+                detail=detail,
+            )
+
+    def unsuppress(self, address: str, *, now: datetime | None = None) -> bool:
+        """Take ``address`` off the list; True when it was listed.
+
+        Its soft bounces so far are cleared too, so a single new one does not list it again.
+        """
+        key = normalize_address(address)
+        with self._write() as c:
+            gone = c.execute("DELETE FROM suppressions WHERE address = ?", (key,)).rowcount
+            c.execute("UPDATE hygiene_events SET cleared = 1 WHERE address = ?", (key,))
+        return bool(gone)
+
+    def record_events(
+        self,
+        events: Iterable[HygieneEvent],
+        *,
+        soft_threshold: int = 3,
+        soft_window: timedelta = timedelta(days=30),
+        now: datetime | None = None,
+    ) -> RecordOutcome:
+        """Record hygiene events in one transaction and list the addresses they condemn.
+
+        An event whose key was recorded before changes nothing. ``soft_threshold`` soft
+        bounces for one address whose times fall within ``soft_window`` of the newest list it
+        (listmonk's defaults: 3 within 30 days).
+        """
+        if soft_threshold < 1:
+            raise HygieneError(
+                f"soft bounce threshold must be at least 1, not {soft_threshold}",
+                ja="一時的な不達の回数のしきい値は 1 以上にしてください",
+            )
+        batch = list(events)
+        for ev in batch:
+            _check_reason(ev.kind)
+        keyed = [(ev, normalize_address(ev.address)) for ev in batch]
+        now = self._now(now)
+        recorded = repeated = 0
+        new: list[str] = []
+        by_kind: dict[str, int] = {}
+        with self._write() as c:
+            for ev, address in keyed:
+                inserted = c.execute(
+                    "INSERT OR IGNORE INTO hygiene_events (event_key, kind, address, at, "
+                    "recorded_at, source, campaign_id, member_id, status, detail) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        ev.key,
+                        ev.kind,
+                        address,
+                        ts(ev.at),
+                        ts(now),
+                        ev.source,
+                        ev.campaign_id,
+                        ev.member_id,
+                        ev.status,
+                        ev.detail,
+                    ),
+                ).rowcount
+                if not inserted:
+                    repeated += 1
+                    continue
+                recorded += 1
+                by_kind[ev.kind] = by_kind.get(ev.kind, 0) + 1
+                count = 1
+                if ev.kind == "soft_bounce":
+                    count = c.execute(
+                        "SELECT count(*) FROM hygiene_events WHERE address = ? "
+                        "AND kind = 'soft_bounce' AND cleared = 0 AND at > ? AND at <= ?",
+                        (address, ts(ev.at - soft_window), ts(ev.at)),
+                    ).fetchone()[0]
+                    listed = c.execute(
+                        "SELECT 1 FROM suppressions WHERE address = ?", (address,)
+                    ).fetchone()
+                    if count < soft_threshold and listed is None:
+                        continue
+                if _list(
+                    c,
+                    address,
+                    ev.kind,
+                    ev.source,
+                    ev.at,
+                    campaign_id=ev.campaign_id,
+                    member_id=ev.member_id,
+                    detail=ev.detail or ev.status,
+                    count=count,
+                ):
+                    new.append(address)
+        return RecordOutcome(recorded, repeated, tuple(new), by_kind)
+
+    def suppressions(self) -> list[Suppression]:
+        """The whole list, newest first."""
+        with self._read() as c:
+            rows = c.execute(
+                f"SELECT {_COLUMNS} FROM suppressions ORDER BY last_seen DESC, address"
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def suppression(self, address: str) -> Suppression | None:
+        """The list's row for ``address`` (compared ignoring case), or None."""
+        key = normalize_address(address)
+        with self._read() as c:
+            row = c.execute(
+                f"SELECT {_COLUMNS} FROM suppressions WHERE address = ?", (key,)
+            ).fetchone()
+        return None if row is None else _row(row)
+
+    def suppressed_addresses(self) -> frozenset[str]:
+        """Every listed address, lower-cased: what the audience holds back."""
+        with self._read() as c:
+            return frozenset(str(a) for (a,) in c.execute("SELECT address FROM suppressions"))
+
+    def withhold_suppressed(self, campaign_id: str, *, now: datetime | None = None) -> int:
+        """Withhold the campaign's mails not yet sent whose address was listed since it began.
+
+        Called before each round of a send, so an unsubscribe that arrives while a campaign
+        is unfinished (or retrying a greylisted address) is honoured by its resume.
+        """
+        now = self._now(now)
+        with self._write() as c:
+            self._status(c, campaign_id)
+            rows = [
+                DeliveryResult(int(m), "withheld", None, f"suppressed: {r}")
+                for m, r in c.execute(
+                    "SELECT d.member_id, s.reason FROM deliveries d JOIN suppressions s "
+                    "ON s.address = lower(d.address) WHERE d.campaign_id = ? "
+                    "AND d.state IN ('pending', 'deferred', 'uncertain')",
+                    (campaign_id,),
+                )
+            ]
+            transition(c, campaign_id, "withheld", rows, now=now)
+        return len(rows)
+
+    def delivery_address(self, campaign_id: str, member_id: int) -> str | None:
+        """The address a campaign's mail to ``member_id`` went to: a bounce's match."""
+        with self._read() as c:
+            row = c.execute(
+                "SELECT address FROM deliveries WHERE campaign_id = ? AND member_id = ?",
+                (campaign_id, int(member_id)),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    # --- the write-back to B-Cart ----------------------------------------------------------
+
+    def bcart_changes(self) -> list[BcartChange]:
+        """What B-Cart does not know yet: one change per listed member and field not pushed.
+
+        Only rows that name a member id can be pushed (a manual entry by address alone
+        cannot); see :data:`BCART_FIELDS` for the field each reason sets.
+        """
+        out: list[BcartChange] = []
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT s.member_id, s.address, s.reason FROM suppressions s "
+                "WHERE s.member_id IS NOT NULL ORDER BY s.member_id"
+            ).fetchall()
+            pushed = {
+                (int(m), str(f)) for m, f in c.execute("SELECT member_id, field FROM bcart_pushes")
+            }
+        for m, a, r in rows:
+            field, value = BCART_FIELDS[str(r)]
+            if (int(m), field) not in pushed:
+                out.append(BcartChange(int(m), str(a), str(r), field, value))
+        return out
+
+    def record_bcart_push(self, change: BcartChange, *, now: datetime | None = None) -> None:
+        """Remember that B-Cart accepted ``change``, so the next push leaves it out."""
+        now = self._now(now)
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO bcart_pushes (member_id, field, value, address, "
+                "pushed_at) VALUES (?,?,?,?,?)",
+                (change.member_id, change.field, change.value, change.address, ts(now)),
+            )
