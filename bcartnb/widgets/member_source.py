@@ -116,11 +116,13 @@ def _shown(folders: Sequence[Path]) -> list[str]:
     out: dict[Path, str] = {}
     for f in folders:
         full = f.resolve()
-        if full not in out:
-            try:
-                out[full] = os.path.relpath(full)
-            except ValueError:  # another drive on Windows
-                out[full] = str(full)
+        if full in out or not (full.is_dir() or full.name == "uploads"):
+            continue
+        try:
+            shown = os.path.relpath(full)
+        except ValueError:  # another drive on Windows
+            shown = str(full)
+        out[full] = "このノートブックのフォルダー" if shown == "." else shown
     return list(out.values())
 
 
