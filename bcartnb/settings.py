@@ -208,14 +208,18 @@ class BcartSettings:
                 ja="設定 [bcart] api_url が暗号化なし（http）です。https のURLにしてください。",
             )
         if self.token is not None and (
-            not self.token or _CONTROL.search(self.token) or any(c.isspace() for c in self.token)
+            not self.token
+            or not self.token.isascii()
+            or _CONTROL.search(self.token)
+            or any(c.isspace() for c in self.token)
         ):
-            # the value itself is never repeated: it is a secret
+            # the value itself is never repeated: it is a secret. A placeholder such as "…"
+            # (not ASCII) would otherwise only fail deep inside the HTTP client.
             raise SettingsError(
-                "BCARTNB_BCART_TOKEN holds white space or a control character "
-                "(copy the access token again, on one line)",
-                ja="BCARTNB_BCART_TOKEN のアクセストークンに空白や改行が含まれています。"
-                "プライベートアプリ管理でコピーし直してください。",
+                "BCARTNB_BCART_TOKEN holds white space, a control character or a character "
+                "outside ASCII (copy the access token again, on one line)",
+                ja="BCARTNB_BCART_TOKEN のアクセストークンに空白・改行・全角などの文字が"
+                "含まれています。プライベートアプリ管理でコピーし直してください。",
             )
 
 

@@ -684,6 +684,7 @@ def merge_fields(columns: Iterable[str]) -> list[tuple[str, str]]:
     for alias, target in FIELD_ALIASES.items():
         out.append((alias, target if isinstance(target, str) else "複数の項目から"))
     out.append(("署名", "signature"))
+    out.append((UNSUBSCRIBE_TOKEN_FIELD, "配信停止リンクのトークン"))
     for name in CANONICAL_COLUMNS:
         out.append((name, COLUMN_LABELS.get(name, name)))
     canonical = set(CANONICAL_COLUMNS)
@@ -702,7 +703,7 @@ def check_fields(compiled: CompiledTemplate, columns: Iterable[str]) -> None:
     campaign against the member columns, before any member is rendered.
     """
     known = {name for name, _ in merge_fields(columns)}
-    known |= SIGNATURE_FIELDS | {"member"} | set(compiled.env.globals)
+    known |= COMPOSER_FIELDS | {"member"} | set(compiled.env.globals)
     known |= {str(c) for c in columns}
     unknown = sorted(
         (n for n in compiled.names if n not in known),

@@ -152,9 +152,9 @@ def test_every_error_of_a_campaign_is_japanese_first(tmp_path: Path, smtp_server
             ["run", str(campaign)],
             {"BCARTNB_PLAN": ""},
             2,
-            "設定のエラー: プランが設定されていません。",
+            "設定のエラー: プランが設定されていません（",
         ),
-        (["quota"], {"BCARTNB_PLAN": ""}, 2, "設定のエラー: プランが設定されていません。"),
+        (["quota"], {"BCARTNB_PLAN": ""}, 2, "設定のエラー: プランが設定されていません（"),
         (
             ["run", str(campaign)],
             {"BCARTNB_PLAN": "light", "BCARTNB_SMTP_PORT": "0"},
