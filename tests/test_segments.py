@@ -301,6 +301,36 @@ def test_papermill_parameters_take_a_segment_and_the_plan_records_its_filter(
     assert again.audience.selected["id"].tolist() == [1002]
 
 
+def test_the_papermill_notebook_runs_a_saved_segment(tmp_path: Path) -> None:
+    """`-p segment 東京の卸売業`: the real notebook, executed by papermill."""
+    import papermill
+
+    from bcartnb.report import read_summary
+
+    config = shop(tmp_path)
+    SegmentStore(load_settings(config).segments).save("東京の卸売業", {"pref": "東京都"})
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "campaign.ipynb"
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(
+        str(notebook),
+        str(out),
+        parameters={
+            "members": str(tmp_path / "members.csv"),
+            "segment": "東京の卸売業",
+            "filter": {"業種": "卸売"},
+            "subject": "{{ 会社名 }} 様",
+            "body": "本文\n",
+            "settings_path": str(config),
+        },
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+    summary = read_summary(out)
+    # 東京都 AND 卸売: 1001 and 1004 (1004 is sendable too: opt_in_only is off)
+    assert (summary["selected"], summary["sendable"], summary["dry_run"]) == (2, 2, True)
+
+
 def test_a_hostile_segment_name_in_a_campaign_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as exc:
         CampaignSpec.from_mapping(

@@ -246,7 +246,7 @@ def test_upload_cp932_is_stored_under_a_safe_name_and_loaded(
 @pytest.mark.parametrize(
     ("name", "content", "ja"),
     [
-        ("members.xlsx", b"PK\x03\x04", "会員CSV（.csv）だけ"),
+        ("members.xlsx", b"PK\x03\x04", "会員CSV（.csv）か bcart pull のスナップショット"),
         ("members.csv", b"", "空"),
         ("members.csv", b"\x00\x01binary", "会員ファイルのエラー"),
     ],
@@ -267,8 +267,10 @@ def test_find_member_files_is_shallow_and_skips_hidden(tmp_path: Path) -> None:
     deep.mkdir(parents=True)
     (deep / "deep.csv").write_text("x", "utf-8")
     (tmp_path / "x" / "b.CSV").write_text("x", "utf-8")
+    (tmp_path / "bcart_members.parquet").write_bytes(b"PAR1")  # a B-Cart API snapshot
+    (tmp_path / "notes.txt").write_text("x", "utf-8")
     names = sorted(p.name for p in find_member_files([tmp_path, tmp_path / "missing"]))
-    assert names == ["a.csv", "b.CSV"]
+    assert names == ["a.csv", "b.CSV", "bcart_members.parquet"]
 
 
 def test_a_wizard_without_members_starts_with_the_chooser(

@@ -7,9 +7,8 @@ from the uploaded file's name (which could hold ``../`` or a device name), so a 
 started from it can be resumed from its recorded path later. The bytes are kept as they came:
 :func:`bcartnb.members.read_members` decides CP932, UTF-8 or UTF-8 with BOM, as for any file.
 
-The hook for the B-Cart API snapshot (issue 16): :data:`MEMBER_SUFFIXES` lists what the picker
-offers. When :func:`~bcartnb.members.read_members` reads the snapshot file, add ``".parquet"``
-there and the picker lists snapshots beside the CSVs; nothing else here changes.
+:data:`MEMBER_SUFFIXES` lists what the picker offers: the CSV export and the B-Cart API snapshot
+(``bcartnb bcart pull``), which :func:`~bcartnb.members.read_members` tells apart by suffix.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from typing import Any, Final
 import ipywidgets as widgets
 
 from bcartnb.exceptions import MembersFileError
+from bcartnb.members import SNAPSHOT_SUFFIXES
 
 from ._common import fit, row
 
@@ -37,8 +37,8 @@ __all__ = [
     "store_upload",
 ]
 
-#: The member files the picker offers. The API snapshot (``.parquet``) joins when it is readable.
-MEMBER_SUFFIXES: Final[tuple[str, ...]] = (".csv",)
+#: The member files the picker offers: B-Cart's CSV export and the API snapshot.
+MEMBER_SUFFIXES: Final[tuple[str, ...]] = (".csv", *SNAPSHOT_SUFFIXES)
 #: An upload larger than this is refused (a B-Cart export of 100,000 members is ~30 MB).
 MAX_UPLOAD_BYTES: Final = 200_000_000
 #: The picker's first entry.
@@ -85,7 +85,8 @@ def store_upload(
     if suffix not in MEMBER_SUFFIXES:
         raise MembersFileError(
             f"{original_name!r}: not a member file ({', '.join(MEMBER_SUFFIXES)})",
-            ja="アップロードできるのは会員CSV（.csv）だけです。",
+            ja="アップロードできるのは会員CSV（.csv）か"
+            " bcart pull のスナップショット（.parquet）だけです。",
         )
     if not content:
         raise MembersFileError(
