@@ -240,8 +240,10 @@ def test_a_server_that_hangs_after_the_data_is_unfinished_not_done(
     assert out.returncode == 4, out.stderr
     summary = json.loads(out.stdout)
     assert summary["status"] == "unfinished" and summary["sent"] == 0
-    # it stopped once the server had stopped answering: not every member left uncertain
-    assert 1 <= summary["uncertain"] <= 4 and summary["pending"] == n - summary["uncertain"]
+    # it stopped once the server had stopped answering: not every member left uncertain. The
+    # breaker trips at 2K lost connections in a row (K = 2); the other K - 1 connections may
+    # each hold one mail in flight by then, and drained they are lost too: at most 3K - 1.
+    assert 1 <= summary["uncertain"] <= 5 and summary["pending"] == n - summary["uncertain"]
     assert "stopped answering" in summary["stopped"]
     readable = bcartnb("resume", summary["campaign_id"], env=env, cwd=tmp_path)
     assert readable.returncode == 4 and not readable.stdout.startswith(DONE_MESSAGE)
