@@ -117,6 +117,10 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _BODY_END_RE = re.compile(r"</body\s*>", re.IGNORECASE)
 _TRIM = " \t\u3000"
 _HEADER_BREAKERS = ("\r", "\n", "\x00")
+# Every control character but TAB: CR, LF and NUL would end a header (or the message); the
+# others (ESC, BEL, DEL, the C1 range) are invisible in a subject and some are acted on by the
+# terminals and mail clients that show it.
+_HEADER_CONTROL_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 # ISO-2022-JP's own escape and shift characters: Python's codec writes them through, and a
 # reader then switches character sets in the middle of a member's name.
 _ISO_2022_SHIFTS_RE = re.compile("[\x0e\x0f\x1b]")
@@ -298,18 +302,24 @@ def _b64_body(data: bytes) -> bytes:
 def _check_member_header(
     value: str, member_id: Any, ctx: Mapping[str, Any], what: str, what_ja: str
 ) -> None:
-    """A CR, LF or NUL in a header would end it and start another (or a second message)."""
-    if "\r" not in value and "\n" not in value and "\x00" not in value:
-        return  # three scans in C: this runs for every header of every member
-    ch = next(c for c in _HEADER_BREAKERS if c in value)
+    """A CR, LF or NUL in a header would end it and start another (or a second message);
+    any other control character is refused too (see :data:`_HEADER_CONTROL_RE`)."""
+    found = _HEADER_CONTROL_RE.search(value)
+    if found is None:
+        return  # one scan in C: this runs for every header of every member
+    breakers = [c for c in _HEADER_BREAKERS if c in value]
+    ch = breakers[0] if breakers else found.group()
     field = _culprit_field(ctx, ch)
-    kind, kind_ja = (
-        ("a NUL character", "NUL文字") if ch == "\x00" else ("a line break (CR/LF)", "改行")
-    )
+    if ch == "\x00":
+        kind, kind_ja, why = "a NUL character", "NUL文字", ", which could inject a header"
+    elif ch in "\r\n":
+        kind, kind_ja, why = "a line break (CR/LF)", "改行", ", which could inject a header"
+    else:
+        kind, kind_ja, why = f"a control character (U+{ord(ch):04X})", "制御文字", ""
     where = f"field {field_label(field)}" if field else f"the {what} template"
     source = f"「{field}」の値" if field else "テンプレート"
     raise ComposeError(
-        f"member {member_id}: the {what} contains {kind} from {where}, which could inject a header",
+        f"member {member_id}: the {what} contains {kind} from {where}{why}",
         ja=f"会員 {member_id} の{what_ja}に{kind_ja}が入ります（{source}）。"
         "ヘッダーには使えないので、会員データを直してください。",
     )

@@ -216,11 +216,22 @@ def test_hostile_member_values_reach_the_terminal_as_text(
         encoding="utf-8",
     )
     env = env_for(tmp_path, server)
+    # in the subject (a header) a control character is refused, naming member and field; the
+    # error line itself reaches the terminal escaped
+    refused = bcartnb("run", str(campaign), env=env, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "\x1b" not in refused.stderr and "\x07" not in refused.stderr
+    assert only_line(refused.stderr).startswith(
+        "bcartnb: error: メール作成のエラー: 会員 1000 の件名に制御文字が入ります（「会社名」の値）"
+    )
+    # in the body it is text: the dry run's sample shows it escaped
+    campaign.write_text(
+        campaign.read_text(encoding="utf-8").replace("{{ 会社名 }} 様へのご案内", "ご案内"),
+        encoding="utf-8",
+    )
     dry = bcartnb("run", str(campaign), env=env, cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
     assert "\x1b" not in dry.stdout and "\x07" not in dry.stdout
-    assert "  件名: \\x1b[2J\\x1b]0;pwned\\x07<script>alert(1)</script>商事 様へのご案内" in (
-        dry.stdout.splitlines()
-    )
+    assert "\\x1b[2J\\x1b]0;pwned\\x07<script>alert(1)</script>商事" in dry.stdout
     listed = bcartnb("members", str(members), "--list", env=env, cwd=tmp_path)
     assert listed.returncode == 0 and "\x1b" not in listed.stdout

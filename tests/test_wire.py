@@ -207,8 +207,8 @@ def _may_fail(value: str, in_subject: bool, encoding: str) -> bool:
     """When a ComposeError or TemplateError is the right answer for this value."""
     if is_missing(value):
         return True
-    if in_subject and any(c in value for c in "\r\n\x00"):
-        return True
+    if in_subject and re.search("[\x00-\x08\x0a-\x1f\x7f-\x9f]", value):
+        return True  # any control character but TAB in a header
     if encoding == "iso-2022-jp" and any(c in value for c in "\x0e\x0f\x1b"):
         return True  # ISO-2022-JP's own shift and escape characters
     try:
@@ -256,3 +256,20 @@ def test_any_member_value_reaches_the_wire_crlf_and_dot_stuffed_or_is_refused(
     wires = send_all(recorder, mails)
     for wire, mail in zip(wires, mails, strict=True):
         check_wire(wire, mail)
+
+
+@pytest.mark.parametrize("ch", ["\x1b", "\x07", "\x7f", "\x85", "\x9b", "\x01"])
+def test_a_control_character_in_a_subject_is_refused_naming_member_and_field(ch: str) -> None:
+    """ESC, BEL, DEL and the C1 range are invisible in a subject and acted on by terminals."""
+    c = composer(html=False, encoding="utf-8", subject="{{ 会社名 }} 様へのご案内")
+    with pytest.raises(ComposeError) as err:
+        c.compose(person(HOSTILE_ID, comp_name=f"見本{ch}商事"))
+    assert names_member(err.value, HOSTILE_ID)
+    assert f"U+{ord(ch):04X}" in str(err.value) and "会社名" in err.value.ja
+    assert "制御文字" in err.value.ja
+
+
+def test_a_tab_in_a_subject_is_kept() -> None:
+    c = composer(html=False, encoding="utf-8", subject="{{ 会社名 }} 様へのご案内")
+    mail = c.compose(person(1, comp_name="見本\t商事"))
+    assert mail.subject.startswith("見本\t商事")
