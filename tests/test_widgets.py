@@ -20,7 +20,7 @@ import bcartnb.widgets
 from bcartnb.delivery import DONE_MESSAGE
 from bcartnb.ledger import Ledger
 from bcartnb.members import read_members
-from bcartnb.settings import Settings, SmtpSettings
+from bcartnb.settings import DeliverySettings, Settings, SmtpSettings
 from bcartnb.widgets import Wizard
 from bcartnb.widgets.compose_step import NO_TEMPLATE
 
@@ -504,7 +504,15 @@ def test_test_send_goes_to_one_address_uncounted(wizard: Wizard, server: TestSer
     assert "cannot be mailed" in wizard.status.value and len(server.received) == 1
 
 
-def test_progress_bar_moves_during_the_send(wizard: Wizard, server: TestServer) -> None:
+def test_progress_bar_moves_during_the_send(
+    members_csv: Path, tmp_path: Path, repo_root: Path, server: TestServer
+) -> None:
+    # one connection at 20 mails a second: results arrive one by one, so the bar must move
+    # more than once (with four connections a fast machine could finish all in one step)
+    paced = DeliverySettings(connections=1, rate_per_second=20)
+    wizard = Wizard(
+        members_csv, make_settings(tmp_path, repo_root, server.settings(), delivery=paced)
+    )
     seen: list[int] = []
     wizard.sending.progress.observe(lambda c: seen.append(c["new"]), names="value")
     wizard.send_all.click()
