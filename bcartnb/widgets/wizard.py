@@ -138,6 +138,7 @@ class Wizard:
 
         self._select_quota: QuotaStatus | None = None
         self._all_sendable: int | None = None
+        self._select_listed: frozenset[str] = frozenset()  # the suppression list, per 絞込
         self._wire_filter_step()
         self.source.load.on_click(lambda _b: self._load_chosen())
         self.source.upload.observe(lambda _c: self._load_upload(), names="value")
@@ -341,17 +342,19 @@ class Wizard:
             return
         opt_in = bool(self.compose.opt_in.value)
         try:
-            listed = campaign.suppressed_addresses(self.settings)
             if recount or self._select_quota is None or self._all_sendable is None:
                 self._select_quota = campaign.quota_status(self.settings)
+                self._select_listed = campaign.suppressed_addresses(self.settings)
                 ids = self.table.result_ids if self._keyword else None
-                found = build_audience(self.members, self._filter or None, ids, opt_in, listed)
+                found = build_audience(
+                    self.members, self._filter or None, ids, opt_in, self._select_listed
+                )
                 self._all_sendable = len(found.sendable)
             counts = [("検索結果すべての送信件数", self._all_sendable)]
             if self.table.checked:
                 checked = list(self.table.checked)
                 audience = build_audience(
-                    self.members, self._filter or None, checked, opt_in, listed
+                    self.members, self._filter or None, checked, opt_in, self._select_listed
                 )
                 counts.append(("チェックした会員の送信件数", len(audience.sendable)))
         except BcartnbError as err:
