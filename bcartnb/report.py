@@ -38,7 +38,6 @@ Japanese font, and without one every 都道府県 label would be a row of boxes 
 from __future__ import annotations
 
 import base64
-import contextlib
 import functools
 import html
 import importlib.util
@@ -58,6 +57,7 @@ import pandas as pd
 from bcartnb.audience import REASON_LABELS, REASONS
 from bcartnb.delivery import mask_address, mask_text
 from bcartnb.exceptions import BcartnbError, CampaignStateError, InputError
+from bcartnb.files import write_atomically
 from bcartnb.filters import describe_filter
 from bcartnb.members import COLUMN_LABELS
 from bcartnb.quota import TOKYO, month_of, resolve_plan
@@ -849,9 +849,7 @@ def notes_path(db: Path, campaign_id: str) -> Path:
 def _write_notes(db: Path, campaign_id: str, notes: Mapping[str, Any]) -> None:
     path = notes_path(db, campaign_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(dict(notes), ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(dict(notes), ensure_ascii=False, indent=1))
 
 
 def _read_notes(db: Path, campaign_id: str) -> dict[str, Any]:
@@ -1163,13 +1161,9 @@ def export_html(notebook: str | os.PathLike[str] | Any, target: str | os.PathLik
         nb.metadata["title"] = title
     body, _ = _exporter().from_notebook_node(nb)
     out = Path(target)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:  # whole or not at all, even with two exports of one report at once
-        tmp.write_text(body, encoding="utf-8")
-        os.replace(tmp, out)
+        write_atomically(out, body)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise InputError(
             f"{out}: cannot write the report: {err.strerror or err}",
             ja=f"レポートを書き出せません（{out}）。フォルダがあるか、書き込めるかを確かめてください。",

@@ -31,7 +31,6 @@ import datetime as dt
 import fcntl
 import math
 import os
-import tempfile
 import tomllib
 import unicodedata
 from collections.abc import Iterator, Mapping
@@ -42,6 +41,7 @@ from typing import Any, Final
 import tomli_w
 
 from bcartnb.exceptions import SettingsError
+from bcartnb.files import write_atomically
 from bcartnb.filters import OPERATORS, describe_filter, resolve_column
 from bcartnb.quota import now_tokyo
 
@@ -310,16 +310,7 @@ class SegmentStore:
         }
         text = "# bcartnb セグメント（保存した絞込条件）。bcartnb と手で編集できます。\n\n"
         text += tomli_w.dumps(data)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".toml", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, text, mode=0o600)
 
     def save(
         self,

@@ -77,7 +77,6 @@ import functools
 import os
 import re
 import string
-import tempfile
 import time
 import tomllib
 import unicodedata
@@ -94,6 +93,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from bcartnb.exceptions import TemplateError
+from bcartnb.files import write_atomically
 from bcartnb.members import CANONICAL_COLUMNS, COLUMN_LABELS
 from bcartnb.settings import MAX_MAIL_BYTES, RENDER_TIMEOUT
 
@@ -915,14 +915,7 @@ class TemplateStore:
 
     @staticmethod
     def _write(path: Path, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, text, mode=0o600)
 
 
 def check_renders(template: Template, member: Mapping[str, Any]) -> None:

@@ -15,10 +15,8 @@ a failed pull leaves the previous snapshot as it was, never half a member list.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +31,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from bcartnb import __version__
 from bcartnb.bcart_api.client import BcartClient
 from bcartnb.exceptions import BcartApiError, InputError, MembersFileError
+from bcartnb.files import write_atomically
 from bcartnb.members import SNAPSHOT_SUFFIXES, typed_members
 
 __all__ = [
@@ -300,21 +299,11 @@ def write_snapshot(pulled: Pulled, out: str | os.PathLike[str]) -> pd.DataFrame:
     ]
     table = pa.Table.from_arrays(arrays, names=list(pulled.header))
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(info).encode()})
-    try:
+    try:  # members' addresses: private to the user, like the ledger
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_atomically(path, lambda fh: pq.write_table(table, fh), mode=0o600)
     except OSError as err:
         raise _write_error(path, err) from err
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise _write_error(path, err) from err
-        raise
     frame.attrs.update(_attrs(info, path))
     return frame
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bcartnb.exceptions import HygieneError
+from bcartnb.files import write_atomically
 from bcartnb.ledger import Suppression
 
 __all__ = ["BcartExport", "export_bcart_csv"]
@@ -70,28 +70,14 @@ def export_bcart_csv(
     for member_id in sorted(ids):
         writer.writerow((member_id, OPTED_OUT))
     target = Path(path).expanduser()
-    _write_atomically(target, out.getvalue().encode("cp932"))
-    return BcartExport(target, tuple(sorted(ids)), tuple(missing))
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
     if target.is_dir():
         raise HygieneError(
             f"{target}: is a folder", ja="書き出し先がフォルダです。ファイル名を指定してください"
         )
-    folder = target.parent
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
+        write_atomically(target, out.getvalue().encode("cp932"), mode=0o600)
     except OSError as err:
         raise HygieneError(
             f"{target}: cannot write: {err}", ja="書き出し先のフォルダに書き込めません"
         ) from err
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return BcartExport(target, tuple(sorted(ids)), tuple(missing))

@@ -24,6 +24,7 @@ from typing import Any, Final
 import ipywidgets as widgets
 
 from bcartnb.exceptions import MembersFileError
+from bcartnb.files import write_atomically
 from bcartnb.members import SNAPSHOT_SUFFIXES
 
 from ._common import fit, row
@@ -106,10 +107,7 @@ def store_upload(
     if same:
         return same[0].resolve()
     path = out / f"members-{stamp}-{digest}{suffix}"
-    tmp = path.with_name(f".tmp-{digest}{suffix}")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
-    return path.resolve()
+    return write_atomically(path, content).resolve()
 
 
 def _shown(folders: Sequence[Path]) -> list[str]:
