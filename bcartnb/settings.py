@@ -508,15 +508,21 @@ def _check_plan(name: str, where: str, envd: Mapping[str, str], *, dotenv: bool)
         raise SettingsError(f"{source}: {err}", ja=f"{source_ja}に指定された{err.ja}") from err
 
 
-def _hygiene(data: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """The ``[hygiene]`` table's keys, typed; ranges are checked by HygieneSettings."""
-    table = data.get("hygiene", {})
+def _table(data: Mapping[str, Any], name: str, keys: set[str], where: str) -> dict[str, Any]:
+    """The ``[name]`` table of the settings file (empty when absent), its keys checked."""
+    table = data.get(name, {})
     if not isinstance(table, dict):
         raise SettingsError(
-            f"{where}: [hygiene] must be a table", ja=f"{where} の [hygiene] は表で書いてください。"
+            f"{where}: [{name}] must be a table", ja=f"{where} の [{name}] は表で書いてください。"
         )
+    check_keys(table, keys, f"{where} [{name}]")
+    return table
+
+
+def _hygiene(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The ``[hygiene]`` table's keys, typed; ranges are checked by HygieneSettings."""
+    table = _table(data, "hygiene", _HYGIENE_KEYS, where)
     here = f"{where} [hygiene]"
-    check_keys(table, _HYGIENE_KEYS, here)
     out: dict[str, Any] = {}
     if "soft_threshold" in table:
         out["soft_threshold"] = check_type(table, "soft_threshold", int, here)
@@ -585,12 +591,7 @@ def load_settings(
     if "max_mail_bytes" in data:
         kw["max_mail_bytes"] = check_type(data, "max_mail_bytes", int, where)
 
-    smtp_data = data.get("smtp", {})
-    if not isinstance(smtp_data, dict):
-        raise SettingsError(
-            f"{where}: [smtp] must be a table", ja=f"{where} の [smtp] は表で書いてください。"
-        )
-    check_keys(smtp_data, _SMTP_KEYS, f"{where} [smtp]")
+    smtp_data = _table(data, "smtp", _SMTP_KEYS, where)
     smtp_kw: dict[str, Any] = {}
     if "host" in smtp_data:
         smtp_kw["host"] = check_type(smtp_data, "host", str, f"{where} [smtp]")
@@ -609,13 +610,7 @@ def load_settings(
             check_type(smtp_data, "timeout", (int, float), f"{where} [smtp]")
         )
 
-    delivery_data = data.get("delivery", {})
-    if not isinstance(delivery_data, dict):
-        raise SettingsError(
-            f"{where}: [delivery] must be a table",
-            ja=f"{where} の [delivery] は表で書いてください。",
-        )
-    check_keys(delivery_data, _DELIVERY_KEYS, f"{where} [delivery]")
+    delivery_data = _table(data, "delivery", _DELIVERY_KEYS, where)
     dkw: dict[str, Any] = {}
     for key in ("connections", "rate_per_hour", "retries"):
         if key in delivery_data:
@@ -624,12 +619,7 @@ def load_settings(
         if key in delivery_data:
             dkw[key] = float(check_type(delivery_data, key, (int, float), f"{where} [delivery]"))
 
-    bcart_data = data.get("bcart", {})
-    if not isinstance(bcart_data, dict):
-        raise SettingsError(
-            f"{where}: [bcart] must be a table", ja=f"{where} の [bcart] は表で書いてください。"
-        )
-    check_keys(bcart_data, _BCART_KEYS, f"{where} [bcart]")
+    bcart_data = _table(data, "bcart", _BCART_KEYS, where)
     bkw: dict[str, Any] = {}
     if "api_url" in bcart_data:
         bkw["api_url"] = check_type(bcart_data, "api_url", str, f"{where} [bcart]")
