@@ -648,15 +648,10 @@ def load_settings(
     if kw.get("plan"):
         _check_plan(kw["plan"], where, envd, dotenv=env is None)
 
+    # the modes themselves are checked once, by SmtpSettings (with the file named below)
     security = smtp_kw.get("security", "none").lower()
-    if security not in SECURITY_MODES:
-        raise SettingsError(
-            f"{where}: smtp security must be one of {', '.join(SECURITY_MODES)}, not {security!r}",
-            ja=f"{where} の SMTP の security は none・starttls・ssl のどれかにしてください"
-            f"（{security!r} は使えません）。",
-        )
     smtp_kw["security"] = security
-    if "port" not in smtp_kw and security != "none" and smtp_kw.get("host"):
+    if "port" not in smtp_kw and security in ("starttls", "ssl") and smtp_kw.get("host"):
         smtp_kw["port"] = 465 if security == "ssl" else 587
 
     try:

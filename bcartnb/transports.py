@@ -331,12 +331,6 @@ class SmtpTransport(BaseTransport):
 
     def __init__(self, settings: SmtpSettings, *, ssl_context: ssl.SSLContext | None = None):
         super().__init__()
-        if settings.security not in ("none", "starttls", "ssl"):
-            raise SettingsError(
-                f"smtp security must be none, starttls or ssl, not {settings.security!r}",
-                ja="SMTP の security は none・starttls・ssl のどれかにしてください"
-                f"（{settings.security!r} は使えません）。",
-            )
         if settings.user and not settings.password:
             raise SettingsError(
                 f"smtp user {settings.user!r} is set but no password: "
