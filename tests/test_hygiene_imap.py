@@ -7,14 +7,13 @@ import json
 import os
 import shutil
 import ssl
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from imap_server import ImapServer, start_imap_server
+from test_cli_run import bcartnb
 
 from bcartnb.hygiene.scan import scan_mailbox
 from bcartnb.hygiene.sources import imap_folder_name
@@ -48,17 +47,6 @@ def shop(tmp_path: Path, imap: ImapServer, *, password: str | None) -> dict[str,
     if password is not None:
         env["BCARTNB_IMAP_PASSWORD"] = password
     return env
-
-
-def bcartnb(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bcartnb", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 def mailbox_state(imap: ImapServer) -> list[tuple[bytes, bytes]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from smtp_servers import TestServer
+from test_cli_run import bcartnb
 
 from bcartnb.exceptions import HygieneError, SettingsError
 from bcartnb.hygiene.scan import scan_mailbox
@@ -197,17 +198,6 @@ def test_bad_sources_are_refused_with_one_line(tmp_path: Path, source: str) -> N
 
 
 # --- the real command, a real campaign --------------------------------------------------
-
-
-def bcartnb(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bcartnb", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 def setup_shop(tmp_path: Path, server: TestServer, n: int, extra: str = "") -> dict[str, str]:
