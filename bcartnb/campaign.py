@@ -25,7 +25,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from bcartnb.compose import ComposedMail, Composer, Draft
 from bcartnb.delivery import DeliverySummary, dry_run, quota_dict
 from bcartnb.exceptions import BcartnbError, ComposeError, SettingsError, TemplateError
 from bcartnb.ledger import Ledger, fingerprint, new_campaign_id
+from bcartnb.ledger import using as ledger_using
 from bcartnb.mailcheck import Finding
 from bcartnb.members import read_members
 from bcartnb.quota import Plan, QuotaStatus
@@ -377,14 +378,9 @@ def plan_campaign(
     plan = require_plan(settings)
     frame = members if members is not None else read_members(spec.members)
     spec = resolve_segment(spec, settings, frame.columns)
-    own = ledger is None
-    led = ledger if ledger is not None else Ledger.open(settings.db)
-    try:
+    with ledger_using(settings, ledger) as led:
         quota = led.usage(plan, now=now)
         suppressed = led.suppressed_addresses()
-    finally:
-        if own:
-            led.close()
     audience = build_audience(
         frame, spec.filter or None, list(spec.checked) or None, spec.opt_in_only, suppressed
     )
@@ -441,15 +437,6 @@ class CampaignRun(NamedTuple):
     summary: DeliverySummary
 
 
-@contextlib.contextmanager
-def _ledger(settings: Settings, ledger: Ledger | None) -> Iterator[Ledger]:
-    if ledger is not None:
-        yield ledger
-        return
-    with Ledger.open(settings.db) as led:
-        yield led
-
-
 def run(
     spec: CampaignSpec,
     settings: Settings,
@@ -469,7 +456,7 @@ def run(
     not fit); it also says when the same campaign is running, unfinished or already sent.
     """
     do_send = spec.send if send is None else send
-    with _ledger(settings, ledger) as led:
+    with ledger_using(settings, ledger) as led:
         plan = plan_campaign(spec, settings, members=members, ledger=led)
         if not do_send:
             summary = _sourced(plan, dry_run(plan))
@@ -525,7 +512,7 @@ def send(
     id; a finished one only with ``repeat``. Then :func:`bcartnb.delivery.deliver`.
     """
     delivery.options(plan.settings, **options)  # a bad number: refused before the claim
-    with _ledger(plan.settings, ledger) as led:
+    with ledger_using(plan.settings, ledger) as led:
         claim = led.claim(
             fingerprint=plan.fingerprint,
             plan=plan.plan,
@@ -579,7 +566,7 @@ def resume(
     sent by a live process, or if it was cancelled; a finished campaign changes nothing.
     """
     delivery.options(settings, **options)  # a bad number: refused before the take-over
-    with _ledger(settings, ledger) as led:
+    with ledger_using(settings, ledger) as led:
         if not led.take_over(campaign_id):
             record = led.campaign(campaign_id)
             now = led.usage(settings.plan or record.plan)
@@ -623,14 +610,14 @@ def send_test(
     ledger: Ledger | None = None,
 ) -> ComposedMail:
     """One member's mail, as composed for the campaign, to ``to``; recorded, never counted."""
-    with _ledger(plan.settings, ledger) as led:
+    with ledger_using(plan.settings, ledger) as led:
         return delivery.send_test(plan, to, led, member_id=member_id, transport=transport)
 
 
 def quota_status(settings: Settings, *, ledger: Ledger | None = None) -> QuotaStatus:
     """This month's メール配信上限数, usage and live reservations for the shop's plan."""
     plan = require_plan(settings)
-    with _ledger(settings, ledger) as led:
+    with ledger_using(settings, ledger) as led:
         return led.usage(plan)
 
 
@@ -642,5 +629,5 @@ def suppressed_addresses(settings: Settings, *, ledger: Ledger | None = None) ->
     """
     if ledger is None and not Path(settings.db).expanduser().exists():
         return frozenset()
-    with _ledger(settings, ledger) as led:
+    with ledger_using(settings, ledger) as led:
         return led.suppressed_addresses()

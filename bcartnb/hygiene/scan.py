@@ -25,6 +25,7 @@ from bcartnb.hygiene.bounces import parse_message, unsubscribe_pattern
 from bcartnb.hygiene.matching import Matcher
 from bcartnb.hygiene.sources import open_mailbox
 from bcartnb.ledger import HygieneEvent, Ledger
+from bcartnb.ledger import using as ledger_using
 from bcartnb.quota import now_tokyo
 from bcartnb.settings import HygieneSettings, Settings
 
@@ -129,9 +130,7 @@ def scan_mailbox(
     from tqdm.auto import tqdm
 
     pattern = unsubscribe_pattern(settings.unsubscribe_mailto)
-    own = ledger is None
-    led = Ledger.open(settings.db) if ledger is None else ledger
-    try:
+    with ledger_using(settings, ledger) as led:
         clock = now or now_tokyo()
         matcher = Matcher(led)
         events: list[HygieneEvent] = []
@@ -176,9 +175,6 @@ def scan_mailbox(
             soft_window=timedelta(days=settings.hygiene.soft_window_days),
             now=clock,
         )
-    finally:
-        if own:
-            led.close()
     counts = {key: outcome.by_kind.get(kind, 0) for kind, key in _COUNT_KEYS.items()}
     return ScanResult(
         source=label,

@@ -40,6 +40,10 @@ How the conductor (:mod:`bcartnb.campaign`) and the send loop use it::
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 from bcartnb.ledger.campaigns import (
     CAMPAIGN_TRANSITIONS,
     CampaignRecord,
@@ -91,6 +95,7 @@ __all__ = [
     "fingerprint",
     "new_campaign_id",
     "normalize_address",
+    "using",
 ]
 
 
@@ -102,3 +107,18 @@ class Ledger(Campaigns, Suppressions):
     ``now`` parameters take an aware datetime and default to the ``clock`` given to
     :meth:`open`, so tests inject time.
     """
+
+
+if TYPE_CHECKING:
+    from bcartnb.settings import Settings
+
+
+@contextlib.contextmanager
+def using(settings: Settings, ledger: Ledger | None = None) -> Iterator[Ledger]:
+    """The caller's ledger when it passed one (left open for it), else the settings' file,
+    opened for this block and closed after: how every stage takes an optional ledger."""
+    if ledger is not None:
+        yield ledger
+        return
+    with Ledger.open(settings.db) as led:
+        yield led
