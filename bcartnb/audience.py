@@ -8,7 +8,10 @@ each unsendable member carries exactly one reason, decided in this order:
 3. ``not_opted_in``       メール案内が「受け取る」でない (only with ``opt_in_only``)
 4. ``suppressed``         配信停止・不達: on the ledger's suppression list (an unsubscribe,
                           a complaint, a bounce or the shop's own entry)
-5. ``duplicate_address``  同じアドレスの会員が先にいる (one mail per address)
+5. ``already_sent``       既に同じメールを送信済み: another campaign mailed (or is mailing)
+                          this very mail to the address (:mod:`bcartnb.ledger.claims`);
+                          only when a mail is known, so never in ``bcartnb members``
+6. ``duplicate_address``  同じアドレスの会員が先にいる (one mail per address)
 
 The first member in file order keeps a shared address; addresses compare trimmed and
 ignoring case. No member is left out for its 状態 (e.g. 停止): that is a filter's job
@@ -45,6 +48,7 @@ REASONS: Final[tuple[str, ...]] = (
     "invalid_address",
     "not_opted_in",
     "suppressed",
+    "already_sent",
     "duplicate_address",
 )
 #: 送信できない理由, as the confirmation screen and the report say it.
@@ -53,6 +57,7 @@ REASON_LABELS: Final[Mapping[str, str]] = {
     "invalid_address": "登録できないメールアドレス",
     "not_opted_in": "メール案内を受け取らない",
     "suppressed": "配信停止・不達",
+    "already_sent": "既に同じメールを送信済み",
     "duplicate_address": "メールアドレスの重複",
 }
 
@@ -63,7 +68,8 @@ class Audience:
 
     ``selected`` is ``sendable`` and ``unsendable`` together; all three keep file order, the
     file's row numbers as index and every member column (later stages merge member fields
-    into the mail). ``unsendable`` has one more column, ``reason``.
+    into the mail). ``unsendable`` has one more column, ``reason``. ``already_sent_in``:
+    for each address held back as ``already_sent`` (lower-cased), the campaign that has it.
     """
 
     selected: pd.DataFrame
@@ -74,6 +80,17 @@ class Audience:
     checked: tuple[int, ...] = ()
     opt_in_only: bool = False
     source: str | None = field(default=None)
+    already_sent_in: Mapping[str, str] = field(default_factory=dict)
+
+    def already_sent_by_campaign(self) -> dict[str, int]:
+        """Members held back as ``already_sent``, counted by the campaign that has them."""
+        held = self.unsendable[self.unsendable["reason"] == "already_sent"]
+        counts: dict[str, int] = {}
+        for address in held["email"].tolist():
+            cid = self.already_sent_in.get(str(address).strip().lower())
+            if cid is not None:
+                counts[cid] = counts.get(cid, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def summary(self) -> dict[str, Any]:
         """The contract's JSON: ``selected``, ``sendable``, ``unsendable``, ``reasons``."""
@@ -101,11 +118,14 @@ def build_audience(
     checked: Sequence[int] | None = None,
     opt_in_only: bool = False,
     suppressed: Collection[str] = (),
+    already_sent: Mapping[str, str] | None = None,
 ) -> Audience:
     """Filter, select (all results or the checked ids) and sort members into sendable or not.
 
     ``suppressed`` is the ledger's suppression list (lower-cased addresses, as
-    :meth:`~bcartnb.ledger.Ledger.suppressed_addresses` gives it).
+    :meth:`~bcartnb.ledger.Ledger.suppressed_addresses` gives it); ``already_sent`` maps
+    each lower-cased address that already has this mail to the campaign holding it
+    (:meth:`~bcartnb.ledger.Ledger.already_sent`).
 
     Raises :class:`~bcartnb.exceptions.FilterError` for a bad filter and
     :class:`~bcartnb.exceptions.SelectionError` for a checked id outside the result.
@@ -130,6 +150,14 @@ def build_audience(
         listed = pc.is_in(pc.ascii_lower(trimmed), value_set=pa.array(sorted(suppressed)))
         listed = listed.fill_null(False).to_numpy(zero_copy_only=False)
         codes[(codes == 0) & listed] = 1 + REASONS.index("suppressed")
+    held_in: dict[str, str] = {}
+    if already_sent:
+        lowered = pc.ascii_lower(trimmed)
+        sent = pc.is_in(lowered, value_set=pa.array(sorted(already_sent)))
+        sent = sent.fill_null(False).to_numpy(zero_copy_only=False) & (codes == 0)
+        codes[sent] = 1 + REASONS.index("already_sent")
+        hit = pc.take(lowered, pa.array(np.flatnonzero(sent))).to_pylist()
+        held_in = {a: already_sent[a] for a in set(hit)}
     open_ = np.flatnonzero(codes == 0)
     if len(open_):
         # sendable so far means valid, and valid means ASCII: ascii_lower is enough
@@ -155,6 +183,7 @@ def build_audience(
         checked=tuple(int(i) for i in checked) if checked else (),
         opt_in_only=opt_in_only,
         source=members.attrs.get("source"),
+        already_sent_in=held_in,
     )
 
 

@@ -9,14 +9,17 @@ below them: :func:`run` (plan, then a dry run or a send), :func:`send` (a confir
 apart. The stages (members, audience, compose, quota, the ledger, delivery) never import
 this module; it imports them, in the flow's order::
 
-    spec → plan_campaign (members → audience → draft → quota snapshot)
+    spec → plan_campaign (members → draft → audience → quota snapshot)
          → dry run                                     (send=False: compose all, project)
          → ledger.claim(fingerprint)  → delivery.deliver → summary     (send=True)
 
-The claim is what makes a campaign exactly once: taken atomically before anything is
-composed or sent, it refuses a second run of the same campaign while the first is running,
-continues an unfinished one (same id, nobody mailed twice) and starts a finished one again
-only with ``repeat``.
+A campaign's mail is frozen when it is planned (:func:`frozen_mail`: what the member
+receives, before member values are merged in); its hash is the mail's identity. The claim
+is what makes it exactly once: taken atomically before anything is composed or sent, it
+refuses a second run of the same campaign while the first is running, continues an
+unfinished one (same id, nobody mailed twice), and holds each address for this mail, so a
+member who already got it from any campaign (another file, a snapshot, a grown list) is held
+back as ``already_sent``; ``repeat`` sends it again on purpose.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from bcartnb.audience import Audience, build_audience
 from bcartnb.compose import ComposedMail, Composer, Draft
 from bcartnb.delivery import DeliverySummary, dry_run, quota_dict
 from bcartnb.exceptions import BcartnbError, ComposeError, SettingsError, TemplateError
-from bcartnb.ledger import Ledger, fingerprint, new_campaign_id
+from bcartnb.ledger import Ledger, fingerprint, legacy_mail_key, mail_key, new_campaign_id
 from bcartnb.ledger import using as ledger_using
 from bcartnb.mailcheck import Finding
 from bcartnb.members import read_members
@@ -57,6 +60,7 @@ __all__ = [
     "DeliverySummary",
     "build_draft",
     "dry_run",
+    "frozen_mail",
     "load_campaign",
     "plan_campaign",
     "quota_status",
@@ -259,6 +263,18 @@ class CampaignPlan:
     #: 送信前の確認 of the first sendable member's mail, as sent (:mod:`bcartnb.mailcheck`)
     checks: tuple[Finding, ...] = ()
     checks_member: int | None = None
+    #: the mail as written (:func:`frozen_mail`) and its identities: its own key first,
+    #: then what a version-4 ledger called the same mail
+    mail: dict[str, Any] = field(default_factory=dict)
+    mail_keys: tuple[str, ...] = ()
+    #: The campaign's identity: its mail and its recipients, the members held back as
+    #: ``suppressed`` or ``already_sent`` included (an unsubscribe or another campaign's
+    #: send between an interrupted run and its re-run must not make the re-run a new
+    #: campaign); never the member file's path, so a re-exported file is the same campaign.
+    fingerprint: str = ""
+    #: the unfinished campaign this plan continues (same mail, same members), if any
+    continues: str | None = None
+    repeat: bool = False
 
     @property
     def recipients(self) -> list[tuple[int, str]]:
@@ -276,24 +292,6 @@ class CampaignPlan:
     def fits(self) -> bool:
         return self.quota.fits(len(self.audience.sendable))
 
-    @property
-    def fingerprint(self) -> str:
-        """The campaign's identity: its parameters and its recipients.
-
-        Members held back as ``suppressed`` count as recipients here: an unsubscribe that
-        arrives between an interrupted run and its re-run must not turn the re-run into a
-        new campaign that mails everyone again. The continued campaign withholds them
-        instead (:meth:`~bcartnb.ledger.Ledger.withhold_suppressed`).
-        """
-        held = self.audience.unsendable
-        held = held[held["reason"] == "suppressed"]
-        extra = zip(
-            (int(i) for i in held["id"].tolist()),
-            (str(a) for a in held["email"].tolist()),
-            strict=True,
-        )
-        return fingerprint(self.spec.to_params(), [*self.recipients, *extra])
-
     def with_id(self, campaign_id: str) -> CampaignPlan:
         """The same plan under another campaign id (the one the ledger's claim gave).
 
@@ -307,6 +305,28 @@ class CampaignPlan:
             campaign_id=campaign_id,
             composer=Composer(self.draft, self.settings, campaign_id),
         )
+
+    def without(self, skipped: Sequence[tuple[int, str, str]]) -> CampaignPlan:
+        """The plan with members another campaign took for this mail since it was planned
+        (the claim's :attr:`~bcartnb.ledger.Claim.skipped`) held back as ``already_sent``."""
+        if not skipped:
+            return self
+        held = {**self.audience.already_sent_in, **{a.strip().lower(): c for _, a, c in skipped}}
+        audience = build_audience(
+            self.audience.selected,
+            opt_in_only=self.audience.opt_in_only,
+            suppressed=_suppressed_in(self.audience),
+            already_sent=held,
+        )
+        audience = replace(
+            audience,
+            filter=self.audience.filter,
+            checked=self.audience.checked,
+            source=self.audience.source,
+        )
+        before = set(_sent_notes(self.audience))
+        kept = [w for w in self.warnings if w not in before]
+        return replace(self, audience=audience, warnings=[*kept, *_sent_notes(audience)])
 
     def summary(self) -> dict[str, Any]:
         """The contract's run summary before sending: ``sent``/``failed`` are 0."""
@@ -360,6 +380,48 @@ def build_draft(spec: CampaignSpec, settings: Settings) -> Draft:
     )
 
 
+def frozen_mail(draft: Draft, settings: Settings) -> dict[str, Any]:
+    """The mail as the member receives it, before member values are merged in.
+
+    Its hash (:func:`~bcartnb.ledger.mail_key`) is the mail's identity: the same subject,
+    body, HTML flag, encoding, signature and From are the same mail whichever template, file
+    or filter produced them; an edited template is a new mail. The ledger keeps it with the
+    campaign, so a continued or resumed campaign sends what it started with.
+    """
+    sig = draft.insert_signature
+    return {
+        "subject": draft.subject,
+        "body": draft.body,
+        "html": draft.html,
+        "encoding": draft.encoding,
+        "insert_signature": sig,
+        "signature": settings.signature if sig else "",
+        "signature_html": (settings.signature_html or "") if sig else "",
+        "from": [settings.from_name, settings.from_addr],
+    }
+
+
+def _thawed(
+    mail: Mapping[str, Any], spec: CampaignSpec, settings: Settings
+) -> tuple[Draft, Settings]:
+    """The draft and the settings a frozen mail was composed with (a resume, a report)."""
+    draft = Draft(
+        subject=str(mail["subject"]),
+        body=str(mail["body"]),
+        html=bool(mail["html"]),
+        insert_signature=bool(mail["insert_signature"]),
+        encoding=str(mail["encoding"]),
+        template=spec.template,
+    )
+    name, addr = mail["from"]
+    then = settings.replace(from_name=str(name), from_addr=str(addr))
+    if draft.insert_signature:
+        then = then.replace(
+            signature=str(mail["signature"]), signature_html=str(mail["signature_html"]) or None
+        )
+    return draft, then
+
+
 def plan_campaign(
     spec: CampaignSpec,
     settings: Settings,
@@ -367,24 +429,39 @@ def plan_campaign(
     members: pd.DataFrame | None = None,
     ledger: Ledger | None = None,
     campaign_id: str | None = None,
+    mail: Mapping[str, Any] | None = None,
+    repeat: bool = False,
     now: datetime | None = None,
 ) -> CampaignPlan:
-    """Members → audience → draft → quota: what would be sent, refused nothing yet.
+    """Members → draft → audience → quota: what would be sent, refused nothing yet.
 
     ``members`` lets the wizard pass the frame it already read; otherwise the spec's file is
-    read. The quota is read from the ledger (opened from the settings when not given) and is
-    only a snapshot: :func:`bcartnb.delivery.deliver` reserves atomically before sending.
+    read. ``mail``: a campaign's frozen mail (a resume sends what it started with) instead
+    of the template store's. ``campaign_id``: the campaign being resumed, whose own
+    addresses are its to send. ``repeat``: only campaigns still under way hold an address
+    back as ``already_sent``. The quota is read from the ledger (opened from the settings
+    when not given) and is only a snapshot: :func:`bcartnb.delivery.deliver` reserves
+    atomically before sending.
     """
     plan = require_plan(settings)
     frame = members if members is not None else read_members(spec.members)
     spec = resolve_segment(spec, settings, frame.columns)
+    if mail is not None:
+        draft, settings = _thawed(mail, spec, settings)
+    else:
+        draft = build_draft(spec, settings)
+    frozen = frozen_mail(draft, settings)
+    keys = (mail_key(frozen), legacy_mail_key(spec.to_params()))
     with ledger_using(settings, ledger) as led:
         quota = led.usage(plan, now=now)
         suppressed = led.suppressed_addresses()
-    audience = build_audience(
-        frame, spec.filter or None, list(spec.checked) or None, spec.opt_in_only, suppressed
-    )
-    draft = build_draft(spec, settings)
+        chosen = (frame, spec.filter or None, list(spec.checked) or None, spec.opt_in_only)
+        audience = build_audience(*chosen, suppressed)
+        fp = fingerprint({"mail": keys[0]}, _identity_rows(audience))
+        continues = campaign_id or led.open_campaign(fp)
+        sent = led.already_sent(keys, exclude=continues, repeat=repeat)
+    if sent:
+        audience = build_audience(*chosen, suppressed, already_sent=sent)
     cid = campaign_id or new_campaign_id(now)
     composer = Composer(draft, settings, cid, columns=frame.columns)
     checks, checks_member = _checks(composer, audience)
@@ -397,11 +474,41 @@ def plan_campaign(
         composer=composer,
         quota=quota,
         campaign_id=cid,
-        warnings=list(composer.warnings),
+        warnings=[*composer.warnings, *_sent_notes(audience)],
         members_pulled_at=frame.attrs.get("pulled_at"),
         checks=checks,
         checks_member=checks_member,
+        mail=frozen,
+        mail_keys=keys,
+        fingerprint=fp,
+        continues=continues,
+        repeat=repeat,
     )
+
+
+def _identity_rows(audience: Audience) -> list[tuple[int, str]]:
+    """(member id, address) of the members a campaign is for: the sendable ones and those
+    held back only by the ledger's state (``suppressed``), which may change between runs."""
+    held = audience.unsendable[audience.unsendable["reason"] == "suppressed"]
+    return [
+        (int(i), str(a))
+        for frame in (audience.sendable, held)
+        for i, a in zip(frame["id"].tolist(), frame["email"].tolist(), strict=True)
+    ]
+
+
+def _suppressed_in(audience: Audience) -> frozenset[str]:
+    held = audience.unsendable[audience.unsendable["reason"] == "suppressed"]
+    return frozenset(str(a).strip().lower() for a in held["email"].tolist())
+
+
+def _sent_notes(audience: Audience) -> list[str]:
+    """One line per campaign that already has some of these members for this mail."""
+    return [
+        f"{n:,} 件は、同じメールをキャンペーン {cid} で送信済み（または送信中）のため送りません。"
+        "もう一度送るときは --repeat（ウィザードでは「同じ内容を再送する」）を使ってください。"
+        for cid, n in audience.already_sent_by_campaign().items()
+    ]
 
 
 def _checks(composer: Composer, audience: Audience) -> tuple[tuple[Finding, ...], int | None]:
@@ -457,7 +564,7 @@ def run(
     """
     do_send = spec.send if send is None else send
     with ledger_using(settings, ledger) as led:
-        plan = plan_campaign(spec, settings, members=members, ledger=led)
+        plan = plan_campaign(spec, settings, members=members, ledger=led, repeat=repeat)
         if not do_send:
             summary = _sourced(plan, dry_run(plan))
             summary.warnings += _history_notes(led, plan)
@@ -478,21 +585,16 @@ def _sourced(plan: CampaignPlan, summary: DeliverySummary) -> DeliverySummary:
 
 
 def _history_notes(led: Ledger, plan: CampaignPlan) -> list[str]:
-    """What a dry run should know of earlier attempts at the very same campaign."""
-    notes = []
-    for r in led.find_by_fingerprint(plan.fingerprint):
-        if r.status in ("sending", "unfinished"):
-            state = "送信中" if r.status == "sending" else "送信途中"
-            notes.append(
-                f"同じ内容のキャンペーン {r.campaign_id} が{state}です（送信済み {r.sent:,} 件）。"
-                "--send で実行すると、その続きを送ります（同じ会員に二度は送りません）。"
-            )
-        elif r.status == "done":
-            notes.append(
-                f"同じ内容のメールはキャンペーン {r.campaign_id} で送信済みです"
-                f"（送信済み {r.sent:,} 件）。もう一度送るには --repeat が必要です。"
-            )
-    return notes
+    """What a dry run should know of an earlier attempt at the very same campaign (those
+    of the same mail to other members are in the plan's ``already_sent`` lines)."""
+    if plan.continues is None:
+        return []
+    r = led.campaign(plan.continues)
+    state = "送信中" if r.status == "sending" else "送信途中"
+    return [
+        f"同じ内容のキャンペーン {r.campaign_id} が{state}です（送信済み {r.sent:,} 件）。"
+        "--send で実行すると、その続きを送ります（同じ会員に二度は送りません）。"
+    ]
 
 
 def send(
@@ -509,9 +611,25 @@ def send(
 
     Claims the campaign's fingerprint first, atomically: refused at once (exit 2) while the
     same campaign runs elsewhere; an unfinished earlier attempt is continued under its own
-    id; a finished one only with ``repeat``. Then :func:`bcartnb.delivery.deliver`.
+    id; otherwise a new campaign holds each address no other campaign holds for this mail
+    (``repeat``: also those finished ones hold). Then :func:`bcartnb.delivery.deliver`.
+    Nobody left to mail because every member already has this mail: nothing is recorded
+    and nothing sent (status ``done``, exit 0), the summary naming who has them.
     """
     delivery.options(plan.settings, **options)  # a bad number: refused before the claim
+    repeat = repeat or plan.repeat
+    if repeat and not plan.repeat:  # planned without it: the already_sent ones go out too
+        plan = plan_campaign(
+            plan.spec,
+            plan.settings,
+            members=plan.audience.selected,
+            ledger=ledger,
+            campaign_id=plan.continues,
+            mail=plan.mail,
+            repeat=True,
+        ).with_id(plan.campaign_id)
+    if plan.continues is None and plan.audience.already_sent_in and not plan.recipients:
+        return _nothing_left(plan)
     with ledger_using(plan.settings, ledger) as led:
         claim = led.claim(
             fingerprint=plan.fingerprint,
@@ -520,10 +638,12 @@ def send(
             recipients=plan.recipients,
             campaign_id=plan.campaign_id,
             repeat=repeat,
+            mail=plan.mail,
+            also_known_as=plan.mail_keys[1:],
             **plan.audience.summary(),
         )
         try:
-            claimed = plan.with_id(claim.campaign_id)
+            claimed = plan.without(claim.skipped).with_id(claim.campaign_id)
         except BaseException:
             led.release(claim.campaign_id, cancel=True)
             raise
@@ -541,10 +661,28 @@ def send(
                 f"同じ内容のキャンペーン {claim.campaign_id} の続きとして送りました"
                 "（送信済みの会員には送っていません）。"
             )
-        return _sourced(plan, summary)
+        summary.warnings += _sent_notes(claimed.audience)
+        return _sourced(claimed, summary)
 
 
 _send = send  # for run(), whose ``send`` argument hides the function
+
+
+def _nothing_left(plan: CampaignPlan) -> DeliverySummary:
+    """Every member already has this mail: a summary of that, with nothing recorded or sent.
+
+    No campaign is created (an empty one would only add a line to the history and an
+    administrator's copy saying nothing); the summary carries the id of the campaign that
+    mailed most of them, so ``bcartnb campaigns ID`` shows where they went.
+    """
+    summary = _sourced(plan, dry_run(plan))
+    summary.status = "done"
+    summary.dry_run = False
+    summary.campaign_id = next(iter(plan.audience.already_sent_by_campaign()))
+    summary.warnings.insert(
+        0, "送るメールはありません: 対象の会員には、すべて同じメールを送信済みです。"
+    )
+    return summary
 
 
 def resume(
@@ -584,7 +722,9 @@ def resume(
             spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
             # the shop's plan now (it may have changed since); the campaign's own if none is set
             current = settings if settings.plan else settings.replace(plan=record.plan)
-            plan = plan_campaign(spec, current, ledger=led, campaign_id=campaign_id)
+            plan = plan_campaign(
+                spec, current, ledger=led, campaign_id=campaign_id, mail=record.mail
+            )
         except BaseException:
             with contextlib.suppress(BcartnbError):
                 led.release(campaign_id)

@@ -35,6 +35,7 @@ def test_reason_codes_in_contract_order() -> None:
         "invalid_address",
         "not_opted_in",
         "suppressed",
+        "already_sent",
         "duplicate_address",
     )
     assert list(REASON_LABELS) == list(REASONS)
@@ -69,11 +70,13 @@ def test_every_reason_code(tmp_path: Path) -> None:
         9: "suppressed",
     }
     assert audience.sendable["id"].tolist() == [1, 6]
+    assert audience.already_sent_in == {}
     assert audience.reasons == {
         "empty_address": 1,
         "invalid_address": 1,
         "not_opted_in": 1,
         "suppressed": 3,
+        "already_sent": 0,
         "duplicate_address": 1,
     }
 
@@ -199,8 +202,16 @@ def test_the_demo_members_show_every_reason(repo_root: Path) -> None:
     members = read_members(repo_root / "data" / "demo_members.csv")
     # the suppression list lives in the ledger, not the file: list one sendable address
     listed = build_audience(members, opt_in_only=True).sendable["email"].iloc[0].upper()
-    audience = build_audience(members, opt_in_only=True, suppressed={listed.lower()})
+    # and what another campaign already mailed (also the ledger's): a second sendable one
+    second = build_audience(members, opt_in_only=True).sendable["email"].iloc[1]
+    audience = build_audience(
+        members,
+        opt_in_only=True,
+        suppressed={listed.lower()},
+        already_sent={second.lower(): "20261201-090000-abcdef"},
+    )
     assert all(audience.reasons[r] > 0 for r in REASONS)
+    assert audience.already_sent_by_campaign() == {"20261201-090000-abcdef": 1}
     assert audience.source is not None and audience.source.endswith("demo_members.csv")
 
 

@@ -268,18 +268,24 @@ def test_drop_after_data_is_uncertain_and_resent_only_on_request(
         assert led.usage("プラン10").used == 6
 
 
-def test_same_campaign_twice_is_refused_unless_repeat(tmp_path: Path, smtp_server: Server):
+def test_the_same_mail_twice_mails_nobody_again_unless_repeat(
+    tmp_path: Path, smtp_server: Server
+):
     server = smtp_server()
     members = write_members(tmp_path / "m.csv", 3)
     settings = make_settings(tmp_path, server)
     first = deliver(plan_campaign(spec_for(members), settings), progress=False)
-    with pytest.raises(CampaignStateError) as exc:
-        deliver(plan_campaign(spec_for(members), settings), progress=False)
-    assert first.campaign_id in str(exc.value) and "--repeat" in str(exc.value)
+    again = deliver(plan_campaign(spec_for(members), settings), progress=False)
+    # nothing sent, nothing recorded: every member is held back, naming the first campaign
+    assert (again.status, again.exit_code, again.sent, again.sendable) == ("done", 0, 0, 0)
+    assert again.reasons["already_sent"] == 3 and again.campaign_id == first.campaign_id
+    assert any(first.campaign_id in w and "--repeat" in w for w in again.warnings)
     assert len(member_mails(server)) == 3
+    with Ledger.open(settings.db) as led:
+        assert len(led.campaigns()) == 1
     second = deliver(plan_campaign(spec_for(members), settings), progress=False, repeat=True)
     assert second.sent == 3 and len(member_mails(server)) == 6
-    # a different body is a different campaign
+    # a different body is a different mail
     other = deliver(
         plan_campaign(spec_for(members, body="別の本文 {{ 会社名 }}"), settings), progress=False
     )
@@ -350,7 +356,7 @@ def test_starttls_auth_and_tls_failure(tmp_path: Path, smtp_server: Server, tls_
 
     other = write_members(tmp_path / "o.csv", 2)
     failed = deliver(
-        plan_campaign(spec_for(other), settings),
+        plan_campaign(spec_for(other, subject="TLS {{ 会社名 }}"), settings),
         SmtpTransport(server.settings(user="shop", password="pw")),
         progress=False,
     )

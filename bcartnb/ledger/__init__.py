@@ -12,6 +12,8 @@ full cap). One :class:`Ledger` object, built from one module per concern:
 :mod:`~bcartnb.ledger.journal`            the mail state machine and the send loop's step
 :mod:`~bcartnb.ledger.campaigns`          claims and the campaign lifecycle, history,
                                           test sends and the admin copy
+:mod:`~bcartnb.ledger.claims`             the same mail never twice: one claim per
+                                          (mail, address) across campaigns
 :mod:`~bcartnb.ledger.suppressions`       the suppression list, the bounces and
                                           unsubscribes behind it, the B-Cart write-back
 ========================================  ==================================================
@@ -22,7 +24,8 @@ row per campaign: id, who, plan, fingerprint, parameters, counts, status, admin 
 ``deliveries`` (the journal: one row per campaign and member), ``usage`` ((month, campaign)
 → counted mails: the quota is a SUM over a handful of rows, so checking it costs the same
 with a million past deliveries), ``reservations`` (the running campaigns' claims and held
-units), ``sends`` (test sends and admin copies: recorded, never counted),
+units), ``mail_claims`` ((mail, address) → the one campaign that mails it), ``sends``
+(test sends and admin copies: recorded, never counted),
 ``suppressions`` (addresses never to mail again), ``hygiene_events`` (every bounce,
 unsubscribe and complaint seen, once) and ``bcart_pushes`` (changes B-Cart accepted).
 
@@ -52,6 +55,7 @@ from bcartnb.ledger.campaigns import (
     fingerprint,
     new_campaign_id,
 )
+from bcartnb.ledger.claims import mail_key
 from bcartnb.ledger.journal import TRANSITIONS, DeliveryResult, Recipient
 from bcartnb.ledger.schema import (
     APPLICATION_ID,
@@ -61,6 +65,7 @@ from bcartnb.ledger.schema import (
     SCHEMA_VERSION,
     SUPPRESSION_REASONS,
     Migration,
+    legacy_mail_key,
 )
 from bcartnb.ledger.suppressions import (
     BCART_FIELDS,
@@ -93,6 +98,8 @@ __all__ = [
     "RecordOutcome",
     "Suppression",
     "fingerprint",
+    "legacy_mail_key",
+    "mail_key",
     "new_campaign_id",
     "normalize_address",
     "using",

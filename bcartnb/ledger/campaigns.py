@@ -1,19 +1,23 @@
 """Campaigns: identity, lifecycle and history, test sends and the admin copy.
 
-A campaign's identity is its :func:`fingerprint`: the parameters and the recipients. Its
-lifecycle, with every change going through :func:`set_status`::
+A campaign's identity is its :func:`fingerprint`: its mail (:func:`~bcartnb.ledger.claims.mail_key`)
+and its recipients, never the path of the member file they came from. Each address it mails
+is claimed for that mail (:mod:`bcartnb.ledger.claims`), so no other campaign sends the same
+mail to it again. Its lifecycle, with every change going through :func:`set_status`::
 
     (claim) ──► sending ──run ends, mails left (pending, deferred, uncertain)──► unfinished
-                 │  │ ▲                         or its owner died (reclaim)        │
-                 │  │ └───────────── claim: a run --send or resume takes it over ─┘
-                 │  └──run ends, nothing left──► done
+                 │  │ ▲                         or its owner died (reclaim)        │  │
+                 │  │ └───────────── claim: a run --send or resume takes it over ─┘  │
+                 │  └──run ends, nothing left──► done                                │
                  └──run refused (quota, compose) before any mail was handed over──► cancelled
+                                                    bcartnb cancel (nothing more) ◄──┘
 
 At most one campaign per fingerprint is ``sending`` or ``unfinished`` (a partial unique
 index holds it even against a bug): :meth:`Campaigns.claim` takes it atomically, in one
 ``BEGIN IMMEDIATE`` transaction, before anything is composed or sent. A second claim while
 the first run lives is refused naming it; a claim of an unfinished campaign continues it
-(same id); a new campaign with a finished one's fingerprint only with ``repeat=True``.
+(same id); otherwise a new campaign holds the addresses no other campaign holds for this
+mail (``repeat``: also those of finished campaigns).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bcartnb.exceptions import CampaignStateError
+from bcartnb.ledger.claims import OPEN_STATUSES, claim_addresses, live_claims, mail_key
 from bcartnb.ledger.database import dt, ts, unknown_campaign
 from bcartnb.ledger.journal import Journal, insert_recipients, journal_counts, transition
 from bcartnb.ledger.reservations import (
@@ -73,10 +78,11 @@ def new_campaign_id(now: datetime | None = None) -> str:
 
 
 def fingerprint(params: Mapping[str, Any], recipients: Iterable[tuple[int, str]]) -> str:
-    """A hash of the campaign's parameters and its recipient set (order and case ignored).
+    """A hash of what identifies the campaign (the conductor passes its mail's key) and its
+    recipient set (order and case ignored).
 
     Running the same campaign twice gives the same fingerprint: the ledger's claim uses it
-    to continue an unfinished campaign instead of mailing everybody a second time.
+    to continue an unfinished campaign instead of starting another one.
     """
     h = hashlib.sha256()
     h.update(json.dumps(params, sort_keys=True, ensure_ascii=False, default=str).encode())
@@ -108,10 +114,15 @@ def set_status(
 
 
 class Claim(NamedTuple):
-    """The campaign a run now holds; ``continued``: an unfinished one taken over (same id)."""
+    """The campaign a run now holds; ``continued``: an unfinished one taken over (same id).
+
+    ``skipped``: recipients another campaign took for the same mail between the plan and
+    the claim, as (member id, address, that campaign): they are not in this campaign.
+    """
 
     campaign_id: str
     continued: bool
+    skipped: tuple[tuple[int, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,9 @@ class CampaignRecord:
     admin_copy_at: datetime | None
     finished_at: datetime | None
     journal: dict[str, int] = field(default_factory=dict)
+    #: the mail's identity and the mail as frozen when claimed (None: an older ledger's)
+    mail_key: str | None = None
+    mail: dict[str, Any] | None = None
 
     @property
     def sent(self) -> int:
@@ -151,8 +165,8 @@ class CampaignRecord:
 
 _CAMPAIGN_SELECT = (
     "SELECT campaign_id, created_at, user, host, plan, fingerprint, params, selected, "
-    "sendable, unsendable, reasons, status, admin_copy, admin_copy_at, finished_at "
-    "FROM campaigns"
+    "sendable, unsendable, reasons, status, admin_copy, admin_copy_at, finished_at, "
+    "mail_key, mail FROM campaigns"
 )
 
 
@@ -176,6 +190,8 @@ def _record(row: Sequence[Any], journal: dict[str, int]) -> CampaignRecord:
         admin_copy_at=dt(row[13]),
         finished_at=dt(row[14]),
         journal=journal,
+        mail_key=row[15],
+        mail=None if row[16] is None else json.loads(row[16]),
     )
 
 
@@ -208,14 +224,19 @@ class Campaigns(Journal):
         repeat: bool = False,
         user: str | None = None,
         now: datetime | None = None,
+        mail: Mapping[str, Any] | None = None,
+        also_known_as: Sequence[str] = (),
     ) -> Claim:
         """Hold the campaign with this fingerprint for this process, atomically.
 
         An unfinished one is continued (same id, its mails as the journal has them). A
-        running one (a live holder) is refused naming it. A finished one is refused unless
-        ``repeat``, which then starts a new campaign; ``repeat`` while one is unfinished is
-        refused (finish it first). Otherwise a new campaign ``campaign_id`` is recorded with
-        its ``recipients`` (member id, address) pending.
+        running one (a live holder) is refused naming it; ``repeat`` while one is unfinished
+        is refused (finish it first). Otherwise a new campaign ``campaign_id`` is recorded
+        with those of its ``recipients`` (member id, address) whose address no other
+        campaign holds for this ``mail`` (:mod:`~bcartnb.ledger.claims`; ``repeat``: none
+        still under way), pending; the others are returned in :attr:`Claim.skipped`.
+        ``also_known_as``: identities an older ledger gave the same mail. Without ``mail``
+        the fingerprint stands for it (a caller that does not say what it sends).
         """
         plan = resolve_plan(plan)
         now = self._now(now)
@@ -227,6 +248,8 @@ class Campaigns(Journal):
                 ja="キャンペーンの設定を記録できません（JSON にできない値があります）。",
             ) from err
         rows = list(recipients)
+        key = mail_key(mail) if mail is not None else "fp:" + fingerprint
+        mail_json = None if mail is None else json.dumps(dict(mail), ensure_ascii=False)
         with self._write() as c:
             reclaim_stale(c, now)
             open_ = c.execute(
@@ -248,27 +271,12 @@ class Campaigns(Journal):
                     )
                 self._take(c, cid, plan, now)
                 return Claim(cid, True)
-            if not repeat:
-                done = c.execute(
-                    "SELECT campaign_id, created_at FROM campaigns WHERE fingerprint = ? "
-                    "AND status = 'done' ORDER BY created_at DESC LIMIT 1",
-                    (fingerprint,),
-                ).fetchone()
-                if done is not None:
-                    sent = journal_counts(c, done[0]).get("sent", 0)
-                    raise CampaignStateError(
-                        f"this campaign already went out as {done[0]} ({sent} sent, "
-                        f"{done[1][:16].replace('T', ' ')}): nobody is mailed twice; pass "
-                        "--repeat (repeat=True) to send it again on purpose",
-                        ja=f"同じ内容のメールはキャンペーン {done[0]} で送信済みです"
-                        f"（送信済み {sent} 件）。もう一度送るときは --repeat を付けてください。",
-                    )
             cid = campaign_id or new_campaign_id(now)
             try:
                 c.execute(
                     "INSERT INTO campaigns (campaign_id, created_at, user, host, plan, "
                     "fingerprint, params, selected, sendable, unsendable, reasons, status, "
-                    "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?, 'sending', ?)",
+                    "updated_at, mail_key, mail) VALUES (?,?,?,?,?,?,?,?,?,?,?, 'sending', ?,?,?)",
                     (
                         cid,
                         ts(now),
@@ -282,6 +290,8 @@ class Campaigns(Journal):
                         unsendable,
                         json.dumps(dict(reasons or {}), ensure_ascii=False, sort_keys=True),
                         ts(now),
+                        key,
+                        mail_json,
                     ),
                 )
             except sqlite3.IntegrityError as err:
@@ -289,9 +299,38 @@ class Campaigns(Journal):
                     f"campaign {cid} already exists",
                     ja=f"キャンペーンID {cid} はすでに使われています。",
                 ) from err
-            insert_recipients(c, cid, rows)
+            kept, skipped = claim_addresses(c, (key, *also_known_as), cid, rows, repeat=repeat)
+            insert_recipients(c, cid, kept)
             take(c, cid, plan, now, (now + self.lease).timestamp())
-        return Claim(cid, False)
+        return Claim(cid, False, tuple(skipped))
+
+    def open_campaign(self, fp: str) -> str | None:
+        """The campaign with this fingerprint still under way (sending or unfinished), if any:
+        the one a run of the same mail to the same members continues."""
+        with self._read() as c:
+            row = c.execute(
+                "SELECT campaign_id FROM campaigns WHERE fingerprint = ? "
+                f"AND status IN {OPEN_STATUSES!r}",
+                (fp,),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def already_sent(
+        self, keys: Sequence[str], *, exclude: str | None = None, repeat: bool = False
+    ) -> dict[str, str]:
+        """Lower-cased address → the campaign that mailed it this mail (or is mailing it).
+
+        ``keys``: the mail's identity, then what older ledgers called it. ``exclude``: the
+        campaign being continued or resumed (its own addresses are its to send).
+        ``repeat``: only the campaigns still under way hold an address.
+        """
+        with self._read() as c:
+            held = live_claims(c, keys)
+        return {
+            address: h.campaign_id
+            for address, h in held.items()
+            if h.campaign_id != exclude and (not repeat or h.status in OPEN_STATUSES)
+        }
 
     def take_over(self, campaign_id: str, *, now: datetime | None = None) -> bool:
         """Hold an existing campaign by id (``bcartnb resume``): False if it is done already.

@@ -7,8 +7,11 @@ rebuild a table the way SQLite asks (create the new one, copy, drop, rename).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 __all__ = [
     "APPLICATION_ID",
@@ -18,6 +21,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SUPPRESSION_REASONS",
     "Migration",
+    "legacy_mail_key",
 ]
 
 #: ``PRAGMA application_id`` of a bcartnb ledger ("bcnb"): tells our file from any other SQLite.
@@ -25,7 +29,17 @@ APPLICATION_ID = 0x62636E62
 #: A campaign's lifecycle (see :mod:`bcartnb.ledger.campaigns`).
 CAMPAIGN_STATUSES = ("sending", "unfinished", "done", "cancelled")
 #: A mail's states (see :mod:`bcartnb.ledger.journal`).
-DELIVERY_STATES = ("pending", "sending", "sent", "failed", "deferred", "uncertain", "withheld")
+DELIVERY_STATES = (
+    "pending",
+    "sending",
+    "sent",
+    "failed",
+    "deferred",
+    "uncertain",
+    "withheld",
+    "cancelled",
+)
+_V4_STATES = ("pending", "sending", "sent", "failed", "deferred", "uncertain", "withheld")
 #: Why an address is on the suppression list (see :mod:`bcartnb.ledger.suppressions`).
 SUPPRESSION_REASONS = ("hard_bounce", "soft_bounce", "unsubscribed", "complaint", "manual")
 _V3_STATES = ("pending", "sending", "sent", "failed", "deferred", "uncertain")
@@ -221,7 +235,7 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
         campaign_id TEXT NOT NULL REFERENCES campaigns (campaign_id),
         member_id INTEGER NOT NULL,
         address TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN {DELIVERY_STATES!r}),
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN {_V4_STATES!r}),
         handed_from TEXT,
         attempts INTEGER NOT NULL DEFAULT 0,
         counted_month TEXT,
@@ -276,10 +290,89 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
     )
 
 
+#: The keys of a version-4 campaign's parameters that made the mail itself (not its members).
+_LEGACY_MAIL_KEYS = ("template", "subject", "body", "html", "insert_signature", "encoding")
+
+
+def legacy_mail_key(params: Mapping[str, Any]) -> str:
+    """The identity a campaign recorded before version 5 can be given: its mail's parameters.
+
+    A version-4 campaign recorded the template's *name*, not its text, so its mail cannot be
+    hashed as written. Its mail parameters (the template name and any subject, body and flags
+    given with it, never the member file or the filter) stand in: the same newsletter run
+    again from a re-exported file after the upgrade is still recognised as already sent.
+    Frozen with this migration; new campaigns are keyed by their content.
+    """
+    mail = {k: params.get(k) for k in _LEGACY_MAIL_KEYS}
+    text = json.dumps(mail, sort_keys=True, ensure_ascii=False, default=str)
+    return "legacy:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """One shop, one truth: a mail's identity is its content, claimed per address.
+
+    ``mail_claims`` holds, for each mail (``mail_key``: a hash of what the member receives,
+    as written before member values are merged in) and each lower-cased address, the one
+    campaign that mailed it or is mailing it: the primary key is what makes "each address
+    gets a given mail at most once" hold across campaigns, re-exported files and concurrent
+    runs. ``campaigns.mail_key`` and ``campaigns.mail`` (the frozen mail, JSON) let a resume
+    send what its campaign started with. A mail the marketer ends is ``cancelled``.
+
+    Existing campaigns get :func:`legacy_mail_key` and claims for the mails they handed
+    over or still hold (newest campaign first); withheld mails, and those of a campaign
+    cancelled before sending, claim nothing.
+    """
+    conn.execute(
+        f"""CREATE TABLE deliveries_v5 (
+        campaign_id TEXT NOT NULL REFERENCES campaigns (campaign_id),
+        member_id INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN {DELIVERY_STATES!r}),
+        handed_from TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        counted_month TEXT,
+        code INTEGER,
+        message TEXT,
+        sending_at TEXT,
+        result_at TEXT,
+        PRIMARY KEY (campaign_id, member_id)
+    ) WITHOUT ROWID"""
+    )
+    conn.execute("INSERT INTO deliveries_v5 SELECT * FROM deliveries")
+    conn.execute("DROP TABLE deliveries")
+    conn.execute("ALTER TABLE deliveries_v5 RENAME TO deliveries")
+    conn.execute("ALTER TABLE campaigns ADD COLUMN mail_key TEXT")
+    conn.execute("ALTER TABLE campaigns ADD COLUMN mail TEXT")
+    conn.execute(
+        """CREATE TABLE mail_claims (
+        mail_key TEXT NOT NULL,
+        address TEXT NOT NULL,
+        campaign_id TEXT NOT NULL REFERENCES campaigns (campaign_id),
+        member_id INTEGER NOT NULL,
+        PRIMARY KEY (mail_key, address)
+    ) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX mail_claims_campaign ON mail_claims (campaign_id)")
+    rows = conn.execute(
+        "SELECT campaign_id, params, status FROM campaigns "
+        "ORDER BY created_at DESC, campaign_id DESC"
+    ).fetchall()
+    for cid, params, status in rows:
+        key = legacy_mail_key(json.loads(params))
+        conn.execute("UPDATE campaigns SET mail_key = ? WHERE campaign_id = ?", (key, cid))
+        conn.execute(
+            "INSERT OR IGNORE INTO mail_claims (mail_key, address, campaign_id, member_id) "
+            "SELECT ?, lower(trim(address)), campaign_id, member_id FROM deliveries "
+            "WHERE campaign_id = ? AND state != 'withheld' AND (attempts > 0 OR ? != 'cancelled')",
+            (key, cid, status),
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _migrate_0_to_1,
     _migrate_1_to_2,
     _migrate_2_to_3,
     _migrate_3_to_4,
+    _migrate_4_to_5,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
