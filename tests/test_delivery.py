@@ -268,9 +268,7 @@ def test_drop_after_data_is_uncertain_and_resent_only_on_request(
         assert led.usage("プラン10").used == 6
 
 
-def test_the_same_mail_twice_mails_nobody_again_unless_repeat(
-    tmp_path: Path, smtp_server: Server
-):
+def test_the_same_mail_twice_mails_nobody_again_unless_repeat(tmp_path: Path, smtp_server: Server):
     server = smtp_server()
     members = write_members(tmp_path / "m.csv", 3)
     settings = make_settings(tmp_path, server)

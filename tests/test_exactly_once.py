@@ -75,7 +75,9 @@ def test_two_identical_runs_started_together_mail_everyone_once(
     rows = history(env, tmp_path)
     assert [(r["status"], r["sent"]) for r in rows] == [("done", n)]
     winner = str(rows[0]["campaign_id"])
-    outs = [json.loads(out) for (out, _), p in zip(results, procs) if p.returncode == 0]
+    outs = [
+        json.loads(out) for (out, _), p in zip(results, procs, strict=True) if p.returncode == 0
+    ]
     if codes == [0, 2]:  # the second met the first running: refused at once, naming it
         loser = results[[p.returncode for p in procs].index(2)][1]
         assert loser.count("\n") == 1 and "Traceback" not in loser
