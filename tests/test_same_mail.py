@@ -94,7 +94,11 @@ def test_a_snapshot_of_the_same_members_then_one_new_member(tmp_path: Path, smtp
     csv_export(fake.customers, tmp_path / "export.csv")
     env = env_for(tmp_path, server)
     first = run_json(
-        "run", str(campaign_file(tmp_path / "c.toml", "export.csv")), "--send", env=env, cwd=tmp_path
+        "run",
+        str(campaign_file(tmp_path / "c.toml", "export.csv")),
+        "--send",
+        env=env,
+        cwd=tmp_path,
     )
     mailed = int(str(first["sendable"]))
     assert first["sent"] == mailed == len(member_mails(server)) > 0
@@ -122,9 +126,7 @@ def test_a_snapshot_of_the_same_members_then_one_new_member(tmp_path: Path, smtp
     assert got["newcomer@example.co.jp"] == 1 and set(got.values()) == {1}
 
 
-def test_tokyo_today_and_kanto_tomorrow_mail_only_the_new_ones(
-    tmp_path: Path, smtp_server: Server
-):
+def test_tokyo_today_and_kanto_tomorrow_mail_only_the_new_ones(tmp_path: Path, smtp_server: Server):
     server = smtp_server()
     setup_campaign(tmp_path, 0)
     prefs = ["東京都", "神奈川県", "東京都", "埼玉県", "東京都", "大阪府"]
@@ -147,9 +149,7 @@ def test_tokyo_today_and_kanto_tomorrow_mail_only_the_new_ones(
     assert member_mails(server) == Counter(f"m{i}@example.co.jp" for i in (0, 1, 2, 3, 4))
 
 
-def test_an_interrupted_campaign_continues_from_a_renamed_file(
-    tmp_path: Path, smtp_server: Server
-):
+def test_an_interrupted_campaign_continues_from_a_renamed_file(tmp_path: Path, smtp_server: Server):
     server = smtp_server()
     first = setup_campaign(tmp_path, 6)
     env = env_for(tmp_path, server)
@@ -342,9 +342,7 @@ def test_no_address_receives_the_same_mail_twice_without_repeat(
             for a in to:
                 model[(MAILS[mail], a)] += 1
             has[MAILS[mail]] |= addresses
-            summary = campaign.run(
-                spec, settings, send=True, repeat=repeat, progress=False
-            ).summary
+            summary = campaign.run(spec, settings, send=True, repeat=repeat, progress=False).summary
             assert summary.exit_code == 0 and summary.sent == len(to)
         got = Counter(
             (subject(r.raw), r.recipients[0])
