@@ -59,6 +59,7 @@ __all__ = [
     "CampaignSpec",
     "DeliverySummary",
     "build_draft",
+    "cancel",
     "dry_run",
     "frozen_mail",
     "load_campaign",
@@ -642,6 +643,8 @@ def send(
             also_known_as=plan.mail_keys[1:],
             **plan.audience.summary(),
         )
+        if not claim.created:  # others took every one of them since the plan
+            return _nothing_left(plan.without(claim.skipped))
         try:
             claimed = plan.without(claim.skipped).with_id(claim.campaign_id)
         except BaseException:
@@ -679,9 +682,6 @@ def _nothing_left(plan: CampaignPlan) -> DeliverySummary:
     summary.status = "done"
     summary.dry_run = False
     summary.campaign_id = next(iter(plan.audience.already_sent_by_campaign()))
-    summary.warnings.insert(
-        0, "送るメールはありません: 対象の会員には、すべて同じメールを送信済みです。"
-    )
     return summary
 
 
@@ -690,6 +690,10 @@ def resume(
     settings: Settings,
     *,
     resend_uncertain: bool = False,
+    give_up_deferred: bool = False,
+    mark_uncertain_sent: bool = False,
+    drop_uncertain: bool = False,
+    skip_missing: bool = False,
     transport: Transport | None = None,
     progress: bool | Callable[[int, int], None] = True,
     ledger: Ledger | None = None,
@@ -699,10 +703,21 @@ def resume(
     """Continue an unfinished campaign: pending and deferred mails go out, sent ones never again.
 
     Mails lost after their data went out are ``uncertain``: listed, and resent only with
-    ``resend_uncertain=True``. The members file is read again (member data may have changed;
-    a member gone since is reported and left pending). Refused while the campaign is being
-    sent by a live process, or if it was cancelled; a finished campaign changes nothing.
+    ``resend_uncertain=True``, or ended on the marketer's word: ``mark_uncertain_sent``
+    (they arrived) or ``drop_uncertain`` (not resent). ``give_up_deferred``: the mails a
+    server keeps deferring become failed. The members file is read again (member data may
+    have changed); a member gone since is reported and left pending, or, with
+    ``skip_missing``, not sent (:mod:`bcartnb.ledger.finish`). Refused while the campaign is
+    being sent by a live process, or if it was cancelled; a finished campaign changes nothing.
     """
+    chosen = [resend_uncertain, mark_uncertain_sent, drop_uncertain]
+    if sum(chosen) > 1:
+        raise SettingsError(
+            "choose one of --resend-uncertain, --mark-uncertain-sent and --drop-uncertain",
+            ja="結果不明のメールの扱いは --resend-uncertain・--mark-uncertain-sent・"
+            "--drop-uncertain のどれか1つにしてください。",
+        )
+    uncertain = "sent" if mark_uncertain_sent else "drop" if drop_uncertain else None
     delivery.options(settings, **options)  # a bad number: refused before the take-over
     with ledger_using(settings, ledger) as led:
         if not led.take_over(campaign_id):
@@ -725,6 +740,13 @@ def resume(
             plan = plan_campaign(
                 spec, current, ledger=led, campaign_id=campaign_id, mail=record.mail
             )
+            missing: list[int] = []
+            if skip_missing:
+                here = set(plan.audience.sendable["id"].astype("int64").tolist())
+                missing = [r.member_id for r in led.to_send(campaign_id) if r.member_id not in here]
+            ended = led.end_mails(
+                campaign_id, give_up_deferred=give_up_deferred, uncertain=uncertain, skip=missing
+            )
         except BaseException:
             with contextlib.suppress(BcartnbError):
                 led.release(campaign_id)
@@ -738,7 +760,29 @@ def resume(
             sleep=sleep,
             **options,
         )
+        summary.ended = ended
         return CampaignRun(plan, _sourced(plan, summary))
+
+
+def cancel(
+    campaign_id: str, settings: Settings, *, ledger: Ledger | None = None
+) -> DeliverySummary:
+    """``bcartnb cancel``: nothing more of an unfinished campaign is sent.
+
+    What went out stays sent and counted; pending and deferred mails become ``cancelled``;
+    uncertain ones stay uncertain (nobody knows whether they arrived). Refused while a live
+    process sends it, and for a finished campaign.
+    """
+    with ledger_using(settings, ledger) as led:
+        record = led.cancel(campaign_id)
+        now = led.usage(settings.plan or record.plan)
+        return DeliverySummary.from_record(
+            record,
+            "cancelled",
+            quota_dict(now, now.used),
+            [(r.member_id, r.address) for r in led.uncertain(campaign_id)],
+            failures=led.failures(campaign_id),
+        )
 
 
 def send_test(

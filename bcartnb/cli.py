@@ -299,7 +299,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from bcartnb.report import sample_mail
 
         # the contract: a dry run unless --send, whatever the file says
-        result = campaign.run(spec, settings, send=False)
+        result = campaign.run(spec, settings, send=False, repeat=args.repeat)
         summary = result.summary
         if spec.send:
             summary.warnings.append(
@@ -322,9 +322,20 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         args.campaign_id,
         load_settings(),
         resend_uncertain=args.resend_uncertain,
+        give_up_deferred=args.give_up_deferred,
+        mark_uncertain_sent=args.mark_uncertain_sent,
+        drop_uncertain=args.drop_uncertain,
+        skip_missing=args.skip_missing,
         progress=sys.stderr.isatty(),
     ).summary
     return _print_summary(summary, args.json)
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from bcartnb import campaign
+    from bcartnb.settings import load_settings
+
+    return _print_summary(campaign.cancel(args.campaign_id, load_settings()), args.json)
 
 
 #: A campaign's status as the send history says it.
@@ -352,6 +363,8 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
             "deferred": int(r["deferred"]),
             "uncertain": int(r["uncertain"]),
             "pending": int(r["pending"]),
+            "withheld": int(r["withheld"]),
+            "cancelled": int(r["cancelled"]),
         }
         for _, r in frame.iterrows()
     ]
@@ -385,6 +398,8 @@ def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
         failures = ledger.failures(campaign_id)
         deferred = ledger.deferred(campaign_id)
         uncertain = ledger.uncertain(campaign_id)
+        journal = ledger.deliveries(campaign_id)
+    ended = journal[journal["state"].isin(["cancelled", "withheld"])]
     resume = None
     if record.status == "unfinished":  # not while a live process sends it: resume waits
         pairs = [(r.member_id, r.address) for r in uncertain]
@@ -405,6 +420,8 @@ def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
         "pending": record.journal.get("pending", 0) + record.journal.get("sending", 0),
         "deferred": len(deferred),
         "uncertain": len(uncertain),
+        "withheld": record.journal.get("withheld", 0),
+        "cancelled": record.journal.get("cancelled", 0),
         "admin_copy": mask_address(record.admin_copy) if record.admin_copy else None,
         "failures": [
             {"id": m, "email": mask_address(a), "code": code, "reply": mask_text(reply)}
@@ -413,6 +430,17 @@ def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
         "deferred_list": [{"id": r.member_id, "email": mask_address(r.address)} for r in deferred],
         "uncertain_list": [
             {"id": r.member_id, "email": mask_address(r.address)} for r in uncertain
+        ],
+        "ended_list": [
+            {
+                "id": int(m),
+                "email": mask_address(str(a)),
+                "state": str(st),
+                "why": "配信停止リストに載ったため送りませんでした" if st == "withheld" else str(w),
+            }
+            for m, a, st, w in zip(
+                ended["member_id"], ended["address"], ended["state"], ended["message"], strict=True
+            )
         ],
         "resume_command": resume,
     }
@@ -427,7 +455,9 @@ def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
         f"対象会員数 {record.selected:,} 件 / 送信件数 {record.sendable:,} 件 / "
         f"送信できない件数 {record.unsendable:,} 件",
         f"送信済み {record.sent:,} 件 / 失敗 {record.failed:,} 件 / 未送信 {data['pending']:,} 件"
-        f" / 再試行待ち {len(deferred):,} 件 / 結果不明 {len(uncertain):,} 件",
+        f" / 再試行待ち {len(deferred):,} 件 / 結果不明 {len(uncertain):,} 件"
+        + (f" / 配信停止で送らず {data['withheld']:,} 件" if data["withheld"] else "")
+        + (f" / 取り消し {data['cancelled']:,} 件" if data["cancelled"] else ""),
     ]
     reasons = [f"{REASON_LABELS.get(k, k)} {n:,}" for k, n in record.reasons.items() if n]
     if reasons:
@@ -443,10 +473,14 @@ def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
     for title, items in (
         ("再試行待ちのメール", data["deferred_list"]),
         ("送信結果が不明なメール（届いている可能性があります）", data["uncertain_list"]),
+        ("送らずに終えたメール（理由）", data["ended_list"]),
     ):
         if items:
             lines.append(f"{title}:")
-            lines += [f"  {i['id']}  {i['email']}" for i in items]
+            lines += [
+                f"  {i['id']}  {i['email']}" + (f"  {i['why']}" if "why" in i else "")
+                for i in items
+            ]
     if resume:
         lines.append(f"続きを送るには: {resume}")
     _say("\n".join(lines))
@@ -803,6 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quota(sub)
     _add_run(sub)
     _add_resume(sub)
+    _add_cancel(sub)
     _add_campaigns(sub)
     _add_report(sub)
     _add_suppressions(sub)
@@ -865,8 +900,8 @@ def _add_run(sub: _Sub) -> None:
         help="キャンペーンファイルを実行します（--send がなければ確認のみ）",
         description="キャンペーンファイルを実行します。--send を付けない限り確認のみで、"
         "すべてのメールを作成して件数と配信数を確かめ、見本のメールを表示します。"
-        "送信途中の同じキャンペーンはその続きを送り、送信済みのものは断ります"
-        "（もう一度送るには --repeat）。",
+        "送信途中の同じキャンペーンはその続きを送ります。同じメールを送信済みの会員には、"
+        "どのキャンペーン・会員ファイルからでも二度と送りません（もう一度送るには --repeat）。",
         epilog=EXIT_CODES_HELP,
     )
     p.add_argument("campaign", metavar="キャンペーンファイル", help="キャンペーンの TOML ファイル")
@@ -875,7 +910,7 @@ def _add_run(sub: _Sub) -> None:
     p.add_argument(
         "--repeat",
         action="store_true",
-        help="送信済みのキャンペーンをもう一度送ります（完了したものに限る）",
+        help="同じメールを送信済みの会員にも、もう一度送ります（送信途中のものがあるときは断ります）",
     )
     how.add_argument(
         "--test-to",
@@ -902,8 +937,41 @@ def _add_resume(sub: _Sub) -> None:
         action="store_true",
         help="前回止まったときに送信中だった（結果不明の）メールも再送します",
     )
+    p.add_argument(
+        "--mark-uncertain-sent",
+        action="store_true",
+        help="結果不明のメールを、届いたと確かめたものとして送信済みにします（再送しません）",
+    )
+    p.add_argument(
+        "--drop-uncertain",
+        action="store_true",
+        help="結果不明のメールを再送しないことにします（取り消し）",
+    )
+    p.add_argument(
+        "--give-up-deferred",
+        action="store_true",
+        help="受信側が保留し続けているメールの再送をあきらめ、失敗にします",
+    )
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="会員ファイルにいなくなった（送信できなくなった）会員には送らないことにします",
+    )
     p.add_argument("--json", action="store_true", help="JSON で出力します")
     p.set_defaults(func=_cmd_resume)
+
+
+def _add_cancel(sub: _Sub) -> None:
+    p = sub.add_parser(
+        "cancel",
+        help="送信途中のキャンペーンを取り消します（これ以上は送りません）",
+        description="送信途中のキャンペーンの配信を取り消します。未送信と再試行待ちのメールは"
+        "送らずに終え、送信済みのメールはそのまま今月の配信数に数えます。",
+        epilog=EXIT_CODES_HELP,
+    )
+    p.add_argument("campaign_id", metavar="キャンペーンID")
+    p.add_argument("--json", action="store_true", help="JSON で出力します")
+    p.set_defaults(func=_cmd_cancel)
 
 
 def _add_campaigns(sub: _Sub) -> None:

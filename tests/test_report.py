@@ -95,7 +95,7 @@ def test_parameters_table_drops_secret_keys_and_masks_addresses():
 def test_reasons_table_in_decision_order_with_japanese_labels_and_zeros():
     table = report.reasons_table({"invalid_address": 3, "duplicate_address": 1})
     assert list(table.index) == [REASON_LABELS[r] for r in REASONS]
-    assert table["件数"].tolist() == [0, 3, 0, 0, 1]
+    assert table["件数"].tolist() == [0, 3, 0, 0, 0, 1]
 
 
 def test_counts_and_quota_tables():

@@ -31,7 +31,7 @@ DONE_MESSAGE = "メール送信を完了いたしました。"
 
 #: status → exit code of ``bcartnb run`` / ``resume`` (a finished campaign with mails refused
 #: for good exits 5 instead of 0; see :attr:`DeliverySummary.exit_code`).
-EXIT_CODES = {"dry-run": 0, "done": 0, "unfinished": 4, "interrupted": 130}
+EXIT_CODES = {"dry-run": 0, "done": 0, "cancelled": 0, "unfinished": 4, "interrupted": 130}
 
 
 def mask_address(address: str) -> str:
@@ -67,7 +67,10 @@ class DeliverySummary:
     The counts (``sent``, ``failed``, ``pending``, ``deferred``, ``uncertain``, ``withheld``)
     are the whole campaign's after this run, resumes included; ``sent_now`` is this run's
     share. ``withheld``: mails not sent because their address was suppressed (an unsubscribe,
-    a bounce) after the campaign began.
+    a bounce) after the campaign began. ``cancelled``: mails the marketer ended unsent
+    (``bcartnb cancel``, ``--drop-uncertain``, ``--skip-missing``); ``ended``: what this
+    run's finishing choices ended, by choice (:data:`bcartnb.ledger.ENDED_BY`), as
+    (member id, address).
     ``stopped`` / ``stopped_ja`` say why a run ended before its campaign was finished.
     """
 
@@ -85,6 +88,8 @@ class DeliverySummary:
     pending: int = 0
     deferred: int = 0
     withheld: int = 0
+    cancelled: int = 0
+    ended: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     sent_now: int = 0
     admin_copy: str | None = None
     failures: list[tuple[int, str, int | None, str]] = field(default_factory=list)
@@ -119,6 +124,7 @@ class DeliverySummary:
             pending=record.journal.get("pending", 0),
             deferred=record.journal.get("deferred", 0),
             withheld=record.journal.get("withheld", 0),
+            cancelled=record.journal.get("cancelled", 0),
             uncertain=uncertain,
             admin_copy=record.admin_copy,
             quota=quota,
@@ -172,6 +178,8 @@ class DeliverySummary:
             "uncertain": len(self.uncertain),
             "pending": self.pending,
             "withheld": self.withheld,
+            "cancelled": self.cancelled,
+            "ended": {k: [m for m, _ in v] for k, v in self.ended.items()},
             "sent_now": self.sent_now,
             "admin_copy": self.admin_copy,
             "quota": dict(self.quota),
@@ -199,6 +207,8 @@ class DeliverySummary:
         )
         if self.withheld:
             counts += f" / 配信停止のため送らなかった {self.withheld:,}"
+        if self.cancelled:
+            counts += f" / 取り消し {self.cancelled:,}"
         if self.left and not self.dry_run:
             counts += (
                 f" / 残り {self.left:,}（未送信 {self.pending:,}・再試行待ち {self.deferred:,}"
@@ -218,10 +228,13 @@ class DeliverySummary:
         if reasons:
             lines.append("送信できない理由: " + " / ".join(reasons))
         lines.append(quota)
+        lines += self._ended_lines()
         if self.deferred and not self.dry_run:
             lines.append(
                 f"受信側が一時的に受け取りを保留したメール {self.deferred:,} 件は、"
-                f"あとで `{self.resume_command}` を実行すると再送します。"
+                f"あとで `{self.resume_command}` を実行すると再送します"
+                f"（あきらめるときは `bcartnb resume --give-up-deferred {self.campaign_id}`、"
+                f"配信をやめるときは `bcartnb cancel {self.campaign_id}`）。"
             )
         if self.uncertain:
             lines.append(
@@ -229,16 +242,39 @@ class DeliverySummary:
                 "届いている可能性があります）: "
                 + ", ".join(f"{mid} {mask_address(a)}" for mid, a in self.uncertain[:10])
                 + "。届いていないと確かめたうえで再送するには `bcartnb resume --resend-uncertain "
-                + f"{self.campaign_id}` を実行してください。"
+                + f"{self.campaign_id}` を、届いていたら `--mark-uncertain-sent`、"
+                "再送しないなら `--drop-uncertain` を付けて実行してください。"
             )
         return "\n".join(lines)
+
+    def _ended_lines(self) -> list[str]:
+        words = {
+            "gave_up": "再送をあきらめて失敗にしたメール",
+            "marked_sent": "届いたと確認して送信済みにしたメール",
+            "dropped": "再送しないことにしたメール",
+            "missing": "会員ファイルにいないため送らないことにしたメール",
+        }
+        return [
+            f"{words[why]} {len(rows):,} 件: "
+            + ", ".join(f"{m} {mask_address(a)}" for m, a in rows[:10])
+            + (" …" if len(rows) > 10 else "")
+            for why, rows in self.ended.items()
+            if rows and why in words
+        ]
 
     def _head(self) -> str:
         if self.dry_run:
             return (
                 "確認のみ（送信していません）。送信するには --send / send=True を指定してください。"
             )
+        if self.status == "cancelled":
+            return (
+                f"キャンペーン {self.campaign_id} の配信を取り消しました。これ以上は送りません"
+                f"（送信済み {self.sent:,} 件はそのまま今月の配信数に数えます）。"
+            )
         if self.status == "done":
+            if not self.sendable and self.reasons.get("already_sent"):
+                return "送るメールはありません: 対象の会員には、すべて同じメールを送信済みです。"
             if not self.failed:
                 return DONE_MESSAGE
             if self.sent:

@@ -14,6 +14,7 @@ full cap). One :class:`Ledger` object, built from one module per concern:
                                           test sends and the admin copy
 :mod:`~bcartnb.ledger.claims`             the same mail never twice: one claim per
                                           (mail, address) across campaigns
+:mod:`~bcartnb.ledger.finish`             cancel; end stuck mails on the marketer's word
 :mod:`~bcartnb.ledger.suppressions`       the suppression list, the bounces and
                                           unsubscribes behind it, the B-Cart write-back
 ========================================  ==================================================
@@ -50,12 +51,12 @@ from typing import TYPE_CHECKING
 from bcartnb.ledger.campaigns import (
     CAMPAIGN_TRANSITIONS,
     CampaignRecord,
-    Campaigns,
     Claim,
     fingerprint,
     new_campaign_id,
 )
 from bcartnb.ledger.claims import mail_key
+from bcartnb.ledger.finish import ENDED_BY, Finishing
 from bcartnb.ledger.journal import TRANSITIONS, DeliveryResult, Recipient
 from bcartnb.ledger.schema import (
     APPLICATION_ID,
@@ -83,6 +84,7 @@ __all__ = [
     "CAMPAIGN_STATUSES",
     "CAMPAIGN_TRANSITIONS",
     "DELIVERY_STATES",
+    "ENDED_BY",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "SUPPRESSION_REASONS",
@@ -106,7 +108,7 @@ __all__ = [
 ]
 
 
-class Ledger(Campaigns, Suppressions):
+class Ledger(Finishing, Suppressions):
     """The quota counter, send history and mail journal in one SQLite file.
 
     Open with :meth:`Ledger.open`; usable as a context manager; safe to share between the

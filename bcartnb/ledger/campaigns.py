@@ -26,13 +26,14 @@ import hashlib
 import json
 import secrets
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bcartnb.exceptions import CampaignStateError
-from bcartnb.ledger.claims import OPEN_STATUSES, claim_addresses, live_claims, mail_key
+from bcartnb.ledger.claims import OPEN_STATUSES, live_claims, mail_key, split_claims, write_claims
 from bcartnb.ledger.database import dt, ts, unknown_campaign
 from bcartnb.ledger.journal import Journal, insert_recipients, journal_counts, transition
 from bcartnb.ledger.reservations import (
@@ -57,6 +58,7 @@ __all__ = [
     "Claim",
     "fingerprint",
     "new_campaign_id",
+    "running_error",
     "set_status",
 ]
 
@@ -65,7 +67,7 @@ CAMPAIGN_TRANSITIONS: Mapping[str, tuple[str, ...]] = {
     "sending": ("unfinished",),
     "unfinished": ("sending",),
     "done": ("sending",),
-    "cancelled": ("sending",),
+    "cancelled": ("sending", "unfinished"),
 }
 #: Mails still to do: a campaign with any of these is not finished.
 LEFT_STATES = ("pending", "sending", "deferred", "uncertain")
@@ -118,11 +120,14 @@ class Claim(NamedTuple):
 
     ``skipped``: recipients another campaign took for the same mail between the plan and
     the claim, as (member id, address, that campaign): they are not in this campaign.
+    ``created`` is False when every recipient was skipped: no campaign was recorded, and
+    ``campaign_id`` names the one holding most of them.
     """
 
     campaign_id: str
     continued: bool
     skipped: tuple[tuple[int, str, str], ...] = ()
+    created: bool = True
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,7 @@ def _record(row: Sequence[Any], journal: dict[str, int]) -> CampaignRecord:
     )
 
 
-def _running(campaign_id: str, who: tuple[int, str, str, float] | None) -> CampaignStateError:
+def running_error(campaign_id: str, who: tuple[int, str, str, float] | None) -> CampaignStateError:
     by = f" by pid {who[0]} on {who[1]}" if who else ""
     return CampaignStateError(
         f"campaign {campaign_id} is being sent right now{by}: nothing was done; wait for it "
@@ -260,7 +265,7 @@ class Campaigns(Journal):
             if open_ is not None:
                 cid, status = str(open_[0]), str(open_[1])
                 if status == "sending":
-                    raise _running(cid, holder(c, cid))
+                    raise running_error(cid, holder(c, cid))
                 if repeat:
                     raise CampaignStateError(
                         f"campaign {cid} (the same mail to the same members) is unfinished: "
@@ -271,6 +276,14 @@ class Campaigns(Journal):
                     )
                 self._take(c, cid, plan, now)
                 return Claim(cid, True)
+            kept, skipped = split_claims(c, (key, *also_known_as), rows, repeat=repeat)
+            if rows and not kept:  # all taken since the plan: an empty campaign says nothing
+                most = Counter(held for _, _, held in skipped).most_common(1)[0][0]
+                return Claim(most, False, tuple(skipped), created=False)
+            if skipped:  # the counts as held: the skipped ones are the audience's already_sent
+                reasons = {**(reasons or {})}
+                reasons["already_sent"] = reasons.get("already_sent", 0) + len(skipped)
+                sendable, unsendable = sendable - len(skipped), unsendable + len(skipped)
             cid = campaign_id or new_campaign_id(now)
             try:
                 c.execute(
@@ -299,8 +312,8 @@ class Campaigns(Journal):
                     f"campaign {cid} already exists",
                     ja=f"キャンペーンID {cid} はすでに使われています。",
                 ) from err
-            kept, skipped = claim_addresses(c, (key, *also_known_as), cid, rows, repeat=repeat)
             insert_recipients(c, cid, kept)
+            write_claims(c, (key, *also_known_as), cid, kept)
             take(c, cid, plan, now, (now + self.lease).timestamp())
         return Claim(cid, False, tuple(skipped))
 
@@ -345,13 +358,13 @@ class Campaigns(Journal):
             if status == "done":
                 return False
             if status == "sending":
-                raise _running(campaign_id, holder(c, campaign_id))
+                raise running_error(campaign_id, holder(c, campaign_id))
             if status == "cancelled":
                 raise CampaignStateError(
-                    f"campaign {campaign_id} was cancelled before any mail went out: "
-                    "nothing to resume; run the campaign again",
-                    ja=f"キャンペーン {campaign_id} は1通も送る前に取り消されています。"
-                    "もう一度キャンペーンを実行してください。",
+                    f"campaign {campaign_id} was cancelled: nothing to resume; run the "
+                    "campaign again (members who already have the mail are not mailed twice)",
+                    ja=f"キャンペーン {campaign_id} は取り消されています。続きを送るには、"
+                    "もう一度キャンペーンを実行してください（送信済みの会員には送りません）。",
                 )
             plan = c.execute(
                 "SELECT plan FROM campaigns WHERE campaign_id = ?", (campaign_id,)
@@ -390,7 +403,7 @@ class Campaigns(Journal):
                 if Owner(pid, host, start) != Owner.current() and not stale(
                     pid, host, start, until, now
                 ):
-                    raise _running(campaign_id, who)
+                    raise running_error(campaign_id, who)
                 c.execute("DELETE FROM reservations WHERE campaign_id = ?", (campaign_id,))
             transition(c, campaign_id, "uncertain", frm="sending")
             if status != "sending" or who is None:

@@ -30,7 +30,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["OPEN_STATUSES", "Held", "claim_addresses", "live_claims", "mail_key"]
+__all__ = ["OPEN_STATUSES", "Held", "live_claims", "mail_key", "split_claims", "write_claims"]
 
 #: A campaign in one of these may still send its pending mails.
 OPEN_STATUSES = ("sending", "unfinished")
@@ -79,20 +79,16 @@ def live_claims(c: sqlite3.Connection, keys: Sequence[str]) -> dict[str, Held]:
     return held
 
 
-def claim_addresses(
+def split_claims(
     c: sqlite3.Connection,
     keys: Sequence[str],
-    campaign_id: str,
     rows: Iterable[tuple[int, str]],
     *,
     repeat: bool = False,
 ) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
-    """Claim each recipient's address for this mail, inside the caller's write transaction.
-
-    Returns the rows now held by ``campaign_id`` and the ones skipped as
-    ``(member id, address, holding campaign)``: a live claim of another campaign, or, with
-    ``repeat``, of a campaign still under way. The claims are written under ``keys[0]``;
-    any older claim of the address under the other keys is replaced.
+    """Which recipients a new campaign may hold for this mail, inside the caller's write
+    transaction: the free ones, and the ones skipped as ``(member id, address, holding
+    campaign)``: a live claim of another campaign, or, with ``repeat``, of one still under way.
     """
     held = live_claims(c, keys)
     kept: list[tuple[int, str]] = []
@@ -103,6 +99,14 @@ def claim_addresses(
             skipped.append((int(member_id), address, owner.campaign_id))
         else:
             kept.append((int(member_id), address))
+    return kept, skipped
+
+
+def write_claims(
+    c: sqlite3.Connection, keys: Sequence[str], campaign_id: str, kept: Sequence[tuple[int, str]]
+) -> None:
+    """Claim ``kept`` for ``campaign_id`` under ``keys[0]``, replacing any older (dead, or
+    finished and repeated) claim of the same addresses under any of ``keys``."""
     marks = ", ".join("?" * len(keys))
     c.executemany(
         f"DELETE FROM mail_claims WHERE mail_key IN ({marks}) AND address = ?",
@@ -112,4 +116,3 @@ def claim_addresses(
         "INSERT INTO mail_claims (mail_key, address, campaign_id, member_id) VALUES (?,?,?,?)",
         ((keys[0], _key(a), campaign_id, m) for m, a in kept),
     )
-    return kept, skipped

@@ -14,6 +14,8 @@
     uncertain ──deliberate resend (counts 1 again)──► sending
 
     pending | deferred | uncertain ──address suppressed since (counts nothing)──► withheld
+    pending | deferred | uncertain ──the marketer ends it (bcartnb.ledger.finish)──► cancelled
+    deferred ──the marketer gives up──► failed;   uncertain ──checked: it arrived──► sent
 
 Every change of a row's state goes through :func:`transition`, which refuses (changing
 nothing) a move the table :data:`TRANSITIONS` does not allow or a row that is not in the
@@ -52,11 +54,12 @@ __all__ = ["COUNTED_FROM", "TRANSITIONS", "DeliveryResult", "Journal", "Recipien
 TRANSITIONS: Mapping[str, tuple[str, ...]] = {
     "sending": ("pending", "deferred", "uncertain"),
     "sent": ("sending", "uncertain"),
-    "failed": ("sending", "uncertain"),
+    "failed": ("sending", "uncertain", "deferred"),
     "deferred": ("sending", "uncertain"),
     "uncertain": ("sending",),
     "unsent": ("sending", "uncertain"),
     "withheld": ("pending", "deferred", "uncertain"),
+    "cancelled": ("pending", "deferred", "uncertain"),
 }
 #: A hand-over from these states counts one unit (a retry of a deferred mail counts nothing).
 COUNTED_FROM = ("pending", "uncertain")
