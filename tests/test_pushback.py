@@ -395,3 +395,43 @@ def test_every_suppression_is_pushed_once_or_listed(
         second = plan_push(led, file)
         assert second.changes == [] and {u.address for u in second.unresolved} == left
         assert second.already == len(pushed)  # remembered, not sent again
+
+
+_ODD_POOL = ["a@x.jp", "=a@x.jp", "+b@x.jp", "-c@x.jp", "@d@x.jp", "山田@x.jp", "😀@x.jp"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    listed=st.dictionaries(
+        st.sampled_from(_ODD_POOL),
+        st.tuples(st.sampled_from(_REASONS), st.none() | st.integers(1, 4)),
+        max_size=7,
+    ),
+    members=st.none()
+    | st.dictionaries(st.integers(1, 4), st.none() | st.sampled_from(_ODD_POOL), max_size=4),
+)
+def test_no_bounce_is_ever_exported_as_opted_out(
+    listed: dict[str, tuple[str, int | None]], members: dict[int, str | None] | None
+) -> None:
+    file = None if members is None else frame(sorted(members.items()))
+    with tempfile.TemporaryDirectory() as tmp, Ledger.open(Path(tmp) / "l.sqlite3") as led:
+        for address, (reason, member_id) in listed.items():
+            led.suppress(address, reason, member_id=member_id)
+        rows = led.suppressions()
+        done = export_bcart_csv(rows, Path(tmp) / "out.csv", members=file)
+        imported = read_cp932(Path(tmp) / "out.csv")
+        review = read_cp932(Path(tmp) / "out-bounces.csv")
+    found = resolve_members(rows, members=file)
+    opt_outs = {s.address for s in rows if BCART_FIELDS[s.reason][0] == "mm_flag"}
+    bounced = {s.address for s in rows} - opt_outs
+    assert imported[0] == list(HEADER) and all(r[1] == "受け取らない" for r in imported[1:])
+    # each imported id is an opt-out's own member; every opt-out is imported or named as left out
+    assert {int(r[0]) for r in imported[1:]} == {
+        found.member_ids[a] for a in opt_outs if a in found.member_ids
+    }
+    assert {a for a in opt_outs if a not in found.member_ids} == set(done.without_id)
+    # every bounce is in the review file, labelled, and nowhere as 受け取らない
+    assert len(review) - 1 == len(bounced) == done.bounces
+    assert all(r[0] == "不達" and r[1].startswith("不達（") for r in review[1:])
+    assert "受け取らない" not in str(review)
+    assert not any(r[3].startswith(("=", "+", "-", "@")) for r in review[1:])  # never a formula
