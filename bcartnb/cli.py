@@ -532,7 +532,7 @@ def _writeback_members(path: str | None) -> Any:
     """The member file the B-Cart write-back resolves addresses with: ``--members``, else the
     newest ``bcart pull`` snapshot in the working folder or beside bcartnb.toml, else None
     (the ledger's journal alone)."""
-    from bcartnb.bcart_api.push import latest_snapshot
+    from bcartnb.bcart_api import latest_snapshot
     from bcartnb.members import read_members
     from bcartnb.settings import load_settings
 
@@ -668,8 +668,7 @@ def _cmd_bcart_pull(args: argparse.Namespace) -> int:
 
 
 def _cmd_bcart_push(args: argparse.Namespace) -> int:
-    from bcartnb.bcart_api import BcartClient, push_suppressions
-    from bcartnb.bcart_api.push import plan_push
+    from bcartnb.bcart_api import BcartClient, plan_push, push_suppressions
     from bcartnb.ledger import Ledger
     from bcartnb.settings import load_settings
 

@@ -435,3 +435,14 @@ def test_no_bounce_is_ever_exported_as_opted_out(
     assert all(r[0] == "不達" and r[1].startswith("不達（") for r in review[1:])
     assert "受け取らない" not in str(review)
     assert not any(r[3].startswith(("=", "+", "-", "@")) for r in review[1:])  # never a formula
+
+
+@pytest.mark.parametrize("module", ["bcartnb.hygiene.writeback", "bcartnb.bcart_api.push"])
+def test_all_is_sorted_and_real(module: str) -> None:
+    import importlib
+
+    from test_exports import isort_key
+
+    mod = importlib.import_module(module)
+    assert list(mod.__all__) == sorted(mod.__all__, key=isort_key)
+    assert all(hasattr(mod, name) for name in mod.__all__)
