@@ -446,3 +446,14 @@ def test_all_is_sorted_and_real(module: str) -> None:
     mod = importlib.import_module(module)
     assert list(mod.__all__) == sorted(mod.__all__, key=isort_key)
     assert all(hasattr(mod, name) for name in mod.__all__)
+
+
+def test_an_address_unsuppressed_during_a_push_leaves_no_record(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "l.sqlite3") as led:
+        led.suppress("a@x.jp", "unsubscribed", member_id=1)
+        [change] = plan_push(led).changes
+        assert led.unsuppress("a@x.jp")  # between the plan and B-Cart's answer
+        led.record_bcart_push(change)
+        assert led.bcart_pushes("a@x.jp") == []
+        led.suppress("a@x.jp", "unsubscribed", member_id=1)
+        assert plan_push(led).changes == [change]

@@ -558,11 +558,23 @@ class Suppressions(Database):
         return out
 
     def record_bcart_push(self, change: BcartChange, *, now: datetime | None = None) -> None:
-        """Remember that B-Cart accepted ``change``, so the next push leaves it out."""
+        """Remember that B-Cart accepted ``change``, so the next push leaves it out.
+
+        Only while its address is listed: one unsuppressed during the push leaves no record
+        behind, so listed again it is pushed again.
+        """
         now = self._now(now)
         with self._write() as c:
             c.execute(
                 "INSERT OR REPLACE INTO bcart_pushes (member_id, field, value, address, "
-                "pushed_at) VALUES (?,?,?,?,?)",
-                (change.member_id, change.field, change.value, change.address, ts(now)),
+                "pushed_at) SELECT ?,?,?,?,? "
+                "WHERE EXISTS (SELECT 1 FROM suppressions WHERE address = ?)",
+                (
+                    change.member_id,
+                    change.field,
+                    change.value,
+                    change.address,
+                    ts(now),
+                    change.address,
+                ),
             )
