@@ -500,7 +500,8 @@ class Suppressions(Database):
     # --- the write-back to B-Cart ----------------------------------------------------------
 
     def bcart_changes(self, member_ids: Mapping[str, int] | None = None) -> list[BcartChange]:
-        """What B-Cart does not know yet: one change per listed member and field not pushed.
+        """What B-Cart does not know yet: a change for each listed address whose member and
+        field B-Cart has not been sent.
 
         ``member_ids`` maps a listed address to the one member it was resolved to
         (:func:`bcartnb.hygiene.writeback.resolve_members`); addresses it leaves out are
