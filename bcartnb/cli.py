@@ -562,27 +562,62 @@ def _cmd_sink(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_suppressions(args: argparse.Namespace) -> int:
-    from bcartnb.hygiene.export import export_bcart_csv
-    from bcartnb.ledger import Ledger
+def _writeback_members(path: str | None) -> Any:
+    """The member file the B-Cart write-back resolves addresses with: ``--members``, else the
+    newest ``bcart pull`` snapshot in the working folder or beside bcartnb.toml, else None
+    (the ledger's journal alone)."""
+    from bcartnb.bcart_api import latest_snapshot
     from bcartnb.members import read_members
+    from bcartnb.settings import load_settings
 
+    if path:
+        return read_members(path)
+    source = load_settings().source
+    found = latest_snapshot([os.getcwd(), *([source.parent] if source else [])])
+    return None if found is None else read_members(found)
+
+
+def _export_bcart(args: argparse.Namespace) -> int:
+    from bcartnb.hygiene.export import export_bcart_csv
+    from bcartnb.hygiene.writeback import members_note, unresolved_counts
+    from bcartnb.ledger import Ledger
+
+    members = _writeback_members(args.members)
+    with Ledger.open() as ledger:
+        listed, journal = ledger.suppressions(), ledger.journal_members()
+    done = export_bcart_csv(listed, args.export_bcart, members=members, journal=journal)
+    _say(
+        f"B-Cart 用の会員CSVを書き出しました: {done.path}"
+        f"（{len(done.member_ids):,} 件、メール案内 = 受け取らない）\n"
+        "  配信停止の申し出・迷惑メールの報告・手動で停止した会員です。"
+        "Bカートの会員インポートで取り込むと、Bカートからのメールも止まります。"
+    )
+    _say(
+        f"不達の一覧を書き出しました: {done.bounces_path}（{done.bounces:,} 件）\n"
+        "  確認用です。Bカートに取り込まないでください: 不達は会員の希望ではないため、"
+        "メール案内は変えません（bcartnb bcart push-suppressions で「メールアドレス無効」に"
+        "できます）。"
+    )
+    attrs = members.attrs if members is not None else {}
+    _say(members_note(attrs.get("source"), attrs.get("pulled_at")))
+    if done.unresolved:
+        n, counts = unresolved_counts(done.unresolved)
+        _say(
+            f"注意: 会員IDを決められない配信停止 {n:,} 件は書き出していません（{counts}）。",
+            err=True,
+        )
+        for item in done.unresolved:
+            _say(f"  {item.describe()}", err=True)
+    return 0
+
+
+def _cmd_suppressions(args: argparse.Namespace) -> int:
+    from bcartnb.ledger import Ledger
+
+    if args.export_bcart is not None:
+        return _export_bcart(args)
     with Ledger.open() as ledger:
         listed = ledger.suppressions()
-    if args.export_bcart is not None:
-        members = read_members(args.members) if args.members else None
-        done = export_bcart_csv(listed, args.export_bcart, members=members)
-        print(
-            f"B-Cart 用の会員CSVを書き出しました: {done.path}"
-            f"（{len(done.member_ids):,} 件、メール案内 = 受け取らない）"
-        )
-        if done.without_id:
-            print(
-                f"注意: 会員IDがわからないアドレス {len(done.without_id):,} 件は書き出していません"
-                "（--members で会員ファイルを指定すると探します）",
-                file=sys.stderr,
-            )
-        return 0
     if args.json:
         _print_json([s.to_dict() for s in listed])
         return 0
@@ -616,12 +651,21 @@ def _cmd_unsuppress(args: argparse.Namespace) -> int:
     from bcartnb.ledger import Ledger, normalize_address
 
     with Ledger.open() as ledger:
+        pushed = ledger.bcart_pushes(args.address)
         gone = ledger.unsuppress(args.address)
     address = normalize_address(args.address)
     if gone:
         print(f"配信停止リストから外しました: {address}")
     else:
         print(f"配信停止リストにありません（変更なし）: {address}")
+    # B-Cart is not changed back: only the member can opt in again (特定電子メール法), and a
+    # fixed address is the shop's to confirm; a new listing is pushed again
+    for member_id, field, value, at in pushed:
+        print(
+            f"Bカートの会員情報は戻していません: 会員ID {member_id} の {field} = {value}"
+            f"（{at:%Y-%m-%d} に反映）。会員本人の希望を確かめてから、"
+            "Bカートの管理画面で変更してください。再び配信停止にすると、改めて反映します。"
+        )
     return 0
 
 
@@ -658,11 +702,12 @@ def _cmd_bcart_pull(args: argparse.Namespace) -> int:
 
 
 def _cmd_bcart_push(args: argparse.Namespace) -> int:
-    from bcartnb.bcart_api import BcartClient, push_suppressions
+    from bcartnb.bcart_api import BcartClient, plan_push, push_suppressions
     from bcartnb.ledger import Ledger
     from bcartnb.settings import load_settings
 
     settings = load_settings()
+    members = _writeback_members(args.members)
     with Ledger.open(settings.db) as ledger, BcartClient(settings.bcart) as client:
 
         def record(batch: Any) -> None:  # each batch B-Cart accepted: never pushed again
@@ -670,12 +715,12 @@ def _cmd_bcart_push(args: argparse.Namespace) -> int:
                 ledger.record_bcart_push(change)
 
         report = push_suppressions(
-            ledger.bcart_changes(), client, apply=args.apply, on_applied=record
+            plan_push(ledger, members), client, apply=args.apply, on_applied=record
         )
     if args.json:
         _print_json(report.as_dict())
     else:
-        print(report.message())
+        _say(report.message())
     return 0
 
 
@@ -706,10 +751,19 @@ def _add_bcart(sub: Any) -> None:
         help="配信停止リストをBカートに反映します（--apply がなければ一覧のみ）",
         description="配信停止・苦情・手動はメール案内を「受け取らない」に、不達は"
         "メールアドレス無効にします。--apply がなければ変更の一覧を表示するだけです。"
-        "反映した変更は記録し、二度は送りません。",
+        "反映した変更は記録し、二度は送りません。会員IDのないアドレスは送信記録と"
+        "会員ファイル（--members、なければ最新の bcart pull のスナップショット）で照合し、"
+        "照合できないものは理由とともに一覧にします。",
     )
     q.add_argument(
         "--apply", action="store_true", help="実際にBカートを更新します（省略時は一覧のみ）"
+    )
+    q.add_argument(
+        "--members",
+        metavar="FILE",
+        default=None,
+        help="会員IDの照合に使う会員ファイル（CSV またはスナップショット。"
+        "既定: ./bcart_members.parquet があればそれ）",
     )
     q.add_argument("--json", action="store_true", help="JSON で出力します")
     q.set_defaults(func=_cmd_bcart_push)
@@ -1003,13 +1057,15 @@ def _add_suppressions(sub: _Sub) -> None:
         "--export-bcart",
         metavar="FILE.csv",
         default=None,
-        help="B-Cart の会員インポート用CSV（会員ID, メール案内 = 受け取らない）を書き出す",
+        help="B-Cart の会員インポート用CSV（配信停止の会員ID, メール案内 = 受け取らない）と、"
+        "確認用の不達の一覧（FILE-bounces.csv）を書き出す",
     )
     p.add_argument(
         "--members",
         metavar="MEMBERS.csv",
         default=None,
-        help="会員IDのわからないアドレスを、この会員ファイルで探す（--export-bcart と使う）",
+        help="会員IDのわからないアドレスを、この会員ファイルで探す（--export-bcart と使う。"
+        "既定: ./bcart_members.parquet があればそれ）",
     )
     p.set_defaults(func=_cmd_suppressions)
 

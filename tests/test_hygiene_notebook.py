@@ -64,9 +64,13 @@ def test_the_notebook_scans_charts_the_bounce_rate_and_writes_the_bcart_export(
     [row] = summary["campaigns"]
     assert (row["campaign_id"], row["sent"], row["bounces"]) == (cid, 4, 2)
     assert row["rate"] == pytest.approx(0.5)
-    assert summary["export"] == {"rows": 1, "without_id": 0}
+    # a hard bounce is not an opt-out: the import file stays empty, the review file has it
+    assert summary["export"] == {"rows": 0, "without_id": 0, "bounces": 1}
     rows = list(csv.reader(io.StringIO(export.read_bytes().decode("cp932"))))
-    assert rows == [["会員ID", "メール案内"], ["1001", "受け取らない"]]
+    assert rows == [["会員ID", "メール案内"]]
+    review = tmp_path / "bcart_suppressions-bounces.csv"
+    bounced = list(csv.reader(io.StringIO(review.read_bytes().decode("cp932"))))
+    assert [r[:3] for r in bounced[1:]] == [["不達", "不達（恒久的なエラー）", "1001"]]
 
     text = out.read_text(encoding="utf-8")
     assert "user1@example.co.jp" not in text and "u***@example.co.jp" in text  # masked

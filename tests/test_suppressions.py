@@ -402,11 +402,19 @@ def test_the_list_on_the_command_line_and_its_b_cart_export(tmp_path: Path, smtp
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    assert "2 件" in out.stdout and "1 件" in out.stderr  # nobody@ has no member id
+    # user2 (manual) is an opt-out; user1's hard bounce goes to the review file, not 受け取らない
+    assert "（1 件、メール案内 = 受け取らない）" in out.stdout
+    assert "b-cart-bounces.csv（1 件）" in out.stdout and "取り込まないでください" in out.stdout
+    assert "1 件は書き出していません" in out.stderr  # nobody@ is in no member file
     raw = export.read_bytes()
     assert raw.startswith("会員ID,メール案内\r\n".encode("cp932"))
     rows = list(csv.reader(io.StringIO(raw.decode("cp932"), newline="")))
-    assert rows == [["会員ID", "メール案内"], ["1001", "受け取らない"], ["1002", "受け取らない"]]
+    assert rows == [["会員ID", "メール案内"], ["1002", "受け取らない"]]
+    review = list(
+        csv.reader(io.StringIO((tmp_path / "b-cart-bounces.csv").read_bytes().decode("cp932")))
+    )
+    assert review[1][:4] == ["不達", "不達（恒久的なエラー）", "1001", "user1@example.co.jp"]
+    assert len(review) == 2 and "受け取らない" not in str(review)
     assert bcartnb("unsuppress", "USER2@example.co.jp", env=env, cwd=tmp_path).returncode == 0
     after = json.loads(bcartnb("suppressions", "--json", env=env, cwd=tmp_path).stdout)
     assert len(after) == 2

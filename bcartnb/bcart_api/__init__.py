@@ -2,7 +2,8 @@
 
     client.py    BcartClient: httpx, the 300-per-300 s limit, Retry-After, retries, the token
     snapshot.py  pull → the CSV export's text → members.typed_members → a Parquet snapshot
-    push.py      the ledger's BcartChange list → PATCH /customers, each accepted one recorded
+    push.py      the list resolved to members (hygiene.writeback) → the ledger's BcartChange
+                 list → PATCH /customers, each accepted one recorded; the rest listed
 
 Where each shape comes from (B-Cart publishes no Python client and its reference at
 docs.api.bcart.jp is a Postman page; these were read from public pages and code):
@@ -39,7 +40,15 @@ an unknown member id.
 from __future__ import annotations
 
 from bcartnb.bcart_api.client import BcartClient, RateLimiter
-from bcartnb.bcart_api.push import BATCH_SIZE, PushReport, describe, push_suppressions
+from bcartnb.bcart_api.push import (
+    BATCH_SIZE,
+    PushPlan,
+    PushReport,
+    describe,
+    latest_snapshot,
+    plan_push,
+    push_suppressions,
+)
 from bcartnb.bcart_api.snapshot import (
     DEFAULT_SNAPSHOT,
     PAGE_SIZE,
@@ -58,11 +67,14 @@ __all__ = [
     "PAGE_SIZE",
     "BcartClient",
     "Pulled",
+    "PushPlan",
     "PushReport",
     "RateLimiter",
     "customers_text",
     "describe",
     "fetch_customers",
+    "latest_snapshot",
+    "plan_push",
     "pull",
     "push_suppressions",
     "read_snapshot",

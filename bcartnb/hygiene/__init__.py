@@ -13,6 +13,8 @@ package holds what feeds it and what it feeds:
                                         once per event
 :mod:`~bcartnb.hygiene.report`          the list-hygiene notebook's report
 :mod:`~bcartnb.hygiene.export`          the CSV that writes the list back to B-Cart
+:mod:`~bcartnb.hygiene.writeback`       which B-Cart member each listed address is (the
+                                        push and the CSV share it)
 ======================================  ====================================================
 
 The one-click unsubscribe server lives here too.

@@ -195,21 +195,29 @@ def show_hygiene_report(
         else:
             _show(_paragraph("この読み込みで新しく配信停止にした宛先はありません。"))
     if export is not None:
-        done: BcartExport = export_bcart_csv(ledger.suppressions(), export, members=members)
+        done: BcartExport = export_bcart_csv(
+            ledger.suppressions(), export, members=members, journal=ledger.journal_members()
+        )
         _show(_heading(2, "B-Cart への反映"))
         _show(
             _paragraph(
                 f"会員インポート用のCSVを書き出しました: {Path(done.path).name}"
-                f"（{len(done.member_ids):,} 件、メール案内 = 受け取らない）。"
+                f"（配信停止 {len(done.member_ids):,} 件、メール案内 = 受け取らない）。"
                 "B-Cart の会員インポートで取り込むと、B-Cart からのメールも止まります。"
+                f"不達 {done.bounces:,} 件は確認用の {Path(str(done.bounces_path)).name} に"
+                "分けました（取り込まないでください: 不達は会員の希望ではありません）。"
             )
         )
         if done.without_id:
             _show(
                 _paragraph(
-                    f"会員IDがわからないアドレス {len(done.without_id):,} 件は書き出していません"
+                    f"会員IDを決められない配信停止 {len(done.without_id):,} 件は書き出していません"
                     "（members に会員ファイルを指定すると探します）。"
                 )
             )
-        summary["export"] = {"rows": len(done.member_ids), "without_id": len(done.without_id)}
+        summary["export"] = {
+            "rows": len(done.member_ids),
+            "without_id": len(done.without_id),
+            "bounces": done.bounces,
+        }
     return summary

@@ -298,12 +298,14 @@ class Suppressions(Database):
     def unsuppress(self, address: str, *, now: datetime | None = None) -> bool:
         """Take ``address`` off the list; True when it was listed.
 
-        Its soft bounces so far are cleared too, so a single new one does not list it again.
+        Its soft bounces so far are cleared too, so a single new one does not list it again,
+        and so are the B-Cart pushes its listing made: listed again, it is pushed again.
         """
         key = normalize_address(address)
         with self._write() as c:
             gone = c.execute("DELETE FROM suppressions WHERE address = ?", (key,)).rowcount
             c.execute("UPDATE hygiene_events SET cleared = 1 WHERE address = ?", (key,))
+            c.execute("DELETE FROM bcart_pushes WHERE address = ?", (key,))
         return bool(gone)
 
     def record_events(
@@ -497,33 +499,83 @@ class Suppressions(Database):
 
     # --- the write-back to B-Cart ----------------------------------------------------------
 
-    def bcart_changes(self) -> list[BcartChange]:
-        """What B-Cart does not know yet: one change per listed member and field not pushed.
+    def bcart_changes(self, member_ids: Mapping[str, int] | None = None) -> list[BcartChange]:
+        """What B-Cart does not know yet: a change for each listed address whose member and
+        field B-Cart has not been sent.
 
-        Only rows that name a member id can be pushed (a manual entry by address alone
-        cannot); see :data:`BCART_FIELDS` for the field each reason sets.
+        ``member_ids`` maps a listed address to the one member it was resolved to
+        (:func:`bcartnb.hygiene.writeback.resolve_members`); addresses it leaves out are
+        not pushed. Without it, each row's own member id (a row without one cannot be
+        pushed). See :data:`BCART_FIELDS` for the field each reason sets. A push is
+        remembered per member and field until the address that made it is unsuppressed.
         """
         out: list[BcartChange] = []
         with self._read() as c:
             rows = c.execute(
-                "SELECT s.member_id, s.address, s.reason FROM suppressions s "
-                "WHERE s.member_id IS NOT NULL ORDER BY s.member_id"
+                "SELECT s.member_id, s.address, s.reason FROM suppressions s ORDER BY s.address"
             ).fetchall()
             pushed = {
                 (int(m), str(f)) for m, f in c.execute("SELECT member_id, field FROM bcart_pushes")
             }
         for m, a, r in rows:
+            member = m if member_ids is None else member_ids.get(str(a))
+            if member is None:
+                continue
             field, value = BCART_FIELDS[str(r)]
-            if (int(m), field) not in pushed:
-                out.append(BcartChange(int(m), str(a), str(r), field, value))
+            if (int(member), field) not in pushed:
+                out.append(BcartChange(int(member), str(a), str(r), field, value))
+        return sorted(out, key=lambda ch: (ch.member_id, ch.field, ch.address))
+
+    def journal_members(self) -> dict[str, frozenset[int]]:
+        """Listed address → every member id the journal holds it under.
+
+        Each campaign mail records the member id and the address its member file gave: the
+        ledger's own evidence of whose an address entered by hand is. One pass over the
+        journal (no index by address; the suppression list is looked up by its key).
+        """
+        found: dict[str, set[int]] = {}
+        with self._read() as c:
+            for address, member in c.execute(
+                "SELECT DISTINCT s.address, d.member_id FROM deliveries d "
+                "JOIN suppressions s ON s.address = lower(d.address)"
+            ):
+                found.setdefault(str(address), set()).add(int(member))
+        return {a: frozenset(ids) for a, ids in found.items()}
+
+    def bcart_pushes(self, address: str) -> list[tuple[int, str, int, datetime]]:
+        """(member id, field, value, when) of each change B-Cart accepted for ``address``."""
+        key = normalize_address(address)
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT member_id, field, value, pushed_at FROM bcart_pushes WHERE address = ? "
+                "ORDER BY member_id, field",
+                (key,),
+            ).fetchall()
+        out = []
+        for m, f, v, at in rows:
+            when = dt(at)
+            assert when is not None
+            out.append((int(m), str(f), int(v), when))
         return out
 
     def record_bcart_push(self, change: BcartChange, *, now: datetime | None = None) -> None:
-        """Remember that B-Cart accepted ``change``, so the next push leaves it out."""
+        """Remember that B-Cart accepted ``change``, so the next push leaves it out.
+
+        Only while its address is listed: one unsuppressed during the push leaves no record
+        behind, so listed again it is pushed again.
+        """
         now = self._now(now)
         with self._write() as c:
             c.execute(
                 "INSERT OR REPLACE INTO bcart_pushes (member_id, field, value, address, "
-                "pushed_at) VALUES (?,?,?,?,?)",
-                (change.member_id, change.field, change.value, change.address, ts(now)),
+                "pushed_at) SELECT ?,?,?,?,? "
+                "WHERE EXISTS (SELECT 1 FROM suppressions WHERE address = ?)",
+                (
+                    change.member_id,
+                    change.field,
+                    change.value,
+                    change.address,
+                    ts(now),
+                    change.address,
+                ),
             )
