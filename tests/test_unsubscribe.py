@@ -28,7 +28,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -43,6 +42,7 @@ from bcartnb.hygiene.unsubscribe import (
     MAX_BODY_BYTES,
     SECURITY_HEADERS,
     create_app,
+    make_server,
     prefix_from_settings,
 )
 from bcartnb.ledger import Ledger
@@ -99,9 +99,7 @@ class Running:
     """uvicorn serving the app on 127.0.0.1 in a thread; ``url`` is its prefix's URL."""
 
     def __init__(self, settings: Settings, ledger: Ledger, prefix: str = PREFIX) -> None:
-        app = create_app(settings, ledger, prefix=prefix)
-        config = uvicorn.Config(app, access_log=False, log_level="warning", server_header=False)
-        self.server = uvicorn.Server(config)
+        self.server = make_server(settings, ledger, prefix=prefix, log_level="warning")
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
