@@ -10,6 +10,9 @@ request head is complete. So this wraps uvicorn's own h11 protocol, with three r
 * **head deadline**: from the moment a connection is ready for a request (accepted, or the
   previous response sent), its request head must be complete within ``header_timeout``
   seconds, however the bytes trickle in; else 408 and the connection is closed;
+* **head size**: a head longer than :data:`MAX_HEAD_BYTES` is refused (431) even when it
+  arrives in one read (h11's own limit counts only a head still incomplete, so up to a whole
+  read, 256 KiB, passes);
 * **body deadline**: from the complete head, the body must be complete within
   ``body_timeout`` seconds; else the connection is closed (the app sees a disconnect and
   records nothing);
@@ -25,6 +28,7 @@ Go's ``http.Server.ReadHeaderTimeout``/``ReadTimeout`` and nginx's ``client_head
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
@@ -32,7 +36,11 @@ from typing import Any, ClassVar, Final, Literal
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["ServerLimits", "guarded_protocol"]
+__all__ = ["MAX_HEAD_BYTES", "ServerLimits", "guarded_protocol"]
+
+#: The longest request head taken: a one-click POST's is a few hundred bytes (a token is
+#: at most about 320 characters), a browser's a kilobyte or two.
+MAX_HEAD_BYTES: Final = 16 * 1024
 
 #: What a client whose head did not arrive in time gets, before the connection closes.
 TIMEOUT_REPLY: Final = (
@@ -40,6 +48,11 @@ TIMEOUT_REPLY: Final = (
     b"content-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n"
 )
 
+TOO_LARGE_REPLY: Final = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 23\r\nconnection: close\r\n\r\nrequest head too large\n"
+)
+_HEAD_END: Final = re.compile(rb"\n\r?\n")  # where h11 ends a head
 _Phase = Literal["head", "body"]
 
 
@@ -114,8 +127,18 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._phase == "head" and self._head_too_long(data):
+            self._refuse(TOO_LARGE_REPLY)
+            return
         super().data_received(data)
         self._watch()
+
+    def _head_too_long(self, data: bytes) -> bool:
+        buffered = self.conn.trailing_data[0]
+        if len(buffered) + len(data) <= MAX_HEAD_BYTES:
+            return False
+        window = (buffered + data)[: MAX_HEAD_BYTES + 2]
+        return _HEAD_END.search(window) is None
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -157,8 +180,15 @@ class GuardedH11Protocol(H11Protocol):
         else:
             begun = self.cycle is None or not self.cycle.response_started
         if begun:  # nothing of a response went out yet, so a whole one can
-            self.transport.write(TIMEOUT_REPLY)
-        # the app, if waiting for the body, sees a disconnect once the connection is lost
+            self._refuse(TIMEOUT_REPLY)
+        else:
+            self.transport.close()
+
+    def _refuse(self, reply: bytes) -> None:
+        """Answer with a fixed reply and close: the app, if it waits for the body, sees a
+        disconnect once the connection is lost."""
+        self._disarm()
+        self.transport.write(reply)
         self.transport.close()
 
 

@@ -446,7 +446,7 @@ def make_server(
     """
     import uvicorn
 
-    from bcartnb.hygiene.http_guard import ServerLimits, guarded_protocol
+    from bcartnb.hygiene.http_guard import MAX_HEAD_BYTES, ServerLimits, guarded_protocol
 
     hygiene = settings.hygiene
     limits = ServerLimits(
@@ -463,7 +463,7 @@ def make_server(
         server_header=False,
         proxy_headers=False,
         timeout_keep_alive=5,
-        h11_max_incomplete_event_size=16 * 1024,  # a longer head: 400
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,  # the guard refuses a whole one too
         log_level=log_level,
     )
     return uvicorn.Server(config)
