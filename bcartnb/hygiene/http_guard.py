@@ -5,7 +5,7 @@ only the wait between requests and is reset by every byte (``data_received`` dis
 so a client trickling a header line holds a connection forever, and ``limit_concurrency``
 counts those held connections and answers every real request 503 (issue 21: 64 idle
 connections stopped every one-click POST). Starlette middleware cannot help: it runs once a
-request head is complete. So this wraps uvicorn's own h11 protocol, with three rules:
+request head is complete. So this wraps uvicorn's own h11 protocol, with four rules:
 
 * **head deadline**: from the moment a connection is ready for a request (accepted, or the
   previous response sent), its request head must be complete within ``header_timeout``
@@ -21,8 +21,9 @@ request head is complete. So this wraps uvicorn's own h11 protocol, with three r
   arrival order, and only then does its head deadline start. Idle attackers lose their
   slots after ``header_timeout``; real requests wait, and are then answered.
 
-Go's ``http.Server.ReadHeaderTimeout``/``ReadTimeout`` and nginx's ``client_header_timeout``/
-``client_body_timeout`` are the same rules; the README's proxy snippets set those too.
+Go's ``http.Server.ReadHeaderTimeout`` and ``ReadTimeout`` are the same deadlines (nginx's
+``client_header_timeout`` too; its ``client_body_timeout`` counts only between two reads); the
+README's proxy snippets set them in front of this server as well.
 """
 
 from __future__ import annotations
@@ -36,19 +37,19 @@ from typing import Any, ClassVar, Final, Literal
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["MAX_HEAD_BYTES", "ServerLimits", "guarded_protocol"]
+__all__ = ["MAX_HEAD_BYTES", "GuardedH11Protocol", "ServerLimits", "guarded_protocol"]
 
 #: The longest request head taken: a one-click POST's is a few hundred bytes (a token is
 #: at most about 320 characters), a browser's a kilobyte or two.
 MAX_HEAD_BYTES: Final = 16 * 1024
 
-#: What a client whose head did not arrive in time gets, before the connection closes.
-TIMEOUT_REPLY: Final = (
+#: What a client whose request did not arrive in time gets, before the connection closes.
+_TIMEOUT_REPLY: Final = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n"
 )
 
-TOO_LARGE_REPLY: Final = (
+_TOO_LARGE_REPLY: Final = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 23\r\nconnection: close\r\n\r\nrequest head too large\n"
 )
@@ -128,7 +129,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._phase == "head" and self._head_too_long(data):
-            self._refuse(TOO_LARGE_REPLY)
+            self._refuse(_TOO_LARGE_REPLY)
             return
         super().data_received(data)
         self._watch()
@@ -180,7 +181,7 @@ class GuardedH11Protocol(H11Protocol):
         else:
             begun = self.cycle is None or not self.cycle.response_started
         if begun:  # nothing of a response went out yet, so a whole one can
-            self._refuse(TIMEOUT_REPLY)
+            self._refuse(_TIMEOUT_REPLY)
         else:
             self.transport.close()
 
