@@ -702,6 +702,7 @@ class Slowloris:
         self.port, self.n, self.every = port, n, every
         self.head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
         self.opened = 0
+        self.reconnect = True  # False: what the server closes stays closed
         self.replies: Counter[bytes] = Counter()  # status line (or b"" for none) per close
         self.error: BaseException | None = None
         self.ready = threading.Event()
@@ -728,7 +729,7 @@ class Slowloris:
         sel.unregister(key.fileobj)
         key.fileobj.close()
         self.replies[bytes(key.data).partition(b"\r\n")[0]] += 1
-        if not self._stop.is_set():
+        if self.reconnect and not self._stop.is_set():
             self._connect(sel)
 
     def _run(self) -> None:
@@ -832,6 +833,32 @@ def test_connections_past_the_limit_wait_their_turn_instead_of_a_503(
             sock.close()
 
 
+def test_past_the_limit_a_connection_is_not_read_until_a_slot_frees(
+    serve: Callable[..., Running], settings: Settings, ledger: Ledger
+) -> None:
+    limits = {"server_connections": 8, "server_header_timeout": 300}
+    running = serve(guarded(settings, **limits), ledger)
+    held = [socket.create_connection(("127.0.0.1", running.port), timeout=60) for _ in range(8)]
+    try:
+        path = (PREFIX + token_for(1015, "user15@example.co.jp")).encode()
+        with socket.create_connection(("127.0.0.1", running.port), timeout=60) as ninth:
+            ninth.sendall(
+                b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 26\r\n"
+                b"Connection: close\r\n\r\n" + ONE_CLICK
+            )
+            assert select.select([ninth], [], [], 1.0)[0] == []  # waiting, unread
+            assert listed(ledger) == []
+            held.pop().close()  # a slot frees: the ninth is read and answered
+            reply = b""
+            while chunk := ninth.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        assert ledger.suppressed_addresses() == {"user15@example.co.jp"}
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_hygiene_server_limits_are_checked_at_load(tmp_path: Path) -> None:
     config = tmp_path / "bcartnb.toml"
     good = (
@@ -920,7 +947,10 @@ def test_500_one_click_posts_all_land_while_200_slow_clients_hold_connections(
 
                 with ThreadPoolExecutor(max_workers=32) as pool:
                     replies = list(pool.map(post, posted))
-        assert proc.poll() is None  # still serving
+            assert proc.poll() is None  # still serving
+            loris.reconnect = False
+            proc.terminate()  # and it stops cleanly with the slow clients still there
+            assert proc.wait(timeout=60) == 0
     assert loris.error is None and loris.opened >= LOAD_IDLE
     assert [r.status_code for r in replies] == [200] * LOAD_POSTS
     assert {title_of(r) for r in replies} == {"配信を停止しました"}
