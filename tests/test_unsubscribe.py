@@ -22,12 +22,13 @@ import selectors
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -42,11 +43,12 @@ from test_cli_run import bcartnb, env_for, setup_campaign
 from bcartnb.campaign import CampaignSpec, run
 from bcartnb.compose import Composer, Draft
 from bcartnb.exceptions import SettingsError
-from bcartnb.hygiene.tokens import TokenSigner, parse
+from bcartnb.hygiene.tokens import TokenSigner, UnsubscribeToken, parse
 from bcartnb.hygiene.unsubscribe import (
     MAX_BODY_BYTES,
     SECURITY_HEADERS,
     create_app,
+    event_for,
     make_server,
     prefix_from_settings,
 )
@@ -590,6 +592,46 @@ def test_each_state_is_told_truly_listed_already_unsuppressed_and_listed_again(
         assert title_of(one_click(url)) == "すでに配信停止済みです"
     assert len(events_of(ledger, address)) == 3
     assert ledger.suppressed_addresses() == {address}
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["click A", "click B", "unsuppress", "bounce"]), max_size=12))
+def test_any_sequence_of_clicks_unsuppressions_and_bounces_is_told_as_it_is(ops: list[str]) -> None:
+    """The ledger's answer to each click against a model: ``listed`` only while the member's
+    own request stands, ``unsuppressed`` once it was taken off, and each other answer one
+    new event. Two campaigns' links (A, B) reach the same address."""
+    address = "user1@example.co.jp"
+    reason: str | None = None
+    cleared = False  # an unsubscribe recorded and taken off since
+    events = 0
+    with tempfile.TemporaryDirectory() as folder, Ledger.open(Path(folder) / "l.sqlite3") as led:
+        for i, op in enumerate(ops):
+            if op == "unsuppress":
+                led.unsuppress(address)
+                cleared, reason = cleared or events > 0, None
+            elif op == "bounce":
+                led.suppress(address, "hard_bounce", source="scan")
+                reason = reason or "hard_bounce"
+            else:
+                cid = CID if op == "click A" else "20261201-090000-bbbbbb"
+                found = UnsubscribeToken(cid, 1001, address)
+                expected = (
+                    "listed"
+                    if reason == "unsubscribed"
+                    else "unsuppressed"
+                    if cleared
+                    else "not_listed"
+                )
+                at = T0 + timedelta(minutes=i)
+                assert led.unsubscribe_state(address) == expected
+                assert led.record_unsubscribe(event_for(found, at, "one-click"), now=at) == expected
+                events += expected != "listed"
+                reason = "unsubscribed"
+            row = led.suppression(address)
+            assert (row.reason if row else None) == reason
+        recorded = [e for e in led.hygiene_events() if e["kind"] == "unsubscribed"]
+        assert len(recorded) == events
+        assert len({e["event_key"] for e in recorded}) == events
 
 
 def test_a_member_listed_for_a_bounce_who_unsubscribes_is_recorded_as_their_wish(
