@@ -59,11 +59,11 @@ _Phase = Literal["head", "body"]
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """The three numbers (settings ``[hygiene] server_*``, checked there)."""
+    """The three numbers: settings ``[hygiene] server_*``, their defaults and ranges there."""
 
-    header_timeout: float = 10.0
-    body_timeout: float = 10.0
-    connections: int = 256
+    header_timeout: float
+    body_timeout: float
+    connections: int
 
 
 class _Gate:

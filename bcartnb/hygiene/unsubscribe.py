@@ -25,10 +25,12 @@ Anything else
     with a fixed page that repeats nothing of the request; another method: 405; a body over
     :data:`MAX_BODY_BYTES`: 413. Nothing changes for any of them.
 
-Every answer carries a strict Content-Security-Policy (no script, no external resource, the
-one inline style by its hash, forms only to this origin, no framing), ``X-Frame-Options``,
-``Referrer-Policy: no-referrer`` (the token never leaves in a Referer), ``nosniff`` and
-``Cache-Control: no-store``. No login, no cookies. uvicorn's access log is off, so the tokens
+Every answer of the app carries a strict Content-Security-Policy (no script, no external
+resource, the one inline style by its hash, forms only to this origin, no framing),
+``X-Frame-Options``, ``Referrer-Policy: no-referrer`` (the token never leaves in a Referer),
+``nosniff`` and ``Cache-Control: no-store``; a request the HTTP layer cannot read (malformed,
+too large, too slow) gets a fixed plain-text 400, 408 or 431 instead, with no page and
+nothing of the request. No login, no cookies. uvicorn's access log is off, so the tokens
 in request paths are not written to a log; what was unsubscribed is logged without the
 address. Slow and idle clients cannot hold the server: the head and body deadlines and the
 connection queue of :mod:`bcartnb.hygiene.http_guard` (settings ``[hygiene] server_*``).
