@@ -946,8 +946,9 @@ def command_server(
     )
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()
+        first, limits = proc.stdout.readline(), proc.stdout.readline()
         assert f"127.0.0.1:{port}" in first, proc.stderr and proc.stderr.read()
+        assert limits.startswith("ヘッダー 10 秒・本文 10 秒まで待ち、同時に 256 接続まで読みます")
         yield port, proc
     finally:
         proc.terminate()
