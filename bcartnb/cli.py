@@ -790,11 +790,18 @@ def _cmd_unsubscribe_server(args: argparse.Namespace) -> int:
     from bcartnb.hygiene.unsubscribe import serve
     from bcartnb.settings import load_settings
 
+    settings = load_settings()
+    h = settings.hygiene
+
     def ready(address: str, prefix: str) -> None:
         print(f"配信停止サーバーを起動しました listening on http://{address}{prefix}<token>")
+        print(
+            f"ヘッダー {h.server_header_timeout:g} 秒・本文 {h.server_body_timeout:g} 秒まで待ち、"
+            f"同時に {h.server_connections} 接続まで読みます（[hygiene] server_*）"
+        )
         print("Ctrl-C で停止します / press Ctrl-C to stop", flush=True)
 
-    serve(load_settings(), host=args.host, port=args.port, prefix=args.prefix, ready=ready)
+    serve(settings, host=args.host, port=args.port, prefix=args.prefix, ready=ready)
     print("配信停止サーバーを停止しました stopped")
     return 0
 

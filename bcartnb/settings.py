@@ -99,7 +99,11 @@ _DELIVERY_KEYS = {"connections", "rate_per_second", "rate_per_hour", "retries", 
 _BCART_KEYS = {"api_url"}
 #: B-Cart's public REST API (https://api.bcart.jp/api/v1); ``[bcart] api_url`` points elsewhere.
 BCART_API_URL = "https://api.bcart.jp/api/v1"
-_HYGIENE_KEYS = {"soft_threshold", "soft_window_days", "verp", "bounce_address"}
+_HYGIENE_KEYS = {"soft_threshold", "soft_window_days", "verp", "bounce_address"} | {
+    "server_header_timeout",
+    "server_body_timeout",
+    "server_connections",
+}
 
 
 @dataclass(frozen=True)
@@ -232,16 +236,28 @@ class HygieneSettings:
     30 days). With ``verp`` each campaign mail's envelope sender (Return-Path) is
     ``local+<campaign>.<member>@domain`` of ``bounce_address`` (the from address unless set),
     so a bounce names the mail it answers even when it quotes nothing of it.
+
+    The public server (``bcartnb unsubscribe-server``) cannot be held by slow or idle
+    clients: a request's head must arrive whole within ``server_header_timeout`` seconds of
+    the connection being ready for it, its body within ``server_body_timeout`` after that,
+    and at most ``server_connections`` connections are read at once; more wait, unread, in
+    arrival order (queued, never refused).
     """
 
     soft_threshold: int = 3
     soft_window_days: float = 30.0
     verp: bool = False
     bounce_address: str | None = None
+    server_header_timeout: float = 10.0
+    server_body_timeout: float = 10.0
+    server_connections: int = 256
 
     def __post_init__(self) -> None:
         _in_range("[hygiene] soft_threshold", self.soft_threshold, 1, 1000, integer=True)
         _in_range("[hygiene] soft_window_days", self.soft_window_days, 1, 3660, unit=" days")
+        for key in ("server_header_timeout", "server_body_timeout"):
+            _in_range(f"[hygiene] {key}", getattr(self, key), 1, 300, unit=" seconds")
+        _in_range("[hygiene] server_connections", self.server_connections, 8, 10_000, integer=True)
         if self.bounce_address is not None and "+" in self.bounce_address.partition("@")[0]:
             raise SettingsError(
                 f"[hygiene] bounce_address must not contain '+' before the @ (VERP adds it): "
@@ -533,6 +549,11 @@ def _hygiene(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     if "bounce_address" in table:
         value = check_type(table, "bounce_address", str, here)
         out["bounce_address"] = parse_mailbox(value, f"{here}: bounce_address")[1]
+    for key in ("server_header_timeout", "server_body_timeout"):
+        if key in table:
+            out[key] = float(check_type(table, key, (int, float), here))
+    if "server_connections" in table:
+        out["server_connections"] = check_type(table, "server_connections", int, here)
     return out
 
 

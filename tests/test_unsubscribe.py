@@ -11,24 +11,29 @@ token the server takes, and the next dry run holds that member back as ``suppres
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
+import os
 import re
+import select
+import selectors
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -38,16 +43,18 @@ from test_cli_run import bcartnb, env_for, setup_campaign
 from bcartnb.campaign import CampaignSpec, run
 from bcartnb.compose import Composer, Draft
 from bcartnb.exceptions import SettingsError
-from bcartnb.hygiene.tokens import TokenSigner, parse
+from bcartnb.hygiene.tokens import TokenSigner, UnsubscribeToken, parse
 from bcartnb.hygiene.unsubscribe import (
     MAX_BODY_BYTES,
     SECURITY_HEADERS,
     create_app,
+    event_for,
+    make_server,
     prefix_from_settings,
 )
 from bcartnb.ledger import Ledger
 from bcartnb.quota import TOKYO
-from bcartnb.settings import Settings, load_settings
+from bcartnb.settings import HygieneSettings, Settings, load_settings
 from bcartnb.templates import Template, TemplateStore
 
 Server = Callable[..., TestServer]
@@ -99,9 +106,7 @@ class Running:
     """uvicorn serving the app on 127.0.0.1 in a thread; ``url`` is its prefix's URL."""
 
     def __init__(self, settings: Settings, ledger: Ledger, prefix: str = PREFIX) -> None:
-        app = create_app(settings, ledger, prefix=prefix)
-        config = uvicorn.Config(app, access_log=False, log_level="warning", server_header=False)
-        self.server = uvicorn.Server(config)
+        self.server = make_server(settings, ledger, prefix=prefix, log_level="warning")
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
@@ -418,7 +423,7 @@ def test_forged_or_tampered_tokens_answer_404_and_change_nothing(
             assert reply.status_code == 404, what
             assert token not in reply.text and "ページが見つかりません" in reply.text
             assert reply.headers["referrer-policy"] == "no-referrer"
-    assert listed(ledger) == []
+    assert listed(ledger) == [] and ledger.hygiene_events() == []
 
 
 @pytest.mark.parametrize(
@@ -512,6 +517,489 @@ def test_the_prefix_is_where_the_server_answers(
     assert httpx.get(running.base + PREFIX + token).status_code == 404
     with pytest.raises(SettingsError, match="plain path"):
         create_app(settings, ledger, prefix="/mail/../stop/")
+
+
+# --- every state told truly ------------------------------------------------------------------
+
+
+def one_click(url: str) -> httpx.Response:
+    return httpx.post(
+        url,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
+
+
+def title_of(page: httpx.Response) -> str:
+    found = re.search(r"<h1>(.*?)</h1>", page.text)
+    assert found is not None, page.text[:300]
+    return found.group(1)
+
+
+def events_of(ledger: Ledger, address: str) -> list[tuple[object, ...]]:
+    return [
+        (e["event_key"], e["kind"], e["source"], e["campaign_id"], e["member_id"])
+        for e in ledger.hygiene_events()
+        if e["address"] == address
+    ]
+
+
+def unsuppress(settings: Settings, address: str) -> None:
+    """``bcartnb unsuppress`` as the shop runs it, another process beside the server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
+    out = bcartnb(
+        "unsuppress", address, env=env | {"BCARTNB_DB": str(settings.db)}, cwd=settings.db.parent
+    )
+    assert out.returncode == 0 and "配信停止リストから外しました" in out.stdout, out.stderr
+
+
+def test_each_state_is_told_truly_listed_already_unsuppressed_and_listed_again(
+    server: Running, ledger: Ledger, settings: Settings
+) -> None:
+    address, url = "user1@example.co.jp", server.url + token_for(1001, "user1@example.co.jp")
+    key = f"one-click:{CID}:1001"
+    row = (address, "unsubscribed", "unsubscribe-server", 1, CID, 1001)
+
+    page = httpx.get(url)
+    assert title_of(page) == "メール配信の停止" and _Page(page.text).buttons == 1
+    assert "以前に配信停止" not in page.text
+
+    first = one_click(url)  # listed now
+    assert first.status_code == 200 and title_of(first) == "配信を停止しました"
+    assert "u***@example.co.jp" in first.text and address not in first.text
+    assert listed(ledger) == [row]
+    assert events_of(ledger, address) == [(key, "unsubscribed", "unsubscribe-server", CID, 1001)]
+    stamp = ledger.suppression(address)
+
+    for reply in (one_click(url), httpx.post(url, data={"confirm": "1"}), httpx.get(url)):
+        assert reply.status_code == 200 and title_of(reply) == "すでに配信停止済みです"
+        assert "u***@example.co.jp" in reply.text and _Page(reply.text).buttons == 0
+    assert ledger.suppression(address) == stamp  # nothing changed, not even last_seen
+    assert len(events_of(ledger, address)) == 1
+
+    for n in (2, 3):  # the shop takes it off; the member asks again, twice over
+        unsuppress(settings, address)
+        assert listed(ledger) == []
+        page = httpx.get(url)
+        assert title_of(page) == "メール配信の停止" and "以前に配信停止" in page.text
+        assert _Page(page.text).buttons == 1 and listed(ledger) == []  # a GET changes nothing
+        again = one_click(url)
+        assert again.status_code == 200 and title_of(again) == "配信を再び停止しました"
+        assert "u***@example.co.jp" in again.text and address not in again.text
+        assert listed(ledger) == [row]
+        assert [k for k, *_ in events_of(ledger, address)][-1] == f"{key}#{n}"
+        assert title_of(one_click(url)) == "すでに配信停止済みです"
+    assert len(events_of(ledger, address)) == 3
+    assert ledger.suppressed_addresses() == {address}
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["click A", "click B", "unsuppress", "bounce"]), max_size=12))
+def test_any_sequence_of_clicks_unsuppressions_and_bounces_is_told_as_it_is(ops: list[str]) -> None:
+    """The ledger's answer to each click against a model: ``listed`` only while the member's
+    own request stands, ``unsuppressed`` once it was taken off, and each other answer one
+    new event. Two campaigns' links (A, B) reach the same address."""
+    address = "user1@example.co.jp"
+    reason: str | None = None
+    cleared = False  # an unsubscribe recorded and taken off since
+    events = 0
+    with tempfile.TemporaryDirectory() as folder, Ledger.open(Path(folder) / "l.sqlite3") as led:
+        for i, op in enumerate(ops):
+            if op == "unsuppress":
+                led.unsuppress(address)
+                cleared, reason = cleared or events > 0, None
+            elif op == "bounce":
+                led.suppress(address, "hard_bounce", source="scan")
+                reason = reason or "hard_bounce"
+            else:
+                cid = CID if op == "click A" else "20261201-090000-bbbbbb"
+                found = UnsubscribeToken(cid, 1001, address)
+                expected = (
+                    "listed"
+                    if reason == "unsubscribed"
+                    else "unsuppressed"
+                    if cleared
+                    else "not_listed"
+                )
+                at = T0 + timedelta(minutes=i)
+                assert led.unsubscribe_state(address) == expected
+                assert led.record_unsubscribe(event_for(found, at, "one-click"), now=at) == expected
+                events += expected != "listed"
+                reason = "unsubscribed"
+            row = led.suppression(address)
+            assert (row.reason if row else None) == reason
+        recorded = [e for e in led.hygiene_events() if e["kind"] == "unsubscribed"]
+        assert len(recorded) == events
+        assert len({e["event_key"] for e in recorded}) == events
+
+
+def test_a_member_listed_for_a_bounce_who_unsubscribes_is_recorded_as_their_wish(
+    server: Running, ledger: Ledger
+) -> None:
+    ledger.suppress("user2@example.co.jp", "hard_bounce", source="scan", member_id=1002)
+    url = server.url + token_for(1002, "user2@example.co.jp")
+    assert title_of(httpx.get(url)) == "メール配信の停止"
+    assert title_of(one_click(url)) == "配信を停止しました"
+    row = ledger.suppression("user2@example.co.jp")
+    assert row is not None and (row.reason, row.count) == ("unsubscribed", 2)
+    assert title_of(one_click(url)) == "すでに配信停止済みです"
+
+
+def test_the_page_names_the_shop_only_when_the_settings_have_it(
+    serve: Callable[..., Running], settings: Settings, ledger: Ledger
+) -> None:
+    running = serve(settings.replace(from_name=""), ledger)
+    page = httpx.get(running.url + token_for(1003, "user3@example.co.jp"))
+    assert "当店からのメールの配信を停止します" in page.text and "見本商事" not in page.text
+    assert SECRET not in page.text and "user3@" not in page.text
+
+
+def test_the_same_link_posted_ten_times_at_once_lists_once_and_says_so_once(
+    server: Running, ledger: Ledger
+) -> None:
+    url = server.url + token_for(1004, "user4@example.co.jp")
+    start = threading.Barrier(10)
+
+    def post(_: int) -> str:
+        start.wait(timeout=30)
+        reply = one_click(url)
+        assert reply.status_code == 200
+        return title_of(reply)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        titles = sorted(pool.map(post, range(10)))
+    assert titles == ["すでに配信停止済みです"] * 9 + ["配信を停止しました"]
+    assert listed(ledger) == [
+        ("user4@example.co.jp", "unsubscribed", "unsubscribe-server", 1, CID, 1004)
+    ]
+    assert len(events_of(ledger, "user4@example.co.jp")) == 1
+
+
+# --- hostile requests ------------------------------------------------------------------------
+
+ONE_CLICK = b"List-Unsubscribe=One-Click"
+HOSTILE_HEADS: list[tuple[str, bytes]] = [
+    ("NUL in a header value", b"X-A: a\x00b\r\n"),
+    ("bare CR in a header value", b"X-A: a\rb\r\n"),
+    ("space in a header name", b"X A: b\r\n"),
+    ("NUL in a header name", b"X\x00A: b\r\n"),
+    ("a 20 kB header", b"X-Big: " + b"a" * 20_000 + b"\r\n"),
+    ("2,500 headers", b"X-Many: v\r\n" * 2_500),
+    ("two different Content-Lengths", b"Content-Length: 5\r\n"),
+    ("a Transfer-Encoding other than chunked", b"Transfer-Encoding: gzip\r\n"),
+]
+HOSTILE_LINES: list[tuple[str, bytes]] = [
+    ("CR LF inside the target", b"POST {path}\r\nX-Injected: 1 HTTP/1.1"),
+    ("NUL inside the target", b"POST {path}\x00 HTTP/1.1"),
+    ("a bare CR inside the target", b"POST {path}\rX HTTP/1.1"),
+    ("no HTTP version", b"POST {path}"),
+    ("a 20 kB request line", b"POST {path}?" + b"q" * 20_000 + b" HTTP/1.1"),
+]
+
+
+def send_raw(port: int, data: bytes) -> bytes:
+    """Everything the server answers to ``data`` before it closes (or 30 s pass)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        with contextlib.suppress(OSError):  # the server may close before all of it is read
+            sock.sendall(data)
+        reply = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                reply += chunk
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("what", "request_line", "extra"),
+    [(w, line, b"") for w, line in HOSTILE_LINES]
+    + [(w, b"POST {path} HTTP/1.1", extra) for w, extra in HOSTILE_HEADS],
+    ids=[w for w, _ in HOSTILE_LINES] + [w for w, _ in HOSTILE_HEADS],
+)
+def test_hostile_request_lines_and_headers_answer_an_error_and_change_nothing(
+    server: Running, ledger: Ledger, what: str, request_line: bytes, extra: bytes
+) -> None:
+    path = (PREFIX + token_for(1009, "user9@example.co.jp")).encode()
+    head = request_line.replace(b"{path}", path) + b"\r\nHost: 127.0.0.1\r\n" + extra
+    reply = send_raw(
+        server.port,
+        head + b"Content-Length: 26\r\nConnection: close\r\n\r\n" + ONE_CLICK,
+    )
+    status = int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else 0
+    assert 400 <= status < 500, (what, reply[:200])
+    assert b"X-A" not in reply and b"aaaa" not in reply and path not in reply
+    assert listed(ledger) == [] and ledger.hygiene_events() == []
+    assert one_click(server.url + token_for(1010, "user10@example.co.jp")).status_code == 200
+
+
+# --- slow and idle clients -------------------------------------------------------------------
+
+
+class Slowloris:
+    """``n`` connections, each holding a request head open: the request line and a header,
+    then one more header line every ``every`` seconds. Whichever the server closes is opened
+    again at once, so ``n`` are held all along; what the server said before closing is kept."""
+
+    def __init__(self, port: int, n: int, path: str, every: float = 0.5) -> None:
+        self.port, self.n, self.every = port, n, every
+        self.head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+        self.opened = 0
+        self.reconnect = True  # False: what the server closes stays closed
+        self.replies: Counter[bytes] = Counter()  # status line (or b"" for none) per close
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Slowloris:
+        self._thread.start()
+        assert self.ready.wait(60) and self.error is None, self.error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _connect(self, sel: selectors.BaseSelector) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        sock.sendall(self.head)
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ, bytearray())
+        self.opened += 1
+
+    def _drop(self, sel: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
+        sel.unregister(key.fileobj)
+        key.fileobj.close()
+        self.replies[bytes(key.data).partition(b"\r\n")[0]] += 1
+        if self.reconnect and not self._stop.is_set():
+            self._connect(sel)
+
+    def _run(self) -> None:
+        sel = selectors.DefaultSelector()
+        try:
+            for _ in range(self.n):
+                self._connect(sel)
+            self.ready.set()
+            tick = time.monotonic() + self.every
+            while not self._stop.is_set():
+                for key, _ in sel.select(timeout=0.05):
+                    try:
+                        data = key.fileobj.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    key.data.extend(data)
+                    if not data:
+                        self._drop(sel, key)
+                if time.monotonic() >= tick:
+                    tick += self.every
+                    for key in list(sel.get_map().values()):
+                        try:
+                            key.fileobj.send(b"X-Slow: 1\r\n")
+                        except OSError:
+                            self._drop(sel, key)
+        except BaseException as err:  # reported by the test
+            self.error = err
+            self.ready.set()
+        finally:
+            for key in list(sel.get_map().values()):
+                key.fileobj.close()
+            sel.close()
+
+
+def guarded(settings: Settings, **limits: float) -> Settings:
+    return settings.replace(hygiene=HygieneSettings(**limits))
+
+
+def test_a_trickled_request_head_is_cut_off_and_the_server_keeps_serving(
+    serve: Callable[..., Running], settings: Settings, ledger: Ledger
+) -> None:
+    running = serve(guarded(settings, server_header_timeout=1), ledger)
+    path = PREFIX + token_for(1011, "user11@example.co.jp")
+    with Slowloris(running.port, 4, path, every=0.2) as loris:
+        deadline = time.monotonic() + 60  # generous: each is cut about 1 s after it opens
+        while sum(loris.replies.values()) < 4 and time.monotonic() < deadline:
+            assert one_click(running.url + token_for(1012, "user12@example.co.jp")).is_success
+            time.sleep(0.2)
+    assert loris.error is None
+    assert sum(loris.replies.values()) >= 4  # every one was cut, though it never went quiet
+    assert set(loris.replies) == {b"HTTP/1.1 408 Request Timeout"}
+    assert ledger.suppressed_addresses() == {"user12@example.co.jp"}
+
+
+def test_a_slow_body_is_cut_off_after_the_body_timeout_and_nothing_is_recorded(
+    serve: Callable[..., Running], settings: Settings, ledger: Ledger
+) -> None:
+    running = serve(guarded(settings, server_body_timeout=1), ledger)
+    path = (PREFIX + token_for(1013, "user13@example.co.jp")).encode()
+    head = b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 26\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", running.port), timeout=30) as sock:
+        sock.sendall(head)
+        sent = 0
+        with contextlib.suppress(OSError):  # the server closing shows as a reset or a pipe
+            while sent < len(ONE_CLICK):  # a byte every 0.3 s: 8 s for the whole body
+                sock.sendall(ONE_CLICK[sent : sent + 1])
+                sent += 1
+                time.sleep(0.3)
+                if select.select([sock], [], [], 0)[0]:
+                    break
+        reply = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                reply += chunk
+    assert sent < len(ONE_CLICK), "the whole body went through"
+    assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
+    assert listed(ledger) == [] and ledger.hygiene_events() == []
+    assert one_click(running.url + token_for(1014, "user14@example.co.jp")).status_code == 200
+    assert ledger.suppressed_addresses() == {"user14@example.co.jp"}
+
+
+def test_connections_past_the_limit_wait_their_turn_instead_of_a_503(
+    serve: Callable[..., Running], settings: Settings, ledger: Ledger
+) -> None:
+    limits = {"server_connections": 8, "server_header_timeout": 1}
+    running = serve(guarded(settings, **limits), ledger)
+    idle = [socket.create_connection(("127.0.0.1", running.port), timeout=60) for _ in range(16)]
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            replies = list(
+                pool.map(lambda m: one_click(running.url + token_for(*RECIPIENTS[m])), range(20))
+            )
+        assert [r.status_code for r in replies] == [200] * 20
+        assert ledger.suppressed_addresses() == {a for _, a in RECIPIENTS[:20]}
+        # the silent ones were closed quietly once their turn came and went
+        assert [sock.recv(100) for sock in idle] == [b""] * 16
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_past_the_limit_a_connection_is_not_read_until_a_slot_frees(
+    serve: Callable[..., Running], settings: Settings, ledger: Ledger
+) -> None:
+    limits = {"server_connections": 8, "server_header_timeout": 300}
+    running = serve(guarded(settings, **limits), ledger)
+    held = [socket.create_connection(("127.0.0.1", running.port), timeout=60) for _ in range(8)]
+    try:
+        path = (PREFIX + token_for(1015, "user15@example.co.jp")).encode()
+        with socket.create_connection(("127.0.0.1", running.port), timeout=60) as ninth:
+            ninth.sendall(
+                b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 26\r\n"
+                b"Connection: close\r\n\r\n" + ONE_CLICK
+            )
+            assert select.select([ninth], [], [], 1.0)[0] == []  # waiting, unread
+            assert listed(ledger) == []
+            held.pop().close()  # a slot frees: the ninth is read and answered
+            reply = b""
+            while chunk := ninth.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        assert ledger.suppressed_addresses() == {"user15@example.co.jp"}
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_hygiene_server_limits_are_checked_at_load(tmp_path: Path) -> None:
+    config = tmp_path / "bcartnb.toml"
+    good = (
+        "[hygiene]\nserver_header_timeout = 5\nserver_body_timeout = 2.5\nserver_connections = 64\n"
+    )
+    config.write_text(good, "utf-8")
+    h = load_settings(config, env={}).hygiene
+    assert (h.server_header_timeout, h.server_body_timeout, h.server_connections) == (5, 2.5, 64)
+    assert HygieneSettings().server_connections == 256
+    for bad, said in [
+        ("server_header_timeout = 0.5", "server_header_timeout must be a number from 1 to 300"),
+        ("server_body_timeout = 301", "server_body_timeout must be a number from 1 to 300"),
+        ("server_body_timeout = nan", "server_body_timeout must be a number"),
+        ("server_connections = 7", "server_connections must be a whole number from 8 to 10,000"),
+        ("server_connections = 64.0", "server_connections must be an integer"),
+        ("server_connections = true", "server_connections must be an integer"),
+    ]:
+        config.write_text(f"[hygiene]\n{bad}\n", "utf-8")
+        with pytest.raises(SettingsError, match=re.escape(said)) as info:
+            load_settings(config, env={})
+        assert info.value.ja
+
+
+# --- the load test: the real command under 200 slow clients ---------------------------------
+
+LOAD_POSTS = 500
+LOAD_IDLE = 200
+
+
+@contextlib.contextmanager
+def command_server(
+    folder: Path, env: dict[str, str]
+) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """``bcartnb unsubscribe-server`` in ``folder`` on a free port, stopped with SIGTERM."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "unsubscribe-server", "--port", str(port)],
+        env=env,
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first, limits = proc.stdout.readline(), proc.stdout.readline()
+        assert f"127.0.0.1:{port}" in first, proc.stderr and proc.stderr.read()
+        assert limits.startswith("ヘッダー 10 秒・本文 10 秒まで待ち、同時に 256 接続まで読みます")
+        yield port, proc
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.timeout(240)
+def test_500_one_click_posts_all_land_while_200_slow_clients_hold_connections(
+    tmp_path: Path,
+) -> None:
+    """Issue 21: 64 idle connections made every one-click POST a 503. Now, with the default
+    limits, 500 POSTs (32 at a time) while 200 connections trickle headers: all accepted."""
+    members = [(2000 + i, f"load{i}@example.co.jp") for i in range(LOAD_POSTS + 1)]
+    (tmp_path / "bcartnb.toml").write_text(
+        f'plan = "プラン10"\nfrom = "見本商事 <shop@example.co.jp>"\ndb = "ledger.sqlite3"\n'
+        f'unsubscribe_url = "{URL_SETTING}"\n',
+        "utf-8",
+    )
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        led.claim(
+            fingerprint="fp",
+            plan="プラン10",
+            params={},
+            recipients=members,
+            campaign_id=CID,
+            now=T0,
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
+    env |= {"BCARTNB_CONFIG": str(tmp_path / "bcartnb.toml"), "BCARTNB_UNSUBSCRIBE_SECRET": SECRET}
+    posted, (idle_id, idle_address) = members[:LOAD_POSTS], members[LOAD_POSTS]
+    with command_server(tmp_path, env) as (port, proc):
+        url = f"http://127.0.0.1:{port}{PREFIX}"
+        with Slowloris(port, LOAD_IDLE, PREFIX + token_for(idle_id, idle_address)) as loris:
+            limits = httpx.Limits(max_connections=32)
+            with httpx.Client(timeout=60, limits=limits) as client:
+
+                def post(member: tuple[int, str]) -> httpx.Response:
+                    return client.post(url + token_for(*member), content=ONE_CLICK)
+
+                with ThreadPoolExecutor(max_workers=32) as pool:
+                    replies = list(pool.map(post, posted))
+            assert proc.poll() is None  # still serving
+            loris.reconnect = False
+            proc.terminate()  # and it stops cleanly with the slow clients still there
+            assert proc.wait(timeout=60) == 0
+    assert loris.error is None and loris.opened >= LOAD_IDLE
+    assert [r.status_code for r in replies] == [200] * LOAD_POSTS
+    assert {title_of(r) for r in replies} == {"配信を停止しました"}
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        assert led.suppressed_addresses() == {a for _, a in posted}  # not the idle one's
+        assert len(led.hygiene_events()) == LOAD_POSTS
 
 
 # --- end to end: a real mail, the real command -----------------------------------------------

@@ -8,22 +8,32 @@ HTTPS reverse proxy, answers that URL:
     The mailbox provider's one-click request (body ``List-Unsubscribe=One-Click``) or the
     button on our own page (any body): the address the mail went to is put on the ledger's
     suppression list at once (reason ``unsubscribed``, source ``unsubscribe-server``, with the
-    campaign and member), and 200 with a Japanese 「配信を停止しました」 page. The event key
-    comes from the token, so a repeated POST changes nothing.
+    campaign and member; :meth:`~bcartnb.ledger.Ledger.record_unsubscribe`), and 200 with a
+    Japanese page that says which of three things happened, each true:
+    「配信を停止しました」 (listed now), 「すでに配信停止済みです」 (already listed: a repeat,
+    or two requests at once; nothing changed) or 「配信を再び停止しました」 (listed before,
+    taken off by ``bcartnb unsuppress`` since, and now listed again with a new event: the
+    member asked again).
 ``GET <prefix><token>`` (and HEAD)
-    A Japanese page with one button, a plain form POST to the same URL: a GET never
+    A Japanese page with one button, a plain form POST to the same URL (or, for an address
+    already listed, the 「すでに配信停止済みです」 page without one): a GET never
     unsubscribes, because link scanners and previews fetch every URL in a mail (RFC 8058 §4).
+    Each page names the shop (``from_name``) and the masked address it stops
+    (``t***@example.co.jp``), never the whole address.
 Anything else
     A malformed, truncated, forged or foreign token, or a mail the ledger does not know: 404
     with a fixed page that repeats nothing of the request; another method: 405; a body over
     :data:`MAX_BODY_BYTES`: 413. Nothing changes for any of them.
 
-Every answer carries a strict Content-Security-Policy (no script, no external resource, the
-one inline style by its hash, forms only to this origin, no framing), ``X-Frame-Options``,
-``Referrer-Policy: no-referrer`` (the token never leaves in a Referer), ``nosniff`` and
-``Cache-Control: no-store``. No login, no cookies. uvicorn's access log is off, so the tokens
+Every answer of the app carries a strict Content-Security-Policy (no script, no external
+resource, the one inline style by its hash, forms only to this origin, no framing),
+``X-Frame-Options``, ``Referrer-Policy: no-referrer`` (the token never leaves in a Referer),
+``nosniff`` and ``Cache-Control: no-store``; a request the HTTP layer cannot read (malformed,
+too large, too slow) gets a fixed plain-text 400, 408 or 431 instead, with no page and
+nothing of the request. No login, no cookies. uvicorn's access log is off, so the tokens
 in request paths are not written to a log; what was unsubscribed is logged without the
-address.
+address. Slow and idle clients cannot hold the server: the head and body deadlines and the
+connection queue of :mod:`bcartnb.hygiene.http_guard` (settings ``[hygiene] server_*``).
 
 The ledger is the same SQLite file the campaigns use (WAL, one ``BEGIN IMMEDIATE`` a write),
 opened once at start; requests run its calls in worker threads, so several at once each
@@ -51,18 +61,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bcartnb.delivery.summary import mask_address
 from bcartnb.exceptions import BcartnbError, SettingsError, TransportError
 from bcartnb.hygiene.tokens import TokenSigner, UnsubscribeToken
-from bcartnb.ledger.suppressions import HygieneEvent
+from bcartnb.ledger.suppressions import HygieneEvent, UnsubscribeState
 from bcartnb.quota import now_tokyo
 from bcartnb.templates import UNSUBSCRIBE_TOKEN_FIELD
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from bcartnb.ledger import Ledger
     from bcartnb.settings import Settings
 
@@ -72,6 +85,7 @@ __all__ = [
     "SOURCE",
     "create_app",
     "event_for",
+    "make_server",
     "prefix_from_settings",
     "serve",
 ]
@@ -118,21 +132,53 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     )
 
 
-def _confirm_page(shop: str) -> HTMLResponse:
+def _address(found: UnsubscribeToken) -> str:
+    return f"<p>メールアドレス: {html.escape(mask_address(found.address))}</p>"
+
+
+def _confirm_page(shop: str, found: UnsubscribeToken, state: UnsubscribeState) -> HTMLResponse:
+    """What a GET shows: the one button, or that there is nothing left to do."""
+    if state == "listed":
+        return _already_page(shop, found)
+    again = (
+        "<p>このメールアドレスは以前に配信停止のお申し出をいただき、その後、配信を再開して"
+        "います。</p>"
+        if state == "unsuppressed"
+        else ""
+    )
     return _page(
         "メール配信の停止",
-        f"<p>{shop}からのメールの配信を停止します。よろしければ、下のボタンを押してください。</p>"
+        f"{again}<p>{shop}からのメールの配信を停止します。よろしければ、下のボタンを押してください。"
+        f"</p>{_address(found)}"
         '<form method="post">'
         '<input type="hidden" name="confirm" value="1">'
         '<button type="submit">配信を停止する</button></form>',
     )
 
 
-def _done_page(shop: str) -> HTMLResponse:
+def _already_page(shop: str, found: UnsubscribeToken) -> HTMLResponse:
+    return _page(
+        "すでに配信停止済みです",
+        f"<p>{shop}からのメールの配信は、すでに停止しています。"
+        f"あらためてのお手続きは必要ありません。</p>{_address(found)}",
+    )
+
+
+def _result_page(shop: str, found: UnsubscribeToken, before: UnsubscribeState) -> HTMLResponse:
+    """What a POST did, told by the state the address was in before it."""
+    if before == "listed":
+        return _already_page(shop, found)
+    if before == "unsuppressed":
+        return _page(
+            "配信を再び停止しました",
+            "<p>このメールアドレスは以前の配信停止の後、配信を再開していましたが、"
+            f"お申し出により、{shop}からのメールの配信を再び停止しました。"
+            f"今後、このメールアドレスにはお送りしません。</p>{_address(found)}",
+        )
     return _page(
         "配信を停止しました",
         f"<p>{shop}からのメールの配信を停止しました。"
-        "今後、このメールアドレスにはお送りしません。</p>",
+        f"今後、このメールアドレスにはお送りしません。</p>{_address(found)}",
     )
 
 
@@ -206,7 +252,10 @@ _ONE_CLICK: Final = b"list-unsubscribe=one-click"
 
 
 async def _read_body(request: Request) -> bytes | None:
-    """The POST body, or None as soon as it is over :data:`MAX_BODY_BYTES` (nothing read past)."""
+    """The POST body, or None as soon as it is over :data:`MAX_BODY_BYTES` (nothing read past).
+
+    Raises ClientDisconnect when the client went away or was cut off by the body deadline.
+    """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         return None
@@ -243,9 +292,9 @@ def create_app(
     def address_of(campaign_id: str, member_id: int) -> str | None:
         return ledger.delivery_address(campaign_id, member_id)
 
-    def record(found: UnsubscribeToken, how: str) -> bool:
+    def record(found: UnsubscribeToken, how: str) -> UnsubscribeState:
         now = (clock or now_tokyo)()
-        return bool(ledger.record_events([event_for(found, now, how)], now=now).recorded)
+        return ledger.record_unsubscribe(event_for(found, now, how), now=now)
 
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
@@ -257,18 +306,29 @@ def create_app(
         if found is None:
             return await _not_found(request, HTTPException(404))
         if request.method != "POST":
-            return _confirm_page(shop)
-        body = await _read_body(request)
+            try:
+                state = await run_in_threadpool(ledger.unsubscribe_state, found.address)
+            except BcartnbError as err:
+                log.error("配信停止を確認できません: %s", err)
+                return _unavailable()
+            return _confirm_page(shop, found, state)
+        try:
+            body = await _read_body(request)
+        except ClientDisconnect:  # gone, or cut off by the body deadline: nothing recorded
+            return Response(status_code=400)
         if body is None:
             return _too_large()
         try:
-            new = await run_in_threadpool(record, found, _how(body))
+            before = await run_in_threadpool(record, found, _how(body))
         except BcartnbError as err:
             log.error("配信停止を記録できません: %s", err)
             return _unavailable()
-        if new:
-            log.info("配信停止: キャンペーン %s 会員 %s", found.campaign_id, found.member_id)
-        return _done_page(shop)
+        if before != "listed":
+            again = "（再度）" if before == "unsuppressed" else ""
+            log.info(
+                "配信停止%s: キャンペーン %s 会員 %s", again, found.campaign_id, found.member_id
+            )
+        return _result_page(shop, found, before)
 
     return Starlette(
         routes=[Route(prefix + "{token}", unsubscribe, methods=["GET", "POST"])],
@@ -310,6 +370,11 @@ def prefix_from_settings(settings: Settings) -> str:
     return _check_prefix(found.group("path"))
 
 
+#: Connections the kernel holds before they are accepted (capped by net.core.somaxconn): a
+#: burst of one-click POSTs after a campaign waits there instead of retrying its SYN.
+_BACKLOG: Final = 1024
+
+
 def _listen(host: str, port: int) -> socket.socket:
     try:
         family, kind, proto, _, addr = socket.getaddrinfo(
@@ -324,7 +389,7 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
-        sock.listen(128)
+        sock.listen(_BACKLOG)
     except OSError as err:
         sock.close()
         raise TransportError(
@@ -349,8 +414,6 @@ def serve(
     prefix or busy port is a one-line error. ``ready(address, prefix)`` is called once
     listening. Starlette and uvicorn are imported by the server only, never by a campaign.
     """
-    import uvicorn
-
     from bcartnb.ledger import Ledger
 
     port = DEFAULT_PORT if port is None else port
@@ -358,18 +421,7 @@ def serve(
     TokenSigner(settings.unsubscribe_secret, "the unsubscribe server")
     sock = _listen(host, port)
     with Ledger.open(settings.db) as ledger:
-        app = create_app(settings, ledger, prefix=path)
-        config = uvicorn.Config(
-            app,
-            access_log=False,  # request paths hold tokens
-            server_header=False,
-            proxy_headers=False,
-            timeout_keep_alive=5,
-            limit_concurrency=64,
-            h11_max_incomplete_event_size=16 * 1024,
-            log_level="info",
-        )
-        server = uvicorn.Server(config)
+        server = make_server(settings, ledger, prefix=path)
         if not log.handlers:  # what was unsubscribed, on stderr beside uvicorn's own lines
             handler = logging.StreamHandler()
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
@@ -383,6 +435,40 @@ def serve(
                 server.run(sockets=[sock])
         finally:
             sock.close()
+
+
+def make_server(
+    settings: Settings, ledger: Ledger, *, prefix: str = "/", log_level: str = "info"
+) -> uvicorn.Server:
+    """The uvicorn server :func:`serve` runs (``server.run(sockets=[...])``), tests too.
+
+    No ``limit_concurrency``: uvicorn counts idle connections against it and answers 503.
+    Instead the guard's deadlines and connection queue (:mod:`bcartnb.hygiene.http_guard`)
+    from ``[hygiene] server_*``; requests past the app's thread pool (40) wait for a thread.
+    """
+    import uvicorn
+
+    from bcartnb.hygiene.http_guard import MAX_HEAD_BYTES, ServerLimits, guarded_protocol
+
+    hygiene = settings.hygiene
+    limits = ServerLimits(
+        header_timeout=hygiene.server_header_timeout,
+        body_timeout=hygiene.server_body_timeout,
+        connections=hygiene.server_connections,
+    )
+    config = uvicorn.Config(
+        create_app(settings, ledger, prefix=prefix),
+        http=guarded_protocol(limits),
+        ws="none",
+        lifespan="off",
+        access_log=False,  # request paths hold tokens
+        server_header=False,
+        proxy_headers=False,
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,  # the guard refuses a whole one too
+        log_level=log_level,
+    )
+    return uvicorn.Server(config)
 
 
 @contextlib.contextmanager

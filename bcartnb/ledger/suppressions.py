@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from bcartnb.exceptions import HygieneError
 from bcartnb.ledger.database import Database, dt, ts
@@ -260,6 +260,10 @@ def _list(
     return False
 
 
+#: Where an address stands for an unsubscribe (:meth:`Suppressions.unsubscribe_state`).
+UnsubscribeState = Literal["not_listed", "listed", "unsuppressed"]
+
+
 class Suppressions(Database):
     """The ledger's suppression list, the hygiene events behind it and the B-Cart write-back."""
 
@@ -436,6 +440,88 @@ class Suppressions(Database):
                 (campaign_id, int(member_id)),
             ).fetchone()
         return None if row is None else str(row[0])
+
+    # --- the unsubscribe server's requests -------------------------------------------------
+
+    def unsubscribe_state(self, address: str) -> UnsubscribeState:
+        """Where ``address`` stands for a member asking to stop: what the page says.
+
+        ``listed``: on the list for the member's own wish or a stronger one (unsubscribed, a
+        complaint); ``unsuppressed``: it was, and the shop took it off since (``bcartnb
+        unsuppress``); ``not_listed``: neither (an address listed only for a bounce or by
+        hand counts here: the member's own request is not recorded yet).
+        """
+        key = normalize_address(address)
+        with self._read() as c:
+            return self._unsubscribe_state(c, key)
+
+    def record_unsubscribe(
+        self, event: HygieneEvent, *, now: datetime | None = None
+    ) -> UnsubscribeState:
+        """Honour a member's unsubscribe request; the state the address was in before it.
+
+        ``listed``: nothing changes (a repeat, or a second request at the same moment).
+        Otherwise the event is recorded and the address listed (reason ``unsubscribed``),
+        in one transaction. A request after ``unsuppress`` is the member asking again: its
+        token's event key was recorded (and cleared) before, so it is recorded under the
+        next free ``<key>#<n>``, never dropped as a repeat.
+        """
+        _check_reason(event.kind)
+        address = normalize_address(event.address)
+        now = self._now(now)
+        with self._write() as c:
+            state = self._unsubscribe_state(c, address)
+            if state == "listed":
+                return state
+            taken = c.execute(
+                "SELECT count(*) FROM hygiene_events WHERE event_key = ? "
+                "OR (event_key > ? AND event_key < ?)",
+                (event.key, event.key + "#", event.key + "$"),  # "$" sorts right after "#"
+            ).fetchone()[0]
+            n = int(taken)
+            while True:  # the next free key: ends, as the keys taken are finite
+                n += 1
+                key = event.key if n == 1 else f"{event.key}#{n}"
+                if c.execute(
+                    "INSERT OR IGNORE INTO hygiene_events (event_key, kind, address, at, "
+                    "recorded_at, source, campaign_id, member_id, status, detail) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        key,
+                        event.kind,
+                        address,
+                        ts(event.at),
+                        ts(now),
+                        event.source,
+                        event.campaign_id,
+                        event.member_id,
+                        event.status,
+                        event.detail,
+                    ),
+                ).rowcount:
+                    break
+            _list(
+                c,
+                address,
+                event.kind,
+                event.source,
+                event.at,
+                campaign_id=event.campaign_id,
+                member_id=event.member_id,
+                detail=event.detail,
+            )
+        return state
+
+    def _unsubscribe_state(self, c: sqlite3.Connection, address: str) -> UnsubscribeState:
+        row = c.execute("SELECT reason FROM suppressions WHERE address = ?", (address,)).fetchone()
+        if row is not None and REASON_RANK[str(row[0])] >= REASON_RANK["unsubscribed"]:
+            return "listed"
+        again = c.execute(
+            "SELECT 1 FROM hygiene_events WHERE address = ? AND kind = 'unsubscribed' "
+            "AND cleared = 1 LIMIT 1",
+            (address,),
+        ).fetchone()
+        return "not_listed" if again is None else "unsuppressed"
 
     def hygiene_events(self, since: datetime | None = None) -> list[dict[str, Any]]:
         """The events recorded (bounces, complaints, unsubscribes), oldest first: the report's.
