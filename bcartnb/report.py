@@ -616,7 +616,9 @@ def failure_label(code: int | None) -> str:
     return FAILURE_LABELS.get(code, f"受信側に拒否されました（恒久的なエラー {code}）")
 
 
-def outcome_words(status: str, *, dry_run: bool, failed: int, exit_code: int | None) -> str:
+def outcome_words(
+    status: str, *, dry_run: bool, failed: int, exit_code: int | None, sent: int = 0
+) -> str:
     """The run's result and exit code in Japanese words (the header's 結果)."""
     if dry_run:
         words = "確認のみ: 1通も送信していません"
@@ -628,6 +630,8 @@ def outcome_words(status: str, *, dry_run: bool, failed: int, exit_code: int | N
         words = "中断: 残りは再開コマンドで送れます"
     elif status == "sending":
         words = "送信中: いま別の処理が送信しています"
+    elif status == "cancelled" and sent:
+        words = f"取り消し: 送信済み {sent:,} 件のあと、残りは送らずに止めました"
     elif status == "cancelled":
         words = "取り消し: 1通も送らずに止めました"
     else:
@@ -705,6 +709,7 @@ def _header(doc: CampaignReport) -> Block:
                 dry_run=bool(s.get("dry_run")),
                 failed=int(s.get("failed") or 0),
                 exit_code=s.get("exit_code"),
+                sent=int(s.get("sent") or 0),
             ),
         ),
     ]
@@ -1003,6 +1008,10 @@ def show_report(
 # --- from the ledger, after the fact (`bcartnb report ID`) ----------------------------------
 
 
+#: Journal states of a mail that was handed to the server at least once.
+_HANDED = ("sent", "failed", "deferred", "uncertain")
+
+
 def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
     """A campaign's report from the ledger (and its notes), whenever it ran.
 
@@ -1029,7 +1038,7 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
         usage = led.usage_by_campaign(month)
         labels = _usage_labels(led, usage, settings.db)
         quota = notes.get("quota") or _quota_from_usage(record.plan, month, usage, campaign_id)
-        status = {"done": "done", "cancelled": "done"}.get(record.status, "unfinished")
+        status = {"done": "done", "cancelled": "cancelled"}.get(record.status, "unfinished")
         summary = DeliverySummary.from_record(
             record,
             status,
@@ -1050,7 +1059,9 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
         current = settings if settings.plan else settings.replace(plan=record.plan)
         try:
             spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
-            plan = plan_campaign(spec, current, ledger=led, campaign_id=campaign_id)
+            plan = plan_campaign(
+                spec, current, ledger=led, campaign_id=campaign_id, mail=record.mail
+            )
             sample = sample_mail(plan)
         except BcartnbError as err:
             why = err.ja or str(err)
@@ -1061,17 +1072,21 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
         else:
             draft_subject = plan.draft.subject
             sendable, unsendable = plan.audience.sendable, plan.audience.unsendable
-            if plan.fingerprint != record.fingerprint:  # the same parameters: other recipients
+            # the same mail (an older ledger's campaigns had another identity): other recipients
+            if record.mail is not None and plan.fingerprint != record.fingerprint:
                 doc_notes.append(
                     "会員ファイルが送信したときから変わっています（送信先が同じではありません）。"
                     "メールの例と送信できない会員の一覧は、いまのファイルから作りました。"
                 )
     resume = summary.resume_command if record.status in ("unfinished", "sending") else None
     message = {
-        "cancelled": "このキャンペーンは1通も送る前に取り消されました"
-        "（メール配信上限数を超えた、またはメールを作れなかったため）。",
         "sending": "このキャンペーンはいま送信中です（この時点の記録です）。",
     }.get(record.status) or summary.message()
+    if record.status == "cancelled" and not any(record.journal.get(s) for s in _HANDED):
+        message = (
+            "このキャンペーンは1通も送る前に取り消されました"
+            "（メール配信上限数を超えた、メールを作れなかった、または取り消したため）。"
+        )
     return CampaignReport(
         summary=_safe_summary(data),
         message=message,
