@@ -208,15 +208,19 @@ def test_b_cart_changes_are_pushed_once_each(ledger: Ledger) -> None:
 
 def test_a_version_3_ledger_keeps_its_journal_and_gains_the_list(tmp_path: Path) -> None:
     db = tmp_path / "old.sqlite3"
-    with Ledger.open(db, migrations=MIGRATIONS[:3]) as old:
-        old.claim(
-            fingerprint="fp",
-            plan="light",
-            params={},
-            recipients=[(1, "a@x.jp"), (2, "b@x.jp")],
-            campaign_id="c3",
+    Ledger.open(db, migrations=MIGRATIONS[:3]).close()
+    conn = sqlite3.connect(db)
+    with conn:  # a version-3 campaign, as a version-3 bcartnb wrote it
+        conn.execute(
+            "INSERT INTO campaigns (campaign_id, created_at, user, host, plan, fingerprint, "
+            "params, status, updated_at) VALUES ('c3', '2026-11-01T00:00:00+00:00', 'shop', "
+            "'pc', 'ライトプラン', 'fp', '{}', 'unfinished', '2026-11-01T00:00:00+00:00')"
         )
-        old.release("c3")
+        conn.executemany(
+            "INSERT INTO deliveries (campaign_id, member_id, address) VALUES ('c3', ?, ?)",
+            [(1, "a@x.jp"), (2, "b@x.jp")],
+        )
+    conn.close()
     before = table(db, "deliveries")
     with Ledger.open(db) as led:
         assert table(db, "deliveries") == before
@@ -224,7 +228,7 @@ def test_a_version_3_ledger_keeps_its_journal_and_gains_the_list(tmp_path: Path)
         assert led.withhold_suppressed("c3") == 1
         assert led.campaign("c3").journal == {"pending": 1, "withheld": 1}
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
 def test_withholding_touches_only_mails_not_yet_sent(ledger: Ledger) -> None:

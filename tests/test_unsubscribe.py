@@ -1060,6 +1060,11 @@ def test_a_sent_mails_header_unsubscribes_and_the_next_dry_run_holds_the_member_
         ("user2@example.co.jp", "unsubscribed", cid, 1002)
     ]
     dry = json.loads(bcartnb("run", str(campaign), "--json", env=env, cwd=tmp_path).stdout)
+    # the others already have this mail; the unsubscribed one is held back first, as suppressed
+    assert (dry["reasons"]["suppressed"], dry["reasons"]["already_sent"]) == (1, 3)
+    dry = json.loads(
+        bcartnb("run", str(campaign), "--repeat", "--json", env=env, cwd=tmp_path).stdout
+    )
     assert dry["reasons"]["suppressed"] == 1 and dry["sendable"] == 3
     again = bcartnb("run", str(campaign), "--send", "--repeat", "--json", env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
