@@ -1,6 +1,7 @@
 """The B-Cart API: members pulled into a snapshot file, suppressions pushed back.
 
     client.py    BcartClient: httpx, the 300-per-300 s limit, Retry-After, retries, the token
+    pages.py     GET /customers page by page; stops an API that repeats or never ends; resumes
     snapshot.py  pull → the CSV export's text → members.typed_members → a Parquet snapshot
     push.py      the ledger's BcartChange list → PATCH /customers, each accepted one recorded
 
@@ -38,15 +39,22 @@ an unknown member id.
 
 from __future__ import annotations
 
-from bcartnb.bcart_api.client import BcartClient, RateLimiter
+from bcartnb.bcart_api.client import BcartClient, RateLimiter, WaitTooLong
+from bcartnb.bcart_api.pages import (
+    MAX_MEMBERS,
+    PAGE_SIZE,
+    PartialPull,
+    PullStopped,
+    fetch_customers,
+)
 from bcartnb.bcart_api.push import BATCH_SIZE, PushReport, describe, push_suppressions
 from bcartnb.bcart_api.snapshot import (
     DEFAULT_SNAPSHOT,
-    PAGE_SIZE,
     Pulled,
     customers_text,
-    fetch_customers,
+    partial_path,
     pull,
+    pull_snapshot,
     read_snapshot,
     snapshot_info,
     write_snapshot,
@@ -55,15 +63,21 @@ from bcartnb.bcart_api.snapshot import (
 __all__ = [
     "BATCH_SIZE",
     "DEFAULT_SNAPSHOT",
+    "MAX_MEMBERS",
     "PAGE_SIZE",
     "BcartClient",
+    "PartialPull",
+    "PullStopped",
     "Pulled",
     "PushReport",
     "RateLimiter",
+    "WaitTooLong",
     "customers_text",
     "describe",
     "fetch_customers",
+    "partial_path",
     "pull",
+    "pull_snapshot",
     "push_suppressions",
     "read_snapshot",
     "snapshot_info",
