@@ -33,6 +33,13 @@ MASK: Final = "***"
 #: A prefix or suffix of a secret this long is a leak too (an echo cut short); shorter
 #: pieces are too common in ordinary text to remove without garbling every message.
 MIN_FRAGMENT: Final = 8
+# HTML's named entities for what html.escape and template engines escape
+_ENTITIES: Final = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+# the characters of base64 (its two alphabets): what they may become in an echo
+_BASE64_ESCAPES: Final = {
+    "+": r"(?:\+|-|%2b|\\u002b)",
+    "/": r"(?:\\{0,3}/|_|%2f|\\u002f)",
+}
 # JSON's and Python's short escapes of control characters (a password may hold a tab)
 _SHORT_ESCAPES: Final = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -45,6 +52,7 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=256)
 def _char(ch: str) -> str:
     """One character of a secret as a regex: itself in either case, or any of its escapes."""
     forms: set[str] = set()
@@ -62,6 +70,8 @@ def _char(ch: str) -> str:
             forms.add(r"\+")
         if c in _SHORT_ESCAPES:
             forms.add(re.escape(_SHORT_ESCAPES[c]))
+        if c in _ENTITIES:
+            forms.add(_ENTITIES[c])
     alternatives = "|".join(sorted(forms, key=len, reverse=True))
     # a JSON, repr or shell escape puts backslashes before punctuation (\" \/ \\ \')
     escape = r"(?:\\{1,3})?" if not ch.isalnum() else ""
@@ -73,8 +83,10 @@ def _utf16(ch: str) -> list[int]:
     return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
 
-def _literal(text: str) -> str:
-    return "".join(_char(c) for c in text)
+def _base64_literal(core: str) -> str:
+    """A base64 core as a regex: letters and digits as they are (in either case: a case-
+    folded echo is no less a leak), ``+`` and ``/`` in either alphabet or escaped."""
+    return "".join(_BASE64_ESCAPES.get(c) or re.escape(c) for c in core)
 
 
 def _prefixes(chars: list[str], least: int) -> str:
@@ -109,14 +121,13 @@ def _base64_cores(secret: str) -> list[str]:
         core = encoded[first:last]
         if len(core) >= MIN_FRAGMENT:
             cores.append(core)
-            cores.append(core.replace("+", "-").replace("/", "_"))  # URL-safe alphabet
     return cores
 
 
 @functools.lru_cache(maxsize=16)
 def _pattern(secret: str) -> re.Pattern[str]:
     chars = [_char(c) for c in secret]
-    forms = [_literal(core) for core in dict.fromkeys(_base64_cores(secret))]
+    forms = [_base64_literal(core) for core in dict.fromkeys(_base64_cores(secret))]
     if len(secret) > MIN_FRAGMENT:
         forms += [_prefixes(chars, MIN_FRAGMENT), _suffixes(chars, MIN_FRAGMENT)]
     else:
