@@ -30,11 +30,12 @@ docs.api.bcart.jp is a Postman page; these were read from public pages and code)
 
 Not yet verified against the live API (the tests' local server follows the shapes above):
 the status code of the lock-out (429 is assumed; any 5xx is retried too), what a page past
-the end answers (an empty list, or a 404, are both read as the end), the date format of
-``created_at`` (``2021-03-05 16:24:10`` as in the news; B-Cart's CSV form ``2021/03/05
-16:24:10`` is read as well), the value of a multi-choice custom field (a list is joined
-with commas), whether ``PATCH /customers`` caps a batch below 100, and what it answers for
-an unknown member id.
+the end answers (an empty list, or a 404, are both read as the end), whether a page announces
+the number of members (a top-level integer ``total`` is used when present, never required),
+the date format of ``created_at`` (``2021-03-05 16:24:10`` as in the news; B-Cart's CSV
+form ``2021/03/05 16:24:10`` is read as well), the value of a multi-choice custom field (a
+list is joined with commas), whether ``PATCH /customers`` caps a batch below 100, and what
+it answers for an unknown member id.
 """
 
 from __future__ import annotations

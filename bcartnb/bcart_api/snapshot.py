@@ -307,6 +307,10 @@ def pull_snapshot(
             raise
         partial.discard()
         return pulled, frame
+    except BaseException:
+        if not partial.members:  # nothing fetched: nothing to resume, no file to leave
+            partial.discard()
+        raise
     finally:
         partial.close()
 
