@@ -12,7 +12,8 @@ case and in any of the encodings a web stack writes (itself, ``%XX`` of its UTF-
 either case, ``\\uXXXX``, a backslash escape, ``&#NN;``/``&#xHH;``, ``+`` for a space), the
 whole secret or any prefix or suffix of at least :data:`MIN_FRAGMENT` characters (an echo cut
 short), and its base64 at every byte alignment (alone, after ``Bearer ``, inside a longer
-header), standard or URL-safe. What matches becomes ``***``.
+header), standard or URL-safe, whole or cut to :data:`MIN_BASE64` characters or more. What
+matches becomes ``***``.
 
 Ground layer: the standard library only, so settings, the API client, the transports and the
 mailbox readers can all call the one rule.
@@ -26,13 +27,15 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["MASK", "MIN_FRAGMENT", "scrub"]
+__all__ = ["MASK", "MIN_BASE64", "MIN_FRAGMENT", "scrub"]
 
 #: What a secret (or a piece of one) is replaced with.
 MASK: Final = "***"
 #: A prefix or suffix of a secret this long is a leak too (an echo cut short); shorter
 #: pieces are too common in ordinary text to remove without garbling every message.
 MIN_FRAGMENT: Final = 8
+#: The same for base64: 12 characters are 9 bytes of the secret.
+MIN_BASE64: Final = 12
 # HTML's named entities for what html.escape and template engines escape
 _ENTITIES: Final = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
 # the characters of base64 (its two alphabets): what they may become in an echo
@@ -83,10 +86,18 @@ def _utf16(ch: str) -> list[int]:
     return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
 
-def _base64_literal(core: str) -> str:
-    """A base64 core as a regex: letters and digits as they are (in either case: a case-
+def _base64_chars(core: str) -> list[str]:
+    """A base64 core as regexes: letters and digits as they are (in either case: a case-
     folded echo is no less a leak), ``+`` and ``/`` in either alphabet or escaped."""
-    return "".join(_BASE64_ESCAPES.get(c) or re.escape(c) for c in core)
+    return [_BASE64_ESCAPES.get(c) or re.escape(c) for c in core]
+
+
+def _base64_form(core: str) -> str:
+    """The core whole, or cut short from either end but still :data:`MIN_BASE64` long."""
+    chars = _base64_chars(core)
+    if len(chars) <= MIN_BASE64:
+        return "".join(chars)
+    return f"{_prefixes(chars, MIN_BASE64)}|{_suffixes(chars, MIN_BASE64)}"
 
 
 def _prefixes(chars: list[str], least: int) -> str:
@@ -119,7 +130,7 @@ def _base64_cores(secret: str) -> list[str]:
         first = -(-8 * lead // 6)  # the first character with no bit of the lead bytes
         last = 8 * (lead + len(data)) // 6  # one past the last character wholly inside
         core = encoded[first:last]
-        if len(core) >= MIN_FRAGMENT:
+        if len(core) >= MIN_BASE64:
             cores.append(core)
     return cores
 
@@ -127,7 +138,7 @@ def _base64_cores(secret: str) -> list[str]:
 @functools.lru_cache(maxsize=16)
 def _pattern(secret: str) -> re.Pattern[str]:
     chars = [_char(c) for c in secret]
-    forms = [_base64_literal(core) for core in dict.fromkeys(_base64_cores(secret))]
+    forms = [_base64_form(core) for core in dict.fromkeys(_base64_cores(secret))]
     if len(secret) > MIN_FRAGMENT:
         forms += [_prefixes(chars, MIN_FRAGMENT), _suffixes(chars, MIN_FRAGMENT)]
     else:
