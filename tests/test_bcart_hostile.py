@@ -13,7 +13,9 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -428,3 +430,33 @@ def test_a_member_value_error_never_names_an_unwritten_snapshot(tmp_path: Path):
         write_snapshot(pulled, tmp_path / "never.parquet")
     assert "never.parquet" not in err.value.line() and "取得した会員" in err.value.ja
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["torn last line", "too old", "another API"])
+def test_kept_pages_are_used_only_when_they_are_this_pulls(case: str, tmp_path: Path):
+    fake = FakeBcart(customers=shop(250), customs=CUSTOMS, repeat_offsets={200: 0})
+    out = tmp_path / "snap.parquet"
+    began = datetime(2026, 12, 1, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    later = began + timedelta(hours=1)
+    with serve(fake) as url:
+        with client_for(url) as client, pytest.raises(PullStopped):
+            pull_snapshot(client, out, progress=False, now=began)
+        kept = partial_path(out)
+        lines = kept.read_text(encoding="utf-8").splitlines()
+        assert len(lines) == 3  # the head and two pages
+        if case == "torn last line":  # a crash in the middle of a write
+            kept.write_text("\n".join(lines) + '\n{"offset": 200, "custo', encoding="utf-8")
+        elif case == "too old":
+            later = began + timedelta(hours=25)
+        else:
+            head = lines[0].replace(url, url + "/other")
+            kept.write_text("\n".join([head, *lines[1:]]), encoding="utf-8")
+        fake.repeat_offsets = {}
+        fake.requests.clear()
+        with client_for(url) as client:
+            pulled, frame = pull_snapshot(client, out, progress=False, now=later)
+    if case == "torn last line":
+        assert customer_offsets(fake) == [100, 200] and pulled.pulled_at == began
+    else:  # not this pull's pages: all of them again, dated now
+        assert customer_offsets(fake) == [0, 100, 200] and pulled.pulled_at == later
+    assert len(frame) == 250 and not kept.exists()

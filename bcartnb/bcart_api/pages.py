@@ -77,7 +77,8 @@ class PartialPull:
     def open(self, now: datetime) -> PartialPull:
         """Lock the file and load its pages if they belong to this pull; else start anew."""
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+            self._fd = os.open(self.path, flags, 0o600)
         except OSError as err:
             raise _file_error(self.path, err) from err
         try:
@@ -105,9 +106,10 @@ class PartialPull:
             started = datetime.fromisoformat(head["started_at"])
             same = head.get("format") == _FORMAT and head.get("api_url") == self.api_url
             same = same and head.get("page_size") == self.page_size
+            fresh = timedelta(0) <= now - started <= RESUME_WITHIN
         except (ValueError, KeyError, TypeError, IndexError):
             return
-        if not same or not timedelta(0) <= now - started <= RESUME_WITHIN:
+        if not same or not fresh:
             return
         pages = []
         for line in lines[1:]:
@@ -116,13 +118,15 @@ class PartialPull:
                 pages.append((int(page["offset"]), list(page["customers"])))
             except (ValueError, KeyError, TypeError):
                 break  # the line a crash cut short, and nothing after it
-        self.started_at, self.pages = started, pages
+        if pages:
+            self.started_at, self.pages = started, pages
 
     def _append(self, record: dict[str, Any]) -> None:
         assert self._fd is not None
         data = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
         try:
-            os.write(self._fd, data)  # O_APPEND: one write, one whole line
+            while data:  # O_APPEND: each write lands at the end
+                data = data[os.write(self._fd, data) :]
         except OSError as err:
             raise _file_error(self.path, err) from err
 
