@@ -313,7 +313,7 @@ def renamed_note(head: str, name: str) -> str:
     """The warning line for a custom field read under another name (:func:`custom_column`)."""
     return (
         f"カスタム項目「{head}」は標準の列または他の列と同じ名前のため、"
-        f"「{name}」として読み込みました（絞込やテンプレートではこの名前を使います）。"
+        f'「{name}」として読み込みました（テンプレートでは {{{{ member["{name}"] }}}}）。'
     )
 
 

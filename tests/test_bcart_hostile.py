@@ -37,6 +37,7 @@ from bcartnb.bcart_api.client import LOCKED_BACKOFF, LOCKOUT, MAX_WAIT
 from bcartnb.cli import main
 from bcartnb.exceptions import BcartApiError, MembersFileError
 from bcartnb.members import read_members
+from bcartnb.templates import compile_template, context_builder
 
 
 def customer_offsets(fake: FakeBcart) -> list[int]:
@@ -385,7 +386,7 @@ def test_custom_fields_named_like_columns_are_renamed_and_said(tmp_path: Path):
         assert name in frame.columns
     assert [w for w in pulled.warnings if "カスタム項目" in w] == [
         f"カスタム項目「{old}」は標準の列または他の列と同じ名前のため、「{new}」として"
-        "読み込みました（絞込やテンプレートではこの名前を使います）。"
+        f'読み込みました（テンプレートでは {{{{ member["{new}"] }}}}）。'
         for old, new in [
             ("状態", "カスタム:状態"),
             ("メール案内", "カスタム:メール案内"),
@@ -400,6 +401,9 @@ def test_custom_fields_named_like_columns_are_renamed_and_said(tmp_path: Path):
     assert bool(row["mm_flag"]) and row["カスタム:メール案内"] == "希望しない"
     assert row["業種"] == "小売" and row["カスタム:業種"] == "卸"
     assert_frame_equal(read_snapshot(tmp_path / "s.parquet"), frame)
+    # the name the warning gives is the one a template reaches it by
+    body = compile_template('{{ 状態 }}/{{ member["カスタム:状態"] }}', "t", "body")
+    assert body.render(context_builder(["状態", "member"])(row.to_dict())) == "有効/取引中"
 
 
 def test_the_csv_export_with_the_same_clash_reads_the_same(tmp_path: Path):
@@ -416,7 +420,7 @@ def test_the_csv_export_with_the_same_clash_reads_the_same(tmp_path: Path):
     assert_frame_equal(frame, from_csv)
     assert from_csv.attrs["warnings"] == [
         "カスタム項目「状態」は標準の列または他の列と同じ名前のため、「カスタム:状態」として"
-        "読み込みました（絞込やテンプレートではこの名前を使います）。"
+        '読み込みました（テンプレートでは {{ member["カスタム:状態"] }}）。'
     ]
     assert list(from_csv["status"].iloc[:2]) == ["有効", "有効"]
     assert list(from_csv["カスタム:状態"].iloc[:2]) == ["S0", "S1"]

@@ -280,7 +280,8 @@ def test_two_headers_for_one_column(tmp_path: Path) -> None:
     assert list(df["id"]) == [1] and list(df["カスタム:Bカート会員ID"]) == [7]
     assert df.attrs["warnings"] == [
         "カスタム項目「Bカート会員ID」は標準の列または他の列と同じ名前のため、"
-        "「カスタム:Bカート会員ID」として読み込みました（絞込やテンプレートではこの名前を使います）。"
+        "「カスタム:Bカート会員ID」として読み込みました"
+        '（テンプレートでは {{ member["カスタム:Bカート会員ID"] }}）。'
     ]
 
 
