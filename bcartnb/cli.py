@@ -86,8 +86,11 @@ def _cmd_members(args: argparse.Namespace) -> int:
     from bcartnb.campaign import suppressed_addresses
     from bcartnb.settings import load_settings
 
+    members = read_members(args.members)
+    for note in members.attrs.get("warnings", []):  # a custom field read under a new name
+        print(f"注意: {note}", file=sys.stderr)
     audience = build_audience(
-        read_members(args.members),
+        members,
         flt,
         checked,
         args.opt_in_only,
@@ -673,14 +676,13 @@ def _cmd_unsuppress(args: argparse.Namespace) -> int:
 
 
 def _cmd_bcart_pull(args: argparse.Namespace) -> int:
-    from bcartnb.bcart_api import DEFAULT_SNAPSHOT, BcartClient, pull, write_snapshot
+    from bcartnb.bcart_api import DEFAULT_SNAPSHOT, BcartClient, pull_snapshot
     from bcartnb.settings import load_settings
 
     settings = load_settings()
     out = args.out or DEFAULT_SNAPSHOT
     with BcartClient(settings.bcart) as client:
-        pulled = pull(client, progress=sys.stderr.isatty())
-    frame = write_snapshot(pulled, out)
+        pulled, frame = pull_snapshot(client, out, progress=sys.stderr.isatty())
     info = {
         "out": os.path.abspath(out),
         "members": len(frame),

@@ -27,7 +27,7 @@ import re
 import stat
 import unicodedata
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,16 +42,19 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "COLUMN_KINDS",
     "COLUMN_LABELS",
+    "CUSTOM_PREFIX",
     "HEADER_ALIASES",
     "MM_FLAG_VALUES",
     "SNAPSHOT_SUFFIXES",
     "address_codes",
     "check_addresses",
+    "custom_column",
     "empty_members",
     "is_valid_domain",
     "normalize_address",
     "normalize_addresses",
     "read_members",
+    "renamed_note",
     "to_arrow_strings",
     "typed_members",
 ]
@@ -284,6 +287,36 @@ def _canonical(header: str) -> str | None:
     return _ALIAS_KEYS.get(key) or _ALIAS_KEYS.get(key.lower())
 
 
+#: A custom field (カスタム項目) whose name is a standard column's is read under this prefix.
+CUSTOM_PREFIX: Final = "カスタム:"
+
+
+def custom_column(head: str, taken: Container[str]) -> str:
+    """The column a custom field is read into: its own name, unless that names a standard
+    column (状態, メール案内, 会員ID, status, ...) or a column already taken; then
+    ``カスタム:名前`` (``カスタム:名前(2)`` should that be taken too).
+
+    B-Cart lets a shop name a custom field anything, and it cannot be deleted once used, so
+    a clash is read, not refused. The CSV export lists custom fields after the standard
+    columns and the API apart from them: either way the custom one is renamed, by this one
+    rule, and both sources give the same frame.
+    """
+    if _canonical(head) is None and head not in taken:
+        return head
+    name, n = f"{CUSTOM_PREFIX}{head}", 2
+    while name in taken:
+        name, n = f"{CUSTOM_PREFIX}{head}({n})", n + 1
+    return name
+
+
+def renamed_note(head: str, name: str) -> str:
+    """The warning line for a custom field read under another name (:func:`custom_column`)."""
+    return (
+        f"カスタム項目「{head}」は標準の列または他の列と同じ名前のため、"
+        f'「{name}」として読み込みました（テンプレートでは {{{{ member["{name}"] }}}}）。'
+    )
+
+
 def empty_members(extra: Iterable[str] = ()) -> pd.DataFrame:
     """A member frame with no rows but every canonical column typed (the schema, for UIs)."""
     cols: dict[str, Any] = {}
@@ -310,13 +343,14 @@ def _typed_empty(kind: str) -> pd.Series:
 class _Where:
     """Builds one-line error messages that name the file, row and column."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, label: tuple[str, str] | None = None) -> None:
         self.path = path
+        self.label = label
 
     def error(
         self, message: str, row: int | None = None, column: str | None = None, *, ja: str = ""
     ) -> MembersFileError:
-        where = str(self.path)
+        where = self.label[0] if self.label else str(self.path)
         if row is not None:
             where += f": row {row}"
         if column is not None:
@@ -325,7 +359,7 @@ class _Where:
 
     def ja(self, text: str) -> str:
         """The Japanese first line: which file, then ``text``."""
-        return f"会員ファイル {self.path} {text}"
+        return f"{self.label[1] if self.label else f'会員ファイル {self.path}'} {text}"
 
 
 def _show(value: object) -> str:
@@ -666,16 +700,24 @@ def read_members(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def typed_members(
-    header: list[str], body: pd.DataFrame, source: str | os.PathLike[str]
+    header: list[str],
+    body: pd.DataFrame,
+    source: str | os.PathLike[str],
+    *,
+    described_as: tuple[str, str] | None = None,
 ) -> pd.DataFrame:
     """The member frame from a source's text: ``header`` names ``body``'s columns, every cell
     a string as a CSV holds it ("" for blank).
 
     Every source goes through here (the CSV export, the B-Cart API snapshot), so the same
-    members give the same typed frame whichever way they came: one set of column rules.
+    members give the same typed frame whichever way they came: one set of column rules. A
+    later header naming a column already taken is a custom field (:func:`custom_column`);
+    ``df.attrs["warnings"]`` says which were renamed. ``described_as`` (English, Japanese) names a
+    source that is not a file yet (members pulled from the API) in errors.
     """
     file = Path(source)
-    where = _Where(file)
+    where = _Where(file, described_as)
+    notes: list[str] = []
     columns: dict[str, tuple[int, str]] = {}  # column name -> (position, header)
     for pos, head in enumerate(header):
         if not head:
@@ -687,13 +729,8 @@ def typed_members(
             )
         name = _canonical(head) or head
         if name in columns:
-            other = columns[name][1]
-            raise where.error(
-                f"headers {other!r} and {head!r} are the same column ({name})",
-                ja=where.ja(
-                    f"の見出し「{other}」と「{head}」は同じ列を指しています。どちらかを消してください。"
-                ),
-            )
+            name = custom_column(head, columns)
+            notes.append(renamed_note(head, name))
         columns[name] = (pos, head)
     missing = [name for name in _REQUIRED if name not in columns]
     if missing and len(header) == 1:
@@ -739,6 +776,7 @@ def typed_members(
         "source": str(file),
         "headers": headers,
         "missing_columns": [n for n in CANONICAL_COLUMNS if n not in columns],
+        "warnings": notes,
     }
     return frame
 

@@ -29,9 +29,9 @@ from email.headerregistry import Address, AddressHeader, HeaderRegistry
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from bcartnb.exceptions import SettingsError
+from bcartnb.exceptions import InputError, SettingsError
 from bcartnb.quota import Plan, resolve_plan
 
 __all__ = [
@@ -47,6 +47,8 @@ __all__ = [
     "SmtpSettings",
     "check_keys",
     "check_type",
+    "check_url",
+    "control_in_url",
     "default_db_path",
     "load_settings",
     "missing_plan_error",
@@ -187,6 +189,8 @@ class BcartSettings:
     token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.api_url, str):
+            check_url(self.api_url, "[bcart] api_url", SettingsError)
         parts = urlsplit(self.api_url) if isinstance(self.api_url, str) else None
         bad = (
             parts is None
@@ -321,6 +325,10 @@ class Settings:
     max_mail_bytes: int = MAX_MAIL_BYTES
 
     def __post_init__(self) -> None:
+        for key in ("unsubscribe_url", "unsubscribe_mailto"):
+            value = getattr(self, key)
+            if isinstance(value, str):
+                check_url(value, key, SettingsError)
         _in_range("render_timeout", self.render_timeout, *_RENDER_TIMEOUT_RANGE, unit=" seconds")
         _in_range("max_mail_bytes", self.max_mail_bytes, *_MAX_MAIL_BYTES_RANGE, integer=True)
 
@@ -338,6 +346,67 @@ def default_db_path() -> Path:
 # C0 controls (NUL, CR, LF, tab …), DEL, C1 controls and the Unicode line separators: none
 # belongs in a mail header, and Python's address parsers stop or split at some of them.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_URL_PARTS_JA = {
+    "scheme": "スキーム",
+    "user": "ユーザー名",
+    "password": "パスワード",
+    "host": "ホスト名",
+    "port": "ポート番号",
+    "path": "パス",
+    "query": "クエリ（? の後）",
+    "fragment": "フラグメント（# の後）",
+}
+
+
+def control_in_url(url: str) -> tuple[str, str] | None:
+    """The part of ``url`` (its English and Japanese names) holding a control character,
+    raw or percent-encoded (``%0d%0a``), or None when there is none.
+
+    A URL part is decoded before it reaches a protocol (an IMAP user name goes into LOGIN,
+    a folder into EXAMINE), so a CR LF written as ``%0d%0a`` injects a command as surely as
+    a raw one. Anything not printable counts: C0 and C1 controls, DEL, the Unicode line
+    separators and invisible format characters.
+    """
+    # a raw control character is percent-encoded first, so urlsplit (which drops tabs and
+    # line breaks silently) cannot hide it, and it is found in the part it was written in
+    escaped = "".join(ch if ch.isprintable() else quote(ch, safe="") for ch in url)
+    parts = urlsplit(escaped)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    host, port = hostport, ""
+    if hostport.startswith("["):
+        host, _, port = hostport.partition("]")
+    elif ":" in hostport:
+        host, _, port = hostport.rpartition(":")
+    pieces = {
+        "scheme": parts.scheme,
+        "user": user,
+        "password": password,
+        "host": host,
+        "port": port,
+        "path": parts.path,
+        "query": parts.query,
+        "fragment": parts.fragment,
+    }
+    for name, text in pieces.items():
+        if not unquote(text).isprintable():
+            return name, _URL_PARTS_JA[name]
+    return None
+
+
+def check_url(url: str, key: str, error: type[InputError]) -> None:
+    """Refuse a URL with a control character in any part (:func:`control_in_url`), naming
+    the part, never repeating the value (it may carry anything)."""
+    found = control_in_url(url)
+    if found is not None:
+        raise error(
+            f"{key}: the {found[0]} of the URL holds a control character (CR, LF, NUL, ...), "
+            "written as is or percent-encoded",
+            ja=f"{key} のURLの{found[1]}に制御文字（改行など。%0d%0a のような書き方も含む）が"
+            "含まれています。URLを確かめてください。",
+        )
+
+
 _MAILBOX_JA = (
     "{key} にはメールアドレスを1つだけ書いてください（例: 見本商事 <shop@example.co.jp>）。"
 )

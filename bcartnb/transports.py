@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from bcartnb.exceptions import SettingsError, TransportError
+from bcartnb.privacy import scrub
 from bcartnb.settings import Settings, SmtpSettings
 
 __all__ = [
@@ -415,9 +416,8 @@ class SmtpTransport(BaseTransport):
             ) from err
         except OSError as err:  # smtplib.SMTPException is an OSError too
             _close_quietly(smtp)
-            raise TransportError(
-                f"SMTP {s.address}: {stage}: {_reply_or_str(err)}", ja=stage_ja
-            ) from err
+            reply = scrub(_reply_or_str(err), [s.password])  # a server may quote the AUTH
+            raise TransportError(f"SMTP {s.address}: {stage}: {reply}", ja=stage_ja) from err
         with self._lock:
             self.sessions_opened += 1
         return smtp

@@ -6,6 +6,14 @@ It follows the shapes in bcartnb/bcart_api/__init__.py: ``GET /api/v1/customers`
 Bearer token (401 otherwise), enforces a rate limit with a lock-out and ``Retry-After``
 (configurable, so a test takes a second, not five minutes), can drop a connection in the
 middle of a page or answer 5xx, and records every request and every PATCH body.
+
+Hostile modes, each a field: ``ignore_offset`` (the first page forever), ``repeat_offsets``
+(answer an earlier page again), ``endless`` (fresh members on every page, never a short one),
+``total`` (announce a count, true or not), ``fail_429``/``retry_after`` (a 429 storm, with
+any ``Retry-After`` or none, also on the lock-out), ``lock_offsets`` (a 429 at one page),
+``stall_offsets`` (hold a page for a
+long time), ``fail_with`` (answer error statuses) and ``echo`` (quote the Authorization
+header in error bodies, in any encoding the test gives).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +53,18 @@ class FakeBcart:
     drop_offsets: set[int] = field(default_factory=set)  # drop the connection once there
     fail_5xx: int = 0  # answer the next N requests with 503
     echo_token_on_error: bool = False  # a hostile server quoting the request in its errors
+    echo: Callable[[str], str] | None = None  # ...quoting it in this form (the header's value)
+    fail_with: list[int] = field(default_factory=list)  # answer the next requests so
     redirect_to: str | None = None  # customer_customs answers 302 to this URL
+    ignore_offset: bool = False  # GET /customers always answers the first page
+    repeat_offsets: dict[int, int] = field(default_factory=dict)  # offset -> page served
+    endless: bool = False  # every page full of members never seen before
+    total: int | None = None  # announce {"total": n} in every page
+    fail_429: int = 0  # answer the next N requests with 429 ...
+    retry_after: str | None = "1"  # ... with this Retry-After (None: no header at all)
+    lockout_retry_after: bool = True  # the rate limit's lock-out names its Retry-After
+    stall_offsets: dict[int, float] = field(default_factory=dict)  # offset -> seconds held
+    lock_offsets: dict[int, str] = field(default_factory=dict)  # offset -> one 429 with this
     requests: list[tuple[str, str, str]] = field(default_factory=list)
     patches: list[Any] = field(default_factory=list)
     locked: int = 0  # answers 429 given
@@ -59,30 +78,52 @@ class FakeBcart:
         now = time.monotonic()
         self.requests.append((request.method, request.url.path, request.url.query))
         if now < self._locked_until:
-            self.locked += 1
-            wait = math.ceil(self._locked_until - now)
-            return JSONResponse({"message": "Too Many Requests"}, 429, {"Retry-After": str(wait)})
+            return self._too_many(math.ceil(self._locked_until - now))
         while self._sent and self._sent[0] <= now - self.rate_window:
             self._sent.popleft()
         self._sent.append(now)
         if len(self._sent) > self.rate_requests:
             self._locked_until = now + self.lockout
             self._sent.clear()
+            return self._too_many(math.ceil(self.lockout))
+        if self.fail_429:
+            self.fail_429 -= 1
             self.locked += 1
-            headers = {"Retry-After": str(math.ceil(self.lockout))}
+            headers = {} if self.retry_after is None else {"Retry-After": self.retry_after}
             return JSONResponse({"message": "Too Many Requests"}, 429, headers)
         if request.headers.get("authorization") != f"Bearer {self.token}":
-            body = {"message": "Unauthenticated."}
-            if self.echo_token_on_error:
-                body["request"] = request.headers.get("authorization", "")
-            return JSONResponse(body, 401)
+            return self._refuse(request, "Unauthenticated.", 401)
         if self.fail_5xx:
             self.fail_5xx -= 1
-            body = {"message": "Service Unavailable"}
-            if self.echo_token_on_error:
-                body["request"] = request.headers.get("authorization", "")
-            return JSONResponse(body, 503)
+            return self._refuse(request, "Service Unavailable", 503)
+        if self.fail_with:
+            return self._refuse(request, "Refused", self.fail_with.pop(0))
         return None
+
+    def _too_many(self, wait: int) -> Response:
+        self.locked += 1
+        headers = {"Retry-After": str(wait)} if self.lockout_retry_after else {}
+        return JSONResponse({"message": "Too Many Requests"}, 429, headers)
+
+    def _refuse(self, request: Request, message: str, status: int) -> Response:
+        body = {"message": message}
+        auth = request.headers.get("authorization", "")
+        if self.echo is not None:
+            body["request"] = self.echo(auth)
+        elif self.echo_token_on_error:
+            body["request"] = auth
+        return JSONResponse(body, status)
+
+    def _page(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        if self.endless:  # a member nobody has seen, for every place asked
+            return [
+                {"id": 10**9 + offset + i, "email": f"e{offset + i}@example.jp"}
+                for i in range(limit)
+            ]
+        if self.ignore_offset:
+            offset = 0
+        offset = self.repeat_offsets.get(offset, offset)
+        return self.customers[offset : offset + limit]
 
     async def customers_get(self, request: Request) -> Response:
         refused = self._gate(request)
@@ -90,14 +131,23 @@ class FakeBcart:
             return refused
         limit = min(int(request.query_params.get("limit", "20")), 100)
         offset = int(request.query_params.get("offset", "0"))
-        page = self.customers[offset : offset + limit]
+        page = self._page(offset, limit)
+        if offset in self.lock_offsets:
+            self.locked += 1
+            headers = {"Retry-After": self.lock_offsets.pop(offset)}
+            return JSONResponse({"message": "Too Many Requests"}, 429, headers)
+        if offset in self.stall_offsets:
+            await asyncio.sleep(self.stall_offsets.pop(offset))
         if offset in self.drop_offsets:
             self.drop_offsets.discard(offset)
             self.dropped += 1
             return StreamingResponse(_cut_short(page), media_type="application/json")
         if not page and offset > 0 and self.end_with_404:
             return JSONResponse({"message": "Not Found"}, 404)
-        return JSONResponse({"customers": page})
+        reply: dict[str, Any] = {"customers": page}
+        if self.total is not None:
+            reply["total"] = self.total
+        return JSONResponse(reply)
 
     async def customs_get(self, request: Request) -> Response:
         refused = self._gate(request)

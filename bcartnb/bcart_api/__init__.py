@@ -1,6 +1,7 @@
 """The B-Cart API: members pulled into a snapshot file, suppressions pushed back.
 
     client.py    BcartClient: httpx, the 300-per-300 s limit, Retry-After, retries, the token
+    pages.py     GET /customers page by page; stops an API that repeats or never ends; resumes
     snapshot.py  pull → the CSV export's text → members.typed_members → a Parquet snapshot
     push.py      the list resolved to members (hygiene.writeback) → the ledger's BcartChange
                  list → PATCH /customers, each accepted one recorded; the rest listed
@@ -30,16 +31,24 @@ docs.api.bcart.jp is a Postman page; these were read from public pages and code)
 
 Not yet verified against the live API (the tests' local server follows the shapes above):
 the status code of the lock-out (429 is assumed; any 5xx is retried too), what a page past
-the end answers (an empty list, or a 404, are both read as the end), the date format of
-``created_at`` (``2021-03-05 16:24:10`` as in the news; B-Cart's CSV form ``2021/03/05
-16:24:10`` is read as well), the value of a multi-choice custom field (a list is joined
-with commas), whether ``PATCH /customers`` caps a batch below 100, and what it answers for
-an unknown member id.
+the end answers (an empty list, or a 404, are both read as the end), whether a page announces
+the number of members (a top-level integer ``total`` is used when present, never required),
+the date format of ``created_at`` (``2021-03-05 16:24:10`` as in the news; B-Cart's CSV
+form ``2021/03/05 16:24:10`` is read as well), the value of a multi-choice custom field (a
+list is joined with commas), whether ``PATCH /customers`` caps a batch below 100, and what
+it answers for an unknown member id.
 """
 
 from __future__ import annotations
 
-from bcartnb.bcart_api.client import BcartClient, RateLimiter
+from bcartnb.bcart_api.client import BcartClient, RateLimiter, WaitTooLong
+from bcartnb.bcart_api.pages import (
+    MAX_MEMBERS,
+    PAGE_SIZE,
+    PartialPull,
+    PullStopped,
+    fetch_customers,
+)
 from bcartnb.bcart_api.push import (
     BATCH_SIZE,
     PushPlan,
@@ -51,11 +60,11 @@ from bcartnb.bcart_api.push import (
 )
 from bcartnb.bcart_api.snapshot import (
     DEFAULT_SNAPSHOT,
-    PAGE_SIZE,
     Pulled,
     customers_text,
-    fetch_customers,
+    partial_path,
     pull,
+    pull_snapshot,
     read_snapshot,
     snapshot_info,
     write_snapshot,
@@ -64,18 +73,24 @@ from bcartnb.bcart_api.snapshot import (
 __all__ = [
     "BATCH_SIZE",
     "DEFAULT_SNAPSHOT",
+    "MAX_MEMBERS",
     "PAGE_SIZE",
     "BcartClient",
+    "PartialPull",
+    "PullStopped",
     "Pulled",
     "PushPlan",
     "PushReport",
     "RateLimiter",
+    "WaitTooLong",
     "customers_text",
     "describe",
     "fetch_customers",
     "latest_snapshot",
+    "partial_path",
     "plan_push",
     "pull",
+    "pull_snapshot",
     "push_suppressions",
     "read_snapshot",
     "snapshot_info",

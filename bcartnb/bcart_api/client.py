@@ -3,36 +3,56 @@
 B-Cart allows 300 requests per 300 seconds per shop (all apps together) and locks a client
 that goes over out for 300 seconds, answering with ``Retry-After``. So every request first
 waits for a place in a sliding window (:class:`RateLimiter`), and a 429 waits the
-``Retry-After`` it names before trying again; a 5xx or a dropped connection is retried with
-exponential backoff (tenacity). The request that is retried is the one that failed: a pull
-resumes at the page it was on, never from the start.
+``Retry-After`` it names before trying again (without one, it backs off on its own schedule:
+:data:`LOCKED_BACKOFF` doubling up to the 300-second lock-out); a 5xx or a dropped
+connection is retried with exponential backoff (tenacity). The request that is retried is the
+one that failed: a pull resumes at the page it was on, never from the start.
+
+No wait is silent and none is endless: a wait of a second or more is reported second by
+second to ``on_wait`` (the pull's progress bar shows the time left), and a request whose
+waits would add up to more than ``max_wait`` (:data:`MAX_WAIT`, ten minutes: twice B-Cart's
+lock-out) stops at once with :class:`WaitTooLong`, saying when to try again, instead of
+sleeping through a ``Retry-After`` of an hour.
 
 The token is sent only in the ``Authorization`` header. It is not in any URL, log line or
-exception message: an error text that came from the server is scrubbed of it too.
+exception message: an error text that came from the server goes through
+:func:`bcartnb.privacy.scrub`, which removes it in every form a server may echo it.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import email.utils
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import httpx
 import tenacity
 
 from bcartnb.exceptions import BcartApiError, SettingsError
+from bcartnb.privacy import scrub
 from bcartnb.settings import BcartSettings
 
-__all__ = ["BcartClient", "RateLimiter"]
+__all__ = ["LOCKED_BACKOFF", "MAX_WAIT", "BcartClient", "RateLimiter", "WaitTooLong"]
 
-#: B-Cart's documented limit: 300 requests in 300 seconds.
+#: B-Cart's documented limit: 300 requests in 300 seconds, and a lock-out of 300 seconds.
 RATE_REQUESTS: Final = 300
 RATE_WINDOW: Final = 300.0
-#: The longest single wait a ``Retry-After`` may ask for (B-Cart's lock-out is 300 s).
-MAX_RETRY_AFTER: Final = 600.0
+LOCKOUT: Final = 300.0
+#: The most one request may wait in all (Retry-After, backoff): twice B-Cart's lock-out. A
+#: server asking for longer is not going to answer soon; the pull stops and says when.
+MAX_WAIT: Final = 600.0
+#: A 429 without ``Retry-After`` waits this long, then twice as long each time, up to
+#: :data:`LOCKOUT`: hammering a locked API only extends nothing and wastes requests.
+LOCKED_BACKOFF: Final = 15.0
+#: Waits this long or longer are reported to ``on_wait`` second by second.
+SHOWN_WAIT: Final = 1.0
+_TOKYO: Final = ZoneInfo("Asia/Tokyo")
 _TOKEN_JA: Final = (
     "プライベートアプリ管理で発行したアクセストークンを環境変数 BCARTNB_BCART_TOKEN"
     "（または .env）に設定してください。"
@@ -92,6 +112,30 @@ class RateLimiter:
             self.sleep(wait)
 
 
+class WaitTooLong(BcartApiError):
+    """The API asked to wait longer than ``max_wait``: stopped now, with when to try again.
+
+    ``retry_at`` is when the API said it would answer (Asia/Tokyo).
+    """
+
+    def __init__(self, what: str, seconds: float, retry_at: datetime) -> None:
+        when = retry_at.strftime("%H:%M" if retry_at.date() == _now().date() else "%m月%d日 %H:%M")
+        until = retry_at.isoformat(timespec="seconds")
+        span = f"{seconds:.0f} 秒" if seconds < 120 else f"{seconds / 60:.0f} 分"
+        super().__init__(
+            f"{what}: the API asks to wait {seconds:.0f} s more (until {until}), "
+            "longer than a pull waits",
+            ja=f"BカートAPIの利用制限のため、さらに {span}の待機が必要です。"
+            f"{when} 以降にもう一度実行してください。",
+        )
+        self.seconds = seconds
+        self.retry_at = retry_at
+
+
+def _now() -> datetime:
+    return datetime.now(_TOKYO)
+
+
 class _Retryable(Exception):
     """A reply worth trying again (429, 5xx); ``retry_after`` in seconds when the server said."""
 
@@ -106,23 +150,36 @@ _NETWORK: Final = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProto
 
 
 def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds (B-Cart sends seconds; an HTTP date is read as "soon")."""
+    """``Retry-After`` in seconds (B-Cart sends seconds; an HTTP date is read too).
+
+    None when absent or unreadable: the client then backs off on its own schedule.
+    """
     if value is None:
         return None
     try:
         seconds = float(value.strip())
     except ValueError:
-        return None
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - _now()).total_seconds()
+        return max(seconds, 0.0)
     if seconds != seconds or seconds < 0:  # NaN or negative
         return None
-    return min(seconds, MAX_RETRY_AFTER)
+    return seconds
 
 
 class BcartClient:
     """One shop's B-Cart API: ``get`` and ``patch`` of JSON, limited, retried, token hidden.
 
-    ``transport`` and ``sleep``/``clock`` are for tests (a real local server, no sleeping
-    for minutes); ``rate`` is the client-side limiter (B-Cart's 300 per 300 s by default).
+    ``transport`` and ``sleep`` are for tests (a real local server, no sleeping for
+    minutes); ``rate`` is the client-side limiter (B-Cart's 300 per 300 s by default);
+    ``max_wait`` the most one request waits in all before :class:`WaitTooLong`;
+    ``on_wait`` (settable later: the pull's progress bar) hears the seconds left of every
+    wait of a second or more, then 0 when it is over.
     """
 
     def __init__(
@@ -133,8 +190,10 @@ class BcartClient:
         attempts: int = 6,
         backoff: float = 2.0,
         timeout: float = 30.0,
+        max_wait: float = MAX_WAIT,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         if not settings.token:
             raise SettingsError(
@@ -144,7 +203,9 @@ class BcartClient:
         self.api_url = settings.api_url.rstrip("/")
         self._token = settings.token
         self.sleep = sleep
-        self.rate = rate if rate is not None else RateLimiter(sleep=sleep)
+        self.on_wait = on_wait
+        self.max_wait = max_wait
+        self.rate = rate if rate is not None else RateLimiter(sleep=self._pause)
         self.attempts = attempts
         self.backoff = backoff
         self.requests = 0
@@ -196,12 +257,14 @@ class BcartClient:
             retry=tenacity.retry_if_exception_type((_Retryable, *_NETWORK)),
             wait=self._wait,
             stop=tenacity.stop_after_attempt(self.attempts),
-            sleep=self.sleep,
+            sleep=self._pause,
             reraise=True,
             before_sleep=self._count_retry,
         )
         try:
             response = retrying(self._send, method, path.lstrip("/"), params, body)
+        except _TooLong as err:
+            raise WaitTooLong(what, err.seconds, _now() + timedelta(seconds=err.seconds)) from None
         except _Retryable as err:
             raise BcartApiError(
                 f"{what}: HTTP {err.status} after {self.attempts} attempts",
@@ -236,10 +299,31 @@ class BcartClient:
         return response
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
+        """How long before the next attempt; :class:`_TooLong` past ``max_wait`` in all."""
         err = state.outcome.exception() if state.outcome else None
+        attempt = state.attempt_number - 1
         if isinstance(err, _Retryable) and err.retry_after is not None:
-            return err.retry_after
-        return float(min(self.backoff * 2 ** (state.attempt_number - 1), 60.0))
+            wait = err.retry_after
+        elif isinstance(err, _Retryable) and err.status == 429:  # locked out, no word how long
+            wait = min(LOCKED_BACKOFF * 2**attempt, LOCKOUT)
+        else:
+            wait = float(min(self.backoff * 2**attempt, 60.0))
+        if state.idle_for + wait > self.max_wait:
+            raise _TooLong(wait)
+        return wait
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, telling ``on_wait`` the seconds left, second by second, when it is long."""
+        if self.on_wait is None or seconds < SHOWN_WAIT:
+            self.sleep(seconds)
+            return
+        left = seconds
+        while left > 0:
+            self.on_wait(left)
+            step = min(1.0, left)
+            self.sleep(step)
+            left -= step
+        self.on_wait(0.0)
 
     def _count_retry(self, state: tenacity.RetryCallState) -> None:
         self.retries += 1
@@ -280,4 +364,12 @@ class BcartClient:
 
     def _scrub(self, text: str) -> str:
         """A server or a library could echo the request: the token never leaves this object."""
-        return text.replace(self._token, "***")
+        return scrub(text, [self._token])
+
+
+class _TooLong(Exception):
+    """Raised inside the retry loop: the next wait would pass ``max_wait``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds

@@ -1,16 +1,19 @@
 """Members pulled from the B-Cart API into a snapshot file, and read back as the member frame.
 
 ``GET /customers`` gives each member as JSON with the keys our canonical columns are named
-after; :func:`customers_text` turns them into the text a CSV export holds (``mm_flag`` 1/0,
-dates as B-Cart writes them, blanks as ""), with each カスタム項目 under its name from
-``GET /customer_customs``, and :func:`bcartnb.members.typed_members` types that text the way
-it types a CSV. So a snapshot and the CSV export of the same members are the same frame, by
-one set of rules.
+after (paged by :mod:`bcartnb.bcart_api.pages`); :func:`customers_text` turns them into the
+text a CSV export holds (``mm_flag`` 1/0, dates as B-Cart writes them, blanks as ""), with
+each カスタム項目 under its name from ``GET /customer_customs`` (renamed ``カスタム:名前`` when
+that name is a standard column's, by :func:`bcartnb.members.custom_column`, the CSV's rule),
+and :func:`bcartnb.members.typed_members` types that text the way it types a CSV. So a
+snapshot and the CSV export of the same members are the same frame, by one set of rules.
 
 The snapshot is a Parquet file of that text (pyarrow), one string column a header, with
 ``pulled_at`` (Asia/Tokyo) and ``api_url`` in its metadata; never the token. It is written
 to a temporary file and renamed into place only once every member was fetched and typed:
 a failed pull leaves the previous snapshot as it was, never half a member list.
+:func:`pull_snapshot` (what ``bcartnb bcart pull`` runs) keeps the pages of a pull that
+stopped in ``FILE.parquet.partial`` and continues from there the next time.
 """
 
 from __future__ import annotations
@@ -30,9 +33,16 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from bcartnb import __version__
 from bcartnb.bcart_api.client import BcartClient
+from bcartnb.bcart_api.pages import (
+    MAX_MEMBERS,
+    PAGE_SIZE,
+    PartialPull,
+    fetch_customers,
+    showing_progress,
+)
 from bcartnb.exceptions import BcartApiError, InputError, MembersFileError
 from bcartnb.files import write_atomically
-from bcartnb.members import SNAPSHOT_SUFFIXES, typed_members
+from bcartnb.members import SNAPSHOT_SUFFIXES, custom_column, renamed_note, typed_members
 
 __all__ = [
     "DEFAULT_SNAPSHOT",
@@ -40,15 +50,14 @@ __all__ = [
     "PAGE_SIZE",
     "Pulled",
     "customers_text",
-    "fetch_customers",
+    "partial_path",
     "pull",
+    "pull_snapshot",
     "read_snapshot",
     "snapshot_info",
     "write_snapshot",
 ]
 
-#: ``GET /customers`` returns at most 100 members a request (``limit``), paged by ``offset``.
-PAGE_SIZE: Final = 100
 #: Where ``bcartnb bcart pull`` writes without ``--out``: one name, so a campaign run again
 #: on a fresh pull is recognised as the same campaign (its fingerprint holds the path).
 DEFAULT_SNAPSHOT: Final = "bcart_members.parquet"
@@ -99,31 +108,42 @@ def _text(value: Any, member: Any, key: str) -> str:
 
 
 def customers_text(
-    customers: Sequence[Mapping[str, Any]], custom_names: Mapping[int, str]
+    customers: Sequence[Mapping[str, Any]],
+    custom_names: Mapping[int, str],
+    warnings: list[str] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of text, as a CSV export of the same members would hold them.
 
     Columns are the members' keys in the order first seen, then each カスタム項目 by its
     name, in ``/customer_customs`` order; a field id the list does not know is named
-    ``カスタム項目{id}``. A member's missing key is blank.
+    ``カスタム項目{id}``. A member's missing key is blank. A custom field named like a
+    standard column or an API key is ``カスタム:名前`` (:func:`bcartnb.members.custom_column`),
+    and a line saying so is added to ``warnings``.
     """
     # an empty shop still has the columns every member list needs
     keys: dict[str, None] = {} if customers else {"id": None, "email": None}
-    customs: dict[str, None] = {name: None for name in custom_names.values()}
+    fields: dict[int, None] = dict.fromkeys(custom_names)
     for member in customers:
         for key in member:
             if key not in _NESTED:
                 keys.setdefault(key)
-        for item in _custom_items(member):
-            customs.setdefault(custom_names.get(item[0], f"カスタム項目{item[0]}"))
-    header = [*keys, *customs]
+        for fid, _ in _custom_items(member):
+            fields.setdefault(fid)
+    taken: dict[str, None] = dict(keys)
+    column: dict[int, str] = {}
+    for fid in fields:
+        own = custom_names.get(fid, f"カスタム項目{fid}")
+        column[fid] = custom_column(own, taken)
+        taken[column[fid]] = None
+        if column[fid] != own and warnings is not None:
+            warnings.append(renamed_note(own, column[fid]))
+    header = list(taken)
     rows = []
     for member in customers:
         member_id = member.get("id")
         values = {k: _text(v, member_id, k) for k, v in member.items() if k not in _NESTED}
         for fid, value in _custom_items(member):
-            name = custom_names.get(fid, f"カスタム項目{fid}")
-            values[name] = _text(value, member_id, name)
+            values[column[fid]] = _text(value, member_id, column[fid])
         rows.append([values.get(h, "") for h in header])
     return header, rows
 
@@ -143,85 +163,6 @@ def _custom_items(member: Mapping[str, Any]) -> Iterable[tuple[int, Any]]:
                 ja="Bカートの会員のカスタム項目（customs）に field_id がありません。",
             )
         yield item["field_id"], item.get("value")
-
-
-def fetch_customers(
-    client: BcartClient,
-    *,
-    page_size: int = PAGE_SIZE,
-    progress: bool | Callable[[int], None] = True,
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every member, page by page (``limit``/``offset``), and the warnings of the pull.
-
-    A page shorter than ``page_size`` is the last; a 404 past the first page is read as
-    "no more" too. Paging by offset can see a member twice when members are added during
-    the pull: the later copy is kept, and the warning says so.
-    """
-    bar = _bar(progress)
-    members: dict[int, dict[str, Any]] = {}
-    seen = 0
-    offset = 0
-    try:
-        while True:
-            page = client.get("customers", {"limit": page_size, "offset": offset})
-            if page is None and offset > 0:
-                break
-            if page is None:
-                raise BcartApiError(
-                    f"GET {client.api_url}/customers: HTTP 404 (is [bcart] api_url right?)",
-                    ja="BカートAPIの会員一覧が見つかりません。[bcart] api_url を確かめてください。",
-                )
-            items = page.get("customers") if isinstance(page, dict) else None
-            if not isinstance(items, list) or not all(isinstance(m, dict) for m in items):
-                raise BcartApiError(
-                    f"GET customers?offset={offset}: the reply has no list of customers",
-                    ja="BカートAPIの会員一覧の応答の形が想定と違います。",
-                )
-            for member in items:
-                mid = member.get("id")
-                if isinstance(mid, bool) or not isinstance(mid, int):
-                    raise BcartApiError(
-                        f"GET customers?offset={offset}: a member without an integer id: "
-                        f"{mid!r:.40}",
-                        ja="BカートAPIの応答に会員IDのない会員があります。",
-                    )
-                members[mid] = member
-            seen += len(items)
-            bar(len(items))
-            if len(items) < page_size:
-                break
-            offset += len(items)
-    finally:
-        bar(-1)
-    warnings = []
-    if seen > len(members):
-        warnings.append(
-            f"取得中に会員が追加・変更されたため、{seen - len(members)} 件を重複として除きました"
-            "（最新の内容を使っています）。"
-        )
-    return list(members.values()), warnings
-
-
-def _bar(progress: bool | Callable[[int], None]) -> Callable[[int], None]:
-    """tqdm.auto (a widget in Jupyter, a bar in a terminal), the caller's callback, or none.
-
-    The callback gets the number of members in each page; -1 when the pull ends.
-    """
-    if callable(progress):
-        return progress
-    if not progress:
-        return lambda n: None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(desc="会員を取得中", unit="件")
-
-    def update(n: int) -> None:
-        if n < 0:
-            bar.close()
-        else:
-            bar.update(n)
-
-    return update
 
 
 def _custom_names(client: BcartClient) -> dict[int, str]:
@@ -248,12 +189,27 @@ def pull(
     page_size: int = PAGE_SIZE,
     progress: bool | Callable[[int], None] = True,
     now: datetime | None = None,
+    max_members: int = MAX_MEMBERS,
+    partial: PartialPull | None = None,
 ) -> Pulled:
-    """Every member and the custom fields' names, mapped to the CSV export's text."""
+    """Every member and the custom fields' names, mapped to the CSV export's text.
+
+    With ``partial`` (opened), pages kept by a stopped pull are not fetched again, and the
+    members are dated from when that pull began.
+    """
     pulled_at = (now or datetime.now(_TOKYO)).astimezone(_TOKYO)
-    names = _custom_names(client)
-    customers, warnings = fetch_customers(client, page_size=page_size, progress=progress)
-    header, rows = customers_text(customers, names)
+    with showing_progress(client, progress) as bar:  # from the first request: it may wait
+        names = _custom_names(client)
+        customers, warnings = fetch_customers(
+            client,
+            page_size=page_size,
+            progress=lambda n: bar(n) if n >= 0 else None,  # the end is said once, here
+            max_members=max_members,
+            partial=partial,
+        )
+    if partial is not None and partial.started_at is not None:
+        pulled_at = min(pulled_at, partial.started_at.astimezone(_TOKYO))
+    header, rows = customers_text(customers, names, warnings)
     return Pulled(
         header=header,
         rows=rows,
@@ -280,12 +236,14 @@ def write_snapshot(pulled: Pulled, out: str | os.PathLike[str]) -> pd.DataFrame:
     """
     path = Path(out)
     if path.suffix.lower() not in SNAPSHOT_SUFFIXES:
-        # read_members tells a snapshot by its suffix: any other name would be read as a CSV
-        raise InputError(
-            f"{path}: a snapshot file name must end in .parquet",
-            ja=f"スナップショットのファイル名 {path} は .parquet で終わるようにしてください。",
-        )
-    frame = typed_members(pulled.header, _body(pulled.header, pulled.rows), path)
+        raise _suffix_error(path)
+    # until it is written, the members are the API's, not the file's: errors say so
+    label = (
+        f"members pulled from {pulled.api_url}",
+        f"BカートAPI（{pulled.api_url}）から取得した会員",
+    )
+    body = _body(pulled.header, pulled.rows)
+    frame = typed_members(pulled.header, body, path, described_as=label)
     info = {
         "format": _FORMAT,
         "pulled_at": pulled.pulled_at.isoformat(timespec="seconds"),
@@ -306,6 +264,63 @@ def write_snapshot(pulled: Pulled, out: str | os.PathLike[str]) -> pd.DataFrame:
         raise _write_error(path, err) from err
     frame.attrs.update(_attrs(info, path))
     return frame
+
+
+def partial_path(out: str | os.PathLike[str]) -> Path:
+    """Where a pull into ``out`` keeps its pages until the snapshot is written."""
+    path = Path(out)
+    return path.with_name(path.name + ".partial")
+
+
+def pull_snapshot(
+    client: BcartClient,
+    out: str | os.PathLike[str],
+    *,
+    progress: bool | Callable[[int], None] = True,
+    now: datetime | None = None,
+    max_members: int = MAX_MEMBERS,
+) -> tuple[Pulled, pd.DataFrame]:
+    """Pull every member into the snapshot ``out``, resuming a pull into it that stopped.
+
+    The pages are kept in :func:`partial_path` as they come; it is removed once the
+    snapshot is written, or when the members themselves are refused (a resumed pull would
+    only bring the same refused values back). Anything else that stops the pull (the API's
+    limits, the network, a wrong token, Ctrl-C) leaves it for the next pull to continue.
+    """
+    path = Path(out)
+    if path.suffix.lower() not in SNAPSHOT_SUFFIXES:
+        raise _suffix_error(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _write_error(path, err) from err
+    started = (now or datetime.now(_TOKYO)).astimezone(_TOKYO)
+    partial = PartialPull(partial_path(path), client.api_url, PAGE_SIZE).open(started)
+    try:
+        pulled = pull(
+            client, progress=progress, now=started, max_members=max_members, partial=partial
+        )
+        try:
+            frame = write_snapshot(pulled, path)
+        except MembersFileError:
+            partial.discard()
+            raise
+        partial.discard()
+        return pulled, frame
+    except BaseException:
+        if not partial.members:  # nothing fetched: nothing to resume, no file to leave
+            partial.discard()
+        raise
+    finally:
+        partial.close()
+
+
+def _suffix_error(path: Path) -> InputError:
+    # read_members tells a snapshot by its suffix: any other name would be read as a CSV
+    return InputError(
+        f"{path}: a snapshot file name must end in .parquet",
+        ja=f"スナップショットのファイル名 {path} は .parquet で終わるようにしてください。",
+    )
 
 
 def _write_error(path: Path, err: OSError) -> InputError:

@@ -29,7 +29,8 @@ from types import TracebackType
 from urllib.parse import unquote, urlsplit
 
 from bcartnb.exceptions import HygieneError
-from bcartnb.settings import _is_local, _read_dotenv
+from bcartnb.privacy import scrub
+from bcartnb.settings import _is_local, _read_dotenv, check_url
 
 __all__ = ["ImapUrl", "Mailbox", "imap_folder_name", "open_mailbox", "parse_imap_url"]
 
@@ -117,9 +118,13 @@ _URL_JA = "IMAP の指定は imaps://ユーザー名@ホスト名:ポート/フ�
 
 
 def parse_imap_url(source: str) -> ImapUrl:
-    """``imap[s]://USER@HOST[:PORT]/FOLDER``, checked; a password in it is refused."""
-    if any(not ch.isprintable() for ch in source):
-        raise HygieneError("IMAP URL contains a control character", ja=_URL_JA)
+    """``imap[s]://USER@HOST[:PORT]/FOLDER``, checked; a password in it is refused.
+
+    The user name and folder go into IMAP commands once percent-decoded, next to the
+    password: a control character in any part (``%0d%0a`` too) is refused, naming the part,
+    and so is a user name that is not one IMAP atom (imaplib sends it unquoted).
+    """
+    check_url(source, "IMAP", HygieneError)
     parts = urlsplit(source)
     try:
         port = parts.port
@@ -133,6 +138,12 @@ def parse_imap_url(source: str) -> ImapUrl:
         )
     if not parts.username or not parts.hostname:
         raise HygieneError(f"{parts.scheme}://…: needs USER@HOST", ja=_URL_JA)
+    if re.search(r'[\s"\\(){}]', unquote(parts.username)):
+        raise HygieneError(
+            f"{parts.scheme}://…: the user name holds a space, quote, backslash, parenthesis "
+            "or brace, which IMAP LOGIN cannot carry",
+            ja="IMAP のユーザー名に空白・引用符・括弧などの使えない文字が含まれています",
+        )
     tls = parts.scheme == "imaps"
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
     if parts.query or parts.fragment or re.search(r'["\\\r\n]', folder):
@@ -206,6 +217,7 @@ class _ImapMailbox(Mailbox):
             raise HygieneError(
                 f"{where}: cannot connect: {err}", ja="IMAP サーバーに接続できません"
             ) from None
+        self._secrets = (password,)  # a server's reply may quote the LOGIN: never shown
         try:
             self.conn.login(url.user, password)
         except (imaplib.IMAP4.error, OSError, UnicodeEncodeError) as err:
@@ -215,7 +227,7 @@ class _ImapMailbox(Mailbox):
                 + (
                     "the user name or password is not ASCII"
                     if isinstance(err, UnicodeEncodeError)
-                    else _plain(err)
+                    else self._plain(err)
                 ),
                 ja="IMAP サーバーにログインできません"
                 "（ユーザー名と BCARTNB_IMAP_PASSWORD を確認してください）",
@@ -227,9 +239,9 @@ class _ImapMailbox(Mailbox):
             if typ == "OK":
                 typ, data = self.conn.uid("SEARCH", "ALL")
             if typ != "OK":
-                failure = _plain(data)
+                failure = self._plain(data)
         except (imaplib.IMAP4.error, OSError) as err:
-            failure = _plain(err)
+            failure = self._plain(err)
         if failure is not None:
             self.close()
             raise HygieneError(
@@ -249,17 +261,20 @@ class _ImapMailbox(Mailbox):
                 typ, data = self.conn.uid("FETCH", batch, "(BODY.PEEK[])")
             except (imaplib.IMAP4.error, OSError) as err:
                 raise HygieneError(
-                    f"{self.label}: reading failed: {_plain(err)}",
+                    f"{self.label}: reading failed: {self._plain(err)}",
                     ja="IMAP のメールを読み込めませんでした",
                 ) from None
             if typ != "OK":
                 raise HygieneError(
-                    f"{self.label}: reading failed: {_plain(data)}",
+                    f"{self.label}: reading failed: {self._plain(data)}",
                     ja="IMAP のメールを読み込めませんでした",
                 )
             for item in data:
                 if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], bytes):
                     yield item[1]
+
+    def _plain(self, value: object) -> str:
+        return scrub(_plain(value), self._secrets)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

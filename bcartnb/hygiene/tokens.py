@@ -9,7 +9,8 @@ the URL must be impossible to forge or to turn against another member. The token
 * The secret is ``BCARTNB_UNSUBSCRIBE_SECRET`` (the environment or ``.env`` only, like the SMTP
   password: a notebook, report or log must never hold it). Without it no token can be made,
   and a template or ``unsubscribe_url`` naming ``{{ unsubscribe_token }}`` is refused when the
-  campaign is planned (the dry run), not when it is sent.
+  campaign is planned (the dry run), not when it is sent. A weak one is refused too, with the
+  reason (:func:`check_secret`): whoever guesses it can forge a link for every member.
 * The address the mail went to is inside the MAC but not in the token. The server takes the
   address from the ledger's journal (the campaign's mail to that member) and checks the MAC
   against it, so a token can only ever suppress the address its mail was sent to: a member who
@@ -29,6 +30,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import re
 from collections.abc import Callable
 from typing import Final, NamedTuple
@@ -38,18 +40,25 @@ from bcartnb.ledger.suppressions import normalize_address
 from bcartnb.settings import UNSUBSCRIBE_SECRET_ENV
 
 __all__ = [
+    "MIN_SECRET_BITS",
     "MIN_SECRET_CHARS",
+    "MIN_SECRET_DISTINCT",
     "SECRET_ENV",
     "TokenSigner",
     "UnsubscribeToken",
     "check_secret",
     "parse",
+    "secret_bits",
 ]
 
 #: The environment variable (or ``.env`` key) holding the signing secret.
 SECRET_ENV: Final = UNSUBSCRIBE_SECRET_ENV
 #: A secret shorter than this is refused: ``secrets.token_urlsafe(32)`` gives 43 characters.
 MIN_SECRET_CHARS: Final = 32
+#: ...with at least this many different characters (``secrets.token_hex(16)`` has about 14)...
+MIN_SECRET_DISTINCT: Final = 10
+#: ...and at least this many bits by :func:`secret_bits`: the MAC's own strength (128 bits).
+MIN_SECRET_BITS: Final = 128
 
 _VERSION: Final = b"\x01"
 _MAC_BYTES: Final = 16
@@ -91,7 +100,52 @@ def check_secret(secret: str | None, why: str) -> str:
             f"{MIN_SECRET_CHARS}): a short secret can be guessed and every link forged",
             ja=f"{SECRET_ENV} が短すぎます（{len(secret)} 文字）。{_HOW_JA}",
         )
+    distinct = len(set(secret))
+    if distinct < MIN_SECRET_DISTINCT:
+        raise SettingsError(
+            f"{SECRET_ENV} has too few different characters ({distinct}, at least "
+            f"{MIN_SECRET_DISTINCT}): it can be guessed and every link forged",
+            ja=f"{SECRET_ENV} に使われている文字の種類が少なすぎます（{distinct} 種類）。{_HOW_JA}",
+        )
+    bits = secret_bits(secret)
+    if bits < MIN_SECRET_BITS:
+        raise SettingsError(
+            f"{SECRET_ENV} is too easy to guess (about {bits:.0f} bits, at least "
+            f"{MIN_SECRET_BITS}: repeated, sequential or few kinds of characters)",
+            ja=f"{SECRET_ENV} は推測されやすい文字列です（繰り返しや連続した文字が多く、"
+            f"推定 {bits:.0f} ビット。{MIN_SECRET_BITS} ビット以上が必要です）。{_HOW_JA}",
+        )
     return secret
+
+
+def secret_bits(secret: str) -> float:
+    """A cautious estimate of a secret's strength in bits, for refusing weak ones.
+
+    Each character is worth the bits of the character classes the secret uses (lower case,
+    upper case, digits, other ASCII, anything else), unless it is predictable from what
+    came before: the end of four characters seen earlier (a repeated block) counts nothing,
+    the same as or next to the previous character (``aaaa``, ``1234``, ``dcba``) one bit.
+    Random output (``secrets.token_urlsafe(32)``: 43 characters, about 250 bits here)
+    passes with room; words, keyboard runs and repeats do not.
+    """
+    pool = 0
+    for members, size in ((str.islower, 26), (str.isupper, 26), (str.isdigit, 10)):
+        if any(c.isascii() and members(c) for c in secret):
+            pool += size
+    if any(c.isascii() and not c.isalnum() for c in secret):
+        pool += 33
+    if any(not c.isascii() for c in secret):
+        pool += 100
+    per_char = math.log2(max(pool, 2))
+    bits = 0.0
+    grams: set[str] = set()
+    for i, ch in enumerate(secret):
+        gram = secret[max(0, i - 3) : i + 1]
+        follows = i > 0 and ord(ch) - ord(secret[i - 1]) in (0, 1, -1)
+        repeats = len(gram) == 4 and gram in grams
+        bits += 0.0 if repeats else 1.0 if follows else per_char
+        grams.add(gram)
+    return bits
 
 
 def _b64(data: bytes) -> str:
