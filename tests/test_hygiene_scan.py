@@ -508,3 +508,12 @@ def test_a_progress_bar_on_stderr_when_asked(
     assert captured.out == ""
     scan_mailbox(md, settings)  # the default: quiet
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("command", ["bounces unverified", "bounces confirm"])
+def test_the_confirm_commands_help_is_japanese(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_cli import test_every_help_is_japanese
+
+    test_every_help_is_japanese(command.split(), capsys)
