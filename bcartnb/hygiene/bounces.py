@@ -203,9 +203,8 @@ def _token_candidates(msg: Message) -> tuple[str, ...]:
     out: list[str] = []
     for place in places:
         for m in _TOKEN_CANDIDATE.finditer(place):
-            for piece in {m.group(0), m.group(0).rpartition("+")[2]}:
-                if piece not in out and len(out) < _MAX_TOKENS:
-                    out.append(piece)
+            if m.group(0) not in out and len(out) < _MAX_TOKENS:
+                out.append(m.group(0))
     return tuple(out)
 
 
