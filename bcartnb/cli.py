@@ -714,11 +714,10 @@ def _cmd_bounces_unverified(args: argparse.Namespace) -> int:
 
 
 def _cmd_bounces_confirm(args: argparse.Namespace) -> int:
-    from bcartnb.hygiene.scan import confirm_notices, with_thresholds
+    from bcartnb.hygiene.scan import confirm_notices
     from bcartnb.settings import load_settings
 
-    settings = with_thresholds(load_settings())
-    result = confirm_notices(args.which, settings)
+    result = confirm_notices(args.which, load_settings())
     if args.json:
         _print_json(result.as_dict())
     else:

@@ -151,6 +151,11 @@ def test_forged_notices_from_outside_change_nothing_and_never_reach_bcart(
     text = bcartnb("bounces", "scan", str(tmp_path / "forged"), env=env, cwd=tmp_path).stdout
     assert "このショップが送ったことのないアドレス: 52 件" in text
     assert "VERP の署名が合わない（偽造）: 3 件" in text and "@example.jp" not in text
+    # with VERP on, a scan without the secret cannot verify a VERP: refused, one line
+    bare = {k: v for k, v in env.items() if k != "BCARTNB_UNSUBSCRIBE_SECRET"}
+    refused = bcartnb("bounces", "scan", str(tmp_path / "forged"), env=bare, cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "BCARTNB_UNSUBSCRIBE_SECRET" in refused.stderr
     # the campaign's next dry run still mails all three
     dry = json.loads(bcartnb("run", "campaign.toml", "--json", env=env, cwd=tmp_path).stdout)
     assert dry["reasons"].get("suppressed", 0) == 0

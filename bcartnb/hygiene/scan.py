@@ -24,7 +24,7 @@ from typing import Any
 
 from bcartnb.delivery.summary import mask_address
 from bcartnb.hygiene.bounces import Finding, Parsed, parse_message, unsubscribe_pattern
-from bcartnb.hygiene.matching import UNMATCHED_REASONS, Match, Matcher
+from bcartnb.hygiene.matching import UNMATCHED_REASONS, Match, Matcher, VerpSigner
 from bcartnb.hygiene.sources import open_mailbox
 from bcartnb.ledger import HygieneEvent, Ledger
 from bcartnb.ledger import using as ledger_using
@@ -236,6 +236,8 @@ def scan_mailbox(
     from tqdm.auto import tqdm
 
     pattern = unsubscribe_pattern(settings.unsubscribe_mailto)
+    if settings.hygiene.verp:  # the mails carry signed VERPs: without the secret none verifies
+        VerpSigner(settings.unsubscribe_secret)
     with ledger_using(settings, ledger) as led:
         clock = now or now_tokyo()
         parsed: list[Parsed] = []
