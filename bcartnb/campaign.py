@@ -38,7 +38,6 @@ from bcartnb.audience import Audience, build_audience
 from bcartnb.compose import ComposedMail, Composer, Draft
 from bcartnb.delivery import DeliverySummary, dry_run, quota_dict
 from bcartnb.exceptions import BcartnbError, ComposeError, SettingsError, TemplateError
-from bcartnb.hygiene.matching import VerpSigner
 from bcartnb.ledger import Ledger, fingerprint, new_campaign_id
 from bcartnb.ledger import using as ledger_using
 from bcartnb.mailcheck import Finding
@@ -378,6 +377,8 @@ def plan_campaign(
     """
     plan = require_plan(settings)
     if settings.hygiene.verp:  # no VERP without its secret: refused in the dry run, not mid-send
+        from bcartnb.hygiene.matching import VerpSigner
+
         VerpSigner(settings.unsubscribe_secret)
     frame = members if members is not None else read_members(spec.members)
     spec = resolve_segment(spec, settings, frame.columns)

@@ -2,7 +2,7 @@
 
 Anyone can mail the bounce address. So a bounce or a complaint counts only when it is tied to
 one mail the shop handed to its server (journal state ``sent``, ``uncertain`` or ``sending``:
-:data:`bcartnb.ledger.HANDED_OVER`), and then only for the address that mail went to:
+:data:`bcartnb.ledger.suppressions.HANDED_OVER`), and then only for the address that mail went to:
 
 * **VERP** (``[hygiene] verp = true``): each mail's envelope sender is
   ``local+{campaign}.{member}.{tag}@domain``, ``tag`` an HMAC of the campaign and member
