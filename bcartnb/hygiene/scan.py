@@ -317,7 +317,7 @@ class ConfirmResult:
         lines = [f"確認した通知 {len(self.confirmed):,} 件:"]
         lines += [p.line() for p in self.confirmed]
         lines.append(f"新しく配信停止にした宛先 {len(self.suppressed_new):,} 件")
-        if len(self.suppressed_new) < len({p.address for p in self.confirmed}):
+        if any(p.kind == "soft_bounce" for p in self.confirmed):
             lines.append("（一時的な不達は、しきい値の回数に達するまで配信停止にしません）")
         return "\n".join(lines)
 
