@@ -23,7 +23,8 @@ from bcartnb import campaign
 from bcartnb.exceptions import HygieneError, SettingsError
 from bcartnb.hygiene.matching import VerpSigner
 from bcartnb.hygiene.scan import scan_mailbox
-from bcartnb.ledger import Ledger
+from bcartnb.ledger import HygieneEvent, Ledger
+from bcartnb.ledger.suppressions import event_id
 from bcartnb.settings import Settings, load_settings
 
 Server = Callable[..., TestServer]
@@ -517,3 +518,51 @@ def test_the_confirm_commands_help_is_japanese(
     from test_cli import test_every_help_is_japanese
 
     test_every_help_is_japanese(command.split(), capsys)
+
+
+def test_confirmed_soft_bounces_count_toward_the_threshold_and_ids_must_be_unambiguous(
+    tmp_path: Path,
+) -> None:
+    def key(i: int) -> str:
+        return "unverified:" + hashlib.sha256(str(i).encode()).hexdigest()[:40]
+
+    def soft(i: int, address: str = "a@x.jp") -> HygieneEvent:
+        at = NOW - timedelta(days=i)
+        return HygieneEvent(key(i), "soft_bounce", address, at, "scan t", verified=False)
+
+    with Ledger.open(tmp_path / "l.sqlite3") as led:
+        out = led.record_events([soft(i) for i in range(3)], now=NOW)
+        assert (out.unverified, out.suppressed_new, dict(out.by_kind)) == (3, (), {})
+        assert led.hygiene_events() == [] and led.suppression("a@x.jp") is None
+        assert led.record_events([soft(0)], now=NOW).repeated == 1  # the same notice again
+        one = led.confirm_events([event_id(key(0))], now=NOW)
+        assert len(one.confirmed) == 1 and one.suppressed_new == ()  # 1 of 3: still sendable
+        rest = led.confirm_events(["A@X.JP"], now=NOW)  # by address: all it still has
+        assert len(rest.confirmed) == 2 and rest.suppressed_new == ("a@x.jp",)
+        row = led.suppression("a@x.jp")
+        assert row is not None and row.reason == "soft_bounce"
+        assert [e["detail"] for e in led.hygiene_events()] == ["(確認済み)"] * 3
+        # two pending ids sharing their first 8 characters: the short form names neither
+        twins = [
+            HygieneEvent(
+                f"unverified:abcdef12{c * 32}", "hard_bounce", f"{c}@x.jp", NOW, "t", verified=False
+            )
+            for c in "bc"
+        ]
+        led.record_events(twins, now=NOW)
+        bad_calls: list[list[str]] = [
+            [],
+            ["   "],
+            ["b@x.jp", "abcdef1"],  # too short to be an id
+            ["b@x.jp", "abcdef12"],  # names two
+            ["b@x.jp", "nobody@x.jp"],
+            ["b@x.jp", event_id(key(0))],  # confirmed already
+        ]
+        for bad in bad_calls:
+            with pytest.raises(HygieneError) as err:
+                led.confirm_events(bad)
+            assert err.value.ja
+        assert led.suppression("b@x.jp") is None  # nothing half-done by a refused call
+        with pytest.raises(HygieneError, match="names 2 notices"):
+            led.confirm_events(["abcdef12"])
+        assert led.confirm_events(["abcdef12b"]).suppressed_new == ("b@x.jp",)

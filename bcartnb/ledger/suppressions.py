@@ -354,6 +354,17 @@ def _pending_keys(c: sqlite3.Connection, wanted: list[str]) -> list[str]:
     return keys
 
 
+def _most_within(stamps: Iterable[str], window: timedelta) -> int:
+    """The most of ``stamps`` that fall in one ``window`` (``(t - window, t]``)."""
+    times = sorted(datetime.fromisoformat(s) for s in stamps)
+    best = start = 0
+    for end, t in enumerate(times):
+        while times[start] <= t - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
 def _condemn(
     c: sqlite3.Connection,
     ev: HygieneEvent,
@@ -363,16 +374,18 @@ def _condemn(
 ) -> bool:
     """List ``address`` for a counted event if its kind condemns it; True when newly listed.
 
-    A soft bounce condemns only at ``soft_threshold`` within ``soft_window`` (or an address
-    already listed, whose row it bumps).
+    A soft bounce condemns only at ``soft_threshold`` within some ``soft_window`` (or an
+    address already listed, whose row it bumps), whatever order the notices arrive or are
+    confirmed in: a late scan decides as a timely one would have.
     """
     count = 1
     if ev.kind == "soft_bounce":
-        count = c.execute(
-            "SELECT count(*) FROM hygiene_events WHERE address = ? "
-            "AND kind = 'soft_bounce' AND cleared = 0 AND at > ? AND at <= ?",
-            (address, ts(ev.at - soft_window), ts(ev.at)),
-        ).fetchone()[0]
+        rows = c.execute(
+            "SELECT at FROM hygiene_events WHERE address = ? AND kind = 'soft_bounce' "
+            "AND cleared = 0",
+            (address,),
+        ).fetchall()
+        count = _most_within((str(at) for (at,) in rows), soft_window)
         listed = c.execute("SELECT 1 FROM suppressions WHERE address = ?", (address,)).fetchone()
         if count < soft_threshold and listed is None:
             return False
