@@ -264,6 +264,7 @@ def test_an_unverified_carrier_notice_is_listed_masked_then_confirmed_in_one_ste
     assert (out["hard"], out["unverified"], out["suppressed_new"]) == (0, 1, 0)
     [notice] = out["unverified_notices"]
     assert notice["address"] == "u***@example.co.jp" and notice["kind"] == "hard_bounce"
+    assert notice["member_id"] == 1001
     assert listed(tmp_path, env) == {} and pushed(tmp_path, env) == []
 
     shown = bcartnb("bounces", "unverified", env=env, cwd=tmp_path)

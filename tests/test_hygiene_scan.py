@@ -163,6 +163,7 @@ def test_samples_from_a_maildir_and_an_mbox_then_a_second_scan_changes_nothing(
             {
                 "id": first["unverified_notices"][0]["id"],
                 "address": "j***@example.org",
+                "member_id": 1011,
                 "kind": "unsubscribed",
                 "status": None,
                 "at": "2026-11-30T09:00:00+09:00",

@@ -158,13 +158,15 @@ def pending_table(result: ScanResult) -> pd.DataFrame:
         {
             "ID": p.id,
             "メールアドレス": p.address,
+            "会員ID": "" if p.member_id is None else str(p.member_id),
             "内容": REASON_LABELS[p.kind],
             "ステータス": p.status or "",
             "日時": p.at.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M"),
         }
         for p in result.pending
     ]
-    return pd.DataFrame(rows, columns=["ID", "メールアドレス", "内容", "ステータス", "日時"])
+    columns = ["ID", "メールアドレス", "会員ID", "内容", "ステータス", "日時"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _show_pending(result: ScanResult) -> None:

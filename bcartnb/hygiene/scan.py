@@ -61,21 +61,24 @@ class PendingNotice:
     kind: str
     status: str | None
     at: datetime
+    member_id: int | None = None  # whose address it is, by the latest mail to it
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON: ``id``, ``address`` (masked), ``kind``, ``status``, ``at``."""
+        """JSON: ``id``, ``address`` (masked), ``member_id``, ``kind``, ``status``, ``at``."""
         return {
             "id": self.id,
             "address": self.address,
+            "member_id": self.member_id,
             "kind": self.kind,
             "status": self.status,
             "at": self.at.isoformat(),
         }
 
     def line(self) -> str:
-        """One line: id, masked address, what it says."""
+        """One line: id, masked address and member, what it says."""
         status = f" {self.status}" if self.status else ""
-        return f"  {self.id}  {self.address}  {REASON_LABELS[self.kind]}{status}"
+        whose = f"（会員ID {self.member_id}）" if self.member_id is not None else ""
+        return f"  {self.id}  {self.address}{whose}  {REASON_LABELS[self.kind]}{status}"
 
 
 def pending_notices(rows: Iterable[Mapping[str, Any]]) -> list[PendingNotice]:
@@ -87,6 +90,7 @@ def pending_notices(rows: Iterable[Mapping[str, Any]]) -> list[PendingNotice]:
             str(r["kind"]),
             r["status"],
             r["at"],
+            r["member_id"],
         )
         for r in rows
     ]
