@@ -133,6 +133,7 @@ def test_forged_notices_from_outside_change_nothing_and_never_reach_bcart(
         # a Message-ID of ours shaped for a member or a campaign that was never mailed
         dsn("user2@example.co.jp", f"<bcartnb.{cid}.1099@example.co.jp>", own_id="m@evil"),
         dsn("user2@example.co.jp", "<bcartnb.20991231-000000-000000.1002@x.jp>", own_id="c@evil"),
+        dsn("user2@example.co.jp", f"<bcartnb.{cid}.{'9' * 40}@x.jp>", own_id="big@evil"),
     ]
     out = scan(tmp_path, env, forged, "forged")
     assert (out["hard"], out["soft"], out["complaints"], out["suppressed_new"]) == (0, 0, 0, 0)
@@ -142,7 +143,7 @@ def test_forged_notices_from_outside_change_nothing_and_never_reach_bcart(
         "foreign_message_id": 2,
         "bad_verp": 3,
         "address_mismatch": 1,
-        "unknown_mail": 2,
+        "unknown_mail": 3,
     }
     assert listed(tmp_path, env) == {} and pushed(tmp_path, env) == []
     with Ledger.open(tmp_path / "ledger.sqlite3") as led:
@@ -346,8 +347,19 @@ def notices(draw: st.DrawFn) -> tuple[str, str, str, str]:
     return (
         draw(st.sampled_from(["dsn-hard", "dsn-soft", "arf", "carrier"])),
         draw(st.sampled_from(_MAILED + _STRANGERS)),
-        draw(st.sampled_from(["own", "other", "foreign", "forged", "none", *_MAILED])),
-        draw(st.sampled_from(["none", "none", "guessed", *_MAILED])),
+        draw(
+            st.sampled_from(["own", "other", "foreign", "forged", "none", *_MAILED])
+            | st.one_of(st.integers(998, 1005), st.integers(0, 1 << 80)).map(
+                lambda m: f"member:{m}"
+            )
+        ),
+        draw(
+            st.sampled_from(["none", "none", *_MAILED])
+            | st.tuples(
+                st.one_of(st.integers(998, 1005), st.integers(0, 1 << 70)),
+                st.text("abcdefghijklmnopqrstuvwxyz234567", min_size=16, max_size=16),
+            ).map(lambda t: f"guessed:{t[0]}.{t[1]}")
+        ),
     )
 
 
@@ -367,12 +379,15 @@ def _build(
         mid = real[mid_choice][0]
         ties |= {named} & {mid_choice}
     else:
+        forged = f"<bcartnb.{cid}.{mid_choice.partition(':')[2]}@x.jp>"  # any member id
         mid = {"foreign": "<a1@mail.example>", "forged": f"<bcartnb.{cid}.1066@x.jp>"}.get(
-            mid_choice, ""
+            mid_choice, forged if mid_choice.startswith("member:") else ""
         )
     verp = None
-    if verp_choice == "guessed":
-        verp = f"bounces+{cid}.100{n % 4}.{'q' * 16}@example.co.jp"
+    if mid_choice.startswith("member:"):  # a guessed member id may be a real one: then it ties
+        ties |= {named} & {_MAILED[m - 1000] for m in [int(mid_choice[7:])] if 1000 <= m < 1004}
+    if verp_choice.startswith("guessed:"):
+        verp = f"bounces+{cid}.{verp_choice[8:]}@example.co.jp"
     elif verp_choice in real:
         verp = real[verp_choice][1]
         ties.add(verp_choice)  # back at that mail's own return path: that mail's address

@@ -184,7 +184,7 @@ class Matcher:
 
     def _member(self, campaign_id: str, token: str) -> int | None:
         if token.isdigit() and _message_token(str(int(token))) == token:
-            return int(token)
+            return int(token) if int(token) < 1 << 63 else None  # no row holds more
         if campaign_id not in self._members:
             ids = self.ledger.deliveries(campaign_id)["member_id"]
             self._members[campaign_id] = {_message_token(str(int(m))).lower(): int(m) for m in ids}
