@@ -445,6 +445,10 @@ def plan_campaign(
     atomically before sending.
     """
     plan = require_plan(settings)
+    if settings.hygiene.verp:  # no VERP without its secret: refused in the dry run, not mid-send
+        from bcartnb.hygiene.matching import VerpSigner
+
+        VerpSigner(settings.unsubscribe_secret)
     frame = members if members is not None else read_members(spec.members)
     spec = resolve_segment(spec, settings, frame.columns)
     if mail is not None:

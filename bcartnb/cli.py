@@ -788,6 +788,33 @@ def _cmd_bounces_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bounces_unverified(args: argparse.Namespace) -> int:
+    from bcartnb.hygiene.scan import unverified_notices
+    from bcartnb.settings import load_settings
+
+    notices = unverified_notices(load_settings())
+    if args.json:
+        _print_json([n.as_dict() for n in notices])
+    elif not notices:
+        print("確認待ちの通知はありません。")
+    else:
+        print(f"確認待ちの通知 {len(notices):,} 件（bcartnb bounces confirm ID で確定）:")
+        print("\n".join(n.line() for n in notices))
+    return 0
+
+
+def _cmd_bounces_confirm(args: argparse.Namespace) -> int:
+    from bcartnb.hygiene.scan import confirm_notices
+    from bcartnb.settings import load_settings
+
+    result = confirm_notices(args.which, load_settings())
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        print(result.message())
+    return 0
+
+
 def _cmd_unsubscribe_server(args: argparse.Namespace) -> int:
     from bcartnb.hygiene.unsubscribe import serve
     from bcartnb.settings import load_settings
@@ -1125,6 +1152,26 @@ def _add_suppressions(sub: _Sub) -> None:
         help="その回数を数える日数（既定: [hygiene] soft_window_days、30）",
     )
     p.set_defaults(func=_cmd_bounces_scan)
+    p = bounces.add_parser(
+        "unverified",
+        help="確認待ちの通知（このショップのメールと照合できない不達・苦情）を一覧する",
+        description="Message-ID も VERP もなく、このショップのメールと照合できない通知"
+        "（一部の携帯キャリアの不達通知など）の一覧です。配信停止にはしていません。"
+        "アドレスは伏せ字で表示します。",
+    )
+    p.add_argument("--json", action="store_true", help="JSON で出力")
+    p.set_defaults(func=_cmd_bounces_unverified)
+    p = bounces.add_parser(
+        "confirm",
+        help="確認待ちの通知を本物として確定する（ID またはメールアドレス）",
+        description="確認待ちの通知を本物と認め、ほかの不達・苦情と同じように数えます"
+        "（恒久的な不達・苦情・配信停止の申し出はすぐに配信停止、一時的な不達は回数で判断）。"
+        "ID は bounces scan・bounces unverified の表示（先頭 8 文字以上）、"
+        "メールアドレスならそのアドレスの確認待ちの通知すべてです。",
+    )
+    p.add_argument("which", nargs="+", metavar="ID|ADDRESS", help="通知の ID かメールアドレス")
+    p.add_argument("--json", action="store_true", help="JSON で出力")
+    p.set_defaults(func=_cmd_bounces_confirm)
 
 
 def _add_report(sub: _Sub) -> None:

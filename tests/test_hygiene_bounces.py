@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bcartnb.hygiene.bounces import clean_address, parse_message, unsubscribe_pattern
-from bcartnb.hygiene.matching import parse_message_id, parse_verp, verp_address
+from bcartnb.hygiene.matching import VerpSigner, parse_message_id, parse_verp
 
 DATA = Path(__file__).parent / "data" / "bounces"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -53,7 +53,8 @@ def test_sample(name: str) -> None:
         assert first == ("4" if kind == "soft_bounce" else "5")
     refs = [(r.campaign, r.member) for r in parsed.refs]
     assert refs == ([] if member is None else [(CID, member)])
-    assert parsed.at <= NOW and parsed.key.startswith("mid:")
+    assert parsed.at <= NOW and len(parsed.content) == 64
+    assert not parsed.foreign_ids  # each sample quotes our mail and no other
 
 
 def test_flufl_reports_a_4xx_failure_as_permanent_and_we_read_the_status() -> None:
@@ -70,17 +71,22 @@ def test_flufl_reports_a_4xx_failure_as_permanent_and_we_read_the_status() -> No
     assert parsed.findings[0].kind == "soft_bounce"
 
 
-def test_same_mail_same_key_other_mail_other_key() -> None:
-    raw = (DATA / "postfix-user-unknown.eml").read_bytes()
-    a, b = parse_message(raw, now=NOW), parse_message(raw, now=NOW)
-    assert a.event_key(a.findings[0]) == b.event_key(b.findings[0])
-    other = raw.replace(b"Message-Id: <20261129010005.4B1C2D3E4F@", b"Message-Id: <other@")
-    c = parse_message(other, now=NOW)
-    assert c.event_key(c.findings[0]) != a.event_key(a.findings[0])
-    # no Message-ID at all: the hash of the bytes, still stable
-    bare = re.sub(rb"(?m)^Message-Id: .*\n", b"", raw)
-    d, e = parse_message(bare, now=NOW), parse_message(bare, now=NOW)
-    assert d.key.startswith("sha256:") and d.key == e.key
+def test_what_a_notice_says_keys_it_not_its_headers_nor_its_own_message_id() -> None:
+    raw = (DATA / "postfix-delayed.eml").read_bytes()
+    a = parse_message(raw, now=NOW)
+    key = a.content_key(a.findings[0])
+    # a copy under another Message-ID, a mail client's Status: RO, an mbox's ">From " quoting
+    copies = [
+        re.sub(rb"(?m)^Message-I[dD]: <[^>]*>", b"Message-ID: <copy@mx>", raw),
+        re.sub(rb"(?m)^Message-I[dD]: .*\n", b"", raw),
+        raw.replace(b"\n\n", b"\nStatus: RO\nX-Status: A\n\n", 1),
+    ]
+    for copy in copies:
+        b = parse_message(copy, now=NOW)
+        assert b.content_key(b.findings[0]) == key
+    # another recipient or another status is another notice
+    other = parse_message(raw.replace(b"hanako@example.ne.jp", b"hana@example.ne.jp"), now=NOW)
+    assert other.content_key(other.findings[0]) != key
 
 
 def test_unsubscribe_needs_the_mailto_address_and_no_auto_reply() -> None:
@@ -96,16 +102,35 @@ def test_unsubscribe_needs_the_mailto_address_and_no_auto_reply() -> None:
     assert not templated.fullmatch("unsubscribe+1001@evil.example")
 
 
-def test_verp_and_message_id_round_trip() -> None:
-    address = verp_address("bounces@shop.example.co.jp", CID, 1001)
-    assert address == f"bounces+{CID}.1001@shop.example.co.jp"
+def test_verp_carries_a_tag_only_the_secret_makes_and_message_ids_parse() -> None:
+    signer = VerpSigner("s" * 20 + "ecret-of-the-shop-0123456789")
+    address = signer.address("bounces@shop.example.co.jp", CID, 1001)
+    local = address.partition("@")[0]
+    assert local.startswith(f"bounces+{CID}.1001.") and len(local) <= 64
     ref = parse_verp(address)
     assert ref is not None and (ref.campaign, ref.member, ref.via) == (CID, "1001", "verp")
-    odd = verp_address("b@x.jp", "キャンペーン 1", 7)  # not a token: hashed, still parseable
+    assert ref.tag == signer.tag(CID, 1001)
+    shouted = parse_verp(address.upper())  # a server that changes the case: still read
+    assert shouted is not None and (shouted.campaign.lower(), shouted.tag) == (CID, ref.tag)
+    other = VerpSigner("another-secret-of-another-shop-0123456789")
+    assert other.tag(CID, 1001) != ref.tag and signer.tag(CID, 1002) != ref.tag
+    odd = signer.address("b@x.jp", "キャンペーン 1", 7)  # not a token: hashed, still parseable
     assert parse_verp(odd) is not None and "キ" not in odd
     assert parse_verp("shop@shop.example.co.jp") is None
+    assert parse_verp(f"bounces+{CID}.1001@shop.example.co.jp") is None  # untagged: not ours
+    assert "ecret-of" not in repr(signer)
     refs = parse_message_id(f"<a@b> <bcartnb.{CID}.7@x.jp>\r\n <bcartnb.{CID}.8@x.jp>")
     assert [r.member for r in refs] == ["7", "8"]
+
+
+def test_a_notice_quoting_a_message_id_not_ours_says_so() -> None:
+    raw = (DATA / "postfix-user-unknown.eml").read_text(encoding="utf-8")
+    foreign = raw.replace(f"<bcartnb.{CID}.1001@shop.example.co.jp>", "<staff-mail-42@pc.shop>")
+    parsed = parse_message(foreign.encode(), now=NOW)
+    assert parsed.foreign_ids and parsed.refs == ()
+    exim = (DATA / "exim-failed.eml").read_text(encoding="utf-8")
+    quoted = exim.replace(f"<bcartnb.{CID}.1003@shop.example.co.jp>", "<other@elsewhere.jp>")
+    assert parse_message(quoted.encode(), now=NOW).foreign_ids
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,14 @@ import os
 import shutil
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from imap_server import ImapServer, start_imap_server
+from smtp_servers import TestServer
 from test_cli_run import bcartnb
+from test_hygiene_scan import SAMPLE_CID, SAMPLE_MEMBERS, send_mails
 
 from bcartnb.hygiene.scan import scan_mailbox
 from bcartnb.hygiene.sources import imap_folder_name
@@ -37,10 +39,21 @@ def imap() -> Iterator[ImapServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def shop(tmp_path: Path, imap: ImapServer, *, password: str | None) -> dict[str, str]:
+@pytest.fixture
+def smtp(smtp_server: Callable[..., TestServer]) -> TestServer:
+    return smtp_server()
+
+
+def shop(
+    tmp_path: Path, imap: ImapServer, smtp: TestServer, *, password: str | None
+) -> dict[str, str]:
+    """A shop that has sent the samples' campaign for real, so their bounces are its mails'."""
     (tmp_path / "bcartnb.toml").write_text(
         'plan = "プラン10"\nfrom = "shop@example.co.jp"\ndb = "ledger.sqlite3"\n', encoding="utf-8"
     )
+    if not (tmp_path / "ledger.sqlite3").exists():
+        settings = load_settings(tmp_path / "bcartnb.toml", env=smtp.env())
+        send_mails(settings, SAMPLE_MEMBERS, campaign_id=SAMPLE_CID)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
     env["BCARTNB_CONFIG"] = str(tmp_path / "bcartnb.toml")
     env["SSL_CERT_FILE"] = str(imap.ca_file)
@@ -63,9 +76,9 @@ def mailbox_state(imap: ImapServer) -> list[tuple[bytes, bytes]]:
 
 
 def test_imaps_scan_reads_without_changing_the_folder_and_twice_is_a_no_op(
-    tmp_path: Path, imap: ImapServer
+    tmp_path: Path, imap: ImapServer, smtp: TestServer
 ) -> None:
-    env = shop(tmp_path, imap, password=imap.password)
+    env = shop(tmp_path, imap, smtp, password=imap.password)
     before = mailbox_state(imap)
     assert len(before) == 3 and all(b"\\Seen" not in flags for flags, _ in before)
     first = bcartnb("bounces", "scan", imap.url(), "--json", env=env, cwd=tmp_path)
@@ -88,16 +101,20 @@ def test_imaps_scan_reads_without_changing_the_folder_and_twice_is_a_no_op(
     assert imap.password.encode() not in (tmp_path / "ledger.sqlite3").read_bytes()
 
 
-def test_imap_with_starttls_and_the_password_from_dotenv(tmp_path: Path, imap: ImapServer) -> None:
-    env = shop(tmp_path, imap, password=None)
+def test_imap_with_starttls_and_the_password_from_dotenv(
+    tmp_path: Path, imap: ImapServer, smtp: TestServer
+) -> None:
+    env = shop(tmp_path, imap, smtp, password=None)
     (tmp_path / ".env").write_text(f"BCARTNB_IMAP_PASSWORD={imap.password}\n", encoding="utf-8")
     done = bcartnb("bounces", "scan", imap.url(tls=False), "--json", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr + imap.log()
     assert json.loads(done.stdout)["scanned"] == 3
 
 
-def test_the_python_api_takes_an_ssl_context(tmp_path: Path, imap: ImapServer) -> None:
-    env = shop(tmp_path, imap, password=imap.password)
+def test_the_python_api_takes_an_ssl_context(
+    tmp_path: Path, imap: ImapServer, smtp: TestServer
+) -> None:
+    env = shop(tmp_path, imap, smtp, password=imap.password)
     settings = load_settings(tmp_path / "bcartnb.toml", env={})
     ctx = ssl.create_default_context(cafile=str(imap.ca_file))
     result = scan_mailbox(imap.url(), settings, env=env, ssl_context=ctx)
@@ -106,10 +123,10 @@ def test_the_python_api_takes_an_ssl_context(tmp_path: Path, imap: ImapServer) -
 
 @pytest.mark.parametrize("case", ["wrong password", "untrusted certificate", "no folder"])
 def test_refusals_are_one_line_and_never_show_the_password(
-    tmp_path: Path, imap: ImapServer, case: str
+    tmp_path: Path, imap: ImapServer, smtp: TestServer, case: str
 ) -> None:
     password = "wrong-Pa55word" if case == "wrong password" else imap.password
-    env = shop(tmp_path, imap, password=password)
+    env = shop(tmp_path, imap, smtp, password=password)
     url = imap.url()
     if case == "untrusted certificate":
         env.pop("SSL_CERT_FILE")
@@ -127,7 +144,7 @@ def test_refusals_are_one_line_and_never_show_the_password(
     assert expected in done.stderr
 
 
-def test_a_japanese_folder_name(tmp_path: Path, imap: ImapServer) -> None:
+def test_a_japanese_folder_name(tmp_path: Path, imap: ImapServer, smtp: TestServer) -> None:
     """Folders are named in modified UTF-7 on the wire (RFC 3501): 迷惑メール works."""
     assert imap_folder_name("迷惑メール") == "&j,dg0TDhMPww6w-"
     assert imap_folder_name("A&B/受信箱") == "A&-B/&U9dP4Xux-"
@@ -140,7 +157,7 @@ def test_a_japanese_folder_name(tmp_path: Path, imap: ImapServer) -> None:
         assert conn.append('"&j,dg0TDhMPww6w-"', None, None, raw)[0] == "OK"
     finally:
         conn.logout()
-    env = shop(tmp_path, imap, password=imap.password)
+    env = shop(tmp_path, imap, smtp, password=imap.password)
     done = bcartnb(
         "bounces", "scan", imap.url(folder="迷惑メール"), "--json", env=env, cwd=tmp_path
     )

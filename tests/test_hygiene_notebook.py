@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def test_the_notebook_scans_charts_the_bounce_rate_and_writes_the_bcart_export(
         [
             dsn("user1@example.co.jp", mid(cid, 1001), own_id="h1@mx"),
             dsn("user3@example.co.jp", mid(cid, 1003), own_id="s3@mx", status="4.2.2"),
+            # quotes nothing of ours: waits for the marketer, masked
+            re.sub(rb"(?m)^.*bcartnb\.[^\n]*\n", b"", dsn("user2@example.co.jp", "", own_id="u2")),
+            dsn("stranger@example.jp", "", own_id="x@evil"),  # never mailed: ignored
         ],
     )
     for key in ("BCARTNB_CONFIG", "BCARTNB_SMTP_HOST", "BCARTNB_SMTP_PORT"):
@@ -56,11 +60,14 @@ def test_the_notebook_scans_charts_the_bounce_rate_and_writes_the_bcart_export(
     )
     summary = read_summary(out)
     assert (summary["scanned"], summary["hard"], summary["soft"], summary["suppressed_new"]) == (
-        2,
+        4,
         1,
         1,
         1,
     )
+    assert (summary["unverified"], summary["unmatched"]) == (1, 1)
+    assert summary["unmatched_reasons"] == {"never_mailed": 1}
+    assert [n["address"] for n in summary["unverified_notices"]] == ["u***@example.co.jp"]
     [row] = summary["campaigns"]
     assert (row["campaign_id"], row["sent"], row["bounces"]) == (cid, 4, 2)
     assert row["rate"] == pytest.approx(0.5)
@@ -74,6 +81,8 @@ def test_the_notebook_scans_charts_the_bounce_rate_and_writes_the_bcart_export(
 
     text = out.read_text(encoding="utf-8")
     assert "user1@example.co.jp" not in text and "u***@example.co.jp" in text  # masked
+    assert "user2@example.co.jp" not in text and "確認待ちの通知（伏せ字）" in text
+    assert "bcartnb bounces confirm" in text
     cells = json.loads(text)["cells"]
     assert any("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
     # the same mailbox again: nothing new, the report still there
@@ -82,7 +91,7 @@ def test_the_notebook_scans_charts_the_bounce_rate_and_writes_the_bcart_export(
         0,
         0,
         0,
-        2,
+        3,
     )
     listed = json.loads(bcartnb("suppressions", "--json", env=env, cwd=tmp_path).stdout)
     assert [r["address"] for r in listed] == ["user1@example.co.jp"]

@@ -40,7 +40,7 @@ from bcartnb.exceptions import (
     QuotaExceededError,
     TransportError,
 )
-from bcartnb.hygiene.matching import verp_address
+from bcartnb.hygiene.matching import VerpSigner
 from bcartnb.ledger import DeliveryResult, Ledger, Recipient
 from bcartnb.ledger.journal import COUNTED_FROM
 from bcartnb.transports import (
@@ -212,6 +212,7 @@ class Sender:
         hygiene = plan.settings.hygiene
         # VERP: each mail's own return path, so its bounce names it (bcartnb.hygiene)
         self.verp_base = (hygiene.bounce_address or self.envelope_from) if hygiene.verp else None
+        self.verp = VerpSigner(plan.settings.unsubscribe_secret) if hygiene.verp else None
         self.k = max(1, connections)
         self.limiter = limiter
         self.sleep = sleep
@@ -429,9 +430,9 @@ class Sender:
 
     def _sender(self, job: _Job) -> str:
         """The envelope sender: the shop's address, or with VERP this mail's own."""
-        if self.verp_base is None:
+        if self.verp_base is None or self.verp is None:
             return self.envelope_from
-        return verp_address(self.verp_base, self.cid, job.member_id)
+        return self.verp.address(self.verp_base, self.cid, job.member_id)
 
     def _end(self, slot: _Slot, res: SendResult | None, err: BaseException | None) -> None:
         job = slot.job

@@ -32,7 +32,7 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
-from bcartnb.hygiene.matching import MailRef, parse_message_id, parse_verp
+from bcartnb.hygiene.matching import MailRef, is_ours, parse_message_id, parse_verp
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -88,18 +88,27 @@ class Finding:
 
 @dataclass(frozen=True)
 class Parsed:
-    """A mail, read: its findings, its own identity, and what it says it answers."""
+    """A mail, read: its findings, what it says it answers, and what it is about.
 
-    key: str  # the mail's own Message-ID (hashed) or the hash of its bytes
+    ``content`` hashes what the notice says (its text, not its headers), so the same notice
+    re-read after a mail client added ``Status: RO``, or copied under a new Message-ID, is
+    the same notice. ``foreign_ids`` is true when it quotes a Message-ID that is not one of
+    ours (a notice about some other mail); ``tokens`` are the strings of an unsubscribe
+    request that may be our signed token.
+    """
+
+    content: str
     at: datetime
     findings: tuple[Finding, ...]
     refs: tuple[MailRef, ...] = ()
     named: frozenset[str] = field(default_factory=frozenset)
+    foreign_ids: bool = False
+    tokens: tuple[str, ...] = ()
 
-    def event_key(self, finding: Finding) -> str:
-        """One event per mail and address: a second scan of the same mail is recognised."""
-        what = finding.address or "-"
-        return "mail:" + hashlib.sha256(f"{self.key}\0{what}".encode()).hexdigest()[:40]
+    def content_key(self, finding: Finding) -> str:
+        """What one finding of this notice says, as a key that no copy or flag changes."""
+        text = f"{self.content}\0{finding.kind}\0{finding.address or '-'}\0{finding.status}"
+        return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def unsubscribe_pattern(mailto: str | None) -> re.Pattern[str] | None:
@@ -151,20 +160,52 @@ def parse_message(
     try:
         msg = email.message_from_bytes(raw, policy=compat32)
     except Exception:  # the parser is lenient; anything it still trips on is not a bounce
-        return Parsed(_raw_key(raw), now, ())
-    own_id = _header(msg, "message-id")
-    key = "mid:" + own_id if own_id and len(own_id) <= 998 else _raw_key(raw)
+        return Parsed(_digest(raw.decode("latin-1")), now, ())
     at = _date(msg, now)
     try:
         findings, named = _classify(msg, unsubscribe_to)
-        refs = _refs(msg, raw)
+        refs, foreign = _refs(msg, raw)
+        content = _content(msg)
+        unsubscribing = any(f.kind == "unsubscribed" for f in findings)
+        tokens = _token_candidates(msg) if unsubscribing else ()
     except Exception:  # a broken structure deep inside: report nothing rather than crash
-        return Parsed(key, at, ())
-    return Parsed(key, at, tuple(findings), tuple(refs), frozenset(named))
+        return Parsed(_digest(raw.decode("latin-1")), at, ())
+    return Parsed(content, at, tuple(findings), tuple(refs), frozenset(named), foreign, tokens)
 
 
-def _raw_key(raw: bytes) -> str:
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_MBOX_QUOTE = re.compile(r"^>+(?=From )", re.MULTILINE)
+
+
+def _content(msg: Message) -> str:
+    """The notice's text, as no mail client or mbox changes it: ``>From`` unquoted, white
+    space collapsed; plus its Subject and From (a mail client adds headers, never edits
+    these)."""
+    text = _MBOX_QUOTE.sub("", _notice_text(msg))
+    head = f"{_decoded(msg, 'subject')}\0{_header(msg, 'from')}"
+    return _digest(head + "\0" + " ".join(text.split()))
+
+
+_TOKEN_CANDIDATE = re.compile(r"[A-Za-z0-9_-]{24,400}")
+_MAX_TOKENS = 16
+
+
+def _token_candidates(msg: Message) -> tuple[str, ...]:
+    """Strings of an unsubscribe request that may be our signed token: in its Subject, its
+    recipient's local part (``unsubscribe+TOKEN@…``) or the start of its text."""
+    places = [_decoded(msg, "subject")]
+    for _, address in getaddresses(_all(msg, ("to", "delivered-to", "x-original-to"))):
+        places.append(address.partition("@")[0])
+    places.append(_notice_text(msg)[:4000])
+    out: list[str] = []
+    for place in places:
+        for m in _TOKEN_CANDIDATE.finditer(place):
+            if m.group(0) not in out and len(out) < _MAX_TOKENS:
+                out.append(m.group(0))
+    return tuple(out)
 
 
 def _header(msg: Message, name: str) -> str:
@@ -469,23 +510,35 @@ def _original_headers(msg: Message) -> Message | None:
     return None
 
 
-def _refs(msg: Message, raw: bytes) -> list[MailRef]:
-    """Where the mail says which of our mails it answers: VERP first, then Message-IDs."""
+_QUOTED_ID = re.compile(
+    r"^[ \t>]*message-id:[ \t]*(<[^<>\s]{1,500}>)", re.IGNORECASE | re.MULTILINE
+)
+
+
+def _refs(msg: Message, raw: bytes) -> tuple[list[MailRef], bool]:
+    """Where the mail says which mail it answers: VERP first, then Message-IDs; and whether
+    it quotes a Message-ID that is not one of ours."""
     refs: list[MailRef] = []
-    for value in _all(msg, ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to")):
+    original = _original_headers(msg)
+    paths = _all(msg, ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to"))
+    if original is not None:  # a complaint report keeps the original's Return-Path
+        paths += _all(original, ("return-path",))
+    for value in paths:
         for _, address in getaddresses([value]):
             ref = parse_verp(address)
             if ref is not None and ref not in refs:
                 refs.append(ref)
     seen: list[str] = []
-    original = _original_headers(msg)
     if original is not None:
         seen.append(_header(original, "message-id"))
     seen += [_header(msg, "in-reply-to"), _header(msg, "references")]
+    body = raw[:MAX_MESSAGE_BYTES].decode("latin-1")
     # notices that quote the original as text (Exim, qmail, carriers) still carry its id
-    seen.append(raw[:MAX_MESSAGE_BYTES].decode("latin-1"))
-    for value in seen:
+    quoted = _QUOTED_ID.findall(body.replace("\r\n", "\n").partition("\n\n")[2])
+    for value in [*seen, body]:
         for ref in parse_message_id(value):
             if ref not in refs:
                 refs.append(ref)
-    return refs
+    ids = [i for v in seen for i in re.findall(r"<[^<>\s]{1,500}>", v)] + quoted
+    foreign = any(not is_ours(i) for i in ids)
+    return refs, foreign

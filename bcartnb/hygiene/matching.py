@@ -1,49 +1,147 @@
-"""Which campaign mail a bounce answers: our Message-IDs, VERP return paths, the ledger.
+"""Which mail of ours a notice answers, or why it answers none: the rule that keeps forgers out.
 
-Every composed mail's Message-ID is ``<bcartnb.{campaign}.{member}@{from-domain}>``, each
-part a plain token or its hash (:func:`bcartnb.compose._message_token`, the one rule), and
-with ``[hygiene] verp = true`` its envelope sender is ``local+{campaign}.{member}@domain``
-(:func:`verp_address`). A bounce carries one or both back; :class:`Matcher` turns the
-tokens into a campaign id and a member id through the ledger, and only when the ledger's
-address for that mail is one the bounce itself names (or arrived at that mail's own VERP
-address), so a forged Message-ID naming another campaign's mail lists nobody it does not name.
+Anyone can mail the bounce address. So a bounce or a complaint counts only when it is tied to
+one mail the shop handed to its server (journal state ``sent``, ``uncertain`` or ``sending``:
+:data:`bcartnb.ledger.suppressions.HANDED_OVER`), and then only for the address that mail went to:
+
+* **VERP** (``[hygiene] verp = true``): each mail's envelope sender is
+  ``local+{campaign}.{member}.{tag}@domain``, ``tag`` an HMAC of the campaign and member
+  under ``BCARTNB_UNSUBSCRIBE_SECRET`` (:class:`VerpSigner`). Only the mail's own servers
+  ever see it, so a notice that comes back to it (or quotes it as the original's
+  Return-Path) was caused by that mail; without the secret no one can make one.
+* **Message-ID**: ``<bcartnb.{campaign}.{member}@{from-domain}>``
+  (:func:`bcartnb.compose._message_token`, the one rule). It can be guessed, so it ties a
+  notice to a mail only when the notice also names the address that mail went to.
+
+A notice tied to neither is ``unmatched`` (with its :data:`UNMATCHED_REASONS` reason) when
+it says something false or foreign: a Message-ID not ours, a VERP tag that does not verify,
+a mail never handed over, an address never mailed; it changes nothing. One that carries no
+Message-ID and no VERP at all (some Japanese carriers' notices) but names an address the
+shop did mail is ``unverified``: recorded, suppressing nothing until the marketer confirms
+it (``bcartnb bounces confirm``). A mail to the ``unsubscribe_mailto`` address is tied by
+the signed unsubscribe token its subject or address carries; without one it is unverified.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final, TypeVar
 
 from bcartnb.compose import _message_token
+from bcartnb.exceptions import SettingsError
+from bcartnb.hygiene.tokens import TokenSigner, check_secret
 from bcartnb.ledger import Ledger
+from bcartnb.ledger.suppressions import HANDED_OVER
 
-__all__ = ["MailRef", "Matcher", "parse_message_id", "parse_verp", "verp_address"]
+__all__ = [
+    "UNMATCHED_REASONS",
+    "Mail",
+    "MailRef",
+    "Match",
+    "Matcher",
+    "VerpSigner",
+    "is_ours",
+    "parse_message_id",
+    "parse_verp",
+]
+
+#: Why a notice changed nothing, in the shop's words (the scan's ``unmatched_reasons`` keys).
+UNMATCHED_REASONS: Final[Mapping[str, str]] = {
+    "bad_verp": "VERP の署名が合わない（偽造）",
+    "unknown_mail": "このショップの Message-ID の形だが、そのメールの記録がない",
+    "not_sent": "そのメールはサーバーに渡していない",
+    "address_mismatch": "メールの宛先と通知のアドレスが違う",
+    "foreign_message_id": "このショップのメールではない（Message-ID が違う）",
+    "no_address": "宛先のアドレスが読めない",
+    "never_mailed": "このショップが送ったことのないアドレス",
+}
 
 _TOKEN = r"[A-Za-z0-9_-]{1,40}"
+_TAG_CHARS: Final = 16  # base32: 80 bits, far beyond guessing by mail
 _MID_RE = re.compile(rf"<?bcartnb\.({_TOKEN})\.({_TOKEN})@[^<>@\s]+>?", re.ASCII)
-_VERP_RE = re.compile(rf"[^+@\s<>]+\+({_TOKEN})\.({_TOKEN})@[^<>@\s]+", re.ASCII)
+_VERP_RE = re.compile(
+    rf"[^+@\s<>]+\+({_TOKEN})\.({_TOKEN})\.([a-z2-7]{{{_TAG_CHARS}}})@[^<>@\s]+",
+    re.ASCII | re.IGNORECASE,
+)
+_DOMAIN: Final = b"bcartnb-verp-v1\x00"  # this MAC means nothing anywhere else
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class MailRef:
-    """The two tokens that name one campaign mail, as a bounce carried them."""
+    """The tokens that name one campaign mail, as a notice carried them."""
 
     campaign: str
     member: str
     via: str  # "message-id" or "verp"
+    tag: str = ""  # the VERP's HMAC tag
 
 
-def verp_address(base: str, campaign_id: str, member_id: int | str) -> str:
-    """The envelope sender of one campaign mail: ``local+{campaign}.{member}@domain``."""
-    local, _, domain = base.rpartition("@")
-    return f"{local}+{_message_token(campaign_id)}.{_message_token(str(member_id))}@{domain}"
+@dataclass(frozen=True)
+class Mail:
+    """One journal row: a campaign's mail to a member, and where it went."""
+
+    campaign_id: str
+    member_id: int
+    address: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Match:
+    """What one finding of a notice is tied to: a mail, nothing (and why), or not yet known.
+
+    ``status``: ``matched`` (``mail`` set; the event is about ``mail.address``),
+    ``unmatched`` (``reason`` set) or ``unverified`` (``address`` mailed by the shop before).
+    """
+
+    status: str
+    mail: Mail | None = None
+    reason: str | None = None
+    address: str | None = None
+
+
+class VerpSigner:
+    """Makes and checks the VERP tag of one mail (see the module docstring).
+
+    The secret is ``BCARTNB_UNSUBSCRIBE_SECRET``, kept apart from the unsubscribe token's MAC
+    by its own domain prefix: one secret for the shop to keep, checked by one rule
+    (:func:`bcartnb.hygiene.tokens.check_secret`).
+    """
+
+    def __init__(self, secret: str | None) -> None:
+        self._key = check_secret(secret, "[hygiene] verp").encode("utf-8")
+
+    def __repr__(self) -> str:
+        return "VerpSigner(<secret>)"
+
+    def tag(self, campaign_id: str, member_id: int | str) -> str:
+        """The mail's tag: lower-case base32, because some servers lower-case a local part."""
+        message = _DOMAIN + f"{campaign_id}\x00{member_id}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.b32encode(digest).decode("ascii").lower()[:_TAG_CHARS]
+
+    def address(self, base: str, campaign_id: str, member_id: int | str) -> str:
+        """The envelope sender of one campaign mail: ``local+{campaign}.{member}.{tag}@domain``."""
+        local, _, domain = base.rpartition("@")
+        cid, mid = _message_token(campaign_id), _message_token(str(member_id))
+        return f"{local}+{cid}.{mid}.{self.tag(campaign_id, member_id)}@{domain}"
+
+    def verifies(self, ref: MailRef, mail: Mail) -> bool:
+        """Whether ``ref``'s tag is the one :meth:`address` gave ``mail`` (constant time)."""
+        expected = self.tag(mail.campaign_id, mail.member_id)
+        return hmac.compare_digest(ref.tag.lower().encode(), expected.encode())
 
 
 def parse_verp(address: str) -> MailRef | None:
-    """The tokens of a VERP address, or None when ``address`` is not one."""
+    """The tokens and tag of a VERP address, or None when ``address`` is not one."""
     m = _VERP_RE.fullmatch(address.strip().strip("<>"))
-    return MailRef(m.group(1), m.group(2), "verp") if m else None
+    return MailRef(m.group(1), m.group(2), "verp", m.group(3).lower()) if m else None
 
 
 def parse_message_id(text: str) -> list[MailRef]:
@@ -51,56 +149,161 @@ def parse_message_id(text: str) -> list[MailRef]:
     return [MailRef(a, b, "message-id") for a, b in _MID_RE.findall(text or "")]
 
 
-class Matcher:
-    """Resolves :class:`MailRef` tokens to (campaign id, member id, address) via the ledger.
+def is_ours(message_id: str) -> bool:
+    """Whether a Message-ID has the shape bcartnb gives its campaign mails."""
+    return _MID_RE.fullmatch(message_id.strip()) is not None
 
-    Campaign tokens are computed once for every campaign in the ledger; member tokens are
-    the member id itself unless it was hashed, and then the campaign's journal is hashed
-    once (only for the campaigns that need it).
+
+class Matcher:
+    """Ties a notice's findings to the mails of the ledger (see the module docstring).
+
+    Campaign tokens are computed once for every campaign in the ledger (compared ignoring
+    case, as a server may lower-case a VERP); member tokens are the member id itself unless
+    it was hashed, and then the campaign's journal is hashed once.
     """
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        secret: str | None,
+        mailed: Mapping[str, tuple[str, int]],
+    ) -> None:
         self.ledger = ledger
+        self.mailed = mailed
         self._campaigns: dict[str, str] | None = None
         self._members: dict[str, dict[str, int]] = {}
+        self.verp = _optional(VerpSigner, secret)
+        self.tokens = _optional(TokenSigner, secret)
 
     def _campaign(self, token: str) -> str | None:
         if self._campaigns is None:
             frame = self.ledger.campaigns()
-            self._campaigns = {_message_token(str(c)): str(c) for c in frame["campaign_id"]}
-        return self._campaigns.get(token)
+            self._campaigns = {_message_token(str(c)).lower(): str(c) for c in frame["campaign_id"]}
+        return self._campaigns.get(token.lower())
 
     def _member(self, campaign_id: str, token: str) -> int | None:
         if token.isdigit() and _message_token(str(int(token))) == token:
-            return int(token)
+            return int(token) if int(token) < 1 << 63 else None  # no row holds more
         if campaign_id not in self._members:
             ids = self.ledger.deliveries(campaign_id)["member_id"]
-            self._members[campaign_id] = {_message_token(str(int(m))): int(m) for m in ids}
-        return self._members[campaign_id].get(token)
+            self._members[campaign_id] = {_message_token(str(int(m))).lower(): int(m) for m in ids}
+        return self._members[campaign_id].get(token.lower())
 
-    def resolve(self, ref: MailRef) -> tuple[str, int, str] | None:
-        """(campaign id, member id, the address that mail went to), or None if unknown."""
+    def resolve(self, ref: MailRef) -> Mail | None:
+        """The journal row ``ref`` names, whatever its state, or None if there is none."""
         cid = self._campaign(ref.campaign)
-        if cid is None:
+        member = None if cid is None else self._member(cid, ref.member)
+        if cid is None or member is None:
             return None
-        member = self._member(cid, ref.member)
-        if member is None:
+        found = self.ledger.delivery(cid, member)
+        return None if found is None else Mail(cid, member, found[0], found[1])
+
+    def match(
+        self,
+        kind: str,
+        address: str | None,
+        *,
+        refs: Iterable[MailRef],
+        named: Iterable[str],
+        foreign_ids: bool,
+        tokens: Iterable[str] = (),
+    ) -> Match:
+        """Tie one finding (``kind``, the ``address`` it names) to a mail, or say why not."""
+        if kind == "unsubscribed":
+            return self._unsubscribe(address, tokens)
+        wanted = {a.lower() for a in named} | ({address.lower()} if address else set())
+        refs = list(refs)
+        verps = [r for r in refs if r.via == "verp"]
+        mids = [r for r in refs if r.via == "message-id"]
+        reasons: list[str] = []
+        hit = self._by_verp(verps, address, reasons)
+        if hit is None:
+            hit = self._by_message_id(mids, address, wanted, reasons)
+        if hit is not None:
+            return Match("matched", mail=hit)
+        if foreign_ids and not mids:
+            reasons.append("foreign_message_id")
+        return self._loose(address, reasons)
+
+    def _by_verp(self, refs: list[MailRef], address: str | None, reasons: list[str]) -> Mail | None:
+        if not refs:
             return None
-        address = self.ledger.delivery_address(cid, member)
-        return None if address is None else (cid, member, address)
-
-    def match(self, refs: Iterable[MailRef], named: Iterable[str]) -> tuple[str, int, str] | None:
-        """The first ref whose mail went to an address in ``named`` (compared ignoring case).
-
-        When the bounce names no address at all, a VERP ref stands on its own: the bounce came
-        back to that mail's own return path. A Message-ID alone never does (anyone can quote
-        one).
-        """
-        wanted = {a.lower() for a in named}
+        if self.verp is None:  # without the secret a VERP proves nothing: weigh the rest
+            return None
+        good = []
         for ref in refs:
-            found = self.resolve(ref)
-            if found is None:
-                continue
-            if found[2].lower() in wanted or (ref.via == "verp" and not wanted):
-                return found
+            mail = self.resolve(ref)
+            if mail is None or not self.verp.verifies(ref, mail):
+                reasons.append("bad_verp")
+            elif mail.state not in HANDED_OVER:
+                reasons.append("not_sent")
+            else:
+                good.append(mail)
+        return _preferred(good, address)
+
+    def _by_message_id(
+        self, refs: list[MailRef], address: str | None, wanted: set[str], reasons: list[str]
+    ) -> Mail | None:
+        good = []
+        for ref in refs:
+            mail = self.resolve(ref)
+            if mail is None:
+                reasons.append("unknown_mail")
+            elif mail.state not in HANDED_OVER:
+                reasons.append("not_sent")
+            elif not wanted:
+                reasons.append("no_address")
+            elif mail.address.lower() not in wanted:
+                reasons.append("address_mismatch")
+            else:
+                good.append(mail)
+        return _preferred(good, address)
+
+    def _loose(self, address: str | None, reasons: list[str]) -> Match:
+        """A finding no reference ties: unmatched for its first reason, else by its address."""
+        if reasons:
+            return Match("unmatched", reason=reasons[0], address=address)
+        if address is None:
+            return Match("unmatched", reason="no_address")
+        if address.lower() not in self.mailed:
+            return Match("unmatched", reason="never_mailed", address=address)
+        return Match("unverified", address=address.lower())
+
+    def _unsubscribe(self, address: str | None, tokens: Iterable[str]) -> Match:
+        """A mail to the unsubscribe address: tied by a signed token it carries, else loose."""
+        if self.tokens is not None:
+            for token in tokens:
+                found = self.tokens.open(token, self._handed_address)
+                if found is not None:
+                    mail = self.resolve_ids(found.campaign_id, found.member_id)
+                    if mail is not None:
+                        return Match("matched", mail=mail)
+        return self._loose(address, [])
+
+    def _handed_address(self, campaign_id: str, member_id: int) -> str | None:
+        mail = self.resolve_ids(campaign_id, member_id)
+        return None if mail is None else mail.address
+
+    def resolve_ids(self, campaign_id: str, member_id: int) -> Mail | None:
+        """The mail to ``member_id`` of ``campaign_id`` if it was handed over, else None."""
+        found = self.ledger.delivery(campaign_id, member_id)
+        if found is None or found[1] not in HANDED_OVER:
+            return None
+        return Mail(campaign_id, member_id, found[0], found[1])
+
+
+def _preferred(mails: list[Mail], address: str | None) -> Mail | None:
+    """The mail that went to ``address`` if one did, else the first."""
+    for mail in mails:
+        if address is not None and mail.address.lower() == address.lower():
+            return mail
+    return mails[0] if mails else None
+
+
+def _optional(make: Callable[[str | None], _T], secret: str | None) -> _T | None:
+    """A signer when the secret is set and strong enough; without one nothing verifies."""
+    try:
+        return make(secret)
+    except SettingsError:
         return None

@@ -30,6 +30,7 @@ __all__ = [
     "bounce_chart",
     "bounce_rates",
     "new_suppressions",
+    "pending_table",
     "scan_table",
     "show_hygiene_report",
 ]
@@ -116,7 +117,8 @@ def scan_table(result: ScanResult) -> pd.DataFrame:
         "soft": "不達（一時的なエラー）",
         "unsubscribes": "配信停止の申し出",
         "complaints": "迷惑メールの報告",
-        "unmatched": "宛先のわからない不達",
+        "unmatched": "照合できない通知（無視）",
+        "unverified": "確認待ちの通知",
         "suppressed_new": "新しく配信停止にした宛先",
         "repeated": "前回までに記録済み",
     }
@@ -148,6 +150,45 @@ def new_suppressions(ledger: Ledger, result: ScanResult) -> pd.DataFrame:
 
 def _show(block: Block) -> None:
     _display(block, raw=True)
+
+
+def pending_table(result: ScanResult) -> pd.DataFrame:
+    """The notices of this mailbox still waiting to be confirmed (masked), one row each."""
+    rows = [
+        {
+            "ID": p.id,
+            "メールアドレス": p.address,
+            "会員ID": "" if p.member_id is None else str(p.member_id),
+            "内容": REASON_LABELS[p.kind],
+            "ステータス": p.status or "",
+            "日時": p.at.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M"),
+        }
+        for p in result.pending
+    ]
+    columns = ["ID", "メールアドレス", "会員ID", "内容", "ステータス", "日時"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _show_pending(result: ScanResult) -> None:
+    """Why some notices changed nothing, and the one step that confirms a real one."""
+    if result.unmatched:
+        _show(
+            _paragraph(
+                f"このショップのメールと照合できない通知 {result.unmatched:,} 件は無視しました"
+                "（送っていないアドレス・他のメールへの通知・偽造の疑い）。"
+            )
+        )
+    if not result.pending:
+        return
+    _show(_heading(2, "確認待ちの通知（伏せ字）"))
+    _show(
+        _paragraph(
+            "Message-ID も VERP もなく、このショップのメールと照合できない通知です"
+            "（一部の携帯キャリアの不達通知など）。配信停止にはしていません。"
+            "本物と判断したものは bcartnb bounces confirm ID で確定してください。"
+        )
+    )
+    _show(_table(pending_table(result)))
 
 
 def show_hygiene_report(
@@ -194,6 +235,7 @@ def show_hygiene_report(
             _show(_table(fresh))
         else:
             _show(_paragraph("この読み込みで新しく配信停止にした宛先はありません。"))
+        _show_pending(result)
     if export is not None:
         done: BcartExport = export_bcart_csv(
             ledger.suppressions(), export, members=members, journal=ledger.journal_members()

@@ -9,8 +9,9 @@ campaign already under way withholds it (journal state ``withheld``).
 
 How an address gets here::
 
-    hygiene event (bounce / unsubscribe / complaint, keyed by where it came from)
+    hygiene event (bounce / unsubscribe / complaint, keyed by the mail it is about)
         │ seen before (same key)? ──► nothing changes: a second scan is a no-op
+        │ unverified (tied to no mail of ours)? ──► kept, lists nobody until confirmed
         ▼
     hard_bounce, unsubscribed, complaint, manual ──► suppressed at once
     soft_bounce ──► counted; suppressed once ``threshold`` of them fall within ``window``
@@ -38,13 +39,16 @@ from bcartnb.ledger.schema import SUPPRESSION_REASONS
 
 __all__ = [
     "BCART_FIELDS",
+    "HANDED_OVER",
     "REASON_LABELS",
     "REASON_RANK",
     "BcartChange",
+    "ConfirmOutcome",
     "HygieneEvent",
     "RecordOutcome",
     "Suppression",
     "Suppressions",
+    "event_id",
     "normalize_address",
 ]
 
@@ -74,6 +78,14 @@ BCART_FIELDS: Final[Mapping[str, tuple[str, int]]] = {
     "hard_bounce": ("is_invalid_email", 1),
     "soft_bounce": ("is_invalid_email", 1),
 }
+#: Journal states of a mail that may have reached the server: the only mails a bounce or a
+#: complaint can be about. ``failed`` and ``deferred`` were refused by the shop's own server
+#: (the journal has why), ``pending`` and ``withheld`` never left.
+HANDED_OVER: Final = ("sent", "uncertain", "sending")
+#: ``hygiene_events.cleared`` of a notice tied to no mail of ours (no Message-ID, no VERP):
+#: kept, counted nowhere, until the marketer confirms it (0 = counts, 1 = cleared by
+#: ``unsuppress``). A value of an existing column, so no schema change is needed.
+UNVERIFIED: Final = 2
 _MAX_ADDRESS = 254  # RFC 5321's path limit, less the angle brackets
 _TRIM = " \t\u3000"
 
@@ -148,7 +160,8 @@ class HygieneEvent:
 
     ``key`` names the event where it came from (the report's Message-ID and the recipient, a
     token and its campaign), so recording it twice is recognised and changes nothing.
-    ``status`` is the DSN status code (``5.1.1``), when there is one.
+    ``status`` is the DSN status code (``5.1.1``), when there is one. An event that is not
+    ``verified`` (tied to no mail of ours) is kept but lists nobody until confirmed.
     """
 
     key: str
@@ -160,6 +173,7 @@ class HygieneEvent:
     member_id: int | None = None
     status: str | None = None
     detail: str | None = None
+    verified: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,15 @@ class RecordOutcome:
     repeated: int
     suppressed_new: tuple[str, ...]
     by_kind: Mapping[str, int]
+    unverified: int = 0
+
+
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    """What confirming unverified notices did: the events now counted, the addresses listed."""
+
+    confirmed: tuple[dict[str, Any], ...]
+    suppressed_new: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -264,6 +287,125 @@ def _list(
 UnsubscribeState = Literal["not_listed", "listed", "unsuppressed"]
 
 
+_EVENT_KEYS = (
+    "event_key",
+    "kind",
+    "address",
+    "at",
+    "recorded_at",
+    "source",
+    "campaign_id",
+    "member_id",
+    "status",
+    "detail",
+)
+_EVENT_COLUMNS = ", ".join(_EVENT_KEYS)
+_MIN_ID_CHARS = 8
+
+
+def _event_dict(row: Iterable[Any]) -> dict[str, Any]:
+    out = dict(zip(_EVENT_KEYS, row, strict=True))
+    out["at"], out["recorded_at"] = dt(out["at"]), dt(out["recorded_at"])
+    return out
+
+
+def _event_row(c: sqlite3.Connection, key: str) -> dict[str, Any]:
+    row = c.execute(
+        f"SELECT {_EVENT_COLUMNS} FROM hygiene_events WHERE event_key = ?", (key,)
+    ).fetchone()
+    return _event_dict(row)
+
+
+def event_id(key: str) -> str:
+    """The short id the screens show for an event: the first hex characters of its key."""
+    return key.rpartition(":")[2][:12]
+
+
+def _pending_keys(c: sqlite3.Connection, wanted: list[str]) -> list[str]:
+    """The unverified events each of ``wanted`` names (an id prefix or an address)."""
+    pending = [
+        (str(k), str(a))
+        for k, a in c.execute(
+            "SELECT event_key, address FROM hygiene_events WHERE cleared = ? ORDER BY at",
+            (UNVERIFIED,),
+        )
+    ]
+    keys: list[str] = []
+    for item in wanted:
+        if "@" in item:
+            address = normalize_address(item)
+            hits = [k for k, a in pending if a == address]
+        else:
+            needle = item.lower()
+            hits = (
+                [k for k, _ in pending if event_id(k).startswith(needle)]
+                if len(needle) >= _MIN_ID_CHARS
+                else []
+            )
+            if len(hits) > 1:
+                raise HygieneError(
+                    f"id {item!r} names {len(hits)} notices: give more of it",
+                    ja=f"ID {item[:20]} に当てはまる通知が {len(hits)} 件あります。"
+                    "もっと長く指定してください",
+                )
+        if not hits:
+            raise HygieneError(
+                f"no unverified notice for {item[:80]!r} (ids have at least "
+                f"{_MIN_ID_CHARS} characters; see bcartnb bounces unverified)",
+                ja="確認待ちの通知が見つかりません（bcartnb bounces unverified で一覧できます）",
+            )
+        keys += [k for k in hits if k not in keys]
+    return keys
+
+
+def _most_within(stamps: Iterable[str], window: timedelta) -> int:
+    """The most of ``stamps`` that fall in one ``window`` (``(t - window, t]``)."""
+    times = sorted(datetime.fromisoformat(s) for s in stamps)
+    best = start = 0
+    for end, t in enumerate(times):
+        while times[start] <= t - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def _condemn(
+    c: sqlite3.Connection,
+    ev: HygieneEvent,
+    address: str,
+    soft_threshold: int,
+    soft_window: timedelta,
+) -> bool:
+    """List ``address`` for a counted event if its kind condemns it; True when newly listed.
+
+    A soft bounce condemns only at ``soft_threshold`` within some ``soft_window`` (or an
+    address already listed, whose row it bumps), whatever order the notices arrive or are
+    confirmed in: a late scan decides as a timely one would have.
+    """
+    count = 1
+    if ev.kind == "soft_bounce":
+        rows = c.execute(
+            "SELECT at FROM hygiene_events WHERE address = ? AND kind = 'soft_bounce' "
+            "AND cleared = 0",
+            (address,),
+        ).fetchall()
+        count = _most_within((str(at) for (at,) in rows), soft_window)
+        listed = c.execute("SELECT 1 FROM suppressions WHERE address = ?", (address,)).fetchone()
+        if count < soft_threshold and listed is None:
+            return False
+    return _list(
+        c,
+        address,
+        ev.kind,
+        ev.source,
+        ev.at,
+        campaign_id=ev.campaign_id,
+        member_id=ev.member_id,
+        detail=ev.detail or ev.status,
+        count=count,
+    )
+
+
 class Suppressions(Database):
     """The ledger's suppression list, the hygiene events behind it and the B-Cart write-back."""
 
@@ -336,15 +478,15 @@ class Suppressions(Database):
             _check_reason(ev.kind)
         keyed = [(ev, normalize_address(ev.address)) for ev in batch]
         now = self._now(now)
-        recorded = repeated = 0
+        recorded = repeated = unverified = 0
         new: list[str] = []
         by_kind: dict[str, int] = {}
         with self._write() as c:
             for ev, address in keyed:
                 inserted = c.execute(
                     "INSERT OR IGNORE INTO hygiene_events (event_key, kind, address, at, "
-                    "recorded_at, source, campaign_id, member_id, status, detail) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "recorded_at, source, campaign_id, member_id, status, detail, cleared) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         ev.key,
                         ev.kind,
@@ -356,38 +498,71 @@ class Suppressions(Database):
                         ev.member_id,
                         ev.status,
                         ev.detail,
+                        0 if ev.verified else UNVERIFIED,
                     ),
                 ).rowcount
                 if not inserted:
                     repeated += 1
                     continue
                 recorded += 1
+                if not ev.verified:
+                    unverified += 1
+                    continue
                 by_kind[ev.kind] = by_kind.get(ev.kind, 0) + 1
-                count = 1
-                if ev.kind == "soft_bounce":
-                    count = c.execute(
-                        "SELECT count(*) FROM hygiene_events WHERE address = ? "
-                        "AND kind = 'soft_bounce' AND cleared = 0 AND at > ? AND at <= ?",
-                        (address, ts(ev.at - soft_window), ts(ev.at)),
-                    ).fetchone()[0]
-                    listed = c.execute(
-                        "SELECT 1 FROM suppressions WHERE address = ?", (address,)
-                    ).fetchone()
-                    if count < soft_threshold and listed is None:
-                        continue
-                if _list(
-                    c,
-                    address,
-                    ev.kind,
-                    ev.source,
-                    ev.at,
-                    campaign_id=ev.campaign_id,
-                    member_id=ev.member_id,
-                    detail=ev.detail or ev.status,
-                    count=count,
-                ):
+                if _condemn(c, ev, address, soft_threshold, soft_window):
                     new.append(address)
-        return RecordOutcome(recorded, repeated, tuple(new), by_kind)
+        return RecordOutcome(recorded, repeated, tuple(new), by_kind, unverified)
+
+    def unverified_events(self) -> list[dict[str, Any]]:
+        """The notices waiting for the marketer's word (:meth:`confirm_events`), oldest first."""
+        return self._events("WHERE cleared = ?", (UNVERIFIED,))
+
+    def confirm_events(
+        self,
+        which: Iterable[str],
+        *,
+        soft_threshold: int = 3,
+        soft_window: timedelta = timedelta(days=30),
+        now: datetime | None = None,
+    ) -> ConfirmOutcome:
+        """Count unverified notices as the marketer confirms them, and list what they condemn.
+
+        ``which`` holds event ids (the key's hex, or its first 8 or more characters) or
+        addresses (every unverified notice for it). Something that names no unverified notice,
+        or an id that names two, is refused before anything changes.
+        """
+        wanted = [w.strip() for w in which if w.strip()]
+        if not wanted:
+            raise HygieneError(
+                "name the notices to confirm: an id from the scan or an address",
+                ja="確認する通知の ID かメールアドレスを指定してください",
+            )
+        new: list[str] = []
+        done: list[dict[str, Any]] = []
+        with self._write() as c:
+            keys = _pending_keys(c, wanted)
+            for key in keys:
+                c.execute(
+                    "UPDATE hygiene_events SET cleared = 0, detail = "
+                    "trim(coalesce(detail, '') || ' (確認済み)') WHERE event_key = ?",
+                    (key,),
+                )
+                row = _event_row(c, key)
+                done.append(row)
+                ev = HygieneEvent(
+                    key,
+                    row["kind"],
+                    row["address"],
+                    row["at"],
+                    row["source"],
+                    row["campaign_id"],
+                    row["member_id"],
+                    row["status"],
+                    row["detail"],
+                )
+                if _condemn(c, ev, row["address"], soft_threshold, soft_window):
+                    new.append(row["address"])
+        return ConfirmOutcome(tuple(done), tuple(new))
 
     def suppressions(self) -> list[Suppression]:
         """The whole list, newest first."""
@@ -431,6 +606,15 @@ class Suppressions(Database):
             ]
             transition(c, campaign_id, "withheld", rows, now=now)
         return len(rows)
+
+    def delivery(self, campaign_id: str, member_id: int) -> tuple[str, str] | None:
+        """(address, journal state) of a campaign's mail to ``member_id``: a notice's match."""
+        with self._read() as c:
+            row = c.execute(
+                "SELECT address, state FROM deliveries WHERE campaign_id = ? AND member_id = ?",
+                (campaign_id, int(member_id)),
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
 
     def delivery_address(self, campaign_id: str, member_id: int) -> str | None:
         """The address a campaign's mail to ``member_id`` went to: a bounce's match."""
@@ -524,36 +708,22 @@ class Suppressions(Database):
         return "not_listed" if again is None else "unsuppressed"
 
     def hygiene_events(self, since: datetime | None = None) -> list[dict[str, Any]]:
-        """The events recorded (bounces, complaints, unsubscribes), oldest first: the report's.
+        """The events that count (bounces, complaints, unsubscribes), oldest first: the
+        report's. Unverified notices are left out (:meth:`unverified_events`).
 
         ``since`` keeps those that happened (``at``) at or after it.
         """
-        query = (
-            "SELECT event_key, kind, address, at, recorded_at, source, campaign_id, member_id, "
-            "status, detail FROM hygiene_events"
-        )
-        args: tuple[Any, ...] = ()
-        if since is not None:
-            query += " WHERE at >= ?"
-            args = (ts(since),)
+        if since is None:
+            return self._events("WHERE cleared != ?", (UNVERIFIED,))
+        return self._events("WHERE cleared != ? AND at >= ?", (UNVERIFIED, ts(since)))
+
+    def _events(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
         with self._read() as c:
-            rows = c.execute(query + " ORDER BY at, event_key", args).fetchall()
-        keys = (
-            "event_key",
-            "kind",
-            "address",
-            "at",
-            "recorded_at",
-            "source",
-            "campaign_id",
-            "member_id",
-            "status",
-            "detail",
-        )
-        out = [dict(zip(keys, row, strict=True)) for row in rows]
-        for row in out:
-            row["at"], row["recorded_at"] = dt(row["at"]), dt(row["recorded_at"])
-        return out
+            rows = c.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM hygiene_events {where} ORDER BY at, event_key",
+                args,
+            ).fetchall()
+        return [_event_dict(row) for row in rows]
 
     def last_deliveries(self, addresses: Iterable[str]) -> dict[str, tuple[str, int]]:
         """Address (lower-cased) → (campaign id, member id) of the latest mail sent to it.
@@ -575,7 +745,7 @@ class Suppressions(Database):
             rows = c.execute(
                 "SELECT lower(d.address), d.campaign_id, d.member_id FROM deliveries d "
                 "JOIN wanted_addresses w ON w.address = lower(d.address) "
-                "WHERE d.state IN ('sent', 'failed', 'uncertain', 'deferred') "
+                f"WHERE d.state IN {HANDED_OVER!r} "
                 "ORDER BY coalesce(d.sending_at, ''), d.campaign_id"
             ).fetchall()
             c.execute("DELETE FROM wanted_addresses")
