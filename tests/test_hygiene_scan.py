@@ -378,7 +378,8 @@ def test_full_loop_send_bounce_scan_twice_then_the_dry_run_holds_them_back(
     assert json.loads(bcartnb("suppressions", "--json", env=env, cwd=tmp_path).stdout) == listed
     assert snapshot(md) == before
 
-    dry = bcartnb("run", "campaign.toml", "--json", env=env, cwd=tmp_path)
+    # the same mail again on purpose: the bounced and the complaining are still held back
+    dry = bcartnb("run", "campaign.toml", "--repeat", "--json", env=env, cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
     summary = json.loads(dry.stdout)
     assert summary["reasons"]["suppressed"] == 2  # user0, user2; not user1, user4, user6
