@@ -357,7 +357,7 @@ def serve(
     path = _check_prefix(prefix) if prefix is not None else prefix_from_settings(settings)
     TokenSigner(settings.unsubscribe_secret, "the unsubscribe server")
     sock = _listen(host, port)
-    with Ledger.open(settings.db) as ledger:
+    with Ledger.open(settings=settings) as ledger:
         app = create_app(settings, ledger, prefix=path)
         config = uvicorn.Config(
             app,
