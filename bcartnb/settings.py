@@ -822,7 +822,10 @@ def require_plan(settings: Settings) -> Plan:
 
 
 def missing_plan_error(settings: Settings) -> SettingsError:
-    """No plan in the settings: say which file was read (if any) and where settings are found."""
+    """No plan in the settings: say which file was read (if any) and where settings are found;
+    with no shop at all, that is the thing to fix first."""
+    if settings.source is None and settings.db is None:
+        return _no_shop_error()
     if settings.source is None:
         read, read_ja = (
             f"no settings file (BCARTNB_CONFIG unset, no {SHOP_FILE} here or above)",
