@@ -113,8 +113,8 @@ def check_answer(key: str, value: str) -> str:
     if key == "plan":
         return resolve_plan(value.strip()).name
     if key in ("from", "admin"):
-        parse_mailbox(value.strip(), key)
-        return value.strip()
+        parse_mailbox(value, key)  # as load_settings will read it: nothing trimmed away
+        return value
     if key == "signature":
         text = value.replace("\r\n", "\n")
         Settings(signature=text)  # the one rule for what a signature may hold
@@ -310,7 +310,7 @@ def _backup(src: Path, tmp: Path, timeout: float) -> None:
 def shop_ledger(settings_file: Path) -> Path:
     """The ledger a shop's own file names (``BCARTNB_DB`` left aside): where adopting puts
     the records."""
-    settings = load_settings(settings_file, env={})
+    settings = load_settings(settings_file.absolute(), env={})
     assert settings.db is not None  # a settings file always places the ledger
     return settings.db
 
@@ -365,6 +365,7 @@ templates = "templates"
 [smtp]
 # 送信に使う SMTP サーバー。既定は試験用の埋め込みサーバー（bcartnb sink）です。
 host = "127.0.0.1"
+# ポート番号（starttls は 587、ssl は 465 が普通です）
 port = 8025
 # 暗号化: none（なし）・starttls（ポート587）・ssl（ポート465）
 security = "none"
@@ -391,7 +392,8 @@ security = "none"
 # 一時的な不達が soft_window_days 日に soft_threshold 回で配信停止にします。
 # soft_threshold = 3
 # soft_window_days = 30
-# verp = true にすると、不達メールがどのキャンペーンのどの会員宛てかを確実に突き止めます。
+# VERP: true にすると、不達メールがどのキャンペーンのどの会員宛てかを確実に突き止めます
+# （bounce_address の + の後に付けます。既定の宛先は from）。
 # verp = false
 # bounce_address = "bounces@shop.example.co.jp"
 """
