@@ -651,8 +651,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
         print(f"  {name:<13} {what}{kept}")
     if done.adopted is not None:
         print(_adopted(done.adopted))
-    else:
-        print(f"配信記録（ledger）は、最初に使うときに {done.ledger} に作ります。")
+    elif done.legacy is None:
+        print(f"配信記録ファイルを作りました: {done.ledger}")
     if done.missing:
         print(
             f"まだ書いていない設定: {'・'.join(done.missing)}（{done.settings} に書いてください）"
@@ -1226,8 +1226,9 @@ def _silence_stdout() -> None:
 
 @contextlib.contextmanager
 def _telling_a_new_ledger(command: str) -> Iterator[None]:
-    """Say once, on stderr, where the shop's ledger was created if this command created it:
-    a ledger never appears unannounced (init says so itself)."""
+    """Say once, on stderr, where the shop's ledger was created if this command created it
+    where nobody named it (``bcartnb init`` makes and says it; a ``ledger`` key or
+    ``BCARTNB_DB`` names it): a ledger never appears unannounced."""
     from pathlib import Path
 
     from bcartnb.settings import load_settings
@@ -1235,8 +1236,9 @@ def _telling_a_new_ledger(command: str) -> Iterator[None]:
     watch: Path | None = None
     if command != "init":
         with contextlib.suppress(BcartnbError):
-            db = load_settings().db
-            watch = db if db is not None and not db.exists() else None
+            settings = load_settings()
+            if settings.ledger_by_default and settings.db and not settings.db.exists():
+                watch = settings.db
     try:
         yield
     finally:

@@ -323,6 +323,9 @@ class Settings:
     #: The per-user ledger of earlier versions, when it exists and the shop's own ledger does
     #: not yet: require_ledger says how to adopt it rather than start an empty one beside it.
     legacy_ledger: Path | None = None
+    #: True when ``db`` is the shop folder's default file, named by neither the settings file
+    #: nor BCARTNB_DB: the one ledger that could appear without anyone having named it.
+    ledger_by_default: bool = False
     render_timeout: float = RENDER_TIMEOUT
     max_mail_bytes: int = MAX_MAIL_BYTES
 
@@ -778,6 +781,7 @@ def _settings_from(
         kw["db"] = Path(envd["BCARTNB_DB"]).expanduser()
     elif cfg_path is not None and not ({"ledger", "db"} & set(data)):
         kw["legacy_ledger"] = _unadopted(kw["db"], legacy_ledger_path(envd))
+        kw["ledger_by_default"] = True
     if envd.get("BCARTNB_SMTP_HOST"):
         smtp_kw["host"] = envd["BCARTNB_SMTP_HOST"]
     if envd.get("BCARTNB_SMTP_PORT"):

@@ -23,6 +23,7 @@ from pathlib import Path
 import tomli_w
 
 from bcartnb.exceptions import LedgerError, SettingsError
+from bcartnb.ledger import Ledger
 from bcartnb.ledger.schema import APPLICATION_ID
 from bcartnb.quota import resolve_plan
 from bcartnb.settings import (
@@ -175,11 +176,12 @@ def init_shop(
             ja=f"お店のフォルダー {root} に書き込めません（{err.strerror or err}）。",
         ) from err
     legacy = legacy_ledger_path()
-    if legacy.is_file():
-        if adopt:
-            done.adopted = adopt_ledger(legacy, done.ledger)
-        else:
-            done.legacy = legacy
+    if legacy.is_file() and adopt:
+        done.adopted = adopt_ledger(legacy, done.ledger)
+    elif legacy.is_file():
+        done.legacy = legacy  # no ledger yet: the next command asks what to do with it
+    else:
+        Ledger.open(done.ledger).close()  # made here, where init says so, not on first use
     return done
 
 

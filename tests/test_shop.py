@@ -116,16 +116,15 @@ def test_init_then_quota_dry_run_and_send_from_the_shop_and_a_subfolder(
     server = smtp_server()
     env = environ(tmp_path / "home", **server.env())
     shop = tmp_path / "shop"
-    init(shop, env)
+    made = init(shop, env)
     ledger = shop / "ledger.sqlite3"
-    assert not ledger.exists()  # made when first needed, not by init
+    assert f"配信記録ファイルを作りました: {ledger}" in made.stdout.splitlines()
+    assert ledger.is_file()  # made by init, where it says so
 
     first = bcartnb("quota", cwd=shop, env=env)
     assert first.returncode == 0, first.stderr
     assert f"配信記録ファイル: {ledger}" in first.stdout.splitlines()
-    assert first.stderr == f"bcartnb: 配信記録ファイルを作りました: {ledger}\n"
-    again = bcartnb("quota", cwd=shop, env=env)
-    assert again.stderr == ""  # said once, when created
+    assert first.stderr == ""
 
     deep = shop / "campaigns" / "december"
     path = campaign(deep, 5)
@@ -189,11 +188,28 @@ def test_bcartnb_config_and_bcartnb_db_override_the_folder(tmp_path: Path) -> No
     other = tmp_path / "other.sqlite3"
     out = quota(one / "templates", env | {"BCARTNB_DB": str(other)})
     assert (out["plan"], out["ledger"]) == ("プラン10", str(other))
-    assert other.is_file() and not (one / "ledger.sqlite3").exists()
+    assert other.is_file()
 
     text = (one / "bcartnb.toml").read_text(encoding="utf-8")
     (one / "bcartnb.toml").write_text('ledger = "records/shop.sqlite3"\n' + text, encoding="utf-8")
     assert quota(one / "uploads", env)["ledger"] == str(one / "records" / "shop.sqlite3")
+
+
+def test_a_ledger_made_where_nobody_named_it_is_announced_once(tmp_path: Path) -> None:
+    env = environ(tmp_path / "home")
+    shop = tmp_path / "shop"
+    init(shop, env)
+    ledger = shop / "ledger.sqlite3"
+    ledger.unlink()  # a shop whose ledger was never made (or a hand-written bcartnb.toml)
+    looked = bcartnb("members", str(campaign(shop / "work", 2).with_name("members.csv")),
+                     cwd=shop / "work", env=env)  # fmt: skip
+    assert looked.returncode == 0 and looked.stderr == "" and not ledger.exists()
+    first = bcartnb("quota", cwd=shop / "work", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr == f"bcartnb: 配信記録ファイルを作りました: {ledger}\n"
+    again = bcartnb("campaigns", cwd=shop / "work", env=env)
+    assert again.returncode == 0 and again.stderr == ""  # once, when created
+    assert f"配信記録ファイル: {ledger}" in again.stdout
 
 
 def test_no_shop_is_a_japanese_error_and_no_ledger_is_created_anywhere(tmp_path: Path) -> None:
