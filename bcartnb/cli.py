@@ -464,9 +464,9 @@ def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
         if items:
             lines.append(f"{title}:")
             lines += [f"  {i['id']}  {i['email']}" for i in items]
-    if resume:
-        lines.append(f"続きを送るには: {resume}")
     lines.append(_ledger_line(db))
+    if resume:  # last: what to do next
+        lines.append(f"続きを送るには: {resume}")
     _say("\n".join(lines))
     return 0
 
