@@ -151,11 +151,17 @@ def _toml(value: str, *, multiline: bool = True) -> str:
 
 
 def init_shop(
-    folder: str | os.PathLike[str], answers: ShopAnswers, *, adopt: bool = False
+    folder: str | os.PathLike[str],
+    answers: ShopAnswers,
+    *,
+    adopt: bool = False,
+    new_ledger: bool = False,
 ) -> ShopCreated:
     """Make ``folder`` a shop: refused when it already has a ``bcartnb.toml``, and nothing is
     written unless the settings load. An existing ``.env`` or ``.gitignore`` is kept (the
-    ignore list is added to it). ``adopt`` copies the per-user ledger of earlier versions in."""
+    ignore list is added to it). ``adopt`` copies the per-user ledger of earlier versions in;
+    when there is one and neither ``adopt`` nor ``new_ledger`` (the demo's fresh shop) is
+    given, the ledger is left unmade, so the next command asks which it shall be."""
     root = Path(folder)
     target = check_free(root)
     text = render_settings(answers)
@@ -178,7 +184,7 @@ def init_shop(
     legacy = legacy_ledger_path()
     if legacy.is_file() and adopt:
         done.adopted = adopt_ledger(legacy, done.ledger)
-    elif legacy.is_file():
+    elif legacy.is_file() and not new_ledger:
         done.legacy = legacy  # no ledger yet: the next command asks what to do with it
     else:
         Ledger.open(done.ledger).close()  # made here, where init says so, not on first use
