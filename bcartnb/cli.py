@@ -644,8 +644,17 @@ def _cmd_init(args: argparse.Namespace) -> int:
     answers = shop.ShopAnswers(
         **{key.replace("from", "from_"): _init_answer(args, key) for key in INIT_QUESTIONS}
     )
-    done = shop.init_shop(folder, answers, adopt=args.adopt_ledger)
-    print(f"お店のフォルダーを作りました: {folder}")
+    _tell_init(shop.init_shop(folder, answers, adopt=args.adopt_ledger))
+    return 0
+
+
+def _tell_init(done: Any) -> None:
+    """What ``init`` made, what is left to do, and what to watch for."""
+    import shlex
+
+    from bcartnb.settings import find_shop
+
+    print(f"お店のフォルダーを作りました: {done.folder}")
     for name, what in INIT_FILES.items():
         kept = "（もとからあるものを残しました）" if name in done.kept else ""
         print(f"  {name:<13} {what}{kept}")
@@ -657,14 +666,21 @@ def _cmd_init(args: argparse.Namespace) -> int:
         print(
             f"まだ書いていない設定: {'・'.join(done.missing)}（{done.settings} に書いてください）"
         )
-    print(f"これからは、このフォルダーかその中で bcartnb を実行します: cd {folder}")
+    where = shlex.quote(str(done.folder))
+    print(f"これからは、このフォルダーかその中で bcartnb を実行します: cd {where}")
+    outer = find_shop(done.folder.absolute().parent)
+    if outer is not None:  # a shop inside a shop: a second ledger, a second monthly cap
+        _say(
+            f"注意: このフォルダーはお店のフォルダー {outer.parent} の中です。"
+            f"中で実行した bcartnb は {done.settings} を使い、配信記録も別になります。",
+            err=True,
+        )
     if done.legacy is not None:
         _say(
-            f"注意: 以前の配信記録 {done.legacy} があります。このお店で使うには、{folder} で "
+            f"注意: 以前の配信記録 {done.legacy} があります。このお店で使うには、{where} で "
             "bcartnb init --adopt-ledger を実行して取り込んでください。",
             err=True,
         )
-    return 0
 
 
 def _adopted(ledger: Any) -> str:

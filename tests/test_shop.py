@@ -484,3 +484,44 @@ def test_adopting_refuses_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
     done = bcartnb("init", "--adopt-ledger", cwd=shop, env=env)
     assert done.returncode == 2 and "bcartnb の配信記録ではありません" in done.stderr
     assert ledgers_under(shop) == []
+
+
+def test_init_on_a_terminal_asks_and_asks_again_after_a_wrong_answer(tmp_path: Path) -> None:
+    """A real terminal (a pty) on stdin: the questions in order, a wrong plan asked again,
+    an empty answer leaving the key unset, a signature of several lines ended by an empty one."""
+    import pty
+
+    env = environ(tmp_path / "home")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "init", "shop"],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+    )
+    os.close(slave)
+    answers = ["plan20", "プラン30", FROM, "", "見本商事株式会社", "TEL 03-0000-0000", ""]
+    os.write(master, "".join(f"{a}\n" for a in answers).encode())
+    out, err = proc.communicate(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0, err.decode()
+    assert "plan20" in err.decode() and err.decode().count("\n") == 1  # asked again, once
+    assert "お店のフォルダーを作りました: shop" in out.decode()
+    settings = load_settings(tmp_path / "shop" / "bcartnb.toml", env={})
+    assert (settings.plan, settings.from_addr, settings.admin) == (
+        "プラン30",
+        "shop@example.co.jp",
+        None,
+    )
+    assert settings.signature == "見本商事株式会社\nTEL 03-0000-0000"
+
+
+def test_a_shop_inside_a_shop_is_made_with_a_warning(tmp_path: Path) -> None:
+    env = environ(tmp_path / "home")
+    outer = tmp_path / "shop"
+    init(outer, env)
+    inner = init(outer / "branch", env)
+    assert "注意: このフォルダーはお店のフォルダー" in inner.stderr and str(outer) in inner.stderr
+    assert quota(outer / "branch", env)["ledger"] == str(outer / "branch" / "ledger.sqlite3")
