@@ -2,7 +2,8 @@
 
 A shop is one folder: ``bcartnb.toml`` (the settings, commented in Japanese), ``.env`` (the
 secrets' names, values empty, readable by its owner only), ``templates/``, ``reports/``,
-``uploads/``, a ``.gitignore`` and, once first used, the ledger. Every face finds it by
+``uploads/``, a ``.gitignore`` and the ledger (made by ``init``, or the per-user ledger of
+earlier versions, adopted). Every face finds it by
 looking upward from the working directory (:func:`bcartnb.settings.find_shop`), so the
 monthly quota, "never twice" and the suppression list are one per shop, whoever runs what
 from which subfolder.
