@@ -815,7 +815,7 @@ def suppressed_addresses(settings: Settings, *, ledger: Ledger | None = None) ->
 
     A ledger file that does not exist yet means an empty list: looking never creates one.
     """
-    if ledger is None and not Path(settings.db).expanduser().exists():
+    if ledger is None and (settings.db is None or not settings.db.expanduser().exists()):
         return frozenset()
     with ledger_using(settings, ledger) as led:
         return led.suppressed_addresses()

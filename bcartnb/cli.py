@@ -133,14 +133,15 @@ def _cmd_quota(args: argparse.Namespace) -> int:
     from bcartnb.exceptions import CampaignStateError
     from bcartnb.ledger import Ledger
     from bcartnb.quota import month_of, now_tokyo, parse_month
-    from bcartnb.settings import load_settings, require_plan
+    from bcartnb.settings import load_settings, require_ledger, require_plan
 
     settings = load_settings()
     plan = require_plan(settings)
     this_month = month_of(now_tokyo())
     month = parse_month(args.month) if args.month else this_month
     campaigns: list[dict[str, Any]] = []
-    with Ledger.open(settings.db) as ledger:
+    db = require_ledger(settings)
+    with Ledger.open(db) as ledger:
         status = ledger.usage(plan, month)
         for cid, n in ledger.usage_by_campaign(month).items():
             entry: dict[str, Any] = {"campaign_id": cid, "used": n, "created_at": None}
@@ -151,7 +152,14 @@ def _cmd_quota(args: argparse.Namespace) -> int:
                 entry["subject"] = _subject_of(record.params) or None
             campaigns.append(entry)
     if args.json:
-        _print_json({**status.as_dict(), "reserved": status.reserved, "campaigns": campaigns})
+        _print_json(
+            {
+                **status.as_dict(),
+                "reserved": status.reserved,
+                "campaigns": campaigns,
+                "ledger": str(db),
+            }
+        )
         return 0
 
     def count(n: int | None) -> str:
@@ -175,8 +183,14 @@ def _cmd_quota(args: argparse.Namespace) -> int:
                 f"  {when}  {count(c['used']):>9}  {c['subject'] or '（件名不明）'}"
                 f"  {c['campaign_id']}"
             )
+    lines.append(_ledger_line(db))
     _say("\n".join(lines))
     return 0
+
+
+def _ledger_line(db: Any) -> str:
+    """Where the shop's records are, said by the commands that read them."""
+    return f"配信記録ファイル: {db}"
 
 
 def _subject_of(params: dict[str, Any]) -> str:
@@ -348,12 +362,12 @@ STATUS_LABELS = {"sending": "送信中", "unfinished": "送信途中", "done": "
 def _cmd_campaigns(args: argparse.Namespace) -> int:
     from bcartnb.ledger import Ledger
     from bcartnb.ledger.campaigns import LEFT_STATES
-    from bcartnb.settings import load_settings
+    from bcartnb.settings import load_settings, require_ledger
 
-    settings = load_settings()
+    db = require_ledger(load_settings())
     if args.campaign_id is not None:
-        return _show_campaign(args.campaign_id, settings.db, args.json)
-    with Ledger.open(settings.db) as ledger:
+        return _show_campaign(args.campaign_id, db, args.json)
+    with Ledger.open(db) as ledger:
         ledger.reclaim()  # a crashed run shows as interrupted, not as sending forever
         frame = ledger.campaigns()
     rows = [
@@ -368,6 +382,7 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
             "pending": int(r["pending"]),
             "withheld": int(r["withheld"]),
             "cancelled": int(r["cancelled"]),
+            "ledger": str(db),
         }
         for _, r in frame.iterrows()
     ]
@@ -375,7 +390,7 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
         _print_json(rows)
         return 0
     if not rows:
-        print("配信履歴はまだありません。")
+        print(f"配信履歴はまだありません（{_ledger_line(db)}）。")
         return 0
     print("キャンペーンID               登録日時            状態         送信済み  失敗  残り")
     for r, (_, full) in zip(rows, frame.iterrows(), strict=True):
@@ -386,6 +401,7 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
             f"{status:<10} {r['sent']:>8,} {r['failed']:>5,} {left:>5,}"
         )
     print("1件の詳細は bcartnb campaigns キャンペーンID で表示します。")
+    print(_ledger_line(db))
     return 0
 
 
@@ -446,6 +462,7 @@ def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
             )
         ],
         "resume_command": resume,
+        "ledger": str(db),
     }
     if as_json:
         _print_json(data)
@@ -484,7 +501,8 @@ def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
                 f"  {i['id']}  {i['email']}" + (f"  {i['why']}" if "why" in i else "")
                 for i in items
             ]
-    if resume:
+    lines.append(_ledger_line(db))
+    if resume:  # last: what to do next
         lines.append(f"続きを送るには: {resume}")
     _say("\n".join(lines))
     return 0
@@ -670,6 +688,120 @@ def _cmd_unsuppress(args: argparse.Namespace) -> int:
             "Bカートの管理画面で変更してください。再び配信停止にすると、改めて反映します。"
         )
     return 0
+
+
+# --- init: the shop folder (bcartnb.shop) -------------------------------------------------
+
+#: What ``bcartnb init`` asks on a terminal, in the order asked.
+INIT_QUESTIONS = {
+    "plan": "プラン（ライトプラン・プラン10・プラン30・プラン50・プラン100・プラン300・自社SMTP）",
+    "from": "送信元 From（例: 見本商事 <shop@example.co.jp>）",
+    "admin": "管理者のアドレス（キャンペーンの控えの送り先。空欄で省略）",
+    "signature": "署名（複数行。空の行で終わります。空欄で省略）",
+}
+#: What each file and folder of a new shop is for, as ``init`` tells it.
+INIT_FILES = {
+    "bcartnb.toml": "設定（プラン・送信元・管理者・署名・SMTP）",
+    ".env": "パスワードなど秘密の値（名前だけ。値は空、本人だけが読めます）",
+    ".gitignore": ".env・配信記録・uploads/・reports/ を git に入れません",
+    "templates/": "メールテンプレート",
+    "reports/": "キャンペーンのレポート",
+    "uploads/": "ウィザードでアップロードした会員CSV",
+}
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bcartnb import shop
+    from bcartnb.settings import SHOP_FILE
+
+    folder = Path(args.folder)
+    if args.adopt_ledger and (folder / SHOP_FILE).is_file():
+        ledger = shop.adopt_into_shop(folder / SHOP_FILE)
+        print(_adopted(ledger))
+        return 0
+    shop.check_free(folder)  # before any question is asked
+    answers = shop.ShopAnswers(
+        **{key.replace("from", "from_"): _init_answer(args, key) for key in INIT_QUESTIONS}
+    )
+    _tell_init(shop.init_shop(folder, answers, adopt=args.adopt_ledger))
+    return 0
+
+
+def _tell_init(done: Any) -> None:
+    """What ``init`` made, what is left to do, and what to watch for."""
+    import shlex
+
+    from bcartnb.settings import find_shop
+
+    print(f"お店のフォルダーを作りました: {done.folder}")
+    for name, what in INIT_FILES.items():
+        kept = "（もとからあるものを残しました）" if name in done.kept else ""
+        print(f"  {name:<13} {what}{kept}")
+    if done.adopted is not None:
+        print(_adopted(done.adopted))
+    elif done.legacy is None:
+        print(f"配信記録ファイルを作りました: {done.ledger}")
+    if done.missing:
+        print(
+            f"まだ書いていない設定: {'・'.join(done.missing)}（{done.settings} に書いてください）"
+        )
+    where = shlex.quote(str(done.folder))
+    print(f"これからは、このフォルダーかその中で bcartnb を実行します: cd {where}")
+    outer = find_shop(done.folder.absolute().parent)
+    if outer is not None:  # a shop inside a shop: a second ledger, a second monthly cap
+        _say(
+            f"注意: このフォルダーはお店のフォルダー {outer.parent} の中です。"
+            f"中で実行した bcartnb は {done.settings} を使い、配信記録も別になります。",
+            err=True,
+        )
+    if done.legacy is not None:
+        _say(
+            f"注意: 以前の配信記録 {done.legacy} があります。このお店で使うには、{where} で "
+            "bcartnb init --adopt-ledger を実行して取り込んでください。",
+            err=True,
+        )
+
+
+def _adopted(ledger: Any) -> str:
+    return f"以前の配信記録を取り込みました: {ledger}（元のファイルはそのまま残してあります）"
+
+
+def _init_answer(args: argparse.Namespace, key: str) -> str | None:
+    """A flag's value, checked; else, on a terminal without --yes, the question's answer."""
+    from bcartnb import shop
+    from bcartnb.exceptions import SettingsError
+
+    given = getattr(args, key.replace("from", "from_"))
+    if given is not None:
+        try:
+            return shop.check_answer(key, given)
+        except SettingsError as err:
+            raise SettingsError(f"--{key}: {err}", ja=f"--{key}: {err.ja}") from err
+    if args.yes or not sys.stdin.isatty():
+        return None
+    while True:
+        text = _ask(INIT_QUESTIONS[key], multiline=key == "signature")
+        if not text.strip():
+            return None
+        try:
+            return shop.check_answer(key, text)
+        except SettingsError as err:
+            _say(f"  {err.ja or err}", err=True)
+
+
+def _ask(question: str, *, multiline: bool) -> str:
+    try:
+        if not multiline:
+            return input(f"{question}: ")
+        print(f"{question}:")
+        lines: list[str] = []
+        while line := input():
+            lines.append(line)
+        return "\n".join(lines)
+    except EOFError:
+        return ""
 
 
 # --- bcart: the B-Cart API (bcartnb.bcart_api) -----------------------------------------
@@ -923,6 +1055,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command", required=True, parser_class=_Parser, metavar="コマンド"
     )
+    _add_init(sub)
     _add_members(sub)
     _add_quota(sub)
     _add_run(sub)
@@ -939,6 +1072,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _Sub = Any  # argparse's _SubParsersAction, private in typeshed's eyes
+
+
+def _add_init(sub: _Sub) -> None:
+    p = sub.add_parser(
+        "init",
+        help="お店のフォルダー（設定・秘密の値・テンプレート・配信記録の置き場）を作ります",
+        description="お店のフォルダーを作り、説明つきの bcartnb.toml、秘密の値の .env（値は空）、"
+        "templates/・reports/・uploads/ と .gitignore を書きます。端末ではプラン・送信元・"
+        "管理者・署名を尋ねます（--yes なら尋ねません）。bcartnb.toml があるフォルダーには"
+        "書きません。このフォルダーとその中で実行した bcartnb は、このお店の設定と配信記録を"
+        "使います。",
+    )
+    p.add_argument(
+        "folder", nargs="?", default=".", metavar="フォルダー", help="既定: 今のフォルダー"
+    )
+    p.add_argument("--plan", default=None, help="プラン（例: プラン10、plan10）")
+    p.add_argument(
+        "--from",
+        dest="from_",
+        default=None,
+        metavar="FROM",
+        help="送信元（例: 見本商事 <shop@example.co.jp>）",
+    )
+    p.add_argument("--admin", default=None, help="管理者のアドレス（キャンペーンの控えの送り先）")
+    p.add_argument("--signature", default=None, help="署名（改行を含めてかまいません）")
+    p.add_argument(
+        "--yes", action="store_true", help="尋ねずに作ります（指定しなかった設定は後で書きます）"
+    )
+    p.add_argument(
+        "--adopt-ledger",
+        action="store_true",
+        help="以前の版がユーザーごとに作った配信記録（~/.local/share/bcartnb/ledger.sqlite3）を"
+        "このお店にコピーして使います（既にあるお店のフォルダーでも使えます）",
+    )
+    p.set_defaults(func=_cmd_init)
 
 
 def _add_members(sub: _Sub) -> None:
@@ -1252,11 +1420,34 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def _telling_a_new_ledger(command: str) -> Iterator[None]:
+    """Say once, on stderr, where the shop's ledger was created if this command created it
+    where nobody named it (``bcartnb init`` makes and says it; a ``ledger`` key or
+    ``BCARTNB_DB`` names it): a ledger never appears unannounced."""
+    from pathlib import Path
+
+    from bcartnb.settings import load_settings
+
+    watch: Path | None = None
+    if command != "init":
+        with contextlib.suppress(BcartnbError):
+            settings = load_settings()
+            if settings.ledger_by_default and settings.db and not settings.db.exists():
+                watch = settings.db
+    try:
+        yield
+    finally:
+        if watch is not None and watch.exists():
+            _say(f"bcartnb: 配信記録ファイルを作りました: {watch}", err=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _japanese_argparse():
             args = build_parser().parse_args(argv)
-        code: int = args.func(args)
+        with _telling_a_new_ledger(args.command):
+            code: int = args.func(args)
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()

@@ -1,12 +1,15 @@
 """``make demo``: a real campaign end to end, with nothing leaving the machine.
 
-``python -m bcartnb.demo [--out DIR]`` starts the embedded SMTP sink in this process, runs
-``notebooks/campaign.ipynb`` with papermill against it (the demo shop's settings from
-``data/demo.toml``, a fresh ledger) and exports the executed notebook, the campaign's
-report, to HTML. ``DIR`` (default: the current directory) receives ``demo-out/`` (the
-ledger and the sink's Maildir, recreated on every run so the demo can be repeated) and
-``reports/``. The kernel gets its settings through the environment, as a cron job's would;
-no password is involved anywhere.
+``python -m bcartnb.demo [--out DIR]`` makes a demo shop folder with ``bcartnb init``
+(:func:`bcartnb.shop.init_shop`, answered from ``data/demo.toml``: plan, From, admin,
+signature) and puts the demo's templates and members in it, starts the embedded SMTP sink in
+this process, runs ``notebooks/campaign.ipynb`` with papermill inside the shop folder (the
+kernel finds ``bcartnb.toml`` as every face does, by looking upward from where it runs) and
+exports the executed notebook, the campaign's report, to HTML. ``DIR`` (default: the
+current directory) receives ``demo-out/``, the shop folder (its settings, ledger, templates,
+members and the sink's Maildir, made anew on every run so the demo can be repeated), and
+``reports/``, which keeps every run's report. Only the sink's address comes through the
+environment, as a cron job's would; no password is involved anywhere.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from bcartnb.exceptions import BcartnbError
 from bcartnb.members import read_members
 from bcartnb.quota import now_tokyo
 from bcartnb.report import data_dir, demo_path, export_html, read_summary
+from bcartnb.settings import load_settings
+from bcartnb.shop import ShopAnswers, init_shop
 from bcartnb.sink import Sink
 
 __all__ = [
@@ -35,6 +40,7 @@ __all__ = [
     "NOTEBOOK",
     "ensure_kernel",
     "main",
+    "make_demo_shop",
     "readable_parameters",
     "run_demo",
 ]
@@ -123,14 +129,26 @@ def _ipc_kernel_manager(folder: str) -> type[Any]:
     return IpcKernelManager
 
 
+def make_demo_shop(folder: Path) -> Path:
+    """A shop folder as ``bcartnb init`` makes it, answered with the demo shop's settings,
+    with the demo's templates and members put in; an earlier demo shop there is replaced."""
+    shutil.rmtree(folder, ignore_errors=True)
+    demo = load_settings(demo_path("demo.toml"), env={})
+    sender = f"{demo.from_name} <{demo.from_addr}>" if demo.from_name else demo.from_addr
+    answers = ShopAnswers(demo.plan, sender, demo.admin, demo.signature)
+    init_shop(folder, answers, new_ledger=True)  # whatever this user ran before
+    for template in demo_path("templates").glob("*.txt"):
+        shutil.copy2(template, folder / "templates" / template.name)
+    shutil.copy2(DEMO_MEMBERS, folder / DEMO_MEMBERS.name)
+    return folder
+
+
 def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run the demo campaign into ``out``; return where everything is and the summary."""
     import papermill
 
     out = out.resolve()
-    work = out / "demo-out"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = make_demo_shop(out / "demo-out")
     maildir = work / "Maildir"  # the sink creates it with tmp/ new/ cur/
     reports = out / "reports"
     reports.mkdir(parents=True, exist_ok=True)
@@ -139,8 +157,9 @@ def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str
     executed = reports / f"campaign-{now_tokyo():%Y%m%d-%H%M%S}.ipynb"
     with Sink(maildir, port=0) as sink:
         env: dict[str, str | None] = {
-            "BCARTNB_CONFIG": str(demo_path("demo.toml")),
-            "BCARTNB_DB": str(work / "ledger.sqlite3"),
+            # the kernel finds the shop from its working directory, like every face
+            "BCARTNB_CONFIG": None,
+            "BCARTNB_DB": None,
             "BCARTNB_SMTP_HOST": sink.host,
             "BCARTNB_SMTP_PORT": str(sink.port),
             "BCARTNB_SMTP_SECURITY": "none",
@@ -153,9 +172,13 @@ def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str
             papermill.execute_notebook(
                 str(NOTEBOOK),
                 str(executed),
-                parameters=dict(DEMO_PARAMETERS if parameters is None else parameters),
+                parameters=dict(
+                    {**DEMO_PARAMETERS, "members": str(work / DEMO_MEMBERS.name)}
+                    if parameters is None
+                    else parameters
+                ),
                 kernel_name=KERNEL,
-                cwd=str(out),
+                cwd=str(work),
                 progress_bar=False,
                 kernel_manager_class=_ipc_kernel_manager(ipc),
             )
@@ -164,6 +187,7 @@ def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str
     report = executed.with_name(f"campaign-{summary['campaign_id']}.ipynb")
     executed.replace(report)
     return {
+        "shop": work,
         "report": report,
         "html": export_html(report, report.with_suffix(".html")),
         "maildir": maildir,
@@ -205,6 +229,10 @@ def main(argv: Sequence[str] = ()) -> int:
         f"送信できない件数 {s['unsendable']} / 送信済み {s['sent']} / 失敗 {s['failed']}"
     )
     print(f"今月の配信数 {q['used_before']} → {q['used_after']}（{q['plan']}、上限 {q['cap']}）")
+    print(
+        f"お店のフォルダー (the demo shop): {result['shop']}"
+        "（その中で bcartnb campaigns・quota などを試せます）"
+    )
     print(f"レポート (report notebook): {result['report']}")
     print(f"レポート HTML (report as HTML): {result['html']}")
     print(f"受信したメール (Maildir): {result['maildir']}")

@@ -61,6 +61,7 @@ from bcartnb.files import write_atomically
 from bcartnb.filters import describe_filter
 from bcartnb.members import COLUMN_LABELS
 from bcartnb.quota import TOKYO, month_of, resolve_plan
+from bcartnb.settings import require_ledger
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -927,7 +928,7 @@ def from_run(
     data = summary.as_dict()
     quota = data["quota"]
     cid = summary.campaign_id  # a continued campaign keeps its first run's id
-    db = plan.settings.db
+    db = require_ledger(plan.settings)
     with Ledger.open(db) as led:
         usage = dict(
             led.usage_by_campaign(quota["month"]) if ledger_usage is None else ledger_usage
@@ -993,7 +994,9 @@ def show_report(
     if not summary.dry_run:  # what only this run knows, for `bcartnb report ID` later
         notes = {"scheduled_at": doc.scheduled_at, "sender": doc.sender, "subject": doc.subject}
         try:
-            _write_notes(plan.settings.db, doc.campaign_id, {**notes, "quota": summary.quota})
+            _write_notes(
+                require_ledger(plan.settings), doc.campaign_id, {**notes, "quota": summary.quota}
+            )
         except OSError as err:  # the mail went out: the report must still be shown
             doc.notes.append(
                 "`bcartnb report` 用のメモを書き込めませんでした"
@@ -1024,7 +1027,8 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
     from bcartnb.delivery import DeliverySummary
     from bcartnb.ledger import Ledger
 
-    with Ledger.open(settings.db) as led:
+    db = require_ledger(settings)
+    with Ledger.open(db) as led:
         try:
             record = led.campaign(campaign_id)
         except CampaignStateError as err:
@@ -1033,10 +1037,10 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
                 ja=f"キャンペーン {campaign_id!r} は配信記録にありません（確認のみの実行は"
                 "記録されません）。`bcartnb campaigns` で一覧を確かめてください。",
             ) from err
-        notes = _read_notes(settings.db, campaign_id)
+        notes = _read_notes(db, campaign_id)
         month = month_of(record.created_at)
         usage = led.usage_by_campaign(month)
-        labels = _usage_labels(led, usage, settings.db)
+        labels = _usage_labels(led, usage, db)
         quota = notes.get("quota") or _quota_from_usage(record.plan, month, usage, campaign_id)
         status = {"done": "done", "cancelled": "cancelled"}.get(record.status, "unfinished")
         summary = DeliverySummary.from_record(

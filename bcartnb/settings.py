@@ -3,10 +3,17 @@
 Where they come from, the later winning:
 
 1. built-in defaults;
-2. the TOML file named by ``BCARTNB_CONFIG`` (else ``./bcartnb.toml`` when it exists);
-3. a ``.env`` file in the current directory (it never overrides a variable already set);
+2. the shop's ``bcartnb.toml``: the file named by ``BCARTNB_CONFIG``, else the first one found
+   looking upward from the working directory, as git finds a repository (:func:`find_shop`);
+3. a ``.env`` file in the current directory, then the one beside ``bcartnb.toml`` (neither
+   overrides a variable already set);
 4. the environment: ``BCARTNB_SMTP_HOST``, ``_PORT``, ``_SECURITY``, ``_USER``, ``_PASSWORD``,
    ``BCARTNB_PLAN``, ``BCARTNB_DB``, ``BCARTNB_BCART_TOKEN``.
+
+The ledger belongs to the shop: ``ledger`` in ``bcartnb.toml`` (``ledger.sqlite3`` beside it by
+default), ``BCARTNB_DB`` overriding. With neither a shop nor ``BCARTNB_DB`` there is no ledger
+(``Settings.db`` is None) and :func:`require_ledger` says to run ``bcartnb init``: a ledger made
+silently somewhere else would split the quota, "never twice" and the suppression list.
 
 The SMTP password, the B-Cart access token and the unsubscribe links' signing secret
 (``BCARTNB_UNSUBSCRIBE_SECRET``) are read from the environment only: a TOML file or a
@@ -23,7 +30,7 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from email.headerregistry import Address, AddressHeader, HeaderRegistry
 from email.utils import parseaddr
@@ -36,9 +43,11 @@ from bcartnb.quota import Plan, resolve_plan
 
 __all__ = [
     "BCART_API_URL",
+    "DEFAULT_LEDGER",
     "MAX_MAIL_BYTES",
     "RENDER_TIMEOUT",
     "SETTINGS_SOURCES_JA",
+    "SHOP_FILE",
     "UNSUBSCRIBE_SECRET_ENV",
     "BcartSettings",
     "DeliverySettings",
@@ -49,12 +58,15 @@ __all__ = [
     "check_type",
     "check_url",
     "control_in_url",
-    "default_db_path",
+    "find_shop",
+    "legacy_ledger_path",
     "load_settings",
     "missing_plan_error",
     "parse_mailbox",
     "read_toml",
+    "require_ledger",
     "require_plan",
+    "settings_from_text",
 ]
 
 SECURITY_MODES = ("none", "starttls", "ssl")
@@ -63,9 +75,14 @@ UNSUBSCRIBE_SECRET_ENV = "BCARTNB_UNSUBSCRIBE_SECRET"
 #: Where settings come from, in the shop's words: told whenever a needed one is missing (a
 #: papermill run in a folder without bcartnb.toml otherwise only learns that a plan is unset).
 SETTINGS_SOURCES_JA = (
-    "設定は、環境変数 BCARTNB_CONFIG が指すファイル、なければ今のフォルダの bcartnb.toml から"
-    "読み込みます（.env と環境変数 BCARTNB_PLAN・BCARTNB_DB・BCARTNB_SMTP_HOST などが優先します）。"
+    "設定は、環境変数 BCARTNB_CONFIG が指すファイル、なければ今のフォルダから上にたどって"
+    "最初に見つかった bcartnb.toml（お店のフォルダー）から読み込みます"
+    "（.env と環境変数 BCARTNB_PLAN・BCARTNB_DB・BCARTNB_SMTP_HOST などが優先します）。"
 )
+#: The shop folder's settings file, looked for upward from the working directory.
+SHOP_FILE = "bcartnb.toml"
+#: The ledger's file name in the shop folder when ``ledger`` is not set.
+DEFAULT_LEDGER = "ledger.sqlite3"
 #: Seconds one template render may take: the demo newsletter renders in a tenth of a
 #: millisecond and a loop over a thousand products in milliseconds, so five seconds leaves
 #: room for any real template and still ends a runaway one before a wizard user gives up.
@@ -85,6 +102,7 @@ _TOP_KEYS = {
     "signature",
     "signature_html",
     "db",
+    "ledger",
     "templates",
     "segments",
     "unsubscribe_url",
@@ -309,7 +327,8 @@ class Settings:
     admin: str | None = None
     signature: str = ""
     signature_html: str | None = None
-    db: Path = field(default_factory=lambda: default_db_path())
+    #: The ledger file; None when no shop was found and BCARTNB_DB is unset (require_ledger).
+    db: Path | None = None
     templates: Path = Path("templates")
     segments: Path = Path("segments.toml")
     unsubscribe_url: str | None = None
@@ -321,6 +340,12 @@ class Settings:
     bcart: BcartSettings = field(default_factory=BcartSettings)
     hygiene: HygieneSettings = field(default_factory=HygieneSettings)
     source: Path | None = None
+    #: The per-user ledger of earlier versions, when it exists and the shop's own ledger does
+    #: not yet: require_ledger says how to adopt it rather than start an empty one beside it.
+    legacy_ledger: Path | None = None
+    #: True when ``db`` is the shop folder's default file, named by neither the settings file
+    #: nor BCARTNB_DB: the one ledger that could appear without anyone having named it.
+    ledger_by_default: bool = False
     render_timeout: float = RENDER_TIMEOUT
     max_mail_bytes: int = MAX_MAIL_BYTES
 
@@ -329,6 +354,14 @@ class Settings:
             value = getattr(self, key)
             if isinstance(value, str):
                 check_url(value, key, SettingsError)
+        bad = _SIGNATURE_CONTROL.search(self.signature)
+        if bad:
+            # line breaks are the signature's own (LF; a file's CRLF reads as LF); a NUL or a
+            # bare CR would reach every mail's body, where SMTP forbids them
+            raise SettingsError(
+                f"signature contains a control character ({bad.group()!r})",
+                ja="署名に改行以外の制御文字（NUL・CR など）が含まれています。",
+            )
         _in_range("render_timeout", self.render_timeout, *_RENDER_TIMEOUT_RANGE, unit=" seconds")
         _in_range("max_mail_bytes", self.max_mail_bytes, *_MAX_MAIL_BYTES_RANGE, integer=True)
 
@@ -337,10 +370,22 @@ class Settings:
         return replace(self, **changes)
 
 
-def default_db_path() -> Path:
-    """One ledger per user, not per working directory: two ledgers would each allow a full cap."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+def legacy_ledger_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where earlier versions kept one ledger per user when no ``BCARTNB_DB`` was set."""
+    envd = os.environ if env is None else env
+    base = envd.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "bcartnb" / "ledger.sqlite3"
+
+
+def find_shop(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The ``bcartnb.toml`` in ``start`` (the working directory) or the nearest folder above
+    it, as git finds a repository: every face, in any subfolder, reads the same shop."""
+    here = Path(start if start is not None else Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        candidate = folder / SHOP_FILE
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 # C0 controls (NUL, CR, LF, tab …), DEL, C1 controls and the Unicode line separators: none
@@ -407,6 +452,8 @@ def check_url(url: str, key: str, error: type[InputError]) -> None:
         )
 
 
+#: What a signature may not hold: the controls above but the line feed and the tab.
+_SIGNATURE_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _MAILBOX_JA = (
     "{key} にはメールアドレスを1つだけ書いてください（例: 見本商事 <shop@example.co.jp>）。"
 )
@@ -447,8 +494,17 @@ def parse_mailbox(value: str, key: str) -> tuple[str, str]:
     return name, addr
 
 
-def _read_dotenv(env: dict[str, str]) -> None:
-    path = Path(".env")
+def _read_dotenv(env: dict[str, str], path: str | os.PathLike[str] | None = None) -> None:
+    """``.env`` in the working directory, then the one in the shop folder (beside the settings
+    file ``path``, else the one found as :func:`load_settings` finds it), so the secrets are
+    found from any subfolder; neither overrides a variable already set."""
+    _read_env_file(env, Path(".env"))
+    config = _config_path(env, path)
+    if config is not None:
+        _read_env_file(env, config.parent / ".env")
+
+
+def _read_env_file(env: dict[str, str], path: Path) -> None:
     if not path.is_file():
         return
     from dotenv import dotenv_values
@@ -463,8 +519,7 @@ def _config_path(env: Mapping[str, str], path: str | os.PathLike[str] | None) ->
         return Path(path)
     if env.get("BCARTNB_CONFIG"):
         return Path(env["BCARTNB_CONFIG"])
-    local = Path("bcartnb.toml")
-    return local if local.is_file() else None
+    return find_shop()
 
 
 _FILE_NAMES_JA = {"settings file": "設定ファイル", "campaign file": "キャンペーンファイル"}
@@ -626,6 +681,80 @@ def _hygiene(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def _ledger(
+    data: Mapping[str, Any], where: str, rel: Callable[[str], Path], shop: Path | None
+) -> Path | None:
+    """The ``ledger`` key (``db``, its old name, still read), relative to the settings file;
+    by default ``ledger.sqlite3`` in the shop folder; None with no shop at all."""
+    if "ledger" in data and "db" in data:
+        raise SettingsError(
+            f"{where}: ledger and db name the same file: keep ledger only",
+            ja=f"{where} に ledger と db の両方があります（同じ配信記録ファイルの設定です）。"
+            "ledger だけを残してください。",
+        )
+    for key in ("ledger", "db"):
+        if key in data:
+            value = check_type(data, key, str, where)
+            if not value.strip() or _CONTROL.search(value):
+                raise SettingsError(
+                    f"{where}: {key} must be a file path, not {value!r}",
+                    ja=f"{where} の {key} には配信記録ファイルのパスを書いてください。",
+                )
+            return rel(value)
+    return shop / DEFAULT_LEDGER if shop is not None else None
+
+
+def _unadopted(ledger: Path | None, legacy: Path) -> Path | None:
+    """The per-user ledger of earlier versions, if it holds records the shop has not taken
+    over: the shop's own ledger does not exist yet and the old one does."""
+    if ledger is None or ledger.exists() or not legacy.is_file():
+        return None
+    return None if legacy.resolve() == ledger.resolve() else legacy
+
+
+def require_ledger(settings: Settings) -> Path:
+    """The shop's ledger file, or the error that says how to get one: ``bcartnb init`` when
+    no shop was found, adopting the per-user ledger of earlier versions when one is there.
+
+    Every stage that opens the ledger comes through here, so no ledger is ever created
+    silently outside the shop (a second ledger would allow a second monthly cap and forget
+    who unsubscribed).
+    """
+    if settings.db is None:
+        raise _no_shop_error()
+    legacy = settings.legacy_ledger
+    if legacy is not None and legacy.is_file() and not settings.db.exists():
+        raise SettingsError(
+            f"the shop's ledger {settings.db} does not exist yet, but an earlier per-user "
+            f"ledger {legacy} does: adopt it (bcartnb init --adopt-ledger), keep using it "
+            f'(ledger = "{legacy}"), or start a new one (ledger = "{DEFAULT_LEDGER}")',
+            ja=f"以前の配信記録 {legacy} があります（今月の送信数・配信履歴・配信停止リスト）。"
+            "お店のフォルダーで bcartnb init --adopt-ledger を実行して取り込むか、"
+            f'bcartnb.toml に ledger = "{legacy}" と書いてそのまま使うか、'
+            f'新しく始めるなら ledger = "{DEFAULT_LEDGER}" と書いてください。',
+        )
+    return settings.db
+
+
+def _no_shop_error() -> SettingsError:
+    here = Path.cwd()
+    legacy = legacy_ledger_path()
+    hint, hint_ja = "", ""
+    if legacy.is_file():
+        hint = f"; an earlier per-user ledger is at {legacy}: bcartnb init --adopt-ledger takes it"
+        hint_ja = (
+            f"以前の配信記録 {legacy} は、作ったフォルダーで bcartnb init --adopt-ledger を"
+            "実行すると取り込めます。"
+        )
+    return SettingsError(
+        f"no shop folder: no {SHOP_FILE} in {here} or any folder above it, BCARTNB_CONFIG "
+        f"and BCARTNB_DB unset; run `bcartnb init FOLDER` and work inside it{hint}",
+        ja=f"お店のフォルダーが見つかりません（{here} とその上のフォルダーに {SHOP_FILE} がなく、"
+        "BCARTNB_CONFIG・BCARTNB_DB も未設定です）。bcartnb init でお店のフォルダーを作り、"
+        f"その中で実行してください。{hint_ja}",
+    )
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -633,9 +762,28 @@ def load_settings(
     """Read and check the shop's settings once; every later stage takes the result."""
     envd = dict(os.environ if env is None else env)
     if env is None:
-        _read_dotenv(envd)
+        _read_dotenv(envd, path)
     cfg_path = _config_path(envd, path)
     data: dict[str, Any] = read_toml(cfg_path, "settings file") if cfg_path else {}
+    return _settings_from(data, cfg_path, envd, dotenv=env is None)
+
+
+def settings_from_text(text: str, path: Path) -> Settings:
+    """The settings ``text`` would give as the file ``path``, with no environment: how
+    ``bcartnb init`` checks what it writes by the very rules that will read it."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError(
+            f"{path}: not valid TOML: {err}",
+            ja=f"設定ファイル（{path}）の書き方が TOML として正しくありません。",
+        ) from err
+    return _settings_from(data, path, {}, dotenv=False)
+
+
+def _settings_from(
+    data: dict[str, Any], cfg_path: Path | None, envd: Mapping[str, str], *, dotenv: bool
+) -> Settings:
     where = str(cfg_path) if cfg_path else "settings"
     check_keys(data, _TOP_KEYS, where)
     base = cfg_path.parent if cfg_path else Path.cwd()
@@ -663,8 +811,7 @@ def load_settings(
             kw["from_name"] = name
     if "admin" in kw:
         kw["admin"] = parse_mailbox(kw["admin"], f"{where}: admin")[1]
-    if "db" in data:
-        kw["db"] = rel(check_type(data, "db", str, where))
+    kw["db"] = _ledger(data, where, rel, base if cfg_path else None)
     kw["templates"] = (
         rel(check_type(data, "templates", str, where))
         if "templates" in data
@@ -722,6 +869,9 @@ def load_settings(
         kw["plan"] = envd["BCARTNB_PLAN"]
     if envd.get("BCARTNB_DB"):
         kw["db"] = Path(envd["BCARTNB_DB"]).expanduser()
+    elif cfg_path is not None and not ({"ledger", "db"} & set(data)):
+        kw["legacy_ledger"] = _unadopted(kw["db"], legacy_ledger_path(envd))
+        kw["ledger_by_default"] = True
     if envd.get("BCARTNB_SMTP_HOST"):
         smtp_kw["host"] = envd["BCARTNB_SMTP_HOST"]
     if envd.get("BCARTNB_SMTP_PORT"):
@@ -736,7 +886,7 @@ def load_settings(
         kw["unsubscribe_secret"] = envd[UNSUBSCRIBE_SECRET_ENV]
 
     if kw.get("plan"):
-        _check_plan(kw["plan"], where, envd, dotenv=env is None)
+        _check_plan(kw["plan"], where, envd, dotenv=dotenv)
 
     # the modes themselves are checked once, by SmtpSettings (with the file named below)
     security = smtp_kw.get("security", "none").lower()
@@ -766,10 +916,13 @@ def require_plan(settings: Settings) -> Plan:
 
 
 def missing_plan_error(settings: Settings) -> SettingsError:
-    """No plan in the settings: say which file was read (if any) and where settings are found."""
+    """No plan in the settings: say which file was read (if any) and where settings are found;
+    with no shop at all, that is the thing to fix first."""
+    if settings.source is None and settings.db is None:
+        return _no_shop_error()
     if settings.source is None:
         read, read_ja = (
-            "no settings file (BCARTNB_CONFIG unset, no ./bcartnb.toml)",
+            f"no settings file (BCARTNB_CONFIG unset, no {SHOP_FILE} here or above)",
             "設定ファイルなし",
         )
     else:

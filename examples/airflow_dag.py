@@ -14,8 +14,11 @@ twice; a retry of a finished one is refused before anything is sent. So:
 * over the quota (3), bad input (2) or refused mails (5): retrying changes nothing; the task
   fails once its retries are spent, and Airflow tells a person (``email_on_failure``).
 
-The SMTP password comes from the worker's environment (``BCARTNB_SMTP_PASSWORD``) or a
-``.env`` file, never from the parameters: the executed notebook is kept as the report.
+The shop is the folder ``SHOP`` made by ``bcartnb init``: ``settings_path`` names its
+``bcartnb.toml``, and with it come its ledger (the quota, the send history, the suppression
+list, shared with the shop's marketers and any cron job) and its ``.env``. The SMTP password
+comes from the worker's environment (``BCARTNB_SMTP_PASSWORD``) or that ``.env``, never from
+the parameters: the executed notebook is kept as the report.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import pendulum
 from airflow import DAG
 from airflow.providers.papermill.operators.papermill import PapermillOperator
 
-SHOP = "/srv/shop"
+SHOP = "/srv/shop"  # the shop folder (bcartnb init)
 
 with DAG(
     dag_id="bcartnb_december_campaign",

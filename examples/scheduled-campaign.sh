@@ -2,7 +2,11 @@
 # 予約配信: run a campaign at its scheduled time (from cron, or any scheduler that runs a
 # command), write the executed notebook as its report, and exit with bcartnb's exit code.
 #
-#   examples/scheduled-campaign.sh PARAMS.yaml [REPORT_DIR]
+#   cd /srv/shop && examples/scheduled-campaign.sh PARAMS.yaml [REPORT_DIR]
+#
+# Run it in the shop folder (made by `bcartnb init`): the notebook's kernel runs there too, so
+# it finds the shop's bcartnb.toml, its ledger and its .env as every bcartnb face does; the
+# quota, the send history and the suppression list are the shop's, whoever runs what.
 #
 # PARAMS.yaml holds the campaign notebook's parameters (members, template, filter, ...);
 # send=True and scheduled_at are added here. Exit codes (the same as `bcartnb run`):
@@ -17,7 +21,7 @@
 #   130  interrupted                                        -> run again later (continues)
 #   1    anything else (the kernel died, papermill missing)  -> run again later; it is safe
 #
-# The SMTP password comes from the environment or a .env file, never from PARAMS.yaml.
+# The SMTP password comes from the environment or the shop's .env, never from PARAMS.yaml.
 set -u
 
 params=${1:?"使い方: scheduled-campaign.sh PARAMS.yaml [REPORT_DIR]"}
@@ -30,7 +34,7 @@ mkdir -p "$reports" || exit 1
 scheduled_at=$(date -Iseconds)
 report="$reports/campaign-$(date +%Y%m%d-%H%M%S).ipynb"
 
-"$python" -m papermill "$notebook" "$report" --log-level WARNING \
+"$python" -m papermill "$notebook" "$report" --log-level WARNING --cwd "$(pwd)" \
     -f "$params" -p send True -p scheduled_at "$scheduled_at"
 "$python" "$here/notebook_exit_code.py" "$report"
 code=$?

@@ -99,11 +99,9 @@ def test_the_cron_wrapper_sends_once_and_exits_with_bcartnb_codes(
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
-    env |= server.env() | {
-        "BCARTNB_CONFIG": str(settings),
-        "BCARTNB_DB": str(tmp_path / "ledger.sqlite3"),
-        "PYTHON": sys.executable,
-    }
+    # tmp_path is the shop folder (its bcartnb.toml, ledger and reports), found by the
+    # notebook's kernel from where the wrapper runs, as cron's `cd /srv/shop` would
+    env |= server.env() | {"PYTHON": sys.executable}
 
     def members_mailed() -> list[str]:
         return sorted(r.recipients[0] for r in server.received if r.recipients != (ADMIN,))
@@ -121,6 +119,7 @@ def test_the_cron_wrapper_sends_once_and_exits_with_bcartnb_codes(
     assert third.returncode == 2, third.stderr
     assert members_mailed() == [f"user{i}@example.co.jp" for i in range(3)]
     assert len([r for r in server.received if r.recipients == (ADMIN,)]) == 1
+    assert (tmp_path / "ledger.sqlite3").is_file()  # the shop's own ledger, nowhere else
     reports = sorted((tmp_path / "reports").glob("campaign-*.ipynb"))
     assert len(reports) >= 2  # one report per run (two may share a second)
     text = "".join(p.read_text(encoding="utf-8") for p in reports)

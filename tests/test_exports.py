@@ -47,6 +47,7 @@ def test_unknown_name_is_an_attribute_error() -> None:
         "search",
         "segments",
         "settings",
+        "shop",
         "sink",
         "templates",
         "transports",

@@ -11,7 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bcartnb.exceptions import SettingsError
-from bcartnb.settings import MAX_MAIL_BYTES, RENDER_TIMEOUT, load_settings
+from bcartnb.settings import (
+    MAX_MAIL_BYTES,
+    RENDER_TIMEOUT,
+    find_shop,
+    legacy_ledger_path,
+    load_settings,
+    require_ledger,
+    require_plan,
+)
 
 
 def write(path: Path, text: str) -> Path:
@@ -294,3 +302,109 @@ def test_any_bytes_as_a_settings_or_campaign_file_give_a_result_or_a_bcartnb_err
             load()
         except BcartnbError as err:
             assert "\n" not in str(err)  # one line, fit to print
+
+
+# --- the shop folder (issue 20) ------------------------------------------------------------
+
+
+def test_the_shop_is_found_upward_and_its_paths_are_relative_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = tmp_path / "shop"
+    deep = shop / "campaigns" / "2026" / "12"
+    deep.mkdir(parents=True)
+    write(shop / "bcartnb.toml", 'plan = "light"\nsegments = "saved/segments.toml"\n')
+    nested = write(deep.parent / "bcartnb.toml", 'plan = "plan30"\n')  # the nearest wins
+    monkeypatch.chdir(deep)
+    assert load_settings().source == nested
+    nested.unlink()
+    s = load_settings()
+    assert (s.source, s.plan) == (shop / "bcartnb.toml", "light")
+    assert s.db == shop / "ledger.sqlite3" and s.ledger_by_default
+    assert s.templates == shop / "templates"
+    assert s.segments == shop / "saved" / "segments.toml"
+    assert find_shop(tmp_path) is None and find_shop(deep) == shop / "bcartnb.toml"
+    # a folder named bcartnb.toml is not a shop
+    (tmp_path / "other" / "bcartnb.toml").mkdir(parents=True)
+    assert find_shop(tmp_path / "other") is None
+
+
+def test_the_ledger_key_its_old_name_and_bcartnb_db(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "bcartnb.toml", 'ledger = "records/shop.sqlite3"\n')
+    s = load_settings(cfg, env={})
+    assert s.db == tmp_path / "records" / "shop.sqlite3" and not s.ledger_by_default
+    write(cfg, 'db = "/var/lib/shop.sqlite3"\n')  # what earlier files say
+    assert load_settings(cfg, env={}).db == Path("/var/lib/shop.sqlite3")
+    s = load_settings(cfg, env={"BCARTNB_DB": str(tmp_path / "env.sqlite3")})
+    assert s.db == tmp_path / "env.sqlite3"
+    write(cfg, 'ledger = "a.sqlite3"\ndb = "b.sqlite3"\n')
+    with pytest.raises(SettingsError, match="ledger and db") as err:
+        load_settings(cfg, env={})
+    assert "ledger だけ" in (err.value.ja or "")
+    for bad in ('ledger = ""', 'ledger = "  "', 'ledger = "a\\u0000b"', "ledger = 3"):
+        with pytest.raises(SettingsError, match="ledger"):
+            load_settings(write(cfg, bad + "\n"), env={})
+
+
+def test_no_shop_means_no_ledger_until_bcartnb_db_names_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.db is None and s.source is None
+    with pytest.raises(SettingsError, match="no shop folder") as err:
+        require_ledger(s)
+    assert str(tmp_path) in str(err.value) and "bcartnb init" in (err.value.ja or "")
+    with pytest.raises(SettingsError, match="no shop folder"):
+        require_plan(s)  # the first thing to fix is the missing shop, not the plan
+    monkeypatch.setenv("BCARTNB_DB", str(tmp_path / "x.sqlite3"))
+    assert require_ledger(load_settings()) == tmp_path / "x.sqlite3"
+    assert not (tmp_path / "x.sqlite3").exists()  # naming is not creating
+
+
+def test_an_unadopted_per_user_ledger_is_named_until_the_shop_has_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    legacy = legacy_ledger_path()
+    assert legacy == tmp_path / "xdg" / "bcartnb" / "ledger.sqlite3"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"")
+    (tmp_path / "shop").mkdir()
+    cfg = write(tmp_path / "shop" / "bcartnb.toml", 'plan = "light"\n')
+    s = load_settings(cfg)
+    assert s.legacy_ledger == legacy
+    with pytest.raises(SettingsError, match="adopt") as err:
+        require_ledger(s)
+    assert f'ledger = "{legacy}"' in (err.value.ja or "")
+    (tmp_path / "shop" / "ledger.sqlite3").write_bytes(b"")  # adopted (or made) since
+    assert require_ledger(s) == tmp_path / "shop" / "ledger.sqlite3"
+    assert load_settings(cfg).legacy_ledger is None
+    write(cfg, 'plan = "light"\nledger = "new.sqlite3"\n')  # a ledger named: the shop chose
+    assert load_settings(cfg).legacy_ledger is None
+
+
+def test_the_shops_dotenv_is_read_from_a_subfolder_and_never_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "bcartnb.toml", 'plan = "light"\n')
+    write(tmp_path / ".env", "BCARTNB_SMTP_PASSWORD=shop\nBCARTNB_PLAN=plan10\n")
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / ".env", "BCARTNB_PLAN=plan30\n")  # the nearer one first
+    monkeypatch.chdir(tmp_path / "sub")
+    s = load_settings()
+    assert (s.smtp.password, s.plan) == ("shop", "plan30")
+    monkeypatch.setenv("BCARTNB_SMTP_PASSWORD", "env")
+    assert load_settings().smtp.password == "env"
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\rb", "a\x1b[2Jb", "a\u2028b", "a\x7fb"])
+def test_a_signature_holds_no_control_character_but_line_feeds_and_tabs(
+    tmp_path: Path, bad: str
+) -> None:
+    cfg = write(tmp_path / "bcartnb.toml", f"signature = {json.dumps(bad)}\n")
+    with pytest.raises(SettingsError, match="signature contains a control character"):
+        load_settings(cfg, env={})
+    good = "見本商事\n\tTEL 03-0000-0000\n"
+    write(cfg, f"signature = {json.dumps(good)}\n")
+    assert load_settings(cfg, env={}).signature == good

@@ -420,7 +420,7 @@ def serve(
     path = _check_prefix(prefix) if prefix is not None else prefix_from_settings(settings)
     TokenSigner(settings.unsubscribe_secret, "the unsubscribe server")
     sock = _listen(host, port)
-    with Ledger.open(settings.db) as ledger:
+    with Ledger.open(settings=settings) as ledger:
         server = make_server(settings, ledger, prefix=path)
         if not log.handlers:  # what was unsubscribed, on stderr beside uvicorn's own lines
             handler = logging.StreamHandler()

@@ -129,5 +129,5 @@ def using(settings: Settings, ledger: Ledger | None = None) -> Iterator[Ledger]:
     if ledger is not None:
         yield ledger
         return
-    with Ledger.open(settings.db) as led:
+    with Ledger.open(settings=settings) as led:
         yield led

@@ -87,11 +87,9 @@ class Database:
         for tests and future versions only.
         """
         if path is None:
-            if settings is None:
-                from bcartnb.settings import load_settings
+            from bcartnb.settings import load_settings, require_ledger
 
-                settings = load_settings()
-            path = settings.db
+            path = require_ledger(settings or load_settings())
         p = Path(path).expanduser()
         if p.is_dir():
             raise LedgerError(
