@@ -41,6 +41,7 @@ from bcartnb.audience import Audience, build_audience
 from bcartnb.compose import ComposedMail, Composer, Draft
 from bcartnb.delivery import DeliverySummary, dry_run, quota_dict
 from bcartnb.exceptions import BcartnbError, ComposeError, SettingsError, TemplateError
+from bcartnb.filters import apply_filter
 from bcartnb.ledger import Ledger, fingerprint, legacy_mail_key, mail_key, new_campaign_id
 from bcartnb.ledger import using as ledger_using
 from bcartnb.mailcheck import Finding
@@ -741,8 +742,14 @@ def resume(
             spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
             # the shop's plan now (it may have changed since); the campaign's own if none is set
             current = settings if settings.plan else settings.replace(plan=record.plan)
+            frame, spec = _still_checked(read_members(spec.members), spec)
             plan = plan_campaign(
-                spec, current, ledger=led, campaign_id=campaign_id, mail=record.mail
+                spec,
+                current,
+                members=frame,
+                ledger=led,
+                campaign_id=campaign_id,
+                mail=record.mail,
             )
             missing: list[int] = []
             if skip_missing:
@@ -766,6 +773,24 @@ def resume(
         )
         summary.ended = ended
         return CampaignRun(plan, _sourced(plan, summary))
+
+
+def _still_checked(frame: pd.DataFrame, spec: CampaignSpec) -> tuple[pd.DataFrame, CampaignSpec]:
+    """A resume's members and spec when some ticked members are gone from the file since.
+
+    チェックした会員 must lie in the filter's result (else a run is refused), but a member
+    deleted or changed since the campaign began must not make it impossible to resume: the
+    ticked ids still there are kept, the others become the journal's missing members
+    (reported, or skipped with ``skip_missing``). The frame is cut to those ids, so a
+    selection left empty can never widen to every member.
+    """
+    if not spec.checked:
+        return frame, spec
+    found = set(apply_filter(frame, spec.filter or None)["id"].astype("int64").tolist())
+    keep = tuple(i for i in spec.checked if i in found)
+    if len(keep) == len(spec.checked):
+        return frame, spec
+    return frame[frame["id"].isin(keep)], replace(spec, checked=keep)
 
 
 def cancel(

@@ -166,3 +166,30 @@ def test_members_gone_from_the_file_are_named_and_can_be_skipped(
     shown = show(cid, env, tmp_path)
     assert (shown["status"], shown["cancelled"]) == ("done", 2)
     assert {e["id"] for e in shown["ended_list"]} == {1002, 1003}  # type: ignore[union-attr, index]
+
+
+def test_a_ticked_member_gone_from_the_file_does_not_block_the_resume(
+    tmp_path: Path, smtp_server: Server
+):
+    # チェックした会員に送信: a ticked member deleted from the file since is missing, not an error
+    server = smtp_server()
+    campaign = prepare(tmp_path, 5)
+    campaign.write_text(
+        campaign.read_text(encoding="utf-8") + "checked = [1000, 1002, 1003]\n", "utf-8"
+    )
+    env = env_for(tmp_path, server)
+    server.down()
+    first = bcartnb("run", str(campaign), "--send", "--json", env=env, cwd=tmp_path)
+    cid = str(as_json(first)["campaign_id"])
+    server.up()
+    members = tmp_path / "members.csv"
+    lines = members.read_text(encoding="utf-8").splitlines(keepends=True)
+    members.write_text("".join(line for line in lines if "1002," not in line), encoding="utf-8")
+    plain = bcartnb("resume", cid, "--json", env=env, cwd=tmp_path)
+    assert plain.returncode == 4, plain.stderr
+    assert as_json(plain)["pending"] == 1  # 1002, named in the warnings
+    skipped = bcartnb("resume", cid, "--skip-missing", "--json", env=env, cwd=tmp_path)
+    assert skipped.returncode == 0, skipped.stderr
+    assert as_json(skipped)["ended"] == {"missing": [1002]}
+    # only the ticked ones still there got the mail: the selection never widened
+    assert member_mails(server) == Counter({"user0@example.co.jp": 1, "user3@example.co.jp": 1})
