@@ -230,7 +230,9 @@ def format_summary(audience: Audience) -> str:
         ("送信件数", len(audience.sendable)),
         ("送信できない件数", len(audience.unsendable)),
     ]
-    rows += [(f"  {REASON_LABELS[r]}", audience.reasons[r]) for r in REASONS]
+    # already_sent needs a mail: members alone (``bcartnb members``) never have it
+    shown = [r for r in REASONS if r != "already_sent" or audience.reasons[r]]
+    rows += [(f"  {REASON_LABELS[r]}", audience.reasons[r]) for r in shown]
     label_w = max(_width(label) for label, _ in rows) + 2
     num_w = max(len(f"{n:,}") for _, n in rows)
     lines += [f"{_pad(label, label_w)}{n:>{num_w},} 件" for label, n in rows]
