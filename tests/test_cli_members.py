@@ -54,6 +54,7 @@ def test_json_summary_is_the_contract(
             "invalid_address": 1,
             "not_opted_in": 0,
             "suppressed": 0,
+            "already_sent": 0,  # every code, always: members alone never have a mail
             "duplicate_address": 1,
         },
     }

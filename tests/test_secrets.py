@@ -209,7 +209,11 @@ def test_a_control_character_in_any_imap_url_part_is_refused_before_connecting(
     named = {"raw": "ユーザー名", "user": "ユーザー名", "host": "ホスト名", "port": "ポート番号"}
     assert named.get(part, {"path": "パス", "query": "クエリ"}.get(part, "?")) in err.value.ja
     (tmp_path / "bcartnb.toml").write_text('plan = "プラン10"\n', encoding="utf-8")
-    env = {"BCARTNB_CONFIG": str(tmp_path / "bcartnb.toml"), "BCARTNB_IMAP_PASSWORD": PASSWORD}
+    env = {
+        "BCARTNB_CONFIG": str(tmp_path / "bcartnb.toml"),
+        "BCARTNB_IMAP_PASSWORD": PASSWORD,
+        "XDG_DATA_HOME": str(tmp_path / "data"),  # no per-user ledger of the machine
+    }
     done = bcartnb("bounces", "scan", url, env=env, cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "制御文字" in done.stderr and "\r" not in done.stderr
