@@ -367,6 +367,97 @@ def test_a_greylisted_mail_whose_member_unsubscribes_is_withheld_by_the_resume(
     assert sum(1 for r in server.received if r.recipients == (ADMIN,)) == 1
 
 
+def journal_states(tmp_path: Path, campaign_id: str) -> dict[int, str]:
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        frame = led.deliveries(campaign_id)
+    return {int(m): str(s) for m, s in zip(frame["member_id"], frame["state"], strict=True)}
+
+
+def test_an_unsubscribe_mid_send_is_honoured_before_the_next_hand_over(
+    tmp_path: Path, smtp_server: Server
+) -> None:
+    # One connection; the server holds the 4th mail (user3's) unanswered. While it is held,
+    # another process lists user4 (next in line, not yet handed over) and user3 (handed
+    # over, its data already at the server). Released: user4 is withheld, never sent; user3's
+    # mail stays what the server made of it, sent.
+    n = 8
+    server = smtp_server(faults=Faults(hold_after=3))
+    path = setup_campaign(tmp_path, n)
+    settings_path = tmp_path / "bcartnb.toml"
+    settings_path.write_text(
+        settings_path.read_text(encoding="utf-8") + "\n[delivery]\nconnections = 1\n",
+        encoding="utf-8",
+    )
+    env = env_for(tmp_path, server)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "run", str(path), "--send", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert server.wait_held(1, timeout=60), "the 4th mail never reached the server"
+        for address in ("user4@example.co.jp", "user3@example.co.jp"):
+            listed = bcartnb("suppress", address, "--reason", "unsubscribed", env=env, cwd=tmp_path)
+            assert listed.returncode == 0, listed.stderr
+        server.release()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert (summary["status"], summary["sent"], summary["withheld"]) == ("done", n - 1, 1)
+    assert member_mails(server) == everyone_but(n, 4)
+    states = journal_states(tmp_path, summary["campaign_id"])
+    assert states[1004] == "withheld" and states[1003] == "sent"
+    assert Counter(states.values()) == Counter({"sent": n - 1, "withheld": 1})
+    # withheld before its hand-over: it never counted
+    assert json.loads(bcartnb("quota", "--json", env=env, cwd=tmp_path).stdout)["used"] == n - 1
+
+
+def test_every_mail_listed_mid_send_is_withheld_and_the_summary_says_so(
+    tmp_path: Path, smtp_server: Server
+) -> None:
+    # Four connections, everyone after the 2nd accepted mail listed while mails are held:
+    # nothing but the mails already handed over reaches the server, and the text summary
+    # counts the withheld ones.
+    n = 12
+    server = smtp_server(faults=Faults(hold_after=2))
+    path = setup_campaign(tmp_path, n)
+    env = env_for(tmp_path, server)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "run", str(path), "--send"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert server.wait_held(1, timeout=60)
+        with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+            for i in range(n):
+                led.suppress(f"USER{i}@example.co.jp", "unsubscribed", source="test")
+        server.release()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    handed = len(member_mails(server))
+    assert 3 <= handed < n and max(member_mails(server).values()) == 1
+    assert f"配信停止のため送らなかった {n - handed}" in out
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        cid = str(led.campaigns()["campaign_id"].iloc[0])
+    states = Counter(journal_states(tmp_path, cid).values())
+    assert states == Counter({"sent": handed, "withheld": n - handed})
+
+
 def test_the_list_on_the_command_line_and_its_b_cart_export(tmp_path: Path, smtp_server: Server):
     server = smtp_server()
     setup_campaign(tmp_path, 4)
