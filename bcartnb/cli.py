@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from bcartnb import __version__
-from bcartnb.exceptions import BcartnbError, UsageError
+from bcartnb.exceptions import BcartnbError, QuotaExceededError, UsageError
 from bcartnb.ledger.schema import SUPPRESSION_REASONS
 
 __all__ = ["main"]
@@ -308,9 +308,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
         sample = sample_mail(result.plan) if result.plan is not None else None
         return _print_summary(summary, args.json, sample)
-    summary = campaign.run(
-        spec, settings, send=True, repeat=args.repeat, progress=sys.stderr.isatty()
-    ).summary
+    with _summary_on_refusal(args.json):
+        summary = campaign.run(
+            spec, settings, send=True, repeat=args.repeat, progress=sys.stderr.isatty()
+        ).summary
     return _print_summary(summary, args.json)
 
 
@@ -318,13 +319,26 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from bcartnb import campaign
     from bcartnb.settings import load_settings
 
-    summary = campaign.resume(
-        args.campaign_id,
-        load_settings(),
-        resend_uncertain=args.resend_uncertain,
-        progress=sys.stderr.isatty(),
-    ).summary
+    with _summary_on_refusal(args.json):
+        summary = campaign.resume(
+            args.campaign_id,
+            load_settings(),
+            resend_uncertain=args.resend_uncertain,
+            progress=sys.stderr.isatty(),
+        ).summary
     return _print_summary(summary, args.json)
+
+
+@contextlib.contextmanager
+def _summary_on_refusal(as_json: bool) -> Iterator[None]:
+    """A campaign the quota refused still has its summary on stdout with ``--json``; the
+    one-line error and exit 3 follow from :func:`main`."""
+    try:
+        yield
+    except QuotaExceededError as err:
+        if as_json and err.summary is not None:
+            _print_json(err.summary)
+        raise
 
 
 #: A campaign's status as the send history says it.

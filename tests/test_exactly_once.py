@@ -404,6 +404,48 @@ def test_a_month_full_at_midnight_stops_the_run_and_says_how_many_went_out(
     assert "送信済み 5" in summary.message() and "bcartnb resume" in summary.message()
 
 
+def test_a_resume_the_quota_refuses_says_what_the_campaign_already_sent(
+    tmp_path: Path, smtp_server: Server
+):
+    from bcartnb.ledger import Ledger
+
+    # ライトプラン (100 a month). The campaign sends 21, then the server shuts down; another
+    # campaign fills the month meanwhile; the resume is refused (exit 3) and says so truly.
+    n = 30
+    server = smtp_server(faults=Faults(shutdown_after=21))
+    path = setup_campaign(tmp_path, n, plan="light")
+    settings_file(tmp_path, "\n[delivery]\nconnections = 1\nretries = 0\n")
+    env = env_for(tmp_path, server)
+    first = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
+    assert first.returncode == 4, first.stderr
+    out = json.loads(first.stdout)
+    cid = out["campaign_id"]
+    assert out["sent"] == 21 and out["pending"] + out["deferred"] == n - 21
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        rows = [(i, f"other{i}@example.co.jp") for i in range(100 - used(env, tmp_path) - 2)]
+        other = led.claim(fingerprint="other", plan="light", params={}, recipients=rows).campaign_id
+        led.reserve(other, len(rows), "light")
+        led.mark_sending(other, [(i, "pending") for i, _ in rows])
+        led.mark_results(other, [(i, "sent", 250, "ok") for i, _ in rows])
+        led.release(other)
+    server.set_faults(Faults())
+    received = len(server.received)
+    refused = bcartnb("resume", cid, "--json", env=env, cwd=tmp_path)
+    assert refused.returncode == 3, refused.stderr
+    summary = json.loads(refused.stdout)
+    assert (summary["campaign_id"], summary["status"], summary["exit_code"]) == (cid, "refused", 3)
+    assert (summary["sent"], summary["sent_now"]) == (21, 0)
+    assert summary["pending"] + summary["deferred"] == n - 21
+    assert summary["quota"]["used_before"] == summary["quota"]["used_after"] == 98
+    line = refused.stderr
+    assert line.count("\n") == 1 and "Traceback" not in line
+    assert "既に 21件を送信済み" in line and f"残りは {n - 21}件" in line
+    assert "had already sent 21 mails" in line and f"bcartnb resume {cid}" in line
+    text = bcartnb("resume", cid, env=env, cwd=tmp_path)
+    assert text.returncode == 3 and text.stdout == "" and "既に 21件を送信済み" in text.stderr
+    assert len(server.received) == received  # nothing was sent
+
+
 def test_a_server_that_never_greets_costs_one_try_per_connection_not_per_mail(
     tmp_path: Path,
 ):
