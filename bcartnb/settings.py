@@ -17,11 +17,11 @@ in the file are relative to the file, so a campaign folder can be moved as a who
 from __future__ import annotations
 
 import email.errors
+import io
 import ipaddress
 import math
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -32,6 +32,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from bcartnb.exceptions import SettingsError
+from bcartnb.files import open_regular, read_regular
 from bcartnb.quota import Plan, resolve_plan
 
 __all__ = [
@@ -363,12 +364,27 @@ def parse_mailbox(value: str, key: str) -> tuple[str, str]:
 
 
 def _read_dotenv(env: dict[str, str]) -> None:
-    path = Path(".env")
-    if not path.is_file():
+    path = Path.cwd() / ".env"
+    try:
+        raw = read_regular(path, ".env ファイル", SettingsError)  # a FIFO would block
+    except (FileNotFoundError, IsADirectoryError):
         return
+    except OSError as err:
+        raise SettingsError(
+            f"{path}: cannot read .env: {err.strerror or err}",
+            ja=f".env ファイル（{path}）を読めません（{err.strerror or err}）。",
+        ) from err
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise SettingsError(
+            f"{path}: line {line}: .env is not UTF-8 text",
+            ja=f".env ファイル（{path}）の {line} 行目が UTF-8 の文字ではありません。",
+        ) from None
     from dotenv import dotenv_values
 
-    for key, value in dotenv_values(path).items():
+    for key, value in dotenv_values(stream=io.StringIO(text)).items():
         if value is not None and key not in env:
             env[key] = value
 
@@ -395,13 +411,7 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
     """
     name = _FILE_NAMES_JA.get(what, what)
     try:
-        with path.open("rb") as fh:
-            info = os.fstat(fh.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise SettingsError(
-                    f"{path}: the {what} is not a regular file",
-                    ja=f"{path} はファイルではありません（{name}のパスを確認してください）。",
-                )
+        with open_regular(path, name, SettingsError) as fh:  # not a FIFO, not /dev/zero
             raw = fh.read(MAX_TOML_BYTES + 1)
     except FileNotFoundError as err:
         raise SettingsError(

@@ -53,6 +53,8 @@ class ScanResult:
     unmatched: int
     repeated: int
     suppressed_new: tuple[str, ...]
+    #: Maildir entries that are not mail files (a FIFO, a device): passed over
+    skipped: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The contract's keys (``suppressed_new`` is a count), then ``repeated`` and ``source``."""
@@ -65,6 +67,7 @@ class ScanResult:
             "unmatched": self.unmatched,
             "suppressed_new": len(self.suppressed_new),
             "repeated": self.repeated,
+            "skipped": self.skipped,
             "source": self.source,
         }
 
@@ -82,6 +85,8 @@ class ScanResult:
         ]
         if self.repeated:
             lines.append(f"（前回までに記録済み      {self.repeated:>7,} 件）")
+        if self.skipped:
+            lines.append(f"（メールのファイルでないため飛ばしたもの {self.skipped:,} 件）")
         return "\n".join(lines)
 
 
@@ -168,6 +173,7 @@ def scan_mailbox(
                             detail=finding.detail,
                         )
                     )
+            skipped = box.skipped
         events = _by_address(led, events)
         outcome = led.record_events(
             events,
@@ -182,5 +188,6 @@ def scan_mailbox(
         unmatched=unmatched,
         repeated=outcome.repeated,
         suppressed_new=outcome.suppressed_new,
+        skipped=skipped,
         **counts,
     )
