@@ -700,3 +700,32 @@ def test_a_hostile_server_reply_is_one_masked_printable_line_in_the_admin_copy(
     text = copy.get_content()
     assert "u***@example.co.jp" in text and "user1@example.co.jp" not in text
     assert "\x1b" not in text and "no such user" in text
+
+
+def test_a_rate_limit_spaces_the_starts_but_keeps_every_connection_busy(
+    tmp_path: Path, smtp_server: Server
+):
+    # Every mail is held unanswered: with 4 connections and room in the rate limit, 4 are
+    # in flight at once (the limit is waited for before each hand-over, never by blocking
+    # on a reply while a connection is idle).
+    import threading
+
+    server = smtp_server(faults=Faults(hold_after=0))
+    members = write_members(tmp_path / "m.csv", 6)
+    settings = make_settings(tmp_path, server)
+    plan = plan_campaign(spec_for(members), settings)
+    done: list[DeliverySummary] = []
+    worker = threading.Thread(
+        target=lambda: done.append(deliver(plan, progress=False, connections=4, rate_per_second=50))
+    )
+    worker.start()
+    try:
+        assert server.wait_held(4, timeout=60), "the rate limit serialised the connections"
+        with Ledger.open(settings.db) as led:  # handed over: exactly the mails in flight
+            states = Counter(led.deliveries(plan.campaign_id)["state"])
+        assert (states["sending"], states["pending"]) == (4, 2)
+    finally:
+        server.release()
+        worker.join(timeout=120)
+    assert done and (done[0].status, done[0].sent) == ("done", 6)
+    assert sorted(member_mails(server)) == sorted(f"user{i}@example.co.jp" for i in range(6))

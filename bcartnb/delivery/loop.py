@@ -359,7 +359,7 @@ class Sender:
         with self._guarded():
             while True:
                 self._checkpoint()
-                room, pause = self._room()
+                room = self._room()
                 batch: list[tuple[Recipient, str, bytes]] = []
                 while not exhausted and self.fatal is None and len(batch) < room:
                     item = next(mails, None)
@@ -371,17 +371,22 @@ class Sender:
                     self.limiter.take()  # _room saw the place free; one thread takes it
                 if batch or self.unrecorded:
                     self._step(batch, resend)
-                if exhausted or self.fatal is not None:
-                    pause = 0.0
+                # how long to wait for a reply: until one comes, or until the rate limit
+                # lets the next mail start on an idle connection
+                wait: float | None = None
+                more = not exhausted and self.fatal is None and not self.suspect
+                if more and self.idle and self.limiter.limited:
+                    wait = self.limiter.delay()
                 if self.in_flight:
-                    self.collect(timeout=pause or None)
-                elif pause:
-                    self._pause(pause)
+                    self.collect(timeout=wait)
+                elif wait:
+                    self._pause(wait)
                 elif not self.unrecorded and (exhausted or self.fatal is not None):
                     break
 
-    def _room(self) -> tuple[int, float]:
-        """How many mails may start now, and how long the rate limit wants us to wait.
+    def _room(self) -> int:
+        """How many mails may start now: one per idle connection, one at a time under a
+        rate limit, none until it allows one.
 
         While a connection's mail is lost after its data and no reply has come since, none
         (see :meth:`_result`): the server may have stopped answering mid-transaction.
@@ -394,11 +399,10 @@ class Sender:
                 ja="SMTPサーバーがメール本文を受け取ったあと応答しなくなったため、送信を止めました。",
             )
         if not self.idle or self.suspect:
-            return 0, 0.0
+            return 0
         if not self.limiter.limited:
-            return len(self.idle), 0.0
-        wait = self.limiter.delay()
-        return (0, wait) if wait > 0 else (1, 0.0)
+            return len(self.idle)
+        return 0 if self.limiter.delay() > 0 else 1
 
     def _step(self, batch: list[tuple[Recipient, str, bytes]], resend: bool) -> None:
         """Commit the results and hand ``batch`` over in one transaction, then start it."""
