@@ -33,6 +33,7 @@ from bcartnb.exceptions import HygieneError
 from bcartnb.ledger import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    DeliveryResult,
     HygieneEvent,
     Ledger,
     fingerprint,
@@ -246,6 +247,63 @@ def test_withholding_touches_only_mails_not_yet_sent(ledger: Ledger) -> None:
     assert ledger.withhold_suppressed("c1") == 0
     assert ledger.campaign("c1").journal == {"sent": 1, "withheld": 3}
     assert ledger.to_send("c1", resend_uncertain=True) == []
+
+
+# One step of a send as the loop takes it, or another process listing an address (by index).
+_STEP = st.one_of(
+    st.tuples(st.just("list"), st.integers(0, 7)),
+    st.tuples(st.just("unlist"), st.integers(0, 7)),
+    st.tuples(st.just("hand"), st.integers(1, 4)),
+    st.tuples(st.just("answer"), st.sampled_from(["sent", "deferred", "failed", "uncertain"])),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(_STEP, max_size=30))
+def test_no_mail_is_handed_over_while_its_address_is_listed(
+    steps: list[tuple[str, object]],
+) -> None:
+    # Any interleaving of listings (and unlistings) with the loop's hand-overs and results:
+    # a row goes to `sending` only when its address was not listed at that commit; a listed
+    # row is `withheld` instead and counts nothing; a row already handed over keeps whatever
+    # the server made of it.
+    addresses = [f"m{i}@x.jp" for i in range(8)]
+    recipients = [(i, a.upper() if i % 2 else a) for i, a in enumerate(addresses)]
+    with tempfile.TemporaryDirectory() as tmp, Ledger.open(Path(tmp) / "l.sqlite3") as led:
+        cid = led.claim(
+            fingerprint="p", plan="own-smtp", params={}, recipients=recipients
+        ).campaign_id
+        led.reserve(cid, len(recipients), "own-smtp")
+        listed: set[str] = set()
+        in_flight: list[int] = []
+        answered: dict[int, str] = {}
+        counted = 0
+        for kind, arg in steps:
+            if kind == "list":
+                led.suppress(addresses[int(str(arg))], "unsubscribed")
+                listed.add(addresses[int(str(arg))])
+            elif kind == "unlist":
+                led.unsuppress(addresses[int(str(arg))])
+                listed.discard(addresses[int(str(arg))])
+            elif kind == "hand":
+                todo = [(r.member_id, r.state) for r in led.to_send(cid)][: int(str(arg))]
+                done = [DeliveryResult(m, answered.pop(m)) for m in list(answered)]
+                step = led.hand_over(cid, done, todo)
+                gone = {m for m, _ in todo if addresses[m] in listed}
+                assert set(step.withheld) == gone
+                counted += step.counted
+                assert step.counted == sum(
+                    1 for m, st_ in todo if m not in gone and st_ == "pending"
+                )
+                in_flight += [m for m, _ in todo if m not in gone]
+            elif in_flight:
+                answered[in_flight.pop(0)] = str(arg)
+        states = dict(
+            zip(led.deliveries(cid)["member_id"], led.deliveries(cid)["state"], strict=True)
+        )
+        for m in in_flight:
+            assert states[m] == "sending"  # listed since: still the server's to answer
+        assert led.usage("own-smtp").used == counted
 
 
 # --- the audience ----------------------------------------------------------------------------
