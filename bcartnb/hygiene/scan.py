@@ -173,7 +173,6 @@ def scan_mailbox(
                             detail=finding.detail,
                         )
                     )
-            skipped = box.skipped
         events = _by_address(led, events)
         outcome = led.record_events(
             events,
@@ -183,11 +182,11 @@ def scan_mailbox(
         )
     counts = {key: outcome.by_kind.get(kind, 0) for kind, key in _COUNT_KEYS.items()}
     return ScanResult(
+        skipped=box.skipped,  # counted while it was read
         source=label,
         scanned=scanned,
         unmatched=unmatched,
         repeated=outcome.repeated,
         suppressed_new=outcome.suppressed_new,
-        skipped=skipped,
         **counts,
     )
