@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from bcartnb import __version__
-from bcartnb.exceptions import BcartnbError, UsageError
+from bcartnb.exceptions import BcartnbError, QuotaExceededError, UsageError
 from bcartnb.ledger.schema import SUPPRESSION_REASONS
 
 __all__ = ["main"]
@@ -325,9 +325,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
         sample = sample_mail(result.plan) if result.plan is not None else None
         return _print_summary(summary, args.json, sample)
-    summary = campaign.run(
-        spec, settings, send=True, repeat=args.repeat, progress=sys.stderr.isatty()
-    ).summary
+    with _summary_on_refusal(args.json):
+        summary = campaign.run(
+            spec, settings, send=True, repeat=args.repeat, progress=sys.stderr.isatty()
+        ).summary
     return _print_summary(summary, args.json)
 
 
@@ -335,17 +336,30 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from bcartnb import campaign
     from bcartnb.settings import load_settings
 
-    summary = campaign.resume(
-        args.campaign_id,
-        load_settings(),
-        resend_uncertain=args.resend_uncertain,
-        give_up_deferred=args.give_up_deferred,
-        mark_uncertain_sent=args.mark_uncertain_sent,
-        drop_uncertain=args.drop_uncertain,
-        skip_missing=args.skip_missing,
-        progress=sys.stderr.isatty(),
-    ).summary
+    with _summary_on_refusal(args.json):
+        summary = campaign.resume(
+            args.campaign_id,
+            load_settings(),
+            resend_uncertain=args.resend_uncertain,
+            give_up_deferred=args.give_up_deferred,
+            mark_uncertain_sent=args.mark_uncertain_sent,
+            drop_uncertain=args.drop_uncertain,
+            skip_missing=args.skip_missing,
+            progress=sys.stderr.isatty(),
+        ).summary
     return _print_summary(summary, args.json)
+
+
+@contextlib.contextmanager
+def _summary_on_refusal(as_json: bool) -> Iterator[None]:
+    """A campaign the quota refused still has its summary on stdout with ``--json``; the
+    one-line error and exit 3 follow from :func:`main`."""
+    try:
+        yield
+    except QuotaExceededError as err:
+        if as_json and err.summary is not None:
+            _print_json(err.summary)
+        raise
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ context (file, row, column, host:port) is in the message and the cause in ``__ca
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BcartApiError",
     "BcartnbError",
@@ -143,6 +145,9 @@ class QuotaExceededError(QuotaError):
     heading = "メール配信上限数を超えるため送信できません"
 
     exit_code = 3
+    #: The run's summary (the keys of ``run --json``) when a claimed campaign was refused
+    #: before its run sent anything: what ``--json`` prints with exit 3.
+    summary: dict[str, Any] | None = None
 
 
 class LedgerError(QuotaError):

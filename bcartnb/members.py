@@ -24,7 +24,6 @@ import functools
 import io
 import os
 import re
-import stat
 import unicodedata
 import warnings
 from collections.abc import Container, Iterable, Iterator, Mapping
@@ -37,6 +36,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from bcartnb.exceptions import MembersFileError
+from bcartnb.files import read_regular
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -596,56 +596,23 @@ def _parse(text: str, where: _Where) -> tuple[list[str], pd.DataFrame]:
     return header, body
 
 
-_KINDS: Final = (
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
 def _read_file(file: Path, where: _Where) -> bytes:
-    """The file's bytes, if it is a regular file.
-
-    ``/dev/zero`` reads forever (then MemoryError) and a FIFO blocks until someone writes:
-    neither is a member list. The type is checked on the open descriptor, so nothing can be
-    swapped in between; O_NONBLOCK keeps the open itself from waiting on a FIFO.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    """The file's bytes, if it is a regular file (:func:`~bcartnb.files.read_regular`):
+    ``/dev/zero`` reads forever and a FIFO blocks until someone writes; neither is a member
+    list."""
     try:
-        fd = os.open(file, flags)
+        return read_regular(file, "会員ファイル", MembersFileError)
     except FileNotFoundError as err:
         raise where.error(
             "no such member file", ja=where.ja("が見つかりません。パスを確かめてください。")
         ) from err
-    except IsADirectoryError as err:  # pragma: no cover - Windows; POSIX opens a directory
+    except IsADirectoryError as err:
         raise _directory_error(where) from err
     except OSError as err:
         raise where.error(
             f"cannot be read: {err.strerror or err}",
             ja=where.ja("を読めません（読み取りの権限などを確かめてください）。"),
         ) from err
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise _directory_error(where)
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "not a file")
-            raise where.error(
-                f"is not a regular file but {kind}: give the path of a member CSV",
-                ja=where.ja("は通常のファイルではありません。会員CSVファイルを指定してください。"),
-            )
-    except BaseException:
-        os.close(fd)
-        raise
-    with os.fdopen(fd, "rb") as fh:
-        try:
-            return fh.read()
-        except OSError as err:
-            raise where.error(
-                f"cannot be read: {err.strerror or err}",
-                ja=where.ja("を読めません（読み取りの権限などを確かめてください）。"),
-            ) from err
 
 
 def _directory_error(where: _Where) -> MembersFileError:

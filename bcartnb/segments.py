@@ -41,7 +41,7 @@ from typing import Any, Final
 import tomli_w
 
 from bcartnb.exceptions import SettingsError
-from bcartnb.files import write_atomically
+from bcartnb.files import open_regular, write_atomically
 from bcartnb.filters import OPERATORS, describe_filter, resolve_column
 from bcartnb.quota import now_tokyo
 
@@ -215,8 +215,8 @@ class SegmentStore:
     # --- reading ------------------------------------------------------------------------
 
     def _read(self) -> dict[str, dict[str, Any]]:
-        try:
-            with self.path.open("rb") as fh:
+        try:  # not a FIFO or a device, which would block or never end
+            with open_regular(self.path, "セグメントのファイル", SettingsError) as fh:
                 raw = fh.read(_MAX_FILE + 1)
         except FileNotFoundError:
             return {}

@@ -24,11 +24,11 @@ in the file are relative to the file, so a campaign folder can be moved as a who
 from __future__ import annotations
 
 import email.errors
+import io
 import ipaddress
 import math
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -39,6 +39,7 @@ from typing import Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
 from bcartnb.exceptions import InputError, SettingsError
+from bcartnb.files import open_regular, read_regular
 from bcartnb.quota import Plan, resolve_plan
 
 __all__ = [
@@ -498,18 +499,33 @@ def _read_dotenv(env: dict[str, str], path: str | os.PathLike[str] | None = None
     """``.env`` in the working directory, then the one in the shop folder (beside the settings
     file ``path``, else the one found as :func:`load_settings` finds it), so the secrets are
     found from any subfolder; neither overrides a variable already set."""
-    _read_env_file(env, Path(".env"))
+    _read_env_file(env, Path.cwd() / ".env")
     config = _config_path(env, path)
     if config is not None:
         _read_env_file(env, config.parent / ".env")
 
 
 def _read_env_file(env: dict[str, str], path: Path) -> None:
-    if not path.is_file():
+    try:
+        raw = read_regular(path, ".env ファイル", SettingsError)  # a FIFO would block
+    except (FileNotFoundError, IsADirectoryError):
         return
+    except OSError as err:
+        raise SettingsError(
+            f"{path}: cannot read .env: {err.strerror or err}",
+            ja=f".env ファイル（{path}）を読めません（{err.strerror or err}）。",
+        ) from err
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise SettingsError(
+            f"{path}: line {line}: .env is not UTF-8 text",
+            ja=f".env ファイル（{path}）の {line} 行目が UTF-8 の文字ではありません。",
+        ) from None
     from dotenv import dotenv_values
 
-    for key, value in dotenv_values(path).items():
+    for key, value in dotenv_values(stream=io.StringIO(text)).items():
         if value is not None and key not in env:
             env[key] = value
 
@@ -535,13 +551,7 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
     """
     name = _FILE_NAMES_JA.get(what, what)
     try:
-        with path.open("rb") as fh:
-            info = os.fstat(fh.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise SettingsError(
-                    f"{path}: the {what} is not a regular file",
-                    ja=f"{path} はファイルではありません（{name}のパスを確認してください）。",
-                )
+        with open_regular(path, name, SettingsError) as fh:  # not a FIFO, not /dev/zero
             raw = fh.read(MAX_TOML_BYTES + 1)
     except FileNotFoundError as err:
         raise SettingsError(

@@ -93,7 +93,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from bcartnb.exceptions import TemplateError
-from bcartnb.files import write_atomically
+from bcartnb.files import read_regular, write_atomically
 from bcartnb.members import CANONICAL_COLUMNS, COLUMN_LABELS
 from bcartnb.settings import MAX_MAIL_BYTES, RENDER_TIMEOUT
 
@@ -857,8 +857,8 @@ class TemplateStore:
 
     def get(self, name: str) -> Template:
         path = self.path(name)
-        try:
-            text = path.read_text(encoding="utf-8")
+        try:  # not a FIFO or a device, which would block or never end
+            text = read_regular(path, "テンプレートファイル", TemplateError).decode("utf-8")
         except FileNotFoundError:
             raise TemplateError(
                 f"template {name!r} not found in {self.folder} (have: {', '.join(self.list())})",
@@ -868,6 +868,11 @@ class TemplateStore:
             raise TemplateError(
                 f"{path}: not UTF-8 text: {err}",
                 ja=f"テンプレートファイル {path} が UTF-8 の文字ではありません。",
+            ) from err
+        except OSError as err:  # a folder, no permission
+            raise TemplateError(
+                f"{path}: cannot be read: {err.strerror or err}",
+                ja=f"テンプレートファイル {path} を読めません。",
             ) from err
         return parse_template_file(text, check_name(name), str(path))
 

@@ -254,12 +254,18 @@ def test_drop_after_data_is_uncertain_and_resent_only_on_request(
         progress=False,
         connections=1,
     )
-    assert summary.sent == 4 and len(summary.uncertain) == 1
-    assert "bcartnb resume --resend-uncertain" in summary.message()
-    assert len(member_mails(server)) == 5  # the dropped one did arrive
-    # resume without the flag sends nobody
+    # lost after its data, and the only connection: no reply can tell the server still
+    # answers, so the run stops there (the uncertain window: one mail per connection)
+    assert (summary.sent, len(summary.uncertain), summary.pending) == (1, 1, 3)
+    assert summary.status == "unfinished" and "after the message data" in str(summary.stopped)
+    assert len(member_mails(server)) == 2  # the dropped one did arrive
+    # resume without the flag sends the others, not the uncertain one
     again = resume(summary.campaign_id, settings, progress=False)
-    assert len(member_mails(server)) == 5 and len(again.uncertain) == 1
+    assert again.sent == 4 and len(again.uncertain) == 1
+    assert "bcartnb resume --resend-uncertain" in again.message()
+    assert len(member_mails(server)) == 5
+    assert len(resume(summary.campaign_id, settings, progress=False).uncertain) == 1
+    assert len(member_mails(server)) == 5
     # with the flag, the uncertain one goes again (a deliberate duplicate), counted again
     final = resume(summary.campaign_id, settings, progress=False, resend_uncertain=True)
     assert final.sent == 5 and not final.uncertain
@@ -512,11 +518,13 @@ def test_a_server_that_stops_answering_leaves_only_its_mails_uncertain(
     summary = deliver(
         plan_campaign(spec_for(members), settings), progress=False, connections=1, retries=0
     )
-    # 3 answered; the 4th and (after a reconnect) the 5th got no answer within the timeout
+    # 3 answered; the 4th got no answer within the timeout: with no other connection to
+    # show the server still answers, the 5th is never handed over (one uncertain per
+    # connection, not one per member left)
     assert summary.sent == 3 and summary.status == "unfinished" and summary.exit_code == 4
-    assert [m for m, _ in summary.uncertain] == [1003, 1004]
+    assert [m for m, _ in summary.uncertain] == [1003] and summary.pending == 1
     assert not summary.message().startswith(DONE_MESSAGE)
-    assert len(member_mails(server)) == 5  # they did arrive: resending would mail twice
+    assert len(member_mails(server)) == 4  # it did arrive: resending would mail it twice
     server.release()
 
 
@@ -696,3 +704,32 @@ def test_a_hostile_server_reply_is_one_masked_printable_line_in_the_admin_copy(
     text = copy.get_content()
     assert "u***@example.co.jp" in text and "user1@example.co.jp" not in text
     assert "\x1b" not in text and "no such user" in text
+
+
+def test_a_rate_limit_spaces_the_starts_but_keeps_every_connection_busy(
+    tmp_path: Path, smtp_server: Server
+):
+    # Every mail is held unanswered: with 4 connections and room in the rate limit, 4 are
+    # in flight at once (the limit is waited for before each hand-over, never by blocking
+    # on a reply while a connection is idle).
+    import threading
+
+    server = smtp_server(faults=Faults(hold_after=0))
+    members = write_members(tmp_path / "m.csv", 6)
+    settings = make_settings(tmp_path, server)
+    plan = plan_campaign(spec_for(members), settings)
+    done: list[DeliverySummary] = []
+    worker = threading.Thread(
+        target=lambda: done.append(deliver(plan, progress=False, connections=4, rate_per_second=50))
+    )
+    worker.start()
+    try:
+        assert server.wait_held(4, timeout=60), "the rate limit serialised the connections"
+        with Ledger.open(settings.db) as led:  # handed over: exactly the mails in flight
+            states = Counter(led.deliveries(plan.campaign_id)["state"])
+        assert (states["sending"], states["pending"]) == (4, 2)
+    finally:
+        server.release()
+        worker.join(timeout=120)
+    assert done and (done[0].status, done[0].sent) == ("done", 6)
+    assert sorted(member_mails(server)) == sorted(f"user{i}@example.co.jp" for i in range(6))

@@ -7,9 +7,12 @@ shutting down, a server that hangs after the data, refusals, bad settings, a del
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -238,25 +241,79 @@ def test_retries_need_no_quota_so_a_full_month_cannot_stop_them(
     assert used(env, tmp_path) == 100
 
 
-def test_a_server_that_hangs_after_the_data_is_unfinished_not_done(
-    tmp_path: Path, smtp_server: Server
+@pytest.mark.parametrize("k", [1, 4])
+def test_a_server_that_hangs_after_the_data_costs_one_uncertain_mail_per_connection(
+    tmp_path: Path, smtp_server: Server, k: int
 ):
     n = 12
     server = smtp_server(faults=Faults(hang_after_data=True))
     path = setup_campaign(tmp_path, n)
-    settings_file(tmp_path, "\n[smtp]\ntimeout = 0.5\n[delivery]\nconnections = 2\n")
+    settings_file(tmp_path, f"\n[smtp]\ntimeout = 0.5\n[delivery]\nconnections = {k}\n")
     env = env_for(tmp_path, server)
     out = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
     assert out.returncode == 4, out.stderr
     summary = json.loads(out.stdout)
     assert summary["status"] == "unfinished" and summary["sent"] == 0
-    # it stopped once the server had stopped answering: not every member left uncertain. The
-    # breaker trips at 2K lost connections in a row (K = 2); the other K - 1 connections may
-    # each hold one mail in flight by then, and drained they are lost too: at most 3K - 1.
-    assert 1 <= summary["uncertain"] <= 5 and summary["pending"] == n - summary["uncertain"]
-    assert "stopped answering" in summary["stopped"]
+    # The K mails in flight when the server stopped answering are lost after their data;
+    # with no reply since on any connection, nothing more is handed over: exactly K, the
+    # contract's window (one per connection), and what reached the server is just those.
+    assert (summary["uncertain"], summary["pending"]) == (k, n - k)
+    assert len(member_mails(server)) == k
+    assert "after the message data" in summary["stopped"]
     readable = bcartnb("resume", summary["campaign_id"], env=env, cwd=tmp_path)
     assert readable.returncode == 4 and not readable.stdout.startswith(DONE_MESSAGE)
+    # the resume is a new outage: again one mail per connection, no more
+    assert len(member_mails(server)) == 2 * k
+
+
+def wait_for_state(db: Path, state: str, timeout: float = 60.0) -> bool:
+    """Block until a journal row is in ``state`` (polling the file another process writes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            with (
+                contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c,
+                contextlib.suppress(sqlite3.OperationalError),  # not created yet
+            ):
+                query = "SELECT 1 FROM deliveries WHERE state = ?"
+                if c.execute(query, (state,)).fetchone():
+                    return True
+        time.sleep(0.02)
+    return False
+
+
+def test_one_connection_lost_after_its_data_while_others_answer_does_not_stop_the_run(
+    tmp_path: Path, smtp_server: Server
+):
+    # The first mail loses its connection after the data; the other three are held until
+    # the loss is in the journal, then answered: those replies show the server answers,
+    # so the run goes on and only the lost mail is uncertain.
+    n = 20
+    server = smtp_server(faults=Faults(drop_at={1}, drop_stage="DATA", hold_after=0))
+    path = setup_campaign(tmp_path, n)
+    settings_file(tmp_path, "\n[delivery]\nconnections = 4\n")
+    env = env_for(tmp_path, server)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "run", str(path), "--send", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert wait_for_state(tmp_path / "ledger.sqlite3", "uncertain")
+        assert server.wait_held(3)
+        server.release()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 4, err
+    summary = json.loads(out)
+    assert (summary["sent"], summary["uncertain"], summary["pending"]) == (n - 1, 1, 0)
+    assert member_mails(server) == everyone(n)
 
 
 def test_every_recipient_refused_exits_5(tmp_path: Path, smtp_server: Server):
@@ -355,6 +412,48 @@ def test_a_month_full_at_midnight_stops_the_run_and_says_how_many_went_out(
     assert summary.pending == n - 5
     assert "2026-12" in str(summary.stopped) and "nothing was sent" not in str(summary.stopped)
     assert "送信済み 5" in summary.message() and "bcartnb resume" in summary.message()
+
+
+def test_a_resume_the_quota_refuses_says_what_the_campaign_already_sent(
+    tmp_path: Path, smtp_server: Server
+):
+    from bcartnb.ledger import Ledger
+
+    # ライトプラン (100 a month). The campaign sends 21, then the server shuts down; another
+    # campaign fills the month meanwhile; the resume is refused (exit 3) and says so truly.
+    n = 30
+    server = smtp_server(faults=Faults(shutdown_after=21))
+    path = setup_campaign(tmp_path, n, plan="light")
+    settings_file(tmp_path, "\n[delivery]\nconnections = 1\nretries = 0\n")
+    env = env_for(tmp_path, server)
+    first = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
+    assert first.returncode == 4, first.stderr
+    out = json.loads(first.stdout)
+    cid = out["campaign_id"]
+    assert out["sent"] == 21 and out["pending"] + out["deferred"] == n - 21
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        rows = [(i, f"other{i}@example.co.jp") for i in range(100 - used(env, tmp_path) - 2)]
+        other = led.claim(fingerprint="other", plan="light", params={}, recipients=rows).campaign_id
+        led.reserve(other, len(rows), "light")
+        led.mark_sending(other, [(i, "pending") for i, _ in rows])
+        led.mark_results(other, [(i, "sent", 250, "ok") for i, _ in rows])
+        led.release(other)
+    server.set_faults(Faults())
+    received = len(server.received)
+    refused = bcartnb("resume", cid, "--json", env=env, cwd=tmp_path)
+    assert refused.returncode == 3, refused.stderr
+    summary = json.loads(refused.stdout)
+    assert (summary["campaign_id"], summary["status"], summary["exit_code"]) == (cid, "refused", 3)
+    assert (summary["sent"], summary["sent_now"]) == (21, 0)
+    assert summary["pending"] + summary["deferred"] == n - 21
+    assert summary["quota"]["used_before"] == summary["quota"]["used_after"] == 98
+    line = refused.stderr
+    assert line.count("\n") == 1 and "Traceback" not in line
+    assert "既に 21件を送信済み" in line and f"残りは {n - 21}件" in line
+    assert "had already sent 21 mails" in line and f"bcartnb resume {cid}" in line
+    text = bcartnb("resume", cid, env=env, cwd=tmp_path)
+    assert text.returncode == 3 and text.stdout == "" and "既に 21件を送信済み" in text.stderr
+    assert len(server.received) == received  # nothing was sent
 
 
 def test_a_server_that_never_greets_costs_one_try_per_connection_not_per_mail(

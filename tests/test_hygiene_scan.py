@@ -170,6 +170,7 @@ def test_samples_from_a_maildir_and_an_mbox_then_a_second_scan_changes_nothing(
             }
         ],
         "repeated": 0,
+        "skipped": 0,
     }
     again = scan_mailbox(md, settings, now=NOW).as_dict()
     assert (again["hard"], again["soft"], again["suppressed_new"], again["repeated"]) == (

@@ -33,6 +33,7 @@ from bcartnb.exceptions import HygieneError
 from bcartnb.ledger import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    DeliveryResult,
     HygieneEvent,
     Ledger,
     fingerprint,
@@ -252,6 +253,63 @@ def test_withholding_touches_only_mails_not_yet_sent(ledger: Ledger) -> None:
     assert ledger.to_send("c1", resend_uncertain=True) == []
 
 
+# One step of a send as the loop takes it, or another process listing an address (by index).
+_STEP = st.one_of(
+    st.tuples(st.just("list"), st.integers(0, 7)),
+    st.tuples(st.just("unlist"), st.integers(0, 7)),
+    st.tuples(st.just("hand"), st.integers(1, 4)),
+    st.tuples(st.just("answer"), st.sampled_from(["sent", "deferred", "failed", "uncertain"])),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(_STEP, max_size=30))
+def test_no_mail_is_handed_over_while_its_address_is_listed(
+    steps: list[tuple[str, object]],
+) -> None:
+    # Any interleaving of listings (and unlistings) with the loop's hand-overs and results:
+    # a row goes to `sending` only when its address was not listed at that commit; a listed
+    # row is `withheld` instead and counts nothing; a row already handed over keeps whatever
+    # the server made of it.
+    addresses = [f"m{i}@x.jp" for i in range(8)]
+    recipients = [(i, a.upper() if i % 2 else a) for i, a in enumerate(addresses)]
+    with tempfile.TemporaryDirectory() as tmp, Ledger.open(Path(tmp) / "l.sqlite3") as led:
+        cid = led.claim(
+            fingerprint="p", plan="own-smtp", params={}, recipients=recipients
+        ).campaign_id
+        led.reserve(cid, len(recipients), "own-smtp")
+        listed: set[str] = set()
+        in_flight: list[int] = []
+        answered: dict[int, str] = {}
+        counted = 0
+        for kind, arg in steps:
+            if kind == "list":
+                led.suppress(addresses[int(str(arg))], "unsubscribed")
+                listed.add(addresses[int(str(arg))])
+            elif kind == "unlist":
+                led.unsuppress(addresses[int(str(arg))])
+                listed.discard(addresses[int(str(arg))])
+            elif kind == "hand":
+                todo = [(r.member_id, r.state) for r in led.to_send(cid)][: int(str(arg))]
+                done = [DeliveryResult(m, answered.pop(m)) for m in list(answered)]
+                step = led.hand_over(cid, done, todo)
+                gone = {m for m, _ in todo if addresses[m] in listed}
+                assert set(step.withheld) == gone
+                counted += step.counted
+                assert step.counted == sum(
+                    1 for m, st_ in todo if m not in gone and st_ == "pending"
+                )
+                in_flight += [m for m, _ in todo if m not in gone]
+            elif in_flight:
+                answered[in_flight.pop(0)] = str(arg)
+        states = dict(
+            zip(led.deliveries(cid)["member_id"], led.deliveries(cid)["state"], strict=True)
+        )
+        for m in in_flight:
+            assert states[m] == "sending"  # listed since: still the server's to answer
+        assert led.usage("own-smtp").used == counted
+
+
 # --- the audience ----------------------------------------------------------------------------
 
 _ADDR = st.sampled_from(["a@x.jp", "A@X.jp", " b@x.jp", "c@x.jp", "", "bad..dot@x.jp", "d@x.jp"])
@@ -369,6 +427,97 @@ def test_a_greylisted_mail_whose_member_unsubscribes_is_withheld_by_the_resume(
     # handed over once each (a refused mail counts); withholding refunds nothing, adds nothing
     assert json.loads(bcartnb("quota", "--json", env=env, cwd=tmp_path).stdout)["used"] == n
     assert sum(1 for r in server.received if r.recipients == (ADMIN,)) == 1
+
+
+def journal_states(tmp_path: Path, campaign_id: str) -> dict[int, str]:
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        frame = led.deliveries(campaign_id)
+    return {int(m): str(s) for m, s in zip(frame["member_id"], frame["state"], strict=True)}
+
+
+def test_an_unsubscribe_mid_send_is_honoured_before_the_next_hand_over(
+    tmp_path: Path, smtp_server: Server
+) -> None:
+    # One connection; the server holds the 4th mail (user3's) unanswered. While it is held,
+    # another process lists user4 (next in line, not yet handed over) and user3 (handed
+    # over, its data already at the server). Released: user4 is withheld, never sent; user3's
+    # mail stays what the server made of it, sent.
+    n = 8
+    server = smtp_server(faults=Faults(hold_after=3))
+    path = setup_campaign(tmp_path, n)
+    settings_path = tmp_path / "bcartnb.toml"
+    settings_path.write_text(
+        settings_path.read_text(encoding="utf-8") + "\n[delivery]\nconnections = 1\n",
+        encoding="utf-8",
+    )
+    env = env_for(tmp_path, server)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "run", str(path), "--send", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert server.wait_held(1, timeout=60), "the 4th mail never reached the server"
+        for address in ("user4@example.co.jp", "user3@example.co.jp"):
+            listed = bcartnb("suppress", address, "--reason", "unsubscribed", env=env, cwd=tmp_path)
+            assert listed.returncode == 0, listed.stderr
+        server.release()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert (summary["status"], summary["sent"], summary["withheld"]) == ("done", n - 1, 1)
+    assert member_mails(server) == everyone_but(n, 4)
+    states = journal_states(tmp_path, summary["campaign_id"])
+    assert states[1004] == "withheld" and states[1003] == "sent"
+    assert Counter(states.values()) == Counter({"sent": n - 1, "withheld": 1})
+    # withheld before its hand-over: it never counted
+    assert json.loads(bcartnb("quota", "--json", env=env, cwd=tmp_path).stdout)["used"] == n - 1
+
+
+def test_every_mail_listed_mid_send_is_withheld_and_the_summary_says_so(
+    tmp_path: Path, smtp_server: Server
+) -> None:
+    # Four connections, everyone after the 2nd accepted mail listed while mails are held:
+    # nothing but the mails already handed over reaches the server, and the text summary
+    # counts the withheld ones.
+    n = 12
+    server = smtp_server(faults=Faults(hold_after=2))
+    path = setup_campaign(tmp_path, n)
+    env = env_for(tmp_path, server)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "run", str(path), "--send"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert server.wait_held(1, timeout=60)
+        with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+            for i in range(n):
+                led.suppress(f"USER{i}@example.co.jp", "unsubscribed", source="test")
+        server.release()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    handed = len(member_mails(server))
+    assert 3 <= handed < n and max(member_mails(server).values()) == 1
+    assert f"配信停止のため送らなかった {n - handed}" in out
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        cid = str(led.campaigns()["campaign_id"].iloc[0])
+    states = Counter(journal_states(tmp_path, cid).values())
+    assert states == Counter({"sent": handed, "withheld": n - handed})
 
 
 def test_the_list_on_the_command_line_and_its_b_cart_export(tmp_path: Path, smtp_server: Server):

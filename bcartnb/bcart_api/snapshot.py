@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -41,7 +41,7 @@ from bcartnb.bcart_api.pages import (
     showing_progress,
 )
 from bcartnb.exceptions import BcartApiError, InputError, MembersFileError
-from bcartnb.files import write_atomically
+from bcartnb.files import open_regular, write_atomically
 from bcartnb.members import SNAPSHOT_SUFFIXES, custom_column, renamed_note, typed_members
 
 __all__ = [
@@ -347,19 +347,27 @@ def snapshot_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _info(schema, file)
 
 
-def _open(file: Path, read: Callable[[Path], Any]) -> Any:
+def _open(file: Path, read: Callable[[BinaryIO], Any]) -> Any:
     where = f"会員ファイル {file}"
-    if not file.exists():
+    try:
+        fh = open_regular(file, "会員ファイル", MembersFileError)  # a FIFO, /dev/zero: refused
+    except FileNotFoundError as err:
         raise MembersFileError(
             f"{file}: no such member file", ja=f"{where} が見つかりません。パスを確かめてください。"
-        )
-    if not file.is_file():  # a directory, a FIFO, /dev/zero: not a snapshot
+        ) from err
+    except IsADirectoryError as err:
         raise MembersFileError(
-            f"{file}: is not a regular file",
-            ja=f"{where} は通常のファイルではありません。",
-        )
+            f"{file}: is not a regular file but a directory",
+            ja=f"{where} は通常のファイルではありません（フォルダーです）。",
+        ) from err
+    except OSError as err:
+        raise MembersFileError(
+            f"{file}: cannot be read: {err.strerror or err}",
+            ja=f"{where} を読めません（読み取りの権限などを確かめてください）。",
+        ) from err
     try:
-        return read(file)
+        with fh:
+            return read(fh)
     except (pa.ArrowException, OSError) as err:
         raise MembersFileError(
             f"{file}: is not a B-Cart snapshot (Parquet): {' '.join(str(err).split())[:200]}",

@@ -162,7 +162,7 @@ def deliver(
             spool,
             connector,
         ):
-            status = ledger.reserve(cid, units, plan.plan)
+            status = _reserve(plan, ledger, units)
             sending = True
             return _run(
                 plan,
@@ -182,6 +182,42 @@ def deliver(
             with contextlib.suppress(BcartnbError):
                 ledger.release(cid, cancel=first_run)
         raise
+
+
+def _reserve(plan: SendPlan, ledger: Ledger, units: int) -> QuotaStatus:
+    """The run's quota units; a refusal says what the campaign already sent, and carries
+    the summary (``--json`` prints it with exit 3)."""
+    cid = plan.campaign_id
+    try:
+        return ledger.reserve(cid, units, plan.plan)
+    except QuotaExceededError as err:
+        record = ledger.campaign(cid)
+        status = ledger.usage(plan.plan)
+        summary = DeliverySummary.from_record(
+            record,
+            "refused",
+            quota_dict(status, status.used),
+            [(r.member_id, r.address) for r in ledger.uncertain(cid)],
+            warnings=list(plan.warnings),
+        )
+        started = sum(n for state, n in record.journal.items() if state != "pending")
+        if not started:
+            refusal = err
+        else:
+            refusal = QuotaExceededError(
+                f"{err}; campaign {cid} had already sent {record.sent} mails, "
+                f"{summary.left} are left; this run sent nothing",
+                ja=f"このキャンペーンの残り {units:,}件は、{status.month} のメール配信上限数 "
+                f"{status.cap or 0:,}件（{status.plan.name}）の残り {status.remaining or 0:,}件"
+                f"を超えます。このキャンペーンは既に {record.sent:,}件を送信済みで、"
+                f"残りは {summary.left:,}件です。この実行では何も送信していません。"
+                f"翌月に `{summary.resume_command}` で続きを送るか、プランを見直してください。",
+            )
+        summary.stopped, summary.stopped_ja = str(refusal), refusal.ja
+        refusal.summary = summary.as_dict()
+        if refusal is err:
+            raise
+        raise refusal from err
 
 
 @contextlib.contextmanager

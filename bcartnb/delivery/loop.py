@@ -16,8 +16,17 @@ a connection that cannot be (re)opened    ``unsent`` (never started, refunded), 
                                           connections never start either
 ========================================  ==================================================
 
-A server that stops answering (every connection lost twice over, in a row) also stops the
-run, rather than leave every remaining member uncertain.
+A server that stops answering also stops the run, rather than leave every remaining member
+deferred or uncertain: every connection lost twice over, in a row, before the data; or a
+mail lost after its data with no reply on any connection since. After such a loss nothing
+new is handed over until another connection gets a reply, so a server that hangs after the
+data costs at most the mails then in flight, one per connection: the ``uncertain`` window
+is K per outage, never more (with K = 1 the run stops at the first such loss).
+
+Each hand-over checks the suppression list in its own transaction
+(:meth:`~bcartnb.ledger.Ledger.hand_over`); a listed address is ``withheld`` and never
+started, and the rate limit is waited for before the hand-over, so nothing waits between
+the check and the server but the (re)connection of a connection that was lost.
 """
 
 from __future__ import annotations
@@ -81,7 +90,7 @@ class RateLimiter:
             self._windows.append((int(per_hour), 3600.0, deque()))
         self._clock = clock
         self._sleep = sleep
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @property
     def limited(self) -> bool:
@@ -90,22 +99,34 @@ class RateLimiter:
 
     def acquire(self) -> None:
         """Block until one more send fits in every window, then record it."""
-        if not self._windows:
-            return
-        while True:
-            with self._lock:
-                now = self._clock()
-                wait = 0.0
-                for limit, span, times in self._windows:
-                    while times and times[0] <= now - span:
-                        times.popleft()
-                    if len(times) >= limit:
-                        wait = max(wait, times[0] + span - now)
-                if wait <= 0:
-                    for _, _, times in self._windows:
-                        times.append(now)
-                    return
-            self._sleep(wait)
+        while not self.take():
+            self._sleep(self.delay())
+
+    def delay(self) -> float:
+        """Seconds until one more send fits in every window (0: now)."""
+        with self._lock:
+            now = self._clock()
+            wait = 0.0
+            for limit, span, times in self._windows:
+                while times and times[0] <= now - span:
+                    times.popleft()
+                if len(times) >= limit:
+                    wait = max(wait, times[0] + span - now)
+            return wait
+
+    def take(self) -> bool:
+        """Record one send if it fits now; False (recording nothing) if it must wait."""
+        with self._lock:
+            if self.delay() > 0:
+                return False
+            now = self._clock()
+            for _, _, times in self._windows:
+                times.append(now)
+            return True
+
+    def pause(self, seconds: float) -> None:
+        """Wait (with the injected sleep) for a place in the windows."""
+        self._sleep(seconds)
 
 
 class Connector:
@@ -226,6 +247,7 @@ class Sender:
         self.total = 0
         self.fatal: BaseException | None = None
         self.lost_in_a_row = 0
+        self.suspect = False  # a mail was lost after its data, and no reply has come since
         self.missing: list[int] = []
         self.progress = progress
         self.bar: Any = None
@@ -326,62 +348,96 @@ class Sender:
         """Hand each row over once (unless the run stops); 4xx replies leave them deferred.
 
         Each step commits, in one transaction, the results that came back and the hand-over
-        of the next mails (:meth:`Ledger.exchange`), then starts those mails on the idle
-        connections. When the ledger refuses a hand-over (the campaign was reclaimed, the
-        month changed and the new one is full) or a connection cannot be opened, ``fatal``
-        is set: what is in flight finishes, nothing more starts.
+        of the next mails (:meth:`Ledger.hand_over`, which withholds a row whose address was
+        listed meanwhile), then starts those mails on the idle connections at once: the
+        rate limit is waited for before the hand-over, never between it and the server.
+        When the ledger refuses a hand-over (the campaign was reclaimed, the month changed
+        and the new one is full) or a connection cannot be opened, ``fatal`` is set: what
+        is in flight finishes, nothing more starts.
         """
         mails = self._mails(todo)
         exhausted = False
         with self._guarded():
             while True:
                 self._checkpoint()
+                room = self._room()
                 batch: list[tuple[Recipient, str, bytes]] = []
-                while not exhausted and self.fatal is None and len(batch) < len(self.idle):
+                while not exhausted and self.fatal is None and len(batch) < room:
                     item = next(mails, None)
                     if item is None:
                         exhausted = True
                         break
                     batch.append(item)
+                if batch and self.limiter.limited:
+                    self.limiter.take()  # _room saw the place free; one thread takes it
                 if batch or self.unrecorded:
-                    if self.in_flight:
-                        # replies that came in meanwhile: step those connections on first,
-                        # so the server has their next commands while we commit
-                        self.collect(timeout=0)
-                    results, self.unrecorded = self.unrecorded, []
-                    handovers = [(r.member_id, r.state) for r, _, _ in batch]
-                    try:
-                        self.counted += self.ledger.exchange(
-                            self.cid, results, handovers, resend=resend
-                        )
-                    except BcartnbError as err:
-                        # the results were committed alone (or the ledger is gone); the
-                        # hand-over was not: those mails stay as they were, untouched
-                        if not _recorded_alone(err):
-                            self.unrecorded = results + self.unrecorded
-                            raise
-                        self._account(results)
-                        self.fatal = self.fatal or err
-                        batch = []
-                    except BaseException:
-                        self.unrecorded = results + self.unrecorded  # rolled back: record later
-                        raise
-                    else:
-                        self._account(results)
-                    for i, (r, to, raw) in enumerate(batch):
-                        if self.fatal is not None:
-                            self._unstart(batch[i:])  # a connection failed: these never start
-                            break
-                        try:
-                            self._pace()
-                        except KeyboardInterrupt:
-                            self._unstart(batch[i:])  # marked sending, never started
-                            raise
-                        self._start(_Job(r.member_id, to, raw, r.state))
+                    self._step(batch, resend)
+                # how long to wait for a reply: until one comes, or until the rate limit
+                # lets the next mail start on an idle connection
+                wait: float | None = None
+                more = not exhausted and self.fatal is None and not self.suspect
+                if more and self.idle and self.limiter.limited:
+                    wait = self.limiter.delay()
                 if self.in_flight:
-                    self.collect()
+                    self.collect(timeout=wait)
+                elif wait:
+                    self._pause(wait)
                 elif not self.unrecorded and (exhausted or self.fatal is not None):
                     break
+
+    def _room(self) -> int:
+        """How many mails may start now: one per idle connection, one at a time under a
+        rate limit, none until it allows one.
+
+        While a connection's mail is lost after its data and no reply has come since, none
+        (see :meth:`_result`): the server may have stopped answering mid-transaction.
+        """
+        if self.suspect and not self.in_flight and self.fatal is None:
+            self.fatal = TransportError(
+                f"SMTP {self.transport.description}: the server stopped answering after the "
+                "message data (a mail was lost after its data and no connection got a reply "
+                "since); nothing more was handed over",
+                ja="SMTPサーバーがメール本文を受け取ったあと応答しなくなったため、送信を止めました。",
+            )
+        if not self.idle or self.suspect:
+            return 0
+        if not self.limiter.limited:
+            return len(self.idle)
+        return 0 if self.limiter.delay() > 0 else 1
+
+    def _step(self, batch: list[tuple[Recipient, str, bytes]], resend: bool) -> None:
+        """Commit the results and hand ``batch`` over in one transaction, then start it."""
+        if self.in_flight:
+            # replies that came in meanwhile: step those connections on first,
+            # so the server has their next commands while we commit
+            self.collect(timeout=0)
+        results, self.unrecorded = self.unrecorded, []
+        handovers = [(r.member_id, r.state) for r, _, _ in batch]
+        withheld: frozenset[int] = frozenset()
+        try:
+            step = self.ledger.hand_over(self.cid, results, handovers, resend=resend)
+        except BcartnbError as err:
+            # the results were committed alone (or the ledger is gone); the
+            # hand-over was not: those mails stay as they were, untouched
+            if not _recorded_alone(err):
+                self.unrecorded = results + self.unrecorded
+                raise
+            self._account(results)
+            self.fatal = self.fatal or err
+            batch = []
+        except BaseException:
+            self.unrecorded = results + self.unrecorded  # rolled back: record later
+            raise
+        else:
+            self.counted += step.counted
+            withheld = frozenset(step.withheld)
+            self._account(results, withheld=len(withheld))
+        for i, (r, to, raw) in enumerate(batch):
+            if self.fatal is not None:
+                self._unstart([b for b in batch[i:] if b[0].member_id not in withheld])
+                break  # a connection failed: these never start
+            if r.member_id not in withheld:
+                self._start(_Job(r.member_id, to, raw, r.state))
 
     def _unstart(self, batch: Sequence[tuple[Recipient, str, bytes]]) -> None:
         for r, _, _ in batch:
@@ -389,14 +445,12 @@ class Sender:
             if r.state in COUNTED_FROM:
                 self.counted -= 1
 
-    def _pace(self) -> None:
-        """Wait for the rate limit, the one wait a Ctrl-C may cut short before a mail starts."""
-        if not self.limiter.limited:
-            return
+    def _pause(self, seconds: float) -> None:
+        """Wait for the rate limit with nothing in flight: a Ctrl-C may cut it short."""
         self.critical = False
         try:
             self._checkpoint()
-            self.limiter.acquire()
+            self.limiter.pause(seconds)
         finally:
             self.critical = True
 
@@ -497,9 +551,10 @@ class Sender:
                     self.ledger.mark_results(self.cid, [r])
         self._account(results)
 
-    def _account(self, results: Sequence[DeliveryResult]) -> None:
+    def _account(self, results: Sequence[DeliveryResult], *, withheld: int = 0) -> None:
         self.tally.update(r.state for r in results)
-        finished = sum(1 for r in results if r.state in ("sent", "failed", "uncertain"))
+        self.tally["withheld"] += withheld
+        finished = withheld + sum(1 for r in results if r.state in ("sent", "failed", "uncertain"))
         self.finished += finished
         if self.bar is not None:
             self.bar.update(finished)
@@ -530,6 +585,12 @@ class Sender:
                 )
         else:
             self.lost_in_a_row = 0
+            self.suspect = False  # the server answers: what was lost was that connection's
+        if res.outcome is Outcome.UNCERTAIN:
+            # Until another connection gets a reply, hand nothing over: a server that stopped
+            # answering mid-transaction would leave every next mail uncertain too. So the
+            # mails in flight when it stopped (one per connection) are all it can cost.
+            self.suspect = True
         if res.outcome is Outcome.SENT:
             return DeliveryResult(job.member_id, "sent", res.code, message)
         if res.outcome is Outcome.PERMANENT:

@@ -31,7 +31,14 @@ DONE_MESSAGE = "メール送信を完了いたしました。"
 
 #: status → exit code of ``bcartnb run`` / ``resume`` (a finished campaign with mails refused
 #: for good exits 5 instead of 0; see :attr:`DeliverySummary.exit_code`).
-EXIT_CODES = {"dry-run": 0, "done": 0, "cancelled": 0, "unfinished": 4, "interrupted": 130}
+EXIT_CODES = {
+    "dry-run": 0,
+    "done": 0,
+    "cancelled": 0,
+    "refused": 3,
+    "unfinished": 4,
+    "interrupted": 130,
+}
 
 
 def mask_address(address: str) -> str:
@@ -138,7 +145,8 @@ class DeliverySummary:
 
     @property
     def exit_code(self) -> int:
-        """0 finished and all accepted, 4 unfinished, 5 finished with refusals, 130 Ctrl-C."""
+        """0 finished and all accepted, 3 refused by the quota, 4 unfinished, 5 finished
+        with refusals, 130 Ctrl-C."""
         code = EXIT_CODES[self.status]
         if self.status == "done" and self.failed:
             return 5
@@ -283,6 +291,8 @@ class DeliverySummary:
                     "拒否されました（送信に失敗した会員を確認してください）。"
                 )
             return "メールを送信できませんでした（すべての宛先が受信側に拒否されました）。"
+        if self.status == "refused":
+            return self.stopped_ja or "メール配信上限数を超えるため、何も送信していません。"
         now = f"この実行で {self.sent_now:,} 件を送信しました。" if self.sent_now else ""
         if self.status == "interrupted":
             return (

@@ -117,6 +117,8 @@ class ScanResult:
     unverified: int = 0
     unmatched_reasons: Mapping[str, int] = field(default_factory=dict)
     pending: tuple[PendingNotice, ...] = ()
+    #: Maildir entries that are not mail files (a FIFO, a device): passed over
+    skipped: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The contract's keys (``suppressed_new`` is a count) and ``unverified``, then
@@ -133,6 +135,7 @@ class ScanResult:
             "unmatched_reasons": dict(self.unmatched_reasons),
             "unverified_notices": [p.as_dict() for p in self.pending],
             "repeated": self.repeated,
+            "skipped": self.skipped,
             "source": self.source,
         }
 
@@ -162,6 +165,8 @@ class ScanResult:
                 "（またはメールアドレス）で確定します:"
             )
             lines += [p.line() for p in self.pending]
+        if self.skipped:
+            lines.append(f"（メールのファイルでないため飛ばしたもの {self.skipped:,} 件）")
         return "\n".join(lines)
 
 
@@ -242,20 +247,22 @@ def scan_mailbox(
     pattern = unsubscribe_pattern(settings.unsubscribe_mailto)
     if settings.hygiene.verp:  # the mails carry signed VERPs: without the secret none verifies
         VerpSigner(settings.unsubscribe_secret)
+    clock = now or now_tokyo()
+    parsed: list[Parsed] = []
+    # the mailbox first: a bad source (a control character in an IMAP URL, a FIFO) is refused
+    # before the ledger is opened, let alone created
+    with open_mailbox(source, env=env, ssl_context=ssl_context) as box:
+        label = box.label
+        bar = tqdm(
+            box,
+            total=len(box),
+            disable=not progress,
+            file=sys.stderr,
+            unit="通",
+            desc="不達メールの読み込み",
+        )
+        parsed = [parse_message(raw, unsubscribe_to=pattern, now=clock) for raw in bar]
     with ledger_using(settings, ledger) as led:
-        clock = now or now_tokyo()
-        parsed: list[Parsed] = []
-        with open_mailbox(source, env=env, ssl_context=ssl_context) as box:
-            label = box.label
-            bar = tqdm(
-                box,
-                total=len(box),
-                disable=not progress,
-                file=sys.stderr,
-                unit="通",
-                desc="不達メールの読み込み",
-            )
-            parsed = [parse_message(raw, unsubscribe_to=pattern, now=clock) for raw in bar]
         named = {f.address for p in parsed for f in p.findings if f.address}
         mailed = led.last_deliveries(named)
         matcher = Matcher(led, secret=settings.unsubscribe_secret, mailed=mailed)
@@ -289,6 +296,7 @@ def scan_mailbox(
         )
     counts = {key: outcome.by_kind.get(kind, 0) for kind, key in _COUNT_KEYS.items()}
     return ScanResult(
+        skipped=box.skipped,  # counted while it was read
         source=label,
         scanned=len(parsed),
         unmatched=sum(unmatched.values()),

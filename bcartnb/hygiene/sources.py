@@ -26,9 +26,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from bcartnb.exceptions import HygieneError
+from bcartnb.files import open_regular, read_regular
 from bcartnb.privacy import scrub
 from bcartnb.settings import _is_local, _read_dotenv, check_url
 
@@ -40,9 +42,14 @@ _PASSWORD_ENV = "BCARTNB_IMAP_PASSWORD"
 
 
 class Mailbox:
-    """A mailbox opened for reading: ``len()`` mails, iterated as raw bytes."""
+    """A mailbox opened for reading: ``len()`` mails, iterated as raw bytes.
+
+    ``skipped``: entries passed over because they are not mail files (a FIFO or a device in
+    a Maildir folder would block or never end).
+    """
 
     label: str
+    skipped: int = 0
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -86,6 +93,9 @@ class _LocalMailbox(Mailbox):
                 raw = self.box.get_bytes(key)
             except (KeyError, FileNotFoundError):
                 continue  # moved or deleted by a mail client since it was listed
+            except _NotAMailFile:
+                self.skipped += 1
+                continue
             except OSError as err:
                 raise HygieneError(
                     f"{self.label}: cannot read mail {key}: {err.strerror or err}",
@@ -96,6 +106,19 @@ class _LocalMailbox(Mailbox):
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.box.close()
+
+
+class _NotAMailFile(HygieneError):
+    """A Maildir entry that is not a regular file: skipped, not fatal."""
+
+
+class _Maildir(mailbox.Maildir):
+    """:class:`mailbox.Maildir` that opens a mail only if it is a regular file."""
+
+    def get_bytes(self, key: str) -> bytes:
+        path = os.path.join(self._path, cast(Any, self)._lookup(key))
+        raw = read_regular(path, "メールボックスの中のメール", _NotAMailFile)
+        return raw.replace(os.linesep.encode(), b"\n")
 
 
 @dataclass(frozen=True)
@@ -311,11 +334,17 @@ def open_mailbox(
                 f"{path}: a folder without cur/ and new/ is not a Maildir",
                 ja="Maildir フォルダではありません（cur と new がありません）",
             )
-        return _LocalMailbox(mailbox.Maildir(path, factory=None, create=False), str(path))
-    if not path.is_file():
-        raise HygieneError(f"{path}: not found", ja="メールボックスが見つかりません")
-    with path.open("rb") as fh:
-        head = fh.read(5)
+        return _LocalMailbox(_Maildir(path, factory=None, create=False), str(path))
+    try:
+        with open_regular(path, "メールボックス", HygieneError) as fh:  # not a FIFO, a device
+            head = fh.read(5)
+    except FileNotFoundError:
+        raise HygieneError(f"{path}: not found", ja="メールボックスが見つかりません") from None
+    except OSError as err:
+        raise HygieneError(
+            f"{path}: cannot read the mailbox: {err.strerror or err}",
+            ja="メールボックスを読めません（ファイルの権限を確認してください）",
+        ) from None
     if head and head != b"From ":
         raise HygieneError(
             f"{path}: not an mbox file (it does not start with 'From ')",

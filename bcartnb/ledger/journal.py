@@ -29,6 +29,11 @@ A row is ``sending`` only while its SMTP transaction may be under way, and each 
 committed before the loop hands anything else over, so after a SIGKILL a resume sends the
 ``pending`` and ``deferred`` rows and nobody twice; only the rows that were in flight (at
 most one per connection) are ``uncertain``, and resending them is the user's explicit choice.
+
+The suppression list is checked inside the hand-over's own transaction (:meth:`Journal.hand_over`):
+a row whose address is listed when it would be handed over is ``withheld`` instead, so an
+unsubscribe committed before a mail's hand-over always holds, and one committed after it
+(the mail is ``sending``, its SMTP transaction under way) changes nothing about that mail.
 """
 
 from __future__ import annotations
@@ -47,7 +52,15 @@ from bcartnb.quota import TOKYO, month_of
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COUNTED_FROM", "TRANSITIONS", "DeliveryResult", "Journal", "Recipient", "transition"]
+__all__ = [
+    "COUNTED_FROM",
+    "TRANSITIONS",
+    "DeliveryResult",
+    "Handover",
+    "Journal",
+    "Recipient",
+    "transition",
+]
 
 #: target state → the states a row may move there from. ``unsent`` is not a state: it sends
 #: a row back to the state it was handed over from.
@@ -88,6 +101,14 @@ class DeliveryResult(NamedTuple):
     state: str
     code: int | None = None
     message: str | None = None
+
+
+class Handover(NamedTuple):
+    """One step of the send loop, as committed: the units the hand-over counted, and the
+    rows it withheld instead of handing over (their address is on the suppression list)."""
+
+    counted: int
+    withheld: tuple[int, ...] = ()
 
 
 class _RowsRefused(Exception):
@@ -220,6 +241,30 @@ def journal_counts(c: sqlite3.Connection, campaign_id: str) -> dict[str, int]:
     )
 
 
+def _withhold_listed(
+    c: sqlite3.Connection, campaign_id: str, hand: Sequence[tuple[int, str]], now: datetime
+) -> tuple[int, ...]:
+    """Withhold the rows about to be handed over whose address is listed; their ids.
+
+    A primary-key probe per row in each table, inside the hand-over's write transaction:
+    cheaper than asking whether the list changed (``PRAGMA data_version`` costs as much and
+    would still need this probe when it moved), and no commit can fall between the check
+    and the hand-over.
+    """
+    ids = [m for m, _ in hand]
+    rows = [
+        DeliveryResult(int(m), "withheld", None, f"suppressed: {r}")
+        for m, r in c.execute(
+            "SELECT d.member_id, s.reason FROM deliveries d JOIN suppressions s "
+            "ON s.address = lower(d.address) WHERE d.campaign_id = ? "
+            f"AND d.member_id IN ({', '.join('?' * len(ids))})",
+            (campaign_id, *ids),
+        )
+    ]
+    transition(c, campaign_id, "withheld", rows, now=now)
+    return tuple(r.member_id for r in rows)
+
+
 class Journal(Reservations):
     """The send loop's side of the ledger: hand mails over, record what became of them."""
 
@@ -232,16 +277,30 @@ class Journal(Reservations):
         resend: bool = False,
         now: datetime | None = None,
     ) -> int:
+        """:meth:`hand_over`, returning only the units counted (for callers that never
+        start a mail: a listed row is withheld all the same)."""
+        return self.hand_over(campaign_id, results, handovers, resend=resend, now=now).counted
+
+    def hand_over(
+        self,
+        campaign_id: str,
+        results: Iterable[DeliveryResult | tuple[Any, ...]],
+        handovers: Iterable[tuple[int, str]],
+        *,
+        resend: bool = False,
+        now: datetime | None = None,
+    ) -> Handover:
         """Record results, then hand the next mails over, in ONE commit: the send loop's step.
 
         ``handovers`` are (member id, state the row is in: ``pending``, ``deferred``, or
-        ``uncertain`` with ``resend=True``). Handing over needs this process's reservation
+        ``uncertain`` with ``resend=True``). A row whose address is on the suppression list
+        at that moment is ``withheld`` instead (counting nothing) and named in the result:
+        the loop must not start it. Handing over needs this process's reservation
         and room in it for the rows that count; refused (changing nothing but the results,
         which are committed alone: the mails they describe are out, whatever happens to the
         next ones) with :class:`CampaignStateError` or
         :class:`~bcartnb.exceptions.QuotaExceededError`. Results alone are accepted from a
-        process whose reservation was reclaimed: late news is still the truth. Returns the
-        units counted by the hand-over.
+        process whose reservation was reclaimed: late news is still the truth.
         """
         items = [r if isinstance(r, DeliveryResult) else DeliveryResult(*r) for r in results]
         for r in items:
@@ -293,7 +352,7 @@ class Journal(Reservations):
         hand: list[tuple[int, str]],
         resend: bool,
         now: datetime,
-    ) -> int:
+    ) -> Handover:
         row = c.execute(
             "SELECT month, plan, held, pid, host, proc_start FROM reservations "
             "WHERE campaign_id = ?",
@@ -315,6 +374,12 @@ class Journal(Reservations):
                 else:
                     transition(c, campaign_id, state, group, now=now)
         counted = 0
+        withheld: tuple[int, ...] = ()
+        if hand:
+            withheld = _withhold_listed(c, campaign_id, hand, now)
+            if withheld:
+                gone = set(withheld)
+                hand = [(m, s) for m, s in hand if m not in gone]
         if hand:
             assert row is not None
             month = month_of(now)
@@ -329,7 +394,7 @@ class Journal(Reservations):
                 "WHERE campaign_id = ?",
                 (units + counted, (now + self.lease).timestamp(), ts(now), campaign_id),
             )
-        return counted
+        return Handover(counted, withheld)
 
     # --- reading the journal -------------------------------------------------------------
 
