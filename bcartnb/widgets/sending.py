@@ -96,7 +96,12 @@ class Sending:
                     **chosen,
                 ).summary
 
-        self.show(self.status.run(resume, self._controls(), busy="再開しています…"))
+        summary = self.status.run(resume, self._controls(), busy="再開しています…")
+        if summary is None:  # refused (the error is in the status): the 再開 screen again
+            self.step.finish(result)
+            self._go("done")
+            return
+        self.show(summary)
 
     def ask_cancel(self) -> None:
         """配信を取り消す: nothing ended yet; 「本当に取り消す」 is offered beside it."""

@@ -473,6 +473,8 @@ class Wizard:
                 self.confirm.offer_repeat(self._repeatable, self.plan.repeat)
             return
         self.plan, self.spec, self._repeatable = got.plan, got.plan.spec, got.repeatable
+        if not got.plan.repeat:  # another mail, or nobody to resend to: the tick is spent
+            self._repeat_key = None
         self._send_started = False
         self.confirm.show_counts(got.summary, self._filter, self._keyword)
         self.confirm.offer_repeat(got.repeatable, got.plan.repeat)
