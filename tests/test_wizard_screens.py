@@ -753,6 +753,3 @@ def test_the_finishing_controls_freeze_with_the_others(
     c = w.sending.choices
     wanted = {w.sending.resume, c.give_up, c.uncertain, c.skip_missing, c.cancel, c.cancel_confirm}
     assert wanted <= set(w.controls) and w.confirm.repeat in w.controls
-    assert {"bcartnb-repeat", "bcartnb-cancel", "bcartnb-cancel-confirm"} <= {
-        k for x in _walk(w.widget) for k in x._dom_classes
-    }
