@@ -55,9 +55,15 @@ def form_spec(
 
 
 def _plans(
-    spec: CampaignSpec, settings: Settings, members: pd.DataFrame, repeat_key: str | None
+    spec: CampaignSpec,
+    settings: Settings,
+    members: pd.DataFrame,
+    repeat_key: str | None,
+    *,
+    count: bool = True,
 ) -> tuple[CampaignPlan, int]:
-    """The plan 送信 would send, and how many members 「同じ内容を再送する」 would add.
+    """The plan 送信 would send, and how many members 「同じ内容を再送する」 would add
+    (``count=False``: 0 unless the box is ticked, one plan the less on a big list).
 
     Sent again only when the marketer ticked the box for this very mail (``repeat_key``,
     its identity): a box ticked for one mail never resends another written afterwards.
@@ -65,12 +71,12 @@ def _plans(
     """
     plain = campaign.plan_campaign(spec, settings, members=members)
     held = plain.audience.reasons["already_sent"]
-    if not held:
+    ticked = plain.mail_keys[:1] == (repeat_key,)
+    if not held or not (count or ticked):
         return plain, 0
     again = campaign.plan_campaign(spec, settings, members=members, repeat=True)
     repeatable = held - again.audience.reasons["already_sent"]
-    wanted = repeatable > 0 and plain.mail_keys[:1] == (repeat_key,)
-    return (again if wanted else plain), repeatable
+    return (again if ticked and repeatable else plain), repeatable
 
 
 def sorted_for_mail(
@@ -90,7 +96,7 @@ def sorted_for_mail(
         return None
     try:
         spec = form_spec(members, flt, checked, values)
-        return _plans(spec, settings, members, repeat_key)[0].audience
+        return _plans(spec, settings, members, repeat_key, count=False)[0].audience
     except BcartnbError:
         return None
 

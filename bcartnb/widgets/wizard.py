@@ -163,7 +163,7 @@ class Wizard:
         self.confirm.send.on_click(lambda _b: self._send())
         self.confirm.test_send.on_click(lambda _b: self._send_test())
         self.sending.again.on_click(lambda _b: self._new_campaign())
-        self.run = Sending(
+        self.sender = Sending(
             self.sending,
             self.status,
             self.settings,
@@ -559,12 +559,12 @@ class Wizard:
             return  # a second click, or a click without a confirmed plan: never send twice
         self._send_started = True
         self.confirm.send.disabled = True
-        self.run.send(plan)
+        self.sender.send(plan)
 
     @property
     def result(self) -> DeliverySummary | None:
         """The summary on the done screen (:class:`~.sending.Sending`), None before a send."""
-        return self.run.result
+        return self.sender.result
 
     def _new_campaign(self) -> None:
         """新しい配信を作成: the member list again, for the next campaign, without a new cell.
@@ -576,7 +576,7 @@ class Wizard:
         """
         if self.stage != "done":
             return
-        self.plan = self.spec = self.run.result = None
+        self.plan = self.spec = self.sender.result = None
         self._send_started = False
         self._repeat_key, self._repeatable = None, 0
         self.confirm.offer_repeat(0, False)
