@@ -602,6 +602,10 @@ def test_cancel_asks_once_more_then_ends_the_campaign(
     assert states(w.settings, cid) == {1001: "cancelled", 1002: "cancelled", 1003: "cancelled"}
     with Ledger.open(w.settings.db) as led:
         assert led.campaign(cid).status == "cancelled"
+    cancelled = w.result
+    choices.cancel_confirm.click()  # a second click, and 再開: the campaign is over
+    w.sending.resume.click()
+    assert w.result is cancelled and w.status.kind == "info"
 
     server.up()  # none of its mails went out: the same mail still reaches them, once
     w.sending.again.click()
@@ -670,6 +674,7 @@ def test_uncertain_mails_as_the_marketer_chooses(
     assert w.result is not None and [m for m, _ in w.result.uncertain] == [1002]
     cid, choices = w.result.campaign_id, w.sending.choices
     assert shown(choices.uncertain_box) and choices.uncertain.value == "keep"
+    assert "送信結果が不明なメール 1 件" in choices.uncertain_words.value
     assert [label for label, _ in choices.uncertain.options][1:] == [
         "再送する",
         "届いたことを確認したので送信済みにする",

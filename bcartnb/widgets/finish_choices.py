@@ -63,12 +63,8 @@ class FinishChoices(widgets.VBox):  # type: ignore[misc]
             layout={"width": "auto"},
         )
         self.uncertain.add_class("bcartnb-uncertain")
-        self.uncertain_box = widgets.VBox(
-            [
-                widgets.HTML("<b>送信結果が不明なメール</b>（届いているかもしれません）"),
-                self.uncertain,
-            ]
-        )
+        self.uncertain_words = widgets.HTML("")
+        self.uncertain_box = widgets.VBox([self.uncertain_words, self.uncertain])
         self.skip_missing = widgets.Checkbox(
             value=False,
             description="会員ファイルにいない会員には送らない",
@@ -99,6 +95,10 @@ class FinishChoices(widgets.VBox):  # type: ignore[misc]
         if summary.deferred:
             show(self.give_up)
         if summary.uncertain:
+            self.uncertain_words.value = (
+                f"<b>送信結果が不明なメール {len(summary.uncertain):,} 件</b>"
+                "（送った直後に接続が切れました。届いているかもしれません）"
+            )
             show(self.uncertain_box)
         if any(w.startswith(MISSING_WARNING) for w in summary.warnings):
             show(self.skip_missing)
