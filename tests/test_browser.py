@@ -322,3 +322,66 @@ def test_back_from_the_confirmation_keeps_what_was_typed(
     expect(widget_input(page, "bcartnb-body", "textarea")).to_have_value(body)
     shot.take(page, "kept", page.locator(".bcartnb-quota"))
     assert server.received == []
+
+
+def test_the_same_mail_is_held_back_and_sent_again_only_when_ticked(
+    open_wizard: Callable[[str], Opened], shots: Callable[[str], Screenshots]
+) -> None:
+    """Issue 20: the second 送信 of a mail to the same members mails nobody, and says who has it;
+    「同じ内容を再送する」 counts them in again and 送信 mails them again."""
+    members = read_members(demo_members())
+    first_page = set(members["id"].head(PAGE_SIZE).astype("int64").tolist())
+    # メール案内「受け取る」 only, as the form has it by default
+    sendable = build_audience(members, opt_in_only=True).sendable["id"].astype("int64").tolist()
+    chosen = [i for i in sendable if i in first_page][:2]
+    assert len(chosen) == 2
+
+    opened = open_wizard("プラン10")
+    page, server = opened.page, opened.server
+    shot = shots("same-mail")
+
+    def send_to_chosen() -> None:
+        for member_id in chosen:
+            tick(page, member_id)
+        page.locator(".bcartnb-send-checked").click()
+        expect(page.locator(".bcartnb-to-confirm")).to_be_visible(timeout=UI_TIMEOUT)
+        template = widget_input(page, "bcartnb-template", "select")
+        if template.input_value() != TEMPLATE:  # the second time, the form has kept it
+            template.select_option(label=TEMPLATE)
+            expect(widget_input(page, "bcartnb-subject")).not_to_have_value("", timeout=UI_TIMEOUT)
+        page.locator(".bcartnb-to-confirm").click()
+        expect(page.locator(".bcartnb-confirm-counts")).to_be_visible(timeout=UI_TIMEOUT)
+
+    send_to_chosen()
+    expect(page.locator(".bcartnb-repeat")).to_be_hidden()  # nobody has this mail yet
+    page.locator(".bcartnb-send").click()
+    expect(page.locator(".bcartnb-done")).to_contain_text(DONE_MESSAGE, timeout=UI_TIMEOUT)
+    assert server.wait_for(3)
+
+    page.locator(".bcartnb-new-campaign").click()  # the form keeps the mail
+    expect(page.locator(".bcartnb-send-checked")).to_be_visible(timeout=UI_TIMEOUT)
+    # the table is drawn anew (sorted for the mail): tick its new boxes, not the old ones
+    expect(page.locator(".bcartnb-status")).to_contain_text("新しい配信", timeout=UI_TIMEOUT)
+    send_to_chosen()
+    counts = page.locator(".bcartnb-confirm-counts")
+    expect(counts).to_contain_text("既に同じメールを送信済み 2件", timeout=UI_TIMEOUT)
+    expect(page.locator(".bcartnb-warnings")).to_contain_text("同じメールをキャンペーン")
+    repeat = page.locator(".bcartnb-repeat")
+    expect(repeat).to_contain_text("同じ内容を再送する（送信済みの 2 件にも、もう一度送ります）")
+    box = widget_input(page, "bcartnb-repeat", "input[type=checkbox]")
+    expect(box).not_to_be_checked()
+    expect(page.locator(".bcartnb-send")).to_be_disabled()
+    shot.take(page, "held-back", counts)
+
+    box.check()  # planned again: the two count in, the quota too
+    expect(counts).to_contain_text("送信件数: 2件", timeout=UI_TIMEOUT)
+    expect(counts).to_contain_text("2件 → 4件")
+    expect(page.locator(".bcartnb-send")).to_be_enabled(timeout=UI_TIMEOUT)
+    shot.take(page, "repeat", repeat)
+    assert len(server.received) == 3  # nothing more before 送信
+    page.locator(".bcartnb-send").click()
+    expect(page.locator(".bcartnb-done")).to_contain_text(DONE_MESSAGE, timeout=UI_TIMEOUT)
+    assert server.wait_for(6)
+    to_members = sorted(r.recipients for r in server.received if r.recipients != (ADMIN,))
+    emails = dict(zip(members["id"].astype("int64"), members["email"].astype(str), strict=True))
+    assert to_members == sorted([(emails[i],) for i in chosen] * 2)

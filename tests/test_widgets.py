@@ -409,6 +409,8 @@ bcartnb-quota bcartnb-counts bcartnb-template bcartnb-subject bcartnb-body bcart
 bcartnb-signature bcartnb-opt-in bcartnb-to-confirm
 bcartnb-confirm-counts bcartnb-preview bcartnb-preview-member bcartnb-warnings bcartnb-back
 bcartnb-send bcartnb-progress bcartnb-done bcartnb-new-campaign bcartnb-resume
+bcartnb-repeat bcartnb-finish-choices bcartnb-give-up-deferred bcartnb-uncertain
+bcartnb-skip-missing bcartnb-cancel bcartnb-cancel-confirm bcartnb-cancel-note
 """
 API_CLASSES = _API.split()
 
@@ -428,6 +430,8 @@ def test_every_css_class_of_the_contract_is_there(wizard: Wizard) -> None:
         "送信",
         "新しい配信を作成",
         "再開",
+        "配信を取り消す",
+        "本当に取り消す",
     } <= buttons
 
 

@@ -1,20 +1,26 @@
-"""Issue 14 (5, 6, 11) in the wizard, driven from Python like a user: the over-quota warning
-where the list is chosen and in compose, the merge-field list, whole button labels and the
-multi-select hint, the member-file chooser (picker and upload), and saved filters."""
+"""Issues 14 (5, 6, 11) and 20 in the wizard, driven from Python like a user: the over-quota
+warning where the list is chosen and in compose, the merge-field list, whole button labels and
+the multi-select hint, the member-file chooser (picker and upload), saved filters; the same mail
+never twice (``already_sent`` in every step, 「同じ内容を再送する」) and finishing a campaign
+from the 再開 screen (give up, uncertain mails, missing members, 配信を取り消す), each against a
+real SMTP server with injected faults and a real ledger."""
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import ipywidgets as widgets
 import pytest
-from smtp_servers import TestServer
+from smtp_servers import Faults, TestServer
 
+from bcartnb.ledger import Ledger
 from bcartnb.segments import SegmentStore
-from bcartnb.settings import Settings
+from bcartnb.settings import DeliverySettings, Settings
 from bcartnb.widgets import Wizard
 from bcartnb.widgets.filter_step import MULTI_HINT, NO_SEGMENT
 from bcartnb.widgets.member_source import NO_FILE, find_member_files, store_upload
@@ -30,7 +36,13 @@ def rows(n: int, *, start: int = 1001, pref: str = "東京都", kind: str = "卸
     )
 
 
-def settings_for(tmp_path: Path, repo_root: Path, server: TestServer, plan: str) -> Settings:
+def settings_for(
+    tmp_path: Path,
+    repo_root: Path,
+    server: TestServer,
+    plan: str,
+    delivery: DeliverySettings | None = None,
+) -> Settings:
     return Settings(
         plan=plan,
         from_addr="shop@example.co.jp",
@@ -40,6 +52,7 @@ def settings_for(tmp_path: Path, repo_root: Path, server: TestServer, plan: str)
         templates=repo_root / "data" / "templates",
         segments=tmp_path / "segments.toml",
         smtp=server.settings(),
+        delivery=delivery or DeliverySettings(),
     )
 
 
@@ -370,3 +383,378 @@ def test_a_broken_segments_file_does_not_stop_the_wizard(
     assert len(w.table.result_ids) == 120
     assert list(w.filter_step.segment.options) == [NO_SEGMENT]
     assert os.path.exists(tmp_path / "segments.toml")
+
+
+# --- 20: the same mail never twice ---------------------------------------------------------------
+
+ADMIN = "admin@example.co.jp"
+#: one try a run, one connection: a deferred mail stays deferred, transactions come in order
+ONE_TRY = DeliverySettings(retries=0, connections=1)
+
+
+def member_mails(server: TestServer) -> Counter[str]:
+    return Counter(r.recipients[0] for r in server.received if r.recipients != (ADMIN,))
+
+
+def small(tmp_path: Path, n: int = 6, name: str = "members.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(HEADER + rows(n), "utf-8")
+    return path
+
+
+def write_and_confirm(
+    w: Wizard, ids: list[int] | None = None, body: str = "年末のご案内です。"
+) -> None:
+    """Tick ``ids`` (None: every search result), write the mail, 確認画面へ."""
+    if ids:
+        w.table.check(ids)
+        w.send_checked.click()
+    else:
+        w.send_all.click()
+    assert w.stage == "compose", w.status.value
+    w.compose.subject.value = "{{ 会社名 }} 様 年末のご案内"
+    w.compose.body.value = body
+    w.compose.to_confirm.click()
+    assert w.stage == "confirm", w.status.value
+
+
+def reason(w: Wizard, member_id: int) -> str:
+    return str(w.table.rows.set_index("id").loc[member_id, "送信できない理由"])
+
+
+def states(settings: Settings, cid: str) -> dict[int, str]:
+    with Ledger.open(settings.db) as led:
+        rows_ = led.deliveries(cid)
+    return dict(zip(rows_["member_id"].astype(int), rows_["state"].astype(str), strict=True))
+
+
+def shown(w: widgets.Widget) -> bool:
+    return w.layout.display != "none"
+
+
+def test_a_renamed_file_holds_back_who_has_the_mail_in_every_step(
+    tmp_path: Path, repo_root: Path, smtp_server: Server
+) -> None:
+    server = smtp_server()
+    settings = settings_for(tmp_path, repo_root, server, "プラン10")
+    path = small(tmp_path)
+    first = Wizard(path, settings, member_folders=[tmp_path])
+    write_and_confirm(first, [1001, 1002, 1003])
+    first.confirm.send.click()
+    assert first.result is not None and first.result.sent == 3, first.status.value
+    cid = first.result.campaign_id
+
+    renamed = tmp_path / "members-2026-12.csv"  # B-Cart's export, downloaded anew
+    path.rename(renamed)
+    w = Wizard(renamed, settings, member_folders=[tmp_path])
+    assert [reason(w, m) for m in range(1001, 1007)] == [""] * 6  # no mail written yet
+    w.table.check([1005])
+    write_and_confirm(w)  # every search result
+    counts = w.confirm.counts.value
+    assert "送信件数</b>: 3件" in counts and "既に同じメールを送信済み 3件" in counts
+    assert f"3 件は、同じメールをキャンペーン {cid} で送信済み" in w.confirm.warnings.value
+    kids = list(w.confirm.children)  # the lines sit under the counts, read before 送信
+    assert kids.index(w.confirm.warnings) == kids.index(w.confirm.counts) + 1
+    assert [v for _, v in w.confirm.preview_member.options] == [1004, 1005, 1006]
+
+    w.confirm.back.click()
+    assert "送信件数</b>: 3件" in w.compose.counts.value
+    assert "既に同じメールを送信済み 3件" in w.compose.counts.value
+    w.compose.back.click()
+    assert w.stage == "select" and w.table.checked == (1005,)  # the ticks stay
+    named = f"既に同じメールを送信済み（{cid}）"
+    assert [reason(w, m) for m in range(1001, 1007)] == [named] * 3 + [""] * 3
+    cells = [x.value for x in _walk(w.table.grid) if isinstance(x, widgets.HTML)]
+    assert cells.count(html.escape(named)) == 3  # on the screen, not only in the frame
+
+    w.send_all.click()
+    w.compose.to_confirm.click()
+    w.confirm.send.click()
+    assert w.result is not None and w.result.sent == 3, w.status.value
+    assert server.wait_for(8)  # 3 + 3 members, an administrator's copy each
+    assert member_mails(server) == Counter(f"u{m}@example.co.jp" for m in range(1001, 1007))
+
+
+def test_the_selection_warning_counts_without_who_has_the_mail(wizard: Wizard) -> None:
+    write_and_confirm(wizard, list(range(1001, 1031)))
+    wizard.confirm.send.click()
+    assert wizard.result is not None and wizard.result.sent == 30, wizard.status.value
+    wizard.sending.again.click()  # the form keeps the mail: 30 of the 120 have it
+    assert "検索結果すべての送信件数 90件は、今月の残り 70件を 20件超えています" in (
+        wizard.select_warning.value
+    )
+    assert reason(wizard, 1001).startswith("既に同じメールを送信済み（")
+    # the 30 who have it and 71 who do not
+    wizard.table.check([*range(1001, 1081), *range(2001, 2022)])
+    assert "チェックした会員の送信件数 71件は、今月の残り 70件を 1件超えています" in (
+        wizard.select_warning.value
+    )
+
+
+def test_resend_box_shows_the_count_replans_and_sends_again_only_when_ticked(
+    tmp_path: Path, repo_root: Path, smtp_server: Server
+) -> None:
+    server = smtp_server()
+    w = Wizard(small(tmp_path), settings_for(tmp_path, repo_root, server, "プラン10"))
+    box = w.confirm.repeat
+    write_and_confirm(w, [1001, 1002])
+    assert not shown(box) and box.value is False  # nobody has this mail yet
+    w.confirm.send.click()
+    assert w.result is not None and w.result.sent == 2
+
+    w.sending.again.click()
+    write_and_confirm(w, [1001, 1002, 1003])
+    assert shown(box) and box.value is False
+    assert box.description == "同じ内容を再送する（送信済みの 2 件にも、もう一度送ります）"
+    counts = w.confirm.counts
+    assert "送信件数</b>: 1件" in counts.value and "2件 → 3件" in counts.value
+    w.confirm.back.click()
+    w.compose.to_confirm.click()
+    assert box.value is False and w.plan is not None and not w.plan.repeat  # unticked stays
+
+    box.value = True  # ticked: planned again with the two who have it
+    assert w.plan is not None and w.plan.repeat
+    assert "送信件数</b>: 3件" in counts.value and "2件 → 5件" in counts.value
+    assert "既に同じメールを送信済み" not in counts.value
+    assert [v for _, v in w.confirm.preview_member.options] == [1001, 1002, 1003]
+    box.value = False
+    assert not w.plan.repeat and "送信件数</b>: 1件" in counts.value
+
+    box.value = True
+    w.confirm.back.click()  # the form counts as 送信 will
+    assert "送信件数</b>: 3件" in w.compose.counts.value
+    w.compose.body.value += "（改訂版）"  # another mail: nobody has it, the tick is spent
+    w.compose.to_confirm.click()
+    assert not shown(box) and box.value is False and not w.plan.repeat
+    w.confirm.back.click()
+    w.compose.body.value = "年末のご案内です。"  # the first mail again: unticked
+    w.compose.to_confirm.click()
+    assert shown(box) and box.value is False and "送信件数</b>: 1件" in counts.value
+    box.value = True
+    w.confirm.back.click()
+    w.compose.to_confirm.click()
+    assert box.value is True and w.plan.repeat  # kept: the marketer ticked it for this mail
+    assert len(server.received) == 3  # nothing went out while choosing
+
+    w.confirm.send.click()
+    assert w.result is not None and w.result.sent == 3, w.status.value
+    assert server.wait_for(7)
+    mails = member_mails(server)
+    assert mails == Counter(
+        {"u1001@example.co.jp": 2, "u1002@example.co.jp": 2, "u1003@example.co.jp": 1}
+    )
+
+    w.sending.again.click()  # a new campaign starts unticked: the same mail sends nothing
+    write_and_confirm(w, [1001, 1002, 1003])
+    assert box.value is False and box.description.startswith("同じ内容を再送する（送信済みの 3 件")
+    assert w.confirm.send.disabled and "同じメールを受け取り済み" in w.status.value
+    assert "「同じ内容を再送する」にチェック" in w.status.value
+    w.confirm.send.click()
+    assert len(server.received) == 7
+
+
+# --- 20: finishing a campaign from the 再開 screen -----------------------------------------------
+
+
+def sent_unfinished(
+    tmp_path: Path, repo_root: Path, server: TestServer, ids: list[int] | None = None
+) -> Wizard:
+    """A wizard whose send of 1001-1003 (or ``ids``; [] every member) ended unfinished, on
+    the 再開 screen."""
+    settings = settings_for(tmp_path, repo_root, server, "プラン10", ONE_TRY)
+    w = Wizard(small(tmp_path, 5), settings, member_folders=[tmp_path])
+    write_and_confirm(w, [1001, 1002, 1003] if ids is None else ids)
+    w.confirm.send.click()
+    assert w.stage == "done" and w.result is not None and w.result.exit_code == 4, w.status.value
+    assert shown(w.sending.resume) and shown(w.sending.choices.cancel)
+    return w
+
+
+def test_cancel_asks_once_more_then_ends_the_campaign(
+    tmp_path: Path, repo_root: Path, smtp_server: Server
+) -> None:
+    server = smtp_server()
+    server.down()
+    w = sent_unfinished(tmp_path, repo_root, server)
+    assert w.result is not None
+    cid, choices = w.result.campaign_id, w.sending.choices
+    assert not shown(choices.uncertain_box) and not shown(choices.skip_missing)
+    assert shown(choices.give_up) == bool(w.result.deferred)
+    assert not shown(choices.cancel_confirm)
+    choices.cancel_confirm.click()  # not offered yet: a stray click ends nothing
+    choices.cancel.click()
+    assert shown(choices.cancel_confirm) and shown(choices.cancel_note)
+    with Ledger.open(w.settings.db) as led:
+        assert led.campaign(cid).status == "unfinished"  # asked, not done
+
+    choices.cancel_confirm.click()
+    result = w.result
+    assert result is not None and (result.status, result.cancelled, result.sent) == (
+        "cancelled",
+        3,
+        0,
+    )
+    assert "配信を取り消しました" in w.sending.done.value and "取り消し 3" in w.sending.done.value
+    assert "配信を取り消しました" in w.status.value and w.status.kind == "info"
+    assert not any(shown(x) for x in (w.sending.resume, choices, choices.cancel))
+    assert not shown(choices.cancel_confirm) and shown(w.sending.again)
+    assert w.sending.progress.description == "取り消し"
+    assert states(w.settings, cid) == {1001: "cancelled", 1002: "cancelled", 1003: "cancelled"}
+    with Ledger.open(w.settings.db) as led:
+        assert led.campaign(cid).status == "cancelled"
+    cancelled = w.result
+    choices.cancel_confirm.click()  # a second click, and 再開: the campaign is over
+    w.sending.resume.click()
+    assert w.result is cancelled and w.status.kind == "info"
+
+    server.up()  # none of its mails went out: the same mail still reaches them, once
+    w.sending.again.click()
+    write_and_confirm(w, [1001, 1002, 1003])
+    assert not shown(w.confirm.repeat)
+    w.confirm.send.click()
+    assert w.result is not None and w.result.sent == 3, w.status.value
+    assert server.wait_for(4)
+    assert member_mails(server) == Counter(f"u{m}@example.co.jp" for m in (1001, 1002, 1003))
+
+
+def test_give_up_deferred_only_when_ticked(
+    tmp_path: Path, repo_root: Path, smtp_server: Server
+) -> None:
+    server = smtp_server(faults=Faults(defer={"u1002@example.co.jp": 1000}))
+    w = sent_unfinished(tmp_path, repo_root, server)
+    assert w.result is not None and (w.result.sent, w.result.deferred) == (2, 1)
+    cid, choices = w.result.campaign_id, w.sending.choices
+    assert shown(choices.give_up) and choices.give_up.value is False
+    assert not shown(choices.uncertain_box) and not shown(choices.skip_missing)
+    assert choices.give_up.description == "再試行待ちのメールをあきらめる（失敗にする）"
+
+    w.sending.resume.click()  # 再開 alone: deferred again, nothing given up
+    assert w.result is not None and (w.result.exit_code, w.result.deferred) == (4, 1)
+    assert shown(choices.give_up) and choices.give_up.value is False
+
+    frozen: list[bool] = []
+    choices.give_up.observe(lambda c: frozen.append(c["new"]), names="disabled")
+    choices.give_up.value = True
+    w.sending.resume.click()
+    assert frozen == [True, False]  # frozen while it ran, back after
+    result = w.result
+    assert result is not None and (result.status, result.exit_code) == ("done", 5)
+    assert (result.sent, result.failed) == (2, 1)
+    assert result.ended == {"gave_up": [(1002, "u1002@example.co.jp")]}
+    assert "再送をあきらめて失敗にしたメール 1 件: 1002 u***@example.co.jp" in (
+        w.sending.done.value
+    )
+    assert not shown(w.sending.resume) and not shown(choices)
+    assert states(w.settings, cid) == {1001: "sent", 1002: "failed", 1003: "sent"}
+    assert member_mails(server) == Counter(f"u{m}@example.co.jp" for m in (1001, 1003))
+    w.sending.resume.click()  # finished: a second 再開 does nothing
+    assert w.result is result
+
+
+@pytest.mark.parametrize(
+    ("choice", "state", "resent", "words"),
+    [
+        ("keep", "uncertain", 0, "結果不明"),
+        ("resend_uncertain", "sent", 1, "メール送信を完了いたしました"),
+        ("mark_uncertain_sent", "sent", 0, "届いたと確認して送信済みにしたメール 1 件: 1002"),
+        ("drop_uncertain", "cancelled", 0, "再送しないことにしたメール 1 件: 1002"),
+    ],
+)
+def test_uncertain_mails_as_the_marketer_chooses(
+    tmp_path: Path,
+    repo_root: Path,
+    smtp_server: Server,
+    choice: str,
+    state: str,
+    resent: int,
+    words: str,
+) -> None:
+    server = smtp_server(faults=Faults(drop_at={2}, drop_stage="DATA"))
+    w = sent_unfinished(tmp_path, repo_root, server)
+    assert w.result is not None and [m for m, _ in w.result.uncertain] == [1002]
+    cid, choices = w.result.campaign_id, w.sending.choices
+    assert shown(choices.uncertain_box) and choices.uncertain.value == "keep"
+    assert "送信結果が不明なメール 1 件" in choices.uncertain_words.value
+    assert [label for label, _ in choices.uncertain.options][1:] == [
+        "再送する",
+        "届いたことを確認したので送信済みにする",
+        "再送しない",
+    ]
+    assert not shown(choices.give_up) and not shown(choices.skip_missing)
+    before = member_mails(server)
+
+    choices.uncertain.value = choice
+    w.sending.resume.click()
+    result = w.result
+    assert result is not None and words in w.sending.done.value, w.sending.done.value
+    assert states(w.settings, cid)[1002] == state
+    assert member_mails(server) - before == Counter({"u1002@example.co.jp": resent})
+    if choice == "keep":  # left as it is: still unfinished, still offered
+        assert result.exit_code == 4 and len(result.uncertain) == 1
+        assert shown(choices.uncertain_box) and choices.uncertain.value == "keep"
+    else:
+        assert (result.status, result.exit_code, result.uncertain) == ("done", 0, [])
+        assert not shown(choices)
+
+
+def test_members_gone_from_the_file_can_be_skipped(
+    tmp_path: Path, repo_root: Path, smtp_server: Server
+) -> None:
+    server = smtp_server()
+    server.down()
+    w = sent_unfinished(tmp_path, repo_root, server, [])  # 検索結果すべて: 1001-1005
+    assert w.result is not None
+    cid, choices = w.result.campaign_id, w.sending.choices
+    assert not shown(choices.skip_missing)  # nobody missing yet
+    server.up()
+    path = Path(w.members.attrs["source"])
+    path.write_text(HEADER + rows(1) + rows(3, start=1003), "utf-8")  # 1002 deleted since
+
+    w.sending.resume.click()
+    assert w.result is not None and (w.result.exit_code, w.result.pending) == (4, 1)
+    assert any("1002" in x for x in w.result.warnings)
+    assert shown(choices.skip_missing) and choices.skip_missing.value is False
+    assert choices.skip_missing.description == "会員ファイルにいない会員には送らない"
+    choices.skip_missing.value = True
+    w.sending.resume.click()
+    result = w.result
+    assert result is not None and (result.status, result.exit_code) == ("done", 0)
+    assert "会員ファイルにいないため送らないことにしたメール 1 件: 1002" in w.sending.done.value
+    assert states(w.settings, cid) == {
+        1001: "sent",
+        1002: "cancelled",
+        1003: "sent",
+        1004: "sent",
+        1005: "sent",
+    }
+    assert member_mails(server) == Counter(f"u{m}@example.co.jp" for m in (1001, 1003, 1004, 1005))
+
+
+def test_a_refused_resume_leaves_the_resume_screen(
+    tmp_path: Path, repo_root: Path, smtp_server: Server
+) -> None:
+    server = smtp_server()
+    server.down()
+    w = sent_unfinished(tmp_path, repo_root, server)
+    before = w.result
+    assert before is not None
+    path = Path(w.members.attrs["source"])
+    path.write_text("会員ID,メールアドレス,メール案内\n1,a@example.co.jp,たぶん\n", "utf-8")
+    w.sending.resume.click()  # the member file cannot be read: nothing is sent or changed
+    assert w.status.kind == "error" and "会員ファイルのエラー" in w.status.value
+    assert w.stage == "done" and w.result is before
+    assert shown(w.sending.resume) and shown(w.sending.choices.cancel)
+    assert set(states(w.settings, before.campaign_id).values()) <= {"pending", "deferred"}
+    w.sending.choices.cancel.click()  # still finishable from here
+    w.sending.choices.cancel_confirm.click()
+    assert w.result is not None and w.result.status == "cancelled"
+
+
+def test_the_finishing_controls_freeze_with_the_others(
+    tmp_path: Path, repo_root: Path, smtp_server: Server
+) -> None:
+    server = smtp_server()
+    w = Wizard(small(tmp_path), settings_for(tmp_path, repo_root, server, "プラン10"))
+    c = w.sending.choices
+    wanted = {w.sending.resume, c.give_up, c.uncertain, c.skip_missing, c.cancel, c.cancel_confirm}
+    assert wanted <= set(w.controls) and w.confirm.repeat in w.controls

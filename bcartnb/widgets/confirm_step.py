@@ -1,17 +1,21 @@
-"""Step 4, 確認画面: the final counts, real rendered mails, 送信前の確認, 戻る and 送信.
+"""Step 4, 確認画面: the final counts, 注意, 「同じ内容を再送する」, real rendered mails,
+送信前の確認, 戻る and 送信.
 
 Everything shown comes from the plan and the dry run the wizard made; the previews are the
 mails exactly as :func:`bcartnb.compose.preview` renders them. HTML mail is shown in a
 sandboxed iframe (no scripts, no same-origin access) so a template cannot touch the notebook.
+The plan's warnings (who already has this mail, from which campaign) sit under the counts,
+where they are read before 送信, with the box that sends the mail to them again.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
+import pandas as pd
 
 from bcartnb.audience import REASON_LABELS, REASONS
 from bcartnb.compose import Preview
@@ -20,7 +24,14 @@ from bcartnb.mailcheck import HEADING, Finding
 
 from ._common import fit, row
 
-__all__ = ["ConfirmStep", "checks_html", "confirm_counts_html", "preview_html", "warnings_html"]
+__all__ = [
+    "ConfirmStep",
+    "checks_html",
+    "confirm_counts_html",
+    "preview_html",
+    "repeat_label",
+    "warnings_html",
+]
 
 
 def confirm_counts_html(summary: dict[str, Any], description: str, keyword: str = "") -> str:
@@ -70,6 +81,11 @@ def warnings_html(warnings: Sequence[str]) -> str:
     return f"<b>注意</b><ul>{items}</ul>"
 
 
+def repeat_label(count: int) -> str:
+    """The 再送 box's words, with how many members it adds."""
+    return f"同じ内容を再送する（送信済みの {count:,} 件にも、もう一度送ります）"
+
+
 def checks_html(checks: Sequence[Finding]) -> str:
     """送信前の確認 of the previewed mail: each finding's message, then its exact detail."""
     if not checks:
@@ -90,10 +106,23 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
         self.counts.add_class("bcartnb-confirm-counts")
         self.preview_member = widgets.Dropdown(options=[], description="プレビュー")
         self.preview_member.add_class("bcartnb-preview-member")
+        self.preview_member.observe(self._on_preview_member, names="value")
+        #: called when the marketer picks another member to preview
+        self.on_preview: Callable[[], None] | None = None
         self.preview = widgets.HTML("")
         self.preview.add_class("bcartnb-preview")
         self.warnings = widgets.HTML("")
         self.warnings.add_class("bcartnb-warnings")
+        # shown only when members already have this mail; unticked unless the marketer ticks
+        self.repeat = widgets.Checkbox(
+            value=False, description=repeat_label(0), indent=False, layout={"width": "auto"}
+        )
+        self.repeat.add_class("bcartnb-repeat")
+        self.repeat.layout.display = "none"
+        self.repeat.observe(self._on_repeat, names="value")
+        #: called with the box's new value when the marketer ticks or unticks it
+        self.on_repeat: Callable[[bool], None] | None = None
+        self._offering = False
         self.back = widgets.Button(description="戻る", icon="arrow-left")
         self.back.add_class("bcartnb-back")
         self.send = widgets.Button(description="送信", button_style="danger", icon="paper-plane")
@@ -106,9 +135,10 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
             [
                 widgets.HTML("<b>送信内容の確認</b>"),
                 self.counts,
+                self.warnings,
+                self.repeat,
                 self.preview_member,
                 self.preview,
-                self.warnings,
                 row(self.test_to, self.test_send),
                 row(self.back, self.send),
             ]
@@ -117,10 +147,54 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
 
     @property
     def controls(self) -> list[widgets.Widget]:
-        return [self.preview_member, self.test_to, self.test_send, self.back, self.send]
+        return [
+            self.repeat,
+            self.preview_member,
+            self.test_to,
+            self.test_send,
+            self.back,
+            self.send,
+        ]
 
     def show_counts(self, summary: dict[str, Any], flt: dict[str, Any], keyword: str) -> None:
         self.counts.value = confirm_counts_html(summary, describe_filter(flt), keyword)
+
+    def offer_repeat(self, count: int, ticked: bool) -> None:
+        """「同じ内容を再送する」 for ``count`` members (hidden, and unticked, when none)."""
+        self._offering = True
+        try:
+            self.repeat.value = ticked and count > 0
+        finally:
+            self._offering = False
+        self.repeat.description = repeat_label(count)
+        self.repeat.layout.display = None if count else "none"
+
+    def offer_previews(self, sendable: pd.DataFrame, limit: int) -> None:
+        """The first ``limit`` sendable members to preview (会員ID and 会社名), the first picked."""
+        head = sendable.head(limit)
+        names = (
+            head["comp_name"].astype("str").fillna("").tolist()
+            if "comp_name" in head.columns
+            else [""] * len(head)
+        )
+        choices = [
+            (f"{int(mid)} {name}", int(mid))
+            for mid, name in zip(head["id"].tolist(), names, strict=True)
+        ]
+        self._offering = True
+        try:
+            self.preview_member.options = choices
+            self.preview_member.value = choices[0][1] if choices else None
+        finally:
+            self._offering = False
+
+    def _on_preview_member(self, _change: dict[str, Any]) -> None:
+        if not self._offering and self.on_preview is not None:
+            self.on_preview()
+
+    def _on_repeat(self, change: dict[str, Any]) -> None:
+        if not self._offering and self.on_repeat is not None:
+            self.on_repeat(bool(change["new"]))
 
     def show_previews(self, previews: Sequence[Preview], warnings: Sequence[str]) -> None:
         self.preview.value = "<hr>".join(preview_html(p) for p in previews)

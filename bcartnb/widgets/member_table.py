@@ -51,6 +51,22 @@ def _text(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame[column].astype("str").fillna("").astype(object)
 
 
+def _reasons(audience: Audience) -> pd.Series:
+    """送信できない理由 of each unsendable member; ``already_sent`` names the campaign."""
+    un = audience.unsendable
+    labels = un["reason"].astype(object).map(lambda r: REASON_LABELS[r])
+    held = (un["reason"] == "already_sent").to_numpy(dtype=bool, na_value=False)
+    if held.any():
+        lowered = un.loc[held, "email"].astype("str").str.strip().str.lower()
+        where = lowered.map(lambda a: audience.already_sent_in.get(a)).astype(object)
+        named = [
+            f"{label}（{cid}）" if cid else label
+            for label, cid in zip(labels[held], where, strict=True)
+        ]
+        labels.loc[held] = named
+    return labels
+
+
 def table_rows(audience: Audience) -> pd.DataFrame:
     """One row a selected member: the :data:`COLUMNS` as display text, ``id`` as int."""
     sel = audience.selected
@@ -61,8 +77,7 @@ def table_rows(audience: Audience) -> pd.DataFrame:
         mm = pd.Series("", index=sel.index)
     reason = pd.Series("", index=sel.index, dtype=object)
     if len(audience.unsendable):
-        labels = audience.unsendable["reason"].astype(object).map(lambda r: REASON_LABELS[r])
-        reason.loc[labels.index] = labels
+        reason.loc[audience.unsendable.index] = _reasons(audience)
     return pd.DataFrame(
         {
             "id": sel["id"].astype("int64"),
@@ -145,6 +160,16 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
         self.result_count.value = f"検索結果: {len(self._ids):,}件"
         self.page = 0
         self._publish()
+        self._render()
+
+    def refresh(self, audience: Audience) -> None:
+        """The same result sorted again (the mail now known): each member's 送信できない理由
+        anew, the ticks and the page kept. Another result is shown afresh."""
+        rows = table_rows(audience)
+        if rows["id"].tolist() != self._ids:
+            self.set_result(audience)
+            return
+        self.rows = rows
         self._render()
 
     def check(self, ids: Iterable[int], value: bool = True) -> None:

@@ -1,5 +1,6 @@
 """Step 5, 送信: the progress bar, then 「メール送信を完了いたしました。」, the counts, the
-campaign id and the admin copy, 「再開」 (bcartnb-resume) when the campaign is unfinished, and
+campaign id and the admin copy, 「再開」 (bcartnb-resume) when the campaign is unfinished, with
+the finishing choices that apply and 「配信を取り消す」 (:mod:`.finish_choices`), and
 「新しい配信を作成」 (bcartnb-new-campaign), back to the member list for the next campaign.
 
 The send runs in the kernel's main thread; ``deliver`` reports each finished mail to
@@ -16,7 +17,8 @@ import ipywidgets as widgets
 
 from bcartnb.campaign import DeliverySummary
 
-from ._common import fit, row
+from ._common import fit, hide, row, show
+from .finish_choices import FinishChoices
 
 __all__ = ["SendStep"]
 
@@ -34,8 +36,28 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.resume = widgets.Button(description="再開", button_style="warning")
         self.resume.add_class("bcartnb-resume")
         self.resume.layout.display = "none"  # shown when a campaign is unfinished
+        self.choices = FinishChoices()
         fit(self.resume, self.again)
-        super().__init__([self.progress, self.output, self.done, row(self.resume, self.again)])
+        super().__init__(
+            [
+                self.progress,
+                self.output,
+                self.done,
+                self.choices,
+                row(
+                    self.resume,
+                    self.choices.cancel,
+                    self.choices.cancel_confirm,
+                    self.again,
+                    css="bcartnb-done-buttons",
+                ),
+                self.choices.cancel_note,
+            ]
+        )
+
+    @property
+    def controls(self) -> list[widgets.Widget]:
+        return [self.resume, *self.choices.controls, self.again]
 
     def start(self, total: int) -> None:
         self.progress.max = max(total, 1)
@@ -43,8 +65,8 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.progress.bar_style = "info"
         self.progress.description = "送信中"
         self.done.value = ""
-        self.again.layout.display = "none"
-        self.resume.layout.display = "none"
+        hide(self.again, self.resume)
+        self.choices.clear()
 
     def update(self, finished: int, total: int) -> None:
         """``deliver``'s progress callback: mails whose outcome is known, of the campaign."""
@@ -57,27 +79,35 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.progress.value = handed
         ok = summary.status == "done" and not summary.failed
         self.progress.bar_style = "success" if ok else "warning"
-        self.progress.description = {"done": "送信完了", "unfinished": "未完了"}.get(
-            summary.status, "中断"
-        )
+        self.progress.description = {
+            "done": "送信完了",
+            "unfinished": "未完了",
+            "cancelled": "取り消し",
+        }.get(summary.status, "中断")
         lines = summary.message().splitlines()
         lines.append(f"キャンペーンID: {summary.campaign_id}")
-        lines.append(_admin_copy_words(summary.admin_copy, summary.status))
+        lines.append(_admin_copy_words(summary))
         self.done.value = "<br>".join(html.escape(line) for line in lines)
-        self.again.layout.display = None
-        self.resume.layout.display = None if summary.exit_code == 4 else "none"
+        show(self.again)
+        (show if summary.exit_code == 4 else hide)(self.resume)
+        self.choices.offer(summary)
 
     def failed(self) -> None:
         self.progress.bar_style = "danger"
         self.progress.description = "中断"
 
 
-def _admin_copy_words(state: str | None, status: str) -> str:
+def _admin_copy_words(summary: DeliverySummary) -> str:
     """Where the administrator's copy stands, in the words the done screen uses."""
+    state, status = summary.admin_copy, summary.status
     if state == "sent":
         return "配信控え: 管理者アドレスに送信しました。"
     if state in ("sending", "uncertain"):
         return "配信控え: 送信結果が不明です（二重には送りません）。"
+    if status == "cancelled":
+        return "配信控え: 取り消した配信には送りません。"
+    if status == "done" and not summary.sendable:
+        return "配信控え: 送ったメールがないので送っていません。"
     if status == "done":
         return "配信控え: 送っていません（管理者アドレスが未設定か、受信側に拒否されました）。"
     return "配信控え: 送信がすべて終わったときに送ります。"

@@ -3,10 +3,13 @@
 絞込オプション → 検索結果すべてに送信 / チェックした会員に送信 → compose → 確認画面 → 送信.
 The wizard holds no rule of its own: filtering is :func:`~bcartnb.audience.build_audience`,
 the counts and the quota come from :func:`~bcartnb.campaign.plan_campaign` and
-:func:`~bcartnb.campaign.dry_run`, the previews from :func:`~bcartnb.compose.preview`, and
-the only send is :func:`~bcartnb.campaign.send`, after the 送信 click. So a campaign made
-here is the same campaign the papermill notebook and ``bcartnb run`` would make from
-:attr:`Wizard.spec`.
+:func:`~bcartnb.campaign.dry_run` (through :mod:`.planning`, which also knows who already
+has the mail in the form), the previews from :func:`~bcartnb.compose.preview`, and the only
+send is :func:`~bcartnb.campaign.send`, after the 送信 click (with ``repeat`` only when
+「同じ内容を再送する」 is ticked). So a campaign made here is the same campaign the papermill
+notebook and ``bcartnb run`` would make from :attr:`Wizard.spec`. An unfinished campaign is
+continued or ended from the done screen with :func:`~bcartnb.campaign.resume` and
+:func:`~bcartnb.campaign.cancel`.
 
 The keyword box is not part of the contract's filter (it looks in several columns at once);
 when it is used, 「検索結果すべてに送信」 sends to the ids it found, recorded as ``checked``,
@@ -27,7 +30,7 @@ from bcartnb import campaign
 from bcartnb.audience import Audience, build_audience
 from bcartnb.campaign import CampaignPlan, CampaignSpec, DeliverySummary
 from bcartnb.compose import preview
-from bcartnb.exceptions import BcartnbError, QuotaExceededError, SettingsError
+from bcartnb.exceptions import BcartnbError
 from bcartnb.members import empty_members, read_members
 from bcartnb.quota import QuotaStatus
 from bcartnb.search import KeywordIndex
@@ -42,7 +45,9 @@ from .confirm_step import ConfirmStep
 from .filter_step import FilterStep
 from .member_source import MemberSource, store_upload
 from .member_table import PAGE_SIZE, MemberTable
+from .planning import confirm, form_spec, sorted_for_mail
 from .send_step import SendStep
+from .sending import Sending
 
 __all__ = ["PREVIEW_CHOICES", "STAGES", "Wizard"]
 
@@ -132,9 +137,11 @@ class Wizard:
         self.spec: CampaignSpec | None = None
         self.plan: CampaignPlan | None = None
         self.quota: QuotaStatus | None = None
-        self.result: DeliverySummary | None = None
         self._send_started = False
         self._index: KeywordIndex | None = None
+        #: the mail 「同じ内容を再送する」 was ticked for (its identity), and how many it adds
+        self._repeat_key: str | None = None
+        self._repeatable = 0
 
         self._select_quota: QuotaStatus | None = None
         self._all_sendable: int | None = None
@@ -148,14 +155,23 @@ class Wizard:
         self.send_all.on_click(lambda _b: self._choose(checked_only=False))
         self.send_checked.on_click(lambda _b: self._choose(checked_only=True))
         self.compose.opt_in.observe(lambda _c: self._on_opt_in(), names="value")
-        self.compose.back.on_click(lambda _b: self._go("select"))
+        self.compose.back.on_click(lambda _b: self._back_to_select())
         self.compose.to_confirm.on_click(lambda _b: self._to_confirm())
-        self.confirm.preview_member.observe(self._on_preview_member, names="value")
+        self.confirm.on_preview = self._render_preview
+        self.confirm.on_repeat = self._on_repeat
         self.confirm.back.on_click(lambda _b: self._back())
         self.confirm.send.on_click(lambda _b: self._send())
         self.confirm.test_send.on_click(lambda _b: self._send_test())
         self.sending.again.on_click(lambda _b: self._new_campaign())
-        self.sending.resume.on_click(lambda _b: self._resume())
+        self.sender = Sending(
+            self.sending,
+            self.status,
+            self.settings,
+            transport,
+            controls=lambda: self.controls,
+            stage=lambda: self.stage,
+            go=self._go,
+        )
         self.confirm.test_to.value = self.settings.admin or ""
         self.stage = "select"
         self._go("select")
@@ -196,8 +212,7 @@ class Wizard:
             self.send_checked,
             *self.compose.controls,
             *self.confirm.controls,
-            self.sending.again,
-            self.sending.resume,
+            *self.sending.controls,
         ]
 
     def show(self) -> None:
@@ -313,12 +328,7 @@ class Wizard:
 
         def search() -> tuple[dict[str, Any], Audience]:
             flt = self._current_filter()
-            if kw and self._index is None:
-                self._index = KeywordIndex(self.members)  # once: normalising is the slow part
-            base = self.members[self._index.mask(kw)] if kw and self._index else self.members
-            return flt, build_audience(
-                base, flt or None, suppressed=campaign.suppressed_addresses(self.settings)
-            )
+            return flt, self._search(flt, kw)
 
         got = self.status.run(search, self.controls, busy="絞込中です…")
         if got is None:
@@ -328,6 +338,45 @@ class Wizard:
         self.table.set_result(found)
         self.status.info(f"検索結果: {len(found.selected):,}件")
         self._warn_select(recount=True)  # the quota read again: a campaign may have gone out
+
+    def _search(self, flt: dict[str, Any], kw: str) -> Audience:
+        """The search result, each member sorted as 送信 would (the form's mail, once written)."""
+        if kw and self._index is None:
+            self._index = KeywordIndex(self.members)  # once: normalising is the slow part
+        base = self.members[self._index.mask(kw)] if kw and self._index else self.members
+        return self._sort(base, flt, ())
+
+    def _sort(
+        self,
+        frame: pd.DataFrame,
+        flt: dict[str, Any],
+        checked: tuple[int, ...],
+        opt_in: bool = False,
+    ) -> Audience:
+        """Members sorted into sendable or not: with ``already_sent`` for the mail in the form
+        (:func:`~.planning.sorted_for_mail`), else by the address rules and the suppressions."""
+        values = {**self.compose.values(), "opt_in_only": opt_in}
+        found = sorted_for_mail(frame, self.settings, flt, checked, values, self._repeat_key)
+        if found is not None:
+            return found
+        listed = campaign.suppressed_addresses(self.settings)
+        return build_audience(frame, flt or None, list(checked) or None, opt_in, listed)
+
+    def _back_to_select(self) -> None:
+        """戻る from the form: the member list, its reasons sorted again for the mail written
+        meanwhile (who already has it, from which campaign); the ticks stay."""
+        self._go("select")
+        if self._found is None:
+            return
+        found = self.status.run(
+            lambda: self._search(self._filter, self._keyword), self.controls, busy="絞込中です…"
+        )
+        if found is None:
+            return
+        self._found = found
+        self.table.refresh(found)
+        self.status.info(f"検索結果: {len(found.selected):,}件")
+        self._warn_select(recount=True)
 
     def _warn_select(self, *, recount: bool = False) -> None:
         """Say at once when the search result, or the ticked members, exceed this month's quota.
@@ -341,20 +390,21 @@ class Wizard:
             self.select_warning.value = ""
             return
         opt_in = bool(self.compose.opt_in.value)
+        held = self._found.already_sent_in  # the form's mail: who has it (see _sort)
         try:
             if recount or self._select_quota is None or self._all_sendable is None:
                 self._select_quota = campaign.quota_status(self.settings)
                 self._select_listed = campaign.suppressed_addresses(self.settings)
                 ids = self.table.result_ids if self._keyword else None
                 found = build_audience(
-                    self.members, self._filter or None, ids, opt_in, self._select_listed
+                    self.members, self._filter or None, ids, opt_in, self._select_listed, held
                 )
                 self._all_sendable = len(found.sendable)
             counts = [("検索結果すべての送信件数", self._all_sendable)]
             if self.table.checked:
                 checked = list(self.table.checked)
                 audience = build_audience(
-                    self.members, self._filter or None, checked, opt_in, self._select_listed
+                    self.members, self._filter or None, checked, opt_in, self._select_listed, held
                 )
                 counts.append(("チェックした会員の送信件数", len(audience.sendable)))
         except BcartnbError as err:
@@ -397,14 +447,7 @@ class Wizard:
 
         def counts() -> tuple[QuotaStatus, Audience]:
             quota = campaign.quota_status(self.settings)
-            audience = build_audience(
-                self.members,
-                self._filter or None,
-                list(self._checked) or None,
-                opt_in,
-                campaign.suppressed_addresses(self.settings),
-            )
-            return quota, audience
+            return quota, self._sort(self.members, self._filter, self._checked, opt_in)
 
         got = self.status.run(counts, self.controls, busy="件数を数えています…")
         if got is None:
@@ -416,66 +459,42 @@ class Wizard:
     # --- step 3 → 4: 確認画面へ --------------------------------------------------------------
 
     def _spec(self) -> CampaignSpec:
-        values = self.compose.values()
-        if values["template"] is None and not (
-            values["subject"].strip() and values["body"].strip()
-        ):
-            raise SettingsError(
-                "no template, and the subject or the body is empty",
-                ja="メール件名とメール本文を入力するか、テンプレートを選んでください。",
-            )
-        # absolute: a campaign started here must resume from any folder (bcartnb resume)
-        source = self.members.attrs.get("source")
-        source = os.path.abspath(source) if source else "(wizard)"
-        return CampaignSpec.from_mapping(
-            {
-                "members": str(source),
-                "filter": self._filter,
-                "checked": list(self._checked),
-                **values,
-            },
-            where="wizard",
-        )
+        return form_spec(self.members, self._filter, self._checked, self.compose.values())
 
     def _to_confirm(self) -> None:
-        def plan() -> tuple[CampaignPlan, dict[str, Any], QuotaExceededError | None]:
-            spec = self._spec()
-            planned = campaign.plan_campaign(spec, self.settings, members=self.members)
-            try:  # composes every mail: errors show here
-                summary = campaign.dry_run(planned).as_dict()
-                refused = None
-            except QuotaExceededError as err:
-                summary, refused = planned.summary(), err
-            return planned, summary, refused
-
-        got = self.status.run(plan, self.controls, busy="メールを作成しています…")
+        got = self.status.run(
+            lambda: confirm(self._spec(), self.settings, self.members, self._repeat_key),
+            self.controls,
+            busy="メールを作成しています…",
+        )
         if got is None:
+            if self.plan is not None:  # the box as the plan still shown has it
+                self._repeat_key = self.plan.mail_keys[0] if self.plan.repeat else None
+                self.confirm.offer_repeat(self._repeatable, self.plan.repeat)
             return
-        self.plan, summary, refused = got
-        self.spec = self.plan.spec
+        self.plan, self.spec, self._repeatable = got.plan, got.plan.spec, got.repeatable
+        if not got.plan.repeat:  # another mail, or nobody to resend to: the tick is spent
+            self._repeat_key = None
         self._send_started = False
-        self.confirm.show_counts(summary, self._filter, self._keyword)
-        sendable = self.plan.audience.sendable
-        choices = [
-            (f"{int(mid)} {name}", int(mid))
-            for mid, name in zip(
-                sendable["id"].head(PREVIEW_CHOICES).tolist(),
-                sendable["comp_name"].head(PREVIEW_CHOICES).astype("str").fillna("").tolist()
-                if "comp_name" in sendable.columns
-                else [""] * min(len(sendable), PREVIEW_CHOICES),
-                strict=True,
-            )
-        ]
-        self.confirm.preview_member.unobserve(self._on_preview_member, names="value")
-        self.confirm.preview_member.options = choices
-        self.confirm.preview_member.value = choices[0][1] if choices else None
-        self.confirm.preview_member.observe(self._on_preview_member, names="value")
+        self.confirm.show_counts(got.summary, self._filter, self._keyword)
+        self.confirm.offer_repeat(got.repeatable, got.plan.repeat)
+        sendable = got.plan.audience.sendable
+        self.confirm.offer_previews(sendable, PREVIEW_CHOICES)
         self._render_preview()
-        self.confirm.send.disabled = refused is not None or sendable.empty
+        self.confirm.send.disabled = got.refused is not None or sendable.empty
         self.confirm.back.disabled = False
         self._go("confirm")
-        if refused is not None:
-            self.status.error(refused)
+        if got.refused is not None:
+            self.status.error(got.refused)
+        elif sendable.empty and got.plan.audience.reasons["already_sent"]:
+            self.status.error(
+                "送信できる会員がいません: 対象の会員は、同じメールを受け取り済みです。"
+                + (
+                    "もう一度送るときは「同じ内容を再送する」にチェックしてください。"
+                    if got.repeatable
+                    else ""
+                )
+            )
         elif sendable.empty:
             self.status.error("送信できる会員がいません。")
         else:
@@ -483,8 +502,13 @@ class Wizard:
                 f"送信件数 {len(sendable):,}件。内容を確認して「送信」を押してください。"
             )
 
-    def _on_preview_member(self, _change: dict[str, Any]) -> None:
-        self._render_preview()
+    def _on_repeat(self, ticked: bool) -> None:
+        """「同じ内容を再送する」 ticked or unticked: the confirmation planned again, so the
+        counts, the quota and 送信 include (or leave out) the members who have this mail."""
+        if self.plan is None or self.stage != "confirm":
+            return
+        self._repeat_key = self.plan.mail_keys[0] if ticked else None
+        self._to_confirm()
 
     def _render_preview(self) -> None:
         plan = self.plan
@@ -503,7 +527,7 @@ class Wizard:
             self.confirm.show_previews(got, plan.warnings)
 
     def _back(self) -> None:
-        """戻る: back to the form, everything typed kept, nothing sent."""
+        """戻る: back to the form, everything typed kept (the 再送 box too), nothing sent."""
         self.plan = None
         self._go("compose")
         self._show_counts()
@@ -527,7 +551,7 @@ class Wizard:
                 "配信数には数えません）"
             )
 
-    # --- step 5: 送信 ------------------------------------------------------------------------
+    # --- step 5: 送信 (再開 and 取消 in .sending) ------------------------------------------
 
     def _send(self) -> None:
         plan = self.plan
@@ -535,66 +559,27 @@ class Wizard:
             return  # a second click, or a click without a confirmed plan: never send twice
         self._send_started = True
         self.confirm.send.disabled = True
-        self.sending.start(len(plan.audience.sendable))
-        self._go("sending")
+        self.sender.send(plan)
 
-        def send() -> DeliverySummary:
-            with self.sending.output:
-                return campaign.send(plan, transport=self.transport, progress=self.sending.update)
-
-        summary = self.status.run(send, self.controls, busy="送信中です…")
-        self._show_result(summary)
-
-    def _resume(self) -> None:
-        """再開: continue the unfinished campaign just shown, from the wizard itself.
-
-        The very call ``bcartnb resume`` makes: pending and deferred mails go out, sent ones
-        never again, uncertain ones not (that needs the command line's explicit flag).
-        """
-        result = self.result
-        if result is None or result.exit_code != 4 or self.stage != "done":
-            return
-        self.sending.start(result.left)
-        self._go("sending")
-
-        def resume() -> DeliverySummary:
-            with self.sending.output:
-                return campaign.resume(
-                    result.campaign_id,
-                    self.settings,
-                    transport=self.transport,
-                    progress=self.sending.update,
-                ).summary
-
-        self._show_result(self.status.run(resume, self.controls, busy="再開しています…"))
-
-    def _show_result(self, summary: DeliverySummary | None) -> None:
-        if summary is None:
-            self.sending.failed()
-            return
-        self.result = summary
-        self.sending.finish(summary)
-        self._go("done")
-        if summary.exit_code == 4:  # unfinished: why, what is left, how to continue
-            head = summary.message().splitlines()[0]
-            why = summary.stopped_ja or ""
-            detail = f"\n（詳細: {summary.stopped}）" if summary.stopped else ""
-            self.status.error(f"送信エラー: {why}{head}{detail}")
-        else:  # the words themselves are on the done screen, once
-            self.status.info(f"キャンペーン {summary.campaign_id} の送信が終わりました。")
+    @property
+    def result(self) -> DeliverySummary | None:
+        """The summary on the done screen (:class:`~.sending.Sending`), None before a send."""
+        return self.sender.result
 
     def _new_campaign(self) -> None:
         """新しい配信を作成: the member list again, for the next campaign, without a new cell.
 
         The search and the form keep what was typed (the next mail is often a variation);
-        the ticks are cleared, and the campaign just sent stays in the history. Sending the
-        very same campaign to the very same members again is still refused (or, when the
-        first attempt is unfinished, continued) by :func:`~bcartnb.campaign.send`.
+        the ticks and 「同じ内容を再送する」 are cleared, and the campaign just sent stays in
+        the history. The table now holds back who has the form's mail (``already_sent``): the
+        same mail to the same members is not sent again unless 「同じ内容を再送する」 is ticked.
         """
         if self.stage != "done":
             return
-        self.plan = self.spec = self.result = None
+        self.plan = self.spec = self.sender.result = None
         self._send_started = False
+        self._repeat_key, self._repeatable = None, 0
+        self.confirm.offer_repeat(0, False)
         self.confirm.send.disabled = False
         self.table.uncheck(self.table.checked)
         self._checked = ()

@@ -1,0 +1,142 @@
+"""送信, 再開 and 配信を取り消す: the wizard's calls that change a campaign, and the done screen.
+
+The only calls here are :func:`~bcartnb.campaign.send` (after the 送信 click, with ``repeat``
+only when the confirmed plan was made with 「同じ内容を再送する」), :func:`~bcartnb.campaign.resume`
+with the finishing choices the marketer ticked (:mod:`.finish_choices`) and
+:func:`~bcartnb.campaign.cancel` after 「本当に取り消す」, exactly what ``bcartnb run --send``,
+``bcartnb resume ID --give-up-deferred …`` and ``bcartnb cancel ID`` do. Each runs with every
+control frozen (:meth:`~._common.Status.run`) and ends on the done screen with the summary's
+words, or leaves the screen as it was when refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ipywidgets as widgets
+
+from bcartnb import campaign
+from bcartnb.campaign import CampaignPlan, DeliverySummary
+from bcartnb.settings import Settings
+from bcartnb.transports import Transport
+
+from ._common import Status
+from .send_step import SendStep
+
+__all__ = ["Sending"]
+
+
+class Sending:
+    """Step 5's actions; ``result`` is the summary on the done screen (None before a send)."""
+
+    def __init__(
+        self,
+        step: SendStep,
+        status: Status,
+        settings: Settings,
+        transport: Transport | None,
+        *,
+        controls: Callable[[], list[widgets.Widget]],
+        stage: Callable[[], str],
+        go: Callable[[str], None],
+    ) -> None:
+        self.step = step
+        self.status = status
+        self.settings = settings
+        self.transport = transport
+        self._controls = controls
+        self._stage = stage
+        self._go = go
+        self.result: DeliverySummary | None = None
+        step.resume.on_click(lambda _b: self.resume())
+        step.choices.cancel.on_click(lambda _b: self.ask_cancel())
+        step.choices.cancel_confirm.on_click(lambda _b: self.cancel())
+
+    def send(self, plan: CampaignPlan) -> None:
+        """送信 of a confirmed plan (the caller makes sure it is clicked once)."""
+        self.step.start(len(plan.audience.sendable))
+        self._go("sending")
+
+        def send() -> DeliverySummary:
+            with self.step.output:
+                return campaign.send(
+                    plan, repeat=plan.repeat, transport=self.transport, progress=self.step.update
+                )
+
+        self.show(self.status.run(send, self._controls(), busy="送信中です…"))
+
+    def unfinished(self) -> DeliverySummary | None:
+        """The campaign on the done screen, when it is unfinished (what 再開 and 取消 act on)."""
+        result = self.result
+        if result is None or result.exit_code != 4 or self._stage() != "done":
+            return None
+        return result
+
+    def resume(self) -> None:
+        """再開: continue the unfinished campaign just shown, from the wizard itself.
+
+        The very call ``bcartnb resume`` makes, with the finishing choices ticked on the
+        screen: pending and deferred mails go out (or deferred ones are given up), sent ones
+        never again, uncertain ones as chosen (left as they are unless the marketer says).
+        """
+        result = self.unfinished()
+        if result is None:
+            return
+        chosen = self.step.choices.options()
+        self.step.start(result.left)
+        self._go("sending")
+
+        def resume() -> DeliverySummary:
+            with self.step.output:
+                return campaign.resume(
+                    result.campaign_id,
+                    self.settings,
+                    transport=self.transport,
+                    progress=self.step.update,
+                    **chosen,
+                ).summary
+
+        summary = self.status.run(resume, self._controls(), busy="再開しています…")
+        if summary is None:  # refused (the error is in the status): the 再開 screen again
+            self.step.finish(result)
+            self._go("done")
+            return
+        self.show(summary)
+
+    def ask_cancel(self) -> None:
+        """配信を取り消す: nothing ended yet; 「本当に取り消す」 is offered beside it."""
+        if self.unfinished() is not None:
+            self.step.choices.ask_cancel()
+
+    def cancel(self) -> None:
+        """本当に取り消す: ``bcartnb cancel``; nothing more of the campaign is sent."""
+        result = self.unfinished()
+        if result is None or not self.step.choices.asked_cancel:
+            return
+        summary = self.status.run(
+            lambda: campaign.cancel(result.campaign_id, self.settings),
+            self._controls(),
+            busy="配信を取り消しています…",
+        )
+        if summary is not None:  # refused (being sent elsewhere right now): the screen stays
+            self.show(summary)
+
+    def show(self, summary: DeliverySummary | None) -> None:
+        """The done screen for ``summary``; None (the run failed, said in the status): 中断."""
+        if summary is None:
+            self.step.failed()
+            return
+        self.result = summary
+        self.step.finish(summary)
+        self._go("done")
+        if summary.exit_code == 4:  # unfinished: why, what is left, how to continue
+            head = summary.message().splitlines()[0]
+            why = summary.stopped_ja or ""
+            detail = f"\n（詳細: {summary.stopped}）" if summary.stopped else ""
+            self.status.error(f"送信エラー: {why}{head}{detail}")
+        elif summary.status == "cancelled":
+            self.status.info(f"キャンペーン {summary.campaign_id} の配信を取り消しました。")
+        elif not summary.sendable:  # every member had the mail by then: the reason is below
+            self.status.info("送ったメールはありません。")
+        else:  # the words themselves are on the done screen, once
+            self.status.info(f"キャンペーン {summary.campaign_id} の送信が終わりました。")
