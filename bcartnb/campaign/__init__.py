@@ -1,0 +1,72 @@
+"""The conductor: a campaign from its keys to its summary, the same for every face.
+
+A campaign file (TOML) and the papermill notebook take the same keys: ``members``, ``filter``,
+``checked``, ``template``, ``subject``, ``body``, ``html``, ``insert_signature``,
+``opt_in_only``, ``encoding``, ``send``. Each face (the command line, the wizard, the
+notebook) builds one frozen :class:`CampaignSpec` and calls the functions here, and nothing
+below them: :func:`run` (plan, then a dry run or a send), :func:`send` (a confirmed plan),
+:func:`resume`, :func:`send_test` and :func:`quota_status`. So the three faces cannot drift
+apart. The stages (members, audience, compose, quota, the ledger, delivery) never import
+this module; it imports them, in the flow's order::
+
+    spec → plan_campaign (members → draft → audience → quota snapshot)
+         → dry run                                     (send=False: compose all, project)
+         → ledger.claim(fingerprint)  → delivery.deliver → summary     (send=True)
+
+A campaign's mail is frozen when it is planned (:func:`frozen_mail`: what the member
+receives, before member values are merged in); its hash is the mail's identity. The claim
+is what makes it exactly once: taken atomically before anything is composed or sent, it
+refuses a second run of the same campaign while the first is running, continues an
+unfinished one (same id, nobody mailed twice), and holds each address for this mail, so a
+member who already got it from any campaign (another file, a snapshot, a grown list) is held
+back as ``already_sent``; ``repeat`` sends it again on purpose.
+
+It is laid out by concern: :mod:`~bcartnb.campaign.spec` (the keys, checked once),
+:mod:`~bcartnb.campaign.plan` (what would be sent, and the frozen mail) and
+:mod:`~bcartnb.campaign.conduct` (run, send, resume, cancel and the faces' questions to
+the ledger). Import from here; the names below are the conductor's whole face.
+"""
+
+from __future__ import annotations
+
+from bcartnb.campaign.conduct import (
+    CampaignRun,
+    cancel,
+    quota_status,
+    resume,
+    run,
+    send,
+    send_test,
+    suppressed_addresses,
+)
+from bcartnb.campaign.plan import (
+    CampaignPlan,
+    build_draft,
+    frozen_mail,
+    plan_campaign,
+    resolve_segment,
+)
+from bcartnb.campaign.spec import CAMPAIGN_KEYS, ENCODINGS, CampaignSpec, load_campaign
+from bcartnb.delivery import DeliverySummary, dry_run
+
+__all__ = [
+    "CAMPAIGN_KEYS",
+    "ENCODINGS",
+    "CampaignPlan",
+    "CampaignRun",
+    "CampaignSpec",
+    "DeliverySummary",
+    "build_draft",
+    "cancel",
+    "dry_run",
+    "frozen_mail",
+    "load_campaign",
+    "plan_campaign",
+    "quota_status",
+    "resolve_segment",
+    "resume",
+    "run",
+    "send",
+    "send_test",
+    "suppressed_addresses",
+]
