@@ -423,7 +423,11 @@ def test_the_per_user_ledger_is_detected_and_adopting_keeps_its_campaigns(
     legacy.parent.mkdir(parents=True)
     # an earlier version's way: settings by BCARTNB_CONFIG, the ledger per user
     old_cfg = tmp_path / "old.toml"
-    old_cfg.write_text(f'plan = "プラン10"\nfrom = "{FROM}"\n', encoding="utf-8")
+    old_cfg.write_text(  # the same shop: its From and signature make the same mail
+        f'plan = "プラン10"\nfrom = "{FROM}"\n'
+        f"signature = {json.dumps(SIGNATURE, ensure_ascii=False)}\n",
+        encoding="utf-8",
+    )
     work = tmp_path / "work"
     path = campaign(work, 3)
     old = env | {"BCARTNB_CONFIG": str(old_cfg), "BCARTNB_DB": str(legacy)}
