@@ -8,8 +8,10 @@ full cap). One :class:`Ledger` object, built from one module per concern:
 ========================================  ==================================================
 :mod:`~bcartnb.ledger.database`           the file: open, check, migrate, transactions
 :mod:`~bcartnb.ledger.schema`             the tables and their migrations
+:mod:`~bcartnb.ledger.lifecycle`          the campaign and mail state machines, drawn once,
+                                          and the one way each state changes
 :mod:`~bcartnb.ledger.reservations`       who holds a campaign; quota reservations, usage
-:mod:`~bcartnb.ledger.journal`            the mail state machine and the send loop's step
+:mod:`~bcartnb.ledger.journal`            the mail journal and the send loop's step
 :mod:`~bcartnb.ledger.campaigns`          claims and the campaign lifecycle, history,
                                           test sends and the admin copy
 :mod:`~bcartnb.ledger.claims`             the same mail never twice: one claim per
@@ -18,6 +20,9 @@ full cap). One :class:`Ledger` object, built from one module per concern:
 :mod:`~bcartnb.ledger.suppressions`       the suppression list, the bounces and
                                           unsubscribes behind it, the B-Cart write-back
 ========================================  ==================================================
+
+No two of them import each other, directly or around a circle: lifecycle imports only the
+file's helpers and every module that changes a state imports it.
 
 Tables (schema version :data:`SCHEMA_VERSION` in ``PRAGMA user_version``; the file is
 marked as ours with ``PRAGMA application_id`` = :data:`APPLICATION_ID`): ``campaigns`` (one
@@ -49,7 +54,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from bcartnb.ledger.campaigns import (
-    CAMPAIGN_TRANSITIONS,
     CampaignRecord,
     Claim,
     fingerprint,
@@ -57,7 +61,8 @@ from bcartnb.ledger.campaigns import (
 )
 from bcartnb.ledger.claims import mail_key
 from bcartnb.ledger.finish import ENDED_BY, Finishing
-from bcartnb.ledger.journal import TRANSITIONS, DeliveryResult, Recipient
+from bcartnb.ledger.journal import Recipient
+from bcartnb.ledger.lifecycle import CAMPAIGN_TRANSITIONS, TRANSITIONS, DeliveryResult
 from bcartnb.ledger.schema import (
     APPLICATION_ID,
     CAMPAIGN_STATUSES,
