@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -35,6 +35,7 @@ from bcartnb.ledger.lifecycle import (
     transition,
 )
 from bcartnb.ledger.reservations import Owner, Reservations
+from bcartnb.ledger.suppressions import withhold_listed
 from bcartnb.quota import TOKYO, month_of
 
 if TYPE_CHECKING:
@@ -94,30 +95,6 @@ def journal_counts(c: sqlite3.Connection, campaign_id: str) -> dict[str, int]:
             (campaign_id,),
         ).fetchall()
     )
-
-
-def _withhold_listed(
-    c: sqlite3.Connection, campaign_id: str, hand: Sequence[tuple[int, str]], now: datetime
-) -> tuple[int, ...]:
-    """Withhold the rows about to be handed over whose address is listed; their ids.
-
-    A primary-key probe per row in each table, inside the hand-over's write transaction:
-    cheaper than asking whether the list changed (``PRAGMA data_version`` costs as much and
-    would still need this probe when it moved), and no commit can fall between the check
-    and the hand-over.
-    """
-    ids = [m for m, _ in hand]
-    rows = [
-        DeliveryResult(int(m), "withheld", None, f"suppressed: {r}")
-        for m, r in c.execute(
-            "SELECT d.member_id, s.reason FROM deliveries d JOIN suppressions s "
-            "ON s.address = lower(d.address) WHERE d.campaign_id = ? "
-            f"AND d.member_id IN ({', '.join('?' * len(ids))})",
-            (campaign_id, *ids),
-        )
-    ]
-    transition(c, campaign_id, "withheld", rows, now=now)
-    return tuple(r.member_id for r in rows)
 
 
 class Journal(Reservations):
@@ -231,7 +208,7 @@ class Journal(Reservations):
         counted = 0
         withheld: tuple[int, ...] = ()
         if hand:
-            withheld = _withhold_listed(c, campaign_id, hand, now)
+            withheld = withhold_listed(c, campaign_id, now, [m for m, _ in hand])
             if withheld:
                 gone = set(withheld)
                 hand = [(m, s) for m, s in hand if m not in gone]

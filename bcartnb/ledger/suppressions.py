@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sqlite3
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -246,6 +246,38 @@ def list_address(
     return False
 
 
+def withhold_listed(
+    c: sqlite3.Connection,
+    campaign_id: str,
+    now: datetime,
+    member_ids: Sequence[int] | None = None,
+) -> tuple[int, ...]:
+    """Withhold the campaign's mails whose address is listed; their member ids.
+
+    ``member_ids``: only these rows (the ones about to be handed over, whatever state their
+    caller saw them in); else every row not yet sent. For a hand-over this is a primary-key
+    probe per row in each table, inside its write transaction: cheaper than asking whether
+    the list changed (``PRAGMA data_version`` costs as much and would still need this probe
+    when it moved), and no commit can fall between the check and the hand-over.
+    """
+    args: tuple[int, ...] = () if member_ids is None else tuple(member_ids)
+    which = (
+        "AND d.state IN ('pending', 'deferred', 'uncertain')"
+        if member_ids is None
+        else f"AND d.member_id IN ({', '.join('?' * len(args))})"
+    )
+    rows = [
+        DeliveryResult(int(m), "withheld", None, f"suppressed: {r}")
+        for m, r in c.execute(
+            "SELECT d.member_id, s.reason FROM deliveries d JOIN suppressions s "
+            f"ON s.address = lower(d.address) WHERE d.campaign_id = ? {which}",
+            (campaign_id, *args),
+        )
+    ]
+    transition(c, campaign_id, "withheld", rows, now=now)
+    return tuple(r.member_id for r in rows)
+
+
 class Suppressions(Database):
     """The ledger's suppression list: list an address, take it off, read it, honour it."""
 
@@ -325,14 +357,4 @@ class Suppressions(Database):
         now = self._now(now)
         with self._write() as c:
             self._status(c, campaign_id)
-            rows = [
-                DeliveryResult(int(m), "withheld", None, f"suppressed: {r}")
-                for m, r in c.execute(
-                    "SELECT d.member_id, s.reason FROM deliveries d JOIN suppressions s "
-                    "ON s.address = lower(d.address) WHERE d.campaign_id = ? "
-                    "AND d.state IN ('pending', 'deferred', 'uncertain')",
-                    (campaign_id,),
-                )
-            ]
-            transition(c, campaign_id, "withheld", rows, now=now)
-        return len(rows)
+            return len(withhold_listed(c, campaign_id, now))
