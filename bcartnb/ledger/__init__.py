@@ -8,16 +8,24 @@ full cap). One :class:`Ledger` object, built from one module per concern:
 ========================================  ==================================================
 :mod:`~bcartnb.ledger.database`           the file: open, check, migrate, transactions
 :mod:`~bcartnb.ledger.schema`             the tables and their migrations
+:mod:`~bcartnb.ledger.lifecycle`          the campaign and mail state machines, drawn once,
+                                          and the one way each state changes
 :mod:`~bcartnb.ledger.reservations`       who holds a campaign; quota reservations, usage
-:mod:`~bcartnb.ledger.journal`            the mail state machine and the send loop's step
+:mod:`~bcartnb.ledger.journal`            the mail journal and the send loop's step
 :mod:`~bcartnb.ledger.campaigns`          claims and the campaign lifecycle, history,
                                           test sends and the admin copy
 :mod:`~bcartnb.ledger.claims`             the same mail never twice: one claim per
                                           (mail, address) across campaigns
 :mod:`~bcartnb.ledger.finish`             cancel; end stuck mails on the marketer's word
-:mod:`~bcartnb.ledger.suppressions`       the suppression list, the bounces and
-                                          unsubscribes behind it, the B-Cart write-back
+:mod:`~bcartnb.ledger.suppressions`       the suppression list and its rules
+:mod:`~bcartnb.ledger.events`             the bounces, complaints and unsubscribes behind
+                                          it; unverified notices; unsubscribe requests
+:mod:`~bcartnb.ledger.pushes`             the B-Cart write-back's records
 ========================================  ==================================================
+
+No two of them import each other, directly or around a circle: lifecycle imports only the
+file's helpers and every module that changes a state imports it; events and pushes import
+suppressions, never the other way (``tests/test_layers.py`` holds it).
 
 Tables (schema version :data:`SCHEMA_VERSION` in ``PRAGMA user_version``; the file is
 marked as ours with ``PRAGMA application_id`` = :data:`APPLICATION_ID`): ``campaigns`` (one
@@ -49,15 +57,17 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from bcartnb.ledger.campaigns import (
-    CAMPAIGN_TRANSITIONS,
     CampaignRecord,
     Claim,
     fingerprint,
     new_campaign_id,
 )
 from bcartnb.ledger.claims import mail_key
+from bcartnb.ledger.events import HygieneEvents, RecordOutcome
 from bcartnb.ledger.finish import ENDED_BY, Finishing
-from bcartnb.ledger.journal import TRANSITIONS, DeliveryResult, Recipient
+from bcartnb.ledger.journal import Recipient
+from bcartnb.ledger.lifecycle import CAMPAIGN_TRANSITIONS, TRANSITIONS, DeliveryResult
+from bcartnb.ledger.pushes import BCART_FIELDS, BcartChange, BcartPushes
 from bcartnb.ledger.schema import (
     APPLICATION_ID,
     CAMPAIGN_STATUSES,
@@ -69,10 +79,7 @@ from bcartnb.ledger.schema import (
     legacy_mail_key,
 )
 from bcartnb.ledger.suppressions import (
-    BCART_FIELDS,
-    BcartChange,
     HygieneEvent,
-    RecordOutcome,
     Suppression,
     Suppressions,
     normalize_address,
@@ -108,7 +115,7 @@ __all__ = [
 ]
 
 
-class Ledger(Finishing, Suppressions):
+class Ledger(Finishing, Suppressions, HygieneEvents, BcartPushes):
     """The quota counter, send history and mail journal in one SQLite file.
 
     Open with :meth:`Ledger.open`; usable as a context manager; safe to share between the

@@ -3,14 +3,9 @@
 A campaign's identity is its :func:`fingerprint`: its mail (:func:`~bcartnb.ledger.claims.mail_key`)
 and its recipients, never the path of the member file they came from. Each address it mails
 is claimed for that mail (:mod:`bcartnb.ledger.claims`), so no other campaign sends the same
-mail to it again. Its lifecycle, with every change going through :func:`set_status`::
-
-    (claim) ──► sending ──run ends, mails left (pending, deferred, uncertain)──► unfinished
-                 │  │ ▲                         or its owner died (reclaim)        │  │
-                 │  │ └───────────── claim: a run --send or resume takes it over ─┘  │
-                 │  └──run ends, nothing left──► done                                │
-                 └──run refused (quota, compose) before any mail was handed over──► cancelled
-                                                    bcartnb cancel (nothing more) ◄──┘
+mail to it again. Every change of its status goes through
+:func:`~bcartnb.ledger.lifecycle.set_status` (the lifecycle is drawn in
+:mod:`bcartnb.ledger.lifecycle`).
 
 At most one campaign per fingerprint is ``sending`` or ``unfinished`` (a partial unique
 index holds it even against a bug): :meth:`Campaigns.claim` takes it atomically, in one
@@ -35,7 +30,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from bcartnb.exceptions import CampaignStateError
 from bcartnb.ledger.claims import OPEN_STATUSES, live_claims, mail_key, split_claims, write_claims
 from bcartnb.ledger.database import dt, ts, unknown_campaign
-from bcartnb.ledger.journal import Journal, insert_recipients, journal_counts, transition
+from bcartnb.ledger.journal import Journal, insert_recipients, journal_counts
+from bcartnb.ledger.lifecycle import CAMPAIGN_TRANSITIONS, LEFT_STATES, set_status, transition
 from bcartnb.ledger.reservations import (
     HOST,
     Owner,
@@ -45,14 +41,17 @@ from bcartnb.ledger.reservations import (
     stale,
     take,
 )
-from bcartnb.ledger.schema import CAMPAIGN_STATUSES, DELIVERY_STATES
+from bcartnb.ledger.schema import DELIVERY_STATES
 from bcartnb.quota import TOKYO, Plan, now_tokyo, resolve_plan
 
 if TYPE_CHECKING:
     import pandas as pd
 
+# CAMPAIGN_TRANSITIONS, LEFT_STATES and set_status are lifecycle's, named here too for the
+# callers that import them from here.
 __all__ = [
     "CAMPAIGN_TRANSITIONS",
+    "LEFT_STATES",
     "CampaignRecord",
     "Campaigns",
     "Claim",
@@ -61,16 +60,6 @@ __all__ = [
     "running_error",
     "set_status",
 ]
-
-#: target status → the statuses a campaign may move there from (a new campaign starts sending).
-CAMPAIGN_TRANSITIONS: Mapping[str, tuple[str, ...]] = {
-    "sending": ("unfinished",),
-    "unfinished": ("sending",),
-    "done": ("sending",),
-    "cancelled": ("sending", "unfinished"),
-}
-#: Mails still to do: a campaign with any of these is not finished.
-LEFT_STATES = ("pending", "sending", "deferred", "uncertain")
 
 
 def new_campaign_id(now: datetime | None = None) -> str:
@@ -91,28 +80,6 @@ def fingerprint(params: Mapping[str, Any], recipients: Iterable[tuple[int, str]]
     for member_id, address in sorted((int(m), a.strip().lower()) for m, a in recipients):
         h.update(f"\n{member_id}\t{address}".encode())
     return h.hexdigest()
-
-
-def set_status(
-    c: sqlite3.Connection,
-    campaign_id: str,
-    to: str,
-    now: datetime,
-    *,
-    only_from: Sequence[str] | None = None,
-) -> bool:
-    """Move a campaign to ``to``: THE way its status changes. False if it was elsewhere.
-
-    ``only_from`` narrows the allowed sources further (a reclaim moves only ``sending``).
-    """
-    allowed = tuple(s for s in CAMPAIGN_TRANSITIONS[to] if only_from is None or s in only_from)
-    finished = ts(now) if to in ("done", "cancelled") else None
-    cur = c.execute(
-        "UPDATE campaigns SET status = ?, finished_at = ?, updated_at = ? "
-        f"WHERE campaign_id = ? AND status IN ({', '.join('?' * len(allowed))})",
-        (to, finished, ts(now), campaign_id, *allowed),
-    )
-    return cur.rowcount == 1
 
 
 class Claim(NamedTuple):
@@ -592,6 +559,3 @@ class Campaigns(Journal):
                 "WHERE campaign_id = ? AND admin_copy = 'sending'",
                 (campaign_id,),
             )
-
-
-assert set(CAMPAIGN_TRANSITIONS) <= set(CAMPAIGN_STATUSES)

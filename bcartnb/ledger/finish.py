@@ -3,13 +3,10 @@
 A mail a server defers forever, an uncertain mail the marketer checked by hand, or a member
 deleted from the file since would keep a campaign ``unfinished`` for good. The marketer
 decides, and the journal records what was decided, mail by mail, through the one
-:func:`~bcartnb.ledger.journal.transition`::
-
-    bcartnb cancel ID                 pending | deferred ──► cancelled   campaign ──► cancelled
-    resume --give-up-deferred         deferred ──────────► failed      (listed with the reply)
-    resume --mark-uncertain-sent      uncertain ─────────► sent        (checked: it arrived)
-    resume --drop-uncertain           uncertain ─────────► cancelled   (checked: not resent)
-    resume --skip-missing             pending | deferred ──► cancelled  (gone from the file)
+:func:`~bcartnb.ledger.lifecycle.transition`: ``bcartnb cancel`` ends the campaign's pending
+and deferred mails and the campaign; a resume's options give up deferred mails, mark or drop
+uncertain ones, or skip members gone from the file (each move is drawn in
+:mod:`bcartnb.ledger.lifecycle`).
 
 Nothing here sends or counts anything: what went out stays counted; a cancelled mail that was
 never handed over frees its address for this mail (:mod:`~bcartnb.ledger.claims`). The
@@ -24,8 +21,8 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from bcartnb.exceptions import CampaignStateError
-from bcartnb.ledger.campaigns import CampaignRecord, Campaigns, running_error, set_status
-from bcartnb.ledger.journal import DeliveryResult, transition
+from bcartnb.ledger.campaigns import CampaignRecord, Campaigns, running_error
+from bcartnb.ledger.lifecycle import DeliveryResult, set_status, transition
 from bcartnb.ledger.reservations import holder, reclaim_stale
 
 __all__ = ["ENDED_BY", "Finishing"]

@@ -1,29 +1,9 @@
 """The mail journal: one row per (campaign, member), and the one state machine it follows.
 
-::
-
-                  hand-over (counts 1)             2xx after the data
-    pending ────────────────────────► sending ─────────────────────► sent
-       ▲                              │ │ │ │      5xx
-       │ never started (refund)       │ │ │ └──────────────────────► failed
-       └──────────────────────────────┘ │ │        4xx, or a drop before the data
-                                        │ └────────────────────────► deferred ──┐
-      retry (counts nothing) ┌──────────┼──────────────────────────────────────┘
-                             ▼          │ lost after the data, or its run died
-                          sending       └──────────────────────────► uncertain
-    uncertain ──deliberate resend (counts 1 again)──► sending
-
-    pending | deferred | uncertain ──address suppressed since (counts nothing)──► withheld
-    pending | deferred | uncertain ──the marketer ends it (bcartnb.ledger.finish)──► cancelled
-    deferred ──the marketer gives up──► failed;   uncertain ──checked: it arrived──► sent
-
-Every change of a row's state goes through :func:`transition`, which refuses (changing
-nothing) a move the table :data:`TRANSITIONS` does not allow or a row that is not in the
-state its caller believes. A mail counts in the quota once, when it is first handed to the
-server (``pending`` → ``sending``), whatever happens after (accepted, refused, retried after a
-4xx); only a deliberate resend of an ``uncertain`` mail counts again. A transaction that
-provably never started (no connection, a Ctrl-C before its first byte) goes back to the
-state it was handed over from (``unsent``), and its unit, if it took one, is refunded.
+Every change of a row's state goes through :func:`~bcartnb.ledger.lifecycle.transition`,
+the one state machine of :mod:`bcartnb.ledger.lifecycle` (drawn there, with what counts in
+the quota and when), which refuses (changing nothing) a move its table does not allow or a
+row that is not in the state its caller believes.
 
 A row is ``sending`` only while its SMTP transaction may be under way, and each result is
 committed before the loop hands anything else over, so after a SIGKILL a resume sends the
@@ -40,18 +20,29 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bcartnb.exceptions import CampaignStateError, QuotaExceededError
 from bcartnb.ledger.database import ts
-from bcartnb.ledger.reservations import Owner, Reservations, count
+from bcartnb.ledger.lifecycle import (
+    COUNTED_FROM,
+    RESULT_STATES,
+    TRANSITIONS,
+    DeliveryResult,
+    RowsRefused,
+    transition,
+)
+from bcartnb.ledger.reservations import Owner, Reservations
+from bcartnb.ledger.suppressions import withhold_listed
 from bcartnb.quota import TOKYO, month_of
 
 if TYPE_CHECKING:
     import pandas as pd
 
+# COUNTED_FROM, TRANSITIONS, DeliveryResult and transition are lifecycle's, named here too
+# for the callers that import them from the journal.
 __all__ = [
     "COUNTED_FROM",
     "TRANSITIONS",
@@ -61,23 +52,6 @@ __all__ = [
     "Recipient",
     "transition",
 ]
-
-#: target state → the states a row may move there from. ``unsent`` is not a state: it sends
-#: a row back to the state it was handed over from.
-TRANSITIONS: Mapping[str, tuple[str, ...]] = {
-    "sending": ("pending", "deferred", "uncertain"),
-    "sent": ("sending", "uncertain"),
-    "failed": ("sending", "uncertain", "deferred"),
-    "deferred": ("sending", "uncertain"),
-    "uncertain": ("sending",),
-    "unsent": ("sending", "uncertain"),
-    "withheld": ("pending", "deferred", "uncertain"),
-    "cancelled": ("pending", "deferred", "uncertain"),
-}
-#: A hand-over from these states counts one unit (a retry of a deferred mail counts nothing).
-COUNTED_FROM = ("pending", "uncertain")
-#: What a send loop may report for a row it handed over.
-RESULT_STATES = ("sent", "failed", "deferred", "uncertain", "unsent")
 
 
 class Recipient(NamedTuple):
@@ -89,130 +63,12 @@ class Recipient(NamedTuple):
     state: str
 
 
-class DeliveryResult(NamedTuple):
-    """What became of one handed-over mail.
-
-    ``state``: ``sent`` (accepted), ``failed`` (5xx), ``deferred`` (4xx, or dropped before the
-    data: retry later), ``uncertain`` (lost after the data), or ``unsent`` (the transaction
-    provably never started: back to where it was, the unit refunded).
-    """
-
-    member_id: int
-    state: str
-    code: int | None = None
-    message: str | None = None
-
-
 class Handover(NamedTuple):
     """One step of the send loop, as committed: the units the hand-over counted, and the
     rows it withheld instead of handing over (their address is on the suppression list)."""
 
     counted: int
     withheld: tuple[int, ...] = ()
-
-
-class _RowsRefused(Exception):
-    """Raised inside a write transaction so it rolls back before the rows are inspected."""
-
-    def __init__(self, ids: list[int], allowed: tuple[str, ...], action: str) -> None:
-        super().__init__(action)
-        self.ids = ids
-        self.allowed = allowed
-        self.action = action
-
-
-def transition(
-    c: sqlite3.Connection,
-    campaign_id: str,
-    to: str,
-    rows: Sequence[Any] | None = None,
-    *,
-    now: datetime | None = None,
-    frm: str | None = None,
-    resend: bool = False,
-) -> int:
-    """Move journal rows to ``to``: THE way a row changes state; returns the units counted.
-
-    A negative result is a refund (``unsent``).
-
-    ``rows`` by target: ``sending``: (member id, the state the caller saw it in);
-    ``sent`` / ``failed`` / ``deferred`` / ``uncertain``: :class:`DeliveryResult`;
-    ``unsent``: member ids. ``rows=None`` moves every row of the campaign that is in ``frm``
-    (a run ended or died: ``sending`` → ``uncertain``). Raises :class:`_RowsRefused` when a
-    row is not where the caller said (the transaction must then roll back).
-    """
-    allowed = TRANSITIONS[to]
-    if rows is None:
-        if frm not in allowed:
-            raise ValueError(f"no transition from {frm!r} to {to!r}")
-        c.execute(
-            "UPDATE deliveries SET state = ? WHERE campaign_id = ? AND state = ?",
-            (to, campaign_id, frm),
-        )
-        return 0
-    if not rows:
-        return 0
-    assert now is not None
-    stamp = ts(now)
-    before = c.total_changes
-    units = 0
-    if to == "sending":
-        month = month_of(now)
-        handed = [(int(m), s) for m, s in rows]
-        for m, s in handed:
-            if s not in allowed or (s == "uncertain" and not resend):
-                raise _RowsRefused([m], ("pending", "deferred"), "hand over")
-        units = sum(1 for _, s in handed if s in COUNTED_FROM)
-        c.executemany(
-            "UPDATE deliveries SET state = 'sending', handed_from = ?, attempts = attempts + 1, "
-            "counted_month = CASE WHEN ? THEN ? ELSE counted_month END, sending_at = ?, "
-            "result_at = NULL WHERE campaign_id = ? AND member_id = ? AND state = ?",
-            ((s, s in COUNTED_FROM, month, stamp, campaign_id, m, s) for m, s in handed),
-        )
-        if c.total_changes - before != len(handed):
-            raise _RowsRefused([m for m, _ in handed], allowed, "hand over")
-        if units:
-            count(c, month, campaign_id, units)
-        return units
-    if to == "unsent":
-        ids = [int(m) for m in rows]
-        marks = "?" * len(ids)
-        refunds: dict[str, int] = {}
-        for month, n in c.execute(
-            "SELECT counted_month, count(*) FROM deliveries WHERE campaign_id = ? "
-            f"AND member_id IN ({', '.join(marks)}) AND state IN ('sending', 'uncertain') "
-            f"AND handed_from IN {COUNTED_FROM!r} GROUP BY counted_month",
-            (campaign_id, *ids),
-        ):
-            if month is not None:
-                refunds[month] = int(n)
-        c.executemany(
-            "UPDATE deliveries SET state = handed_from, handed_from = NULL, "
-            "attempts = attempts - 1, "
-            "counted_month = CASE WHEN handed_from = 'pending' THEN NULL ELSE counted_month END, "
-            "result_at = ?, message = 'not started' WHERE campaign_id = ? AND member_id = ? "
-            "AND state IN ('sending', 'uncertain') AND handed_from IS NOT NULL",
-            ((stamp, campaign_id, m) for m in ids),
-        )
-        if c.total_changes - before != len(ids):
-            raise _RowsRefused(ids, allowed, "return unsent mails")
-        for month, n in refunds.items():
-            count(c, month, campaign_id, -n)
-        return -sum(refunds.values())
-    results = [r if isinstance(r, DeliveryResult) else DeliveryResult(*r) for r in rows]
-    if any(r.state != to for r in results):
-        raise ValueError(f"every result must be {to!r}")
-    c.executemany(
-        "UPDATE deliveries SET state = ?, code = ?, message = ?, result_at = ? "
-        f"WHERE campaign_id = ? AND member_id = ? AND state IN {allowed!r}"
-        if len(allowed) > 1
-        else "UPDATE deliveries SET state = ?, code = ?, message = ?, result_at = ? "
-        f"WHERE campaign_id = ? AND member_id = ? AND state = '{allowed[0]}'",
-        ((to, r.code, r.message, stamp, campaign_id, int(r.member_id)) for r in results),
-    )
-    if c.total_changes - before != len(results):
-        raise _RowsRefused([int(r.member_id) for r in results], allowed, f"mark {to}")
-    return 0
 
 
 def insert_recipients(
@@ -239,30 +95,6 @@ def journal_counts(c: sqlite3.Connection, campaign_id: str) -> dict[str, int]:
             (campaign_id,),
         ).fetchall()
     )
-
-
-def _withhold_listed(
-    c: sqlite3.Connection, campaign_id: str, hand: Sequence[tuple[int, str]], now: datetime
-) -> tuple[int, ...]:
-    """Withhold the rows about to be handed over whose address is listed; their ids.
-
-    A primary-key probe per row in each table, inside the hand-over's write transaction:
-    cheaper than asking whether the list changed (``PRAGMA data_version`` costs as much and
-    would still need this probe when it moved), and no commit can fall between the check
-    and the hand-over.
-    """
-    ids = [m for m, _ in hand]
-    rows = [
-        DeliveryResult(int(m), "withheld", None, f"suppressed: {r}")
-        for m, r in c.execute(
-            "SELECT d.member_id, s.reason FROM deliveries d JOIN suppressions s "
-            "ON s.address = lower(d.address) WHERE d.campaign_id = ? "
-            f"AND d.member_id IN ({', '.join('?' * len(ids))})",
-            (campaign_id, *ids),
-        )
-    ]
-    transition(c, campaign_id, "withheld", rows, now=now)
-    return tuple(r.member_id for r in rows)
 
 
 class Journal(Reservations):
@@ -376,7 +208,7 @@ class Journal(Reservations):
         counted = 0
         withheld: tuple[int, ...] = ()
         if hand:
-            withheld = _withhold_listed(c, campaign_id, hand, now)
+            withheld = withhold_listed(c, campaign_id, now, [m for m, _ in hand])
             if withheld:
                 gone = set(withheld)
                 hand = [(m, s) for m, s in hand if m not in gone]
@@ -476,10 +308,10 @@ class Journal(Reservations):
         """Turn a refused batch into a CampaignStateError naming the rows, read after rollback."""
         try:
             yield
-        except _RowsRefused as refused:
+        except RowsRefused as refused:
             raise self._bad_rows(campaign_id, refused) from None
 
-    def _bad_rows(self, campaign_id: str, refused: _RowsRefused) -> CampaignStateError:
+    def _bad_rows(self, campaign_id: str, refused: RowsRefused) -> CampaignStateError:
         seen: set[int] = set()
         bad: list[str] = []
         with self._read() as c:

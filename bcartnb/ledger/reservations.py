@@ -19,7 +19,7 @@ step (:class:`~bcartnb.exceptions.CampaignStateError`), so it cannot overrun a c
 others now share.
 
 Counting. ``usage`` holds (month, campaign) → units. A unit is counted when a mail is first
-handed to the server (see :mod:`bcartnb.ledger.journal`), in the Asia/Tokyo calendar month of
+handed to the server (see :mod:`bcartnb.ledger.lifecycle`), in the Asia/Tokyo calendar month of
 that hand-over. A campaign crossing midnight at the end of a month moves its reservation to
 the new month at its next hand-over, checking the new month's cap.
 """
@@ -35,6 +35,7 @@ from datetime import datetime
 
 from bcartnb.exceptions import CampaignStateError, QuotaExceededError
 from bcartnb.ledger.database import Database, ts
+from bcartnb.ledger.lifecycle import set_status, transition
 from bcartnb.quota import Plan, QuotaStatus, check_quota, month_of, resolve_plan
 
 __all__ = ["Owner", "Reservations"]
@@ -123,15 +124,6 @@ def reserved(c: sqlite3.Connection, month: str, exclude: str) -> int:
     )
 
 
-def count(c: sqlite3.Connection, month: str, campaign_id: str, k: int) -> None:
-    """Add ``k`` units (negative: a refund) to the campaign's usage in ``month``."""
-    c.execute(
-        "INSERT INTO usage (month, campaign_id, sends) VALUES (?, ?, ?) "
-        "ON CONFLICT (month, campaign_id) DO UPDATE SET sends = sends + excluded.sends",
-        (month, campaign_id, k),
-    )
-
-
 def holder(c: sqlite3.Connection, campaign_id: str) -> tuple[int, str, str, float] | None:
     """(pid, host, start, lease_until) of the campaign's reservation, if any."""
     row = c.execute(
@@ -155,9 +147,6 @@ def take(
 
 def reclaim_stale(c: sqlite3.Connection, now: datetime) -> list[str]:
     """Free every reservation whose owner is gone or whose lease ran out (see the docstring)."""
-    from bcartnb.ledger.campaigns import set_status
-    from bcartnb.ledger.journal import transition
-
     gone = [
         cid
         for cid, pid, host, start, until in c.execute(

@@ -1,0 +1,310 @@
+"""The house keeps its shape: imports run only downward, and none runs in a circle.
+
+DESIGN.md's layers: ground (settings, errors, files, privacy masking) → rules (members,
+filters, quota, templates, mail tokens) → stages (compose, ledger, delivery, hygiene scanning,
+API client) → the conductor (``campaign``) → faces (cli, widgets, report, servers); no face
+past the conductor. Every ``import`` in a module counts, at module level, inside a function
+or under ``TYPE_CHECKING`` alike: a lazy import hides a circle from Python, not from a reader.
+
+Today's violations are listed below, each with why it is there; the lists may only shrink
+(a new violation fails, and so does an entry that no longer happens: take it off).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "bcartnb"
+
+GROUND, RULES, STAGES, CONDUCTOR, FACES = range(5)
+LAYER_NAMES = ("ground", "rules", "stages", "conductor", "faces")
+
+#: Module (or package: it covers what is inside) → layer; the longest prefix decides.
+LAYERS: Mapping[str, int] = {
+    "bcartnb": GROUND,  # the root only re-exports lazily (``__getattr__``) and has __version__
+    "bcartnb.exceptions": GROUND,
+    "bcartnb.settings": GROUND,
+    "bcartnb.files": GROUND,
+    "bcartnb.privacy": GROUND,
+    "bcartnb.members": RULES,
+    "bcartnb.filters": RULES,
+    "bcartnb.audience": RULES,
+    "bcartnb.search": RULES,
+    "bcartnb.segments": RULES,
+    "bcartnb.quota": RULES,
+    "bcartnb.templates": RULES,
+    "bcartnb.mailcheck": RULES,
+    "bcartnb.hygiene.tokens": RULES,
+    "bcartnb.compose": STAGES,
+    "bcartnb.ledger": STAGES,
+    "bcartnb.delivery": STAGES,
+    "bcartnb.transports": STAGES,
+    "bcartnb.sink": STAGES,  # the demo's SMTP server: a transport's other end
+    "bcartnb.hygiene": STAGES,
+    "bcartnb.bcart_api": STAGES,
+    "bcartnb.shop": STAGES,  # writes the shop folder and its ledger for ``init``
+    "bcartnb.campaign": CONDUCTOR,
+    "bcartnb.__main__": FACES,
+    "bcartnb.cli": FACES,
+    "bcartnb.widgets": FACES,
+    "bcartnb.report": FACES,
+    "bcartnb.demo": FACES,
+    "bcartnb.hygiene.report": FACES,
+    "bcartnb.hygiene.unsubscribe": FACES,  # the public server
+    "bcartnb.hygiene.http_guard": FACES,  # the public server's guard
+}
+
+#: Below the conductor that no face may import (DESIGN: faces get results, summaries and
+#: masking from ``campaign`` or the ground).
+PAST_THE_CONDUCTOR = ("bcartnb.delivery", "bcartnb.transports")
+
+#: (importer, imported) running up a layer today; issue 22 moves each away.
+KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("bcartnb.settings", "bcartnb.quota"),  # the plan names checked at load
+        ("bcartnb.members", "bcartnb.bcart_api"),  # read_snapshot
+        ("bcartnb.hygiene.tokens", "bcartnb.ledger.suppressions"),  # normalize_address
+    }
+)
+
+#: (face, stage) reaching past the conductor today; issue 22 moves each away.
+KNOWN_PAST_CONDUCTOR: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("bcartnb.cli", "bcartnb.delivery"),  # DeliverySummary, exit_code
+        ("bcartnb.cli", "bcartnb.delivery.summary"),  # mask_*
+        ("bcartnb.cli", "bcartnb.transports"),  # StoredMail
+        ("bcartnb.hygiene.report", "bcartnb.delivery.summary"),  # mask_address
+        ("bcartnb.hygiene.unsubscribe", "bcartnb.delivery.summary"),  # mask_address
+        ("bcartnb.report", "bcartnb.delivery"),  # DeliverySummary (under TYPE_CHECKING)
+        ("bcartnb.widgets.sending", "bcartnb.transports"),  # Transport
+        ("bcartnb.widgets.wizard", "bcartnb.transports"),  # Transport
+    }
+)
+
+#: The modules of each import circle today: a circle may lose members, never gain one.
+#: members → bcart_api (read_snapshot) → push → delivery.summary and hygiene.writeback
+#: (mask_address) → audience → members and filters (→ members); snapshot → members.
+KNOWN_CIRCLES: tuple[frozenset[str], ...] = (
+    frozenset(
+        {
+            "bcartnb.audience",
+            "bcartnb.bcart_api",
+            "bcartnb.bcart_api.push",
+            "bcartnb.bcart_api.snapshot",
+            "bcartnb.delivery.summary",
+            "bcartnb.filters",
+            "bcartnb.hygiene.writeback",
+            "bcartnb.members",
+        }
+    ),
+)
+
+
+def module_files(package: Path = PACKAGE) -> dict[str, Path]:
+    """Dotted module name → its file, for every module of the package."""
+    out: dict[str, Path] = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _root_exports(files: Mapping[str, Path]) -> dict[str, str]:
+    """The root package's lazy re-exports: name → the module that defines it."""
+    tree = ast.parse(files["bcartnb"].read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets
+        ):
+            value = ast.literal_eval(node.value)
+            assert isinstance(value, dict)
+            return {str(k): str(v) for k, v in value.items()}
+    return {}
+
+
+def imports_of(name: str, files: Mapping[str, Path]) -> set[str]:
+    """The package's modules that ``name`` imports anywhere in its file.
+
+    ``from a.b import c`` is the module ``a.b.c`` when there is one, else ``a.b``; a name
+    the root re-exports lazily is the module that defines it.
+    """
+    path = files[name]
+    exports = _root_exports(files)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found: set[str] = set()
+
+    def resolve(dotted: str) -> str | None:
+        while dotted and dotted not in files:
+            dotted = dotted.rpartition(".")[0]
+        return dotted or None
+
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(filter(None, (resolve(a.name) for a in node.names)))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package[: len(package) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            if base != "bcartnb" and not base.startswith("bcartnb."):
+                continue
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                if full in files:
+                    found.add(full)
+                elif base == "bcartnb" and alias.name in exports:
+                    found.add(exports[alias.name])
+                elif (target := resolve(base)) is not None:
+                    found.add(target)
+    found.discard(name)
+    return found
+
+
+def import_graph(files: Mapping[str, Path]) -> dict[str, set[str]]:
+    return {name: imports_of(name, files) for name in files}
+
+
+def circles(graph: Mapping[str, Iterable[str]]) -> list[frozenset[str]]:
+    """The strongly connected groups of two or more modules (Tarjan), each one circle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[frozenset[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.add(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(frozenset(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def layer(name: str) -> int:
+    best = max((p for p in LAYERS if name == p or name.startswith(p + ".")), key=len, default=None)
+    if best is None:
+        pytest.fail(f"{name} has no layer: add it to LAYERS in tests/test_layers.py")
+    return LAYERS[best]
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    return import_graph(module_files())
+
+
+# --- the check itself can fail ---------------------------------------------------------------
+
+
+def _write(root: Path, files: Mapping[str, str]) -> dict[str, Path]:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return module_files(root / "bcartnb")
+
+
+def test_a_lazy_import_inside_a_function_still_closes_a_circle(tmp_path: Path) -> None:
+    files = _write(
+        tmp_path,
+        {
+            "bcartnb/__init__.py": "_EXPORTS = {}\n",
+            "bcartnb/pkg/__init__.py": "",
+            "bcartnb/pkg/a.py": "from bcartnb.pkg.b import f\n",
+            "bcartnb/pkg/b.py": "def f():\n    from bcartnb.pkg import a\n    return a\n",
+            "bcartnb/pkg/c.py": "from . import a\nfrom .b import f\n",
+        },
+    )
+    graph = import_graph(files)
+    assert graph["bcartnb.pkg.b"] == {"bcartnb.pkg.a"}
+    assert graph["bcartnb.pkg.c"] == {"bcartnb.pkg.a", "bcartnb.pkg.b"}
+    assert circles(graph) == [frozenset({"bcartnb.pkg.a", "bcartnb.pkg.b"})]
+
+
+def test_a_name_the_root_re_exports_is_its_module(tmp_path: Path) -> None:
+    files = _write(
+        tmp_path,
+        {
+            "bcartnb/__init__.py": "_EXPORTS = {'run': 'bcartnb.top'}\n__version__ = '1'\n",
+            "bcartnb/top.py": "from bcartnb.low import x\n",
+            "bcartnb/low.py": "from bcartnb import run, __version__\nx = 1\n",
+        },
+    )
+    graph = import_graph(files)
+    assert graph["bcartnb.low"] == {"bcartnb", "bcartnb.top"}
+    assert circles(graph) == [frozenset({"bcartnb.low", "bcartnb.top"})]
+
+
+# --- the package -----------------------------------------------------------------------------
+
+
+def test_the_ledger_has_no_import_circle(graph: dict[str, set[str]]) -> None:
+    ledger = {m: {t for t in ts if _within(t, "bcartnb.ledger")} for m, ts in graph.items()}
+    inside = {m: ts for m, ts in ledger.items() if _within(m, "bcartnb.ledger")}
+    assert "bcartnb.ledger.lifecycle" in inside
+    assert circles(inside) == []
+
+
+def test_the_lifecycle_imports_no_module_that_changes_a_state(graph: dict[str, set[str]]) -> None:
+    assert {t for t in graph["bcartnb.ledger.lifecycle"] if _within(t, "bcartnb.ledger")} <= {
+        "bcartnb.ledger.database",
+        "bcartnb.ledger.schema",
+    }
+
+
+def test_no_new_import_circle(graph: dict[str, set[str]]) -> None:
+    found = circles(graph)
+    new = [sorted(c) for c in found if not any(c <= known for known in KNOWN_CIRCLES)]
+    assert new == [], "import circle(s): break them (see the module docstring)"
+    gone = [sorted(k) for k in KNOWN_CIRCLES if not any(c <= k for c in found)]
+    assert gone == [], "circle(s) fixed: take them off KNOWN_CIRCLES"
+
+
+def test_imports_run_only_downward(graph: dict[str, set[str]]) -> None:
+    upward = {(m, t) for m, targets in graph.items() for t in targets if layer(m) < layer(t)}
+    new = sorted(
+        f"{m} ({LAYER_NAMES[layer(m)]}) → {t} ({LAYER_NAMES[layer(t)]})"
+        for m, t in upward - KNOWN_UPWARD
+    )
+    assert new == [], "imports running up a layer"
+    assert sorted(KNOWN_UPWARD - upward) == [], "fixed: take them off KNOWN_UPWARD"
+
+
+def test_no_face_reaches_past_the_conductor(graph: dict[str, set[str]]) -> None:
+    past = {
+        (m, t)
+        for m, targets in graph.items()
+        if layer(m) == FACES
+        for t in targets
+        if any(_within(t, p) for p in PAST_THE_CONDUCTOR)
+    }
+    assert sorted(past - KNOWN_PAST_CONDUCTOR) == [], "faces importing below the conductor"
+    assert sorted(KNOWN_PAST_CONDUCTOR - past) == [], "fixed: take them off KNOWN_PAST_CONDUCTOR"
