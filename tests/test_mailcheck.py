@@ -185,8 +185,8 @@ def test_text_in_script_style_head_or_hidden_is_not_shown_text() -> None:
         "<p>本文</p></body></html>"
     ).format(f"{SENDER} 〒100-0005 TEL 03-0000-0000 配信停止 https://x.example/")
     found = check(html=body)
-    assert codes(found) == ["sender_name", "opt_out", "sender_address", "contact"]
-    assert all(f.detail.startswith("HTMLパート:") for f in found)
+    assert codes(found) == ["sender_name", "opt_out", "sender_address", "contact", "script"]
+    assert all(f.detail.startswith("HTMLパート") for f in found)
 
 
 def test_addresses_and_phones_are_told_from_lookalikes() -> None:
