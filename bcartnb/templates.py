@@ -94,6 +94,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from bcartnb.exceptions import TemplateError
 from bcartnb.files import write_atomically
+from bcartnb.htmldepth import check_depth
 from bcartnb.members import CANONICAL_COLUMNS, COLUMN_LABELS
 from bcartnb.settings import MAX_MAIL_BYTES, RENDER_TIMEOUT
 
@@ -919,7 +920,11 @@ class TemplateStore:
 
 
 def check_renders(template: Template, member: Mapping[str, Any]) -> None:
-    """Render subject and body for ``member``; raise the first TemplateError."""
+    """Render subject and body for ``member``; raise the first TemplateError.
+
+    An HTML body is also held to the composer's depth limit (:mod:`bcartnb.htmldepth`), as
+    written and as rendered, so a template the composer would refuse is never stored.
+    """
     member_id = member.get("id")
     for part, source, html in (
         ("subject", template.subject, False),
@@ -931,4 +936,6 @@ def check_renders(template: Template, member: Mapping[str, Any]) -> None:
         context.update(dict.fromkeys(SIGNATURE_FIELDS & compiled.names, "署名"))
         if UNSUBSCRIBE_TOKEN_FIELD in compiled.names:
             context[UNSUBSCRIBE_TOKEN_FIELD] = "sample-token"
-        compiled.render(context, member_id)
+        rendered = compiled.render(context, member_id)
+        for html_source in (source, rendered) if html else ():
+            check_depth(html_source, compiled.where(None), compiled.where_ja(None))

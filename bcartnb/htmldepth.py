@@ -1,0 +1,570 @@
+"""How deep an HTML mail nests, measured before css-inline builds it, in one linear pass.
+
+css-inline parses with html5ever and walks the tree recursively: about 15,000 nested
+``<div>`` (or 4,000 nested layout tables, 16,000 levels) overflow the process's stack and
+kill it with SIGSEGV (exit 139), no message, no traceback, the Jupyter kernel with it. Before
+that, parsing itself slows with the square of the depth (each start tag's scope check walks
+the open elements: Lexbor takes 0.07 s at 8,000 levels, four times that at 16,000).
+
+:data:`MAX_DEPTH` is 200 levels. Real newsletters nest 30 to 60 deep: a layout table is four
+levels (``table``, ``tbody``, ``tr``, ``td``), and three layouts inside one another with
+their inline elements stay under 60 (``tests/test_compose.py`` builds one). 200 leaves more
+than three times that, and stays 50 times below the crash.
+
+The measure is a tokenizer as the HTML standard splits a document (tags with their quoted
+attributes, comments, raw text in ``<script>``, ``<style>``, ``<textarea>``…; none in
+SVG/MathML) driving a model of the tree builder's stack of open elements: end tags close
+only what is in scope, ``<p>``, ``<li>``, ``<td>``, ``<tr>``, ``<option>`` close what the
+standard closes, a table gets its implied ``<tbody>`` and ``<tr>``, and unclosed formatting
+elements (``<b>``, ``<font>``…) are reopened where the parser reopens them, three alike at
+most. Where the standard moves nodes around (the adoption agency, ``</form>`` with open
+children, foster parenting) the model keeps the deeper stack, so the depth measured is never
+less than the depth html5ever builds (a property test holds it to Lexbor, another HTML5
+parser); it may be a few levels more on misnested markup. It never recurses, every step is
+amortised constant time, and it stops at the first element past the limit. Elements a
+parser would keep reopening without end (``<b>`` left open across thousands of paragraphs)
+are bounded too: more than :data:`_WORK_PER_CHAR` elements per character of input is refused
+as the same kind of error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bcartnb.exceptions import TemplateError
+
+__all__ = ["MAX_DEPTH", "Depth", "check_depth", "measure_depth"]
+
+MAX_DEPTH = 200
+_WORK_PER_CHAR = 1  # elements the model may open per character of input, reopened included
+
+_WS = "\t\n\f\r "
+_ATTR = (
+    rf"[^{_WS}/>][^{_WS}/>=]*+"
+    rf"(?:[{_WS}]*+=[{_WS}]*+(?:\"[^\"]*+\"|'[^']*+'|[^{_WS}>\"'][^{_WS}>]*+|(?=>))|(?![{_WS}]*+=))"
+)
+# The next token: a whole tag as the tokenizer reads it (1: "/" for an end tag, 2: its name,
+# 3: its attributes), else (4) a comment, CDATA, a bogus comment or a "</" that starts no
+# tag, else a tag that runs to the end of the input (the tokenizer drops it). The grammar is
+# deterministic, so possessive quantifiers read it as the standard does, in linear time; a
+# "<" that matches none of these is text.
+_TAG = rf"<(/?)([A-Za-z][^{_WS}/>]*+)((?:[{_WS}/]++|{_ATTR})*+)>"
+_TOKEN_RE = re.compile(rf"{_TAG}|<(!--|!\[CDATA\[|[!?/])|<[A-Za-z]")
+_TAG_RE = re.compile(_TAG)
+_ATTR_TOKENS_RE = re.compile(rf"[{_WS}/]++|{_ATTR}")
+_COMMENT_END_RE = re.compile(r"--!?>")
+_FONT_BREAKS_RE = re.compile(rf"(?:^|[{_WS}/])(?:color|face|size)(?:[{_WS}/=]|$)", re.IGNORECASE)
+_HTML_ANNOTATION_RE = re.compile(
+    r"encoding\s*=\s*[\"']?\s*(?:text/html|application/xhtml\+xml)", re.IGNORECASE
+)
+
+HTML, SVG, MATH = 0, 1, 2
+
+
+def _names(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_VOID = _names(
+    "area base basefont bgsound br col embed frame hr image img input keygen link meta param "
+    "source track wbr"
+)
+_RAW = _names("script style xmp iframe noembed noframes textarea title plaintext")
+_FORMATTING = _names("a b big code em font i nobr s small strike strong tt u")
+_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_CLOSES_P = _names(
+    "address article aside blockquote center details dialog dir div dl fieldset figcaption "
+    "figure footer header hgroup main menu nav ol p search section summary ul h1 h2 h3 h4 h5 "
+    "h6 pre listing form li dd dt plaintext hr xmp"
+)
+_BLOCK_ENDS = _names(
+    "address article aside blockquote button center details dialog dir div dl fieldset "
+    "figcaption figure footer header hgroup listing main menu nav ol pre search section "
+    "summary ul applet marquee object dd dt"
+)
+_NO_REOPEN = _CLOSES_P | _names(
+    "html head body table caption colgroup col tbody thead tfoot tr td th iframe noembed "
+    "noframes textarea title style script base link meta template frameset frame"
+)
+_SPECIAL = _names(
+    "address applet area article aside base basefont bgsound blockquote body br button "
+    "caption center col colgroup dd details dir div dl dt embed fieldset figcaption figure "
+    "footer form frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html iframe img "
+    "input keygen li link listing main marquee menu meta nav noembed noframes noscript "
+    "object ol p param plaintext pre script search section select source style summary "
+    "table tbody td template textarea tfoot th thead title tr track ul wbr xmp"
+)
+# Scope boundaries; select too: a parser that follows the 2025 standard (Lexbor) keeps a
+# <div> inside <select>, an older one (html5ever) drops it, and the measure must not be less
+_SCOPE = _names("applet caption html table td th marquee object template select")
+_MARKERS = _names("applet caption marquee object template td th")
+_SVG_POINTS = _names("foreignobject desc title")  # HTML inside SVG
+_MATH_TEXT = _names("mi mo mn ms mtext")
+_BREAKOUT = _names(
+    "b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr i "
+    "img li listing menu meta nobr ol p pre ruby s small span strong strike sub sup table tt "
+    "u ul var"
+)
+_TABLE_PARTS = ("table", "tbody", "thead", "tfoot", "tr")
+_TABLE_STARTS = _names("caption colgroup tbody thead tfoot tr td th")
+
+
+def _html_flags(name: str) -> tuple[str, ...]:
+    """The position lists an HTML element joins: the scopes it bounds, whether it is special."""
+    flags = []
+    if name in _SCOPE:
+        flags.append("scope")
+    if name in ("html", "table", "template"):
+        flags.append("table")
+    if name in _SPECIAL:
+        flags.append("special")
+        if name not in ("address", "div", "p", "li"):
+            flags.append("li_stop")
+        if name not in ("address", "div", "p", "dd", "dt"):
+            flags.append("dd_stop")
+    return tuple(flags)
+
+
+_FLAGS = {name: _html_flags(name) for name in _SPECIAL | _SCOPE}
+_FOREIGN_BOUNDARY = ("scope", "special", "li_stop", "dd_stop")
+
+
+@dataclass(frozen=True)
+class Depth:
+    """What :func:`measure_depth` found: ``depth`` levels (counted up to ``limit + 1``);
+    ``line`` where the limit was crossed, None when it was not; ``reason`` ``"depth"`` or
+    ``"elements"`` (more reopened elements than the input can account for)."""
+
+    depth: int
+    line: int | None = None
+    reason: str = "depth"
+
+
+class _Entry:
+    """An unclosed formatting element the parser will reopen (identity matters)."""
+
+    __slots__ = ("alike", "at", "name", "named")
+
+    def __init__(self, name: str, at: int, alike: list[_Entry], named: list[_Entry]) -> None:
+        self.name, self.at, self.alike, self.named = name, at, alike, named
+
+
+class _Over(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class _Model:
+    """The stack of open elements and the list of active formatting elements, kept as
+    positions, so that every question ("is a ``<p>`` in button scope?") compares two ints."""
+
+    def __init__(self, limit: int, budget: int) -> None:
+        self.limit, self.budget = limit, budget
+        # each open element: name ("1:g" for SVG), namespace, flags, integration point, and
+        # the position of the nearest HTML element at or below it
+        self.stack: list[tuple[str, int, tuple[str, ...], bool, int]] = []
+        self.at: dict[str, list[int]] = {}
+        self.flagged: dict[str, list[int]] = {f: [] for f in ("scope", "table", "special")}
+        self.flagged.update(li_stop=[], dd_stop=[])
+        self.formatting: list[_Entry | None] = []  # None: a marker
+        # per marker: entries by name and attributes (Noah's ark), and by name
+        self.alike: list[dict[str, list[_Entry]]] = [{}]
+        self.named: list[dict[str, list[_Entry]]] = [{}]
+        self.of_element: dict[int, _Entry] = {}
+        self.form_open = False
+        self.deepest = 0
+        self.push("html")
+        self.push("body")
+
+    # -- the stack --
+
+    def last(self, name: str) -> int:
+        found = self.at.get(name)
+        return found[-1] if found else -1
+
+    def last_flag(self, flag: str) -> int:
+        found = self.flagged[flag]
+        return found[-1] if found else -1
+
+    def push(self, name: str, ns: int = HTML, point: bool = False) -> None:
+        index = len(self.stack)
+        if index >= self.limit:
+            raise _Over("depth")
+        self.budget -= 1
+        if self.budget < 0:
+            raise _Over("elements")
+        if ns == HTML:
+            flags = _FLAGS.get(name, ())
+            below_html = index
+        else:
+            flags = _FOREIGN_BOUNDARY if point or name == "annotation-xml" else ()
+            name = f"{ns}:{name}"
+            below_html = self.stack[-1][4]
+        self.stack.append((name, ns, flags, point, below_html))
+        found = self.at.get(name)
+        if found is None:
+            self.at[name] = [index]
+        else:
+            found.append(index)
+        for flag in flags:
+            self.flagged[flag].append(index)
+        if index >= self.deepest:
+            self.deepest = index + 1
+
+    def leaf(self) -> None:
+        """An element with nothing inside (``<br>``, ``<script>``): one level, never open."""
+        if len(self.stack) >= self.limit:
+            raise _Over("depth")
+        self.deepest = max(self.deepest, len(self.stack) + 1)
+
+    def pop(self) -> None:
+        name, _, flags, _, _ = self.stack.pop()
+        self.at[name].pop()
+        for flag in flags:
+            self.flagged[flag].pop()
+        if self.of_element:
+            entry = self.of_element.pop(len(self.stack), None)
+            if entry is not None:
+                entry.at = -1
+        if name in _MARKERS:
+            self.clear_to_marker()
+
+    def pop_to(self, index: int) -> None:
+        """Pop until the element at ``index`` is popped."""
+        while len(self.stack) > index:
+            self.pop()
+
+    def in_scope(self, name: str, *also: str) -> int:
+        """The element's position if it is in scope (``also``: more boundaries), else -1."""
+        index = self.last(name)
+        if index < 0:
+            return -1
+        bound = self.last_flag("scope")
+        for more in also:
+            bound = max(bound, self.last(more))
+        return index if index >= bound else -1  # itself a boundary (<applet>) is in scope
+
+    def close_p(self) -> None:
+        if self.at.get("p"):
+            index = self.in_scope("p", "button")
+            if index >= 0:
+                self.pop_to(index)
+
+    # -- the list of active formatting elements --
+
+    def marker(self) -> None:
+        self.formatting.append(None)
+        self.alike.append({})
+        self.named.append({})
+
+    def clear_to_marker(self) -> None:
+        while self.formatting:
+            entry = self.formatting.pop()
+            if entry is None:
+                self.alike.pop()
+                self.named.pop()
+                return
+            self.of_element.pop(entry.at, None)
+        self.alike[0].clear()
+        self.named[0].clear()
+
+    def remember(self, name: str, attrs: str) -> None:
+        """Add the element just pushed; a fourth alike one pushes out the earliest (Noah's ark:
+        alike is the same name and attributes, spelled the same: never fewer than the parser's)."""
+        alike = self.alike[-1].setdefault(name + attrs, [])
+        if len(alike) >= 3:
+            self.forget(alike[0])
+        entry = _Entry(name, len(self.stack) - 1, alike, self.named[-1].setdefault(name, []))
+        alike.append(entry)
+        entry.named.append(entry)
+        self.formatting.append(entry)
+        self.of_element[entry.at] = entry
+
+    def forget(self, entry: _Entry) -> None:
+        self.formatting.remove(entry)
+        entry.alike.remove(entry)
+        entry.named.remove(entry)
+        if entry.at >= 0:
+            self.of_element.pop(entry.at, None)
+
+    def latest(self, name: str) -> _Entry | None:
+        """The last formatting element of this name since the last marker."""
+        found = self.named[-1].get(name)
+        return found[-1] if found else None
+
+    def reopen(self) -> None:
+        """Reconstruct the active formatting elements: each one closed since is opened again."""
+        formatting = self.formatting
+        start = len(formatting)
+        while start > 0:
+            entry = formatting[start - 1]
+            if entry is None or entry.at >= 0:
+                break
+            start -= 1
+        for entry in formatting[start:]:
+            assert entry is not None
+            self.push(entry.name)
+            entry.at = len(self.stack) - 1
+            self.of_element[entry.at] = entry
+
+    def formatting_end(self, name: str) -> bool:
+        """The adoption agency, keeping the deeper stack; False: treat as any other end tag."""
+        entry = self.latest(name)
+        if entry is None:
+            return False
+        if entry.at < 0:
+            self.forget(entry)
+        elif entry.at > self.last_flag("scope") and entry.at > self.last_flag("special"):
+            at = entry.at
+            self.forget(entry)
+            self.pop_to(at)
+        # else: out of scope (ignored), or a block inside it (the nodes move, no level is lost)
+        return True
+
+
+def _start(model: _Model, name: str, attrs: str) -> str | None:
+    """Apply a start tag; the raw-text element it opens (to skip to its end tag), if any."""
+    _, ns, _, point, _ = model.stack[-1]
+    if ns != HTML and not point:
+        if name in _BREAKOUT or (name == "font" and _FONT_BREAKS_RE.search(attrs)):
+            while model.stack[-1][1] != HTML and not model.stack[-1][3]:
+                model.pop()
+        else:
+            point = (ns == SVG and name in _SVG_POINTS) or (
+                ns == MATH
+                and (
+                    name in _MATH_TEXT
+                    or (name == "annotation-xml" and bool(_HTML_ANNOTATION_RE.search(attrs)))
+                )
+            )
+            model.push(name, ns, point)
+            if _self_closing(attrs):
+                model.pop()
+            return None
+    if name in _TABLE_STARTS:
+        _table_start(model, name)
+        return None
+    if name in ("html", "head", "body", "frameset"):
+        return None
+    if name == "image":
+        name = "img"
+    if name in _NO_REOPEN:
+        if not _close_before(model, name):
+            return None
+    elif name in ("a", "nobr") and model.latest(name) is not None:
+        model.formatting_end(name)
+    elif name == "button" and model.in_scope("button") >= 0:
+        model.pop_to(model.in_scope("button"))
+    elif name in ("option", "optgroup") and model.stack[-1][0] == "option":
+        model.pop()
+    if model.formatting and name not in _NO_REOPEN:
+        model.reopen()
+    if name in _VOID:
+        model.leaf()
+        return None
+    if name in ("svg", "math"):
+        model.push(name, SVG if name == "svg" else MATH)
+        if _self_closing(attrs):
+            model.pop()
+        return None
+    if name in _RAW and name != "plaintext":
+        model.leaf()
+        return name
+    model.push(name)
+    if name in _FORMATTING:
+        model.remember(name, attrs)
+    elif name in _MARKERS:
+        model.marker()
+    return "plaintext" if name == "plaintext" else None
+
+
+def _close_before(model: _Model, name: str) -> bool:
+    """What a block's start tag closes first (an open ``<p>``, ``<li>``, heading…); False:
+    the parser ignores the tag."""
+    if name == "form":
+        if model.form_open and model.last("template") < 0:
+            return False  # a form inside a form
+        model.form_open = True
+    elif name == "col" and model.stack[-1][0] == "table":
+        model.push("colgroup")
+    elif name == "li":
+        found = model.last("li")
+        if found > model.last_flag("li_stop"):
+            model.pop_to(found)
+    elif name in ("dd", "dt"):
+        found = max(model.last("dd"), model.last("dt"))
+        if found > model.last_flag("dd_stop"):
+            model.pop_to(found)
+    if name in _CLOSES_P:
+        model.close_p()
+    if name in _HEADINGS and model.stack[-1][0] in _HEADINGS:
+        model.pop()
+    return True
+
+
+def _self_closing(attrs: str) -> bool:
+    """Whether a tag ends in ``/>`` (which only SVG and MathML elements obey): the slash must
+    stand alone, not end an unquoted value (``<g a=b/>`` is not self-closing)."""
+    if not attrs.endswith("/"):
+        return False
+    tokens = [m.group() for m in _ATTR_TOKENS_RE.finditer(attrs)]
+    return bool(tokens) and tokens[-1][0] in _WS + "/"
+
+
+def _table_start(model: _Model, name: str) -> None:
+    """Table parts: close the open cell or row, add the implied ``<tbody>``/``<tr>``."""
+    cell = max(model.last("td"), model.last("th"))
+    if cell >= 0 and cell > model.last_flag("table"):
+        model.pop_to(cell)
+        cell = max(model.last("td"), model.last("th"))
+    context = max(model.last(part) for part in _TABLE_PARTS)
+    if context < 0 or context < cell:
+        return  # not in a table: the parser ignores the tag
+    top = model.stack[context][0]
+    if name == "tr" and top == "tr":
+        model.pop_to(context)
+        top = model.stack[-1][0]
+    elif name in ("td", "th", "tr"):
+        model.pop_to(context + 1)
+    else:  # a section, a caption, a column group
+        model.pop_to(model.last("table") + 1)
+        top = "section"
+    if top == "table":
+        model.push("tbody")
+    if name in ("td", "th") and top != "tr":
+        model.push("tr")
+    model.push(name)
+    if name in _MARKERS:
+        model.marker()
+
+
+def _end(model: _Model, name: str) -> None:
+    _, ns, _, _, below_html = model.stack[-1]
+    if ns != HTML:  # SVG or MathML, integration points too: the nearest such element
+        found = model.last(f"{ns}:{name}")
+        if found > below_html:
+            model.pop_to(found)
+            return
+    if name == "p":
+        if model.in_scope("p", "button") < 0:
+            model.push("p")  # an empty paragraph
+        model.close_p()
+    elif name == "li":
+        _pop_in_scope(model, name, "ol", "ul")
+    elif name in _BLOCK_ENDS:
+        _pop_in_scope(model, name)
+    elif name in _FORMATTING and model.formatting_end(name):
+        return
+    elif name in _HEADINGS:
+        found = max(model.last(h) for h in _HEADINGS)
+        if found > model.last_flag("scope"):
+            model.pop_to(found)
+    elif name in _TABLE_STARTS or name == "table":
+        if name == "colgroup":
+            if model.stack[-1][0] == "colgroup":
+                model.pop()
+        else:
+            found = model.last(name)
+            if found >= 0 and found >= model.last_flag("table"):
+                model.pop_to(found)
+    elif name == "form":
+        model.form_open = False
+        if model.stack[-1][0] == "form":
+            model.pop()
+    elif name == "br":  # read as <br>
+        _start(model, name, "")
+    elif name not in ("html", "head", "body"):  # any other: if no special element is above
+        found = model.last(name)
+        if found >= 0 and model.last_flag("special") <= found:
+            model.pop_to(found)
+
+
+def _pop_in_scope(model: _Model, name: str, *also: str) -> None:
+    found = model.in_scope(name, *also)
+    if found >= 0:
+        model.pop_to(found)
+
+
+def measure_depth(html: str, limit: int = MAX_DEPTH) -> Depth:
+    """The nesting depth of ``html`` as an HTML5 parser builds it (``html`` and ``body``
+    included), counted up to ``limit + 1``: the first element past the limit ends the pass."""
+    model = _Model(limit, _WORK_PER_CHAR * len(html) + 4 * limit + 8)
+    offset = [0]
+    try:
+        _scan(html, model, offset)
+    except _Over as over:
+        line = html.count("\n", 0, offset[0]) + 1
+        return Depth(model.deepest + (over.reason == "depth"), line, over.reason)
+    return Depth(model.deepest)
+
+
+def _scan(html: str, model: _Model, offset: list[int]) -> None:
+    """Every token of ``html`` into the model; ``offset`` says where it is, for the line."""
+    pos, size, search = 0, len(html), _TOKEN_RE.search
+    while pos < size:
+        token = search(html, pos)
+        lt = size if token is None else token.start()
+        if lt > pos and model.formatting:  # text: formatting elements are reopened for it
+            offset[0] = pos
+            model.reopen()
+        if token is None:
+            return
+        offset[0] = lt
+        pos = _token(html, token, model)
+
+
+def _token(html: str, token: re.Match[str], model: _Model) -> int:
+    """Apply one token; where the next one starts."""
+    name = token.group(2)
+    if name is not None:
+        name = name.lower()
+        if token.group(1):
+            _end(model, name)
+            return token.end()
+        raw = _start(model, name, token.group(3))
+        if raw is None:
+            return token.end()
+        if raw == "plaintext":  # the rest is text
+            return len(html)
+        stop = re.compile(rf"</{raw}(?=[{_WS}/>])", re.IGNORECASE).search(html, token.end())
+        if stop is None:
+            return len(html)
+        close = _TAG_RE.match(html, stop.start())
+        return len(html) if close is None else close.end()
+    kind, lt = token.group(4), token.start()
+    if kind is None:
+        return len(html)  # a tag that never ends
+    if kind == "!--":
+        if html.startswith((">", "->"), lt + 4):
+            return html.index(">", lt + 4) + 1
+        found = _COMMENT_END_RE.search(html, lt + 4)
+        return len(html) if found is None else found.end()
+    if kind == "![CDATA[" and model.stack[-1][1] != HTML:
+        end = html.find("]]>", lt + 9)
+        return len(html) if end < 0 else end + 3
+    if html.startswith("</>", lt):
+        return lt + 3
+    end = html.find(">", lt + 2)
+    return len(html) if end < 0 else end + 1
+
+
+def check_depth(html: str, where: str, where_ja: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse HTML that nests deeper than ``limit`` (css-inline would crash on it).
+
+    ``where``/``where_ja`` name the HTML in the error (the template, or a member's mail);
+    the line is the HTML's own.
+    """
+    found = measure_depth(html, limit)
+    if found.line is None:
+        return
+    if found.reason == "depth":
+        detail = f"nests deeper than {limit} levels at line {found.line}"
+        ja = f"HTMLの入れ子が深すぎます（{found.line}行目で {limit} 段を超えます）"
+    else:
+        detail = f"reopens too many unclosed formatting elements by line {found.line}"
+        ja = f"閉じていない書式タグ（<b>・<font> など）が多すぎます（{found.line}行目）"
+    raise TemplateError(
+        f"{where}: HTML {detail}; simplify the nesting",
+        ja=f"{where_ja}: {ja}。入れ子を減らしてください。",
+    )
