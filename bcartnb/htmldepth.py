@@ -153,6 +153,7 @@ class _Entry:
 class _Over(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
+        self.offset = 0
 
 
 class _Model:
@@ -490,48 +491,55 @@ def measure_depth(html: str, limit: int = MAX_DEPTH) -> Depth:
     """The nesting depth of ``html`` as an HTML5 parser builds it (``html`` and ``body``
     included), counted up to ``limit + 1``: the first element past the limit ends the pass."""
     model = _Model(limit, _WORK_PER_CHAR * len(html) + 4 * limit + 8)
-    offset = [0]
     try:
-        _scan(html, model, offset)
+        _scan(html, model)
     except _Over as over:
-        line = html.count("\n", 0, offset[0]) + 1
+        line = html.count("\n", 0, over.offset) + 1
         return Depth(model.deepest + (over.reason == "depth"), line, over.reason)
     return Depth(model.deepest)
 
 
-def _scan(html: str, model: _Model, offset: list[int]) -> None:
-    """Every token of ``html`` into the model; ``offset`` says where it is, for the line."""
+def _scan(html: str, model: _Model) -> None:
+    """Every token of ``html`` into the model; a limit crossed is raised with its offset."""
     pos, size, search = 0, len(html), _TOKEN_RE.search
-    while pos < size:
-        token = search(html, pos)
-        lt = size if token is None else token.start()
-        if lt > pos and model.formatting:  # text: formatting elements are reopened for it
-            offset[0] = pos
-            model.reopen()
-        if token is None:
-            return
-        offset[0] = lt
-        pos = _token(html, token, model)
+    at = 0  # where the token being applied starts
+    try:
+        while pos < size:
+            token = search(html, pos)
+            lt = size if token is None else token.start()
+            if lt > pos and model.formatting:  # text: formatting elements reopen for it
+                at = pos
+                model.reopen()
+            if token is None:
+                return
+            at = lt
+            slash, name, attrs = token.group(1, 2, 3)
+            if name is None:
+                pos = _other(html, token, model)
+            elif slash:
+                _end(model, name.lower())
+                pos = token.end()
+            else:
+                raw = _start(model, name.lower(), attrs)
+                pos = token.end() if raw is None else _skip(html, token, raw)
+    except _Over as over:
+        over.offset = at
+        raise
 
 
-def _token(html: str, token: re.Match[str], model: _Model) -> int:
-    """Apply one token; where the next one starts."""
-    name = token.group(2)
-    if name is not None:
-        name = name.lower()
-        if token.group(1):
-            _end(model, name)
-            return token.end()
-        raw = _start(model, name, token.group(3))
-        if raw is None:
-            return token.end()
-        if raw == "plaintext":  # the rest is text
-            return len(html)
-        stop = re.compile(rf"</{raw}(?=[{_WS}/>])", re.IGNORECASE).search(html, token.end())
-        if stop is None:
-            return len(html)
-        close = _TAG_RE.match(html, stop.start())
-        return len(html) if close is None else close.end()
+def _skip(html: str, token: re.Match[str], raw: str) -> int:
+    """Past the text of a raw-text element and its end tag."""
+    if raw == "plaintext":  # the rest is text
+        return len(html)
+    stop = re.compile(rf"</{raw}(?=[{_WS}/>])", re.IGNORECASE).search(html, token.end())
+    if stop is None:
+        return len(html)
+    close = _TAG_RE.match(html, stop.start())
+    return len(html) if close is None else close.end()
+
+
+def _other(html: str, token: re.Match[str], model: _Model) -> int:
+    """Past a comment, CDATA, a bogus comment or a tag that never ends."""
     kind, lt = token.group(4), token.start()
     if kind is None:
         return len(html)  # a tag that never ends
