@@ -100,7 +100,11 @@ def isort_key(name: str) -> tuple[int, str]:
 
 
 def test_all_is_sorted() -> None:
-    assert compose_mod.__all__ == sorted(compose_mod.__all__, key=isort_key)
+    import bcartnb.htmldepth as htmldepth_mod
+
+    for mod in (compose_mod, htmldepth_mod):
+        assert mod.__all__ == sorted(mod.__all__, key=isort_key)
+        assert all(hasattr(mod, name) for name in mod.__all__)
 
 
 # --- round trips ---------------------------------------------------------------------------

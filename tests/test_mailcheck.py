@@ -310,6 +310,15 @@ def test_checks_never_raise_on_arbitrary_text(
             str(f).encode("utf-8")  # printable and JSON-able, whatever came in
 
 
+def test_the_active_content_module_exports_what_it_says() -> None:
+    import bcartnb.active_content as active
+
+    kind = {n: 0 if n.isupper() else 1 if n[0].isupper() else 2 for n in active.__all__}
+    assert active.__all__ == sorted(active.__all__, key=lambda n: (kind[n], n))
+    assert all(hasattr(active, name) for name in active.__all__)
+    assert set(active.ACTIVE_MESSAGES) == set(CODES[CODES.index("link_scheme") :])
+
+
 def test_format_findings_for_the_command_line() -> None:
     assert format_findings([]) == []
     found = check(subject="")
