@@ -879,8 +879,6 @@ class Composer:
         used = columns_for(names)
         self._columns = None if used is None else used | {"id", "email"}
 
-        if draft.html:  # before anything reads the HTML: deep HTML stalls the parsers below
-            self._check_depth(draft.body)
         self._signature()
         self.sig_placed = bool(SIGNATURE_FIELDS & self.body_t.names)
         self._context = self._context_with_token(

@@ -425,3 +425,19 @@ def test_save_refuses_html_too_deep_for_the_composer(tmp_path: Path) -> None:
     store.save(Template("テキスト", "件名", deep, html=False))
     store.save(Template("浅い", "件名", "<div>" * 150 + "{{ 会社名 }}", html=True))
     assert store.list() == ["テキスト", "浅い"]
+
+
+def test_branches_are_measured_as_rendered_not_as_written(tmp_path: Path) -> None:
+    """Both branches of an {% if %} open a <div> as written; one does as rendered: 250 such
+    blocks are shallow HTML, stored and composed."""
+    from bcartnb.compose import Composer, Draft
+    from bcartnb.settings import Settings
+
+    body = (
+        "{% if id %}<div class='a'>{% else %}<div class='b'>{% endif %}{{ 会社名 }}</div>\n" * 250
+    )
+    TemplateStore(tmp_path).save(Template("分岐", "件名", body, html=True))
+    settings = Settings(from_addr="shop@example.co.jp", from_name="見本商事")
+    draft = Draft("件名", body, html=True, template="分岐")
+    mail = Composer(draft, settings, "c-1").compose(SAMPLE_MEMBER | {"email": "a@example.co.jp"})
+    assert mail.html is not None and mail.html.count("<div") == 250
