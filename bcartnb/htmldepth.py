@@ -14,18 +14,22 @@ than three times that, and stays 50 times below the crash.
 
 The measure is a tokenizer as the HTML standard splits a document (tags with their quoted
 attributes, comments, raw text in ``<script>``, ``<style>``, ``<textarea>``…; none in
-SVG/MathML) driving a model of the tree builder's stack of open elements: end tags close
-only what is in scope, ``<p>``, ``<li>``, ``<td>``, ``<tr>``, ``<option>`` close what the
-standard closes, a table gets its implied ``<tbody>`` and ``<tr>``, and unclosed formatting
-elements (``<b>``, ``<font>``…) are reopened where the parser reopens them, three alike at
-most. Where the standard moves nodes around (the adoption agency, ``</form>`` with open
-children, foster parenting) the model keeps the deeper stack, and a ``<div>`` in a
-``<select>`` counts whichever standard the parser follows, so the depth measured is never
-less than an HTML5 parser builds (tests hold it to Lexbor's, exact on well-formed and on
-hostile markup); misnested markup may count more (``<b><div></b>`` counts both levels where
-the parser moves the ``<div>`` out). It never recurses, a tag costs a bounded number of steps
-(about 1.5 µs: 1 ms for a 12 KB newsletter), and it stops at the first element past the
-limit. Elements a parser would keep reopening (``<b>`` left open across thousands of
+SVG/MathML) driving a model of the tree builder's stack of open elements, as html5ever
+builds it inside css-inline: end tags close only what is in scope, ``<p>``, ``<li>``,
+``<td>``, ``<tr>``, ``<option>`` close what the standard closes, a table gets its implied
+``<tbody>`` and ``<tr>``, unclosed formatting elements (``<b>``, ``<font>``…) are reopened
+where the parser reopens them, three alike at most; and where parsers differ it follows
+html5ever: ``<noscript>`` is raw text (scripting on), ``<select>`` holds any element (the
+2025 standard), the doctype decides quirks mode (whether ``<table>`` closes a ``<p>``), a
+frameset that may replace the body is counted apart. Where the standard moves nodes around
+(the adoption agency, ``</form>`` with open children) the model keeps the deeper stack. Any
+level it missed would be missed on every repetition of the same markup, and that is how a
+crash is built, so the tests hold it to html5ever's own tree (read back from css-inline's
+output) on hostile markup and on a property over repeated pieces: never less, exact on
+well-formed markup; misnested markup may count more (``<b><div></b>`` counts both levels
+where the parser moves the ``<div>`` out). It never recurses, a tag costs a bounded number
+of steps (about 1.5 µs: 1 ms for a 12 KB newsletter), and it stops at the first element past
+the limit. Elements a parser would keep reopening (``<b>`` left open across thousands of
 paragraphs) are bounded too: more than :data:`_WORK_PER_CHAR` per character of input is
 refused as the same kind of error.
 """
@@ -62,6 +66,102 @@ _HTML_ANNOTATION_RE = re.compile(
     r"encoding\s*=\s*[\"']?\s*(?:text/html|application/xhtml\+xml)", re.IGNORECASE
 )
 
+# Quirks mode (no doctype, or an old one) decides whether a <table> closes an open <p>; the
+# doctype's public and system identifiers as the standard's initial insertion mode reads them
+_DOCTYPE_RE = re.compile(
+    rf"<!doctype(?:[{_WS}]+([^{_WS}>]+))?[{_WS}]*"
+    rf"(?:public[{_WS}]*(?:\"([^\"]*)\"|'([^']*)')[{_WS}]*(?:\"([^\"]*)\"|'([^']*)')?"
+    rf"|system[{_WS}]*(?:\"([^\"]*)\"|'([^']*)'))?[{_WS}]*>",
+    re.IGNORECASE,
+)
+_BEFORE_DOCTYPE_RE = re.compile(rf"(?:[{_WS}\ufeff]++|<!--.*?-->|<\?[^>]*+>)*+", re.DOTALL)
+_QUIRKS_IDS = (
+    "html",
+    "-//w3o//dtd w3 html strict 3.0//en//",
+    "-/w3c/dtd html 4.0 transitional/en",
+)
+_QUIRKS_PREFIXES = (
+    "+//silmaril//dtd html pro v0r11 19970101//",
+    "-//advasoft ltd//dtd html 3.0 aswedit + extensions//",
+    "-//as//dtd html 3.0 aswedit + extensions//",
+    "-//ietf//dtd html 2.0 level 1//",
+    "-//ietf//dtd html 2.0 level 2//",
+    "-//ietf//dtd html 2.0 strict level 1//",
+    "-//ietf//dtd html 2.0 strict level 2//",
+    "-//ietf//dtd html 2.0 strict//",
+    "-//ietf//dtd html 2.0//",
+    "-//ietf//dtd html 2.1e//",
+    "-//ietf//dtd html 3.0//",
+    "-//ietf//dtd html 3.2 final//",
+    "-//ietf//dtd html 3.2//",
+    "-//ietf//dtd html 3//",
+    "-//ietf//dtd html level 0//",
+    "-//ietf//dtd html level 1//",
+    "-//ietf//dtd html level 2//",
+    "-//ietf//dtd html level 3//",
+    "-//ietf//dtd html strict level 0//",
+    "-//ietf//dtd html strict level 1//",
+    "-//ietf//dtd html strict level 2//",
+    "-//ietf//dtd html strict level 3//",
+    "-//ietf//dtd html strict//",
+    "-//ietf//dtd html//",
+    "-//metrius//dtd metrius presentational//",
+    "-//microsoft//dtd internet explorer 2.0 html strict//",
+    "-//microsoft//dtd internet explorer 2.0 html//",
+    "-//microsoft//dtd internet explorer 2.0 tables//",
+    "-//microsoft//dtd internet explorer 3.0 html strict//",
+    "-//microsoft//dtd internet explorer 3.0 html//",
+    "-//microsoft//dtd internet explorer 3.0 tables//",
+    "-//netscape comm. corp.//dtd html//",
+    "-//netscape comm. corp.//dtd strict html//",
+    "-//o'reilly and associates//dtd html 2.0//",
+    "-//o'reilly and associates//dtd html extended 1.0//",
+    "-//o'reilly and associates//dtd html extended relaxed 1.0//",
+    "-//softquad software//dtd hotmetal pro 6.0::19990601::extensions to html 4.0//",
+    "-//softquad//dtd hotmetal pro 4.0::19971010::extensions to html 4.0//",
+    "-//spyglass//dtd html 2.0 extended//",
+    "-//sq//dtd html 2.0 hotmetal + extensions//",
+    "-//sun microsystems corp.//dtd hotjava html//",
+    "-//sun microsystems corp.//dtd hotjava strict html//",
+    "-//w3c//dtd html 3 1995-03-24//",
+    "-//w3c//dtd html 3.2 draft//",
+    "-//w3c//dtd html 3.2 final//",
+    "-//w3c//dtd html 3.2//",
+    "-//w3c//dtd html 3.2s draft//",
+    "-//w3c//dtd html 4.0 frameset//",
+    "-//w3c//dtd html 4.0 transitional//",
+    "-//w3c//dtd html experimental 19960712//",
+    "-//w3c//dtd html experimental 970421//",
+    "-//w3c//dtd w3 html//",
+    "-//w3o//dtd w3 html 3.0//",
+    "-//webtechs//dtd mozilla html 2.0//",
+    "-//webtechs//dtd mozilla html//",
+)
+
+
+def _quirks(html: str) -> bool:
+    """Whether a parser reads ``html`` in quirks mode: no doctype first, a malformed one, or
+    one of the old ones the standard lists."""
+    start = _BEFORE_DOCTYPE_RE.match(html)
+    found = _DOCTYPE_RE.match(html, start.end() if start else 0)
+    if found is None or (found.group(1) or "").lower() != "html":
+        return True
+    public = next((g for g in found.group(2, 3) if g is not None), None)
+    system = next((g for g in found.group(4, 5, 6, 7) if g is not None), None)
+    public = (public or "").lower()
+    return (
+        public.startswith(_QUIRKS_PREFIXES)
+        or public in _QUIRKS_IDS
+        or (
+            system is None
+            and public.startswith(
+                ("-//w3c//dtd html 4.01 frameset//", "-//w3c//dtd html 4.01 transitional//")
+            )
+        )
+        or (system or "").lower() == "http://www.ibm.com/data/dtd/v11/ibmxhtml1-transitional.dtd"
+    )
+
+
 HTML, SVG, MATH = 0, 1, 2
 
 
@@ -73,7 +173,8 @@ _VOID = _names(
     "area base basefont bgsound br col embed frame hr image img input keygen link meta param "
     "source track wbr"
 )
-_RAW = _names("script style xmp iframe noembed noframes textarea title plaintext")
+# Raw text: html5ever, inside css-inline, parses with scripting on, so <noscript> is one too
+_RAW = _names("script style xmp iframe noembed noframes noscript textarea title plaintext")
 _FORMATTING = _names("a b big code em font i nobr s small strike strong tt u")
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _CLOSES_P = _names(
@@ -98,8 +199,8 @@ _SPECIAL = _names(
     "object ol p param plaintext pre script search section select source style summary "
     "table tbody td template textarea tfoot th thead title tr track ul wbr xmp"
 )
-# Scope boundaries; select too: a parser that follows the 2025 standard (Lexbor) keeps a
-# <div> inside <select>, an older one (html5ever) drops it, and the measure must not be less
+# Scope boundaries, select included: html5ever reads a <select> as the 2025 standard does
+# (any element inside it; a <select>, an <input> or </select> closes it)
 _SCOPE = _names("applet caption html table td th marquee object template select")
 _MARKERS = _names("applet caption marquee object template td th")
 _SVG_POINTS = _names("foreignobject desc title")  # HTML inside SVG
@@ -109,8 +210,10 @@ _BREAKOUT = _names(
     "img li listing menu meta nobr ol p pre ruby s small span strong strike sub sup table tt "
     "u ul var"
 )
-_TABLE_PARTS = ("table", "tbody", "thead", "tfoot", "tr")
+_IMPLIED_ENDS = _names("dd dt li optgroup option p rb rp rt rtc")
+_TABLE_PARTS = ("table", "tbody", "thead", "tfoot", "tr", "template")
 _TABLE_STARTS = _names("caption colgroup tbody thead tfoot tr td th")
+_NOT_TABLE_MODES = ("td", "th", "caption", "colgroup", "template")
 
 
 def _html_flags(name: str) -> tuple[str, ...]:
@@ -177,6 +280,10 @@ class _Model:
         self.named: list[dict[str, list[_Entry]]] = [{}]
         self.of_element: dict[int, _Entry] = {}
         self.form_open = False
+        self.quirks = True
+        self.body_templates: set[int] = set()  # templates whose content is a body, not rows
+        self.framesets = 0  # open in the reading where the frameset is the body
+        self.framesets_seen = False
         self.deepest = 0
         self.push("html")
         self.push("body")
@@ -205,6 +312,8 @@ class _Model:
             flags = _FOREIGN_BOUNDARY if point or name == "annotation-xml" else ()
             name = f"{ns}:{name}"
             below_html = self.stack[-1][4]
+        if index and self.stack[-1][0] == "template" and name not in _TABLE_STARTS:
+            self.body_templates.add(index - 1)
         self.stack.append((name, ns, flags, point, below_html))
         found = self.at.get(name)
         if found is None:
@@ -216,6 +325,17 @@ class _Model:
         if index >= self.deepest:
             self.deepest = index + 1
 
+    def frameset(self, name: str) -> None:
+        """A parser that takes a frameset for the body (if nothing before it rules that out)
+        drops the body and reads nothing but framesets from there: counted apart, every
+        ``<frameset>`` in, every ``</frameset>`` out, the depth the larger of the two ways."""
+        self.framesets_seen = self.framesets_seen or name == "frameset"
+        self.framesets += name == "frameset"
+        levels = 1 + self.framesets + (name != "frameset")  # html, framesets, a frame
+        if levels > self.limit:
+            raise _Over("depth")
+        self.deepest = max(self.deepest, levels)
+
     def leaf(self) -> None:
         """An element with nothing inside (``<br>``, ``<script>``): one level, never open."""
         if len(self.stack) >= self.limit:
@@ -224,6 +344,8 @@ class _Model:
 
     def pop(self) -> None:
         name, _, flags, _, _ = self.stack.pop()
+        if name == "template":
+            self.body_templates.discard(len(self.stack))
         self.at[name].pop()
         for flag in flags:
             self.flagged[flag].pop()
@@ -231,12 +353,10 @@ class _Model:
             entry = self.of_element.pop(len(self.stack), None)
             if entry is not None:
                 entry.at = -1
-        if name in _MARKERS:
-            self.clear_to_marker()
 
     def pop_to(self, index: int) -> None:
-        """Pop until the element at ``index`` is popped."""
-        while len(self.stack) > index:
+        """Pop until the element at ``index`` is popped (never ``<html>``)."""
+        while len(self.stack) > max(index, 1):
             self.pop()
 
     def in_scope(self, name: str, *also: str) -> int:
@@ -329,6 +449,8 @@ class _Model:
 
 def _start(model: _Model, name: str, attrs: str) -> str | None:
     """Apply a start tag; the raw-text element it opens (to skip to its end tag), if any."""
+    if name in ("frameset", "frame", "noframes"):
+        model.frameset(name)
     _, ns, _, point, _ = model.stack[-1]
     if ns != HTML and not point:
         if name in _BREAKOUT or (name == "font" and _FONT_BREAKS_RE.search(attrs)):
@@ -360,8 +482,21 @@ def _start(model: _Model, name: str, attrs: str) -> str | None:
         model.formatting_end(name)
     elif name == "button" and model.in_scope("button") >= 0:
         model.pop_to(model.in_scope("button"))
+    elif name in ("select", "input", "option", "optgroup") and model.in_scope("select") >= 0:
+        if name in ("select", "input"):  # closes the open one (a second is not opened)
+            model.pop_to(model.in_scope("select"))
+            if name == "select":
+                return None
+        else:
+            ends = _IMPLIED_ENDS - {"optgroup"} if name == "option" else _IMPLIED_ENDS
+            while model.stack[-1][0] in ends:
+                model.pop()
     elif name in ("option", "optgroup") and model.stack[-1][0] == "option":
         model.pop()
+    elif name in ("rb", "rtc", "rp", "rt") and model.in_scope("ruby") >= 0:
+        ends = _IMPLIED_ENDS - {"rtc"} if name in ("rp", "rt") else _IMPLIED_ENDS
+        while model.stack[-1][0] in ends:  # the implied end tags a ruby annotation ends
+            model.pop()
     if model.formatting and name not in _NO_REOPEN:
         model.reopen()
     if name in _VOID:
@@ -392,6 +527,15 @@ def _close_before(model: _Model, name: str) -> bool:
         model.form_open = True
     elif name == "col" and model.stack[-1][0] == "table":
         model.push("colgroup")
+    elif name == "table" and _in_table(model):  # a table directly in a table ends that one
+        found = model.last("table")
+        if found < 0 or found < model.last_flag("table"):
+            return False  # no table in table scope (a template's rows): ignored
+        model.pop_to(found)
+        if not model.quirks:
+            model.close_p()
+    elif name == "table" and not model.quirks:  # with a doctype, a table closes a <p>
+        model.close_p()
     elif name == "li":
         found = model.last("li")
         if found > model.last_flag("li_stop"):
@@ -402,9 +546,20 @@ def _close_before(model: _Model, name: str) -> bool:
             model.pop_to(found)
     if name in _CLOSES_P:
         model.close_p()
+    if name == "hr" and model.in_scope("select") >= 0:
+        while model.stack[-1][0] in _IMPLIED_ENDS:
+            model.pop()
     if name in _HEADINGS and model.stack[-1][0] in _HEADINGS:
         model.pop()
     return True
+
+
+def _in_table(model: _Model) -> bool:
+    """Whether the parser is in a table's own modes: the innermost element that sets its
+    mode is a table part (not a cell, a caption, a template)."""
+    part = max(model.last(name) for name in ("table", "tbody", "thead", "tfoot", "tr"))
+    other = max(model.last(name) for name in _NOT_TABLE_MODES)
+    return part > other
 
 
 def _self_closing(attrs: str) -> bool:
@@ -417,26 +572,32 @@ def _self_closing(attrs: str) -> bool:
 
 
 def _table_start(model: _Model, name: str) -> None:
-    """Table parts: close the open cell or row, add the implied ``<tbody>``/``<tr>``."""
+    """Table parts: close the open cell or row, add the implied ``<tbody>``/``<tr>``; in a
+    ``<template>``, any part goes straight in."""
     cell = max(model.last("td"), model.last("th"))
-    if cell >= 0 and cell > model.last_flag("table"):
+    if cell >= 0 and cell > model.last_flag("table"):  # close the cell
         model.pop_to(cell)
+        model.clear_to_marker()
         cell = max(model.last("td"), model.last("th"))
     context = max(model.last(part) for part in _TABLE_PARTS)
     if context < 0 or context < cell:
         return  # not in a table: the parser ignores the tag
     top = model.stack[context][0]
-    if name == "tr" and top == "tr":
+    if top == "template":
+        if context != len(model.stack) - 1 or context in model.body_templates:
+            return  # the template's first element made it a body: table parts are ignored
+        top = "template"  # straight in: no implied <tbody> or <tr>
+    elif name == "tr" and top == "tr":
         model.pop_to(context)
         top = model.stack[-1][0]
     elif name in ("td", "th", "tr"):
         model.pop_to(context + 1)
-    else:  # a section, a caption, a column group
-        model.pop_to(model.last("table") + 1)
+    else:  # a section, a caption, a column group: straight in the table (or template)
+        model.pop_to(max(model.last("table"), model.last("template")) + 1)
         top = "section"
     if top == "table":
         model.push("tbody")
-    if name in ("td", "th") and top != "tr":
+    if name in ("td", "th") and top not in ("tr", "template"):
         model.push("tr")
     model.push(name)
     if name in _MARKERS:
@@ -444,7 +605,9 @@ def _table_start(model: _Model, name: str) -> None:
 
 
 def _end(model: _Model, name: str) -> None:
-    _, ns, _, _, below_html = model.stack[-1]
+    if name == "frameset":
+        model.framesets = max(0, model.framesets - 1)
+    current, ns, _, _, below_html = model.stack[-1]
     if ns != HTML:  # SVG or MathML, integration points too: the nearest such element
         found = model.last(f"{ns}:{name}")
         if found > below_html:
@@ -457,7 +620,8 @@ def _end(model: _Model, name: str) -> None:
     elif name == "li":
         _pop_in_scope(model, name, "ol", "ul")
     elif name in _BLOCK_ENDS:
-        _pop_in_scope(model, name)
+        if _pop_in_scope(model, name) and name in _MARKERS:  # </object>, </applet>…
+            model.clear_to_marker()
     elif name in _FORMATTING and model.formatting_end(name):
         return
     elif name in _HEADINGS:
@@ -471,11 +635,20 @@ def _end(model: _Model, name: str) -> None:
         else:
             found = model.last(name)
             if found >= 0 and found >= model.last_flag("table"):
+                if name in _MARKERS or max(model.last("td"), model.last("th")) > found:
+                    model.clear_to_marker()  # a cell (or caption) closed on the way
                 model.pop_to(found)
     elif name == "form":
         model.form_open = False
-        if model.stack[-1][0] == "form":
+        if current == "form":
             model.pop()
+    elif name == "select":
+        _pop_in_scope(model, name)
+    elif name == "template":  # closes whatever is open inside it
+        found = model.last(name)
+        if found >= 0:
+            model.pop_to(found)
+            model.clear_to_marker()
     elif name == "br":  # read as <br>
         _start(model, name, "")
     elif name not in ("html", "head", "body"):  # any other: if no special element is above
@@ -484,16 +657,18 @@ def _end(model: _Model, name: str) -> None:
             model.pop_to(found)
 
 
-def _pop_in_scope(model: _Model, name: str, *also: str) -> None:
+def _pop_in_scope(model: _Model, name: str, *also: str) -> bool:
     found = model.in_scope(name, *also)
     if found >= 0:
         model.pop_to(found)
+    return found >= 0
 
 
 def measure_depth(html: str, limit: int = MAX_DEPTH) -> Depth:
     """The nesting depth of ``html`` as an HTML5 parser builds it (``html`` and ``body``
     included), counted up to ``limit + 1``: the first element past the limit ends the pass."""
     model = _Model(limit, _WORK_PER_CHAR * len(html) + 4 * limit + 8)
+    model.quirks = _quirks(html)
     try:
         _scan(html, model)
     except _Over as over:
@@ -518,13 +693,15 @@ def _scan(html: str, model: _Model) -> None:
             at = lt
             slash, name, attrs = token.group(1, 2, 3)
             if name is None:
-                pos = _other(html, token, model)
+                pos = _other(html, token)
             elif slash:
                 _end(model, name.lower())
                 pos = token.end()
             else:
                 raw = _start(model, name.lower(), attrs)
                 pos = token.end() if raw is None else _skip(html, token, raw)
+                if raw is not None and raw != "noframes" and model.framesets_seen:
+                    _framesets_in(html, token.end(), pos, model)
     except _Over as over:
         over.offset = at
         raise
@@ -541,7 +718,27 @@ def _skip(html: str, token: re.Match[str], raw: str) -> int:
     return len(html) if close is None else close.end()
 
 
-def _other(html: str, token: re.Match[str], model: _Model) -> int:
+def _framesets_in(html: str, start: int, end: int, model: _Model) -> None:
+    """The framesets in a raw-text element's text: where the frameset is the body, the parser
+    ignores ``<title>``, ``<script>``… and reads their text as tags."""
+    pos = start
+    while pos < end:
+        token = _TOKEN_RE.search(html, pos, end)
+        if token is None:
+            return
+        slash, name, _ = token.group(1, 2, 3)
+        name = (name or "").lower()
+        if name in ("frameset", "frame", "noframes") and not slash:
+            model.frameset(name)
+        elif name == "frameset":
+            model.framesets = max(0, model.framesets - 1)
+        if name == "noframes" and not slash:  # raw text there too
+            pos = _skip(html, token, "noframes")
+        else:
+            pos = token.end() if name else _other(html, token)
+
+
+def _other(html: str, token: re.Match[str]) -> int:
     """Past a comment, CDATA, a bogus comment or a tag that never ends."""
     kind, lt = token.group(4), token.start()
     if kind is None:
@@ -551,9 +748,8 @@ def _other(html: str, token: re.Match[str], model: _Model) -> int:
             return html.index(">", lt + 4) + 1
         found = _COMMENT_END_RE.search(html, lt + 4)
         return len(html) if found is None else found.end()
-    if kind == "![CDATA[" and model.stack[-1][1] != HTML:
-        end = html.find("]]>", lt + 9)
-        return len(html) if end < 0 else end + 3
+    # CDATA (in SVG to "]]>", elsewhere a bogus comment to ">"): to the first ">" either way,
+    # which never skips a tag the parser reads
     if html.startswith("</>", lt):
         return lt + 3
     end = html.find(">", lt + 2)
