@@ -212,8 +212,16 @@ _BREAKOUT = _names(
 )
 _IMPLIED_ENDS = _names("dd dt li optgroup option p rb rp rt rtc")
 _TABLE_PARTS = ("table", "tbody", "thead", "tfoot", "tr", "template")
-_TABLE_STARTS = _names("caption colgroup tbody thead tfoot tr td th")
+_TABLE_STARTS = _names("caption col colgroup tbody thead tfoot tr td th")
 _NOT_TABLE_MODES = ("td", "th", "caption", "colgroup", "template")
+# a template's mode, set by its first table part: where later parts go
+_TEMPLATE_MODES = {
+    **dict.fromkeys(("caption", "colgroup", "tbody", "thead", "tfoot"), "table"),
+    "col": "colgroup",
+    "tr": "tbody",
+    "td": "tr",
+    "th": "tr",
+}
 
 
 def _html_flags(name: str) -> tuple[str, ...]:
@@ -281,7 +289,8 @@ class _Model:
         self.of_element: dict[int, _Entry] = {}
         self.form_open = False
         self.quirks = True
-        self.body_templates: set[int] = set()  # templates whose content is a body, not rows
+        # what each open template's first element made it: a body, a table, rows, cells, columns
+        self.template_modes: dict[int, str] = {}
         self.framesets = 0  # open in the reading where the frameset is the body
         self.framesets_seen = False
         self.deepest = 0
@@ -313,7 +322,7 @@ class _Model:
             name = f"{ns}:{name}"
             below_html = self.stack[-1][4]
         if index and self.stack[-1][0] == "template" and name not in _TABLE_STARTS:
-            self.body_templates.add(index - 1)
+            self.template_modes.setdefault(index - 1, "body")
         self.stack.append((name, ns, flags, point, below_html))
         found = self.at.get(name)
         if found is None:
@@ -345,7 +354,7 @@ class _Model:
     def pop(self) -> None:
         name, _, flags, _, _ = self.stack.pop()
         if name == "template":
-            self.body_templates.discard(len(self.stack))
+            self.template_modes.pop(len(self.stack), None)
         self.at[name].pop()
         for flag in flags:
             self.flagged[flag].pop()
@@ -451,6 +460,8 @@ def _start(model: _Model, name: str, attrs: str) -> str | None:
     """Apply a start tag; the raw-text element it opens (to skip to its end tag), if any."""
     if name in ("frameset", "frame", "noframes"):
         model.frameset(name)
+    if model.stack[-1][0] == "colgroup" and name not in ("col", "template"):
+        model.pop()  # a column group holds columns only: anything else ends it
     _, ns, _, point, _ = model.stack[-1]
     if ns != HTML and not point:
         if name in _BREAKOUT or (name == "font" and _FONT_BREAKS_RE.search(attrs)):
@@ -525,8 +536,6 @@ def _close_before(model: _Model, name: str) -> bool:
         if model.form_open and model.last("template") < 0:
             return False  # a form inside a form
         model.form_open = True
-    elif name == "col" and model.stack[-1][0] == "table":
-        model.push("colgroup")
     elif name == "table" and _in_table(model):  # a table directly in a table ends that one
         found = model.last("table")
         if found < 0 or found < model.last_flag("table"):
@@ -574,8 +583,11 @@ def _self_closing(attrs: str) -> bool:
 def _table_start(model: _Model, name: str) -> None:
     """Table parts: close the open cell or row, add the implied ``<tbody>``/``<tr>``; in a
     ``<template>``, any part goes straight in."""
-    cell = max(model.last("td"), model.last("th"))
-    if cell >= 0 and cell > model.last_flag("table"):  # close the cell
+    if name == "col" and model.stack[-1][0] == "colgroup":
+        model.leaf()
+        return
+    cell = max(model.last("td"), model.last("th"), model.last("caption"))
+    if cell >= 0 and cell > model.last_flag("table"):  # close the cell (or caption)
         model.pop_to(cell)
         model.clear_to_marker()
         cell = max(model.last("td"), model.last("th"))
@@ -584,9 +596,19 @@ def _table_start(model: _Model, name: str) -> None:
         return  # not in a table: the parser ignores the tag
     top = model.stack[context][0]
     if top == "template":
-        if context != len(model.stack) - 1 or context in model.body_templates:
-            return  # the template's first element made it a body: table parts are ignored
-        top = "template"  # straight in: no implied <tbody> or <tr>
+        if context != len(model.stack) - 1:
+            return
+        top = model.template_modes.setdefault(context, _TEMPLATE_MODES[name])
+        if top == "body" or (top == "colgroup") != (name == "col"):
+            return  # what the template's first element made it does not take this part
+        if (top == "tbody" and name not in ("tr", "td", "th")) or (
+            top == "tr" and name not in ("td", "th")
+        ):
+            return
+    elif name == "col":  # in a column group, the implied one if need be
+        model.pop_to(max(model.last("table"), model.last("template")) + 1)
+        if model.stack[-1][0] != "colgroup":
+            model.push("colgroup")
     elif name == "tr" and top == "tr":
         model.pop_to(context)
         top = model.stack[-1][0]
@@ -595,9 +617,14 @@ def _table_start(model: _Model, name: str) -> None:
     else:  # a section, a caption, a column group: straight in the table (or template)
         model.pop_to(max(model.last("table"), model.last("template")) + 1)
         top = "section"
-    if top == "table":
+    if name == "col":
+        if top == "table":
+            model.push("colgroup")
+        model.leaf()
+        return
+    if top == "table" and name in ("tr", "td", "th"):
         model.push("tbody")
-    if name in ("td", "th") and top not in ("tr", "template"):
+    if name in ("td", "th") and top in ("table", "tbody", "thead", "tfoot"):
         model.push("tr")
     model.push(name)
     if name in _MARKERS:
@@ -607,7 +634,13 @@ def _table_start(model: _Model, name: str) -> None:
 def _end(model: _Model, name: str) -> None:
     if name == "frameset":
         model.framesets = max(0, model.framesets - 1)
-    current, ns, _, _, below_html = model.stack[-1]
+    if model.stack[-1][0] == "colgroup" and name not in ("colgroup", "col", "template"):
+        model.pop()
+    current, ns, _, point, below_html = model.stack[-1]
+    if ns != HTML and name in ("br", "p") and not point:  # leaves SVG/MathML first
+        while model.stack[-1][1] != HTML and not model.stack[-1][3]:
+            model.pop()
+        current, ns, _, point, below_html = model.stack[-1]
     if ns != HTML:  # SVG or MathML, integration points too: the nearest such element
         found = model.last(f"{ns}:{name}")
         if found > below_html:
@@ -635,7 +668,7 @@ def _end(model: _Model, name: str) -> None:
         else:
             found = model.last(name)
             if found >= 0 and found >= model.last_flag("table"):
-                if name in _MARKERS or max(model.last("td"), model.last("th")) > found:
+                if name in _MARKERS or max(model.last(n) for n in _MARKERS) > found:
                     model.clear_to_marker()  # a cell (or caption) closed on the way
                 model.pop_to(found)
     elif name == "form":

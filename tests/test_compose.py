@@ -1063,7 +1063,8 @@ def test_depth_matches_an_html5_parser_on_hostile_markup(html: str) -> None:
 # css-inline), a doctype makes <table> close a <p>, </template> closes what is open in it, a
 # frameset may be the body, a marker stays when its element is popped by another, ruby
 # annotations end implied elements, a table in a table ends it, a template's first element
-# decides whether rows go in it, </p> leaves SVG.
+# decides where its table parts go, </p> leaves SVG, a column group or caption ends on a row,
+# a row in a <thead> needs its implied <tr>.
 UNDERCOUNTED_ONCE = [
     "<div><noscript></div></noscript>",
     "<!DOCTYPE html><p><table></table><span><span></p>",
@@ -1074,6 +1075,9 @@ UNDERCOUNTED_ONCE = [
     "<div><div><tr><template>",
     "<tbody><tbody><template>",
     "<svg></p><g>",
+    "<colgroup><tr><template>",
+    "<caption><tr><template>",
+    "<td><Table><thead>",
     "<frameset><title>",
     "x<frameset><div><div>",
     "</div><div><frameset>",
