@@ -214,6 +214,12 @@ _IMPLIED_ENDS = _names("dd dt li optgroup option p rb rp rt rtc")
 _TABLE_PARTS = ("table", "tbody", "thead", "tfoot", "tr", "template")
 _TABLE_STARTS = _names("caption col colgroup tbody thead tfoot tr td th")
 _NOT_TABLE_MODES = ("td", "th", "caption", "colgroup", "template")
+# what a template's first start tag leaves it reading: these as in <head>, table parts as set
+# below, anything else as a body
+_TEMPLATE_KEEPS = _names(
+    "base basefont bgsound link meta noframes script style template title caption col "
+    "colgroup tbody thead tfoot tr td th"
+)
 # a template's mode, set by its first table part: where later parts go
 _TEMPLATE_MODES = {
     **dict.fromkeys(("caption", "colgroup", "tbody", "thead", "tfoot"), "table"),
@@ -321,8 +327,6 @@ class _Model:
             flags = _FOREIGN_BOUNDARY if point or name == "annotation-xml" else ()
             name = f"{ns}:{name}"
             below_html = self.stack[-1][4]
-        if index and self.stack[-1][0] == "template" and name not in _TABLE_STARTS:
-            self.template_modes.setdefault(index - 1, "body")
         self.stack.append((name, ns, flags, point, below_html))
         found = self.at.get(name)
         if found is None:
@@ -462,6 +466,8 @@ def _start(model: _Model, name: str, attrs: str) -> str | None:
         model.frameset(name)
     if model.stack[-1][0] == "colgroup" and name not in ("col", "template"):
         model.pop()  # a column group holds columns only: anything else ends it
+    if model.stack[-1][0] == "template" and name not in _TEMPLATE_KEEPS:
+        model.template_modes.setdefault(len(model.stack) - 1, "body")
     _, ns, _, point, _ = model.stack[-1]
     if ns != HTML and not point:
         if name in _BREAKOUT or (name == "font" and _FONT_BREAKS_RE.search(attrs)):
@@ -634,6 +640,9 @@ def _table_start(model: _Model, name: str) -> None:
 def _end(model: _Model, name: str) -> None:
     if name == "frameset":
         model.framesets = max(0, model.framesets - 1)
+    top = len(model.stack) - 1
+    if model.stack[top][0] == "template" and top not in model.template_modes and name != "template":
+        return  # a template that has not started its content ignores end tags
     if model.stack[-1][0] == "colgroup" and name not in ("colgroup", "col", "template"):
         model.pop()
     current, ns, _, point, below_html = model.stack[-1]
