@@ -36,6 +36,7 @@ refused as the same kind of error.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -446,18 +447,55 @@ class _Model:
             self.of_element[entry.at] = entry
 
     def formatting_end(self, name: str) -> bool:
-        """The adoption agency, keeping the deeper stack; False: treat as any other end tag."""
+        """The adoption agency; False: treat as any other end tag.
+
+        With blocks opened inside the element (``<font><p>…</font>``) the parser moves it
+        inside them and, within its eight rounds, closes it there: the element leaves the
+        stack, what was opened inside it stays (the parser may take out more: never fewer
+        levels are kept). With more blocks than rounds a copy stays: nothing is taken out.
+        """
         entry = self.latest(name)
         if entry is None:
             return False
         if entry.at < 0:
             self.forget(entry)
-        elif entry.at > self.last_flag("scope") and entry.at > self.last_flag("special"):
-            at = entry.at
-            self.forget(entry)
-            self.pop_to(at)
-        # else: out of scope (ignored), or a block inside it (the nodes move, no level is lost)
+        elif entry.at > self.last_flag("scope"):
+            at, specials = entry.at, self.flagged["special"]
+            above = len(specials) - bisect.bisect_right(specials, at)
+            if above <= 7:
+                self.forget(entry)
+                if above:
+                    self.remove(at)
+                else:
+                    self.pop_to(at)
         return True
+
+    def remove(self, index: int) -> None:
+        """Take the element at ``index`` out of the stack; the ones above move down a place.
+
+        Rebuilding the positions costs the depth, charged to the budget like opening one.
+        """
+        self.budget -= len(self.stack)
+        if self.budget < 0:
+            raise _Over("elements")
+        stack = self.stack
+        del stack[index]
+        self.at, self.flagged = {}, {flag: [] for flag in self.flagged}
+        for i, (name, ns, flags, point, below_html) in enumerate(stack):
+            self.at.setdefault(name, []).append(i)
+            for flag in flags:
+                self.flagged[flag].append(i)
+            if i >= index:
+                below_html = i if ns == HTML else stack[i - 1][4]
+                stack[i] = (name, ns, flags, point, below_html)
+        moved = {}
+        for at, entry in self.of_element.items():
+            entry.at = at - 1 if at > index else at
+            moved[entry.at] = entry
+        self.of_element = moved
+        self.template_modes = {
+            i - (i > index): mode for i, mode in self.template_modes.items() if i != index
+        }
 
 
 def _start(model: _Model, name: str, attrs: str) -> str | None:

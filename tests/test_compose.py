@@ -926,6 +926,16 @@ def test_a_deep_real_newsletter_is_measured_exactly_and_composes() -> None:
     assert mail.html is not None and "株式会社テスト商事 様へ" in mail.html
 
 
+def test_misnested_formatting_is_measured_as_the_parser_mends_it() -> None:
+    """Hand-edited mail misnests <font> and <p>: the parser moves the <font> inside and
+    closes it there, so 300 such paragraphs are 4 levels, not 300, and the mail composes."""
+    from bcartnb.htmldepth import measure_depth
+
+    sloppy = "<!DOCTYPE html><body>" + "<font color=red><p>{{ 会社名 }}</font></p>\n" * 300
+    assert measure_depth(sloppy).depth == html5ever_depth(sloppy) == 4
+    assert composer(body=sloppy, html=True).compose(MEMBER).html
+
+
 def test_depth_limit_boundary_and_line() -> None:
     from bcartnb.htmldepth import MAX_DEPTH, check_depth, measure_depth
 
@@ -1177,7 +1187,8 @@ def test_depth_measure_is_linear_on_a_megabyte_of_tokens() -> None:
         '<a b="' * 100_000,
         "<!--" + "<div>" * 200_000,
         "<" * 1_000_000,
+        "<div>" * 150 + "<b><p>x</b></p>" * 30_000,  # the parser moves each <b>
     ):
-        assert measure_depth(html).depth <= 153
+        assert measure_depth(html).depth <= 160
     bomb = "".join(f"<p><b id={i}></p>" for i in range(150)) + "<p>x</p>" * 20_000
     assert measure_depth(bomb).reason == "elements"  # 150 reopened per paragraph: refused
