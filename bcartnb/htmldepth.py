@@ -22,16 +22,16 @@ where the parser reopens them, three alike at most; and where parsers differ it 
 html5ever: ``<noscript>`` is raw text (scripting on), ``<select>`` holds any element (the
 2025 standard), the doctype decides quirks mode (whether ``<table>`` closes a ``<p>``), a
 frameset that may replace the body is counted apart. Where the standard moves nodes around
-(the adoption agency, ``</form>`` with open children) the model keeps the deeper stack. Any
-level it missed would be missed on every repetition of the same markup, and that is how a
-crash is built, so the tests hold it to html5ever's own tree (read back from css-inline's
-output) on hostile markup and on a property over repeated pieces: never less, exact on
-well-formed markup; misnested markup may count more (``<b><div></b>`` counts both levels
-where the parser moves the ``<div>`` out). It never recurses, a tag costs a bounded number
-of steps (about 1.5 µs: 1 ms for a 12 KB newsletter), and it stops at the first element past
-the limit. Elements a parser would keep reopening (``<b>`` left open across thousands of
-paragraphs) are bounded too: more than :data:`_WORK_PER_CHAR` per character of input is
-refused as the same kind of error.
+the model keeps at least the levels the parser keeps (the adoption agency takes out the
+misnested ``<font>`` of ``<font><p>…</font>``, not the inline elements it may also move; a
+``</form>`` with open children keeps the form). Any level it missed would be missed on every
+repetition of the same markup, and that is how a crash is built, so the tests hold it to
+html5ever's own tree (read back from css-inline's output) on hostile markup and on a
+property over repeated pieces: never less, and exact on the demo and a deep real newsletter.
+It never recurses, a tag costs a bounded number of steps (about 1.5 µs: 1 ms for a 12 KB
+newsletter), and it stops at the first element past the limit. Elements a parser would keep
+reopening (``<b>`` left open across thousands of paragraphs) are bounded too: more than
+:data:`_WORK_PER_CHAR` per character of input is refused as the same kind of error.
 """
 
 from __future__ import annotations
