@@ -683,11 +683,11 @@ def _end(model: _Model, name: str) -> None:
         return  # a template that has not started its content ignores end tags
     if model.stack[-1][0] == "colgroup" and name not in ("colgroup", "col", "template"):
         model.pop()
-    current, ns, _, point, below_html = model.stack[-1]
+    _, ns, _, point, below_html = model.stack[-1]
     if ns != HTML and name in ("br", "p") and not point:  # leaves SVG/MathML first
         while model.stack[-1][1] != HTML and not model.stack[-1][3]:
             model.pop()
-        current, ns, _, point, below_html = model.stack[-1]
+        _, ns, _, point, below_html = model.stack[-1]
     if ns != HTML:  # SVG or MathML, integration points too: the nearest such element
         found = model.last(f"{ns}:{name}")
         if found > below_html:
@@ -719,8 +719,8 @@ def _end(model: _Model, name: str) -> None:
                     model.clear_to_marker()  # a cell (or caption) closed on the way
                 model.pop_to(found)
     elif name == "form":
-        model.form_open = False
-        if current == "form":
+        model.form_open = False  # a form left with open children stays their ancestor
+        if model.stack[-1][0] == "form":
             model.pop()
     elif name == "select":
         _pop_in_scope(model, name)
