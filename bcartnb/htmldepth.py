@@ -28,7 +28,7 @@ misnested ``<font>`` of ``<font><p>…</font>``, not the inline elements it may 
 repetition of the same markup, and that is how a crash is built, so the tests hold it to
 html5ever's own tree (read back from css-inline's output) on hostile markup and on a
 property over repeated pieces: never less, and exact on the demo and a deep real newsletter.
-It never recurses, a tag costs a bounded number of steps (about 1.5 µs: 1 ms for a 12 KB
+It never recurses, a tag costs a bounded number of steps (about 2 µs: 3 ms for a 28 KB
 newsletter), and it stops at the first element past the limit. Elements a parser would keep
 reopening (``<b>`` left open across thousands of paragraphs) are bounded too: more than
 :data:`_WORK_PER_CHAR` per character of input is refused as the same kind of error.
