@@ -92,9 +92,9 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
+from bcartnb import htmldepth
 from bcartnb.exceptions import TemplateError
 from bcartnb.files import write_atomically
-from bcartnb.htmldepth import check_depth
 from bcartnb.members import CANONICAL_COLUMNS, COLUMN_LABELS
 from bcartnb.settings import MAX_MAIL_BYTES, RENDER_TIMEOUT
 
@@ -939,4 +939,4 @@ def check_renders(template: Template, member: Mapping[str, Any]) -> None:
             context[UNSUBSCRIBE_TOKEN_FIELD] = "sample-token"
         rendered = compiled.render(context, member_id)
         if html:
-            check_depth(rendered, compiled.where(None), compiled.where_ja(None))
+            htmldepth.check_depth(rendered, compiled.where(None), compiled.where_ja(None))
