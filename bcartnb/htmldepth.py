@@ -294,7 +294,8 @@ class _Model:
         self.alike: list[dict[str, list[_Entry]]] = [{}]
         self.named: list[dict[str, list[_Entry]]] = [{}]
         self.of_element: dict[int, _Entry] = {}
-        self.form_open = False
+        self.form_open = False  # the parser's form element pointer is set
+        self.form_at = -1  # where the form it points at is on the stack, if it still is
         self.quirks = True
         # what each open template's first element made it: a body, a table, rows, cells, columns
         self.template_modes: dict[int, str] = {}
@@ -358,6 +359,8 @@ class _Model:
 
     def pop(self) -> None:
         name, _, flags, _, _ = self.stack.pop()
+        if len(self.stack) == self.form_at:
+            self.form_at = -1
         if name == "template":
             self.template_modes.pop(len(self.stack), None)
         self.at[name].pop()
@@ -493,6 +496,7 @@ class _Model:
             entry.at = at - 1 if at > index else at
             moved[entry.at] = entry
         self.of_element = moved
+        self.form_at -= self.form_at > index
         self.template_modes = {
             i - (i > index): mode for i, mode in self.template_modes.items() if i != index
         }
@@ -504,8 +508,12 @@ def _start(model: _Model, name: str, attrs: str) -> str | None:
         model.frameset(name)
     if model.stack[-1][0] == "colgroup" and name not in ("col", "template"):
         model.pop()  # a column group holds columns only: anything else ends it
-    if model.stack[-1][0] == "template" and name not in _TEMPLATE_KEEPS:
-        model.template_modes.setdefault(len(model.stack) - 1, "body")
+    top = len(model.stack) - 1
+    if model.stack[top][0] == "template":
+        if model.template_modes.get(top) == "colgroup" and name not in ("col", "template"):
+            return None  # a template of columns ignores anything else
+        if name not in _TEMPLATE_KEEPS:
+            model.template_modes.setdefault(top, "body")
     _, ns, _, point, _ = model.stack[-1]
     if ns != HTML and not point:
         if name in _BREAKOUT or (name == "font" and _FONT_BREAKS_RE.search(attrs)):
@@ -566,6 +574,8 @@ def _start(model: _Model, name: str, attrs: str) -> str | None:
         model.leaf()
         return name
     model.push(name)
+    if name == "form" and model.last("template") < 0:
+        model.form_at = len(model.stack) - 1
     if name in _FORMATTING:
         model.remember(name, attrs)
     elif name in _MARKERS:
@@ -679,8 +689,12 @@ def _end(model: _Model, name: str) -> None:
     if name == "frameset":
         model.framesets = max(0, model.framesets - 1)
     top = len(model.stack) - 1
-    if model.stack[top][0] == "template" and top not in model.template_modes and name != "template":
-        return  # a template that has not started its content ignores end tags
+    if (
+        model.stack[top][0] == "template"
+        and model.template_modes.get(top, "colgroup") == "colgroup"
+        and name != "template"
+    ):
+        return  # a template not started, or of columns, ignores end tags
     if model.stack[-1][0] == "colgroup" and name not in ("colgroup", "col", "template"):
         model.pop()
     _, ns, _, point, below_html = model.stack[-1]
@@ -718,9 +732,11 @@ def _end(model: _Model, name: str) -> None:
                 if name in _MARKERS or max(model.last(n) for n in _MARKERS) > found:
                     model.clear_to_marker()  # a cell (or caption) closed on the way
                 model.pop_to(found)
-    elif name == "form":
-        model.form_open = False  # a form left with open children stays their ancestor
-        if model.stack[-1][0] == "form":
+    elif name == "form" and model.last("template") >= 0:
+        _pop_in_scope(model, name)
+    elif name == "form":  # only the form the pointer names, and only if nothing is open in it
+        at, model.form_open, model.form_at = model.form_at, False, -1
+        if at >= 0 and at == len(model.stack) - 1:  # (else it stays their ancestor)
             model.pop()
     elif name == "select":
         _pop_in_scope(model, name)
