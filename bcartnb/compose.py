@@ -75,6 +75,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from bcartnb.exceptions import ComposeError, HygieneError, SelectionError, TemplateError
+from bcartnb.htmldepth import check_depth
 from bcartnb.hygiene.tokens import TokenSigner
 from bcartnb.mailcheck import Finding, check_mail
 from bcartnb.templates import (
@@ -1029,9 +1030,7 @@ class Composer:
         if not prot.ok or not prot.only_values:
             return
         try:
-            inlined = self._inliner.inline(
-                self._place_signature(prot.fill_signature(self.sig_inline))
-            )
+            inlined = self._inline(prot.fill_signature(self.sig_inline))
         except (ValueError, css_inline.InlineError):
             return
         spots = _PlaceholderSpots()
@@ -1122,8 +1121,24 @@ class Composer:
         body = self.body_t.render(ctx, member_id)
         if not self.draft.html:
             return self._finish_text(body), None
-        html = _end_line(self._inliner.inline(self._place_signature(body)))
+        html = _end_line(self._inline(body, member_id))
         return html_to_text(html), html
+
+    def _inline(self, body: str, member_id: Any = None) -> str:
+        """The signature placed and the CSS inlined, each only on HTML that cannot stall or
+        crash it: checked as rendered, and again as css-inline gets it (signature included)."""
+        self._check_depth(body, member_id)
+        html = self._place_signature(body)
+        if html is not body:
+            self._check_depth(html, member_id)
+        return self._inliner.inline(html)
+
+    def _check_depth(self, html: str, member_id: Any = None) -> None:
+        where, where_ja = self.body_t.where(None), self.body_t.where_ja(None)
+        if member_id is not None:
+            where = f"{where} for member {member_id}"
+            where_ja = f"{where_ja}から作った会員 {member_id} のメール"
+        check_depth(html, where, where_ja)
 
     def _place_signature(self, html: str) -> str:
         return html if self.sig_placed else _insert_html_signature(html, self.sig_html)

@@ -24,7 +24,16 @@ The checks, in the order they are reported (:data:`CODES`):
 * ``link_text_mismatch``: a link whose text is a URL (or a mail address) other than its
   target, the classic phishing sign that spam filters punish.
 * ``link_scheme``: a ``javascript:``, ``vbscript:``, ``data:`` or ``file:`` link, which
-  mail clients strip and filters score as hostile.
+  mail clients strip and filters score as hostile: an ``href`` or ``xlink:href`` on any
+  element (an SVG or MathML link too), or an SVG ``<animate>``/``<set>`` that writes one.
+* Active content, which mail clients remove and spam filters score as hostile, each named
+  with its element and, where the source shows it unambiguously, its line:
+  ``script`` (``<script>``, in SVG too), ``event_handler`` (any ``on…`` attribute),
+  ``meta_refresh`` (``<meta http-equiv="refresh">``), ``base`` (``<base>``), ``form``
+  (``<form>``), ``embed`` (``<iframe>``, ``<frame>``, ``<object>``, ``<embed>``,
+  ``<applet>``) and ``css_remote`` (CSS that loads from another host: ``url()`` in
+  ``<style>`` or a ``style`` attribute, ``@import``, ``<link rel="stylesheet">``); read by
+  :mod:`bcartnb.active_content` from the same tree.
 * 特定電子メール法 第4条 and its 施行規則 第9条, named as the law's guidance names them,
   looked for in **each** part a recipient may read (the text part and the HTML part):
   ``sender_name`` 送信者の氏名又は名称 (the settings' ``from`` display name);
@@ -35,8 +44,11 @@ The checks, in the order they are reported (:data:`CODES`):
   お問い合わせ/連絡先).
 * ``subject_empty`` and ``leftover_markup`` (a ``{{``/``{%`` left in the sent text).
 
-The HTML is read by an HTML5 parser (Lexbor, through selectolax), so it is read as the
-recipient's client reads it: entities in attributes decoded (``&#x68;ttp`` is ``http``),
+The HTML is parsed once, by an HTML5 parser (Lexbor, through selectolax), so it is read as the
+recipient's client reads it: entities in attributes decoded (``&#x68;ttp`` is ``http``,
+``&#106;avascript:`` is ``javascript:``), CSS escapes decoded (``u\\72l(`` is ``url(``),
+a scheme read past case, white space, controls and invisible characters (``JaVa&#9;ScRiPt:``
+is ``javascript:``, as lenient clients read it),
 tags in any case, a link nested in a link closed as browsers close it, ``<script>``,
 ``<style>``, ``<head>`` and elements hidden by ``display:none`` / ``visibility:hidden`` /
 ``hidden`` not counted as shown text. Whatever the input (unclosed tags, NUL, megabytes),
@@ -53,6 +65,14 @@ from typing import Protocol
 from urllib.parse import SplitResult, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from bcartnb.active_content import (
+    ACTIVE_MESSAGES,
+    SCHEME_RE,
+    UNSAFE_SCHEMES,
+    active_content,
+    url_scheme,
+)
 
 __all__ = [
     "CODES",
@@ -79,6 +99,13 @@ CODES = (
     "img_alt",
     "link_text_mismatch",
     "link_scheme",
+    "script",
+    "event_handler",
+    "meta_refresh",
+    "base",
+    "form",
+    "embed",
+    "css_remote",
 )
 HEADING = "送信前の確認"
 _DETAIL_MAX = 160
@@ -154,6 +181,14 @@ def check_parts(
             )
         found += _images(tree)
         found += _links(tree)
+        found += [
+            Finding(
+                hit.code,
+                ACTIVE_MESSAGES[hit.code],
+                f"HTMLパート{hit.line}: {_show(hit.what)}{hit.more}",
+            )
+            for hit in active_content(tree, html)
+        ]
     found.sort(key=lambda f: CODES.index(f.code))  # stable: a part's findings keep their order
     return found
 
@@ -458,7 +493,6 @@ _URLISH_RE = re.compile(
 )
 _MAILISH_RE = re.compile(r"(?:mailto:)?[^\s@]++@[^\s@.]++(?:\.[^\s@.]++)++", re.IGNORECASE)
 _URL_JUNK_RE = re.compile(r"[\t\n\r]")
-_UNSAFE_SCHEMES = ("javascript", "vbscript", "data", "file")
 
 
 def _href(value: str) -> str:
@@ -472,15 +506,15 @@ def _href(value: str) -> str:
 
 def _link_kind(href: str) -> str:
     """ "web", "mailto", "unsafe" or "other" for an href."""
+    if url_scheme(href) in UNSAFE_SCHEMES:
+        return "unsafe"
     value = _href(href).lower()
     scheme, colon, _ = value.partition(":")
-    if not colon or not re.fullmatch(r"[a-z][a-z0-9+.\-]*", scheme):
+    if not colon or not SCHEME_RE.fullmatch(scheme):
         return "other"
     if scheme in ("http", "https"):
         return "web"
-    if scheme == "mailto":
-        return "mailto"
-    return "unsafe" if scheme in _UNSAFE_SCHEMES else "other"
+    return "mailto" if scheme == "mailto" else "other"
 
 
 def _same_target(text: str, href: str) -> bool:
@@ -508,20 +542,17 @@ def _url_key(url: SplitResult) -> tuple[str, str, str, str, str]:
 
 
 def _links(tree: LexborHTMLParser) -> list[Finding]:
+    """Each ``<a>`` (an SVG one too) whose text is a URL or an address other than its target.
+
+    A ``javascript:`` target is checked too: its scheme is a ``link_scheme`` finding, and a
+    link that shows ``https://shop…`` and runs a script is a mismatch besides.
+    """
     out = []
     for a in tree.css("a"):
         href = _attr(a, "href")
         if href is None:
-            continue
-        if _link_kind(href) == "unsafe":
-            out.append(
-                Finding(
-                    "link_scheme",
-                    "メールでは使えないリンク先（javascript: など）があります。受信側で消されるか、"
-                    "迷惑メールと判定されます。",
-                    f"リンク先 {_show(href)}",
-                )
-            )
+            href = _attr(a, "xlink:href")
+        if href is None:
             continue
         text = " ".join(_clean(a.text(deep=True)).split())
         if (

@@ -92,6 +92,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
+from bcartnb import htmldepth
 from bcartnb.exceptions import TemplateError
 from bcartnb.files import read_regular, write_atomically
 from bcartnb.members import CANONICAL_COLUMNS, COLUMN_LABELS
@@ -924,7 +925,12 @@ class TemplateStore:
 
 
 def check_renders(template: Template, member: Mapping[str, Any]) -> None:
-    """Render subject and body for ``member``; raise the first TemplateError."""
+    """Render subject and body for ``member``; raise the first TemplateError.
+
+    An HTML body, as rendered, is also held to the composer's depth limit
+    (:mod:`bcartnb.htmldepth`): a template too deep for css-inline is not stored. (The source
+    itself is not measured: both branches of an ``{% if %}`` would count.)
+    """
     member_id = member.get("id")
     for part, source, html in (
         ("subject", template.subject, False),
@@ -936,4 +942,6 @@ def check_renders(template: Template, member: Mapping[str, Any]) -> None:
         context.update(dict.fromkeys(SIGNATURE_FIELDS & compiled.names, "署名"))
         if UNSUBSCRIBE_TOKEN_FIELD in compiled.names:
             context[UNSUBSCRIBE_TOKEN_FIELD] = "sample-token"
-        compiled.render(context, member_id)
+        rendered = compiled.render(context, member_id)
+        if html:
+            htmldepth.check_depth(rendered, compiled.where(None), compiled.where_ja(None))

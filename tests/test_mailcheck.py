@@ -185,8 +185,8 @@ def test_text_in_script_style_head_or_hidden_is_not_shown_text() -> None:
         "<p>本文</p></body></html>"
     ).format(f"{SENDER} 〒100-0005 TEL 03-0000-0000 配信停止 https://x.example/")
     found = check(html=body)
-    assert codes(found) == ["sender_name", "opt_out", "sender_address", "contact"]
-    assert all(f.detail.startswith("HTMLパート:") for f in found)
+    assert codes(found) == ["sender_name", "opt_out", "sender_address", "contact", "script"]
+    assert all(f.detail.startswith("HTMLパート") for f in found)
 
 
 def test_addresses_and_phones_are_told_from_lookalikes() -> None:
@@ -310,6 +310,15 @@ def test_checks_never_raise_on_arbitrary_text(
             str(f).encode("utf-8")  # printable and JSON-able, whatever came in
 
 
+def test_the_active_content_module_exports_what_it_says() -> None:
+    import bcartnb.active_content as active
+
+    kind = {n: 0 if n.isupper() else 1 if n[0].isupper() else 2 for n in active.__all__}
+    assert active.__all__ == sorted(active.__all__, key=lambda n: (kind[n], n))
+    assert all(hasattr(active, name) for name in active.__all__)
+    assert set(active.ACTIVE_MESSAGES) == set(CODES[CODES.index("link_scheme") :])
+
+
 def test_format_findings_for_the_command_line() -> None:
     assert format_findings([]) == []
     found = check(subject="")
@@ -428,3 +437,310 @@ def test_the_confirmation_step_shows_the_previewed_mails_checks() -> None:
     assert "&lt;script&gt;.png" in shown and "<script>" not in shown
     step.show_previews([Preview(member_id=1)], [])
     assert step.warnings.value == ""
+
+
+# --- active content: what mail clients strip and filters punish -------------------------
+
+# (what is added to the clean mail, the code it must add, a piece of the detail)
+ACTIVE: list[tuple[str, str, str, str]] = [
+    ("script", "<script>alert(1)</script>", "script", "<script>"),
+    ("script in SVG", "<svg><script>alert(1)</script></svg>", "script", "<script>"),
+    ("remote script", '<script src="https://x.example/a.js"></script>', "script", "a.js"),
+    ("onclick", '<div onclick="alert(1)">x</div>', "event_handler", 'onclick="alert(1)"'),
+    ("onload on body", "<body onload=alert(1)>", "event_handler", "<body onload"),
+    (
+        "onerror on an image",
+        '<img src=x alt="写真" OnError="alert(1)">',
+        "event_handler",
+        "onerror",
+    ),
+    ("SVG onload", "<svg onload=alert(1)></svg>", "event_handler", "<svg onload"),
+    ("SVG animation event", '<svg><set onbegin="alert(1)"/></svg>', "event_handler", "onbegin"),
+    (
+        "meta refresh",
+        '<meta http-equiv=" Refresh " content="0;url=https://evil.example/">',
+        "meta_refresh",
+        "evil.example",
+    ),
+    ("base", '<base href="https://evil.example/">', "base", "<base href"),
+    ("form", '<form action="https://evil.example/"><input></form>', "form", "<form action"),
+    ("iframe", '<iframe src="https://evil.example/"></iframe>', "embed", "<iframe"),
+    ("object", '<object data="https://evil.example/x.swf"></object>', "embed", "<object"),
+    ("embed", '<embed src="https://evil.example/x.swf">', "embed", "<embed"),
+    (
+        "SVG link",
+        '<svg><a xlink:href="javascript:alert(1)"><text>x</text></a></svg>',
+        "link_scheme",
+        "xlink:href",
+    ),
+    (
+        "SVG href",
+        '<svg><a href="javascript:alert(1)"><text>x</text></a></svg>',
+        "link_scheme",
+        "<a href",
+    ),
+    (
+        "MathML href",
+        '<math href="javascript:alert(1)"><mi>x</mi></math>',
+        "link_scheme",
+        "<math href",
+    ),
+    (
+        "SVG animate writes a link",
+        '<svg><a><animate attributeName="href" to="javascript:alert(1)"/></a></svg>',
+        "link_scheme",
+        "<animate",
+    ),
+    ("area", '<map><area href="vbscript:msgbox(1)"></map>', "link_scheme", "vbscript"),
+    ("data: link", '<a href="data:text/html,<script>x</script>">見る</a>', "link_scheme", "data:"),
+    (
+        "remote CSS in <style>",
+        "<style>.hero { background: url(https://track.example/o.gif) }</style>",
+        "css_remote",
+        "https://track.example/o.gif",
+    ),
+    ("@import", '<style>@import "https://x.example/a.css";</style>', "css_remote", "a.css"),
+    (
+        "@import url()",
+        "<style>@import url( 'https://x.example/b.css' );</style>",
+        "css_remote",
+        "b.css",
+    ),
+    (
+        "remote CSS in style=",
+        "<p style=\"background-image: URL('https://x.example/bg.png')\">x</p>",
+        "css_remote",
+        "<p style> の https://x.example/bg.png",
+    ),
+    (
+        "CSS escapes",
+        r"<style>p { background: u\72l(ht\74ps://x.example/e.png) }</style>",
+        "css_remote",
+        "https://x.example/e.png",
+    ),
+    (
+        "protocol-relative",
+        "<p style='background:url(//x.example/p.png)'>x</p>",
+        "css_remote",
+        "//x.example",
+    ),
+    (
+        "<link> stylesheet",
+        '<link rel="Stylesheet" href="https://x.example/s.css">',
+        "css_remote",
+        "s.css",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("added", "code", "detail"), [c[1:] for c in ACTIVE], ids=[c[0] for c in ACTIVE]
+)
+def test_each_active_construct_adds_its_finding(added: str, code: str, detail: str) -> None:
+    html = CLEAN_HTML.replace("</body>", added + "\n</body>")
+    found = check(html=html)
+    assert codes(found) == [code], found
+    line = html[: html.index(added)].count("\n") + 1
+    # a second <body> adds its attributes to the first: two tags, one element, no line
+    where = "HTMLパート: " if added.startswith("<body") else f"HTMLパート {line}行目: "
+    assert found[0].detail.startswith(where), found[0].detail
+    assert detail in found[0].detail
+    assert "\n" not in found[0].detail and found[0].message
+
+
+# Every way a mail client may read "javascript:" (or vbscript:) in a link's target.
+SCHEMES = {
+    "mixed case": "JaVaScRiPt:alert(1)",
+    "decimal entity": "&#106;avascript:alert(1)",
+    "hex entity": "&#x6A;avascript:alert(1)",
+    "entity without semicolon": "&#106avascript:alert(1)",
+    "zero-padded entity": "&#0000106;avascript:alert(1)",
+    "named colon": "javascript&colon;alert(1)",
+    "tab entity inside": "java&Tab;script:alert(1)",
+    "newline entity in front": "&NewLine;javascript:alert(1)",
+    "tab inside": "java\tscript:alert(1)",
+    "leading spaces and newlines": " \n\t javascript:alert(1)",
+    "leading control": "\x01\x02javascript:alert(1)",
+    "NUL inside": "java\x00script:alert(1)",
+    "zero-width space": "java\u200bscript:alert(1)",
+    "BOM in front": "\ufeffjavascript:alert(1)",
+    "full-width": "ｊａｖａｓｃｒｉｐｔ：alert(1)",
+    "vbscript": "VBScript:msgbox(1)",
+    "data": " DATA:text/html;base64,PHNjcmlwdD4=",
+    "file": "file:///etc/passwd",
+}
+
+
+@pytest.mark.parametrize("href", SCHEMES.values(), ids=SCHEMES.keys())
+def test_an_unsafe_scheme_is_read_through_any_encoding(href: str) -> None:
+    for link in (
+        f'<a href="{href}">クリック</a>',
+        f'<svg><a xlink:href="{href}"><text>x</text></a></svg>',
+    ):
+        found = check(html=CLEAN_HTML.replace("</body>", link + "</body>"))
+        assert codes(found) == ["link_scheme"], (link, found)
+
+
+def test_a_url_shown_over_a_javascript_target_is_also_a_mismatch() -> None:
+    for href in ("javascript:alert(1)", "&#x6A;avascript:alert(1)", " JAVASCRIPT:x"):
+        link = f'<a href="{href}">https://shop.example.co.jp/sale/</a>'
+        found = check(html=CLEAN_HTML.replace("</body>", link + "</body>"))
+        assert codes(found) == ["link_text_mismatch", "link_scheme"], found
+        assert found[0].detail.startswith("リンクの文字 https://shop.example.co.jp/sale/ → ")
+
+
+def test_the_line_is_left_out_when_the_source_does_not_show_it() -> None:
+    """A link left open across a paragraph is reopened by the parser: two <a> elements from
+    one tag, so no line can be named for either, rather than a wrong one."""
+    html = CLEAN_HTML.replace("</body>", '<p><a href="javascript:x">a</p>b</body>')
+    found = check(html=html)
+    assert codes(found) == ["link_scheme", "link_scheme"]
+    assert all(f.detail.startswith("HTMLパート: <a href=") for f in found)
+
+
+def test_findings_of_one_kind_are_capped_with_the_rest_counted() -> None:
+    html = CLEAN_HTML.replace("</body>", "<div onclick=x>a</div>\n" * 25 + "</body>")
+    found = check(html=html)
+    assert codes(found) == ["event_handler"] * 10
+    assert found[-1].detail.endswith("（ほかに 15 件）")
+    assert "ほかに" not in found[0].detail
+
+
+def test_one_finding_a_remote_css_url_however_many_elements_use_it() -> None:
+    """css-inline copies a <style> rule into every element it matches."""
+    style = "style='background:url(https://x.example/bg.png)'"
+    html = CLEAN_HTML.replace("<p>", f"<p {style}>")
+    assert [f.detail.rsplit(" の ", 1)[-1] for f in check(html=html)] == [
+        "https://x.example/bg.png"
+    ]
+
+
+NEWSLETTER = f"""<!DOCTYPE html><html lang="ja"><head>
+<meta charset="utf-8"><meta http-equiv="Content-Type" content="text/html; charset=utf-8">
+<meta name="viewport" content="width=device-width"><title>冬のご案内</title>
+<link rel="icon" href="https://shop.example.co.jp/favicon.ico">
+<style>
+  .hero {{ background: #1a4d8f url(cid:hero.png) no-repeat; }}
+  .logo {{ background-image: url("data:image/png;base64,iVBORw0KGgo="); }}
+  .grad {{ fill: url(#grad1); }} /* see https://shop.example.co.jp/guide */
+  @media (max-width: 480px) {{ .col {{ display: block !important; }} }}
+</style></head>
+<body style="margin:0"><center><table role="presentation" width="100%"><tr><td>
+<!--[if mso]><table width="600"><tr><td><![endif]-->
+<div class="hero" style="font-family: 'Hiragino Sans', Meiryo; color: #333">
+<p>{SENDER}<br>株式会社テスト商事 山田 太郎 様</p>
+<p>新商品は<a href="https://shop.example.co.jp/new/?utm_source=mail">こちら</a>、
+<a href="#details">詳しく</a>、<a href="tel:0300000000">お電話</a>、
+<a href="/relative/path">相対リンク</a>。</p>
+<p><a href="https://shop.example.co.jp/"><img src="https://shop.example.co.jp/a.png"
+ alt="新商品の写真" width="280" border="0" style="display:block"></a>
+<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" width="1" height="1" alt=""></p>
+<svg width="10" height="10"><defs><linearGradient id="grad1"></linearGradient></defs>
+<use href="#icon"/><image href="data:image/png;base64,iVBORw0KGgo=" width="1"/></svg>
+<p>{SENDER}<br>〒100-0005 東京都千代田区丸の内1-1-1<br>
+お問い合わせ: <a href="mailto:shop@example.co.jp?subject=お問い合わせ">shop@example.co.jp</a>
+（平日 <span style="font-weight:bold">10:00-17:00</span>）</p>
+<p class="note">配信停止をご希望の方は<a href="https://shop.example.co.jp/mail/stop">こちら</a>から。</p>
+<p>Online shop: <a href="https://shop.example.co.jp">shop.example.co.jp</a></p>
+</div>
+<!--[if mso]></td></tr></table><![endif]-->
+</td></tr></table></center></body></html>
+"""
+
+
+def test_a_normal_newsletter_has_no_finding() -> None:
+    """cid: and data: in CSS, a fragment in url(), a commented URL, relative, tel:, #, mailto
+    with a query, an SVG data: picture, meta Content-Type, a favicon link: none is active."""
+    assert check(html=NEWSLETTER) == []
+
+
+def test_the_html_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One Lexbor tree a mail, however many checks read it."""
+    import bcartnb.mailcheck as mailcheck
+
+    built: list[str] = []
+    real = mailcheck.LexborHTMLParser
+
+    def counting(html: str) -> Any:
+        built.append(html)
+        return real(html)
+
+    monkeypatch.setattr(mailcheck, "LexborHTMLParser", counting)
+    html = CLEAN_HTML.replace("</body>", "".join(c[1] for c in ACTIVE) + "</body>")
+    assert set(codes(check(html=html))) == {c[2] for c in ACTIVE}
+    assert built == [html]
+
+
+DANGEROUS = {name: (added, code) for name, added, code, _ in ACTIVE} | {
+    f"href {name}": (f'<a href="{href}">x</a>', "link_scheme") for name, href in SCHEMES.items()
+}
+SPOTS = {
+    "after <body>": "<body>\n",
+    "inside a paragraph": "<p>株式会社テスト商事<br>",
+    "before </body>": "\n</body>",
+    "inside a link": ">こちら",
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(DANGEROUS)), st.sampled_from(sorted(SPOTS)), st.booleans())
+def test_adding_any_dangerous_construct_to_a_clean_mail_adds_its_finding(
+    name: str, spot: str, hidden: bool
+) -> None:
+    """Wherever it goes, and hidden (display:none) too: hiding does not make it safe."""
+    added, code = DANGEROUS[name]
+    if hidden:
+        added = f'<div style="display:none">{added}</div>'
+    at = SPOTS[spot]
+    cut = CLEAN_HTML.index(at) + (0 if at.startswith("\n") else len(at))
+    found = codes(check(html=CLEAN_HTML[:cut] + added + CLEAN_HTML[cut:]))
+    assert code in found, (name, spot, found)
+
+
+ELEMENTS = st.sampled_from(
+    ["a", "svg", "math", "script", "style", "div", "p", "form", "iframe", "meta", "base"]
+)
+ATTRIBUTES = st.sampled_from(
+    [
+        "",
+        " onclick=x",
+        ' href="javascript:x"',
+        " xlink:href=&#106;avascript:x",
+        ' style="background:url(https://x.example/a)"',
+        " http-equiv=refresh",
+        " href=https://a.example/",
+        ' rel=stylesheet href="//x.example/s.css"',
+        " alt",
+        " src=\x00",
+    ]
+)
+PIECES = st.one_of(
+    st.builds(lambda e, a: f"<{e}{a}>", ELEMENTS, ATTRIBUTES),
+    st.builds(lambda e: f"</{e}>", ELEMENTS),
+    st.sampled_from(
+        [
+            "https://x.example/",
+            "@import 'https://x.example/a.css';",
+            "u\\72l(",
+            "<!--",
+            "&#",
+            "\ud800",
+            "\x00",
+        ]
+    ),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(PIECES, max_size=200))
+def test_checks_never_raise_and_stay_bounded_on_arbitrary_html(pieces: list[str]) -> None:
+    """Bounded input, no timing assertion (pytest-timeout bounds the run): the findings are
+    known codes in order, one line each, at most 10 of a kind."""
+    found = check(text="x", html="".join(pieces))
+    assert [f.code for f in found] == sorted(codes(found), key=CODES.index)
+    for code in set(codes(found)):
+        assert codes(found).count(code) <= 10 or code in ("img_alt", "link_text_mismatch")
+    for f in found:
+        assert "\n" not in f.detail and "\r" not in f.detail and len(f.detail) < 400
+        str(f).encode("utf-8")

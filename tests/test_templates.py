@@ -402,3 +402,42 @@ def test_the_clock_needs_no_signal_in_a_thread_or_a_forked_child() -> None:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 3
+
+
+def test_save_refuses_html_too_deep_for_the_composer(tmp_path: Path) -> None:
+    """As written and as rendered for the sample member (a loop), naming template and line;
+    nothing is stored. A text template may nest anything: it is never parsed as HTML."""
+    store = TemplateStore(tmp_path)
+    deep = "<p>{{ 会社名 }}</p>\n" + "<div>" * 250 + "</div>" * 250
+    with pytest.raises(TemplateError) as info:
+        store.save(Template("深い", "件名", deep, html=True))
+    assert str(info.value) == (
+        "template '深い' (body): HTML nests deeper than 200 levels at line 2; simplify the nesting"
+    )
+    assert info.value.ja == (
+        "テンプレート「深い」の本文: HTMLの入れ子が深すぎます（2行目で 200 段を超えます）。"
+        "入れ子を減らしてください。"
+    )
+    looped = "<p>{{ 会社名 }}</p>\n\n{% for i in range(250) %}<div>{% endfor %}"
+    with pytest.raises(TemplateError, match="at line 3; simplify"):
+        store.save(Template("ループ", "件名", looped, html=True))
+    assert store.list() == []
+    store.save(Template("テキスト", "件名", deep, html=False))
+    store.save(Template("浅い", "件名", "<div>" * 150 + "{{ 会社名 }}", html=True))
+    assert store.list() == ["テキスト", "浅い"]
+
+
+def test_branches_are_measured_as_rendered_not_as_written(tmp_path: Path) -> None:
+    """Both branches of an {% if %} open a <div> as written; one does as rendered: 250 such
+    blocks are shallow HTML, stored and composed."""
+    from bcartnb.compose import Composer, Draft
+    from bcartnb.settings import Settings
+
+    body = (
+        "{% if id %}<div class='a'>{% else %}<div class='b'>{% endif %}{{ 会社名 }}</div>\n" * 250
+    )
+    TemplateStore(tmp_path).save(Template("分岐", "件名", body, html=True))
+    settings = Settings(from_addr="shop@example.co.jp", from_name="見本商事")
+    draft = Draft("件名", body, html=True, template="分岐")
+    mail = Composer(draft, settings, "c-1").compose(SAMPLE_MEMBER | {"email": "a@example.co.jp"})
+    assert mail.html is not None and mail.html.count("<div") == 250
