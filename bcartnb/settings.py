@@ -40,7 +40,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from bcartnb.exceptions import InputError, SettingsError
 from bcartnb.files import open_regular, read_regular
-from bcartnb.quota import Plan, resolve_plan
+from bcartnb.plans import Plan, resolve_plan
 
 __all__ = [
     "BCART_API_URL",
