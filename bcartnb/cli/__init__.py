@@ -121,7 +121,3 @@ def entry() -> NoReturn:
         with contextlib.suppress(Exception):  # a closed pipe must not change the exit code
             stream.flush()
     os._exit(code)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    entry()
