@@ -15,6 +15,10 @@ short), and its base64 at every byte alignment (alone, after ``Bearer ``, inside
 header), standard or URL-safe, whole or cut to :data:`MIN_BASE64` characters or more. What
 matches becomes ``***``.
 
+Addresses are the other thing no report, log or face shows whole: :func:`mask_address` and
+:func:`mask_text` are that one rule, here at the bottom so the reports, hygiene, the API client
+and the faces hide an address without importing the send stage.
+
 Ground layer: the standard library only, so settings, the API client, the transports and the
 mailbox readers can all call the one rule.
 """
@@ -27,7 +31,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["MASK", "MIN_BASE64", "MIN_FRAGMENT", "scrub"]
+__all__ = ["MASK", "MIN_BASE64", "MIN_FRAGMENT", "mask_address", "mask_text", "scrub"]
 
 #: What a secret (or a piece of one) is replaced with.
 MASK: Final = "***"
@@ -45,6 +49,22 @@ _BASE64_ESCAPES: Final = {
 }
 # JSON's and Python's short escapes of control characters (a password may hold a tab)
 _SHORT_ESCAPES: Final = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def mask_address(address: str) -> str:
+    """``taro@example.co.jp`` → ``t***@example.co.jp``: reports and logs never show addresses."""
+    local, at, domain = str(address).partition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def mask_text(text: str) -> str:
+    """Every address in a text masked (a server's reply, a sample mail, a warning)."""
+    return _ADDRESS.sub(lambda m: mask_address(m.group(0)), text)
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:

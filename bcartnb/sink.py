@@ -30,7 +30,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from bcartnb.exceptions import TransportError
 from bcartnb.transports import MaildirTransport, StoredMail, read_maildir
 
-__all__ = ["Sink", "SmtpServerThread"]
+__all__ = ["Sink", "SmtpServerThread", "StoredMail"]  # StoredMail: what on_message is given
 
 
 class _BoundController(Controller):

@@ -8,7 +8,6 @@ many mails went out, how many are left and why, and how to continue.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ from bcartnb.audience import REASON_LABELS
 from bcartnb.exceptions import IncompleteError
 from bcartnb.ledger import CampaignRecord
 from bcartnb.mailcheck import Finding
+from bcartnb.privacy import mask_address, mask_text
 from bcartnb.quota import QuotaStatus
 
 __all__ = [
@@ -39,22 +39,6 @@ EXIT_CODES = {
     "unfinished": 4,
     "interrupted": 130,
 }
-
-
-def mask_address(address: str) -> str:
-    """``taro@example.co.jp`` → ``t***@example.co.jp``: reports and logs never show addresses."""
-    local, at, domain = str(address).partition("@")
-    if not at:
-        return "***"
-    return f"{local[:1]}***@{domain}"
-
-
-_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-
-
-def mask_text(text: str) -> str:
-    """Every address in a text masked (a server's reply, a sample mail, a warning)."""
-    return _ADDRESS.sub(lambda m: mask_address(m.group(0)), text)
 
 
 def quota_dict(status: QuotaStatus, used_after: int) -> dict[str, Any]:
