@@ -55,19 +55,18 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bcartnb.audience import REASON_LABELS, REASONS
-from bcartnb.delivery import mask_address, mask_text
 from bcartnb.exceptions import BcartnbError, CampaignStateError, InputError
 from bcartnb.files import write_atomically
 from bcartnb.filters import describe_filter
 from bcartnb.members import COLUMN_LABELS
+from bcartnb.privacy import mask_address, mask_text
 from bcartnb.quota import TOKYO, month_of, resolve_plan
 from bcartnb.settings import require_ledger
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from bcartnb.campaign import CampaignPlan
-    from bcartnb.delivery import DeliverySummary
+    from bcartnb.campaign import CampaignPlan, DeliverySummary
     from bcartnb.ledger import Ledger
     from bcartnb.settings import Settings
 
@@ -1023,8 +1022,7 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
     again from its recorded parameters when the file is still there (with a note when its
     recipients are no longer the same), and the report says so when it is not.
     """
-    from bcartnb.campaign import CampaignSpec, plan_campaign
-    from bcartnb.delivery import DeliverySummary
+    from bcartnb.campaign import CampaignSpec, DeliverySummary, plan_campaign
     from bcartnb.ledger import Ledger
 
     db = require_ledger(settings)

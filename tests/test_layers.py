@@ -76,30 +76,19 @@ KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
 #: (face, stage) reaching past the conductor today; issue 22 moves each away.
 KNOWN_PAST_CONDUCTOR: frozenset[tuple[str, str]] = frozenset(
     {
-        ("bcartnb.cli", "bcartnb.delivery"),  # DeliverySummary, exit_code
-        ("bcartnb.cli", "bcartnb.delivery.summary"),  # mask_*
-        ("bcartnb.cli", "bcartnb.transports"),  # StoredMail
-        ("bcartnb.hygiene.report", "bcartnb.delivery.summary"),  # mask_address
-        ("bcartnb.hygiene.unsubscribe", "bcartnb.delivery.summary"),  # mask_address
-        ("bcartnb.report", "bcartnb.delivery"),  # DeliverySummary (under TYPE_CHECKING)
         ("bcartnb.widgets.sending", "bcartnb.transports"),  # Transport
         ("bcartnb.widgets.wizard", "bcartnb.transports"),  # Transport
     }
 )
 
 #: The modules of each import circle today: a circle may lose members, never gain one.
-#: members → bcart_api (read_snapshot) → push → delivery.summary and hygiene.writeback
-#: (mask_address) → audience → members and filters (→ members); snapshot → members.
+#: members → bcart_api (read_snapshot) → push and snapshot → members.
 KNOWN_CIRCLES: tuple[frozenset[str], ...] = (
     frozenset(
         {
-            "bcartnb.audience",
             "bcartnb.bcart_api",
             "bcartnb.bcart_api.push",
             "bcartnb.bcart_api.snapshot",
-            "bcartnb.delivery.summary",
-            "bcartnb.filters",
-            "bcartnb.hygiene.writeback",
             "bcartnb.members",
         }
     ),

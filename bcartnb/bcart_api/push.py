@@ -27,7 +27,6 @@ import pandas as pd
 
 from bcartnb.bcart_api.client import BcartClient
 from bcartnb.bcart_api.snapshot import DEFAULT_SNAPSHOT, snapshot_info
-from bcartnb.delivery.summary import mask_address
 from bcartnb.exceptions import BcartApiError
 from bcartnb.hygiene.writeback import (
     Unresolved,
@@ -36,6 +35,7 @@ from bcartnb.hygiene.writeback import (
     unresolved_counts,
 )
 from bcartnb.ledger import BcartChange, Ledger
+from bcartnb.privacy import mask_address
 
 __all__ = [
     "BATCH_SIZE",

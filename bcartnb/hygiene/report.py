@@ -18,11 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from bcartnb.delivery.summary import mask_address
 from bcartnb.hygiene.export import BcartExport, export_bcart_csv
 from bcartnb.hygiene.scan import ScanResult
 from bcartnb.ledger import Ledger
 from bcartnb.ledger.suppressions import REASON_LABELS
+from bcartnb.privacy import mask_address
 from bcartnb.quota import TOKYO, month_of, now_tokyo, parse_month
 from bcartnb.report import Block, _display, _heading, _image, _japanese, _paragraph, _png, _table
 

@@ -66,10 +66,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bcartnb.delivery.summary import mask_address
 from bcartnb.exceptions import BcartnbError, SettingsError, TransportError
 from bcartnb.hygiene.tokens import TokenSigner, UnsubscribeToken
 from bcartnb.ledger.suppressions import HygieneEvent, UnsubscribeState
+from bcartnb.privacy import mask_address
 from bcartnb.quota import now_tokyo
 from bcartnb.templates import UNSUBSCRIBE_TOKEN_FIELD
 

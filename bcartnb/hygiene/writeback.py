@@ -28,9 +28,9 @@ from typing import Any, Final
 
 import pandas as pd
 
-from bcartnb.delivery.summary import mask_address
 from bcartnb.ledger import Suppression
 from bcartnb.ledger.suppressions import REASON_LABELS
+from bcartnb.privacy import mask_address
 
 __all__ = [
     "UNRESOLVED_HINTS",
