@@ -547,7 +547,10 @@ def test_preview_first_n_and_ids_with_errors_kept_per_member() -> None:
     assert [p.member_id for p in first] == [1, 2]
     assert first[0].error is None and first[0].subject == "【ご案内】株式会社テスト商事 様"
     assert first[0].raw.startswith(b"From: ") and first[0].warnings == ()
-    assert first[0].checks == tuple(c.check(c.compose(df.iloc[0].to_dict())))
+    # TEXT_BODY says 配信停止 but gives no URL, address or way to reply: the one finding the
+    # law asks for (特定電子メール法 第4条第2号), and nothing else in this plain mail
+    assert [f.code for f in first[0].checks] == ["opt_out"]
+    assert "通知先（URL・メールアドレス・返信の方法）がありません" in first[0].checks[0].detail
     assert first[1].error is not None and "'会社名' is missing" in first[1].error
     picked = preview(c, df, ids=[3])
     assert picked[0].member_id == 3 and picked[0].error is not None and "'③'" in picked[0].error
