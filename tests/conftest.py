@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import extras  # noqa: F401  (first: it reads BCARTNB_REQUIRE_ALL before any test clears it)
 import pytest
 
 

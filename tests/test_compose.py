@@ -20,7 +20,6 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-import bcartnb.compose as compose_mod
 from bcartnb.compose import (
     ComposedMail,
     Composer,
@@ -92,14 +91,6 @@ def content(part: EmailMessage) -> str:
 
 def member(**changes: Any) -> dict[str, Any]:
     return {**MEMBER, **changes}
-
-
-def isort_key(name: str) -> tuple[int, str]:
-    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
-
-
-def test_all_is_sorted() -> None:
-    assert compose_mod.__all__ == sorted(compose_mod.__all__, key=isort_key)
 
 
 # --- round trips ---------------------------------------------------------------------------

@@ -187,18 +187,6 @@ def test_any_mail_parses_without_raising_and_names_only_what_it_holds(
             assert f.address.encode() in raw.lower()
 
 
-@pytest.mark.parametrize("module", ["bounces", "export", "matching", "report", "scan", "sources"])
-def test_each_hygiene_module_all_is_sorted_and_real(module: str) -> None:
-    import importlib
-
-    from test_exports import isort_key
-
-    mod = importlib.import_module(f"bcartnb.hygiene.{module}")
-    names = list(mod.__all__)
-    assert names == sorted(names, key=isort_key)
-    assert all(hasattr(mod, name) for name in names)
-
-
 def test_a_members_reply_that_mentions_an_error_is_not_a_bounce() -> None:
     raw = (
         "From: 山田 <yamada@example.jp>\nTo: shop@shop.example.co.jp\n"

@@ -23,7 +23,6 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from bcartnb import ledger as ledger_module
 from bcartnb.exceptions import CampaignStateError, LedgerError, QuotaExceededError
 from bcartnb.ledger import (
     APPLICATION_ID,
@@ -133,14 +132,6 @@ def kill(proc: subprocess.Popen[str]) -> None:
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def test_all_is_sorted_and_exported() -> None:
-    names = ledger_module.__all__
-    key = lambda n: (0 if n.isupper() else 1 if n[0].isupper() else 2, n)  # noqa: E731
-    assert names == sorted(names, key=key)
-    for name in names:
-        assert hasattr(ledger_module, name)
 
 
 def test_the_state_machines_have_no_way_out_of_a_final_state() -> None:

@@ -31,17 +31,6 @@ SEED_TABLE = {
 }
 
 
-def _isort_order(name: str) -> tuple[int, str]:
-    # ruff's RUF022 order: CONSTANTS, then Classes, then functions.
-    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
-
-
-def test_all_is_sorted_and_exported() -> None:
-    assert quota.__all__ == sorted(quota.__all__, key=_isort_order)
-    for name in quota.__all__:
-        assert hasattr(quota, name)
-
-
 @pytest.mark.parametrize(("name", "caps"), SEED_TABLE.items())
 def test_each_plan_caps_at_twice_its_member_cap(name: str, caps: tuple[int, int]) -> None:
     plan = resolve_plan(name)

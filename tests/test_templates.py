@@ -63,15 +63,6 @@ def render(source: str, member: dict[str, object], html: bool = False, name: str
     return t.render(context_builder(t.names)(member), member.get("id"))
 
 
-def isort_key(name: str) -> tuple[int, str]:
-    """The order ruff (RUF022) keeps: CONSTANTS, then Classes, then functions."""
-    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
-
-
-def test_all_is_sorted() -> None:
-    assert templates_mod.__all__ == sorted(templates_mod.__all__, key=isort_key)
-
-
 def test_store_save_list_get_rename_delete(tmp_path: Path) -> None:
     store = TemplateStore(tmp_path / "templates")
     assert store.list() == []

@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from smtp_servers import Faults, TestServer
 
-import bcartnb.transports as transports
 from bcartnb.exceptions import SettingsError, TransportError
 from bcartnb.settings import SmtpSettings, load_settings
 from bcartnb.transports import (
@@ -481,11 +480,6 @@ def test_every_transport_fits_the_protocols(tmp_path: Path, smtp_server: Factory
         with transport:
             assert isinstance(transport, Transport)
             assert isinstance(transport.connect(), Connection)
-
-
-def test_all_is_sorted() -> None:
-    assert transports.__all__ == sorted(transports.__all__)
-    assert all(hasattr(transports, name) for name in transports.__all__)
 
 
 def test_a_subprocess_sends_through_the_environment(smtp_server: Factory) -> None:
