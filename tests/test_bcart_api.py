@@ -22,6 +22,7 @@ from bcart_server import TOKEN, FakeBcart, serve
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
+from secrets_scan import assert_no_secret
 
 from bcartnb.bcart_api import (
     BcartClient,
@@ -489,11 +490,10 @@ def test_cli_pull_members_and_no_secret_anywhere(
     assert main(["members", "snaps/today.parquet", "--opt-in-only", "--json"]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert counts["selected"] == 250 and counts["reasons"]["not_opted_in"] == 125
-    everything = shown.out + shown.err + caplog.text + json.dumps(pulled)
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            everything += path.read_bytes().decode("latin-1")
-    assert TOKEN not in everything
+    # stdout, stderr, the log, the snapshots: no token in any form
+    assert_no_secret(
+        shown.out, shown.err, caplog.text, json.dumps(pulled), tmp_path, secrets={"token": TOKEN}
+    )
     assert "Bearer" not in caplog.text
 
 
