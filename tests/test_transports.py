@@ -615,7 +615,7 @@ def test_an_unreadable_reply_drops_the_connection(smtp_server: Factory) -> None:
 
 def test_begin_twice_on_one_connection_is_a_bug(smtp_server: Factory) -> None:
     server = smtp_server(faults=Faults(hold_after=0))
-    with server.transport(timeout=2) as transport:
+    with server.transport(timeout=10) as transport:
         conn = cast(SmtpConnection, transport.connect())
         assert conn.begin(SHOP, ["a@example.jp"], mail()) is None
         with pytest.raises(RuntimeError, match="already running"):
