@@ -57,6 +57,7 @@ import hashlib
 import html as html_lib
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -886,6 +887,10 @@ class Composer:
         )
         self.fast_html = False
         self.fast_text = False
+        #: Mails composed per path: "fast_text" (both parts by the fast templates), "fast_html"
+        #: (the HTML only), "reference". Tests read it to know the fast path ran, not only
+        #: that its bytes agree with the reference's.
+        self.paths: Counter[str] = Counter()
         if draft.html:
             self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
             self._prepare_fast_html()
@@ -1160,7 +1165,9 @@ class Composer:
                 pass  # the reference path renders it (and words an error with its lines)
             else:
                 text = self._fast_text(ctx, member_id) if self.fast_text else None
+                self.paths["fast_html" if text is None else "fast_text"] += 1
                 return subject, html_to_text(html) if text is None else text, html
+        self.paths["reference"] += 1
         return (subject, *self._reference_body(ctx, member_id))
 
     def _fast_text(self, ctx: Mapping[str, Any], member_id: Any) -> str | None:

@@ -26,7 +26,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, Locator, Page, Playwright, ViewportSize, expect
+from extras import CHROMIUM, need_browser
+
+need_browser()  # a clear skip (a failure under make test), not ModuleNotFoundError
+
+from playwright.sync_api import (  # noqa: E402
+    Browser,
+    Locator,
+    Page,
+    Playwright,
+    ViewportSize,
+    expect,
+)
 
 __all__ = [
     "CHROMIUM",
@@ -44,7 +55,6 @@ __all__ = [
     "widget_input",
 ]
 
-CHROMIUM = Path("/usr/bin/chromium")
 # Flags that work as root in a container with no GPU and no network beyond 127.0.0.1.
 CHROMIUM_ARGS = (
     "--no-sandbox",

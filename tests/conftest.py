@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import extras  # noqa: F401  (first: it reads BCARTNB_REQUIRE_ALL before any test clears it)
 import pytest
 
 
@@ -48,9 +49,9 @@ def smtp_server(tls_ca: TlsFiles) -> Iterator[Callable[..., TestServer]]:
     """Factory of started servers, all stopped after the test.
 
     ``smtp_server(faults=Faults(temp_fail=2), security="starttls", users={"shop": "pw"},
-    auth_required=True, require_starttls=True)``; every argument is optional. The server
-    has ``.port``, ``.received``, ``.sessions``, ``.settings(...)``, ``.transport(...)``,
-    ``.env()`` for a subprocess, ``.wait_for(n)``, ``.release()``.
+    auth_required=True, require_starttls=True, clock=ManualClock())``; every argument is
+    optional. The server has ``.port``, ``.received``, ``.sessions``, ``.settings(...)``,
+    ``.transport(...)``, ``.env()`` for a subprocess, ``.wait_for(n)``, ``.release()``.
     """
     servers: list[TestServer] = []
 
@@ -61,6 +62,7 @@ def smtp_server(tls_ca: TlsFiles) -> Iterator[Callable[..., TestServer]]:
         users: Mapping[str, str] | None = None,
         auth_required: bool = False,
         require_starttls: bool = False,
+        clock: Callable[[], float] | None = None,
     ) -> TestServer:
         server = TestServer(
             faults=faults,
@@ -69,6 +71,7 @@ def smtp_server(tls_ca: TlsFiles) -> Iterator[Callable[..., TestServer]]:
             users=users,
             auth_required=auth_required,
             require_starttls=require_starttls,
+            **({} if clock is None else {"clock": clock}),
         )
         servers.append(server.start())
         return server
@@ -76,3 +79,15 @@ def smtp_server(tls_ca: TlsFiles) -> Iterator[Callable[..., TestServer]]:
     yield make
     for server in servers:
         server.stop()
+
+
+# --- hypothesis ----------------------------------------------------------------------------
+# No property fails because a loaded machine was slow: hypothesis's 200 ms deadline and its
+# "too slow" health check are timing assertions. Each property sets its own max_examples.
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile(
+    "bcartnb", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+_hypothesis_settings.load_profile("bcartnb")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
+from extras import need_program
 
 __all__ = ["DOVECOT", "ImapServer", "start_imap_server"]
 
@@ -146,6 +147,7 @@ service imap-login {{
 """,
         encoding="utf-8",
     )
+    need_program(DOVECOT, "dovecot-imapd")
     process = subprocess.Popen(
         [DOVECOT, "-F", "-c", str(conf)],
         stdout=subprocess.DEVNULL,

@@ -21,7 +21,8 @@ a test states exactly which attempt fails:
 * ``data_reply``: the reply to the message data (lines joined by CRLF make a multi-line one).
 * ``pipelining=True``: EHLO offers PIPELINING (RFC 2920), as Postfix and most providers do;
   each mail then records whether its envelope came in one write (``Received.pipelined``).
-* ``greylist=s``: greylisting per recipient address, by the clock (``time.monotonic``), not by
+* ``greylist=s``: greylisting per recipient address, by the clock (``time.monotonic``, or the
+  test's :class:`ManualClock` given as ``clock=``, which only moves when told), not by
   count: the first RCPT of an address gets ``451 4.7.1 Greylisted, please try again later``,
   and so does every later one until ``s`` seconds have passed since that first RCPT; after
   that the address is accepted. Only RCPTs seen while greylisting is on start a clock.
@@ -60,7 +61,7 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,15 @@ from bcartnb.settings import SmtpSettings
 from bcartnb.sink import SmtpServerThread
 from bcartnb.transports import SmtpTransport
 
-__all__ = ["Faults", "RawRecorder", "Received", "TestServer", "TlsFiles", "make_tls_files"]
+__all__ = [
+    "Faults",
+    "ManualClock",
+    "RawRecorder",
+    "Received",
+    "TestServer",
+    "TlsFiles",
+    "make_tls_files",
+]
 
 GREYLIST_REPLY = "451 4.7.1 Greylisted, please try again later"
 SHUTDOWN_REPLY = "421 4.3.2 Service shutting down"
@@ -162,6 +171,23 @@ class _FaultySMTP(SMTP):
         await super()._handle_client()
 
 
+class ManualClock:
+    """A clock that moves only when the test says so, for the timed faults.
+
+    With it a test sees a greylist delay or a shutdown window end exactly when it advances
+    the clock, never because a loaded machine was slow between two commands.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class _ScriptedHandler:
     """Records every mail and plays the faults. Runs in the server's event-loop thread.
 
@@ -169,8 +195,14 @@ class _ScriptedHandler:
     effect between commands, never halfway through one.
     """
 
-    def __init__(self, faults: Faults, users: Mapping[str, str] | None):
+    def __init__(
+        self,
+        faults: Faults,
+        users: Mapping[str, str] | None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.faults = faults
+        self.clock = clock
         self.users = dict(users or {})
         self.lock = threading.Condition()
         self.received: list[Received] = []
@@ -211,7 +243,7 @@ class _ScriptedHandler:
             faults = self.faults
             if faults.shutdown_after is None or self.ok_replies < faults.shutdown_after:
                 return False
-            now = time.monotonic()
+            now = self.clock()
             if self.shutdown_started is None:
                 self.shutdown_started = now
             return now - self.shutdown_started < faults.shutdown_for
@@ -247,7 +279,7 @@ class _ScriptedHandler:
         return reply
 
     def _greylisted(self, address: str, delay: float) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         with self.lock:
             first = self.greylisted.get(address)
             if first is None:  # the first RCPT always waits, whatever the delay
@@ -386,12 +418,13 @@ class TestServer:
         users: Mapping[str, str] | None = None,
         auth_required: bool = False,
         require_starttls: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ):
         if security != "none" and tls is None:
             raise ValueError(f"security {security!r} needs tls files")
         self.security = security
         self.tls = tls
-        self.handler = _ScriptedHandler(faults or Faults(), users)
+        self.handler = _ScriptedHandler(faults or Faults(), users, clock)
         kwargs: dict[str, Any] = {}
         if users is not None:
             kwargs["authenticator"] = self.handler.authenticate

@@ -22,6 +22,7 @@ from bcart_server import TOKEN, FakeBcart, serve
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
+from secrets_scan import assert_no_secret
 
 from bcartnb.bcart_api import (
     BcartClient,
@@ -371,6 +372,18 @@ def test_any_text_maps_like_the_csv(names: list[str], custom: list[str], flags: 
     )
     from_csv = typed_members(list(body.columns), body, "csv")
     assert_frame_equal(frame, from_csv)
+    # and both as the rule says, by hand: text kept exactly as sent (CR, LF, edge spaces and
+    # all), blank is missing; メール案内 is True only for 1 (受け取る). A custom column of
+    # whole numbers or dates is typed (members._custom): by hand only when it stays text.
+    texts = [("comp_name", names)]
+    if str(frame["業種"].dtype) == str(frame["comp_name"].dtype):
+        texts.append(("業種", custom))
+    for i in range(n):
+        row = frame.iloc[i]
+        assert (row["id"], row["email"]) == (i + 1, f"u{i}@example.jp")
+        assert row["mm_flag"] == (flags[i] == 1)
+        for column, values in texts:
+            assert (None if pd.isna(row[column]) else row[column]) == (values[i] or None)
 
 
 # --- settings ---------------------------------------------------------------------------
@@ -484,11 +497,10 @@ def test_cli_pull_members_and_no_secret_anywhere(
     assert main(["members", "snaps/today.parquet", "--opt-in-only", "--json"]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert counts["selected"] == 250 and counts["reasons"]["not_opted_in"] == 125
-    everything = shown.out + shown.err + caplog.text + json.dumps(pulled)
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            everything += path.read_bytes().decode("latin-1")
-    assert TOKEN not in everything
+    # stdout, stderr, the log, the snapshots: no token in any form
+    assert_no_secret(
+        shown.out, shown.err, caplog.text, json.dumps(pulled), tmp_path, secrets={"token": TOKEN}
+    )
     assert "Bearer" not in caplog.text
 
 

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from secrets_scan import SECRET_ENV, assert_no_secret
 from smtp_servers import Faults, TestServer
 
 from bcartnb.report import demo_path
@@ -100,8 +101,9 @@ def test_the_cron_wrapper_sends_once_and_exits_with_bcartnb_codes(
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
     # tmp_path is the shop folder (its bcartnb.toml, ledger and reports), found by the
-    # notebook's kernel from where the wrapper runs, as cron's `cd /srv/shop` would
-    env |= server.env() | {"PYTHON": sys.executable}
+    # notebook's kernel from where the wrapper runs, as cron's `cd /srv/shop` would; every
+    # secret held: none may reach the reports, the log or the output
+    env |= server.env() | {"PYTHON": sys.executable} | SECRET_ENV
 
     def members_mailed() -> list[str]:
         return sorted(r.recipients[0] for r in server.received if r.recipients != (ADMIN,))
@@ -124,3 +126,5 @@ def test_the_cron_wrapper_sends_once_and_exits_with_bcartnb_codes(
     assert len(reports) >= 2  # one report per run (two may share a second)
     text = "".join(p.read_text(encoding="utf-8") for p in reports)
     assert "user0@example.co.jp" not in text  # reports mask addresses
+    runs = (first, second, third)
+    assert_no_secret(*(r.stdout for r in runs), *(r.stderr for r in runs), tmp_path)

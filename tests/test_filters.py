@@ -346,13 +346,27 @@ def test_an_operator_that_does_not_fit_names_the_column_type(
     assert japanese in info.value.ja
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(1990, 2030), st.integers(1990, 2030))
-def test_a_custom_range_matches_the_plain_comparison(low: int, high: int) -> None:
-    years = pd.array([2008, 2010, None, 2019, 2020], dtype="Int64")
-    frame = pd.DataFrame({"id": [1, 2, 3, 4, 5], "取引開始年": years})
-    got = ids(apply_filter(frame, {"取引開始年": {"min": low, "max": high}})) if low <= high else []
+_YEARS = pd.array([2008, 2010, None, 2019, 2020], dtype="Int64")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1990, 2030), min_size=2, max_size=2).map(sorted))
+def test_a_custom_range_matches_the_plain_comparison(bounds: list[int]) -> None:
+    low, high = bounds  # a valid range on every example: the code runs every time
+    frame = pd.DataFrame({"id": [1, 2, 3, 4, 5], "取引開始年": _YEARS})
+    got = ids(apply_filter(frame, {"取引開始年": {"min": low, "max": high}}))
     want = [
-        i for i, y in zip(frame["id"], years, strict=True) if not pd.isna(y) and low <= y <= high
+        i for i, y in zip(frame["id"], _YEARS, strict=True) if not pd.isna(y) and low <= y <= high
     ]
     assert got == want
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1990, 2030), min_size=2, max_size=2, unique=True).map(sorted))
+def test_a_custom_range_upside_down_is_refused_naming_both_ends(bounds: list[int]) -> None:
+    low, high = bounds
+    frame = pd.DataFrame({"id": [1, 2, 3, 4, 5], "取引開始年": _YEARS})
+    with pytest.raises(FilterError) as info:
+        apply_filter(frame, {"取引開始年": {"min": high, "max": low}})
+    assert f"min {high} is after max {low}" in str(info.value)
+    assert info.value.ja == f"絞込条件「取引開始年」: min（{high}）が max（{low}）より後です。"

@@ -171,7 +171,7 @@ def test_hostile_mail_never_crashes_nor_names_an_address_it_does_not_name() -> N
         parsed = parse_message(raw, now=NOW)
         for f in parsed.findings:
             assert f.address is None or f.address.encode() in raw.lower()
-            assert f.address is None or clean_address(f.address) == f.address
+            assert f.address is None or _ADDRESS_SHAPE.fullmatch(f.address)
     crlf = parse_message(_dsn("evil@example.jp\r\nBcc: victim@example.jp"), now=NOW)
     assert "victim@example.jp" not in {f.address for f in crlf.findings}
 
@@ -208,20 +208,8 @@ def test_any_mail_parses_without_raising_and_names_only_what_it_holds(
     for f in parsed.findings:
         assert f.kind in {"hard_bounce", "soft_bounce", "complaint", "unsubscribed"}
         if f.address is not None:
-            assert clean_address(f.address) == f.address
+            assert _ADDRESS_SHAPE.fullmatch(f.address), f.address
             assert f.address.encode() in raw.lower()
-
-
-@pytest.mark.parametrize("module", ["bounces", "export", "matching", "report", "scan", "sources"])
-def test_each_hygiene_module_all_is_sorted_and_real(module: str) -> None:
-    import importlib
-
-    from test_exports import isort_key
-
-    mod = importlib.import_module(f"bcartnb.hygiene.{module}")
-    names = list(mod.__all__)
-    assert names == sorted(names, key=isort_key)
-    assert all(hasattr(mod, name) for name in names)
 
 
 def test_a_members_reply_that_mentions_an_error_is_not_a_bounce() -> None:
@@ -240,14 +228,20 @@ def test_a_members_reply_that_mentions_an_error_is_not_a_bounce() -> None:
     ]
 
 
+# Addresses anyone would call valid, by construction (dot-atoms, an LDH domain): the DSN must
+# name exactly this one. The expected value is the generated text itself, not a validator's.
+_PLAIN_ADDRESS_RE = re.compile(
+    r"[a-z0-9]{1,8}([._+-][a-z0-9]{1,8}){0,2}@[a-z0-9]{1,8}(-[a-z0-9]{1,8})?\.[a-z]{2,5}"
+)
+_PLAIN_ADDRESS = st.from_regex(_PLAIN_ADDRESS_RE, fullmatch=True)
+# What any named address looks like, whatever the DSN held: one @, no space, control or
+# bracket, a dotted domain.
+_ADDRESS_SHAPE = re.compile(r"[^@\s<>()\[\],;:\\\"\x00-\x1f]+@[a-z0-9.-]+\.[a-z0-9-]+")
+
+
 @settings(max_examples=150, deadline=None)
 @given(
-    recipient=st.one_of(
-        st.from_regex(
-            r"[a-z0-9][a-z0-9._+-]{0,20}@[a-z0-9][a-z0-9-]{0,10}\.[a-z]{2,5}", fullmatch=True
-        ),
-        st.text(max_size=80),
-    ),
+    recipient=st.one_of(_PLAIN_ADDRESS, st.text(max_size=80)),
     status=st.from_regex(r"[45]\.[0-9]{1,3}\.[0-9]{1,3}", fullmatch=True),
 )
 def test_a_dsn_names_its_recipient_or_nobody_and_its_status_decides_hard_or_soft(
@@ -256,12 +250,12 @@ def test_a_dsn_names_its_recipient_or_nobody_and_its_status_decides_hard_or_soft
     raw = _dsn(recipient, status=status)
     parsed = parse_message(raw, now=NOW)
     named = {f.address for f in parsed.findings} - {None}
-    expected = clean_address(recipient)
-    if expected is not None and "\n" not in recipient and ".." not in recipient:
-        assert named == {expected}
-        [finding] = [f for f in parsed.findings if f.address == expected]
+    if _PLAIN_ADDRESS_RE.fullmatch(recipient):
+        assert named == {recipient}
+        [finding] = [f for f in parsed.findings if f.address == recipient]
+        # RFC 3463: class 4 is a persistent transient failure, class 5 a permanent one
         assert finding.kind == ("soft_bounce" if status.startswith("4") else "hard_bounce")
         assert finding.status == status
     for address in named:
-        assert address is not None and clean_address(address) == address
+        assert address is not None and _ADDRESS_SHAPE.fullmatch(address), address
         assert address.encode() in raw.lower()

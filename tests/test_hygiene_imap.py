@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from imap_server import ImapServer, start_imap_server
+from secrets_scan import assert_no_secret
 from smtp_servers import TestServer
 from test_cli_run import bcartnb
 from test_hygiene_scan import SAMPLE_CID, SAMPLE_MEMBERS, send_mails
@@ -96,9 +97,8 @@ def test_imaps_scan_reads_without_changing_the_folder_and_twice_is_a_no_op(
         3,
     )
     assert mailbox_state(imap) == before  # not a flag changed, nothing moved or deleted
-    for stream in (first.stdout, first.stderr):
-        assert imap.password not in stream
-    assert imap.password.encode() not in (tmp_path / "ledger.sqlite3").read_bytes()
+    # stdout, stderr, the ledger and anything else written: no password in any form
+    assert_no_secret(first.stdout, first.stderr, tmp_path, secrets={"IMAP password": imap.password})
 
 
 def test_imap_with_starttls_and_the_password_from_dotenv(
@@ -135,7 +135,8 @@ def test_refusals_are_one_line_and_never_show_the_password(
     done = bcartnb("bounces", "scan", url, env=env, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith("bcartnb: error: ") and done.stderr.count("\n") == 1
-    assert "Traceback" not in done.stderr and password not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    assert_no_secret(done.stdout, done.stderr, tmp_path, secrets={"IMAP password": password})
     expected = {
         "wrong password": "ログインできません",
         "untrusted certificate": "証明書",

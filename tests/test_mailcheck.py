@@ -3,12 +3,12 @@ one; hostile HTML never breaks it; the plan, the dry run and a real send carry t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bounded import finishes
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from smtp_servers import TestServer
@@ -248,9 +248,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize("html", HOSTILE.values(), ids=HOSTILE.keys())
 def test_hostile_html_never_breaks_the_checks(html: str) -> None:
-    started = time.monotonic()
-    found = check(text="x", html=html)
-    assert time.monotonic() - started < 20
+    found = finishes(lambda: check(text="x", html=html))
     assert set(codes(found)) <= set(CODES)
     for f in found:
         assert "\n" not in f.detail and "\r" not in f.detail and "\x00" not in f.detail
@@ -268,12 +266,11 @@ LONG_LINES = {
 
 
 @pytest.mark.parametrize("line", LONG_LINES.values(), ids=LONG_LINES.keys())
-def test_a_long_line_is_checked_in_linear_time(line: str) -> None:
-    """No pattern backtracks over a line: a quadratic one took a minute on 100,000 letters."""
+def test_a_long_line_is_checked(line: str) -> None:
+    """A quadratic pattern took a minute on 100,000 letters; bench/bench_mailcheck.py measures
+    that the time grows linearly with the line."""
     html = f"<p>{line}</p><a href='mailto:{line}'>{line}</a><a href='http://x.example/'>{line}</a>"
-    started = time.monotonic()
-    check(text=line, html=html)
-    assert time.monotonic() - started < 15
+    assert set(codes(finishes(lambda: check(text=line, html=html)))) <= set(CODES)
 
 
 def test_hostile_html_is_read_as_a_mail_client_reads_it() -> None:

@@ -382,6 +382,51 @@ def test_normalize_address() -> None:
     assert normalize_address("a b@example.jp") == "a b@example.jp"
 
 
+# The contract's address rule (DESIGN.md, "Addresses"), case by case, written by hand: the
+# independent oracle. The property below holds the vectorised check to email-validator's
+# verdict on generated addresses; this table holds both to the contract.
+ADDRESS_VERDICTS: dict[str | None, str | None] = {
+    "a@example.jp": None,
+    "  a@example.jp\u3000": None,  # surrounding white space, full-width too, is trimmed
+    "Taro.Yamada@Example.CO.JP": None,
+    "a+tag@sub.example.co.jp": None,
+    "!#$%&'*+-/=?^_{|}~@example.jp": None,  # every symbol the local part may hold
+    "a.b.c@example.jp": None,
+    "x" * 64 + "@example.jp": None,
+    None: "empty_address",
+    "": "empty_address",
+    " \t\u3000 ": "empty_address",
+    "a": "invalid_address",  # no @
+    "a@": "invalid_address",
+    "@example.jp": "invalid_address",
+    "a@@example.jp": "invalid_address",
+    "a@example": "invalid_address",  # a domain needs a dot
+    ".a@example.jp": "invalid_address",  # leading, trailing, doubled dot
+    "a.@example.jp": "invalid_address",
+    "a..b@example.jp": "invalid_address",
+    'a"b@example.jp': "invalid_address",
+    "a`b@example.jp": "invalid_address",
+    "a(b)@example.jp": "invalid_address",
+    "a,b@example.jp": "invalid_address",
+    "a b@example.jp": "invalid_address",
+    "<a@example.jp>": "invalid_address",
+    "あ@example.jp": "invalid_address",  # non-ASCII
+    "a@exa mple.jp": "invalid_address",
+    "a@example..jp": "invalid_address",
+    "a@-example.jp": "invalid_address",  # not a DNS name
+    "x" * 65 + "@example.jp": "invalid_address",  # a local part is at most 64 octets
+}
+
+
+def test_address_verdicts_follow_the_contract_case_by_case() -> None:
+    got = check_addresses(pd.Series(list(ADDRESS_VERDICTS), dtype=object))
+    verdicts = dict(zip(ADDRESS_VERDICTS, (None if pd.isna(g) else g for g in got), strict=True))
+    assert verdicts == ADDRESS_VERDICTS
+    assert [reference(a) for a in ADDRESS_VERDICTS if a is not None] == [
+        v for a, v in ADDRESS_VERDICTS.items() if a is not None
+    ]
+
+
 _LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_{|}~-]+)*"
 
 

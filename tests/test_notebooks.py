@@ -20,6 +20,7 @@ import papermill
 import pytest
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
+from secrets_scan import SECRET_ENV, SECRETS, assert_no_secret
 from smtp_servers import TestServer
 
 from bcartnb.audience import build_audience
@@ -162,21 +163,32 @@ def test_unknown_filter_column_fails_naming_it_and_sends_nothing(
         read_summary(demo_env / "out.ipynb")
 
 
-def test_no_secret_in_the_executed_notebook_or_its_html(
+def test_no_secret_in_the_executed_notebooks_or_their_html(
     demo_env: Path, smtp_server: Server, monkeypatch: pytest.MonkeyPatch
 ):
-    secret = "some-unique-secret-6c1f"
-    server = smtp_server(users={"shop": secret}, auth_required=True)
-    point_at(server, monkeypatch, BCARTNB_SMTP_USER="shop", BCARTNB_SMTP_PASSWORD=secret)
+    # every secret the shop holds is in the kernel's environment, the SMTP password used
+    server = smtp_server(users={"shop": SECRETS["SMTP password"]}, auth_required=True)
+    point_at(server, monkeypatch, BCARTNB_SMTP_USER="shop", **SECRET_ENV)
     members = write_members(demo_env / "members.csv", 3)
     out = run(demo_env, members=str(members), template="テキストニュースレター", send=True)
     assert read_summary(out)["sent"] == 3
     # the password was really used: the server only accepts mail after AUTH with it
     assert {r.auth_user for r in server.received} == {"shop"}
-    body, _ = HTMLExporter().from_filename(str(out))
-    assert secret not in out.read_text(encoding="utf-8")
-    assert secret not in body
+    folder = demo_env / "templates"
+    shutil.copytree(demo_path("templates"), folder)
+    previewed = run(
+        demo_env,
+        "templates-out.ipynb",
+        notebook=TEMPLATES,
+        templates_dir=str(folder),
+        members=str(members),
+        template="テキストニュースレター",
+        member_id=2001,
+    )
+    pages = [HTMLExporter().from_filename(str(nb))[0] for nb in (out, previewed)]
     assert SUMMARY_MIMETYPE in out.read_text(encoding="utf-8")
+    # the notebooks, their HTML, the mails, and every file the kernel wrote (ledger, reports)
+    assert_no_secret(*pages, *(r.raw for r in server.received), demo_env)
 
 
 def test_templates_notebook_previews_and_saves(demo_env: Path, monkeypatch: pytest.MonkeyPatch):

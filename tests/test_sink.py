@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-import bcartnb.sink as sink_module
 from bcartnb.exceptions import TransportError
 from bcartnb.settings import SmtpSettings
 from bcartnb.sink import Sink, SmtpServerThread
@@ -109,10 +108,6 @@ def test_serve_forever_in_a_thread_ends_on_shutdown(tmp_path: Path) -> None:
     assert sink.received == 1
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((sink.host, sink.port), timeout=5).close()
-
-
-def test_all_is_sorted() -> None:
-    assert sink_module.__all__ == sorted(sink_module.__all__)
 
 
 # --- bcartnb sink as a real process ------------------------------------------------------

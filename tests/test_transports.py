@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from smtp_servers import Faults, TestServer
 
-import bcartnb.transports as transports
 from bcartnb.exceptions import SettingsError, TransportError
 from bcartnb.settings import SmtpSettings, load_settings
 from bcartnb.transports import (
@@ -347,7 +346,8 @@ def test_drop_after_data_is_uncertain_because_the_mail_arrived(smtp_server: Fact
 
 def test_a_silent_server_times_out_as_uncertain(smtp_server: Factory) -> None:
     server = smtp_server(faults=Faults(hold_after=0))
-    with server.transport(timeout=0.3) as transport:
+    # long enough for a loaded machine's greeting and envelope replies: only the data waits
+    with server.transport(timeout=3) as transport:
         result = transport.send(SHOP, ["a@example.jp"], mail())
     assert result.outcome is Outcome.UNCERTAIN and "timed out" in result.message
     assert len(server.received) == 1  # it did arrive: resending would mail twice
@@ -482,11 +482,6 @@ def test_every_transport_fits_the_protocols(tmp_path: Path, smtp_server: Factory
             assert isinstance(transport.connect(), Connection)
 
 
-def test_all_is_sorted() -> None:
-    assert transports.__all__ == sorted(transports.__all__)
-    assert all(hasattr(transports, name) for name in transports.__all__)
-
-
 def test_a_subprocess_sends_through_the_environment(smtp_server: Factory) -> None:
     """How `bcartnb run` tests reach a server: BCARTNB_SMTP_* (and SSL_CERT_FILE for TLS)."""
     server = smtp_server(security="starttls", users={"shop": "s3cret"}, auth_required=True)
@@ -599,13 +594,13 @@ def test_a_multiline_reply_is_read_whole(smtp_server: Factory) -> None:
 
 def test_a_polled_transaction_past_its_deadline_expires_as_uncertain(smtp_server: Factory) -> None:
     server = smtp_server(faults=Faults(hold_after=0))
-    with server.transport(timeout=0.3) as transport:
+    with server.transport(timeout=3) as transport:
         conn = cast(SmtpConnection, transport.connect())
         assert conn.begin(SHOP, ["a@example.jp"], mail()) is None
         results: dict[int, SendResult] = {}
         _drive([conn], results)
         assert results[0].outcome is Outcome.UNCERTAIN
-        assert "no reply within 0.3 s" in results[0].message
+        assert "no reply within 3 s" in results[0].message
         assert not conn.alive and not conn.busy  # dropped: the next send reconnects
     assert len(server.received) == 1
 
@@ -620,7 +615,7 @@ def test_an_unreadable_reply_drops_the_connection(smtp_server: Factory) -> None:
 
 def test_begin_twice_on_one_connection_is_a_bug(smtp_server: Factory) -> None:
     server = smtp_server(faults=Faults(hold_after=0))
-    with server.transport(timeout=2) as transport:
+    with server.transport(timeout=10) as transport:
         conn = cast(SmtpConnection, transport.connect())
         assert conn.begin(SHOP, ["a@example.jp"], mail()) is None
         with pytest.raises(RuntimeError, match="already running"):

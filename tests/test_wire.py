@@ -256,6 +256,8 @@ def test_any_member_value_reaches_the_wire_crlf_and_dot_stuffed_or_is_refused(
     wires = send_all(recorder, mails)
     for wire, mail in zip(wires, mails, strict=True):
         check_wire(wire, mail)
+    # the plain member went through the fast path, the path most mails take
+    assert not html or c.paths["fast_text"] >= 1
 
 
 @pytest.mark.parametrize("ch", ["\x1b", "\x07", "\x7f", "\x85", "\x9b", "\x01"])
