@@ -639,15 +639,18 @@ def test_ctrl_c_while_the_rate_limit_waits_stops_at_once_and_refunds(
     # two mails an hour: the third waits for the limit, and the Ctrl-C lands in that wait,
     # sent once the main thread is seen waiting there (not after a guessed delay)
     main = threading.main_thread().ident
-    lines, first = inspect.getsourcelines(RateLimiter.acquire)
-    sleeping = first + next(i for i, line in enumerate(lines) if "self._sleep(" in line)
+
+    def sleep_line(method: object) -> tuple[object, int]:
+        lines, first = inspect.getsourcelines(method)  # type: ignore[arg-type]
+        at = first + next(i for i, line in enumerate(lines) if "self._sleep(" in line)
+        return method.__code__, at  # type: ignore[attr-defined]
+
+    # the limiter's waits: a pause with nothing in flight, or a blocking acquire
+    waits = {sleep_line(RateLimiter.pause), sleep_line(RateLimiter.acquire)}
 
     def waiting_for_the_limit() -> bool:
         frame = sys._current_frames().get(main or 0)
-        return frame is not None and (frame.f_code, frame.f_lineno) == (
-            RateLimiter.acquire.__code__,
-            sleeping,
-        )
+        return frame is not None and (frame.f_code, frame.f_lineno) in waits
 
     def interrupt_when_waiting() -> None:
         deadline = time.monotonic() + 60
@@ -658,6 +661,8 @@ def test_ctrl_c_while_the_rate_limit_waits_stops_at_once_and_refunds(
             time.sleep(0.02)
 
     watcher = threading.Thread(target=interrupt_when_waiting, daemon=True)
+    # a background job starts with SIGINT ignored: Ctrl-C must reach this test all the same
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     faulthandler.dump_traceback_later(120, exit=True)  # a hang here must not hang the suite
     watcher.start()
     try:
@@ -665,10 +670,11 @@ def test_ctrl_c_while_the_rate_limit_waits_stops_at_once_and_refunds(
     finally:
         faulthandler.cancel_dump_traceback_later()
         watcher.join(60)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    signal.signal(signal.SIGINT, previous)
     assert summary.status == "interrupted" and summary.uncertain == []
     assert (summary.sent, summary.pending) == (2, 2) and len(member_mails(server)) == 2
     assert summary.quota["used_after"] == 2  # the one marked but never started was refunded
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
     done = resume(summary.campaign_id, settings, progress=False)
     assert done.status == "done" and done.sent == 4
     assert sorted(member_mails(server)) == sorted(f"user{i}@example.co.jp" for i in range(4))
