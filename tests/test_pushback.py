@@ -438,13 +438,10 @@ def test_no_bounce_is_ever_exported_as_opted_out(
 
 
 @pytest.mark.parametrize("module", ["bcartnb.hygiene.writeback", "bcartnb.bcart_api.push"])
-def test_all_is_sorted_and_real(module: str) -> None:
+def test_every_exported_name_exists(module: str) -> None:
     import importlib
 
-    from test_exports import isort_key
-
-    mod = importlib.import_module(module)
-    assert list(mod.__all__) == sorted(mod.__all__, key=isort_key)
+    mod = importlib.import_module(module)  # the order of __all__ is ruff's (RUF022)
     assert all(hasattr(mod, name) for name in mod.__all__)
 
 
