@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 from bcartnb.exceptions import HygieneError
 from bcartnb.files import open_regular, read_regular
 from bcartnb.privacy import scrub
-from bcartnb.settings import _is_local, _read_dotenv, check_url
+from bcartnb.settings import check_url, is_local, read_dotenv
 
 __all__ = ["ImapUrl", "Mailbox", "imap_folder_name", "open_mailbox", "parse_imap_url"]
 
@@ -200,7 +200,7 @@ def imap_folder_name(name: str) -> str:
 def _password(env: Mapping[str, str] | None) -> str:
     values = dict(os.environ if env is None else env)
     if env is None:
-        _read_dotenv(values)
+        read_dotenv(values)
     password = values.get(_PASSWORD_ENV)
     if not password:
         raise HygieneError(
@@ -223,7 +223,7 @@ class _ImapMailbox(Mailbox):
                 self.conn = imaplib.IMAP4(url.host, url.port, timeout=_IMAP_TIMEOUT)
                 if "STARTTLS" in self.conn.capabilities:
                     self.conn.starttls(ssl_context=context)
-                elif not _is_local(url.host):
+                elif not is_local(url.host):
                     self.conn.shutdown()
                     raise HygieneError(
                         f"{where} offers no STARTTLS: the password would cross the network "

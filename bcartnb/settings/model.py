@@ -1,0 +1,85 @@
+"""The shop's settings as one frozen, checked object that every stage takes.
+
+Each section checks its own values (:mod:`~bcartnb.settings.smtp`, …); this one checks what
+belongs to no section: the signature, the unsubscribe URLs and the two bounds on a template
+render. A copy with changes (:meth:`Settings.replace`) is checked again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bcartnb.exceptions import SettingsError
+from bcartnb.settings.bcart import BcartSettings
+from bcartnb.settings.checks import check_url, in_range
+from bcartnb.settings.hygiene import HygieneSettings
+from bcartnb.settings.smtp import DeliverySettings, SmtpSettings
+
+__all__ = ["MAX_MAIL_BYTES", "RENDER_TIMEOUT", "Settings"]
+
+#: Seconds one template render may take: the demo newsletter renders in a tenth of a
+#: millisecond and a loop over a thousand products in milliseconds, so five seconds leaves
+#: room for any real template and still ends a runaway one before a wizard user gives up.
+RENDER_TIMEOUT = 5.0
+_RENDER_TIMEOUT_RANGE = (0.1, 600.0)
+#: Bytes one composed mail may have: Postfix's default message_size_limit, so a mail this
+#: size would be refused by the most common MTA anyway; a newsletter is tens of kilobytes
+#: (Gmail clips HTML over 102 KB).
+MAX_MAIL_BYTES = 10_240_000
+_MAX_MAIL_BYTES_RANGE = (10_000, 100_000_000)
+#: What a signature may not hold: the controls but the line feed and the tab.
+_SIGNATURE_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class Settings:
+    plan: str | None = None
+    from_addr: str = "shop@example.com"
+    from_name: str = ""
+    admin: str | None = None
+    signature: str = ""
+    signature_html: str | None = None
+    #: The ledger file; None when no shop was found and BCARTNB_DB is unset (require_ledger).
+    db: Path | None = None
+    templates: Path = Path("templates")
+    segments: Path = Path("segments.toml")
+    unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
+    #: Signs the unsubscribe links (bcartnb.hygiene.tokens): from the environment only.
+    unsubscribe_secret: str | None = field(default=None, repr=False)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    bcart: BcartSettings = field(default_factory=BcartSettings)
+    hygiene: HygieneSettings = field(default_factory=HygieneSettings)
+    source: Path | None = None
+    #: The per-user ledger of earlier versions, when it exists and the shop's own ledger does
+    #: not yet: require_ledger says how to adopt it rather than start an empty one beside it.
+    legacy_ledger: Path | None = None
+    #: True when ``db`` is the shop folder's default file, named by neither the settings file
+    #: nor BCARTNB_DB: the one ledger that could appear without anyone having named it.
+    ledger_by_default: bool = False
+    render_timeout: float = RENDER_TIMEOUT
+    max_mail_bytes: int = MAX_MAIL_BYTES
+
+    def __post_init__(self) -> None:
+        for key in ("unsubscribe_url", "unsubscribe_mailto"):
+            value = getattr(self, key)
+            if isinstance(value, str):
+                check_url(value, key, SettingsError)
+        bad = _SIGNATURE_CONTROL.search(self.signature)
+        if bad:
+            # line breaks are the signature's own (LF; a file's CRLF reads as LF); a NUL or a
+            # bare CR would reach every mail's body, where SMTP forbids them
+            raise SettingsError(
+                f"signature contains a control character ({bad.group()!r})",
+                ja="署名に改行以外の制御文字（NUL・CR など）が含まれています。",
+            )
+        in_range("render_timeout", self.render_timeout, *_RENDER_TIMEOUT_RANGE, unit=" seconds")
+        in_range("max_mail_bytes", self.max_mail_bytes, *_MAX_MAIL_BYTES_RANGE, integer=True)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed; settings stay immutable once checked."""
+        return replace(self, **changes)
