@@ -66,6 +66,52 @@ def test_bad_settings_name_the_file_and_key(tmp_path: Path, text: str, needle: s
     assert str(cfg) in str(exc.value) and needle in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "value", "kind"),
+    [
+        ("smtp", "host", "1", "a string"),
+        ("smtp", "allow_plaintext_auth", '"yes"', "true or false"),
+        ("smtp", "timeout", '"30"', "an integer or a number"),
+        ("delivery", "connections", "true", "an integer"),
+        ("delivery", "backoff", '"1"', "an integer or a number"),
+        ("bcart", "api_url", "1", "a string"),
+        ("hygiene", "verp", "1", "true or false"),
+        ("hygiene", "server_connections", "2.5", "an integer"),
+    ],
+)
+def test_each_section_names_its_key_and_kind(
+    tmp_path: Path, section: str, key: str, value: str, kind: str
+) -> None:
+    cfg = write(tmp_path / "b.toml", f"[{section}]\n{key} = {value}\n")
+    with pytest.raises(SettingsError) as exc:
+        load_settings(cfg, env={})
+    assert f"{cfg} [{section}]: {key} must be {kind}, not " in str(exc.value)
+    assert f"{cfg} [{section}] の {key} の値" in exc.value.ja
+
+
+def test_a_section_reads_whole_numbers_as_numbers_and_names_its_first_mistake(
+    tmp_path: Path,
+) -> None:
+    cfg = write(
+        tmp_path / "b.toml",
+        '[smtp]\nuser = ""\ntimeout = 7\n[delivery]\nbackoff = 5\n'
+        "[hygiene]\nsoft_window_days = 7\n",
+    )
+    s = load_settings(cfg, env={})
+    assert s.smtp.user is None
+    assert [type(v) for v in (s.smtp.timeout, s.delivery.backoff)] == [float, float]
+    assert (s.delivery.backoff, s.hygiene.soft_window_days) == (5.0, 7.0)
+    # checked in the order of the section's keys, whatever the order in the file
+    for text, first in (
+        ('[smtp]\ntimeout = "x"\nhost = 1\n', "host must be a string"),
+        ('[smtp]\ntimeout = "x"\nport = 70000\n', "port 70000 is out of range"),
+        ('[hygiene]\nserver_connections = "x"\nbounce_address = "a@b, c@d"\n', "bounce_address"),
+    ):
+        write(cfg, text)
+        with pytest.raises(SettingsError, match=first):
+            load_settings(cfg, env={})
+
+
 def test_password_only_from_environment(tmp_path: Path) -> None:
     cfg = write(tmp_path / "b.toml", '[smtp]\npassword = "secret"\n')
     with pytest.raises(SettingsError, match="unknown key 'password'"):

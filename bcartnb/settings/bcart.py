@@ -13,11 +13,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bcartnb.exceptions import SettingsError
-from bcartnb.settings.checks import CONTROL, check_type, check_url, is_local, read_table
+from bcartnb.settings.checks import CONTROL, check_url, is_local, read_section
 
 __all__ = ["BCART_API_URL", "BcartSettings", "bcart_from_file"]
 
-_BCART_KEYS = {"api_url"}
 #: B-Cart's public REST API (https://api.bcart.jp/api/v1); ``[bcart] api_url`` points elsewhere.
 BCART_API_URL = "https://api.bcart.jp/api/v1"
 
@@ -78,10 +77,7 @@ class BcartSettings:
 
 def bcart_from_file(data: Mapping[str, Any], where: str, envd: Mapping[str, str]) -> dict[str, Any]:
     """The ``[bcart]`` table's ``api_url``, and the token from the environment only."""
-    table = read_table(data, "bcart", _BCART_KEYS, where)
-    out: dict[str, Any] = {}
-    if "api_url" in table:
-        out["api_url"] = check_type(table, "api_url", str, f"{where} [bcart]")
+    out = read_section(data, "bcart", {"api_url": str}, where)
     if envd.get("BCARTNB_BCART_TOKEN"):
         out["token"] = envd["BCARTNB_BCART_TOKEN"].strip()
     return out

@@ -12,7 +12,7 @@ import email.errors
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from email.headerregistry import Address, AddressHeader, HeaderRegistry
 from email.utils import parseaddr
 from typing import Any, cast
@@ -30,7 +30,7 @@ __all__ = [
     "is_local",
     "parse_mailbox",
     "port_number",
-    "read_table",
+    "read_section",
 ]
 
 _HEADERS = HeaderRegistry()
@@ -222,12 +222,27 @@ def port_number(value: str, where: str) -> int:
     return port
 
 
-def read_table(data: Mapping[str, Any], name: str, keys: set[str], where: str) -> dict[str, Any]:
-    """The ``[name]`` table of the settings file (empty when absent), its keys checked."""
+def read_section(
+    data: Mapping[str, Any],
+    name: str,
+    kinds: Mapping[str, type],
+    where: str,
+    convert: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> dict[str, Any]:
+    """The ``[name]`` table of the settings file (empty when absent): only the keys of
+    ``kinds``, each of its kind (``float`` takes an integer too), then ``convert``ed; checked
+    in the order of ``kinds``, so the first mistake in the file is the one named."""
     table = data.get(name, {})
     if not isinstance(table, dict):
         raise SettingsError(
             f"{where}: [{name}] must be a table", ja=f"{where} の [{name}] は表で書いてください。"
         )
-    check_keys(table, keys, f"{where} [{name}]")
-    return table
+    here = f"{where} [{name}]"
+    check_keys(table, kinds, here)
+    out: dict[str, Any] = {}
+    for key, kind in kinds.items():
+        if key in table:
+            value = check_type(table, key, (int, float) if kind is float else kind, here)
+            value = float(value) if kind is float else value
+            out[key] = convert[key](value) if convert and key in convert else value
+    return out

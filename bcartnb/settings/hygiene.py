@@ -11,14 +11,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from bcartnb.exceptions import SettingsError
-from bcartnb.settings.checks import check_type, in_range, parse_mailbox, read_table
+from bcartnb.settings.checks import in_range, parse_mailbox, read_section
 
 __all__ = ["HygieneSettings", "hygiene_from_file"]
 
-_HYGIENE_KEYS = {"soft_threshold", "soft_window_days", "verp", "bounce_address"} | {
-    "server_header_timeout",
-    "server_body_timeout",
-    "server_connections",
+#: The keys of ``[hygiene]`` and their kinds, in the order they are checked.
+_HYGIENE_KINDS: dict[str, type] = {
+    "soft_threshold": int,
+    "soft_window_days": float,
+    "verp": bool,
+    "bounce_address": str,
+    "server_header_timeout": float,
+    "server_body_timeout": float,
+    "server_connections": int,
 }
 
 
@@ -63,21 +68,6 @@ class HygieneSettings:
 
 def hygiene_from_file(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The ``[hygiene]`` table's keys, typed; ranges are checked by HygieneSettings."""
-    table = read_table(data, "hygiene", _HYGIENE_KEYS, where)
-    here = f"{where} [hygiene]"
-    out: dict[str, Any] = {}
-    if "soft_threshold" in table:
-        out["soft_threshold"] = check_type(table, "soft_threshold", int, here)
-    if "soft_window_days" in table:
-        out["soft_window_days"] = float(check_type(table, "soft_window_days", (int, float), here))
-    if "verp" in table:
-        out["verp"] = check_type(table, "verp", bool, here)
-    if "bounce_address" in table:
-        value = check_type(table, "bounce_address", str, here)
-        out["bounce_address"] = parse_mailbox(value, f"{here}: bounce_address")[1]
-    for key in ("server_header_timeout", "server_body_timeout"):
-        if key in table:
-            out[key] = float(check_type(table, key, (int, float), here))
-    if "server_connections" in table:
-        out["server_connections"] = check_type(table, "server_connections", int, here)
-    return out
+    here = f"{where} [hygiene]: bounce_address"
+    convert = {"bounce_address": lambda value: parse_mailbox(value, here)[1]}
+    return read_section(data, "hygiene", _HYGIENE_KINDS, where, convert)

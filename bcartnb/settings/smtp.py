@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bcartnb.exceptions import SettingsError
-from bcartnb.settings.checks import check_type, in_range, is_local, port_number, read_table
+from bcartnb.settings.checks import in_range, is_local, port_number, read_section
 
 __all__ = [
     "SECURITY_MODES",
@@ -26,8 +26,22 @@ __all__ = [
 ]
 
 SECURITY_MODES = ("none", "starttls", "ssl")
-_SMTP_KEYS = {"host", "port", "security", "user", "timeout", "allow_plaintext_auth"}
-_DELIVERY_KEYS = {"connections", "rate_per_second", "rate_per_hour", "retries", "backoff"}
+#: The keys of ``[smtp]`` and ``[delivery]`` and their kinds, in the order they are checked.
+_SMTP_KINDS: dict[str, type] = {
+    "host": str,
+    "port": int,
+    "security": str,
+    "user": str,
+    "allow_plaintext_auth": bool,
+    "timeout": float,
+}
+_DELIVERY_KINDS: dict[str, type] = {
+    "connections": int,
+    "rate_per_hour": int,
+    "retries": int,
+    "rate_per_second": float,
+    "backoff": float,
+}
 
 
 @dataclass(frozen=True)
@@ -101,35 +115,13 @@ class DeliverySettings:
 
 def smtp_from_file(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The ``[smtp]`` table's keys, typed; the modes and ranges are SmtpSettings' to check."""
-    table = read_table(data, "smtp", _SMTP_KEYS, where)
-    here = f"{where} [smtp]"
-    out: dict[str, Any] = {}
-    if "host" in table:
-        out["host"] = check_type(table, "host", str, here)
-    if "port" in table:
-        out["port"] = port_number(str(check_type(table, "port", int, here)), where)
-    if "security" in table:
-        out["security"] = check_type(table, "security", str, here)
-    if "user" in table:
-        out["user"] = check_type(table, "user", str, here) or None
-    if "allow_plaintext_auth" in table:
-        out["allow_plaintext_auth"] = check_type(table, "allow_plaintext_auth", bool, here)
-    if "timeout" in table:
-        out["timeout"] = float(check_type(table, "timeout", (int, float), here))
-    return out
+    convert = {"port": lambda port: port_number(str(port), where), "user": lambda u: u or None}
+    return read_section(data, "smtp", _SMTP_KINDS, where, convert)
 
 
 def delivery_from_file(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The ``[delivery]`` table's keys, typed; ranges are checked by DeliverySettings."""
-    table = read_table(data, "delivery", _DELIVERY_KEYS, where)
-    out: dict[str, Any] = {}
-    for key in ("connections", "rate_per_hour", "retries"):
-        if key in table:
-            out[key] = check_type(table, key, int, f"{where} [delivery]")
-    for key in ("rate_per_second", "backoff"):
-        if key in table:
-            out[key] = float(check_type(table, key, (int, float), f"{where} [delivery]"))
-    return out
+    return read_section(data, "delivery", _DELIVERY_KINDS, where)
 
 
 def smtp_from_environment(smtp_kw: dict[str, Any], envd: Mapping[str, str]) -> None:
