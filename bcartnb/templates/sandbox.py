@@ -1,15 +1,15 @@
 """The one Jinja2 environment templates render in: sandboxed, strict, and bounded.
 
+A template is the shop's text, but it runs on the marketer's machine against 10,000 members:
+Jinja's sandbox stops attribute tricks (``{{ ''.__class__ }}``), StrictUndefined makes an empty
+field an error rather than a blank in a sent mail, and the two limits here end a runaway loop
+or a huge value before the kernel or the spool gives up.
+
 Templates are bounded, per render, by the settings ``render_timeout`` (seconds) and
 ``max_mail_bytes``: the sandbox checks its clock on every call, attribute and loop step,
 and refuses any value larger than a whole mail may be (``'a' * 10**8``) or an
 integer power too big to print (``(10**100000)**100000``) before computing it. Both are
 TemplateErrors naming template, line and member, so a dry run ends instead of hanging.
-
-A template is the shop's text, but it runs on the marketer's machine against 10,000 members:
-Jinja's sandbox stops attribute tricks (``{{ ''.__class__ }}``), StrictUndefined makes an empty
-field an error rather than a blank in a sent mail, and the two limits here end a runaway loop
-or a huge value before the kernel or the spool gives up.
 """
 
 from __future__ import annotations
