@@ -36,6 +36,8 @@ _SIGNATURE_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 @dataclass(frozen=True)
 class Settings:
+    """Checked once when made, so a stage never meets a bad value halfway through a send."""
+
     plan: str | None = None
     from_addr: str = "shop@example.com"
     from_name: str = ""
