@@ -4,9 +4,10 @@ B-Cart caps each month's mail because bounces hurt every shop's deliverability, 
 refused mail still counts; so the report puts the month's bounce rate per campaign first
 (bounced addresses / mails sent, a chart labelled by date and subject), then the addresses
 this scan put on the suppression list (masked, as every report masks them), then where the
-B-Cart import file was written. It follows :mod:`bcartnb.report`'s rules and uses its
-helpers: every value is escaped where it lands, addresses are masked, no setting but the
-month and the file names is shown.
+B-Cart import file was written. It follows :mod:`bcartnb.report`'s rules and is made of its
+public blocks (:mod:`bcartnb.report.blocks`, :mod:`bcartnb.report.charts`): every value is
+escaped where it lands, addresses are masked, no setting but the month and the file names
+is shown.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from bcartnb.ledger import Ledger
 from bcartnb.ledger.suppressions import REASON_LABELS
 from bcartnb.privacy import mask_address
 from bcartnb.quota import TOKYO, month_of, now_tokyo, parse_month
-from bcartnb.report import Block, _display, _heading, _image, _japanese, _paragraph, _png, _table
+from bcartnb.report.blocks import heading, image, paragraph, show, table
+from bcartnb.report.charts import japanese, png
 
 __all__ = [
     "bounce_chart",
@@ -85,7 +87,7 @@ def bounce_chart(rates: pd.DataFrame, month: str) -> bytes:
     """The bounce rate per campaign, as bars labelled by date and subject (PNG)."""
     from matplotlib.figure import Figure
 
-    with _japanese():
+    with japanese():
         fig = Figure(figsize=(7, 3.4))
         ax = fig.add_subplot()
         if len(rates):
@@ -105,7 +107,7 @@ def bounce_chart(rates: pd.DataFrame, month: str) -> bytes:
         ax.set_title(f"{month} のキャンペーン別 不達率（不達アドレス数 / 送信数）")
         ax.set_ylabel("%")
         ax.set_ylim(bottom=0)
-        return _png(fig)
+        return png(fig)
 
 
 def scan_table(result: ScanResult) -> pd.DataFrame:
@@ -148,10 +150,6 @@ def new_suppressions(ledger: Ledger, result: ScanResult) -> pd.DataFrame:
     )
 
 
-def _show(block: Block) -> None:
-    _display(block, raw=True)
-
-
 def pending_table(result: ScanResult) -> pd.DataFrame:
     """The notices of this mailbox still waiting to be confirmed (masked), one row each."""
     rows = [
@@ -172,23 +170,23 @@ def pending_table(result: ScanResult) -> pd.DataFrame:
 def _show_pending(result: ScanResult) -> None:
     """Why some notices changed nothing, and the one step that confirms a real one."""
     if result.unmatched:
-        _show(
-            _paragraph(
+        show(
+            paragraph(
                 f"このショップのメールと照合できない通知 {result.unmatched:,} 件は無視しました"
                 "（送っていないアドレス・他のメールへの通知・偽造の疑い）。"
             )
         )
     if not result.pending:
         return
-    _show(_heading(2, "確認待ちの通知（伏せ字）"))
-    _show(
-        _paragraph(
+    show(heading(2, "確認待ちの通知（伏せ字）"))
+    show(
+        paragraph(
             "Message-ID も VERP もなく、このショップのメールと照合できない通知です"
             "（一部の携帯キャリアの不達通知など）。配信停止にはしていません。"
             "本物と判断したものは bcartnb bounces confirm ID で確定してください。"
         )
     )
-    _show(_table(pending_table(result)))
+    show(table(pending_table(result)))
 
 
 def show_hygiene_report(
@@ -206,12 +204,12 @@ def show_hygiene_report(
     month = month or month_of(now_tokyo())
     summary: dict[str, Any] = {"month": month}
     if result is not None:
-        _show(_heading(2, "不達・配信停止メールの読み込み"))
-        _show(_table(scan_table(result)))
+        show(heading(2, "不達・配信停止メールの読み込み"))
+        show(table(scan_table(result)))
         summary.update(result.as_dict())
     rates = bounce_rates(ledger, month)
-    _show(_heading(2, f"{month} のキャンペーン別 不達率"))
-    _show(_image(bounce_chart(rates, month), f"{month} のキャンペーン別 不達率のグラフ"))
+    show(heading(2, f"{month} のキャンペーン別 不達率"))
+    show(image(bounce_chart(rates, month), f"{month} のキャンペーン別 不達率のグラフ"))
     shown = rates.assign(rate=[f"{100 * r:.1f}%" for r in rates["rate"]]).rename(
         columns={
             "campaign_id": "キャンペーンID",
@@ -223,26 +221,26 @@ def show_hygiene_report(
             "rate": "不達率",
         }
     )
-    _show(_table(shown))
+    show(table(shown))
     summary["campaigns"] = [
         {k: (float(v) if k == "rate" else v) for k, v in row.items()}
         for row in rates.to_dict("records")
     ]
     if result is not None:
-        _show(_heading(2, "新しく配信停止にした宛先（伏せ字）"))
+        show(heading(2, "新しく配信停止にした宛先（伏せ字）"))
         fresh = new_suppressions(ledger, result)
         if len(fresh):
-            _show(_table(fresh))
+            show(table(fresh))
         else:
-            _show(_paragraph("この読み込みで新しく配信停止にした宛先はありません。"))
+            show(paragraph("この読み込みで新しく配信停止にした宛先はありません。"))
         _show_pending(result)
     if export is not None:
         done: BcartExport = export_bcart_csv(
             ledger.suppressions(), export, members=members, journal=ledger.journal_members()
         )
-        _show(_heading(2, "B-Cart への反映"))
-        _show(
-            _paragraph(
+        show(heading(2, "B-Cart への反映"))
+        show(
+            paragraph(
                 f"会員インポート用のCSVを書き出しました: {Path(done.path).name}"
                 f"（配信停止 {len(done.member_ids):,} 件、メール案内 = 受け取らない）。"
                 "B-Cart の会員インポートで取り込むと、B-Cart からのメールも止まります。"
@@ -251,8 +249,8 @@ def show_hygiene_report(
             )
         )
         if done.without_id:
-            _show(
-                _paragraph(
+            show(
+                paragraph(
                     f"会員IDを決められない配信停止 {len(done.without_id):,} 件は書き出していません"
                     "（members に会員ファイルを指定すると探します）。"
                 )

@@ -1,0 +1,292 @@
+"""What a campaign's report says, gathered once: from the run just done, or from the ledger.
+
+:func:`from_run` gathers it in the papermill notebook from the plan and the summary the run
+returned; :func:`from_ledger` gathers it afterwards (``bcartnb report ID``) from the ledger,
+the campaign's notes and, when the member file is still there, the campaign planned again
+from its recorded parameters. Both fill one :class:`~bcartnb.report.document.CampaignReport`,
+so the document is the same whoever asks. Addresses are masked as they are put in, and
+nothing from the settings but the plan, the sender and the admin address (masked) is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+
+import pandas as pd
+
+from bcartnb.exceptions import BcartnbError, CampaignStateError
+from bcartnb.filters import describe_filter
+from bcartnb.privacy import mask_address, mask_text
+from bcartnb.quota import TOKYO, month_of, resolve_plan
+from bcartnb.report.document import CampaignReport
+from bcartnb.report.mail import sample_mail
+from bcartnb.report.notes import id_time, read_notes
+from bcartnb.report.summary import safe_summary
+from bcartnb.settings import require_ledger
+
+if TYPE_CHECKING:
+    from bcartnb.campaign import CampaignPlan, DeliverySummary
+    from bcartnb.ledger import CampaignRecord, Ledger
+    from bcartnb.settings import Settings
+
+__all__ = ["RunContext", "from_ledger", "from_run"]
+
+#: Journal states of a mail that was handed to the server at least once.
+_HANDED = ("sent", "failed", "deferred", "uncertain")
+
+
+class RunContext(TypedDict, total=False):
+    """What the notebook knows of a run besides its plan, summary and parameters.
+
+    ``scheduled_at`` is the time the run was planned for (papermill's parameter, shown as
+    given); ``ledger_usage`` the month's sends per campaign (``Ledger.usage_by_campaign``),
+    read from the plan's ledger when not given.
+    """
+
+    scheduled_at: str | None
+    ledger_usage: Mapping[str, int] | None
+
+
+def from_run(
+    plan: CampaignPlan,
+    summary: DeliverySummary,
+    params: Mapping[str, Any],
+    **run: Unpack[RunContext],
+) -> CampaignReport:
+    """The report of the run that just happened (the papermill notebook's)."""
+    from bcartnb.ledger import Ledger
+    from bcartnb.ledger.reservations import HOST, os_user
+
+    data = summary.as_dict()
+    quota = data["quota"]
+    cid = summary.campaign_id  # a continued campaign keeps its first run's id
+    db = require_ledger(plan.settings)
+    ledger_usage = run.get("ledger_usage")
+    scheduled_at = run.get("scheduled_at")
+    with Ledger.open(db) as led:
+        usage = dict(
+            led.usage_by_campaign(quota["month"]) if ledger_usage is None else ledger_usage
+        )
+        labels = _usage_labels(led, usage, db)
+        record = None if summary.dry_run else led.campaign(cid)
+        admin = _admin_words(
+            plan.settings, led, cid, record.admin_copy if record else None, summary.dry_run
+        )
+    if summary.dry_run and summary.sendable:
+        usage[cid] = usage.get(cid, 0) + summary.sendable
+    now = datetime.now(TOKYO)
+    subject = mask_text(plan.draft.subject)
+    started = record.created_at if record else id_time(cid)
+    labels[cid] = f"{(started or now).astimezone(TOKYO):%m/%d %H:%M} {subject}"  # as sent
+    return CampaignReport(
+        summary=safe_summary(data),
+        message=summary.message(),
+        subject=subject,
+        sender=_from_shown(plan.settings),
+        plan=plan.plan.name,
+        user=record.user if record else os_user(),
+        host=record.host if record else HOST,
+        started=started,
+        finished=(record.finished_at if record else now),
+        scheduled_at=None if scheduled_at is None else str(scheduled_at),
+        params=dict(params),
+        filter_text=describe_filter(plan.spec.filter),
+        usage=usage,
+        usage_labels=labels,
+        admin=admin,
+        sample=sample_mail(plan),
+        sendable=plan.audience.sendable,
+        unsendable=plan.audience.unsendable,
+        failures=list(summary.failures),
+        resume_command=summary.resume_command if summary.left and not summary.dry_run else None,
+    )
+
+
+def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
+    """A campaign's report from the ledger (and its notes), whenever it ran.
+
+    The counts, who and when, every failed member and the admin copy come from the ledger.
+    The sample mail and the unsendable members need the member file: the campaign is planned
+    again from its recorded parameters when the file is still there (with a note when its
+    recipients are no longer the same), and the report says so when it is not.
+    """
+    from bcartnb.campaign import DeliverySummary
+    from bcartnb.ledger import Ledger
+
+    db = require_ledger(settings)
+    with Ledger.open(db) as led:
+        record = _recorded(led, campaign_id)
+        notes = read_notes(db, campaign_id)
+        month = month_of(record.created_at)
+        usage = led.usage_by_campaign(month)
+        labels = _usage_labels(led, usage, db)
+        quota = notes.get("quota") or _quota_from_usage(record.plan, month, usage, campaign_id)
+        status = {"done": "done", "cancelled": "cancelled"}.get(record.status, "unfinished")
+        summary = DeliverySummary.from_record(
+            record,
+            status,
+            dict(quota),
+            [(r.member_id, r.address) for r in led.uncertain(campaign_id)],
+            failures=led.failures(campaign_id),
+        )
+        admin = _admin_words(settings, led, campaign_id, record.admin_copy, False)
+        data = summary.as_dict()
+        data["status"] = record.status
+        if record.status in ("sending", "cancelled"):  # no run of it ended with a code
+            data["exit_code"] = None
+        again = _replanned(led, record, settings)
+    resume = summary.resume_command if record.status in ("unfinished", "sending") else None
+    return CampaignReport(
+        summary=safe_summary(data),
+        message=_ledger_message(record, summary),
+        subject=str(
+            notes.get("subject") or mask_text(again.draft_subject or _subject_of(record.params))
+        ),
+        sender=str(notes.get("sender") or _from_shown(settings)),
+        plan=record.plan,
+        user=record.user,
+        host=record.host,
+        started=record.created_at,
+        finished=record.finished_at,
+        scheduled_at=notes.get("scheduled_at"),
+        params=dict(record.params),
+        filter_text=describe_filter(record.params.get("filter") or {}),
+        usage=dict(usage),
+        usage_labels=labels,
+        admin=admin,
+        sample=again.sample,
+        sendable=again.sendable,
+        unsendable=again.unsendable,
+        failures=list(summary.failures),
+        resume_command=resume,
+        notes=again.notes,
+    )
+
+
+def _recorded(led: Ledger, campaign_id: str) -> CampaignRecord:
+    try:
+        return led.campaign(campaign_id)
+    except CampaignStateError as err:
+        raise CampaignStateError(
+            str(err),
+            ja=f"キャンペーン {campaign_id!r} は配信記録にありません（確認のみの実行は"
+            "記録されません）。`bcartnb campaigns` で一覧を確かめてください。",
+        ) from err
+
+
+@dataclass
+class _Replanned:
+    """What only the member file can tell: the sample mail and who is (not) sendable."""
+
+    sample: dict[str, str] | None = None
+    sendable: pd.DataFrame | None = None
+    unsendable: pd.DataFrame | None = None
+    draft_subject: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _replanned(led: Ledger, record: CampaignRecord, settings: Settings) -> _Replanned:
+    """The campaign planned again from its recorded parameters, or a note why it cannot be."""
+    from bcartnb.campaign import CampaignSpec, plan_campaign
+
+    campaign_id = record.campaign_id
+    current = settings if settings.plan else settings.replace(plan=record.plan)
+    try:
+        spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
+        plan = plan_campaign(spec, current, ledger=led, campaign_id=campaign_id, mail=record.mail)
+        sample = sample_mail(plan)
+    except BcartnbError as err:
+        why = err.ja or str(err)
+        return _Replanned(
+            notes=[
+                f"会員ファイル {record.params.get('members')} またはテンプレートを読めないため、"
+                f"メールの例と送信できない会員の一覧は表示できません（{mask_text(why)}）。"
+            ]
+        )
+    out = _Replanned(sample, plan.audience.sendable, plan.audience.unsendable, plan.draft.subject)
+    # the same mail (an older ledger's campaigns had another identity): other recipients
+    if record.mail is not None and plan.fingerprint != record.fingerprint:
+        out.notes.append(
+            "会員ファイルが送信したときから変わっています（送信先が同じではありません）。"
+            "メールの例と送信できない会員の一覧は、いまのファイルから作りました。"
+        )
+    return out
+
+
+def _ledger_message(record: CampaignRecord, summary: DeliverySummary) -> str:
+    """How the campaign ended, in words, as the ledger knows it."""
+    if record.status == "sending":
+        return "このキャンペーンはいま送信中です（この時点の記録です）。"
+    if record.status == "cancelled" and not any(record.journal.get(s) for s in _HANDED):
+        return (
+            "このキャンペーンは1通も送る前に取り消されました"
+            "（メール配信上限数を超えた、メールを作れなかった、または取り消したため）。"
+        )
+    return summary.message()
+
+
+def _quota_from_usage(
+    plan: str, month: str, usage: Mapping[str, int], campaign_id: str
+) -> dict[str, Any]:
+    """Before and after, from the month's counts: the campaigns started before this one."""
+    before = sum(n for cid, n in usage.items() if cid < campaign_id)
+    return {
+        "plan": resolve_plan(plan).name,
+        "month": month,
+        "cap": resolve_plan(plan).monthly_cap,
+        "used_before": before,
+        "used_after": before + usage.get(campaign_id, 0),
+    }
+
+
+def _usage_labels(led: Ledger, usage: Mapping[str, int], db: Path) -> dict[str, str]:
+    """「11/29 10:05 件名」 for each campaign of the month: the chart's bar labels."""
+    labels = {}
+    for cid in usage:
+        try:
+            record = led.campaign(cid)
+        except BcartnbError:
+            continue
+        subject = read_notes(db, cid).get("subject") or _subject_of(record.params)
+        labels[cid] = f"{record.created_at.astimezone(TOKYO):%m/%d %H:%M} {subject}"
+    return labels
+
+
+def _subject_of(params: Mapping[str, Any]) -> str:
+    if params.get("subject"):
+        return str(params["subject"])
+    if params.get("template"):
+        return f"（テンプレート「{params['template']}」）"
+    return ""
+
+
+def _from_shown(settings: Settings) -> str:
+    name = settings.from_name.strip()
+    return mask_text(f"{name} <{settings.from_addr}>" if name else settings.from_addr)
+
+
+def _admin_words(
+    settings: Settings, led: Ledger | None, cid: str, state: str | None, dry_run: bool
+) -> str:
+    """Where the administrator's copy went, in words, its address masked."""
+    to = settings.admin
+    when = None
+    if led is not None and state == "sent":
+        sends = led.sends()
+        mine = sends[(sends["kind"] == "admin") & (sends["campaign_id"] == cid)]
+        if len(mine):
+            to, when = str(mine["address"].iloc[-1]), mine["at"].iloc[-1]
+    if state == "sent":
+        at = f"、{when:%Y-%m-%d %H:%M}" if when is not None else ""
+        return f"{mask_address(to or '')} に送信済み（1通{at}）"
+    if not to:
+        return "管理者のアドレス（設定の admin）がないため、控えは送っていません。"
+    if dry_run:
+        return f"確認のみのため送っていません（送信すると {mask_address(to)} に1通送ります）。"
+    if state == "sending":
+        return f"{mask_address(to)} への送信結果が不明です（二重に送らないよう、再送はしません）。"
+    return f"まだ送っていません（キャンペーンが終わったときに {mask_address(to)} に1通送ります）。"
