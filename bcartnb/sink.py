@@ -21,12 +21,13 @@ import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from bcartnb.closing import Serving
 from bcartnb.exceptions import TransportError
 from bcartnb.transports import MaildirTransport, StoredMail, read_maildir
 
@@ -71,7 +72,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-class SmtpServerThread:
+class SmtpServerThread(Serving):
     """An aiosmtpd server on ``host:port`` in a background thread; ``port=0`` picks a free one.
 
     ``handler`` is an aiosmtpd handler (``handle_DATA`` etc.); ``ssl_context`` makes it an
@@ -144,17 +145,6 @@ class SmtpServerThread:
         if sock is not None:
             sock.close()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 class _MaildirHandler:
     def __init__(self, outbox: MaildirTransport, on_message: Callable[[StoredMail], Any] | None):
@@ -177,7 +167,7 @@ class _MaildirHandler:
         return f"250 2.0.0 Ok: stored as {path.name}"
 
 
-class Sink:
+class Sink(Serving):
     """An SMTP server on ``host:port`` that stores every mail it receives in ``maildir``.
 
     ``with Sink(tmp_path / "mail", port=0) as sink:`` runs it in a thread for the length of
@@ -254,17 +244,6 @@ class Sink:
             if in_main and previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             self.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<Sink {self.address} → {self.maildir}>"

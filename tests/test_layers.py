@@ -31,6 +31,7 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.files": GROUND,
     "bcartnb.privacy": GROUND,
     "bcartnb.plans": GROUND,
+    "bcartnb.closing": GROUND,  # what a ``with`` block does to a connection, mailbox or server
     "bcartnb.members": RULES,
     "bcartnb.filters": RULES,
     "bcartnb.audience": RULES,

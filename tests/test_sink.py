@@ -92,6 +92,26 @@ def test_stop_frees_the_port_for_the_next_sink(tmp_path: Path) -> None:
     assert read_maildir(tmp_path / "a") == []
 
 
+class _Accept:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return "250 2.0.0 OK"
+
+
+def test_close_and_an_error_in_the_with_block_stop_the_server(tmp_path: Path) -> None:
+    server = SmtpServerThread(_Accept()).start()
+    assert server.running
+    server.close()
+    server.close()  # twice is harmless
+    assert not server.running
+    with pytest.raises(RuntimeError, match="boom"), Sink(tmp_path / "a", port=0) as sink:
+        port = sink.port
+        raise RuntimeError("boom")
+    with Sink(tmp_path / "b", port=port) as again:  # the port was let go of
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("s@example.com", ["r@example.jp"], RAW)
+        assert again.received == 1
+
+
 def test_serve_forever_in_a_thread_ends_on_shutdown(tmp_path: Path) -> None:
     sink = Sink(tmp_path / "mail", port=0)
     ready = threading.Event()

@@ -25,10 +25,10 @@ import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+from bcartnb.closing import Closing
 from bcartnb.exceptions import HygieneError
 from bcartnb.files import open_regular, read_regular
 from bcartnb.privacy import scrub
@@ -41,7 +41,7 @@ _IMAP_TIMEOUT = 60.0
 _PASSWORD_ENV = "BCARTNB_IMAP_PASSWORD"
 
 
-class Mailbox:
+class Mailbox(Closing):
     """A mailbox opened for reading: ``len()`` mails, iterated as raw bytes.
 
     ``skipped``: entries passed over because they are not mail files (a FIFO or a device in
@@ -59,17 +59,6 @@ class Mailbox:
 
     def close(self) -> None:
         """Let go of the mailbox (a network connection, a file)."""
-
-    def __enter__(self) -> Mailbox:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class _LocalMailbox(Mailbox):
