@@ -174,18 +174,26 @@ def _first_bad(col: pd.Series, bad: pd.Series | np.ndarray[Any, Any]) -> tuple[i
     return int(col.index[pos]), col.iloc[pos]
 
 
+#: What a value of each kind is not, when it does not fit: (English, Japanese).
+_NOT_A: Final[dict[str, tuple[str, str]]] = {
+    "id": ("is not a member id (a whole number)", "は会員ID（整数）ではありません。"),
+    "int": ("is not a whole number", "は整数ではありません。"),
+    "bool": (
+        "is not 受け取る/受け取らない (or 1/0, true/false, blank)",
+        "は「受け取る」「受け取らない」のどちらでもありません。",
+    ),
+    "datetime": ("is not a date and time", "は日時として読めません。"),
+}
+
+
 def _bad_value(
-    col: pd.Series,
-    bad: pd.Series | np.ndarray[Any, Any],
-    label: str,
-    where: Where,
-    english: str,
-    japanese: str,
+    col: pd.Series, bad: pd.Series | np.ndarray[Any, Any], label: str, where: Where, kind: str
 ) -> MembersFileError:
-    """The first value ``bad`` marks, named by its row and column: each kind says only what
-    the value is not (``english``, ``japanese``), so every column's refusal reads alike."""
+    """The first value ``bad`` marks, named by its row and column and what a ``kind`` value
+    is not (:data:`_NOT_A`), so every column's refusal reads alike."""
     row, value = _first_bad(col, bad)
     shown = show(value)
+    english, japanese = _NOT_A[kind]
     return where.error(
         f"{shown} {english}",
         row,
@@ -210,34 +218,18 @@ def _convert(col: pd.Series, kind: str, label: str, where: Where) -> pd.Series:
             )
         bad = ~stripped.str.fullmatch(_ID_RE)
         if bad.any():
-            raise _bad_value(
-                col,
-                bad,
-                label,
-                where,
-                "is not a member id (a whole number)",
-                "は会員ID（整数）ではありません。",
-            )
+            raise _bad_value(col, bad, label, where, kind)
         return stripped.astype(np.int64)
     if kind == "int":
         bad = ~blank & ~stripped.str.fullmatch(_ID_RE)
         if bad.any():
-            raise _bad_value(
-                col, bad, label, where, "is not a whole number", "は整数ではありません。"
-            )
+            raise _bad_value(col, bad, label, where, kind)
         return stripped.mask(blank).astype("Int64")
     if kind == "bool":
         flags = stripped.str.lower().map(MM_FLAG_VALUES)
         bad = flags.isna()
         if bad.any():
-            raise _bad_value(
-                col,
-                bad,
-                label,
-                where,
-                "is not 受け取る/受け取らない (or 1/0, true/false, blank)",
-                "は「受け取る」「受け取らない」のどちらでもありません。",
-            )
+            raise _bad_value(col, bad, label, where, kind)
         return flags.astype(bool)
     if kind == "datetime":
         return _datetimes(col, stripped, blank, label, where)
@@ -250,9 +242,7 @@ def _datetimes(
     """B-Cart's date column, or an error naming the first value that is not a date."""
     stamps, bad = _parse_datetimes(stripped, blank)
     if bad.any():
-        raise _bad_value(
-            col, bad, label, where, "is not a date and time", "は日時として読めません。"
-        )
+        raise _bad_value(col, bad, label, where, "datetime")
     localized: pd.Series = stamps.dt.tz_localize(TOKYO)
     return localized
 
