@@ -41,12 +41,12 @@ import numpy as np
 import pandas as pd
 from email_validator import EmailNotValidError, validate_email
 
-from bcartnb import members as members_module
 from bcartnb.audience import build_audience
 from bcartnb.filters import apply_filter
 from bcartnb.members import (
     HEADER_ALIASES,
     MM_FLAG_VALUES,
+    addresses,
     check_addresses,
     is_valid_domain,
     read_members,
@@ -111,9 +111,9 @@ def synthetic_members(n: int, seed: int = 7) -> pd.DataFrame:
 # --- the row loops ------------------------------------------------------------------------
 
 _SPACES = " \t\r\n\v\f\u3000"
-_FAST = re.compile(members_module._FAST_ADDRESS)
-_SPECIAL = re.compile(members_module._special_tail_re(), re.IGNORECASE)
-_SHAPE = re.compile(members_module._SHAPE)
+_FAST = re.compile(addresses._FAST_ADDRESS)
+_SPECIAL = re.compile(addresses._special_tail_re(), re.IGNORECASE)
+_SHAPE = re.compile(addresses._SHAPE)
 
 
 def plain_reason(address: Any) -> str | None:

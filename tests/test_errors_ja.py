@@ -16,7 +16,7 @@ from bcartnb import exceptions
 PACKAGE = Path(bcartnb.__file__).parent
 ERRORS = {name for name in exceptions.__all__ if name != "BcartnbError"} | {"BcartnbError"}
 #: Calls that build a BcartnbError and pass ``ja`` through (checked where they are defined).
-BUILDERS = {"error": "members._Where.error"}
+BUILDERS = {"error": "members.where.Where.error"}
 #: Files other branches own while this one is written (issue 14's helpers work in parallel):
 #: the report (issue13-report) and the wizard (issue14-wizard). Their errors get their ``ja``
 #: there; this set should be emptied once those branches are merged.

@@ -1,4 +1,4 @@
-"""Members pulled from the B-Cart API into a snapshot file, and read back as the member frame.
+"""Members pulled from the B-Cart API into a snapshot file, the format the member list reads.
 
 ``GET /customers`` gives each member as JSON with the keys our canonical columns are named
 after (paged by :mod:`bcartnb.bcart_api.pages`); :func:`customers_text` turns them into the
@@ -14,6 +14,11 @@ to a temporary file and renamed into place only once every member was fetched an
 a failed pull leaves the previous snapshot as it was, never half a member list.
 :func:`pull_snapshot` (what ``bcartnb bcart pull`` runs) keeps the pages of a pull that
 stopped in ``FILE.parquet.partial`` and continues from there the next time.
+
+Reading a snapshot is a member source, so it lives with the others in
+:mod:`bcartnb.members.snapshot` (with the format's metadata key and version this module
+writes); :func:`read_snapshot` and :func:`snapshot_info` are re-exported here for callers of
+the API client.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -41,8 +46,17 @@ from bcartnb.bcart_api.pages import (
     showing_progress,
 )
 from bcartnb.exceptions import BcartApiError, InputError, MembersFileError
-from bcartnb.files import open_regular, write_atomically
-from bcartnb.members import SNAPSHOT_SUFFIXES, custom_column, renamed_note, typed_members
+from bcartnb.files import write_atomically
+from bcartnb.members.columns import custom_column, renamed_note
+from bcartnb.members.snapshot import (
+    METADATA_KEY,
+    SNAPSHOT_FORMAT,
+    SNAPSHOT_SUFFIXES,
+    read_snapshot,
+    snapshot_attrs,
+    snapshot_info,
+)
+from bcartnb.members.typed import typed_members
 
 __all__ = [
     "DEFAULT_SNAPSHOT",
@@ -61,8 +75,6 @@ __all__ = [
 #: Where ``bcartnb bcart pull`` writes without ``--out``: one name, so a campaign run again
 #: on a fresh pull is recognised as the same campaign (its fingerprint holds the path).
 DEFAULT_SNAPSHOT: Final = "bcart_members.parquet"
-METADATA_KEY: Final = b"bcartnb.snapshot"
-_FORMAT: Final = 1
 _TOKYO: Final = ZoneInfo("Asia/Tokyo")
 # keys whose value is not one member field: customs is spread into columns
 _NESTED: Final = frozenset({"customs"})
@@ -245,7 +257,7 @@ def write_snapshot(pulled: Pulled, out: str | os.PathLike[str]) -> pd.DataFrame:
     body = _body(pulled.header, pulled.rows)
     frame = typed_members(pulled.header, body, path, described_as=label)
     info = {
-        "format": _FORMAT,
+        "format": SNAPSHOT_FORMAT,
         "pulled_at": pulled.pulled_at.isoformat(timespec="seconds"),
         "api_url": pulled.api_url,
         "members": pulled.members,
@@ -262,7 +274,7 @@ def write_snapshot(pulled: Pulled, out: str | os.PathLike[str]) -> pd.DataFrame:
         write_atomically(path, lambda fh: pq.write_table(table, fh), mode=0o600)
     except OSError as err:
         raise _write_error(path, err) from err
-    frame.attrs.update(_attrs(info, path))
+    frame.attrs.update(snapshot_attrs(info, path))
     return frame
 
 
@@ -329,90 +341,3 @@ def _write_error(path: Path, err: OSError) -> InputError:
         ja=f"スナップショット {path} を書き込めません"
         "（フォルダーと書き込み権限を確かめてください）。",
     )
-
-
-def _attrs(info: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    return {
-        "source": str(path),
-        "encoding": None,
-        "pulled_at": info.get("pulled_at"),
-        "api_url": info.get("api_url"),
-    }
-
-
-def snapshot_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A snapshot's metadata (``pulled_at``, ``api_url``, ``members``) without its members."""
-    file = Path(path)
-    schema = _open(file, lambda f: pq.read_schema(f))
-    return _info(schema, file)
-
-
-def _open(file: Path, read: Callable[[BinaryIO], Any]) -> Any:
-    where = f"会員ファイル {file}"
-    try:
-        fh = open_regular(file, "会員ファイル", MembersFileError)  # a FIFO, /dev/zero: refused
-    except FileNotFoundError as err:
-        raise MembersFileError(
-            f"{file}: no such member file", ja=f"{where} が見つかりません。パスを確かめてください。"
-        ) from err
-    except IsADirectoryError as err:
-        raise MembersFileError(
-            f"{file}: is not a regular file but a directory",
-            ja=f"{where} は通常のファイルではありません（フォルダーです）。",
-        ) from err
-    except OSError as err:
-        raise MembersFileError(
-            f"{file}: cannot be read: {err.strerror or err}",
-            ja=f"{where} を読めません（読み取りの権限などを確かめてください）。",
-        ) from err
-    try:
-        with fh:
-            return read(fh)
-    except (pa.ArrowException, OSError) as err:
-        raise MembersFileError(
-            f"{file}: is not a B-Cart snapshot (Parquet): {' '.join(str(err).split())[:200]}",
-            ja=f"{where} はBカートから取得したスナップショットとして読めません。"
-            "bcartnb bcart pull で取得し直してください。",
-        ) from err
-
-
-def _info(schema: Any, file: Path) -> dict[str, Any]:
-    raw = (schema.metadata or {}).get(METADATA_KEY)
-    try:
-        info = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        info = None
-    if not isinstance(info, dict) or info.get("format") != _FORMAT:
-        raise MembersFileError(
-            f"{file}: a Parquet file, but not a snapshot written by bcartnb bcart pull",
-            ja=f"会員ファイル {file} は bcartnb bcart pull で取得した"
-            "スナップショットではありません。",
-        )
-    return info
-
-
-def read_snapshot(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A snapshot as the member frame: the same frame as the CSV export of the same members.
-
-    ``df.attrs`` has ``pulled_at`` and ``api_url`` besides the CSV's ``source`` and
-    ``headers``. A file that is not a bcartnb snapshot is a :class:`MembersFileError`.
-    """
-    file = Path(path)
-    table = _open(file, lambda f: pq.read_table(f))
-    info = _info(table.schema, file)
-    if not all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in table.schema.types):
-        raise MembersFileError(
-            f"{file}: a snapshot column is not text",
-            ja="bcart pull のスナップショットとして読めないファイルです"
-            "（列が文字列ではありません）。",
-        )
-    body = pd.DataFrame(
-        {
-            i: pd.Series(table.column(i).fill_null("").to_pylist(), dtype="str")
-            for i in range(table.num_columns)
-        },
-        index=pd.RangeIndex(table.num_rows),
-    )
-    frame = typed_members(list(table.column_names), body, file)
-    frame.attrs.update(_attrs(info, file))
-    return frame

@@ -1,0 +1,145 @@
+"""Reading a member file: the one place a source is told apart, and the CSV export's parse.
+
+A ``.parquet`` file is a snapshot pulled from the B-Cart API (:mod:`bcartnb.members.snapshot`);
+anything else is B-Cart's CSV export (or a list edited in Excel), decoded by
+:mod:`bcartnb.members.decode` and parsed here into text cells. Both go through
+:func:`~bcartnb.members.typed.typed_members`, so a new source of members reads into the same
+frame the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from bcartnb.exceptions import MembersFileError
+from bcartnb.files import read_regular
+from bcartnb.members.columns import SPACES
+from bcartnb.members.decode import check_not_binary, decode
+from bcartnb.members.snapshot import SNAPSHOT_SUFFIXES, read_snapshot
+from bcartnb.members.typed import typed_members
+from bcartnb.members.where import Where
+
+__all__ = ["read_members"]
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The text's lines, lazily: csv.reader takes only what the header needs."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
+def _parse(text: str, where: Where) -> tuple[list[str], pd.DataFrame]:
+    try:
+        header = next(csv.reader(_lines(text)))
+    except (csv.Error, StopIteration) as err:
+        raise where.error(f"is not a CSV: {err}", ja=where.ja("を CSV として読めません。")) from err
+    header = [h.strip() for h in header]
+    try:
+        # UTF-8 bytes, not a StringIO: the parser reads bytes natively, and a StringIO of a
+        # Japanese text holds 4 bytes a character (the peak memory of a 60,000-member read)
+        with warnings.catch_warnings():
+            # pandas only warns when the first row is longer than the header, and drops
+            # the extra values: an error like any other row's
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            body = pd.read_csv(
+                io.BytesIO(text.encode("utf-8")),
+                encoding="utf-8",
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                index_col=False,
+                skip_blank_lines=False,
+            )
+    except pd.errors.ParserWarning as err:
+        raise _long_row_error(text, len(header), where) from err
+    except (pd.errors.ParserError, ValueError) as err:
+        message = " ".join(str(err).split())
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+        if found:
+            expected, line, saw = found.groups()
+            message = f"{saw} fields where the header has {expected}"
+            raise MembersFileError(
+                f"{where.path}: line {line}: {message}",
+                ja=where.ja(
+                    f"の {line} 行目の項目の数（{saw}）が見出し（{expected}）と合いません。"
+                ),
+            ) from err
+        raise where.error(
+            f"is not a readable CSV: {message}",
+            ja=where.ja('を CSV として読めません（引用符 " の対応などを確かめてください）。'),
+        ) from err
+    if body.shape[1] != len(header):  # pragma: no cover - pandas and csv disagree on quoting
+        raise where.error(
+            f"header has {len(header)} columns but pandas found {body.shape[1]}",
+            ja=where.ja("の列の数が見出しと合いません。"),
+        )
+    return header, body
+
+
+def _read_file(file: Path, where: Where) -> bytes:
+    """The file's bytes, if it is a regular file (:func:`~bcartnb.files.read_regular`):
+    ``/dev/zero`` reads forever and a FIFO blocks until someone writes; neither is a member
+    list."""
+    try:
+        return read_regular(file, "会員ファイル", MembersFileError)
+    except OSError as err:
+        raise where.unreadable(
+            err,
+            "is a directory, not a member CSV",
+            "はフォルダーです。会員CSVファイルを指定してください。",
+        ) from err
+
+
+def _long_row_error(text: str, width: int, where: Where) -> MembersFileError:
+    """The first record with more fields than the header, named by its line."""
+    reader = csv.reader(_lines(text))
+    line, saw = 2, width + 1
+    with contextlib.suppress(csv.Error):
+        for record in reader:
+            if len(record) > width:
+                line, saw = reader.line_num, len(record)
+                break
+    return MembersFileError(f"{where.path}: line {line}: {saw} fields where the header has {width}")
+
+
+def read_members(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a B-Cart member CSV (CP932/Shift_JIS, UTF-8 or UTF-8 with BOM) into a typed frame.
+
+    A ``.parquet`` file is a snapshot pulled from the B-Cart API (``bcartnb bcart pull``) and
+    gives the same frame as the CSV export of the same members. Headers may be Japanese
+    (会員ID, メールアドレス, ...) or canonical (id, email, ...); other columns are kept as text.
+    Dtypes: ``id`` int64, group ids nullable ``Int64``, ``mm_flag`` bool,
+    ``created_at``/``updated_at`` Asia/Tokyo datetimes, the rest text with blanks as missing;
+    ``email`` is trimmed. Rows whose every cell is blank (Excel leaves them) are dropped.
+    Anything unreadable is a :class:`MembersFileError` naming the file,
+    row and column: nothing half-read comes back.
+    """
+    file = Path(path)
+    if file.suffix.lower() in SNAPSHOT_SUFFIXES:  # the one place a source is told apart
+        return read_snapshot(file)
+    where = Where(file)
+    raw = _read_file(file, where)
+    check_not_binary(raw, where)
+    text, encoding = decode(raw, where)
+    if not text.strip(SPACES + "\ufeff"):
+        raise where.error(
+            "is empty: a member CSV needs a header row and members",
+            ja=where.ja("が空です。見出しの行と会員の行が必要です。"),
+        )
+    header, body = _parse(text, where)
+    frame = typed_members(header, body, file)
+    frame.attrs["encoding"] = encoding
+    return frame
