@@ -10,7 +10,7 @@ one mail the shop handed to its server (journal state ``sent``, ``uncertain`` or
   ever see it, so a notice that comes back to it (or quotes it as the original's
   Return-Path) was caused by that mail; without the secret no one can make one.
 * **Message-ID**: ``<bcartnb.{campaign}.{member}@{from-domain}>``
-  (:func:`bcartnb.compose._message_token`, the one rule). It can be guessed, so it ties a
+  (:func:`bcartnb.compose.headers.message_token`, the one rule). It can be guessed, so it ties a
   notice to a mail only when the notice also names the address that mail went to.
 
 A notice tied to neither is ``unmatched`` (with its :data:`UNMATCHED_REASONS` reason) when
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from bcartnb.compose import _message_token
+from bcartnb.compose.headers import message_token
 from bcartnb.exceptions import SettingsError
 from bcartnb.hygiene.tokens import TokenSigner, check_secret
 from bcartnb.ledger import Ledger
@@ -129,7 +129,7 @@ class VerpSigner:
     def address(self, base: str, campaign_id: str, member_id: int | str) -> str:
         """The envelope sender of one campaign mail: ``local+{campaign}.{member}.{tag}@domain``."""
         local, _, domain = base.rpartition("@")
-        cid, mid = _message_token(campaign_id), _message_token(str(member_id))
+        cid, mid = message_token(campaign_id), message_token(str(member_id))
         return f"{local}+{cid}.{mid}.{self.tag(campaign_id, member_id)}@{domain}"
 
     def verifies(self, ref: MailRef, mail: Mail) -> bool:
@@ -179,15 +179,15 @@ class Matcher:
     def _campaign(self, token: str) -> str | None:
         if self._campaigns is None:
             frame = self.ledger.campaigns()
-            self._campaigns = {_message_token(str(c)).lower(): str(c) for c in frame["campaign_id"]}
+            self._campaigns = {message_token(str(c)).lower(): str(c) for c in frame["campaign_id"]}
         return self._campaigns.get(token.lower())
 
     def _member(self, campaign_id: str, token: str) -> int | None:
-        if token.isdigit() and _message_token(str(int(token))) == token:
+        if token.isdigit() and message_token(str(int(token))) == token:
             return int(token) if int(token) < 1 << 63 else None  # no row holds more
         if campaign_id not in self._members:
             ids = self.ledger.deliveries(campaign_id)["member_id"]
-            self._members[campaign_id] = {_message_token(str(int(m))).lower(): int(m) for m in ids}
+            self._members[campaign_id] = {message_token(str(int(m))).lower(): int(m) for m in ids}
         return self._members[campaign_id].get(token.lower())
 
     def resolve(self, ref: MailRef) -> Mail | None:

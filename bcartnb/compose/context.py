@@ -1,0 +1,65 @@
+"""The values a template sees besides the member's columns: the signature and the unsubscribe token.
+
+Each is added by wrapping the member's context builder once per campaign, and only when a
+template names it, so a campaign that uses neither pays nothing per member. Every render path
+(the fast templates and the reference pipeline) reads the same context, so the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bcartnb.compose.checks import member_id_of, recipient
+from bcartnb.exceptions import ComposeError, HygieneError
+from bcartnb.hygiene.tokens import TokenSigner
+from bcartnb.templates import SIGNATURE_FIELDS, UNSUBSCRIBE_TOKEN_FIELD
+
+__all__ = ["Builder", "with_signature", "with_token"]
+
+Builder = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def with_signature(build: Builder, names: set[str], value: str) -> Builder:
+    """The member's context, plus ``signature``/``署名`` when a template names them."""
+    wanted = SIGNATURE_FIELDS & names
+    if not wanted:
+        return build
+    extra = dict.fromkeys(wanted, value)
+
+    def with_signature(member: Mapping[str, Any]) -> dict[str, Any]:
+        ctx = build(member)
+        ctx.update(extra)
+        return ctx
+
+    return with_signature
+
+
+def with_token(
+    build: Builder, names: set[str], secret: str | None, where: str, campaign_id: str
+) -> Builder:
+    """The member's context, plus the signed ``unsubscribe_token`` when a template or the
+    unsubscribe settings name it: one member value, so every render path gets the same.
+
+    Without the secret this refuses here, when the campaign is planned (the dry run);
+    ``where`` names what asks for the token in that error.
+    """
+    if UNSUBSCRIBE_TOKEN_FIELD not in names:
+        return build
+    signer = TokenSigner(secret, where)
+
+    def with_token(member: Mapping[str, Any]) -> dict[str, Any]:
+        ctx = build(member)
+        member_id = member_id_of(member)
+        try:
+            token = signer.make(campaign_id, member_id, recipient(member, member_id))
+        except (ValueError, HygieneError) as err:
+            raise ComposeError(
+                f"member {member_id}: no unsubscribe token: {err}",
+                ja=f"会員 {member_id} の配信停止リンクを作れません"
+                "（メールアドレスを確認してください）。",
+            ) from err
+        ctx[UNSUBSCRIBE_TOKEN_FIELD] = token
+        return ctx
+
+    return with_token
