@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 GENERATOR = ROOT / "data" / "make_demo_members.py"
 PY = sys.executable
+TIME = "/usr/bin/time"  # GNU time (Debian: apt-get install time)
 #: The filter of the members benches: a 都道府県 list (the contract's filter) and opt-in.
 PREF_FILTER = '{"pref": ["東京都", "大阪府", "愛知県"]}'
 
@@ -78,33 +78,29 @@ class Run:
 def run_process(
     cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
 ) -> Run:
-    """One whole process: wall clock from start to exit, and its own peak RSS and CPU
-    (``wait4``'s rusage is this child's alone; RUSAGE_CHILDREN would be the largest child
-    so far, the baseline's or ours)."""
+    """One whole process: wall clock from start to exit, its CPU and its own peak RSS.
+
+    Through GNU time: Linux carries a process's RSS high-water mark across ``execve``, so
+    a child forked from this (big) bench process would report the bench's memory as its own.
+    """
     full_env = {**os.environ, **(env or {})}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), env=full_env, cwd=cwd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            tail = err.read().decode(errors="replace")[-2000:]
-            raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{tail}")
+    with tempfile.TemporaryDirectory() as tmp:
+        usage, out, err = (Path(tmp) / name for name in ("usage", "out", "err"))
+        timed_cmd = [TIME, "-f", "%M %U %S", "-o", str(usage), *cmd]
+        with out.open("wb") as fo, err.open("wb") as fe:
+            t0 = time.perf_counter()
+            code = subprocess.run(timed_cmd, env=full_env, cwd=cwd, stdout=fo, stderr=fe).returncode
+            wall = time.perf_counter() - t0
+        if code != 0:
+            tail = err.read_text(errors="replace")[-2000:]
+            raise SystemExit(f"{' '.join(cmd)} exited {code}:\n{tail}")
+        rss_kb, user, system = usage.read_text().split()[-3:]
         return Run(
             wall=wall,
-            cpu=usage.ru_utime + usage.ru_stime,
-            rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
-            out=out.read().decode(errors="replace"),
+            cpu=float(user) + float(system),
+            rss_mb=int(rss_kb) / 1024,
+            out=out.read_text(errors="replace"),
         )
-
-
-def median_runs(runs: list[Run]) -> Run:
-    """The run of median wall time (its memory and output with it)."""
-    ordered = sorted(runs, key=lambda r: r.wall)
-    return ordered[len(ordered) // 2]
 
 
 def alternate(contenders: Mapping[str, Callable[[], Run]], runs: int) -> dict[str, list[Run]]:
@@ -115,12 +111,6 @@ def alternate(contenders: Mapping[str, Callable[[], Run]], runs: int) -> dict[st
         for name in names if i % 2 == 0 else reversed(names):
             got[name].append(contenders[name]())
     return got
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def median(values: Sequence[float]) -> float:
