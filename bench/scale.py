@@ -73,6 +73,7 @@ class Run:
     cpu: float  # user + sys of the process
     rss_mb: float  # peak resident memory of the process
     out: str
+    err: str = ""
 
 
 def run_process(
@@ -100,6 +101,7 @@ def run_process(
             cpu=float(user) + float(system),
             rss_mb=int(rss_kb) / 1024,
             out=out.read_text(errors="replace"),
+            err=err.read_text(errors="replace"),
         )
 
 
