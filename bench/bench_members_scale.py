@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from scale import PREF_FILTER, PY, alternate, median, member_csv, run_process, sizes, sizes_arg
@@ -36,11 +37,12 @@ def main(argv: list[str] | None = None) -> int:
             path = str(member_csv(n))
             members = [PY, "-m", "bcartnb", "members", path, "--json"]
             filtered = [*members, "--filter", PREF_FILTER, "--opt-in-only"]
+            here = Path(cwd)
             got = alternate(
                 {
-                    "filtered": lambda cmd=filtered: run_process(cmd, cwd=Path(cwd)),
-                    "everyone": lambda cmd=members: run_process(cmd, cwd=Path(cwd)),
-                    "pandas": lambda p=path: run_process([PY, "-c", PANDAS, p]),
+                    "filtered": partial(run_process, filtered, cwd=here),
+                    "everyone": partial(run_process, members, cwd=here),
+                    "pandas": partial(run_process, [PY, "-c", PANDAS, path]),
                 },
                 args.runs,
             )

@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -57,6 +58,10 @@ def snapshot(rows: int) -> Path:
     return path
 
 
+def arrow_read(path: Path) -> Any:
+    return pq.read_table(path).to_pandas()
+
+
 def in_process(fn: Callable[[], Any]) -> Callable[[], Run]:
     def run() -> Run:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -77,16 +82,16 @@ def main(argv: list[str] | None = None) -> int:
             assert len(read_members(path)) == n
             reads = alternate(
                 {
-                    "read_members": in_process(lambda p=path: read_members(p)),
-                    "arrow": in_process(lambda p=path: pq.read_table(p).to_pandas()),
+                    "read_members": in_process(partial(read_members, path)),
+                    "arrow": in_process(partial(arrow_read, path)),
                 },
                 args.runs,
             )
             cmd = [PY, "-m", "bcartnb", "members", str(path), "--json"]
             procs = alternate(
                 {
-                    "members": lambda c=cmd: run_process(c, cwd=Path(cwd)),
-                    "arrow": lambda p=path: run_process([PY, "-c", ARROW, str(p)]),
+                    "members": partial(run_process, cmd, cwd=Path(cwd)),
+                    "arrow": partial(run_process, [PY, "-c", ARROW, str(path)]),
                 },
                 args.runs,
             )

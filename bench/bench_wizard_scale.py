@@ -119,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         # suppressed addresses into an Arrow scalar first (half a second), not a fair baseline
         keys = members["email"].str.strip(" \u3000").str.lower().astype(object)
 
-        def baseline() -> object:
+        def baseline() -> pd.DataFrame:
             mask = members["pref"].isin(PREFS) & members["mm_flag"] & ~keys.isin(listed)
-            return members[mask]
+            found: pd.DataFrame = members.loc[mask]
+            return found
 
         times: dict[str, dict[str, list[float]]] = {}
         for round_ in range(max(3, args.runs)):
