@@ -175,7 +175,8 @@ def sent_ledger(shop: Path, n: int) -> tuple[Path, str, str]:
         {"members": str(members), "subject": "お知らせ", "body": "{{ 会社名 }} 様\n本文"}
     )
     outbox = shop / "outbox"
-    done = send(plan_campaign(spec, settings), transport=MaildirTransport(outbox, fsync=False))
+    outbox_transport = MaildirTransport(outbox, fsync=False)
+    done = send(plan_campaign(spec, settings), transport=outbox_transport, progress=False)
     assert done.exit_code == 0 and done.sent == n, done
     ours = f"<bcartnb.{done.campaign_id}."  # the admin copy's differs
     msgid = next(
@@ -259,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         each = ", ".join(f"{r.wall:.2f} s (CPU {r.cpu:.2f})" for r in runs)
         print(f"{name}: {each}")
     wall = {k: median([r.wall for r in v]) for k, v in got.items()}
+    cpu = {k: median([r.cpu for r in v]) for k, v in got.items()}
     rss = {k: median([r.rss_mb for r in v]) for k, v in got.items()}
     ratio = wall["bcartnb"] / wall["flufl"]
     found = sum(result[k] for k in ("hard", "soft", "complaints")) + result["unmatched"]
@@ -269,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| what | bcartnb bounces scan | flufl.bounce loop | ratio |")
     print("|---|---:|---:|---:|")
     print(f"| wall s, {n:,} notices | {wall['bcartnb']:.2f} | {wall['flufl']:.2f} | {ratio:.2f}x |")
+    b, f = cpu["bcartnb"], cpu["flufl"]
+    print(f"| CPU s | {b:.2f} | {f:.2f} | {b / f:.2f}x |")
     print(f"| peak RSS MB | {rss['bcartnb']:,.0f} | {rss['flufl']:,.0f} | |")
     print(f"| pandas imported | {'yes' if pandas else 'no'} | no | |")
     ok = ratio <= TARGET_RATIO and not pandas
