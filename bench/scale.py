@@ -25,7 +25,7 @@ OUT = ROOT / "bench" / "out"
 GENERATOR = ROOT / "data" / "make_demo_members.py"
 PY = sys.executable
 TIME = "/usr/bin/time"  # GNU time (Debian: apt-get install time)
-#: The filter of the members benches: a 都道府県 list (the contract's filter) and opt-in.
+#: The members benches' filter: a 都道府県 list (the contract's filter; --opt-in-only beside it).
 PREF_FILTER = '{"pref": ["東京都", "大阪府", "愛知県"]}'
 
 
