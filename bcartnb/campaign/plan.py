@@ -20,7 +20,7 @@ from bcartnb.campaign.spec import CampaignSpec
 from bcartnb.compose import Composer, Draft
 from bcartnb.exceptions import ComposeError, TemplateError
 from bcartnb.ledger import Ledger, fingerprint, legacy_mail_key, mail_key, new_campaign_id
-from bcartnb.ledger import using as ledger_using
+from bcartnb.ledger import reading as ledger_reading
 from bcartnb.mailcheck import Finding
 from bcartnb.members import read_members
 from bcartnb.quota import Plan, QuotaStatus
@@ -228,8 +228,8 @@ def plan_campaign(
     of the template store's. ``campaign_id``: the campaign being resumed, whose own
     addresses are its to send. ``repeat``: only campaigns still under way hold an address
     back as ``already_sent``. The quota is read from the ledger (opened from the settings
-    when not given) and is only a snapshot: :func:`bcartnb.delivery.deliver` reserves
-    atomically before sending.
+    when not given; a file not made yet is read as empty, not created) and is only a
+    snapshot: :func:`bcartnb.delivery.deliver` reserves atomically before sending.
     """
     plan = require_plan(settings)
     if settings.hygiene.verp:  # no VERP without its secret: refused in the dry run, not mid-send
@@ -244,7 +244,7 @@ def plan_campaign(
         draft = build_draft(spec, settings)
     frozen = frozen_mail(draft, settings)
     keys = (mail_key(frozen), legacy_mail_key(spec.to_params()))
-    with ledger_using(settings, ledger) as led:
+    with ledger_reading(settings, ledger) as led:
         quota = led.usage(plan, now=now)
         checked = list(spec.checked) or None
         suppressed = led.suppressed_addresses()
