@@ -40,6 +40,7 @@ __all__ = [
     "Audience",
     "build_audience",
     "format_summary",
+    "hold_back",
 ]
 
 #: Unsendable reason codes, in the order they are decided.
@@ -60,6 +61,8 @@ REASON_LABELS: Final[Mapping[str, str]] = {
     "already_sent": "既に同じメールを送信済み",
     "duplicate_address": "メールアドレスの重複",
 }
+_ALREADY_SENT: Final = 1 + REASONS.index("already_sent")
+_DUPLICATE: Final = 1 + REASONS.index("duplicate_address")
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,15 @@ class Audience:
     file's row numbers as index and every member column (later stages merge member fields
     into the mail). ``unsendable`` has one more column, ``reason``. ``already_sent_in``:
     for each address held back as ``already_sent`` (lower-cased), the campaign that has it.
+    ``codes``: each selected row's verdict (0 sendable, else 1 + its reason's place in
+    :data:`REASONS`), kept so :func:`hold_back` decides again without the lists it came from.
     """
 
     selected: pd.DataFrame
     sendable: pd.DataFrame
     unsendable: pd.DataFrame
     reasons: dict[str, int]
+    codes: np.ndarray[Any, np.dtype[np.int8]] = field(repr=False, compare=False)
     filter: Mapping[str, Any] | None = None
     checked: tuple[int, ...] = ()
     opt_in_only: bool = False
@@ -145,45 +151,96 @@ def build_audience(
             )
         opted = selected["mm_flag"].to_numpy(dtype=bool, na_value=False)
         codes[(codes == 0) & ~opted] = 1 + REASONS.index("not_opted_in")
+    # sendable so far means valid, and valid means ASCII: ascii_lower matches the lists' keys
+    # and tells duplicates apart
+    lowered = pc.ascii_lower(trimmed)
     if suppressed:
-        # valid means ASCII (see above for duplicates): ascii_lower matches the list's keys
-        listed = pc.is_in(pc.ascii_lower(trimmed), value_set=pa.array(sorted(suppressed)))
-        listed = listed.fill_null(False).to_numpy(zero_copy_only=False)
-        codes[(codes == 0) & listed] = 1 + REASONS.index("suppressed")
-    held_in: dict[str, str] = {}
+        codes[(codes == 0) & _listed(lowered, suppressed)] = 1 + REASONS.index("suppressed")
     if already_sent:
-        lowered = pc.ascii_lower(trimmed)
-        sent = pc.is_in(lowered, value_set=pa.array(sorted(already_sent)))
-        sent = sent.fill_null(False).to_numpy(zero_copy_only=False) & (codes == 0)
-        codes[sent] = 1 + REASONS.index("already_sent")
-        hit = pc.take(lowered, pa.array(np.flatnonzero(sent))).to_pylist()
-        held_in = {a: already_sent[a] for a in set(hit)}
+        codes[(codes == 0) & _listed(lowered, already_sent)] = _ALREADY_SENT
+    held_in = _held_in(lowered, codes, already_sent) if already_sent else {}
     open_ = np.flatnonzero(codes == 0)
     if len(open_):
-        # sendable so far means valid, and valid means ASCII: ascii_lower is enough
-        keys = pc.dictionary_encode(pc.ascii_lower(pc.take(trimmed, pa.array(open_))))
+        keys = pc.dictionary_encode(pc.take(lowered, pa.array(open_)))
         ids = keys.indices.to_numpy(zero_copy_only=False)
         first = np.empty(len(keys.dictionary), dtype=np.int64)
         order = np.arange(len(ids))
         first[ids[::-1]] = order[::-1]  # the last write wins: the first occurrence
-        codes[open_[first[ids] != order]] = 1 + REASONS.index("duplicate_address")
+        codes[open_[first[ids] != order]] = _DUPLICATE
     if "email" in selected.columns:
         selected = _with_trimmed_email(selected, raw, trimmed)
-    ok = codes == 0
-    labels = np.array([None, *REASONS], dtype=object)
-    sendable = selected[ok]
-    unsendable = selected[~ok].assign(reason=pd.array(labels[codes[~ok]], dtype="string"))
-    counts = np.bincount(codes, minlength=len(REASONS) + 1)
-    return Audience(
-        selected=selected,
-        sendable=sendable,
-        unsendable=unsendable,
-        reasons={r: int(counts[1 + i]) for i, r in enumerate(REASONS)},
+    return _sorted(
+        selected,
+        codes,
+        held_in,
         filter=filter,
         checked=tuple(int(i) for i in checked) if checked else (),
         opt_in_only=opt_in_only,
         source=members.attrs.get("source"),
+    )
+
+
+def hold_back(audience: Audience, already_sent: Mapping[str, str]) -> Audience:
+    """``audience`` with the members whose address already has this mail held back as
+    ``already_sent`` (lower-cased address → the campaign holding it).
+
+    The very audience :func:`build_audience` gives with the two maps merged from the start
+    (the later one winning), without filtering or checking an address again: what a plan
+    learns from the ledger once its members are sorted, and a claim about the addresses
+    another campaign took since. Only sendable members and duplicates can move (every
+    earlier reason is decided first), and a duplicate moves with the address it shares, so
+    no member becomes sendable.
+    """
+    rows = np.flatnonzero(np.isin(audience.codes, (0, _ALREADY_SENT, _DUPLICATE)))
+    if not already_sent or not len(rows):
+        return audience
+    codes = audience.codes.copy()
+    # sendable, held or a duplicate means valid, and valid means ASCII: ascii_lower is enough
+    keys = pc.ascii_lower(to_arrow_strings(audience.selected["email"].iloc[rows]))
+    codes[rows[_listed(keys, already_sent)]] = _ALREADY_SENT
+    return _sorted(
+        audience.selected,
+        codes,
+        _held_in(keys, codes[rows], {**audience.already_sent_in, **already_sent}),
+        filter=audience.filter,
+        checked=audience.checked,
+        opt_in_only=audience.opt_in_only,
+        source=audience.source,
+    )
+
+
+def _listed(keys: pa.Array, listed: Collection[str]) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Which keys are on the list (a missing key is not)."""
+    found = pc.is_in(keys, value_set=pa.array(sorted(listed), pa.string()))
+    return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _held_in(
+    keys: pa.Array, codes: np.ndarray[Any, Any], held: Mapping[str, str]
+) -> dict[str, str]:
+    """For each address held back as ``already_sent``, the campaign that has it."""
+    hit = pc.filter(keys, pa.array(codes == _ALREADY_SENT)).to_pylist()
+    return {a: held[a] for a in set(hit)}
+
+
+def _sorted(
+    selected: pd.DataFrame,
+    codes: np.ndarray[Any, np.dtype[np.int8]],
+    held_in: dict[str, str],
+    **chosen: Any,
+) -> Audience:
+    """The audience the codes decide: sendable and unsendable in file order, counted."""
+    ok = codes == 0
+    labels = np.array([None, *REASONS], dtype=object)
+    counts = np.bincount(codes, minlength=len(REASONS) + 1)
+    return Audience(
+        selected=selected,
+        sendable=selected[ok],
+        unsendable=selected[~ok].assign(reason=pd.array(labels[codes[~ok]], dtype="string")),
+        reasons={r: int(counts[1 + i]) for i, r in enumerate(REASONS)},
+        codes=codes,
         already_sent_in=held_in,
+        **chosen,
     )
 
 

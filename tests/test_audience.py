@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bcartnb.audience import REASON_LABELS, REASONS, Audience, build_audience, format_summary
+from bcartnb.audience import (
+    REASON_LABELS,
+    REASONS,
+    Audience,
+    build_audience,
+    format_summary,
+    hold_back,
+)
 from bcartnb.exceptions import FilterError, SelectionError
 from bcartnb.members import read_members
 
@@ -288,3 +295,73 @@ def test_selected_is_sendable_plus_unsendable_and_no_address_twice(
         assert audience.reasons["not_opted_in"] == 0
     else:
         assert audience.sendable["mm_flag"].all()
+
+
+_KEYS = sorted({a.strip().lower() for a in _POOL if "@" in a} | {"z@example.jp"})
+_HELD = st.dictionaries(st.sampled_from(_KEYS), st.sampled_from(["c-1", "c-2", "c-3"]))
+
+
+def assert_same_audience(got: Audience, want: Audience) -> None:
+    for name in ("selected", "sendable", "unsendable"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(want, name))
+    assert got.codes.tolist() == want.codes.tolist()
+    assert (got.reasons, got.already_sent_in) == (want.reasons, want.already_sent_in)
+    assert got.already_sent_by_campaign() == want.already_sent_by_campaign()
+    assert (got.filter, got.checked, got.opt_in_only, got.source) == (
+        want.filter,
+        want.checked,
+        want.opt_in_only,
+        want.source,
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.sampled_from(_POOL), st.booleans()), max_size=30),
+    index=st.sampled_from(["file", "shifted", "repeated"]),
+    opt_in_only=st.booleans(),
+    checked_every=st.integers(0, 3),
+    pref=st.sampled_from([None, "東京都"]),
+    suppressed=st.sets(st.sampled_from(_KEYS)),
+    first=_HELD,
+    later=_HELD,
+)
+def test_holding_back_later_is_building_with_it_from_the_start(
+    rows: list[tuple[str, bool]],
+    index: str,
+    opt_in_only: bool,
+    checked_every: int,
+    pref: str | None,
+    suppressed: set[str],
+    first: dict[str, str],
+    later: dict[str, str],
+) -> None:
+    """A plan sorts its members, then learns from the ledger who has the mail (``first``);
+    a claim then learns whom another campaign took since (``later``). Holding them back
+    afterwards must give the audience that knowing it all along gives, whatever the
+    duplicates, the suppressed, the opted-out, the selection, and even a frame whose row
+    labels repeat."""
+    positions = {"file": range(len(rows)), "shifted": range(7, 7 + len(rows))}
+    df = pd.DataFrame(
+        {
+            "id": [1000 + i for i in range(len(rows))],
+            "email": [a for a, _ in rows],
+            "mm_flag": [f for _, f in rows],
+            "pref": ["東京都" if i % 3 else "大阪府" for i in range(len(rows))],
+        },
+        index=pd.Index(positions.get(index, [0] * len(rows))),
+    )
+    flt = {"pref": pref} if pref else None
+    found = build_audience(df, flt).selected["id"].tolist()
+    chosen = (flt, found[::checked_every] if checked_every else None, opt_in_only, suppressed)
+
+    plain = build_audience(df, *chosen)
+    known = build_audience(df, *chosen, already_sent=first)
+    assert_same_audience(hold_back(plain, first), known)
+    both = build_audience(df, *chosen, already_sent={**first, **later})
+    assert_same_audience(hold_back(known, later), both)
+    assert_same_audience(hold_back(hold_back(plain, first), later), both)
+    assert hold_back(known, {}) is known  # nothing learnt: the same audience
+    # nobody becomes sendable, and each address moved is one the ledger named
+    moved = set(known.sendable.index) - set(both.sendable.index) if index != "repeated" else set()
+    assert all(str(both.selected.loc[i, "email"]).lower() in later for i in moved)

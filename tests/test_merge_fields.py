@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from merge_field_table import BCART_KEYS
 
 from bcartnb import campaign
 from bcartnb.campaign import CampaignSpec
@@ -70,30 +71,7 @@ def test_known_fields_globals_and_loops_pass() -> None:
 # field table and B-Cart's customer keys (not taken from the code under test).
 JINJA_GLOBALS = {"range", "lipsum", "dict", "cycler", "joiner", "namespace"}
 KNOWN_BY_HAND = {
-    # B-Cart's customer keys (the canonical columns)
-    "id",
-    "ext_id",
-    "comp_name",
-    "comp_name_kana",
-    "department",
-    "tanto_last_name",
-    "tanto_first_name",
-    "email",
-    "email_cc",
-    "tel",
-    "mobile_phone",
-    "zip",
-    "pref",
-    "address1",
-    "address2",
-    "address3",
-    "price_group_id",
-    "view_group_id",
-    "salesman_id",
-    "mm_flag",
-    "status",
-    "created_at",
-    "updated_at",
+    *BCART_KEYS,  # B-Cart's customer keys (the canonical columns)
     # B-Cart's own words for them
     "会員ID",
     "Bカート会員ID",

@@ -9,6 +9,7 @@ an address only at the threshold, within the window.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -17,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -353,80 +355,114 @@ def everyone_but(n: int, *gone: int) -> Counter[str]:
     return Counter(f"user{i}@example.co.jp" for i in range(n) if i not in gone)
 
 
+@dataclass(frozen=True)
+class Shop:
+    """A campaign of members user0… in ``folder``, its settings, a real SMTP server, and
+    ``bcartnb`` run there in a process of its own."""
+
+    folder: Path
+    campaign: Path
+    server: TestServer
+    env: dict[str, str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return bcartnb(*args, env=self.env, cwd=self.folder)
+
+    @contextlib.contextmanager
+    def sending(self, *extra: str) -> Iterator[subprocess.Popen[str]]:
+        """``bcartnb run --send`` under way in the background; killed if the test fails."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bcartnb", "run", str(self.campaign), "--send", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=self.folder,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+@pytest.fixture
+def shop(tmp_path: Path, smtp_server: Server) -> Callable[..., Shop]:
+    """``shop(n, faults=…, delivery="retries = 0")``: the campaign of ``n`` members (and one
+    bad address), the server with those faults, ``delivery`` added as the [delivery] table."""
+
+    def make(n: int, *, faults: Faults | None = None, delivery: str = "") -> Shop:
+        server = smtp_server(faults=faults)
+        path = setup_campaign(tmp_path, n)
+        if delivery:
+            settings = tmp_path / "bcartnb.toml"
+            text = settings.read_text(encoding="utf-8")
+            settings.write_text(f"{text}\n[delivery]\n{delivery}\n", encoding="utf-8")
+        return Shop(tmp_path, path, server, env_for(tmp_path, server))
+
+    return make
+
+
 def test_a_listed_member_is_held_back_in_every_count_and_never_mailed(
-    tmp_path: Path, smtp_server: Server
+    shop: Callable[..., Shop],
 ) -> None:
-    server = smtp_server()
-    path = setup_campaign(tmp_path, 5)
-    env = env_for(tmp_path, server)
-    out = bcartnb("suppress", " USER1@Example.co.jp ", "--member-id", "1001", env=env, cwd=tmp_path)
+    at = shop(5)
+    out = at.cli("suppress", " USER1@Example.co.jp ", "--member-id", "1001")
     assert out.returncode == 0 and "配信停止リストに追加しました: user1@example.co.jp" in out.stdout
-    members = bcartnb("members", str(tmp_path / "members.csv"), "--json", env=env, cwd=tmp_path)
+    members = at.cli("members", str(at.folder / "members.csv"), "--json")
     assert json.loads(members.stdout)["reasons"]["suppressed"] == 1
-    text = bcartnb("members", str(tmp_path / "members.csv"), env=env, cwd=tmp_path)
+    text = at.cli("members", str(at.folder / "members.csv"))
     assert "配信停止・不達" in text.stdout
-    dry = json.loads(bcartnb("run", str(path), "--json", env=env, cwd=tmp_path).stdout)
+    dry = json.loads(at.cli("run", str(at.campaign), "--json").stdout)
     assert (dry["sendable"], dry["reasons"]["suppressed"]) == (5 - 1, 1)
-    sent = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
+    sent = at.cli("run", str(at.campaign), "--send", "--json")
     assert sent.returncode == 0, sent.stderr
-    assert member_mails(server) == everyone_but(5, 1)
+    assert member_mails(at.server) == everyone_but(5, 1)
 
 
 def test_an_unsubscribe_between_an_outage_and_the_rerun_continues_the_campaign(
-    tmp_path: Path, smtp_server: Server
+    shop: Callable[..., Shop],
 ) -> None:
     n = 8
-    server = smtp_server()
-    path = setup_campaign(tmp_path, n)
-    env = env_for(tmp_path, server)
-    server.down()
-    first = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
+    at = shop(n)
+    at.server.down()
+    first = at.cli("run", str(at.campaign), "--send", "--json")
     assert first.returncode == 4, first.stderr
     cid = json.loads(first.stdout)["campaign_id"]
-    assert (
-        bcartnb(
-            "suppress", "user3@example.co.jp", "--reason", "unsubscribed", env=env, cwd=tmp_path
-        ).returncode
-        == 0
-    )
-    server.up()
-    again = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
+    assert at.cli("suppress", "user3@example.co.jp", "--reason", "unsubscribed").returncode == 0
+    at.server.up()
+    again = at.cli("run", str(at.campaign), "--send", "--json")
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     # the same campaign, continued: not a second one mailing everybody
     assert (summary["campaign_id"], summary["status"], summary["withheld"]) == (cid, "done", 1)
-    assert member_mails(server) == everyone_but(n, 3)
-    rows = json.loads(bcartnb("campaigns", "--json", env=env, cwd=tmp_path).stdout)
+    assert member_mails(at.server) == everyone_but(n, 3)
+    rows = json.loads(at.cli("campaigns", "--json").stdout)
     assert [(r["campaign_id"], r["status"]) for r in rows] == [(cid, "done")]
-    assert json.loads(bcartnb("quota", "--json", env=env, cwd=tmp_path).stdout)["used"] == n - 1
+    assert json.loads(at.cli("quota", "--json").stdout)["used"] == n - 1
 
 
 def test_a_greylisted_mail_whose_member_unsubscribes_is_withheld_by_the_resume(
-    tmp_path: Path, smtp_server: Server
+    shop: Callable[..., Shop],
 ) -> None:
     n = 6
-    server = smtp_server(faults=Faults(greylist=3600))
-    path = setup_campaign(tmp_path, n)
-    (tmp_path / "bcartnb.toml").write_text(
-        (tmp_path / "bcartnb.toml").read_text(encoding="utf-8") + "\n[delivery]\nretries = 0\n",
-        encoding="utf-8",
-    )
-    env = env_for(tmp_path, server)
-    first = bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
+    at = shop(n, faults=Faults(greylist=3600), delivery="retries = 0")
+    first = at.cli("run", str(at.campaign), "--send", "--json")
     assert first.returncode == 4, first.stderr
     out = json.loads(first.stdout)
     assert (out["deferred"], out["sent"]) == (n, 0)
     for i in (0, 4):
-        assert bcartnb("suppress", f"user{i}@example.co.jp", env=env, cwd=tmp_path).returncode == 0
-    server.set_faults(Faults())
-    resumed = bcartnb("resume", out["campaign_id"], "--json", env=env, cwd=tmp_path)
+        assert at.cli("suppress", f"user{i}@example.co.jp").returncode == 0
+    at.server.set_faults(Faults())
+    resumed = at.cli("resume", out["campaign_id"], "--json")
     assert resumed.returncode == 0, resumed.stderr
     done = json.loads(resumed.stdout)
     assert (done["sent"], done["withheld"], done["deferred"]) == (n - 2, 2, 0)
-    assert member_mails(server) == everyone_but(n, 0, 4)
+    assert member_mails(at.server) == everyone_but(n, 0, 4)
     # handed over once each (a refused mail counts); withholding refunds nothing, adds nothing
-    assert json.loads(bcartnb("quota", "--json", env=env, cwd=tmp_path).stdout)["used"] == n
-    assert sum(1 for r in server.received if r.recipients == (ADMIN,)) == 1
+    assert json.loads(at.cli("quota", "--json").stdout)["used"] == n
+    assert sum(1 for r in at.server.received if r.recipients == (ADMIN,)) == 1
 
 
 def journal_states(tmp_path: Path, campaign_id: str) -> dict[int, str]:
@@ -436,97 +472,64 @@ def journal_states(tmp_path: Path, campaign_id: str) -> dict[int, str]:
 
 
 def test_an_unsubscribe_mid_send_is_honoured_before_the_next_hand_over(
-    tmp_path: Path, smtp_server: Server
+    shop: Callable[..., Shop],
 ) -> None:
     # One connection; the server holds the 4th mail (user3's) unanswered. While it is held,
     # another process lists user4 (next in line, not yet handed over) and user3 (handed
     # over, its data already at the server). Released: user4 is withheld, never sent; user3's
     # mail stays what the server made of it, sent.
     n = 8
-    server = smtp_server(faults=Faults(hold_after=3))
-    path = setup_campaign(tmp_path, n)
-    settings_path = tmp_path / "bcartnb.toml"
-    settings_path.write_text(
-        settings_path.read_text(encoding="utf-8") + "\n[delivery]\nconnections = 1\n",
-        encoding="utf-8",
-    )
-    env = env_for(tmp_path, server)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bcartnb", "run", str(path), "--send", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    try:
-        assert server.wait_held(1, timeout=60), "the 4th mail never reached the server"
+    at = shop(n, faults=Faults(hold_after=3), delivery="connections = 1")
+    with at.sending("--json") as proc:
+        assert at.server.wait_held(1, timeout=60), "the 4th mail never reached the server"
         for address in ("user4@example.co.jp", "user3@example.co.jp"):
-            listed = bcartnb("suppress", address, "--reason", "unsubscribed", env=env, cwd=tmp_path)
+            listed = at.cli("suppress", address, "--reason", "unsubscribed")
             assert listed.returncode == 0, listed.stderr
-        server.release()
+        at.server.release()
         out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     summary = json.loads(out)
     assert (summary["status"], summary["sent"], summary["withheld"]) == ("done", n - 1, 1)
-    assert member_mails(server) == everyone_but(n, 4)
-    states = journal_states(tmp_path, summary["campaign_id"])
+    assert member_mails(at.server) == everyone_but(n, 4)
+    states = journal_states(at.folder, summary["campaign_id"])
     assert states[1004] == "withheld" and states[1003] == "sent"
     assert Counter(states.values()) == Counter({"sent": n - 1, "withheld": 1})
     # withheld before its hand-over: it never counted
-    assert json.loads(bcartnb("quota", "--json", env=env, cwd=tmp_path).stdout)["used"] == n - 1
+    assert json.loads(at.cli("quota", "--json").stdout)["used"] == n - 1
 
 
 def test_every_mail_listed_mid_send_is_withheld_and_the_summary_says_so(
-    tmp_path: Path, smtp_server: Server
+    shop: Callable[..., Shop],
 ) -> None:
     # Four connections, everyone after the 2nd accepted mail listed while mails are held:
     # nothing but the mails already handed over reaches the server, and the text summary
     # counts the withheld ones.
     n = 12
-    server = smtp_server(faults=Faults(hold_after=2))
-    path = setup_campaign(tmp_path, n)
-    env = env_for(tmp_path, server)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bcartnb", "run", str(path), "--send"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    try:
-        assert server.wait_held(1, timeout=60)
-        with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+    at = shop(n, faults=Faults(hold_after=2))
+    with at.sending() as proc:
+        assert at.server.wait_held(1, timeout=60)
+        with Ledger.open(at.folder / "ledger.sqlite3") as led:
             for i in range(n):
                 led.suppress(f"USER{i}@example.co.jp", "unsubscribed", source="test")
-        server.release()
+        at.server.release()
         out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
-    handed = len(member_mails(server))
-    assert 3 <= handed < n and max(member_mails(server).values()) == 1
+    handed = len(member_mails(at.server))
+    assert 3 <= handed < n and max(member_mails(at.server).values()) == 1
     assert f"配信停止のため送らなかった {n - handed}" in out
-    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+    with Ledger.open(at.folder / "ledger.sqlite3") as led:
         cid = str(led.campaigns()["campaign_id"].iloc[0])
-    states = Counter(journal_states(tmp_path, cid).values())
+    states = Counter(journal_states(at.folder, cid).values())
     assert states == Counter({"sent": handed, "withheld": n - handed})
 
 
-def test_the_list_on_the_command_line_and_its_b_cart_export(tmp_path: Path, smtp_server: Server):
-    server = smtp_server()
-    setup_campaign(tmp_path, 4)
-    env = env_for(tmp_path, server)
-    empty = bcartnb("suppressions", env=env, cwd=tmp_path)
+def test_the_list_on_the_command_line_and_its_b_cart_export(
+    tmp_path: Path, shop: Callable[..., Shop]
+) -> None:
+    at = shop(4)
+    empty = at.cli("suppressions")
     assert empty.returncode == 0 and "配信停止リストは空です" in empty.stdout
-    bad = bcartnb("suppress", "user1@example.co.jp\r\nRSET", env=env, cwd=tmp_path)
+    bad = at.cli("suppress", "user1@example.co.jp\r\nRSET")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert bad.stderr.startswith("bcartnb: error: 配信停止リストのエラー: メールアドレス")
     for args in (
@@ -534,25 +537,19 @@ def test_the_list_on_the_command_line_and_its_b_cart_export(tmp_path: Path, smtp
         ("user2@example.co.jp",),  # by address only: found through --members
         ("nobody@example.co.jp",),  # in no member file
     ):
-        assert bcartnb("suppress", *args, env=env, cwd=tmp_path).returncode == 0
-    listed = json.loads(bcartnb("suppressions", "--json", env=env, cwd=tmp_path).stdout)
+        assert at.cli("suppress", *args).returncode == 0
+    listed = json.loads(at.cli("suppressions", "--json").stdout)
     assert {r["address"] for r in listed} == {
         "user1@example.co.jp",
         "user2@example.co.jp",
         "nobody@example.co.jp",
     }
     assert {"address", "reason", "since", "count", "campaign_id", "member_id"} <= set(listed[0])
-    shown = bcartnb("suppressions", env=env, cwd=tmp_path).stdout
+    shown = at.cli("suppressions").stdout
     assert "u***@example.co.jp" in shown and "user1@" not in shown  # masked on screen
     export = tmp_path / "b-cart.csv"
-    out = bcartnb(
-        "suppressions",
-        "--export-bcart",
-        str(export),
-        "--members",
-        str(tmp_path / "members.csv"),
-        env=env,
-        cwd=tmp_path,
+    out = at.cli(
+        "suppressions", "--export-bcart", str(export), "--members", str(tmp_path / "members.csv")
     )
     assert out.returncode == 0, out.stderr
     # user2 (manual) is an opt-out; user1's hard bounce goes to the review file, not 受け取らない
@@ -568,8 +565,8 @@ def test_the_list_on_the_command_line_and_its_b_cart_export(tmp_path: Path, smtp
     )
     assert review[1][:4] == ["不達", "不達（恒久的なエラー）", "1001", "user1@example.co.jp"]
     assert len(review) == 2 and "受け取らない" not in str(review)
-    assert bcartnb("unsuppress", "USER2@example.co.jp", env=env, cwd=tmp_path).returncode == 0
-    after = json.loads(bcartnb("suppressions", "--json", env=env, cwd=tmp_path).stdout)
+    assert at.cli("unsuppress", "USER2@example.co.jp").returncode == 0
+    after = json.loads(at.cli("suppressions", "--json").stdout)
     assert len(after) == 2
 
 

@@ -24,6 +24,7 @@ from bcartnb.delivery import DeliverySummary, dry_run, quota_dict
 from bcartnb.exceptions import BcartnbError, SettingsError
 from bcartnb.filters import apply_filter
 from bcartnb.ledger import Ledger
+from bcartnb.ledger import reading as ledger_reading
 from bcartnb.ledger import using as ledger_using
 from bcartnb.members import read_members
 from bcartnb.quota import QuotaStatus
@@ -71,12 +72,14 @@ def run(
     not fit); it also says when the same campaign is running, unfinished or already sent.
     """
     do_send = spec.send if send is None else send
-    with ledger_using(settings, ledger) as led:
-        plan = plan_campaign(spec, settings, members=members, ledger=led, repeat=repeat)
-        if not do_send:
+    if not do_send:  # writes nothing: a ledger file not made yet is read as empty
+        with ledger_reading(settings, ledger) as led:
+            plan = plan_campaign(spec, settings, members=members, ledger=led, repeat=repeat)
             summary = _sourced(plan, dry_run(plan))
             summary.warnings += _history_notes(led, plan)
             return CampaignRun(plan, summary)
+    with ledger_using(settings, ledger) as led:
+        plan = plan_campaign(spec, settings, members=members, ledger=led, repeat=repeat)
         summary = _send(
             plan, repeat=repeat, transport=transport, progress=progress, ledger=led, **options
         )
@@ -94,7 +97,13 @@ def _sourced(plan: CampaignPlan, summary: DeliverySummary) -> DeliverySummary:
 
 def _history_notes(led: Ledger, plan: CampaignPlan) -> list[str]:
     """What a dry run should know of an earlier attempt at the very same campaign (those
-    of the same mail to other members are in the plan's ``already_sent`` lines)."""
+    of the same mail to other members are in the plan's ``already_sent`` lines), or that
+    there is none yet: the shop's ledger file is made by the first send."""
+    if not led.on_disk:
+        return [
+            f"配信記録ファイル {plan.settings.db} はまだありません。今月の送信数・送信済みの会員・"
+            "配信停止リストは記録なしとして数えました（ファイルは最初の送信のときに作ります）。"
+        ]
     if plan.continues is None:
         return []
     r = led.campaign(plan.continues)
@@ -330,9 +339,10 @@ def send_test(
 
 
 def quota_status(settings: Settings, *, ledger: Ledger | None = None) -> QuotaStatus:
-    """This month's メール配信上限数, usage and live reservations for the shop's plan."""
+    """This month's メール配信上限数, usage and live reservations for the shop's plan (a look:
+    a ledger file not made yet counts nothing and is not created)."""
     plan = require_plan(settings)
-    with ledger_using(settings, ledger) as led:
+    with ledger_reading(settings, ledger) as led:
         return led.usage(plan)
 
 
@@ -341,8 +351,14 @@ def suppressed_addresses(settings: Settings, *, ledger: Ledger | None = None) ->
     search, ``bcartnb members``), so every face holds back the same members.
 
     A ledger file that does not exist yet means an empty list: looking never creates one.
+    In a shop still to adopt the per-user ledger of earlier versions (``legacy_ledger``),
+    the list is that ledger's, what adopting will bring, read from a snapshot in memory so
+    the old file stays as it is.
     """
     if ledger is None and (settings.db is None or not settings.db.expanduser().exists()):
-        return frozenset()
+        if settings.db is None or settings.legacy_ledger is None:
+            return frozenset()
+        with contextlib.closing(Ledger.in_memory(settings.legacy_ledger)) as old:
+            return old.suppressed_addresses()
     with ledger_using(settings, ledger) as led:
         return led.suppressed_addresses()

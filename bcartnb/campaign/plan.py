@@ -15,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from bcartnb.audience import Audience, build_audience
+from bcartnb.audience import Audience, build_audience, hold_back
 from bcartnb.campaign.spec import CampaignSpec
 from bcartnb.compose import Composer, Draft
 from bcartnb.exceptions import ComposeError, TemplateError
 from bcartnb.ledger import Ledger, fingerprint, legacy_mail_key, mail_key, new_campaign_id
-from bcartnb.ledger import using as ledger_using
+from bcartnb.ledger import reading as ledger_reading
 from bcartnb.mailcheck import Finding
 from bcartnb.members import read_members
 from bcartnb.quota import Plan, QuotaStatus
@@ -111,19 +111,7 @@ class CampaignPlan:
         (the claim's :attr:`~bcartnb.ledger.Claim.skipped`) held back as ``already_sent``."""
         if not skipped:
             return self
-        held = {**self.audience.already_sent_in, **{a.strip().lower(): c for _, a, c in skipped}}
-        audience = build_audience(
-            self.audience.selected,
-            opt_in_only=self.audience.opt_in_only,
-            suppressed=_suppressed_in(self.audience),
-            already_sent=held,
-        )
-        audience = replace(
-            audience,
-            filter=self.audience.filter,
-            checked=self.audience.checked,
-            source=self.audience.source,
-        )
+        audience = hold_back(self.audience, {a.strip().lower(): c for _, a, c in skipped})
         before = set(sent_notes(self.audience))
         kept = [w for w in self.warnings if w not in before]
         return replace(self, audience=audience, warnings=[*kept, *sent_notes(audience)])
@@ -240,8 +228,8 @@ def plan_campaign(
     of the template store's. ``campaign_id``: the campaign being resumed, whose own
     addresses are its to send. ``repeat``: only campaigns still under way hold an address
     back as ``already_sent``. The quota is read from the ledger (opened from the settings
-    when not given) and is only a snapshot: :func:`bcartnb.delivery.deliver` reserves
-    atomically before sending.
+    when not given; a file not made yet is read as empty, not created) and is only a
+    snapshot: :func:`bcartnb.delivery.deliver` reserves atomically before sending.
     """
     plan = require_plan(settings)
     if settings.hygiene.verp:  # no VERP without its secret: refused in the dry run, not mid-send
@@ -256,16 +244,15 @@ def plan_campaign(
         draft = build_draft(spec, settings)
     frozen = frozen_mail(draft, settings)
     keys = (mail_key(frozen), legacy_mail_key(spec.to_params()))
-    with ledger_using(settings, ledger) as led:
+    with ledger_reading(settings, ledger) as led:
         quota = led.usage(plan, now=now)
+        checked = list(spec.checked) or None
         suppressed = led.suppressed_addresses()
-        chosen = (frame, spec.filter or None, list(spec.checked) or None, spec.opt_in_only)
-        audience = build_audience(*chosen, suppressed)
+        audience = build_audience(frame, spec.filter or None, checked, spec.opt_in_only, suppressed)
         fp = fingerprint({"mail": keys[0]}, _identity_rows(audience))
         continues = campaign_id or led.open_campaign(fp)
         sent = led.already_sent(keys, exclude=continues, repeat=repeat)
-    if sent:
-        audience = build_audience(*chosen, suppressed, already_sent=sent)
+    audience = hold_back(audience, sent)
     cid = campaign_id or new_campaign_id(now)
     composer = Composer(draft, settings, cid, columns=frame.columns)
     checks, checks_member = _checks(composer, audience)
@@ -299,11 +286,6 @@ def _identity_rows(audience: Audience) -> list[tuple[int, str]]:
         for frame in (audience.sendable, held)
         for i, a in zip(frame["id"].tolist(), frame["email"].tolist(), strict=True)
     ]
-
-
-def _suppressed_in(audience: Audience) -> frozenset[str]:
-    held = audience.unsendable[audience.unsendable["reason"] == "suppressed"]
-    return frozenset(str(a).strip().lower() for a in held["email"].tolist())
 
 
 def sent_notes(audience: Audience) -> list[str]:

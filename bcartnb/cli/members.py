@@ -26,13 +26,18 @@ def _cmd_members(args: argparse.Namespace) -> int:
     members = read_members(args.members)
     for note in members.attrs.get("warnings", []):  # a custom field read under a new name
         print(f"注意: {note}", file=sys.stderr)
+    settings = load_settings()
     audience = build_audience(
-        members,
-        flt,
-        checked,
-        args.opt_in_only,
-        suppressed_addresses(load_settings()),
+        members, flt, checked, args.opt_in_only, suppressed_addresses(settings)
     )
+    if settings.legacy_ledger is not None:  # the list came from there (see suppressed_addresses)
+        say(
+            f"注意: 以前の配信記録 {settings.legacy_ledger} はまだお店に取り込まれていません"
+            "（bcartnb init --adopt-ledger）。配信停止・不達は、取り込む予定のその記録から"
+            f"数えました / suppressions read from the per-user ledger {settings.legacy_ledger},"
+            " not adopted yet",
+            err=True,
+        )
     excluded: list[dict[str, Any]] = [
         {
             "id": int(row["id"]),

@@ -111,6 +111,7 @@ __all__ = [
     "mail_key",
     "new_campaign_id",
     "normalize_address",
+    "reading",
     "using",
 ]
 
@@ -137,4 +138,20 @@ def using(settings: Settings, ledger: Ledger | None = None) -> Iterator[Ledger]:
         yield ledger
         return
     with Ledger.open(settings=settings) as led:
+        yield led
+
+
+@contextlib.contextmanager
+def reading(settings: Settings, ledger: Ledger | None = None) -> Iterator[Ledger]:
+    """:func:`using` for a stage that only reads (a plan, a dry run): where the shop's ledger
+    file does not exist yet, an empty ledger in memory stands in for it (not ``on_disk``), so
+    looking never creates the file; the first send does, through :func:`using`."""
+    if ledger is None:
+        from bcartnb.settings import require_ledger
+
+        if not require_ledger(settings).expanduser().exists():
+            with contextlib.closing(Ledger.in_memory()) as led:
+                yield led
+            return
+    with using(settings, ledger) as led:
         yield led

@@ -66,6 +66,8 @@ class Database:
         self._clock = clock
         self._lock = threading.RLock()
         self._identity = _identity(path)
+        #: False for :meth:`in_memory`: no file behind it, nothing it records outlives it
+        self.on_disk = True
 
     @classmethod
     def open(
@@ -128,6 +130,38 @@ class Database:
                 raise wrap(exc, p, timeout) from exc
             raise
         return cls(conn, p, timeout=timeout, lease=lease, clock=clock)
+
+    @classmethod
+    def in_memory(
+        cls,
+        copy_of: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float = 5.0,
+        clock: Callable[[], datetime] = now_tokyo,
+    ) -> Self:
+        """A ledger in memory, gone when closed: empty, or a snapshot of the ledger file
+        ``copy_of``, opened read-only (migrated in memory if older; the file is never written,
+        though SQLite may leave its ``-shm``/``-wal`` companions, as for adopting).
+
+        For a look that must leave the files alone: a dry run in a shop whose ledger file
+        does not exist yet (creating it is the first send's), and the suppression list of
+        a per-user ledger the shop has not adopted yet (adopting is the marketer's call).
+        """
+        where = Path(":memory:") if copy_of is None else Path(copy_of).expanduser()
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        try:
+            if copy_of is not None:
+                _snapshot(where, conn, timeout)
+            _validate_and_migrate(conn, where, timeout, MIGRATIONS)
+            conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise wrap(exc, where, timeout) from exc
+            raise
+        ledger = cls(conn, where, timeout=timeout, lease=timedelta(minutes=10), clock=clock)
+        ledger.on_disk = False
+        return ledger
 
     def close(self) -> None:
         with self._lock:
@@ -215,6 +249,15 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def _snapshot(src: Path, into: sqlite3.Connection, timeout: float) -> None:
+    """One consistent copy of ``src`` (its WAL's committed pages included), opened read-only."""
+    source = sqlite3.connect(f"{src.absolute().as_uri()}?mode=ro", uri=True, timeout=timeout)
+    try:
+        source.backup(into)
+    finally:
+        source.close()
 
 
 def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> str:

@@ -43,6 +43,7 @@ from ._common import Status, fit, hide, row, show
 from .compose_step import ComposeStep, quota_warning_html
 from .confirm_step import ConfirmStep
 from .filter_step import FilterStep
+from .header import Header
 from .member_source import MemberSource, store_upload
 from .member_table import PAGE_SIZE, MemberTable
 from .planning import confirm, form_spec, sorted_for_mail
@@ -118,9 +119,10 @@ class Wizard:
                 row(self.send_all, self.send_checked, css="bcartnb-select-buttons"),
             ]
         )
+        self.header = Header(self.settings)  # the title and 配信記録: which ledger, if made yet
         self.widget = widgets.VBox(
             [
-                widgets.HTML("<h3>会員へのメール配信</h3>"),
+                self.header,
                 self.status.widget,
                 self._select_box,
                 self.compose,
@@ -591,6 +593,7 @@ class Wizard:
 
     def _go(self, stage: str) -> None:
         self.stage = stage
+        self.header.refresh()
         boxes = {
             "select": [self._select_box],
             "compose": [self.compose],
