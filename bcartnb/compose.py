@@ -77,8 +77,9 @@ from markupsafe import Markup
 
 from bcartnb.exceptions import ComposeError, HygieneError, SelectionError, TemplateError
 from bcartnb.htmldepth import check_depth
-from bcartnb.hygiene.tokens import TokenSigner
 from bcartnb.mailcheck import Finding, check_mail
+from bcartnb.mailtokens import TokenSigner
+from bcartnb.mailtokens import message_token as _message_token
 from bcartnb.templates import (
     SIGNATURE_FIELDS,
     UNSUBSCRIBE_TOKEN_FIELD,
@@ -115,7 +116,6 @@ _LOCAL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\
 _DOMAIN_RE = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _BODY_END_RE = re.compile(r"</body\s*>", re.IGNORECASE)
 _TRIM = " \t\u3000"
 _HEADER_BREAKERS = ("\r", "\n", "\x00")
@@ -279,14 +279,6 @@ def _plain_ascii_header(value: str, room: int) -> bool:
 
 def _fold_words(words: list[str]) -> str:
     return (_CRLF + " ").join(words)
-
-
-def _message_token(value: str) -> str:
-    return (
-        value
-        if _TOKEN_RE.fullmatch(value)
-        else "h" + hashlib.sha256(value.encode()).hexdigest()[:20]
-    )
 
 
 def _system_clock() -> datetime:

@@ -30,6 +30,7 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.settings": GROUND,
     "bcartnb.files": GROUND,
     "bcartnb.privacy": GROUND,
+    "bcartnb.address_key": GROUND,  # an address as every list and signature compares it
     "bcartnb.plans": GROUND,
     "bcartnb.members": RULES,
     "bcartnb.filters": RULES,
@@ -41,7 +42,7 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.mailcheck": RULES,
     "bcartnb.active_content": RULES,  # mailcheck's active-content findings
     "bcartnb.htmldepth": RULES,  # how deep an HTML mail nests, before css-inline sees it
-    "bcartnb.hygiene.tokens": RULES,
+    "bcartnb.mailtokens": RULES,  # the unsubscribe token, the VERP, the Message-ID's tokens
     "bcartnb.compose": STAGES,
     "bcartnb.ledger": STAGES,
     "bcartnb.delivery": STAGES,
@@ -69,7 +70,6 @@ PAST_THE_CONDUCTOR = ("bcartnb.delivery", "bcartnb.transports")
 KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
     {
         ("bcartnb.members", "bcartnb.bcart_api"),  # read_snapshot
-        ("bcartnb.hygiene.tokens", "bcartnb.ledger.suppressions"),  # normalize_address
     }
 )
 

@@ -85,7 +85,8 @@ def _cmd_suppress(args: argparse.Namespace) -> int:
 
 
 def _cmd_unsuppress(args: argparse.Namespace) -> int:
-    from bcartnb.ledger import Ledger, normalize_address
+    from bcartnb.address_key import normalize_address
+    from bcartnb.ledger import Ledger
 
     with Ledger.open() as ledger:
         pushed = ledger.bcart_pushes(args.address)
