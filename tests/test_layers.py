@@ -3,8 +3,9 @@
 DESIGN.md's layers: ground (settings, errors, files, privacy masking) → rules (members,
 filters, quota, templates, mail tokens) → stages (compose, ledger, delivery, hygiene scanning,
 API client) → the conductor (``campaign``) → faces (cli, widgets, report, servers); no face
-past the conductor. Every ``import`` in a module counts, at module level, inside a function
-or under ``TYPE_CHECKING`` alike: a lazy import hides a circle from Python, not from a reader.
+past the conductor, and no face opening the ledger: it asks ``campaign``. Every ``import`` in
+a module counts, at module level, inside a function or under ``TYPE_CHECKING`` alike: a lazy
+import hides a circle from Python, not from a reader.
 
 Today's violations are listed below, each with why it is there; the lists may only shrink
 (a new violation fails, and so does an entry that no longer happens: take it off).
@@ -74,10 +75,32 @@ KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
 )
 
 #: (face, stage) reaching past the conductor today; issue 22 moves each away.
-KNOWN_PAST_CONDUCTOR: frozenset[tuple[str, str]] = frozenset(
+KNOWN_PAST_CONDUCTOR: frozenset[tuple[str, str]] = frozenset()
+
+#: The ledger, which a face reads and changes through ``campaign`` (its history, quota and
+#: suppression list) rather than opening it.
+LEDGER = "bcartnb.ledger"
+
+#: (face, ledger module) a face imports on purpose.
+LEDGER_FACES: frozenset[tuple[str, str]] = frozenset(
     {
-        ("bcartnb.widgets.sending", "bcartnb.transports"),  # Transport
-        ("bcartnb.widgets.wizard", "bcartnb.transports"),  # Transport
+        # the public unsubscribe server records each request itself, in its own process
+        # (no campaign to conduct), and answers from the request's recorded state
+        ("bcartnb.hygiene.unsubscribe", "bcartnb.ledger"),
+        ("bcartnb.hygiene.unsubscribe", "bcartnb.ledger.suppressions"),
+        # --reason's choices when the parser is built: the schema is their one truth and is
+        # light, where ``campaign`` would load pandas on every start of the command line
+        ("bcartnb.cli.hygiene", "bcartnb.ledger.schema"),
+    }
+)
+
+#: (face, ledger module) a face still imports; issue 22 moves each to ``campaign``.
+KNOWN_LEDGER_FACES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("bcartnb.report", "bcartnb.ledger"),  # the campaign's record and journal
+        ("bcartnb.report", "bcartnb.ledger.reservations"),  # HOST, os_user
+        ("bcartnb.hygiene.report", "bcartnb.ledger"),  # its functions take the notebook's Ledger
+        ("bcartnb.hygiene.report", "bcartnb.ledger.suppressions"),  # REASON_LABELS
     }
 )
 
@@ -304,3 +327,18 @@ def test_no_face_reaches_past_the_conductor(graph: dict[str, set[str]]) -> None:
     }
     assert sorted(past - KNOWN_PAST_CONDUCTOR) == [], "faces importing below the conductor"
     assert sorted(KNOWN_PAST_CONDUCTOR - past) == [], "fixed: take them off KNOWN_PAST_CONDUCTOR"
+
+
+def test_no_face_opens_the_ledger_itself(graph: dict[str, set[str]]) -> None:
+    found = {
+        (m, t)
+        for m, targets in graph.items()
+        if layer(m) == FACES
+        for t in targets
+        if _within(t, LEDGER)
+    }
+    assert sorted(found - LEDGER_FACES - KNOWN_LEDGER_FACES) == [], (
+        "faces opening the ledger: ask campaign (its history and suppressions) instead"
+    )
+    assert sorted(KNOWN_LEDGER_FACES - found) == [], "fixed: take them off KNOWN_LEDGER_FACES"
+    assert sorted(LEDGER_FACES - found) == [], "no longer needed: take them off LEDGER_FACES"
