@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 SECURITY_MODES = ("none", "starttls", "ssl")
-#: Where the unsubscribe links' signing secret comes from (bcartnb.mailtokens.tokens).
+#: Where the unsubscribe links' signing secret comes from (bcartnb.hygiene.tokens).
 UNSUBSCRIBE_SECRET_ENV = "BCARTNB_UNSUBSCRIBE_SECRET"
 #: Where settings come from, in the shop's words: told whenever a needed one is missing (a
 #: papermill run in a folder without bcartnb.toml otherwise only learns that a plan is unset).
@@ -334,7 +334,7 @@ class Settings:
     segments: Path = Path("segments.toml")
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
-    #: Signs the unsubscribe links (bcartnb.mailtokens.tokens): from the environment only.
+    #: Signs the unsubscribe links (bcartnb.hygiene.tokens): from the environment only.
     unsubscribe_secret: str | None = field(default=None, repr=False)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
