@@ -322,7 +322,7 @@ _FAST_BODIES = (
     '<p><a href="https://x.jp/{{ 都道府県 }}">https://x.jp/{{ 会社名 }}</a>'
     '<a href="mailto:x@x.jp?s={{ 都道府県 }}">x@x.jp?s={{ 会社名 }}</a></p>',
     "<table><tr><td><p>{{ 会社名 }}</p></td></tr><tr><td>{{ 都道府県 }}</td></tr></table>",
-    # the signed unsubscribe token, a member value like any other (bcartnb.hygiene.tokens)
+    # the signed unsubscribe token, a member value like any other (bcartnb.mailtokens.tokens)
     '<p>{{ 会社名 }}</p><a href="https://x.jp/stop/{{ unsubscribe_token }}">配信停止</a>',
     # raw text to an HTML5 tree, a link to html2text's HTMLParser (css-inline writes it back)
     '<xmp><a href="{{ 会社名 }}">こちら</a></xmp><p>{{ 都道府県 }}</p>',

@@ -54,6 +54,7 @@ def test_unknown_name_is_an_attribute_error() -> None:
         "hygiene.report",
         "hygiene.scan",
         "hygiene.sources",
+        "mailtokens",
     ],
 )
 def test_each_module_all_is_real(module: str) -> None:

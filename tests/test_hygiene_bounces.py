@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bcartnb.hygiene.bounces import clean_address, parse_message, unsubscribe_pattern
-from bcartnb.hygiene.matching import VerpSigner, parse_message_id, parse_verp
+from bcartnb.mailtokens import VerpSigner, parse_message_id, parse_verp
 
 DATA = Path(__file__).parent / "data" / "bounces"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

@@ -21,10 +21,10 @@ from test_cli_run import bcartnb
 
 from bcartnb import campaign
 from bcartnb.exceptions import HygieneError, SettingsError
-from bcartnb.hygiene.matching import VerpSigner
 from bcartnb.hygiene.scan import scan_mailbox
 from bcartnb.ledger import HygieneEvent, Ledger
 from bcartnb.ledger.suppressions import event_id
+from bcartnb.mailtokens import VerpSigner
 from bcartnb.settings import Settings, load_settings
 
 Server = Callable[..., TestServer]

@@ -25,7 +25,7 @@ from test_cli_run import bcartnb
 
 from bcartnb.exceptions import HygieneError, SettingsError, TransportError
 from bcartnb.hygiene.sources import open_mailbox, parse_imap_url
-from bcartnb.hygiene.tokens import TokenSigner, check_secret, secret_bits
+from bcartnb.mailtokens.tokens import TokenSigner, check_secret, secret_bits
 from bcartnb.privacy import scrub
 from bcartnb.settings import BcartSettings, SmtpSettings, load_settings
 from bcartnb.transports import SmtpTransport

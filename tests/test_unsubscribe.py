@@ -43,7 +43,6 @@ from test_cli_run import bcartnb, env_for, setup_campaign
 from bcartnb.campaign import CampaignSpec, run
 from bcartnb.compose import Composer, Draft
 from bcartnb.exceptions import SettingsError
-from bcartnb.hygiene.tokens import TokenSigner, UnsubscribeToken, parse
 from bcartnb.hygiene.unsubscribe import (
     MAX_BODY_BYTES,
     SECURITY_HEADERS,
@@ -53,6 +52,7 @@ from bcartnb.hygiene.unsubscribe import (
     prefix_from_settings,
 )
 from bcartnb.ledger import Ledger
+from bcartnb.mailtokens.tokens import TokenSigner, UnsubscribeToken, parse
 from bcartnb.quota import TOKYO
 from bcartnb.settings import HygieneSettings, Settings, load_settings
 from bcartnb.templates import Template, TemplateStore

@@ -22,9 +22,13 @@ member who already got it from any campaign (another file, a snapshot, a grown l
 back as ``already_sent``; ``repeat`` sends it again on purpose.
 
 It is laid out by concern: :mod:`~bcartnb.campaign.spec` (the keys, checked once),
-:mod:`~bcartnb.campaign.plan` (what would be sent, and the frozen mail) and
-:mod:`~bcartnb.campaign.conduct` (run, send, resume, cancel and the faces' questions to
-the ledger). Import from here; the names below are the conductor's whole face.
+:mod:`~bcartnb.campaign.plan` (what would be sent, and the frozen mail),
+:mod:`~bcartnb.campaign.conduct` (run, send, resume, cancel), and the faces' questions to the
+ledger: :mod:`~bcartnb.campaign.history` (the send history, one campaign's outcome, the
+quota) and :mod:`~bcartnb.campaign.suppressions` (the suppression list shown, changed,
+exported and pushed to B-Cart). Import from here; the names below are the conductor's whole
+face, and a face needs nothing below them: the summary, :data:`LEFT_STATES` and the
+:class:`Transport` a wizard or a script may pass in are named here too.
 """
 
 from __future__ import annotations
@@ -32,12 +36,19 @@ from __future__ import annotations
 from bcartnb.campaign.conduct import (
     CampaignRun,
     cancel,
-    quota_status,
     resume,
     run,
     send,
     send_test,
-    suppressed_addresses,
+)
+from bcartnb.campaign.history import (
+    CampaignOutcome,
+    CampaignUsage,
+    MonthUsage,
+    campaign_history,
+    campaign_outcome,
+    month_usage,
+    quota_status,
 )
 from bcartnb.campaign.plan import (
     CampaignPlan,
@@ -47,26 +58,49 @@ from bcartnb.campaign.plan import (
     resolve_segment,
 )
 from bcartnb.campaign.spec import CAMPAIGN_KEYS, ENCODINGS, CampaignSpec, load_campaign
+from bcartnb.campaign.suppressions import (
+    export_suppressions,
+    push_suppressions,
+    suppress,
+    suppressed_addresses,
+    suppression_list,
+    unsuppress,
+)
 from bcartnb.delivery import DeliverySummary, dry_run
+from bcartnb.ledger.lifecycle import LEFT_STATES
+from bcartnb.transports import Transport
 
 __all__ = [
     "CAMPAIGN_KEYS",
     "ENCODINGS",
+    "LEFT_STATES",
+    "CampaignOutcome",
     "CampaignPlan",
     "CampaignRun",
     "CampaignSpec",
+    "CampaignUsage",
     "DeliverySummary",
+    "MonthUsage",
+    "Transport",
     "build_draft",
+    "campaign_history",
+    "campaign_outcome",
     "cancel",
     "dry_run",
+    "export_suppressions",
     "frozen_mail",
     "load_campaign",
+    "month_usage",
     "plan_campaign",
+    "push_suppressions",
     "quota_status",
     "resolve_segment",
     "resume",
     "run",
     "send",
     "send_test",
+    "suppress",
     "suppressed_addresses",
+    "suppression_list",
+    "unsuppress",
 ]

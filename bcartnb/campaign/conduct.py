@@ -1,5 +1,5 @@
-"""The conductor's calls: a planned campaign sent, resumed, cancelled, tested, and what the
-faces ask of the ledger (the quota, the suppression list) without opening it themselves.
+"""The conductor's calls: a planned campaign sent, resumed, cancelled and tested (what the
+faces ask of the ledger without opening it is :mod:`~bcartnb.campaign.history`).
 
 :func:`send` is the only call that mails members; it claims the campaign's fingerprint in
 the ledger before :func:`bcartnb.delivery.deliver` composes anything, which is what makes a
@@ -27,19 +27,16 @@ from bcartnb.ledger import Ledger
 from bcartnb.ledger import reading as ledger_reading
 from bcartnb.ledger import using as ledger_using
 from bcartnb.members import read_members
-from bcartnb.quota import QuotaStatus
-from bcartnb.settings import Settings, require_plan
+from bcartnb.settings import Settings
 from bcartnb.transports import Transport
 
 __all__ = [
     "CampaignRun",
     "cancel",
-    "quota_status",
     "resume",
     "run",
     "send",
     "send_test",
-    "suppressed_addresses",
 ]
 
 
@@ -336,29 +333,3 @@ def send_test(
     """One member's mail, as composed for the campaign, to ``to``; recorded, never counted."""
     with ledger_using(plan.settings, ledger) as led:
         return delivery.send_test(plan, to, led, member_id=member_id, transport=transport)
-
-
-def quota_status(settings: Settings, *, ledger: Ledger | None = None) -> QuotaStatus:
-    """This month's メール配信上限数, usage and live reservations for the shop's plan (a look:
-    a ledger file not made yet counts nothing and is not created)."""
-    plan = require_plan(settings)
-    with ledger_reading(settings, ledger) as led:
-        return led.usage(plan)
-
-
-def suppressed_addresses(settings: Settings, *, ledger: Ledger | None = None) -> frozenset[str]:
-    """The suppression list, for the faces that sort members themselves (the wizard's
-    search, ``bcartnb members``), so every face holds back the same members.
-
-    A ledger file that does not exist yet means an empty list: looking never creates one.
-    In a shop still to adopt the per-user ledger of earlier versions (``legacy_ledger``),
-    the list is that ledger's, what adopting will bring, read from a snapshot in memory so
-    the old file stays as it is.
-    """
-    if ledger is None and (settings.db is None or not settings.db.expanduser().exists()):
-        if settings.db is None or settings.legacy_ledger is None:
-            return frozenset()
-        with contextlib.closing(Ledger.in_memory(settings.legacy_ledger)) as old:
-            return old.suppressed_addresses()
-    with ledger_using(settings, ledger) as led:
-        return led.suppressed_addresses()

@@ -233,7 +233,7 @@ def plan_campaign(
     """
     plan = require_plan(settings)
     if settings.hygiene.verp:  # no VERP without its secret: refused in the dry run, not mid-send
-        from bcartnb.hygiene.matching import VerpSigner
+        from bcartnb.mailtokens import VerpSigner
 
         VerpSigner(settings.unsubscribe_secret)
     frame = members if members is not None else read_members(spec.members)

@@ -58,21 +58,12 @@ def _cmd_bcart_pull(args: argparse.Namespace) -> int:
 
 
 def _cmd_bcart_push(args: argparse.Namespace) -> int:
-    from bcartnb.bcart_api import BcartClient, plan_push, push_suppressions
-    from bcartnb.ledger import Ledger
+    from bcartnb import campaign
     from bcartnb.settings import load_settings
 
     settings = load_settings()
     members = writeback_members(args.members)
-    with Ledger.open(settings.db) as ledger, BcartClient(settings.bcart) as client:
-
-        def record(batch: Any) -> None:  # each batch B-Cart accepted: never pushed again
-            for change in batch:
-                ledger.record_bcart_push(change)
-
-        report = push_suppressions(
-            plan_push(ledger, members), client, apply=args.apply, on_applied=record
-        )
+    report = campaign.push_suppressions(settings, members, apply=args.apply)
     if args.json:
         print_json(report.as_dict())
     else:

@@ -193,16 +193,14 @@ STATUS_LABELS = {"sending": "送信中", "unfinished": "送信途中", "done": "
 
 
 def _cmd_campaigns(args: argparse.Namespace) -> int:
-    from bcartnb.ledger import Ledger
-    from bcartnb.ledger.campaigns import LEFT_STATES
+    from bcartnb import campaign
     from bcartnb.settings import load_settings, require_ledger
 
-    db = require_ledger(load_settings())
+    settings = load_settings()
+    db = require_ledger(settings)
     if args.campaign_id is not None:
-        return _show_campaign(args.campaign_id, db, args.json)
-    with Ledger.open(db) as ledger:
-        ledger.reclaim()  # a crashed run shows as interrupted, not as sending forever
-        frame = ledger.campaigns()
+        return _show_campaign(args.campaign_id, settings, db, args.json)
+    frame = campaign.campaign_history(settings)
     rows = [
         {
             "campaign_id": str(r["campaign_id"]),
@@ -227,7 +225,7 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
         return 0
     print("キャンペーンID               登録日時            状態         送信済み  失敗  残り")
     for r, (_, full) in zip(rows, frame.iterrows(), strict=True):
-        left = sum(int(full[s]) for s in LEFT_STATES)
+        left = sum(int(full[s]) for s in campaign.LEFT_STATES)
         status = STATUS_LABELS.get(r["status"], r["status"])
         print(
             f"{r['campaign_id']:<28} {r['created_at'][:16].replace('T', ' '):<19} "
@@ -238,19 +236,12 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
+def _show_campaign(campaign_id: str, settings: Any, db: Any, as_json: bool) -> int:
     """One campaign: its counts, who was refused and why, what is left, how to continue."""
     from bcartnb.audience import REASON_LABELS
-    from bcartnb.campaign import DeliverySummary
-    from bcartnb.ledger import Ledger
+    from bcartnb.campaign import DeliverySummary, campaign_outcome
 
-    with Ledger.open(db) as ledger:
-        ledger.reclaim()  # a crashed run's campaign is unfinished, with its resume command
-        record = ledger.campaign(campaign_id)
-        failures = ledger.failures(campaign_id)
-        deferred = ledger.deferred(campaign_id)
-        uncertain = ledger.uncertain(campaign_id)
-        journal = ledger.deliveries(campaign_id)
+    record, failures, deferred, uncertain, journal = campaign_outcome(settings, campaign_id)
     ended = journal[journal["state"].isin(["cancelled", "withheld"])]
     resume = None
     if record.status == "unfinished":  # not while a live process sends it: resume waits

@@ -17,14 +17,12 @@ __all__ = ["COMMANDS"]
 
 
 def _export_bcart(args: argparse.Namespace) -> int:
-    from bcartnb.hygiene.export import export_bcart_csv
+    from bcartnb import campaign
     from bcartnb.hygiene.writeback import members_note, unresolved_counts
-    from bcartnb.ledger import Ledger
+    from bcartnb.settings import load_settings
 
     members = writeback_members(args.members)
-    with Ledger.open() as ledger:
-        listed, journal = ledger.suppressions(), ledger.journal_members()
-    done = export_bcart_csv(listed, args.export_bcart, members=members, journal=journal)
+    done = campaign.export_suppressions(load_settings(), args.export_bcart, members=members)
     say(
         f"B-Cart 用の会員CSVを書き出しました: {done.path}"
         f"（{len(done.member_ids):,} 件、メール案内 = 受け取らない）\n"
@@ -51,12 +49,12 @@ def _export_bcart(args: argparse.Namespace) -> int:
 
 
 def _cmd_suppressions(args: argparse.Namespace) -> int:
-    from bcartnb.ledger import Ledger
+    from bcartnb import campaign
+    from bcartnb.settings import load_settings
 
     if args.export_bcart is not None:
         return _export_bcart(args)
-    with Ledger.open() as ledger:
-        listed = ledger.suppressions()
+    listed = campaign.suppression_list(load_settings())
     if args.json:
         print_json([s.to_dict() for s in listed])
         return 0
@@ -71,11 +69,12 @@ def _cmd_suppressions(args: argparse.Namespace) -> int:
 
 
 def _cmd_suppress(args: argparse.Namespace) -> int:
-    from bcartnb.ledger import Ledger
+    from bcartnb import campaign
+    from bcartnb.settings import load_settings
 
-    with Ledger.open() as ledger:
-        new = ledger.suppress(args.address, args.reason, source="cli", member_id=args.member_id)
-        row = ledger.suppression(args.address)
+    new, row = campaign.suppress(
+        load_settings(), args.address, args.reason, source="cli", member_id=args.member_id
+    )
     assert row is not None
     if new:
         print(f"配信停止リストに追加しました: {row.address}（{row.label}）")
@@ -85,11 +84,11 @@ def _cmd_suppress(args: argparse.Namespace) -> int:
 
 
 def _cmd_unsuppress(args: argparse.Namespace) -> int:
-    from bcartnb.ledger import Ledger, normalize_address
+    from bcartnb import campaign
+    from bcartnb.address_key import normalize_address
+    from bcartnb.settings import load_settings
 
-    with Ledger.open() as ledger:
-        pushed = ledger.bcart_pushes(args.address)
-        gone = ledger.unsuppress(args.address)
+    gone, pushed = campaign.unsuppress(load_settings(), args.address)
     address = normalize_address(args.address)
     if gone:
         print(f"配信停止リストから外しました: {address}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from typing import Any
 
 from bcartnb.cli.common import JSON, Command, arg
@@ -13,8 +12,7 @@ __all__ = ["QUOTA"]
 
 
 def _cmd_quota(args: argparse.Namespace) -> int:
-    from bcartnb.exceptions import CampaignStateError
-    from bcartnb.ledger import Ledger
+    from bcartnb import campaign
     from bcartnb.quota import month_of, now_tokyo, parse_month
     from bcartnb.settings import load_settings, require_ledger, require_plan
 
@@ -22,18 +20,17 @@ def _cmd_quota(args: argparse.Namespace) -> int:
     plan = require_plan(settings)
     this_month = month_of(now_tokyo())
     month = parse_month(args.month) if args.month else this_month
-    campaigns: list[dict[str, Any]] = []
     db = require_ledger(settings)
-    with Ledger.open(db) as ledger:
-        status = ledger.usage(plan, month)
-        for cid, n in ledger.usage_by_campaign(month).items():
-            entry: dict[str, Any] = {"campaign_id": cid, "used": n, "created_at": None}
-            entry["subject"] = None
-            with contextlib.suppress(CampaignStateError):
-                record = ledger.campaign(cid)
-                entry["created_at"] = record.created_at.isoformat()
-                entry["subject"] = subject_of(record.params) or None
-            campaigns.append(entry)
+    status, used = campaign.month_usage(settings, month)
+    campaigns: list[dict[str, Any]] = [
+        {
+            "campaign_id": c.campaign_id,
+            "used": c.used,
+            "created_at": c.record.created_at.isoformat() if c.record else None,
+            "subject": (subject_of(c.record.params) or None) if c.record else None,
+        }
+        for c in used
+    ]
     if args.json:
         print_json(
             {

@@ -55,7 +55,6 @@ from bcartnb.compose.headers import (
     fold_words,
     from_header,
     message_id_affixes,
-    message_token,
     plain_ascii_header,
     unsubscribe_lines,
 )
@@ -66,6 +65,7 @@ from bcartnb.compose.wire import text_part
 from bcartnb.exceptions import ComposeError, TemplateError
 from bcartnb.htmldepth import check_depth
 from bcartnb.mailcheck import Finding, check_mail
+from bcartnb.mailtokens import message_token
 from bcartnb.quota import now_tokyo
 from bcartnb.templates import (
     SIGNATURE_FIELDS,

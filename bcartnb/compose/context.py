@@ -12,7 +12,7 @@ from typing import Any
 
 from bcartnb.compose.checks import member_id_of, recipient
 from bcartnb.exceptions import ComposeError, HygieneError
-from bcartnb.hygiene.tokens import TokenSigner
+from bcartnb.mailtokens import TokenSigner
 from bcartnb.templates import SIGNATURE_FIELDS, UNSUBSCRIBE_TOKEN_FIELD
 
 __all__ = ["Builder", "with_signature", "with_token"]

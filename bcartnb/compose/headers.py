@@ -10,7 +10,6 @@ subject (CPython gh-144156), which is why we do not use it. A value that cannot 
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from email import utils as email_utils
@@ -19,6 +18,7 @@ from urllib.parse import quote
 
 from bcartnb.compose.checks import check_header_value, check_member_header, who
 from bcartnb.exceptions import ComposeError
+from bcartnb.mailtokens.verp import message_token
 from bcartnb.templates import CompiledTemplate
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "fold_words",
     "from_header",
     "message_id_affixes",
-    "message_token",
     "plain_ascii_header",
     "unsubscribe_lines",
 ]
@@ -38,7 +37,6 @@ __all__ = [
 ENCODINGS = ("utf-8", "iso-2022-jp")
 CHARSET = {"utf-8": "UTF-8", "iso-2022-jp": "ISO-2022-JP"}
 CRLF = "\r\n"
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 # ISO-2022-JP's own escape and shift characters: Python's codec writes them through, and a
 # reader then switches character sets in the middle of a member's name.
 _ISO_2022_SHIFTS_RE = re.compile("[\x0e\x0f\x1b]")
@@ -116,16 +114,6 @@ def plain_ascii_header(value: str, room: int) -> bool:
 
 def fold_words(words: list[str]) -> str:
     return (CRLF + " ").join(words)
-
-
-def message_token(value: str) -> str:
-    """A campaign or member id as it stands in a Message-ID (and a VERP address): the id
-    itself when it is a short safe word, else a hash of it."""
-    return (
-        value
-        if _TOKEN_RE.fullmatch(value)
-        else "h" + hashlib.sha256(value.encode()).hexdigest()[:20]
-    )
 
 
 def message_id_affixes(campaign_id: str, from_addr: str) -> tuple[str, str]:

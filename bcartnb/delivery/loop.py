@@ -49,9 +49,9 @@ from bcartnb.exceptions import (
     QuotaExceededError,
     TransportError,
 )
-from bcartnb.hygiene.matching import VerpSigner
 from bcartnb.ledger import DeliveryResult, Ledger, Recipient
 from bcartnb.ledger.journal import COUNTED_FROM
+from bcartnb.mailtokens import VerpSigner
 from bcartnb.transports import (
     Connection,
     Outcome,

@@ -17,7 +17,9 @@ package holds what feeds it and what it feeds:
                                         push and the CSV share it)
 ======================================  ====================================================
 
-The one-click unsubscribe server lives here too.
+The one-click unsubscribe server lives here too. What a mail carries that names it (the
+signed unsubscribe token, the VERP return path, the Message-ID's tokens) is not here but in
+:mod:`bcartnb.mailtokens`, a layer lower, because compose and delivery write it.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
-from bcartnb.hygiene.matching import MailRef, is_ours, parse_message_id, parse_verp
+from bcartnb.mailtokens import MailRef, is_ours, parse_message_id, parse_verp
 
 __all__ = [
     "MAX_MESSAGE_BYTES",

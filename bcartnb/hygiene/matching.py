@@ -4,13 +4,10 @@ Anyone can mail the bounce address. So a bounce or a complaint counts only when 
 one mail the shop handed to its server (journal state ``sent``, ``uncertain`` or ``sending``:
 :data:`bcartnb.ledger.suppressions.HANDED_OVER`), and then only for the address that mail went to:
 
-* **VERP** (``[hygiene] verp = true``): each mail's envelope sender is
-  ``local+{campaign}.{member}.{tag}@domain``, ``tag`` an HMAC of the campaign and member
-  under ``BCARTNB_UNSUBSCRIBE_SECRET`` (:class:`VerpSigner`). Only the mail's own servers
-  ever see it, so a notice that comes back to it (or quotes it as the original's
-  Return-Path) was caused by that mail; without the secret no one can make one.
+* **VERP** (``[hygiene] verp = true``): the mail's own signed return path
+  (:class:`~bcartnb.mailtokens.verp.VerpSigner`); without the secret no one can make one.
 * **Message-ID**: ``<bcartnb.{campaign}.{member}@{from-domain}>``
-  (:func:`bcartnb.compose.headers.message_token`, the one rule). It can be guessed, so it ties a
+  (:mod:`bcartnb.mailtokens.verp`, the one rule). It can be guessed, so it ties a
   notice to a mail only when the notice also names the address that mail went to.
 
 A notice tied to neither is ``unmatched`` (with its :data:`UNMATCHED_REASONS` reason) when
@@ -24,30 +21,20 @@ the signed unsubscribe token its subject or address carries; without one it is u
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from bcartnb.compose.headers import message_token
 from bcartnb.exceptions import SettingsError
-from bcartnb.hygiene.tokens import TokenSigner, check_secret
 from bcartnb.ledger import Ledger
 from bcartnb.ledger.suppressions import HANDED_OVER
+from bcartnb.mailtokens import MailRef, TokenSigner, VerpSigner, message_token
 
 __all__ = [
     "UNMATCHED_REASONS",
     "Mail",
-    "MailRef",
     "Match",
     "Matcher",
-    "VerpSigner",
-    "is_ours",
-    "parse_message_id",
-    "parse_verp",
 ]
 
 #: Why a notice changed nothing, in the shop's words (the scan's ``unmatched_reasons`` keys).
@@ -61,25 +48,7 @@ UNMATCHED_REASONS: Final[Mapping[str, str]] = {
     "never_mailed": "このショップが送ったことのないアドレス",
 }
 
-_TOKEN = r"[A-Za-z0-9_-]{1,40}"
-_TAG_CHARS: Final = 16  # base32: 80 bits, far beyond guessing by mail
-_MID_RE = re.compile(rf"<?bcartnb\.({_TOKEN})\.({_TOKEN})@[^<>@\s]+>?", re.ASCII)
-_VERP_RE = re.compile(
-    rf"[^+@\s<>]+\+({_TOKEN})\.({_TOKEN})\.([a-z2-7]{{{_TAG_CHARS}}})@[^<>@\s]+",
-    re.ASCII | re.IGNORECASE,
-)
-_DOMAIN: Final = b"bcartnb-verp-v1\x00"  # this MAC means nothing anywhere else
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class MailRef:
-    """The tokens that name one campaign mail, as a notice carried them."""
-
-    campaign: str
-    member: str
-    via: str  # "message-id" or "verp"
-    tag: str = ""  # the VERP's HMAC tag
 
 
 @dataclass(frozen=True)
@@ -104,54 +73,6 @@ class Match:
     mail: Mail | None = None
     reason: str | None = None
     address: str | None = None
-
-
-class VerpSigner:
-    """Makes and checks the VERP tag of one mail (see the module docstring).
-
-    The secret is ``BCARTNB_UNSUBSCRIBE_SECRET``, kept apart from the unsubscribe token's MAC
-    by its own domain prefix: one secret for the shop to keep, checked by one rule
-    (:func:`bcartnb.hygiene.tokens.check_secret`).
-    """
-
-    def __init__(self, secret: str | None) -> None:
-        self._key = check_secret(secret, "[hygiene] verp").encode("utf-8")
-
-    def __repr__(self) -> str:
-        return "VerpSigner(<secret>)"
-
-    def tag(self, campaign_id: str, member_id: int | str) -> str:
-        """The mail's tag: lower-case base32, because some servers lower-case a local part."""
-        message = _DOMAIN + f"{campaign_id}\x00{member_id}".encode()
-        digest = hmac.new(self._key, message, hashlib.sha256).digest()
-        return base64.b32encode(digest).decode("ascii").lower()[:_TAG_CHARS]
-
-    def address(self, base: str, campaign_id: str, member_id: int | str) -> str:
-        """The envelope sender of one campaign mail: ``local+{campaign}.{member}.{tag}@domain``."""
-        local, _, domain = base.rpartition("@")
-        cid, mid = message_token(campaign_id), message_token(str(member_id))
-        return f"{local}+{cid}.{mid}.{self.tag(campaign_id, member_id)}@{domain}"
-
-    def verifies(self, ref: MailRef, mail: Mail) -> bool:
-        """Whether ``ref``'s tag is the one :meth:`address` gave ``mail`` (constant time)."""
-        expected = self.tag(mail.campaign_id, mail.member_id)
-        return hmac.compare_digest(ref.tag.lower().encode(), expected.encode())
-
-
-def parse_verp(address: str) -> MailRef | None:
-    """The tokens and tag of a VERP address, or None when ``address`` is not one."""
-    m = _VERP_RE.fullmatch(address.strip().strip("<>"))
-    return MailRef(m.group(1), m.group(2), "verp", m.group(3).lower()) if m else None
-
-
-def parse_message_id(text: str) -> list[MailRef]:
-    """Every one of our Message-IDs in a header value (References may hold several)."""
-    return [MailRef(a, b, "message-id") for a, b in _MID_RE.findall(text or "")]
-
-
-def is_ours(message_id: str) -> bool:
-    """Whether a Message-ID has the shape bcartnb gives its campaign mails."""
-    return _MID_RE.fullmatch(message_id.strip()) is not None
 
 
 class Matcher:
@@ -234,7 +155,7 @@ class Matcher:
         good = []
         for ref in refs:
             mail = self.resolve(ref)
-            if mail is None or not self.verp.verifies(ref, mail):
+            if mail is None or not self.verp.verifies(ref, mail.campaign_id, mail.member_id):
                 reasons.append("bad_verp")
             elif mail.state not in HANDED_OVER:
                 reasons.append("not_sent")

@@ -23,11 +23,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bcartnb.hygiene.bounces import Finding, Parsed, parse_message, unsubscribe_pattern
-from bcartnb.hygiene.matching import UNMATCHED_REASONS, Match, Matcher, VerpSigner
+from bcartnb.hygiene.matching import UNMATCHED_REASONS, Match, Matcher
 from bcartnb.hygiene.sources import open_mailbox
 from bcartnb.ledger import HygieneEvent, Ledger
 from bcartnb.ledger import using as ledger_using
 from bcartnb.ledger.suppressions import REASON_LABELS, event_id
+from bcartnb.mailtokens import VerpSigner
 from bcartnb.privacy import mask_address
 from bcartnb.quota import now_tokyo
 from bcartnb.settings import HygieneSettings, Settings

@@ -1,7 +1,7 @@
 """The one-click unsubscribe server (RFC 8058): ``bcartnb unsubscribe-server``.
 
 Each campaign mail's ``List-Unsubscribe`` URL ends in a signed token
-(:mod:`bcartnb.hygiene.tokens`). This small Starlette app, run by uvicorn behind the shop's
+(:mod:`bcartnb.mailtokens.tokens`). This small Starlette app, run by uvicorn behind the shop's
 HTTPS reverse proxy, answers that URL:
 
 ``POST <prefix><token>``
@@ -67,8 +67,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bcartnb.exceptions import BcartnbError, SettingsError, TransportError
-from bcartnb.hygiene.tokens import TokenSigner, UnsubscribeToken
 from bcartnb.ledger.suppressions import HygieneEvent, UnsubscribeState
+from bcartnb.mailtokens import TokenSigner, UnsubscribeToken
 from bcartnb.privacy import mask_address
 from bcartnb.quota import now_tokyo
 from bcartnb.templates import UNSUBSCRIBE_TOKEN_FIELD

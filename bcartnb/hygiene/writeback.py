@@ -28,6 +28,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from bcartnb.address_key import SPACES
 from bcartnb.ledger import Suppression
 from bcartnb.ledger.suppressions import REASON_LABELS
 from bcartnb.privacy import mask_address
@@ -65,7 +66,6 @@ UNRESOLVED_HINTS: Final[Mapping[str, str]] = {
     "address_changed": "Bカートではこの会員のアドレスが変わっています。"
     "新しいアドレスへの配信は止めていません。",
 }
-_TRIM = " \t\u3000"
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def _key(value: object) -> str | None:
     """A member file's address as the list keys it (trimmed, lower-cased), or None."""
     if not isinstance(value, str):
         return None
-    key = value.strip(_TRIM).lower()
+    key = value.strip(SPACES).lower()
     return key or None
 
 

@@ -30,12 +30,12 @@ written back to B-Cart in :mod:`~bcartnb.ledger.pushes`.
 from __future__ import annotations
 
 import sqlite3
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
+from bcartnb.address_key import normalize_address
 from bcartnb.exceptions import HygieneError
 from bcartnb.ledger.database import Database, dt, ts
 from bcartnb.ledger.lifecycle import HANDED_OVER, DeliveryResult, transition
@@ -70,38 +70,6 @@ REASON_RANK: Final[Mapping[str, int]] = {
     "unsubscribed": 3,
     "complaint": 4,
 }
-_MAX_ADDRESS = 254  # RFC 5321's path limit, less the angle brackets
-_TRIM = " \t\u3000"
-
-
-def normalize_address(address: str) -> str:
-    """The list's key for an address: trimmed like the member file's, lower-cased.
-
-    Refuses what no member file could hold as one address (empty, white space or a control
-    character inside, no ``@``, longer than a mail path), so nothing odd becomes a key.
-    """
-    if not isinstance(address, str):
-        raise HygieneError(
-            f"address must be text, not {type(address).__name__}",
-            ja="メールアドレスは文字列で指定してください",
-        )
-    key = address.strip(_TRIM).lower()
-    bad = next((ch for ch in key if ch.isspace() or unicodedata.category(ch).startswith("C")), None)
-    if not key or bad is not None or "@" not in key or len(key) > _MAX_ADDRESS:
-        what = (
-            "empty"
-            if not key
-            else f"contains {bad!r}"
-            if bad is not None
-            else "has no @"
-            if "@" not in key
-            else f"is longer than {_MAX_ADDRESS} characters"
-        )
-        raise HygieneError(
-            f"not a mail address: {address[:80]!r} {what}",
-            ja="メールアドレスとして扱えません（空欄・空白や制御文字・@ がない・長すぎる）",
-        )
-    return key
 
 
 @dataclass(frozen=True)

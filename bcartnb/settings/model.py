@@ -50,7 +50,7 @@ class Settings:
     segments: Path = Path("segments.toml")
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
-    #: Signs the unsubscribe links (bcartnb.hygiene.tokens): from the environment only.
+    #: Signs the unsubscribe links (bcartnb.mailtokens.tokens): from the environment only.
     unsubscribe_secret: str | None = field(default=None, repr=False)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)

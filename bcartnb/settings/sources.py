@@ -30,7 +30,7 @@ __all__ = [
     "read_toml",
 ]
 
-#: Where the unsubscribe links' signing secret comes from (bcartnb.hygiene.tokens).
+#: Where the unsubscribe links' signing secret comes from (bcartnb.mailtokens.tokens).
 UNSUBSCRIBE_SECRET_ENV = "BCARTNB_UNSUBSCRIBE_SECRET"
 _FILE_NAMES_JA = {"settings file": "設定ファイル", "campaign file": "キャンペーンファイル"}
 #: No shop writes a settings or campaign file this large; past it, something else was named.

@@ -115,7 +115,7 @@ FIELD_ALIASES: dict[str, str | Callable[[Mapping[str, Any]], Any]] = {
 
 #: The names that place the shop's signature (filled by the composer, not from the member).
 SIGNATURE_FIELDS = frozenset({"signature", "署名"})
-#: The member's signed unsubscribe token (bcartnb.hygiene.tokens), filled by the composer.
+#: The member's signed unsubscribe token (bcartnb.mailtokens.tokens), filled by the composer.
 UNSUBSCRIBE_TOKEN_FIELD = "unsubscribe_token"
 #: Every name the composer fills rather than the member row.
 COMPOSER_FIELDS = SIGNATURE_FIELDS | {UNSUBSCRIBE_TOKEN_FIELD}

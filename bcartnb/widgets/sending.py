@@ -16,9 +16,8 @@ from collections.abc import Callable
 import ipywidgets as widgets
 
 from bcartnb import campaign
-from bcartnb.campaign import CampaignPlan, DeliverySummary
+from bcartnb.campaign import CampaignPlan, DeliverySummary, Transport
 from bcartnb.settings import Settings
-from bcartnb.transports import Transport
 
 from ._common import Status
 from .send_step import SendStep

@@ -28,7 +28,7 @@ import pandas as pd
 
 from bcartnb import campaign
 from bcartnb.audience import Audience, build_audience
-from bcartnb.campaign import CampaignPlan, CampaignSpec, DeliverySummary
+from bcartnb.campaign import CampaignPlan, CampaignSpec, DeliverySummary, Transport
 from bcartnb.compose import preview
 from bcartnb.exceptions import BcartnbError
 from bcartnb.members import empty_members, read_members
@@ -37,7 +37,6 @@ from bcartnb.search import KeywordIndex
 from bcartnb.segments import SegmentStore, combine_filters
 from bcartnb.settings import Settings
 from bcartnb.templates import TemplateStore
-from bcartnb.transports import Transport
 
 from ._common import Status, fit, hide, row, show
 from .compose_step import ComposeStep, quota_warning_html
@@ -63,7 +62,7 @@ class Wizard:
 
     Tests and scripts drive it like a user: set the controls' ``value`` and call the buttons'
     ``click()``; ``status.value`` holds what the status area says and ``result`` the
-    :class:`~bcartnb.delivery.DeliverySummary` once sent.
+    :class:`~bcartnb.campaign.DeliverySummary` once sent.
     """
 
     def __init__(

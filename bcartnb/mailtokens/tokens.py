@@ -35,8 +35,8 @@ import re
 from collections.abc import Callable
 from typing import Final, NamedTuple
 
+from bcartnb.address_key import normalize_address
 from bcartnb.exceptions import HygieneError, SettingsError
-from bcartnb.ledger.suppressions import normalize_address
 from bcartnb.settings import UNSUBSCRIBE_SECRET_ENV
 
 __all__ = [
