@@ -34,6 +34,7 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.address_key": GROUND,  # an address as every list and signature compares it
     "bcartnb.plans": GROUND,
     "bcartnb.closing": GROUND,  # what a ``with`` block does to a connection, mailbox or server
+    "bcartnb.pacing": GROUND,  # at most N in any T seconds: the send loop and the API client
     "bcartnb.members": RULES,
     "bcartnb.filters": RULES,
     "bcartnb.audience": RULES,

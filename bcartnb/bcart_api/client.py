@@ -21,12 +21,10 @@ exception message: an error text that came from the server goes through
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import email.utils
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -35,6 +33,7 @@ import httpx
 import tenacity
 
 from bcartnb.exceptions import BcartApiError, SettingsError
+from bcartnb.pacing import SlidingWindows
 from bcartnb.privacy import scrub
 from bcartnb.settings import BcartSettings
 
@@ -59,12 +58,10 @@ _TOKEN_JA: Final = (
 )
 
 
-class RateLimiter:
-    """At most ``requests`` calls in any ``window`` seconds: a sliding window of send times.
-
-    A dozen lines over a deque: the rate-limit libraries on PyPI bring buckets, backends and
-    async APIs for what is one list of timestamps here, and this one takes an injected clock.
-    """
+class RateLimiter(SlidingWindows):
+    """At most ``requests`` calls in any ``window`` seconds (:class:`bcartnb.pacing.SlidingWindows`,
+    the send loop's rule too); :meth:`~bcartnb.pacing.SlidingWindows.slot` stamps each
+    request with its answer's time."""
 
     def __init__(
         self,
@@ -78,38 +75,7 @@ class RateLimiter:
             raise ValueError("a rate limit needs at least one request in a positive window")
         self.requests = requests
         self.window = window
-        self.clock = clock
-        self.sleep = sleep
-        self._sent: collections.deque[float] = collections.deque()
-        self.waited = 0.0
-
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        """One request: waits for a place, and counts the request from when its answer came.
-
-        The server counts a request when it arrives, somewhere between our send and its
-        answer; stamping the answer's time keeps our window behind the server's, so network
-        jitter can only make us slower, never over the limit.
-        """
-        self.acquire()
-        try:
-            yield
-        finally:
-            if self._sent:
-                self._sent[-1] = max(self._sent[-1], self.clock())
-
-    def acquire(self) -> None:
-        """Wait (if need be) until one more request stays within the limit, and count it."""
-        while True:
-            now = self.clock()
-            while self._sent and self._sent[0] <= now - self.window:
-                self._sent.popleft()
-            if len(self._sent) < self.requests:
-                self._sent.append(now)
-                return
-            wait = self._sent[0] + self.window - now
-            self.waited += wait
-            self.sleep(wait)
+        super().__init__([(requests, window)], clock=clock, sleep=sleep)
 
 
 class WaitTooLong(BcartApiError):

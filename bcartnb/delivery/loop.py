@@ -37,7 +37,7 @@ import select
 import signal
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, cast
 
@@ -52,6 +52,7 @@ from bcartnb.exceptions import (
 from bcartnb.ledger import DeliveryResult, Ledger, Recipient
 from bcartnb.ledger.journal import COUNTED_FROM
 from bcartnb.mailtokens import VerpSigner
+from bcartnb.pacing import SlidingWindows
 from bcartnb.transports import (
     Connection,
     Outcome,
@@ -66,12 +67,11 @@ __all__ = ["MAX_BACKOFF", "Connector", "RateLimiter", "Sender"]
 MAX_BACKOFF = 600.0
 
 
-class RateLimiter:
+class RateLimiter(SlidingWindows):
     """Spaces sends so neither the per-second nor the per-hour limit is ever exceeded.
 
-    Shared servers throttle or block a burst (the reason B-Cart caps mail at all); a sliding
-    window per limit is exact where a token bucket would allow a double burst at a window's
-    edge. Thread-safe; clock and sleep are injected so tests never sleep.
+    Shared servers throttle or block a burst (the reason B-Cart caps mail at all); the window
+    rule is :class:`bcartnb.pacing.SlidingWindows`, the same as the API client's.
     """
 
     def __init__(
@@ -81,52 +81,13 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._windows: list[tuple[int, float, deque[float]]] = []
+        limits: list[tuple[int, float]] = []
         if per_second:
             # a fractional rate (0.5/s) is one mail every 2 s
-            count, span = (int(per_second), 1.0) if per_second >= 1 else (1, 1.0 / per_second)
-            self._windows.append((count, span, deque()))
+            limits.append((int(per_second), 1.0) if per_second >= 1 else (1, 1.0 / per_second))
         if per_hour:
-            self._windows.append((int(per_hour), 3600.0, deque()))
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.RLock()
-
-    @property
-    def limited(self) -> bool:
-        """Whether any limit is set (else :meth:`acquire` never waits)."""
-        return bool(self._windows)
-
-    def acquire(self) -> None:
-        """Block until one more send fits in every window, then record it."""
-        while not self.take():
-            self._sleep(self.delay())
-
-    def delay(self) -> float:
-        """Seconds until one more send fits in every window (0: now)."""
-        with self._lock:
-            now = self._clock()
-            wait = 0.0
-            for limit, span, times in self._windows:
-                while times and times[0] <= now - span:
-                    times.popleft()
-                if len(times) >= limit:
-                    wait = max(wait, times[0] + span - now)
-            return wait
-
-    def take(self) -> bool:
-        """Record one send if it fits now; False (recording nothing) if it must wait."""
-        with self._lock:
-            if self.delay() > 0:
-                return False
-            now = self._clock()
-            for _, _, times in self._windows:
-                times.append(now)
-            return True
-
-    def pause(self, seconds: float) -> None:
-        """Wait (with the injected sleep) for a place in the windows."""
-        self._sleep(seconds)
+            limits.append((int(per_hour), 3600.0))
+        super().__init__(limits, clock=clock, sleep=sleep)
 
 
 class Connector:
