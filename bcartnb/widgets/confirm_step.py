@@ -132,8 +132,7 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
         self.test_send = widgets.Button(description="テスト送信", icon="envelope")
         self.test_send.add_class("bcartnb-test-send")
         #: テスト送信's result (or error), right under its button (bcartnb-test-result)
-        self.test_result = Status()
-        self.test_result.widget.add_class("bcartnb-test-result")
+        self.test_result = Status("bcartnb-test-result")
         super().__init__(
             [
                 widgets.HTML("<b>送信内容の確認</b>"),
