@@ -110,3 +110,17 @@ def test_an_error_brings_the_status_line_into_view(wizard: Wizard) -> None:
     wizard.filter_step.text.value = "存在しない会社名"
     wizard.filter_step.apply.click()  # no error: the (empty) result count
     assert seen[-1] == "bcartnb-result-count"
+
+
+def test_revealing_starts_no_ipython_shell(wizard: Wizard) -> None:
+    """With an InteractiveShell about, every Output widget swallows what is raised inside it
+    (the send's and 再開's errors then vanished from the status line): outside a kernel, the
+    wizard's scrolling must not make one."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    before = InteractiveShell.initialized()
+    wizard.filter_step.apply.click()
+    wizard.send_checked.click()
+    assert wizard.viewport.revealed == "bcartnb-status"
+    assert wizard.viewport.widget.outputs[0]["data"]["application/javascript"].startswith("(fun")
+    assert InteractiveShell.initialized() == before

@@ -18,7 +18,6 @@ import secrets
 from typing import Final
 
 import ipywidgets as widgets
-from IPython.display import Javascript
 
 __all__ = ["REVEAL_JS", "Viewport"]
 
@@ -56,5 +55,14 @@ class Viewport:
         """Scroll the page so the element with ``css_class`` inside the wizard is in view."""
         self.revealed = css_class
         script = REVEAL_JS % (json.dumps(self.scope), json.dumps(css_class))
-        self.widget.outputs = ()  # a new output each time: the same script runs again
-        self.widget.append_display_data(Javascript(script))  # type: ignore[no-untyped-call]
+        # a new output each time (the same script runs again), written as the output message
+        # itself: IPython's formatter would make an InteractiveShell where none runs (tests,
+        # scripts), and with one every Output widget swallows the exceptions raised inside it
+        self.widget.outputs = ()
+        self.widget.outputs = (
+            {
+                "output_type": "display_data",
+                "data": {"application/javascript": script, "text/plain": ""},
+                "metadata": {},
+            },
+        )
