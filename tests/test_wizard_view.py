@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import test_widgets
 from smtp_servers import TestServer
+from test_wizard_screens import sent_unfinished
 
 from bcartnb.widgets import Wizard
 from bcartnb.widgets.viewport import REVEAL_JS
@@ -124,3 +127,30 @@ def test_revealing_starts_no_ipython_shell(wizard: Wizard) -> None:
     assert wizard.viewport.revealed == "bcartnb-status"
     assert wizard.viewport.widget.outputs[0]["data"]["application/javascript"].startswith("(fun")
     assert InteractiveShell.initialized() == before
+
+
+def test_in_a_kernel_a_resume_error_is_said_and_the_button_comes_back(
+    tmp_path: Path, repo_root: Path, smtp_server: Callable[..., TestServer]
+) -> None:
+    """In a kernel (an InteractiveShell about) an Output widget swallows what is raised inside
+    it: 再開's error must still reach the status line, in Japanese, and 再開 be enabled again."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    server = smtp_server()
+    server.down()
+    w = sent_unfinished(tmp_path, repo_root, server)
+    before = w.result
+    Path(w.members.attrs["source"]).write_text(
+        "会員ID,メールアドレス,メール案内\n1,a@example.co.jp,たぶん\n", "utf-8"
+    )
+    had_shell = InteractiveShell.initialized()
+    InteractiveShell.instance()
+    try:
+        disabled = watch_disabled(w.sending.resume)
+        w.sending.resume.click()
+    finally:
+        if not had_shell:
+            InteractiveShell.clear_instance()
+    assert w.status.kind == "error" and "会員ファイルのエラー" in w.status.value, w.status.value
+    assert disabled == [True, False] and w.stage == "done" and w.result is before
+    assert w.viewport.revealed == "bcartnb-status"
