@@ -7,7 +7,10 @@ BROWSER_STAMP := $(VENV)/.installed-browser
 CHROMIUM := /usr/bin/chromium
 DOVECOT := /usr/sbin/dovecot
 
-.PHONY: demo test test-browser screenshots lint format bench browser-deps imap-deps clean
+# `make lab` passes these on to JupyterLab, e.g. make lab LAB_ARGS='--port 8890 --no-browser'
+LAB_ARGS ?=
+
+.PHONY: demo lab test test-browser screenshots lint format bench browser-deps imap-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +20,18 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m bcartnb.demo
+	@echo "ウィザード（JupyterLab）をデモのお店で開くには: make lab"
+
+# The wizard in JupyterLab on the demo shop, demo-out/ (made by the demo when missing):
+# installs JupyterLab (the browser extra), starts the demo's SMTP sink in the background on
+# 127.0.0.1:8025, where the shop's [smtp] points, and opens a copy of the wizard notebook in
+# the shop folder with `bcartnb wizard` (never the tracked notebook; --allow-root is added
+# when run as root). Ctrl-C stops JupyterLab, and the sink with it.
+lab: $(BROWSER_STAMP)
+	test -f demo-out/bcartnb.toml || $(BIN)/python -m bcartnb.demo
+	cd demo-out && { ../$(BIN)/bcartnb sink --maildir Maildir & sink=$$!; \
+	  trap 'kill $$sink 2>/dev/null' EXIT INT TERM; \
+	  ../$(BIN)/bcartnb wizard --members demo_members.csv -- $(LAB_ARGS); }
 
 # The browser tests (tests/test_browser.py) drive the wizard in JupyterLab with Debian's
 # Chromium through Playwright; no browser is downloaded. As root, the apt packages are

@@ -12,8 +12,9 @@ One module a command family, each declaring its commands with :mod:`bcartnb.cli.
 :mod:`~bcartnb.cli.campaigns` (run, resume, cancel, campaigns, report),
 :mod:`~bcartnb.cli.hygiene` (suppressions, suppress, unsuppress, bounces),
 :mod:`~bcartnb.cli.bcart`, :mod:`~bcartnb.cli.segments` and :mod:`~bcartnb.cli.servers`
-(unsubscribe-server, sink). A new command is a :class:`~bcartnb.cli.common.Command` in its
-family's module and one entry in :data:`COMMANDS`.
+(unsubscribe-server, sink) and :mod:`~bcartnb.cli.wizard` (the wizard in JupyterLab). A new
+command is a :class:`~bcartnb.cli.common.Command` in its family's module and one entry in
+:data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,17 @@ from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from bcartnb import __version__
-from bcartnb.cli import bcart, campaigns, hygiene, members, quota, segments, servers, shop
+from bcartnb.cli import (
+    bcart,
+    campaigns,
+    hygiene,
+    members,
+    quota,
+    segments,
+    servers,
+    shop,
+    wizard,
+)
 from bcartnb.cli.common import Command, Parser, japanese_argparse
 from bcartnb.cli.output import say, silence_stdout
 from bcartnb.exceptions import BcartnbError
@@ -36,6 +47,7 @@ __all__ = ["COMMANDS", "build_parser", "entry", "main"]
 #: Every command, in the order ``bcartnb --help`` lists them.
 COMMANDS: tuple[Command, ...] = (
     shop.INIT,
+    wizard.WIZARD,
     members.MEMBERS,
     quota.QUOTA,
     *campaigns.COMMANDS,

@@ -32,11 +32,12 @@ def _heading(err: BaseException) -> str:
 
 
 class Status:
-    """The one status area of the wizard: an HTML widget with the class ``bcartnb-status``."""
+    """The status area of the wizard: an HTML widget with the class ``bcartnb-status``, or
+    ``css`` for an area of its own beside one button (テスト送信's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, css: str = "bcartnb-status") -> None:
         self.widget = widgets.HTML(value="")
-        self.widget.add_class("bcartnb-status")
+        self.widget.add_class(css)
         self.kind = ""  # "", "info", "error"
 
     @property

@@ -22,7 +22,7 @@ from bcartnb.compose import Preview
 from bcartnb.filters import describe_filter
 from bcartnb.mailcheck import HEADING, Finding
 
-from ._common import fit, row
+from ._common import Status, fit, row
 
 __all__ = [
     "ConfirmStep",
@@ -131,6 +131,8 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
         self.test_to.add_class("bcartnb-test-to")
         self.test_send = widgets.Button(description="テスト送信", icon="envelope")
         self.test_send.add_class("bcartnb-test-send")
+        #: テスト送信's result (or error), right under its button (bcartnb-test-result)
+        self.test_result = Status("bcartnb-test-result")
         super().__init__(
             [
                 widgets.HTML("<b>送信内容の確認</b>"),
@@ -140,6 +142,7 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
                 self.preview_member,
                 self.preview,
                 row(self.test_to, self.test_send),
+                self.test_result.widget,
                 row(self.back, self.send),
             ]
         )

@@ -12,6 +12,7 @@ words, or leaves the screen as it was when refused.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import ipywidgets as widgets
 
@@ -22,7 +23,27 @@ from bcartnb.settings import Settings
 from ._common import Status
 from .send_step import SendStep
 
-__all__ = ["Sending"]
+__all__ = ["Sending", "inside"]
+
+T = TypeVar("T")
+
+
+def inside(output: widgets.Output, action: Callable[[], T]) -> T:
+    """``action`` with what it prints in ``output``, and what it raises raised.
+
+    In a kernel an Output widget shows an exception raised inside it as a traceback and
+    swallows it: the send's error would be an English traceback, the status line empty and
+    the screen 中断 with no reason. Caught inside and raised outside, it reaches
+    :meth:`~._common.Status.run`, which says it in Japanese.
+    """
+    failed: BaseException | None = None
+    with output:
+        try:
+            return action()
+        except BaseException as err:  # KeyboardInterrupt too: raised again below
+            failed = err
+    assert failed is not None
+    raise failed
 
 
 class Sending:
@@ -57,10 +78,12 @@ class Sending:
         self._go("sending")
 
         def send() -> DeliverySummary:
-            with self.step.output:
-                return campaign.send(
+            return inside(
+                self.step.output,
+                lambda: campaign.send(
                     plan, repeat=plan.repeat, transport=self.transport, progress=self.step.update
-                )
+                ),
+            )
 
         self.show(self.status.run(send, self._controls(), busy="送信中です…"))
 
@@ -86,14 +109,18 @@ class Sending:
         self._go("sending")
 
         def resume() -> DeliverySummary:
-            with self.step.output:
-                return campaign.resume(
-                    result.campaign_id,
-                    self.settings,
-                    transport=self.transport,
-                    progress=self.step.update,
-                    **chosen,
-                ).summary
+            return inside(
+                self.step.output,
+                lambda: (
+                    campaign.resume(
+                        result.campaign_id,
+                        self.settings,
+                        transport=self.transport,
+                        progress=self.step.update,
+                        **chosen,
+                    ).summary
+                ),
+            )
 
         summary = self.status.run(resume, self._controls(), busy="再開しています…")
         if summary is None:  # refused (the error is in the status): the 再開 screen again

@@ -48,11 +48,21 @@ from .member_table import PAGE_SIZE, MemberTable
 from .planning import confirm, form_spec, sorted_for_mail
 from .send_step import SendStep
 from .sending import Sending
+from .viewport import Viewport
 
-__all__ = ["PREVIEW_CHOICES", "STAGES", "Wizard"]
+__all__ = ["PREVIEW_CHOICES", "STAGES", "STAGE_VIEW", "Wizard"]
 
 #: The screens, in order; :attr:`Wizard.stage` is one of them.
 STAGES = ("select", "compose", "confirm", "sending", "done")
+#: What each screen brings into view when it opens (:mod:`.viewport`): the status line atop
+#: the new screen (what just happened, then the screen's top), or the progress bar while sending.
+STAGE_VIEW = {
+    "select": "bcartnb-status",
+    "compose": "bcartnb-status",
+    "confirm": "bcartnb-status",
+    "sending": "bcartnb-progress",
+    "done": "bcartnb-status",
+}
 #: How many sendable members the confirmation screen offers to preview.
 PREVIEW_CHOICES = 50
 
@@ -119,6 +129,7 @@ class Wizard:
             ]
         )
         self.header = Header(self.settings)  # the title and 配信記録: which ledger, if made yet
+        self.viewport = Viewport()  # scrolls the page to what a click changed
         self.widget = widgets.VBox(
             [
                 self.header,
@@ -127,9 +138,13 @@ class Wizard:
                 self.compose,
                 self.confirm,
                 self.sending,
+                self.viewport.widget,
             ]
         )
         self.widget.add_class("bcartnb-wizard")
+        self.widget.add_class(self.viewport.scope)
+        # an error is said atop the wizard, maybe screens above the button that caused it
+        self.status.widget.observe(lambda _c: self._reveal_error(), names="value")
 
         self._filter: dict[str, Any] = {}
         self._keyword = ""
@@ -175,7 +190,7 @@ class Wizard:
         )
         self.confirm.test_to.value = self.settings.admin or ""
         self.stage = "select"
-        self._go("select")
+        self._go("select", reveal=False)
         self._refresh_segments()
         self.apply_filter()
 
@@ -227,7 +242,7 @@ class Wizard:
     # --- step 0: 会員ファイル -------------------------------------------------------------------
 
     def _wire_filter_step(self) -> None:
-        self.filter_step.apply.on_click(lambda _b: self.apply_filter())
+        self.filter_step.apply.on_click(lambda _b: self._apply_clicked())
         self.filter_step.save_segment.on_click(lambda _b: self.save_segment())
         self.filter_step.segment.observe(lambda _c: self._describe_segment(), names="value")
 
@@ -339,6 +354,12 @@ class Wizard:
         self.table.set_result(found)
         self.status.info(f"検索結果: {len(found.selected):,}件")
         self._warn_select(recount=True)  # the quota read again: a campaign may have gone out
+
+    def _apply_clicked(self) -> None:
+        """絞込 clicked: the result count (or the error) comes into view."""
+        self.apply_filter()
+        if self.status.kind != "error":  # an error has brought the status line into view
+            self.viewport.reveal("bcartnb-result-count")
 
     def _search(self, flt: dict[str, Any], kw: str) -> Audience:
         """The search result, each member sorted as 送信 would (the form's mail, once written)."""
@@ -477,6 +498,7 @@ class Wizard:
         if not got.plan.repeat:  # another mail, or nobody to resend to: the tick is spent
             self._repeat_key = None
         self._send_started = False
+        self.confirm.test_result.clear()
         self.confirm.show_counts(got.summary, self._filter, self._keyword)
         self.confirm.offer_repeat(got.repeatable, got.plan.repeat)
         sendable = got.plan.audience.sendable
@@ -539,7 +561,8 @@ class Wizard:
         if plan is None:
             return
         to = self.confirm.test_to.value.strip()
-        mail = self.status.run(
+        said = self.confirm.test_result  # under the button: the status line is screens away
+        mail = said.run(
             lambda: campaign.send_test(
                 plan, to, member_id=self.confirm.preview_member.value, transport=self.transport
             ),
@@ -547,10 +570,11 @@ class Wizard:
             busy="テスト送信しています…",
         )
         if mail is not None:
-            self.status.info(
+            said.info(
                 f"テスト送信しました: {mail.to}（会員ID {mail.member_id} の内容。"
                 "配信数には数えません）"
             )
+        self.viewport.reveal("bcartnb-test-result")
 
     # --- step 5: 送信 (再開 and 取消 in .sending) ------------------------------------------
 
@@ -590,7 +614,11 @@ class Wizard:
 
     # --- screens ---------------------------------------------------------------------------
 
-    def _go(self, stage: str) -> None:
+    def _reveal_error(self) -> None:
+        if self.status.kind == "error":
+            self.viewport.reveal("bcartnb-status")
+
+    def _go(self, stage: str, *, reveal: bool = True) -> None:
         self.stage = stage
         self.header.refresh()
         boxes = {
@@ -602,3 +630,5 @@ class Wizard:
         }[stage]
         for box in (self._select_box, self.compose, self.confirm, self.sending):
             (show if box in boxes else hide)(box)
+        if reveal:
+            self.viewport.reveal(STAGE_VIEW[stage])
