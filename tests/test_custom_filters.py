@@ -203,3 +203,19 @@ def test_a_bad_names_table_is_refused_in_japanese(tmp_path: Path, table: str, ja
     with pytest.raises(SettingsError) as err:
         load_settings(path, env={})
     assert ja in err.value.ja
+
+
+def test_the_names_example_bcartnb_init_writes_loads_when_uncommented(tmp_path: Path) -> None:
+    import re
+
+    from bcartnb.shop import ShopAnswers, render_settings
+
+    text = render_settings(ShopAnswers(plan="プラン10", from_="shop@example.co.jp"))
+    example = text[text.index("# [names.price_groups]") :]
+    table = re.compile(r"# (\[names\.\w+\]|\d+ = .*)$")
+    uncommented = [m.group(1) for ln in example.split("\n") if (m := table.match(ln))]
+    assert len(uncommented) == 4
+    path = tmp_path / "bcartnb.toml"
+    path.write_text(text + "\n" + "\n".join(uncommented) + "\n", "utf-8")
+    names = load_settings(path, env={}).names
+    assert names == IdNames(price_groups={1: "一般"}, sales_staff={101: "佐藤"})

@@ -273,10 +273,10 @@ def test_html_is_ticked_when_the_body_holds_tags() -> None:
     assert import_bcart_text("件名: 夏\n1 < 2\n", "夏").template.html is False
 
 
-_TEXT = st.text(alphabet="{}%#ab あ\n\r-:：", max_size=80)
+_TEXT = st.text(alphabet="{}%#ab あ\n\r-:：'\"\\", max_size=80)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(body=_TEXT)
 def test_pasted_text_always_compiles_and_its_literal_text_survives(body: str) -> None:
     """No field is named here (a, b, あ name none), so the rendered body is the pasted one."""
@@ -293,6 +293,37 @@ def test_pasted_text_always_compiles_and_its_literal_text_survives(body: str) ->
     assert rendered == "\n".join(lines).rstrip() + "\n"
 
 
+_PIECES = st.sampled_from(
+    [
+        "{会社名}",
+        "{{会社名}}",
+        "{ 担当者 }",
+        "{",
+        "}",
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "{#",
+        "#}",
+        "a",
+        "\n",
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(pieces=st.lists(_PIECES, min_size=1, max_size=30))
+def test_pasted_placeholders_next_to_braces_always_compile(pieces: list[str]) -> None:
+    body = "x" + "".join(pieces)
+    got = import_bcart_text("件名: {会社名}\n" + body, "p")
+    compiled = compile_template(got.template.body, "p", "body")
+    rendered = compiled.render({"会社名": "見本商事", "担当者名": "山田 太郎"})
+    assert rendered.startswith("x")
+    if not any(p in body for p in ("{", "}")):
+        assert rendered == body.rstrip() + "\n"
+
+
 def test_the_store_is_the_clis(tmp_path: Path) -> None:
     """The screen writes through TemplateStore: the file is the CLI's format, read back whole."""
     store = TemplateStore(tmp_path)
@@ -300,3 +331,29 @@ def test_the_store_is_the_clis(tmp_path: Path) -> None:
     text = (tmp_path / "往復.txt").read_text("utf-8")
     assert text.startswith("+++\nsubject = ")
     assert store.get("往復").body.startswith("{{ 会社名 }}\n{{ 担当者名 }} 様")
+
+
+def test_without_a_member_file_the_preview_uses_the_sample_member(
+    shop: tuple[Path, TestServer],
+) -> None:
+    folder, server = shop
+    wizard = Wizard(None, settings_of(folder, server), member_folders=[folder])
+    screen = wizard.templates.screen
+    screen.open_button.click()
+    screen.paste.value = "件名: {会社名} 様\n{住所}\n"
+    screen.import_button.click()
+    assert "株式会社サンプル商事 様" in screen.preview.value
+    assert "東京都千代田区千代田1-1 サンプルビル5階" in screen.preview.value
+
+
+def test_hostile_values_in_the_editor_are_escaped_in_the_preview(wizard: Wizard) -> None:
+    screen = wizard.templates.screen
+    screen.name.value = "危険"
+    screen.subject.value = "<script>alert(1)</script>"
+    screen.body.value = "<b>太字</b>\n{{ 会社名 }}\n"
+    screen.show_preview.click()
+    assert "<script>" not in screen.preview.value and "&lt;script&gt;" in screen.preview.value
+    screen.subject.value = "一行目\r\n二行目"
+    screen.save.click()
+    assert "件名は1行で書いてください" in screen.status.value
+    assert wizard.store.list() == []

@@ -41,8 +41,9 @@ BCART_NAMES: Final[Mapping[str, str]] = {
 }
 #: ``{{ name }}`` or ``{name}``: a name of one line, no brace inside.
 _PLACEHOLDER: Final = re.compile(r"\{\{\s*([^{}\n]{1,60}?)\s*\}\}|\{\s*([^{}\n]{1,60}?)\s*\}")
-#: What would open a Jinja tag, comment or expression in the literal text.
-_JINJA_OPEN: Final = re.compile(r"\{[{%#]|[}%#]\}")
+#: What would open a Jinja tag, comment or expression in the literal text; a last ``{``
+#: too, which would open one with the ``{{`` that follows it.
+_JINJA_OPEN: Final = re.compile(r"\{[{%#]|\{$")
 _SUBJECT: Final = re.compile(r"^\s*(?:件名|タイトル|subject)\s*[:：]\s?(.*)$", re.IGNORECASE)
 _BODY: Final = re.compile(r"^\s*(?:本文|body)\s*[:：]\s?(.*)$", re.IGNORECASE)
 _HTML_TAG: Final = re.compile(r"<\s*(?:html|body|p|br|div|table|a|img|span|h[1-6])\b", re.I)
@@ -57,7 +58,7 @@ class ImportedTemplate:
 
 
 def _literal(text: str) -> str:
-    """Text that Jinja prints as it is: every ``{{``/``{%``/``{#`` (and closer) quoted."""
+    """Text that Jinja prints as it is: every ``{{``/``{%``/``{#`` quoted, and a last ``{``."""
     return _JINJA_OPEN.sub(lambda m: "{{ " + repr(m.group()) + " }}", text)
 
 

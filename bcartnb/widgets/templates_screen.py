@@ -273,7 +273,7 @@ class TemplatesScreen(widgets.VBox):  # type: ignore[misc]
             self.save,
             self.delete,
             self.paste,
-            self.import_button,
+            row(self.import_button),
         ]
 
     def toggle(self) -> None:
