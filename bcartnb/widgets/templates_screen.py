@@ -30,13 +30,20 @@ from .compose_step import ComposeStep
 __all__ = [
     "Ask",
     "SaveAsTemplate",
+    "TemplateTools",
     "TemplatesScreen",
     "attach_save",
     "preview_html",
     "sample_member",
+    "template_tools",
 ]
 
-_WIDE: Final = widgets.Layout(width="48em", max_width="100%")
+
+def _wide(height: str | None = None) -> widgets.Layout:
+    """48em, never wider than a narrow notebook (600 px)."""
+    return widgets.Layout(width="48em", max_width="100%", height=height)
+
+
 _LABEL: Final = {"description_width": "7em"}
 
 
@@ -68,10 +75,6 @@ class Ask(widgets.HBox):  # type: ignore[misc]
         hide(self)
         if yes and then is not None:
             then()
-
-    @property
-    def waiting(self) -> bool:
-        return self._then is not None
 
 
 def preview_html(got: Preview) -> str:
@@ -194,11 +197,9 @@ class TemplatesScreen(widgets.VBox):  # type: ignore[misc]
         self.names.add_class("bcartnb-tpl-list")
         self.name = widgets.Text(description="テンプレート名", style=_LABEL)
         self.name.add_class("bcartnb-tpl-name")
-        self.subject = widgets.Text(description="件名", style=_LABEL, layout=_WIDE)
+        self.subject = widgets.Text(description="件名", style=_LABEL, layout=_wide())
         self.subject.add_class("bcartnb-tpl-subject")
-        self.body = widgets.Textarea(
-            description="本文", style=_LABEL, layout=widgets.Layout(width="48em", height="14em")
-        )
+        self.body = widgets.Textarea(description="本文", style=_LABEL, layout=_wide("14em"))
         self.body.add_class("bcartnb-tpl-body")
         self.html = widgets.Checkbox(description="HTMLメール", indent=False)
         self.html.add_class("bcartnb-tpl-html")
@@ -218,7 +219,7 @@ class TemplatesScreen(widgets.VBox):  # type: ignore[misc]
             placeholder="件名：【{会社名}様】新商品のご案内\n本文：\n{会社名}\n{担当者名} 様\n…",
             description="Bカートから",
             style=_LABEL,
-            layout=widgets.Layout(width="48em", height="8em"),
+            layout=_wide("8em"),
         )
         self.paste.add_class("bcartnb-tpl-paste")
         self.import_button = widgets.Button(description="貼り付けた内容を取り込む", icon="paste")
