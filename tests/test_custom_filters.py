@@ -15,10 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ipywidgets as widgets
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from smtp_servers import TestServer
 
-from bcartnb.exceptions import SettingsError
+from bcartnb.exceptions import FilterError, SettingsError
 from bcartnb.filters import apply_filter
 from bcartnb.members import read_members
 from bcartnb.settings import IdNames, Settings, load_settings
@@ -52,6 +55,13 @@ def folder(tmp_path: Path) -> Path:
         "utf-8",
     )
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def frame(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    path = tmp_path_factory.mktemp("custom") / "members.csv"
+    path.write_text(HEADER + "".join(row(m) for m in range(1001, 1001 + 2 * MAX_CHOICES)), "utf-8")
+    return read_members(path)
 
 
 @pytest.fixture
@@ -219,3 +229,35 @@ def test_the_names_example_bcartnb_init_writes_loads_when_uncommented(tmp_path: 
     path.write_text(text + "\n" + "\n".join(uncommented) + "\n", "utf-8")
     names = load_settings(path, env={}).names
     assert names == IdNames(price_groups={1: "一般"}, sales_staff={101: "佐藤"})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kinds=st.sets(st.sampled_from(KINDS)),
+    low=st.one_of(st.none(), st.integers(-1000, 80_000)),
+    high=st.one_of(st.none(), st.integers(-1000, 80_000)),
+    since=st.one_of(st.none(), st.dates(dt.date(2023, 12, 1), dt.date(2024, 10, 1))),
+)
+def test_whatever_is_picked_is_a_valid_filter_selecting_what_pandas_selects(
+    frame: pd.DataFrame, kinds: set[str], low: int | None, high: int | None, since: dt.date | None
+) -> None:
+    box = CustomFilters(frame)
+    box.field("業種")[0].value = tuple(sorted(kinds))
+    box.field("年間購入額")[0].value = "" if low is None else f"{low:,}"
+    box.field("年間購入額")[1].value = "" if high is None else str(high)
+    box.field("初回購入日")[0].value = since
+    if low is not None and high is not None and low > high:
+        with pytest.raises(FilterError):
+            apply_filter(frame, box.filter)
+        return
+    got = apply_filter(frame, box.filter)
+    mask = pd.Series(True, index=frame.index)
+    if kinds:
+        mask &= frame["業種"].isin(kinds)
+    if low is not None:
+        mask &= frame["年間購入額"] >= low
+    if high is not None:
+        mask &= frame["年間購入額"] <= high
+    if since is not None:
+        mask &= frame["初回購入日"].dt.date >= since
+    assert got["id"].tolist() == frame[mask]["id"].tolist()
