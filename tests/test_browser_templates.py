@@ -4,6 +4,7 @@ question, each checked on the page and in the shop's templates folder (the CLI's
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ from bcartnb.members import read_members
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parent.parent
+# read at import: the autouse fixture clears every BCARTNB_* variable before a test runs
+SCREENSHOT_DIR = os.environ.get("BCARTNB_SCREENSHOTS")  # make screenshots: docs/screenshots
 NOTEBOOK = "notebooks/campaign_wizard.ipynb"
 UI_TIMEOUT = 60_000  # ms; the first render includes the kernel's imports
 NAME = "秋の新商品"
@@ -75,7 +78,8 @@ def test_custom_filter_then_save_reuse_and_delete_a_template(
     shop: tuple[Page, Path], tmp_path: Path
 ) -> None:
     page, root = shop
-    shot = Screenshots(tmp_path / "screenshots", "templates")
+    shots = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path / "screenshots"
+    shot = Screenshots(shots if shots.is_absolute() else REPO / shots, "templates")
     members = read_members(root / "data" / "demo_members.csv")
     kind = sorted(members["業種"].dropna().unique().tolist())[0]
     found = build_audience(members, {"業種": [kind]})
