@@ -405,4 +405,11 @@ security = "none"
 # （bounce_address の + の後に付けます。既定の宛先は from）。
 # verp = false
 # bounce_address = "bounces@shop.example.co.jp"
+
+# [names.price_groups]
+# ウィザードの絞込オプションで、価格グループIDの横に出す名前（ID = "名前"）
+# 1 = "一般"
+# [names.sales_staff]
+# 営業担当IDの横に出す名前
+# 101 = "佐藤"
 """

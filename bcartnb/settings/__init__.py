@@ -43,6 +43,7 @@ from bcartnb.settings.checks import (
 from bcartnb.settings.hygiene import HygieneSettings
 from bcartnb.settings.loading import load_settings, settings_from_text
 from bcartnb.settings.model import MAX_MAIL_BYTES, RENDER_TIMEOUT, Settings
+from bcartnb.settings.names import IdNames
 from bcartnb.settings.plan import SETTINGS_SOURCES_JA, missing_plan_error, require_plan
 from bcartnb.settings.shop import (
     DEFAULT_LEDGER,
@@ -65,6 +66,7 @@ __all__ = [
     "BcartSettings",
     "DeliverySettings",
     "HygieneSettings",
+    "IdNames",
     "Settings",
     "SmtpSettings",
     "check_keys",

@@ -19,6 +19,7 @@ from bcartnb.settings.bcart import BcartSettings, bcart_from_file
 from bcartnb.settings.checks import check_keys, check_type, parse_mailbox
 from bcartnb.settings.hygiene import HygieneSettings, hygiene_from_file
 from bcartnb.settings.model import Settings
+from bcartnb.settings.names import names_from_file
 from bcartnb.settings.plan import check_plan
 from bcartnb.settings.shop import ledger_path, legacy_ledger_path, unadopted_ledger
 from bcartnb.settings.smtp import (
@@ -55,6 +56,7 @@ _TOP_KEYS = {
     "delivery",
     "bcart",
     "hygiene",
+    "names",
     "render_timeout",
     "max_mail_bytes",
 }
@@ -121,6 +123,7 @@ def _settings_from(
             delivery=DeliverySettings(**dkw),
             bcart=BcartSettings(**bkw),
             hygiene=HygieneSettings(**hygiene_kw),
+            names=names_from_file(data, where),
         )
     except SettingsError as err:
         raise SettingsError(f"{where}: {err}", ja=err.ja) from None

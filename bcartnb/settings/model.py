@@ -16,6 +16,7 @@ from bcartnb.exceptions import SettingsError
 from bcartnb.settings.bcart import BcartSettings
 from bcartnb.settings.checks import check_url, in_range
 from bcartnb.settings.hygiene import HygieneSettings
+from bcartnb.settings.names import IdNames
 from bcartnb.settings.smtp import DeliverySettings, SmtpSettings
 
 __all__ = ["MAX_MAIL_BYTES", "RENDER_TIMEOUT", "Settings"]
@@ -56,6 +57,8 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     bcart: BcartSettings = field(default_factory=BcartSettings)
     hygiene: HygieneSettings = field(default_factory=HygieneSettings)
+    #: 価格グループ and 営業担当 by name, for the wizard (``[names]``; empty when absent)
+    names: IdNames = field(default_factory=IdNames)
     source: Path | None = None
     #: The per-user ledger of earlier versions, when it exists and the shop's own ledger does
     #: not yet: require_ledger says how to adopt it rather than start an empty one beside it.

@@ -14,7 +14,10 @@ from typing import Any, Final
 import ipywidgets as widgets
 import pandas as pd
 
+from bcartnb.settings import IdNames
+
 from ._common import fit, row
+from .custom_filters import CustomFilters, name_ids
 
 __all__ = ["MULTI_HINT", "NO_SEGMENT", "PREFECTURES", "FilterStep"]
 
@@ -68,12 +71,14 @@ def _multi(members: pd.DataFrame, column: str, label: str, css: str) -> widgets.
 class FilterStep(widgets.VBox):  # type: ignore[misc]
     """The 絞込オプション box. ``filter`` and ``keyword`` are what the controls say now."""
 
-    def __init__(self, members: pd.DataFrame) -> None:
+    def __init__(self, members: pd.DataFrame, names: IdNames | None = None) -> None:
         self.pref = _multi(members, "pref", "都道府県", "bcartnb-filter-pref")
         self.price_group = _multi(
             members, "price_group_id", "価格グループ", "bcartnb-filter-price-group"
         )
         self.salesman = _multi(members, "salesman_id", "営業担当", "bcartnb-filter-salesman")
+        name_ids(self.price_group, self.salesman, names or IdNames())
+        self.custom = CustomFilters(members)  # カスタム項目: 業種, 会員ランク, …
         self.status = _multi(members, "status", "状態", "bcartnb-filter-status")
         self.mm_flag = widgets.Dropdown(
             options=list(_MM_CHOICES),
@@ -135,6 +140,7 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
                 self.hint,
                 row(self.mm_flag),
                 row(self.created_from, self.created_to),
+                self.custom,
                 self.text,
                 row(self.apply, self.reset),
                 row(self.segment_name, self.segment_overwrite, self.save_segment),
@@ -159,6 +165,7 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
             self.segment_name,
             self.segment_overwrite,
             self.save_segment,
+            *self.custom.controls,
         ]
 
     @property
@@ -182,7 +189,7 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
                 dates[op] = value.isoformat()
         if dates:
             out["created_at"] = dates
-        return out
+        return {**out, **self.custom.filter}
 
     @property
     def segment_choice(self) -> str | None:
@@ -209,3 +216,4 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
         self.created_to.value = None
         self.text.value = ""
         self.segment.value = NO_SEGMENT
+        self.custom.clear()

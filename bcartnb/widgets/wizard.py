@@ -48,6 +48,7 @@ from .member_table import PAGE_SIZE, MemberTable
 from .planning import confirm, form_spec, sorted_for_mail
 from .send_step import SendStep
 from .sending import Sending
+from .templates_screen import template_tools
 from .viewport import Viewport
 
 __all__ = ["PREVIEW_CHOICES", "STAGES", "STAGE_VIEW", "Wizard"]
@@ -104,7 +105,7 @@ class Wizard:
             cwd = Path.cwd()
             member_folders = [cwd, cwd / "data", cwd.parent / "data", home]
         self.source = MemberSource([*member_folders, self.upload_dir])
-        self.filter_step = FilterStep(self.members)
+        self.filter_step = FilterStep(self.members, self.settings.names)
         self.table = MemberTable(page_size)
         self.send_all = widgets.Button(description="検索結果すべてに送信", button_style="primary")
         self.send_all.add_class("bcartnb-send-all")
@@ -119,8 +120,10 @@ class Wizard:
         self.compose.set_fields(self.members.columns)
         self.confirm = ConfirmStep()
         self.sending = SendStep()
+        self.templates = template_tools(self)  # テンプレート管理, テンプレートとして保存
         self._select_box = widgets.VBox(
             [
+                self.templates.widget,
                 self.source,
                 self.filter_step,
                 self.table,
@@ -254,11 +257,10 @@ class Wizard:
         self.members = frame
         self._index = None
         segment = self.filter_step.segment_choice
-        self.filter_step = FilterStep(frame)
+        self.filter_step = FilterStep(frame, self.settings.names)
         self._wire_filter_step()
-        kids = list(self._select_box.children)
-        kids[1] = self.filter_step
-        self._select_box.children = kids
+        kids = self._select_box.children  # テンプレート管理, 会員ファイル, 絞込オプション, …
+        self._select_box.children = (*kids[:2], self.filter_step, *kids[3:])
         self._refresh_segments(segment)
         self.compose.set_fields(frame.columns)
         self.source.show_current(str(frame.attrs.get("source", path)), len(frame))
