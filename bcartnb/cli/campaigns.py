@@ -344,7 +344,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-_CAMPAIGN_ID = arg("campaign_id", metavar="キャンペーンID")
+_CAMPAIGN_ID = arg("campaign_id")
 
 COMMANDS = (
     Command(
@@ -355,7 +355,7 @@ COMMANDS = (
         "送信途中の同じキャンペーンはその続きを送ります。同じメールを送信済みの会員には、"
         "どのキャンペーン・会員ファイルからでも二度と送りません（もう一度送るには --repeat）。",
         args=(
-            arg("campaign", metavar="キャンペーンファイル", help="キャンペーンの TOML ファイル"),
+            arg("campaign", help="キャンペーンの TOML ファイル"),
             switch("--send", "実際に送信します（省略時は確認のみ）", exclusive="how"),
             switch(
                 "--repeat",
@@ -363,7 +363,6 @@ COMMANDS = (
             ),
             arg(
                 "--test-to",
-                metavar="アドレス",
                 default=None,
                 help="最初の会員のメールを1通だけこのアドレスにテスト送信します（配信数に数えません）",
                 exclusive="how",
@@ -422,7 +421,6 @@ COMMANDS = (
                 "campaign_id",
                 nargs="?",
                 default=None,
-                metavar="キャンペーンID",
                 help="詳細を見るキャンペーン",
             ),
             JSON,
@@ -439,7 +437,6 @@ COMMANDS = (
             arg("campaign_id", help="キャンペーンID（bcartnb campaigns で確認）"),
             arg(
                 "--out",
-                metavar="FILE.html",
                 default=None,
                 help="書き出し先（既定: campaign-ID.html）",
             ),

@@ -121,7 +121,6 @@ MEMBERS = Command(
     args=(
         arg(
             "members",
-            metavar="会員CSV",
             help="Bカートの会員CSV（Shift_JIS・UTF-8）、"
             "または bcart pull のスナップショット（.parquet）",
         ),
@@ -134,7 +133,6 @@ MEMBERS = Command(
         arg(
             "--checked",
             default=None,
-            metavar="ID,ID,…",
             help="チェックした会員に送信: 会員IDをカンマ区切りで",
         ),
         switch("--opt-in-only", "メール案内「受け取る」の会員のみ"),
