@@ -338,8 +338,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from bcartnb.report import write_report
     from bcartnb.settings import load_settings
 
-    target = Path(args.out) if args.out else Path(f"campaign-{args.campaign_id}.html")
-    path = write_report(args.campaign_id, load_settings(), target)
+    settings = load_settings()
+    # by default in the shop folder's reports/ (git-ignored there and in a checkout), wherever
+    # the command runs; with no shop folder (BCARTNB_DB alone), in the current folder
+    folder = settings.source.parent / "reports" if settings.source else Path()
+    target = Path(args.out) if args.out else folder / f"campaign-{args.campaign_id}.html"
+    if not args.out:  # a shop folder written by hand may have no reports/ yet
+        with contextlib.suppress(OSError):  # if it cannot be made, the write says so
+            folder.mkdir(parents=True, exist_ok=True)
+    path = write_report(args.campaign_id, settings, target)
     print(f"レポートを書き出しました: {path}")
     return 0
 
@@ -438,7 +445,7 @@ COMMANDS = (
             arg(
                 "--out",
                 default=None,
-                help="書き出し先（既定: campaign-ID.html）",
+                help="書き出し先（既定: お店のフォルダーの reports/campaign-キャンペーンID.html）",
             ),
         ),
         run=_cmd_report,
