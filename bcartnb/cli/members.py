@@ -81,7 +81,8 @@ def _filter(text: str | None) -> Any:
     if not isinstance(flt, dict):
         raise FilterError(
             f'--filter must be a JSON object such as {{"pref": "東京都"}}, not {text!r}',
-            ja='--filter は {"pref": "東京都"} のような { } で囲んだ JSON で指定してください。',
+            ja='--filter は {"pref": "東京都"} のような { } で囲んだ JSON で指定してください'
+            f"（{text!r} ではなく）。",
         )
     return flt
 

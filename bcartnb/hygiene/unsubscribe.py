@@ -346,7 +346,8 @@ def _check_prefix(prefix: str) -> str:
     if not _PREFIX_RE.fullmatch(prefix) or "/../" in prefix or "/./" in prefix:
         raise SettingsError(
             f"unsubscribe server prefix must be a plain path such as /mail/stop/, not {prefix!r}",
-            ja="配信停止サーバーのパス（--prefix）は /mail/stop/ のような形にしてください。",
+            ja="配信停止サーバーのパス（--prefix）は /mail/stop/ のような形にしてください"
+            f"（{prefix!r} ではなく）。",
         )
     return prefix
 
@@ -366,7 +367,7 @@ def prefix_from_settings(settings: Settings) -> str:
             f"(for example https://shop.example.co.jp/mail/stop/{{{{ unsubscribe_token }}}}), "
             f"not {url!r}; or give --prefix",
             ja="設定の unsubscribe_url を https://…/{{ unsubscribe_token }} の形にしてください"
-            "（配信停止サーバーはURLの最後の部分でトークンを受け取ります）。",
+            f"（配信停止サーバーはURLの最後の部分でトークンを受け取ります。今は {url!r}）。",
         )
     return _check_prefix(found.group("path"))
 
