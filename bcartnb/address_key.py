@@ -49,7 +49,7 @@ def normalize_address(address: str) -> str:
         )
         raise HygieneError(
             f"not a mail address: {address[:80]!r} {what}",
-            ja=f"{address[:80]!r} はメールアドレスとして扱えません（空欄・空白や制御文字・@"
-            " がない・長すぎる）",
+            ja="メールアドレスとして扱えません（空欄・空白や制御文字・@ がない・長すぎる）: "
+            f"{address[:80]!r}",
         )
     return key
