@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bcartnb.audience import build_audience, format_summary
+from bcartnb.cli.common import japanese_argparse
 from bcartnb.exceptions import BcartnbError
 from bcartnb.members import read_members
 from bcartnb.quota import now_tokyo
@@ -197,17 +198,19 @@ def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bcartnb.demo",
-        description="デモキャンペーンを埋め込みSMTPサーバー宛に送信し、レポートを作成します。",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path.cwd(),
-        help="demo-out/ と reports/ を作るフォルダー（既定: 今のフォルダー）",
-    )
-    args = parser.parse_args(list(argv))
+    with japanese_argparse():  # argparse's own words too, as for the bcartnb command
+        parser = argparse.ArgumentParser(
+            prog="python -m bcartnb.demo",
+            description="デモキャンペーンを埋め込みSMTPサーバー宛に送信し、レポートを作成します。",
+        )
+        parser.add_argument(
+            "--out",
+            type=Path,
+            default=Path.cwd(),
+            metavar="フォルダー",
+            help="demo-out/ と reports/ を作るフォルダー（既定: 今のフォルダー）",
+        )
+        args = parser.parse_args(list(argv))
     from papermill.exceptions import PapermillExecutionError
 
     # the confirmation screen first: what the notebook is about to send

@@ -208,3 +208,17 @@ def test_every_error_line_starts_in_japanese(tmp_path: Path) -> None:
         assert out.returncode == 2, out.stderr
         assert out.stderr.startswith(f"bcartnb: error: {heading}"), out.stderr
         assert out.stderr.count("\n") == 1
+
+
+def test_the_demos_help_is_japanese_too() -> None:
+    """``python -m bcartnb.demo`` has its own small parser: the same Japanese words."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bcartnb.demo", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert out.startswith("使い方: python -m bcartnb.demo [-h] [--out フォルダー]")
+    for words in ARGPARSE_ENGLISH:
+        assert words not in out
