@@ -49,6 +49,7 @@ def normalize_address(address: str) -> str:
         )
         raise HygieneError(
             f"not a mail address: {address[:80]!r} {what}",
-            ja="メールアドレスとして扱えません（空欄・空白や制御文字・@ がない・長すぎる）",
+            ja="メールアドレスとして扱えません（空欄・空白や制御文字・@ がない・長すぎる）: "
+            f"{address[:80]!r}",
         )
     return key

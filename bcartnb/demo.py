@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bcartnb.audience import build_audience, format_summary
+from bcartnb.cli.common import japanese_argparse
 from bcartnb.exceptions import BcartnbError
 from bcartnb.members import read_members
 from bcartnb.quota import now_tokyo
@@ -197,21 +198,23 @@ def run_demo(out: Path, parameters: Mapping[str, Any] | None = None) -> dict[str
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bcartnb.demo",
-        description="デモキャンペーンを埋め込みSMTPサーバー宛に送信し、レポートを作成します。",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path.cwd(),
-        help="demo-out/ と reports/ を作るフォルダ (default: the current directory)",
-    )
-    args = parser.parse_args(list(argv))
+    with japanese_argparse():  # argparse's own words too, as for the bcartnb command
+        parser = argparse.ArgumentParser(
+            prog="python -m bcartnb.demo",
+            description="デモキャンペーンを埋め込みSMTPサーバー宛に送信し、レポートを作成します。",
+        )
+        parser.add_argument(
+            "--out",
+            type=Path,
+            default=Path.cwd(),
+            metavar="フォルダー",
+            help="demo-out/ と reports/ を作るフォルダー（既定: 今のフォルダー）",
+        )
+        args = parser.parse_args(list(argv))
     from papermill.exceptions import PapermillExecutionError
 
     # the confirmation screen first: what the notebook is about to send
-    print("== 確認画面 (confirmation) ==")
+    print("== 確認画面 ==")
     print(format_summary(build_audience(read_members(DEMO_MEMBERS), DEMO_FILTER, opt_in_only=True)))
     print()
     try:
@@ -220,7 +223,7 @@ def main(argv: Sequence[str] = ()) -> int:
         print(f"bcartnb demo: error: {err.ename}: {err.evalue}", file=sys.stderr)
         return 2
     except BcartnbError as err:
-        print(f"bcartnb demo: error: {err}", file=sys.stderr)
+        print(f"bcartnb demo: error: {err.line()}", file=sys.stderr)
         return err.exit_code
     s = result["summary"]
     q = s["quota"]
@@ -230,16 +233,15 @@ def main(argv: Sequence[str] = ()) -> int:
     )
     print(f"今月の配信数 {q['used_before']} → {q['used_after']}（{q['plan']}、上限 {q['cap']}）")
     print(
-        f"お店のフォルダー (the demo shop): {result['shop']}"
+        f"デモのお店のフォルダー: {result['shop']}"
         "（その中で bcartnb campaigns・quota などを試せます）"
     )
-    print(f"レポート (report notebook): {result['report']}")
-    print(f"レポート HTML (report as HTML): {result['html']}")
-    print(f"受信したメール (Maildir): {result['maildir']}")
+    print(f"レポート（ノートブック）: {result['report']}")
+    print(f"レポート（HTML）: {result['html']}")
+    print(f"受信したメール（Maildir）: {result['maildir']}")
     print(
         f"埋め込みSMTPサーバーが受信したメール: {result['received']} 通"
         f"（会員宛 {s['sent']} 通 + 管理者宛の控え）"
-        f" / the sink received {result['received']} mails"
     )
     return 0
 

@@ -300,7 +300,8 @@ def validate_filter(
 def _not_a_dict(filter: Any) -> FilterError:
     return FilterError(
         f"a filter is a dict of column: condition, not {filter!r}",
-        ja='絞込条件は {"pref": "東京都"} のように「列: 条件」の組で書いてください。',
+        ja='絞込条件は {"pref": "東京都"} のように「列: 条件」の組で書いてください'
+        f"（{filter!r} ではなく）。",
     )
 
 

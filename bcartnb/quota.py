@@ -68,7 +68,7 @@ def parse_month(value: str) -> str:
     if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1:
         raise InputError(
             f"month must be YYYY-MM (e.g. 2026-11), not {value!r}",
-            ja="対象月は 2026-11 のように「年-月」で指定してください。",
+            ja=f"対象月は 2026-11 のように「年-月」で指定してください（{value!r} ではなく）。",
         )
     return f"{m.group(1)}-{m.group(2)}"
 

@@ -79,7 +79,7 @@ def check_segment_name(name: Any) -> str:
     if not isinstance(name, str):
         raise SettingsError(
             f"segment name must be text, not {name!r}",
-            ja="セグメント名は文字列で指定してください。",
+            ja=f"セグメント名は文字列で指定してください（{name!r} ではなく）。",
         )
     norm = unicodedata.normalize("NFC", name)
     problem, ja = None, ""
@@ -95,7 +95,9 @@ def check_segment_name(name: Any) -> str:
         problem = "starts or ends with a space"
         ja = "セグメント名の先頭と末尾に空白は使えません。"
     if problem:
-        raise SettingsError(f"segment name {name!r} {problem}", ja=ja)
+        raise SettingsError(
+            f"segment name {name!r} {problem}", ja=f"{ja}（セグメント名: {name!r}）"
+        )
     return norm
 
 
@@ -119,13 +121,14 @@ def _check_scalar(value: Any, where: str) -> None:
     elif isinstance(value, float) and not math.isfinite(value):
         raise SettingsError(
             f"{where}: {value!r} is not a finite number",
-            ja="セグメントの条件に数値でない値（NaN・無限大）は使えません。",
+            ja=f"セグメントの条件に数値でない値（NaN・無限大: {value!r}）は使えません。",
         )
     elif not isinstance(value, bool | int | float):
         raise SettingsError(
             f"{where}: unsupported value {value!r} (text, a number, true/false, a list or "
             "an operator table)",
-            ja="セグメントの条件の値は、文字列・数値・true/false・そのリスト・演算子の表のいずれかです。",
+            ja=f"セグメントの条件の値 {value!r} は使えません。"
+            "文字列・数値・true/false・そのリスト・演算子の表のいずれかです。",
         )
 
 
@@ -139,7 +142,7 @@ def check_segment_filter(flt: Any, where: str) -> dict[str, Any]:
     if not isinstance(flt, Mapping):
         raise SettingsError(
             f"{where}: a segment's filter is a table of column: condition, not {flt!r}",
-            ja="セグメントの絞込条件は「項目: 条件」の表で指定してください。",
+            ja=f"セグメントの絞込条件は「項目: 条件」の表で指定してください（{flt!r} ではなく）。",
         )
     if not flt:
         raise SettingsError(
@@ -151,7 +154,7 @@ def check_segment_filter(flt: Any, where: str) -> dict[str, Any]:
         if not isinstance(key, str) or not key.strip():
             raise SettingsError(
                 f"{where}: filter key {key!r} must be a column name",
-                ja="セグメントの絞込条件の項目名が不正です。",
+                ja=f"セグメントの絞込条件の項目名 {key!r} が不正です。",
             )
         _check_text(key, f"{where}: filter key {key!r}")
         at = f"{where}: filter key {key!r}"
@@ -161,7 +164,8 @@ def check_segment_filter(flt: Any, where: str) -> dict[str, Any]:
                 raise SettingsError(
                     f"{at}: unknown operator {(unknown or ['(none)'])[0]!r}; use one of "
                     + ", ".join(OPERATORS),
-                    ja=f"セグメントの絞込条件「{key}」の演算子が不正です。",
+                    ja=f"セグメントの絞込条件「{key}」の演算子 {(unknown or ['(none)'])[0]!r}"
+                    " は使えません。",
                 )
             for v in spec.values():
                 _check_scalar(v, at)
@@ -200,7 +204,7 @@ def combine_filters(
             raise SettingsError(
                 f"filter key {key!r} is also in segment {segment_name!r} (as {seen[column]!r}); "
                 "a column may be narrowed in one of them only",
-                ja=f"絞込条件「{key}」はセグメント「{segment_name}」にもあります。"
+                ja=f"絞込条件「{key}」はセグメント「{segment_name}」にもあります（{seen[column]!r}）。"
                 "同じ項目はどちらか一方で指定してください。",
             )
     return {**segment, **own}

@@ -67,7 +67,8 @@ FOLDERS = {
     "uploads": "ウィザードでアップロードした会員CSV",
 }
 #: What git must never take from a shop folder: the secrets, the ledger (with its WAL and
-#: shared-memory files and the report notes beside it), members' data and lock files.
+#: shared-memory files and the report notes beside it), members' data (uploads, the B-Cart
+#: API's snapshot, the suppression export), lock files and reports.
 GITIGNORE = (
     ".env",
     "*.sqlite3",
@@ -78,6 +79,9 @@ GITIGNORE = (
     "*.lock",
     "uploads/",
     "reports/",
+    "bcart_members*.parquet",
+    "bcart_members*.parquet.partial",
+    "bcart_suppressions*.csv",
 )
 
 

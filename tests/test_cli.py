@@ -80,6 +80,58 @@ def test_every_help_is_japanese(command: list[str], capsys: pytest.CaptureFixtur
             assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", line), line
 
 
+#: Placeholders that are a format, not a word: the same in every language.
+FORMATS = {"JSON", "YYYY-MM"}
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, name: str = "bcartnb"
+) -> list[tuple[str, argparse.ArgumentParser]]:
+    out = [(name, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child_name, child in action.choices.items():
+                out += _parsers(child, f"{name} {child_name}")
+    return out
+
+
+def test_every_value_placeholder_is_japanese(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` shows キャンペーンID, メールアドレス, 会員ファイル.csv where argparse would show
+    ``campaign_id``, ``ADDRESS`` or ``MEMBERS.csv`` (issue 23, 11): every argument that takes a
+    value, in every command, has a Japanese placeholder or a format (JSON, YYYY-MM)."""
+    english = []
+    seen = 0
+    for name, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if action.nargs == 0 or action.choices is not None:
+                continue  # a switch, a subcommand, or a list of codes shown as they are
+            seen += 1
+            shown = parser._get_formatter()._metavar_formatter(action, action.dest.upper())(1)[0]
+            if shown not in FORMATS and not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", shown):
+                english.append(f"{name} {'/'.join(action.option_strings) or action.dest}: {shown}")
+    assert seen > 30
+    assert english == []
+    with pytest.raises(SystemExit):
+        main(["resume", "--help"])
+    assert "使い方: bcartnb resume [-h]" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["suppress", "--help"])
+    usage = capsys.readouterr().out.split("\n\n")[0]
+    assert usage.rstrip().endswith("メールアドレス") and "address" not in usage.lower()
+
+
+def test_one_placeholder_for_one_thing() -> None:
+    """The same argument shows the same word in every command that takes it."""
+    shown: dict[str, set[str]] = {}
+    for _, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action.metavar, str):
+                shown.setdefault(action.dest, set()).add(action.metavar)
+    assert shown["campaign_id"] == {"キャンペーンID"}
+    assert shown["members"] == {"会員ファイル.csv"}
+    assert {d: m for d, m in shown.items() if len(m) > 1} == {}
+
+
 def test_help_lists_exit_codes_for_a_scheduler(capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("run", "resume"):
         with pytest.raises(SystemExit):
@@ -156,3 +208,17 @@ def test_every_error_line_starts_in_japanese(tmp_path: Path) -> None:
         assert out.returncode == 2, out.stderr
         assert out.stderr.startswith(f"bcartnb: error: {heading}"), out.stderr
         assert out.stderr.count("\n") == 1
+
+
+def test_the_demos_help_is_japanese_too() -> None:
+    """``python -m bcartnb.demo`` has its own small parser: the same Japanese words."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bcartnb.demo", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert out.startswith("使い方: python -m bcartnb.demo [-h] [--out フォルダー]")
+    for words in ARGPARSE_ENGLISH:
+        assert words not in out

@@ -63,6 +63,7 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.hygiene.report": FACES,
     "bcartnb.hygiene.unsubscribe": FACES,  # the public server
     "bcartnb.hygiene.http_guard": FACES,  # the public server's guard
+    "bcartnb.hygiene.server_log": FACES,  # the public server's log, in Japanese
 }
 
 #: Below the conductor that no face may import (DESIGN: faces get results, summaries and

@@ -1,4 +1,5 @@
-"""Every shell block of README.md runs as written, on a fresh copy of the repository.
+"""Every shell block of README.md and of the Japanese guide README.ja.md runs as written, on a
+fresh copy of the repository.
 
 A fresh copy (the tracked and new files, not the ignored ones: no ledger, no reports) with this
 checkout's ``.venv`` linked in, so nothing is installed again; ``PYTHONPATH`` makes the copy's
@@ -10,6 +11,7 @@ line right before it; this test skips exactly those and reports that reason.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -21,6 +23,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
+#: The marketer's guide, in Japanese: its blocks are run like the README's.
+GUIDE = REPO / "README.ja.md"
 SHELLS = ("sh", "bash", "shell", "console")
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
 _NOT_RUN = re.compile(r"<!-- not run by tests: (.+?) -->\n\Z")
@@ -33,6 +37,7 @@ class Block:
     lang: str
     body: str
     not_run: str | None
+    file: str = "README.md"
 
 
 def shell_blocks(text: str) -> list[Block]:
@@ -48,7 +53,9 @@ def shell_blocks(text: str) -> list[Block]:
     return blocks
 
 
-BLOCKS = shell_blocks(README.read_text(encoding="utf-8"))
+BLOCKS = shell_blocks(README.read_text(encoding="utf-8")) + [
+    dataclasses.replace(b, file=GUIDE.name) for b in shell_blocks(GUIDE.read_text(encoding="utf-8"))
+]
 
 
 def console_commands(body: str) -> list[tuple[str, list[str]]]:
@@ -109,26 +116,31 @@ def test_every_shell_block_is_run_or_says_why() -> None:
         assert block.not_run is None or len(block.not_run) > 10, block
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"line{b.line}-{b.lang}" for b in BLOCKS])
+def _id(block: Block) -> str:
+    return ("" if block.file == README.name else "ja-") + f"line{block.line}-{block.lang}"
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[_id(b) for b in BLOCKS])
 def test_readme_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     if block.not_run is not None:
-        pytest.skip(f"README line {block.line}: not run by tests: {block.not_run}")
+        pytest.skip(f"{block.file} line {block.line}: not run by tests: {block.not_run}")
     copy = fresh_copy(tmp_path / "repo")
     if block.lang != "console":
         done = run_bash(block.body, copy)
-        assert done.returncode == 0, f"README line {block.line}:\n{done.stdout}\n{done.stderr}"
+        where = f"{block.file} line {block.line}"
+        assert done.returncode == 0, f"{where}:\n{done.stdout}\n{done.stderr}"
         return
     commands = console_commands(block.body)
     script = "\n".join(f"echo {_MARK.format(i)}\n{cmd}" for i, (cmd, _) in enumerate(commands))
     done = run_bash(script, copy)
-    assert done.returncode == 0, f"README line {block.line}:\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, f"{block.file} line {block.line}:\n{done.stdout}\n{done.stderr}"
     printed = re.split(r"^@@readme-command-\d+@@\n", done.stdout, flags=re.M)[1:]
     assert len(printed) == len(commands)
     for (command, shown), got in zip(commands, printed, strict=True):
         if shown:
             want = "\n".join(line.rstrip() for line in shown).rstrip("\n")
             have = "\n".join(line.rstrip() for line in got.splitlines()).rstrip("\n")
-            assert have == want, f"README line {block.line}: `{command}` printed:\n{got}"
+            assert have == want, f"{block.file} line {block.line}: `{command}` printed:\n{got}"
 
 
 def test_console_blocks_parse_commands_and_their_output() -> None:

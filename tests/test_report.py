@@ -839,10 +839,12 @@ def test_cli_report_exports_any_campaign_from_the_ledger(tmp_path: Path, smtp_se
     assert sent.returncode == 5, sent.stderr
     cid = json.loads(sent.stdout)["campaign_id"]
 
-    # the default file name, in the current folder; twice gives the same document
-    first = _cli("report", cid, env=env, cwd=tmp_path)
+    # the default file name, in the shop folder's reports/ (made if missing, git-ignored), from
+    # wherever the command runs; twice gives the same document
+    (tmp_path / "sub").mkdir()
+    first = _cli("report", cid, env=env, cwd=tmp_path / "sub")
     assert first.returncode == 0, first.stderr
-    target = tmp_path / f"campaign-{cid}.html"
+    target = tmp_path / "reports" / f"campaign-{cid}.html"
     assert str(target) in first.stdout or target.name in first.stdout
     once = target.read_text(encoding="utf-8")
     assert _cli("report", cid, env=env, cwd=tmp_path).returncode == 0

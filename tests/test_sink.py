@@ -151,15 +151,15 @@ def test_cli_sink_receives_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        assert first.startswith("SMTPサーバーを起動しました listening on 127.0.0.1:"), first
+        assert first.startswith("試験用SMTPサーバーを起動しました: 127.0.0.1:"), first
         port = int(first.rsplit(":", 1)[1])
         where = proc.stdout.readline()
-        assert where.strip() == f"メールの保存先 Maildir: {(tmp_path / 'inbox').resolve()}"
+        assert where.strip() == f"メールの保存先（Maildir）: {(tmp_path / 'inbox').resolve()}"
         assert "Ctrl-C" in proc.stdout.readline()
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.sendmail("shop@example.com", ["member@example.jp"], RAW)
         line = proc.stdout.readline()
-        assert line.startswith("受信 received: shop@example.com → member@example.jp ("), line
+        assert line.startswith("受信しました: shop@example.com → member@example.jp（"), line
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -168,7 +168,10 @@ def test_cli_sink_receives_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             proc.communicate()
     assert proc.returncode == 0, err
     assert err == ""
-    assert "停止しました stopped (1 通受信 received)" in out
+    assert "試験用SMTPサーバーを停止しました（受信 1 通）" in out
+    # Japanese only: no English doubling of the banner (issue 23, 11)
+    for word in ("listening", "received", "stopped", "press"):
+        assert word not in first + where + line + out
     [stored] = read_maildir(tmp_path / "inbox")
     assert stored.raw == RAW and stored.recipients == ("member@example.jp",)
 
@@ -177,7 +180,7 @@ def test_cli_sink_stops_on_sigterm_too(tmp_path: Path) -> None:
     proc = _start_cli(["--port", "0", "--maildir", "inbox"], tmp_path)
     try:
         assert proc.stdout is not None
-        assert "listening on" in proc.stdout.readline()
+        assert "起動しました" in proc.stdout.readline()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:

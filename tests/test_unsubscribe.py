@@ -1043,7 +1043,7 @@ def test_a_sent_mails_header_unsubscribes_and_the_next_dry_run_holds_the_member_
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        assert f"127.0.0.1:{port}/mail/stop/<token>" in first, proc.stderr and proc.stderr.read()
+        assert f"127.0.0.1:{port}/mail/stop/<トークン>" in first, proc.stderr and proc.stderr.read()
         path = url.group(2)
         reply = httpx.post(f"http://127.0.0.1:{port}{path}", content=b"List-Unsubscribe=One-Click")
         assert reply.status_code == 200

@@ -289,7 +289,7 @@ class _Pager:
         if not isinstance(items, list) or not all(isinstance(m, dict) for m in items):
             raise BcartApiError(
                 f"GET customers?offset={self.offset}: the reply has no list of customers",
-                ja="BカートAPIの会員一覧の応答の形が想定と違います。",
+                ja=f"BカートAPIの会員一覧の応答（offset={self.offset}）の形が想定と違います。",
             )
         total = page.get("total")
         ok = isinstance(total, int) and not isinstance(total, bool) and total >= 0
@@ -341,7 +341,7 @@ def _member_id(member: dict[str, Any], offset: int) -> int:
     if isinstance(mid, bool) or not isinstance(mid, int):
         raise BcartApiError(
             f"GET customers?offset={offset}: a member without an integer id: {mid!r:.40}",
-            ja="BカートAPIの応答に会員IDのない会員があります。",
+            ja=f"BカートAPIの応答（offset={offset}）に会員IDのない会員があります: {mid!r:.40}",
         )
     return mid
 

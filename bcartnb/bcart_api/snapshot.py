@@ -166,13 +166,16 @@ def _custom_items(member: Mapping[str, Any]) -> Iterable[tuple[int, Any]]:
     if not isinstance(items, list):
         raise BcartApiError(
             f"member {member.get('id')}: customs is not a list: {items!r:.80}",
-            ja="Bカートの会員のカスタム項目（customs）が想定と違う形です。",
+            ja=f"Bカートの会員 {member.get('id')} のカスタム項目（customs）が想定と違う形です:"
+            f" {items!r:.80}",
         )
     for item in items:
         if not isinstance(item, Mapping) or not isinstance(item.get("field_id"), int):
             raise BcartApiError(
                 f"member {member.get('id')}: a customs entry has no field_id: {item!r:.80}",
-                ja="Bカートの会員のカスタム項目（customs）に field_id がありません。",
+                ja=f"Bカートの会員 {member.get('id')} のカスタム項目（customs）に field_id"
+                " がありません: "
+                f"{item!r:.80}",
             )
         yield item["field_id"], item.get("value")
 

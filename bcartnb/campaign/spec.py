@@ -89,7 +89,8 @@ class CampaignSpec:
         if not isinstance(flt, Mapping):
             raise SettingsError(
                 f"{where}: filter must be a table/dict, not {flt!r}",
-                ja=f"{where} の filter（絞込条件）は表（[filter]）か辞書で書いてください。",
+                ja=f"{where} の filter（絞込条件）は表（[filter]）か辞書で書いてください（{flt!r}"
+                " ではなく）。",
             )
         kw["filter"] = dict(flt)
         if data.get("segment") is not None and data.get("segment") != "":
@@ -166,7 +167,8 @@ def _checked(value: Any, where: str) -> tuple[int, ...]:
     else:
         raise SettingsError(
             f"{where}: checked must be a list of member ids, not {value!r}",
-            ja=f"{where} の checked（チェックした会員）は会員IDのリストで書いてください。",
+            ja=f"{where} の checked（チェックした会員）は会員IDのリストで書いてください（{value!r}"
+            " ではなく）。",
         )
     out: list[int] = []
     for item in items:

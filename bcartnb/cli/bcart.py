@@ -86,7 +86,6 @@ BCART = Command(
                 arg(
                     "--out",
                     default=None,
-                    metavar="FILE.parquet",
                     help="保存先（既定: ./bcart_members.parquet）",
                 ),
                 JSON,
@@ -105,7 +104,6 @@ BCART = Command(
                 switch("--apply", "実際にBカートを更新します（省略時は一覧のみ）"),
                 arg(
                     "--members",
-                    metavar="FILE",
                     default=None,
                     help="会員IDの照合に使う会員ファイル（CSV またはスナップショット。"
                     "既定: ./bcart_members.parquet があればそれ）",

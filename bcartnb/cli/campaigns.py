@@ -338,13 +338,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from bcartnb.report import write_report
     from bcartnb.settings import load_settings
 
-    target = Path(args.out) if args.out else Path(f"campaign-{args.campaign_id}.html")
-    path = write_report(args.campaign_id, load_settings(), target)
+    settings = load_settings()
+    # by default in the shop folder's reports/ (git-ignored there and in a checkout), wherever
+    # the command runs; with no shop folder (BCARTNB_DB alone), in the current folder
+    folder = settings.source.parent / "reports" if settings.source else Path()
+    target = Path(args.out) if args.out else folder / f"campaign-{args.campaign_id}.html"
+    if not args.out:  # a shop folder written by hand may have no reports/ yet
+        with contextlib.suppress(OSError):  # if it cannot be made, the write says so
+            folder.mkdir(parents=True, exist_ok=True)
+    path = write_report(args.campaign_id, settings, target)
     print(f"レポートを書き出しました: {path}")
     return 0
 
 
-_CAMPAIGN_ID = arg("campaign_id", metavar="キャンペーンID")
+_CAMPAIGN_ID = arg("campaign_id")
 
 COMMANDS = (
     Command(
@@ -355,7 +362,7 @@ COMMANDS = (
         "送信途中の同じキャンペーンはその続きを送ります。同じメールを送信済みの会員には、"
         "どのキャンペーン・会員ファイルからでも二度と送りません（もう一度送るには --repeat）。",
         args=(
-            arg("campaign", metavar="キャンペーンファイル", help="キャンペーンの TOML ファイル"),
+            arg("campaign", help="キャンペーンの TOML ファイル"),
             switch("--send", "実際に送信します（省略時は確認のみ）", exclusive="how"),
             switch(
                 "--repeat",
@@ -363,7 +370,6 @@ COMMANDS = (
             ),
             arg(
                 "--test-to",
-                metavar="アドレス",
                 default=None,
                 help="最初の会員のメールを1通だけこのアドレスにテスト送信します（配信数に数えません）",
                 exclusive="how",
@@ -422,7 +428,6 @@ COMMANDS = (
                 "campaign_id",
                 nargs="?",
                 default=None,
-                metavar="キャンペーンID",
                 help="詳細を見るキャンペーン",
             ),
             JSON,
@@ -439,9 +444,8 @@ COMMANDS = (
             arg("campaign_id", help="キャンペーンID（bcartnb campaigns で確認）"),
             arg(
                 "--out",
-                metavar="FILE.html",
                 default=None,
-                help="書き出し先（既定: campaign-ID.html）",
+                help="書き出し先（既定: お店のフォルダーの reports/campaign-キャンペーンID.html）",
             ),
         ),
         run=_cmd_report,

@@ -20,6 +20,7 @@ __all__ = [
     "ARGPARSE_JA",
     "EXIT_CODES_HELP",
     "JSON",
+    "PLACEHOLDERS",
     "Arg",
     "Command",
     "Parser",
@@ -49,8 +50,54 @@ class Arg:
     exclusive: str | None = None
 
 
+#: What ``--help`` shows for an argument's value, by the argument's name (its ``dest``): one
+#: Japanese word for one thing in every command, where argparse would print the English name
+#: (``campaign_id``, ``ADDRESS``). :func:`arg` takes the placeholder from here unless a
+#: declaration names its own; format placeholders (``JSON``, ``YYYY-MM``) stay as written.
+PLACEHOLDERS: Mapping[str, str] = {
+    "address": "メールアドレス",
+    "admin": "メールアドレス",
+    "campaign": "キャンペーンファイル.toml",
+    "campaign_id": "キャンペーンID",
+    "checked": "会員ID,会員ID,…",
+    "delete": "名前",
+    "export_bcart": "書き出すファイル.csv",
+    "folder": "フォルダー",
+    "from_": "送信元",
+    "host": "ホスト",
+    "maildir": "フォルダー",
+    "member_id": "会員ID",
+    "members": "会員ファイル.csv",
+    "out": "書き出すファイル",
+    "plan": "プラン",
+    "port": "ポート番号",
+    "prefix": "パス",
+    "save": "名前",
+    "signature": "署名",
+    "soft_threshold": "回数",
+    "soft_window_days": "日数",
+    "source": "メールボックス",
+    "test_to": "メールアドレス",
+    "which": "通知ID|メールアドレス",
+}
+
+
+def _dest(flags: tuple[str, ...], options: Mapping[str, Any]) -> str:
+    """The name argparse gives the value: ``dest``, else the first long flag or the name."""
+    if "dest" in options:
+        return str(options["dest"])
+    long = next((f for f in flags if f.startswith("--")), flags[0])
+    return long.lstrip("-").replace("-", "_")
+
+
 def arg(*flags: str, exclusive: str | None = None, **options: Any) -> Arg:
-    """An argument, declared with ``add_argument``'s own words."""
+    """An argument, declared with ``add_argument``'s own words; its placeholder in ``--help``
+    comes from :data:`PLACEHOLDERS` unless ``metavar`` is given (or it is a switch)."""
+    takes_value = options.get("action", "store") == "store" and "choices" not in options
+    if takes_value and "metavar" not in options:
+        placeholder = PLACEHOLDERS.get(_dest(flags, options))
+        if placeholder is not None:
+            options["metavar"] = placeholder
     return Arg(flags, options, exclusive)
 
 

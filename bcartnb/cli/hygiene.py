@@ -151,7 +151,7 @@ def _cmd_bounces_confirm(args: argparse.Namespace) -> int:
 
 #: The hygiene commands' own wording of ``--json``.
 _JSON = switch("--json", "JSON で出力")
-_ADDRESS = arg("address", help="メールアドレス")
+_ADDRESS = arg("address", help="対象のメールアドレス")
 
 COMMANDS = (
     Command(
@@ -161,15 +161,13 @@ COMMANDS = (
             _JSON,
             arg(
                 "--export-bcart",
-                metavar="FILE.csv",
                 default=None,
                 help="B-Cart の会員インポート用CSV"
                 "（配信停止の会員ID, メール案内 = 受け取らない）と、"
-                "確認用の不達の一覧（FILE-bounces.csv）を書き出す",
+                "確認用の不達の一覧（同じ名前に -bounces を付けた .csv）を書き出す",
             ),
             arg(
                 "--members",
-                metavar="MEMBERS.csv",
                 default=None,
                 help="会員IDのわからないアドレスを、この会員ファイルで探す（--export-bcart と使う。"
                 "既定: ./bcart_members.parquet があればそれ）",
@@ -220,7 +218,6 @@ COMMANDS = (
                         "--soft-threshold",
                         type=int,
                         default=None,
-                        metavar="N",
                         help="一時的な不達が N 回で配信停止"
                         "（既定: 設定の [hygiene] soft_threshold、3）",
                     ),
@@ -228,7 +225,6 @@ COMMANDS = (
                         "--soft-window-days",
                         type=float,
                         default=None,
-                        metavar="D",
                         help="その回数を数える日数（既定: [hygiene] soft_window_days、30）",
                     ),
                 ),
@@ -251,9 +247,7 @@ COMMANDS = (
                 "ID は bounces scan・bounces unverified の表示（先頭 8 文字以上）、"
                 "メールアドレスならそのアドレスの確認待ちの通知すべてです。",
                 args=(
-                    arg(
-                        "which", nargs="+", metavar="ID|ADDRESS", help="通知の ID かメールアドレス"
-                    ),
+                    arg("which", nargs="+", help="通知の ID かメールアドレス"),
                     _JSON,
                 ),
                 run=_cmd_bounces_confirm,

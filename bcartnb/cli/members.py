@@ -81,7 +81,8 @@ def _filter(text: str | None) -> Any:
     if not isinstance(flt, dict):
         raise FilterError(
             f'--filter must be a JSON object such as {{"pref": "東京都"}}, not {text!r}',
-            ja='--filter は {"pref": "東京都"} のような { } で囲んだ JSON で指定してください。',
+            ja='--filter は {"pref": "東京都"} のような { } で囲んだ JSON で指定してください'
+            f"（{text!r} ではなく）。",
         )
     return flt
 
@@ -121,7 +122,6 @@ MEMBERS = Command(
     args=(
         arg(
             "members",
-            metavar="会員CSV",
             help="Bカートの会員CSV（Shift_JIS・UTF-8）、"
             "または bcart pull のスナップショット（.parquet）",
         ),
@@ -134,7 +134,6 @@ MEMBERS = Command(
         arg(
             "--checked",
             default=None,
-            metavar="ID,ID,…",
             help="チェックした会員に送信: 会員IDをカンマ区切りで",
         ),
         switch("--opt-in-only", "メール案内「受け取る」の会員のみ"),

@@ -57,7 +57,7 @@ SEGMENTS = Command(
     description="絞込条件に名前を付けて segments.toml に保存し、ウィザード・"
     'キャンペーンファイル（segment = "名前"）・papermill で使えるようにします。',
     args=(
-        arg("--save", metavar="名前", default=None, help="--filter の条件をこの名前で保存します"),
+        arg("--save", default=None, help="--filter の条件をこの名前で保存します"),
         arg(
             "--filter",
             default=None,
@@ -65,7 +65,7 @@ SEGMENTS = Command(
             help='--save と使う絞込条件。例: {"pref": "東京都"}',
         ),
         switch("--overwrite", "--save で同じ名前を上書きします"),
-        arg("--delete", metavar="名前", default=None, help="この名前のセグメントを削除します"),
+        arg("--delete", default=None, help="この名前のセグメントを削除します"),
         JSON,
     ),
     run=_cmd_segments,

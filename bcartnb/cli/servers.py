@@ -10,6 +10,9 @@ from bcartnb.cli.output import say
 
 __all__ = ["SINK", "UNSUBSCRIBE_SERVER"]
 
+#: The last line of a server's start-up banner.
+_STOP_HINT = "Ctrl-C で停止します"
+
 
 def _cmd_sink(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -19,18 +22,18 @@ def _cmd_sink(args: argparse.Namespace) -> int:
     def on_message(mail: StoredMail) -> None:
         name = mail.path.name if mail.path else "?"
         say(
-            f"受信 received: {mail.envelope_from} → {', '.join(mail.recipients)} ({name})",
+            f"受信しました: {mail.envelope_from} → {', '.join(mail.recipients)}（{name}）",
             flush=True,
         )
 
     def ready(sink: Sink) -> None:
-        print(f"SMTPサーバーを起動しました listening on {sink.address}")
-        print(f"メールの保存先 Maildir: {sink.maildir.resolve()}")
-        print("Ctrl-C で停止します / press Ctrl-C to stop", flush=True)
+        print(f"試験用SMTPサーバーを起動しました: {sink.address}")
+        print(f"メールの保存先（Maildir）: {sink.maildir.resolve()}")
+        print(_STOP_HINT, flush=True)
 
     sink = Sink(Path(args.maildir), host=args.host, port=args.port, on_message=on_message)
     sink.serve_forever(ready=ready)
-    print(f"停止しました stopped ({sink.received} 通受信 received)")
+    print(f"試験用SMTPサーバーを停止しました（受信 {sink.received} 通）")
     return 0
 
 
@@ -42,15 +45,15 @@ def _cmd_unsubscribe_server(args: argparse.Namespace) -> int:
     h = settings.hygiene
 
     def ready(address: str, prefix: str) -> None:
-        print(f"配信停止サーバーを起動しました listening on http://{address}{prefix}<token>")
+        print(f"配信停止サーバーを起動しました: http://{address}{prefix}<トークン>")
         print(
             f"ヘッダー {h.server_header_timeout:g} 秒・本文 {h.server_body_timeout:g} 秒まで待ち、"
             f"同時に {h.server_connections} 接続まで読みます（[hygiene] server_*）"
         )
-        print("Ctrl-C で停止します / press Ctrl-C to stop", flush=True)
+        print(_STOP_HINT, flush=True)
 
     serve(settings, host=args.host, port=args.port, prefix=args.prefix, ready=ready)
-    print("配信停止サーバーを停止しました stopped")
+    print("配信停止サーバーを停止しました")
     return 0
 
 

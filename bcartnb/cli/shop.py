@@ -133,13 +133,12 @@ INIT = Command(
     "書きません。このフォルダーとその中で実行した bcartnb は、このお店の設定と配信記録を"
     "使います。",
     args=(
-        arg("folder", nargs="?", default=".", metavar="フォルダー", help="既定: 今のフォルダー"),
+        arg("folder", nargs="?", default=".", help="既定: 今のフォルダー"),
         arg("--plan", default=None, help="プラン（例: プラン10、plan10）"),
         arg(
             "--from",
             dest="from_",
             default=None,
-            metavar="FROM",
             help="送信元（例: 見本商事 <shop@example.co.jp>）",
         ),
         arg("--admin", default=None, help="管理者のアドレス（キャンペーンの控えの送り先）"),

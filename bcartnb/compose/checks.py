@@ -100,7 +100,8 @@ def member_id_of(member: Mapping[str, Any]) -> Any:
     if is_missing(value):
         raise ComposeError(
             f"a member has no id (email {member.get('email')!r})",
-            ja="会員IDのない会員がいます。会員ファイルを確かめてください。",
+            ja=f"会員IDのない会員がいます（メールアドレス {member.get('email')!r}）"
+            "。会員ファイルを確かめてください。",
         )
     return plain(value)
 

@@ -542,7 +542,9 @@ class Sender:
                 self.fatal = TransportError(
                     f"SMTP {self.transport.description}: the server stopped answering "
                     f"({self.lost_in_a_row} connections lost in a row, the last: {res.message})",
-                    ja="SMTPサーバーが応答しなくなったため、送信を止めました。",
+                    ja=f"SMTPサーバーが応答しなくなったため（{self.lost_in_a_row}"
+                    " 回続けて接続が切れました）、"
+                    "送信を止めました。",
                 )
         else:
             self.lost_in_a_row = 0

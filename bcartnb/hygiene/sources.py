@@ -159,7 +159,10 @@ def parse_imap_url(source: str) -> ImapUrl:
     tls = parts.scheme == "imaps"
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
     if parts.query or parts.fragment or re.search(r'["\\\r\n]', folder):
-        raise HygieneError(f"{parts.scheme}://…: bad folder {folder[:80]!r}", ja=_URL_JA)
+        raise HygieneError(
+            f"{parts.scheme}://…: bad folder {folder[:80]!r}",
+            ja=f"{_URL_JA}（フォルダー {folder[:80]!r}）",
+        )
     return ImapUrl(
         tls, unquote(parts.username), parts.hostname, port or (993 if tls else 143), folder
     )
@@ -241,7 +244,7 @@ class _ImapMailbox(Mailbox):
                     if isinstance(err, UnicodeEncodeError)
                     else self._plain(err)
                 ),
-                ja="IMAP サーバーにログインできません"
+                ja=f"IMAP サーバーに {url.user!r} としてログインできません"
                 "（ユーザー名と BCARTNB_IMAP_PASSWORD を確認してください）",
             ) from None
         failure: str | None = None
@@ -313,7 +316,7 @@ def open_mailbox(
     if "://" in text:
         raise HygieneError(
             f"{text[:80]!r}: only imap:// and imaps:// are understood",
-            ja="読み込み元は Maildir フォルダ、mbox ファイル、"
+            ja=f"読み込み元 {text[:80]!r} を読めません。Maildir フォルダ、mbox ファイル、"
             "imap:// または imaps:// で指定してください",
         )
     path = Path(text).expanduser()

@@ -32,8 +32,9 @@ resource, the one inline style by its hash, forms only to this origin, no framin
 too large, too slow) gets a fixed plain-text 400, 408 or 431 instead, with no page and
 nothing of the request. No login, no cookies. uvicorn's access log is off, so the tokens
 in request paths are not written to a log; what was unsubscribed is logged without the
-address. Slow and idle clients cannot hold the server: the head and body deadlines and the
-connection queue of :mod:`bcartnb.hygiene.http_guard` (settings ``[hygiene] server_*``).
+address, in Japanese like uvicorn's own lines (:mod:`bcartnb.hygiene.server_log`). Slow
+and idle clients cannot hold the server: the head and body deadlines and the connection queue
+of :mod:`bcartnb.hygiene.http_guard` (settings ``[hygiene] server_*``).
 
 The ledger is the same SQLite file the campaigns use (WAL, one ``BEGIN IMMEDIATE`` a write),
 opened once at start; requests run its calls in worker threads, so several at once each
@@ -345,7 +346,8 @@ def _check_prefix(prefix: str) -> str:
     if not _PREFIX_RE.fullmatch(prefix) or "/../" in prefix or "/./" in prefix:
         raise SettingsError(
             f"unsubscribe server prefix must be a plain path such as /mail/stop/, not {prefix!r}",
-            ja="配信停止サーバーのパス（--prefix）は /mail/stop/ のような形にしてください。",
+            ja="配信停止サーバーのパス（--prefix）は /mail/stop/ のような形にしてください"
+            f"（{prefix!r} ではなく）。",
         )
     return prefix
 
@@ -365,7 +367,7 @@ def prefix_from_settings(settings: Settings) -> str:
             f"(for example https://shop.example.co.jp/mail/stop/{{{{ unsubscribe_token }}}}), "
             f"not {url!r}; or give --prefix",
             ja="設定の unsubscribe_url を https://…/{{ unsubscribe_token }} の形にしてください"
-            "（配信停止サーバーはURLの最後の部分でトークンを受け取ります）。",
+            f"（配信停止サーバーはURLの最後の部分でトークンを受け取ります。今は {url!r}）。",
         )
     return _check_prefix(found.group("path"))
 
@@ -422,11 +424,6 @@ def serve(
     sock = _listen(host, port)
     with Ledger.open(settings=settings) as ledger:
         server = make_server(settings, ledger, prefix=path)
-        if not log.handlers:  # what was unsubscribed, on stderr beside uvicorn's own lines
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
-            log.addHandler(handler)
-            log.setLevel(logging.INFO)
         if ready is not None:
             bound = sock.getsockname()
             ready(f"{bound[0]}:{bound[1]}", path)
@@ -449,6 +446,7 @@ def make_server(
     import uvicorn
 
     from bcartnb.hygiene.http_guard import MAX_HEAD_BYTES, ServerLimits, guarded_protocol
+    from bcartnb.hygiene.server_log import log_config
 
     hygiene = settings.hygiene
     limits = ServerLimits(
@@ -466,6 +464,7 @@ def make_server(
         proxy_headers=False,
         timeout_keep_alive=5,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,  # the guard refuses a whole one too
+        log_config=log_config(),  # Japanese lines on stderr, ours and uvicorn's alike
         log_level=log_level,
     )
     return uvicorn.Server(config)

@@ -147,7 +147,8 @@ def _pending_keys(c: sqlite3.Connection, wanted: list[str]) -> list[str]:
             raise HygieneError(
                 f"no unverified notice for {item[:80]!r} (ids have at least "
                 f"{_MIN_ID_CHARS} characters; see bcartnb bounces unverified)",
-                ja="確認待ちの通知が見つかりません（bcartnb bounces unverified で一覧できます）",
+                ja=f"確認待ちの通知 {item[:80]!r} が見つかりません（IDは {_MIN_ID_CHARS} 文字以上。"
+                "bcartnb bounces unverified で一覧できます）",
             )
         keys += [k for k in hits if k not in keys]
     return keys

@@ -161,7 +161,8 @@ def check_reason(reason: str) -> None:
     if reason not in SUPPRESSION_REASONS:
         raise HygieneError(
             f"unknown suppression reason {reason!r}; one of {', '.join(SUPPRESSION_REASONS)}",
-            ja="配信停止の理由が正しくありません",
+            ja=f"配信停止の理由 {reason!r} は使えません（{', '.join(SUPPRESSION_REASONS)}"
+            " のどれか）",
         )
 
 

@@ -112,7 +112,10 @@ def _long_row_error(text: str, width: int, where: Where) -> MembersFileError:
             if len(record) > width:
                 line, saw = reader.line_num, len(record)
                 break
-    return MembersFileError(f"{where.path}: line {line}: {saw} fields where the header has {width}")
+    return MembersFileError(
+        f"{where.path}: line {line}: {saw} fields where the header has {width}",
+        ja=where.ja(f"の {line} 行目の項目の数（{saw}）が見出し（{width}）と合いません。"),
+    )
 
 
 def read_members(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -50,14 +50,16 @@ class BcartSettings:
             raise SettingsError(
                 f"[bcart] api_url must be an http(s) URL such as {BCART_API_URL} "
                 f"(no user, query or fragment), not {self.api_url!r}",
-                ja=f"設定 [bcart] api_url は {BCART_API_URL} のようなURLにしてください。",
+                ja=f"設定 [bcart] api_url は {BCART_API_URL} のようなURLにしてください"
+                f"（{self.api_url!r} ではなく）。",
             )
         assert parts is not None and parts.hostname is not None
         if parts.scheme == "http" and not is_local(parts.hostname):
             # the Bearer token would cross the network in clear text
             raise SettingsError(
                 f"[bcart] api_url {self.api_url!r} is plain http to another host: use https",
-                ja="設定 [bcart] api_url が暗号化なし（http）です。https のURLにしてください。",
+                ja=f"設定 [bcart] api_url {self.api_url!r} が暗号化なし（http）です。https"
+                " のURLにしてください。",
             )
         if self.token is not None and (
             not self.token

@@ -131,9 +131,11 @@ def check_url(url: str, key: str, error: type[InputError]) -> None:
         )
 
 
-_MAILBOX_JA = (
-    "{key} にはメールアドレスを1つだけ書いてください（例: 見本商事 <shop@example.co.jp>）。"
-)
+def _mailbox_ja(key: str, value: str) -> str:
+    return (
+        f"{key} にはメールアドレスを1つだけ書いてください"
+        f"（例: 見本商事 <shop@example.co.jp>。{value!r} ではなく）。"
+    )
 
 
 def parse_mailbox(value: str, key: str) -> tuple[str, str]:
@@ -144,29 +146,34 @@ def parse_mailbox(value: str, key: str) -> tuple[str, str]:
     second address, a group, trailing junk or a control character is refused instead.
     """
     label = key.rpartition(": ")[2] or key
-    ja = _MAILBOX_JA.format(key=label)
     bad = CONTROL.search(value)
     if bad:
         what = "a line break" if bad.group() in "\r\n\u2028\u2029" else "a control character"
         raise SettingsError(
             f"settings: {key} contains {what} ({bad.group()!r}): {value!r}",
-            ja=f"{label} に改行や制御文字が含まれています。メールアドレスを1つだけ書いてください。",
+            ja=f"{label} に改行や制御文字（{bad.group()!r}）が含まれています: {value!r}。"
+            "メールアドレスを1つだけ書いてください。",
         )
     name, addr = parseaddr(value)
     if not addr or "@" not in addr:
-        raise SettingsError(f"settings: {key} is not a mail address: {value!r}", ja=ja)
+        raise SettingsError(
+            f"settings: {key} is not a mail address: {value!r}", ja=_mailbox_ja(label, value)
+        )
     try:
         parsed = _HEADERS("From", value)
         Address(addr_spec=addr)
     except (ValueError, IndexError, email.errors.HeaderParseError) as err:
-        raise SettingsError(f"settings: {key} is not a mail address: {value!r}", ja=ja) from err
+        raise SettingsError(
+            f"settings: {key} is not a mail address: {value!r}", ja=_mailbox_ja(label, value)
+        ) from err
     header = cast(AddressHeader, parsed)
     found = [a.addr_spec for a in header.addresses]
     invalid = [d for d in parsed.defects if isinstance(d, email.errors.InvalidHeaderDefect)]
     grouped = any(g.display_name is not None for g in header.groups)
     if found != [addr] or invalid or grouped:
         raise SettingsError(
-            f"settings: {key} must be exactly one mail address, not {value!r}", ja=ja
+            f"settings: {key} must be exactly one mail address, not {value!r}",
+            ja=_mailbox_ja(label, value),
         )
     return name, addr
 

@@ -62,7 +62,8 @@ class HygieneSettings:
             raise SettingsError(
                 f"[hygiene] bounce_address must not contain '+' before the @ (VERP adds it): "
                 f"{self.bounce_address!r}",
-                ja="[hygiene] bounce_address の @ の前に + は使えません（VERP が付けます）。",
+                ja=f"[hygiene] bounce_address {self.bounce_address!r} の @ の前に + は使えません"
+                "（VERP が付けます）。",
             )
 
 

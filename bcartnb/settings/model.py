@@ -80,7 +80,7 @@ class Settings:
             # bare CR would reach every mail's body, where SMTP forbids them
             raise SettingsError(
                 f"signature contains a control character ({bad.group()!r})",
-                ja="署名に改行以外の制御文字（NUL・CR など）が含まれています。",
+                ja=f"署名に改行以外の制御文字（{bad.group()!r}）が含まれています。",
             )
         in_range("render_timeout", self.render_timeout, *_RENDER_TIMEOUT_RANGE, unit=" seconds")
         in_range("max_mail_bytes", self.max_mail_bytes, *_MAX_MAIL_BYTES_RANGE, integer=True)

@@ -69,7 +69,8 @@ def ledger_path(
             if not value.strip() or CONTROL.search(value):
                 raise SettingsError(
                     f"{where}: {key} must be a file path, not {value!r}",
-                    ja=f"{where} の {key} には配信記録ファイルのパスを書いてください。",
+                    ja=f"{where} の {key} には配信記録ファイルのパスを書いてください（{value!r}"
+                    " ではなく）。",
                 )
             return rel(value)
     return shop / DEFAULT_LEDGER if shop is not None else None

@@ -82,7 +82,8 @@ class SmtpSettings:
                 f"[smtp] user {self.user!r} would log in to {self.host} without encryption: "
                 'set security = "starttls" (port 587) or "ssl" (port 465); '
                 "allow_plaintext_auth = true only for a trusted network",
-                ja="暗号化なしの接続でSMTPのパスワードを送ることになります。"
+                ja=f"暗号化なしの接続で {self.host} に SMTP のユーザー {self.user!r}"
+                " のパスワードを送ることになります。"
                 'security を "starttls"（ポート587）か "ssl"（ポート465）にしてください。',
             )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -127,5 +128,20 @@ def parse_toml(text: str, path: Path, what: str) -> dict[str, Any]:
         name = _FILE_NAMES_JA.get(what, what)
         raise SettingsError(
             f"{path}: not valid TOML: {err}",
-            ja=f"{name}（{path}）の書き方が TOML として正しくありません。",
+            ja=f"{name}（{path}）の{_toml_position_ja(str(err))}が TOML として正しくありません。",
         ) from err
+
+
+#: Where tomllib says it stopped: "(at line 3, column 7)" or "(at end of document)".
+_TOML_AT = re.compile(r"\(at (?:line (?P<line>\d+), column (?P<column>\d+)|end of document)\)")
+
+
+def _toml_position_ja(message: str) -> str:
+    """Where a TOML error is, in Japanese, as the English half gives it (an editor shows
+    lines): ``3 行目 7 文字目``, ``終わり``, or ``書き方`` when tomllib does not say."""
+    found = _TOML_AT.search(message)
+    if found is None:
+        return "書き方"
+    if found["line"] is None:
+        return "終わり"
+    return f" {found['line']} 行目 {found['column']} 文字目"

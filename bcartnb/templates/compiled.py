@@ -70,7 +70,7 @@ class CompiledTemplate:
             code = self.env.compile(ast, name=self.filename, filename=self.filename)
         except jinja2.TemplateSyntaxError as err:
             raise TemplateError(
-                f"template {name!r} ({part}) line {err.lineno}: {err.message}",
+                f"{self.where(err.lineno)}: {err.message}",
                 ja=f"{self.where_ja(err.lineno)}の書き方に誤りがあります（{err.message}）。",
             ) from err
         # A plain dict, not make_globals()'s ChainMap: Jinja copies the globals into every
@@ -116,13 +116,15 @@ class CompiledTemplate:
             field = m.group("name") if m else None
             msg = f"field {field!r} is missing or empty{who}" if field else f"{err}{who}"
             whose = f"会員 {member_id} の" if member_id is not None else ""
-            ja = (
-                f"{self.where_ja(line)}: {whose}「{field}」が空欄か、そういう項目がありません。"
+            what = (
+                f"{whose}「{field}」が空欄か、そういう項目がありません。"
                 "会員データを直すか、テンプレートからその項目を外してください。"
                 if field
-                else f"{self.where_ja(line)}: {whose}メールを作れません。"
+                else f"{whose}メールを作れません。"
             )
-            raise TemplateError(f"{self.where(line)}: {msg}", ja=ja) from err
+            raise TemplateError(
+                f"{self.where(line)}: {msg}", ja=f"{self.where_ja(line)}: {what}"
+            ) from err
         except RenderDeclined:
             raise
         except SecurityError as err:

@@ -117,7 +117,8 @@ def parse_template_file(text: str, name: str, where: str) -> Template:
     if not isinstance(html, bool):
         raise TemplateError(
             f"{where}: header key 'html' must be true or false, not {html!r}",
-            ja=f"テンプレート {where} のヘッダーの html は true か false にしてください。",
+            ja=f"テンプレート {where} のヘッダーの html は true か false にしてください（{html!r}"
+            " ではなく）。",
         )
     return Template(name=name, subject=subject, body="\n".join(lines[end + 1 :]), html=html)
 
@@ -127,7 +128,7 @@ def check_name(name: str) -> str:
     if not isinstance(name, str):
         raise TemplateError(
             f"template name must be a string, not {name!r}",
-            ja="テンプレート名は文字列で指定してください。",
+            ja=f"テンプレート名は文字列で指定してください（{name!r} ではなく）。",
         )
     norm = unicodedata.normalize("NFC", name)
     problem = None

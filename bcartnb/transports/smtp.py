@@ -51,7 +51,8 @@ class SmtpTransport(BaseTransport):
             raise SettingsError(
                 f"smtp user {settings.user!r} is set but no password: "
                 "set BCARTNB_SMTP_PASSWORD (or unset the user to send without AUTH)",
-                ja="SMTP のユーザーが設定されていますが、パスワードがありません。"
+                ja=f"SMTP のユーザー（{settings.user!r}）が設定されていますが"
+                "、パスワードがありません。"
                 "環境変数 BCARTNB_SMTP_PASSWORD を設定してください。",
             )
         self.settings = settings

@@ -86,18 +86,19 @@ def store_upload(
     if suffix not in MEMBER_SUFFIXES:
         raise MembersFileError(
             f"{original_name!r}: not a member file ({', '.join(MEMBER_SUFFIXES)})",
-            ja="アップロードできるのは会員CSV（.csv）か"
+            ja=f"{original_name!r}: アップロードできるのは会員CSV（.csv）か"
             " bcart pull のスナップショット（.parquet）だけです。",
         )
     if not content:
         raise MembersFileError(
             f"{original_name!r}: the uploaded file is empty",
-            ja="アップロードしたファイルが空です。",
+            ja=f"アップロードしたファイル {original_name!r} が空です。",
         )
     if len(content) > MAX_UPLOAD_BYTES:
         raise MembersFileError(
             f"{original_name!r}: larger than {MAX_UPLOAD_BYTES:,} bytes",
-            ja=f"アップロードしたファイルが大きすぎます（{MAX_UPLOAD_BYTES // 1_000_000}MBまで）。",
+            ja=f"アップロードしたファイル {original_name!r} が大きすぎます"
+            f"（{MAX_UPLOAD_BYTES // 1_000_000}MBまで）。",
         )
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
