@@ -26,8 +26,8 @@ def _key(word: str) -> str:
 def near_names(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Up to ``n`` of ``candidates`` closest to ``word``, the closest first; [] when none is.
 
-    ``word`` itself (compared as above) is never offered: it was not found, so an equal key
-    is another spelling of it, not a suggestion.
+    ``word`` itself is never offered; another spelling of it (ﾃｽﾄ for テスト, 東京都 with a
+    full-width space) is, first: where names are compared as written, that is the hint.
     """
     key = _key(word)
     if not key:
@@ -36,7 +36,10 @@ def near_names(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     matcher = difflib.SequenceMatcher(b=key, autojunk=False)
     for cand in candidates:
         other = _key(cand)
-        if not other or other == key or cand in scored:
+        if not other or cand == word or cand in scored:
+            continue
+        if other == key:
+            scored[cand] = (-1, -1.0)
             continue
         held = min(len(key), len(other)) >= 2 and (key in other or other in key)
         matcher.set_seq1(other)

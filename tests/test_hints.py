@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from test_cli_run import bcartnb
 
 from bcartnb.exceptions import SettingsError
-from bcartnb.filter_hints import value_hints
+from bcartnb.filter_hints import MANY, value_hints
 from bcartnb.filters import apply_filter
 from bcartnb.members import read_members
 from bcartnb.near import near_names
@@ -70,7 +70,8 @@ def test_near_names_finds_the_longer_spelling_and_nothing_far() -> None:
     prefs = ["東京都", "大阪府", "京都府", "北海道"]
     assert near_names("東京", prefs)[0] == "東京都"
     assert near_names("ﾒｰﾙ案内", ["メール案内（受取）", "会社名"]) == ["メール案内（受取）"]
-    assert near_names("Plan10", ["plan10", "ＰＬＡＮ１０"]) == []  # the same name, spelt otherwise
+    # another spelling of the same name is the best hint where names are compared as written
+    assert near_names("ﾃｽﾄ商事", ["テスト商事2", "テスト商事"]) == ["テスト商事", "テスト商事2"]
     assert near_names("沖縄県", prefs) == []
     assert near_names("都", prefs) == []  # one character held by every name is no hint
     assert "東京都" not in near_names("東京都", prefs)  # itself is not a suggestion
@@ -193,6 +194,21 @@ def test_value_hints_take_any_text(value: str) -> None:
     members = read_members(Path(__file__).resolve().parent.parent / "data" / "demo_members.csv")
     hints = value_hints(members, {"pref": value})
     assert len(hints) <= 1 and all(value in h for h in hints)
+
+
+def test_among_many_distinct_values_the_near_ones_are_still_found(tmp_path: Path) -> None:
+    """More distinct values than are compared one by one (会社名 of a big list): the values
+    sharing the most pieces with the typed one are compared, and the typo's own is among them;
+    a half-width spelling of a held value names it first (a filter compares as written)."""
+    n = MANY + 500
+    path = tmp_path / "members.csv"
+    rows = "".join(f"{i},株式会社サンプル{i:05d},m{i}@example.co.jp\n" for i in range(1, n + 1))
+    path.write_text("会員ID,会社名,メールアドレス\n" + rows, encoding="utf-8")
+    members = read_members(path)
+    [hint] = value_hints(members, {"会社名": "株式会社サンプル0123"})  # a digit short
+    assert "近い値: 「株式会社サンプル01230」" in hint  # the values holding it come first
+    [hint] = value_hints(members, {"会社名": "株式会社ｻﾝﾌﾟﾙ02000"})
+    assert "近い値: 「株式会社サンプル02000」" in hint
 
 
 # --- a mistyped template name -----------------------------------------------------------
