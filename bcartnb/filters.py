@@ -22,7 +22,6 @@ vectorised pandas operation: a million members filter in a few tens of milliseco
 from __future__ import annotations
 
 import datetime as dt
-import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import pandas as pd
 
 from bcartnb.exceptions import FilterError, SelectionError
 from bcartnb.members import COLUMN_KINDS, COLUMN_LABELS, HEADER_ALIASES, TOKYO
+from bcartnb.members.columns import day_parts
 
 __all__ = [
     "OPERATORS",
@@ -46,7 +46,6 @@ __all__ = [
 
 #: The operators a key may take in its dict form.
 OPERATORS: Final[tuple[str, ...]] = ("contains", "min", "max", "from", "to")
-_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 _KIND_NAMES: Final[Mapping[str, str]] = {
     "int": "a whole number",
     "str": "text",
@@ -173,14 +172,16 @@ def _typed(key: str, kind: str, value: Any, what: str = "value") -> Any:
 
 
 def _date(key: str, value: Any, what: str) -> dt.date:
-    if not isinstance(value, str) or not _DATE.fullmatch(value):
+    """A day as the member file writes one: 2025-01-31, B-Cart's 2025/01/31, 2025年1月31日."""
+    parts = day_parts(value) if isinstance(value, str) else None
+    if parts is None:
         raise _key_error(
             key,
-            f"{what} {value!r} must be a date YYYY-MM-DD",
-            f"日付は 2025-01-31 のように書いてください（{value!r} は使えません）。",
+            f"{what} {value!r} must be a date YYYY-MM-DD (or YYYY/MM/DD)",
+            f"日付は 2025-01-31 か 2025/01/31 のように書いてください（{value!r} は使えません）。",
         )
     try:
-        return dt.date.fromisoformat(value)
+        return dt.date(*parts)
     except ValueError as err:
         raise _key_error(
             key, f"{what} {value!r} is not a real date", f"{value} という日付はありません。"

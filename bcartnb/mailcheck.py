@@ -42,7 +42,8 @@ The checks, in the order they are reported (:data:`CODES`):
   ``sender_address`` 送信者の住所 (a 〒 postal code, or a prefecture and municipality);
   ``contact`` 苦情・問合せ等の受付先 (a telephone number, a mail address, or a URL beside
   お問い合わせ/連絡先).
-* ``subject_empty`` and ``leftover_markup`` (a ``{{``/``{%`` left in the sent text).
+* ``subject_empty`` and ``leftover_markup`` (a ``{{``/``{%`` left in the sent text);
+  ``html_in_text``: HTML tags in a text mail's body (:mod:`bcartnb.text_markup`).
 
 The HTML is parsed once, by an HTML5 parser (Lexbor, through selectolax), so it is read as the
 recipient's client reads it: entities in attributes decoded (``&#x68;ttp`` is ``http``,
@@ -73,6 +74,12 @@ from bcartnb.active_content import (
     active_content,
     url_scheme,
 )
+from bcartnb.text_markup import (
+    HTML_IN_TEXT,
+    HTML_IN_TEXT_MESSAGE,
+    html_in_text_detail,
+    html_tags,
+)
 
 __all__ = [
     "CODES",
@@ -91,6 +98,7 @@ GMAIL_CLIP_BYTES = 102 * 1024
 CODES = (
     "subject_empty",
     "leftover_markup",
+    "html_in_text",
     "sender_name",
     "opt_out",
     "sender_address",
@@ -167,6 +175,9 @@ def check_parts(
     if not subject.strip():
         found.append(Finding("subject_empty", "件名が空です。", "件名"))
     found += _leftovers(subject, text, html)
+    tags = html_tags(text) if html is None else []
+    if tags:  # HTML pasted into a text mail (bcartnb.text_markup)
+        found.append(Finding(HTML_IN_TEXT, HTML_IN_TEXT_MESSAGE, _show(html_in_text_detail(tags))))
     found += _legal(parts, sender_name)
     if html is not None and tree is not None:
         size = html_size(html, charset)

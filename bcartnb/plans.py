@@ -46,16 +46,16 @@ PLANS: tuple[Plan, ...] = (
 
 
 def _norm(name: str) -> str:
-    # NFKC folds full-width digits and letters (プラン１０, ｌｉｇｈｔ), which a Japanese IME
-    # produces as easily as the ASCII ones; case, spaces and _ vs - are not worth an error.
-    return re.sub(r"[\s_]+", "-", unicodedata.normalize("NFKC", name).strip().lower())
+    # NFKC folds full-width digits, letters and spaces (プラン１０, ｌｉｇｈｔ, プラン　10),
+    # which a Japanese IME produces as easily as the ASCII ones; case, spaces, _ and - are
+    # not worth an error (プラン 10, plan 10, own_smtp, ownsmtp): no two plans differ by them.
+    return re.sub(r"[\s_\-]+", "", unicodedata.normalize("NFKC", name).lower())
 
 
 _BY_NAME: dict[str, Plan] = {}
 for _p in PLANS:
     _BY_NAME[_norm(_p.key)] = _p
     _BY_NAME[_norm(_p.name)] = _p
-_BY_NAME[_norm("ownsmtp")] = PLANS[-1]
 _BY_NAME[_norm("ライト")] = PLANS[0]
 
 

@@ -35,8 +35,10 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.plans": GROUND,
     "bcartnb.closing": GROUND,  # what a ``with`` block does to a connection, mailbox or server
     "bcartnb.pacing": GROUND,  # at most N in any T seconds: the send loop and the API client
+    "bcartnb.near": GROUND,  # what a mistyped name or value was probably meant to be
     "bcartnb.members": RULES,
     "bcartnb.filters": RULES,
+    "bcartnb.filter_hints": RULES,  # a filter value no member holds, and the near ones
     "bcartnb.audience": RULES,
     "bcartnb.search": RULES,
     "bcartnb.segments": RULES,
@@ -44,6 +46,7 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.templates": RULES,
     "bcartnb.mailcheck": RULES,
     "bcartnb.active_content": RULES,  # mailcheck's active-content findings
+    "bcartnb.text_markup": RULES,  # mailcheck's HTML tags in a text mail
     "bcartnb.htmldepth": RULES,  # how deep an HTML mail nests, before css-inline sees it
     "bcartnb.mailtokens": RULES,  # the unsubscribe token, the VERP, the Message-ID's tokens
     "bcartnb.compose": STAGES,

@@ -55,6 +55,7 @@ from bcartnb.campaign.plan import (
     build_draft,
     frozen_mail,
     plan_campaign,
+    read_notes,
     resolve_segment,
 )
 from bcartnb.campaign.spec import CAMPAIGN_KEYS, ENCODINGS, CampaignSpec, load_campaign
@@ -94,6 +95,7 @@ __all__ = [
     "plan_campaign",
     "push_suppressions",
     "quota_status",
+    "read_notes",
     "resolve_segment",
     "resume",
     "run",

@@ -19,6 +19,7 @@ from bcartnb.audience import Audience, build_audience, hold_back
 from bcartnb.campaign.spec import CampaignSpec
 from bcartnb.compose import Composer, Draft
 from bcartnb.exceptions import ComposeError, TemplateError
+from bcartnb.filter_hints import value_hints
 from bcartnb.ledger import Ledger, fingerprint, legacy_mail_key, mail_key, new_campaign_id
 from bcartnb.ledger import reading as ledger_reading
 from bcartnb.mailcheck import Finding
@@ -33,6 +34,7 @@ __all__ = [
     "build_draft",
     "frozen_mail",
     "plan_campaign",
+    "read_notes",
     "resolve_segment",
     "sent_notes",
 ]
@@ -265,7 +267,7 @@ def plan_campaign(
         composer=composer,
         quota=quota,
         campaign_id=cid,
-        warnings=[*composer.warnings, *sent_notes(audience)],
+        warnings=[*read_notes(frame, spec.filter), *composer.warnings, *sent_notes(audience)],
         members_pulled_at=frame.attrs.get("pulled_at"),
         checks=checks,
         checks_member=checks_member,
@@ -275,6 +277,13 @@ def plan_campaign(
         continues=continues,
         repeat=repeat,
     )
+
+
+def read_notes(members: pd.DataFrame, flt: Mapping[str, Any] | None) -> list[str]:
+    """What reading the file and the filter found to say: a custom field read under another
+    name, a standard column with a near header instead (:mod:`bcartnb.members.hints`), a
+    filter value no member holds (:func:`~bcartnb.filter_hints.value_hints`)."""
+    return [*members.attrs.get("warnings", []), *value_hints(members, flt or None)]
 
 
 def _identity_rows(audience: Audience) -> list[tuple[int, str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from typing import Any
 
 from bcartnb.cli.common import JSON, Command, arg, switch
@@ -17,15 +16,16 @@ __all__ = ["MEMBERS"]
 
 def _cmd_members(args: argparse.Namespace) -> int:
     from bcartnb.audience import REASON_LABELS, build_audience, format_summary
-    from bcartnb.campaign import suppressed_addresses
+    from bcartnb.campaign import read_notes, suppressed_addresses
     from bcartnb.members import read_members
     from bcartnb.settings import load_settings
 
     flt = _filter(args.filter)
     checked = _checked(args.checked)
     members = read_members(args.members)
-    for note in members.attrs.get("warnings", []):  # a custom field read under a new name
-        print(f"注意: {note}", file=sys.stderr)
+    # a custom field renamed, a standard column misnamed, a filter value no member holds
+    for note in read_notes(members, flt):
+        say(f"注意: {note}", err=True)
     settings = load_settings()
     audience = build_audience(
         members, flt, checked, args.opt_in_only, suppressed_addresses(settings)

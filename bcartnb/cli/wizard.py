@@ -144,7 +144,6 @@ WIZARD = Command(
     args=(
         arg(
             "--members",
-            metavar="会員ファイル",
             help="コピーするときに会員ファイルを指定します（既定: ウィザードの中で選びます）",
         ),
         switch("--no-start", "コピーだけして、JupyterLab を起動するコマンドを表示します"),

@@ -17,6 +17,7 @@ One concern a module, each importing only the ones above it in this list:
     columns.py    the canonical columns, their kinds and Japanese headers; custom fields' names
     where.py      one-line errors naming the file, row and column
     addresses.py  trimming and validating addresses, vectorised
+    hints.py      a standard column the file lacks, named with the header it probably is
     typed.py      a source's text cells → the typed frame (every source goes through it)
     decode.py     a CSV's bytes → text: UTF-8, UTF-8 with BOM or CP932, never a mix
     snapshot.py   a B-Cart API snapshot (Parquet) read back as members

@@ -8,6 +8,7 @@ rule, whether it came from the CSV export or the API.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Container, Iterable, Mapping
 from typing import Any, Final
@@ -20,12 +21,14 @@ __all__ = [
     "COLUMN_KINDS",
     "COLUMN_LABELS",
     "CUSTOM_PREFIX",
+    "DAY_PATTERN",
     "HEADER_ALIASES",
     "MM_FLAG_VALUES",
     "SPACES",
     "TOKYO",
     "canonical",
     "custom_column",
+    "day_parts",
     "empty_members",
     "renamed_note",
 ]
@@ -80,8 +83,22 @@ MM_FLAG_VALUES: Final[Mapping[str, bool]] = {
 }
 
 TOKYO: Final = "Asia/Tokyo"
+#: A day as B-Cart writes it (2023/09/17) or a person does (2023-9-17, 2023.9.17,
+#: 2023年9月17日): year, month and day as groups. Member date columns and the filter's
+#: dates read it alike.
+DAY_PATTERN: Final = r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
 # ASCII white space and the full-width space U+3000, trimmed around an address or a value.
 SPACES: Final = " \t\r\n\v\f\u3000"
+
+
+def day_parts(text: str) -> tuple[int, int, int] | None:
+    """Year, month and day of a day written as :data:`DAY_PATTERN` allows (full-width digits
+    too), or None; whether the day exists (2023/02/30) is the caller's to say."""
+    found = re.fullmatch(DAY_PATTERN, unicodedata.normalize("NFKC", text).strip())
+    if found is None:
+        return None
+    year, month, day = (int(g) for g in found.groups())
+    return year, month, day
 
 
 def _header_key(header: str) -> str:

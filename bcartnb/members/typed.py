@@ -23,6 +23,7 @@ from bcartnb.members.columns import (
     CANONICAL_COLUMNS,
     COLUMN_KINDS,
     COLUMN_LABELS,
+    DAY_PATTERN,
     MM_FLAG_VALUES,
     SPACES,
     TOKYO,
@@ -30,13 +31,15 @@ from bcartnb.members.columns import (
     custom_column,
     renamed_note,
 )
+from bcartnb.members.hints import missing_column_notes, near_headers
 from bcartnb.members.where import Where, show
+from bcartnb.near import quoted
 
 __all__ = ["typed_members"]
 
 _REQUIRED: Final = ("id", "email")
 _DATE_RE: Final = (
-    r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
+    rf"^{DAY_PATTERN}"
     r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?$"
 )
 _ID_RE: Final = r"[0-9]{1,18}"
@@ -76,6 +79,8 @@ def typed_members(
             name = custom_column(head, columns)
             notes.append(renamed_note(head, name))
         columns[name] = (pos, head)
+    others = [head for name, (_, head) in columns.items() if name not in COLUMN_KINDS]
+    near = near_headers((n for n in CANONICAL_COLUMNS if n not in columns), others)
     missing = [name for name in _REQUIRED if name not in columns]
     if missing and len(header) == 1:
         for sep, what in (("\t", "tab"), (";", "semicolon")):
@@ -88,12 +93,17 @@ def typed_members(
                 )
     if missing:
         wanted = ", ".join(f"{n} ({COLUMN_LABELS[n]})" for n in missing)
+        hints = [
+            f"「{COLUMN_LABELS[n]}」に近い見出し: {quoted(near[n])}。" for n in missing if n in near
+        ]
         raise where.error(
             f"missing column {wanted}; headers are: {', '.join(header)}",
             ja=where.ja(
                 f"に必要な列がありません: {'、'.join(COLUMN_LABELS[n] for n in missing)}。"
+                + "".join(hints)
             ),
         )
+    notes += missing_column_notes(near)
 
     body.index = pd.RangeIndex(2, len(body) + 2, name="row")
     body = body[~(body == "").all(axis=1)] if len(body) else body

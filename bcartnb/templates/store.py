@@ -13,6 +13,7 @@ from typing import Any
 
 from bcartnb.exceptions import TemplateError
 from bcartnb.files import read_regular, write_atomically
+from bcartnb.near import near_names, quoted
 from bcartnb.templates.checks import check_renders
 from bcartnb.templates.fields import SAMPLE_MEMBER
 from bcartnb.templates.fileformat import (
@@ -57,10 +58,7 @@ class TemplateStore:
         try:  # not a FIFO or a device, which would block or never end
             text = read_regular(path, "テンプレートファイル", TemplateError).decode("utf-8")
         except FileNotFoundError:
-            raise TemplateError(
-                f"template {name!r} not found in {self.folder} (have: {', '.join(self.list())})",
-                ja=f"テンプレート「{name}」が {self.folder} にありません。",
-            ) from None
+            raise self._not_found(name) from None
         except UnicodeDecodeError as err:
             raise TemplateError(
                 f"{path}: not UTF-8 text: {err}",
@@ -114,6 +112,17 @@ class TemplateStore:
                 f"template {name!r} not found in {self.folder}",
                 ja=f"テンプレート「{name}」が {self.folder} にありません。",
             ) from None
+
+    def _not_found(self, name: str) -> TemplateError:
+        """No such template: the near names first (a typo), else every name there is."""
+        have = self.list()
+        near = near_names(name, have)
+        hint_ja = f"近い名前: {quoted(near)}。" if near else ""
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        return TemplateError(
+            f"template {name!r} not found in {self.folder}{hint} (have: {', '.join(have)})",
+            ja=f"テンプレート「{name}」が {self.folder} にありません。{hint_ja}",
+        )
 
     @staticmethod
     def _write(path: Path, text: str) -> None:

@@ -15,8 +15,9 @@ import ipywidgets as widgets
 from bcartnb.audience import REASON_LABELS, REASONS, Audience
 from bcartnb.quota import QuotaStatus, quota_warning_ja
 from bcartnb.templates import TemplateStore, merge_fields
+from bcartnb.text_markup import HTML_IN_TEXT_MESSAGE, html_in_text_detail, html_tags
 
-from ._common import Status, fit, row
+from ._common import Status, fit, row, warning_html
 
 __all__ = ["NO_TEMPLATE", "ComposeStep", "counts_html", "quota_html", "quota_warning_html"]
 
@@ -40,12 +41,7 @@ def quota_html(quota: QuotaStatus) -> str:
 def quota_warning_html(quota: QuotaStatus, needed: int, what: str = "送信件数") -> str:
     """The over-quota warning in red, or "" when the mails fit (the rule is in quota.py)."""
     text = quota_warning_ja(quota, needed, what)
-    if not text:
-        return ""
-    return (
-        '<div class="bcartnb-over-quota" style="color:#b00020;font-weight:bold;'
-        f'white-space:normal">⚠ {html.escape(text)}</div>'
-    )
+    return warning_html(text, "bcartnb-over-quota") if text else ""
 
 
 def counts_html(audience: Audience) -> str:
@@ -117,6 +113,11 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
         self.opt_in_notice.add_class("bcartnb-opt-in-notice")
         self.opt_in_notice.layout.display = "none"
         self.opt_in.observe(self._on_opt_in, names="value")
+        # HTML pasted into a text mail, said while it is typed (and again on the confirmation)
+        self.markup_notice = widgets.HTML("")
+        self.markup_notice.add_class("bcartnb-html-in-text")
+        self.body.observe(lambda _c: self._check_markup(), names="value")
+        self.html.observe(lambda _c: self._check_markup(), names="value")
         self.back = widgets.Button(description="戻る", icon="arrow-left")
         self.back.add_class("bcartnb-compose-back")
         self.to_confirm = widgets.Button(description="確認画面へ", button_style="primary")
@@ -136,6 +137,7 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
                 row(self.field, self.insert_subject, self.insert_body, css="bcartnb-fields"),
                 row(self.html, self.signature, self.opt_in),
                 self.opt_in_notice,
+                self.markup_notice,
                 row(self.back, self.to_confirm),
             ]
         )
@@ -176,6 +178,18 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
         self.quota.value = quota_html(quota)
         self.counts.value = counts_html(audience)
         self.quota_warning.value = quota_warning_html(quota, len(audience.sendable))
+
+    def _check_markup(self) -> None:
+        """The text mail's body holds HTML tags (:mod:`bcartnb.text_markup`): say so at once."""
+        tags = [] if self.html.value else html_tags(str(self.body.value))
+        self.markup_notice.value = (
+            warning_html(
+                f"{HTML_IN_TEXT_MESSAGE}（{html_in_text_detail(tags, 'メール本文')}）",
+                "bcartnb-html-in-text-warning",
+            )
+            if tags
+            else ""
+        )
 
     def _on_opt_in(self, change: dict[str, Any]) -> None:
         self.opt_in_notice.layout.display = "none" if change["new"] else None

@@ -1,5 +1,5 @@
-"""Step 4, 確認画面: the final counts, 注意, 「同じ内容を再送する」, real rendered mails,
-送信前の確認, 戻る and 送信.
+"""Step 4, 確認画面: the final counts, From and the admin copy's address, 注意, 「同じ内容を
+再送する」, real rendered mails (the HTML part first), 送信前の確認, 戻る and 送信 with its count.
 
 Everything shown comes from the plan and the dry run the wizard made; the previews are the
 mails exactly as :func:`bcartnb.compose.preview` renders them. HTML mail is shown in a
@@ -21,8 +21,9 @@ from bcartnb.audience import REASON_LABELS, REASONS
 from bcartnb.compose import Preview
 from bcartnb.filters import describe_filter
 from bcartnb.mailcheck import HEADING, Finding
+from bcartnb.settings import Settings
 
-from ._common import Status, fit, row
+from ._common import Status, fit, row, warning_html
 
 __all__ = [
     "ConfirmStep",
@@ -30,6 +31,8 @@ __all__ = [
     "confirm_counts_html",
     "preview_html",
     "repeat_label",
+    "send_count_html",
+    "sender_html",
     "warnings_html",
 ]
 
@@ -52,6 +55,30 @@ def confirm_counts_html(summary: dict[str, Any], description: str, keyword: str 
     return "<br>".join(lines)
 
 
+#: The HTML preview's frame: as tall as a mail's first screen on a laptop, never taller
+#: than the window (a sandboxed frame cannot be measured from outside, so no auto height).
+_HTML_FRAME = "width:100%;height:600px;max-height:85vh;border:1px solid #ccc;background:#fff"
+
+
+def sender_html(settings: Settings) -> str:
+    """差出人 (From) and where the admin copy (配信控え) goes: the shop's own addresses."""
+    name = settings.from_name
+    sender = f"{name} <{settings.from_addr}>" if name else settings.from_addr
+    admin = (
+        html.escape(settings.admin)
+        if settings.admin
+        else "未設定（配信控えは送られません。bcartnb.toml の admin に書いてください）"
+    )
+    return f"<b>差出人（From）</b>: {html.escape(sender)}<br><b>配信控えの送り先</b>: {admin}"
+
+
+def send_count_html(sendable: int) -> str:
+    """The count beside 送信, so the number is read where the click is made."""
+    if not sendable:
+        return '<span class="bcartnb-send-count-text">送信できる会員がいません</span>'
+    return f'<span class="bcartnb-send-count-text"><b>{sendable:,}件</b>に送信します</span>'
+
+
 def preview_html(p: Preview) -> str:
     """One rendered mail: subject, the text part in <pre>, the HTML part in a sandboxed iframe."""
     if p.error is not None:
@@ -59,26 +86,31 @@ def preview_html(p: Preview) -> str:
             f"<p><b>会員ID {html.escape(str(p.member_id))}</b>: "
             f'<span style="color:#b00020">{html.escape(p.error)}</span></p>'
         )
-    out = [
-        f"<p><b>メール件名</b>: {html.escape(p.subject)}</p>",
-        "<p><b>テキスト</b></p>",
-        '<pre style="white-space:pre-wrap;border:1px solid #ccc;padding:8px">'
-        f"{html.escape(p.text)}</pre>",
-    ]
-    if p.html is not None:
+    out = [f"<p><b>メール件名</b>: {html.escape(p.subject)}</p>"]
+    if p.html is not None:  # what most members see, first and at a readable height
         out += [
-            "<p><b>HTML</b></p>",
-            '<iframe sandbox="" style="width:100%;height:28em;border:1px solid #ccc" '
+            "<p><b>HTML</b>（HTMLメールを表示できるメールソフトでの見え方）</p>",
+            f'<iframe sandbox="" class="bcartnb-preview-html" style="{_HTML_FRAME}" '
             f'srcdoc="{html.escape(p.html, quote=True)}"></iframe>',
+            "<p><b>テキスト</b>（HTMLを表示しないメールソフトでの見え方）</p>",
         ]
+    else:
+        out.append("<p><b>テキスト</b></p>")
+    out.append(
+        '<pre class="bcartnb-preview-text" '
+        'style="white-space:pre-wrap;border:1px solid #ccc;padding:8px">'
+        f"{html.escape(p.text)}</pre>"
+    )
     return "".join(out)
 
 
 def warnings_html(warnings: Sequence[str]) -> str:
+    """注意: the plan's warnings (a misnamed column, a value no member holds, who already
+    has this mail), styled as every warning is."""
     if not warnings:
         return ""
     items = "".join(f"<li>{html.escape(w)}</li>" for w in dict.fromkeys(warnings))
-    return f"<b>注意</b><ul>{items}</ul>"
+    return warning_html(f"<b>注意</b><ul>{items}</ul>", "bcartnb-warning-notes", escaped=True)
 
 
 def repeat_label(count: int) -> str:
@@ -92,10 +124,10 @@ def checks_html(checks: Sequence[Finding]) -> str:
         return ""
     items = "".join(
         f'<li data-code="{html.escape(f.code)}">{html.escape(f.message)}'
-        f"<br><small>{html.escape(f.detail)}</small></li>"
+        f'<br><small style="font-weight:normal">{html.escape(f.detail)}</small></li>'
         for f in dict.fromkeys(checks)
     )
-    return f"<b>{HEADING}</b><ul>{items}</ul>"
+    return warning_html(f"<b>{HEADING}</b><ul>{items}</ul>", "bcartnb-checks", escaped=True)
 
 
 class ConfirmStep(widgets.VBox):  # type: ignore[misc]
@@ -104,6 +136,10 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
     def __init__(self) -> None:
         self.counts = widgets.HTML("")
         self.counts.add_class("bcartnb-confirm-counts")
+        self.sender = widgets.HTML("")
+        self.sender.add_class("bcartnb-confirm-sender")
+        self.send_count = widgets.HTML("")
+        self.send_count.add_class("bcartnb-send-count")
         self.preview_member = widgets.Dropdown(options=[], description="プレビュー")
         self.preview_member.add_class("bcartnb-preview-member")
         self.preview_member.observe(self._on_preview_member, names="value")
@@ -139,11 +175,12 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
                 self.counts,
                 self.warnings,
                 self.repeat,
+                self.sender,
                 self.preview_member,
                 self.preview,
                 row(self.test_to, self.test_send),
                 self.test_result.widget,
-                row(self.back, self.send),
+                row(self.back, self.send, self.send_count),
             ]
         )
         fit(self.test_send, self.back, self.send)
@@ -159,8 +196,18 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
             self.send,
         ]
 
-    def show_counts(self, summary: dict[str, Any], flt: dict[str, Any], keyword: str) -> None:
+    def show_counts(
+        self,
+        summary: dict[str, Any],
+        flt: dict[str, Any],
+        keyword: str,
+        settings: Settings | None = None,
+    ) -> None:
+        """The numbers, the count beside 送信 and, given the plan's ``settings``, who the mail
+        is from and where its admin copy goes."""
         self.counts.value = confirm_counts_html(summary, describe_filter(flt), keyword)
+        self.send_count.value = send_count_html(int(summary["sendable"]))
+        self.sender.value = "" if settings is None else sender_html(settings)
 
     def offer_repeat(self, count: int, ticked: bool) -> None:
         """「同じ内容を再送する」 for ``count`` members (hidden, and unticked, when none)."""

@@ -266,7 +266,10 @@ class Wizard:
         self.source.show_current(str(frame.attrs.get("source", path)), len(frame))
         self.apply_filter()
         if self.status.kind != "error":
-            self.status.info(f"会員ファイルを読み込みました: {len(frame):,}件")
+            notes = frame.attrs.get("warnings", [])  # a custom field renamed, a column misnamed
+            self.status.info(
+                "\n注意: ".join([f"会員ファイルを読み込みました: {len(frame):,}件", *notes])
+            )
 
     def _load_chosen(self) -> None:
         path = self.source.chosen
@@ -344,17 +347,17 @@ class Wizard:
         """絞込: the filter (with the segment) and keyword of the controls → the member table."""
         kw = self.filter_step.keyword
 
-        def search() -> tuple[dict[str, Any], Audience]:
+        def search() -> tuple[dict[str, Any], Audience, list[str]]:
             flt = self._current_filter()
-            return flt, self._search(flt, kw)
+            return flt, self._search(flt, kw), campaign.read_notes(self.members, flt)
 
         got = self.status.run(search, self.controls, busy="絞込中です…")
         if got is None:
             return
-        flt, found = got
+        flt, found, notes = got  # notes: a misnamed column, a value no member holds
         self._filter, self._keyword, self._found = flt, kw, found
         self.table.set_result(found)
-        self.status.info(f"検索結果: {len(found.selected):,}件")
+        self.status.info("\n注意: ".join([f"検索結果: {len(found.selected):,}件", *notes]))
         self._warn_select(recount=True)  # the quota read again: a campaign may have gone out
 
     def _apply_clicked(self) -> None:
@@ -501,7 +504,7 @@ class Wizard:
             self._repeat_key = None
         self._send_started = False
         self.confirm.test_result.clear()
-        self.confirm.show_counts(got.summary, self._filter, self._keyword)
+        self.confirm.show_counts(got.summary, self._filter, self._keyword, got.plan.settings)
         self.confirm.offer_repeat(got.repeatable, got.plan.repeat)
         sendable = got.plan.audience.sendable
         self.confirm.offer_previews(sendable, PREVIEW_CHOICES)
