@@ -83,11 +83,13 @@ def test_parameters_table_drops_secret_keys_and_masks_addresses():
         "テンプレート",
         "メール本文",
         "絞込オプション",
-        "チェックした会員",
+        "送信対象",
         "送信する",
     ]
+    assert list(table.columns) == ["値"]  # no English keys
     assert table.loc["メール本文", "値"] == "ご質問は i***@example.co.jp まで"
-    assert table.loc["絞込オプション", "値"] == '{"都道府県": ["東京都"]}'
+    assert table.loc["絞込オプション", "値"] == "都道府県が 東京都"  # words, not JSON
+    assert table.loc["送信対象", "値"] == "検索結果すべてに送信"
     assert table.loc["送信する", "値"] == "いいえ"
     assert "hunter2" not in table.to_string()
 
@@ -291,7 +293,7 @@ def test_show_report_sections_are_escaped_html_with_a_plain_text_twin(tmp_path: 
         {
             "members": str(members),
             "subject": "{{ 会社名 }} 様 {{ 担当者名 }}",
-            "body": "{{ 会社名 }}\n",
+            "body": "{{ 会社名 }} {{ 担当者名 }}\n",  # the subject masks 担当者名, the body not
             "filter": {"会社名": {"contains": "<script>"}},
         }
     )
@@ -1076,7 +1078,6 @@ def test_every_value_in_the_document_is_text(value: str):
         finished=None,
         scheduled_at=value,
         params={"subject": value},
-        filter_text=value,
         usage={"20261130-053254-5fbf5b": 1},
         usage_labels={"20261130-053254-5fbf5b": value},
         admin=value,

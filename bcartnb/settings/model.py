@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bcartnb.exceptions import SettingsError
+from bcartnb.privacy import find_addresses
 from bcartnb.settings.bcart import BcartSettings
 from bcartnb.settings.checks import check_url, in_range
 from bcartnb.settings.hygiene import HygieneSettings
@@ -81,6 +82,19 @@ class Settings:
             )
         in_range("render_timeout", self.render_timeout, *_RENDER_TIMEOUT_RANGE, unit=" seconds")
         in_range("max_mail_bytes", self.max_mail_bytes, *_MAX_MAIL_BYTES_RANGE, integer=True)
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """The shop's own addresses (From, admin, the unsubscribe mailto and every address in
+        the signature), lower-cased: a report shows these in clear, a member's masked."""
+        texts = [
+            self.from_addr,
+            self.admin or "",
+            self.unsubscribe_mailto or "",
+            self.signature,
+            self.signature_html or "",
+        ]
+        return frozenset(a.lower() for text in texts for a in find_addresses(text))
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed; settings stay immutable once checked."""
