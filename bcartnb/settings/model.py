@@ -18,6 +18,7 @@ from bcartnb.settings.bcart import BcartSettings
 from bcartnb.settings.checks import check_url, in_range
 from bcartnb.settings.hygiene import HygieneSettings
 from bcartnb.settings.smtp import DeliverySettings, SmtpSettings
+from bcartnb.settings.storefront import ShopInfo
 
 __all__ = ["MAX_MAIL_BYTES", "RENDER_TIMEOUT", "Settings"]
 
@@ -57,6 +58,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     bcart: BcartSettings = field(default_factory=BcartSettings)
     hygiene: HygieneSettings = field(default_factory=HygieneSettings)
+    shop: ShopInfo = field(default_factory=ShopInfo)
     source: Path | None = None
     #: The per-user ledger of earlier versions, when it exists and the shop's own ledger does
     #: not yet: require_ledger says how to adopt it rather than start an empty one beside it.
@@ -82,6 +84,12 @@ class Settings:
             )
         in_range("render_timeout", self.render_timeout, *_RENDER_TIMEOUT_RANGE, unit=" seconds")
         in_range("max_mail_bytes", self.max_mail_bytes, *_MAX_MAIL_BYTES_RANGE, integer=True)
+
+    @property
+    def shop_name(self) -> str:
+        """The name members know the shop by: ``[shop] name``, else the From's display name;
+        empty when neither is set (each page says what it shows instead)."""
+        return self.shop.name or self.from_name.strip()
 
     @property
     def own_addresses(self) -> frozenset[str]:
