@@ -3,19 +3,27 @@
 The page says which address it stops (masked), whose mail (the shop's name from ``[shop]``),
 links back to the shop's site and gives a contact line; once stopped it says so on every
 later visit, without a button. Settings come from a real ``bcartnb.toml``; every value in it
-is shown as text.
+is shown as text. The demo templates' visible 配信停止 link (``{{ unsubscribe_link }}``) is the
+List-Unsubscribe URL with the member's token, so a member clicking it in a mail really sent
+reaches this page.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 from collections.abc import Callable, Iterator
+from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from test_unsubscribe import CID, RECIPIENTS, SECRET, T0, Running, one_click, title_of, token_for
 
+from bcartnb.campaign import CampaignSpec, plan_campaign, send
+from bcartnb.compose import Composer, Draft
 from bcartnb.ledger import Ledger
 from bcartnb.settings import Settings, load_settings
 
@@ -143,3 +151,100 @@ def test_without_a_shop_table_the_page_falls_back_on_the_from(
     assert seen.links == []  # no site to link to
     assert "".join(seen.footer).endswith("お問い合わせ: shop@example.co.jp")
     assert "u***@example.co.jp" in page.text and "user2@" not in page.text
+
+
+# --- the demo templates' visible link reaches this page ---------------------------------------
+
+DEMO_TEMPLATES = Path(__file__).resolve().parent.parent / "data" / "templates"
+
+
+class _Links(HTMLParser):
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: dict[str, str] = {}
+        self._href: str | None = None
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None:
+            self.links[data.strip()] = self._href
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._href = None
+
+
+def test_a_member_clicking_the_demo_templates_link_reaches_the_one_click_page(
+    tmp_path: Path, smtp_server: Any
+) -> None:
+    smtp = smtp_server()
+    members = tmp_path / "members.csv"
+    members.write_text(
+        "会員ID,会社名,担当者(姓),担当者(名),メールアドレス,都道府県\n"
+        "7001,テスト商事,山田,太郎,taro@member.co.jp,東京都\n"
+        "7002,見本物産,佐藤,花子,hanako@member.co.jp,大阪府\n",
+        encoding="utf-8",
+    )
+    toml = TOML.split("[shop]")[0] + f'templates = "{DEMO_TEMPLATES}"\n'
+    (tmp_path / "bcartnb.toml").write_text(toml, encoding="utf-8")
+    settings = load_settings(
+        tmp_path / "bcartnb.toml",
+        env={
+            **smtp.env(),
+            "BCARTNB_UNSUBSCRIBE_SECRET": SECRET,
+            "BCARTNB_DB": str(tmp_path / "l.db"),
+        },
+    )
+    links: dict[str, str] = {}
+    for template in ("HTMLニュースレター", "テキストニュースレター", "セミナーのご案内"):
+        spec = CampaignSpec.from_mapping({"members": str(members), "template": template})
+        summary = send(plan_campaign(spec, settings), progress=False)
+        assert summary.sent == 2, template
+        for got in smtp.received[-3:]:  # two members and the admin copy
+            mail = email.message_from_bytes(got.raw, policy=email.policy.default)
+            if got.recipients != ("taro@member.co.jp",):
+                continue
+            assert isinstance(mail, EmailMessage)
+            header = str(mail["List-Unsubscribe"]).strip("<>")
+            text = mail.get_body(("plain",))
+            assert text is not None and header in text.get_content()  # one setting, both
+            html = mail.get_body(("html",))
+            if html is not None:
+                assert _Links(html.get_content()).links["配信停止のお手続き"] == header
+            links[template] = header
+    assert len(links) == 3 and all("/mail/stop/" in u for u in links.values())
+
+    assert settings.db is not None
+    with Ledger.open(settings.db) as ledger:
+        running = Running(settings, ledger).start()
+        try:
+            for template, link in links.items():
+                url = running.base + "/mail/stop/" + link.rsplit("/", 1)[1]
+                page = httpx.get(url)
+                assert title_of(page) in ("メール配信の停止", "すでに配信停止済みです"), template
+                assert "t***@member.co.jp" in page.text and "taro@" not in page.text
+            stopped = httpx.post(url, data={"confirm": "1"})
+            assert title_of(stopped) == "配信を停止しました"
+            assert ledger.suppressed_addresses() == {"taro@member.co.jp"}
+        finally:
+            running.stop()
+
+
+def test_without_an_unsubscribe_url_the_link_is_the_mailto_or_a_reply_to_the_from() -> None:
+    body = "配信停止: {{ unsubscribe_link }}\n"
+    member = {"id": 1, "comp_name": "テスト商事", "email": "taro@member.co.jp"}
+    for extra, want in (
+        ({}, "mailto:shop@example.co.jp"),
+        ({"unsubscribe_mailto": "stop@example.co.jp"}, "mailto:stop@example.co.jp"),
+        (
+            {"unsubscribe_url": "https://x.jp/stop?id={{ id }}&c=会社"},
+            "https://x.jp/stop?id=1&c=%E4",
+        ),
+    ):
+        settings = Settings(from_addr="shop@example.co.jp", **extra)
+        mail = Composer(Draft(subject="s", body=body), settings, CID).compose(member)
+        assert mail.text.startswith(f"配信停止: {want}"), (extra, mail.text)
