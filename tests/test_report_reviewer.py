@@ -238,6 +238,12 @@ def test_a_folder_that_cannot_be_written_is_a_note_in_the_report_not_a_lost_run(
     plain = "".join(b.get("text/plain", "") for b in shown if isinstance(b, dict))
     assert "HTMLのレポートを書き出せませんでした" in plain
     assert summary.sent == 2  # the run stands
+    # the subject as received is noted for later: with the member file gone, the ledger's
+    # report still shows it (and no longer names a member it cannot make the mail for)
+    (shop / "members.csv").unlink()
+    later = report.from_ledger(summary.campaign_id, plan.settings)
+    assert later.subject == "【見本商事】テスト商事 山*** 太*** 様 TEL 0*** のご案内"
+    assert later.subject_member is None and later.sample is None
 
 
 @pytest.mark.timeout(240)
@@ -393,6 +399,15 @@ def test_mask_text_keeps_the_shops_own_addresses_and_masks_the_rest() -> None:
 def test_mask_values_masks_each_value_once_longest_first() -> None:
     assert mask_values("山田 山 太郎 様", ["山", "山田", "", None, 3]) == "山*** *** 太郎 様"
     assert mask_values("件名", []) == "件名"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40), st.lists(st.text(min_size=2, max_size=6), max_size=4))
+def test_no_masked_value_survives_whatever_the_text(text: str, values: list[str]) -> None:
+    values = [v for v in values if "*" not in v and v.strip() == v]
+    masked = mask_values(text, values)
+    for value in values:
+        assert value not in masked or any(value in o and o != value for o in values)
 
 
 def test_own_addresses_come_from_the_settings_only() -> None:
