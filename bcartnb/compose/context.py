@@ -15,12 +15,9 @@ from bcartnb.compose.checks import member_id_of, recipient
 from bcartnb.compose.headers import unsubscribe_uri
 from bcartnb.exceptions import ComposeError, HygieneError
 from bcartnb.hygiene.tokens import TokenSigner
-from bcartnb.templates import (
-    SIGNATURE_FIELDS,
-    UNSUBSCRIBE_LINK_FIELDS,
-    UNSUBSCRIBE_TOKEN_FIELD,
-    CompiledTemplate,
-)
+from bcartnb.templates import SIGNATURE_FIELDS, UNSUBSCRIBE_TOKEN_FIELD
+from bcartnb.templates.compiled import CompiledTemplate
+from bcartnb.templates.fields import UNSUBSCRIBE_LINK_FIELDS
 
 __all__ = ["Builder", "with_link", "with_signature", "with_token"]
 

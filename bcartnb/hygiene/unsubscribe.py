@@ -74,6 +74,7 @@ from bcartnb.hygiene.unsubscribe_pages import (
     result_page,
 )
 from bcartnb.ledger.suppressions import HygieneEvent, UnsubscribeState
+from bcartnb.privacy import mask_address
 from bcartnb.quota import now_tokyo
 from bcartnb.templates import UNSUBSCRIBE_TOKEN_FIELD
 
@@ -237,7 +238,7 @@ def create_app(
             except BcartnbError as err:
                 log.error("配信停止を確認できません: %s", err)
                 return _unavailable()
-            return confirm_page(shop, found, state)
+            return confirm_page(shop, mask_address(found.address), state)
         try:
             body = await _read_body(request)
         except ClientDisconnect:  # gone, or cut off by the body deadline: nothing recorded
@@ -254,7 +255,7 @@ def create_app(
             log.info(
                 "配信停止%s: キャンペーン %s 会員 %s", again, found.campaign_id, found.member_id
             )
-        return result_page(shop, found, before)
+        return result_page(shop, mask_address(found.address), before)
 
     return Starlette(
         routes=[Route(prefix + "{token}", unsubscribe, methods=["GET", "POST"])],

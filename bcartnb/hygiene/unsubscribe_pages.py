@@ -6,6 +6,8 @@ what happened (the three states of :mod:`bcartnb.hygiene.unsubscribe`), and, bel
 to the shop's site and a contact line (``[shop] url`` and ``contact``, else the From address:
 :class:`~bcartnb.settings.ShopInfo`). Every value is escaped here; the one stylesheet is
 allowed by its hash in :data:`SECURITY_HEADERS`, so the pages need no inline style attribute.
+The pages are given the address already masked and the state as the ledger names it
+(``listed``, ``unsuppressed``, else new), so they know nothing of tokens or the ledger.
 """
 
 from __future__ import annotations
@@ -18,11 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from starlette.responses import HTMLResponse
 
-from bcartnb.privacy import mask_address
-
 if TYPE_CHECKING:
-    from bcartnb.hygiene.tokens import UnsubscribeToken
-    from bcartnb.ledger.suppressions import UnsubscribeState
     from bcartnb.settings import Settings
 
 __all__ = ["SECURITY_HEADERS", "ShopFooter", "confirm_page", "page", "result_page"]
@@ -81,17 +79,15 @@ def page(title: str, body: str, status: int = 200, footer: str = "") -> HTMLResp
     )
 
 
-def _address(found: UnsubscribeToken) -> str:
-    masked = html.escape(mask_address(found.address))
-    return f'<p>配信を停止するメールアドレス:<br><span class="address">{masked}</span></p>'
+def _address(masked: str) -> str:
+    shown = html.escape(masked)
+    return f'<p>配信を停止するメールアドレス:<br><span class="address">{shown}</span></p>'
 
 
-def confirm_page(
-    shop: ShopFooter, found: UnsubscribeToken, state: UnsubscribeState
-) -> HTMLResponse:
+def confirm_page(shop: ShopFooter, masked: str, state: str) -> HTMLResponse:
     """What a GET shows: the one button, or that there is nothing left to do."""
     if state == "listed":
-        return _already_page(shop, found)
+        return _already_page(shop, masked)
     again = (
         "<p>このメールアドレスは以前に配信停止のお申し出をいただき、その後、配信を再開して"
         "います。</p>"
@@ -101,7 +97,7 @@ def confirm_page(
     return page(
         "メール配信の停止",
         f"{again}<p>{shop.name}からのメールの配信を停止します。よろしければ、下のボタンを"
-        f"押してください。</p>{_address(found)}"
+        f"押してください。</p>{_address(masked)}"
         '<form method="post">'
         '<input type="hidden" name="confirm" value="1">'
         '<button type="submit">配信を停止する</button></form>',
@@ -109,32 +105,30 @@ def confirm_page(
     )
 
 
-def _already_page(shop: ShopFooter, found: UnsubscribeToken) -> HTMLResponse:
+def _already_page(shop: ShopFooter, masked: str) -> HTMLResponse:
     return page(
         "すでに配信停止済みです",
         f"<p>{shop.name}からのメールの配信は、すでに停止しています。"
-        f"あらためてのお手続きは必要ありません。</p>{_address(found)}",
+        f"あらためてのお手続きは必要ありません。</p>{_address(masked)}",
         footer=shop.footer,
     )
 
 
-def result_page(
-    shop: ShopFooter, found: UnsubscribeToken, before: UnsubscribeState
-) -> HTMLResponse:
+def result_page(shop: ShopFooter, masked: str, before: str) -> HTMLResponse:
     """What a POST did, told by the state the address was in before it."""
     if before == "listed":
-        return _already_page(shop, found)
+        return _already_page(shop, masked)
     if before == "unsuppressed":
         return page(
             "配信を再び停止しました",
             "<p>このメールアドレスは以前の配信停止の後、配信を再開していましたが、"
             f"お申し出により、{shop.name}からのメールの配信を再び停止しました。"
-            f"今後、このメールアドレスにはお送りしません。</p>{_address(found)}",
+            f"今後、このメールアドレスにはお送りしません。</p>{_address(masked)}",
             footer=shop.footer,
         )
     return page(
         "配信を停止しました",
         f"<p>{shop.name}からのメールの配信を停止しました。"
-        f"今後、このメールアドレスにはお送りしません。</p>{_address(found)}",
+        f"今後、このメールアドレスにはお送りしません。</p>{_address(masked)}",
         footer=shop.footer,
     )
