@@ -11,6 +11,7 @@ page at a phone's width and printed to PDF in headless Chromium.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -20,6 +21,7 @@ import papermill
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_cli_run import bcartnb
 
 from bcartnb import report
 from bcartnb.campaign import CampaignSpec, plan_campaign, send
@@ -175,6 +177,13 @@ def test_a_sent_report_reads_as_received_with_the_shops_own_addresses_in_clear(
     assert "ご登録のアドレス: t***@member.co.jp" in text
     # a sent report has no banner
     assert report.DRY_RUN_BANNER not in text and "確認のみ" not in head
+
+    # `bcartnb report ID` writes the same page where the notebook writes its own: reports/
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
+    cli = bcartnb("report", summary.campaign_id, env={**env, **server.env()}, cwd=shop / "reports")
+    target = shop / "reports" / f"campaign-{summary.campaign_id}.html"
+    assert cli.returncode == 0 and str(target) in cli.stdout, cli.stderr
+    assert _Text(target.read_text(encoding="utf-8")).text == text
 
 
 def test_the_parameters_read_as_words(shop: Path, smtp_server: Any) -> None:

@@ -344,11 +344,15 @@ def _show_campaign(campaign_id: str, db: Any, as_json: bool) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bcartnb.report import write_report
+    from bcartnb.report import report_target, write_report
     from bcartnb.settings import load_settings
 
-    target = Path(args.out) if args.out else Path(f"campaign-{args.campaign_id}.html")
-    path = write_report(args.campaign_id, load_settings(), target)
+    settings = load_settings()
+    # by default where the notebook writes its page: the shop's reports/, else here
+    target = Path(args.out) if args.out else report_target(None, settings, args.campaign_id)
+    path = write_report(
+        args.campaign_id, settings, target or Path(f"campaign-{args.campaign_id}.html")
+    )
     print(f"レポートを書き出しました: {path}")
     return 0
 
@@ -450,7 +454,8 @@ COMMANDS = (
                 "--out",
                 metavar="FILE.html",
                 default=None,
-                help="書き出し先（既定: campaign-ID.html）",
+                help="書き出し先（既定: お店のフォルダーの reports/campaign-ID.html。"
+                "reports/ がなければ今のフォルダー）",
             ),
         ),
         run=_cmd_report,

@@ -22,7 +22,7 @@ from bcartnb.report.blocks import show
 from bcartnb.report.document import CampaignReport, report_blocks
 from bcartnb.report.export import write_document
 from bcartnb.report.gather import RunContext, from_run
-from bcartnb.report.notes import write_notes
+from bcartnb.report.notes import is_campaign_id, write_notes
 from bcartnb.report.summary import record_summary
 from bcartnb.settings import require_ledger
 
@@ -90,8 +90,8 @@ def report_target(
     shop whose settings the run read (``bcartnb init`` makes it); none outside a shop."""
     if html is not None:
         return Path(html).expanduser().resolve() if str(html) else None
-    if settings.source is None:
-        return None
+    if settings.source is None or not is_campaign_id(campaign_id):
+        return None  # an id that is not one never names a file
     reports = settings.source.parent / "reports"
     return reports / f"campaign-{campaign_id}.html" if reports.is_dir() else None
 
