@@ -17,7 +17,11 @@ matches becomes ``***``.
 
 Addresses are the other thing no report, log or face shows whole: :func:`mask_address` and
 :func:`mask_text` are that one rule, here at the bottom so the reports, hygiene, the API client
-and the faces hide an address without importing the send stage.
+and the faces hide an address without importing the send stage. The shop's *own* addresses
+(its From, admin and signature: ``keep``) are the exception a reviewer needs, since the
+legally required contact line must be checked as written; a member's stay masked. A member's
+personal values (:data:`PERSONAL_COLUMNS`) are masked in a mail shown as one member received
+it (:func:`mask_values`).
 
 Ground layer: the standard library only, so settings, the API client, the transports and the
 mailbox readers can all call the one rule.
@@ -31,7 +35,17 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["MASK", "MIN_BASE64", "MIN_FRAGMENT", "mask_address", "mask_text", "scrub"]
+__all__ = [
+    "MASK",
+    "MIN_BASE64",
+    "MIN_FRAGMENT",
+    "PERSONAL_COLUMNS",
+    "find_addresses",
+    "mask_address",
+    "mask_text",
+    "mask_values",
+    "scrub",
+]
 
 #: What a secret (or a piece of one) is replaced with.
 MASK: Final = "***"
@@ -61,10 +75,45 @@ def mask_address(address: str) -> str:
 
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
+#: A member's columns that name or reach a person (担当者, addresses, phones, where they
+#: live): masked wherever a report shows a mail as that member received it. 会社名 and
+#: 都道府県 are the shop's business facts and stay, as in every table of the report.
+PERSONAL_COLUMNS: Final = (
+    "tanto_last_name",
+    "tanto_first_name",
+    "email",
+    "email_cc",
+    "tel",
+    "mobile_phone",
+    "zip",
+    "address1",
+    "address2",
+    "address3",
+)
 
-def mask_text(text: str) -> str:
-    """Every address in a text masked (a server's reply, a sample mail, a warning)."""
-    return _ADDRESS.sub(lambda m: mask_address(m.group(0)), text)
+
+def find_addresses(text: str) -> list[str]:
+    """The addresses written in a text (a signature, a From line), in order."""
+    return _ADDRESS.findall(text)
+
+
+def mask_text(text: str, keep: Iterable[str] = ()) -> str:
+    """Every address in a text masked (a server's reply, a sample mail, a warning), but
+    those in ``keep`` (the shop's own, compared ignoring case), which stay as written."""
+    kept = {k.strip().lower() for k in keep if k}
+    return _ADDRESS.sub(
+        lambda m: m.group(0) if m.group(0).lower() in kept else mask_address(m.group(0)), text
+    )
+
+
+def mask_values(text: str, values: Iterable[object]) -> str:
+    """``text`` with each of a member's values (``山田`` → ``山***``) masked, in one pass and
+    longest first, so a value inside another is masked once; blanks and non-text skipped."""
+    found = {v.strip() for v in values if isinstance(v, str) and v.strip()}
+    if not found:
+        return text
+    pattern = "|".join(re.escape(v) for v in sorted(found, key=len, reverse=True))
+    return re.sub(pattern, lambda m: m.group(0)[:1] + MASK if len(m.group(0)) > 1 else MASK, text)
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:

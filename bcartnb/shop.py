@@ -375,6 +375,13 @@ templates = "templates"
 # unsubscribe_url = "https://shop.example.co.jp/mail/stop/{{{{ unsubscribe_token }}}}"
 # unsubscribe_mailto = "unsubscribe@shop.example.co.jp"
 
+# [shop]
+# 配信停止のページ・レポートに出すお店の名前（省略すると送信元の表示名）、
+# お店のサイトのURL（配信停止のページからのリンク）、お問い合わせ先（1行）
+# name = "見本商事オンラインショップ"
+# url = "https://shop.example.co.jp/"
+# contact = "TEL 03-0000-0000（平日 9:00〜18:00）"
+
 [smtp]
 # 送信に使う SMTP サーバー。既定は試験用の埋め込みサーバー（bcartnb sink）です。
 host = "127.0.0.1"

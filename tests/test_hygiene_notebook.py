@@ -83,6 +83,8 @@ def test_the_notebook_scans_charts_the_bounce_rate_and_writes_the_bcart_export(
     assert "user1@example.co.jp" not in text and "u***@example.co.jp" in text  # masked
     assert "user2@example.co.jp" not in text and "確認待ちの通知（伏せ字）" in text
     assert "bcartnb bounces confirm" in text
+    # the tables of campaigns, suppressions and pending notices carry no pandas row numbers
+    assert cid in text and '<th style=\\"text-align:left\\">0</th>' not in text
     cells = json.loads(text)["cells"]
     assert any("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
     # the same mailbox again: nothing new, the report still there
@@ -104,5 +106,10 @@ def test_without_a_source_the_notebook_only_reports(
         'plan = "プラン10"\nfrom = "shop@example.co.jp"\ndb = "ledger.sqlite3"\n', encoding="utf-8"
     )
     monkeypatch.setenv("BCARTNB_CONFIG", str(tmp_path / "bcartnb.toml"))
-    summary = read_summary(execute(tmp_path, month="2026-11"))
+    out = execute(tmp_path, month="2026-11")
+    summary = read_summary(out)
     assert summary == {"month": "2026-11", "campaigns": []}
+    # the header says whose list, and which period; no pandas row numbers anywhere
+    text = out.read_text(encoding="utf-8")
+    assert "配信停止・不達のレポート" in text and "2026-11-01 〜 2026-11-30" in text
+    assert "shop@example.co.jp" in text

@@ -65,6 +65,7 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.demo": FACES,
     "bcartnb.hygiene.report": FACES,
     "bcartnb.hygiene.unsubscribe": FACES,  # the public server
+    "bcartnb.hygiene.unsubscribe_pages": FACES,  # its pages
     "bcartnb.hygiene.http_guard": FACES,  # the public server's guard
     "bcartnb.hygiene.server_log": FACES,  # the public server's log, in Japanese
 }

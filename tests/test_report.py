@@ -83,11 +83,13 @@ def test_parameters_table_drops_secret_keys_and_masks_addresses():
         "テンプレート",
         "メール本文",
         "絞込オプション",
-        "チェックした会員",
+        "送信対象",
         "送信する",
     ]
+    assert list(table.columns) == ["値"]  # no English keys
     assert table.loc["メール本文", "値"] == "ご質問は i***@example.co.jp まで"
-    assert table.loc["絞込オプション", "値"] == '{"都道府県": ["東京都"]}'
+    assert table.loc["絞込オプション", "値"] == "都道府県が 東京都"  # words, not JSON
+    assert table.loc["送信対象", "値"] == "検索結果すべてに送信"
     assert table.loc["送信する", "値"] == "いいえ"
     assert "hunter2" not in table.to_string()
 
@@ -291,7 +293,7 @@ def test_show_report_sections_are_escaped_html_with_a_plain_text_twin(tmp_path: 
         {
             "members": str(members),
             "subject": "{{ 会社名 }} 様 {{ 担当者名 }}",
-            "body": "{{ 会社名 }}\n",
+            "body": "{{ 会社名 }} {{ 担当者名 }}\n",  # the subject masks 担当者名, the body not
             "filter": {"会社名": {"contains": "<script>"}},
         }
     )
@@ -750,7 +752,8 @@ def test_exported_report_is_a_document_a_reviewer_reads(
     cid = summary["campaign_id"]
     assert f"メール配信レポート {cid}" in text
     assert "【サンプル商店】" in text  # the subject
-    assert "s***@example.co.jp" in text  # From, masked like every address
+    # From, as the shop wrote it: its own address is the reviewer's to check, not a member's
+    assert "見本商事オンラインショップ <shop@example.co.jp>" in text
     assert "プラン10" in text and SCHEDULED in text
     assert f"（マシン: {socket.gethostname()}）" in text
     assert text.count("（日本時間）") == 2  # start and end
@@ -760,7 +763,7 @@ def test_exported_report_is_a_document_a_reviewer_reads(
     assert text.count("宛先が存在しないか、受信を拒否されました") == 2
     assert "登録できないメールアドレス" in text and "メール案内を受け取らない" in text
     assert "不正商事" in text and "案内不要商事" in text
-    assert "a***@example.co.jp に送信済み" in text  # where the admin copy went
+    assert "admin@example.co.jp に送信済み" in text  # where the admin copy went
     assert "bcartnb resume" not in text  # finished: no resume command
     # the mail as the member sees it: the HTML part framed, and its text part
     assert "冬の新商品" in page.mail_text and "様" in page.mail_text
@@ -866,7 +869,7 @@ def test_cli_report_exports_any_campaign_from_the_ledger(tmp_path: Path, smtp_se
     assert (tmp_path / "same.html").read_text(encoding="utf-8") == once
     page = _load(target)
     _assert_a_document(page)
-    assert "見本商事 <s***@example.co.jp>" in page.text
+    assert "見本商事 <shop@example.co.jp>" in page.text  # the shop's own From, in clear
     assert "完了: ただし 2 件は受信側に拒否されました（終了コード 5）" in page.text
     assert page.text.count("宛先が存在しないか、受信を拒否されました") == 2
     assert "不正商事" in page.text and "冬の新商品" in page.mail_text
@@ -1078,7 +1081,6 @@ def test_every_value_in_the_document_is_text(value: str):
         finished=None,
         scheduled_at=value,
         params={"subject": value},
-        filter_text=value,
         usage={"20261130-053254-5fbf5b": 1},
         usage_labels={"20261130-053254-5fbf5b": value},
         admin=value,

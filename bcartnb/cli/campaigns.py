@@ -335,18 +335,19 @@ def _show_campaign(campaign_id: str, settings: Any, db: Any, as_json: bool) -> i
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bcartnb.report import write_report
+    from bcartnb.report import report_target, write_report
     from bcartnb.settings import load_settings
 
     settings = load_settings()
-    # by default in the shop folder's reports/ (git-ignored there and in a checkout), wherever
-    # the command runs; with no shop folder (BCARTNB_DB alone), in the current folder
-    folder = settings.source.parent / "reports" if settings.source else Path()
-    target = Path(args.out) if args.out else folder / f"campaign-{args.campaign_id}.html"
-    if not args.out:  # a shop folder written by hand may have no reports/ yet
+    # by default in the shop folder's reports/ (made here when missing; git-ignored there and
+    # in a checkout), where the notebook writes its page too; with no shop folder, here
+    if not args.out and settings.source is not None:
         with contextlib.suppress(OSError):  # if it cannot be made, the write says so
-            folder.mkdir(parents=True, exist_ok=True)
-    path = write_report(args.campaign_id, settings, target)
+            (settings.source.parent / "reports").mkdir(parents=True, exist_ok=True)
+    target = Path(args.out) if args.out else report_target(None, settings, args.campaign_id)
+    path = write_report(
+        args.campaign_id, settings, target or Path(f"campaign-{args.campaign_id}.html")
+    )
     print(f"レポートを書き出しました: {path}")
     return 0
 
@@ -445,7 +446,8 @@ COMMANDS = (
             arg(
                 "--out",
                 default=None,
-                help="書き出し先（既定: お店のフォルダーの reports/campaign-キャンペーンID.html）",
+                help="書き出し先（既定: お店のフォルダーの reports/campaign-キャンペーンID.html。"
+                "お店のフォルダーの外では今のフォルダー）",
             ),
         ),
         run=_cmd_report,

@@ -45,7 +45,7 @@ from bcartnb.compose.checks import (
     member_id_of,
     recipient,
 )
-from bcartnb.compose.context import with_signature, with_token
+from bcartnb.compose.context import with_link, with_signature, with_token
 from bcartnb.compose.fastpath import PlaceholderSpots, Protected, html_value, text_value
 from bcartnb.compose.headers import (
     CHARSET,
@@ -142,6 +142,10 @@ class Composer:
                 if key == "unsubscribe_mailto" and not value.lower().startswith("mailto:"):
                     value = "mailto:" + value
                 self.unsub_ts.append(self._compile(value, key, "List-Unsubscribe", False))
+        # the visible 配信停止 link follows the same setting: the URL, else the mailto
+        link: CompiledTemplate | str = (
+            self.unsub_ts[0] if self.unsub_ts else f"mailto:{settings.from_addr}"
+        )
         self.one_click = bool(
             settings.unsubscribe_url and settings.unsubscribe_url.lower().startswith("https://")
         )
@@ -157,7 +161,7 @@ class Composer:
         self.warnings += sig.warnings
         self.sig_placed = bool(SIGNATURE_FIELDS & self.body_t.names)
         in_setting = any(UNSUBSCRIBE_TOKEN_FIELD in t.names for t in self.unsub_ts)
-        self._context = with_token(
+        token = with_token(
             with_signature(
                 context_builder(names),
                 names,
@@ -168,6 +172,7 @@ class Composer:
             "unsubscribe_url" if in_setting else f"template {name!r}",
             self.campaign_id,
         )
+        self._context = with_link(token, names, link)
         self.fast_html = False
         self.fast_text = False
         #: Mails composed per path: "fast_text" (both parts by the fast templates), "fast_html"

@@ -1,4 +1,5 @@
-"""The values a template sees besides the member's columns: the signature and the unsubscribe token.
+"""The values a template sees besides the member's columns: the signature, the unsubscribe token
+and the member's unsubscribe link.
 
 Each is added by wrapping the member's context builder once per campaign, and only when a
 template names it, so a campaign that uses neither pays nothing per member. Every render path
@@ -11,11 +12,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bcartnb.compose.checks import member_id_of, recipient
+from bcartnb.compose.headers import unsubscribe_uri
 from bcartnb.exceptions import ComposeError, HygieneError
 from bcartnb.mailtokens import TokenSigner
 from bcartnb.templates import SIGNATURE_FIELDS, UNSUBSCRIBE_TOKEN_FIELD
+from bcartnb.templates.compiled import CompiledTemplate
+from bcartnb.templates.fields import UNSUBSCRIBE_LINK_FIELDS
 
-__all__ = ["Builder", "with_signature", "with_token"]
+__all__ = ["Builder", "with_link", "with_signature", "with_token"]
 
 Builder = Callable[[Mapping[str, Any]], dict[str, Any]]
 
@@ -63,3 +67,30 @@ def with_token(
         return ctx
 
     return with_token
+
+
+def with_link(build: Builder, names: set[str], link: CompiledTemplate | str) -> Builder:
+    """The member's context, plus ``unsubscribe_link``/``配信停止リンク`` when a template names
+    them: ``link`` rendered for the member (the settings' ``unsubscribe_url``, its token
+    already in the context) or, with no URL set, a fixed ``mailto:``. Wrap it around
+    :func:`with_token`, whose token the URL may hold."""
+    wanted = UNSUBSCRIBE_LINK_FIELDS & names
+    if not wanted:
+        return build
+    if isinstance(link, str):
+        fixed = dict.fromkeys(wanted, unsubscribe_uri(link))
+
+        def with_fixed_link(member: Mapping[str, Any]) -> dict[str, Any]:
+            ctx = build(member)
+            ctx.update(fixed)
+            return ctx
+
+        return with_fixed_link
+
+    def with_link(member: Mapping[str, Any]) -> dict[str, Any]:
+        ctx = build(member)
+        value = unsubscribe_uri(link.render(ctx, member_id_of(member)))
+        ctx.update(dict.fromkeys(wanted, value))
+        return ctx
+
+    return with_link

@@ -32,6 +32,7 @@ __all__ = [
     "message_id_affixes",
     "plain_ascii_header",
     "unsubscribe_lines",
+    "unsubscribe_uri",
 ]
 
 ENCODINGS = ("utf-8", "iso-2022-jp")
@@ -150,6 +151,12 @@ def from_header(name: str, addr: str, encoding: str) -> str:
     return fold_words(words) + f" <{addr}>"
 
 
+def unsubscribe_uri(value: str) -> str:
+    """A rendered unsubscribe URL or mailto as the header and the visible link both carry it:
+    trimmed, anything outside a URI's characters percent-encoded."""
+    return quote(value.strip(), safe=":/?#[]@!$&'()*+,;=%-._~")
+
+
 def unsubscribe_lines(
     templates: Sequence[CompiledTemplate], one_click: bool, member_id: Any, ctx: Mapping[str, Any]
 ) -> list[str]:
@@ -166,7 +173,7 @@ def unsubscribe_lines(
             check_member_header(
                 value, member_id, ctx, f"{t.name} (List-Unsubscribe)", "配信停止ヘッダー"
             )
-        uri = quote(value.strip(), safe=":/?#[]@!$&'()*+,;=%-._~")
+        uri = unsubscribe_uri(value)
         if len(uri) > 900:
             raise ComposeError(
                 f"{who(member_id, t.name)} is longer than 900 characters",

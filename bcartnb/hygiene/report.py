@@ -2,7 +2,8 @@
 
 B-Cart caps each month's mail because bounces hurt every shop's deliverability, and a
 refused mail still counts; so the report puts the month's bounce rate per campaign first
-(bounced addresses / mails sent, a chart labelled by date and subject), then the addresses
+(bounced addresses / mails sent, a chart labelled by date and subject) under a header that
+names the shop, when the report was made and the period it covers, then the addresses
 this scan put on the suppression list (masked, as every report masks them), then where the
 B-Cart import file was written. It follows :mod:`bcartnb.report`'s rules and is made of its
 public blocks (:mod:`bcartnb.report.blocks`, :mod:`bcartnb.report.charts`): every value is
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -25,18 +26,35 @@ from bcartnb.ledger import Ledger
 from bcartnb.ledger.suppressions import REASON_LABELS
 from bcartnb.privacy import mask_address
 from bcartnb.quota import TOKYO, month_of, now_tokyo, parse_month
-from bcartnb.report.blocks import heading, image, paragraph, show, table
+from bcartnb.report.blocks import (
+    Block,
+    block,
+    escape,
+    heading,
+    html_table,
+    image,
+    paragraph,
+    show,
+    table,
+)
 from bcartnb.report.charts import japanese, png
 
+if TYPE_CHECKING:
+    from bcartnb.settings import Settings
+
 __all__ = [
+    "HYGIENE_TITLE",
     "bounce_chart",
     "bounce_rates",
+    "header",
     "new_suppressions",
     "pending_table",
     "scan_table",
     "show_hygiene_report",
 ]
 
+#: The report's title (its first heading).
+HYGIENE_TITLE = "配信停止・不達のレポート"
 _BOUNCES = ("hard_bounce", "soft_bounce")
 _LABEL_CHARS = 18
 
@@ -108,6 +126,22 @@ def bounce_chart(rates: pd.DataFrame, month: str) -> bytes:
         ax.set_ylabel("%")
         ax.set_ylim(bottom=0)
         return png(fig)
+
+
+def header(month: str, settings: Settings | None, made: datetime | None = None) -> Block:
+    """Whose list, when the report was made and which month the rates cover."""
+    start = _month_start(month)
+    end = (start + pd.offsets.MonthEnd(0)).date()
+    rows = []
+    if settings is not None:
+        rows.append(("ショップ", settings.shop_name or settings.from_addr))
+    rows += [
+        ("作成日時", f"{(made or now_tokyo()).astimezone(TOKYO):%Y-%m-%d %H:%M}（日本時間）"),
+        ("対象期間", f"{start:%Y-%m-%d} 〜 {end:%Y-%m-%d}（{month}、日本時間）"),
+    ]
+    frame = pd.DataFrame(rows, columns=["項目", "内容"]).set_index("項目")
+    body = f"<h1>{escape(HYGIENE_TITLE)}</h1>{html_table(frame)}"
+    return block(body, f"{HYGIENE_TITLE}\n{frame.to_string()}")
 
 
 def scan_table(result: ScanResult) -> pd.DataFrame:
@@ -186,7 +220,7 @@ def _show_pending(result: ScanResult) -> None:
             "本物と判断したものは bcartnb bounces confirm ID で確定してください。"
         )
     )
-    show(table(pending_table(result)))
+    show(table(pending_table(result), index=False))
 
 
 def show_hygiene_report(
@@ -196,13 +230,16 @@ def show_hygiene_report(
     month: str | None = None,
     export: str | os.PathLike[str] | None = None,
     members: pd.DataFrame | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Show the report in the notebook; write the B-Cart CSV when ``export`` is given.
+    ``settings`` name the shop in the header.
 
     Returns the counts (what a caller or a test reads back).
     """
-    month = month or month_of(now_tokyo())
+    month = parse_month(month) if month else month_of(now_tokyo())
     summary: dict[str, Any] = {"month": month}
+    show(header(month, settings))
     if result is not None:
         show(heading(2, "不達・配信停止メールの読み込み"))
         show(table(scan_table(result)))
@@ -221,7 +258,7 @@ def show_hygiene_report(
             "rate": "不達率",
         }
     )
-    show(table(shown))
+    show(table(shown, index=False))
     summary["campaigns"] = [
         {k: (float(v) if k == "rate" else v) for k, v in row.items()}
         for row in rates.to_dict("records")
@@ -230,7 +267,7 @@ def show_hygiene_report(
         show(heading(2, "新しく配信停止にした宛先（伏せ字）"))
         fresh = new_suppressions(ledger, result)
         if len(fresh):
-            show(table(fresh))
+            show(table(fresh, index=False))
         else:
             show(paragraph("この読み込みで新しく配信停止にした宛先はありません。"))
         _show_pending(result)

@@ -18,8 +18,9 @@ HTTPS reverse proxy, answers that URL:
     A Japanese page with one button, a plain form POST to the same URL (or, for an address
     already listed, the 「すでに配信停止済みです」 page without one): a GET never
     unsubscribes, because link scanners and previews fetch every URL in a mail (RFC 8058 §4).
-    Each page names the shop (``from_name``) and the masked address it stops
-    (``t***@example.co.jp``), never the whole address.
+    Each page names the shop (``[shop] name``, else ``from_name``) and the masked address it
+    stops (``t***@example.co.jp``), never the whole address, and ends with a link back to the
+    shop and a contact line (:mod:`bcartnb.hygiene.unsubscribe_pages`).
 Anything else
     A malformed, truncated, forged or foreign token, or a mail the ledger does not know: 404
     with a fixed page that repeats nothing of the request; another method: 405; a body over
@@ -44,10 +45,7 @@ succeed, and a campaign's next round withholds the address
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import html
 import logging
 import re
 import signal
@@ -68,6 +66,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bcartnb.exceptions import BcartnbError, SettingsError, TransportError
+from bcartnb.hygiene.unsubscribe_pages import (
+    SECURITY_HEADERS,
+    ShopFooter,
+    confirm_page,
+    page,
+    result_page,
+)
 from bcartnb.ledger.suppressions import HygieneEvent, UnsubscribeState
 from bcartnb.mailtokens import TokenSigner, UnsubscribeToken
 from bcartnb.privacy import mask_address
@@ -99,92 +104,14 @@ SOURCE: Final = "unsubscribe-server"
 
 log = logging.getLogger("bcartnb.unsubscribe")
 
-_STYLE: Final = (
-    "body{font-family:system-ui,sans-serif;max-width:34em;margin:3em auto;padding:0 1em;"
-    "color:#222;line-height:1.8}h1{font-size:1.4em}"
-    "button{font-size:1.1em;padding:.6em 2em;cursor:pointer}"
-)
-_STYLE_HASH: Final = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
-SECURITY_HEADERS: Final = {
-    "Content-Security-Policy": (
-        f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
 _PREFIX_RE: Final = re.compile(r"/(?:[A-Za-z0-9._~-]+/)*")
 _URL_RE: Final = re.compile(
     r"https?://[^/{}\s]+(?P<path>/(?:[^{}?#\s]*/)?)\{\{\s*" + UNSUBSCRIBE_TOKEN_FIELD + r"\s*\}\}"
 )
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    """A whole page: ``title`` is escaped here, ``body`` is HTML the caller escaped."""
-    return HTMLResponse(
-        '<!doctype html>\n<html lang="ja"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        '<meta name="robots" content="noindex">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
-        f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n",
-        status_code=status,
-    )
-
-
-def _address(found: UnsubscribeToken) -> str:
-    return f"<p>メールアドレス: {html.escape(mask_address(found.address))}</p>"
-
-
-def _confirm_page(shop: str, found: UnsubscribeToken, state: UnsubscribeState) -> HTMLResponse:
-    """What a GET shows: the one button, or that there is nothing left to do."""
-    if state == "listed":
-        return _already_page(shop, found)
-    again = (
-        "<p>このメールアドレスは以前に配信停止のお申し出をいただき、その後、配信を再開して"
-        "います。</p>"
-        if state == "unsuppressed"
-        else ""
-    )
-    return _page(
-        "メール配信の停止",
-        f"{again}<p>{shop}からのメールの配信を停止します。よろしければ、下のボタンを押してください。"
-        f"</p>{_address(found)}"
-        '<form method="post">'
-        '<input type="hidden" name="confirm" value="1">'
-        '<button type="submit">配信を停止する</button></form>',
-    )
-
-
-def _already_page(shop: str, found: UnsubscribeToken) -> HTMLResponse:
-    return _page(
-        "すでに配信停止済みです",
-        f"<p>{shop}からのメールの配信は、すでに停止しています。"
-        f"あらためてのお手続きは必要ありません。</p>{_address(found)}",
-    )
-
-
-def _result_page(shop: str, found: UnsubscribeToken, before: UnsubscribeState) -> HTMLResponse:
-    """What a POST did, told by the state the address was in before it."""
-    if before == "listed":
-        return _already_page(shop, found)
-    if before == "unsuppressed":
-        return _page(
-            "配信を再び停止しました",
-            "<p>このメールアドレスは以前の配信停止の後、配信を再開していましたが、"
-            f"お申し出により、{shop}からのメールの配信を再び停止しました。"
-            f"今後、このメールアドレスにはお送りしません。</p>{_address(found)}",
-        )
-    return _page(
-        "配信を停止しました",
-        f"<p>{shop}からのメールの配信を停止しました。"
-        f"今後、このメールアドレスにはお送りしません。</p>{_address(found)}",
-    )
-
-
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return _page(
+    return page(
         "ページが見つかりません",
         "<p>このリンクは無効です。メールに記載のリンクをもう一度お確かめください。</p>",
         404,
@@ -192,18 +119,18 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    response = _page("この操作はできません", "<p>このページでは使えない操作です。</p>", 405)
+    response = page("この操作はできません", "<p>このページでは使えない操作です。</p>", 405)
     if isinstance(exc, HTTPException) and exc.headers:
         response.headers.update(exc.headers)
     return response
 
 
 def _too_large() -> HTMLResponse:
-    return _page("リクエストが大きすぎます", "<p>送信内容が大きすぎます。</p>", 413)
+    return page("リクエストが大きすぎます", "<p>送信内容が大きすぎます。</p>", 413)
 
 
 def _unavailable() -> HTMLResponse:
-    response = _page(
+    response = page(
         "ただいま混み合っています",
         "<p>お手数ですが、しばらくしてからもう一度お試しください。</p>",
         503,
@@ -288,7 +215,7 @@ def create_app(
     """
     signer = TokenSigner(settings.unsubscribe_secret, "the unsubscribe server")
     prefix = _check_prefix(prefix)
-    shop = html.escape(settings.from_name.strip() or "当店")
+    shop = ShopFooter.of(settings)
 
     def address_of(campaign_id: str, member_id: int) -> str | None:
         return ledger.delivery_address(campaign_id, member_id)
@@ -312,7 +239,7 @@ def create_app(
             except BcartnbError as err:
                 log.error("配信停止を確認できません: %s", err)
                 return _unavailable()
-            return _confirm_page(shop, found, state)
+            return confirm_page(shop, mask_address(found.address), state)
         try:
             body = await _read_body(request)
         except ClientDisconnect:  # gone, or cut off by the body deadline: nothing recorded
@@ -329,7 +256,7 @@ def create_app(
             log.info(
                 "配信停止%s: キャンペーン %s 会員 %s", again, found.campaign_id, found.member_id
             )
-        return _result_page(shop, found, before)
+        return result_page(shop, mask_address(found.address), before)
 
     return Starlette(
         routes=[Route(prefix + "{token}", unsubscribe, methods=["GET", "POST"])],

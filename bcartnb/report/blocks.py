@@ -58,18 +58,20 @@ def is_blank(value: Any) -> bool:
     return value is None or (not isinstance(value, list | tuple | dict) and bool(pd.isna(value)))
 
 
-def html_table(frame: pd.DataFrame) -> str:
-    """A table as HTML with every header and cell escaped.
+def html_table(frame: pd.DataFrame, index: bool = True) -> str:
+    """A table as HTML with every header and cell escaped; ``index=False`` leaves out a
+    frame's row numbers (pandas' 0, 1, 2 mean nothing to a reader).
 
     Built here rather than by pandas' ``_repr_html_`` so that escaping does not hang on a
     display option, and long values (a body) are not cut to ``display.max_colwidth``.
     """
-    head_cells = [frame.index.name or "", *frame.columns]
+    head_cells = [*([frame.index.name or ""] if index else []), *frame.columns]
     head = "".join(f'<th style="text-align:left">{escape(c)}</th>' for c in head_cells)
     rows = []
     for label, values in zip(frame.index, frame.itertuples(index=False), strict=True):
         cells = "".join(f"{_TD}{'' if is_blank(v) else escape(v)}</td>" for v in values)
-        rows.append(f'<tr><th style="text-align:left">{escape(label)}</th>{cells}</tr>')
+        first = f'<th style="text-align:left">{escape(label)}</th>' if index else ""
+        rows.append(f"<tr>{first}{cells}</tr>")
     return (
         f'<table class="bcartnb-table"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
@@ -117,8 +119,8 @@ def bullets(css_class: str, items: Iterable[str]) -> Block:
     )
 
 
-def table(frame: pd.DataFrame) -> Block:
-    return block(html_table(frame), frame.to_string())
+def table(frame: pd.DataFrame, index: bool = True) -> Block:
+    return block(html_table(frame, index), frame.to_string(index=index))
 
 
 def image(png: bytes, alt: str) -> Block:

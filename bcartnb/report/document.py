@@ -41,7 +41,13 @@ from bcartnb.report.tables import (
     reasons_table,
 )
 
-__all__ = ["CampaignReport", "outcome_words", "report_blocks", "report_title"]
+__all__ = [
+    "DRY_RUN_BANNER",
+    "CampaignReport",
+    "outcome_words",
+    "report_blocks",
+    "report_title",
+]
 
 
 @dataclass
@@ -62,7 +68,6 @@ class CampaignReport:
     finished: datetime | None
     scheduled_at: str | None
     params: dict[str, Any]
-    filter_text: str
     usage: dict[str, int]
     usage_labels: dict[str, str]
     admin: str
@@ -72,6 +77,9 @@ class CampaignReport:
     failures: list[tuple[int, str, int | None, str]]
     resume_command: str | None
     notes: list[str] = field(default_factory=list)
+    #: The member whose mail ``subject`` is (as received, personal values masked); None
+    #: when no mail could be made again and ``subject`` is the template's.
+    subject_member: str | None = None
 
     @property
     def campaign_id(self) -> str:
@@ -90,6 +98,7 @@ def report_title(campaign_id: str) -> str:
 def report_blocks(doc: CampaignReport) -> list[Block]:
     """The document, block by block, in the order a reviewer reads it."""
     return [
+        *_dry_run_banner(doc),
         _header(doc),
         paragraph(doc.message),
         *_notes(doc),
@@ -104,7 +113,26 @@ def report_blocks(doc: CampaignReport) -> list[Block]:
         *_campaign_id(doc),
         heading(2, "パラメータ"),
         table(parameters_table(doc.params)),
-        paragraph(f"絞込オプション: {doc.filter_text}"),
+    ]
+
+
+#: The dry run's banner: a report that sent nothing must not pass for one that did.
+DRY_RUN_BANNER = "確認用（未送信）"
+_BANNER_STYLE = (
+    "border:3px solid #c0392b;background:#fdecea;color:#8e1b10;padding:8px 12px;margin:0 0 0.5em"
+)
+
+
+def _dry_run_banner(doc: CampaignReport) -> list[Block]:
+    if not doc.summary.get("dry_run"):
+        return []
+    words = "確認のみの実行のレポートです。メールは1通も送信していません。"
+    return [
+        block(
+            f'<p class="bcartnb-banner" style="{_BANNER_STYLE}">'
+            f'<b style="font-size:1.4em">{escape(DRY_RUN_BANNER)}</b><br>{escape(words)}</p>',
+            f"【{DRY_RUN_BANNER}】{words}",
+        )
     ]
 
 
@@ -204,7 +232,10 @@ def _header(doc: CampaignReport) -> Block:
     s = doc.summary
     rows = [
         ("キャンペーンID", doc.campaign_id),
-        ("件名", doc.subject),
+        (
+            "件名" if doc.subject_member is None else f"件名（会員ID {doc.subject_member} 宛）",
+            doc.subject,
+        ),
         ("差出人（From）", doc.sender),
         ("プラン", doc.plan),
         ("実行したユーザー", f"{doc.user}（マシン: {doc.host}）"),
@@ -214,7 +245,7 @@ def _header(doc: CampaignReport) -> Block:
     rows += [
         ("開始", _jst(doc.started)),
         ("終了", _jst(doc.finished) if doc.finished else "（まだ終わっていません）"),
-        ("種別", "確認のみ（dry run）" if s.get("dry_run") else "送信"),
+        ("種別", "確認のみ（未送信）" if s.get("dry_run") else "送信"),
         (
             "結果",
             outcome_words(

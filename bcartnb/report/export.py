@@ -3,8 +3,10 @@
 :func:`export_html` makes it from an executed notebook: the outputs without its code,
 prompts, Markdown or checks, through the small nbconvert template in ``template/``
 (JupyterLab's page, CSS inline, and none of the scripts it would load from a CDN). The
-executed notebook stays for whoever wants the code. :func:`write_report` makes the same page
-for any campaign from the ledger (``bcartnb report ID``), through a notebook built in memory.
+executed notebook stays for whoever wants the code. :func:`write_document` makes the same page
+from a gathered report, through a notebook built in memory: for any campaign from the ledger
+(:func:`write_report`, ``bcartnb report ID``) and for the papermill run itself, which writes
+its page while it runs (:func:`~bcartnb.report.notebook.show_report`).
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from bcartnb.exceptions import InputError
 from bcartnb.files import write_atomically
-from bcartnb.report.document import report_blocks, report_title
+from bcartnb.report.document import CampaignReport, report_blocks, report_title
 from bcartnb.report.gather import from_ledger
 from bcartnb.report.summary import SUMMARY_MIMETYPE, SUMMARY_TAG, recorded_summaries
 
 if TYPE_CHECKING:
     from bcartnb.settings import Settings
 
-__all__ = ["HIDDEN_CELL_TAGS", "export_html", "write_report"]
+__all__ = ["HIDDEN_CELL_TAGS", "export_html", "write_document", "write_report"]
 
 _TEMPLATES = Path(__file__).resolve().parent / "template"
 #: Outputs the document shows; a failed cell's traceback and stray prints are left out
@@ -90,12 +92,17 @@ def _title_of(nb: Any) -> str | None:
 
 def write_report(campaign_id: str, settings: Settings, target: str | os.PathLike[str]) -> Path:
     """``bcartnb report ID``: the campaign's report document from the ledger, as HTML."""
+    return write_document(from_ledger(campaign_id, settings), target)
+
+
+def write_document(doc: CampaignReport, target: str | os.PathLike[str]) -> Path:
+    """A gathered report as the HTML page :func:`export_html` makes of an executed notebook:
+    the same blocks, through a notebook built in memory. Returns ``target``."""
     from nbformat import v4
 
     new_output: Callable[..., Any] = v4.new_output
     new_notebook: Callable[..., Any] = v4.new_notebook
     new_code_cell: Callable[..., Any] = v4.new_code_cell
-    doc = from_ledger(campaign_id, settings)
     outputs = [new_output("display_data", data=block) for block in report_blocks(doc)]
     outputs.append(
         new_output(

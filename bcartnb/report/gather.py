@@ -4,8 +4,9 @@
 returned; :func:`from_ledger` gathers it afterwards (``bcartnb report ID``) from the ledger,
 the campaign's notes and, when the member file is still there, the campaign planned again
 from its recorded parameters. Both fill one :class:`~bcartnb.report.document.CampaignReport`,
-so the document is the same whoever asks. Addresses are masked as they are put in, and
-nothing from the settings but the plan, the sender and the admin address (masked) is read.
+so the document is the same whoever asks. Members' addresses are masked as they are put in;
+the shop's own (its From and admin address, read from the settings) are shown as written, so
+a reviewer can check them; nothing else from the settings but the plan is read.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 import pandas as pd
 
 from bcartnb.exceptions import BcartnbError, CampaignStateError
-from bcartnb.filters import describe_filter
-from bcartnb.privacy import mask_address, mask_text
+from bcartnb.privacy import mask_text
 from bcartnb.quota import TOKYO, month_of, resolve_plan
 from bcartnb.report.document import CampaignReport
 from bcartnb.report.mail import sample_mail
@@ -82,10 +82,12 @@ def from_run(
     subject = mask_text(plan.draft.subject)
     started = record.created_at if record else id_time(cid)
     labels[cid] = f"{(started or now).astimezone(TOKYO):%m/%d %H:%M} {subject}"  # as sent
+    sample = sample_mail(plan)
     return CampaignReport(
         summary=safe_summary(data),
         message=summary.message(),
-        subject=subject,
+        subject=sample["subject"] if sample else subject,
+        subject_member=sample["member_id"] if sample else None,
         sender=_from_shown(plan.settings),
         plan=plan.plan.name,
         user=record.user if record else os_user(),
@@ -94,11 +96,10 @@ def from_run(
         finished=(record.finished_at if record else now),
         scheduled_at=None if scheduled_at is None else str(scheduled_at),
         params=dict(params),
-        filter_text=describe_filter(plan.spec.filter),
         usage=usage,
         usage_labels=labels,
         admin=admin,
-        sample=sample_mail(plan),
+        sample=sample,
         sendable=plan.audience.sendable,
         unsendable=plan.audience.unsendable,
         failures=list(summary.failures),
@@ -143,9 +144,8 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
     return CampaignReport(
         summary=safe_summary(data),
         message=_ledger_message(record, summary),
-        subject=str(
-            notes.get("subject") or mask_text(again.draft_subject or _subject_of(record.params))
-        ),
+        subject=_ledger_subject(notes, again, record.params),
+        subject_member=again.sample["member_id"] if again.sample else None,
         sender=str(notes.get("sender") or _from_shown(settings)),
         plan=record.plan,
         user=record.user,
@@ -154,7 +154,6 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
         finished=record.finished_at,
         scheduled_at=notes.get("scheduled_at"),
         params=dict(record.params),
-        filter_text=describe_filter(record.params.get("filter") or {}),
         usage=dict(usage),
         usage_labels=labels,
         admin=admin,
@@ -256,6 +255,15 @@ def _usage_labels(led: Ledger, usage: Mapping[str, int], db: Path) -> dict[str, 
     return labels
 
 
+def _ledger_subject(notes: Mapping[str, Any], again: _Replanned, params: Mapping[str, Any]) -> str:
+    """The subject as a member received it when the mail can be made again, else the one
+    the run noted (as received, or the template's from an older run), else the template's."""
+    if again.sample is not None:
+        return again.sample["subject"]
+    noted = notes.get("received_subject") or notes.get("subject")
+    return str(noted or mask_text(again.draft_subject or _subject_of(params)))
+
+
 def _subject_of(params: Mapping[str, Any]) -> str:
     if params.get("subject"):
         return str(params["subject"])
@@ -265,14 +273,15 @@ def _subject_of(params: Mapping[str, Any]) -> str:
 
 
 def _from_shown(settings: Settings) -> str:
+    """The shop's own From, as written: the sender the law requires is the shop's to check."""
     name = settings.from_name.strip()
-    return mask_text(f"{name} <{settings.from_addr}>" if name else settings.from_addr)
+    return f"{name} <{settings.from_addr}>" if name else settings.from_addr
 
 
 def _admin_words(
     settings: Settings, led: Ledger | None, cid: str, state: str | None, dry_run: bool
 ) -> str:
-    """Where the administrator's copy went, in words, its address masked."""
+    """Where the administrator's copy went, in words: the shop's own address, in clear."""
     to = settings.admin
     when = None
     if led is not None and state == "sent":
@@ -282,11 +291,11 @@ def _admin_words(
             to, when = str(mine["address"].iloc[-1]), mine["at"].iloc[-1]
     if state == "sent":
         at = f"、{when:%Y-%m-%d %H:%M}" if when is not None else ""
-        return f"{mask_address(to or '')} に送信済み（1通{at}）"
+        return f"{to or '（不明）'} に送信済み（1通{at}）"
     if not to:
         return "管理者のアドレス（設定の admin）がないため、控えは送っていません。"
     if dry_run:
-        return f"確認のみのため送っていません（送信すると {mask_address(to)} に1通送ります）。"
+        return f"確認のみのため送っていません（送信すると {to} に1通送ります）。"
     if state == "sending":
-        return f"{mask_address(to)} への送信結果が不明です（二重に送らないよう、再送はしません）。"
-    return f"まだ送っていません（キャンペーンが終わったときに {mask_address(to)} に1通送ります）。"
+        return f"{to} への送信結果が不明です（二重に送らないよう、再送はしません）。"
+    return f"まだ送っていません（キャンペーンが終わったときに {to} に1通送ります）。"

@@ -1,7 +1,9 @@
 """The mail a member receives, as a report shows it: one sample, masked and framed.
 
 A reviewer should see the campaign's mail as it went out, not the template: the first
-sendable member's composed mail (:func:`sample_mail`), addresses masked. Its HTML part is
+sendable member's composed mail (:func:`sample_mail`), members' addresses masked and the
+shop's own (From, admin, the signature's) in clear, so the legally required contact line can
+be checked; its subject reads as received, that member's personal values masked. Its HTML part is
 the one place in a report where markup is meant, so it is shown in a sandboxed iframe
 (:func:`mail_frame`) with no scripts and no requests to other hosts; everything around it is
 text. The templates notebook's preview (:func:`show_mail`) shows a mail the same way.
@@ -13,8 +15,9 @@ import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from bcartnb.privacy import mask_address, mask_text
+from bcartnb.privacy import PERSONAL_COLUMNS, mask_address, mask_text, mask_values
 from bcartnb.report.blocks import Block, block, escape, show
+from bcartnb.report.printcopy import print_copy
 
 if TYPE_CHECKING:
     from bcartnb.campaign import CampaignPlan
@@ -49,20 +52,24 @@ def mail_frame(mail_html: str) -> str:
 
 def sample_mail(plan: CampaignPlan) -> dict[str, str] | None:
     """The first sendable member's mail as sent (To, subject, text, and html for an HTML
-    mail), addresses masked. The values are raw text: whoever shows them escapes them."""
+    mail): the member's addresses masked, the shop's own kept; the subject as that member
+    received it, their personal values (:data:`~bcartnb.privacy.PERSONAL_COLUMNS`) masked.
+    The values are raw text: whoever shows them escapes them."""
     sendable = plan.audience.sendable
     if sendable.empty:
         return None
     member = {str(k): v for k, v in sendable.iloc[0].to_dict().items()}
     mail = plan.composer.compose(member)
+    keep = plan.settings.own_addresses
+    personal = [member.get(c) for c in PERSONAL_COLUMNS]
     sample = {
         "member_id": str(mail.member_id),
         "to": mask_address(mail.to),
-        "subject": mask_text(mail.subject),
-        "text": mask_text(mail.text),
+        "subject": mask_text(mask_values(mail.subject, personal), keep),
+        "text": mask_text(mail.text, keep),
     }
     if mail.html is not None:
-        sample["html"] = mask_text(mail.html)
+        sample["html"] = mask_text(mail.html, keep)
     return sample
 
 
@@ -87,6 +94,7 @@ def _mail_parts(text: str, mail_html: str | None) -> str:
         parts += [
             "<p><b>HTMLメール</b>（会員に見える表示。スクリプトと外部の画像は表示しません）</p>",
             mail_frame(mail_html),
+            print_copy(mail_html),  # the frame prints cut: paper gets a static copy instead
             "<p><b>テキストパート</b>（HTMLを表示できないメールソフトでの表示）</p>",
         ]
     parts.append(

@@ -20,14 +20,19 @@ from bcartnb.exceptions import CampaignStateError
 from bcartnb.files import write_atomically
 from bcartnb.quota import TOKYO
 
-__all__ = ["id_time", "notes_path", "read_notes", "write_notes"]
+__all__ = ["id_time", "is_campaign_id", "notes_path", "read_notes", "write_notes"]
 
 _CAMPAIGN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 
 
+def is_campaign_id(text: str) -> bool:
+    """Whether ``text`` has a campaign id's form: safe to put in a file name."""
+    return bool(_CAMPAIGN_ID.fullmatch(text))
+
+
 def notes_path(db: Path, campaign_id: str) -> Path:
     """Where a campaign's notes are kept: ``<ledger>.reports/<campaign id>.json``."""
-    if not _CAMPAIGN_ID.fullmatch(campaign_id):
+    if not is_campaign_id(campaign_id):
         raise CampaignStateError(
             f"{campaign_id!r} is not a campaign id (YYYYMMDD-HHMMSS-xxxxxx)",
             ja=f"キャンペーンIDの形式ではありません（{campaign_id!r}）。"

@@ -8,7 +8,6 @@ module holds a whole address, and nothing from the settings but what the report 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import pandas as pd
 
 from bcartnb.audience import REASON_LABELS, REASONS
+from bcartnb.exceptions import BcartnbError
+from bcartnb.filters import describe_filter
 from bcartnb.members import COLUMN_LABELS
 from bcartnb.privacy import mask_address, mask_text
 from bcartnb.report.blocks import is_blank
@@ -38,8 +39,9 @@ MEMBERS_SHOWN = 500
 _SECRET_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
 _PARAM_LABELS = {
     "members": "会員ファイル",
+    "segment": "セグメント",
     "filter": "絞込オプション",
-    "checked": "チェックした会員",
+    "checked": "送信対象",
     "template": "テンプレート",
     "subject": "メール件名",
     "body": "メール本文",
@@ -49,6 +51,18 @@ _PARAM_LABELS = {
     "encoding": "文字コード",
     "send": "送信する",
     "scheduled_at": "予定時刻",
+    "repeat": "同じメールを再送する",
+    "report_html": "レポートの書き出し先",
+    "settings_path": "設定ファイル",
+}
+_ENCODING_WORDS = {"utf-8": "UTF-8", "iso-2022-jp": "ISO-2022-JP（JIS）"}
+#: What an unset parameter means, where "（指定なし）" would leave the reader guessing.
+_UNSET_WORDS = {
+    "segment": "使わない",
+    "template": "使わない（件名と本文を指定）",
+    "subject": "テンプレートの件名",
+    "body": "テンプレートの本文",
+    "html": "テンプレートの設定どおり",
 }
 
 
@@ -63,26 +77,40 @@ def mask_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _shown(value: Any) -> str:
-    if value is None:
-        return "（指定なし）"
+def _shown(key: str, value: Any) -> str:
+    """One parameter's value in words: no JSON, no Python list, addresses masked."""
+    if key == "filter" and isinstance(value, Mapping):
+        try:
+            return mask_text(describe_filter(value))
+        except BcartnbError:  # not a filter that could have run: its items as written
+            pass
+    if key == "checked" and isinstance(value, list | tuple):
+        if not value:
+            return "検索結果すべてに送信"
+        ids = "、".join(str(v) for v in value)
+        return f"チェックした会員に送信（{len(value):,} 件: 会員ID {ids}）"
+    if key == "encoding" and isinstance(value, str):
+        return _ENCODING_WORDS.get(value.lower(), value)
+    if value is None or value == "":
+        return _UNSET_WORDS.get(key, "（指定なし）")
     if isinstance(value, bool):
         return "はい" if value else "いいえ"
-    if isinstance(value, list | tuple) and not value:
-        return "（なし: 検索結果すべて）"
-    if isinstance(value, Mapping | list | tuple):
-        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        return "、".join(f"{k}: {_shown(str(k), v)}" for k, v in value.items()) or "（なし）"
+    if isinstance(value, list | tuple):
+        return "、".join(_shown(key, v) for v in value) or "（なし）"
     return mask_text(str(value))
 
 
 def parameters_table(params: Mapping[str, Any]) -> pd.DataFrame:
-    """The run's parameters (パラメータ / 値), secrets left out by name, addresses masked."""
+    """The run's parameters in the shop's words (パラメータ / 値): B-Cart's labels, values
+    in words, secrets left out by name, addresses masked."""
     rows = [
-        (_PARAM_LABELS.get(key, key), key, _shown(value))
+        (_PARAM_LABELS.get(key, key), _shown(key, value))
         for key, value in params.items()
         if not _SECRET_KEY.search(key)
     ]
-    return pd.DataFrame(rows, columns=["パラメータ", "キー", "値"]).set_index("パラメータ")
+    return pd.DataFrame(rows, columns=["パラメータ", "値"]).set_index("パラメータ")
 
 
 def counts_table(summary: Mapping[str, Any]) -> pd.DataFrame:

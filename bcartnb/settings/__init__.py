@@ -23,7 +23,8 @@ in the file are relative to the file, so a campaign folder can be moved as a who
 The package is the ground every layer stands on and imports nothing above it: the value
 checks every TOML shares (:mod:`~bcartnb.settings.checks`), one module per section
 (:mod:`~bcartnb.settings.smtp`, :mod:`~bcartnb.settings.bcart`,
-:mod:`~bcartnb.settings.hygiene`), the :class:`Settings` object (:mod:`~bcartnb.settings.model`),
+:mod:`~bcartnb.settings.hygiene`, :mod:`~bcartnb.settings.storefront`), the
+:class:`Settings` object (:mod:`~bcartnb.settings.model`),
 the shop folder and its ledger (:mod:`~bcartnb.settings.shop`), the plan
 (:mod:`~bcartnb.settings.plan`), the files read (:mod:`~bcartnb.settings.sources`) and the
 loader that lays them over each other (:mod:`~bcartnb.settings.loading`).
@@ -54,6 +55,7 @@ from bcartnb.settings.shop import (
 )
 from bcartnb.settings.smtp import DeliverySettings, SmtpSettings
 from bcartnb.settings.sources import UNSUBSCRIBE_SECRET_ENV, read_dotenv, read_toml
+from bcartnb.settings.storefront import ShopInfo
 
 __all__ = [
     "BCART_API_URL",
@@ -68,6 +70,7 @@ __all__ = [
     "HygieneSettings",
     "IdNames",
     "Settings",
+    "ShopInfo",
     "SmtpSettings",
     "check_keys",
     "check_type",

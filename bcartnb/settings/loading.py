@@ -36,6 +36,7 @@ from bcartnb.settings.sources import (
     read_dotenv,
     read_toml,
 )
+from bcartnb.settings.storefront import ShopInfo, shop_from_file
 
 __all__ = ["load_settings", "settings_from_text"]
 
@@ -57,6 +58,7 @@ _TOP_KEYS = {
     "bcart",
     "hygiene",
     "names",
+    "shop",
     "render_timeout",
     "max_mail_bytes",
 }
@@ -100,6 +102,7 @@ def _settings_from(
     dkw = delivery_from_file(data, where)
     bkw = bcart_from_file(data, where, envd)
     hygiene_kw = hygiene_from_file(data, where)
+    shop_kw = shop_from_file(data, where)
 
     # The environment wins over the file.
     if envd.get("BCARTNB_PLAN"):
@@ -124,6 +127,7 @@ def _settings_from(
             bcart=BcartSettings(**bkw),
             hygiene=HygieneSettings(**hygiene_kw),
             names=names_from_file(data, where),
+            shop=ShopInfo(**shop_kw),
         )
     except SettingsError as err:
         raise SettingsError(f"{where}: {err}", ja=err.ja) from None

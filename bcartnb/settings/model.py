@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from bcartnb.exceptions import SettingsError
+from bcartnb.privacy import find_addresses
 from bcartnb.settings.bcart import BcartSettings
 from bcartnb.settings.checks import check_url, in_range
 from bcartnb.settings.hygiene import HygieneSettings
 from bcartnb.settings.names import IdNames
 from bcartnb.settings.smtp import DeliverySettings, SmtpSettings
+from bcartnb.settings.storefront import ShopInfo
 
 __all__ = ["MAX_MAIL_BYTES", "RENDER_TIMEOUT", "Settings"]
 
@@ -59,6 +61,7 @@ class Settings:
     hygiene: HygieneSettings = field(default_factory=HygieneSettings)
     #: 価格グループ and 営業担当 by name, for the wizard (``[names]``; empty when absent)
     names: IdNames = field(default_factory=IdNames)
+    shop: ShopInfo = field(default_factory=ShopInfo)
     source: Path | None = None
     #: The per-user ledger of earlier versions, when it exists and the shop's own ledger does
     #: not yet: require_ledger says how to adopt it rather than start an empty one beside it.
@@ -84,6 +87,25 @@ class Settings:
             )
         in_range("render_timeout", self.render_timeout, *_RENDER_TIMEOUT_RANGE, unit=" seconds")
         in_range("max_mail_bytes", self.max_mail_bytes, *_MAX_MAIL_BYTES_RANGE, integer=True)
+
+    @property
+    def shop_name(self) -> str:
+        """The name members know the shop by: ``[shop] name``, else the From's display name;
+        empty when neither is set (each page says what it shows instead)."""
+        return self.shop.name or self.from_name.strip()
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """The shop's own addresses (From, admin, the unsubscribe mailto and every address in
+        the signature), lower-cased: a report shows these in clear, a member's masked."""
+        texts = [
+            self.from_addr,
+            self.admin or "",
+            self.unsubscribe_mailto or "",
+            self.signature,
+            self.signature_html or "",
+        ]
+        return frozenset(a.lower() for text in texts for a in find_addresses(text))
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed; settings stay immutable once checked."""

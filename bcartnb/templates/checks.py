@@ -18,6 +18,7 @@ from bcartnb.templates.compiled import CompiledTemplate, compile_template
 from bcartnb.templates.fields import (
     COMPOSER_FIELDS,
     SIGNATURE_FIELDS,
+    UNSUBSCRIBE_LINK_FIELDS,
     UNSUBSCRIBE_TOKEN_FIELD,
     context_builder,
     merge_fields,
@@ -74,6 +75,8 @@ def check_renders(template: Template, member: Mapping[str, Any]) -> None:
         context.update(dict.fromkeys(SIGNATURE_FIELDS & compiled.names, "署名"))
         if UNSUBSCRIBE_TOKEN_FIELD in compiled.names:
             context[UNSUBSCRIBE_TOKEN_FIELD] = "sample-token"
+        link = "https://shop.example.invalid/mail/stop/sample-token"
+        context.update(dict.fromkeys(UNSUBSCRIBE_LINK_FIELDS & compiled.names, link))
         rendered = compiled.render(context, member_id)
         if html:
             htmldepth.check_depth(rendered, compiled.where(None), compiled.where_ja(None))

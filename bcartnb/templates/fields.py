@@ -41,6 +41,13 @@ link, or the settings' ``signature_html``), so put it where a paragraph's conten
 is empty when 「設定している署名を挿入」 is off. Without it the signature goes inside the body's
 main container (the rule is in :mod:`bcartnb.compose`) or at the end of a text mail.
 
+``{{ unsubscribe_link }}`` (or ``{{ 配信停止リンク }}``) is the member's own way to stop the mail,
+for the visible 配信停止 link: the settings' ``unsubscribe_url`` as this member's mail carries it
+in ``List-Unsubscribe`` (with the signed ``{{ unsubscribe_token }}`` when the setting names it, so
+the click reaches the one-click page), else ``unsubscribe_mailto``, else ``mailto:`` the From
+address (a reply, which 特定電子メール法 accepts as the way to opt out). One setting decides
+the header and the link.
+
 Custom fields (カスタム項目) are reachable by their column name when it is an identifier
 (``{{ 業種 }}``), and every field by ``{{ member["カスタム項目(1)"] }}``. A value counts as missing
 when it is None, pandas NA/NaT, NaN or a blank string.
@@ -58,6 +65,7 @@ __all__ = [
     "FIELD_ALIASES",
     "SAMPLE_MEMBER",
     "SIGNATURE_FIELDS",
+    "UNSUBSCRIBE_LINK_FIELDS",
     "UNSUBSCRIBE_TOKEN_FIELD",
     "columns_for",
     "context_builder",
@@ -117,8 +125,10 @@ FIELD_ALIASES: dict[str, str | Callable[[Mapping[str, Any]], Any]] = {
 SIGNATURE_FIELDS = frozenset({"signature", "署名"})
 #: The member's signed unsubscribe token (bcartnb.mailtokens.tokens), filled by the composer.
 UNSUBSCRIBE_TOKEN_FIELD = "unsubscribe_token"
+#: The member's unsubscribe link (the settings' URL or address), filled by the composer.
+UNSUBSCRIBE_LINK_FIELDS = frozenset({"unsubscribe_link", "配信停止リンク"})
 #: Every name the composer fills rather than the member row.
-COMPOSER_FIELDS = SIGNATURE_FIELDS | {UNSUBSCRIBE_TOKEN_FIELD}
+COMPOSER_FIELDS = SIGNATURE_FIELDS | UNSUBSCRIBE_LINK_FIELDS | {UNSUBSCRIBE_TOKEN_FIELD}
 
 #: The member a template must render against before it is saved: every canonical field set.
 SAMPLE_MEMBER: dict[str, Any] = {
