@@ -421,6 +421,9 @@ def _check_step(world: World, step: Step, uncertain_before: int) -> None:
 _HANDED = ("sent", "sending", "uncertain")
 
 
+# Each example starts a dozen real processes: on a loaded 2-core machine twelve of them outlast
+# the suite's 300 s, a timeout that would say nothing about mailing anyone twice.
+@pytest.mark.timeout(1500)
 @settings(
     max_examples=EXAMPLES,
     deadline=None,

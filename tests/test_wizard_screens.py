@@ -329,12 +329,12 @@ def test_segment_is_anded_with_the_controls_and_a_column_in_both_is_refused(
     wizard: Wizard, tmp_path: Path
 ) -> None:
     SegmentStore(tmp_path / "segments.toml").save("卸売", {"業種": "卸売"})
-    wizard._refresh_segments()
+    wizard.segment_tools.refresh()
     wizard.filter_step.segment.value = "卸売"
     wizard.filter_step.apply.click()
     assert len(wizard.table.result_ids) == 80
     SegmentStore(tmp_path / "segments.toml").save("東京", {"都道府県": "東京都"})
-    wizard._refresh_segments()
+    wizard.segment_tools.refresh()
     wizard.filter_step.segment.value = "東京"
     wizard.filter_step.pref.value = ("大阪府",)
     wizard.filter_step.apply.click()

@@ -42,7 +42,8 @@ class ShopInfo:
             if CONTROL.search(value):
                 raise SettingsError(
                     f"[shop] {key} must be one line without control characters, not {value!r}",
-                    ja=f"設定 [shop] {key} は1行で書いてください（改行・制御文字は使えません）。",
+                    ja=f"設定 [shop] {key} の値 {value!r} は使えません。"
+                    "1行で書いてください（改行・制御文字は使えません）。",
                 )
         if self.url is None:
             return
@@ -52,7 +53,8 @@ class ShopInfo:
             raise SettingsError(
                 f"[shop] url must be an http(s) URL such as https://shop.example.co.jp/, "
                 f"not {self.url!r}",
-                ja="設定 [shop] url は https://shop.example.co.jp/ のようなURLにしてください。",
+                ja=f"設定 [shop] url の値 {self.url!r} は使えません。"
+                "https://shop.example.co.jp/ のようなURLにしてください。",
             )
 
 

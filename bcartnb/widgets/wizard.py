@@ -18,7 +18,6 @@ so the spec still names exactly who was mailed and can be replayed from the memb
 
 from __future__ import annotations
 
-import html
 import os
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from bcartnb.exceptions import BcartnbError
 from bcartnb.members import empty_members, read_members
 from bcartnb.quota import QuotaStatus
 from bcartnb.search import KeywordIndex
-from bcartnb.segments import SegmentStore, combine_filters
+from bcartnb.segments import SegmentStore
 from bcartnb.settings import Settings
 from bcartnb.templates import TemplateStore
 
@@ -46,6 +45,7 @@ from .header import Header
 from .member_source import MemberSource, store_upload
 from .member_table import PAGE_SIZE, MemberTable
 from .planning import confirm, form_spec, sorted_for_mail
+from .segment_tools import SegmentTools
 from .send_step import SendStep
 from .sending import Sending
 from .templates_screen import template_tools
@@ -165,6 +165,7 @@ class Wizard:
         self._select_quota: QuotaStatus | None = None
         self._all_sendable: int | None = None
         self._select_listed: frozenset[str] = frozenset()  # the suppression list, per 絞込
+        self.segment_tools = SegmentTools(self)  # セグメント: pick, read in words, save
         self._wire_filter_step()
         self.source.load.on_click(lambda _b: self._load_chosen())
         self.source.upload.observe(lambda _c: self._load_upload(), names="value")
@@ -194,7 +195,7 @@ class Wizard:
         self.confirm.test_to.value = self.settings.admin or ""
         self.stage = "select"
         self._go("select", reveal=False)
-        self._refresh_segments()
+        self.segment_tools.refresh()
         self.apply_filter()
 
     # --- what the report and tests read ---------------------------------------------------
@@ -246,8 +247,11 @@ class Wizard:
 
     def _wire_filter_step(self) -> None:
         self.filter_step.apply.on_click(lambda _b: self._apply_clicked())
-        self.filter_step.save_segment.on_click(lambda _b: self.save_segment())
-        self.filter_step.segment.observe(lambda _c: self._describe_segment(), names="value")
+        self.segment_tools.wire(self.filter_step)
+
+    def save_segment(self) -> None:
+        """この絞込条件をセグメントに保存 (:class:`~.segment_tools.SegmentTools`)."""
+        self.segment_tools.save()
 
     def load_members(self, path: str | os.PathLike[str]) -> None:
         """Read another member file; the search, the ticks and the filter choices start over."""
@@ -261,7 +265,7 @@ class Wizard:
         self._wire_filter_step()
         kids = self._select_box.children  # テンプレート管理, 会員ファイル, 絞込オプション, …
         self._select_box.children = (*kids[:2], self.filter_step, *kids[3:])
-        self._refresh_segments(segment)
+        self.segment_tools.refresh(segment)
         self.compose.set_fields(frame.columns)
         self.source.show_current(str(frame.attrs.get("source", path)), len(frame))
         self.apply_filter()
@@ -295,60 +299,12 @@ class Wizard:
 
     # --- step 1: 絞込 and セグメント -------------------------------------------------------------
 
-    def _refresh_segments(self, current: str | None = None) -> None:
-        names = self.status.run(self.segments.names, busy="セグメントを読み込んでいます…")
-        if names is not None:
-            self.filter_step.set_segments(names, current)
-
-    def _describe_segment(self) -> None:
-        name = self.filter_step.segment_choice
-        if name is None:
-            self.filter_step.segment_words.value = ""
-            return
-        words = self.status.run(lambda: self.segments.describe(name))
-        self.filter_step.segment_words.value = (
-            "" if words is None else f"<i>{html.escape(words)}</i>"
-        )
-
-    def _current_filter(self) -> dict[str, Any]:
-        """The controls' filter, ANDed with the picked segment's (a column in both: an error)."""
-        flt = self.filter_step.filter
-        name = self.filter_step.segment_choice
-        if name is None:
-            return flt
-        return combine_filters(self.segments.get(name), flt, self.members.columns, name)
-
-    def save_segment(self) -> None:
-        """この絞込条件をセグメントに保存: the current filter (segment included) under a name."""
-        name = self.filter_step.segment_name.value
-        if self.filter_step.keyword:
-            self.status.error(
-                "キーワードはセグメントに保存できません。キーワードを消して、"
-                "絞込オプションだけで条件を作ってください。"
-            )
-            return
-
-        def save() -> str:
-            stored = self.segments.save(
-                name,
-                self._current_filter(),
-                overwrite=bool(self.filter_step.segment_overwrite.value),
-            )
-            # listed, not picked: picking it would AND it with the very controls it came from
-            self.filter_step.set_segments(self.segments.names())
-            return stored
-
-        stored = self.status.run(save, self.controls, busy="セグメントを保存しています…")
-        if stored is not None:
-            self.filter_step.segment_name.value = ""
-            self.status.info(f"セグメント「{stored}」を保存しました（{self.segments.path}）。")
-
     def apply_filter(self) -> None:
         """絞込: the filter (with the segment) and keyword of the controls → the member table."""
         kw = self.filter_step.keyword
 
         def search() -> tuple[dict[str, Any], Audience, list[str]]:
-            flt = self._current_filter()
+            flt = self.segment_tools.current_filter()
             return flt, self._search(flt, kw), campaign.read_notes(self.members, flt)
 
         got = self.status.run(search, self.controls, busy="絞込中です…")
