@@ -19,14 +19,17 @@ __all__ = ["MEMBERS"]
 
 def _cmd_members(args: argparse.Namespace) -> int:
     from bcartnb.audience import REASON_LABELS, build_audience, format_summary
-    from bcartnb.campaign import suppressed_addresses
     from bcartnb.members import read_members
-    from bcartnb.settings import load_settings
 
     flt = _filter(args.filter)
     checked = _checked(args.checked)
     _returning_arrow_pool()
     members = read_members(args.members)
+    # imported once the members are read: reading is the process's peak, the ledger's and
+    # the settings' modules (12 MB) need not be part of it
+    from bcartnb.campaign import suppressed_addresses
+    from bcartnb.settings import load_settings
+
     for note in members.attrs.get("warnings", []):  # a custom field read under a new name
         print(f"注意: {note}", file=sys.stderr)
     audience = build_audience(
@@ -70,6 +73,7 @@ def _returning_arrow_pool() -> None:
         return
     with contextlib.suppress(NotImplementedError):  # a build without jemalloc
         pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)  # what is freed goes back at once, not ten seconds later
 
 
 def _columns_read(members: Any, flt: Any) -> Any:
