@@ -7,8 +7,10 @@ column and the byte, before anything is parsed.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
+from collections.abc import Iterator
 from typing import Final
 
 import numpy as np
@@ -16,9 +18,10 @@ import numpy as np
 from bcartnb.exceptions import MembersFileError
 from bcartnb.members.where import Where
 
-__all__ = ["check_not_binary", "decode"]
+__all__ = ["check_not_binary", "decode", "utf8_bytes"]
 
 _PRIVATE_USE: Final = re.compile("[\ue000-\uf8ff]")
+_CHUNK: Final = 1 << 20  # bytes a step, where the whole file is scanned or decoded
 
 
 def decode(raw: bytes, where: Where) -> tuple[str, str]:
@@ -53,6 +56,48 @@ def decode(raw: bytes, where: Where) -> tuple[str, str]:
     return text, "cp932"
 
 
+def utf8_bytes(raw: bytes) -> tuple[bytearray, str] | None:
+    """What :func:`decode` returns, as UTF-8 bytes, when it reads ``raw`` without a word;
+    None whenever it would refuse, so that the refusal (and its message) stays its own.
+
+    For the fast reader, which parses UTF-8 bytes: decoding a 230 MB CP932 file whole held
+    its bytes, its text and the text re-encoded at once (about 750 MB for 1M members); here it
+    goes a megabyte at a time, and a UTF-8 file is checked without being decoded at all.
+    The same tests decide, in the same order: a BOM means UTF-8; valid UTF-8 is UTF-8;
+    otherwise CP932 must read every byte and no line may be UTF-8 Japanese
+    (:func:`_utf8_line` over the whole file finds every line the partial scans would).
+    """
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return (bytearray(memoryview(raw)[3:]), "utf-8-sig") if _is_utf8(raw, 3) else None
+    if _is_utf8(raw, 0):
+        return bytearray(raw), "utf-8"
+    out = bytearray()
+    decoder = codecs.getincrementaldecoder("cp932")()
+    view = memoryview(raw)
+    try:
+        for start in range(0, len(raw), _CHUNK):
+            out += decoder.decode(view[start : start + _CHUNK]).encode("utf-8")
+        out += decoder.decode(b"", True).encode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if _utf8_line(raw, len(raw)) is not None:
+        return None
+    return out, "cp932"
+
+
+def _is_utf8(raw: bytes, skip: int) -> bool:
+    """Whether ``raw[skip:]`` is UTF-8, a megabyte at a time (nothing is kept)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(raw)
+    try:
+        for start in range(skip, len(raw), _CHUNK):
+            decoder.decode(view[start : start + _CHUNK])
+        decoder.decode(b"", True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _line_start(raw: bytes, offset: int) -> int:
     return raw.rfind(b"\n", 0, offset) + 1
 
@@ -70,24 +115,33 @@ def _utf8_line(raw: bytes, stop: int, run: int = 2) -> int | None:
     lines of 1-12 random CP932 characters, about 17 short ones pass that judgement by
     chance with one (``劍o``), none with two.
     """
-    width = 3 * run
-    if stop < width:
-        return None
-    b = np.frombuffer(raw, dtype=np.uint8, count=stop)
-    lead = (b >= 0xE3) & (b <= 0xE9)
-    tail = (b >= 0x80) & (b <= 0xBF)
-    n = stop - width + 1
-    hit = np.ones(n, dtype=bool)
-    for k in range(run):
-        hit &= lead[3 * k : 3 * k + n] & tail[3 * k + 1 : 3 * k + 1 + n]
-        hit &= tail[3 * k + 2 : 3 * k + 2 + n]
     seen = -1
-    for offset in np.flatnonzero(hit).tolist():
+    for offset in _candidates(raw, stop, run):
         start = _line_start(raw, offset)
         if start != seen and _is_utf8_line(raw, offset):
-            return int(offset)
+            return offset
         seen = start
     return None
+
+
+def _candidates(raw: bytes, stop: int, run: int) -> Iterator[int]:
+    """Where ``run`` UTF-8 kana or kanji in a row start, in order, a megabyte at a time: the
+    masks of a whole 230 MB file at once took 884 MB and two seconds."""
+    width = 3 * run
+    n = stop - width + 1  # the offsets a candidate can start at
+    b = np.frombuffer(raw, dtype=np.uint8, count=max(stop, 0))
+    for first in range(0, max(n, 0), _CHUNK):
+        count = min(_CHUNK, n - first)
+        chunk = b[first : first + count + width - 1]
+        lead = (chunk - np.uint8(0xE3)) < 7  # E3-E9 (uint8 wraps below E3)
+        tail = (chunk & 0xC0) == 0x80  # 80-BF
+        hit = np.ones(count, dtype=bool)
+        for k in range(run):
+            hit &= lead[3 * k : 3 * k + count]
+            hit &= tail[3 * k + 1 : 3 * k + 1 + count]
+            hit &= tail[3 * k + 2 : 3 * k + 2 + count]
+        for offset in np.flatnonzero(hit).tolist():
+            yield first + offset
 
 
 def _is_utf8_line(raw: bytes, offset: int) -> bool:

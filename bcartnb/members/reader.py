@@ -5,6 +5,11 @@ anything else is B-Cart's CSV export (or a list edited in Excel), decoded by
 :mod:`bcartnb.members.decode` and parsed here into text cells. Both go through
 :func:`~bcartnb.members.typed.typed_members`, so a new source of members reads into the same
 frame the same way.
+
+A CSV is read the fast way first (the file transcoded to UTF-8 a megabyte at a time and
+parsed by Arrow, :mod:`bcartnb.members.arrowcsv`); whatever that way declines, and every
+file with something wrong in it, is read by :func:`read_members_plain`, the reference the fast
+way is held equal to (tests/test_members_fast.py): one set of rules, and one voice for errors.
 """
 
 from __future__ import annotations
@@ -15,20 +20,25 @@ import io
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Final
 
 import pandas as pd
 
 from bcartnb.exceptions import MembersFileError
 from bcartnb.files import read_regular
+from bcartnb.members.arrowcsv import parse_utf8, utf8_lines
 from bcartnb.members.columns import SPACES
-from bcartnb.members.decode import check_not_binary, decode
+from bcartnb.members.decode import check_not_binary, decode, utf8_bytes
 from bcartnb.members.snapshot import SNAPSHOT_SUFFIXES, read_snapshot
 from bcartnb.members.typed import typed_members
 from bcartnb.members.where import Where
 
-__all__ = ["read_members"]
+__all__ = ["read_members", "read_members_plain"]
+
+_BLANK: Final = re.compile(rb"(?:[ \t\r\n\x0b\x0c]|\xe3\x80\x80|\xef\xbb\xbf)*+")
+"""UTF-8 bytes that hold only what ``str.strip(SPACES + "\\ufeff")`` takes away."""
 
 
 def _lines(text: str) -> Iterator[str]:
@@ -41,12 +51,16 @@ def _lines(text: str) -> Iterator[str]:
         start = end
 
 
-def _parse(text: str, where: Where) -> tuple[list[str], pd.DataFrame]:
+def _header(lines: Iterable[str], where: Where) -> list[str]:
+    """The header row as written (not stripped)."""
     try:
-        header = next(csv.reader(_lines(text)))
+        return next(csv.reader(lines))
     except (csv.Error, StopIteration) as err:
         raise where.error(f"is not a CSV: {err}", ja=where.ja("を CSV として読めません。")) from err
-    header = [h.strip() for h in header]
+
+
+def _parse(text: str, where: Where) -> tuple[list[str], pd.DataFrame]:
+    header = [h.strip() for h in _header(_lines(text), where)]
     try:
         # UTF-8 bytes, not a StringIO: the parser reads bytes natively, and a StringIO of a
         # Japanese text holds 4 bytes a character (the peak memory of a 60,000-member read)
@@ -134,15 +148,54 @@ def read_members(path: str | os.PathLike[str]) -> pd.DataFrame:
     if file.suffix.lower() in SNAPSHOT_SUFFIXES:  # the one place a source is told apart
         return read_snapshot(file)
     where = Where(file)
+    header, body, encoding = _cells_fast(file, where) or _cells(file, where)
+    frame = typed_members(header, body, file)
+    frame.attrs["encoding"] = encoding
+    return frame
+
+
+def read_members_plain(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """:func:`read_members` of a CSV the plain way only: the whole text decoded, parsed by
+    pandas. The reference the fast way is held equal to; it names what is wrong in a file."""
+    file = Path(path)
+    header, body, encoding = _cells(file, Where(file))
+    frame = typed_members(header, body, file)
+    frame.attrs["encoding"] = encoding
+    return frame
+
+
+def _cells(file: Path, where: Where) -> tuple[list[str], pd.DataFrame, str]:
+    """Header, text cells and encoding, the plain way (every refusal is made here)."""
     raw = _read_file(file, where)
     check_not_binary(raw, where)
     text, encoding = decode(raw, where)
+    del raw
     if not text.strip(SPACES + "\ufeff"):
         raise where.error(
             "is empty: a member CSV needs a header row and members",
             ja=where.ja("が空です。見出しの行と会員の行が必要です。"),
         )
     header, body = _parse(text, where)
-    frame = typed_members(header, body, file)
-    frame.attrs["encoding"] = encoding
-    return frame
+    return header, body, encoding
+
+
+def _cells_fast(file: Path, where: Where) -> tuple[list[str], pd.DataFrame, str] | None:
+    """What :func:`_cells` gives, from UTF-8 bytes parsed by Arrow; None (read it plainly)
+    for whatever the plain way would refuse or the two parsers could read apart. Only one of
+    the file's bytes, its UTF-8 and the parsed cells is held beside another at a time."""
+    raw = _read_file(file, where)
+    check_not_binary(raw, where)
+    utf8 = utf8_bytes(raw)
+    del raw
+    if utf8 is None:
+        return None
+    data, encoding = utf8
+    del utf8
+    if _BLANK.fullmatch(data):
+        return None
+    header = _header(utf8_lines(data), where)
+    body = parse_utf8(data, header)
+    del data
+    if body is None:
+        return None
+    return [h.strip() for h in header], body, encoding

@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from bcartnb.exceptions import MembersFileError
 from bcartnb.members.addresses import normalize_addresses
@@ -106,7 +108,9 @@ def typed_members(
     notes += missing_column_notes(near)
 
     body.index = pd.RangeIndex(2, len(body) + 2, name="row")
-    body = body[~(body == "").all(axis=1)] if len(body) else body
+    blank = _blank_rows(body)
+    if blank.any():  # copying every column of a million members when no row is blank cost 0.5 s
+        body = body[~blank]
 
     data: dict[str, pd.Series] = {}
     headers: dict[str, str] = {}
@@ -135,6 +139,17 @@ def typed_members(
     return frame
 
 
+def _blank_rows(body: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Rows whose every cell is blank, a column at a time: most files are done after the first
+    (every member has an id), where comparing the whole frame at once took 0.4 s."""
+    blank = np.ones(len(body), dtype=bool)
+    for pos in range(body.shape[1]):
+        if not blank.any():
+            break
+        blank &= (body.iloc[:, pos] == "").to_numpy(dtype=bool)
+    return blank
+
+
 def _blank(kind: str, index: pd.Index) -> pd.Series:
     if kind == "bool":
         return pd.Series(False, index=index, dtype=bool)
@@ -146,7 +161,38 @@ def _blank(kind: str, index: pd.Index) -> pd.Series:
 
 
 def _text(col: pd.Series) -> pd.Series:
-    return col.astype("str").mask(col == "")
+    """Blank is missing. A column already ``str`` (both CSV parsers give one) is not cast again,
+    and one with no blank is not copied."""
+    text = col if col.dtype == "str" else col.astype("str")
+    blank = (col == "").to_numpy(dtype=bool)
+    if not blank.any():
+        return text
+    shared = _blanks_missing(text)
+    return text.mask(blank) if shared is None else shared
+
+
+def _blanks_missing(text: pd.Series) -> pd.Series | None:
+    """``text`` with its blank cells missing, sharing its Arrow strings: only a validity bitmap
+    is new (masking copied every text column with a blank, 100 MB of a million members).
+    None when the column already has missing cells or is not Arrow strings."""
+    try:
+        chunked = text.array.__arrow_array__()
+    except AttributeError:
+        return None
+    chunks = []
+    for chunk in chunked.chunks:
+        if chunk.null_count or not pa.types.is_large_string(chunk.type):
+            return None
+        whole = pa.Array.from_buffers(chunk.type, chunk.offset + len(chunk), chunk.buffers())
+        valid = pc.not_equal(whole, "").buffers()[1]
+        chunks.append(
+            pa.Array.from_buffers(
+                chunk.type, len(chunk), [valid, *chunk.buffers()[1:]], offset=chunk.offset
+            )
+        )
+    array = pa.chunked_array(chunks, type=chunked.type)
+    values = array.to_pandas(types_mapper={array.type: text.dtype}.get).array
+    return pd.Series(values, index=text.index, name=text.name, copy=False)
 
 
 #: A custom column's whole number: no sign but a minus, no leading zero (0123 is a code, and
@@ -236,7 +282,10 @@ def _convert(col: pd.Series, kind: str, label: str, where: Where) -> pd.Series:
             raise _bad_value(col, bad, label, where, kind)
         return stripped.mask(blank).astype("Int64")
     if kind == "bool":
-        flags = stripped.str.lower().map(MM_FLAG_VALUES)
+        # a handful of distinct values: each is looked up once, not once a member
+        codes, uniques = pd.factorize(stripped.str.lower(), use_na_sentinel=False)
+        looked_up = pd.Series(uniques).map(MM_FLAG_VALUES).to_numpy(dtype=object)
+        flags = pd.Series(looked_up[codes], index=stripped.index)
         bad = flags.isna()
         if bad.any():
             raise _bad_value(col, bad, label, where, kind)
