@@ -20,6 +20,7 @@ ignoring case. No member is left out for its 状態 (e.g. 停止): that is a fil
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -147,7 +148,7 @@ def build_audience(
         codes[(codes == 0) & ~opted] = 1 + REASONS.index("not_opted_in")
     if suppressed:
         # valid means ASCII (see above for duplicates): ascii_lower matches the list's keys
-        listed = pc.is_in(pc.ascii_lower(trimmed), value_set=pa.array(sorted(suppressed)))
+        listed = pc.is_in(pc.ascii_lower(trimmed), value_set=_value_set(suppressed))
         listed = listed.fill_null(False).to_numpy(zero_copy_only=False)
         codes[(codes == 0) & listed] = 1 + REASONS.index("suppressed")
     held_in: dict[str, str] = {}
@@ -185,6 +186,19 @@ def build_audience(
         source=members.attrs.get("source"),
         already_sent_in=held_in,
     )
+
+
+def _value_set(addresses: Collection[str]) -> pa.Array:
+    """The addresses as Arrow strings, for ``is_in``; kept per frozenset (the wizard asks
+    with the same suppression list on every tick, and building it cost more than the tick)."""
+    if isinstance(addresses, frozenset):
+        return _frozen_value_set(addresses)
+    return pa.array(sorted(addresses), type=pa.string())
+
+
+@functools.lru_cache(maxsize=4)
+def _frozen_value_set(addresses: frozenset[str]) -> pa.Array:
+    return pa.array(sorted(addresses), type=pa.string())
 
 
 def _with_trimmed_email(selected: pd.DataFrame, raw: pd.Series, trimmed: pa.Array) -> pd.DataFrame:

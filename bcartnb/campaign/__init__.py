@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from bcartnb.campaign.conduct import (
     CampaignRun,
+    SuppressionList,
     cancel,
     quota_status,
     resume,
@@ -56,6 +57,7 @@ __all__ = [
     "CampaignRun",
     "CampaignSpec",
     "DeliverySummary",
+    "SuppressionList",
     "build_draft",
     "cancel",
     "dry_run",

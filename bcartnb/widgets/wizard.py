@@ -31,6 +31,7 @@ from bcartnb.audience import Audience, build_audience
 from bcartnb.campaign import CampaignPlan, CampaignSpec, DeliverySummary
 from bcartnb.compose import preview
 from bcartnb.exceptions import BcartnbError
+from bcartnb.filters import resolve_column
 from bcartnb.members import empty_members, read_members
 from bcartnb.quota import QuotaStatus
 from bcartnb.search import KeywordIndex
@@ -44,7 +45,7 @@ from .compose_step import ComposeStep, quota_warning_html
 from .confirm_step import ConfirmStep
 from .filter_step import FilterStep
 from .member_source import MemberSource, store_upload
-from .member_table import PAGE_SIZE, MemberTable
+from .member_table import PAGE_SIZE, SHOWN_COLUMNS, MemberTable
 from .planning import confirm, form_spec, sorted_for_mail
 from .send_step import SendStep
 from .sending import Sending
@@ -146,6 +147,8 @@ class Wizard:
         self._select_quota: QuotaStatus | None = None
         self._all_sendable: int | None = None
         self._select_listed: frozenset[str] = frozenset()  # the suppression list, per 絞込
+        #: read once per change to the ledger, not on every click
+        self._suppressions = campaign.SuppressionList(self.settings)
         self._wire_filter_step()
         self.source.load.on_click(lambda _b: self._load_chosen())
         self.source.upload.observe(lambda _c: self._load_upload(), names="value")
@@ -359,8 +362,9 @@ class Wizard:
         found = sorted_for_mail(frame, self.settings, flt, checked, values, self._repeat_key)
         if found is not None:
             return found
-        listed = campaign.suppressed_addresses(self.settings)
-        return build_audience(frame, flt or None, list(checked) or None, opt_in, listed)
+        listed = self._suppressions.addresses()
+        narrow = _narrow(frame, flt)
+        return build_audience(narrow, flt or None, list(checked) or None, opt_in, listed)
 
     def _back_to_select(self) -> None:
         """戻る from the form: the member list, its reasons sorted again for the mail written
@@ -394,17 +398,29 @@ class Wizard:
         try:
             if recount or self._select_quota is None or self._all_sendable is None:
                 self._select_quota = campaign.quota_status(self.settings)
-                self._select_listed = campaign.suppressed_addresses(self.settings)
-                ids = self.table.result_ids if self._keyword else None
-                found = build_audience(
-                    self.members, self._filter or None, ids, opt_in, self._select_listed, held
-                )
+                self._select_listed = self._suppressions.addresses()
+                found = self._found  # the result as sorted (メール案内 not asked)
+                if opt_in:
+                    ids = self.table.result_ids if self._keyword else None
+                    found = build_audience(
+                        _narrow(self.members, self._filter),
+                        self._filter or None,
+                        ids,
+                        opt_in,
+                        self._select_listed,
+                        held,
+                    )
                 self._all_sendable = len(found.sendable)
             counts = [("検索結果すべての送信件数", self._all_sendable)]
             if self.table.checked:
                 checked = list(self.table.checked)
                 audience = build_audience(
-                    self.members, self._filter or None, checked, opt_in, self._select_listed, held
+                    _narrow(self.members, self._filter),
+                    self._filter or None,
+                    checked,
+                    opt_in,
+                    self._select_listed,
+                    held,
                 )
                 counts.append(("チェックした会員の送信件数", len(audience.sendable)))
         except BcartnbError as err:
@@ -600,3 +616,14 @@ class Wizard:
         }[stage]
         for box in (self._select_box, self.compose, self.confirm, self.sending):
             (show if box in boxes else hide)(box)
+
+
+def _narrow(members: pd.DataFrame, flt: dict[str, Any]) -> pd.DataFrame:
+    """The members with only the columns a sort and the member table read (the filter's,
+    :data:`~.member_table.SHOWN_COLUMNS`): a sort copies every column it keeps, and copying
+    25 to count or show 7 was most of a 絞込. A key no column has stays an error."""
+    wanted = {
+        *SHOWN_COLUMNS,
+        *(resolve_column(k, members.columns) for k in flt if isinstance(k, str)),
+    }
+    return members[[c for c in members.columns if c in wanted]]
