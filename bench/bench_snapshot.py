@@ -74,12 +74,15 @@ READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
 
 
 def peak_mb(reader: str, path: Path) -> float:
-    """The peak RSS of a fresh process that imports what it needs and reads the file once."""
+    """The peak RSS of a fresh process that imports what it needs and reads the file once.
+
+    VmHWM, not ``ru_maxrss``: a child's ``ru_maxrss`` starts at its parent's size at the fork
+    (this process has read the files), VmHWM starts afresh at the exec."""
     code = (
-        "import resource, sys; sys.path.insert(0, sys.argv[3]);"
+        "import sys; sys.path.insert(0, sys.argv[3]);"
         "import bench_snapshot as b; from pathlib import Path;"
         "b.READERS[sys.argv[1]](Path(sys.argv[2]));"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, reader, str(path), str(Path(__file__).parent)],

@@ -201,7 +201,24 @@ def _stamps(column: _Array) -> np.ndarray[Any, Any] | None:
     stamps = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
     if not present.any():
         return stamps
-    rows = np.ascontiguousarray(_fixed_bytes(text, present).T)  # one row a character
+    chars = _fixed_bytes(text, present)
+    seconds = np.empty(len(chars), dtype=np.int64)
+    for start in range(0, len(chars), _BLOCK):  # a block at a time: its arrays stay in cache
+        block = _seconds(chars[start : start + _BLOCK])
+        if block is None:
+            return None
+        seconds[start : start + _BLOCK] = block
+    stamps[present] = (seconds * 1_000_000).view("datetime64[us]")
+    return stamps
+
+
+_BLOCK: Final = 1 << 15
+
+
+def _seconds(chars: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
+    """Seconds since 1970 of each row of fixed-form bytes, or None when one is not a real
+    date and time written that way (the plain rules then judge the column)."""
+    rows = np.ascontiguousarray(chars.T)  # one row a character
     for pos, allowed in _SEPARATORS:
         if not np.logical_or.reduce([rows[pos] == c for c in allowed]).all():
             return None
@@ -217,9 +234,8 @@ def _stamps(column: _Array) -> np.ndarray[Any, Any] | None:
     if not real.all():  # 2024/02/30, 24:00:00: the plain rules' to judge (and refuse)
         return None
     clock = hour.astype(np.int32) * 3_600 + minute.astype(np.int32) * 60 + second
-    seconds = _days(year, month, day).astype(np.int64) * 86_400 + clock
-    stamps[present] = (seconds * 1_000_000).view("datetime64[us]")
-    return stamps
+    seconds: np.ndarray[Any, Any] = _days(year, month, day).astype(np.int64) * 86_400 + clock
+    return seconds
 
 
 def _fields(digits: np.ndarray[Any, Any]) -> list[np.ndarray[Any, Any]]:
@@ -274,13 +290,9 @@ def _fixed_bytes(text: _Array, present: np.ndarray[Any, Any]) -> np.ndarray[Any,
 def _custom(column: _Array, index: pd.Index) -> pd.Series | None:
     """typed._custom's choice: whole numbers, else dates (if the first value is one), else text;
     told apart by the first non-blank value as there."""
-    stripped = pc.utf8_trim(pc.fill_null(column, ""), SPACES)
-    filled = pc.drop_null(
-        pc.if_else(pc.equal(stripped, ""), pa.scalar(None, stripped.type), stripped)
-    )
-    if not len(filled):
+    first = _first_value(column)
+    if first is None:
         return _series(column, index)
-    first = str(filled[0].as_py())
     if re.fullmatch(CUSTOM_INT_RE, first):
         numbers = _numbers(column, CUSTOM_INT_RE)
         if numbers is not None:
@@ -288,6 +300,18 @@ def _custom(column: _Array, index: pd.Index) -> pd.Series | None:
     if re.match(DATE_RE, first):
         return _datetime(column, index)  # None: a date another way, or not one (plain rules)
     return _series(column, index)
+
+
+def _first_value(column: _Array) -> str | None:
+    """The first value that is not blank (stripped), or None: the head is looked at first."""
+    for size in (64, len(column)):
+        stripped = pc.utf8_trim(column.slice(0, size), SPACES)
+        found = pc.drop_null(
+            pc.if_else(pc.equal(stripped, ""), pa.scalar(None, stripped.type), stripped)
+        )
+        if len(found):
+            return str(found[0].as_py())
+    return None
 
 
 _FAST: Final[dict[str | None, Callable[[_Array, pd.Index], pd.Series | None]]] = {
