@@ -112,10 +112,6 @@ def _matches(values: _Array, pattern: str) -> bool:
     return bool(pc.all(ok).as_py() is not False)
 
 
-def _as_text(column: _Array, index: pd.Index) -> pd.Series | None:
-    return _series(column, index)
-
-
 def _email(column: _Array, index: pd.Index) -> pd.Series | None:
     # normalize_addresses: surrounding spaces trimmed, then "" is missing
     return _series(pc.utf8_trim(column, SPACES), index)
@@ -315,7 +311,7 @@ def _first_value(column: _Array) -> str | None:
 
 
 _FAST: Final[dict[str | None, Callable[[_Array, pd.Index], pd.Series | None]]] = {
-    "str": _as_text,
+    "str": _series,
     "email": _email,
     "id": _id,
     "int": _int,
