@@ -31,7 +31,6 @@ from bcartnb.audience import Audience, build_audience
 from bcartnb.campaign import CampaignPlan, CampaignSpec, DeliverySummary
 from bcartnb.compose import preview
 from bcartnb.exceptions import BcartnbError
-from bcartnb.filters import resolve_column
 from bcartnb.members import empty_members, read_members
 from bcartnb.quota import QuotaStatus
 from bcartnb.search import KeywordIndex
@@ -45,7 +44,7 @@ from .compose_step import ComposeStep, quota_warning_html
 from .confirm_step import ConfirmStep
 from .filter_step import FilterStep
 from .member_source import MemberSource, store_upload
-from .member_table import PAGE_SIZE, SHOWN_COLUMNS, MemberTable
+from .member_table import PAGE_SIZE, MemberTable, narrowed
 from .planning import confirm, form_spec, sorted_for_mail
 from .send_step import SendStep
 from .sending import Sending
@@ -363,7 +362,7 @@ class Wizard:
         if found is not None:
             return found
         listed = self._suppressions.addresses()
-        narrow = _narrow(frame, flt)
+        narrow = narrowed(frame, flt)
         return build_audience(narrow, flt or None, list(checked) or None, opt_in, listed)
 
     def _back_to_select(self) -> None:
@@ -395,34 +394,27 @@ class Wizard:
             return
         opt_in = bool(self.compose.opt_in.value)
         held = self._found.already_sent_in  # the form's mail: who has it (see _sort)
+
+        def sendable(ids: list[int] | None) -> int:
+            members = narrowed(self.members, self._filter)
+            flt = self._filter or None
+            return len(
+                build_audience(members, flt, ids, opt_in, self._select_listed, held).sendable
+            )
+
         try:
             if recount or self._select_quota is None or self._all_sendable is None:
                 self._select_quota = campaign.quota_status(self.settings)
                 self._select_listed = self._suppressions.addresses()
-                found = self._found  # the result as sorted (メール案内 not asked)
-                if opt_in:
-                    ids = self.table.result_ids if self._keyword else None
-                    found = build_audience(
-                        _narrow(self.members, self._filter),
-                        self._filter or None,
-                        ids,
-                        opt_in,
-                        self._select_listed,
-                        held,
-                    )
-                self._all_sendable = len(found.sendable)
+                # the result as sorted, unless メール案内 is asked (the sort does not ask it)
+                self._all_sendable = (
+                    sendable(self.table.result_ids if self._keyword else None)
+                    if opt_in
+                    else len(self._found.sendable)
+                )
             counts = [("検索結果すべての送信件数", self._all_sendable)]
             if self.table.checked:
-                checked = list(self.table.checked)
-                audience = build_audience(
-                    _narrow(self.members, self._filter),
-                    self._filter or None,
-                    checked,
-                    opt_in,
-                    self._select_listed,
-                    held,
-                )
-                counts.append(("チェックした会員の送信件数", len(audience.sendable)))
+                counts.append(("チェックした会員の送信件数", sendable(list(self.table.checked))))
         except BcartnbError as err:
             self.status.error(err)
             return
@@ -616,14 +608,3 @@ class Wizard:
         }[stage]
         for box in (self._select_box, self.compose, self.confirm, self.sending):
             (show if box in boxes else hide)(box)
-
-
-def _narrow(members: pd.DataFrame, flt: dict[str, Any]) -> pd.DataFrame:
-    """The members with only the columns a sort and the member table read (the filter's,
-    :data:`~.member_table.SHOWN_COLUMNS`): a sort copies every column it keeps, and copying
-    25 to count or show 7 was most of a 絞込. A key no column has stays an error."""
-    wanted = {
-        *SHOWN_COLUMNS,
-        *(resolve_column(k, members.columns) for k in flt if isinstance(k, str)),
-    }
-    return members[[c for c in members.columns if c in wanted]]
