@@ -20,6 +20,7 @@ ignoring case. No member is left out for its 状態 (e.g. 停止): that is a fil
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -211,7 +212,7 @@ def hold_back(audience: Audience, already_sent: Mapping[str, str]) -> Audience:
 
 def _listed(keys: pa.Array, listed: Collection[str]) -> np.ndarray[Any, np.dtype[np.bool_]]:
     """Which keys are on the list (a missing key is not)."""
-    found = pc.is_in(keys, value_set=pa.array(sorted(listed), pa.string()))
+    found = pc.is_in(keys, value_set=_value_set(listed))
     return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
@@ -242,6 +243,19 @@ def _sorted(
         already_sent_in=held_in,
         **chosen,
     )
+
+
+def _value_set(addresses: Collection[str]) -> pa.Array:
+    """The addresses as Arrow strings, for ``is_in``; kept per frozenset (the wizard asks
+    with the same suppression list on every tick, and building it cost more than the tick)."""
+    if isinstance(addresses, frozenset):
+        return _frozen_value_set(addresses)
+    return pa.array(list(addresses), type=pa.string())  # is_in needs no order
+
+
+@functools.lru_cache(maxsize=4)
+def _frozen_value_set(addresses: frozenset[str]) -> pa.Array:
+    return pa.array(list(addresses), type=pa.string())
 
 
 def _with_trimmed_email(selected: pd.DataFrame, raw: pd.Series, trimmed: pa.Array) -> pd.DataFrame:

@@ -1,135 +1,129 @@
-"""A B-Cart API snapshot (Parquet) read by bcartnb against ``pyarrow.parquet.read_table``.
+"""Reading a B-Cart API snapshot (Parquet) against pyarrow reading the same file.
 
-Issue 24's target: reading a snapshot within 2x of ``pq.read_table(FILE).to_pandas()`` of
-the same file. The snapshots hold the generated members of data/make_demo_members.py (seed
-1), written by ``bcartnb.bcart_api.write_snapshot`` as ``bcartnb bcart pull`` writes them
-(one string column a header, the pull's metadata), kept under bench/out/. Two comparisons,
-each alternated with its baseline, the order reversed each round, medians compared:
+Target (issue 24): :func:`bcartnb.members.read_snapshot` (what ``read_members`` does for a
+``.parquet`` file: every check, every column typed) within 2x of the baseline
+``pyarrow.parquet.read_table(path).to_pandas()`` of the same file, which only hands the text
+over. Both run in the same process, alternately, medians of ``--runs`` (wall, and the CPU
+time of the process: the machine is shared); the peak RSS of each is measured in a child
+process of its own, so one does not hide the other.
 
-* in one process: ``bcartnb.members.read_members(FILE)`` (what every face calls for a
-  ``.parquet`` file) against ``pq.read_table(FILE).to_pandas()``;
-* whole processes, start to exit with their own peak RSS: ``bcartnb members FILE --json``
-  against a process that runs only the Arrow read.
+The files are written into a temporary folder (``/tmp``) as ``bcartnb bcart pull`` writes
+them: one text column a header (the API's keys, two カスタム項目 at the end), blanks as
+nulls, the snapshot's metadata; the values are the demo members' (Japanese companies and
+addresses, blanks, B-Cart's dates), repeated with unique ids and addresses.
 
-    .venv/bin/python bench/bench_snapshot.py [--sizes 100000,300000,1000000] [--runs 3]
+    .venv/bin/python bench/bench_snapshot.py [--members 100000 300000 1000000] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime
-from functools import partial
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
-import pyarrow.parquet as pq
-from scale import OUT, PY, Run, alternate, median, member_csv, run_process, sizes, sizes_arg
+import numpy as np
+import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from bcartnb.bcart_api import Pulled, write_snapshot
-from bcartnb.members import read_members
+from bcartnb.members import read_snapshot
+from bcartnb.members.columns import canonical
+from bcartnb.members.snapshot import METADATA_KEY, SNAPSHOT_FORMAT
 
-ARROW = "import sys, pyarrow.parquet as pq; pq.read_table(sys.argv[1]).to_pandas()"
-TARGET_RATIO = 2.0
-
-
-def snapshot(rows: int) -> Path:
-    """The generated members as a snapshot, written once by bcartnb's own writer."""
-    path = OUT / f"snapshot-{rows}-1.parquet"
-    source = member_csv(rows)
-    if not path.exists() or path.stat().st_mtime < source.stat().st_mtime:
-        t0 = time.perf_counter()
-        with source.open(encoding="cp932", newline="") as fh:
-            header, *body = list(csv.reader(fh))
-        pulled = Pulled(
-            header=header,
-            rows=body,
-            pulled_at=datetime(2026, 12, 1, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo")),
-            api_url="https://api.bcart.jp/api/v1",
-        )
-        write_snapshot(pulled, path)
-        print(f"wrote the snapshot in {time.perf_counter() - t0:.1f} s: {path.name}")
-    return path
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def arrow_read(path: Path) -> Any:
-    return pq.read_table(path).to_pandas()
-
-
-def in_process(fn: Callable[[], Any]) -> Callable[[], Run]:
-    def run() -> Run:
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        return Run(time.perf_counter() - t0, time.process_time() - c0, 0.0, "")
-
-    return run
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sizes_arg(parser, "100000,300000")
-    args = parser.parse_args(argv)
-    table = []
-    with tempfile.TemporaryDirectory() as cwd:  # no bcartnb.toml: no ledger, no suppressions
-        for n in sizes(args.sizes):
-            path = snapshot(n)
-            assert len(read_members(path)) == n
-            reads = alternate(
-                {
-                    "read_members": in_process(partial(read_members, path)),
-                    "arrow": in_process(partial(arrow_read, path)),
-                },
-                args.runs,
-            )
-            cmd = [PY, "-m", "bcartnb", "members", str(path), "--json"]
-            procs = alternate(
-                {
-                    "members": partial(run_process, cmd, cwd=Path(cwd)),
-                    "arrow": partial(run_process, [PY, "-c", ARROW, str(path)]),
-                },
-                args.runs,
-            )
-            assert json.loads(procs["members"][0].out)["selected"] == n
-            for label, got in (("in process", reads), ("process", procs)):
-                for name, runs in got.items():
-                    each = ", ".join(f"{r.wall:.2f} s (CPU {r.cpu:.2f})" for r in runs)
-                    print(f"{n:,} {label} {name}: {each}")
-            walls = {f"{k} {w}": median([r.wall for r in v]) for k, w, v in _all(reads, procs)}
-            rss = {k: median([r.rss_mb for r in v]) for k, v in procs.items()}
-            table.append((n, path.stat().st_size, walls, rss))
-
-    print()
-    print(
-        "| members (file) | read_members s | pq.read_table().to_pandas() s | ratio "
-        "| bcartnb members process s | Arrow-only process s | ratio | peak RSS MB members / Arrow |"
+def write_members(path: Path, n: int) -> None:
+    """A snapshot of ``n`` members, shaped like ``bcartnb bcart pull``'s."""
+    demo = pd.read_csv(
+        ROOT / "data" / "demo_members.csv", encoding="cp932", dtype=str, keep_default_na=False
     )
+    names = [canonical(h) or h for h in demo.columns]
+    take = np.arange(n) % len(demo)
+    arrays = []
+    for name, column in zip(names, demo.columns, strict=True):
+        if name == "id":
+            values = pa.array(np.arange(1, n + 1).astype(str))
+        elif name == "email":
+            values = pa.array([f"member{i}@c{i // 4}.example.co.jp" for i in range(n)])
+        else:
+            cells = demo[column].to_numpy(dtype=object)[take]
+            values = pa.array(cells, type=pa.string())
+            values = pa.compute.if_else(pa.compute.equal(values, ""), None, values)
+        arrays.append(values)
+    info = {"format": SNAPSHOT_FORMAT, "pulled_at": "2026-12-06T09:00:00+09:00", "members": n}
+    info["api_url"] = "https://api.bcart.jp/api/v1"
+    table = pa.Table.from_arrays(arrays, names=names)
+    pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(info).encode()}), path)
+
+
+def pyarrow_read(path: Path) -> pd.DataFrame:
+    frame: pd.DataFrame = pq.read_table(path).to_pandas()
+    return frame
+
+
+READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
+    "pyarrow": pyarrow_read,
+    "bcartnb": read_snapshot,
+}
+
+
+def peak_mb(reader: str, path: Path) -> float:
+    """The peak RSS of a fresh process that imports what it needs and reads the file once.
+
+    VmHWM, not ``ru_maxrss``: a child's ``ru_maxrss`` starts at its parent's size at the fork
+    (this process has read the files), VmHWM starts afresh at the exec."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[3]);"
+        "import bench_snapshot as b; from pathlib import Path;"
+        "b.READERS[sys.argv[1]](Path(sys.argv[2]));"
+        "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, reader, str(path), str(Path(__file__).parent)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--members", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    print("| members | pyarrow read_table + to_pandas | bcartnb read_snapshot | ratio |", end="")
+    print(" CPU pyarrow / bcartnb | CPU ratio | peak RSS pyarrow | peak RSS bcartnb |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    ok = True
-    for n, size, w, m in table:
-        reader = w["read_members in"] / w["arrow in"]
-        process = w["members proc"] / w["arrow proc"]
-        ok &= reader <= TARGET_RATIO
-        print(
-            f"| {n:,} ({size / 1e6:.1f} MB) | {w['read_members in']:.3f} | {w['arrow in']:.3f} "
-            f"| {reader:.1f}x | {w['members proc']:.2f} | {w['arrow proc']:.2f} | {process:.1f}x "
-            f"| {m['members']:,.0f} / {m['arrow']:,.0f} |"
-        )
-    print()
-    print(f"target: read_members <= {TARGET_RATIO}x Arrow + to_pandas:", "met" if ok else "NOT met")
-    return 0 if ok else 1
-
-
-def _all(
-    reads: dict[str, list[Run]], procs: dict[str, list[Run]]
-) -> list[tuple[str, str, list[Run]]]:
-    return [(k, "in", v) for k, v in reads.items()] + [(k, "proc", v) for k, v in procs.items()]
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        for n in args.members:
+            path = Path(tmp) / f"members_{n}.parquet"
+            write_members(path, n)
+            assert len(read_snapshot(path)) == n
+            wall: dict[str, list[float]] = {name: [] for name in READERS}
+            cpu: dict[str, list[float]] = {name: [] for name in READERS}
+            for _ in range(args.runs):
+                for name, read in READERS.items():
+                    start, used = time.perf_counter(), time.process_time()
+                    read(path)
+                    cpu[name].append(time.process_time() - used)
+                    wall[name].append(time.perf_counter() - start)
+            base, ours = (statistics.median(wall[k]) for k in READERS)
+            base_cpu, ours_cpu = (statistics.median(cpu[k]) for k in READERS)
+            rss = [peak_mb(name, path) for name in READERS]
+            print(
+                f"| {n:,} | {base:.2f} s | {ours:.2f} s | {ours / base:.2f}x |"
+                f" {base_cpu:.2f} / {ours_cpu:.2f} s | {ours_cpu / base_cpu:.2f}x |"
+                f" {rss[0]:,.0f} MB | {rss[1]:,.0f} MB |"
+            )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

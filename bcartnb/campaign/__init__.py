@@ -60,6 +60,7 @@ from bcartnb.campaign.plan import (
 )
 from bcartnb.campaign.spec import CAMPAIGN_KEYS, ENCODINGS, CampaignSpec, load_campaign
 from bcartnb.campaign.suppressions import (
+    SuppressionList,
     export_suppressions,
     push_suppressions,
     suppress,
@@ -82,6 +83,7 @@ __all__ = [
     "CampaignUsage",
     "DeliverySummary",
     "MonthUsage",
+    "SuppressionList",
     "Transport",
     "build_draft",
     "campaign_history",

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bcartnb.ledger import Ledger
+from bcartnb.ledger import Ledger, LedgerWatch
 from bcartnb.ledger import using as ledger_using
 from bcartnb.settings import Settings
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from bcartnb.ledger import BcartChange, Suppression
 
 __all__ = [
+    "SuppressionList",
     "export_suppressions",
     "push_suppressions",
     "suppress",
@@ -109,3 +110,31 @@ def push_suppressions(
         return bcart_api.push_suppressions(
             bcart_api.plan_push(ledger, members), client, apply=apply, on_applied=record
         )
+
+
+class SuppressionList:
+    """The suppression list for a face that asks on every click (the wizard's search, its
+    ticks and counts): read from the ledger once per change to the file
+    (:class:`~bcartnb.ledger.LedgerWatch`), so an address listed anywhere (another notebook,
+    ``bcartnb bounces``, a send in another process) is held back at the next ask, and the
+    same frozenset comes back until then (the audience keeps its Arrow form per set).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._watch = LedgerWatch(settings.db) if settings.db is not None else None
+        self._version: tuple[int, int] | None = None
+        self._listed: frozenset[str] = frozenset()
+
+    def addresses(self) -> frozenset[str]:
+        """:func:`suppressed_addresses`, as of now."""
+        version = self._watch.version() if self._watch is not None else None
+        if version is None or version != self._version:
+            # the version before the read: a commit in between is read again next time
+            self._listed = suppressed_addresses(self.settings)
+            self._version = version
+        return self._listed
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()

@@ -21,6 +21,7 @@ full cap). One :class:`Ledger` object, built from one module per concern:
 :mod:`~bcartnb.ledger.events`             the bounces, complaints and unsubscribes behind
                                           it; unverified notices; unsubscribe requests
 :mod:`~bcartnb.ledger.pushes`             the B-Cart write-back's records
+:mod:`~bcartnb.ledger.watch`              whether the file changed, without reading it
 ========================================  ==================================================
 
 No two of them import each other, directly or around a circle: lifecycle imports only the
@@ -84,6 +85,7 @@ from bcartnb.ledger.suppressions import (
     Suppressions,
     normalize_address,
 )
+from bcartnb.ledger.watch import LedgerWatch
 
 __all__ = [
     "APPLICATION_ID",
@@ -102,6 +104,7 @@ __all__ = [
     "DeliveryResult",
     "HygieneEvent",
     "Ledger",
+    "LedgerWatch",
     "Migration",
     "Recipient",
     "RecordOutcome",

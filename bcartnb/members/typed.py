@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -37,14 +39,25 @@ from bcartnb.members.hints import missing_column_notes, near_headers
 from bcartnb.members.where import Where, show
 from bcartnb.near import quoted
 
-__all__ = ["typed_members"]
+__all__ = [
+    "CUSTOM_INT_RE",
+    "DATE_RE",
+    "ID_RE",
+    "SourceColumns",
+    "assemble",
+    "source_columns",
+    "typed_column",
+    "typed_members",
+]
 
 _REQUIRED: Final = ("id", "email")
-_DATE_RE: Final = (
+#: A date as B-Cart writes it (2024/05/01 12:34:56) or a person does (2024-5-1, 2024年5月1日).
+DATE_RE: Final = (
     rf"^{DAY_PATTERN}"
     r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?$"
 )
-_ID_RE: Final = r"[0-9]{1,18}"
+#: A member id or a group id: at most 18 digits (int64 holds every one).
+ID_RE: Final = r"[0-9]{1,18}"
 _BCART_DATETIME: Final = "%Y/%m/%d %H:%M:%S"
 
 
@@ -64,13 +77,48 @@ def typed_members(
     ``df.attrs["warnings"]`` says which were renamed. ``described_as`` (English, Japanese) names a
     source that is not a file yet (members pulled from the API) in errors.
     """
-    file = Path(source)
-    where = Where(file, described_as)
+    columns = source_columns(
+        header, lambda pos: not (body.iloc[:, pos] == "").all(), source, described_as
+    )
+    body.index = pd.RangeIndex(2, len(body) + 2, name="row")
+    blank = _blank_rows(body)
+    if blank.any():  # copying every column of a million members when no row is blank cost 0.5 s
+        body = body[~blank]
+    return assemble(
+        columns,
+        body.index,
+        lambda pos, kind, label: typed_column(body.iloc[:, pos], kind, label, columns.where),
+    )
+
+
+@dataclass(frozen=True)
+class SourceColumns:
+    """Where each column of the frame comes from: name -> (position, header as written)."""
+
+    where: Where
+    columns: dict[str, tuple[int, str]]
+    #: the custom fields read under another name (:func:`renamed_note`)
+    notes: list[str]
+
+
+def source_columns(
+    header: list[str],
+    has_values: Callable[[int], bool],
+    source: str | os.PathLike[str],
+    described_as: tuple[str, str] | None = None,
+) -> SourceColumns:
+    """The frame's columns from a source's headers, or the error a header deserves.
+
+    ``has_values(position)`` says whether a column holds any non-blank cell: a column without
+    a header is skipped when blank and refused otherwise. The one header rule, whatever the
+    source holds its text in (pandas for the CSV, Arrow for a snapshot).
+    """
+    where = Where(Path(source), described_as)
     notes: list[str] = []
     columns: dict[str, tuple[int, str]] = {}  # column name -> (position, header)
     for pos, head in enumerate(header):
         if not head:
-            if (body.iloc[:, pos] == "").all():
+            if not has_values(pos):
                 continue
             raise where.error(
                 f"column {pos + 1} has values but no header",
@@ -81,9 +129,9 @@ def typed_members(
             name = custom_column(head, columns)
             notes.append(renamed_note(head, name))
         columns[name] = (pos, head)
+    missing = [name for name in _REQUIRED if name not in columns]
     others = [head for name, (_, head) in columns.items() if name not in COLUMN_KINDS]
     near = near_headers((n for n in CANONICAL_COLUMNS if n not in columns), others)
-    missing = [name for name in _REQUIRED if name not in columns]
     if missing and len(header) == 1:
         for sep, what in (("\t", "tab"), (";", "semicolon")):
             if sep in header[0]:
@@ -94,10 +142,10 @@ def typed_members(
                     ),
                 )
     if missing:
-        wanted = ", ".join(f"{n} ({COLUMN_LABELS[n]})" for n in missing)
         hints = [
             f"「{COLUMN_LABELS[n]}」に近い見出し: {quoted(near[n])}。" for n in missing if n in near
         ]
+        wanted = ", ".join(f"{n} ({COLUMN_LABELS[n]})" for n in missing)
         raise where.error(
             f"missing column {wanted}; headers are: {', '.join(header)}",
             ja=where.ja(
@@ -106,35 +154,45 @@ def typed_members(
             ),
         )
     notes += missing_column_notes(near)
+    return SourceColumns(where, columns, notes)
 
-    body.index = pd.RangeIndex(2, len(body) + 2, name="row")
-    blank = _blank_rows(body)
-    if blank.any():  # copying every column of a million members when no row is blank cost 0.5 s
-        body = body[~blank]
 
+def assemble(
+    source: SourceColumns,
+    index: pd.Index,
+    convert: Callable[[int, str | None, str], pd.Series],
+) -> pd.DataFrame:
+    """The typed frame: each column as ``convert(position, kind, label)`` makes it (kind
+    None for a custom field), in the contract's order, the ids checked unique, the attrs set.
+
+    The one assembly, whoever converts the cells (:func:`typed_column` from pandas text, or
+    :mod:`bcartnb.members.arrow_typed` straight from a snapshot's Arrow columns), so both
+    convert the same columns in the same order and a file's first error is the same.
+    """
     data: dict[str, pd.Series] = {}
     headers: dict[str, str] = {}
+    columns = source.columns
     for name in CANONICAL_COLUMNS:
         kind = COLUMN_KINDS[name]
         if name not in columns:
-            data[name] = _blank(kind, body.index)
+            data[name] = _blank(kind, index)
             continue
         pos, head = columns[name]
         label = head if head == name else f"{head} ({name})"
-        data[name] = _convert(body.iloc[:, pos], kind, label, where)
+        data[name] = convert(pos, kind, label)
         headers[name] = head
     for name, (pos, head) in columns.items():
         if name not in COLUMN_KINDS:
-            data[name] = _custom(body.iloc[:, pos])
+            data[name] = convert(pos, None, head)
             headers[name] = head
 
-    frame = pd.DataFrame(data, index=body.index)
-    _check_unique_ids(frame["id"], where, columns["id"][1])
+    frame = pd.DataFrame(data, index=index)
+    _check_unique_ids(frame["id"], source.where, columns["id"][1])
     frame.attrs = {
-        "source": str(file),
+        "source": str(source.where.path),
         "headers": headers,
         "missing_columns": [n for n in CANONICAL_COLUMNS if n not in columns],
-        "warnings": notes,
+        "warnings": source.notes,
     }
     return frame
 
@@ -148,6 +206,12 @@ def _blank_rows(body: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
             break
         blank &= (body.iloc[:, pos] == "").to_numpy(dtype=bool)
     return blank
+
+
+def typed_column(col: pd.Series, kind: str | None, label: str, where: Where) -> pd.Series:
+    """One column of text by the rules: a canonical column by its ``kind``, a custom field
+    (``kind`` None) by what it holds (:func:`_custom`)."""
+    return _custom(col) if kind is None else _convert(col, kind, label, where)
 
 
 def _blank(kind: str, index: pd.Index) -> pd.Series:
@@ -197,7 +261,7 @@ def _blanks_missing(text: pd.Series) -> pd.Series | None:
 
 #: A custom column's whole number: no sign but a minus, no leading zero (0123 is a code, and
 #: a code read as 123 would lose its zero), at most 18 digits (int64 holds every one).
-_CUSTOM_INT_RE: Final = r"-?(?:0|[1-9][0-9]{0,17})"
+CUSTOM_INT_RE: Final = r"-?(?:0|[1-9][0-9]{0,17})"
 
 
 def _custom(col: pd.Series) -> pd.Series:
@@ -214,9 +278,9 @@ def _custom(col: pd.Series) -> pd.Series:
         return _text(col)
     values = stripped[~blank]
     first = str(values.iloc[0])  # most text columns are told apart by their first value
-    if re.fullmatch(_CUSTOM_INT_RE, first) and values.str.fullmatch(_CUSTOM_INT_RE).all():
+    if re.fullmatch(CUSTOM_INT_RE, first) and values.str.fullmatch(CUSTOM_INT_RE).all():
         return stripped.mask(blank).astype("Int64")
-    if re.match(_DATE_RE, first):
+    if re.match(DATE_RE, first):
         stamps, bad = _parse_datetimes(stripped, blank)
         if not bad.any():
             localized: pd.Series = stamps.dt.tz_localize(TOKYO)
@@ -272,12 +336,12 @@ def _convert(col: pd.Series, kind: str, label: str, where: Where) -> pd.Series:
             raise where.error(
                 "member id is blank", row, label, ja=where.ja(f"の {row} 行目の会員IDが空欄です。")
             )
-        bad = ~stripped.str.fullmatch(_ID_RE)
+        bad = ~stripped.str.fullmatch(ID_RE)
         if bad.any():
             raise _bad_value(col, bad, label, where, kind)
         return stripped.astype(np.int64)
     if kind == "int":
-        bad = ~blank & ~stripped.str.fullmatch(_ID_RE)
+        bad = ~blank & ~stripped.str.fullmatch(ID_RE)
         if bad.any():
             raise _bad_value(col, bad, label, where, kind)
         return stripped.mask(blank).astype("Int64")
@@ -319,7 +383,7 @@ def _parse_datetimes(stripped: pd.Series, blank: pd.Series) -> tuple[pd.Series, 
     rest = (~blank & stamps.isna()).to_numpy(dtype=bool)
     if rest.any():
         others = stripped[rest]
-        parts = others.str.extract(_DATE_RE)
+        parts = others.str.extract(DATE_RE)
         parts.columns = ["year", "month", "day", "hour", "minute", "second"]
         ok_shape = parts["year"].notna()
         comps = parts.apply(pd.to_numeric).fillna({"hour": 0, "minute": 0, "second": 0})

@@ -3,13 +3,15 @@
 The table shows what the package decided (the result and each member's 送信できない理由);
 it keeps one thing of its own, the set of ticked ids, published as the ``checked`` trait in
 file order so the wizard can hand it to ``build_audience(checked=...)`` unchanged.
-Only the current page has widgets, so a list of 100,000 members costs 20 rows of widgets.
+Only the current page has widgets, so a list of 100,000 members costs 20 rows of widgets, and
+they are made once: a page, a search or a tick only sets their values (making a page of
+widgets anew cost a quarter of a second).
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import ipywidgets as widgets
@@ -17,10 +19,19 @@ import pandas as pd
 import traitlets
 
 from bcartnb.audience import REASON_LABELS, Audience
+from bcartnb.filters import resolve_column
 
 from ._common import fit, row
 
-__all__ = ["COLUMNS", "PAGE_SIZE", "MemberTable", "cell_html", "table_rows"]
+__all__ = [
+    "COLUMNS",
+    "PAGE_SIZE",
+    "SHOWN_COLUMNS",
+    "MemberTable",
+    "cell_html",
+    "narrowed",
+    "table_rows",
+]
 
 PAGE_SIZE: Final = 20
 #: The table's columns, in B-Cart's words.
@@ -33,6 +44,28 @@ COLUMNS: Final[tuple[str, ...]] = (
     "メール案内",
     "送信できない理由",
 )
+
+#: The member columns :func:`table_rows` reads (a sort for the table needs no other).
+SHOWN_COLUMNS: Final[tuple[str, ...]] = (
+    "id",
+    "comp_name",
+    "tanto_last_name",
+    "tanto_first_name",
+    "email",
+    "pref",
+    "mm_flag",
+)
+
+
+def narrowed(members: pd.DataFrame, flt: Mapping[str, Any]) -> pd.DataFrame:
+    """The members with only the columns a sort for the table reads (the filter's and
+    :data:`SHOWN_COLUMNS`): a sort copies every column it keeps, and copying 25 to count or
+    show 7 was most of a 絞込. A filter key no column has stays the filter's error."""
+    wanted = {
+        *SHOWN_COLUMNS,
+        *(resolve_column(k, members.columns) for k in flt if isinstance(k, str)),
+    }
+    return members[[c for c in members.columns if c in wanted]]
 
 
 def cell_html(value: Any) -> str:
@@ -51,9 +84,8 @@ def _text(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame[column].astype("str").fillna("").astype(object)
 
 
-def _reasons(audience: Audience) -> pd.Series:
-    """送信できない理由 of each unsendable member; ``already_sent`` names the campaign."""
-    un = audience.unsendable
+def _reasons(audience: Audience, un: pd.DataFrame) -> pd.Series:
+    """送信できない理由 of the unsendable members ``un``; ``already_sent`` names the campaign."""
     labels = un["reason"].astype(object).map(lambda r: REASON_LABELS[r])
     held = (un["reason"] == "already_sent").to_numpy(dtype=bool, na_value=False)
     if held.any():
@@ -67,17 +99,21 @@ def _reasons(audience: Audience) -> pd.Series:
     return labels
 
 
-def table_rows(audience: Audience) -> pd.DataFrame:
-    """One row a selected member: the :data:`COLUMNS` as display text, ``id`` as int."""
-    sel = audience.selected
+def table_rows(audience: Audience, rows: slice = slice(None)) -> pd.DataFrame:
+    """One row a selected member (the ``rows`` of them: a page): the :data:`COLUMNS` as
+    display text, ``id`` as int."""
+    sel = audience.selected.iloc[rows]
     person = (_text(sel, "tanto_last_name") + " " + _text(sel, "tanto_first_name")).str.strip()
     if "mm_flag" in sel.columns:
         mm = sel["mm_flag"].map({True: "受け取る", False: "受け取らない"}).fillna("")
     else:
         mm = pd.Series("", index=sel.index)
     reason = pd.Series("", index=sel.index, dtype=object)
-    if len(audience.unsendable):
-        reason.loc[audience.unsendable.index] = _reasons(audience)
+    un = audience.unsendable
+    if len(un):  # the page's, and only what _reasons reads: a take of every column is slow
+        un = un.loc[un.index.intersection(sel.index), un.columns.intersection(["reason", "email"])]
+    if len(un):
+        reason.loc[un.index] = _reasons(audience, un)
     return pd.DataFrame(
         {
             "id": sel["id"].astype("int64"),
@@ -101,12 +137,16 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
 
     def __init__(self, page_size: int = PAGE_SIZE) -> None:
         self.page_size = page_size
-        self.rows = pd.DataFrame(columns=["id", *COLUMNS])
+        self._audience: Audience | None = None
+        self._rows: pd.DataFrame | None = None
         self._ids: list[int] = []
         self._pos: dict[int, int] = {}
         self._ticked: set[int] = set()
         self._boxes: dict[int, widgets.Checkbox] = {}
         self._syncing = False
+        self._slots: list[tuple[widgets.Checkbox, list[widgets.HTML]]] = []
+        self._shown: list[int | None] = []  # the member id each slot shows, None off the page
+        self._named: list[int | None] = []  # the member id each slot's class names
         self.result_count = widgets.Label("検索結果: 0件")
         self.result_count.add_class("bcartnb-result-count")
         self.checked_count = widgets.Label("チェックした会員: 0件")
@@ -143,6 +183,16 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
     # --- data ----------------------------------------------------------------------------
 
     @property
+    def rows(self) -> pd.DataFrame:
+        """The whole result as the table shows it (:func:`table_rows`), made when asked:
+        the screen needs one page of it."""
+        if self._rows is None:
+            if self._audience is None:
+                return pd.DataFrame(columns=["id", *COLUMNS])
+            self._rows = table_rows(self._audience)
+        return self._rows
+
+    @property
     def result_ids(self) -> list[int]:
         """Every member id of the search result, in file order."""
         return list(self._ids)
@@ -153,8 +203,8 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
 
     def set_result(self, audience: Audience) -> None:
         """Show a new search result; checks start empty, as after a search in B-Cart."""
-        self.rows = table_rows(audience)
-        self._ids = self.rows["id"].tolist()
+        self._audience, self._rows = audience, None
+        self._ids = audience.selected["id"].astype("int64").tolist()
         self._pos = {i: n for n, i in enumerate(self._ids)}
         self._ticked = set()
         self.result_count.value = f"検索結果: {len(self._ids):,}件"
@@ -165,11 +215,10 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
     def refresh(self, audience: Audience) -> None:
         """The same result sorted again (the mail now known): each member's 送信できない理由
         anew, the ticks and the page kept. Another result is shown afresh."""
-        rows = table_rows(audience)
-        if rows["id"].tolist() != self._ids:
+        if audience.selected["id"].astype("int64").tolist() != self._ids:
             self.set_result(audience)
             return
-        self.rows = rows
+        self._audience, self._rows = audience, None
         self._render()
 
     def check(self, ids: Iterable[int], value: bool = True) -> None:
@@ -211,8 +260,9 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
         finally:
             self._syncing = False
 
-    def _on_box(self, mid: int, change: dict[str, Any]) -> None:
-        if self._syncing:
+    def _on_box(self, slot: int, change: dict[str, Any]) -> None:
+        mid = self._shown[slot]
+        if self._syncing or mid is None:
             return
         if change["new"]:
             self._ticked.add(mid)
@@ -220,26 +270,50 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
             self._ticked.discard(mid)
         self._publish()
 
+    def _slot(self, n: int) -> tuple[widgets.Checkbox, list[widgets.HTML]]:
+        """The widgets of the page's row ``n``, made the first time a page needs them."""
+        while len(self._slots) <= n:
+            slot = len(self._slots)
+            box = widgets.Checkbox(value=False, indent=False, layout=widgets.Layout(width="2em"))
+            box.observe(lambda ch, slot=slot: self._on_box(slot, ch), names="value")
+            self._slots.append((box, [widgets.HTML("") for _ in COLUMNS]))
+            self._shown.append(None)
+            self._named.append(None)
+        return self._slots[n]
+
     def _render(self) -> None:
-        for w in self.grid.children:
-            w.close()
-        self._boxes = {}
-        cells: list[widgets.Widget] = [widgets.HTML("")]
-        cells += [widgets.HTML(f"<b>{html.escape(c)}</b>") for c in COLUMNS]
+        if not self.grid.children:
+            self.grid.children = [widgets.HTML("")] + [
+                widgets.HTML(f"<b>{html.escape(c)}</b>") for c in COLUMNS
+            ]
         start = self.page * self.page_size
-        for rec in self.rows.iloc[start : start + self.page_size].itertuples(index=False):
-            mid = int(rec[0])
-            box = widgets.Checkbox(
-                value=mid in self._ticked,
-                indent=False,
-                layout=widgets.Layout(width="2em"),
-            )
-            box.add_class(f"bcartnb-check-{mid}")
-            box.observe(lambda ch, mid=mid: self._on_box(mid, ch), names="value")
-            self._boxes[mid] = box
-            cells.append(box)
-            cells += [widgets.HTML(cell_html(v)) for v in rec[1:]]
-        self.grid.children = cells
+        shown = slice(start, start + self.page_size)
+        rows = self.rows if self._audience is None else table_rows(self._audience, shown)
+        page = list(rows.itertuples(index=False))
+        self._boxes = {}
+        cells: list[widgets.Widget] = list(self.grid.children[: 1 + len(COLUMNS)])
+        self._syncing = True
+        try:
+            for n, rec in enumerate(page):
+                mid = int(rec[0])
+                box, texts = self._slot(n)
+                if self._named[n] != mid:  # the class names the member (the browser test's too)
+                    if self._named[n] is not None:
+                        box.remove_class(f"bcartnb-check-{self._named[n]}")
+                    box.add_class(f"bcartnb-check-{mid}")
+                    self._named[n] = mid
+                self._shown[n] = mid
+                box.value = mid in self._ticked
+                for cell, value in zip(texts, rec[1:], strict=True):
+                    cell.value = cell_html(value)
+                self._boxes[mid] = box
+                cells += [box, *texts]
+        finally:
+            self._syncing = False
+        for n in range(len(page), len(self._slots)):
+            self._shown[n] = None  # off the page: a late click on it ticks nobody
+        if len(cells) != len(self.grid.children):
+            self.grid.children = cells
         self.page_label.value = f"{self.page + 1} / {self.pages} ページ"
         self.prev.disabled = self.page == 0
         self.next.disabled = self.page >= self.pages - 1

@@ -43,7 +43,7 @@ from .confirm_step import ConfirmStep
 from .filter_step import FilterStep
 from .header import Header
 from .member_source import MemberSource, store_upload
-from .member_table import PAGE_SIZE, MemberTable
+from .member_table import PAGE_SIZE, MemberTable, narrowed
 from .planning import confirm, form_spec, sorted_for_mail
 from .segment_tools import SegmentTools
 from .send_step import SendStep
@@ -166,6 +166,8 @@ class Wizard:
         self._all_sendable: int | None = None
         self._select_listed: frozenset[str] = frozenset()  # the suppression list, per 絞込
         self.segment_tools = SegmentTools(self)  # セグメント: pick, read in words, save
+        #: read once per change to the ledger, not on every click
+        self._suppressions = campaign.SuppressionList(self.settings)
         self._wire_filter_step()
         self.source.load.on_click(lambda _b: self._load_chosen())
         self.source.upload.observe(lambda _c: self._load_upload(), names="value")
@@ -342,8 +344,9 @@ class Wizard:
         found = sorted_for_mail(frame, self.settings, flt, checked, values, self._repeat_key)
         if found is not None:
             return found
-        listed = campaign.suppressed_addresses(self.settings)
-        return build_audience(frame, flt or None, list(checked) or None, opt_in, listed)
+        listed = self._suppressions.addresses()
+        narrow = narrowed(frame, flt)
+        return build_audience(narrow, flt or None, list(checked) or None, opt_in, listed)
 
     def _back_to_select(self) -> None:
         """戻る from the form: the member list, its reasons sorted again for the mail written
@@ -374,22 +377,27 @@ class Wizard:
             return
         opt_in = bool(self.compose.opt_in.value)
         held = self._found.already_sent_in  # the form's mail: who has it (see _sort)
+
+        def sendable(ids: list[int] | None) -> int:
+            members = narrowed(self.members, self._filter)
+            flt = self._filter or None
+            return len(
+                build_audience(members, flt, ids, opt_in, self._select_listed, held).sendable
+            )
+
         try:
             if recount or self._select_quota is None or self._all_sendable is None:
                 self._select_quota = campaign.quota_status(self.settings)
-                self._select_listed = campaign.suppressed_addresses(self.settings)
-                ids = self.table.result_ids if self._keyword else None
-                found = build_audience(
-                    self.members, self._filter or None, ids, opt_in, self._select_listed, held
+                self._select_listed = self._suppressions.addresses()
+                # the result as sorted, unless メール案内 is asked (the sort does not ask it)
+                self._all_sendable = (
+                    sendable(self.table.result_ids if self._keyword else None)
+                    if opt_in
+                    else len(self._found.sendable)
                 )
-                self._all_sendable = len(found.sendable)
             counts = [("検索結果すべての送信件数", self._all_sendable)]
             if self.table.checked:
-                checked = list(self.table.checked)
-                audience = build_audience(
-                    self.members, self._filter or None, checked, opt_in, self._select_listed, held
-                )
-                counts.append(("チェックした会員の送信件数", len(audience.sendable)))
+                counts.append(("チェックした会員の送信件数", sendable(list(self.table.checked))))
         except BcartnbError as err:
             self.status.error(err)
             return
