@@ -21,17 +21,15 @@ import email
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.errors import HeaderParseError
-from email.header import Header, decode_header
 from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
+from bcartnb.hygiene.notice import Notice, all_values, flat, header
 from bcartnb.mailtokens import MailRef, is_ours, parse_message_id, parse_verp
 
 __all__ = [
@@ -46,7 +44,6 @@ __all__ = [
 #: Bounces and reports are small; past this a mail is read only this far (the original
 #: message's tail, if any, is what gets cut).
 MAX_MESSAGE_BYTES = 4_000_000
-_MAX_TEXT = 200_000  # characters of a notice's text searched for addresses and codes
 _ADDRESS_RE = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})"
 )
@@ -161,13 +158,14 @@ def parse_message(
         msg = email.message_from_bytes(raw, policy=compat32)
     except Exception:  # the parser is lenient; anything it still trips on is not a bounce
         return Parsed(_digest(raw.decode("latin-1")), now, ())
-    at = _date(msg, now)
+    notice = Notice(msg)
+    at = _date(notice, now)
     try:
-        findings, named = _classify(msg, unsubscribe_to)
-        refs, foreign = _refs(msg, raw)
-        content = _content(msg)
+        findings, named = _classify(notice, unsubscribe_to)
+        refs, foreign = _refs(notice, raw)
+        content = _content(notice)
         unsubscribing = any(f.kind == "unsubscribed" for f in findings)
-        tokens = _token_candidates(msg) if unsubscribing else ()
+        tokens = _token_candidates(notice) if unsubscribing else ()
     except Exception:  # a broken structure deep inside: report nothing rather than crash
         return Parsed(_digest(raw.decode("latin-1")), at, ())
     return Parsed(content, at, tuple(findings), tuple(refs), frozenset(named), foreign, tokens)
@@ -180,26 +178,27 @@ def _digest(text: str) -> str:
 _MBOX_QUOTE = re.compile(r"^>+(?=From )", re.MULTILINE)
 
 
-def _content(msg: Message) -> str:
+def _content(notice: Notice) -> str:
     """The notice's text, as no mail client or mbox changes it: ``>From`` unquoted, white
     space collapsed; plus its Subject and From (a mail client adds headers, never edits
     these)."""
-    text = _MBOX_QUOTE.sub("", _notice_text(msg))
-    head = f"{_decoded(msg, 'subject')}\0{_header(msg, 'from')}"
+    text = _MBOX_QUOTE.sub("", notice.text)
+    head = f"{notice.decoded('subject')}\0{notice.header('from')}"
     return _digest(head + "\0" + " ".join(text.split()))
 
 
 _TOKEN_CANDIDATE = re.compile(r"[A-Za-z0-9_-]{24,400}")
+_TOKEN_PLACES = ("to", "delivered-to", "x-original-to")
 _MAX_TOKENS = 16
 
 
-def _token_candidates(msg: Message) -> tuple[str, ...]:
+def _token_candidates(notice: Notice) -> tuple[str, ...]:
     """Strings of an unsubscribe request that may be our signed token: in its Subject, its
     recipient's local part (``unsubscribe+TOKEN@…``) or the start of its text."""
-    places = [_decoded(msg, "subject")]
-    for _, address in getaddresses(_all(msg, ("to", "delivered-to", "x-original-to"))):
+    places = [notice.decoded("subject")]
+    for _, address in getaddresses(all_values(notice.msg, _TOKEN_PLACES)):
         places.append(address.partition("@")[0])
-    places.append(_notice_text(msg)[:4000])
+    places.append(notice.text[:4000])
     out: list[str] = []
     for place in places:
         for m in _TOKEN_CANDIDATE.finditer(place):
@@ -208,38 +207,10 @@ def _token_candidates(msg: Message) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _header(msg: Message, name: str) -> str:
-    value = msg.get(name)
-    if value is None:
-        return ""
-    text = str(value)
-    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
-
-
-def _decoded(msg: Message, name: str) -> str:
-    """A header as text: encoded words (=?ISO-2022-JP?B?…?=) and raw UTF-8 decoded."""
-    value = msg.get(name)
-    if value is None:
-        return ""
-    try:
-        parts = decode_header(value if isinstance(value, Header) else str(value))
-    except (HeaderParseError, ValueError, LookupError):
-        return _header(msg, name)
-    out = []
-    for chunk, charset in parts:
-        if isinstance(chunk, bytes):
-            try:
-                chunk = chunk.decode(charset or "utf-8", "replace")
-            except LookupError:  # unknown-8bit and the like
-                chunk = chunk.decode("utf-8", "replace")
-        out.append(chunk)
-    return _flat("".join(out))
-
-
-def _date(msg: Message, now: datetime) -> datetime:
+def _date(notice: Notice, now: datetime) -> datetime:
     """When the report was written (its Date), unless that is missing or not plausible."""
     try:
-        at = parsedate_to_datetime(_header(msg, "date"))
+        at = parsedate_to_datetime(notice.header("date"))
     except (TypeError, ValueError, IndexError, OverflowError):
         return now
     if at.tzinfo is None or not (now - timedelta(days=3650) <= at <= now + timedelta(days=1)):
@@ -248,28 +219,27 @@ def _date(msg: Message, now: datetime) -> datetime:
 
 
 def _classify(
-    msg: Message, unsubscribe_to: re.Pattern[str] | None
+    notice: Notice, unsubscribe_to: re.Pattern[str] | None
 ) -> tuple[list[Finding], set[str]]:
     named: set[str] = set()
-    complaint = _complaint(msg, named)
+    complaint = _complaint(notice, named)
     if complaint is not None:
         return [complaint], named
-    from_addr = clean_address(parseaddr(_header(msg, "from"))[1])
-    daemon = _DAEMON_RE.search(_header(msg, "from")) is not None
-    if unsubscribe_to is not None and not daemon and _auto_submitted(msg) is False:
-        targets = [
-            a for _, a in getaddresses(_all(msg, ("to", "cc", "delivered-to", "x-original-to")))
-        ]
-        if from_addr and any(unsubscribe_to.fullmatch(t.strip().lower()) for t in targets if t):
-            named.add(from_addr)
-            return [Finding("unsubscribed", from_addr, None, "mailto")], named
-    statuses = _dsn_blocks(msg, named)
+    daemon = _DAEMON_RE.search(notice.header("from")) is not None
+    if unsubscribe_to is not None and not daemon and _auto_submitted(notice) is False:
+        targets = [a for _, a in getaddresses(all_values(notice.msg, _UNSUBSCRIBE_PLACES))]
+        if any(unsubscribe_to.fullmatch(t.strip().lower()) for t in targets if t):
+            from_addr = clean_address(parseaddr(notice.header("from"))[1])
+            if from_addr:
+                named.add(from_addr)
+                return [Finding("unsubscribed", from_addr, None, "mailto")], named
+    statuses = _dsn_blocks(notice, named)
     try:
-        temporary, permanent = all_failures(msg)
+        temporary, permanent = all_failures(notice.msg)
     except Exception:  # a detector tripping on an odd header (8-bit From); ours still read it
         temporary = permanent = frozenset()
     found: list[Finding] = []
-    text = _notice_text(msg)
+    text = notice.text
     for value, soft in [*((a, False) for a in permanent), *((a, True) for a in temporary)]:
         address = clean_address(value)
         if address is None or any(f.address == address for f in found):
@@ -278,12 +248,15 @@ def _classify(
         status = statuses.get(address) or _status_near(text, address)
         found.append(Finding(_kind(status, soft=soft), address, status, None))
     if not found:
-        found = _carrier_notice(msg, text, named)
-    if not found and (statuses or _is_report(msg, "delivery-status")):
+        found = _carrier_notice(notice, text, named)
+    if not found and (statuses or _is_report(notice, "delivery-status")):
         # a DSN whose recipient we cannot read: the scan may still place it (VERP)
         status = next(iter(statuses.values()), None) or _status_near(text, "")
         found = [Finding(_kind(status, soft=False), None, status, "no recipient")]
     return found, named
+
+
+_UNSUBSCRIBE_PLACES = ("to", "cc", "delivered-to", "x-original-to")
 
 
 def _kind(status: str | None, *, soft: bool) -> str:
@@ -294,46 +267,24 @@ def _kind(status: str | None, *, soft: bool) -> str:
     return "soft_bounce" if soft else "hard_bounce"
 
 
-def _auto_submitted(msg: Message) -> bool:
+def _auto_submitted(notice: Notice) -> bool:
     """An auto-reply (vacation notice) to the unsubscribe address is no one's request."""
-    value = _header(msg, "auto-submitted").lower()
+    value = notice.header("auto-submitted").lower()
     return bool(value) and value != "no"
 
 
-def _all(msg: Message, names: tuple[str, ...]) -> list[str]:
-    out: list[str] = []
-    for name in names:
-        out += [_flat(v) for v in msg.get_all(name) or []]
-    return out
-
-
-def _flat(value: object) -> str:
-    return " ".join("".join(c if c.isprintable() else " " for c in str(value)).split())
-
-
-def _is_report(msg: Message, report_type: str) -> bool:
+def _is_report(notice: Notice, report_type: str) -> bool:
     return (
-        msg.get_content_type() == "multipart/report"
-        and str(msg.get_param("report-type", "")).lower() == report_type
+        notice.content_type == "multipart/report"
+        and str(notice.msg.get_param("report-type", "")).lower() == report_type
     )
 
 
-def _parts(msg: Message) -> Iterator[Message]:
-    """Every part, except what is inside an attached original message (it is not the notice)."""
-    yield msg
-    if msg.is_multipart() and msg.get_content_type() != "message/rfc822":
-        payload = msg.get_payload()
-        if isinstance(payload, list):
-            for part in payload:
-                if isinstance(part, Message):
-                    yield from _parts(part)
-
-
-def _dsn_blocks(msg: Message, named: set[str]) -> dict[str, str]:
+def _dsn_blocks(notice: Notice, named: set[str]) -> dict[str, str]:
     """Recipient → status code from every message/delivery-status part's recipient blocks."""
     out: dict[str, str] = {}
-    for part in _parts(msg):
-        if part.get_content_type() != "message/delivery-status" or not part.is_multipart():
+    for part, ctype in notice.parts:
+        if ctype != "message/delivery-status" or not part.is_multipart():
             continue
         payload = part.get_payload()
         if not isinstance(payload, list):
@@ -342,12 +293,12 @@ def _dsn_blocks(msg: Message, named: set[str]) -> dict[str, str]:
             if not isinstance(block, Message):
                 continue
             recipients = [
-                clean_address(_flat(block.get(h, "")).partition(";")[2] or _flat(block.get(h, "")))
-                for h in ("final-recipient", "original-recipient", "x-actual-recipient")
-                if block.get(h)
+                clean_address(flat(value).partition(";")[2] or flat(value))
+                for value in (block.get(h) for h in _RECIPIENT_FIELDS)
+                if value
             ]
-            m = _ENHANCED_RE.search(_flat(block.get("status", "")))
-            action = _flat(block.get("action", "")).lower()
+            m = _ENHANCED_RE.search(flat(block.get("status", "")))
+            action = flat(block.get("action", "")).lower()
             status = m.group(0) if m else ("4.0.0" if action.startswith("delayed") else None)
             for address in recipients:
                 if address is not None:
@@ -359,28 +310,7 @@ def _dsn_blocks(msg: Message, named: set[str]) -> dict[str, str]:
     return out
 
 
-def _notice_text(msg: Message) -> str:
-    """The notice's own text parts, decoded (ISO-2022-JP included), cut at :data:`_MAX_TEXT`."""
-    chunks: list[str] = []
-    size = 0
-    for part in _parts(msg):
-        if part.is_multipart() or part.get_content_maintype() != "text":
-            continue
-        if part.get_content_type() == "text/rfc822-headers":
-            continue
-        data = part.get_payload(decode=True)
-        if not isinstance(data, bytes):
-            continue
-        charset = part.get_content_charset() or "us-ascii"
-        try:
-            text = data.decode(charset, "replace")
-        except LookupError:
-            text = data.decode("utf-8", "replace")
-        chunks.append(text)
-        size += len(text)
-        if size > _MAX_TEXT:
-            break
-    return "\n".join(chunks)[:_MAX_TEXT]
+_RECIPIENT_FIELDS = ("final-recipient", "original-recipient", "x-actual-recipient")
 
 
 def _status_near(text: str, address: str) -> str | None:
@@ -400,22 +330,19 @@ def _status_near(text: str, address: str) -> str | None:
     return m.group(0) if m else None
 
 
-def _carrier_notice(msg: Message, text: str, named: set[str]) -> list[Finding]:
+def _carrier_notice(notice: Notice, text: str, named: set[str]) -> list[Finding]:
     """A non-standard notice flufl.bounce does not read: Japanese carriers' and the like.
 
     It must look like one (from a mailer daemon, or automatic with a bounce subject) and say why per
     address: a recipient phrase ("550 Unknown user", 「存在しません」) on its line or the
     next ones. The address must be on a line of the notice, not only in the quoted original.
     """
-    daemon = _DAEMON_RE.search(_header(msg, "from")) is not None
-    automatic = _auto_submitted(msg) or _header(msg, "return-path") == "<>"
-    if not daemon and not (automatic and _BOUNCE_SUBJECT_RE.search(_decoded(msg, "subject"))):
+    daemon = _DAEMON_RE.search(notice.header("from")) is not None
+    automatic = _auto_submitted(notice) or notice.header("return-path") == "<>"
+    if not daemon and not (automatic and _BOUNCE_SUBJECT_RE.search(notice.decoded("subject"))):
         return []  # a member's reply saying 「エラー」 is not a bounce
     lines = _before_original(text.splitlines())
-    own = {
-        a.lower()
-        for _, a in getaddresses(_all(msg, ("to", "from", "delivered-to", "x-original-to")))
-    }
+    own = {a.lower() for _, a in getaddresses(all_values(notice.msg, _OWN_PLACES))}
     found: list[Finding] = []
     for i, line in enumerate(lines):
         for m in _ADDRESS_RE.finditer(line):
@@ -434,6 +361,7 @@ def _carrier_notice(msg: Message, text: str, named: set[str]) -> list[Finding]:
     return found
 
 
+_OWN_PLACES = ("to", "from", "delivered-to", "x-original-to")
 _ORIGINAL_START = re.compile(
     r"^\s*-{2,}.*(original|copy of the message|returned message|元の|送信されたメール)"
     r"|^(return-path|received|message-id|from|to|subject|date):",
@@ -449,11 +377,9 @@ def _before_original(lines: list[str]) -> list[str]:
     return lines
 
 
-def _complaint(msg: Message, named: set[str]) -> Finding | None:
+def _complaint(notice: Notice, named: set[str]) -> Finding | None:
     """An ARF report (RFC 5965): the complained-of recipient, from the report or the original."""
-    report = next(
-        (p for p in _parts(msg) if p.get_content_type() == "message/feedback-report"), None
-    )
+    report = next((p for p, ctype in notice.parts if ctype == "message/feedback-report"), None)
     if report is None:
         return None
     fields = _report_fields(report)
@@ -461,18 +387,19 @@ def _complaint(msg: Message, named: set[str]) -> Finding | None:
     if kind not in _COMPLAINT_TYPES:
         return None  # not-spam and the like are no complaint
     candidates = [fields.get("original-rcpt-to", "")]
-    original = _original_headers(msg)
+    original = notice.original
     if original is not None:
         # Microsoft's JMRP redacts To: but keeps the recipient in its own header
-        candidates += [
-            a for _, a in getaddresses(_all(original, ("x-hmxmroriginalrecipient", "to")))
-        ]
+        candidates += [a for _, a in getaddresses(all_values(original, _COMPLAINED_PLACES))]
     for value in candidates:
         address = clean_address(value)
         if address is not None:
             named.add(address)
             return Finding("complaint", address, None, f"feedback-type {kind or 'abuse'}")
     return Finding("complaint", None, None, "no recipient")
+
+
+_COMPLAINED_PLACES = ("x-hmxmroriginalrecipient", "to")
 
 
 def _report_fields(part: Message) -> dict[str, str]:
@@ -484,54 +411,43 @@ def _report_fields(part: Message) -> dict[str, str]:
         for block in blocks:
             if isinstance(block, Message):
                 for k, v in block.items():
-                    out.setdefault(k.lower(), _flat(v))
+                    out.setdefault(k.lower(), flat(v))
         return out
     data = part.get_payload(decode=True)
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(payload)
     for line in text.splitlines():
         k, sep, v = line.partition(":")
         if sep:
-            out.setdefault(k.strip().lower(), _flat(v))
+            out.setdefault(k.strip().lower(), flat(v))
     return out
-
-
-def _original_headers(msg: Message) -> Message | None:
-    """The attached original mail (message/rfc822) or its headers (text/rfc822-headers)."""
-    for part in msg.walk() if msg.is_multipart() else []:
-        ctype = part.get_content_type()
-        if ctype == "message/rfc822":
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-                return payload[0]
-        elif ctype == "text/rfc822-headers":
-            data = part.get_payload(decode=True)
-            if isinstance(data, bytes):
-                return email.message_from_bytes(data, policy=compat32)
-    return None
 
 
 _QUOTED_ID = re.compile(
     r"^[ \t>]*message-id:[ \t]*(<[^<>\s]{1,500}>)", re.IGNORECASE | re.MULTILINE
 )
+_ANY_ID = re.compile(r"<[^<>\s]{1,500}>")
+_RETURN_PLACES = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to")
 
 
-def _refs(msg: Message, raw: bytes) -> tuple[list[MailRef], bool]:
+def _refs(notice: Notice, raw: bytes) -> tuple[list[MailRef], bool]:
     """Where the mail says which mail it answers: VERP first, then Message-IDs; and whether
     it quotes a Message-ID that is not one of ours."""
     refs: list[MailRef] = []
-    original = _original_headers(msg)
-    paths = _all(msg, ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to"))
+    original = notice.original
+    paths = all_values(notice.msg, _RETURN_PLACES)
     if original is not None:  # a complaint report keeps the original's Return-Path
-        paths += _all(original, ("return-path",))
+        paths += all_values(original, ("return-path",))
     for value in paths:
+        if "+" not in value:  # a VERP has one (and parsing an address list is slow)
+            continue
         for _, address in getaddresses([value]):
             ref = parse_verp(address)
             if ref is not None and ref not in refs:
                 refs.append(ref)
     seen: list[str] = []
     if original is not None:
-        seen.append(_header(original, "message-id"))
-    seen += [_header(msg, "in-reply-to"), _header(msg, "references")]
+        seen.append(header(original, "message-id"))
+    seen += [notice.header("in-reply-to"), notice.header("references")]
     body = raw[:MAX_MESSAGE_BYTES].decode("latin-1")
     # notices that quote the original as text (Exim, qmail, carriers) still carry its id
     quoted = _QUOTED_ID.findall(body.replace("\r\n", "\n").partition("\n\n")[2])
@@ -539,6 +455,6 @@ def _refs(msg: Message, raw: bytes) -> tuple[list[MailRef], bool]:
         for ref in parse_message_id(value):
             if ref not in refs:
                 refs.append(ref)
-    ids = [i for v in seen for i in re.findall(r"<[^<>\s]{1,500}>", v)] + quoted
+    ids = [i for v in seen for i in _ANY_ID.findall(v)] + quoted
     foreign = any(not is_ours(i) for i in ids)
     return refs, foreign

@@ -99,16 +99,16 @@ class Matcher:
 
     def _campaign(self, token: str) -> str | None:
         if self._campaigns is None:
-            frame = self.ledger.campaigns()
-            self._campaigns = {message_token(str(c)).lower(): str(c) for c in frame["campaign_id"]}
+            ids = self.ledger.campaign_ids()
+            self._campaigns = {message_token(c).lower(): c for c in ids}
         return self._campaigns.get(token.lower())
 
     def _member(self, campaign_id: str, token: str) -> int | None:
         if token.isdigit() and message_token(str(int(token))) == token:
             return int(token) if int(token) < 1 << 63 else None  # no row holds more
         if campaign_id not in self._members:
-            ids = self.ledger.deliveries(campaign_id)["member_id"]
-            self._members[campaign_id] = {message_token(str(int(m))).lower(): int(m) for m in ids}
+            members = self.ledger.member_ids(campaign_id)
+            self._members[campaign_id] = {message_token(str(m)).lower(): m for m in members}
         return self._members[campaign_id].get(token.lower())
 
     def resolve(self, ref: MailRef) -> Mail | None:

@@ -17,13 +17,15 @@ import os
 import ssl
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from bcartnb.hygiene.bounces import Finding, Parsed, parse_message, unsubscribe_pattern
 from bcartnb.hygiene.matching import UNMATCHED_REASONS, Match, Matcher
+from bcartnb.hygiene.readall import read_all
 from bcartnb.hygiene.sources import open_mailbox
 from bcartnb.ledger import HygieneEvent, Ledger
 from bcartnb.ledger import using as ledger_using
@@ -254,15 +256,20 @@ def scan_mailbox(
     # before the ledger is opened, let alone created
     with open_mailbox(source, env=env, ssl_context=ssl_context) as box:
         label = box.label
-        bar = tqdm(
-            box,
-            total=len(box),
-            disable=not progress,
-            file=sys.stderr,
-            unit="通",
-            desc="不達メールの読み込み",
-        )
-        parsed = [parse_message(raw, unsubscribe_to=pattern, now=clock) for raw in bar]
+
+        def bar(mails: Iterator[bytes], n: int) -> Iterable[bytes]:
+            shown: Iterable[bytes] = tqdm(
+                mails,
+                total=n,
+                disable=not progress,
+                file=sys.stderr,
+                unit="通",
+                desc="不達メールの読み込み",
+            )
+            return shown
+
+        parse = partial(parse_message, unsubscribe_to=pattern, now=clock)
+        parsed = read_all(box, parse, bar)
     with ledger_using(settings, ledger) as led:
         named = {f.address for p in parsed for f in p.findings if f.address}
         mailed = led.last_deliveries(named)

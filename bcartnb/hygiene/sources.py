@@ -50,11 +50,18 @@ class Mailbox(Closing):
 
     label: str
     skipped: int = 0
+    #: whether a forked process may read a part of it (:meth:`read`) while this one reads
+    #: another: each mail its own file, no connection or file position shared
+    forkable: bool = False
 
     def __len__(self) -> int:
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[bytes]:
+        return self.read()
+
+    def read(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        """The mails from the ``start``-th up to the ``stop``-th (the end), in order."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -65,6 +72,7 @@ class _LocalMailbox(Mailbox):
     def __init__(self, box: mailbox.Mailbox[mailbox.Message], label: str) -> None:
         self.box = box
         self.label = label
+        self.forkable = isinstance(box, mailbox.Maildir)
         try:
             self.keys = sorted(box.keys())
         except (OSError, mailbox.Error) as err:
@@ -76,8 +84,8 @@ class _LocalMailbox(Mailbox):
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __iter__(self) -> Iterator[bytes]:
-        for key in self.keys:
+    def read(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        for key in self.keys[start:stop]:
             try:
                 raw = self.box.get_bytes(key)
             except (KeyError, FileNotFoundError):
@@ -269,9 +277,10 @@ class _ImapMailbox(Mailbox):
     def __len__(self) -> int:
         return len(self.uids)
 
-    def __iter__(self) -> Iterator[bytes]:
-        for start in range(0, len(self.uids), _FETCH_BATCH):
-            batch = b",".join(self.uids[start : start + _FETCH_BATCH]).decode()
+    def read(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        uids = self.uids[start:stop]
+        for first in range(0, len(uids), _FETCH_BATCH):
+            batch = b",".join(uids[first : first + _FETCH_BATCH]).decode()
             try:
                 typ, data = self.conn.uid("FETCH", batch, "(BODY.PEEK[])")
             except (imaplib.IMAP4.error, OSError) as err:

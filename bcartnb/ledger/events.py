@@ -397,6 +397,22 @@ class HygieneEvents(Database):
             ).fetchone()
         return None if row is None else str(row[0])
 
+    def campaign_ids(self) -> list[str]:
+        """Every campaign's id, oldest first as :meth:`campaigns` lists them: what a notice's
+        Message-ID is matched against, without building the send history's DataFrame."""
+        with self._read() as c:
+            rows = c.execute("SELECT campaign_id FROM campaigns ORDER BY created_at, campaign_id")
+            return [str(r[0]) for r in rows]
+
+    def member_ids(self, campaign_id: str) -> list[int]:
+        """The members of a campaign's journal in member id order (:meth:`deliveries`'s rows)."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT member_id FROM deliveries WHERE campaign_id = ? ORDER BY member_id",
+                (campaign_id,),
+            )
+            return [int(r[0]) for r in rows]
+
     def last_deliveries(self, addresses: Iterable[str]) -> dict[str, tuple[str, int]]:
         """Address (lower-cased) → (campaign id, member id) of the latest mail sent to it.
 
