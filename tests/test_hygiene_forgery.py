@@ -273,7 +273,7 @@ def test_an_unverified_carrier_notice_is_listed_masked_then_confirmed_in_one_ste
     for bad in ("zz", "nobody@example.jp", notice["id"][:4]):
         refused = bcartnb("bounces", "confirm", bad, env=env, cwd=tmp_path)
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1
-        assert "確認待ちの通知 'zz' が見つかりません" in refused.stderr
+        assert f"確認待ちの通知 {bad!r} が見つかりません" in refused.stderr
     done = bcartnb("bounces", "confirm", notice["id"], "--json", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["suppressed_new"] == 1
