@@ -125,8 +125,7 @@ class SaveAsTemplate(widgets.VBox):  # type: ignore[misc]
         members: Callable[[], pd.DataFrame],
     ) -> None:
         self.store, self._form, self._saved, self._members = store, form, saved, members
-        self.status = Status()
-        self.status.widget.add_class("bcartnb-save-template-status")
+        self.status = Status("bcartnb-save-template-status")  # not the wizard's status line
         self.name = widgets.Text(description="テンプレート名", style=_LABEL)
         self.name.add_class("bcartnb-save-template-name")
         self.save = widgets.Button(description="テンプレートとして保存", icon="save")
@@ -189,8 +188,7 @@ class TemplatesScreen(widgets.VBox):  # type: ignore[misc]
         changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.store, self.settings, self._members, self._changed = store, settings, members, changed
-        self.status = Status()
-        self.status.widget.add_class("bcartnb-tpl-status")
+        self.status = Status("bcartnb-tpl-status")  # not the wizard's status line
         self.open_button = widgets.Button(description="テンプレート管理", icon="file-text")
         self.open_button.add_class("bcartnb-open-templates")
         self.names = widgets.Select(options=[], rows=6, description="テンプレート", style=_LABEL)
