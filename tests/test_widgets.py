@@ -441,6 +441,31 @@ def test_controls_are_frozen_during_an_action_and_unfrozen_after(wizard: Wizard)
     assert seen == [True] and not wizard.filter_step.apply.disabled
 
 
+def test_an_action_freezes_the_screen_shown_and_leaves_the_hidden_screens_alone(
+    wizard: Wizard,
+) -> None:
+    """Each frozen control is two widget messages on the way to the screen (issue 24): a
+    絞込 freezes the member screen, never the form or the confirmation, which it hides."""
+    changed: dict[int, list[bool]] = {}
+    every = wizard.controls
+    for c in every:
+        if hasattr(c, "disabled"):
+            c.observe(
+                lambda ch: changed.setdefault(id(ch["owner"]), []).append(ch["new"]), "disabled"
+            )
+    wizard.filter_step.apply.click()
+    hidden = [*wizard.compose.controls, *wizard.confirm.controls, *wizard.sending.controls]
+    assert changed[id(wizard.filter_step.apply)] == [True, False]
+    assert changed[id(wizard.send_all)] == [True, False]
+    assert not [c for c in hidden if id(c) in changed]
+    wizard.send_all.click()  # on the form now: 戻る freezes the member screen again
+    assert wizard.stage == "compose"
+    changed.clear()
+    wizard.compose.back.click()
+    assert changed[id(wizard.filter_step.apply)] == [True, False]
+    assert not [c for c in hidden if id(c) in changed]
+
+
 def test_the_one_documented_name_is_wizard() -> None:
     assert bcartnb.widgets.__all__ == ["Wizard"]
 

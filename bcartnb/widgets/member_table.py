@@ -297,13 +297,14 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
             for n, rec in enumerate(page):
                 mid = int(rec[0])
                 box, texts = self._slot(n)
-                if self._named[n] != mid:  # the class names the member (the browser test's too)
-                    if self._named[n] is not None:
-                        box.remove_class(f"bcartnb-check-{self._named[n]}")
-                    box.add_class(f"bcartnb-check-{mid}")
-                    self._named[n] = mid
+                with box.hold_sync():  # its class and its tick: one widget message, not three
+                    if self._named[n] != mid:  # the class names the member (the browser test's)
+                        if self._named[n] is not None:
+                            box.remove_class(f"bcartnb-check-{self._named[n]}")
+                        box.add_class(f"bcartnb-check-{mid}")
+                        self._named[n] = mid
+                    box.value = mid in self._ticked
                 self._shown[n] = mid
-                box.value = mid in self._ticked
                 for cell, value in zip(texts, rec[1:], strict=True):
                     cell.value = cell_html(value)
                 self._boxes[mid] = box

@@ -224,18 +224,18 @@ class Wizard:
 
     @property
     def controls(self) -> list[widgets.Widget]:
-        return [
-            *self.source.controls,
-            *self.filter_step.controls,
-            self.table.check_page,
-            self.table.prev,
-            self.table.next,
-            self.send_all,
-            self.send_checked,
-            *self.compose.controls,
-            *self.confirm.controls,
-            *self.sending.controls,
-        ]
+        return [*self._controls_of("select"), *self.compose.controls, *self._controls_of("")]
+
+    def _controls_of(self, stage: str) -> list[widgets.Widget]:
+        """What an action on ``stage``'s screen freezes: a hidden screen's controls cannot be
+        clicked, and each frozen control costs two widget messages on the way to the screen."""
+        table = self.table
+        if stage == "select":
+            buttons = [table.check_page, table.prev, table.next, self.send_all, self.send_checked]
+            return [*self.source.controls, *self.filter_step.controls, *buttons]
+        if stage == "compose":
+            return list(self.compose.controls)
+        return [*self.confirm.controls, *self.sending.controls]
 
     def show(self) -> None:
         from IPython.display import display
@@ -257,7 +257,9 @@ class Wizard:
 
     def load_members(self, path: str | os.PathLike[str]) -> None:
         """Read another member file; the search, the ticks and the filter choices start over."""
-        frame = self.status.run(lambda: read_members(path), self.controls, busy="読み込み中です…")
+        frame = self.status.run(
+            lambda: read_members(path), self._controls_of(self.stage), busy="読み込み中です…"
+        )
         if frame is None:
             return
         self.members = frame
@@ -291,7 +293,7 @@ class Wizard:
         name, content = got
         path = self.status.run(
             lambda: store_upload(content, name, self.upload_dir),
-            self.controls,
+            self._controls_of(self.stage),
             busy="アップロードしたファイルを保存しています…",
         )
         if path is None:
@@ -309,7 +311,7 @@ class Wizard:
             flt = self.segment_tools.current_filter()
             return flt, self._search(flt, kw), campaign.read_notes(self.members, flt)
 
-        got = self.status.run(search, self.controls, busy="絞込中です…")
+        got = self.status.run(search, self._controls_of(self.stage), busy="絞込中です…")
         if got is None:
             return
         flt, found, notes = got  # notes: a misnamed column, a value no member holds
@@ -355,7 +357,9 @@ class Wizard:
         if self._found is None:
             return
         found = self.status.run(
-            lambda: self._search(self._filter, self._keyword), self.controls, busy="絞込中です…"
+            lambda: self._search(self._filter, self._keyword),
+            self._controls_of(self.stage),
+            busy="絞込中です…",
         )
         if found is None:
             return
@@ -440,7 +444,7 @@ class Wizard:
             quota = campaign.quota_status(self.settings)
             return quota, self._sort(self.members, self._filter, self._checked, opt_in)
 
-        got = self.status.run(counts, self.controls, busy="件数を数えています…")
+        got = self.status.run(counts, self._controls_of(self.stage), busy="件数を数えています…")
         if got is None:
             return False
         self.quota, audience = got
@@ -455,7 +459,7 @@ class Wizard:
     def _to_confirm(self) -> None:
         got = self.status.run(
             lambda: confirm(self._spec(), self.settings, self.members, self._repeat_key),
-            self.controls,
+            self._controls_of(self.stage),
             busy="メールを作成しています…",
         )
         if got is None:
