@@ -66,7 +66,8 @@ def now_tokyo() -> datetime:
     except ValueError as err:
         raise InputError(
             f"{NOW_ENV} must be an ISO 8601 time (e.g. 2026-12-10T09:00+09:00), not {fixed!r}",
-            ja=f"{NOW_ENV} は 2026-12-10T09:00+09:00 のような日時にしてください（{fixed!r} ではなく）。",
+            ja=f"{NOW_ENV} は 2026-12-10T09:00+09:00 のような日時にしてください"
+            f"（{fixed!r} ではなく）。",
         ) from err
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=TOKYO)

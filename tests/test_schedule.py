@@ -1,0 +1,256 @@
+"""予約配信 (issue 27): `run --at`, `schedule`, `due` as real processes against a real SMTP
+server, the clock set per process with BCARTNB_NOW: sent once at its time, two `due` at
+once, 取消, a machine off past the time, the quota projected then enforced, a month boundary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from smtp_servers import TestServer
+from test_cli_run import bcartnb, env_for, member_mails, setup_campaign
+
+Server = Callable[..., TestServer]
+
+
+def at(env: dict[str, str], now: str) -> dict[str, str]:
+    """The environment of a process that believes it is ``now`` (Tokyo time)."""
+    return {**env, "BCARTNB_NOW": now}
+
+
+def another_campaign(tmp_path: Path, name: str, subject: str) -> Path:
+    """A second mail to the same members (another subject: another mail, not already sent)."""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        f'members = "members.csv"\nsubject = "{subject}"\n'
+        'body = "{{ 会社名 }} 様\\n本文。\\n"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def schedules(env: dict[str, str], cwd: Path) -> list[dict[str, object]]:
+    done = bcartnb("schedule", "--all", "--json", env=env, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    rows: list[dict[str, object]] = json.loads(done.stdout)
+    return rows
+
+
+def test_scheduled_then_due_sends_once_to_the_members_of_send_time(
+    tmp_path: Path, smtp_server: Server
+) -> None:
+    server = smtp_server()
+    campaign = setup_campaign(tmp_path, 5)
+    env = env_for(tmp_path, server)
+    made = bcartnb(
+        "run", str(campaign), "--at", "2026-12-10 09:00",
+        env=at(env, "2026-12-09T10:00"), cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "送信時点の会員に送ります" in made.stdout
+    assert "2026-12-10 09:00" in made.stdout and "{{ 会社名 }} 様へのご案内" in made.stdout
+    assert "5 件" in made.stdout and "検索結果すべて" in made.stdout
+    listed = bcartnb("schedule", env=at(env, "2026-12-09T10:01"), cwd=tmp_path)
+    assert listed.returncode == 0 and "予約中" in listed.stdout and "5" in listed.stdout
+    [row] = schedules(env, tmp_path)
+    assert row["send_at"] == "2026-12-10T00:00:00+00:00" and row["month"] == "2026-12"
+
+    early = bcartnb("due", env=at(env, "2026-12-10T08:59:59"), cwd=tmp_path)
+    assert early.returncode == 0, early.stderr
+    assert server.received == [] and early.stdout == ""
+
+    # a member joins after the campaign was scheduled: the file is read when it is sent
+    with (tmp_path / "members.csv").open("a", encoding="utf-8") as fh:
+        fh.write("2000,新規商事,佐藤,花子,new@example.co.jp,大阪府,受け取る\n")
+    due = bcartnb("due", env=at(env, "2026-12-10T09:00:30"), cwd=tmp_path)
+    assert due.returncode == 0, due.stderr + due.stdout
+    expected = Counter([*(f"user{i}@example.co.jp" for i in range(5)), "new@example.co.jp"])
+    assert member_mails(server) == expected
+    assert "遅れて" not in due.stdout  # half a minute is cron's, not a delay
+
+    again = bcartnb("due", env=at(env, "2026-12-10T09:01:00"), cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout == ""
+    assert member_mails(server) == expected
+    [row] = schedules(env, tmp_path)
+    assert row["status"] == "sent" and row["exit_code"] == 0 and row["campaign_id"]
+    history = json.loads(bcartnb("campaigns", "--json", env=env, cwd=tmp_path).stdout)
+    assert [(r["campaign_id"], r["sent"]) for r in history] == [(row["campaign_id"], 6)]
+
+
+def test_two_due_at_once_send_each_campaign_once(tmp_path: Path, smtp_server: Server) -> None:
+    server = smtp_server()
+    first = setup_campaign(tmp_path, 8)
+    second = another_campaign(tmp_path, "second", "二通目のご案内")
+    env = at(env_for(tmp_path, server), "2026-12-01T08:00")
+    for path in (first, second):
+        made = bcartnb("run", str(path), "--at", "2026-12-01 09:00", env=env, cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+    later = at(env, "2026-12-01T09:00:05")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bcartnb", "due", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=later,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    taken = [s["schedule_id"] for out, _ in results for s in json.loads(out)]
+    # each scheduled campaign taken by exactly one of them (a broken claim would show here
+    # even though the ledger's per-address claims would still keep the mails single)
+    assert len(taken) == len(set(taken)) == 2
+    # each member got each of the two mails exactly once
+    assert member_mails(server) == Counter({f"user{i}@example.co.jp": 2 for i in range(8)})
+    assert len(server.received) == 16 + 2  # and one admin copy per campaign
+    assert {s["status"] for s in schedules(env, tmp_path)} == {"sent"}
+
+
+def test_cancel_before_its_time_sends_nothing(tmp_path: Path, smtp_server: Server) -> None:
+    server = smtp_server()
+    campaign = setup_campaign(tmp_path, 3)
+    env = env_for(tmp_path, server)
+    made = bcartnb(
+        "run", str(campaign), "--at", "2026-12-10 09:00", "--json",
+        env=at(env, "2026-12-09T10:00"), cwd=tmp_path,
+    )  # fmt: skip
+    sid = json.loads(made.stdout)["schedule_id"]
+    shown = bcartnb("schedule", "show", sid, env=env, cwd=tmp_path)
+    assert shown.returncode == 0 and "本文です。" in shown.stdout and "予約中" in shown.stdout
+    gone = bcartnb("schedule", "cancel", sid, env=at(env, "2026-12-09T11:00"), cwd=tmp_path)
+    assert gone.returncode == 0 and "取り消しました" in gone.stdout
+    due = bcartnb("due", env=at(env, "2026-12-10T09:00:30"), cwd=tmp_path)
+    assert due.returncode == 0 and due.stdout == "" and server.received == []
+    twice = bcartnb("schedule", "cancel", sid, env=env, cwd=tmp_path)
+    assert twice.returncode == 2 and "取り消せません" in twice.stderr
+    assert twice.stderr.count("\n") == 1 and "Traceback" not in twice.stderr
+    unknown = bcartnb("schedule", "cancel", "r-nope", env=env, cwd=tmp_path)
+    assert unknown.returncode == 2 and "r-nope" in unknown.stderr
+    [row] = schedules(env, tmp_path)
+    assert row["status"] == "cancelled"
+
+
+def test_a_machine_off_past_the_time_sends_late_or_expires(
+    tmp_path: Path, smtp_server: Server
+) -> None:
+    server = smtp_server()
+    campaign = setup_campaign(tmp_path, 4)
+    env = env_for(tmp_path, server)
+    made = bcartnb(
+        "run", str(campaign), "--at", "2026-12-10 09:00",
+        env=at(env, "2026-12-09T10:00"), cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    late = bcartnb("due", env=at(env, "2026-12-10T12:05"), cwd=tmp_path)
+    assert late.returncode == 0, late.stderr
+    assert "3時間5分遅れて送信しました" in late.stdout
+    assert len(member_mails(server)) == 4
+
+    other = another_campaign(tmp_path, "other", "翌日のご案内")
+    made = bcartnb(
+        "run", str(other), "--at", "2026-12-11 09:00",
+        env=at(env, "2026-12-10T13:00"), cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    expired = bcartnb("due", env=at(env, "2026-12-12T09:01"), cwd=tmp_path)
+    assert expired.returncode == 2, expired.stderr
+    assert "期限切れ" in expired.stdout and "24時間" in expired.stdout
+    assert len(member_mails(server)) == 4  # nothing of the expired one
+    statuses = {r["subject"]: r["status"] for r in schedules(env, tmp_path)}
+    assert statuses == {"{{ 会社名 }} 様へのご案内": "sent", "翌日のご案内": "expired"}
+    # a longer limit given on the command line does not revive an expired campaign
+    again = bcartnb(
+        "due", "--late-limit-hours", "72", env=at(env, "2026-12-12T09:02"), cwd=tmp_path
+    )
+    assert again.returncode == 0 and again.stdout == ""
+
+
+def test_quota_warned_when_scheduling_and_enforced_when_sending(
+    tmp_path: Path, smtp_server: Server
+) -> None:
+    server = smtp_server()
+    first = setup_campaign(tmp_path, 60, plan="light")  # cap 100 a month
+    second = another_campaign(tmp_path, "second", "二通目のご案内")
+    env = env_for(tmp_path, server)
+    one = bcartnb(
+        "run", str(first), "--at", "2026-12-10 09:00", "--json",
+        env=at(env, "2026-12-09T10:00"), cwd=tmp_path,
+    )  # fmt: skip
+    assert one.returncode == 0 and json.loads(one.stdout)["warnings"] == []
+    two = bcartnb(
+        "run", str(second), "--at", "2026-12-10 09:30",
+        env=at(env, "2026-12-09T10:00"), cwd=tmp_path,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr
+    assert "予約済み 60件" in two.stdout and "100件" in two.stdout and "20件超えます" in two.stdout
+
+    due = bcartnb("due", env=at(env, "2026-12-10T09:30:10"), cwd=tmp_path)
+    assert due.returncode == 3, due.stderr + due.stdout  # the second did not fit: nothing of it
+    assert Counter(member_mails(server).values()) == Counter({1: 60})
+    statuses = [r["status"] for r in schedules(env, tmp_path)]
+    assert statuses == ["sent", "refused"]
+    quota = json.loads(
+        bcartnb("quota", "--month", "2026-12", "--json", env=env, cwd=tmp_path).stdout
+    )
+    assert quota["used"] == 60
+
+
+def test_a_campaign_scheduled_into_next_month_counts_against_next_month(
+    tmp_path: Path, smtp_server: Server
+) -> None:
+    server = smtp_server()
+    now = setup_campaign(tmp_path, 60, plan="light")
+    december = another_campaign(tmp_path, "december", "12月のご案内")
+    env = env_for(tmp_path, server)
+    sent = bcartnb("run", str(now), "--send", env=at(env, "2026-11-20T10:00"), cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    # 60 of November's 100 are used: 60 more fit in December, not in November
+    into_dec = bcartnb(
+        "run", str(december), "--at", "2026-12-01 00:00", "--json",
+        env=at(env, "2026-11-20T10:05"), cwd=tmp_path,
+    )  # fmt: skip
+    assert into_dec.returncode == 0, into_dec.stderr
+    made = json.loads(into_dec.stdout)
+    assert made["month"] == "2026-12" and made["warnings"] == []
+    in_nov = bcartnb(
+        "run", str(december), "--at", "2026-11-30 23:59", "--json",
+        env=at(env, "2026-11-20T10:06"), cwd=tmp_path,
+    )  # fmt: skip
+    nov = json.loads(in_nov.stdout)
+    assert nov["month"] == "2026-11" and any("2026-11" in w for w in nov["warnings"])
+    assert bcartnb("schedule", "cancel", nov["schedule_id"], env=env, cwd=tmp_path).returncode == 0
+
+    due = bcartnb("due", env=at(env, "2026-12-01T00:00:20"), cwd=tmp_path)
+    assert due.returncode == 0, due.stderr + due.stdout
+    assert Counter(member_mails(server).values()) == Counter({2: 60})
+    month = {
+        m: json.loads(bcartnb("quota", "--month", m, "--json", env=env, cwd=tmp_path).stdout)[
+            "used"
+        ]
+        for m in ("2026-11", "2026-12")
+    }
+    assert month == {"2026-11": 60, "2026-12": 60}
+
+
+def test_bad_times_are_refused_in_japanese(tmp_path: Path, smtp_server: Server) -> None:
+    server = smtp_server()
+    campaign = setup_campaign(tmp_path, 2)
+    env = at(env_for(tmp_path, server), "2026-12-09T10:00")
+    for when, words in (
+        ("2026-12-09 09:59", "過ぎています"),
+        ("明日の朝", "予約日時は"),
+        ("2026-13-01 09:00", "予約日時は"),
+    ):
+        done = bcartnb("run", str(campaign), "--at", when, env=env, cwd=tmp_path)
+        assert done.returncode == 2 and words in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1
+    bad_clock = bcartnb("due", env={**env, "BCARTNB_NOW": "tomorrow"}, cwd=tmp_path)
+    assert bad_clock.returncode == 2 and "BCARTNB_NOW" in bad_clock.stderr
+    assert schedules(env, tmp_path) == [] and server.received == []
