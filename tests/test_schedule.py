@@ -254,3 +254,138 @@ def test_bad_times_are_refused_in_japanese(tmp_path: Path, smtp_server: Server) 
     bad_clock = bcartnb("due", env={**env, "BCARTNB_NOW": "tomorrow"}, cwd=tmp_path)
     assert bad_clock.returncode == 2 and "BCARTNB_NOW" in bad_clock.stderr
     assert schedules(env, tmp_path) == [] and server.received == []
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _unit(path: Path) -> dict[str, dict[str, str]]:
+    """A systemd unit file's sections and keys (one value per key in these two)."""
+    sections: dict[str, dict[str, str]] = {}
+    current = ""
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = line.strip("[]")
+            sections[current] = {}
+            continue
+        key, _, value = line.partition("=")
+        assert current and key.strip() and value.strip(), f"{path.name}: {raw!r}"
+        sections[current][key.strip()] = value.strip()
+    return sections
+
+
+def test_the_systemd_units_run_bcartnb_due_every_minute(tmp_path: Path, smtp_server: Server):
+    """The unit files name `bcartnb due` in the shop folder every minute; with their paths put
+    to this machine's, systemd-analyze verifies them (where installed) and the service's
+    command runs for real and sends a due campaign."""
+    import shlex
+    import shutil
+
+    service = _unit(EXAMPLES / "systemd" / "bcartnb-due.service")
+    timer = _unit(EXAMPLES / "systemd" / "bcartnb-due.timer")
+    assert service["Service"]["Type"] == "oneshot"
+    command = shlex.split(service["Service"]["ExecStart"])
+    assert Path(command[0]).name == "bcartnb" and command[1:] == ["due"]
+    assert timer["Timer"]["OnCalendar"] == "*-*-* *:*:00" and timer["Timer"]["Persistent"] == "true"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+
+    here = Path(sys.executable).parent / "bcartnb"
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    units = tmp_path / "units"
+    units.mkdir()
+    for name in ("bcartnb-due.service", "bcartnb-due.timer"):
+        text = (EXAMPLES / "systemd" / name).read_text(encoding="utf-8")
+        text = text.replace(command[0], str(here)).replace("/srv/shop", str(shop))
+        text = text.replace("User=shop\n", "")
+        (units / name).write_text(text, encoding="utf-8")
+    if shutil.which("systemd-analyze"):
+        verified = subprocess.run(
+            ["systemd-analyze", "verify", str(units / "bcartnb-due.timer")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert verified.returncode == 0, verified.stderr
+
+    server = smtp_server()
+    campaign = setup_campaign(shop, 2)
+    env = env_for(shop, server)
+    made = bcartnb(
+        "run", str(campaign), "--at", "2026-12-10 09:00", env=at(env, "2026-12-09T10:00"), cwd=shop
+    )
+    assert made.returncode == 0, made.stderr
+    ran_as = shlex.split(_unit(units / "bcartnb-due.service")["Service"]["ExecStart"])
+    workdir = _unit(units / "bcartnb-due.service")["Service"]["WorkingDirectory"]
+    done = subprocess.run(
+        ran_as, capture_output=True, text=True, timeout=120, cwd=workdir,
+        env=at(env, "2026-12-10T09:00:20"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(member_mails(server)) == 2
+
+
+def test_the_crontab_runs_bcartnb_due_every_minute_in_the_shop() -> None:
+    lines = [
+        line
+        for line in (EXAMPLES / "crontab").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#") and "=" not in line.split()[0]
+    ]
+    due = [line for line in lines if line.rstrip().split(">>")[0].endswith("bcartnb due ")]
+    assert len(due) == 1, lines
+    fields = due[0].split(None, 5)
+    assert fields[:5] == ["*", "*", "*", "*", "*"]  # every minute
+    assert fields[5].startswith("cd /srv/shop && ") and "%" not in fields[5]
+
+
+def test_cancel_while_due_sends_it_stops_between_mails(tmp_path: Path, smtp_server: Server):
+    """取消 during the send: `due` stops as Ctrl-C stops a run, the rest is never sent, and
+    no later `due` takes the campaign up again."""
+    import signal
+
+    from smtp_servers import Faults
+
+    n = 30
+    server = smtp_server(faults=Faults(hold_after=5))
+    campaign = setup_campaign(tmp_path, n)
+    env = env_for(tmp_path, server)
+    made = bcartnb(
+        "run", str(campaign), "--at", "2026-12-10 09:00", "--json",
+        env=at(env, "2026-12-09T10:00"), cwd=tmp_path,
+    )  # fmt: skip
+    sid = json.loads(made.stdout)["schedule_id"]
+    later = at(env, "2026-12-10T09:00:10")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "due"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=later,
+        cwd=tmp_path,
+    )
+    try:
+        assert server.wait_held(4, timeout=60), "due never got its mails in flight"
+        gone = bcartnb("schedule", "cancel", sid, env=later, cwd=tmp_path)
+        assert gone.returncode == 0, gone.stderr
+        assert "送信中でした" in gone.stdout
+        server.release()  # the mails in flight get their answers while it stops
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "送信中に取り消しました" in out
+    sent = sum(member_mails(server).values())
+    assert 5 <= sent < n and max(member_mails(server).values()) == 1
+    [row] = schedules(env, tmp_path)
+    assert row["status"] == "cancelled" and row["campaign_id"]
+    history = json.loads(bcartnb("campaigns", "--json", env=env, cwd=tmp_path).stdout)
+    assert history[0]["status"] == "cancelled" and history[0]["sent"] == sent
+    assert history[0]["cancelled"] == n - sent
+    again = bcartnb("due", env=at(env, "2026-12-10T09:05"), cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout == ""
+    assert sum(member_mails(server).values()) == sent  # nothing after 取消

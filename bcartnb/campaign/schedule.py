@@ -18,6 +18,9 @@ much, up to :data:`LATE_LIMIT` (24 hours by default); later than that the campai
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +33,7 @@ from bcartnb.exceptions import BcartnbError, InputError, QuotaExceededError
 from bcartnb.ledger import Ledger, Scheduled
 from bcartnb.ledger import reading as ledger_reading
 from bcartnb.ledger import using as ledger_using
+from bcartnb.ledger.reservations import owner_alive
 from bcartnb.quota import TOKYO, QuotaStatus, month_of, now_tokyo
 from bcartnb.settings import Settings, require_plan
 from bcartnb.transports import Transport
@@ -134,9 +138,19 @@ def scheduled_campaign(settings: Settings, schedule_id: str) -> Scheduled:
 
 
 def cancel_scheduled(settings: Settings, schedule_id: str) -> Scheduled:
-    """取消: the campaign is never sent. Refused once ``due`` has begun sending it."""
+    """取消: the campaign is never sent, or, while ``due`` sends it, nothing more of it.
+
+    The ``due`` sending it is stopped as Ctrl-C stops a run (between two mails: each mail's
+    state stays known, see :mod:`bcartnb.delivery.loop`); it then ends the campaign's
+    remaining mails itself (:func:`_send_one`). A ``due`` on another machine cannot be
+    signalled: the campaign is marked, and it finishes what it is sending.
+    """
     with ledger_using(settings) as led:
-        return led.cancel_scheduled(schedule_id)
+        record, holder = led.cancel_scheduled(schedule_id)
+    if holder is not None and owner_alive(holder.pid, holder.host, holder.start):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(holder.pid, signal.SIGINT)
+    return record
 
 
 @dataclass
@@ -170,6 +184,29 @@ def run_due(
         while (taken := led.take_due()) is not None:
             outcomes.append(_send_one(taken, settings, led, late_limit, transport, progress))
     return outcomes
+
+
+def _cancelled_while_sent(
+    taken: Scheduled, summary: DeliverySummary, led: Ledger, late: timedelta
+) -> DueOutcome:
+    """取消 arrived while this campaign was sent: its remaining mails are ended, never sent."""
+    if summary.status not in ("done", "cancelled"):
+        with contextlib.suppress(BcartnbError):  # already finished meanwhile: nothing left
+            led.cancel(summary.campaign_id)
+    record = led.campaign(summary.campaign_id)
+    message = (
+        f"送信中に取り消しました（送信済み {record.sent:,} 件。残りは送りません）"
+        if summary.status != "done"
+        else f"取消の前に送信を終えていました（送信済み {record.sent:,} 件）"
+    )
+    done = led.finish_scheduled(
+        taken.schedule_id,
+        "cancelled",
+        result=message,
+        exit_code=0,
+        campaign_id=summary.campaign_id,
+    )
+    return DueOutcome(done, 0, message, late, summary)
 
 
 def _late_ja(late: timedelta) -> str:
@@ -206,6 +243,10 @@ def _send_one(
         code = 3 if isinstance(err, QuotaExceededError) else err.exit_code
         done = led.finish_scheduled(sid, "refused", result=err.line(), exit_code=code)
         return DueOutcome(done, code, err.line(), late)
+    if led.scheduled(sid).status == "cancelled":
+        return _cancelled_while_sent(taken, summary, led, late)
+    if summary.status == "interrupted":  # a real Ctrl-C: the next due takes it over
+        raise KeyboardInterrupt
     if late >= timedelta(minutes=2):  # cron's minute and a slow start are not "late"
         summary.warnings.append(
             f"予定の {taken.send_at.astimezone(TOKYO):%Y-%m-%d %H:%M} より {_late_ja(late)}"

@@ -112,9 +112,12 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         if args.json:
             print_json(_as_dict(s))
         else:
-            say(
-                f"予約 {s.schedule_id}（{_when(s)}「{s.subject}」）を取り消しました（送信しません）"
+            what = (
+                "送信中でした。送っている途中のメールで止め、残りは送りません"
+                if s.finished_at is None
+                else "送信しません"
             )
+            say(f"予約 {s.schedule_id}（{_when(s)}「{s.subject}」）を取り消しました（{what}）。")
         return 0
     if args.action == "show":
         s = campaign.scheduled_campaign(settings, args.schedule_id)

@@ -6,7 +6,8 @@ the Asia/Tokyo quota month of that time, the frozen mail, the audience rule and 
     scheduled ──► sending ──► sent            (the conductor ran it: campaign id, exit code)
         │            └──────► refused         (quota or input refused it; nothing sent)
         ├──────────► expired                  (its time passed by more than the limit)
-        └──────────► cancelled                (取消 before it was taken)
+        └──────────► cancelled                (取消: before it was taken, or while sent:
+                                               the rest of its mails are never sent)
 
 :meth:`Schedules.take_due` is the claim: inside ``BEGIN IMMEDIATE`` it moves one due row
 from ``scheduled`` to ``sending`` and names this process, so two ``bcartnb due`` started
@@ -31,7 +32,7 @@ from bcartnb.ledger.database import Database, ts
 from bcartnb.ledger.reservations import Owner, owner_alive, used
 from bcartnb.quota import TOKYO, month_of
 
-__all__ = ["Scheduled", "Schedules", "new_schedule_id", "utc_text"]
+__all__ = ["Owner", "Scheduled", "Schedules", "new_schedule_id", "utc_text"]
 
 _COLUMNS = (
     "schedule_id, created_at, send_at, month, plan, params, mail, projected, status, "
@@ -161,35 +162,42 @@ class Schedules(Database):
             ).fetchone()[0]
             return used(c, month), int(ahead)
 
-    def cancel_scheduled(self, schedule_id: str, *, now: datetime | None = None) -> Scheduled:
-        """取消: a campaign not taken yet is never sent. Refused once ``due`` has taken it
-        (its campaign has begun: ``bcartnb cancel`` ends that) or when it already ended."""
+    def cancel_scheduled(
+        self, schedule_id: str, *, now: datetime | None = None
+    ) -> tuple[Scheduled, Owner | None]:
+        """取消: the campaign is ``cancelled`` and never taken again.
+
+        Before ``due`` took it, nothing is ever sent. While a ``due`` sends it, the row is
+        marked all the same and that process is returned (pid, host, start), for the
+        conductor to stop it between two mails; the ``due`` then ends the campaign's
+        remaining mails. Refused for a campaign already ended (sent, refused, expired).
+        """
         now = self._now(now)
+        holder: Owner | None = None
         with self._write() as c:
             row = c.execute(
-                "SELECT status FROM scheduled WHERE schedule_id = ?", (schedule_id,)
+                "SELECT status, claimed_pid, claimed_host, claimed_start FROM scheduled "
+                "WHERE schedule_id = ?",
+                (schedule_id,),
             ).fetchone()
             status = None if row is None else str(row[0])
-            if status == "scheduled":
+            if status in ("scheduled", "sending"):
                 c.execute(
-                    "UPDATE scheduled SET status = 'cancelled', finished_at = ?, result = ? "
+                    "UPDATE scheduled SET status = 'cancelled', result = ?, "
+                    "finished_at = CASE WHEN status = 'scheduled' THEN ? END "
                     "WHERE schedule_id = ?",
-                    (ts(now), "取消しました", schedule_id),
+                    ("取消しました", ts(now), schedule_id),
                 )
+            if status == "sending":
+                holder = Owner(int(row[1]), str(row[2]), str(row[3]))
         if status is None:
             self.scheduled(schedule_id)  # raises: unknown id
-        if status not in (None, "scheduled"):
+        if status not in (None, "scheduled", "sending"):
             raise CampaignStateError(
                 f"scheduled campaign {schedule_id} is {status}, it can no longer be cancelled",
-                ja=f"予約 {schedule_id} は取り消せません（状態: {status}）。"
-                + (
-                    "送信が始まっています。止めるには送信のキャンペーンを bcartnb cancel で"
-                    "取り消してください。"
-                    if status == "sending"
-                    else ""
-                ),
+                ja=f"予約 {schedule_id} は取り消せません（状態: {status}）。",
             )
-        return self.scheduled(schedule_id)
+        return self.scheduled(schedule_id), holder
 
     def take_due(self, *, now: datetime | None = None) -> Scheduled | None:
         """Claim the earliest campaign whose time has come, for this process, or None.
@@ -234,14 +242,16 @@ class Schedules(Database):
         now: datetime | None = None,
     ) -> Scheduled:
         """Record what became of a campaign this process took (``sent``, ``refused``,
-        ``expired``); refused when it is not ours (another ``due`` took it over)."""
+        ``expired``; one cancelled while it was sent stays ``cancelled``); refused when it is
+        not ours (another ``due`` took it over)."""
         now = self._now(now)
         me = Owner.current()
         with self._write() as c:
             done = c.execute(
-                "UPDATE scheduled SET status = ?, result = ?, exit_code = ?, campaign_id = ?, "
-                "finished_at = ? WHERE schedule_id = ? AND status = 'sending' "
-                "AND claimed_pid = ? AND claimed_host = ?",
+                "UPDATE scheduled SET status = CASE status WHEN 'cancelled' THEN status "
+                "ELSE ? END, result = ?, exit_code = ?, campaign_id = ?, finished_at = ? "
+                "WHERE schedule_id = ? AND status IN ('sending', 'cancelled') "
+                "AND finished_at IS NULL AND claimed_pid = ? AND claimed_host = ?",
                 (status, result, exit_code, campaign_id, ts(now), schedule_id, me.pid, me.host),
             ).rowcount
         if not done:
