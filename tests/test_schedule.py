@@ -389,3 +389,46 @@ def test_cancel_while_due_sends_it_stops_between_mails(tmp_path: Path, smtp_serv
     again = bcartnb("due", env=at(env, "2026-12-10T09:05"), cwd=tmp_path)
     assert again.returncode == 0 and again.stdout == ""
     assert sum(member_mails(server).values()) == sent  # nothing after 取消
+
+
+def test_a_due_killed_mid_send_is_taken_over_and_nobody_is_mailed_twice(
+    tmp_path: Path, smtp_server: Server
+) -> None:
+    import signal
+
+    from smtp_servers import Faults
+
+    n = 20
+    server = smtp_server(faults=Faults(hold_after=6))
+    campaign = setup_campaign(tmp_path, n)
+    env = env_for(tmp_path, server)
+    made = bcartnb(
+        "run", str(campaign), "--at", "2026-12-10 09:00",
+        env=at(env, "2026-12-09T10:00"), cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    later = at(env, "2026-12-10T09:00:10")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "due"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=later,
+        cwd=tmp_path,
+    )
+    try:
+        assert server.wait_held(4, timeout=60), "due never got its mails in flight"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    server.release()  # the server answers again; the mails held when it died stay uncertain
+    [row] = schedules(env, tmp_path)
+    assert row["status"] == "sending"  # its process is gone: the next due takes it over
+    again = bcartnb("due", env=at(env, "2026-12-10T09:01:10"), cwd=tmp_path)
+    # the mails lost in flight are uncertain: never resent on their own (exit 4, resume says how)
+    assert again.returncode == 4, again.stderr + again.stdout
+    mails = member_mails(server)
+    assert max(mails.values()) == 1 and len(mails) == n
+    [row] = schedules(env, tmp_path)
+    assert row["status"] == "sent" and row["exit_code"] == 4
+    third = bcartnb("due", env=at(env, "2026-12-10T09:02:10"), cwd=tmp_path)
+    assert third.returncode == 0 and third.stdout == ""
