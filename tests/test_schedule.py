@@ -432,3 +432,15 @@ def test_a_due_killed_mid_send_is_taken_over_and_nobody_is_mailed_twice(
     assert row["status"] == "sent" and row["exit_code"] == 4
     third = bcartnb("due", env=at(env, "2026-12-10T09:02:10"), cwd=tmp_path)
     assert third.returncode == 0 and third.stdout == ""
+
+
+def test_due_in_a_shop_without_a_ledger_yet_creates_nothing(tmp_path: Path, smtp_server: Server):
+    server = smtp_server()
+    setup_campaign(tmp_path, 1)
+    env = env_for(tmp_path, server)
+    done = bcartnb("due", env=env, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == ""
+    assert not (tmp_path / "ledger.sqlite3").exists()
+    listed = bcartnb("schedule", env=env, cwd=tmp_path)
+    assert listed.returncode == 0 and "予約中の配信はありません" in listed.stdout
+    assert not (tmp_path / "ledger.sqlite3").exists()

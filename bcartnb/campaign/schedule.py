@@ -178,8 +178,15 @@ def run_due(
     progress: Any = False,
     ledger: Ledger | None = None,
 ) -> list[DueOutcome]:
-    """Send every scheduled campaign whose time has come, each exactly once."""
+    """Send every scheduled campaign whose time has come, each exactly once.
+
+    A shop whose ledger file does not exist yet has nothing scheduled: every minute's run
+    then reads nothing and creates nothing.
+    """
     outcomes: list[DueOutcome] = []
+    with ledger_reading(settings, ledger) as probe:
+        if not probe.on_disk:
+            return outcomes
     with ledger_using(settings, ledger) as led:
         while (taken := led.take_due()) is not None:
             outcomes.append(_send_one(taken, settings, led, late_limit, transport, progress))
