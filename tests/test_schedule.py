@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from smtp_servers import TestServer
-from test_cli_run import bcartnb, env_for, member_mails, setup_campaign
+from test_cli_run import ADMIN, bcartnb, env_for, member_mails, setup_campaign
 
 Server = Callable[..., TestServer]
 
@@ -31,6 +31,17 @@ def another_campaign(tmp_path: Path, name: str, subject: str) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+def admin_subjects(server: TestServer) -> list[str]:
+    """The subjects of the mails the admin got (admin copies and 予約配信 notices), decoded."""
+    from email import message_from_bytes, policy
+
+    return [
+        str(message_from_bytes(r.raw, policy=policy.default)["Subject"])
+        for r in server.received
+        if r.recipients[0] == ADMIN
+    ]
 
 
 def schedules(env: dict[str, str], cwd: Path) -> list[dict[str, object]]:
@@ -109,7 +120,9 @@ def test_two_due_at_once_send_each_campaign_once(tmp_path: Path, smtp_server: Se
     assert len(taken) == len(set(taken)) == 2
     # each member got each of the two mails exactly once
     assert member_mails(server) == Counter({f"user{i}@example.co.jp": 2 for i in range(8)})
-    assert len(server.received) == 16 + 2  # and one admin copy per campaign
+    # and, per campaign, one admin copy and one 予約配信 notice
+    assert len(server.received) == 16 + 4
+    assert sum("【予約配信】送信しました" in s for s in admin_subjects(server)) == 2
     assert {s["status"] for s in schedules(env, tmp_path)} == {"sent"}
 
 
@@ -162,6 +175,7 @@ def test_a_machine_off_past_the_time_sends_late_or_expires(
     expired = bcartnb("due", env=at(env, "2026-12-12T09:01"), cwd=tmp_path)
     assert expired.returncode == 2, expired.stderr
     assert "期限切れ" in expired.stdout and "24時間" in expired.stdout
+    assert "【予約配信】期限切れのため送りませんでした: 翌日のご案内" in admin_subjects(server)
     assert len(member_mails(server)) == 4  # nothing of the expired one
     statuses = {r["subject"]: r["status"] for r in schedules(env, tmp_path)}
     assert statuses == {"{{ 会社名 }} 様へのご案内": "sent", "翌日のご案内": "expired"}
@@ -196,6 +210,9 @@ def test_quota_warned_when_scheduling_and_enforced_when_sending(
     assert Counter(member_mails(server).values()) == Counter({1: 60})
     statuses = [r["status"] for r in schedules(env, tmp_path)]
     assert statuses == ["sent", "refused"]
+    told = admin_subjects(server)
+    assert "【予約配信】送信できませんでした: 二通目のご案内" in told
+    assert any(s.startswith("【予約配信】送信しました") for s in told)
     quota = json.loads(
         bcartnb("quota", "--month", "2026-12", "--json", env=env, cwd=tmp_path).stdout
     )

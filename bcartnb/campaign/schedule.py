@@ -11,7 +11,8 @@ mails plus those scheduled exceed the cap; at send time the cap is enforced as f
 takes each campaign whose time has come through the ledger's claim (one ``due`` gets it
 however many run at once) and sends it with :func:`~bcartnb.campaign.send`, the one call
 that mails members, so every rule of a run holds (exactly once per address, suppressions,
-the quota, the admin copy). A machine that was off at the time sends late, saying by how
+the quota, the admin copy), then mails the admin a short result (sent, refused, expired,
+cancelled). A machine that was off at the time sends late, saying by how
 much, up to :data:`LATE_LIMIT` (24 hours by default); later than that the campaign is
 ``expired``, not sent, and ``due`` exits 2 so the scheduler tells a person.
 """
@@ -29,6 +30,7 @@ from bcartnb.campaign.conduct import send
 from bcartnb.campaign.plan import plan_campaign
 from bcartnb.campaign.spec import CampaignSpec
 from bcartnb.delivery import DeliverySummary
+from bcartnb.delivery.notice import send_admin_notice
 from bcartnb.exceptions import BcartnbError, InputError, QuotaExceededError
 from bcartnb.ledger import Ledger, Scheduled
 from bcartnb.ledger import reading as ledger_reading
@@ -184,13 +186,54 @@ def run_due(
     then reads nothing and creates nothing.
     """
     outcomes: list[DueOutcome] = []
+    now_tokyo()  # a bad BCARTNB_NOW is refused every minute, not only once something is due
     with ledger_reading(settings, ledger) as probe:
         if not probe.on_disk:
             return outcomes
     with ledger_using(settings, ledger) as led:
         while (taken := led.take_due()) is not None:
-            outcomes.append(_send_one(taken, settings, led, late_limit, transport, progress))
+            outcome = _send_one(taken, settings, led, late_limit, transport, progress)
+            _tell_the_admin(outcome, settings, led, transport)
+            outcomes.append(outcome)
     return outcomes
+
+
+#: The notice's subject, by what became of the scheduled campaign.
+_NOTICE_HEADS = {
+    "sent": "送信しました",
+    "refused": "送信できませんでした",
+    "expired": "期限切れのため送りませんでした",
+    "cancelled": "取り消しました",
+}
+
+
+def _tell_the_admin(
+    outcome: DueOutcome, settings: Settings, led: Ledger, transport: Transport | None
+) -> None:
+    """The result mail to the admin (beside a sent campaign's own admin copy)."""
+    s = outcome.scheduled
+    head = _NOTICE_HEADS.get(s.status, s.status)
+    if s.status == "sent" and outcome.exit_code:
+        head = f"送信しました（終了コード {outcome.exit_code}）"
+    lines = [
+        f"予約配信 {s.schedule_id}: {head}。",
+        "",
+        f"件名: {s.subject}",
+        f"予定の送信日時: {s.send_at.astimezone(TOKYO):%Y-%m-%d %H:%M}（日本時間）",
+        f"結果: {outcome.message}",
+        *([f"キャンペーンID: {s.campaign_id}"] if s.campaign_id else []),
+        *(outcome.summary.warnings if outcome.summary else []),
+    ]
+    why_not = send_admin_notice(
+        settings,
+        led,
+        f"【予約配信】{head}: {s.subject}",
+        lines,
+        campaign_id=s.campaign_id,
+        transport=transport,
+    )
+    if why_not:
+        outcome.message += f"（{why_not}）"
 
 
 def _cancelled_while_sent(
