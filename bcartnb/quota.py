@@ -63,15 +63,15 @@ def now_tokyo() -> datetime:
         return datetime.now(TOKYO)
     try:
         moment = datetime.fromisoformat(fixed)
-    except ValueError as err:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=TOKYO)
+        return moment.astimezone(TOKYO)
+    except (ValueError, OverflowError) as err:
         raise InputError(
             f"{NOW_ENV} must be an ISO 8601 time (e.g. 2026-12-10T09:00+09:00), not {fixed!r}",
             ja=f"{NOW_ENV} は 2026-12-10T09:00+09:00 のような日時にしてください"
             f"（{fixed!r} ではなく）。",
         ) from err
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=TOKYO)
-    return moment.astimezone(TOKYO)
 
 
 def month_of(dt: datetime) -> str:

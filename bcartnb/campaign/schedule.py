@@ -71,15 +71,15 @@ def parse_send_at(text: str, *, now: datetime | None = None) -> datetime:
     value = text.strip().replace("/", "-")
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError as err:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=TOKYO)
+        moment = moment.astimezone(TOKYO)
+    except (ValueError, OverflowError) as err:  # overflow: year 1 or 9999 moved to Tokyo
         raise InputError(
             f"--at must be a date and time like 2026-12-10 09:00 (Tokyo time), not {text!r}",
             ja=f"予約日時は 2026-12-10 09:00 のように「年-月-日 時:分」（日本時間）で指定して"
             f"ください（{text!r} ではなく）。",
         ) from err
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=TOKYO)
-    moment = moment.astimezone(TOKYO)
     current = now or now_tokyo()
     if moment <= current:
         raise InputError(
