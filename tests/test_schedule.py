@@ -44,6 +44,15 @@ def admin_subjects(server: TestServer) -> list[str]:
     ]
 
 
+def body_of(raw: bytes) -> str:
+    from email import message_from_bytes, policy
+
+    msg = message_from_bytes(raw, policy=policy.default)
+    part = msg.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
 def schedules(env: dict[str, str], cwd: Path) -> list[dict[str, object]]:
     done = bcartnb("schedule", "--all", "--json", env=env, cwd=cwd)
     assert done.returncode == 0, done.stderr
@@ -74,6 +83,11 @@ def test_scheduled_then_due_sends_once_to_the_members_of_send_time(
     assert early.returncode == 0, early.stderr
     assert server.received == [] and early.stdout == ""
 
+    # the mail is frozen when scheduled: a signature changed since changes nothing in it
+    toml = tmp_path / "bcartnb.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8").replace("千代田区1-1", "新住所 2-2"), encoding="utf-8"
+    )
     # a member joins after the campaign was scheduled: the file is read when it is sent
     with (tmp_path / "members.csv").open("a", encoding="utf-8") as fh:
         fh.write("2000,新規商事,佐藤,花子,new@example.co.jp,大阪府,受け取る\n")
@@ -82,6 +96,8 @@ def test_scheduled_then_due_sends_once_to_the_members_of_send_time(
     expected = Counter([*(f"user{i}@example.co.jp" for i in range(5)), "new@example.co.jp"])
     assert member_mails(server) == expected
     assert "遅れて" not in due.stdout  # half a minute is cron's, not a delay
+    bodies = [body_of(r.raw) for r in server.received if r.recipients[0] != ADMIN]
+    assert all("千代田区1-1" in b and "新住所" not in b for b in bodies), bodies[0]
 
     again = bcartnb("due", env=at(env, "2026-12-10T09:01:00"), cwd=tmp_path)
     assert again.returncode == 0 and again.stdout == ""
