@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from smtp_servers import TestServer
 from test_cli_run import ADMIN, bcartnb, env_for, member_mails, setup_campaign
 
@@ -477,3 +478,43 @@ def test_due_in_a_shop_without_a_ledger_yet_creates_nothing(tmp_path: Path, smtp
     listed = bcartnb("schedule", env=env, cwd=tmp_path)
     assert listed.returncode == 0 and "予約中の配信はありません" in listed.stdout
     assert not (tmp_path / "ledger.sqlite3").exists()
+
+
+def test_the_notebooks_send_at_schedules_and_due_sends_it(
+    tmp_path: Path, smtp_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """papermill with ``send_at``: the run is a dry run that schedules; `due` sends it then."""
+    import papermill
+
+    server = smtp_server()
+    setup_campaign(tmp_path, 3)
+    env = at(env_for(tmp_path, server), "2026-12-09T10:00")
+    for key, value in env.items():
+        if key.startswith("BCARTNB_") or key in server.env():
+            monkeypatch.setenv(key, value)
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(
+        str(Path(__file__).resolve().parent.parent / "notebooks" / "campaign.ipynb"),
+        str(out),
+        parameters={
+            "members": str(tmp_path / "members.csv"),
+            "subject": "ノートブックからの予約",
+            "body": "{{ 会社名 }} 様\n本文。\n",
+            "send_at": "2026-12-10 09:00",
+            "report_html": "",
+        },
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+    assert "予約しました: r-20261210-0900-" in out.read_text(encoding="utf-8")
+    assert server.received == []  # the notebook's own run is a dry run
+    [row] = schedules(env, tmp_path)
+    assert (row["status"], row["subject"], row["projected"]) == (
+        "scheduled",
+        "ノートブックからの予約",
+        3,
+    )
+    due = bcartnb("due", env=at(env, "2026-12-10T09:00:30"), cwd=tmp_path)
+    assert due.returncode == 0, due.stderr
+    assert len(member_mails(server)) == 3
