@@ -17,6 +17,7 @@ which must be atomic across processes, live in :mod:`bcartnb.ledger`, which call
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -27,6 +28,7 @@ from bcartnb.exceptions import InputError, QuotaExceededError
 from bcartnb.plans import PLANS, Plan, resolve_plan
 
 __all__ = [
+    "NOW_ENV",
     "PLANS",
     "TOKYO",
     "Plan",
@@ -43,9 +45,33 @@ __all__ = [
 TOKYO = ZoneInfo("Asia/Tokyo")
 
 
+#: The environment variable that sets "now" for every part of bcartnb at once (the ledger's
+#: stamps and leases, the quota month, ``bcartnb due``): tests and drills of 予約配信 run a
+#: whole process as if at another time. An ISO 8601 time; without a zone it is Tokyo time.
+NOW_ENV = "BCARTNB_NOW"
+
+
 def now_tokyo() -> datetime:
-    """The default clock: aware, in Asia/Tokyo, so stored timestamps read as the shop's time."""
-    return datetime.now(TOKYO)
+    """The one clock: aware, in Asia/Tokyo, so stored timestamps read as the shop's time.
+
+    ``BCARTNB_NOW`` (see :data:`NOW_ENV`) overrides it, read at each call, so a test can
+    run ``bcartnb due`` as if the machine woke up a day late without touching the system
+    clock; a bad value is refused rather than silently ignored.
+    """
+    fixed = os.environ.get(NOW_ENV, "").strip()
+    if not fixed:
+        return datetime.now(TOKYO)
+    try:
+        moment = datetime.fromisoformat(fixed)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=TOKYO)
+        return moment.astimezone(TOKYO)
+    except (ValueError, OverflowError) as err:
+        raise InputError(
+            f"{NOW_ENV} must be an ISO 8601 time (e.g. 2026-12-10T09:00+09:00), not {fixed!r}",
+            ja=f"{NOW_ENV} は 2026-12-10T09:00+09:00 のような日時にしてください"
+            f"（{fixed!r} ではなく）。",
+        ) from err
 
 
 def month_of(dt: datetime) -> str:

@@ -23,12 +23,14 @@ back as ``already_sent``; ``repeat`` sends it again on purpose.
 
 It is laid out by concern: :mod:`~bcartnb.campaign.spec` (the keys, checked once),
 :mod:`~bcartnb.campaign.plan` (what would be sent, and the frozen mail),
-:mod:`~bcartnb.campaign.conduct` (run, send, resume, cancel), and the faces' questions to the
-ledger: :mod:`~bcartnb.campaign.history` (the send history, one campaign's outcome, the
-quota) and :mod:`~bcartnb.campaign.suppressions` (the suppression list shown, changed,
-exported and pushed to B-Cart). Import from here; the names below are the conductor's whole
-face, and a face needs nothing below them: the summary, :data:`LEFT_STATES` and the
-:class:`Transport` a wizard or a script may pass in are named here too.
+:mod:`~bcartnb.campaign.conduct` (run, send, resume, cancel),
+:mod:`~bcartnb.campaign.schedule` (予約配信: schedule, and ``due`` sending each once), and
+the faces' questions to the ledger: :mod:`~bcartnb.campaign.history` (the send history,
+one campaign's outcome, the quota) and :mod:`~bcartnb.campaign.suppressions` (the
+suppression list shown, changed, exported and pushed to B-Cart). Import from here; the
+names below are the conductor's whole face, and a face needs nothing below them: the
+summary, :data:`LEFT_STATES` and the :class:`Transport` a wizard or a script may pass in
+are named here too.
 """
 
 from __future__ import annotations
@@ -58,6 +60,18 @@ from bcartnb.campaign.plan import (
     read_notes,
     resolve_segment,
 )
+from bcartnb.campaign.schedule import (
+    LATE_LIMIT,
+    DueOutcome,
+    ScheduleResult,
+    cancel_scheduled,
+    due_exit_code,
+    parse_send_at,
+    run_due,
+    schedule,
+    scheduled_campaign,
+    scheduled_campaigns,
+)
 from bcartnb.campaign.spec import CAMPAIGN_KEYS, ENCODINGS, CampaignSpec, load_campaign
 from bcartnb.campaign.suppressions import (
     SuppressionList,
@@ -69,12 +83,14 @@ from bcartnb.campaign.suppressions import (
     unsuppress,
 )
 from bcartnb.delivery import DeliverySummary, dry_run
+from bcartnb.ledger import Scheduled
 from bcartnb.ledger.lifecycle import LEFT_STATES
 from bcartnb.transports import Transport
 
 __all__ = [
     "CAMPAIGN_KEYS",
     "ENCODINGS",
+    "LATE_LIMIT",
     "LEFT_STATES",
     "CampaignOutcome",
     "CampaignPlan",
@@ -82,18 +98,24 @@ __all__ = [
     "CampaignSpec",
     "CampaignUsage",
     "DeliverySummary",
+    "DueOutcome",
     "MonthUsage",
+    "ScheduleResult",
+    "Scheduled",
     "SuppressionList",
     "Transport",
     "build_draft",
     "campaign_history",
     "campaign_outcome",
     "cancel",
+    "cancel_scheduled",
     "dry_run",
+    "due_exit_code",
     "export_suppressions",
     "frozen_mail",
     "load_campaign",
     "month_usage",
+    "parse_send_at",
     "plan_campaign",
     "push_suppressions",
     "quota_status",
@@ -101,6 +123,10 @@ __all__ = [
     "resolve_segment",
     "resume",
     "run",
+    "run_due",
+    "schedule",
+    "scheduled_campaign",
+    "scheduled_campaigns",
     "send",
     "send_test",
     "suppress",

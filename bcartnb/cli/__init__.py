@@ -10,6 +10,7 @@ interrupted. Anything else is a bug and keeps its traceback.
 One module a command family, each declaring its commands with :mod:`bcartnb.cli.common`:
 :mod:`~bcartnb.cli.shop` (init), :mod:`~bcartnb.cli.members`, :mod:`~bcartnb.cli.quota`,
 :mod:`~bcartnb.cli.campaigns` (run, resume, cancel, campaigns, report),
+:mod:`~bcartnb.cli.schedule` (予約配信: run --at, schedule, due),
 :mod:`~bcartnb.cli.hygiene` (suppressions, suppress, unsuppress, bounces),
 :mod:`~bcartnb.cli.bcart`, :mod:`~bcartnb.cli.segments` and :mod:`~bcartnb.cli.servers`
 (unsubscribe-server, sink) and :mod:`~bcartnb.cli.wizard` (the wizard in JupyterLab). A new
@@ -33,6 +34,7 @@ from bcartnb.cli import (
     hygiene,
     members,
     quota,
+    schedule,
     segments,
     servers,
     shop,
@@ -51,6 +53,7 @@ COMMANDS: tuple[Command, ...] = (
     members.MEMBERS,
     quota.QUOTA,
     *campaigns.COMMANDS,
+    *schedule.COMMANDS,
     *hygiene.COMMANDS,
     bcart.BCART,
     servers.UNSUBSCRIBE_SERVER,

@@ -113,6 +113,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec = campaign.load_campaign(args.campaign)
     settings = load_settings()
+    if args.at is not None:  # 予約配信: stored now, sent by `bcartnb due`
+        from bcartnb.cli.schedule import schedule_at
+
+        return schedule_at(spec, settings, args.at, args.json)
     if args.test_to is not None:
         plan = campaign.plan_campaign(spec, settings)
         mail = campaign.send_test(plan, args.test_to)
@@ -373,6 +377,14 @@ COMMANDS = (
                 "--test-to",
                 default=None,
                 help="最初の会員のメールを1通だけこのアドレスにテスト送信します（配信数に数えません）",
+                exclusive="how",
+            ),
+            arg(
+                "--at",
+                default=None,
+                metavar="日時",
+                help='この日時（日本時間、例: "2026-12-10 09:00"）に送るよう予約します。'
+                "送信は bcartnb due（cron や systemd で毎分実行）が行います",
                 exclusive="how",
             ),
             JSON,

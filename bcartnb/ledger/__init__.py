@@ -22,6 +22,7 @@ full cap). One :class:`Ledger` object, built from one module per concern:
                                           it; unverified notices; unsubscribe requests
 :mod:`~bcartnb.ledger.pushes`             the B-Cart write-back's records
 :mod:`~bcartnb.ledger.watch`              whether the file changed, without reading it
+:mod:`~bcartnb.ledger.schedules`          予約配信: scheduled campaigns, taken once when due
 ========================================  ==================================================
 
 No two of them import each other, directly or around a circle: lifecycle imports only the
@@ -37,7 +38,8 @@ with a million past deliveries), ``reservations`` (the running campaigns' claims
 units), ``mail_claims`` ((mail, address) → the one campaign that mails it), ``sends``
 (test sends and admin copies: recorded, never counted),
 ``suppressions`` (addresses never to mail again), ``hygiene_events`` (every bounce,
-unsubscribe and complaint seen, once) and ``bcart_pushes`` (changes B-Cart accepted).
+unsubscribe and complaint seen, once), ``bcart_pushes`` (changes B-Cart accepted) and
+``scheduled`` (予約配信: campaigns to send at a time, each taken once).
 
 How the conductor (:mod:`bcartnb.campaign`) and the send loop use it::
 
@@ -69,11 +71,13 @@ from bcartnb.ledger.finish import ENDED_BY, Finishing
 from bcartnb.ledger.journal import Recipient
 from bcartnb.ledger.lifecycle import CAMPAIGN_TRANSITIONS, TRANSITIONS, DeliveryResult
 from bcartnb.ledger.pushes import BCART_FIELDS, BcartChange, BcartPushes
+from bcartnb.ledger.schedules import Scheduled, Schedules
 from bcartnb.ledger.schema import (
     APPLICATION_ID,
     CAMPAIGN_STATUSES,
     DELIVERY_STATES,
     MIGRATIONS,
+    SCHEDULE_STATUSES,
     SCHEMA_VERSION,
     SUPPRESSION_REASONS,
     Migration,
@@ -95,6 +99,7 @@ __all__ = [
     "DELIVERY_STATES",
     "ENDED_BY",
     "MIGRATIONS",
+    "SCHEDULE_STATUSES",
     "SCHEMA_VERSION",
     "SUPPRESSION_REASONS",
     "TRANSITIONS",
@@ -108,6 +113,7 @@ __all__ = [
     "Migration",
     "Recipient",
     "RecordOutcome",
+    "Scheduled",
     "Suppression",
     "fingerprint",
     "legacy_mail_key",
@@ -119,7 +125,7 @@ __all__ = [
 ]
 
 
-class Ledger(Finishing, Suppressions, HygieneEvents, BcartPushes):
+class Ledger(Finishing, Suppressions, HygieneEvents, BcartPushes, Schedules):
     """The quota counter, send history and mail journal in one SQLite file.
 
     Open with :meth:`Ledger.open`; usable as a context manager; safe to share between the

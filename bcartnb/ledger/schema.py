@@ -18,6 +18,7 @@ __all__ = [
     "CAMPAIGN_STATUSES",
     "DELIVERY_STATES",
     "MIGRATIONS",
+    "SCHEDULE_STATUSES",
     "SCHEMA_VERSION",
     "SUPPRESSION_REASONS",
     "Migration",
@@ -368,11 +369,51 @@ def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
         )
 
 
+#: A scheduled campaign's states (予約配信, see :mod:`bcartnb.ledger.schedules`).
+SCHEDULE_STATUSES = ("scheduled", "sending", "sent", "cancelled", "refused", "expired")
+
+
+def _migrate_schedules(conn: sqlite3.Connection) -> None:
+    """予約配信: scheduled campaigns, each sent once by ``bcartnb due`` at its time.
+
+    ``scheduled`` holds, per scheduled campaign, its time (``send_at``, UTC ISO 8601, so
+    they sort and compare as text), the quota month of that time (Asia/Tokyo), the frozen
+    mail (what the member receives, JSON), the audience rule (the campaign's keys: members
+    file, filter or segment, ticked ids; resolved when it is sent), the count projected when
+    it was scheduled, its status, who claimed it (pid, host, process start: a ``due`` that
+    died can be told from one still sending) and what became of it (campaign id, exit code,
+    the one-line result). Self-contained: it touches no other table.
+    """
+    conn.execute(
+        f"""CREATE TABLE scheduled (
+        schedule_id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        send_at TEXT NOT NULL,
+        month TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        params TEXT NOT NULL,
+        mail TEXT NOT NULL,
+        projected INTEGER NOT NULL CHECK (projected >= 0),
+        status TEXT NOT NULL DEFAULT 'scheduled' CHECK (status IN {SCHEDULE_STATUSES!r}),
+        claimed_pid INTEGER,
+        claimed_host TEXT,
+        claimed_start TEXT,
+        claimed_at TEXT,
+        campaign_id TEXT,
+        exit_code INTEGER,
+        result TEXT,
+        finished_at TEXT
+    ) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX scheduled_due ON scheduled (status, send_at)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _migrate_0_to_1,
     _migrate_1_to_2,
     _migrate_2_to_3,
     _migrate_3_to_4,
     _migrate_4_to_5,
+    _migrate_schedules,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
