@@ -231,7 +231,7 @@ def test_a_version_3_ledger_keeps_its_journal_and_gains_the_list(tmp_path: Path)
         assert led.withhold_suppressed("c3") == 1
         assert led.campaign("c3").journal == {"pending": 1, "withheld": 1}
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_withholding_touches_only_mails_not_yet_sent(ledger: Ledger) -> None:

@@ -85,6 +85,7 @@ from bcartnb.ledger.suppressions import (
     Suppressions,
     normalize_address,
 )
+from bcartnb.ledger.tracking import LinkResult, Tracking, TrackResults
 from bcartnb.ledger.watch import LedgerWatch
 
 __all__ = [
@@ -105,10 +106,12 @@ __all__ = [
     "HygieneEvent",
     "Ledger",
     "LedgerWatch",
+    "LinkResult",
     "Migration",
     "Recipient",
     "RecordOutcome",
     "Suppression",
+    "TrackResults",
     "fingerprint",
     "legacy_mail_key",
     "mail_key",
@@ -119,7 +122,7 @@ __all__ = [
 ]
 
 
-class Ledger(Finishing, Suppressions, HygieneEvents, BcartPushes):
+class Ledger(Finishing, Suppressions, HygieneEvents, BcartPushes, Tracking):
     """The quota counter, send history and mail journal in one SQLite file.
 
     Open with :meth:`Ledger.open`; usable as a context manager; safe to share between the
