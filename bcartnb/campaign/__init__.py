@@ -47,6 +47,7 @@ from bcartnb.campaign.history import (
     MonthUsage,
     campaign_history,
     campaign_outcome,
+    campaign_results,
     month_usage,
     quota_status,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "build_draft",
     "campaign_history",
     "campaign_outcome",
+    "campaign_results",
     "cancel",
     "dry_run",
     "export_suppressions",
