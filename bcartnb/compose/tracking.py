@@ -14,7 +14,8 @@ takes a redirect's target from. So:
 
 * only a link written out in full (``https://…``) is tracked; one holding a merge field
   (``{{ … }}``, a member's own URL, the ``unsubscribe_link``/``unsubscribe_url`` with its
-  token) is left as it is, and so is the ``unsubscribe_url`` setting even when constant;
+  token) is left as it is, and so is any link to the ``unsubscribe_url`` setting's page
+  (its fixed part before a merge field or ``?``; under it, when that ends in ``/``);
 * ``mailto:`` and ``tel:`` are never tracked (only ``http://`` and ``https://`` are);
 * in the HTML part, a link whose visible text is itself a URL keeps its href: pointing it
   elsewhere is what filters and 送信前の確認 call a misleading link (``link_text_mismatch``);
@@ -88,18 +89,31 @@ def tracked_links(
     found = (_hrefs if html_body else _text_urls)(body)
     for part in signature:
         found += (_hrefs if html_body else _text_urls)(part)
-    skip = {u for u in never if u}
+    skip = [_stem(u) for u in never if u]
     out: list[str] = []
     for url in found:
         if (
             url.lower().startswith(("http://", "https://"))
             and not any(m in url for m in _MARKUP)
-            and url not in skip
+            and not any(_under(url, stem) for stem in skip)
             and url not in out
             and not any(c.isspace() or ord(c) < 32 for c in url)
         ):
             out.append(url)
     return tuple(out)
+
+
+def _stem(setting: str) -> str:
+    """The fixed part of an unsubscribe setting: before its first merge field or query."""
+    for mark in ("{{", "{%", "?", "#"):
+        setting = setting.split(mark, 1)[0]
+    return setting
+
+
+def _under(url: str, stem: str) -> bool:
+    """Whether ``url`` is the unsubscribe page ``stem`` names (or, for a folder, under it)."""
+    bare = url.split("?", 1)[0].split("#", 1)[0]
+    return bare.rstrip("/") == stem.rstrip("/") or (stem.endswith("/") and bare.startswith(stem))
 
 
 class LinkTracker:
