@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from html.parser import HTMLParser
 from typing import Any, Final
 
@@ -141,32 +141,41 @@ class LinkTracker:
             mid = int(member_id)
         except (TypeError, ValueError):
             return text, body
-        return self._text(mid, text), None if body is None else self._html(mid, body)
+        urls: dict[int, str] = {}
 
-    def _text(self, member_id: int, text: str) -> str:
+        def url(number: int) -> str:
+            if number not in urls:
+                urls[number] = self.url(mid, number)
+            return urls[number]
+
+        return self._text(url, text), None if body is None else self._html(url, body)
+
+    def _text(self, url: Callable[[int], str], text: str) -> str:
+        url_of = url
+
         def swap(m: re.Match[str]) -> str:
             whole = m.group()
-            url = _trimmed(whole)
-            number = self._numbers.get(url)
+            found = _trimmed(whole)
+            number = self._numbers.get(found)
             if number is None:
                 return whole
-            return self.url(member_id, number) + whole[len(url) :]
+            return url_of(number) + whole[len(found) :]
 
         return _URL_RE.sub(swap, text) if self.links else text
 
-    def _html(self, member_id: int, body: str) -> str:
+    def _html(self, url: Callable[[int], str], body: str) -> str:
         def swap(m: re.Match[str]) -> str:
             number = self._numbers.get(html.unescape(m.group(2)).strip())
             shown = " ".join(html.unescape(_TAG_RE.sub("", m.group(4))).split())
             if number is None or _URLISH_RE.fullmatch(shown):
                 return m.group()
-            tracked = html.escape(self.url(member_id, number))
+            tracked = html.escape(url(number))
             return m.group(1) + tracked + m.group(3) + m.group(4) + m.group(5)
 
         if self.links:
             body = _ANCHOR_RE.sub(swap, body)
         pixel = (
-            f'<img src="{html.escape(self.url(member_id, OPEN_LINK))}" width="1" height="1" '
+            f'<img src="{html.escape(url(OPEN_LINK))}" width="1" height="1" '
             'alt="" style="display:block;border:0;width:1px;height:1px">'
         )
         ends = list(_BODY_END_RE.finditer(body))

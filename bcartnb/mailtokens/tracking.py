@@ -23,7 +23,8 @@ import hmac
 import re
 from typing import Final, NamedTuple
 
-from bcartnb.mailtokens.tokens import check_secret
+from bcartnb.exceptions import SettingsError
+from bcartnb.mailtokens.tokens import SECRET_ENV, check_secret
 
 __all__ = ["OPEN_LINK", "TrackSigner", "TrackToken"]
 
@@ -57,13 +58,23 @@ class TrackSigner:
     """Makes and opens tracking tokens with the unsubscribe secret."""
 
     def __init__(self, secret: str | None, why: str = "[tracking]") -> None:
-        self._key = check_secret(secret, why).encode("utf-8")
+        if not secret:
+            raise SettingsError(
+                f"{why} needs the secret {SECRET_ENV} (environment or .env): it is not set",
+                ja=f"開封・クリックの計測（[tracking] url）には署名用の秘密の文字列 {SECRET_ENV} が"
+                "必要です（配信停止リンクと同じもの）。環境変数か .env で設定するか、"
+                "[tracking] の track = false で計測を止めてください。",
+            )
+        key = check_secret(secret, why).encode("utf-8")
+        self._keyed = hmac.new(key, _DOMAIN, hashlib.sha256)  # copied per token: no re-keying
 
     def __repr__(self) -> str:
         return "TrackSigner(<secret>)"
 
     def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, _DOMAIN + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        mac = self._keyed.copy()
+        mac.update(payload)
+        return mac.digest()[:_MAC_BYTES]
 
     def make(self, campaign_id: str, member_id: int, link: int) -> str:
         """The token for link ``link`` (0: the open image) of the campaign's mail to the member."""
