@@ -14,6 +14,8 @@ import json
 import re
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -279,3 +281,33 @@ def test_a_link_added_after_sending_is_not_redirectable(shop: Shop, server: Ledg
     reply = get(f"{shop.base}/c/{signer.make(second, 1000, 3)}")
     assert reply.headers["location"] == "https://shop.example.co.jp/added"
     assert events(shop) == [(1000, 3, "click", 0, 1)]
+
+
+def test_the_unsubscribe_server_command_serves_clicks_too(
+    shop: Shop, listening: socket.socket
+) -> None:
+    """One process for the shop's public endpoints: ``bcartnb unsubscribe-server``."""
+    cid = send(shop)
+    sale, _ = tracked(shop, parts(mail_to(shop, "user1@example.co.jp"))[1])
+    port = listening.getsockname()[1]
+    listening.close()  # the command binds it itself
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "unsubscribe-server", "--port", str(port)],
+        env=shop.env,
+        cwd=shop.tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert f"開封・クリックの計測: http://127.0.0.1:{port}/t/c/<トークン>" in lines[2], lines
+        reply = get(sale)
+        assert reply.status_code == 302 and reply.headers["location"] == SALE
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert sale.rsplit("/", 1)[1] not in out + err  # no token in any log
+    assert results(shop, cid)["clicked"] == 1
