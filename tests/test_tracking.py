@@ -24,13 +24,16 @@ from typing import Any, NamedTuple
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from smtp_servers import TestServer
 from test_cli_run import bcartnb, env_for, setup_campaign
 from test_unsubscribe import Running
 
 from bcartnb.hygiene.unsubscribe import make_server
 from bcartnb.ledger import Ledger
-from bcartnb.mailtokens import TrackSigner
+from bcartnb.mailtokens import TokenSigner, TrackSigner
 from bcartnb.settings import Settings, load_settings
 
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
@@ -311,3 +314,43 @@ def test_the_unsubscribe_server_command_serves_clicks_too(
     assert proc.returncode == 0, err
     assert sale.rsplit("/", 1)[1] not in out + err  # no token in any log
     assert results(shop, cid)["clicked"] == 1
+
+
+# --- the token -------------------------------------------------------------------------------
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(
+    st.integers(-(1 << 63), (1 << 63) - 1),
+    st.integers(0, 9999),
+    st.text(min_size=1, max_size=60).filter(lambda s: len(s.encode()) <= 200),
+    st.integers(0, 200),
+)
+def test_a_token_names_exactly_what_it_was_made_for(
+    member_id: int, link: int, cid: str, flip: int
+) -> None:
+    signer = TrackSigner(SECRET)
+    token = signer.make(cid, member_id, link)
+    assert signer.open(token) == (cid, member_id, link)
+    assert TrackSigner("another-secret-nobody-else-has-0123456789").open(token) is None
+    # one character changed anywhere: nothing (the canonical encoding, then the MAC)
+    at = flip % len(token)
+    changed = token[:at] + ("A" if token[at] != "A" else "B") + token[at + 1 :]
+    assert signer.open(changed) is None
+    # an unsubscribe token of the same secret is no click token, nor the other way round
+    unsub = TokenSigner(SECRET).make(cid, member_id, "a@example.co.jp")
+    assert signer.open(unsub) is None
+    assert TokenSigner(SECRET).open(token, lambda c, m: "a@example.co.jp") is None
+
+
+def test_tracking_without_the_secret_is_refused_when_planning(shop: Shop) -> None:
+    env = {k: v for k, v in shop.env.items() if k != "BCARTNB_UNSUBSCRIBE_SECRET"}
+    dry = bcartnb("run", str(shop.campaign), env=env, cwd=shop.tmp)
+    assert dry.returncode == 2
+    # the unsubscribe link's own line comes first here (the body uses it); without it, ours
+    write_campaign(shop.campaign, BODY.replace("{{ unsubscribe_link }}", "mailto:x@example.co.jp"))
+    config = shop.tmp / "bcartnb.toml"
+    config.write_text(config.read_text("utf-8").replace(f'unsubscribe_url = "{UNSUB}"\n', ""))
+    dry = bcartnb("run", str(shop.campaign), env=env, cwd=shop.tmp)
+    assert dry.returncode == 2 and "開封・クリックの計測（[tracking] url）には" in dry.stderr
+    assert not (shop.tmp / "ledger.sqlite3").exists() or events(shop) == []
