@@ -28,7 +28,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from smtp_servers import TestServer
-from test_cli_run import bcartnb, env_for, setup_campaign
+from test_cli_run import ADMIN, bcartnb, env_for, setup_campaign
 from test_unsubscribe import Running
 
 from bcartnb.hygiene.unsubscribe import make_server
@@ -178,6 +178,12 @@ def test_links_are_rewritten_but_never_the_unsubscribe_mailto_or_tel(shop: Shop)
     # the link table is frozen with the campaign
     with Ledger.open(shop.tmp / "ledger.sqlite3") as led:
         assert led.tracked_links(cid) == {1: SALE, 2: NEW}
+    # the administrator's copy shows the first member's mail, untracked: clicks count for nobody
+    admin = [r.raw for r in shop.smtp.received if r.recipients == (ADMIN,)]
+    copy = email.message_from_bytes(admin[0], policy=email.policy.default)
+    assert isinstance(copy, EmailMessage)
+    shown = str(copy.get_content())
+    assert f"冬のセール（{SALE}）" in shown and shop.base not in shown
     # every member's token is their own
     other = tracked(shop, parts(mail_to(shop, "user1@example.co.jp"))[1])
     assert other[0] != links[0]

@@ -21,6 +21,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from collections import Counter
@@ -203,6 +204,15 @@ class Composer:
             self.draft.body, self.draft.html, signature, (self.settings.unsubscribe_url,)
         )
         return LinkTracker(base, signer, self.campaign_id, links)
+
+    def untracked(self) -> Composer:
+        """This composer without click and open measurement: for a copy that is no member's
+        mail (the administrator's 配信控え), whose clicks must count for nobody."""
+        if self.tracker is None:
+            return self
+        twin = copy.copy(self)
+        twin.tracker = None
+        return twin
 
     @property
     def tracked_links(self) -> tuple[str, ...]:
