@@ -360,3 +360,17 @@ def test_tracking_without_the_secret_is_refused_when_planning(shop: Shop) -> Non
     dry = bcartnb("run", str(shop.campaign), env=env, cwd=shop.tmp)
     assert dry.returncode == 2 and "開封・クリックの計測（[tracking] url）には" in dry.stderr
     assert not (shop.tmp / "ledger.sqlite3").exists() or events(shop) == []
+
+
+def test_previews_show_the_links_as_written_and_check_the_mail_as_sent(shop: Shop) -> None:
+    """The confirmation screen's and the report's sample: no tracked link (none has a target
+    before sending, and a reviewer's click would count for the member)."""
+    from bcartnb.campaign import load_campaign, plan_campaign
+    from bcartnb.compose import preview
+
+    plan = plan_campaign(load_campaign(shop.campaign), load_settings(env=shop.env))
+    assert plan.composer.tracked_links == (SALE, NEW)
+    (seen,) = preview(plan.composer, plan.audience.sendable, n=1)
+    assert seen.html is not None and f'href="{SALE}"' in seen.html
+    assert shop.base not in seen.html + seen.text
+    assert shop.base in str(plan.composer.compose(plan.audience.sendable.iloc[0].to_dict()).html)
