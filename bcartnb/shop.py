@@ -417,6 +417,13 @@ security = "none"
 # verp = false
 # bounce_address = "bounces@shop.example.co.jp"
 
+# [tracking]
+# 開封・クリックの計測。配信停止サーバーの公開アドレスを書くと、メールのリンクがここを通り、
+# bcartnb results で開封数・クリック数が見られます
+# （キャンペーンごとに track = false で止められます）。
+# url = "https://shop.example.co.jp/t"
+# track = true
+
 # [names.price_groups]
 # ウィザードの絞込オプションで、価格グループIDの横に出す名前（ID = "名前"）
 # 1 = "一般"

@@ -19,7 +19,12 @@ def test_toml_keys_and_relative_members_path(tmp_path: Path) -> None:
     assert spec.filter == {"pref": ["東京都", "大阪府"], "price_group_id": {"min": 2, "max": 5}}
     assert spec.checked == (3, 1)
     assert spec.send is False and spec.insert_signature is True and spec.encoding == "utf-8"
-    assert set(spec.to_params()) == set(CAMPAIGN_KEYS) - {"send", "segment"}
+    # segment and track (when true) only appear when set: older campaigns keep their params
+    assert set(spec.to_params()) == set(CAMPAIGN_KEYS) - {"send", "segment", "track"}
+    off = CampaignSpec.from_mapping({"members": "m.csv", "template": "t", "track": False})
+    assert off.track is False and off.to_params()["track"] is False
+    again = CampaignSpec.from_mapping(off.to_params())  # a resume replays it
+    assert again.track is False
 
 
 def test_papermill_style_values() -> None:

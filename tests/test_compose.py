@@ -29,7 +29,7 @@ from bcartnb.compose import (
     preview,
 )
 from bcartnb.exceptions import ComposeError, SelectionError, TemplateError
-from bcartnb.settings import Settings
+from bcartnb.settings import Settings, TrackingSettings
 from bcartnb.templates import Template, TemplateStore
 
 NOW = datetime(2026, 11, 27, 10, 30, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
@@ -380,6 +380,67 @@ def test_fast_paths_give_the_reference_bytes_for_any_values(
     assert sum(ran.values()) == 1
     if _meant_for_fast(*values):
         assert ran == {"fast_text": 1} if c.fast_text else ran == {"fast_html": 1}
+
+
+TRACKED = SETTINGS.replace(tracking=TrackingSettings(url="https://t.shop.example.co.jp/t/"))
+_TRACKED_BODIES = (
+    *_FAST_BODIES,
+    '<p>{{ 会社名 }} 様</p><p><a href="https://shop.example.co.jp/sale">セール</a>'
+    '<a href="https://x.jp/">https://x.jp/</a> <a href="tel:0312345678">電話</a></p>'
+    "<p>{{ 担当者名 }}</p><p>https://shop.example.co.jp/sale</p>",
+)
+
+
+@functools.cache
+def _tracked_composer(body: int) -> Composer:
+    return composer(subject="ご案内", body=_TRACKED_BODIES[body], html=True, settings=TRACKED)
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, len(_TRACKED_BODIES) - 1),
+    st.one_of(st.tuples(_VALUES, _VALUES, _VALUES), st.tuples(_PLAIN, _PLAIN, _PLAIN)),
+)
+def test_fast_paths_give_the_reference_bytes_with_tracking_on(
+    body: int, values: tuple[str, str, str]
+) -> None:
+    """Links are rewritten after either path: the fast path still equals the reference,
+    every mail carries its open image, and the written-out links are the tracked ones."""
+    comp_name, first, pref = values
+    c = _tracked_composer(body)
+    assert c.tracker is not None
+    m = member(id=5, comp_name=comp_name, tanto_first_name=first, pref=pref)
+    try:
+        _, text, html = c.render_reference(m)
+    except (ComposeError, TemplateError) as err:
+        with pytest.raises(type(err)) as info:
+            c.compose(m)
+        assert str(info.value) == str(err)
+        return
+    before = c.paths.copy()
+    mail = c.compose(m)
+    assert (mail.html, mail.text) == (html, text)
+    assert html is not None and html.count("https://t.shop.example.co.jp/t/o/") == 1
+    for number, url in enumerate(c.tracked_links, 1):
+        assert c.tracker.url(5, number) in html + text, url
+    if _meant_for_fast(*values):
+        ran = c.paths - before
+        assert ran == {"fast_text": 1} if c.fast_text else ran == {"fast_html": 1}
+
+
+def test_tracking_is_off_without_a_url_or_with_track_false() -> None:
+    """Off, the mail is byte for byte the mail of a shop that never set tracking up."""
+    plain = composer(body=HTML_BODY, html=True).compose(MEMBER).raw
+    shop_off = SETTINGS.replace(tracking=TrackingSettings(url="https://t.example/", track=False))
+    assert composer(body=HTML_BODY, html=True, settings=shop_off).compose(MEMBER).raw == plain
+    off = composer(body=HTML_BODY, html=True, settings=TRACKED, track=False)
+    assert off.tracker is None and off.compose(MEMBER).raw == plain
+    on = composer(body=HTML_BODY, html=True, settings=TRACKED)
+    # the {{ id }} link is the member's own; /stop is the unsubscribe setting's page
+    assert on.tracked_links == ()
+    assert "https://t.shop.example.co.jp/t/o/" in str(on.compose(MEMBER).html)  # open image
+    sale = composer(body='<a href="https://x.jp/sale">x</a>', html=True, settings=TRACKED)
+    assert sale.tracked_links == ("https://x.jp/sale",)
 
 
 def test_the_fast_paths_compose_plain_members_of_every_fast_body() -> None:

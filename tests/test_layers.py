@@ -66,6 +66,7 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.hygiene.report": FACES,
     "bcartnb.hygiene.unsubscribe": FACES,  # the public server
     "bcartnb.hygiene.unsubscribe_pages": FACES,  # its pages
+    "bcartnb.hygiene.tracking_server": FACES,  # its click and open answers
     "bcartnb.hygiene.http_guard": FACES,  # the public server's guard
     "bcartnb.hygiene.server_log": FACES,  # the public server's log, in Japanese
 }
@@ -90,6 +91,7 @@ LEDGER_FACES: frozenset[tuple[str, str]] = frozenset(
         # the public unsubscribe server records each request itself, in its own process
         # (no campaign to conduct), and answers from the request's recorded state
         ("bcartnb.hygiene.unsubscribe", LEDGER),
+        ("bcartnb.hygiene.tracking_server", LEDGER),  # the same server's clicks and opens
         # --reason's choices when the parser is built: the schema is their one truth and is
         # light, where ``campaign`` would load pandas on every start of the command line
         ("bcartnb.cli.hygiene", "bcartnb.ledger.schema"),

@@ -49,6 +49,7 @@ from bcartnb.campaign.history import (
     MonthUsage,
     campaign_history,
     campaign_outcome,
+    campaign_results,
     month_usage,
     quota_status,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "build_draft",
     "campaign_history",
     "campaign_outcome",
+    "campaign_results",
     "cancel",
     "cancel_scheduled",
     "dry_run",

@@ -22,7 +22,7 @@ from bcartnb.settings import Settings, require_plan
 if TYPE_CHECKING:
     import pandas as pd
 
-    from bcartnb.ledger import CampaignRecord, Recipient
+    from bcartnb.ledger import CampaignRecord, Recipient, TrackResults
 
 __all__ = [
     "CampaignOutcome",
@@ -30,6 +30,7 @@ __all__ = [
     "MonthUsage",
     "campaign_history",
     "campaign_outcome",
+    "campaign_results",
     "month_usage",
     "quota_status",
 ]
@@ -81,6 +82,14 @@ def campaign_outcome(
             led.uncertain(campaign_id),
             led.deliveries(campaign_id),
         )
+
+
+def campaign_results(
+    settings: Settings, campaign_id: str, *, ledger: Ledger | None = None
+) -> TrackResults:
+    """One campaign's 配信数, 開封・クリック (people, machines apart) and clicks by link."""
+    with ledger_using(settings, ledger) as led:
+        return led.track_results(campaign_id)
 
 
 def month_usage(settings: Settings, month: str, *, ledger: Ledger | None = None) -> MonthUsage:

@@ -160,6 +160,7 @@ def build_draft(spec: CampaignSpec, settings: Settings) -> Draft:
             html=spec.html,
             insert_signature=spec.insert_signature,
             encoding=spec.encoding,
+            track=spec.track,
         )
     return Draft(
         subject=spec.subject or "",
@@ -167,6 +168,7 @@ def build_draft(spec: CampaignSpec, settings: Settings) -> Draft:
         html=bool(spec.html),
         insert_signature=spec.insert_signature,
         encoding=spec.encoding,
+        track=spec.track,
     )
 
 
@@ -202,6 +204,7 @@ def _thawed(
         insert_signature=bool(mail["insert_signature"]),
         encoding=str(mail["encoding"]),
         template=spec.template,
+        track=spec.track,
     )
     name, addr = mail["from"]
     then = settings.replace(from_name=str(name), from_addr=str(addr))

@@ -33,6 +33,7 @@ CAMPAIGN_KEYS = (
     "opt_in_only",
     "encoding",
     "send",
+    "track",
 )
 ENCODINGS = ("utf-8", "iso-2022-jp")
 
@@ -55,6 +56,9 @@ class CampaignSpec:
     opt_in_only: bool = False
     encoding: str = "utf-8"
     send: bool = False
+    #: False: no click or open measurement in this campaign's mails (on by the shop's
+    #: ``[tracking] url`` otherwise)
+    track: bool = True
 
     @classmethod
     def from_mapping(
@@ -104,7 +108,7 @@ class CampaignSpec:
             kw["template"] = None
         if data.get("html") is not None:
             kw["html"] = check_type(data, "html", bool, where)
-        for key in ("insert_signature", "opt_in_only", "send"):
+        for key in ("insert_signature", "opt_in_only", "send", "track"):
             if data.get(key) is not None:
                 kw[key] = check_type(data, key, bool, where)
         if data.get("encoding") is not None:
@@ -146,6 +150,7 @@ class CampaignSpec:
             "insert_signature": self.insert_signature,
             "opt_in_only": self.opt_in_only,
             "encoding": self.encoding,
+            **({} if self.track else {"track": False}),
         }
 
 

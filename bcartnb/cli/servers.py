@@ -50,6 +50,12 @@ def _cmd_unsubscribe_server(args: argparse.Namespace) -> int:
             f"ヘッダー {h.server_header_timeout:g} 秒・本文 {h.server_body_timeout:g} 秒まで待ち、"
             f"同時に {h.server_connections} 接続まで読みます（[hygiene] server_*）"
         )
+        if settings.tracking.base is not None:
+            path = settings.tracking.path
+            print(
+                f"開封・クリックの計測: http://{address}{path}/c/<トークン> と "
+                f"{path}/o/<トークン>（[tracking] url）"
+            )
         print(_STOP_HINT, flush=True)
 
     serve(settings, host=args.host, port=args.port, prefix=args.prefix, ready=ready)

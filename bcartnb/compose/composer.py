@@ -21,6 +21,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from collections import Counter
@@ -61,11 +62,12 @@ from bcartnb.compose.headers import (
 from bcartnb.compose.mail import ComposedMail, Draft
 from bcartnb.compose.plaintext import html_to_text, tidy_text
 from bcartnb.compose.signature import Signature, insert_html_signature
+from bcartnb.compose.tracking import LinkTracker, tracked_links
 from bcartnb.compose.wire import text_part
 from bcartnb.exceptions import ComposeError, TemplateError
 from bcartnb.htmldepth import check_depth
 from bcartnb.mailcheck import Finding, check_mail
-from bcartnb.mailtokens import message_token
+from bcartnb.mailtokens import TrackSigner, message_token
 from bcartnb.quota import now_tokyo
 from bcartnb.templates import (
     SIGNATURE_FIELDS,
@@ -185,8 +187,37 @@ class Composer:
 
         self._date_cache: tuple[int, str] = (-1, "")
         self._head_tail = self._constant_tail()
+        #: The campaign's click and open measurement, None when off (:mod:`.tracking`)
+        self.tracker = self._tracker()
 
     # -- per campaign --
+
+    def _tracker(self) -> LinkTracker | None:
+        """Measuring needs the shop's ``[tracking] url`` and the campaign's ``track``; the
+        secret is checked now, so a shop without it is refused when planning, not sending."""
+        base = self.settings.tracking.base
+        if base is None or not self.draft.track:
+            return None
+        signer = TrackSigner(self.settings.unsubscribe_secret, "[tracking] url")
+        signature = (self.sig_html, self.sig_inline) if self.draft.html else (self.sig_text,)
+        links = tracked_links(
+            self.draft.body, self.draft.html, signature, (self.settings.unsubscribe_url,)
+        )
+        return LinkTracker(base, signer, self.campaign_id, links)
+
+    def untracked(self) -> Composer:
+        """This composer without click and open measurement: for a copy that is no member's
+        mail (the administrator's 配信控え), whose clicks must count for nobody."""
+        if self.tracker is None:
+            return self
+        twin = copy.copy(self)
+        twin.tracker = None
+        return twin
+
+    @property
+    def tracked_links(self) -> tuple[str, ...]:
+        """The link table the ledger records with the campaign (empty when not measuring)."""
+        return () if self.tracker is None else self.tracker.links
 
     def _prepare_fast_html(self) -> None:
         """Settle, from the template alone, whether the fast paths can be sound at all.
@@ -258,7 +289,11 @@ class Composer:
         """(subject, text, html) by the straightforward per-member pipeline, no shortcuts."""
         member_id = member_id_of(member)
         ctx = self._context(member)
-        return (self.subject_t.render(ctx, member_id), *self._reference_body(ctx, member_id))
+        subject = self.subject_t.render(ctx, member_id)
+        text, html = self._reference_body(ctx, member_id)
+        if self.tracker is not None:
+            text, html = self.tracker.apply(member_id, text, html)
+        return subject, text, html
 
     def _reference_body(self, ctx: Mapping[str, Any], member_id: Any) -> tuple[str, str | None]:
         body = self.body_t.render(ctx, member_id)
@@ -320,6 +355,8 @@ class Composer:
         to = recipient(member, member_id)
         ctx = self._context(member)
         subject, text, html = self._render(member_id, ctx)
+        if self.tracker is not None:
+            text, html = self.tracker.apply(member_id, text, html)
         check_member_header(subject, member_id, ctx, "subject", "件名")
         # Every character is at least a byte on the wire: refuse before encoding a giant.
         check_size(len(text) + len(html or ""), self.settings.max_mail_bytes, self.name, member_id)

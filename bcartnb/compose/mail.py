@@ -21,6 +21,8 @@ class Draft:
     insert_signature: bool = True
     encoding: str = "utf-8"
     template: str | None = None
+    #: Measure clicks and opens when the shop has ``[tracking] url`` (the campaign's ``track``)
+    track: bool = True
 
     @classmethod
     def from_template(cls, template: Template, **overrides: Any) -> Draft:

@@ -62,20 +62,24 @@ def preview(
     else:
         rows = [{str(k): v for k, v in r.items()} for r in members.head(n).to_dict("records")]
     out = []
+    # shown with the links as written (a tracked link has no target before the campaign is
+    # sent, and a click on it would count for the member); checked as it will be sent
+    shown = composer.untracked()
     for row in rows:
         member_id = plain(row.get("id"))
         try:
             mail = composer.compose(row)
+            view = mail if shown is composer else shown.compose(row)
         except (ComposeError, TemplateError) as err:
             out.append(Preview(member_id=member_id, error=str(err)))
             continue
         out.append(
             Preview(
-                member_id=mail.member_id,
-                subject=mail.subject,
-                text=mail.text,
-                html=mail.html,
-                raw=mail.raw,
+                member_id=view.member_id,
+                subject=view.subject,
+                text=view.text,
+                html=view.html,
+                raw=view.raw,
                 warnings=tuple(composer.warnings),
                 checks=tuple(composer.check(mail)),
             )

@@ -152,6 +152,7 @@ def deliver(
     sending = False
     try:
         ledger.withhold_suppressed(cid)  # unsubscribed since the campaign began: honoured
+        ledger.record_links(cid, plan.composer.tracked_links)  # what /c/ may redirect to
         todo = ledger.to_send(cid, resend_uncertain=resend_uncertain)
         units = sum(1 for r in todo if r.state in COUNTED_FROM)
         sendable = plan.audience.sendable
@@ -435,7 +436,8 @@ def send_test(
         )
     member = {str(k): v for k, v in rows.iloc[0].to_dict().items()}
     member["email"] = address
-    draft = replace(plan.draft, subject=TEST_PREFIX + plan.draft.subject)
+    # a test mail's links go where they say: its campaign id is in no link table
+    draft = replace(plan.draft, subject=TEST_PREFIX + plan.draft.subject, track=False)
     mail = Composer(draft, plan.settings, f"{plan.campaign_id}-test").compose(member)
     tr = transport if transport is not None else transport_from_settings(plan.settings)
     with tr.connect() as conn:

@@ -95,7 +95,8 @@ def send_admin_copy(
     if not ledger.claim_admin_copy(plan.campaign_id):
         return "sent"  # an earlier run sent (or was sending) it: never a second copy
     try:  # a sample of the mail; after the campaign went out, never a reason to fail
-        sample = next(iter(plan.composer.compose_all(plan.audience.sendable.head(1))), None)
+        composer = plan.composer.untracked()  # the admin's clicks count for no member
+        sample = next(iter(composer.compose_all(plan.audience.sendable.head(1))), None)
     except BcartnbError:
         sample = None  # that member's data changed since (a resume composes only the rest)
     raw = admin_copy(plan, summary, sample, now_tokyo())

@@ -66,6 +66,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bcartnb.exceptions import BcartnbError, SettingsError, TransportError
+from bcartnb.hygiene.tracking_server import tracking_routes
 from bcartnb.hygiene.unsubscribe_pages import (
     SECURITY_HEADERS,
     ShopFooter,
@@ -111,6 +112,10 @@ _URL_RE: Final = re.compile(
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
+    return await _not_found_page()
+
+
+async def _not_found_page() -> Response:
     return page(
         "ページが見つかりません",
         "<p>このリンクは無効です。メールに記載のリンクをもう一度お確かめください。</p>",
@@ -232,7 +237,7 @@ def create_app(
             log.error("配信停止を確認できません: %s", err)
             return _unavailable()
         if found is None:
-            return await _not_found(request, HTTPException(404))
+            return await _not_found_page()
         if request.method != "POST":
             try:
                 state = await run_in_threadpool(ledger.unsubscribe_state, found.address)
@@ -258,8 +263,12 @@ def create_app(
             )
         return result_page(shop, mask_address(found.address), before)
 
+    async def not_found() -> Response:
+        return await _not_found_page()
+
+    tracking = tracking_routes(settings, ledger, not_found, _unavailable, clock)
     return Starlette(
-        routes=[Route(prefix + "{token}", unsubscribe, methods=["GET", "POST"])],
+        routes=[*tracking, Route(prefix + "{token}", unsubscribe, methods=["GET", "POST"])],
         exception_handlers={404: _not_found, 405: _not_allowed},
         middleware=[Middleware(_SecurityHeaders)],
     )

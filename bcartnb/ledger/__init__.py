@@ -89,6 +89,7 @@ from bcartnb.ledger.suppressions import (
     Suppressions,
     normalize_address,
 )
+from bcartnb.ledger.tracking import LinkResult, Tracking, TrackResults
 from bcartnb.ledger.watch import LedgerWatch
 
 __all__ = [
@@ -110,11 +111,13 @@ __all__ = [
     "HygieneEvent",
     "Ledger",
     "LedgerWatch",
+    "LinkResult",
     "Migration",
     "Recipient",
     "RecordOutcome",
     "Scheduled",
     "Suppression",
+    "TrackResults",
     "fingerprint",
     "legacy_mail_key",
     "mail_key",
@@ -125,7 +128,7 @@ __all__ = [
 ]
 
 
-class Ledger(Finishing, Suppressions, HygieneEvents, BcartPushes, Schedules):
+class Ledger(Finishing, Suppressions, HygieneEvents, BcartPushes, Schedules, Tracking):
     """The quota counter, send history and mail journal in one SQLite file.
 
     Open with :meth:`Ledger.open`; usable as a context manager; safe to share between the

@@ -21,6 +21,7 @@ __all__ = [
     "SCHEDULE_STATUSES",
     "SCHEMA_VERSION",
     "SUPPRESSION_REASONS",
+    "TRACK_KINDS",
     "Migration",
     "legacy_mail_key",
 ]
@@ -408,6 +409,42 @@ def _migrate_schedules(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX scheduled_due ON scheduled (status, send_at)")
 
 
+#: What a tracking event measured: the open image, or a tracked link.
+TRACK_KINDS = ("open", "click")
+
+
+def _add_tracking(conn: sqlite3.Connection) -> None:
+    """Click and open measurement (:mod:`bcartnb.ledger.tracking`).
+
+    ``tracked_links`` is each campaign's link table, frozen when it is first sent: the only
+    place the public server takes a redirect's target from. ``tracking_events`` counts, per
+    campaign, member, link (0: the open image), kind and whether a machine did it, the first
+    and last time and how often: one row however often a link is clicked, and no address of
+    the requester (no IP, no User-Agent) is kept.
+    """
+    conn.execute(
+        """CREATE TABLE tracked_links (
+        campaign_id TEXT NOT NULL REFERENCES campaigns (campaign_id),
+        number INTEGER NOT NULL CHECK (number > 0),
+        url TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, number)
+    ) WITHOUT ROWID"""
+    )
+    conn.execute(
+        f"""CREATE TABLE tracking_events (
+        campaign_id TEXT NOT NULL,
+        member_id INTEGER NOT NULL,
+        link INTEGER NOT NULL CHECK (link >= 0),
+        kind TEXT NOT NULL CHECK (kind IN {TRACK_KINDS!r}),
+        machine INTEGER NOT NULL CHECK (machine IN (0, 1)),
+        first_at TEXT NOT NULL,
+        last_at TEXT NOT NULL,
+        count INTEGER NOT NULL CHECK (count > 0),
+        PRIMARY KEY (campaign_id, member_id, link, kind, machine)
+    ) WITHOUT ROWID"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _migrate_0_to_1,
     _migrate_1_to_2,
@@ -415,5 +452,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     _migrate_3_to_4,
     _migrate_4_to_5,
     _migrate_schedules,
+    _add_tracking,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,6 +8,7 @@ writers and the reader import them downward and none reaches into another stage:
 ======================================  ====================================================
 :mod:`~bcartnb.mailtokens.tokens`       the signed unsubscribe token, and the one check of
                                         the secret that signs it and the VERP
+:mod:`~bcartnb.mailtokens.tracking`     the signed click and open token
 :mod:`~bcartnb.mailtokens.verp`         the VERP return path, our Message-IDs' shape, and
                                         how an id becomes a token in either
 ======================================  ====================================================
@@ -26,6 +27,7 @@ from bcartnb.mailtokens.tokens import (
     parse,
     secret_bits,
 )
+from bcartnb.mailtokens.tracking import OPEN_LINK, TrackSigner, TrackToken
 from bcartnb.mailtokens.verp import (
     MailRef,
     VerpSigner,
@@ -39,9 +41,12 @@ __all__ = [
     "MIN_SECRET_BITS",
     "MIN_SECRET_CHARS",
     "MIN_SECRET_DISTINCT",
+    "OPEN_LINK",
     "SECRET_ENV",
     "MailRef",
     "TokenSigner",
+    "TrackSigner",
+    "TrackToken",
     "UnsubscribeToken",
     "VerpSigner",
     "check_secret",

@@ -59,7 +59,7 @@ def sample_mail(plan: CampaignPlan) -> dict[str, str] | None:
     if sendable.empty:
         return None
     member = {str(k): v for k, v in sendable.iloc[0].to_dict().items()}
-    mail = plan.composer.compose(member)
+    mail = plan.composer.untracked().compose(member)  # a reviewer's click counts for nobody
     keep = plan.settings.own_addresses
     personal = [member.get(c) for c in PERSONAL_COLUMNS]
     sample = {

@@ -56,6 +56,7 @@ from bcartnb.settings.shop import (
 from bcartnb.settings.smtp import DeliverySettings, SmtpSettings
 from bcartnb.settings.sources import UNSUBSCRIBE_SECRET_ENV, read_dotenv, read_toml
 from bcartnb.settings.storefront import ShopInfo
+from bcartnb.settings.tracking import TrackingSettings
 
 __all__ = [
     "BCART_API_URL",
@@ -72,6 +73,7 @@ __all__ = [
     "Settings",
     "ShopInfo",
     "SmtpSettings",
+    "TrackingSettings",
     "check_keys",
     "check_type",
     "check_url",

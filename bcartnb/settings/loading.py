@@ -37,6 +37,7 @@ from bcartnb.settings.sources import (
     read_toml,
 )
 from bcartnb.settings.storefront import ShopInfo, shop_from_file
+from bcartnb.settings.tracking import TrackingSettings, tracking_from_file
 
 __all__ = ["load_settings", "settings_from_text"]
 
@@ -57,6 +58,7 @@ _TOP_KEYS = {
     "delivery",
     "bcart",
     "hygiene",
+    "tracking",
     "names",
     "shop",
     "render_timeout",
@@ -102,6 +104,7 @@ def _settings_from(
     dkw = delivery_from_file(data, where)
     bkw = bcart_from_file(data, where, envd)
     hygiene_kw = hygiene_from_file(data, where)
+    tracking_kw = tracking_from_file(data, where)
     shop_kw = shop_from_file(data, where)
 
     # The environment wins over the file.
@@ -126,6 +129,7 @@ def _settings_from(
             delivery=DeliverySettings(**dkw),
             bcart=BcartSettings(**bkw),
             hygiene=HygieneSettings(**hygiene_kw),
+            tracking=TrackingSettings(**tracking_kw),
             names=names_from_file(data, where),
             shop=ShopInfo(**shop_kw),
         )

@@ -20,6 +20,7 @@ from bcartnb.settings.hygiene import HygieneSettings
 from bcartnb.settings.names import IdNames
 from bcartnb.settings.smtp import DeliverySettings, SmtpSettings
 from bcartnb.settings.storefront import ShopInfo
+from bcartnb.settings.tracking import TrackingSettings
 
 __all__ = ["MAX_MAIL_BYTES", "RENDER_TIMEOUT", "Settings"]
 
@@ -59,6 +60,8 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     bcart: BcartSettings = field(default_factory=BcartSettings)
     hygiene: HygieneSettings = field(default_factory=HygieneSettings)
+    #: Click and open measurement (``[tracking]``; off without a url)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
     #: 価格グループ and 営業担当 by name, for the wizard (``[names]``; empty when absent)
     names: IdNames = field(default_factory=IdNames)
     shop: ShopInfo = field(default_factory=ShopInfo)

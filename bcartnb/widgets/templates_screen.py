@@ -322,8 +322,12 @@ class TemplatesScreen(widgets.VBox):  # type: ignore[misc]
         form = self.form()
 
         def render() -> list[Preview]:
-            draft = Draft(
-                subject=form.subject, body=form.body, html=form.html, template=form.name or None
+            draft = Draft(  # a template's preview, not a campaign's mail: no tracked links
+                subject=form.subject,
+                body=form.body,
+                html=form.html,
+                template=form.name or None,
+                track=False,
             )
             sample = _sample(self._members())
             composer = Composer(draft, self.settings, "preview", columns=sample.columns)

@@ -1,0 +1,259 @@
+"""Clicks and opens: each campaign's link table, the events the public server saw, the results.
+
+Recorded idempotently: one row per campaign, member, link (0: the open image), kind and
+person-or-machine, with the first and last time and a count, so a member clicking a link
+ten times is one person who clicked it (count 10), and a repeated request changes a count,
+never who is counted. Nothing of the requester is kept (no IP address, no User-Agent).
+
+Machines are counted apart (``machine = 1``), never as people: the server says which
+requests are a machine's (a HEAD, a known scanner), and one rule needs the ledger: a click
+that comes within :data:`BURST_SECONDS` of a person's click on *another* link of the same
+mail is a gateway fetching every link at once, so both are moved to the machines.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from bcartnb.ledger.database import Database, dt, ts
+
+__all__ = ["BURST_SECONDS", "LinkResult", "TrackResults", "Tracking"]
+
+#: Two links of one mail clicked within this many seconds: a machine, not a person.
+BURST_SECONDS: Final = 2.0
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    """One tracked link: who clicked it (people), how often, and the machines' requests."""
+
+    number: int
+    url: str
+    people: int
+    clicks: int
+    machine: int
+
+
+@dataclass(frozen=True)
+class TrackResults:
+    """A campaign's measured outcome; rates are over the mails delivered (sent)."""
+
+    campaign_id: str
+    delivered: int
+    opened: int
+    clicked: int
+    clicks: int
+    machine_opens: int
+    machine_clicks: int
+    links: tuple[LinkResult, ...]
+    first_at: datetime | None
+    last_at: datetime | None
+
+    @property
+    def open_rate(self) -> float:
+        return self.opened / self.delivered if self.delivered else 0.0
+
+    @property
+    def click_rate(self) -> float:
+        return self.clicked / self.delivered if self.delivered else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, rates rounded to 4 places."""
+        return {
+            "campaign_id": self.campaign_id,
+            "delivered": self.delivered,
+            "opened": self.opened,
+            "open_rate": round(self.open_rate, 4),
+            "clicked": self.clicked,
+            "click_rate": round(self.click_rate, 4),
+            "clicks": self.clicks,
+            "machine": {"opens": self.machine_opens, "clicks": self.machine_clicks},
+            "links": [
+                {
+                    "number": x.number,
+                    "url": x.url,
+                    "people": x.people,
+                    "clicks": x.clicks,
+                    "machine": x.machine,
+                }
+                for x in self.links
+            ],
+            "first_at": self.first_at.isoformat() if self.first_at else None,
+            "last_at": self.last_at.isoformat() if self.last_at else None,
+        }
+
+
+class Tracking(Database):
+    """The ledger's half of click and open measurement."""
+
+    def record_links(self, campaign_id: str, links: Sequence[str]) -> None:
+        """Freeze the campaign's link table (number ``i + 1`` → ``links[i]``); a table already
+        recorded for it stays as it is (a resume sends the mail it started with)."""
+        if not links:
+            return
+        with self._write() as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO tracked_links (campaign_id, number, url) VALUES (?, ?, ?)",
+                [(campaign_id, i + 1, url) for i, url in enumerate(links)],
+            )
+
+    def tracked_links(self, campaign_id: str) -> dict[int, str]:
+        """The campaign's link table (empty when it measured nothing)."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT number, url FROM tracked_links WHERE campaign_id = ? ORDER BY number",
+                (campaign_id,),
+            ).fetchall()
+        return {int(n): str(u) for n, u in rows}
+
+    def link_target(self, campaign_id: str, number: int) -> str | None:
+        """Where link ``number`` of the campaign goes, or None: the only redirect target."""
+        with self._read() as c:
+            row = c.execute(
+                "SELECT url FROM tracked_links WHERE campaign_id = ? AND number = ?",
+                (campaign_id, number),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def campaign_known(self, campaign_id: str) -> bool:
+        with self._read() as c:
+            row = c.execute(
+                "SELECT 1 FROM campaigns WHERE campaign_id = ?", (campaign_id,)
+            ).fetchone()
+        return row is not None
+
+    def record_track(
+        self,
+        campaign_id: str,
+        member_id: int,
+        link: int,
+        kind: str,
+        *,
+        machine: bool,
+        now: datetime | None = None,
+    ) -> bool:
+        """Count one request; True when it was counted as a machine's (see the module)."""
+        now = self._now(now)
+        with self._write() as c:
+            if kind == "click" and not machine:
+                machine = _burst(c, campaign_id, member_id, link, now)
+            _count(c, campaign_id, member_id, link, kind, machine, now, now, 1)
+        return machine
+
+    def track_results(self, campaign_id: str) -> TrackResults:
+        """The campaign's 配信数, 開封数, クリック数 and clicks by link (people; machines apart).
+
+        A member who clicked opened the mail, whether or not the image was shown: 開封 counts
+        members with an open or a click.
+        """
+        with self._read() as c:
+            self._status(c, campaign_id)
+            delivered = _one(
+                c,
+                "SELECT count(*) FROM deliveries WHERE campaign_id = ? AND state = 'sent'",
+                cid=campaign_id,
+            )
+            opened = _one(
+                c,
+                "SELECT count(DISTINCT member_id) FROM tracking_events "
+                "WHERE campaign_id = ? AND machine = 0",
+                cid=campaign_id,
+            )
+            clicked, clicks = c.execute(
+                "SELECT count(DISTINCT member_id), coalesce(sum(count), 0) FROM tracking_events "
+                "WHERE campaign_id = ? AND machine = 0 AND kind = 'click'",
+                (campaign_id,),
+            ).fetchone()
+            m_opens, m_clicks = c.execute(
+                "SELECT coalesce(sum(CASE WHEN kind = 'open' THEN count END), 0), "
+                "coalesce(sum(CASE WHEN kind = 'click' THEN count END), 0) "
+                "FROM tracking_events WHERE campaign_id = ? AND machine = 1",
+                (campaign_id,),
+            ).fetchone()
+            first, last = c.execute(
+                "SELECT min(first_at), max(last_at) FROM tracking_events WHERE campaign_id = ?",
+                (campaign_id,),
+            ).fetchone()
+            rows = c.execute(
+                "SELECT l.number, l.url, "
+                "count(DISTINCT CASE WHEN e.machine = 0 THEN e.member_id END), "
+                "coalesce(sum(CASE WHEN e.machine = 0 THEN e.count END), 0), "
+                "coalesce(sum(CASE WHEN e.machine = 1 THEN e.count END), 0) "
+                "FROM tracked_links l LEFT JOIN tracking_events e ON e.campaign_id = l.campaign_id "
+                "AND e.link = l.number AND e.kind = 'click' "
+                "WHERE l.campaign_id = ? GROUP BY l.number, l.url ORDER BY l.number",
+                (campaign_id,),
+            ).fetchall()
+        return TrackResults(
+            campaign_id=campaign_id,
+            delivered=delivered,
+            opened=opened,
+            clicked=int(clicked),
+            clicks=int(clicks),
+            machine_opens=int(m_opens),
+            machine_clicks=int(m_clicks),
+            links=tuple(
+                LinkResult(int(n), str(u), int(p), int(k), int(m)) for n, u, p, k, m in rows
+            ),
+            first_at=dt(first),
+            last_at=dt(last),
+        )
+
+
+def _one(c: sqlite3.Connection, sql: str, *, cid: str) -> int:
+    return int(c.execute(sql, (cid,)).fetchone()[0])
+
+
+def _burst(
+    c: sqlite3.Connection, campaign_id: str, member_id: int, link: int, now: datetime
+) -> bool:
+    """Whether a person's click on another link of this mail came within BURST_SECONDS; if
+    so, that click is moved to the machines too (this one is counted there by the caller)."""
+    since = ts(now - timedelta(seconds=BURST_SECONDS))
+    rows = c.execute(
+        "SELECT link, first_at, last_at, count FROM tracking_events WHERE campaign_id = ? "
+        "AND member_id = ? AND kind = 'click' AND machine = 0 AND link != ? AND last_at >= ?",
+        (campaign_id, member_id, link, since),
+    ).fetchall()
+    for other, _first, last_at, count in rows:
+        if count == 1:
+            c.execute(
+                "DELETE FROM tracking_events WHERE campaign_id = ? AND member_id = ? AND link = ? "
+                "AND kind = 'click' AND machine = 0",
+                (campaign_id, member_id, other),
+            )
+        else:
+            c.execute(
+                "UPDATE tracking_events SET count = count - 1 WHERE campaign_id = ? "
+                "AND member_id = ? AND link = ? AND kind = 'click' AND machine = 0",
+                (campaign_id, member_id, other),
+            )
+        at = dt(last_at)
+        assert at is not None
+        _count(c, campaign_id, member_id, int(other), "click", True, at, at, 1)
+    return bool(rows)
+
+
+def _count(
+    c: sqlite3.Connection,
+    campaign_id: str,
+    member_id: int,
+    link: int,
+    kind: str,
+    machine: bool,
+    first: datetime,
+    last: datetime,
+    n: int,
+) -> None:
+    c.execute(
+        "INSERT INTO tracking_events (campaign_id, member_id, link, kind, machine, first_at, "
+        "last_at, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (campaign_id, member_id, link, kind, machine) DO UPDATE SET "
+        "first_at = min(first_at, excluded.first_at), "
+        "last_at = max(last_at, excluded.last_at), count = count + excluded.count",
+        (campaign_id, member_id, link, kind, int(machine), ts(first), ts(last), n),
+    )
