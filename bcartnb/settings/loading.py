@@ -21,6 +21,7 @@ from bcartnb.settings.hygiene import HygieneSettings, hygiene_from_file
 from bcartnb.settings.model import Settings
 from bcartnb.settings.names import names_from_file
 from bcartnb.settings.plan import check_plan
+from bcartnb.settings.purchase import PurchaseSettings, purchase_from_file
 from bcartnb.settings.shop import ledger_path, legacy_ledger_path, unadopted_ledger
 from bcartnb.settings.smtp import (
     DeliverySettings,
@@ -57,6 +58,7 @@ _TOP_KEYS = {
     "delivery",
     "bcart",
     "hygiene",
+    "purchase",
     "names",
     "shop",
     "render_timeout",
@@ -102,6 +104,7 @@ def _settings_from(
     dkw = delivery_from_file(data, where)
     bkw = bcart_from_file(data, where, envd)
     hygiene_kw = hygiene_from_file(data, where)
+    purchase_kw = purchase_from_file(data, where)
     shop_kw = shop_from_file(data, where)
 
     # The environment wins over the file.
@@ -126,6 +129,7 @@ def _settings_from(
             delivery=DeliverySettings(**dkw),
             bcart=BcartSettings(**bkw),
             hygiene=HygieneSettings(**hygiene_kw),
+            purchase=PurchaseSettings(**purchase_kw),
             names=names_from_file(data, where),
             shop=ShopInfo(**shop_kw),
         )
