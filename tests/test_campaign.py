@@ -19,7 +19,14 @@ def test_toml_keys_and_relative_members_path(tmp_path: Path) -> None:
     assert spec.filter == {"pref": ["東京都", "大阪府"], "price_group_id": {"min": 2, "max": 5}}
     assert spec.checked == (3, 1)
     assert spec.send is False and spec.insert_signature is True and spec.encoding == "utf-8"
-    assert set(spec.to_params()) == set(CAMPAIGN_KEYS) - {"send", "segment"}
+    # segment and orders only when given: a campaign without them keeps its old fingerprint
+    assert set(spec.to_params()) == set(CAMPAIGN_KEYS) - {"send", "segment", "orders"}
+    assert spec.orders is None
+    text = (tmp_path / "c.toml").read_text(encoding="utf-8")
+    (tmp_path / "c.toml").write_text('orders = "受注.csv"\n' + text, encoding="utf-8")
+    spec = load_campaign(tmp_path / "c.toml")
+    assert spec.orders == tmp_path / "受注.csv"
+    assert spec.to_params()["orders"] == str(tmp_path / "受注.csv")
 
 
 def test_papermill_style_values() -> None:

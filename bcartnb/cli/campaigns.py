@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from bcartnb.cli.common import JSON, Command, arg, switch
@@ -112,6 +115,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bcartnb.settings import load_settings
 
     spec = campaign.load_campaign(args.campaign)
+    if args.orders:  # the command line's file wins over the campaign file's ``orders``
+        spec = dataclasses.replace(spec, orders=Path(os.path.abspath(args.orders)))
     settings = load_settings()
     if args.test_to is not None:
         plan = campaign.plan_campaign(spec, settings)
@@ -374,6 +379,12 @@ COMMANDS = (
                 default=None,
                 help="最初の会員のメールを1通だけこのアドレスにテスト送信します（配信数に数えません）",
                 exclusive="how",
+            ),
+            arg(
+                "--orders",
+                default=None,
+                help="受注CSV（キャンペーンファイルの orders の代わりに）。"
+                "絞込条件で購入履歴の列（最終購入日・顧客グループなど）を使えます",
             ),
             JSON,
         ),

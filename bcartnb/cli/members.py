@@ -189,7 +189,6 @@ MEMBERS = Command(
         arg(
             "--orders",
             default=None,
-            metavar="FILE",
             help="受注CSV（受注一覧のエクスポート）。購入履歴の列（最終購入日・購入商品・"
             "顧客グループなど）で絞り込めます",
         ),
