@@ -329,3 +329,22 @@ def test_members_and_a_run_dry_run_filter_dormant_alike(tmp_path: Path) -> None:
     without = bcartnb("run", str(campaign), "--json", cwd=tmp_path)  # no orders: not a column
     assert without.returncode == 2 and "顧客グループ" in without.stderr
     assert "Traceback" not in without.stderr
+
+
+def test_the_papermill_notebook_takes_orders(repo_root: Path, tmp_path: Path) -> None:
+    from bcartnb.campaign import CampaignSpec
+    from bcartnb.report import notebook_params
+
+    cells = json.loads((repo_root / "notebooks" / "campaign.ipynb").read_text(encoding="utf-8"))
+    sources = ["".join(c["source"]) for c in cells["cells"]]
+    assert any(
+        s.startswith("# キャンペーンのパラメータ") and "\norders = None" in s for s in sources
+    )
+    assert any("orders=orders" in s for s in sources)
+    orders = tmp_path / "受注.csv"
+    params = notebook_params(
+        members=str(tmp_path / "m.csv"), orders=str(orders), subject="s", body="b"
+    )
+    assert CampaignSpec.from_mapping(params).orders == orders
+    params = notebook_params(members=str(tmp_path / "m.csv"), orders=None, subject="s", body="b")
+    assert CampaignSpec.from_mapping(params).orders is None
