@@ -81,6 +81,7 @@ GITIGNORE = (
     "reports/",
     "bcart_members*.parquet",
     "bcart_members*.parquet.partial",
+    "bcart_orders*.parquet",
     "bcart_suppressions*.csv",
 )
 

@@ -62,7 +62,7 @@ def read_orders(path: str | os.PathLike[str]) -> pd.DataFrame:
     where = Where(file, (f"orders file {file}", f"受注ファイル {file}"))
     try:
         if file.suffix.lower() == ".parquet":
-            return typed_orders(pd.read_parquet(file).astype("str").fillna(""), file)
+            return typed_orders(pd.read_parquet(file).fillna("").astype("str"), file)
         raw = file.read_bytes()
         text, _ = decode(raw, where)
     except MembersFileError as err:
