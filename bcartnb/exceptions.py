@@ -42,6 +42,7 @@ __all__ = [
     "InputError",
     "LedgerError",
     "MembersFileError",
+    "OrdersFileError",
     "QuotaError",
     "QuotaExceededError",
     "SelectionError",
@@ -89,6 +90,13 @@ class MembersFileError(InputError):
     """A member CSV cannot be read; the message names the file, and the row and column if any."""
 
     heading = "会員ファイルのエラー"
+
+
+class OrdersFileError(InputError):
+    """A 受注 file (B-Cart's order CSV export) cannot be read; the message names the file,
+    and the row and column if any."""
+
+    heading = "受注ファイルのエラー"
 
 
 class FilterError(InputError):

@@ -10,6 +10,8 @@ report can print it (:func:`describe_filter`). Each key is a column, the keys ar
 ``{"comp_name": {"contains": "商事"}}``                  contains (text columns)
 ``{"price_group_id": {"min": 2, "max": 5}}``             range, both ends inclusive (numbers)
 ``{"created_at": {"from": "2025-01-01", "to": ...}}``    whole days in Asia/Tokyo, inclusive
+``{"最終購入日": {"before": "2026-06-01"}}``              before the day (``after``: after it)
+``{"購入商品": {"contains": "A-100"}}``                  a list column holds that item, exactly
 ``{"mm_flag": true}``                                   booleans
 =====================================================  ==========================================
 
@@ -29,6 +31,8 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from bcartnb.exceptions import FilterError, SelectionError
 from bcartnb.members import COLUMN_KINDS, COLUMN_LABELS, HEADER_ALIASES, TOKYO
@@ -45,18 +49,20 @@ __all__ = [
 ]
 
 #: The operators a key may take in its dict form.
-OPERATORS: Final[tuple[str, ...]] = ("contains", "min", "max", "from", "to")
+OPERATORS: Final[tuple[str, ...]] = ("contains", "min", "max", "from", "to", "before", "after")
 _KIND_NAMES: Final[Mapping[str, str]] = {
     "int": "a whole number",
     "str": "text",
     "bool": "true or false",
     "datetime": "a date (YYYY-MM-DD)",
+    "list": "a list (of product codes)",
 }
 _KIND_JA: Final[Mapping[str, str]] = {
     "int": "整数",
     "str": "文字",
     "bool": "true / false",
     "datetime": "日付（YYYY-MM-DD）",
+    "list": "一覧（商品コードなど）",
 }
 #: Which operators fit which column kind, and what to say when one does not.
 _OPERATOR_KINDS: Final[Mapping[str, tuple[str, str, str]]] = {
@@ -65,6 +71,8 @@ _OPERATOR_KINDS: Final[Mapping[str, tuple[str, str, str]]] = {
     "max": ("int", "a number column", "数の列"),
     "from": ("datetime", "a date column", "日付の列"),
     "to": ("datetime", "a date column", "日付の列"),
+    "before": ("datetime", "a date column", "日付の列"),
+    "after": ("datetime", "a date column", "日付の列"),
 }
 _CUSTOM_TYPES: Final = (
     "a custom column is whole numbers only when every value is one (no leading zero, as in "
@@ -110,6 +118,8 @@ class Condition:
 
 
 def _kind_of(dtype: Any) -> str:
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_list(dtype.pyarrow_dtype):
+        return "list"
     if pd.api.types.is_bool_dtype(dtype):
         return "bool"
     if pd.api.types.is_integer_dtype(dtype):
@@ -201,6 +211,12 @@ def _number(key: str, value: Any, what: str) -> float | int:
 def _conditions_for(key: str, column: str, kind: str, spec: Any) -> list[Condition]:
     if isinstance(spec, Mapping):
         return _operator_conditions(key, column, kind, spec)
+    if kind == "list":
+        raise _key_error(
+            key,
+            'a list column is filtered with {"contains": "CODE"}',
+            f'一覧の列なので {{"contains": "{spec}"}} のように書いてください。',
+        )
     if isinstance(spec, list | tuple):
         if not spec:
             raise _key_error(
@@ -226,7 +242,7 @@ def _operator_conditions(
     out = []
     for op, value in spec.items():
         fits, needs, needs_ja = _OPERATOR_KINDS[op]
-        if kind != fits:
+        if kind != fits and not (op == "contains" and kind == "list"):
             raise _kind_mismatch(key, column, kind, op, needs, needs_ja)
         if op == "contains":
             if not isinstance(value, str) or not value:
@@ -238,10 +254,10 @@ def _operator_conditions(
             out.append(Condition(key, column, kind, op, value))
         elif op in ("min", "max"):
             out.append(Condition(key, column, kind, op, _number(key, value, op)))
-        else:  # from / to
+        else:  # from / to / before / after
             out.append(Condition(key, column, kind, op, _date(key, value, op)))
     bounds = {c.op: c.value for c in out}
-    for low, high in (("min", "max"), ("from", "to")):
+    for low, high in (("min", "max"), ("from", "to"), ("after", "before")):
         if low in bounds and high in bounds and bounds[low] > bounds[high]:
             raise _key_error(
                 key,
@@ -325,6 +341,8 @@ def _mask(members: pd.DataFrame, cond: Condition) -> np.ndarray[Any, np.dtype[np
         if want_blank:
             mask = mask | col.isna().to_numpy(dtype=bool)
         return mask
+    if cond.op == "contains" and cond.kind == "list":
+        return _list_holds(col, cond.value)
     if cond.op == "contains":
         found = col.str.contains(cond.value, regex=False)
         return found.to_numpy(dtype=bool, na_value=False)
@@ -336,7 +354,22 @@ def _mask(members: pd.DataFrame, cond: Condition) -> np.ndarray[Any, np.dtype[np
     if cond.op == "to":
         end = _day_start(cond.value + dt.timedelta(days=1))
         return (col < end).to_numpy(dtype=bool, na_value=False)
+    if cond.op == "before":
+        return (col < _day_start(cond.value)).to_numpy(dtype=bool, na_value=False)
+    if cond.op == "after":
+        after = _day_start(cond.value + dt.timedelta(days=1))
+        return (col >= after).to_numpy(dtype=bool, na_value=False)
     raise AssertionError(cond.op)  # pragma: no cover
+
+
+def _list_holds(col: pd.Series, item: str) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Which rows' lists hold ``item`` exactly (A-10 is not in [A-100]): one pass in Arrow."""
+    arr = pa.chunked_array(pa.array(col.array)).combine_chunks()
+    hits = pc.equal(pc.list_flatten(arr), item).to_numpy(zero_copy_only=False)
+    rows = pc.list_parent_indices(arr).to_numpy()
+    mask = np.zeros(len(col), dtype=bool)
+    mask[rows[hits.astype(bool, copy=False)]] = True
+    return mask
 
 
 def _false(col: pd.Series) -> pd.Series:
@@ -434,6 +467,10 @@ def describe_filter(filter: Mapping[str, Any] | None) -> str:
                 rng.append(f"{spec['from']} から" if "to" in spec else f"{spec['from']} 以降")
             if "to" in spec:
                 rng.append(f"{spec['to']} まで")
+            if "after" in spec:
+                rng.append(f"{spec['after']} より後")
+            if "before" in spec:
+                rng.append(f"{spec['before']} より前")
             if rng:
                 words.append(f"{label}が " + " ".join(rng))
             parts.append("、".join(words))

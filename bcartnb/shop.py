@@ -81,6 +81,7 @@ GITIGNORE = (
     "reports/",
     "bcart_members*.parquet",
     "bcart_members*.parquet.partial",
+    "bcart_orders*.parquet",
     "bcart_suppressions*.csv",
 )
 
@@ -423,6 +424,21 @@ security = "none"
 # （キャンペーンごとに track = false で止められます）。
 # url = "https://shop.example.co.jp/t"
 # track = true
+
+# [purchase]
+# 受注CSV（--orders・キャンペーンファイルの orders）から作る購入履歴の列のしきい値。
+# 新規: 初回購入から new_days 日以内。休眠・離反: 最終購入から dormant_days・churned_days 日以上。
+# new_days = 90
+# dormant_days = 180
+# churned_days = 365
+# 優良: F と M がどちらも loyal_rank 以上
+# loyal_rank = 4
+# R・F・M の 2〜5 の境目（日数・購入回数・購入金額合計（税込））
+# recency_days = [30, 90, 180, 365]
+# frequency = [2, 3, 5, 10]
+# monetary = [30000, 100000, 300000, 1000000]
+# 数えない受注の対応状況
+# excluded_statuses = ["キャンセル", "返品"]
 
 # [names.price_groups]
 # ウィザードの絞込オプションで、価格グループIDの横に出す名前（ID = "名前"）

@@ -45,6 +45,7 @@ class FakeBcart:
 
     customers: list[dict[str, Any]] = field(default_factory=list)
     customs: list[dict[str, Any]] = field(default_factory=list)
+    orders: list[dict[str, Any]] = field(default_factory=list)  # each with its order_products
     token: str = TOKEN
     rate_requests: int = 1000
     rate_window: float = 60.0
@@ -149,6 +150,22 @@ class FakeBcart:
             reply["total"] = self.total
         return JSONResponse(reply)
 
+    async def orders_get(self, request: Request) -> Response:
+        """``GET /orders``: the orders' pages, with ``ignore_offset`` and ``drop_offsets``."""
+        refused = self._gate(request)
+        if refused is not None:
+            return refused
+        limit = min(int(request.query_params.get("limit", "20")), 100)
+        offset = 0 if self.ignore_offset else int(request.query_params.get("offset", "0"))
+        page = self.orders[offset : offset + limit]
+        if offset in self.drop_offsets:
+            self.drop_offsets.discard(offset)
+            self.dropped += 1
+            return StreamingResponse(_cut_short(page), media_type="application/json")
+        if not page and offset > 0 and self.end_with_404:
+            return JSONResponse({"message": "Not Found"}, 404)
+        return JSONResponse({"orders": page})
+
     async def customs_get(self, request: Request) -> Response:
         refused = self._gate(request)
         if refused is not None:
@@ -179,6 +196,7 @@ class FakeBcart:
                 Route("/api/v1/customers", self.customers_get, methods=["GET"]),
                 Route("/api/v1/customers", self.customers_patch, methods=["PATCH"]),
                 Route("/api/v1/customer_customs", self.customs_get, methods=["GET"]),
+                Route("/api/v1/orders", self.orders_get, methods=["GET"]),
             ]
         )
 

@@ -20,11 +20,18 @@ def test_toml_keys_and_relative_members_path(tmp_path: Path) -> None:
     assert spec.checked == (3, 1)
     assert spec.send is False and spec.insert_signature is True and spec.encoding == "utf-8"
     # segment and track (when true) only appear when set: older campaigns keep their params
-    assert set(spec.to_params()) == set(CAMPAIGN_KEYS) - {"send", "segment", "track"}
+    assert set(spec.to_params()) == set(CAMPAIGN_KEYS) - {"send", "segment", "track", "orders"}
     off = CampaignSpec.from_mapping({"members": "m.csv", "template": "t", "track": False})
     assert off.track is False and off.to_params()["track"] is False
     again = CampaignSpec.from_mapping(off.to_params())  # a resume replays it
     assert again.track is False
+    # orders only when given: a campaign without them keeps its old fingerprint
+    assert spec.orders is None
+    text = (tmp_path / "c.toml").read_text(encoding="utf-8")
+    (tmp_path / "c.toml").write_text('orders = "受注.csv"\n' + text, encoding="utf-8")
+    spec = load_campaign(tmp_path / "c.toml")
+    assert spec.orders == tmp_path / "受注.csv"
+    assert spec.to_params()["orders"] == str(tmp_path / "受注.csv")
 
 
 def test_papermill_style_values() -> None:

@@ -65,6 +65,8 @@ def ids(frame: pd.DataFrame) -> list[int]:
         ({"created_at": {"to": "2024-12-31"}}, [1]),
         ({"created_at": {"from": "2025-01-01", "to": "2025-12-31"}}, [2, 3, 4]),
         ({"created_at": "2025-06-15"}, [3]),
+        ({"created_at": {"before": "2025-06-15"}}, [1, 2]),
+        ({"created_at": {"after": "2025-06-15"}}, [4, 5]),
         ({"created_at": ["2024-12-31", "2026-01-01"]}, [1, 5]),
     ],
 )
@@ -73,7 +75,7 @@ def test_operators(members: pd.DataFrame, flt: dict[str, Any] | None, expected: 
 
 
 def test_every_documented_operator_is_exercised() -> None:
-    assert set(OPERATORS) == {"contains", "min", "max", "from", "to"}
+    assert set(OPERATORS) == {"contains", "min", "max", "from", "to", "before", "after"}
 
 
 def test_keys_are_anded(members: pd.DataFrame) -> None:

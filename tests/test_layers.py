@@ -38,6 +38,7 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.near": GROUND,  # what a mistyped name or value was probably meant to be
     "bcartnb.members": RULES,
     "bcartnb.filters": RULES,
+    "bcartnb.orders": RULES,  # 受注 read in, the purchase columns made from it
     "bcartnb.filter_hints": RULES,  # a filter value no member holds, and the near ones
     "bcartnb.audience": RULES,
     "bcartnb.search": RULES,

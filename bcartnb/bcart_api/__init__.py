@@ -3,6 +3,8 @@
     client.py    BcartClient: httpx, the 300-per-300 s limit, Retry-After, retries, the token
     pages.py     GET /customers page by page; stops an API that repeats or never ends; resumes
     snapshot.py  pull → the CSV export's text → members.typed_members → a Parquet snapshot
+    orders.py    GET /orders with its products → the 受注 CSV's text → orders.typed_orders →
+                 a Parquet snapshot (its shapes, and what is unverified, are in its docstring)
     push.py      the list resolved to members (hygiene.writeback) → the ledger's BcartChange
                  list → PATCH /customers, each accepted one recorded; the rest listed
 

@@ -8,10 +8,12 @@ already knows who has this mail.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -23,7 +25,7 @@ from bcartnb.filter_hints import value_hints
 from bcartnb.ledger import Ledger, fingerprint, legacy_mail_key, mail_key, new_campaign_id
 from bcartnb.ledger import reading as ledger_reading
 from bcartnb.mailcheck import Finding
-from bcartnb.members import read_members
+from bcartnb.members import TOKYO, read_members
 from bcartnb.quota import Plan, QuotaStatus
 from bcartnb.segments import SegmentStore, combine_filters
 from bcartnb.settings import Settings, require_plan
@@ -242,6 +244,8 @@ def plan_campaign(
 
         VerpSigner(settings.unsubscribe_secret)
     frame = members if members is not None else read_members(spec.members)
+    if spec.orders is not None:
+        frame = members_with_orders(frame, spec.orders, settings, now=now)
     spec = resolve_segment(spec, settings, frame.columns)
     if mail is not None:
         draft, settings = _thawed(mail, spec, settings)
@@ -280,6 +284,23 @@ def plan_campaign(
         continues=continues,
         repeat=repeat,
     )
+
+
+def members_with_orders(
+    members: pd.DataFrame,
+    orders: str | os.PathLike[str],
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """The members with their purchase columns from the 受注 file ``orders``: the one join
+    every face uses (``bcartnb members --orders``, a campaign's ``orders``, a notebook), with
+    ``[purchase]``'s thresholds and today's day in Asia/Tokyo (of ``now`` when given)."""
+    from bcartnb.orders import read_orders, with_purchases
+
+    tokyo = ZoneInfo(TOKYO)
+    today = (now or datetime.now(tokyo)).astimezone(tokyo).date()
+    return with_purchases(members, read_orders(orders), settings.purchase, today)
 
 
 def read_notes(members: pd.DataFrame, flt: Mapping[str, Any] | None) -> list[str]:

@@ -22,6 +22,7 @@ __all__ = ["CAMPAIGN_KEYS", "ENCODINGS", "CampaignSpec", "load_campaign"]
 
 CAMPAIGN_KEYS = (
     "members",
+    "orders",
     "segment",
     "filter",
     "checked",
@@ -44,6 +45,8 @@ class CampaignSpec:
 
     members: Path
     filter: dict[str, Any] = field(default_factory=dict)
+    #: the 受注 CSV whose purchase columns (最終購入日, 顧客グループ, …) the filter may use
+    orders: Path | None = None
     #: a saved filter's name (セグメント); :func:`~bcartnb.campaign.plan_campaign` ANDs it
     #: into ``filter``
     segment: str | None = None
@@ -78,6 +81,11 @@ class CampaignSpec:
         # absolute in the ledger: a campaign must resume from any folder
         path = Path(os.path.abspath(path))
         kw: dict[str, Any] = {"members": path}
+        if data.get("orders"):
+            orders = Path(check_type(data, "orders", (str, os.PathLike), where)).expanduser()
+            if base is not None and not orders.is_absolute():
+                orders = base / orders
+            kw["orders"] = Path(os.path.abspath(orders))
 
         flt = data.get("filter")
         if isinstance(flt, str):
@@ -140,6 +148,7 @@ class CampaignSpec:
         """
         return {
             "members": str(self.members),
+            **({"orders": str(self.orders)} if self.orders else {}),
             **({"segment": self.segment} if self.segment else {}),
             "filter": self.filter,
             "checked": list(self.checked),

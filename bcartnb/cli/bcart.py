@@ -34,6 +34,8 @@ def _cmd_bcart_pull(args: argparse.Namespace) -> int:
     from bcartnb.settings import load_settings
 
     settings = load_settings()
+    if args.orders:
+        return _pull_orders(args, settings)
     out = args.out or DEFAULT_SNAPSHOT
     with BcartClient(settings.bcart) as client:
         pulled, frame = pull_snapshot(client, out, progress=sys.stderr.isatty())
@@ -54,6 +56,37 @@ def _cmd_bcart_pull(args: argparse.Namespace) -> int:
         print("会員ファイルとして bcartnb members・キャンペーンファイル・ノートブックで使えます。")
         for warning in pulled.warnings:
             print(f"注意: {warning}")
+    return 0
+
+
+def _pull_orders(args: argparse.Namespace, settings: Any) -> int:
+    from bcartnb.bcart_api import BcartClient
+    from bcartnb.bcart_api.orders import ORDERS_SNAPSHOT, pull_orders
+
+    out = args.out or ORDERS_SNAPSHOT
+    with BcartClient(settings.bcart) as client:
+        frame = pull_orders(client, out)
+        requests = client.requests
+    orders = int(frame["order_id"].nunique())
+    info = {
+        "out": os.path.abspath(out),
+        "orders": orders,
+        "lines": len(frame),
+        "pulled_at": frame.attrs["pulled_at"],
+        "requests": requests,
+    }
+    if args.json:
+        print_json(info)
+    else:
+        print(
+            f"Bカートから受注 {orders:,} 件（受注商品 {len(frame):,} 行）を取得しました"
+            f"（{info['pulled_at']}）。"
+        )
+        print(f"スナップショット: {info['out']}")
+        print(
+            "受注ファイルとして bcartnb members --orders・キャンペーンファイルの"
+            " orders で使えます。"
+        )
     return 0
 
 
@@ -86,8 +119,10 @@ BCART = Command(
                 arg(
                     "--out",
                     default=None,
-                    help="保存先（既定: ./bcart_members.parquet）",
+                    help="保存先（既定: ./bcart_members.parquet、"
+                    "--orders なら ./bcart_orders.parquet）",
                 ),
+                switch("--orders", "会員の代わりに受注（受注商品つき）を取得します"),
                 JSON,
             ),
             run=_cmd_bcart_pull,

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from bcartnb.cli.common import JSON, Command, arg, switch
@@ -112,6 +115,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bcartnb.settings import load_settings
 
     spec = campaign.load_campaign(args.campaign)
+    if args.orders:  # the command line's file wins over the campaign file's ``orders``
+        spec = dataclasses.replace(spec, orders=Path(os.path.abspath(args.orders)))
     settings = load_settings()
     if args.at is not None:  # 予約配信: stored now, sent by `bcartnb due`
         from bcartnb.cli.schedule import schedule_at
@@ -386,6 +391,12 @@ COMMANDS = (
                 help='この日時（日本時間、例: "2026-12-10 09:00"）に送るよう予約します。'
                 "送信は bcartnb due（cron や systemd で毎分実行）が行います",
                 exclusive="how",
+            ),
+            arg(
+                "--orders",
+                default=None,
+                help="受注CSV（キャンペーンファイルの orders の代わりに）。"
+                "絞込条件で購入履歴の列（最終購入日・顧客グループなど）を使えます",
             ),
             JSON,
         ),

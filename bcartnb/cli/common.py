@@ -68,6 +68,7 @@ PLACEHOLDERS: Mapping[str, str] = {
     "maildir": "フォルダー",
     "member_id": "会員ID",
     "members": "会員ファイル.csv",
+    "orders": "受注ファイル.csv",
     "out": "書き出すファイル",
     "plan": "プラン",
     "port": "ポート番号",

@@ -26,13 +26,15 @@ def _cmd_members(args: argparse.Namespace) -> int:
     members = read_members(args.members)
     # imported once the members are read: reading is the process's peak, the ledger's and
     # the settings' modules (12 MB) need not be part of it
-    from bcartnb.campaign import read_notes, suppressed_addresses
+    from bcartnb.campaign import members_with_orders, read_notes, suppressed_addresses
     from bcartnb.settings import load_settings
 
+    settings = load_settings()
+    if args.orders:
+        members = members_with_orders(members, args.orders, settings)
     # a custom field renamed, a standard column misnamed, a filter value no member holds
     for note in read_notes(members, flt):
         say(f"注意: {note}", err=True)
-    settings = load_settings()
     audience = build_audience(
         _columns_read(members, flt),
         flt,
@@ -183,6 +185,12 @@ MEMBERS = Command(
             "--checked",
             default=None,
             help="チェックした会員に送信: 会員IDをカンマ区切りで",
+        ),
+        arg(
+            "--orders",
+            default=None,
+            help="受注CSV（受注一覧のエクスポート）。購入履歴の列（最終購入日・購入商品・"
+            "顧客グループなど）で絞り込めます",
         ),
         switch("--opt-in-only", "メール案内「受け取る」の会員のみ"),
         switch("--list", "送信できない会員を一人ずつ理由とともに表示します"),

@@ -46,6 +46,7 @@ from bcartnb.settings.loading import load_settings, settings_from_text
 from bcartnb.settings.model import MAX_MAIL_BYTES, RENDER_TIMEOUT, Settings
 from bcartnb.settings.names import IdNames
 from bcartnb.settings.plan import SETTINGS_SOURCES_JA, missing_plan_error, require_plan
+from bcartnb.settings.purchase import PurchaseSettings
 from bcartnb.settings.shop import (
     DEFAULT_LEDGER,
     SHOP_FILE,
@@ -70,6 +71,7 @@ __all__ = [
     "DeliverySettings",
     "HygieneSettings",
     "IdNames",
+    "PurchaseSettings",
     "Settings",
     "ShopInfo",
     "SmtpSettings",

@@ -21,6 +21,7 @@ from bcartnb.settings.hygiene import HygieneSettings, hygiene_from_file
 from bcartnb.settings.model import Settings
 from bcartnb.settings.names import names_from_file
 from bcartnb.settings.plan import check_plan
+from bcartnb.settings.purchase import PurchaseSettings, purchase_from_file
 from bcartnb.settings.shop import ledger_path, legacy_ledger_path, unadopted_ledger
 from bcartnb.settings.smtp import (
     DeliverySettings,
@@ -59,6 +60,7 @@ _TOP_KEYS = {
     "bcart",
     "hygiene",
     "tracking",
+    "purchase",
     "names",
     "shop",
     "render_timeout",
@@ -105,6 +107,7 @@ def _settings_from(
     bkw = bcart_from_file(data, where, envd)
     hygiene_kw = hygiene_from_file(data, where)
     tracking_kw = tracking_from_file(data, where)
+    purchase_kw = purchase_from_file(data, where)
     shop_kw = shop_from_file(data, where)
 
     # The environment wins over the file.
@@ -130,6 +133,7 @@ def _settings_from(
             bcart=BcartSettings(**bkw),
             hygiene=HygieneSettings(**hygiene_kw),
             tracking=TrackingSettings(**tracking_kw),
+            purchase=PurchaseSettings(**purchase_kw),
             names=names_from_file(data, where),
             shop=ShopInfo(**shop_kw),
         )

@@ -18,6 +18,7 @@ from bcartnb.settings.bcart import BcartSettings
 from bcartnb.settings.checks import check_url, in_range
 from bcartnb.settings.hygiene import HygieneSettings
 from bcartnb.settings.names import IdNames
+from bcartnb.settings.purchase import PurchaseSettings
 from bcartnb.settings.smtp import DeliverySettings, SmtpSettings
 from bcartnb.settings.storefront import ShopInfo
 from bcartnb.settings.tracking import TrackingSettings
@@ -62,6 +63,8 @@ class Settings:
     hygiene: HygieneSettings = field(default_factory=HygieneSettings)
     #: Click and open measurement (``[tracking]``; off without a url)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    #: ``[purchase]``: the purchase columns' thresholds (休眠, 優良, the RFM ranks)
+    purchase: PurchaseSettings = field(default_factory=PurchaseSettings)
     #: 価格グループ and 営業担当 by name, for the wizard (``[names]``; empty when absent)
     names: IdNames = field(default_factory=IdNames)
     shop: ShopInfo = field(default_factory=ShopInfo)

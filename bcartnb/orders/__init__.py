@@ -1,0 +1,31 @@
+"""Orders: what members bought, read from B-Cart, and the purchase columns made from it.
+
+    reader.py     a 受注 CSV (CP932, as the admin screen exports it) → the orders frame
+    purchases.py  the orders → purchase columns and 顧客グループ on every member (one join)
+
+Where each shape comes from is in :mod:`bcartnb.orders.reader`'s docstring.
+"""
+
+from __future__ import annotations
+
+from bcartnb.orders.purchases import (
+    GROUPS,
+    PRODUCTS_DTYPE,
+    PURCHASE_COLUMNS,
+    purchase_columns,
+    with_purchases,
+)
+from bcartnb.orders.reader import HEADERS, ORDER_COLUMNS, empty_orders, read_orders, typed_orders
+
+__all__ = [
+    "GROUPS",
+    "HEADERS",
+    "ORDER_COLUMNS",
+    "PRODUCTS_DTYPE",
+    "PURCHASE_COLUMNS",
+    "empty_orders",
+    "purchase_columns",
+    "read_orders",
+    "typed_orders",
+    "with_purchases",
+]

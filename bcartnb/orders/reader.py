@@ -1,0 +1,163 @@
+"""A 受注 CSV (受注管理 > 受注一覧 > CSVエクスポート) read into the orders frame.
+
+B-Cart's admin screen exports orders as CP932 (Shift_JIS) text, one line per order product
+(受注商品), the order's own columns repeated on each of its lines. The file's bytes are
+decoded by the member CSV's rule (:func:`bcartnb.members.decode.decode`: UTF-8 or CP932,
+never a guess), and its columns are found by header, so a shop's export with more columns,
+or in another order, reads the same.
+
+Where the shapes come from, and what is not verified: B-Cart's user guide (受注一覧,
+userguide.bcart.jp) names 受注ID and 受注番号 (both numbered automatically), 会員ID and the
+対応状況, whose values a shop can add to (アップデート 2.2.6: 新規注文, 処理中, 保留 are built
+in, キャンセル too; a shop may add 返品 or its own). The exact header spelling of the export
+(受注日時 or 受注日, 合計金額 or 総合計, 商品コード or 品番) was not checked against a real
+export: :data:`HEADERS` lists each column's accepted headers, the first one being what our
+test files use. The total is read as yen 税込 (an export's 合計金額 includes tax); ``1,200``,
+``¥1,200`` and ``1200円`` read as 1200, ``-1200`` (a return's credit) as -1200.
+
+The frame's columns (:data:`ORDER_COLUMNS`): ``order_id`` text, ``member_id`` Int64 (blank
+for a 非会員 order), ``ordered_at`` (Asia/Tokyo), ``status`` text, ``total`` Int64 (the
+order's, repeated on each line), ``product_code`` and ``product_name`` text (blank on an
+order without products). The API's snapshot, when it comes, is read into the same frame.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import unicodedata
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from bcartnb.exceptions import MembersFileError, OrdersFileError
+from bcartnb.members import TOKYO
+from bcartnb.members.decode import decode
+from bcartnb.members.where import Where
+
+__all__ = ["HEADERS", "ORDER_COLUMNS", "empty_orders", "read_orders", "typed_orders"]
+
+#: Each column of the orders frame and the headers that name it in an export (NFKC, trimmed).
+HEADERS: Final[Mapping[str, tuple[str, ...]]] = {
+    "order_id": ("受注ID", "受注番号", "order_id"),
+    "member_id": ("会員ID", "customer_id"),
+    "ordered_at": ("受注日時", "受注日", "注文日時", "ordered_at"),
+    "status": ("対応状況", "status"),
+    "total": ("合計金額", "合計金額(税込)", "総合計", "請求金額", "total_price"),
+    "product_code": ("商品コード", "品番", "product_no"),
+    "product_name": ("商品名", "product_name"),
+}
+ORDER_COLUMNS: Final = tuple(HEADERS)
+_REQUIRED: Final = ("order_id", "member_id", "ordered_at", "status", "total")
+_MONEY: Final = re.compile(r"[,\s¥￥円]")
+
+
+def read_orders(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The orders of a 受注 CSV (or a ``.parquet`` of the orders frame), typed and checked."""
+    file = Path(path)
+    where = Where(file, (f"orders file {file}", f"受注ファイル {file}"))
+    try:
+        if file.suffix.lower() == ".parquet":
+            return typed_orders(pd.read_parquet(file).fillna("").astype("str"), file)
+        raw = file.read_bytes()
+        text, _ = decode(raw, where)
+    except MembersFileError as err:
+        raise OrdersFileError(str(err), ja=err.ja) from None
+    except OSError as err:
+        raise OrdersFileError(
+            f"{file}: cannot be read: {err.strerror or err}",
+            ja=f"受注ファイル {file} を読めません（パスと読み取りの権限を確かめてください）。",
+        ) from None
+    body = pd.read_csv(
+        io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=False
+    )
+    return typed_orders(body, file)
+
+
+def _columns(frame: pd.DataFrame, file: Path) -> dict[str, str]:
+    """Frame column → the file's header that holds it."""
+    heads = {unicodedata.normalize("NFKC", str(h)).strip(): str(h) for h in frame.columns}
+    found: dict[str, str] = {}
+    for name, names in HEADERS.items():
+        for head in names:
+            if unicodedata.normalize("NFKC", head) in heads:
+                found[name] = heads[unicodedata.normalize("NFKC", head)]
+                break
+    missing = [n for n in _REQUIRED if n not in found]
+    if missing:
+        wanted = "、".join(HEADERS[n][0] for n in missing)
+        raise OrdersFileError(
+            f"{file}: no column {', '.join(HEADERS[n][0] for n in missing)} in the header",
+            ja=f"受注ファイル {file} に {wanted} の列がありません"
+            "（受注一覧の CSV エクスポートのファイルか確かめてください）。",
+        )
+    return found
+
+
+def typed_orders(body: pd.DataFrame, file: Path) -> pd.DataFrame:
+    """The export's text (every cell a str) typed into the orders frame."""
+    cols = _columns(body, file)
+    text = {n: body[h].astype(str).str.strip() for n, h in cols.items()}
+    out = pd.DataFrame(index=pd.RangeIndex(len(body)))
+    out["order_id"] = text["order_id"].astype("str")
+    out["member_id"] = _integers(text["member_id"], "member_id", file)
+    out["ordered_at"] = _times(text["ordered_at"], file)
+    out["status"] = _nfkc(text["status"])
+    out["total"] = _integers(text["total"].str.replace(_MONEY, "", regex=True), "total", file)
+    for name in ("product_code", "product_name"):
+        out[name] = (text[name] if name in text else pd.Series("", index=out.index)).astype("str")
+    blank = out["order_id"] == ""
+    if blank.any():
+        raise _cell_error(file, int(blank.to_numpy().argmax()), "order_id", "")
+    out.attrs["orders_source"] = str(file)
+    return out
+
+
+def _nfkc(text: pd.Series) -> pd.Series:
+    """NFKC once a distinct value: a shop has a handful of 対応状況 over 500,000 lines."""
+    codes, values = pd.factorize(text)
+    names = [unicodedata.normalize("NFKC", str(v)) for v in values]
+    return pd.Series(np.asarray(names, dtype=object)[codes], index=text.index, dtype="str")
+
+
+def _integers(text: pd.Series, name: str, file: Path) -> pd.Series:
+    ok = text.str.fullmatch(r"-?[0-9]{1,15}") | (text == "")
+    if not ok.all():
+        row = int((~ok).to_numpy().argmax())
+        raise _cell_error(file, row, name, str(text.iloc[row]))
+    if name == "total" and (text == "").any():
+        row = int((text == "").to_numpy().argmax())
+        raise _cell_error(file, row, name, "")
+    return pd.to_numeric(text.where(text != ""), errors="raise").astype("Int64")
+
+
+def _times(text: pd.Series, file: Path) -> pd.Series:
+    """B-Cart's 2026/05/01 10:00:00 (or -, or a day alone) in Asia/Tokyo."""
+    parsed = pd.to_datetime(
+        text.str.replace("/", "-", regex=False), format="ISO8601", errors="coerce"
+    )
+    bad = parsed.isna()
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        raise _cell_error(file, row, "ordered_at", str(text.iloc[row]))
+    return parsed.dt.tz_localize(TOKYO)
+
+
+def _cell_error(file: Path, row: int, name: str, value: str) -> OrdersFileError:
+    head = HEADERS[name][0]
+    shown = value[:40].encode("unicode_escape").decode("ascii") if value else "(blank)"
+    return OrdersFileError(
+        f"{file}: row {row + 2}, column {head}: {shown!s} is not a valid {name}",
+        ja=f"受注ファイル {file} の {row + 2} 行目「{head}」の値 {value[:40]!r} が読めません。",
+    )
+
+
+def empty_orders() -> pd.DataFrame:
+    """No orders, with the frame's columns and types."""
+    return typed_orders(
+        pd.DataFrame({HEADERS[n][0]: pd.Series([], dtype=str) for n in HEADERS}), Path("-")
+    )
