@@ -38,7 +38,9 @@ _MAX_CAMPAIGN_BYTES: Final = 200
 _MAX_LINKS: Final = 10_000
 _MAX_TOKEN_CHARS: Final = (1 + _MAC_BYTES + 20 + 1 + 5 + 1 + _MAX_CAMPAIGN_BYTES) * 4 // 3 + 3
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
-_PAYLOAD_RE: Final = re.compile(rb"(0|[1-9][0-9]{0,18}|-[1-9][0-9]{0,18}):(0|[1-9][0-9]{0,4}):(.+)")
+_PAYLOAD_RE: Final = re.compile(
+    rb"(0|[1-9][0-9]{0,18}|-[1-9][0-9]{0,18}):(0|[1-9][0-9]{0,4}):(.+)", re.DOTALL
+)
 _INT64: Final = range(-(1 << 63), 1 << 63)
 
 
