@@ -543,6 +543,20 @@ class TestServer:
         with self.handler.lock:
             return self.handler.lock.wait_for(lambda: self.handler.held >= count, timeout)
 
+    def wait_shutdown_over(self, timeout: float = 30.0) -> bool:
+        """Block until a shutdown window that has opened has closed again (True), or time out.
+
+        The window is measured by the handler's clock, so this polls that clock: a client
+        that tries again the moment it was refused may come back while the server is still
+        shutting down, and a test that means "after the server came back" waits here.
+        """
+        deadline = time.monotonic() + timeout
+        while self.handler.shutting_down():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def release(self) -> None:
         """Answer the held mails (and stop holding)."""
         self.handler.released.set()
