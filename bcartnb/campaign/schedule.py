@@ -20,18 +20,23 @@ much, up to :data:`LATE_LIMIT` (24 hours by default); later than that the campai
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bcartnb.campaign.conduct import send
 from bcartnb.campaign.plan import plan_campaign
 from bcartnb.campaign.spec import CampaignSpec
+from bcartnb.compose import Preview, preview
 from bcartnb.delivery import DeliverySummary
 from bcartnb.delivery.notice import send_admin_notice
 from bcartnb.exceptions import BcartnbError, InputError, QuotaExceededError
+from bcartnb.filters import describe_filter
 from bcartnb.ledger import Ledger, Scheduled
 from bcartnb.ledger import reading as ledger_reading
 from bcartnb.ledger import using as ledger_using
@@ -42,16 +47,34 @@ from bcartnb.transports import Transport
 
 __all__ = [
     "LATE_LIMIT",
+    "NOW_INSTEAD",
+    "SCHEDULE_LABELS",
     "DueOutcome",
     "ScheduleResult",
+    "ScheduledView",
+    "audience_words",
     "cancel_scheduled",
+    "cancelled_words",
+    "check_send_at",
     "due_exit_code",
     "parse_send_at",
+    "quota_outlook",
     "run_due",
     "schedule",
     "scheduled_campaign",
     "scheduled_campaigns",
+    "scheduled_view",
 ]
+
+#: A scheduled campaign's status as every face lists it (``bcartnb schedule``, 予約一覧).
+SCHEDULE_LABELS = {
+    "scheduled": "予約中",
+    "sending": "送信中",
+    "sent": "送信済み",
+    "cancelled": "取消",
+    "refused": "送信不可",
+    "expired": "期限切れ",
+}
 
 #: How late a scheduled campaign may still go out (the machine was off, cron stopped):
 #: later than this, a sale announced for 9:00 would arrive the next day or later, so it is
@@ -80,12 +103,30 @@ def parse_send_at(text: str, *, now: datetime | None = None) -> datetime:
             ja=f"予約日時は 2026-12-10 09:00 のように「年-月-日 時:分」（日本時間）で指定して"
             f"ください（{text!r} ではなく）。",
         ) from err
+    return check_send_at(moment, now=now)
+
+
+#: What the refusal of a past time tells the marketer to do instead, by face.
+NOW_INSTEAD = {
+    "cli": "今すぐ送るには --at を付けずに --send で実行してください。",
+    "wizard": "今すぐ送るには「送信」を押してください。",
+}
+
+
+def check_send_at(moment: datetime, *, now: datetime | None = None, face: str = "cli") -> datetime:
+    """``moment`` (aware) in Tokyo time, refused unless it is after now (the one clock).
+
+    Every face schedules through this rule; ``face`` only picks the words of the way out.
+    """
+    moment = moment.astimezone(TOKYO)
     current = now or now_tokyo()
     if moment <= current:
+        what = "--at" if face == "cli" else "the send time"
         raise InputError(
-            f"--at {moment:%Y-%m-%d %H:%M} is not in the future (now {current:%Y-%m-%d %H:%M} JST)",
+            f"{what} {moment:%Y-%m-%d %H:%M} is not in the future "
+            f"(now {current:%Y-%m-%d %H:%M} JST)",
             ja=f"予約日時 {moment:%Y-%m-%d %H:%M} は過ぎています（現在 {current:%Y-%m-%d %H:%M}）。"
-            "今すぐ送るには --at を付けずに --send で実行してください。",
+            + NOW_INSTEAD.get(face, ""),
         )
     return moment
 
@@ -111,21 +152,88 @@ def schedule(
     with ledger_using(settings, ledger) as led:
         plan = plan_campaign(spec, settings, ledger=led)
         n = len(plan.audience.sendable)
-        month = month_of(at)
-        used, ahead = led.month_outlook(month)
+        status, over = _outlook(led, settings, at, n)
         record = led.schedule(
             send_at=at, plan=plan_name.key, params=spec.to_params(), mail=plan.mail, projected=n
         )
+    return ScheduleResult(record, n, status, [*plan.warnings, *([over] if over else [])])
+
+
+def quota_outlook(
+    settings: Settings, at: datetime, needed: int, *, ledger: Ledger | None = None
+) -> tuple[QuotaStatus, str]:
+    """The quota of ``at``'s month (Tokyo) with the campaigns scheduled in it, and the warning
+    ("" when ``needed`` more fit): what :func:`schedule` says, asked before scheduling."""
+    with ledger_reading(settings, ledger) as led:
+        return _outlook(led, settings, at, needed)
+
+
+def _outlook(led: Ledger, settings: Settings, at: datetime, n: int) -> tuple[QuotaStatus, str]:
+    plan_name = require_plan(settings)
+    month = month_of(at)
+    used, ahead = led.month_outlook(month)
     status = QuotaStatus(plan_name, month, used, ahead)
-    warnings = [*plan.warnings]
     over = status.over(n)
-    if over:
-        warnings.append(
-            f"{month} の配信済み {used:,}件と予約済み {ahead:,}件に、この予約の {n:,}件を足すと"
-            f"メール配信上限数 {status.cap:,}件（{plan_name.name}）を {over:,}件超えます。"
-            "送信時点で上限に収まらなければ、何も送らずに止めます（終了コード 3）。"
-        )
-    return ScheduleResult(record, n, status, warnings)
+    if not over:
+        return status, ""
+    return status, (
+        f"{month} の配信済み {used:,}件と予約済み {ahead:,}件に、この予約の {n:,}件を足すと"
+        f"メール配信上限数 {status.cap:,}件（{plan_name.name}）を {over:,}件超えます。"
+        "送信時点で上限に収まらなければ、何も送らずに止めます（終了コード 3）。"
+    )
+
+
+def audience_words(params: Mapping[str, Any]) -> str:
+    """A scheduled campaign's audience rule in one line, as every face lists it: the member
+    file, then the segment, the filter in words, or the ticked member ids."""
+    parts = [Path(str(params.get("members", ""))).name]
+    if params.get("segment"):
+        parts.append(f"セグメント「{params['segment']}」")
+    if params.get("filter"):
+        try:
+            parts.append("絞込 " + describe_filter(params["filter"]))
+        except BcartnbError:  # not even well formed: shown as stored, for the marketer to see
+            parts.append("絞込 " + json.dumps(params["filter"], ensure_ascii=False))
+    checked = list(params.get("checked") or ())
+    if checked:
+        ids = "、".join(str(i) for i in checked[:_IDS_SHOWN])
+        more = f" ほか {len(checked) - _IDS_SHOWN:,}件" if len(checked) > _IDS_SHOWN else ""
+        parts.append(f"チェックした会員 {len(checked):,}件（会員ID {ids}{more}）")
+    elif not params.get("filter") and not params.get("segment"):
+        parts.append("検索結果すべて")
+    if params.get("opt_in_only"):
+        parts.append("メール案内を受け取る会員のみ")
+    return " / ".join(parts)
+
+
+#: How many ticked member ids :func:`audience_words` names before saying how many more.
+_IDS_SHOWN = 10
+
+
+@dataclass
+class ScheduledView:
+    """内容を確認: a scheduled campaign's frozen mail rendered for one member of the file as it
+    is now, and how many members it would go to now; ``error`` when the file cannot be read."""
+
+    scheduled: Scheduled
+    previews: list[Preview]
+    sendable_now: int | None
+    error: str = ""
+
+
+def scheduled_view(settings: Settings, schedule_id: str) -> ScheduledView:
+    """The frozen mail as the member will receive it: planned as ``due`` will plan it (the
+    stored rule, the frozen mail, the member file read now), then rendered for the first
+    member it would go to (else the first selected: a sent campaign has nobody left)."""
+    s = scheduled_campaign(settings, schedule_id)
+    try:
+        spec = CampaignSpec.from_mapping(s.params, where=f"予約 {schedule_id}")
+        plan = plan_campaign(spec, settings, mail=s.mail)
+    except BcartnbError as err:
+        return ScheduledView(s, [], None, err.line())
+    sendable = plan.audience.sendable
+    shown = sendable if not sendable.empty else plan.audience.selected
+    return ScheduledView(s, preview(plan.composer, shown, n=1), len(sendable))
 
 
 def scheduled_campaigns(settings: Settings, *, every: bool = False) -> list[Scheduled]:
@@ -153,6 +261,18 @@ def cancel_scheduled(settings: Settings, schedule_id: str) -> Scheduled:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(holder.pid, signal.SIGINT)
     return record
+
+
+def cancelled_words(record: Scheduled) -> str:
+    """What a 取消 did, as every face says it: nothing will be sent, or, when a ``due`` was
+    sending it, that it stops between two mails and the rest is never sent."""
+    when = f"{record.send_at.astimezone(TOKYO):%Y-%m-%d %H:%M}"
+    what = (
+        "送信中でした。送っている途中のメールで止め、残りは送りません"
+        if record.finished_at is None
+        else "送信しません"
+    )
+    return f"予約 {record.schedule_id}（{when}「{record.subject}」）を取り消しました（{what}）。"
 
 
 @dataclass

@@ -15,36 +15,13 @@ from typing import Any
 from bcartnb.cli.common import JSON, Command, arg
 from bcartnb.cli.output import print_json, say
 
-__all__ = ["COMMANDS", "SCHEDULE_LABELS", "schedule_at"]
-
-#: A scheduled campaign's status as the list says it.
-SCHEDULE_LABELS = {
-    "scheduled": "予約中",
-    "sending": "送信中",
-    "sent": "送信済み",
-    "cancelled": "取消",
-    "refused": "送信不可",
-    "expired": "期限切れ",
-}
+__all__ = ["COMMANDS", "schedule_at"]
 
 
 def _audience(params: dict[str, Any]) -> str:
-    """The audience rule in one line: the file, then the segment, filter or ticked ids."""
-    import json
-    from pathlib import Path
+    from bcartnb.campaign import audience_words
 
-    parts = [Path(str(params.get("members", ""))).name]
-    if params.get("segment"):
-        parts.append(f"セグメント「{params['segment']}」")
-    if params.get("filter"):
-        parts.append("絞込 " + json.dumps(params["filter"], ensure_ascii=False))
-    if params.get("checked"):
-        parts.append(f"チェックした会員 {len(params['checked'])}件")
-    elif not params.get("filter") and not params.get("segment"):
-        parts.append("検索結果すべて")
-    if params.get("opt_in_only"):
-        parts.append("メール案内を受け取る会員のみ")
-    return " / ".join(parts)
+    return audience_words(params)
 
 
 def _as_dict(s: Any) -> dict[str, Any]:
@@ -97,6 +74,7 @@ def schedule_at(spec: Any, settings: Any, at_text: str, as_json: bool) -> int:
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
     from bcartnb import campaign
+    from bcartnb.campaign import SCHEDULE_LABELS
     from bcartnb.settings import load_settings
 
     settings = load_settings()
@@ -112,12 +90,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         if args.json:
             print_json(_as_dict(s))
         else:
-            what = (
-                "送信中でした。送っている途中のメールで止め、残りは送りません"
-                if s.finished_at is None
-                else "送信しません"
-            )
-            say(f"予約 {s.schedule_id}（{_when(s)}「{s.subject}」）を取り消しました（{what}）。")
+            say(campaign.cancelled_words(s))
         return 0
     if args.action == "show":
         s = campaign.scheduled_campaign(settings, args.schedule_id)

@@ -1,5 +1,6 @@
 """Step 4, 確認画面: the final counts, From and the admin copy's address, 注意, 「同じ内容を
-再送する」, real rendered mails (the HTML part first), 送信前の確認, 戻る and 送信 with its count.
+再送する」, real rendered mails (the HTML part first), 送信前の確認, 戻る and 送信 with its count,
+and under 送信 「予約して送信」 with a date and a time (:mod:`.schedule_form`).
 
 Everything shown comes from the plan and the dry run the wizard made; the previews are the
 mails exactly as :func:`bcartnb.compose.preview` renders them. HTML mail is shown in a
@@ -24,6 +25,7 @@ from bcartnb.mailcheck import HEADING, Finding
 from bcartnb.settings import Settings
 
 from ._common import Status, fit, row, warning_html
+from .schedule_form import ScheduleForm
 
 __all__ = [
     "ConfirmStep",
@@ -169,6 +171,8 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
         self.test_send.add_class("bcartnb-test-send")
         #: テスト送信's result (or error), right under its button (bcartnb-test-result)
         self.test_result = Status("bcartnb-test-result")
+        #: 予約して送信: a date and a time (JST) right under 送信 (:mod:`.schedule_form`)
+        self.schedule = ScheduleForm()
         super().__init__(
             [
                 widgets.HTML("<b>送信内容の確認</b>"),
@@ -181,6 +185,7 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
                 row(self.test_to, self.test_send),
                 self.test_result.widget,
                 row(self.back, self.send, self.send_count),
+                self.schedule,
             ]
         )
         fit(self.test_send, self.back, self.send)
@@ -194,6 +199,7 @@ class ConfirmStep(widgets.VBox):  # type: ignore[misc]
             self.test_send,
             self.back,
             self.send,
+            *self.schedule.controls,
         ]
 
     def show_counts(

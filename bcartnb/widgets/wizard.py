@@ -45,6 +45,8 @@ from .header import Header
 from .member_source import MemberSource, store_upload
 from .member_table import PAGE_SIZE, MemberTable, narrowed
 from .planning import confirm, form_spec, sorted_for_mail
+from .schedule_form import Scheduling
+from .schedule_screen import ScheduleScreen
 from .segment_tools import SegmentTools
 from .send_step import SendStep
 from .sending import Sending
@@ -133,9 +135,14 @@ class Wizard:
         )
         self.header = Header(self.settings)  # the title and 配信記録: which ledger, if made yet
         self.viewport = Viewport()  # scrolls the page to what a click changed
+        self.schedules = ScheduleScreen(self.settings)  # 予約一覧, from every step
+        self.scheduling = Scheduling(
+            self, self.confirm.schedule, self.confirm.send, self.schedules.refresh
+        )  # 予約して送信 on the confirmation
         self.widget = widgets.VBox(
             [
                 self.header,
+                self.schedules,
                 self.status.widget,
                 self._select_box,
                 self.compose,
@@ -479,6 +486,7 @@ class Wizard:
         self._render_preview()
         self.confirm.send.disabled = got.refused is not None or sendable.empty
         self.confirm.back.disabled = False
+        self.scheduling.offer(got.plan)
         self._go("confirm")
         if got.refused is not None:
             self.status.error(got.refused)
