@@ -108,9 +108,11 @@ def test_scheduled_from_the_confirmation_then_due_sends_it_once(shop: Callable[.
     assert "検索結果すべて" in form.note.value and "5件" in form.note.value
     assert form in w.confirm.children and form.button in w.confirm.controls
 
+    assert "まだありません" in w.header.ledger.value
     said = schedule_at(w, dt.date(2026, 12, 10), "09:00")
     [record] = campaign.scheduled_campaigns(s.settings)
     sid = record.schedule_id
+    assert "まだありません" not in w.header.ledger.value  # scheduling made the ledger
     for words in (sid, "2026-12-10 09:00（日本時間）", DUE_HINT, "送信時点の会員に送ります"):
         assert words in said, said
     assert "まだ送信していません" in said and w.status.value.count(sid) == 1

@@ -26,6 +26,7 @@ from bcartnb.quota import TOKYO, now_tokyo
 from bcartnb.settings import Settings
 
 from ._common import Status, fit, row, warning_html
+from .header import Header
 
 __all__ = [
     "DUE_HINT",
@@ -144,6 +145,7 @@ class _Wizard(Protocol):
     settings: Settings
     plan: CampaignPlan | None
     status: Status
+    header: Header
 
     @property
     def keyword(self) -> str: ...
@@ -208,6 +210,7 @@ class Scheduling:
         form.result.info(scheduled_text(result))
         form.outlook.value = ""
         self._w.status.info(f"予約しました: 予約ID {result.scheduled.schedule_id}")
+        self._w.header.refresh()  # the first schedule makes the ledger file
         self._scheduled()
 
     def _schedule(self, plan: CampaignPlan) -> ScheduleResult:
