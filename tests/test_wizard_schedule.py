@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from smtp_servers import TestServer
+from smtp_servers import Faults, TestServer
 from test_cli_run import ADMIN, bcartnb, env_for, member_mails, setup_campaign
 
 from bcartnb import campaign
@@ -56,8 +60,8 @@ def shop(
 ) -> Callable[..., Shop]:
     monkeypatch.setenv("BCARTNB_NOW", NOW)
 
-    def make(n: int = 5, plan: str = "プラン10") -> Shop:
-        return Shop(tmp_path, smtp_server(), n, plan)
+    def make(n: int = 5, plan: str = "プラン10", **server: Any) -> Shop:
+        return Shop(tmp_path, smtp_server(**server), n, plan)
 
     return make
 
@@ -193,6 +197,48 @@ def test_cancel_from_the_list_asks_then_due_sends_nothing(shop: Callable[..., Sh
     s.due("2026-12-10T09:00:30")
     assert s.server.received == []  # nothing after 取消, not even a notice
     assert [r["status"] for r in s.listed()] == ["cancelled"]
+
+
+def test_a_cancel_while_due_sends_it_stops_between_mails(shop: Callable[..., Shop]) -> None:
+    """取消 from 予約一覧 while a real ``due`` sends the campaign: the ledger's rule stops that
+    ``due`` between two mails, nothing more is sent, and no later ``due`` takes it up."""
+    n = 30
+    s = shop(n, faults=Faults(hold_after=5))
+    w = s.wizard()
+    confirmed(w)
+    schedule_at(w, dt.date(2026, 12, 10), "09:00")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "due"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**s.env, "BCARTNB_NOW": "2026-12-10T09:00:10"},
+        cwd=s.path,
+    )
+    try:
+        assert s.server.wait_held(4, timeout=60), "due never got its mails in flight"
+        w.schedules.open_button.click()
+        [record] = w.schedules.listed
+        line = row_of(w, record.schedule_id)
+        assert "送信中" in button(line, "bcartnb-schedule-state").value
+        button(line, "bcartnb-schedule-cancel").click()
+        w.schedules.ask.yes.click()
+        assert "送信中でした。送っている途中のメールで止め、残りは送りません" in (
+            w.schedules.status.value
+        )
+        s.server.release()  # the mails in flight get their answers while it stops
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "送信中に取り消しました" in out
+    sent = sum(member_mails(s.server).values())
+    assert 5 <= sent < n and max(member_mails(s.server).values()) == 1
+    assert [r["status"] for r in s.listed()] == ["cancelled"]
+    s.due("2026-12-10T09:05")
+    assert sum(member_mails(s.server).values()) == sent  # nothing after 取消
 
 
 def test_a_cancel_after_due_sent_it_is_the_ledgers_refusal(shop: Callable[..., Shop]) -> None:
