@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from smtp_servers import Faults, TestServer
 from test_cli_run import ADMIN, bcartnb, env_for, member_mails, setup_campaign
 
@@ -23,7 +26,7 @@ from bcartnb import campaign
 from bcartnb.campaign import CampaignSpec
 from bcartnb.settings import Settings, load_settings
 from bcartnb.widgets import Wizard
-from bcartnb.widgets.schedule_form import DUE_HINT, TIMES, send_at_of
+from bcartnb.widgets.schedule_form import DUE_HINT, TIMES, audience_note_html, send_at_of
 
 Server = Callable[..., TestServer]
 NOW = "2026-12-09T10:00"  # Tokyo time, the wizard's clock in every test here
@@ -275,12 +278,14 @@ def test_a_past_or_missing_time_is_refused_in_japanese(
 ) -> None:
     s = shop(2)
     w = s.wizard()
+    w.schedules.open_button.click()  # nothing scheduled yet: said, and no ledger made to say it
+    assert "予約中の配信はありません" in w.schedules.rows.children[0].value
     confirmed(w)
     said = schedule_at(w, day, hhmm)
     assert words in said and "bcartnb-status-error" in said, said
     assert campaign.scheduled_campaigns(s.settings) == [] and s.server.received == []
     assert not w.confirm.schedule.button.disabled and not w.confirm.send.disabled
-    assert w.stage == "confirm"
+    assert w.stage == "confirm" and not (s.path / "ledger.sqlite3").exists()
 
 
 def test_the_time_is_tokyo_time_and_every_choice_is_a_time() -> None:
@@ -386,3 +391,35 @@ def test_the_schedule_controls_freeze_with_the_others(shop: Callable[..., Shop])
     assert s.server.received == []  # not even the admin: due tells the admin when it is sent
     s.due("2026-12-10T09:00:30")
     assert sum(r.recipients == (ADMIN,) for r in s.server.received) == 2  # copy and notice
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.text(max_size=30),
+    value=st.text(max_size=30),
+    keyword=st.text(max_size=30),
+    checked=st.lists(st.integers(min_value=0, max_value=10**12), max_size=40),
+)
+@example(name="<script>.csv", value="</b><img src=x>", keyword="\r\n<b>", checked=[1])
+def test_the_audience_note_says_any_rule_with_only_its_own_markup(
+    name: str, value: str, keyword: str, checked: list[int]
+) -> None:
+    params = {
+        "members": f"/shop/{name.replace('/', '_')}",
+        "filter": {"comp_name": {"contains": value}} if value else {},
+        "checked": checked,
+    }
+    note = audience_note_html(params, len(checked), keyword)
+    assert set(_TAG.findall(note)) <= {"<b>", "</b>", "<br>"}, note
+    words = campaign.audience_words(params)
+    if checked:
+        assert f"チェックした会員 {len(checked):,}件" in words
+        shown = words.rsplit("会員ID ", 1)[1]
+        assert shown.count("、") == min(len(checked), 10) - 1
+        assert ("ほか" in shown) == (len(checked) > 10)
+        assert "会員IDで決まっています" in note
+    elif not value:
+        assert "検索結果すべて" in words

@@ -209,12 +209,12 @@ class ScheduleScreen(widgets.VBox):  # type: ignore[misc]
             busy="取り消しています…",
         )
         if done is None:
-            self.refresh_keeping_status()
+            self._refresh_keeping_error()
             return
         self.refresh()
         self.status.info(campaign.cancelled_words(done))
 
-    def refresh_keeping_status(self) -> None:
+    def _refresh_keeping_error(self) -> None:
         """The list read again after a refusal, the refusal still said."""
         said, kind = self.status.value, self.status.kind
         self.refresh()
