@@ -194,6 +194,9 @@ def test_cancel_from_the_list_asks_then_due_sends_nothing(shop: Callable[..., Sh
     w.schedules.ask.yes.click()
     assert campaign.scheduled_campaign(s.settings, sid).status == "cancelled"
     assert "を取り消しました（送信しません）" in w.schedules.status.value
+    # the confirmation that scheduled it says so, and offers another time or 送信 now
+    assert "を取り消しました（送信しません）" in w.confirm.schedule.result.value
+    assert not w.confirm.schedule.button.disabled and not w.confirm.send.disabled
     assert w.schedules.listed == []  # gone from the list of those still to send
     assert "予約中の配信はありません" in w.schedules.rows.children[0].value
 
@@ -229,6 +232,9 @@ def test_a_cancel_while_due_sends_it_stops_between_mails(shop: Callable[..., Sho
         assert "送信中でした。送っている途中のメールで止め、残りは送りません" in (
             w.schedules.status.value
         )
+        # the confirmation's counts are stale now: confirm again, not 送信 from here
+        assert "「戻る」から確認画面へ進み直してください" in w.confirm.schedule.result.value
+        assert w.confirm.send.disabled and w.confirm.schedule.button.disabled
         s.server.release()  # the mails in flight get their answers while it stops
         out, err = proc.communicate(timeout=60)
     finally:
@@ -423,3 +429,17 @@ def test_the_audience_note_says_any_rule_with_only_its_own_markup(
         assert "会員IDで決まっています" in note
     elif not value:
         assert "検索結果すべて" in words
+
+
+def test_members_not_from_a_file_cannot_be_scheduled(shop: Callable[..., Shop]) -> None:
+    """A frame handed to the wizard has no file to read again at send time: said, not stored."""
+    from bcartnb.members import read_members
+
+    s = shop(2)
+    frame = read_members(s.path / "members.csv")
+    frame.attrs.clear()
+    w = Wizard(frame, s.settings)
+    confirmed(w)
+    said = schedule_at(w, dt.date(2026, 12, 10), "09:00")
+    assert "予約するには会員ファイルから読み込んだ会員が必要です" in said
+    assert campaign.scheduled_campaigns(s.settings) == []

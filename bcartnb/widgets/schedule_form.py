@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import ipywidgets as widgets
 
 from bcartnb import campaign
-from bcartnb.campaign import CampaignPlan, ScheduleResult
+from bcartnb.campaign import CampaignPlan, Scheduled, ScheduleResult
 from bcartnb.exceptions import BcartnbError, InputError
 from bcartnb.quota import TOKYO, now_tokyo
 from bcartnb.settings import Settings
@@ -151,18 +151,25 @@ class _Wizard(Protocol):
     def keyword(self) -> str: ...
 
 
+class _Screen(Protocol):
+    """予約一覧 (:class:`~.schedule_screen.ScheduleScreen`), as scheduling tells it and hears."""
+
+    on_cancel: Callable[[Scheduled], None] | None
+
+    def refresh(self) -> None: ...
+
+
 class Scheduling:
-    """予約して送信 wired to the wizard's confirmed plan; ``scheduled`` hears of each one."""
+    """予約して送信 wired to the wizard's confirmed plan and to 予約一覧 (``screen``): the list
+    hears of each campaign scheduled, and the form of the one it just scheduled cancelled."""
 
     def __init__(
-        self,
-        wizard: _Wizard,
-        form: ScheduleForm,
-        send: widgets.Button,
-        scheduled: Callable[[], None],
+        self, wizard: _Wizard, form: ScheduleForm, send: widgets.Button, screen: _Screen
     ) -> None:
-        self._w, self.form, self._send, self._scheduled = wizard, form, send, scheduled
+        self._w, self.form, self._send, self._screen = wizard, form, send, screen
         self.last: ScheduleResult | None = None
+        self._send_was = False
+        screen.on_cancel = self.cancelled
         form.button.on_click(lambda _b: self.request())
         form.day.observe(lambda _c: self.project(), names="value")
         form.time.observe(lambda _c: self.project(), names="value")
@@ -205,13 +212,30 @@ class Scheduling:
         )
         if result is None:
             return
-        self.last = result
+        self.last, self._send_was = result, bool(self._send.disabled)
         form.button.disabled = self._send.disabled = True  # scheduled: not sent now as well
         form.result.info(scheduled_text(result))
         form.outlook.value = ""
         self._w.status.info(f"予約しました: 予約ID {result.scheduled.schedule_id}")
         self._w.header.refresh()  # the first schedule makes the ledger file
-        self._scheduled()
+        self._screen.refresh()
+
+    def cancelled(self, record: Scheduled) -> None:
+        """取消 in 予約一覧 of the campaign this screen just scheduled: said here too. Cancelled
+        before its time, the buttons are usable again (another time, or 送信 now); cancelled
+        while ``due`` sent it, the counts shown are stale: confirm again to send the rest."""
+        last = self.last
+        if last is None or last.scheduled.schedule_id != record.schedule_id:
+            return
+        self.last = None
+        words = campaign.cancelled_words(record)
+        if record.finished_at is None:  # part of it went out: this plan no longer holds
+            then = "残りの会員に送るときは、「戻る」から確認画面へ進み直してください。"
+        else:
+            then = "別の日時で予約するか、今すぐ「送信」できます。"
+            self.form.button.disabled, self._send.disabled = False, self._send_was
+        self.form.result.info(f"{words}\n{then}")
+        self._w.status.info(words)
 
     def _schedule(self, plan: CampaignPlan) -> ScheduleResult:
         if plan.repeat:

@@ -13,7 +13,7 @@ rendered for a member as ``due`` will render it (:func:`~bcartnb.campaign.schedu
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 
@@ -109,6 +109,8 @@ class ScheduleScreen(widgets.VBox):  # type: ignore[misc]
         self.view.add_class("bcartnb-schedule-view")
         #: the records listed, in the order shown
         self.listed: list[Scheduled] = []
+        #: told of each 取消 made here (the confirmation that scheduled it says so too)
+        self.on_cancel: Callable[[Scheduled], None] | None = None
         self._buttons: list[widgets.Button] = []
         self.open_button.on_click(lambda _b: self.toggle())
         self.reload.on_click(lambda _b: self.refresh())
@@ -213,6 +215,8 @@ class ScheduleScreen(widgets.VBox):  # type: ignore[misc]
             return
         self.refresh()
         self.status.info(campaign.cancelled_words(done))
+        if self.on_cancel is not None:
+            self.on_cancel(done)
 
     def _refresh_keeping_error(self) -> None:
         """The list read again after a refusal, the refusal still said."""

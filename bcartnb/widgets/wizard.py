@@ -137,7 +137,7 @@ class Wizard:
         self.viewport = Viewport()  # scrolls the page to what a click changed
         self.schedules = ScheduleScreen(self.settings)  # 予約一覧, from every step
         self.scheduling = Scheduling(
-            self, self.confirm.schedule, self.confirm.send, self.schedules.refresh
+            self, self.confirm.schedule, self.confirm.send, self.schedules
         )  # 予約して送信 on the confirmation
         self.widget = widgets.VBox(
             [
