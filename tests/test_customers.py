@@ -324,3 +324,17 @@ def test_the_generator_at_any_size(tmp_path: Path, members: int, seed: int) -> N
     orders = read_orders(out)
     assert set(orders["member_id"].dropna().astype(int)) <= set(range(1001, 1001 + members))
     assert orders.groupby("order_id")["total"].nunique().max() <= 1 if len(orders) else True
+
+
+def test_the_demo_shop_has_the_orders_of_its_members(tmp_path: Path) -> None:
+    from bcartnb.demo import make_demo_shop
+
+    shop = make_demo_shop(tmp_path / "demo-out")
+    assert (shop / "demo_orders.csv").read_bytes() == demo_path("demo_orders.csv").read_bytes()
+    frame = customers.customers_frame(
+        shop / "demo_members.csv",
+        shop / "demo_orders.csv",
+        load_settings(shop / "bcartnb.toml"),
+        AS_OF,
+    )
+    assert (frame["購入回数"] > 0).sum() > len(frame) // 2

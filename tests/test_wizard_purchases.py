@@ -331,3 +331,15 @@ def test_the_tracked_wizard_notebook_has_no_orders_by_default(repo_root: Path) -
     cells = code_of(repo_root / "notebooks" / WIZARD_NOTEBOOK)
     assert "\norders_path = None  #" in "\n" + cells[0]
     assert "orders=orders_path" in cells[1]
+
+
+def test_a_keyword_and_a_purchase_condition_together(wizard: Wizard) -> None:
+    """The keyword box looks in the profile; the purchase keys narrow what it found."""
+    wizard.filter_step.text.value = "テスト商事1005"
+    assert apply(wizard) == [1005]
+    wizard.filter_step.purchases.group.value = ("休眠",)
+    assert apply(wizard) == []
+    wizard.filter_step.purchases.group.value = ("優良",)
+    assert apply(wizard) == [1005]
+    wizard.send_all.click()  # a keyword result is sent as the ids it found
+    assert wizard.checked == (1005,)
