@@ -17,7 +17,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import nbformat
+import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from smtp_servers import TestServer
 from test_cli_run import bcartnb
 from test_cli_wizard import clean_env, code_of, make_shop
@@ -25,13 +29,17 @@ from test_wizard_screens import HEADER, member_mails, rows, settings_for
 
 from bcartnb.campaign import members_with_orders
 from bcartnb.cli.wizard import WIZARD_NOTEBOOK
+from bcartnb.exceptions import FilterError
 from bcartnb.filters import apply_filter, describe_filter
 from bcartnb.members import read_members
-from bcartnb.settings import Settings
+from bcartnb.orders import GROUPS, read_orders, with_purchases
+from bcartnb.report.notebook import demo_path
+from bcartnb.settings import PurchaseSettings, Settings
 from bcartnb.widgets import Wizard
 from bcartnb.widgets.purchase_filters import NO_ORDERS_HINT, PurchaseFilters
 
 Server = Callable[..., TestServer]
+AS_OF = dt.date(2026, 12, 1)
 ORDERS_HEADER = "受注ID,会員ID,受注日時,対応状況,合計金額,商品コード,商品名\r\n"
 
 
@@ -343,3 +351,64 @@ def test_a_keyword_and_a_purchase_condition_together(wizard: Wizard) -> None:
     assert apply(wizard) == [1005]
     wizard.send_all.click()  # a keyword result is sent as the ids it found
     assert wizard.checked == (1005,)
+
+
+@pytest.fixture(scope="module")
+def demo_joined() -> pd.DataFrame:
+    members = read_members(demo_path("demo_members.csv"))
+    orders = read_orders(demo_path("demo_orders.csv"))
+    return with_purchases(members, orders, PurchaseSettings(), AS_OF)
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    groups=st.lists(st.sampled_from(GROUPS), unique=True, max_size=3),
+    after=st.one_of(st.none(), st.integers(0, 1200)),
+    before=st.one_of(st.none(), st.integers(0, 1200)),
+    count=st.integers(0, 15),
+    total=st.integers(0, 2_000_000),
+    product=st.one_of(
+        st.sampled_from(["", "A-100", "E-500", " C-300\n", "A-10"]),
+        st.text(alphabet="AB-0\r\n\x00<>", max_size=6),
+    ),
+)
+def test_any_pick_means_what_the_controls_say(
+    demo_joined: pd.DataFrame,
+    groups: list[str],
+    after: int | None,
+    before: int | None,
+    count: int,
+    total: int,
+    product: str,
+) -> None:
+    """The controls → the filter dict → the one matcher, held to a mask written from the
+    controls' own words (groups, strictly after/before a day, at least, holds the code)."""
+    p = PurchaseFilters(demo_joined)
+    p.group.value = tuple(g for g in groups if g in [v for _, v in p.group.options])
+    p.last_after.value = None if after is None else AS_OF - dt.timedelta(days=after)
+    p.last_before.value = None if before is None else AS_OF - dt.timedelta(days=before)
+    p.min_count.value, p.min_total.value = count, total
+    p.product.value = product
+    flt = p.filter
+    df = demo_joined
+    want = pd.Series(True, index=df.index)
+    if p.group.value:
+        want &= df["顧客グループ"].isin(p.group.value)
+    last = df["最終購入日"].dt.date
+    if p.last_after.value is not None:
+        want &= last.notna() & (last > p.last_after.value)
+    if p.last_before.value is not None:
+        want &= last.notna() & (last < p.last_before.value)
+    if count:
+        want &= df["購入回数"] >= count
+    if total:
+        want &= df["購入金額合計"] >= total
+    if product.strip():
+        want &= df["購入商品"].map(lambda codes: product.strip() in list(codes))
+    if p.last_after.value and p.last_before.value and p.last_after.value > p.last_before.value:
+        with pytest.raises(FilterError, match="最終購入日"):
+            apply_filter(df, flt)
+        return
+    got = apply_filter(df, flt)["id"].tolist()
+    assert got == df["id"][want.fillna(False).astype(bool)].tolist()
+    assert (p.words.value == "") == (flt == {})
