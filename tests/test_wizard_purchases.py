@@ -225,6 +225,7 @@ def test_without_orders_the_section_says_how_and_builds_nothing(
     assert not p.available
     assert all(c.disabled for c in p.controls)
     assert html.escape(NO_ORDERS_HINT) in p.words.value
+    assert len(p.children) == 2  # the title and the hint: no disabled controls on screen
     p.min_count.value = 3  # a disabled control set from code still builds no key
     assert p.filter == {} and w.filter_step.filter == {}
     assert "購入回数" not in w.members.columns

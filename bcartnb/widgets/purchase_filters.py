@@ -113,15 +113,15 @@ class PurchaseFilters(widgets.VBox):  # type: ignore[misc]
         self.words.add_class("bcartnb-purchase-words")
         for w in self.controls:
             w.observe(lambda _c: self._say(), names="value")
+        rows = [
+            row(self.group),
+            row(self.last_after, self.last_before, self.last_before_label),
+            row(self.min_count, widgets.HTML("回以上"), self.min_total, widgets.HTML("円以上")),
+            row(self.product, widgets.HTML("を買った会員")),
+        ]
+        # without orders only the title and how to give them: the screen stays as it was
         super().__init__(
-            [
-                widgets.HTML("<b>購入履歴</b>"),
-                row(self.group),
-                row(self.last_after, self.last_before, self.last_before_label),
-                row(self.min_count, widgets.HTML("回以上"), self.min_total, widgets.HTML("円以上")),
-                row(self.product, widgets.HTML("を買った会員")),
-                self.words,
-            ]
+            [widgets.HTML("<b>購入履歴</b>"), *(rows if self.available else []), self.words]
         )
         self.add_class("bcartnb-purchase-filters")
 
