@@ -23,6 +23,7 @@ import tomli_w
 
 from bcartnb.exceptions import InputError
 from bcartnb.filters import apply_filter, describe_filter
+from bcartnb.members import COLUMN_LABELS
 from bcartnb.orders.purchases import GROUPS, PURCHASE_COLUMNS
 
 __all__ = [
@@ -114,17 +115,13 @@ def dormant_by(
     all members with that value; an id is shown as ``names[id]`` (``[names.price_groups]``)
     when named. Most of the group first; a blank value is 「（空欄）」."""
     _check(frame, column)
-    if group not in GROUPS:
-        raise InputError(
-            f"unknown customer group {group!r}; one of {', '.join(GROUPS)}",
-            ja=f"顧客グループ「{group}」はありません（{'、'.join(GROUPS)} のどれか）。",
-        )
+    _known(group)
     keys = _labels(frame[column], names)
     hit = (frame["顧客グループ"] == group).to_numpy(dtype=bool)
     out = pd.DataFrame({_COUNT: keys.value_counts(), group: keys[hit].value_counts()}).fillna(0)
     out = out.astype("int64")
     out["割合"] = _share(out[group], out[_COUNT])
-    out.index.name = column
+    out.index.name = COLUMN_LABELS.get(column, column)  # 都道府県, not pref
     return out.sort_values([group, _COUNT], ascending=False, kind="stable")
 
 
@@ -155,12 +152,16 @@ def recency_curve(
 
 def segment_filter(group: str) -> dict[str, Any]:
     """The campaign filter for one 顧客グループ: what every face takes."""
+    return {"顧客グループ": _known(group)}
+
+
+def _known(group: str) -> str:
     if group not in GROUPS:
         raise InputError(
             f"unknown customer group {group!r}; one of {', '.join(GROUPS)}",
             ja=f"顧客グループ「{group}」はありません（{'、'.join(GROUPS)} のどれか）。",
         )
-    return {"顧客グループ": group}
+    return group
 
 
 def send_guidance(
