@@ -43,8 +43,13 @@ AS_OF = dt.date(2026, 12, 1)
 ORDERS_HEADER = "受注ID,会員ID,受注日時,対応状況,合計金額,商品コード,商品名\r\n"
 
 
+#: one "today" for the order file and the picks alike, so a run across Tokyo's midnight
+#: compares the same days (the groups, decided by the wizard's own today, have days to spare)
+TODAY = dt.datetime.now(ZoneInfo("Asia/Tokyo")).date()
+
+
 def day(days_ago: int) -> dt.date:
-    return dt.datetime.now(ZoneInfo("Asia/Tokyo")).date() - dt.timedelta(days=days_ago)
+    return TODAY - dt.timedelta(days=days_ago)
 
 
 def line(
