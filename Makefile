@@ -31,7 +31,7 @@ lab: $(BROWSER_STAMP)
 	test -f demo-out/bcartnb.toml || $(BIN)/python -m bcartnb.demo
 	cd demo-out && { ../$(BIN)/bcartnb sink --maildir Maildir & sink=$$!; \
 	  trap 'kill $$sink 2>/dev/null' EXIT INT TERM; \
-	  ../$(BIN)/bcartnb wizard --members demo_members.csv -- $(LAB_ARGS); }
+	  ../$(BIN)/bcartnb wizard --members demo_members.csv --orders demo_orders.csv -- $(LAB_ARGS); }
 
 # The browser tests (tests/test_browser.py) drive the wizard in JupyterLab with Debian's
 # Chromium through Playwright; no browser is downloaded. As root, the apt packages are

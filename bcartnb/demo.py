@@ -48,6 +48,8 @@ __all__ = [
 
 NOTEBOOK = data_dir().parent / "notebooks" / "campaign.ipynb"
 DEMO_MEMBERS = demo_path("demo_members.csv")
+#: their orders (data/make_demo_orders.py): the wizard's 購入履歴 and notebooks/customers.ipynb
+_DEMO_ORDERS = demo_path("demo_orders.csv")
 #: 東京都・大阪府・神奈川県の有効な会員
 DEMO_FILTER: dict[str, Any] = {"都道府県": ["東京都", "大阪府", "神奈川県"], "状態": "有効"}
 #: その中でメール案内「受け取る」の会員へ HTML ニュースレターを送信
@@ -132,7 +134,7 @@ def _ipc_kernel_manager(folder: str) -> type[Any]:
 
 def make_demo_shop(folder: Path) -> Path:
     """A shop folder as ``bcartnb init`` makes it, answered with the demo shop's settings,
-    with the demo's templates and members put in; an earlier demo shop there is replaced."""
+    with the demo's templates, members and orders put in; an earlier demo shop there is replaced."""
     shutil.rmtree(folder, ignore_errors=True)
     demo = load_settings(demo_path("demo.toml"), env={})
     sender = f"{demo.from_name} <{demo.from_addr}>" if demo.from_name else demo.from_addr
@@ -141,6 +143,7 @@ def make_demo_shop(folder: Path) -> Path:
     for template in demo_path("templates").glob("*.txt"):
         shutil.copy2(template, folder / "templates" / template.name)
     shutil.copy2(DEMO_MEMBERS, folder / DEMO_MEMBERS.name)
+    shutil.copy2(_DEMO_ORDERS, folder / _DEMO_ORDERS.name)
     return folder
 
 

@@ -244,7 +244,7 @@ def plan_campaign(
 
         VerpSigner(settings.unsubscribe_secret)
     frame = members if members is not None else read_members(spec.members)
-    if spec.orders is not None:
+    if spec.orders is not None and not _joined(frame, spec.orders):
         frame = members_with_orders(frame, spec.orders, settings, now=now)
     spec = resolve_segment(spec, settings, frame.columns)
     if mail is not None:
@@ -301,6 +301,13 @@ def members_with_orders(
     tokyo = ZoneInfo(TOKYO)
     today = (now or datetime.now(tokyo)).astimezone(tokyo).date()
     return with_purchases(members, read_orders(orders), settings.purchase, today)
+
+
+def _joined(members: pd.DataFrame, orders: str | os.PathLike[str]) -> bool:
+    """Whether ``members`` already carry the purchase columns of ``orders`` (the wizard joins
+    once when it reads the member file, not on every count)."""
+    source = members.attrs.get("orders_source")
+    return source is not None and os.path.abspath(source) == os.path.abspath(orders)
 
 
 def read_notes(members: pd.DataFrame, flt: Mapping[str, Any] | None) -> list[str]:

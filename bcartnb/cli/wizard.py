@@ -25,13 +25,14 @@ from typing import Any, Final
 
 from bcartnb.cli.common import Command, arg, switch
 from bcartnb.cli.output import say
-from bcartnb.exceptions import MembersFileError, SettingsError
+from bcartnb.exceptions import MembersFileError, OrdersFileError, SettingsError
 
 __all__ = ["WIZARD", "WIZARD_NOTEBOOK", "copy_wizard", "lab_command", "tracked_wizard"]
 
 #: The notebook's name, in the repository's notebooks/ and in the shop folder.
 WIZARD_NOTEBOOK: Final = "campaign_wizard.ipynb"
 _MEMBERS_LINE: Final = re.compile(r"^members_path = [^#\n]*?(?P<comment>  #[^\n]*)?$", re.M)
+_ORDERS_LINE: Final = re.compile(r"^orders_path = [^#\n]*?(?P<comment>  #[^\n]*)?$", re.M)
 
 
 def tracked_wizard() -> Path:
@@ -41,26 +42,35 @@ def tracked_wizard() -> Path:
 
 def _with_members(notebook: dict[str, Any], members: Path | None) -> dict[str, Any]:
     """The notebook with its ``parameters`` cell naming ``members`` (None: picked in the wizard)."""
-    value = "None" if members is None else repr(str(members))
+    return _with_line(notebook, "members_path", _MEMBERS_LINE, members)
+
+
+def _with_line(
+    notebook: dict[str, Any], name: str, pattern: re.Pattern[str], path: Path | None
+) -> dict[str, Any]:
+    """The notebook with the ``parameters`` cell's ``name = …`` line set to ``path``."""
+    value = "None" if path is None else repr(str(path))
 
     def line(m: re.Match[str]) -> str:
-        return f"members_path = {value}{m.group('comment') or ''}"
+        return f"{name} = {value}{m.group('comment') or ''}"
 
     for cell in notebook["cells"]:
         if "parameters" not in cell.get("metadata", {}).get("tags", []):
             continue
-        new, n = _MEMBERS_LINE.subn(line, "".join(cell["source"]))
+        new, n = pattern.subn(line, "".join(cell["source"]))
         if n != 1:
             break
         cell["source"] = new.splitlines(keepends=True)
         return notebook
     raise SettingsError(
-        f"{tracked_wizard()}: no 'members_path = …' line in a parameters cell",
-        ja="ウィザードのノートブックに members_path の行が見つかりません。",
+        f"{tracked_wizard()}: no '{name} = …' line in a parameters cell",
+        ja=f"ウィザードのノートブックに {name} の行が見つかりません。",
     )
 
 
-def copy_wizard(shop: Path, members: Path | None = None) -> tuple[Path, bool]:
+def copy_wizard(
+    shop: Path, members: Path | None = None, orders: Path | None = None
+) -> tuple[Path, bool]:
     """The wizard notebook in ``shop``: copied now (True) or the marketer's copy kept (False).
 
     Never overwritten, even by two commands at once: the copy is linked into place only
@@ -70,6 +80,8 @@ def copy_wizard(shop: Path, members: Path | None = None) -> tuple[Path, bool]:
     if dest.exists():
         return dest, False
     notebook = _with_members(json.loads(tracked_wizard().read_text("utf-8")), members)
+    if orders is not None:  # 購入履歴 in the 絞込オプション
+        notebook = _with_line(notebook, "orders_path", _ORDERS_LINE, orders)
     text = json.dumps(notebook, ensure_ascii=False, indent=1) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=".wizard-", suffix=".ipynb", dir=shop)
     try:
@@ -114,11 +126,20 @@ def _cmd_wizard(args: argparse.Namespace) -> int:
         members = Path(args.members).expanduser().resolve()
         if not members.is_file():
             raise MembersFileError(f"{args.members}: not found", ja="会員ファイルがありません。")
-    dest, made = copy_wizard(shop, members)
+    orders = None
+    if args.orders is not None:
+        orders = Path(args.orders).expanduser().resolve()
+        if not orders.is_file():
+            raise OrdersFileError(
+                f"{args.orders}: not found", ja=f"受注ファイル {args.orders} がありません。"
+            )
+    dest, made = copy_wizard(shop, members, orders)
     if made:
         say(f"ウィザードのノートブックを用意しました: {dest}")
     else:
         say(f"お店のフォルダーのノートブックを開きます（前回のまま）: {dest}")
+        if orders is not None:
+            say(f"受注ファイルは、ノートブックの orders_path に書いてください: {orders}")
     extra = list(args.jupyter_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
@@ -145,6 +166,10 @@ WIZARD = Command(
         arg(
             "--members",
             help="コピーするときに会員ファイルを指定します（既定: ウィザードの中で選びます）",
+        ),
+        arg(
+            "--orders",
+            help="コピーするときに受注ファイルを指定します（絞込オプションの購入履歴で絞り込めます）",
         ),
         switch("--no-start", "コピーだけして、JupyterLab を起動するコマンドを表示します"),
         arg(

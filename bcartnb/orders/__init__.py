@@ -2,6 +2,7 @@
 
     reader.py     a 受注 CSV (CP932, as the admin screen exports it) → the orders frame
     purchases.py  the orders → purchase columns and 顧客グループ on every member (one join)
+    analysis.py   counts of the joined members for the customers notebook (RFM, 休眠, recency)
 
 Where each shape comes from is in :mod:`bcartnb.orders.reader`'s docstring.
 """

@@ -23,9 +23,11 @@ import pandas as pd
 
 from bcartnb.exceptions import FilterError
 from bcartnb.members import CANONICAL_COLUMNS
+from bcartnb.orders import PURCHASE_COLUMNS
 from bcartnb.settings import IdNames
 
 from ._common import row
+from .purchase_filters import has_purchases
 
 __all__ = ["MAX_CHOICES", "CustomFilters", "id_options", "name_ids", "relabel_ids"]
 
@@ -144,6 +146,8 @@ class CustomFilters(widgets.VBox):  # type: ignore[misc]
 
     def __init__(self, members: pd.DataFrame) -> None:
         canonical = set(CANONICAL_COLUMNS)
+        if has_purchases(members):  # joined with the orders: 購入履歴 has its own section
+            canonical |= set(PURCHASE_COLUMNS)
         custom = [str(c) for c in members.columns if str(c) not in canonical]
         self.fields = {
             c: _Field(c, members[c], f"bcartnb-custom-filter-{i}") for i, c in enumerate(custom)

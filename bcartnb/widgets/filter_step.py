@@ -18,6 +18,7 @@ from bcartnb.settings import IdNames
 
 from ._common import fit, row
 from .custom_filters import CustomFilters, name_ids
+from .purchase_filters import PurchaseFilters
 
 __all__ = ["MULTI_HINT", "NO_SEGMENT", "PREFECTURES", "FilterStep"]
 
@@ -79,6 +80,7 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
         self.salesman = _multi(members, "salesman_id", "営業担当", "bcartnb-filter-salesman")
         name_ids(self.price_group, self.salesman, names or IdNames())
         self.custom = CustomFilters(members)  # カスタム項目: 業種, 会員ランク, …
+        self.purchases = PurchaseFilters(members)  # 購入履歴, when the members have orders
         self.status = _multi(members, "status", "状態", "bcartnb-filter-status")
         self.mm_flag = widgets.Dropdown(
             options=list(_MM_CHOICES),
@@ -141,6 +143,7 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
                 row(self.mm_flag),
                 row(self.created_from, self.created_to),
                 self.custom,
+                self.purchases,
                 self.text,
                 row(self.apply, self.reset),
                 row(self.segment_name, self.segment_overwrite, self.save_segment),
@@ -166,6 +169,7 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
             self.segment_overwrite,
             self.save_segment,
             *self.custom.controls,
+            *self.purchases.controls,
         ]
 
     @property
@@ -189,7 +193,7 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
                 dates[op] = value.isoformat()
         if dates:
             out["created_at"] = dates
-        return {**out, **self.custom.filter}
+        return {**out, **self.custom.filter, **self.purchases.filter}
 
     @property
     def segment_choice(self) -> str | None:
@@ -217,3 +221,4 @@ class FilterStep(widgets.VBox):  # type: ignore[misc]
         self.text.value = ""
         self.segment.value = NO_SEGMENT
         self.custom.clear()
+        self.purchases.clear()

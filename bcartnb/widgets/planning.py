@@ -48,8 +48,16 @@ def form_spec(
     # absolute: a campaign started here must resume from any folder (bcartnb resume)
     source = members.attrs.get("source")
     source = os.path.abspath(source) if source else "(wizard)"
+    # the 受注 file the purchase columns came from: the campaign records it and a resume rejoins
+    orders = members.attrs.get("orders_source")
     return CampaignSpec.from_mapping(
-        {"members": str(source), "filter": dict(flt), "checked": list(checked), **values},
+        {
+            "members": str(source),
+            **({"orders": os.path.abspath(orders)} if orders else {}),
+            "filter": dict(flt),
+            "checked": list(checked),
+            **values,
+        },
         where="wizard",
     )
 

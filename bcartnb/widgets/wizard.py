@@ -45,6 +45,7 @@ from .header import Header
 from .member_source import MemberSource, store_upload
 from .member_table import PAGE_SIZE, MemberTable, narrowed
 from .planning import confirm, form_spec, sorted_for_mail
+from .purchase_filters import has_purchases
 from .schedule_form import Scheduling
 from .schedule_screen import ScheduleScreen
 from .segment_tools import SegmentTools
@@ -88,14 +89,17 @@ class Wizard:
         page_size: int = PAGE_SIZE,
         member_folders: list[str | os.PathLike[str]] | None = None,
         upload_dir: str | os.PathLike[str] | None = None,
+        orders: str | os.PathLike[str] | None = None,
     ) -> None:
+        self.settings = settings if ledger_path is None else settings.replace(db=Path(ledger_path))
+        #: the 受注 file joined onto every member file (購入履歴); None: no purchase filters
+        self.orders = Path(os.path.abspath(orders)) if orders is not None else None
         if members is None:  # chosen in the wizard (会員ファイル)
             self.members = empty_members()
         elif isinstance(members, pd.DataFrame):
-            self.members = members
+            self.members = self._with_orders(members)
         else:
-            self.members = read_members(members)
-        self.settings = settings if ledger_path is None else settings.replace(db=Path(ledger_path))
+            self.members = self._read(members)
         self.transport = transport
         self.store = TemplateStore(self.settings.templates)
         self.segments = SegmentStore(self.settings.segments)
@@ -265,7 +269,7 @@ class Wizard:
     def load_members(self, path: str | os.PathLike[str]) -> None:
         """Read another member file; the search, the ticks and the filter choices start over."""
         frame = self.status.run(
-            lambda: read_members(path), self._controls_of(self.stage), busy="読み込み中です…"
+            lambda: self._read(path), self._controls_of(self.stage), busy="読み込み中です…"
         )
         if frame is None:
             return
@@ -285,6 +289,15 @@ class Wizard:
             self.status.info(
                 "\n注意: ".join([f"会員ファイルを読み込みました: {len(frame):,}件", *notes])
             )
+
+    def _read(self, path: str | os.PathLike[str]) -> pd.DataFrame:
+        return self._with_orders(read_members(path))
+
+    def _with_orders(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The members with their purchase columns (the one join), when orders were given."""
+        if self.orders is None or has_purchases(frame):
+            return frame
+        return campaign.members_with_orders(frame, self.orders, self.settings)
 
     def _load_chosen(self) -> None:
         path = self.source.chosen
