@@ -184,3 +184,47 @@ def test_a_custom_field_with_a_skipped_time_stays_text(tmp_path: Path) -> None:
     columns["初回取引日"] = ["2024/05/01 00:00:00", "1951/05/06 00:15:00"]
     frame = read_snapshot(write_snapshot(tmp_path / "s.parquet", columns))
     assert frame["初回取引日"].tolist() == ["2024/05/01 00:00:00", "1951/05/06 00:15:00"]
+
+
+# --- a date filter over those days -------------------------------------------------------------
+
+INSTANTS = st.builds(
+    lambda day, seconds: (day.replace(tzinfo=TOKYO) + timedelta(seconds=seconds)).astimezone(UTC),
+    st.sampled_from(EDGES),
+    st.integers(-2 * 86400, 2 * 86400),
+)
+DAYS = st.builds(
+    lambda day, shift: (day + timedelta(days=shift)).date(),
+    st.sampled_from(EDGES),
+    st.integers(-1, 1),
+)
+ORACLE = {
+    "from": lambda day, wall: day >= wall,
+    "to": lambda day, wall: day <= wall,
+    "before": lambda day, wall: day < wall,
+    "after": lambda day, wall: day > wall,
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(INSTANTS, min_size=1, max_size=8), st.sampled_from([*ORACLE, "equals"]), DAYS)
+def test_a_date_filter_takes_each_member_by_its_tokyo_day(
+    instants: list[datetime], op: str, wall: object
+) -> None:
+    """``from``/``to``/``before``/``after`` and equality compare the member's day on Tokyo's
+    clock, the days summer time began and ended included (their start is 01:00 or a doubled
+    midnight), and never raise pandas' error."""
+    from bcartnb.filters import apply_filter
+
+    frame = pd.DataFrame(
+        {
+            "id": range(1, len(instants) + 1),
+            "email": [f"m{i}@example.jp" for i in range(len(instants))],
+            "created_at": pd.Series(instants, dtype="datetime64[us, UTC]").dt.tz_convert(TOKYO),
+        }
+    )
+    condition = str(wall) if op == "equals" else {op: str(wall)}
+    got = apply_filter(frame, {"created_at": condition})["id"].tolist()
+    days = [t.astimezone(TOKYO).date() for t in instants]
+    keep = ORACLE.get(op, lambda day, w: day == w)
+    assert got == [i + 1 for i, day in enumerate(days) if keep(day, wall)]
