@@ -35,7 +35,7 @@ from bcartnb.report.blocks import (
     show,
     table,
 )
-from bcartnb.report.charts import japanese, png
+from bcartnb.report.charts import chart_text, japanese, png, text_ticks
 
 if TYPE_CHECKING:
     from bcartnb.settings import Settings
@@ -52,7 +52,7 @@ __all__ = [
 
 #: The report's title (its first heading).
 HYGIENE_TITLE = "配信停止・不達のレポート"
-_LABEL_CHARS = 18
+_LABEL_CHARS = 19  # of a subject under its bar's date (… where cut)
 
 
 def _month_start(month: str) -> datetime:
@@ -69,14 +69,14 @@ def bounce_chart(rates: pd.DataFrame, month: str) -> bytes:
         ax = fig.add_subplot()
         if len(rates):
             labels = [
-                f"{d}\n{s[:_LABEL_CHARS]}{'…' if len(s) > _LABEL_CHARS else ''}"
+                f"{d}\n{chart_text(s, _LABEL_CHARS)}"
                 for d, s in zip(rates["date"], rates["subject"], strict=True)
             ]
             percent = [100.0 * r for r in rates["rate"]]
             ax.bar(range(len(rates)), percent, width=0.6, color="#c0392b")
             for i, (b, n) in enumerate(zip(rates["bounces"], rates["sent"], strict=True)):
                 ax.annotate(f"{b:,}/{n:,}", (i, percent[i]), ha="center", va="bottom", fontsize=8)
-            ax.set_xticks(range(len(rates)), labels, fontsize=8)
+            text_ticks(ax, labels, fontsize=8)
             ax.set_xlim(-0.75, max(len(rates), 3) - 0.25)
         else:
             ax.text(0.5, 0.5, "この月の配信はまだありません", ha="center", va="center")
