@@ -35,8 +35,9 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from bcartnb.exceptions import FilterError, SelectionError
-from bcartnb.members import COLUMN_KINDS, COLUMN_LABELS, HEADER_ALIASES, TOKYO
+from bcartnb.members import COLUMN_KINDS, COLUMN_LABELS, HEADER_ALIASES
 from bcartnb.members.columns import day_parts
+from bcartnb.members.typed import tokyo_times
 
 __all__ = [
     "OPERATORS",
@@ -323,7 +324,9 @@ def _not_a_dict(filter: Any) -> FilterError:
 
 
 def _day_start(day: dt.date) -> pd.Timestamp:
-    return pd.Timestamp(day).tz_localize(TOKYO)
+    """The day's first instant in Tokyo: 01:00 on the four days summer time began."""
+    start: pd.Timestamp = tokyo_times(pd.Series([pd.Timestamp(day)]))[0].iloc[0]
+    return start
 
 
 def _mask(members: pd.DataFrame, cond: Condition) -> np.ndarray[Any, np.dtype[np.bool_]]:
@@ -333,8 +336,8 @@ def _mask(members: pd.DataFrame, cond: Condition) -> np.ndarray[Any, np.dtype[np
         want_blank = any(v is None for v in values)
         values = tuple(v for v in values if v is not None)
         if cond.kind == "datetime":
-            days = col.dt.normalize()
-            hit = days.isin([_day_start(d) for d in values]) if values else _false(col)
+            days = col.dt.tz_localize(None).dt.normalize()  # the Tokyo day, summer time too
+            hit = days.isin([pd.Timestamp(d) for d in values]) if values else _false(col)
         else:
             hit = col.isin(list(values)) if values else _false(col)
         mask = hit.to_numpy(dtype=bool, na_value=False)

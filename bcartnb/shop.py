@@ -26,6 +26,7 @@ import tomli_w
 from bcartnb.exceptions import LedgerError, SettingsError
 from bcartnb.ledger import Ledger
 from bcartnb.ledger.schema import APPLICATION_ID
+from bcartnb.ledger.snapshot import copy_ledger_file
 from bcartnb.quota import resolve_plan
 from bcartnb.settings import (
     DEFAULT_LEDGER,
@@ -298,27 +299,23 @@ def adopt_ledger(
 
 
 def _backup(src: Path, tmp: Path, timeout: float) -> None:
-    source = sqlite3.connect(f"{src.absolute().as_uri()}?mode=ro", uri=True, timeout=timeout)
+    copy = sqlite3.connect(tmp)
     try:
-        app_id = source.execute("PRAGMA application_id").fetchone()[0]
+        copy_ledger_file(src, copy, timeout)  # nothing left beside the original
+        app_id = copy.execute("PRAGMA application_id").fetchone()[0]
         if app_id != APPLICATION_ID:
             raise LedgerError(
                 f"{src} is not a bcartnb ledger (application_id {app_id})",
                 ja=f"{src} は bcartnb の配信記録ではありません。",
             )
-        copy = sqlite3.connect(tmp)
-        try:
-            source.backup(copy)
-            copy.execute("PRAGMA journal_mode = DELETE")  # one file, no -wal left behind
-            if copy.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise LedgerError(
-                    f"{src}: the copy failed its integrity check",
-                    ja=f"以前の配信記録 {src} のコピーが壊れています。",
-                )
-        finally:
-            copy.close()
+        copy.execute("PRAGMA journal_mode = DELETE")  # one file, no -wal left behind
+        if copy.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise LedgerError(
+                f"{src}: the copy failed its integrity check",
+                ja=f"以前の配信記録 {src} のコピーが壊れています。",
+            )
     finally:
-        source.close()
+        copy.close()
 
 
 def shop_ledger(settings_file: Path) -> Path:

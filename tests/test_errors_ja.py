@@ -234,3 +234,60 @@ def test_a_members_file_row_is_named_in_both_halves(tmp_path: Path) -> None:
         read_members(csv)
     assert "3 行目" in info.value.ja
     _both_halves(info.value)
+
+
+# --- a note (注意) is Japanese, one line: it is no error with an English detail -------------
+
+
+def _note_texts(path: Path) -> list[tuple[int, str]]:
+    """(line, literal text) of every string in ``path`` that starts a 注意 note."""
+    found = []
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+    for node in ast.walk(tree):
+        if id(node) in docstrings:
+            continue
+        if isinstance(node, ast.JoinedStr):
+            parts = [v.value for v in node.values if isinstance(v, ast.Constant)]
+            text = "{}".join(str(p) for p in parts)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        else:
+            continue
+        if text.startswith("注意: "):
+            found.append((node.lineno, text))
+    return found
+
+
+def _english_in_notes(path: Path) -> list[str]:
+    return [
+        f"{path.relative_to(PACKAGE.parent)}:{line}"
+        for line, text in _note_texts(path)
+        if re.search(r"/ [A-Za-z]|[A-Za-z]{3,} [A-Za-z]{3,} [A-Za-z]{3,}", text)
+    ]
+
+
+def test_every_note_is_japanese_only() -> None:
+    """``bcartnb members``' note on a ledger not adopted yet once ended in English."""
+    paths = sorted(PACKAGE.rglob("*.py"))
+    assert sum(len(_note_texts(p)) for p in paths) >= 5  # the check sees the notes
+    assert [m for path in paths for m in _english_in_notes(path)] == []
+
+
+def test_the_note_check_sees_an_english_tail(tmp_path: Path) -> None:
+    bad = tmp_path / "bcartnb" / "bad.py"
+    bad.parent.mkdir()
+    bad.write_text(
+        "def f(say, p):\n"
+        "    say(f'注意: {p} はまだです / not adopted yet')\n"
+        "    say(f'注意: {p} はまだです（bcartnb init --adopt-ledger）。')\n"
+        "    say('注意: 取り込む予定の記録から数えました' ' / read from the per-user ledger')\n"
+        "    '''注意: a docstring is no note'''\n",
+        encoding="utf-8",
+    )
+    global PACKAGE
+    saved, PACKAGE = PACKAGE, bad.parent
+    try:
+        assert _english_in_notes(bad) == ["bcartnb/bad.py:2", "bcartnb/bad.py:4"]
+    finally:
+        PACKAGE = saved

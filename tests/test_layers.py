@@ -100,12 +100,8 @@ LEDGER_FACES: frozenset[tuple[str, str]] = frozenset(
 )
 
 #: (face, ledger module) a face still imports; issue 22 moves each to ``campaign``.
-KNOWN_LEDGER_FACES: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("bcartnb.report", LEDGER),  # the campaign's record and journal, who runs it
-        ("bcartnb.hygiene.report", LEDGER),  # its functions take the notebook's Ledger
-    }
-)
+KNOWN_LEDGER_FACES: frozenset[tuple[str, str]] = frozenset()
+
 
 #: The modules of each import circle today: a circle may lose members, never gain one.
 KNOWN_CIRCLES: tuple[frozenset[str], ...] = ()

@@ -26,11 +26,12 @@ It is laid out by concern: :mod:`~bcartnb.campaign.spec` (the keys, checked once
 :mod:`~bcartnb.campaign.conduct` (run, send, resume, cancel),
 :mod:`~bcartnb.campaign.schedule` (予約配信: schedule, and ``due`` sending each once), and
 the faces' questions to the ledger: :mod:`~bcartnb.campaign.history` (the send history,
-one campaign's outcome, the quota) and :mod:`~bcartnb.campaign.suppressions` (the
-suppression list shown, changed, exported and pushed to B-Cart). Import from here; the
-names below are the conductor's whole face, and a face needs nothing below them: the
-summary, :data:`LEFT_STATES` and the :class:`Transport` a wizard or a script may pass in
-are named here too.
+one campaign's outcome, the quota), :mod:`~bcartnb.campaign.suppressions` (the
+suppression list shown, changed, exported and pushed to B-Cart) and
+:mod:`~bcartnb.campaign.reporting` (what the campaign and list-hygiene reports read).
+Import from here; the names below are the conductor's whole face, and a face needs nothing
+below them: the summary, :data:`LEFT_STATES`, the :class:`CampaignRecord` a face is handed
+and the :class:`Transport` a wizard or a script may pass in are named here too.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from bcartnb.campaign.plan import (
     read_notes,
     resolve_segment,
 )
+from bcartnb.campaign.reporting import CampaignFacts, bounce_rates, campaign_facts, listed_now
 from bcartnb.campaign.schedule import (
     LATE_LIMIT,
     SCHEDULE_LABELS,
@@ -92,7 +94,7 @@ from bcartnb.campaign.suppressions import (
     unsuppress,
 )
 from bcartnb.delivery import DeliverySummary, dry_run
-from bcartnb.ledger import Scheduled
+from bcartnb.ledger import CampaignRecord, Scheduled
 from bcartnb.ledger.lifecycle import LEFT_STATES
 from bcartnb.transports import Transport
 
@@ -102,8 +104,10 @@ __all__ = [
     "LATE_LIMIT",
     "LEFT_STATES",
     "SCHEDULE_LABELS",
+    "CampaignFacts",
     "CampaignOutcome",
     "CampaignPlan",
+    "CampaignRecord",
     "CampaignRun",
     "CampaignSpec",
     "CampaignUsage",
@@ -116,7 +120,9 @@ __all__ = [
     "SuppressionList",
     "Transport",
     "audience_words",
+    "bounce_rates",
     "build_draft",
+    "campaign_facts",
     "campaign_history",
     "campaign_outcome",
     "campaign_results",
@@ -128,6 +134,7 @@ __all__ = [
     "due_exit_code",
     "export_suppressions",
     "frozen_mail",
+    "listed_now",
     "load_campaign",
     "members_with_orders",
     "month_usage",

@@ -46,8 +46,7 @@ def _cmd_members(args: argparse.Namespace) -> int:
         say(
             f"注意: 以前の配信記録 {settings.legacy_ledger} はまだお店に取り込まれていません"
             "（bcartnb init --adopt-ledger）。配信停止・不達は、取り込む予定のその記録から"
-            f"数えました / suppressions read from the per-user ledger {settings.legacy_ledger},"
-            " not adopted yet",
+            "数えました。",
             err=True,
         )
     if args.json:

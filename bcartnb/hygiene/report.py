@@ -20,10 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from bcartnb.hygiene.export import BcartExport, export_bcart_csv
+from bcartnb.campaign import bounce_rates, export_suppressions, listed_now
 from bcartnb.hygiene.scan import ScanResult
-from bcartnb.ledger import Ledger
-from bcartnb.ledger.suppressions import REASON_LABELS
 from bcartnb.privacy import mask_address
 from bcartnb.quota import TOKYO, month_of, now_tokyo, parse_month
 from bcartnb.report.blocks import (
@@ -37,7 +35,7 @@ from bcartnb.report.blocks import (
     show,
     table,
 )
-from bcartnb.report.charts import japanese, png
+from bcartnb.report.charts import chart_text, japanese, png, text_ticks
 
 if TYPE_CHECKING:
     from bcartnb.settings import Settings
@@ -45,7 +43,6 @@ if TYPE_CHECKING:
 __all__ = [
     "HYGIENE_TITLE",
     "bounce_chart",
-    "bounce_rates",
     "header",
     "new_suppressions",
     "pending_table",
@@ -55,50 +52,12 @@ __all__ = [
 
 #: The report's title (its first heading).
 HYGIENE_TITLE = "配信停止・不達のレポート"
-_BOUNCES = ("hard_bounce", "soft_bounce")
-_LABEL_CHARS = 18
+_LABEL_CHARS = 19  # of a subject under its bar's date (… where cut)
 
 
 def _month_start(month: str) -> datetime:
     year, mon = parse_month(month).split("-")
     return datetime(int(year), int(mon), 1, tzinfo=TOKYO)
-
-
-def bounce_rates(ledger: Ledger, month: str | None = None) -> pd.DataFrame:
-    """Per campaign started in ``month`` (Asia/Tokyo): sent, bounced addresses, complaints, rate.
-
-    ``sent`` counts the mails the receiving servers accepted; ``bounces`` the distinct
-    addresses whose bounce (hard or soft) was matched to the campaign; ``rate`` their share.
-    """
-    month = parse_month(month) if month else month_of(now_tokyo())
-    start = _month_start(month)
-    campaigns = ledger.campaigns()
-    events = ledger.hygiene_events(since=start)
-    rows = []
-    for _, c in campaigns.iterrows():
-        created = c["created_at"]
-        if month_of(created) != month:
-            continue
-        cid = str(c["campaign_id"])
-        mine = [e for e in events if e["campaign_id"] == cid]
-        bounced = {e["address"] for e in mine if e["kind"] in _BOUNCES}
-        complaints = {e["address"] for e in mine if e["kind"] == "complaint"}
-        sent = int(c["sent"])
-        params = c["params"] or {}
-        subject = params.get("subject") or f"（テンプレート {params.get('template') or '-'}）"
-        rows.append(
-            {
-                "campaign_id": cid,
-                "date": created.astimezone(TOKYO).strftime("%Y-%m-%d"),
-                "subject": str(subject),
-                "sent": sent,
-                "bounces": len(bounced),
-                "complaints": len(complaints),
-                "rate": (len(bounced) / sent) if sent else 0.0,
-            }
-        )
-    columns = ["campaign_id", "date", "subject", "sent", "bounces", "complaints", "rate"]
-    return pd.DataFrame(rows, columns=columns)
 
 
 def bounce_chart(rates: pd.DataFrame, month: str) -> bytes:
@@ -110,14 +69,14 @@ def bounce_chart(rates: pd.DataFrame, month: str) -> bytes:
         ax = fig.add_subplot()
         if len(rates):
             labels = [
-                f"{d}\n{s[:_LABEL_CHARS]}{'…' if len(s) > _LABEL_CHARS else ''}"
+                f"{d}\n{chart_text(s, _LABEL_CHARS)}"
                 for d, s in zip(rates["date"], rates["subject"], strict=True)
             ]
             percent = [100.0 * r for r in rates["rate"]]
             ax.bar(range(len(rates)), percent, width=0.6, color="#c0392b")
             for i, (b, n) in enumerate(zip(rates["bounces"], rates["sent"], strict=True)):
                 ax.annotate(f"{b:,}/{n:,}", (i, percent[i]), ha="center", va="bottom", fontsize=8)
-            ax.set_xticks(range(len(rates)), labels, fontsize=8)
+            text_ticks(ax, labels, fontsize=8)
             ax.set_xlim(-0.75, max(len(rates), 3) - 0.25)
         else:
             ax.text(0.5, 0.5, "この月の配信はまだありません", ha="center", va="center")
@@ -163,17 +122,15 @@ def scan_table(result: ScanResult) -> pd.DataFrame:
     ).set_index("項目")
 
 
-def new_suppressions(ledger: Ledger, result: ScanResult) -> pd.DataFrame:
-    """The addresses this scan listed, masked, with why and whose they were."""
+def new_suppressions(settings: Settings, result: ScanResult) -> pd.DataFrame:
+    """The addresses this scan listed and still listed (not taken off since), masked, with
+    why and whose they were."""
     rows = []
-    for address in result.suppressed_new:
-        s = ledger.suppression(address)
-        if s is None:  # taken off again since (bcartnb unsuppress)
-            continue
+    for s in listed_now(settings, result.suppressed_new):
         rows.append(
             {
                 "メールアドレス": mask_address(s.address),
-                "理由": REASON_LABELS[s.reason],
+                "理由": s.label,
                 "会員ID": "" if s.member_id is None else str(s.member_id),
                 "キャンペーンID": s.campaign_id or "",
                 "詳細": s.detail or "",
@@ -191,7 +148,7 @@ def pending_table(result: ScanResult) -> pd.DataFrame:
             "ID": p.id,
             "メールアドレス": p.address,
             "会員ID": "" if p.member_id is None else str(p.member_id),
-            "内容": REASON_LABELS[p.kind],
+            "内容": p.label,
             "ステータス": p.status or "",
             "日時": p.at.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M"),
         }
@@ -224,16 +181,15 @@ def _show_pending(result: ScanResult) -> None:
 
 
 def show_hygiene_report(
-    ledger: Ledger,
+    settings: Settings,
     result: ScanResult | None,
     *,
     month: str | None = None,
     export: str | os.PathLike[str] | None = None,
     members: pd.DataFrame | None = None,
-    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Show the report in the notebook; write the B-Cart CSV when ``export`` is given.
-    ``settings`` name the shop in the header.
+    ``settings`` find the shop's ledger and name the shop in the header.
 
     Returns the counts (what a caller or a test reads back).
     """
@@ -244,7 +200,7 @@ def show_hygiene_report(
         show(heading(2, "不達・配信停止メールの読み込み"))
         show(table(scan_table(result)))
         summary.update(result.as_dict())
-    rates = bounce_rates(ledger, month)
+    rates = bounce_rates(settings, month)
     show(heading(2, f"{month} のキャンペーン別 不達率"))
     show(image(bounce_chart(rates, month), f"{month} のキャンペーン別 不達率のグラフ"))
     shown = rates.assign(rate=[f"{100 * r:.1f}%" for r in rates["rate"]]).rename(
@@ -265,16 +221,14 @@ def show_hygiene_report(
     ]
     if result is not None:
         show(heading(2, "新しく配信停止にした宛先（伏せ字）"))
-        fresh = new_suppressions(ledger, result)
+        fresh = new_suppressions(settings, result)
         if len(fresh):
             show(table(fresh, index=False))
         else:
             show(paragraph("この読み込みで新しく配信停止にした宛先はありません。"))
         _show_pending(result)
     if export is not None:
-        done: BcartExport = export_bcart_csv(
-            ledger.suppressions(), export, members=members, journal=ledger.journal_members()
-        )
+        done = export_suppressions(settings, export, members=members)
         show(heading(2, "B-Cart への反映"))
         show(
             paragraph(

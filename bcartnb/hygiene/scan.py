@@ -77,11 +77,16 @@ class PendingNotice:
             "at": self.at.isoformat(),
         }
 
+    @property
+    def label(self) -> str:
+        """What the notice says, in Japanese."""
+        return REASON_LABELS[self.kind]
+
     def line(self) -> str:
         """One line: id, masked address and member, what it says."""
         status = f" {self.status}" if self.status else ""
         whose = f"（会員ID {self.member_id}）" if self.member_id is not None else ""
-        return f"  {self.id}  {self.address}{whose}  {REASON_LABELS[self.kind]}{status}"
+        return f"  {self.id}  {self.address}{whose}  {self.label}{status}"
 
 
 def pending_notices(rows: Iterable[Mapping[str, Any]]) -> list[PendingNotice]:

@@ -22,6 +22,8 @@ full cap). One :class:`Ledger` object, built from one module per concern:
                                           it; unverified notices; unsubscribe requests
 :mod:`~bcartnb.ledger.pushes`             the B-Cart write-back's records
 :mod:`~bcartnb.ledger.watch`              whether the file changed, without reading it
+:mod:`~bcartnb.ledger.snapshot`           a file only looked at, copied whole, nothing
+                                          left beside it
 :mod:`~bcartnb.ledger.schedules`          予約配信: scheduled campaigns, taken once when due
 ========================================  ==================================================
 

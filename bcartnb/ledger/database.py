@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Self
 
 from bcartnb.exceptions import CampaignStateError, LedgerError
 from bcartnb.ledger.schema import APPLICATION_ID, MIGRATIONS, Migration
+from bcartnb.ledger.snapshot import copy_ledger_file
 from bcartnb.quota import TOKYO, now_tokyo
 
 if TYPE_CHECKING:
@@ -140,8 +141,8 @@ class Database:
         clock: Callable[[], datetime] = now_tokyo,
     ) -> Self:
         """A ledger in memory, gone when closed: empty, or a snapshot of the ledger file
-        ``copy_of``, opened read-only (migrated in memory if older; the file is never written,
-        though SQLite may leave its ``-shm``/``-wal`` companions, as for adopting).
+        ``copy_of``, read without a change or a file left beside it (migrated in memory if
+        older; :func:`~bcartnb.ledger.snapshot.copy_ledger_file`, as for adopting).
 
         For a look that must leave the files alone: a dry run in a shop whose ledger file
         does not exist yet (creating it is the first send's), and the suppression list of
@@ -151,7 +152,7 @@ class Database:
         conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         try:
             if copy_of is not None:
-                _snapshot(where, conn, timeout)
+                copy_ledger_file(where, conn, timeout)
             _validate_and_migrate(conn, where, timeout, MIGRATIONS)
             conn.execute("PRAGMA foreign_keys = ON")
         except BaseException as exc:
@@ -249,15 +250,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _snapshot(src: Path, into: sqlite3.Connection, timeout: float) -> None:
-    """One consistent copy of ``src`` (its WAL's committed pages included), opened read-only."""
-    source = sqlite3.connect(f"{src.absolute().as_uri()}?mode=ro", uri=True, timeout=timeout)
-    try:
-        source.backup(into)
-    finally:
-        source.close()
 
 
 def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> str:

@@ -24,13 +24,14 @@ import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from bcartnb.members.columns import MM_FLAG_VALUES, SPACES, TOKYO
+from bcartnb.members.columns import MM_FLAG_VALUES, SPACES
 from bcartnb.members.typed import (
     CUSTOM_INT_RE,
     DATE_RE,
     ID_RE,
     assemble,
     source_columns,
+    tokyo_times,
     typed_column,
     typed_members,
 )
@@ -177,8 +178,8 @@ def _datetime(column: _Array, index: pd.Index) -> pd.Series | None:
     stamps = _stamps(column)
     if stamps is None:
         return None
-    localized: pd.Series = pd.Series(stamps, index=index).dt.tz_localize(TOKYO)
-    return localized
+    localized, skipped = tokyo_times(pd.Series(stamps, index=index))
+    return None if skipped.any() else localized  # a skipped hour: the plain rules' error
 
 
 def _stamps(column: _Array) -> np.ndarray[Any, Any] | None:

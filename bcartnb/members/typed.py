@@ -46,6 +46,7 @@ __all__ = [
     "SourceColumns",
     "assemble",
     "source_columns",
+    "tokyo_times",
     "typed_column",
     "typed_members",
 ]
@@ -283,8 +284,9 @@ def _custom(col: pd.Series) -> pd.Series:
     if re.match(DATE_RE, first):
         stamps, bad = _parse_datetimes(stripped, blank)
         if not bad.any():
-            localized: pd.Series = stamps.dt.tz_localize(TOKYO)
-            return localized
+            localized, skipped = tokyo_times(stamps)
+            if not skipped.any():  # a time Tokyo's clocks skipped is no date: text
+                return localized
     return _text(col)
 
 
@@ -303,6 +305,10 @@ _NOT_A: Final[dict[str, tuple[str, str]]] = {
         "は「受け取る」「受け取らない」のどちらでもありません。",
     ),
     "datetime": ("is not a date and time", "は日時として読めません。"),
+    "skipped": (
+        "is not a time in Japan (the hour skipped for summer time, 1948-1951)",
+        "は日本時間にない時刻です（1948〜1951年の夏時間で飛ばされた1時間）。",
+    ),
 }
 
 
@@ -366,8 +372,34 @@ def _datetimes(
     stamps, bad = _parse_datetimes(stripped, blank)
     if bad.any():
         raise _bad_value(col, bad, label, where, "datetime")
-    localized: pd.Series = stamps.dt.tz_localize(TOKYO)
+    localized, skipped = tokyo_times(stamps)
+    if skipped.any():
+        raise _bad_value(col, skipped, label, where, "skipped")
     return localized
+
+
+def tokyo_times(stamps: pd.Series) -> tuple[pd.Series, np.ndarray[Any, np.dtype[np.bool_]]]:
+    """Tokyo wall-clock times made aware, and which of them Tokyo's clocks never showed.
+
+    Japan kept summer time from 1948 to 1951: each spring the hour after midnight was skipped
+    (1949/04/03 00:30 never happened) and each autumn it came twice (1949/09/11 00:30 did,
+    first in summer time, then an hour later). A doubled time is read as the first one
+    (Python's ``fold=0``), as the clock showed it first; midnight of a day that began at
+    01:00 is that day's start (a date written alone, or as B-Cart writes one, 00:00:00);
+    any other skipped time is no time, marked as a 2024/02/30 is refused. Other times cost
+    one localisation, as before.
+    """
+    try:
+        localized: pd.Series = stamps.dt.tz_localize(TOKYO)
+        return localized, np.zeros(len(stamps), dtype=bool)
+    except ValueError:  # pandas' nonexistent or ambiguous time: only 1948-1951
+        pass
+    localized = stamps.dt.tz_localize(
+        TOKYO, ambiguous=np.ones(len(stamps), dtype=bool), nonexistent="shift_forward"
+    )
+    moved = (localized.dt.tz_localize(None) != stamps) & stamps.notna()
+    skipped = (moved & (stamps != stamps.dt.normalize())).to_numpy(dtype=bool)
+    return localized, skipped
 
 
 def _parse_datetimes(stripped: pd.Series, blank: pd.Series) -> tuple[pd.Series, pd.Series]:

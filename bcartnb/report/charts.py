@@ -4,8 +4,9 @@ Charts use the IPAexGothic font bundled by ``matplotlib-fontja`` (registered wit
 without that package's import-time change of the global font): machines seldom have a
 Japanese font, and without one every 都道府県 label would be a row of boxes and a warning.
 :func:`japanese` and :func:`png` are the two steps every chart of the package takes (the
-list-hygiene report's too). A chart is a PNG's bytes; :func:`bcartnb.report.blocks.image`
-shows it.
+list-hygiene report's too), and a label that comes from the shop's data (a subject, a
+member's value) goes through :func:`chart_text` and :func:`text_ticks`, so it is drawn as
+written. A chart is a PNG's bytes; :func:`bcartnb.report.blocks.image` shows it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -25,9 +26,10 @@ from bcartnb.members import COLUMN_LABELS
 from bcartnb.report.notes import id_time
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["breakdown_chart", "japanese", "png", "usage_chart"]
+__all__ = ["breakdown_chart", "chart_text", "japanese", "png", "text_ticks", "usage_chart"]
 
 _FONT_FAMILY = "IPAexGothic"
 
@@ -95,10 +97,7 @@ def usage_chart(
             )
             total = pd.Series(counts).cumsum().tolist()
             ax.plot(range(len(ids)), total, marker="o", color="#555555", label="累計")
-            # a subject is text: `$…$` in it is not mathtext (parse_math=False)
-            ax.set_xticks(range(len(ids)), names, rotation=30, ha="right", fontsize=8)
-            for tick in ax.get_xticklabels():
-                tick.set_parse_math(False)
+            text_ticks(ax, names, rotation=30, ha="right", fontsize=8)
             ax.set_xlim(-0.75, max(len(ids), 4) - 0.25)
         else:
             ax.text(0.5, 0.5, "今月の配信はまだありません", ha="center", va="center")
@@ -123,12 +122,35 @@ def _drawable() -> frozenset[int]:
     return frozenset(FT2Font(str(font)).get_charmap()) if font else frozenset()
 
 
-def _bar_label(campaign_id: str, label: str | None) -> str:
-    """One bar's label: at most 24 characters, so a long subject cannot squeeze the chart."""
+def chart_text(text: str, limit: int) -> str:
+    """Text from the shop's data as a chart draws it: a character the font lacks (an emoji)
+    as □, a control character as a space, at most ``limit`` characters (… where it is cut),
+    so a long subject cannot squeeze the chart nor a glyph be warned about mid-report."""
     drawable = _drawable()
-    label = "".join(
-        ch if ord(ch) in drawable else ("□" if ch.isprintable() else " ") for ch in label or ""
+    text = "".join(
+        ch if ord(ch) in drawable else ("□" if ch.isprintable() else " ") for ch in text
     ).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def text_ticks(
+    ax: Axes, labels: Sequence[str], *, axis: Literal["x", "y"] = "x", **style: Any
+) -> None:
+    """``labels`` at 0, 1, 2 … of ``axis``, drawn as written: never mathtext, where
+    ``$100 off $`` would be set as math and ``$\\frac{$`` fail the whole chart."""
+    if axis == "x":
+        ax.set_xticks(range(len(labels)), labels, **style)
+        ticks = ax.get_xticklabels()
+    else:
+        ax.set_yticks(range(len(labels)), labels, **style)
+        ticks = ax.get_yticklabels()
+    for tick in ticks:
+        tick.set_parse_math(False)
+
+
+def _bar_label(campaign_id: str, label: str | None) -> str:
+    """One bar's label: its campaign's date and subject, else the id's time."""
+    label = chart_text(label or "", 24)
     if not label:
         when = id_time(campaign_id)
         label = f"{when:%m/%d %H:%M}" if when else campaign_id
@@ -150,7 +172,8 @@ def breakdown_chart(members: pd.DataFrame, column: str, title: str | None = None
         fig = Figure(figsize=(7, max(2.0, 0.28 * len(counts) + 1.0)))
         ax = fig.add_subplot()
         if len(counts):
-            ax.barh([str(i) for i in counts.index][::-1], counts.to_list()[::-1], color="#1a4d8f")
+            ax.barh(range(len(counts)), counts.to_list()[::-1], color="#1a4d8f")
+            text_ticks(ax, [chart_text(str(i), 24) for i in counts.index][::-1], axis="y")
         else:
             ax.text(0.5, 0.5, "該当なし", ha="center", va="center")
         ax.set_title(title or f"送信件数（{label}別）")

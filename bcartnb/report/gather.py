@@ -29,8 +29,7 @@ from bcartnb.report.summary import safe_summary
 from bcartnb.settings import require_ledger
 
 if TYPE_CHECKING:
-    from bcartnb.campaign import CampaignPlan, DeliverySummary
-    from bcartnb.ledger import CampaignRecord, Ledger
+    from bcartnb.campaign import CampaignFacts, CampaignPlan, CampaignRecord, DeliverySummary
     from bcartnb.settings import Settings
 
 __all__ = ["RunContext", "from_ledger", "from_run"]
@@ -58,24 +57,26 @@ def from_run(
     **run: Unpack[RunContext],
 ) -> CampaignReport:
     """The report of the run that just happened (the papermill notebook's)."""
-    from bcartnb.ledger import Ledger
-    from bcartnb.ledger.reservations import HOST, os_user
+    from bcartnb.campaign import campaign_facts
 
     data = summary.as_dict()
     quota = data["quota"]
     cid = summary.campaign_id  # a continued campaign keeps its first run's id
     db = require_ledger(plan.settings)
-    ledger_usage = run.get("ledger_usage")
+    facts = campaign_facts(
+        plan.settings,
+        cid,
+        month=quota["month"],
+        usage=run.get("ledger_usage"),
+        recorded=not summary.dry_run,
+    )
     scheduled_at = run.get("scheduled_at")
-    with Ledger.open(db) as led:
-        usage = dict(
-            led.usage_by_campaign(quota["month"]) if ledger_usage is None else ledger_usage
-        )
-        labels = _usage_labels(led, usage, db)
-        record = None if summary.dry_run else led.campaign(cid)
-        admin = _admin_words(
-            plan.settings, led, cid, record.admin_copy if record else None, summary.dry_run
-        )
+    record = facts.record
+    usage = facts.usage
+    labels = _usage_labels(facts.records, db)
+    admin = _admin_words(
+        plan.settings, facts.admin_sent, record.admin_copy if record else None, summary.dry_run
+    )
     if summary.dry_run and summary.sendable:
         usage[cid] = usage.get(cid, 0) + summary.sendable
     now = datetime.now(TOKYO)
@@ -90,8 +91,8 @@ def from_run(
         subject_member=sample["member_id"] if sample else None,
         sender=_from_shown(plan.settings),
         plan=plan.plan.name,
-        user=record.user if record else os_user(),
-        host=record.host if record else HOST,
+        user=facts.user,
+        host=facts.host,
         started=started,
         finished=(record.finished_at if record else now),
         scheduled_at=None if scheduled_at is None else str(scheduled_at),
@@ -116,30 +117,30 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
     recipients are no longer the same), and the report says so when it is not.
     """
     from bcartnb.campaign import DeliverySummary
-    from bcartnb.ledger import Ledger
 
     db = require_ledger(settings)
-    with Ledger.open(db) as led:
-        record = _recorded(led, campaign_id)
-        notes = read_notes(db, campaign_id)
-        month = month_of(record.created_at)
-        usage = led.usage_by_campaign(month)
-        labels = _usage_labels(led, usage, db)
-        quota = notes.get("quota") or _quota_from_usage(record.plan, month, usage, campaign_id)
-        status = {"done": "done", "cancelled": "cancelled"}.get(record.status, "unfinished")
-        summary = DeliverySummary.from_record(
-            record,
-            status,
-            dict(quota),
-            [(r.member_id, r.address) for r in led.uncertain(campaign_id)],
-            failures=led.failures(campaign_id),
-        )
-        admin = _admin_words(settings, led, campaign_id, record.admin_copy, False)
-        data = summary.as_dict()
-        data["status"] = record.status
-        if record.status in ("sending", "cancelled"):  # no run of it ended with a code
-            data["exit_code"] = None
-        again = _replanned(led, record, settings)
+    facts = _recorded(settings, campaign_id)
+    record = facts.record
+    assert record is not None  # asked for with its record
+    notes = read_notes(db, campaign_id)
+    month = month_of(record.created_at)
+    usage = facts.usage
+    labels = _usage_labels(facts.records, db)
+    quota = notes.get("quota") or _quota_from_usage(record.plan, month, usage, campaign_id)
+    status = {"done": "done", "cancelled": "cancelled"}.get(record.status, "unfinished")
+    summary = DeliverySummary.from_record(
+        record,
+        status,
+        dict(quota),
+        [(r.member_id, r.address) for r in facts.uncertain],
+        failures=facts.failures,
+    )
+    admin = _admin_words(settings, facts.admin_sent, record.admin_copy, False)
+    data = summary.as_dict()
+    data["status"] = record.status
+    if record.status in ("sending", "cancelled"):  # no run of it ended with a code
+        data["exit_code"] = None
+    again = _replanned(record, settings)
     resume = summary.resume_command if record.status in ("unfinished", "sending") else None
     return CampaignReport(
         summary=safe_summary(data),
@@ -166,9 +167,11 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
     )
 
 
-def _recorded(led: Ledger, campaign_id: str) -> CampaignRecord:
+def _recorded(settings: Settings, campaign_id: str) -> CampaignFacts:
+    from bcartnb.campaign import campaign_facts
+
     try:
-        return led.campaign(campaign_id)
+        return campaign_facts(settings, campaign_id)
     except CampaignStateError as err:
         raise CampaignStateError(
             str(err),
@@ -188,7 +191,7 @@ class _Replanned:
     notes: list[str] = field(default_factory=list)
 
 
-def _replanned(led: Ledger, record: CampaignRecord, settings: Settings) -> _Replanned:
+def _replanned(record: CampaignRecord, settings: Settings) -> _Replanned:
     """The campaign planned again from its recorded parameters, or a note why it cannot be."""
     from bcartnb.campaign import CampaignSpec, plan_campaign
 
@@ -196,7 +199,7 @@ def _replanned(led: Ledger, record: CampaignRecord, settings: Settings) -> _Repl
     current = settings if settings.plan else settings.replace(plan=record.plan)
     try:
         spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
-        plan = plan_campaign(spec, current, ledger=led, campaign_id=campaign_id, mail=record.mail)
+        plan = plan_campaign(spec, current, campaign_id=campaign_id, mail=record.mail)
         sample = sample_mail(plan)
     except BcartnbError as err:
         why = err.ja or str(err)
@@ -242,14 +245,10 @@ def _quota_from_usage(
     }
 
 
-def _usage_labels(led: Ledger, usage: Mapping[str, int], db: Path) -> dict[str, str]:
+def _usage_labels(records: Mapping[str, CampaignRecord], db: Path) -> dict[str, str]:
     """「11/29 10:05 件名」 for each campaign of the month: the chart's bar labels."""
     labels = {}
-    for cid in usage:
-        try:
-            record = led.campaign(cid)
-        except BcartnbError:
-            continue
+    for cid, record in records.items():
         subject = read_notes(db, cid).get("subject") or _subject_of(record.params)
         labels[cid] = f"{record.created_at.astimezone(TOKYO):%m/%d %H:%M} {subject}"
     return labels
@@ -279,16 +278,13 @@ def _from_shown(settings: Settings) -> str:
 
 
 def _admin_words(
-    settings: Settings, led: Ledger | None, cid: str, state: str | None, dry_run: bool
+    settings: Settings, sent: tuple[str, datetime] | None, state: str | None, dry_run: bool
 ) -> str:
     """Where the administrator's copy went, in words: the shop's own address, in clear."""
     to = settings.admin
     when = None
-    if led is not None and state == "sent":
-        sends = led.sends()
-        mine = sends[(sends["kind"] == "admin") & (sends["campaign_id"] == cid)]
-        if len(mine):
-            to, when = str(mine["address"].iloc[-1]), mine["at"].iloc[-1]
+    if sent is not None and state == "sent":
+        to, when = sent
     if state == "sent":
         at = f"、{when:%Y-%m-%d %H:%M}" if when is not None else ""
         return f"{to or '（不明）'} に送信済み（1通{at}）"
