@@ -68,11 +68,11 @@ def test_pages_and_a_dropped_connection_give_the_csvs_purchase_columns(tmp_path:
     with serve(fake) as url, client_for(url) as client:
         pulled = pull_orders(client, tmp_path / "orders.parquet")
     offsets = [q for m, p, q in fake.requests if p.endswith("/orders")]
-    assert offsets == [
-        "limit=100&offset=0",
-        "limit=100&offset=100",  # dropped, then asked again
-        "limit=100&offset=100",
-        "limit=100&offset=200",
+    assert offsets == [  # complete=1: each order with its order_products
+        "limit=100&offset=0&complete=1",
+        "limit=100&offset=100&complete=1",  # dropped, then asked again
+        "limit=100&offset=100&complete=1",
+        "limit=100&offset=200&complete=1",
     ]
     assert fake.dropped == 1 and len(pulled) == 500
     assert (tmp_path / "orders.parquet").stat().st_mode & 0o777 == 0o600

@@ -17,8 +17,10 @@ test files use. The total is read as yen 税込 (an export's 合計金額 includ
 
 The frame's columns (:data:`ORDER_COLUMNS`): ``order_id`` text, ``member_id`` Int64 (blank
 for a 非会員 order), ``ordered_at`` (Asia/Tokyo), ``status`` text, ``total`` Int64 (the
-order's, repeated on each line), ``product_code`` and ``product_name`` text (blank on an
-order without products). The API's snapshot, when it comes, is read into the same frame.
+order's, repeated on each line), ``product_code``, ``product_name`` and ``product_category``
+text (blank on an order without products; the category blank too when the export has no
+category column, which B-Cart's standard 受注 export may not have: 購入カテゴリ then says
+未分類). The API's snapshot (:mod:`bcartnb.bcart_api.orders`) reads into the same frame.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ HEADERS: Final[Mapping[str, tuple[str, ...]]] = {
     "total": ("合計金額", "合計金額(税込)", "総合計", "請求金額", "total_price"),
     "product_code": ("商品コード", "品番", "product_no"),
     "product_name": ("商品名", "product_name"),
+    "product_category": ("商品カテゴリ", "カテゴリ", "カテゴリー", "カテゴリ名", "category"),
 }
 ORDER_COLUMNS: Final = tuple(HEADERS)
 _REQUIRED: Final = ("order_id", "member_id", "ordered_at", "status", "total")
@@ -108,7 +111,7 @@ def typed_orders(body: pd.DataFrame, file: Path) -> pd.DataFrame:
     out["ordered_at"] = _times(text["ordered_at"], file)
     out["status"] = _nfkc(text["status"])
     out["total"] = _integers(text["total"].str.replace(_MONEY, "", regex=True), "total", file)
-    for name in ("product_code", "product_name"):
+    for name in ("product_code", "product_name", "product_category"):
         out[name] = (text[name] if name in text else pd.Series("", index=out.index)).astype("str")
     blank = out["order_id"] == ""
     if blank.any():
