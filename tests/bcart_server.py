@@ -2,7 +2,9 @@
 
 It follows the shapes in bcartnb/bcart_api/__init__.py: ``GET /api/v1/customers`` paged by
 ``limit``/``offset`` (at most 100), ``GET /api/v1/customer_customs``, ``PATCH
-/api/v1/customers`` with ``{"customers": [{"id": ..., field: value}]}``. It checks the
+/api/v1/customers`` with ``{"customers": [{"id": ..., field: value}]}``, and ``GET
+/api/v1/orders`` as bcartnb/bcart_api/orders.py describes it (``complete=1``,
+``updated_at_min``). It checks the
 Bearer token (401 otherwise), enforces a rate limit with a lock-out and ``Retry-After``
 (configurable, so a test takes a second, not five minutes), can drop a connection in the
 middle of a page or answer 5xx, and records every request and every PATCH body.

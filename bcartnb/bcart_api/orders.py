@@ -196,7 +196,7 @@ def _merged(path: Path, changed: pd.DataFrame, since: str | None) -> pd.DataFram
     """The snapshot's lines with each changed order's lines replaced by its new ones."""
     if since is None:
         return changed
-    old = pq.read_table(path).to_pandas().fillna("").astype(object)
+    old: pd.DataFrame = pq.read_table(path).to_pandas().fillna("").astype(object)
     old = old.reindex(columns=_TEXT_COLUMNS, fill_value="")  # a snapshot before a column
     gone = old[HEADERS["order_id"][0]].isin(set(changed[HEADERS["order_id"][0]]))
     return pd.concat([old[~gone.to_numpy(dtype=bool)], changed], ignore_index=True)
