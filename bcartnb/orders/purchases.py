@@ -16,7 +16,13 @@ it adds nothing to 購入回数, the dates or 購入商品. Two orders on one da
 購入回数                 purchases (orders), 0 without one
 購入金額合計              the counted orders' totals in yen 税込 (returns subtracted), 0 without
 平均購入金額              購入金額合計 / 購入回数, rounded to the yen; blank without a purchase
-購入商品                 the product codes bought, each once, sorted (a list: ``contains``)
+購入商品                 the product codes bought, then their names (each once, each part
+                        sorted, a name equal to a code once): ``contains`` matches one
+                        item exactly, so ``{"contains": "A-100"}`` finds the code A-100 (not
+                        A-1000) and ``{"contains": "りんご"}`` the product named りんご
+購入カテゴリ              the bought products' categories, each once, sorted; a product
+                        without one (an export without the column, an API order product
+                        without ``category``) is :data:`NO_CATEGORY` (未分類), never left out
 最終購入からの日数         whole days from the last purchase's day to ``today``
 R, F, M                 ranks 1–5 by ``[purchase] recency_days / frequency / monetary``
 顧客グループ              未購入, 離反, 休眠, 新規, 優良 or 一般, the first that fits, in that order
@@ -41,7 +47,14 @@ from bcartnb.exceptions import InputError
 from bcartnb.members import TOKYO
 from bcartnb.settings.purchase import PurchaseSettings
 
-__all__ = ["GROUPS", "PRODUCTS_DTYPE", "PURCHASE_COLUMNS", "purchase_columns", "with_purchases"]
+__all__ = [
+    "GROUPS",
+    "NO_CATEGORY",
+    "PRODUCTS_DTYPE",
+    "PURCHASE_COLUMNS",
+    "purchase_columns",
+    "with_purchases",
+]
 
 #: The columns :func:`with_purchases` adds, in this order.
 PURCHASE_COLUMNS: Final = (
@@ -51,6 +64,7 @@ PURCHASE_COLUMNS: Final = (
     "購入金額合計",
     "平均購入金額",
     "購入商品",
+    "購入カテゴリ",
     "最終購入からの日数",
     "R",
     "F",
@@ -59,8 +73,11 @@ PURCHASE_COLUMNS: Final = (
 )
 #: 顧客グループ's values, in the order they are decided.
 GROUPS: Final = ("未購入", "離反", "休眠", "新規", "優良", "一般")
-#: 購入商品's type: a list of product codes a member (Arrow, so ``contains`` is one kernel).
+#: 購入商品's and 購入カテゴリ's type: a list of text a member (Arrow, so ``contains`` is one
+#: kernel).
 PRODUCTS_DTYPE: Final = pd.ArrowDtype(pa.list_(pa.string()))
+#: 購入カテゴリ's item for a bought product whose category the orders do not say.
+NO_CATEGORY: Final = "未分類"
 
 
 def _today(today: dt.date | None) -> dt.date:
@@ -99,7 +116,9 @@ def purchase_columns(
     out["購入回数"] = out["購入回数"].fillna(0).astype("Int64")
     out["購入金額合計"] = sums
     out["平均購入金額"] = _average(sums, out["購入回数"])
-    out["購入商品"] = _products(lines, bought_order[order_code], out.index)
+    bought = bought_order[order_code]
+    out["購入商品"] = _products(lines, bought, out.index)
+    out["購入カテゴリ"] = _categories(lines, bought, out.index)
     day = pd.Timestamp(_today(today)).tz_localize(TOKYO)
     out["最終購入からの日数"] = ((day - out["最終購入日"]).dt.days).astype("Int64")
     _ranks(out, settings)
@@ -116,17 +135,53 @@ def _average(sums: pd.Series, counts: pd.Series) -> pd.Series:
 
 
 def _products(lines: pd.DataFrame, bought: np.ndarray[Any, Any], members: pd.Index) -> pd.Series:
-    """Each member's distinct product codes, sorted, as an Arrow list; ``bought`` marks the
-    lines of purchases. Codes and members are integers here (one sort of int64 keys)."""
-    text = lines["product_code"]
-    keep = bought & (text != "").to_numpy(dtype=bool)
-    codes, names = pd.factorize(text[keep], sort=True)
-    where = members.get_indexer(pd.Index(lines["member_id"].to_numpy(dtype="int64")[keep]))
+    """購入商品: each member's codes, then the names that are not one of its codes."""
+    texts = [lines["product_code"].to_numpy(object), lines["product_name"].to_numpy(object)]
+    return _lists(lines, bought, members, texts)
+
+
+def _categories(lines: pd.DataFrame, bought: np.ndarray[Any, Any], members: pd.Index) -> pd.Series:
+    """購入カテゴリ: a bought product's category, :data:`NO_CATEGORY` when it has none."""
+    # an orders frame made before 購入カテゴリ has no such column: every product is 未分類
+    blank = pd.Series("", index=lines.index)
+    category = lines.get("product_category", blank).to_numpy(object)
+    product = (lines["product_code"] != "") | (lines["product_name"] != "")
+    named = np.where(category != "", category, NO_CATEGORY)
+    return _lists(lines, bought, members, [np.where(product.to_numpy(bool), named, "")])
+
+
+def _lists(
+    lines: pd.DataFrame,
+    bought: np.ndarray[Any, Any],
+    members: pd.Index,
+    texts: list[np.ndarray[Any, Any]],
+) -> pd.Series:
+    """Each member's distinct non-blank values of ``texts`` (one array a part, in order, each
+    part sorted; a value already in an earlier part is not repeated) as an Arrow list, from
+    the lines ``bought`` marks. Values and members are integers here: sorts of int64 keys."""
+    where = members.get_indexer(pd.Index(lines["member_id"].to_numpy(dtype="int64")))
+    where = where.astype("int64")[bought]
+    parts = [t[bought] for t in texts]
+    every = np.concatenate(parts)
+    filled = (every != "") & pd.notna(every)
+    codes = np.full(len(every), -1, dtype="int64")
+    codes[filled], names = pd.factorize(every[filled], sort=True)
     width = max(len(names), 1)
-    keys = np.unique(where.astype("int64") * width + codes)
-    member_of = keys // width
+    seen = np.array([], dtype="int64")
+    keys = []
+    start = 0
+    for rank, part in enumerate(parts):
+        mine = codes[start : start + len(part)]
+        start += len(part)
+        pairs = np.unique(where[mine >= 0] * width + mine[mine >= 0])
+        pairs = pairs[~np.isin(pairs, seen, assume_unique=True)]
+        seen = np.union1d(seen, pairs)
+        # sorted by member, then part, then value
+        keys.append(((pairs // width) * len(parts) + rank) * width + pairs % width)
+    order = np.sort(np.concatenate(keys))
+    member_of = order // (width * len(parts))
     offsets = np.searchsorted(member_of, np.arange(len(members) + 1)).astype("int32")
-    values = pa.array(np.asarray(names, dtype=object), type=pa.string()).take(keys % width)
+    values = pa.array(np.asarray(names, dtype=object), type=pa.string()).take(order % width)
     arr = pa.ListArray.from_arrays(pa.array(offsets), values)
     return pd.Series(arr, index=members, dtype=PRODUCTS_DTYPE)
 
@@ -198,5 +253,6 @@ def _no_purchase(like: pd.DataFrame) -> pd.DataFrame:
     row["購入回数"] = row["購入回数"].fillna(0)
     row["購入金額合計"] = row["購入金額合計"].fillna(0)
     row["購入商品"] = pd.Series([[]], index=row.index, dtype=PRODUCTS_DTYPE)
+    row["購入カテゴリ"] = pd.Series([[]], index=row.index, dtype=PRODUCTS_DTYPE)
     row["顧客グループ"] = pd.Series([GROUPS[0]], index=row.index, dtype="str")
     return row.astype(like.dtypes.to_dict())
