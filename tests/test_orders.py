@@ -173,8 +173,21 @@ def test_every_filter_form_on_the_purchase_columns(orders_csv: Path) -> None:
     assert ids({"最終購入日": {"after": limit}}) == [2003, 2004, 2007]
     assert ids({"購入回数": 0}) == [2001, 2002]
     assert ids({"購入金額合計": {"min": 9000}, "R": {"max": 2}}) == [2005, 2006]
-    assert "最終購入日が" in describe_filter({"最終購入日": {"before": "2026-06-01"}})
-    assert "より前" in describe_filter({"最終購入日": {"before": "2026-06-01"}})
+    words = describe_filter(
+        {
+            "顧客グループ": "休眠",
+            "最終購入日": {"before": "2026-06-01"},
+            "購入商品": {"contains": "A-100"},
+        }
+    )
+    assert (
+        words == "顧客グループが 休眠、最終購入日が 2026年6月1日 より前、購入商品に「A-100」を含む"
+    )
+    assert describe_filter({"購入カテゴリ": {"contains": "果物"}}) == "購入カテゴリに「果物」を含む"
+    assert (
+        describe_filter({"初回購入日": {"from": dt.date(2026, 1, 5)}})
+        == "初回購入日が 2026年1月5日 以降"
+    )
     with pytest.raises(FilterError) as err:
         apply_filter(frame, {"購入商品": "A-100"})
     assert "contains" in err.value.ja

@@ -64,7 +64,7 @@ from bcartnb.bcart_api.pages import PAGE_SIZE, PartialPull, fetch_pages
 from bcartnb.bcart_api.snapshot import partial_path
 from bcartnb.exceptions import BcartApiError, InputError, OrdersFileError
 from bcartnb.files import write_atomically
-from bcartnb.orders import HEADERS, typed_orders
+from bcartnb.orders import HEADERS, SNAPSHOT_METADATA_KEY, typed_orders
 
 __all__ = [
     "MAX_ORDERS",
@@ -85,7 +85,7 @@ MAX_ORDERS: Final = 2_000_000
 #: ours may differ, and an order asked for twice is merged once.
 OVERLAP: Final = timedelta(hours=1)
 #: The snapshot's Parquet metadata key (what was pulled, when, from where; never the token).
-METADATA_KEY: Final = b"bcartnb_orders"
+METADATA_KEY: Final = SNAPSHOT_METADATA_KEY
 _FORMAT: Final = 2
 #: The API's key for each column of the CSV (its first header in :data:`HEADERS`).
 _ORDER_KEYS: Final = {

@@ -253,7 +253,8 @@ def with_purchases(
 ) -> pd.DataFrame:
     """The members with :data:`PURCHASE_COLUMNS` added (every member; 未購入 without orders).
 
-    ``attrs`` are kept, with ``orders_source`` (the orders' file) added for the record.
+    ``attrs`` are kept, with ``orders_source`` (the orders' file) and ``orders_snapshot``
+    (:func:`~bcartnb.orders.reader.orders_record`: path, hash, time) added for the record.
     """
     clash = [c for c in PURCHASE_COLUMNS if c in members.columns]
     if clash:
@@ -269,7 +270,11 @@ def with_purchases(
     out = members.copy(deep=False)
     for name in PURCHASE_COLUMNS:
         out[name] = taken[name].array
-    out.attrs = {**members.attrs, "orders_source": orders.attrs.get("orders_source")}
+    out.attrs = {
+        **members.attrs,
+        "orders_source": orders.attrs.get("orders_source"),
+        "orders_snapshot": orders.attrs.get("orders_snapshot"),
+    }
     return out
 
 
