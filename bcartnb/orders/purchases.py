@@ -187,19 +187,23 @@ def _lists(
     where = where[bought]
     width = max(len(names), 1)
     seen = np.array([], dtype="int64")
-    keys = []
+    runs, members_of = [], []
     for rank, part in enumerate(parts):
         mine = part[bought]
-        pairs = _unique(where[mine >= 0] * width + mine[mine >= 0])
-        at = np.searchsorted(seen, pairs).clip(max=max(len(seen) - 1, 0))
-        pairs = pairs[seen[at] != pairs] if len(seen) else pairs
-        seen = _unique(np.concatenate([seen, pairs]))
-        # sorted by member, then part, then value
-        keys.append(((pairs // width) * len(parts) + rank) * width + pairs % width)
-    order = np.sort(np.concatenate(keys))
-    member_of = order // (width * len(parts))
+        pairs = _unique(where[mine >= 0] * width + mine[mine >= 0])  # by member, then value
+        if len(seen):
+            at = np.searchsorted(seen, pairs).clip(max=len(seen) - 1)
+            pairs = pairs[seen[at] != pairs]
+        if rank < len(parts) - 1:
+            seen = pairs if not len(seen) else _unique(np.concatenate([seen, pairs]))
+        runs.append(pairs % width)
+        members_of.append(pairs // width)
+    # each run is sorted by member: a stable merge by member puts part 0's values first
+    member_of = np.concatenate(members_of)
+    merged = np.argsort(member_of, kind="stable") if len(parts) > 1 else slice(None)
+    member_of, order = member_of[merged], np.concatenate(runs)[merged]
     offsets = np.searchsorted(member_of, np.arange(len(members) + 1)).astype("int32")
-    values = pa.array(names, type=pa.string()).take(order % width)
+    values = pa.array(names, type=pa.string()).take(order)
     arr = pa.ListArray.from_arrays(pa.array(offsets), values)
     return pd.Series(arr, index=members, dtype=PRODUCTS_DTYPE)
 
