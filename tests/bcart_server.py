@@ -62,6 +62,7 @@ class FakeBcart:
     fail_with: list[int] = field(default_factory=list)  # answer the next requests so
     redirect_to: str | None = None  # customer_customs answers 302 to this URL
     ignore_offset: bool = False  # GET /customers always answers the first page
+    ignore_since: bool = False  # GET /orders answers every order, whatever updated_at_min says
     repeat_offsets: dict[int, int] = field(default_factory=dict)  # offset -> page served
     endless: bool = False  # every page full of members never seen before
     total: int | None = None  # announce {"total": n} in every page
@@ -168,7 +169,7 @@ class FakeBcart:
         query = request.query_params
         limit = min(int(query.get("limit", "20")), 100)
         offset = 0 if self.ignore_offset else int(query.get("offset", "0"))
-        since = query.get("updated_at_min")
+        since = None if self.ignore_since else query.get("updated_at_min")
         chosen = [o for o in self.orders if since is None or o.get("updated_at", "") >= since]
         page = chosen[offset : offset + limit]
         if query.get("complete") != "1":

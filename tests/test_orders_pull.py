@@ -21,7 +21,7 @@ import pytest
 from bcart_server import TOKEN, FakeBcart, serve
 from test_orders_api import api_order
 
-from bcartnb.bcart_api import BcartClient, partial_path
+from bcartnb.bcart_api import BcartClient, PartialPull, partial_path
 from bcartnb.bcart_api.orders import pull_orders as pull
 from bcartnb.bcart_api.orders import snapshot_info
 from bcartnb.exceptions import BcartApiError
@@ -118,6 +118,37 @@ def test_full_and_another_api_pull_everything_again(tmp_path: Path) -> None:
     assert read_orders(out)["order_id"].nunique() == 2
 
 
+def test_an_api_that_ignores_changed_since_still_gives_each_order_once(tmp_path: Path) -> None:
+    out = tmp_path / "orders.parquet"
+    fake = FakeBcart(orders=shop(150), ignore_since=True)
+    with serve(fake) as url, client_for(url) as client:
+        pull(client, out, now=FIRST)
+        fake.orders[0] = {**fake.orders[0], "status": "キャンセル", "updated_at": NEW}
+        again = pull(client, out, now=FIRST + timedelta(days=1))
+    assert again.attrs["changed"] == 150  # everything came back: merged, not added
+    snap = read_orders(out)
+    assert len(snap) == lines_of(fake.orders) and snap["order_id"].nunique() == 150
+    assert snap[snap["order_id"] == "5000"]["status"].tolist() == ["キャンセル"] * 2
+
+
+def test_a_second_pull_into_the_same_snapshot_at_once_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "orders.parquet"
+    fake = FakeBcart(orders=shop(10))
+    with serve(fake) as url, client_for(url) as client:
+        pull(client, out, now=FIRST)
+        query = {"complete": "1", "updated_at_min": "2026-12-05 11:00:00"}
+        held = PartialPull(partial_path(out), url, 100, key="orders", query=query).open(FIRST)
+        try:
+            with pytest.raises(BcartApiError) as err:
+                pull(client, out, now=FIRST + timedelta(hours=1))
+        finally:
+            held.discard()
+        assert "実行中" in err.value.ja
+        fake.requests.clear()
+        pull(client, out, now=FIRST + timedelta(hours=1))  # once the first is done: fine
+    assert len(order_queries(fake)) == 1 and read_orders(out)["order_id"].nunique() == 10
+
+
 def test_a_lock_out_429_and_a_503_wait_what_retry_after_names(tmp_path: Path) -> None:
     fake = FakeBcart(orders=shop(150), fail_429=2, retry_after="7")
     fake.fail_5xx, fake.unavailable_retry_after = 1, "3"
@@ -192,6 +223,7 @@ def test_a_pull_killed_mid_way_then_run_again_doubles_nothing(tmp_path: Path) ->
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         assert len(kept.read_text(encoding="utf-8").splitlines()) == 3  # head + 2 pages
+        assert TOKEN not in kept.read_text(encoding="utf-8")
         assert read_orders(snapshot)["status"].ne("完了").all()  # the old snapshot, whole
         fake.requests.clear()
         done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=120)
