@@ -186,6 +186,7 @@ def test_a_connection_dropped_for_good_keeps_the_pages_and_the_next_pull_goes_on
     assert offsets(fake) == [0, 100]
     assert {q["updated_at_min"] for q in order_queries(fake)} == {"2026-12-05 11:00:00"}
     assert done.attrs["changed"] == 125 and not partial_path(out).exists()
+    assert any("続きから" in w for w in done.attrs["warnings"])
     snap = read_orders(out)
     assert len(snap) == lines_of(fake.orders) and snap["order_id"].nunique() == 250
     heads = snap.drop_duplicates("order_id").set_index("order_id")["status"]
@@ -231,6 +232,7 @@ def test_a_pull_killed_mid_way_then_run_again_doubles_nothing(tmp_path: Path) ->
     assert offsets(fake) == [100, 200, 300]
     out = json.loads(done.stdout)
     assert (out["orders"], out["changed"], out["full"]) == (350, 350, False)
+    assert any("続きから" in w for w in out["warnings"])
     snap = read_orders(snapshot)
     assert len(snap) == lines_of(fake.orders) and not kept.exists()
     assert not snap.duplicated(["order_id", "product_code", "product_name"]).any()

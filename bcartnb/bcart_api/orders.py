@@ -119,7 +119,18 @@ def fetch_orders(
     :class:`~bcartnb.bcart_api.pages.PullStopped`; with ``partial`` each page is kept and a
     stopped pull continues.
     """
-    orders, _ = fetch_pages(
+    return _fetch(client, page_size, max_orders, since, partial, progress)[0]
+
+
+def _fetch(
+    client: BcartClient,
+    page_size: int,
+    max_orders: int,
+    since: str | None,
+    partial: PartialPull | None,
+    progress: bool | Callable[[int], None],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    return fetch_pages(
         client,
         "orders",
         noun="受注",
@@ -129,7 +140,6 @@ def fetch_orders(
         ceiling=max_orders,
         partial=partial,
     )
-    return orders
 
 
 def _query(since: str | None) -> dict[str, Any]:
@@ -212,7 +222,8 @@ def pull_orders(
 ) -> pd.DataFrame:
     """The orders into the snapshot ``out``: all of them the first time (or ``full``), then
     those changed since the last pull, merged in. The typed orders frame, as it reads back,
-    with ``pulled_at``, ``changed`` (orders fetched) and ``full`` in its ``attrs``.
+    with ``pulled_at``, ``changed`` (orders fetched), ``full`` and ``warnings`` (a resumed
+    pull, an order seen twice while paging) in its ``attrs``.
 
     A pull that stops keeps its pages for the next one (:func:`partial_path`); orders whose
     values are refused are not kept (the next pull would bring the same values back).
@@ -234,7 +245,7 @@ def pull_orders(
         partial_path(path), client.api_url, PAGE_SIZE, key="orders", query=query
     ).open(started)
     try:
-        changed = fetch_orders(client, since=since, partial=partial, progress=progress)
+        changed, warnings = _fetch(client, PAGE_SIZE, MAX_ORDERS, since, partial, progress)
         if partial.started_at is not None:  # resumed: dated from its first page
             started = min(started, partial.started_at.astimezone(_TOKYO))
         try:
@@ -243,6 +254,7 @@ def pull_orders(
             partial.discard()
             raise
         partial.discard()
+        frame.attrs["warnings"] = warnings
         return frame
     except BaseException:
         if not partial.members:  # nothing fetched: nothing to resume, no file to leave

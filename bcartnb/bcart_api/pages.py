@@ -240,7 +240,7 @@ def fetch_pages(
     """
     what = resource if isinstance(resource, _Resource) else _Resource(resource, noun, query)
     pager = _Pager(client, page_size, ceiling, partial, what)
-    with showing_progress(client, progress) as bar:
+    with showing_progress(client, progress, what.noun) as bar:
         try:
             pager.run(bar)
         except BcartnbError as err:
@@ -252,14 +252,14 @@ def fetch_pages(
 
 @contextlib.contextmanager
 def showing_progress(
-    client: BcartClient, progress: bool | Callable[[int], None]
+    client: BcartClient, progress: bool | Callable[[int], None], noun: str = "会員"
 ) -> Iterator[Callable[[int], None]]:
     """The progress callback for a pull, with the client's long waits shown on the bar.
 
     ``progress``: True for a tqdm bar (a widget in Jupyter, a bar in a terminal) that also
     shows each wait's time left, a callable (members per page, -1 at the end), or False.
     """
-    bar, on_wait = _bar(progress)
+    bar, on_wait = _bar(progress, noun)
     previous = client.on_wait
     client.on_wait = on_wait or previous
     try:
@@ -428,7 +428,7 @@ def _say_kept(err: BcartnbError, partial: PartialPull) -> None:
 
 
 def _bar(
-    progress: bool | Callable[[int], None],
+    progress: bool | Callable[[int], None], noun: str
 ) -> tuple[Callable[[int], None], Callable[[float], None] | None]:
     """tqdm.auto, the caller's callback, or none; and what shows a wait on the bar."""
     if callable(progress):
@@ -437,7 +437,7 @@ def _bar(
         return (lambda n: None), None
     from tqdm.auto import tqdm
 
-    bar = tqdm(desc="会員を取得中", unit="件")
+    bar = tqdm(desc=f"{noun}を取得中", unit="件")
 
     def update(n: int) -> None:
         if n < 0:

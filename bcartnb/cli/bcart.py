@@ -76,6 +76,7 @@ def _pull_orders(args: argparse.Namespace, settings: Any) -> int:
         "full": frame.attrs["full"],
         "pulled_at": frame.attrs["pulled_at"],
         "requests": requests,
+        "warnings": frame.attrs["warnings"],
     }
     if args.json:
         print_json(info)
@@ -94,6 +95,8 @@ def _pull_orders(args: argparse.Namespace, settings: Any) -> int:
             "受注ファイルとして bcartnb members --orders・キャンペーンファイルの"
             " orders で使えます。"
         )
+        for warning in info["warnings"]:
+            print(f"注意: {warning}")
     return 0
 
 
