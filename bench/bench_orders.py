@@ -3,7 +3,8 @@
 Times, in one process and alternated so a noisy minute hits both:
 
 - fast: :func:`bcartnb.orders.with_purchases` (every purchase column, 購入商品 (codes and
-  names) and 購入カテゴリ as Arrow lists, the RFM ranks and 顧客グループ) on the orders frame already read;
+  names) and 購入カテゴリ as Arrow lists, the RFM ranks and 顧客グループ) on the orders
+  frame already read;
 - baseline: a plain pandas ``groupby`` + ``merge`` of the same orders (first and last day,
   count, sum, mean; no product lists, ranks or groups): what one writes first;
 - the 休眠 filter on the joined frame (:func:`bcartnb.filters.apply_filter`), what a wizard

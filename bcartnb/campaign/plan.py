@@ -85,7 +85,8 @@ class CampaignPlan:
 
     def ledger_params(self) -> dict[str, Any]:
         """What the ledger records as the campaign's parameters: the spec's keys, and which
-        orders snapshot it used (``orders_snapshot``, read back by no face: a record)."""
+        orders snapshot it used (``orders_snapshot``: shown by the report, never read back
+        into a spec)."""
         used = {"orders_snapshot": self.orders_used} if self.orders_used else {}
         return {**self.spec.to_params(), **used}
 
