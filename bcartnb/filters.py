@@ -24,6 +24,7 @@ vectorised pandas operation: a million members filter in a few tens of milliseco
 from __future__ import annotations
 
 import datetime as dt
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -439,10 +440,22 @@ def _word(key: str, value: Any) -> str:
     return str(value)
 
 
+def _day(value: Any) -> str:
+    """A day as the shop reads it (2026年6月1日); any other value as written."""
+    text = value.isoformat() if isinstance(value, dt.date) else str(value)
+    found = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text.strip())
+    if not found:
+        return text
+    year, month, day = (int(g) for g in found.groups())
+    return f"{year}年{month}月{day}日"
+
+
 def describe_filter(filter: Mapping[str, Any] | None) -> str:
     """The filter in Japanese words for the confirmation screen and the report.
 
-    e.g. 「都道府県が 東京都 または 大阪府、会社名に「商事」を含む」.
+    e.g. 「都道府県が 東京都 または 大阪府、会社名に「商事」を含む」, and the purchase
+    columns alike: 「顧客グループが 休眠、最終購入日が 2026年6月1日 より前、購入商品に
+    「A-100」を含む」 (days in 年月日, whatever column they are on).
 
     Needs no member frame, so a report can print a saved filter; a filter that is not even
     well formed (an unknown operator) is a :class:`FilterError`.
@@ -467,13 +480,14 @@ def describe_filter(filter: Mapping[str, Any] | None) -> str:
             if "max" in spec:
                 rng.append(f"{_word(key, spec['max'])} 以下")
             if "from" in spec:
-                rng.append(f"{spec['from']} から" if "to" in spec else f"{spec['from']} 以降")
+                start = _day(spec["from"])
+                rng.append(f"{start} から" if "to" in spec else f"{start} 以降")
             if "to" in spec:
-                rng.append(f"{spec['to']} まで")
+                rng.append(f"{_day(spec['to'])} まで")
             if "after" in spec:
-                rng.append(f"{spec['after']} より後")
+                rng.append(f"{_day(spec['after'])} より後")
             if "before" in spec:
-                rng.append(f"{spec['before']} より前")
+                rng.append(f"{_day(spec['before'])} より前")
             if rng:
                 words.append(f"{label}が " + " ".join(rng))
             parts.append("、".join(words))

@@ -2,8 +2,9 @@
 
 Times, in one process and alternated so a noisy minute hits both:
 
-- fast: :func:`bcartnb.orders.with_purchases` (every purchase column, 購入商品 as an Arrow
-  list, the RFM ranks and 顧客グループ) on the orders frame already read;
+- fast: :func:`bcartnb.orders.with_purchases` (every purchase column, 購入商品 (codes and
+  names) and 購入カテゴリ as Arrow lists, the RFM ranks and 顧客グループ) on the orders
+  frame already read;
 - baseline: a plain pandas ``groupby`` + ``merge`` of the same orders (first and last day,
   count, sum, mean; no product lists, ranks or groups): what one writes first;
 - the 休眠 filter on the joined frame (:func:`bcartnb.filters.apply_filter`), what a wizard
@@ -46,6 +47,7 @@ def orders_csv(path: Path, members: int, lines: int, seed: int = 26) -> None:
         ["発送済", "新規注文", "キャンセル", "返品"], n_orders, p=[0.85, 0.1, 0.04, 0.01]
     )
     total = rng.integers(-5_000, 400_000, n_orders)
+    product = rng.integers(1, 2000, lines)
     when = pd.Timestamp(TODAY) - pd.to_timedelta(days, unit="D") + pd.Timedelta(hours=10)
     frame = pd.DataFrame(
         {
@@ -54,8 +56,10 @@ def orders_csv(path: Path, members: int, lines: int, seed: int = 26) -> None:
             "受注日時": when.strftime("%Y/%m/%d %H:%M:%S")[order_of_line],
             "対応状況": status[order_of_line],
             "合計金額": total[order_of_line],
-            "商品コード": [f"A-{c}" for c in rng.integers(1, 2000, lines)],
-            "商品名": "商品",
+            "商品コード": [f"A-{c}" for c in product],
+            "商品名": [f"商品{c}" for c in product],
+            # 20 categories; one product in ten has none (未分類)
+            "商品カテゴリ": [f"カテゴリ{c % 20}" if c % 10 else "" for c in product],
         }
     )
     frame.to_csv(path, index=False, encoding="cp932")

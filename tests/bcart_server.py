@@ -2,7 +2,9 @@
 
 It follows the shapes in bcartnb/bcart_api/__init__.py: ``GET /api/v1/customers`` paged by
 ``limit``/``offset`` (at most 100), ``GET /api/v1/customer_customs``, ``PATCH
-/api/v1/customers`` with ``{"customers": [{"id": ..., field: value}]}``. It checks the
+/api/v1/customers`` with ``{"customers": [{"id": ..., field: value}]}``, and ``GET
+/api/v1/orders`` as bcartnb/bcart_api/orders.py describes it (``complete=1``,
+``updated_at_min``). It checks the
 Bearer token (401 otherwise), enforces a rate limit with a lock-out and ``Retry-After``
 (configurable, so a test takes a second, not five minutes), can drop a connection in the
 middle of a page or answer 5xx, and records every request and every PATCH body.
@@ -45,19 +47,22 @@ class FakeBcart:
 
     customers: list[dict[str, Any]] = field(default_factory=list)
     customs: list[dict[str, Any]] = field(default_factory=list)
-    orders: list[dict[str, Any]] = field(default_factory=list)  # each with its order_products
+    #: each with its order_products and updated_at ("YYYY-MM-DD HH:MM:SS", for updated_at_min)
+    orders: list[dict[str, Any]] = field(default_factory=list)
     token: str = TOKEN
     rate_requests: int = 1000
     rate_window: float = 60.0
     lockout: float = 1.0
     end_with_404: bool = False  # a page past the end: 404 instead of an empty list
     drop_offsets: set[int] = field(default_factory=set)  # drop the connection once there
-    fail_5xx: int = 0  # answer the next N requests with 503
+    fail_5xx: int = 0  # answer the next N requests with 503 ...
+    unavailable_retry_after: str | None = None  # ... with this Retry-After (None: without)
     echo_token_on_error: bool = False  # a hostile server quoting the request in its errors
     echo: Callable[[str], str] | None = None  # ...quoting it in this form (the header's value)
     fail_with: list[int] = field(default_factory=list)  # answer the next requests so
     redirect_to: str | None = None  # customer_customs answers 302 to this URL
     ignore_offset: bool = False  # GET /customers always answers the first page
+    ignore_since: bool = False  # GET /orders answers every order, whatever updated_at_min says
     repeat_offsets: dict[int, int] = field(default_factory=dict)  # offset -> page served
     endless: bool = False  # every page full of members never seen before
     total: int | None = None  # announce {"total": n} in every page
@@ -96,7 +101,10 @@ class FakeBcart:
             return self._refuse(request, "Unauthenticated.", 401)
         if self.fail_5xx:
             self.fail_5xx -= 1
-            return self._refuse(request, "Service Unavailable", 503)
+            refused = self._refuse(request, "Service Unavailable", 503)
+            if self.unavailable_retry_after is not None:
+                refused.headers["Retry-After"] = self.unavailable_retry_after
+            return refused
         if self.fail_with:
             return self._refuse(request, "Refused", self.fail_with.pop(0))
         return None
@@ -151,13 +159,27 @@ class FakeBcart:
         return JSONResponse(reply)
 
     async def orders_get(self, request: Request) -> Response:
-        """``GET /orders``: the orders' pages, with ``ignore_offset`` and ``drop_offsets``."""
+        """``GET /orders`` (shapes in bcartnb/bcart_api/orders.py): pages by ``limit``/``offset``,
+        ``updated_at_min`` keeps the orders whose ``updated_at`` is not earlier, and only
+        ``complete=1`` brings ``order_products``. The hostile modes that make sense here:
+        ``ignore_offset``, ``drop_offsets``, ``lock_offsets``, ``stall_offsets``, the gate's."""
         refused = self._gate(request)
         if refused is not None:
             return refused
-        limit = min(int(request.query_params.get("limit", "20")), 100)
-        offset = 0 if self.ignore_offset else int(request.query_params.get("offset", "0"))
-        page = self.orders[offset : offset + limit]
+        query = request.query_params
+        limit = min(int(query.get("limit", "20")), 100)
+        offset = 0 if self.ignore_offset else int(query.get("offset", "0"))
+        since = None if self.ignore_since else query.get("updated_at_min")
+        chosen = [o for o in self.orders if since is None or o.get("updated_at", "") >= since]
+        page = chosen[offset : offset + limit]
+        if query.get("complete") != "1":
+            page = [{k: v for k, v in o.items() if k != "order_products"} for o in page]
+        if offset in self.lock_offsets:
+            self.locked += 1
+            headers = {"Retry-After": self.lock_offsets.pop(offset)}
+            return JSONResponse({"message": "Too Many Requests"}, 429, headers)
+        if offset in self.stall_offsets:
+            await asyncio.sleep(self.stall_offsets.pop(offset))
         if offset in self.drop_offsets:
             self.drop_offsets.discard(offset)
             self.dropped += 1

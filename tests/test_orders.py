@@ -100,16 +100,22 @@ def test_hand_computed_purchase_columns_for_the_edge_members(orders_csv: Path) -
         r = row(frame, nobody)
         assert (r["購入回数"], r["購入金額合計"], r["顧客グループ"]) == (0, 0, "未購入")
         assert r["初回購入日"] is None and r["平均購入金額"] is None and r["R"] is None
-        assert list(r["購入商品"]) == []
+        assert list(r["購入商品"]) == [] and list(r["購入カテゴリ"]) == []
     today = row(frame, 2003)
     assert today["最終購入日"] == pd.Timestamp("2026-12-06", tz="Asia/Tokyo")
     assert (today["最終購入からの日数"], today["購入回数"], today["購入金額合計"]) == (0, 1, 1100)
     assert (today["R"], today["F"], today["M"], today["顧客グループ"]) == (5, 1, 1, "新規")
-    assert list(today["購入商品"]) == ["A-100", "B-1"]
+    assert list(today["購入商品"]) == ["A-100", "B-1", "りんご", "梨"]  # codes, then names
+    assert list(today["購入カテゴリ"]) == ["未分類"]  # this export has no category column
     twice = row(frame, 2004)
     assert (twice["購入回数"], twice["購入金額合計"], twice["平均購入金額"]) == (3, 6001, 2000)
     assert twice["最終購入からの日数"] == 40 and twice["F"] == 3 and twice["R"] == 4
-    assert twice["顧客グループ"] == "一般" and list(twice["購入商品"]) == ["A-10", "C-3"]
+    assert twice["顧客グループ"] == "一般" and list(twice["購入商品"]) == [
+        "A-10",
+        "C-3",
+        "みかん",
+        "桃",
+    ]
     returned = row(frame, 2005)  # 50,000 then -20,000: one purchase, 30,000
     assert (returned["購入回数"], returned["購入金額合計"], returned["平均購入金額"]) == (
         1,
@@ -167,11 +173,55 @@ def test_every_filter_form_on_the_purchase_columns(orders_csv: Path) -> None:
     assert ids({"最終購入日": {"after": limit}}) == [2003, 2004, 2007]
     assert ids({"購入回数": 0}) == [2001, 2002]
     assert ids({"購入金額合計": {"min": 9000}, "R": {"max": 2}}) == [2005, 2006]
-    assert "最終購入日が" in describe_filter({"最終購入日": {"before": "2026-06-01"}})
-    assert "より前" in describe_filter({"最終購入日": {"before": "2026-06-01"}})
+    words = describe_filter(
+        {
+            "顧客グループ": "休眠",
+            "最終購入日": {"before": "2026-06-01"},
+            "購入商品": {"contains": "A-100"},
+        }
+    )
+    assert (
+        words == "顧客グループが 休眠、最終購入日が 2026年6月1日 より前、購入商品に「A-100」を含む"
+    )
+    assert describe_filter({"購入カテゴリ": {"contains": "果物"}}) == "購入カテゴリに「果物」を含む"
+    assert (
+        describe_filter({"初回購入日": {"from": dt.date(2026, 1, 5)}})
+        == "初回購入日が 2026年1月5日 以降"
+    )
     with pytest.raises(FilterError) as err:
         apply_filter(frame, {"購入商品": "A-100"})
     assert "contains" in err.value.ja
+
+
+def test_categories_and_names_from_an_export_with_a_category_column(tmp_path: Path) -> None:
+    path = tmp_path / "受注.csv"
+    rows = [
+        ("1", "2001", day(3), "発送済", "1000", "A-100", "りんご", "果物"),
+        ("1", "2001", day(3), "発送済", "1000", "B-1", "緑茶", ""),  # no category
+        ("2", "2002", day(3), "発送済", "1000", "C-3", "A-100", "飲料"),  # named like a code
+        ("3", "2002", day(4), "キャンセル", "1000", "D-4", "桃", "果物"),  # not counted
+        ("4", "2003", day(5), "発送済", "0", "E-5", "柿", "果物"),  # zero: not a purchase
+    ]
+    head = HEADER.replace("商品名\n", "商品名,商品カテゴリ\n")
+    path.write_bytes((head + "".join(",".join(r) + "\r\n" for r in rows)).encode("cp932"))
+    frame = with_purchases(
+        members_frame([2001, 2002, 2003]), read_orders(path), PurchaseSettings(), TODAY
+    )
+    assert [list(v) for v in frame["購入カテゴリ"]] == [["未分類", "果物"], ["飲料"], []]  # sorted
+    assert [list(v) for v in frame["購入商品"]] == [
+        ["A-100", "B-1", "りんご", "緑茶"],
+        ["C-3", "A-100"],
+        [],
+    ]
+
+    def ids(flt: dict[str, Any]) -> list[int]:
+        return apply_filter(frame, flt)["id"].tolist()
+
+    assert ids({"購入カテゴリ": {"contains": "果物"}}) == [2001]
+    assert ids({"購入カテゴリ": {"contains": "未分類"}}) == [2001]
+    assert ids({"購入商品": {"contains": "りんご"}}) == [2001]  # by name
+    assert ids({"購入商品": {"contains": "A-100"}}) == [2001, 2002]  # a code, or a name
+    assert ids({"購入商品": {"contains": "桃"}}) == []  # only in a cancelled order
 
 
 def test_hostile_and_broken_files(tmp_path: Path) -> None:
@@ -193,7 +243,7 @@ def test_hostile_and_broken_files(tmp_path: Path) -> None:
     name = "<script>alert(1)</script>\r\n改行"
     hostile.write_text(HEADER + f'1,2001,2026/11/05,発送済,100,"{name}",x\n', encoding="utf-8")
     frame = with_purchases(members_frame([2001]), read_orders(hostile), PurchaseSettings(), TODAY)
-    assert list(frame.loc[0, "購入商品"]) == [name]
+    assert list(frame.loc[0, "購入商品"]) == [name, "x"]
     assert apply_filter(frame, {"購入商品": {"contains": name}})["id"].tolist() == [2001]
 
 
@@ -211,13 +261,18 @@ def reference(lines: list[tuple[str, ...]], excluded: tuple[str, ...]) -> pd.Dat
             orders.setdefault(line[0], line)
     out: dict[int, dict[str, Any]] = {}
     for oid, (_, mid, when, _, total, _, _) in orders.items():
-        r = out.setdefault(int(mid), {"count": 0, "sum": 0, "last": None, "codes": set()})
+        r = out.setdefault(
+            int(mid), {"count": 0, "sum": 0, "last": None, "codes": set(), "names": set()}
+        )
         r["sum"] += int(total)
         if int(total) > 0:
             r["count"] += 1
             d = when[:10]
             r["last"] = d if r["last"] is None else max(r["last"], d)
             r["codes"] |= {ln[5] for ln in lines if ln[0] == oid and ln[5]}
+            r["names"] |= {ln[6] for ln in lines if ln[0] == oid and ln[6]}
+    for r in out.values():  # codes, then the names that are not a code, each part sorted
+        r["codes"] = sorted(r["codes"]) + sorted(r["names"] - r["codes"])
     frame = pd.DataFrame.from_dict(out, orient="index", columns=["count", "sum", "last", "codes"])
     return frame.sort_index()
 
@@ -230,7 +285,7 @@ order_lines = st.lists(
         st.sampled_from(["新規注文", "発送済", "キャンセル", "返品", "処理中"]),
         st.integers(-50_000, 2_000_000).map(str),
         st.sampled_from(["A-1", "A-10", "ｱ-1", "B,2", ""]),
-        st.just("品"),
+        st.sampled_from(["品", "A-1", ""]),  # a name may be another product's code
     ),
     max_size=30,
 )
@@ -258,7 +313,7 @@ def test_the_derived_frame_is_the_loops_and_ignores_line_order(
     assert derived.index.tolist() == ref.index.tolist()
     assert derived["購入回数"].tolist() == ref["count"].tolist()
     assert derived["購入金額合計"].tolist() == ref["sum"].tolist()
-    assert [list(c) for c in derived["購入商品"]] == [sorted(c) for c in ref["codes"]]
+    assert [list(c) for c in derived["購入商品"]] == ref["codes"].tolist()
     last = [None if d is pd.NaT else d.strftime("%Y/%m/%d") for d in derived["最終購入日"]]
     assert last == [None if pd.isna(d) else d for d in ref["last"]]
 

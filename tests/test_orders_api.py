@@ -6,21 +6,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from bcart_server import TOKEN, FakeBcart, serve
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from secrets_scan import assert_no_secret
 from test_orders import TODAY, csv_text, day
 
-from bcartnb.bcart_api import BcartClient, PullStopped
-from bcartnb.bcart_api.orders import orders_text, pull_orders
+from bcartnb.bcart_api import BcartClient, PullStopped, RateLimiter
+from bcartnb.bcart_api.orders import pull_orders
 from bcartnb.cli import main
-from bcartnb.orders import purchase_columns, read_orders, typed_orders
+from bcartnb.orders import purchase_columns, read_orders, with_purchases
 from bcartnb.settings import BcartSettings, PurchaseSettings
 
 STATUSES = ["新規注文", "発送済", "キャンセル", "返品"]
@@ -68,11 +70,11 @@ def test_pages_and_a_dropped_connection_give_the_csvs_purchase_columns(tmp_path:
     with serve(fake) as url, client_for(url) as client:
         pulled = pull_orders(client, tmp_path / "orders.parquet")
     offsets = [q for m, p, q in fake.requests if p.endswith("/orders")]
-    assert offsets == [
-        "limit=100&offset=0",
-        "limit=100&offset=100",  # dropped, then asked again
-        "limit=100&offset=100",
-        "limit=100&offset=200",
+    assert offsets == [  # complete=1: each order with its order_products
+        "limit=100&offset=0&complete=1",
+        "limit=100&offset=100&complete=1",  # dropped, then asked again
+        "limit=100&offset=100&complete=1",
+        "limit=100&offset=200&complete=1",
     ]
     assert fake.dropped == 1 and len(pulled) == 500
     assert (tmp_path / "orders.parquet").stat().st_mode & 0o777 == 0o600
@@ -142,40 +144,80 @@ def test_cli_pull_orders_then_members_filter_by_it(
     assert os.stat(tmp_path / "bcart_orders.parquet").st_mode & 0o777 == 0o600
 
 
+products = st.lists(
+    st.fixed_dictionaries(
+        {
+            "product_no": st.sampled_from(["A-1", "A-10", "ｱ-1", "B,2", "<b>", ""]),
+            "product_name": st.sampled_from(["品", "A-1", "りんご", ""]),
+        },
+        optional={"category": st.sampled_from(["果物", "", None, "飲料<script>"])},
+    ),
+    max_size=3,
+)
 api_orders = st.lists(
     st.builds(
-        lambda i, member, days, status, total, codes: {
+        lambda i, member, days, status, total, items: {
             "id": i,
             "customer_id": member,
             "ordered_at": day(days).replace("/", "-"),
             "status": status,
             "total_price": total,
-            "order_products": [{"product_no": c, "product_name": "品"} for c in codes],
+            "order_products": items,
+            "updated_at": "2026-12-01 10:00:00",
         },
         st.integers(1, 10**9),
         st.none() | st.integers(1, 6),
         st.integers(0, 900),
         st.sampled_from(STATUSES),
         st.integers(-100_000, 5_000_000),
-        st.lists(st.sampled_from(["A-1", "A-10", "ｱ-1", "B,2", "<b>"]), max_size=3),
+        products,
     ),
     max_size=25,
     unique_by=lambda o: o["id"],
 )
 
 
-@settings(
-    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+def csv_with_categories(orders: list[dict[str, Any]]) -> str:
+    """The same orders as an export with a 商品カテゴリ column (blank where none)."""
+    head = "受注ID,会員ID,受注日時,対応状況,合計金額,商品コード,商品名,商品カテゴリ\n"
+    out = []
+    for o in orders:
+        for p in o["order_products"] or [{}]:
+            cells = [
+                str(o["id"]),
+                "" if o["customer_id"] is None else str(o["customer_id"]),
+                o["ordered_at"].replace("-", "/"),
+                o["status"],
+                str(o["total_price"]),
+                p.get("product_no", ""),
+                p.get("product_name", ""),
+                p.get("category") or "",
+            ]
+            out.append(",".join(f'"{c}"' for c in cells) + "\r\n")
+    return head + "".join(out)
+
+
+@pytest.fixture(scope="module")
+def api_shop() -> Iterator[tuple[FakeBcart, str]]:
+    fake = FakeBcart()
+    with serve(fake) as url:
+        yield fake, url
+
+
+@settings(max_examples=40, deadline=None)
 @given(orders=api_orders)
 def test_the_api_snapshot_and_the_csv_of_the_same_orders_derive_alike(
-    tmp_path: Path, orders: list[dict[str, Any]]
+    api_shop: tuple[FakeBcart, str], orders: list[dict[str, Any]]
 ) -> None:
-    from_api = typed_orders(orders_text(orders), tmp_path / "api")
-    csv = tmp_path / "受注.csv"
-    csv.write_bytes(csv_text(as_csv_lines(orders)).encode("cp932"))
-    from_csv = read_orders(csv)
-    pd.testing.assert_frame_equal(
-        purchase_columns(from_api, PurchaseSettings(), TODAY),
-        purchase_columns(from_csv, PurchaseSettings(), TODAY),
-    )
+    fake, url = api_shop
+    fake.orders = orders
+    members = pd.DataFrame({"id": [1, 2, 3, 4, 5, 6, 99], "email": ["m@example.jp"] * 7})
+    with tempfile.TemporaryDirectory() as folder:
+        snapshot, csv = Path(folder) / "o.parquet", Path(folder) / "受注.csv"
+        fast = RateLimiter(10**6, 1.0)
+        with BcartClient(BcartSettings(api_url=url, token=TOKEN), rate=fast) as client:
+            pull_orders(client, snapshot, full=True)
+        csv.write_bytes(csv_with_categories(orders).encode("cp932"))
+        from_api, from_csv = read_orders(snapshot), read_orders(csv)
+    derived = [with_purchases(members, o, PurchaseSettings(), TODAY) for o in (from_api, from_csv)]
+    pd.testing.assert_frame_equal(*derived)

@@ -1,10 +1,12 @@
 """The B-Cart API: members pulled into a snapshot file, suppressions pushed back.
 
     client.py    BcartClient: httpx, the 300-per-300 s limit, Retry-After, retries, the token
-    pages.py     GET /customers page by page; stops an API that repeats or never ends; resumes
+    pages.py     any list page by page (GET /customers, /orders); stops an API that repeats
+                 or never ends; keeps the pages and resumes
     snapshot.py  pull → the CSV export's text → members.typed_members → a Parquet snapshot
-    orders.py    GET /orders with its products → the 受注 CSV's text → orders.typed_orders →
-                 a Parquet snapshot (its shapes, and what is unverified, are in its docstring)
+    orders.py    GET /orders?complete=1 (after the first pull only those changed since,
+                 merged by order) → the 受注 CSV's text → orders.typed_orders → a Parquet
+                 snapshot (its shapes, and what is unverified, are in its docstring)
     push.py      the list resolved to members (hygiene.writeback) → the ledger's BcartChange
                  list → PATCH /customers, each accepted one recorded; the rest listed
 

@@ -38,6 +38,7 @@ __all__ = [
     "PartialPull",
     "PullStopped",
     "fetch_customers",
+    "fetch_pages",
     "showing_progress",
 ]
 
@@ -60,16 +61,27 @@ class PullStopped(BcartApiError):
 class PartialPull:
     """The pages of one pull so far, appended to a private file as each arrives.
 
-    The first line names the API, the page size and when the pull began; each next line is
-    one page (``{"offset": n, "customers": [...]}``). A line cut short by a crash is ignored.
-    The file is locked while a pull uses it: a second pull into the same snapshot is refused
+    The first line names the API, the page size, the query (``query``: the orders' changed
+    since) and when the pull began; each next line is one page (``{"offset": n, key: [...]}``,
+    ``key`` being ``customers`` or ``orders``). A line cut short by a crash is ignored. The
+    file is locked while a pull uses it: a second pull into the same snapshot is refused
     rather than mixing pages with the first.
     """
 
-    def __init__(self, path: str | os.PathLike[str], api_url: str, page_size: int) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        api_url: str,
+        page_size: int,
+        *,
+        key: str = "customers",
+        query: dict[str, str] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.api_url = api_url
         self.page_size = page_size
+        self.key = key
+        self.query = dict(query or {})
         self.pages: list[tuple[int, list[dict[str, Any]]]] = []
         self.started_at: datetime | None = None
         self._fd: int | None = None
@@ -106,6 +118,7 @@ class PartialPull:
             started = datetime.fromisoformat(head["started_at"])
             same = head.get("format") == _FORMAT and head.get("api_url") == self.api_url
             same = same and head.get("page_size") == self.page_size
+            same = same and head.get("query", {}) == self.query
             fresh = timedelta(0) <= now - started <= RESUME_WITHIN
         except (ValueError, KeyError, TypeError, IndexError):
             return
@@ -115,7 +128,7 @@ class PartialPull:
         for line in lines[1:]:
             try:
                 page = json.loads(line)
-                pages.append((int(page["offset"]), list(page["customers"])))
+                pages.append((int(page["offset"]), list(page[self.key])))
             except (ValueError, KeyError, TypeError):
                 break  # the line a crash cut short, and nothing after it
         if pages:
@@ -132,7 +145,7 @@ class PartialPull:
 
     def add(self, offset: int, customers: list[dict[str, Any]]) -> None:
         self.pages.append((offset, customers))
-        self._append({"offset": offset, "customers": customers})
+        self._append({"offset": offset, self.key: customers})
 
     @property
     def members(self) -> int:
@@ -144,6 +157,8 @@ class PartialPull:
         os.ftruncate(self._fd, 0)
         self.started_at, self.pages = now, []
         head = {"format": _FORMAT, "api_url": self.api_url, "page_size": self.page_size}
+        if self.query:  # absent for the members': their kept files read as before
+            head["query"] = self.query
         self._append({**head, "started_at": now.isoformat()})
 
     def discard(self) -> None:
@@ -161,7 +176,7 @@ class PartialPull:
 def _file_error(path: Path, err: OSError) -> BcartApiError:
     return BcartApiError(
         f"{path}: cannot keep the pulled pages: {err.strerror or err}",
-        ja=f"取得途中の会員を {path} に保存できません"
+        ja=f"取得途中のデータを {path} に保存できません"
         "（フォルダーと書き込み権限を確かめてください）。",
     )
 
@@ -183,8 +198,49 @@ def fetch_customers(
     With ``partial``, pages already kept there are not fetched again, each new page is kept,
     and any error says how many members were kept for the next pull.
     """
-    pager = _Pager(client, page_size, max_members, partial)
-    with showing_progress(client, progress) as bar:
+    return fetch_pages(
+        client,
+        _CUSTOMERS,
+        page_size=page_size,
+        progress=progress,
+        ceiling=max_members,
+        partial=partial,
+    )
+
+
+class _Resource:
+    """One list of the API paged the same way: its path (also its reply's key), its
+    Japanese noun for the messages, and the query every page is asked with."""
+
+    def __init__(self, path: str, noun: str, query: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.noun = noun
+        self.query = dict(query or {})
+
+
+_CUSTOMERS: Final = _Resource("customers", "会員")
+
+
+def fetch_pages(
+    client: BcartClient,
+    resource: str | _Resource,
+    *,
+    noun: str = "",
+    query: dict[str, Any] | None = None,
+    page_size: int = PAGE_SIZE,
+    progress: bool | Callable[[int], None] = True,
+    ceiling: int = MAX_MEMBERS,
+    partial: PartialPull | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every item of one list of the API (``GET /{resource}``, its reply's ``{resource}``
+    key), by the members' rules: the same paging, ends, repeats, resume and warnings.
+
+    ``query`` is sent with every page (``updated_at_min`` for the orders changed since);
+    ``noun`` names the items in the Japanese messages (受注).
+    """
+    what = resource if isinstance(resource, _Resource) else _Resource(resource, noun, query)
+    pager = _Pager(client, page_size, ceiling, partial, what)
+    with showing_progress(client, progress, what.noun) as bar:
         try:
             pager.run(bar)
         except BcartnbError as err:
@@ -196,14 +252,14 @@ def fetch_customers(
 
 @contextlib.contextmanager
 def showing_progress(
-    client: BcartClient, progress: bool | Callable[[int], None]
+    client: BcartClient, progress: bool | Callable[[int], None], noun: str = "会員"
 ) -> Iterator[Callable[[int], None]]:
     """The progress callback for a pull, with the client's long waits shown on the bar.
 
     ``progress``: True for a tqdm bar (a widget in Jupyter, a bar in a terminal) that also
     shows each wait's time left, a callable (members per page, -1 at the end), or False.
     """
-    bar, on_wait = _bar(progress)
+    bar, on_wait = _bar(progress, noun)
     previous = client.on_wait
     client.on_wait = on_wait or previous
     try:
@@ -217,9 +273,15 @@ class _Pager:
     """One walk through the pages: what was seen, where it is, when to stop."""
 
     def __init__(
-        self, client: BcartClient, page_size: int, ceiling: int, partial: PartialPull | None
+        self,
+        client: BcartClient,
+        page_size: int,
+        ceiling: int,
+        partial: PartialPull | None,
+        resource: _Resource = _CUSTOMERS,
     ) -> None:
         self.client = client
+        self.resource = resource
         self.page_size = page_size
         self.ceiling = ceiling
         self.partial = partial
@@ -236,7 +298,7 @@ class _Pager:
             items, total = self._fetch()
             if items is None:
                 return
-            fresh = sum(1 for m in items if _member_id(m, self.offset) not in self.members)
+            fresh = sum(1 for m in items if self._id(m, self.offset) not in self.members)
             if items and not fresh:
                 raise self._repeated(items)
             self._take(items, self.offset)
@@ -249,8 +311,8 @@ class _Pager:
             self.offset += len(items)
 
     def _fetch(self) -> tuple[list[dict[str, Any]] | None, int | None]:
-        page = self.client.get("customers", {"limit": self.page_size, "offset": self.offset})
-        return self._items(page)
+        query = {"limit": self.page_size, "offset": self.offset, **self.resource.query}
+        return self._items(self.client.get(self.resource.path, query))
 
     def _resume(self, partial: PartialPull, bar: Callable[[int], None]) -> bool:
         """Take the kept pages, if the list has not moved since; False when they are all.
@@ -262,8 +324,8 @@ class _Pager:
         offset, last = partial.pages[-1]
         self.offset = offset
         again, _ = self._fetch()
-        if again is None or [_member_id(m, offset) for m in again] != [
-            _member_id(m, offset) for m in last
+        if again is None or [self._id(m, offset) for m in again] != [
+            self._id(m, offset) for m in last
         ]:
             began = partial.started_at
             partial.restart(datetime.now(began.tzinfo if began else None))
@@ -280,16 +342,17 @@ class _Pager:
     def _items(self, page: Any) -> tuple[list[dict[str, Any]] | None, int | None]:
         if page is None and self.offset > 0:
             return None, None
+        path, noun = self.resource.path, self.resource.noun
         if page is None:
             raise BcartApiError(
-                f"GET {self.client.api_url}/customers: HTTP 404 (is [bcart] api_url right?)",
-                ja="BカートAPIの会員一覧が見つかりません。[bcart] api_url を確かめてください。",
+                f"GET {self.client.api_url}/{path}: HTTP 404 (is [bcart] api_url right?)",
+                ja=f"BカートAPIの{noun}一覧が見つかりません。[bcart] api_url を確かめてください。",
             )
-        items = page.get("customers") if isinstance(page, dict) else None
+        items = page.get(path) if isinstance(page, dict) else None
         if not isinstance(items, list) or not all(isinstance(m, dict) for m in items):
             raise BcartApiError(
-                f"GET customers?offset={self.offset}: the reply has no list of customers",
-                ja=f"BカートAPIの会員一覧の応答（offset={self.offset}）の形が想定と違います。",
+                f"GET {path}?offset={self.offset}: the reply has no list of {path}",
+                ja=f"BカートAPIの{noun}一覧の応答（offset={self.offset}）の形が想定と違います。",
             )
         total = page.get("total")
         ok = isinstance(total, int) and not isinstance(total, bool) and total >= 0
@@ -297,15 +360,19 @@ class _Pager:
 
     def _take(self, items: list[dict[str, Any]], offset: int) -> None:
         for member in items:
-            self.members[_member_id(member, offset)] = member
+            self.members[self._id(member, offset)] = member
         self.seen += len(items)
 
+    def _id(self, item: dict[str, Any], offset: int) -> int:
+        return _member_id(item, offset, self.resource)
+
     def _repeated(self, items: list[dict[str, Any]]) -> PullStopped:
+        path, noun = self.resource.path, self.resource.noun
         return PullStopped(
-            f"GET customers?offset={self.offset}: the page holds only members already "
+            f"GET {path}?offset={self.offset}: the page holds only {path} already "
             f"fetched ({len(items)} of them): the API does not move forward (is offset "
             "ignored?)",
-            ja=f"BカートAPIが取得済みの会員だけを返しました（{self.offset:,} 件目から）。"
+            ja=f"BカートAPIが取得済みの{noun}だけを返しました（{self.offset:,} 件目から）。"
             "同じページを繰り返しているため取得を止めました。",
         )
 
@@ -313,10 +380,11 @@ class _Pager:
         limit = total if total is not None else self.ceiling
         if len(self.members) <= limit:
             return
-        said = f"the API's total of {total:,}" if total is not None else f"{limit:,} members"
+        path, noun = self.resource.path, self.resource.noun
+        said = f"the API's total of {total:,}" if total is not None else f"{limit:,} {path}"
         raise PullStopped(
-            f"GET customers?offset={self.offset}: more than {said}: the list does not end",
-            ja=f"BカートAPIの会員一覧が終わりません（{limit:,} 件を超えました）。"
+            f"GET {path}?offset={self.offset}: more than {said}: the list does not end",
+            ja=f"BカートAPIの{noun}一覧が終わりません（{limit:,} 件を超えました）。"
             "取得を止めました。",
         )
 
@@ -324,7 +392,8 @@ class _Pager:
         out = []
         if self.seen > len(self.members):
             out.append(
-                f"取得中に会員が追加・変更されたため、{self.seen - len(self.members)} 件を"
+                f"取得中に{self.resource.noun}が追加・変更されたため、"
+                f"{self.seen - len(self.members)} 件を"
                 "重複として除きました（最新の内容を使っています）。"
             )
         if self.resumed and self.partial is not None and self.partial.started_at is not None:
@@ -336,12 +405,13 @@ class _Pager:
         return out
 
 
-def _member_id(member: dict[str, Any], offset: int) -> int:
+def _member_id(member: dict[str, Any], offset: int, resource: _Resource = _CUSTOMERS) -> int:
     mid = member.get("id")
     if isinstance(mid, bool) or not isinstance(mid, int):
+        path, noun = resource.path, resource.noun
         raise BcartApiError(
-            f"GET customers?offset={offset}: a member without an integer id: {mid!r:.40}",
-            ja=f"BカートAPIの応答（offset={offset}）に会員IDのない会員があります: {mid!r:.40}",
+            f"GET {path}?offset={offset}: an item without an integer id: {mid!r:.40}",
+            ja=f"BカートAPIの応答（offset={offset}）に{noun}IDのない{noun}があります: {mid!r:.40}",
         )
     return mid
 
@@ -349,15 +419,16 @@ def _member_id(member: dict[str, Any], offset: int) -> int:
 def _say_kept(err: BcartnbError, partial: PartialPull) -> None:
     """Add to the error how many members were kept, and that the next pull goes on."""
     kept = partial.members
+    command = "bcartnb bcart pull" + ("" if partial.key == "customers" else f" --{partial.key}")
     err.ja += (
         f" 取得済みの {kept:,} 件は {partial.path} に残しました。"
-        "もう一度 bcartnb bcart pull を実行すると続きから取得します。"
+        f"もう一度 {command} を実行すると続きから取得します。"
     )
-    err.args = (f"{err} ({kept} members kept in {partial.path} for the next pull)",)
+    err.args = (f"{err} ({kept} {partial.key} kept in {partial.path} for the next pull)",)
 
 
 def _bar(
-    progress: bool | Callable[[int], None],
+    progress: bool | Callable[[int], None], noun: str
 ) -> tuple[Callable[[int], None], Callable[[float], None] | None]:
     """tqdm.auto, the caller's callback, or none; and what shows a wait on the bar."""
     if callable(progress):
@@ -366,7 +437,7 @@ def _bar(
         return (lambda n: None), None
     from tqdm.auto import tqdm
 
-    bar = tqdm(desc="会員を取得中", unit="件")
+    bar = tqdm(desc=f"{noun}を取得中", unit="件")
 
     def update(n: int) -> None:
         if n < 0:

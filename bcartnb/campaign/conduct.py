@@ -148,7 +148,7 @@ def send(
         claim = led.claim(
             fingerprint=plan.fingerprint,
             plan=plan.plan,
-            params=plan.spec.to_params(),
+            params=plan.ledger_params(),
             recipients=plan.recipients,
             campaign_id=plan.campaign_id,
             repeat=repeat,

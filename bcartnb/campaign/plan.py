@@ -79,6 +79,16 @@ class CampaignPlan:
     #: the unfinished campaign this plan continues (same mail, same members), if any
     continues: str | None = None
     repeat: bool = False
+    #: which orders the purchase columns came from (the spec's ``orders``): path, SHA-256,
+    #: when written and pulled (:func:`bcartnb.orders.orders_record`); None without orders
+    orders_used: dict[str, Any] | None = None
+
+    def ledger_params(self) -> dict[str, Any]:
+        """What the ledger records as the campaign's parameters: the spec's keys, and which
+        orders snapshot it used (``orders_snapshot``: shown by the report, never read back
+        into a spec)."""
+        used = {"orders_snapshot": self.orders_used} if self.orders_used else {}
+        return {**self.spec.to_params(), **used}
 
     @property
     def recipients(self) -> list[tuple[int, str]]:
@@ -283,6 +293,7 @@ def plan_campaign(
         fingerprint=fp,
         continues=continues,
         repeat=repeat,
+        orders_used=frame.attrs.get("orders_snapshot") if spec.orders is not None else None,
     )
 
 

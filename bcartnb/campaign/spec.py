@@ -37,6 +37,9 @@ CAMPAIGN_KEYS = (
     "track",
 )
 ENCODINGS = ("utf-8", "iso-2022-jp")
+#: Keys the ledger records beside a campaign's own (:meth:`CampaignPlan.ledger_params`),
+#: left out when its parameters are read back into a spec (a resume, a report).
+RECORDED_KEYS = ("orders_snapshot",)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class CampaignSpec:
         cls, data: Mapping[str, Any], base: Path | None = None, where: str = "campaign"
     ) -> CampaignSpec:
         """Check every key and type once; a relative ``members`` path is relative to ``base``."""
+        data = {k: v for k, v in data.items() if k not in RECORDED_KEYS}
         check_keys(data, CAMPAIGN_KEYS, where)
         if not data.get("members"):
             raise SettingsError(

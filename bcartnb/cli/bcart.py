@@ -65,21 +65,29 @@ def _pull_orders(args: argparse.Namespace, settings: Any) -> int:
 
     out = args.out or ORDERS_SNAPSHOT
     with BcartClient(settings.bcart) as client:
-        frame = pull_orders(client, out)
+        frame = pull_orders(client, out, full=args.full)
         requests = client.requests
     orders = int(frame["order_id"].nunique())
     info = {
         "out": os.path.abspath(out),
         "orders": orders,
         "lines": len(frame),
+        "changed": frame.attrs["changed"],
+        "full": frame.attrs["full"],
         "pulled_at": frame.attrs["pulled_at"],
         "requests": requests,
+        "warnings": frame.attrs["warnings"],
     }
     if args.json:
         print_json(info)
     else:
+        fetched = (
+            "すべて取得しました"
+            if info["full"]
+            else f"前回からの変更 {info['changed']:,} 件を取得して反映しました"
+        )
         print(
-            f"Bカートから受注 {orders:,} 件（受注商品 {len(frame):,} 行）を取得しました"
+            f"Bカートの受注 {orders:,} 件（受注商品 {len(frame):,} 行）: {fetched}"
             f"（{info['pulled_at']}）。"
         )
         print(f"スナップショット: {info['out']}")
@@ -87,6 +95,8 @@ def _pull_orders(args: argparse.Namespace, settings: Any) -> int:
             "受注ファイルとして bcartnb members --orders・キャンペーンファイルの"
             " orders で使えます。"
         )
+        for warning in info["warnings"]:
+            print(f"注意: {warning}")
     return 0
 
 
@@ -122,7 +132,12 @@ BCART = Command(
                     help="保存先（既定: ./bcart_members.parquet、"
                     "--orders なら ./bcart_orders.parquet）",
                 ),
-                switch("--orders", "会員の代わりに受注（受注商品つき）を取得します"),
+                switch(
+                    "--orders",
+                    "会員の代わりに受注（受注商品つき）を取得します"
+                    "（2回目からは前回以降に変更された受注だけ）",
+                ),
+                switch("--full", "--orders で、変更分だけでなくすべての受注を取得し直します"),
                 JSON,
             ),
             run=_cmd_bcart_pull,

@@ -11,20 +11,32 @@ from __future__ import annotations
 
 from bcartnb.orders.purchases import (
     GROUPS,
+    NO_CATEGORY,
     PRODUCTS_DTYPE,
     PURCHASE_COLUMNS,
     purchase_columns,
     with_purchases,
 )
-from bcartnb.orders.reader import HEADERS, ORDER_COLUMNS, empty_orders, read_orders, typed_orders
+from bcartnb.orders.reader import (
+    HEADERS,
+    ORDER_COLUMNS,
+    SNAPSHOT_METADATA_KEY,
+    empty_orders,
+    orders_record,
+    read_orders,
+    typed_orders,
+)
 
 __all__ = [
     "GROUPS",
     "HEADERS",
+    "NO_CATEGORY",
     "ORDER_COLUMNS",
     "PRODUCTS_DTYPE",
     "PURCHASE_COLUMNS",
+    "SNAPSHOT_METADATA_KEY",
     "empty_orders",
+    "orders_record",
     "purchase_columns",
     "read_orders",
     "typed_orders",

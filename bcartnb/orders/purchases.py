@@ -16,7 +16,13 @@ it adds nothing to 購入回数, the dates or 購入商品. Two orders on one da
 購入回数                 purchases (orders), 0 without one
 購入金額合計              the counted orders' totals in yen 税込 (returns subtracted), 0 without
 平均購入金額              購入金額合計 / 購入回数, rounded to the yen; blank without a purchase
-購入商品                 the product codes bought, each once, sorted (a list: ``contains``)
+購入商品                 the product codes bought, then their names (each once, each part
+                        sorted, a name equal to a code once): ``contains`` matches one
+                        item exactly, so ``{"contains": "A-100"}`` finds the code A-100 (not
+                        A-1000) and ``{"contains": "りんご"}`` the product named りんご
+購入カテゴリ              the bought products' categories, each once, sorted; a product
+                        without one (an export without the column, an API order product
+                        without ``category``) is :data:`NO_CATEGORY` (未分類), never left out
 最終購入からの日数         whole days from the last purchase's day to ``today``
 R, F, M                 ranks 1–5 by ``[purchase] recency_days / frequency / monetary``
 顧客グループ              未購入, 離反, 休眠, 新規, 優良 or 一般, the first that fits, in that order
@@ -41,7 +47,14 @@ from bcartnb.exceptions import InputError
 from bcartnb.members import TOKYO
 from bcartnb.settings.purchase import PurchaseSettings
 
-__all__ = ["GROUPS", "PRODUCTS_DTYPE", "PURCHASE_COLUMNS", "purchase_columns", "with_purchases"]
+__all__ = [
+    "GROUPS",
+    "NO_CATEGORY",
+    "PRODUCTS_DTYPE",
+    "PURCHASE_COLUMNS",
+    "purchase_columns",
+    "with_purchases",
+]
 
 #: The columns :func:`with_purchases` adds, in this order.
 PURCHASE_COLUMNS: Final = (
@@ -51,6 +64,7 @@ PURCHASE_COLUMNS: Final = (
     "購入金額合計",
     "平均購入金額",
     "購入商品",
+    "購入カテゴリ",
     "最終購入からの日数",
     "R",
     "F",
@@ -59,8 +73,11 @@ PURCHASE_COLUMNS: Final = (
 )
 #: 顧客グループ's values, in the order they are decided.
 GROUPS: Final = ("未購入", "離反", "休眠", "新規", "優良", "一般")
-#: 購入商品's type: a list of product codes a member (Arrow, so ``contains`` is one kernel).
+#: 購入商品's and 購入カテゴリ's type: a list of text a member (Arrow, so ``contains`` is one
+#: kernel).
 PRODUCTS_DTYPE: Final = pd.ArrowDtype(pa.list_(pa.string()))
+#: 購入カテゴリ's item for a bought product whose category the orders do not say.
+NO_CATEGORY: Final = "未分類"
 
 
 def _today(today: dt.date | None) -> dt.date:
@@ -99,7 +116,9 @@ def purchase_columns(
     out["購入回数"] = out["購入回数"].fillna(0).astype("Int64")
     out["購入金額合計"] = sums
     out["平均購入金額"] = _average(sums, out["購入回数"])
-    out["購入商品"] = _products(lines, bought_order[order_code], out.index)
+    bought = bought_order[order_code]
+    out["購入商品"] = _products(lines, bought, out.index)
+    out["購入カテゴリ"] = _categories(lines, bought, out.index)
     day = pd.Timestamp(_today(today)).tz_localize(TOKYO)
     out["最終購入からの日数"] = ((day - out["最終購入日"]).dt.days).astype("Int64")
     _ranks(out, settings)
@@ -116,19 +135,86 @@ def _average(sums: pd.Series, counts: pd.Series) -> pd.Series:
 
 
 def _products(lines: pd.DataFrame, bought: np.ndarray[Any, Any], members: pd.Index) -> pd.Series:
-    """Each member's distinct product codes, sorted, as an Arrow list; ``bought`` marks the
-    lines of purchases. Codes and members are integers here (one sort of int64 keys)."""
-    text = lines["product_code"]
-    keep = bought & (text != "").to_numpy(dtype=bool)
-    codes, names = pd.factorize(text[keep], sort=True)
-    where = members.get_indexer(pd.Index(lines["member_id"].to_numpy(dtype="int64")[keep]))
+    """購入商品: each member's codes, then the names that are not one of its codes."""
+    names, (codes, titles) = _coded([lines["product_code"], lines["product_name"]])
+    return _lists(_positions(lines, members), bought, [codes, titles], names, members)
+
+
+def _categories(lines: pd.DataFrame, bought: np.ndarray[Any, Any], members: pd.Index) -> pd.Series:
+    """購入カテゴリ: a bought product's category, :data:`NO_CATEGORY` when it has none."""
+    # an orders frame made before 購入カテゴリ has no such column: every product is 未分類
+    blank = pd.Series("", index=lines.index, dtype="str")
+    names, (codes,) = _coded([lines.get("product_category", blank)], extra=NO_CATEGORY)
+    product = ((lines["product_code"] != "") | (lines["product_name"] != "")).to_numpy(bool)
+    none = int(np.searchsorted(names, NO_CATEGORY))
+    codes = np.where((codes < 0) & product, none, codes)
+    return _lists(_positions(lines, members), bought, [codes], names, members)
+
+
+def _coded(
+    texts: list[pd.Series], extra: str | None = None
+) -> tuple[np.ndarray[Any, Any], list[np.ndarray[Any, Any]]]:
+    """The distinct non-blank values of ``texts`` (sorted, with ``extra``) and each line's
+    value as a position in them (-1 for a blank). Factorized a column at a time: the
+    distinct values are few (a shop's products), the lines many."""
+    coded = [pd.factorize(t) for t in texts]
+    pool = {str(v) for _, uniq in coded for v in uniq if isinstance(v, str) and v != ""}
+    names = np.asarray(sorted(pool | ({extra} if extra else set())), dtype=object)
+    index = pd.Index(names, dtype=object)
+    out = []
+    for codes, uniq in coded:
+        remap = np.append(index.get_indexer(pd.Index(np.asarray(uniq, dtype=object))), -1)
+        out.append(remap[np.where(codes >= 0, codes, len(remap) - 1)])
+    return names, out
+
+
+def _positions(lines: pd.DataFrame, members: pd.Index) -> np.ndarray[Any, Any]:
+    """Each line's member as its position in ``members``."""
+    ids = pd.Index(lines["member_id"].to_numpy(dtype="int64"))
+    return members.get_indexer(ids).astype("int64")
+
+
+def _lists(
+    where: np.ndarray[Any, Any],
+    bought: np.ndarray[Any, Any],
+    parts: list[np.ndarray[Any, Any]],
+    names: np.ndarray[Any, Any],
+    members: pd.Index,
+) -> pd.Series:
+    """Each member's distinct values (``parts``: positions in ``names`` a line, -1 blank, in
+    order, each part sorted; a value already in an earlier part is not repeated) as an Arrow
+    list, from the lines ``bought`` marks. All integers here: sorts of int64 keys."""
+    where = where[bought]
     width = max(len(names), 1)
-    keys = np.unique(where.astype("int64") * width + codes)
-    member_of = keys // width
+    seen = np.array([], dtype="int64")
+    runs, members_of = [], []
+    for rank, part in enumerate(parts):
+        mine = part[bought]
+        pairs = _unique(where[mine >= 0] * width + mine[mine >= 0])  # by member, then value
+        if len(seen):
+            at = np.searchsorted(seen, pairs).clip(max=len(seen) - 1)
+            pairs = pairs[seen[at] != pairs]
+        if rank < len(parts) - 1:
+            seen = pairs if not len(seen) else _unique(np.concatenate([seen, pairs]))
+        runs.append(pairs % width)
+        members_of.append(pairs // width)
+    # each run is sorted by member: a stable merge by member puts part 0's values first
+    member_of = np.concatenate(members_of)
+    merged = np.argsort(member_of, kind="stable") if len(parts) > 1 else slice(None)
+    member_of, order = member_of[merged], np.concatenate(runs)[merged]
     offsets = np.searchsorted(member_of, np.arange(len(members) + 1)).astype("int32")
-    values = pa.array(np.asarray(names, dtype=object), type=pa.string()).take(keys % width)
+    values = pa.array(names, type=pa.string()).take(order)
     arr = pa.ListArray.from_arrays(pa.array(offsets), values)
     return pd.Series(arr, index=members, dtype=PRODUCTS_DTYPE)
+
+
+def _unique(keys: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Sorted distinct int64 keys by one sort: numpy's hashing ``unique`` took 0.3 s a call
+    on a million keys here, five times the sort."""
+    keys = np.sort(keys)
+    keep = np.ones(len(keys), dtype=bool)
+    keep[1:] = keys[1:] != keys[:-1]
+    return keys[keep]
 
 
 def _rank(values: pd.Series, bounds: tuple[int, ...], *, lower_is_better: bool) -> pd.Series:
@@ -171,7 +257,8 @@ def with_purchases(
 ) -> pd.DataFrame:
     """The members with :data:`PURCHASE_COLUMNS` added (every member; 未購入 without orders).
 
-    ``attrs`` are kept, with ``orders_source`` (the orders' file) added for the record.
+    ``attrs`` are kept, with ``orders_source`` (the orders' file) and ``orders_snapshot``
+    (:func:`~bcartnb.orders.reader.orders_record`: path, hash, time) added for the record.
     """
     clash = [c for c in PURCHASE_COLUMNS if c in members.columns]
     if clash:
@@ -187,7 +274,11 @@ def with_purchases(
     out = members.copy(deep=False)
     for name in PURCHASE_COLUMNS:
         out[name] = taken[name].array
-    out.attrs = {**members.attrs, "orders_source": orders.attrs.get("orders_source")}
+    out.attrs = {
+        **members.attrs,
+        "orders_source": orders.attrs.get("orders_source"),
+        "orders_snapshot": orders.attrs.get("orders_snapshot"),
+    }
     return out
 
 
@@ -198,5 +289,6 @@ def _no_purchase(like: pd.DataFrame) -> pd.DataFrame:
     row["購入回数"] = row["購入回数"].fillna(0)
     row["購入金額合計"] = row["購入金額合計"].fillna(0)
     row["購入商品"] = pd.Series([[]], index=row.index, dtype=PRODUCTS_DTYPE)
+    row["購入カテゴリ"] = pd.Series([[]], index=row.index, dtype=PRODUCTS_DTYPE)
     row["顧客グループ"] = pd.Series([GROUPS[0]], index=row.index, dtype="str")
     return row.astype(like.dtypes.to_dict())

@@ -17,29 +17,45 @@ test files use. The total is read as yen 税込 (an export's 合計金額 includ
 
 The frame's columns (:data:`ORDER_COLUMNS`): ``order_id`` text, ``member_id`` Int64 (blank
 for a 非会員 order), ``ordered_at`` (Asia/Tokyo), ``status`` text, ``total`` Int64 (the
-order's, repeated on each line), ``product_code`` and ``product_name`` text (blank on an
-order without products). The API's snapshot, when it comes, is read into the same frame.
+order's, repeated on each line), ``product_code``, ``product_name`` and ``product_category``
+text (blank on an order without products; the category blank too when the export has no
+category column, which B-Cart's standard 受注 export may not have: 購入カテゴリ then says
+未分類). The API's snapshot (:mod:`bcartnb.bcart_api.orders`) reads into the same frame.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import re
 import unicodedata
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from bcartnb.exceptions import MembersFileError, OrdersFileError
 from bcartnb.members import TOKYO
 from bcartnb.members.decode import decode
 from bcartnb.members.where import Where
 
-__all__ = ["HEADERS", "ORDER_COLUMNS", "empty_orders", "read_orders", "typed_orders"]
+__all__ = [
+    "HEADERS",
+    "ORDER_COLUMNS",
+    "SNAPSHOT_METADATA_KEY",
+    "empty_orders",
+    "orders_record",
+    "read_orders",
+    "typed_orders",
+]
 
 #: Each column of the orders frame and the headers that name it in an export (NFKC, trimmed).
 HEADERS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -50,20 +66,31 @@ HEADERS: Final[Mapping[str, tuple[str, ...]]] = {
     "total": ("合計金額", "合計金額(税込)", "総合計", "請求金額", "total_price"),
     "product_code": ("商品コード", "品番", "product_no"),
     "product_name": ("商品名", "product_name"),
+    "product_category": ("商品カテゴリ", "カテゴリ", "カテゴリー", "カテゴリ名", "category"),
 }
 ORDER_COLUMNS: Final = tuple(HEADERS)
+#: An API snapshot's Parquet metadata key (written by :mod:`bcartnb.bcart_api.orders`).
+SNAPSHOT_METADATA_KEY: Final = b"bcartnb_orders"
 _REQUIRED: Final = ("order_id", "member_id", "ordered_at", "status", "total")
 _MONEY: Final = re.compile(r"[,\s¥￥円]")
 
 
 def read_orders(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """The orders of a 受注 CSV (or a ``.parquet`` of the orders frame), typed and checked."""
+    """The orders of a 受注 CSV (or a ``.parquet`` of the orders frame), typed and checked.
+
+    ``attrs["orders_snapshot"]`` says which file this was, for a campaign's record
+    (:func:`orders_record`).
+    """
     file = Path(path)
     where = Where(file, (f"orders file {file}", f"受注ファイル {file}"))
     try:
-        if file.suffix.lower() == ".parquet":
-            return typed_orders(pd.read_parquet(file).fillna("").astype("str"), file)
         raw = file.read_bytes()
+        if file.suffix.lower() == ".parquet":
+            table = pq.read_table(io.BytesIO(raw))
+            body = table.to_pandas().fillna("").astype("str")
+            frame = typed_orders(body, file)
+            frame.attrs["orders_snapshot"] = orders_record(file, raw, table.schema.metadata)
+            return frame
         text, _ = decode(raw, where)
     except MembersFileError as err:
         raise OrdersFileError(str(err), ja=err.ja) from None
@@ -72,10 +99,42 @@ def read_orders(path: str | os.PathLike[str]) -> pd.DataFrame:
             f"{file}: cannot be read: {err.strerror or err}",
             ja=f"受注ファイル {file} を読めません（パスと読み取りの権限を確かめてください）。",
         ) from None
+    except pa.ArrowException as err:
+        raise OrdersFileError(
+            f"{file}: not a Parquet file of orders: {err}",
+            ja=f"受注ファイル {file} は受注のスナップショット（.parquet）として読めません。",
+        ) from None
     body = pd.read_csv(
         io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=False
     )
-    return typed_orders(body, file)
+    frame = typed_orders(body, file)
+    frame.attrs["orders_snapshot"] = orders_record(file, raw)
+    return frame
+
+
+def orders_record(
+    file: Path, raw: bytes, metadata: Mapping[bytes, bytes] | None = None
+) -> dict[str, Any]:
+    """Which orders a campaign used: the file's absolute path, its content's SHA-256, when
+    it was last written and, for an API snapshot, when it was pulled (its metadata,
+    :data:`SNAPSHOT_METADATA_KEY`). A re-export of other orders under the same name has
+    another hash."""
+    try:
+        modified = datetime.fromtimestamp(file.stat().st_mtime, ZoneInfo(TOKYO))
+    except OSError:
+        modified = None
+    pulled = None
+    if metadata and SNAPSHOT_METADATA_KEY in metadata:
+        try:
+            pulled = json.loads(metadata[SNAPSHOT_METADATA_KEY]).get("pulled_at")
+        except (ValueError, AttributeError):
+            pulled = None
+    return {
+        "path": os.path.abspath(file),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "modified_at": modified.isoformat(timespec="seconds") if modified else None,
+        **({"pulled_at": str(pulled)} if pulled else {}),
+    }
 
 
 def _columns(frame: pd.DataFrame, file: Path) -> dict[str, str]:
@@ -108,7 +167,7 @@ def typed_orders(body: pd.DataFrame, file: Path) -> pd.DataFrame:
     out["ordered_at"] = _times(text["ordered_at"], file)
     out["status"] = _nfkc(text["status"])
     out["total"] = _integers(text["total"].str.replace(_MONEY, "", regex=True), "total", file)
-    for name in ("product_code", "product_name"):
+    for name in ("product_code", "product_name", "product_category"):
         out[name] = (text[name] if name in text else pd.Series("", index=out.index)).astype("str")
     blank = out["order_id"] == ""
     if blank.any():

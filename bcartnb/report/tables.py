@@ -39,6 +39,8 @@ MEMBERS_SHOWN = 500
 _SECRET_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
 _PARAM_LABELS = {
     "members": "会員ファイル",
+    "orders": "受注ファイル",
+    "orders_snapshot": "使った受注データ",
     "segment": "セグメント",
     "filter": "絞込オプション",
     "checked": "送信対象",
@@ -84,6 +86,8 @@ def _shown(key: str, value: Any) -> str:
             return mask_text(describe_filter(value))
         except BcartnbError:  # not a filter that could have run: its items as written
             pass
+    if key == "orders_snapshot" and isinstance(value, Mapping):
+        return _orders_used(value)
     if key == "checked" and isinstance(value, list | tuple):
         if not value:
             return "検索結果すべてに送信"
@@ -100,6 +104,14 @@ def _shown(key: str, value: Any) -> str:
     if isinstance(value, list | tuple):
         return "、".join(_shown(key, v) for v in value) or "（なし）"
     return mask_text(str(value))
+
+
+def _orders_used(record: Mapping[str, Any]) -> str:
+    """Which orders the purchase conditions were decided on, so a reviewer can tell the file
+    (and whether it changed since: its SHA-256) and how fresh it was."""
+    when = record.get("pulled_at")
+    said = f"{when} にBカートから取得" if when else f"{record.get('modified_at')} 時点のファイル"
+    return f"{record.get('path')}（{said}、SHA-256 {str(record.get('sha256', ''))[:16]}…）"
 
 
 def parameters_table(params: Mapping[str, Any]) -> pd.DataFrame:
