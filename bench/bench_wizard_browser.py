@@ -251,7 +251,7 @@ class Bench:
             self.baseline()
             if name == "1 件チェック":
                 first = twin.table.page_ids()[0]
-                box = twin.table._slots[0][0]  # the box the click sets, as the browser would
+                box = twin.table.boxes[0]  # the box the click sets, as the browser would
                 selector = f".bcartnb-check-{first} input"
                 action = lambda box=box: setattr(box, "value", True)  # noqa: E731
             self.act(name, selector, action)
