@@ -153,6 +153,7 @@ def table_rows(audience: Audience, rows: slice = slice(None)) -> pd.DataFrame:
     """One row a selected member (the ``rows`` of them: a page): the :data:`COLUMNS` as
     display text, ``id`` as int."""
     sel = audience.selected.iloc[rows]
+    sel.attrs = {}  # the file's headers and notes: pandas deep-copied them at every step here
     person = (_text(sel, "tanto_last_name") + " " + _text(sel, "tanto_first_name")).str.strip()
     if "mm_flag" in sel.columns:
         mm = sel["mm_flag"].map({True: "受け取る", False: "受け取らない"}).fillna("")
