@@ -103,7 +103,7 @@ def test_hostile_values_are_shown_as_text_on_their_own_row(hostile: Wizard) -> N
     # the box of each row names the member of that row, for a test and a screen reader
     for box, mid in zip(table.boxes, range(1001, 1021), strict=True):
         assert f"bcartnb-check-{mid}" in box._dom_classes
-        assert box.tooltip == f"会員ID {mid} をチェック"
+        assert box.description == f"会員ID {mid} をチェック"
 
 
 def test_ticks_across_pages_and_searches_are_exactly_what_is_sent(hostile: Wizard) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "narrowed",
     "page_cells",
     "page_html",
+    "table_css",
     "table_rows",
 ]
 
@@ -85,18 +86,35 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CELL = re.compile('<div class="bcartnb-cell[^"]*">([^<]*)</div>')
 
 #: The grid: the page's cells join it as its items (their widget and its content box take no
-#: box), the header bold; a long value wraps inside its cell. In the table's own HTML widget,
-#: made once, scoped to the table's class (two wizards on a page share the rule).
-TABLE_CSS: Final = """<style>
+#: box), the header bold. A cell breaks at spaces only (Japanese would otherwise break after
+#: any character and a phone's grid squeeze every column to one), a word longer than 24em at
+#: its edge; a grid wider than the screen scrolls sideways inside its own box, as the report's
+#: tables do. A box's label is read aloud, not shown (the row beside it shows the member).
+#: In the table's own HTML widget, made once, scoped to the table's class.
+TABLE_CSS: Final = """
 .bcartnb-member-table .bcartnb-rows,
 .bcartnb-member-table .bcartnb-rows > .widget-html-content { display: contents; }
+.bcartnb-member-table .widget-gridbox { overflow: auto hidden; }
 .bcartnb-member-table .bcartnb-cell {
   line-height: var(--jp-widgets-inline-height, 28px);
   font-size: var(--jp-widgets-font-size, 13px);
-  max-width: 24em; overflow-wrap: anywhere;
+  max-width: 24em; word-break: keep-all; overflow-wrap: break-word;
 }
 .bcartnb-member-table .bcartnb-head { font-weight: bold; }
-</style>"""
+.bcartnb-member-table .widget-checkbox .widget-label-basic > span {
+  position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%);
+}
+"""
+
+
+def table_css(page_size: int) -> str:
+    """:data:`TABLE_CSS` and each row's box pinned to its row's first column (the header is
+    row 1), so the cells, placed after them, fill the other columns of each row."""
+    pins = "".join(
+        f".bcartnb-member-table .bcartnb-box-{n} {{ grid-row: {n + 2}; grid-column: 1; }}\n"
+        for n in range(page_size)
+    )
+    return f"<style>{TABLE_CSS}{pins}</style>"
 
 
 def cell_html(value: Any) -> str:
@@ -225,7 +243,7 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
                 grid_gap="2px 12px",
             ),
         )
-        css = widgets.HTML(TABLE_CSS, layout=widgets.Layout(display="none"))
+        css = widgets.HTML(table_css(page_size), layout=widgets.Layout(display="none"))
         super().__init__(
             [
                 css,
@@ -336,11 +354,8 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
         """The check box of the page's row ``n``, pinned to that row's first column."""
         while len(self.boxes) <= n:
             slot = len(self.boxes)
-            box = widgets.Checkbox(
-                value=False,
-                indent=False,
-                layout=widgets.Layout(width="2em", grid_row=str(slot + 2), grid_column="1"),
-            )
+            box = widgets.Checkbox(value=False, indent=False, layout=widgets.Layout(width="2em"))
+            box.add_class(f"bcartnb-box-{slot}")  # its place in the grid (table_css)
             box.observe(lambda ch, slot=slot: self._on_box(slot, ch), names="value")
             self.boxes.append(box)
             self._shown.append(None)
@@ -372,14 +387,14 @@ class MemberTable(widgets.VBox):  # type: ignore[misc]
 
     def _name_box(self, n: int, mid: int) -> widgets.Checkbox:
         """Row ``n``'s box, now for member ``mid``: its class (what the browser tests find),
-        its label (what a screen reader says, the box has no visible text) and its tick."""
+        its label (what a screen reader says; hidden on screen, the row shows it) and its tick."""
         box = self._box(n)
         with box.hold_sync():  # one widget message, not three
             if self._named[n] != mid:
                 if self._named[n] is not None:
                     box.remove_class(f"bcartnb-check-{self._named[n]}")
                 box.add_class(f"bcartnb-check-{mid}")
-                box.tooltip = f"会員ID {mid} をチェック"
+                box.description = f"会員ID {mid} をチェック"
                 self._named[n] = mid
             box.value = mid in self._ticked
         self._shown[n] = mid
