@@ -136,10 +136,9 @@ def screen(w: Wizard) -> list[Check]:
     checks: list[Check] = [(".bcartnb-status", "text", text_of(w.status.value))]
     if w.stage == "select":
         table = w.table
-        grid = "".join(
-            text_of(str(c.value))
+        grid = "".join(  # a check box's text is its label (read aloud, kept off the screen)
+            text_of(str(c.description if hasattr(c, "indent") else c.value))
             for c in table.grid.children
-            if not hasattr(c, "indent")  # the check boxes: their value is not text
         )
         checks += [
             (".bcartnb-result-count", "text", text_of(table.result_count.value)),
@@ -251,7 +250,7 @@ class Bench:
             self.baseline()
             if name == "1 件チェック":
                 first = twin.table.page_ids()[0]
-                box = twin.table._slots[0][0]  # the box the click sets, as the browser would
+                box = twin.table.boxes[0]  # the box the click sets, as the browser would
                 selector = f".bcartnb-check-{first} input"
                 action = lambda box=box: setattr(box, "value", True)  # noqa: E731
             self.act(name, selector, action)

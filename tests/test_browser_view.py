@@ -165,3 +165,50 @@ def test_each_click_brings_what_it_changed_into_view(
     page.locator(".bcartnb-new-campaign").click()
     expect(page.locator(".bcartnb-send-checked")).to_be_visible(timeout=UI_TIMEOUT)
     assert_in_view(page, page.locator(".bcartnb-status"), "the status line after 新しい配信")
+
+
+#: The ids whose check box is not on the row of their cells: left of the row's 会員ID cell,
+#: its middle within that cell's height (the cells are text in one widget, the boxes widgets).
+OFF_ROW_JS = """ids => ids.filter(id => {
+  const box = document.querySelector(".bcartnb-check-" + id + " input");
+  const cell = [...document.querySelectorAll(".bcartnb-member-table .bcartnb-cell")]
+    .find(c => c.textContent === String(id));
+  if (!box || !cell) return true;
+  const b = box.getBoundingClientRect(), c = cell.getBoundingClientRect();
+  const middle = (b.top + b.bottom) / 2;
+  return !(b.right <= c.left && middle >= c.top && middle <= c.bottom);
+})"""
+
+
+def test_the_table_s_boxes_sit_on_their_rows_are_named_and_take_the_keyboard(
+    open_wizard: Callable[[str], Opened],
+) -> None:
+    everyone = build_audience(read_members(demo_members()), {})
+    ids = everyone.selected["id"].astype("int64").tolist()
+    first, second = ids[:PAGE_SIZE], ids[PAGE_SIZE : 2 * PAGE_SIZE]
+    page = open_wizard("プラン10").page
+    page.set_viewport_size({"width": 375, "height": 720})  # a phone: long cells wrap
+    checked = page.locator(".bcartnb-checked-count")
+
+    assert page.evaluate(OFF_ROW_JS, first) == []
+    box = page.get_by_role("checkbox", name=f"会員ID {first[0]} をチェック")
+    expect(box).to_have_count(1)  # what a screen reader says of a box with no visible text
+    box.focus()
+    page.keyboard.press("Space")
+    expect(checked).to_have_text("チェックした会員: 1件", timeout=UI_TIMEOUT)
+    page.keyboard.press("Tab")  # the next row's box
+    page.keyboard.press("Space")
+    expect(checked).to_have_text("チェックした会員: 2件", timeout=UI_TIMEOUT)
+    expect(widget_input(page, f"bcartnb-check-{first[1]}", "input")).to_be_checked()
+
+    page.locator(".bcartnb-page-next").click()
+    expect(widget_input(page, f"bcartnb-check-{second[0]}", "input")).not_to_be_checked(
+        timeout=UI_TIMEOUT
+    )
+    assert page.evaluate(OFF_ROW_JS, second) == []
+    page.locator(".bcartnb-page-prev").click()
+    expect(widget_input(page, f"bcartnb-check-{first[1]}", "input")).to_be_checked(
+        timeout=UI_TIMEOUT
+    )
+    expect(widget_input(page, f"bcartnb-check-{first[2]}", "input")).not_to_be_checked()
+    expect(checked).to_have_text("チェックした会員: 2件")

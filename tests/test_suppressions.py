@@ -573,8 +573,7 @@ def test_the_list_on_the_command_line_and_its_b_cart_export(
 def test_the_wizard_shows_listed_members_as_suppressed_and_never_mails_them(
     tmp_path: Path, repo_root: Path, smtp_server: Server
 ) -> None:
-    from ipywidgets import HTML
-    from test_widgets import HEADER, make_settings, member_rows, walk
+    from test_widgets import HEADER, make_settings, member_rows
 
     from bcartnb.widgets import Wizard
 
@@ -585,7 +584,7 @@ def test_the_wizard_shows_listed_members_as_suppressed_and_never_mails_them(
     with Ledger.open(settings.db) as led:
         led.suppress("USER1002@example.co.jp", "unsubscribed", source="server")
     wizard = Wizard(path, settings)
-    cells = [x.value for x in walk(wizard.table.grid) if isinstance(x, HTML)]
+    cells = [c for r in wizard.table.shown_cells() for c in r]
     assert cells.count("配信停止・不達") == 1  # the member table says why
     wizard.send_all.click()
     assert wizard.stage == "compose", wizard.status.value

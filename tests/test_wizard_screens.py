@@ -464,7 +464,7 @@ def test_a_renamed_file_holds_back_who_has_the_mail_in_every_step(
     assert w.stage == "select" and w.table.checked == (1005,)  # the ticks stay
     named = f"既に同じメールを送信済み（{cid}）"
     assert [reason(w, m) for m in range(1001, 1007)] == [named] * 3 + [""] * 3
-    cells = [x.value for x in _walk(w.table.grid) if isinstance(x, widgets.HTML)]
+    cells = [c for r in w.table.shown_cells() for c in r]
     assert cells.count(html.escape(named)) == 3  # on the screen, not only in the frame
 
     w.send_all.click()
