@@ -51,7 +51,7 @@ import re
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
@@ -66,7 +66,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bcartnb.exceptions import BcartnbError, SettingsError, TransportError
-from bcartnb.hygiene.tracking_server import tracking_routes
+from bcartnb.hygiene.tracking_server import Tracker, tracking_routes
 from bcartnb.hygiene.unsubscribe_pages import (
     SECURITY_HEADERS,
     ShopFooter,
@@ -266,12 +266,25 @@ def create_app(
     async def not_found() -> Response:
         return await _not_found_page()
 
-    tracking = tracking_routes(settings, ledger, not_found, _unavailable, clock)
-    return Starlette(
+    tracker = Tracker(ledger, settings.tracking.retention_days, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tracker.writer.start()  # the retention purge runs first
+        try:
+            yield
+        finally:
+            await run_in_threadpool(tracker.writer.close)  # nothing queued is lost
+
+    tracking = tracking_routes(settings, tracker, not_found, _unavailable, clock)
+    app = Starlette(
         routes=[*tracking, Route(prefix + "{token}", unsubscribe, methods=["GET", "POST"])],
         exception_handlers={404: _not_found, 405: _not_allowed},
         middleware=[Middleware(_SecurityHeaders)],
+        lifespan=lifespan,
     )
+    app.state.tracker = tracker
+    return app
 
 
 def _check_prefix(prefix: str) -> str:
@@ -371,13 +384,19 @@ def serve(
 
 
 def make_server(
-    settings: Settings, ledger: Ledger, *, prefix: str = "/", log_level: str = "info"
+    settings: Settings,
+    ledger: Ledger,
+    *,
+    prefix: str = "/",
+    log_level: str = "info",
+    clock: Callable[[], datetime] | None = None,
 ) -> uvicorn.Server:
     """The uvicorn server :func:`serve` runs (``server.run(sockets=[...])``), tests too.
 
     No ``limit_concurrency``: uvicorn counts idle connections against it and answers 503.
     Instead the guard's deadlines and connection queue (:mod:`bcartnb.hygiene.http_guard`)
     from ``[hygiene] server_*``; requests past the app's thread pool (40) wait for a thread.
+    The app's lifespan starts the click writer and, on a clean stop, writes what it holds.
     """
     import uvicorn
 
@@ -391,10 +410,10 @@ def make_server(
         connections=hygiene.server_connections,
     )
     config = uvicorn.Config(
-        create_app(settings, ledger, prefix=prefix),
+        create_app(settings, ledger, prefix=prefix, clock=clock),
         http=guarded_protocol(limits),
         ws="none",
-        lifespan="off",
+        lifespan="on",  # the click writer: started, and flushed on a clean stop
         access_log=False,  # request paths hold tokens
         server_header=False,
         proxy_headers=False,

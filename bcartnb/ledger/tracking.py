@@ -3,12 +3,26 @@
 Recorded idempotently: one row per campaign, member, link (0: the open image), kind and
 person-or-machine, with the first and last time and a count, so a member clicking a link
 ten times is one person who clicked it (count 10), and a repeated request changes a count,
-never who is counted. Nothing of the requester is kept (no IP address, no User-Agent).
+never who is counted. Nothing of the requester is kept (no IP address, no User-Agent), and
+rows older than ``[tracking] retention_days`` are deleted (:meth:`Tracking.purge_tracking`).
 
-Machines are counted apart (``machine = 1``), never as people: the server says which
-requests are a machine's (a HEAD, a known scanner), and one rule needs the ledger: a click
-that comes within :data:`BURST_SECONDS` of a person's click on *another* link of the same
-mail is a gateway fetching every link at once, so both are moved to the machines.
+Machines are counted apart (``machine = 1``), never as people. The server says which
+requests are a machine's by the request alone (a HEAD, a known scanner's User-Agent:
+:mod:`bcartnb.hygiene.tracking_server`); three rules need what the ledger knows, and each
+moves a person's event to the machines, never the other way:
+
+* **every link at once**: a click within :data:`BURST_SECONDS` of a person's click on
+  *another* link of the same mail is a gateway fetching every link (Safe Links, Proofpoint,
+  ...); both are moved to the machines;
+* **at delivery**: a click within :data:`DELIVERY_SECONDS` after the mail was handed to the
+  mail server (the delivery's ``result_at``) is a gateway scanning it on arrival: nobody
+  reads a mail and clicks in that time;
+* **the hidden link** (:data:`~bcartnb.mailtokens.TRAP_LINK`, an invisible link in each HTML
+  mail that no person sees or can reach): its fetch is a machine's, and so is every event of
+  that mail within :data:`TRAP_SECONDS` before or after it.
+
+Events come in batches (:meth:`Tracking.record_tracks`, one transaction each: the public
+server's writer), applied in order, so a batch counts exactly as the same requests one by one.
 """
 
 from __future__ import annotations
@@ -20,11 +34,37 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from bcartnb.ledger.database import Database, dt, ts
+from bcartnb.mailtokens import TRAP_LINK
 
-__all__ = ["BURST_SECONDS", "LinkResult", "TrackResults", "Tracking"]
+__all__ = [
+    "BURST_SECONDS",
+    "DELIVERY_SECONDS",
+    "TRAP_SECONDS",
+    "LinkResult",
+    "TrackEvent",
+    "TrackResults",
+    "Tracking",
+]
 
 #: Two links of one mail clicked within this many seconds: a machine, not a person.
 BURST_SECONDS: Final = 2.0
+#: A click this soon after the mail was handed over: a gateway scanning it on arrival.
+DELIVERY_SECONDS: Final = 10.0
+#: The hidden link's fetch makes a machine of every event of the mail this close to it.
+TRAP_SECONDS: Final = 60.0
+
+
+@dataclass(frozen=True)
+class TrackEvent:
+    """One request the public server answered: what it named, when, and whether the request
+    alone showed a machine (the ledger's rules may still find one)."""
+
+    campaign_id: str
+    member_id: int
+    link: int
+    kind: str
+    machine: bool
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -137,12 +177,22 @@ class Tracking(Database):
         now: datetime | None = None,
     ) -> bool:
         """Count one request; True when it was counted as a machine's (see the module)."""
-        now = self._now(now)
+        event = TrackEvent(campaign_id, member_id, link, kind, machine, self._now(now))
+        return self.record_tracks([event])[0]
+
+    def record_tracks(self, events: Sequence[TrackEvent]) -> list[bool]:
+        """Count requests in order, in one transaction; for each, whether it was a machine's."""
+        if not events:
+            return []
         with self._write() as c:
-            if kind == "click" and not machine:
-                machine = _burst(c, campaign_id, member_id, link, now)
-            _count(c, campaign_id, member_id, link, kind, machine, now, now, 1)
-        return machine
+            return [_record(c, e) for e in events]
+
+    def purge_tracking(self, before: datetime) -> int:
+        """Delete the events last seen before ``before`` (the retention); how many rows went."""
+        with self._write() as c:
+            return c.execute(
+                "DELETE FROM tracking_events WHERE last_at < ?", (ts(before),)
+            ).rowcount
 
     def track_results(self, campaign_id: str) -> TrackResults:
         """The campaign's 配信数, 開封数, クリック数 and clicks by link (people; machines apart).
@@ -208,34 +258,73 @@ def _one(c: sqlite3.Connection, sql: str, *, cid: str) -> int:
     return int(c.execute(sql, (cid,)).fetchone()[0])
 
 
-def _burst(
-    c: sqlite3.Connection, campaign_id: str, member_id: int, link: int, now: datetime
-) -> bool:
+def _record(c: sqlite3.Connection, e: TrackEvent) -> bool:
+    machine = e.machine or e.link == TRAP_LINK
+    if e.link == TRAP_LINK:
+        _trap(c, e)
+    elif not machine:
+        machine = _near_trap(c, e) or (e.kind == "click" and (_at_delivery(c, e) or _burst(c, e)))
+    _count(c, e.campaign_id, e.member_id, e.link, e.kind, machine, e.at, e.at, 1)
+    return machine
+
+
+def _at_delivery(c: sqlite3.Connection, e: TrackEvent) -> bool:
+    row = c.execute(
+        "SELECT result_at FROM deliveries WHERE campaign_id = ? AND member_id = ? "
+        "AND state = 'sent'",
+        (e.campaign_id, e.member_id),
+    ).fetchone()
+    sent = dt(row[0]) if row else None
+    return sent is not None and timedelta(0) <= e.at - sent <= timedelta(seconds=DELIVERY_SECONDS)
+
+
+def _near_trap(c: sqlite3.Connection, e: TrackEvent) -> bool:
+    since = ts(e.at - timedelta(seconds=TRAP_SECONDS))
+    row = c.execute(
+        "SELECT 1 FROM tracking_events WHERE campaign_id = ? AND member_id = ? AND link = ? "
+        "AND last_at >= ?",
+        (e.campaign_id, e.member_id, TRAP_LINK, since),
+    ).fetchone()
+    return row is not None
+
+
+def _trap(c: sqlite3.Connection, e: TrackEvent) -> None:
+    """The hidden link was fetched: the mail's person events close to it were a machine's."""
+    since = ts(e.at - timedelta(seconds=TRAP_SECONDS))
+    rows = c.execute(
+        "SELECT link, kind, first_at, last_at, count FROM tracking_events WHERE campaign_id = ? "
+        "AND member_id = ? AND machine = 0 AND last_at >= ?",
+        (e.campaign_id, e.member_id, since),
+    ).fetchall()
+    for link, kind, first_at, last_at, count in rows:
+        _move(c, e, int(link), str(kind), int(count), first_at, last_at)
+
+
+def _burst(c: sqlite3.Connection, e: TrackEvent) -> bool:
     """Whether a person's click on another link of this mail came within BURST_SECONDS; if
     so, that click is moved to the machines too (this one is counted there by the caller)."""
-    since = ts(now - timedelta(seconds=BURST_SECONDS))
+    since = ts(e.at - timedelta(seconds=BURST_SECONDS))
     rows = c.execute(
-        "SELECT link, first_at, last_at, count FROM tracking_events WHERE campaign_id = ? "
+        "SELECT link, last_at FROM tracking_events WHERE campaign_id = ? "
         "AND member_id = ? AND kind = 'click' AND machine = 0 AND link != ? AND last_at >= ?",
-        (campaign_id, member_id, link, since),
+        (e.campaign_id, e.member_id, e.link, since),
     ).fetchall()
-    for other, _first, last_at, count in rows:
-        if count == 1:
-            c.execute(
-                "DELETE FROM tracking_events WHERE campaign_id = ? AND member_id = ? AND link = ? "
-                "AND kind = 'click' AND machine = 0",
-                (campaign_id, member_id, other),
-            )
-        else:
-            c.execute(
-                "UPDATE tracking_events SET count = count - 1 WHERE campaign_id = ? "
-                "AND member_id = ? AND link = ? AND kind = 'click' AND machine = 0",
-                (campaign_id, member_id, other),
-            )
-        at = dt(last_at)
-        assert at is not None
-        _count(c, campaign_id, member_id, int(other), "click", True, at, at, 1)
+    for other, last_at in rows:
+        _move(c, e, int(other), "click", 1, last_at, last_at)
     return bool(rows)
+
+
+def _move(
+    c: sqlite3.Connection, e: TrackEvent, link: int, kind: str, n: int, first: str, last: str
+) -> None:
+    """Move ``n`` of a person row's count (its last ones) to the machines' row."""
+    key = (e.campaign_id, e.member_id, link, kind)
+    where = "campaign_id = ? AND member_id = ? AND link = ? AND kind = ? AND machine = 0"
+    c.execute(f"DELETE FROM tracking_events WHERE {where} AND count <= ?", (*key, n))
+    c.execute(f"UPDATE tracking_events SET count = count - ? WHERE {where}", (n, *key))
+    at_first, at_last = dt(first), dt(last)
+    assert at_first is not None and at_last is not None
+    _count(c, e.campaign_id, e.member_id, link, kind, True, at_first, at_last, n)
 
 
 def _count(
