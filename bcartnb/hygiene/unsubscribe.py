@@ -50,6 +50,7 @@ import logging
 import re
 import signal
 import socket
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
@@ -321,6 +322,9 @@ def prefix_from_settings(settings: Settings) -> str:
     return _check_prefix(found.group("path"))
 
 
+#: How long a thread holds the GIL when another wants it, in the server process (s).
+_SWITCH_INTERVAL: Final = 0.0005
+
 #: Connections the kernel holds before they are accepted (capped by net.core.somaxconn): a
 #: burst of one-click POSTs after a campaign waits there instead of retrying its SYN.
 _BACKLOG: Final = 1024
@@ -371,6 +375,9 @@ def serve(
     path = _check_prefix(prefix) if prefix is not None else prefix_from_settings(settings)
     TokenSigner(settings.unsubscribe_secret, "the unsubscribe server")
     sock = _listen(host, port)
+    # The click writer's thread must not hold the GIL while the event loop has answers to
+    # send: every socket send lets it in, and by default it keeps the GIL up to 5 ms.
+    sys.setswitchinterval(_SWITCH_INTERVAL)
     with Ledger.open(settings=settings) as ledger:
         server = make_server(settings, ledger, prefix=path)
         if ready is not None:

@@ -184,8 +184,9 @@ class Tracking(Database):
         """Count requests in order, in one transaction; for each, whether it was a machine's."""
         if not events:
             return []
+        sent: dict[tuple[str, int], datetime | None] = {}
         with self._write() as c:
-            return [_record(c, e) for e in events]
+            return [_record(c, e, sent) for e in events]
 
     def purge_tracking(self, before: datetime) -> int:
         """Delete the events last seen before ``before`` (the retention); how many rows went."""
@@ -258,60 +259,63 @@ def _one(c: sqlite3.Connection, sql: str, *, cid: str) -> int:
     return int(c.execute(sql, (cid,)).fetchone()[0])
 
 
-def _record(c: sqlite3.Connection, e: TrackEvent) -> bool:
-    machine = e.machine or e.link == TRAP_LINK
-    if e.link == TRAP_LINK:
-        _trap(c, e)
-    elif not machine:
-        machine = _near_trap(c, e) or (e.kind == "click" and (_at_delivery(c, e) or _burst(c, e)))
-    _count(c, e.campaign_id, e.member_id, e.link, e.kind, machine, e.at, e.at, 1)
+#: A row of the member's recent events: link, kind, machine, first_at, last_at, count.
+_Row = tuple[int, str, int, str, str, int]
+
+
+def _record(
+    c: sqlite3.Connection, e: TrackEvent, sent: dict[tuple[str, int], datetime | None]
+) -> bool:
+    """Count one event by the module's rules: one read of the mail's recent events (the
+    widest window, the hidden link's) serves all three; ``sent`` caches delivery times."""
+    at = ts(e.at)
+    if e.machine and e.link != TRAP_LINK:
+        _count(c, e, e.link, e.kind, True, at, at, 1)
+        return True
+    rows: list[_Row] = c.execute(
+        "SELECT link, kind, machine, first_at, last_at, count FROM tracking_events "
+        "WHERE campaign_id = ? AND member_id = ? AND last_at >= ?",
+        (e.campaign_id, e.member_id, ts(e.at - timedelta(seconds=TRAP_SECONDS))),
+    ).fetchall()
+    if e.link == TRAP_LINK:  # every person event of the mail near it was a machine's
+        for link, kind, machine, first, last, count in rows:
+            if not machine:
+                _move(c, e, link, kind, count, first, last)
+        machine = True
+    else:
+        machine = any(r[0] == TRAP_LINK for r in rows) or (
+            e.kind == "click" and (_at_delivery(c, e, sent) or _burst(c, e, rows))
+        )
+    _count(c, e, e.link, e.kind, machine, at, at, 1)
     return machine
 
 
-def _at_delivery(c: sqlite3.Connection, e: TrackEvent) -> bool:
-    row = c.execute(
-        "SELECT result_at FROM deliveries WHERE campaign_id = ? AND member_id = ? "
-        "AND state = 'sent'",
-        (e.campaign_id, e.member_id),
-    ).fetchone()
-    sent = dt(row[0]) if row else None
-    return sent is not None and timedelta(0) <= e.at - sent <= timedelta(seconds=DELIVERY_SECONDS)
+def _at_delivery(
+    c: sqlite3.Connection, e: TrackEvent, sent: dict[tuple[str, int], datetime | None]
+) -> bool:
+    key = (e.campaign_id, e.member_id)
+    if key not in sent:
+        row = c.execute(
+            "SELECT result_at FROM deliveries WHERE campaign_id = ? AND member_id = ? "
+            "AND state = 'sent'",
+            key,
+        ).fetchone()
+        sent[key] = dt(row[0]) if row else None
+    at = sent[key]
+    return at is not None and timedelta(0) <= e.at - at <= timedelta(seconds=DELIVERY_SECONDS)
 
 
-def _near_trap(c: sqlite3.Connection, e: TrackEvent) -> bool:
-    since = ts(e.at - timedelta(seconds=TRAP_SECONDS))
-    row = c.execute(
-        "SELECT 1 FROM tracking_events WHERE campaign_id = ? AND member_id = ? AND link = ? "
-        "AND last_at >= ?",
-        (e.campaign_id, e.member_id, TRAP_LINK, since),
-    ).fetchone()
-    return row is not None
-
-
-def _trap(c: sqlite3.Connection, e: TrackEvent) -> None:
-    """The hidden link was fetched: the mail's person events close to it were a machine's."""
-    since = ts(e.at - timedelta(seconds=TRAP_SECONDS))
-    rows = c.execute(
-        "SELECT link, kind, first_at, last_at, count FROM tracking_events WHERE campaign_id = ? "
-        "AND member_id = ? AND machine = 0 AND last_at >= ?",
-        (e.campaign_id, e.member_id, since),
-    ).fetchall()
-    for link, kind, first_at, last_at, count in rows:
-        _move(c, e, int(link), str(kind), int(count), first_at, last_at)
-
-
-def _burst(c: sqlite3.Connection, e: TrackEvent) -> bool:
+def _burst(c: sqlite3.Connection, e: TrackEvent, rows: list[_Row]) -> bool:
     """Whether a person's click on another link of this mail came within BURST_SECONDS; if
     so, that click is moved to the machines too (this one is counted there by the caller)."""
+    others = [r for r in rows if r[1] == "click" and not r[2] and r[0] not in (e.link, TRAP_LINK)]
+    if not others:
+        return False
     since = ts(e.at - timedelta(seconds=BURST_SECONDS))
-    rows = c.execute(
-        "SELECT link, last_at FROM tracking_events WHERE campaign_id = ? "
-        "AND member_id = ? AND kind = 'click' AND machine = 0 AND link != ? AND last_at >= ?",
-        (e.campaign_id, e.member_id, e.link, since),
-    ).fetchall()
-    for other, last_at in rows:
-        _move(c, e, int(other), "click", 1, last_at, last_at)
-    return bool(rows)
+    near = [r for r in others if r[4] >= since]
+    for r in near:
+        _move(c, e, r[0], "click", 1, r[4], r[4])
+    return bool(near)
 
 
 def _move(
@@ -322,20 +326,17 @@ def _move(
     where = "campaign_id = ? AND member_id = ? AND link = ? AND kind = ? AND machine = 0"
     c.execute(f"DELETE FROM tracking_events WHERE {where} AND count <= ?", (*key, n))
     c.execute(f"UPDATE tracking_events SET count = count - ? WHERE {where}", (n, *key))
-    at_first, at_last = dt(first), dt(last)
-    assert at_first is not None and at_last is not None
-    _count(c, e.campaign_id, e.member_id, link, kind, True, at_first, at_last, n)
+    _count(c, e, link, kind, True, first, last, n)
 
 
 def _count(
     c: sqlite3.Connection,
-    campaign_id: str,
-    member_id: int,
+    e: TrackEvent,
     link: int,
     kind: str,
     machine: bool,
-    first: datetime,
-    last: datetime,
+    first: str,
+    last: str,
     n: int,
 ) -> None:
     c.execute(
@@ -344,5 +345,5 @@ def _count(
         "ON CONFLICT (campaign_id, member_id, link, kind, machine) DO UPDATE SET "
         "first_at = min(first_at, excluded.first_at), "
         "last_at = max(last_at, excluded.last_at), count = count + excluded.count",
-        (campaign_id, member_id, link, kind, int(machine), ts(first), ts(last), n),
+        (e.campaign_id, e.member_id, link, kind, int(machine), first, last, n),
     )
