@@ -35,7 +35,7 @@ from test_unsubscribe import Running
 from bcartnb.hygiene.tracking_server import Tracker
 from bcartnb.hygiene.unsubscribe import make_server
 from bcartnb.ledger import Ledger
-from bcartnb.mailtokens import TokenSigner, TrackSigner
+from bcartnb.mailtokens import TRAP_LINK, TokenSigner, TrackSigner
 from bcartnb.quota import NOW_ENV, now_tokyo
 from bcartnb.settings import Settings, load_settings
 
@@ -114,8 +114,25 @@ def parts(msg: EmailMessage) -> tuple[str, str]:
     return str(text.get_content()), str(html.get_content())
 
 
-def tracked(shop: Shop, html: str) -> list[str]:
+def _clicks(shop: Shop, html: str) -> list[str]:
     return re.findall(re.escape(shop.base) + r"/c/[A-Za-z0-9_-]+", html)
+
+
+def _link_of(url: str) -> int:
+    found = TrackSigner(SECRET).open(url.rsplit("/", 1)[1])
+    assert found is not None
+    return found.link
+
+
+def tracked(shop: Shop, html: str) -> list[str]:
+    """The mail's tracked links a person sees, in order (not the hidden link)."""
+    return [u for u in _clicks(shop, html) if _link_of(u) != TRAP_LINK]
+
+
+def hidden(shop: Shop, html: str) -> str:
+    """The mail's one hidden link."""
+    (trap,) = [u for u in _clicks(shop, html) if _link_of(u) == TRAP_LINK]
+    return trap
 
 
 def later() -> datetime:
