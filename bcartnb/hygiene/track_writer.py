@@ -1,9 +1,11 @@
 """The public server's one writer of clicks and opens: a queue, drained in batches.
 
 A request answers at once (the redirect, the image) and leaves its event here; one thread
-writes what has gathered in one ledger transaction (:meth:`~bcartnb.ledger.Ledger.record_tracks`)
-:data:`DELAY` seconds after the first event of a batch came, so a burst of a thousand clicks
-is a few transactions instead of a thousand, and no request waits for SQLite's lock.
+hands what has gathered :data:`DELAY` seconds after the first event of a batch came to the
+writer process (:mod:`bcartnb.hygiene.track_sink`), which records it in one ledger transaction
+(:meth:`~bcartnb.ledger.Ledger.record_tracks`), so a burst of a thousand clicks is a few
+transactions instead of a thousand, no request waits for SQLite's lock, and SQLite's work
+never holds the event loop's GIL.
 
 What is kept, and what can be lost:
 
@@ -13,10 +15,10 @@ What is kept, and what can be lost:
 * **a clean stop** (Ctrl-C, SIGTERM, the server's shutdown) loses nothing: the server stops
   taking requests, then :meth:`TrackWriter.close` writes every queued event before the
   process ends;
-* **a SIGKILL** (or a power cut) loses the events still queued: at most the last
-  :data:`DELAY` seconds of requests, plus a batch whose transaction had not committed (a
-  committed batch survives: WAL). Those people were redirected all the same; their clicks
-  are simply not counted. Never more counted than requested;
+* **a SIGKILL** of the server (or a power cut) loses the events still queued: about the
+  last :data:`DELAY` seconds of requests (the batch the writer process holds is still
+  committed, unless the power went). Those people were redirected all the same; their
+  clicks are simply not counted. Never more counted than requested;
 * **the ledger failing** (locked past its timeout, removed): the batch stays queued and is
   tried again every :data:`RETRY` seconds; past :data:`MAX_PENDING` queued events the server
   answers 503 (nothing recorded) rather than grow without end.
@@ -35,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from bcartnb.exceptions import BcartnbError
+from bcartnb.hygiene.track_sink import Sink
 from bcartnb.ledger.tracking import TrackEvent
 from bcartnb.quota import now_tokyo
 
@@ -76,6 +79,7 @@ class TrackWriter:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._next_purge = 0.0
+        self._sink: Sink | None = None  # the writer process, started with the first batch
 
     def start(self) -> None:
         """Start the thread (once); it purges first when a retention is set."""
@@ -120,6 +124,7 @@ class TrackWriter:
             thread.join(timeout)
         elif self._pending:  # never started: write here
             self._write(self._take())
+            self._close_sink()
 
     def _run(self) -> None:
         while True:
@@ -129,7 +134,7 @@ class TrackWriter:
                     self._cond.wait(self._until_purge())
                     self._purge_when_due_locked()
                 if not self._pending and self._closing:
-                    return
+                    break
                 if not self._closing:
                     self._cond.wait(self._delay)  # let the batch gather
                 batch = self._take_locked()
@@ -141,8 +146,9 @@ class TrackWriter:
                         log.error("開封・クリック %d 件を記録できずに終了します", len(batch))
                         self._pending.clear()
                         self._cond.notify_all()
-                        return
+                        break
                 time.sleep(RETRY)
+        self._close_sink()
 
     def _take(self) -> list[TrackEvent]:
         with self._cond:
@@ -154,15 +160,27 @@ class TrackWriter:
         return batch
 
     def _write(self, batch: list[TrackEvent]) -> bool:
+        rows = [(e.campaign_id, e.member_id, e.link, e.kind, e.machine, e.at) for e in batch]
         try:
-            self._ledger.record_tracks(batch)
+            if self._sink is None:
+                self._sink = Sink(self._ledger.path)
+            why = self._sink.write(rows)
         except BcartnbError as err:
-            log.error("開封・クリックを記録できません（あとで再試行します）: %s", err)
+            why = str(err)
+        if why is not None:
+            log.error("開封・クリックを記録できません（あとで再試行します）: %s", why)
+            if self._sink is not None and not self._sink.alive():
+                self._close_sink()  # started again for the next try
             return False
         with self._cond:
             self._busy = 0
             self._cond.notify_all()
         return True
+
+    def _close_sink(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
 
     def _until_purge(self) -> float | None:
         if self._retention is None:
