@@ -8,6 +8,7 @@ and the ledger is read once the writer says it has written everything it was giv
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -276,6 +277,7 @@ def _start(shop: Shop, port: int, now: datetime) -> subprocess.Popen[str]:  # no
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own group: a signal to the group reaches only it
     )
     assert proc.stdout is not None
     lines = [proc.stdout.readline() for _ in range(3)]
@@ -290,13 +292,16 @@ def _counted(shop: Shop) -> int:  # noqa: F811
         )
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize(
+    "stop", ["SIGTERM", "SIGINT to the group", "SIGTERM to the group", "SIGKILL"]
+)
 def test_clicks_then_a_stop_every_redirect_worked_and_never_more_counted(
     shop: Shop,  # noqa: F811
     listening: socket.socket,  # noqa: F811
-    stop: signal.Signals,
+    stop: str,
 ) -> None:
-    """A clean stop writes every click; a SIGKILL may lose the queued ones, never adds."""
+    """A clean stop writes every click, also when the signal reaches the writer process too
+    (Ctrl-C in a terminal, ``systemctl stop``); a SIGKILL may lose the queued ones, never adds."""
     send(shop)
     links = [
         u
@@ -312,10 +317,22 @@ def test_clicks_then_a_stop_every_redirect_worked_and_never_more_counted(
             reply = get(links[i % len(links)])
             assert reply.status_code == 302, reply.status_code
     finally:
-        proc.send_signal(stop)
-        proc.communicate(timeout=60)
-    if stop == signal.SIGTERM:
-        assert proc.returncode == 0 and _counted(shop) == clicks
+        sig = (
+            signal.SIGKILL
+            if stop == "SIGKILL"
+            else signal.SIGINT
+            if "INT" in stop
+            else signal.SIGTERM
+        )
+        if "group" in stop:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    if stop != "SIGKILL":
+        assert proc.returncode == 0, err
+        assert _counted(shop) == clicks
+        assert "Traceback" not in err
     else:
         assert proc.returncode == -signal.SIGKILL and 0 <= _counted(shop) <= clicks
         with Ledger.open(shop.tmp / "ledger.sqlite3") as led:  # the ledger is whole

@@ -9,7 +9,9 @@ ending with it, records it (:meth:`~bcartnb.ledger.Ledger.record_tracks`) and an
 
 It reads until the server says ``close`` or its pipe ends: when the server is killed, the
 batch in hand is still committed, and the process ends by itself (it never outlives the
-pipe by more than that batch).
+pipe by more than that batch). It ignores SIGINT and SIGTERM: Ctrl-C in a terminal and
+``systemctl stop`` signal the whole group, and the server's clean stop still has its last
+batches to hand over; the server ends this process when it is done.
 
 Run as ``python -m bcartnb.hygiene.track_sink LEDGER READ_FD WRITE_FD`` by :class:`Sink` only.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from multiprocessing.connection import Connection
@@ -89,6 +92,8 @@ def main(argv: list[str]) -> int:
     from bcartnb.ledger import Ledger
     from bcartnb.ledger.tracking import TrackEvent
 
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
     path, read_fd, write_fd = argv
     inbox = Connection(int(read_fd), writable=False)
     outbox = Connection(int(write_fd), readable=False)

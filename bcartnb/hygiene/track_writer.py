@@ -52,6 +52,8 @@ DELAY: Final = 0.1
 RETRY: Final = 1.0
 #: Queued events past which new ones are refused (the server answers 503).
 MAX_PENDING: Final = 100_000
+#: Tries of a batch once the server is stopping, before its events are given up.
+_LAST_TRIES: Final = 3
 #: How often the retention purge runs while the server runs (seconds).
 PURGE_EVERY: Final = 24 * 3600.0
 
@@ -127,6 +129,7 @@ class TrackWriter:
             self._close_sink()
 
     def _run(self) -> None:
+        failures = 0
         while True:
             self._purge_when_due()
             with self._cond:
@@ -142,12 +145,15 @@ class TrackWriter:
                 with self._cond:
                     self._pending[:0] = batch
                     self._busy = 0
-                    if self._closing:
+                    failures += 1
+                    if self._closing and failures >= _LAST_TRIES:
                         log.error("開封・クリック %d 件を記録できずに終了します", len(batch))
                         self._pending.clear()
                         self._cond.notify_all()
                         break
                 time.sleep(RETRY)
+            else:
+                failures = 0
         self._close_sink()
 
     def _take(self) -> list[TrackEvent]:

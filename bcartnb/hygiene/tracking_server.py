@@ -18,8 +18,9 @@ or the reverse: the unsubscribe server's fixed 404 page, which repeats nothing o
 request, and nothing is recorded.
 
 Answering does not wait for SQLite: a link table is read once per campaign and kept (it is
-frozen when the campaign is first sent), and the event is queued for the one writer thread
-(:mod:`bcartnb.hygiene.track_writer`: batches, flushed on a clean stop; what a SIGKILL loses).
+frozen when the campaign is first sent), and the event is queued for the writer
+(:mod:`bcartnb.hygiene.track_writer`: batches, recorded by a process of its own, flushed on a
+clean stop; what a SIGKILL loses).
 
 Who is a machine (counted apart, never as a person). Here, by the request alone:
 

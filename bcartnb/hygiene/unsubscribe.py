@@ -375,8 +375,9 @@ def serve(
     path = _check_prefix(prefix) if prefix is not None else prefix_from_settings(settings)
     TokenSigner(settings.unsubscribe_secret, "the unsubscribe server")
     sock = _listen(host, port)
-    # The click writer's thread must not hold the GIL while the event loop has answers to
-    # send: every socket send lets it in, and by default it keeps the GIL up to 5 ms.
+    # No other thread may keep the GIL long while the event loop has answers to send (the
+    # click writer's thread hands batches to its process; the pool runs the unsubscribe
+    # pages' ledger calls): every socket send lets one in, by default for up to 5 ms.
     sys.setswitchinterval(_SWITCH_INTERVAL)
     with Ledger.open(settings=settings) as ledger:
         server = make_server(settings, ledger, prefix=path)
