@@ -159,6 +159,7 @@ class Tracker:
         self.ledger = ledger
         self.writer = TrackWriter(ledger, retention_days=retention_days, clock=clock)
         self._links: dict[str, dict[int, str]] = {}
+        self._known: set[str] = set()
 
     async def target(self, campaign_id: str, number: int) -> str | None:
         """Link ``number``'s URL: the frozen table, read once per campaign it is found for."""
@@ -173,9 +174,15 @@ class Tracker:
         return table.get(number)
 
     async def known(self, campaign_id: str) -> bool:
-        if campaign_id in self._links:
+        """Whether the ledger has the campaign (once known, always: campaigns are kept)."""
+        if campaign_id in self._known:
             return True
-        return await run_in_threadpool(self.ledger.campaign_known, campaign_id)
+        found = await run_in_threadpool(self.ledger.campaign_known, campaign_id)
+        if found:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known.add(campaign_id)
+        return found
 
 
 def tracking_routes(
