@@ -39,6 +39,7 @@ from test_tracking import (  # noqa: F401 - fixtures
     tracker_of,
 )
 
+from bcartnb.hygiene.track_writer import TrackWriter
 from bcartnb.hygiene.tracking_server import SCANNER_AGENTS, Tracker, is_machine
 from bcartnb.ledger import Ledger
 from bcartnb.ledger.tracking import BURST_SECONDS, DELIVERY_SECONDS, TRAP_SECONDS, TrackEvent
@@ -373,4 +374,37 @@ def test_events_past_the_retention_are_deleted_when_the_server_starts(
 
 def _members(shop: Shop) -> list[int]:  # noqa: F811
     with sqlite3.connect(shop.tmp / "ledger.sqlite3") as conn:
+        return [r[0] for r in conn.execute("SELECT member_id FROM tracking_events ORDER BY 1")]
+
+
+def test_the_running_server_purges_again_as_days_pass(tmp_path: Path) -> None:
+    """The writer's daily purge, with the day made short and the clock moved by the test."""
+    path = tmp_path / "ledger.sqlite3"
+    clock = Clock(now_tokyo())
+    with Ledger.open(path) as led:
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "INSERT INTO campaigns (campaign_id, created_at, user, host, plan, "
+                "fingerprint, params, status, updated_at) "
+                "VALUES ('c', 'x', 'u', 'h', 'p', 'f', '{}', 'done', 'x')"
+            )
+        led.record_track("c", 1, 1, "click", machine=False, now=clock.at - timedelta(days=10))
+        writer = TrackWriter(led, retention_days=30, clock=clock, purge_every=0.05)
+        writer.start()
+        try:
+            assert writer.put(TrackEvent("c", 2, 1, "click", False, clock.at))
+            assert writer.flush()
+            assert _rows(path) == [1, 2]  # 10 days old: kept at start
+            clock.at += timedelta(days=25)  # now 35 days old, and the other 25
+            deadline = time.monotonic() + 60
+            while _rows(path) != [2]:
+                assert time.monotonic() < deadline, _rows(path)
+                time.sleep(0.05)
+        finally:
+            writer.close()
+    assert _rows(path) == [2]
+
+
+def _rows(path: Path) -> list[int]:
+    with sqlite3.connect(path) as conn:
         return [r[0] for r in conn.execute("SELECT member_id FROM tracking_events ORDER BY 1")]

@@ -70,6 +70,7 @@ class TrackWriter:
         retention_days: int | None = None,
         clock: Callable[[], datetime] | None = None,
         delay: float = DELAY,
+        purge_every: float = PURGE_EVERY,
     ) -> None:
         self._ledger = ledger
         self._retention = retention_days
@@ -81,6 +82,7 @@ class TrackWriter:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._next_purge = 0.0
+        self._purge_every = purge_every
         self._sink: Sink | None = None  # the writer process, started with the first batch
 
     def start(self) -> None:
@@ -204,7 +206,7 @@ class TrackWriter:
     def _purge_when_due(self) -> None:
         if self._retention is None or time.monotonic() < self._next_purge:
             return
-        self._next_purge = time.monotonic() + PURGE_EVERY
+        self._next_purge = time.monotonic() + self._purge_every
         purge_old(self._ledger, self._retention, self._clock())
 
 
