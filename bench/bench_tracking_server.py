@@ -262,6 +262,11 @@ def main() -> int:
             ports = {"plain": plain_port, "bcartnb": real_port}
             asyncio.run(paced(real_port, paths, 200, 1, 4))  # warm: imports, first batch
             sent += 200
+            deadline = time.monotonic() + 60
+            while recorded(folder)[0] < 200:  # the writer process has written the warm-up
+                if time.monotonic() > deadline:
+                    raise SystemExit("the warm-up clicks were not recorded")
+                time.sleep(0.1)
             load = os.getloadavg()
             for rnd in range(args.rounds):
                 for name in ("plain", "bcartnb"):

@@ -132,6 +132,10 @@ class TrackWriter:
 
     def _run(self) -> None:
         failures = 0
+        try:  # started now, not with the first click: it is ready when clicks come
+            self._sink = Sink(self._ledger.path)
+        except BcartnbError as err:
+            log.error("開封・クリックを記録できません（あとで再試行します）: %s", err)
         while True:
             self._purge_when_due()
             with self._cond:
