@@ -421,6 +421,8 @@ security = "none"
 # （キャンペーンごとに track = false で止められます）。
 # url = "https://shop.example.co.jp/t"
 # track = true
+# 開封・クリックの記録を残す日数（これより古い記録はサーバーが起動時と毎日削除します）。
+# retention_days = 365
 
 # [purchase]
 # 受注CSV（--orders・キャンペーンファイルの orders）から作る購入履歴の列のしきい値。

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from html.parser import HTMLParser
 from typing import Any, Final
 
-from bcartnb.mailtokens import OPEN_LINK, TrackSigner
+from bcartnb.mailtokens import OPEN_LINK, TRAP_LINK, TrackSigner
 
 __all__ = ["LinkTracker", "tracked_links"]
 
@@ -100,7 +100,7 @@ def tracked_links(
             and not any(c.isspace() or ord(c) < 32 for c in url)
         ):
             out.append(url)
-    return tuple(out)
+    return tuple(out[: TRAP_LINK - 1])  # numbers 1 to TRAP_LINK - 1; any more stay as written
 
 
 def _stem(setting: str) -> str:
@@ -130,7 +130,7 @@ class LinkTracker:
 
     def url(self, member_id: int, number: int) -> str:
         """The tracking URL of link ``number`` (0: the open image) in the member's mail."""
-        kind = "o" if number == OPEN_LINK else "c"
+        kind = "o" if number == OPEN_LINK else "c"  # the hidden link is a click: TRAP_LINK
         return f"{self.base}/{kind}/{self._signer.make(self.campaign_id, member_id, number)}"
 
     def apply(self, member_id: Any, text: str, body: str | None) -> tuple[str, str | None]:
@@ -177,6 +177,9 @@ class LinkTracker:
         pixel = (
             f'<img src="{html.escape(url(OPEN_LINK))}" width="1" height="1" '
             'alt="" style="display:block;border:0;width:1px;height:1px">'
+            f'<a href="{html.escape(url(TRAP_LINK))}" aria-hidden="true" tabindex="-1" '
+            'style="display:none;width:0;height:0;overflow:hidden;font-size:0;line-height:0">'
+            "</a>"
         )
         ends = list(_BODY_END_RE.finditer(body))
         if not ends:

@@ -50,8 +50,9 @@ import logging
 import re
 import signal
 import socket
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
@@ -66,7 +67,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bcartnb.exceptions import BcartnbError, SettingsError, TransportError
-from bcartnb.hygiene.tracking_server import tracking_routes
+from bcartnb.hygiene.tracking_server import Tracker, tracking_routes
 from bcartnb.hygiene.unsubscribe_pages import (
     SECURITY_HEADERS,
     ShopFooter,
@@ -266,12 +267,25 @@ def create_app(
     async def not_found() -> Response:
         return await _not_found_page()
 
-    tracking = tracking_routes(settings, ledger, not_found, _unavailable, clock)
-    return Starlette(
+    tracker = Tracker(ledger, settings.tracking.retention_days, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tracker.writer.start()  # the retention purge runs first
+        try:
+            yield
+        finally:
+            await run_in_threadpool(tracker.writer.close)  # nothing queued is lost
+
+    tracking = tracking_routes(settings, tracker, not_found, _unavailable, clock)
+    app = Starlette(
         routes=[*tracking, Route(prefix + "{token}", unsubscribe, methods=["GET", "POST"])],
         exception_handlers={404: _not_found, 405: _not_allowed},
         middleware=[Middleware(_SecurityHeaders)],
+        lifespan=lifespan,
     )
+    app.state.tracker = tracker
+    return app
 
 
 def _check_prefix(prefix: str) -> str:
@@ -307,6 +321,9 @@ def prefix_from_settings(settings: Settings) -> str:
         )
     return _check_prefix(found.group("path"))
 
+
+#: How long a thread holds the GIL when another wants it, in the server process (s).
+_SWITCH_INTERVAL: Final = 0.0005
 
 #: Connections the kernel holds before they are accepted (capped by net.core.somaxconn): a
 #: burst of one-click POSTs after a campaign waits there instead of retrying its SYN.
@@ -358,6 +375,10 @@ def serve(
     path = _check_prefix(prefix) if prefix is not None else prefix_from_settings(settings)
     TokenSigner(settings.unsubscribe_secret, "the unsubscribe server")
     sock = _listen(host, port)
+    # No other thread may keep the GIL long while the event loop has answers to send (the
+    # click writer's thread hands batches to its process; the pool runs the unsubscribe
+    # pages' ledger calls): every socket send lets one in, by default for up to 5 ms.
+    sys.setswitchinterval(_SWITCH_INTERVAL)
     with Ledger.open(settings=settings) as ledger:
         server = make_server(settings, ledger, prefix=path)
         if ready is not None:
@@ -371,13 +392,19 @@ def serve(
 
 
 def make_server(
-    settings: Settings, ledger: Ledger, *, prefix: str = "/", log_level: str = "info"
+    settings: Settings,
+    ledger: Ledger,
+    *,
+    prefix: str = "/",
+    log_level: str = "info",
+    clock: Callable[[], datetime] | None = None,
 ) -> uvicorn.Server:
     """The uvicorn server :func:`serve` runs (``server.run(sockets=[...])``), tests too.
 
     No ``limit_concurrency``: uvicorn counts idle connections against it and answers 503.
     Instead the guard's deadlines and connection queue (:mod:`bcartnb.hygiene.http_guard`)
     from ``[hygiene] server_*``; requests past the app's thread pool (40) wait for a thread.
+    The app's lifespan starts the click writer and, on a clean stop, writes what it holds.
     """
     import uvicorn
 
@@ -391,10 +418,10 @@ def make_server(
         connections=hygiene.server_connections,
     )
     config = uvicorn.Config(
-        create_app(settings, ledger, prefix=prefix),
+        create_app(settings, ledger, prefix=prefix, clock=clock),
         http=guarded_protocol(limits),
         ws="none",
-        lifespan="off",
+        lifespan="on",  # the click writer: started, and flushed on a clean stop
         access_log=False,  # request paths hold tokens
         server_header=False,
         proxy_headers=False,

@@ -3,12 +3,26 @@
 Recorded idempotently: one row per campaign, member, link (0: the open image), kind and
 person-or-machine, with the first and last time and a count, so a member clicking a link
 ten times is one person who clicked it (count 10), and a repeated request changes a count,
-never who is counted. Nothing of the requester is kept (no IP address, no User-Agent).
+never who is counted. Nothing of the requester is kept (no IP address, no User-Agent), and
+rows older than ``[tracking] retention_days`` are deleted (:meth:`Tracking.purge_tracking`).
 
-Machines are counted apart (``machine = 1``), never as people: the server says which
-requests are a machine's (a HEAD, a known scanner), and one rule needs the ledger: a click
-that comes within :data:`BURST_SECONDS` of a person's click on *another* link of the same
-mail is a gateway fetching every link at once, so both are moved to the machines.
+Machines are counted apart (``machine = 1``), never as people. The server says which
+requests are a machine's by the request alone (a HEAD, a known scanner's User-Agent:
+:mod:`bcartnb.hygiene.tracking_server`); three rules need what the ledger knows, and each
+moves a person's event to the machines, never the other way:
+
+* **every link at once**: a click within :data:`BURST_SECONDS` of a person's click on
+  *another* link of the same mail is a gateway fetching every link (Safe Links, Proofpoint,
+  ...); both are moved to the machines;
+* **at delivery**: a click within :data:`DELIVERY_SECONDS` after the mail was handed to the
+  mail server (the delivery's ``result_at``) is a gateway scanning it on arrival: nobody
+  reads a mail and clicks in that time;
+* **the hidden link** (:data:`~bcartnb.mailtokens.TRAP_LINK`, an invisible link in each HTML
+  mail that no person sees or can reach): its fetch is a machine's, and so is every event of
+  that mail within :data:`TRAP_SECONDS` before or after it.
+
+Events come in batches (:meth:`Tracking.record_tracks`, one transaction each: the public
+server's writer), applied in order, so a batch counts exactly as the same requests one by one.
 """
 
 from __future__ import annotations
@@ -20,11 +34,37 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from bcartnb.ledger.database import Database, dt, ts
+from bcartnb.mailtokens import TRAP_LINK
 
-__all__ = ["BURST_SECONDS", "LinkResult", "TrackResults", "Tracking"]
+__all__ = [
+    "BURST_SECONDS",
+    "DELIVERY_SECONDS",
+    "TRAP_SECONDS",
+    "LinkResult",
+    "TrackEvent",
+    "TrackResults",
+    "Tracking",
+]
 
 #: Two links of one mail clicked within this many seconds: a machine, not a person.
 BURST_SECONDS: Final = 2.0
+#: A click this soon after the mail was handed over: a gateway scanning it on arrival.
+DELIVERY_SECONDS: Final = 10.0
+#: The hidden link's fetch makes a machine of every event of the mail this close to it.
+TRAP_SECONDS: Final = 60.0
+
+
+@dataclass(frozen=True)
+class TrackEvent:
+    """One request the public server answered: what it named, when, and whether the request
+    alone showed a machine (the ledger's rules may still find one)."""
+
+    campaign_id: str
+    member_id: int
+    link: int
+    kind: str
+    machine: bool
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -137,12 +177,23 @@ class Tracking(Database):
         now: datetime | None = None,
     ) -> bool:
         """Count one request; True when it was counted as a machine's (see the module)."""
-        now = self._now(now)
+        event = TrackEvent(campaign_id, member_id, link, kind, machine, self._now(now))
+        return self.record_tracks([event])[0]
+
+    def record_tracks(self, events: Sequence[TrackEvent]) -> list[bool]:
+        """Count requests in order, in one transaction; for each, whether it was a machine's."""
+        if not events:
+            return []
+        sent: dict[tuple[str, int], datetime | None] = {}
         with self._write() as c:
-            if kind == "click" and not machine:
-                machine = _burst(c, campaign_id, member_id, link, now)
-            _count(c, campaign_id, member_id, link, kind, machine, now, now, 1)
-        return machine
+            return [_record(c, e, sent) for e in events]
+
+    def purge_tracking(self, before: datetime) -> int:
+        """Delete the events last seen before ``before`` (the retention); how many rows went."""
+        with self._write() as c:
+            return c.execute(
+                "DELETE FROM tracking_events WHERE last_at < ?", (ts(before),)
+            ).rowcount
 
     def track_results(self, campaign_id: str) -> TrackResults:
         """The campaign's 配信数, 開封数, クリック数 and clicks by link (people; machines apart).
@@ -208,45 +259,84 @@ def _one(c: sqlite3.Connection, sql: str, *, cid: str) -> int:
     return int(c.execute(sql, (cid,)).fetchone()[0])
 
 
-def _burst(
-    c: sqlite3.Connection, campaign_id: str, member_id: int, link: int, now: datetime
+#: A row of the member's recent events: link, kind, machine, first_at, last_at, count.
+_Row = tuple[int, str, int, str, str, int]
+
+
+def _record(
+    c: sqlite3.Connection, e: TrackEvent, sent: dict[tuple[str, int], datetime | None]
 ) -> bool:
+    """Count one event by the module's rules: one read of the mail's recent events (the
+    widest window, the hidden link's) serves all three; ``sent`` caches delivery times."""
+    at = ts(e.at)
+    if e.machine and e.link != TRAP_LINK:
+        _count(c, e, e.link, e.kind, True, at, at, 1)
+        return True
+    rows: list[_Row] = c.execute(
+        "SELECT link, kind, machine, first_at, last_at, count FROM tracking_events "
+        "WHERE campaign_id = ? AND member_id = ? AND last_at >= ?",
+        (e.campaign_id, e.member_id, ts(e.at - timedelta(seconds=TRAP_SECONDS))),
+    ).fetchall()
+    if e.link == TRAP_LINK:  # every person event of the mail near it was a machine's
+        for link, kind, machine, first, last, count in rows:
+            if not machine:
+                _move(c, e, link, kind, count, first, last)
+        machine = True
+    else:
+        machine = any(r[0] == TRAP_LINK for r in rows) or (
+            e.kind == "click" and (_at_delivery(c, e, sent) or _burst(c, e, rows))
+        )
+    _count(c, e, e.link, e.kind, machine, at, at, 1)
+    return machine
+
+
+def _at_delivery(
+    c: sqlite3.Connection, e: TrackEvent, sent: dict[tuple[str, int], datetime | None]
+) -> bool:
+    key = (e.campaign_id, e.member_id)
+    if key not in sent:
+        row = c.execute(
+            "SELECT result_at FROM deliveries WHERE campaign_id = ? AND member_id = ? "
+            "AND state = 'sent'",
+            key,
+        ).fetchone()
+        sent[key] = dt(row[0]) if row else None
+    at = sent[key]
+    return at is not None and timedelta(0) <= e.at - at <= timedelta(seconds=DELIVERY_SECONDS)
+
+
+def _burst(c: sqlite3.Connection, e: TrackEvent, rows: list[_Row]) -> bool:
     """Whether a person's click on another link of this mail came within BURST_SECONDS; if
     so, that click is moved to the machines too (this one is counted there by the caller)."""
-    since = ts(now - timedelta(seconds=BURST_SECONDS))
-    rows = c.execute(
-        "SELECT link, first_at, last_at, count FROM tracking_events WHERE campaign_id = ? "
-        "AND member_id = ? AND kind = 'click' AND machine = 0 AND link != ? AND last_at >= ?",
-        (campaign_id, member_id, link, since),
-    ).fetchall()
-    for other, _first, last_at, count in rows:
-        if count == 1:
-            c.execute(
-                "DELETE FROM tracking_events WHERE campaign_id = ? AND member_id = ? AND link = ? "
-                "AND kind = 'click' AND machine = 0",
-                (campaign_id, member_id, other),
-            )
-        else:
-            c.execute(
-                "UPDATE tracking_events SET count = count - 1 WHERE campaign_id = ? "
-                "AND member_id = ? AND link = ? AND kind = 'click' AND machine = 0",
-                (campaign_id, member_id, other),
-            )
-        at = dt(last_at)
-        assert at is not None
-        _count(c, campaign_id, member_id, int(other), "click", True, at, at, 1)
-    return bool(rows)
+    others = [r for r in rows if r[1] == "click" and not r[2] and r[0] not in (e.link, TRAP_LINK)]
+    if not others:
+        return False
+    since = ts(e.at - timedelta(seconds=BURST_SECONDS))
+    near = [r for r in others if r[4] >= since]
+    for r in near:
+        _move(c, e, r[0], "click", 1, r[4], r[4])
+    return bool(near)
+
+
+def _move(
+    c: sqlite3.Connection, e: TrackEvent, link: int, kind: str, n: int, first: str, last: str
+) -> None:
+    """Move ``n`` of a person row's count (its last ones) to the machines' row."""
+    key = (e.campaign_id, e.member_id, link, kind)
+    where = "campaign_id = ? AND member_id = ? AND link = ? AND kind = ? AND machine = 0"
+    c.execute(f"DELETE FROM tracking_events WHERE {where} AND count <= ?", (*key, n))
+    c.execute(f"UPDATE tracking_events SET count = count - ? WHERE {where}", (n, *key))
+    _count(c, e, link, kind, True, first, last, n)
 
 
 def _count(
     c: sqlite3.Connection,
-    campaign_id: str,
-    member_id: int,
+    e: TrackEvent,
     link: int,
     kind: str,
     machine: bool,
-    first: datetime,
-    last: datetime,
+    first: str,
+    last: str,
     n: int,
 ) -> None:
     c.execute(
@@ -255,5 +345,5 @@ def _count(
         "ON CONFLICT (campaign_id, member_id, link, kind, machine) DO UPDATE SET "
         "first_at = min(first_at, excluded.first_at), "
         "last_at = max(last_at, excluded.last_at), count = count + excluded.count",
-        (campaign_id, member_id, link, kind, int(machine), ts(first), ts(last), n),
+        (e.campaign_id, e.member_id, link, kind, int(machine), first, last, n),
     )

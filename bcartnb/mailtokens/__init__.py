@@ -27,7 +27,7 @@ from bcartnb.mailtokens.tokens import (
     parse,
     secret_bits,
 )
-from bcartnb.mailtokens.tracking import OPEN_LINK, TrackSigner, TrackToken
+from bcartnb.mailtokens.tracking import OPEN_LINK, TRAP_LINK, TrackSigner, TrackToken
 from bcartnb.mailtokens.verp import (
     MailRef,
     VerpSigner,
@@ -43,6 +43,7 @@ __all__ = [
     "MIN_SECRET_DISTINCT",
     "OPEN_LINK",
     "SECRET_ENV",
+    "TRAP_LINK",
     "MailRef",
     "TokenSigner",
     "TrackSigner",

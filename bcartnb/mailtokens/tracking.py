@@ -26,16 +26,20 @@ from typing import Final, NamedTuple
 from bcartnb.exceptions import SettingsError
 from bcartnb.mailtokens.tokens import SECRET_ENV, check_secret
 
-__all__ = ["OPEN_LINK", "TrackSigner", "TrackToken"]
+__all__ = ["OPEN_LINK", "TRAP_LINK", "TrackSigner", "TrackToken"]
 
 #: The "link number" of the open image.
 OPEN_LINK: Final = 0
+
+_MAX_LINKS: Final = 10_000
+#: The "link number" of the hidden link no person sees (:mod:`bcartnb.compose.tracking`): the
+#: last number a token can hold, never one of a campaign's links (they stop below it).
+TRAP_LINK: Final = _MAX_LINKS - 1
 
 _VERSION: Final = b"\x01"
 _MAC_BYTES: Final = 16
 _DOMAIN: Final = b"bcartnb-track-v1\x00"  # this MAC means nothing anywhere else
 _MAX_CAMPAIGN_BYTES: Final = 200
-_MAX_LINKS: Final = 10_000
 _MAX_TOKEN_CHARS: Final = (1 + _MAC_BYTES + 20 + 1 + 5 + 1 + _MAX_CAMPAIGN_BYTES) * 4 // 3 + 3
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
 _PAYLOAD_RE: Final = re.compile(

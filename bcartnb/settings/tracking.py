@@ -5,6 +5,11 @@ of a campaign mail then goes through ``{url}/c/<token>`` and HTML mails carry a 
 ``{url}/o/<token>`` (:mod:`bcartnb.compose.tracking`). ``track = false`` turns it off for
 the whole shop while keeping the address; a campaign's own ``track = false`` turns it off
 for that campaign.
+
+``retention_days`` (default 365, 1 to 3,650): how long the public server keeps a click or an
+open (by the day it was last seen); older ones are deleted when the server starts and once a
+day while it runs (:mod:`bcartnb.hygiene.track_writer`). The link tables stay (they hold no
+one's data, and an old mail's links keep working).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from bcartnb.settings.checks import check_url, read_section
 
 __all__ = ["TrackingSettings", "tracking_from_file"]
 
-_TRACKING_KINDS: dict[str, type] = {"url": str, "track": bool}
+_TRACKING_KINDS: dict[str, type] = {"url": str, "track": bool, "retention_days": int}
+#: How long clicks and opens are kept unless the settings say otherwise.
+DEFAULT_RETENTION_DAYS = 365
+_RETENTION_RANGE = range(1, 3651)
 
 
 @dataclass(frozen=True)
@@ -28,8 +36,15 @@ class TrackingSettings:
 
     url: str | None = None
     track: bool = True
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     def __post_init__(self) -> None:
+        if type(self.retention_days) is not int or self.retention_days not in _RETENTION_RANGE:
+            raise SettingsError(
+                f"[tracking] retention_days must be 1 to 3650, not {self.retention_days!r}",
+                ja="[tracking] retention_days（開封・クリックの保存日数）は 1 から 3650 の"
+                f"整数にしてください（{self.retention_days!r} ではなく）。",
+            )
         if self.url is None:
             return
         check_url(self.url, "[tracking] url", SettingsError)
