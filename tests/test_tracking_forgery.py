@@ -67,6 +67,20 @@ def test_any_text_as_a_token_is_refused_echoes_nothing_and_records_nothing(
     assert events(shop, server) == []
 
 
+@pytest.mark.parametrize("tail", ["0%2F", "x/", "%2F", "a%2Fb%2F"])
+@pytest.mark.parametrize("kind", ["c", "o"])
+def test_a_trailing_slash_is_refused_not_redirected_to_the_path_without_it(
+    shop: Shop,  # noqa: F811
+    server: Tracker,  # noqa: F811
+    kind: str,
+    tail: str,
+) -> None:
+    # Starlette redirected ".../0/" to ".../0" (307, the path echoed in Location); found by the
+    # property above with the token "0/".
+    _refused(get(f"{shop.base}/{kind}/{tail}"), tail)
+    assert events(shop, server) == []
+
+
 def test_tokens_of_an_unknown_campaign_are_refused_whatever_their_link(
     shop: Shop,  # noqa: F811
     server: Tracker,  # noqa: F811

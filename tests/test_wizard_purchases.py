@@ -120,7 +120,9 @@ def test_the_section_offers_the_groups_and_products_members_have(wizard: Wizard)
         ("優良（1人）", "優良"),
         ("一般（1人）", "一般"),
     )
-    assert p.product.options == ("<script>x</script>", "A-100", "B-200", "C-300")
+    # 購入商品 holds each product's code and, after the codes, its name: either can be picked
+    codes = ("<script>x</script>", "A-100", "B-200", "C-300")
+    assert p.product.options == (*codes, *(f"商品{code}" for code in codes))
     assert p in wizard.filter_step.children
     assert set(p.controls) <= set(wizard.filter_step.controls)
     assert wizard.filter_step.filter == {}  # nothing picked: no condition

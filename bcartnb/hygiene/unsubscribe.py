@@ -284,6 +284,9 @@ def create_app(
         middleware=[Middleware(_SecurityHeaders)],
         lifespan=lifespan,
     )
+    # A path with a trailing slash is not redirected to the one without: that redirect echoed the
+    # request's path back in Location (found by the forged-token property with the token "0/").
+    app.router.redirect_slashes = False
     app.state.tracker = tracker
     return app
 

@@ -7,7 +7,7 @@ give them, its controls disabled. Like the other controls it only builds the fil
 "購入金額合計": {"min": 100000}, "購入商品": {"contains": "A-100"}}``), the one a campaign file
 takes, and shows it in words by :func:`bcartnb.filters.describe_filter`; :mod:`bcartnb.filters`
 is the one matcher, run by the wizard's 絞込. Choices come from the members (the groups and
-product codes they hold), so a value nobody holds cannot be picked.
+product codes and names they hold), so a value nobody holds cannot be picked.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _groups(members: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _products(members: pd.DataFrame) -> list[str]:
-    """The product codes bought by any member, sorted (one Arrow pass over the lists)."""
+    """The product codes and names bought by any member, sorted (one Arrow pass over the lists)."""
     if not has_purchases(members) or members.empty:
         return []
     lists = pa.chunked_array(pa.array(members["購入商品"].array)).combine_chunks()
