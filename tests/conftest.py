@@ -91,3 +91,18 @@ _hypothesis_settings.register_profile(
     "bcartnb", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 _hypothesis_settings.load_profile("bcartnb")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A property's own ``@settings`` replaces the profile's, it does not add to it: one that
+    names ``suppress_health_check`` (or a ``deadline``) turns the timing checks back on,
+    and a loaded CI machine fails it for being slow. Refused at collection, by name."""
+    for item in items:
+        own = getattr(getattr(item, "obj", None), "_hypothesis_internal_use_settings", None)
+        if own is None:
+            continue
+        if own.deadline is not None or HealthCheck.too_slow not in own.suppress_health_check:
+            raise pytest.UsageError(
+                f"{item.nodeid}: its @settings must keep deadline=None and suppress "
+                "HealthCheck.too_slow (a timing check; see tests/conftest.py)"
+            )

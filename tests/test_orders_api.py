@@ -165,7 +165,9 @@ api_orders = st.lists(
 
 
 @settings(
-    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(orders=api_orders)
 def test_the_api_snapshot_and_the_csv_of_the_same_orders_derive_alike(

@@ -124,7 +124,9 @@ def test_bare_newlines_go_out_as_crlf_and_dots_survive(smtp_server: Factory) -> 
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(
     lines=st.lists(
