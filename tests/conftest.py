@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,19 @@ def _isolated_env(
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port where a connection is refused, for the whole test.
+
+    The socket stays bound but never listens: the kernel refuses connections to it, and
+    no other process can take the port meanwhile (a port bound, closed and connected to
+    later may be someone's server by then).
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 # --- SMTP servers (tests/smtp_servers.py) ------------------------------------------------
