@@ -467,7 +467,11 @@ class TestServer:
             return
         reserved = socket.socket()
         reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
-        reserved.bind((self.host, self.port))
+        try:
+            reserved.bind((self.host, self.port))
+        except OSError:  # not ours to hold after all: down as before, unreserved
+            reserved.close()
+            return
         self._reserved = reserved
 
     def up(self) -> TestServer:
