@@ -192,14 +192,20 @@ service imap-login {{
     while time.monotonic() < deadline:
         if process.poll() is not None:
             err = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            server.stop()  # reaped, its pipe closed
             raise RuntimeError(f"dovecot exited: {err}\n{server.log()}")
         try:
             with (
                 socket.create_connection(("127.0.0.1", imaps_port), timeout=1),
-                socket.create_connection(("127.0.0.1", imap_port), timeout=1),
+                socket.create_connection(("127.0.0.1", imap_port), timeout=5) as plain,
             ):
-                return server
+                greeting = plain.recv(200)
         except OSError:
-            time.sleep(0.1)
+            greeting = b""
+        # Dovecot's own greeting, not a port that answers: its login processes start once
+        # every listener is bound (a port taken meanwhile ends it before they do)
+        if b"Dovecot" in greeting and process.poll() is None:
+            return server
+        time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"dovecot did not listen in 20 s\n{server.log()}")
