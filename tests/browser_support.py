@@ -16,7 +16,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from extras import CHROMIUM, need_browser
+from jupyter_runtime import served_port
 
 need_browser()  # a clear skip (a failure under make test), not ModuleNotFoundError
 
@@ -46,7 +46,6 @@ __all__ = [
     "JupyterLab",
     "Screenshots",
     "collapse_left_sidebar",
-    "free_port",
     "launch_chromium",
     "open_notebook",
     "run_all_cells",
@@ -81,20 +80,13 @@ _LAB_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class JupyterLab:
     """``jupyter lab`` serving ``root`` on 127.0.0.1; a context manager that always stops it."""
 
     def __init__(self, root: Path, state: Path, env: Mapping[str, str] | None = None) -> None:
         self.root = root
         self.state = state
-        self.port = free_port()
+        self.port = 0  # the server's, once it has started (see served_port)
         self.token = secrets.token_hex(16)
         self.log_path = state / "jupyterlab.log"
         self._extra_env = dict(env or {})
@@ -136,7 +128,7 @@ class JupyterLab:
             "lab",
             "--no-browser",
             "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={self.port}",
+            "--ServerApp.port=0",
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root}",
@@ -146,20 +138,26 @@ class JupyterLab:
         ]
         if os.geteuid() == 0:  # CI containers run as root; Jupyter refuses that unless told
             cmd.append("--allow-root")
+        env = self._env()
+        for stale in (self.state / "runtime").glob("jpserver-*.json"):  # a killed server's
+            stale.unlink()
+        self.port = 0
         log = self.log_path.open("wb")
         self._proc = subprocess.Popen(
-            cmd, cwd=self.root, env=self._env(), stdout=log, stderr=subprocess.STDOUT
+            cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         deadline = time.monotonic() + timeout
-        status = f"{self.url}/api/status?token={self.token}"
         while True:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"jupyter lab exited {self._proc.returncode}:\n{self.log()}")
+            self.port = self.port or served_port(self.state / "runtime")
             try:
-                with urllib.request.urlopen(status, timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
+                if self.port:
+                    status = f"{self.url}/api/status?token={self.token}"
+                    with urllib.request.urlopen(status, timeout=2) as resp:
+                        if resp.status == 200:
+                            return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,19 @@ def _isolated_env(
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port where a connection is refused, for the whole test.
+
+    The socket stays bound but never listens: the kernel refuses connections to it, and
+    no other process can take the port meanwhile (a port bound, closed and connected to
+    later may be someone's server by then).
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 # --- SMTP servers (tests/smtp_servers.py) ------------------------------------------------
@@ -91,3 +105,18 @@ _hypothesis_settings.register_profile(
     "bcartnb", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 _hypothesis_settings.load_profile("bcartnb")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A property's own ``@settings`` replaces the profile's, it does not add to it: one that
+    names ``suppress_health_check`` (or a ``deadline``) turns the timing checks back on,
+    and a loaded CI machine fails it for being slow. Refused at collection, by name."""
+    for item in items:
+        own = getattr(getattr(item, "obj", None), "_hypothesis_internal_use_settings", None)
+        if own is None:
+            continue
+        if own.deadline is not None or HealthCheck.too_slow not in own.suppress_health_check:
+            raise pytest.UsageError(
+                f"{item.nodeid}: its @settings must keep deadline=None and suppress "
+                "HealthCheck.too_slow (a timing check; see tests/conftest.py)"
+            )

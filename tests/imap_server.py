@@ -28,10 +28,20 @@ __all__ = ["DOVECOT", "ImapServer", "start_imap_server"]
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports() -> tuple[int, int]:
+    """Two distinct free ports (the first is held while the second is picked).
+
+    Dovecot binds them a moment later, so another process may take one first: then
+    :func:`start_imap_server` tries again with two new ones.
+    """
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        return int(a.getsockname()[1]), int(b.getsockname()[1])
+
+
+#: Dovecot's words when a port it was given is taken meanwhile.
+_PORT_TAKEN = "Address already in use"
 
 
 @dataclass
@@ -99,7 +109,29 @@ def start_imap_server(root: Path, *, user: str = "shop", password: str = "s3cret
         os.chown(path, *owner)
     os.chmod(root, 0o755)
     (root / "passwd").write_text(f"{user}:{{PLAIN}}{password}::::::\n", encoding="utf-8")
-    imaps_port, imap_port = _free_port(), _free_port()
+    for attempt in range(3):
+        try:
+            return _start(root, user, password, owner, login_user, internal_user, ca_file)
+        except RuntimeError as err:
+            if _PORT_TAKEN not in str(err) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start(
+    root: Path,
+    user: str,
+    password: str,
+    owner: tuple[int, int],
+    login_user: str,
+    internal_user: str,
+    ca_file: Path,
+) -> ImapServer:
+    """Dovecot on two free ports, once it listens on both."""
+    cert_file, key_file = root / "cert.pem", root / "key.pem"
+    maildir = root / "home" / user / "Maildir"
+    imaps_port, imap_port = _free_ports()
+    (root / "dovecot.log").unlink(missing_ok=True)  # a failed attempt's log is not this one's
     conf = root / "dovecot.conf"
     conf.write_text(
         f"""
@@ -160,14 +192,20 @@ service imap-login {{
     while time.monotonic() < deadline:
         if process.poll() is not None:
             err = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            server.stop()  # reaped, its pipe closed
             raise RuntimeError(f"dovecot exited: {err}\n{server.log()}")
         try:
             with (
                 socket.create_connection(("127.0.0.1", imaps_port), timeout=1),
-                socket.create_connection(("127.0.0.1", imap_port), timeout=1),
+                socket.create_connection(("127.0.0.1", imap_port), timeout=5) as plain,
             ):
-                return server
+                greeting = plain.recv(200)
         except OSError:
-            time.sleep(0.1)
+            greeting = b""
+        # Dovecot's own greeting, not a port that answers: its login processes start once
+        # every listener is bound (a port taken meanwhile ends it before they do)
+        if b"Dovecot" in greeting and process.poll() is None:
+            return server
+        time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"dovecot did not listen in 20 s\n{server.log()}")

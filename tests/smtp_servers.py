@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import socketserver
 import ssl
 import threading
@@ -442,6 +443,7 @@ class TestServer:
             assert tls is not None
             kwargs["ssl_context"] = tls.server_context
         self._server = SmtpServerThread(self.handler, "127.0.0.1", 0, **kwargs)
+        self._reserved: socket.socket | None = None  # the port, held while down
 
     def start(self) -> TestServer:
         self._listen()
@@ -451,18 +453,37 @@ class TestServer:
         """Stop for good (up or down); held and hanging mails need no release first."""
         self.release()
         self._server.stop()
+        self._unreserve()
 
     def down(self) -> None:
         """Stop listening and close every open connection: connecting is then refused.
 
         Held mails are not answered: their connections end. :meth:`up` brings it back.
+        The port stays bound meanwhile, never listening (so still refused): another
+        process binding it while the server is down would make :meth:`up` fail.
         """
         self._server.stop()
+        if self._reserved is not None:  # already down
+            return
+        reserved = socket.socket()
+        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        try:
+            reserved.bind((self.host, self.port))
+        except OSError:  # not ours to hold after all: down as before, unreserved
+            reserved.close()
+            return
+        self._reserved = reserved
 
     def up(self) -> TestServer:
         """Listen again on the same port, with the same handler, faults and recorded mail."""
+        self._unreserve()
         self._listen()
         return self
+
+    def _unreserve(self) -> None:
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
 
     @property
     def is_up(self) -> bool:

@@ -220,13 +220,15 @@ def test_5xx_is_retried_then_reported_without_the_token(fake: FakeBcart, api: st
 
 
 def test_client_limiter_keeps_within_the_servers_limit(tmp_path: Path):
-    fake = FakeBcart(customers=shop(500), customs=CUSTOMS, rate_requests=3, rate_window=0.5)
-    limiter = RateLimiter(3, 0.5)
+    # 3 requests per 2 s: the limiter must wait unless 3 requests took 2 s. With 0.5 s, a
+    # loaded machine (0.25 s a request) never reached the limit and waited nothing.
+    fake = FakeBcart(customers=shop(500), customs=CUSTOMS, rate_requests=3, rate_window=2.0)
+    limiter = RateLimiter(3, 2.0)
     with serve(fake) as url, client_for(url, rate=limiter) as client:
         started = time.monotonic()
         assert pull(client, progress=False).members == 500
     assert fake.locked == 0  # never locked out
-    assert limiter.waited > 0 and time.monotonic() - started >= 0.5  # 6 requests, 3 per 0.5 s
+    assert limiter.waited > 0 and time.monotonic() - started >= 2.0  # 7 requests, 3 per 2 s
 
 
 def test_a_lock_out_is_waited_out_by_retry_after(tmp_path: Path):

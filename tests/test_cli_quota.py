@@ -130,6 +130,9 @@ def test_readable_summary_for_this_month_says_kongetsu(
     db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BCARTNB_PLAN", "light")
+    # one clock for the record and the look: run at 23:59:59 JST on a month's last day, the
+    # real one could have recorded in one month and read the next
+    monkeypatch.setenv("BCARTNB_NOW", "2026-11-30T23:59:59.999+09:00")
     record_campaign(db, "now-campaign", 7, now=now_tokyo(), plan="light")
     assert main(["quota"]) == 0
     out = capsys.readouterr().out
@@ -140,6 +143,8 @@ def test_running_campaign_reservation_is_shown(
     db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BCARTNB_PLAN", "light")
+    # one clock for the reservation and the look (see the test above)
+    monkeypatch.setenv("BCARTNB_NOW", "2026-11-30T23:59:59.999+09:00")
     with Ledger.open(db) as led:
         led.claim(fingerprint="f", plan="light", params={}, recipients=[], campaign_id="running")
         led.reserve("running", 40, "light")  # this process is alive: the reservation holds

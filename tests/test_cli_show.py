@@ -4,7 +4,6 @@ campaign id after a send, one campaign in detail, and every error Japanese first
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 from smtp_servers import Faults
@@ -125,12 +124,6 @@ def test_an_unfinished_campaign_shows_what_is_left_and_the_resume_command(
     )
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_every_error_of_a_campaign_is_japanese_first(tmp_path: Path, smtp_server: Server) -> None:
     server = smtp_server()
     campaign = setup_campaign(tmp_path, 2)
@@ -179,11 +172,13 @@ def test_every_error_of_a_campaign_is_japanese_first(tmp_path: Path, smtp_server
         assert " / " in done.stderr  # then the exact detail
 
 
-def test_smtp_down_and_already_sent_are_japanese_first(tmp_path: Path, smtp_server: Server) -> None:
+def test_smtp_down_and_already_sent_are_japanese_first(
+    tmp_path: Path, smtp_server: Server, closed_port: int
+) -> None:
     server = smtp_server()
     campaign = setup_campaign(tmp_path, 2)
     env = env_for(tmp_path, server)
-    port = closed_port()
+    port = closed_port
     down = bcartnb(
         "run", str(campaign), "--send", env={**env, "BCARTNB_SMTP_PORT": str(port)}, cwd=tmp_path
     )

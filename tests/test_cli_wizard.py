@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from extras import missing
+from jupyter_runtime import served_port
 from test_cli_run import bcartnb
 
 from bcartnb.cli.wizard import WIZARD_NOTEBOOK, tracked_wizard
@@ -133,11 +133,9 @@ def test_starts_jupyterlab_on_the_copy(tmp_path: Path) -> None:
     env = clean_env(tmp_path)
     for name in ("runtime", "config"):
         env[f"JUPYTER_{name.upper()}_DIR"] = str(tmp_path / "jupyter" / name)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     token = "t" * 32
-    extra = ["--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}"]
+    # port 0: the server takes a free one as it binds and names it in its runtime file
+    extra = ["--no-browser", "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0"]
     extra += ["--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
     log = (tmp_path / "lab.log").open("wb")
     proc = subprocess.Popen(
@@ -148,17 +146,21 @@ def test_starts_jupyterlab_on_the_copy(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        url = f"http://127.0.0.1:{port}/api/contents/{WIZARD_NOTEBOOK}?content=0&token={token}"
         deadline = time.monotonic() + 120
+        port = 0
         while True:
             assert proc.poll() is None, (tmp_path / "lab.log").read_text("utf-8", "replace")
+            port = port or served_port(tmp_path / "jupyter" / "runtime")
+            url = f"http://127.0.0.1:{port}/api/contents/{WIZARD_NOTEBOOK}?content=0&token={token}"
             try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    found = json.load(resp)
-                break
+                if port:
+                    with urllib.request.urlopen(url, timeout=2) as resp:
+                        found = json.load(resp)
+                    break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                assert time.monotonic() < deadline, (tmp_path / "lab.log").read_text("utf-8")
-                time.sleep(0.3)
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "lab.log").read_text("utf-8")
+            time.sleep(0.3)
         assert found["path"] == WIZARD_NOTEBOOK  # the server's root is the shop folder
         assert (shop / WIZARD_NOTEBOOK).is_file()
     finally:

@@ -1159,7 +1159,9 @@ def test_an_exchange_under_another_process_reservation_keeps_only_the_results(db
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(
     ops=st.lists(
@@ -1247,7 +1249,9 @@ def lifecycle_ops(draw: st.DrawFn) -> list[tuple[Any, ...]]:
 
 
 @settings(
-    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(size=st.integers(1, 6), ops=lifecycle_ops())
 @example(  # a resend that never started, then the same news again: refunded once only

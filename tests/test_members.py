@@ -721,7 +721,9 @@ def test_blank_and_hostile_custom_columns_stay_text(tmp_path: Path) -> None:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(st.one_of(st.integers(-(10**17), 10**17), st.none()), min_size=1, max_size=12))
 def test_any_whole_numbers_round_trip_as_int(tmp_path: Path, numbers: list[int | None]) -> None:
@@ -736,7 +738,9 @@ def test_any_whole_numbers_round_trip_as_int(tmp_path: Path, numbers: list[int |
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(
     st.lists(st.from_regex(r"0[0-9]{1,6}", fullmatch=True), min_size=1, max_size=5),

@@ -292,7 +292,9 @@ order_lines = st.lists(
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(lines=order_lines, seed=st.integers(0, 1000))
 def test_the_derived_frame_is_the_loops_and_ignores_line_order(

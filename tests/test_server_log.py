@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from test_unsubscribe import CID, PREFIX, SECRET, T0, URL_SETTING, free_port, token_for
+from test_unsubscribe import CID, PREFIX, SECRET, T0, URL_SETTING, bound_port, token_for
 
 from bcartnb.hygiene.server_log import UVICORN_JA, JapaneseLines, log_config
 from bcartnb.ledger import Ledger
@@ -80,9 +80,8 @@ def test_the_command_logs_in_japanese_without_tokens_or_addresses(tmp_path: Path
     token = token_for(1007, address)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
     env |= {"BCARTNB_CONFIG": str(tmp_path / "bcartnb.toml"), "BCARTNB_UNSUBSCRIBE_SECRET": SECRET}
-    port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bcartnb", "unsubscribe-server", "--port", str(port)],
+        [sys.executable, "-m", "bcartnb", "unsubscribe-server", "--port", "0"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -93,6 +92,7 @@ def test_the_command_logs_in_japanese_without_tokens_or_addresses(tmp_path: Path
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
+        port = bound_port(first)
         assert (
             first == f"配信停止サーバーを起動しました: http://127.0.0.1:{port}{PREFIX}<トークン>\n"
         )

@@ -30,7 +30,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from smtp_servers import TestServer
 from test_cli_run import ADMIN, bcartnb, env_for, setup_campaign
-from test_unsubscribe import Running
+from test_unsubscribe import Running, bound_port
 
 from bcartnb.hygiene.tracking_server import Tracker
 from bcartnb.hygiene.unsubscribe import make_server
@@ -343,10 +343,11 @@ def test_the_unsubscribe_server_command_serves_clicks_too(
     """One process for the shop's public endpoints: ``bcartnb unsubscribe-server``."""
     cid = send(shop)
     sale, _ = tracked(shop, parts(mail_to(shop, "user1@example.co.jp"))[1])
-    port = listening.getsockname()[1]
-    listening.close()  # the command binds it itself
+    named = f"127.0.0.1:{listening.getsockname()[1]}"  # the port the mails name
+    # the command binds a port of its own (0: the kernel's pick, named in its banner); a
+    # port closed here for it to bind a second later could be another process's by then
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bcartnb", "unsubscribe-server", "--port", str(port)],
+        [sys.executable, "-m", "bcartnb", "unsubscribe-server", "--port", "0"],
         env=shop.env | {NOW_ENV: later().isoformat()},  # a reader, not the gateway at delivery
         cwd=shop.tmp,
         stdout=subprocess.PIPE,
@@ -356,8 +357,9 @@ def test_the_unsubscribe_server_command_serves_clicks_too(
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(3)]
+        port = bound_port(lines[0])
         assert f"開封・クリックの計測: http://127.0.0.1:{port}/t/c/<トークン>" in lines[2], lines
-        reply = get(sale)
+        reply = get(sale.replace(named, f"127.0.0.1:{port}", 1))  # as a reverse proxy would
         assert reply.status_code == 302 and reply.headers["location"] == SALE
     finally:
         proc.terminate()

@@ -6,7 +6,6 @@ import mailbox
 import os
 import select
 import smtplib
-import socket
 import subprocess
 import sys
 import threading
@@ -49,12 +48,6 @@ def mail(to: str = "member@example.jp", subject: str = "新商品のご案内", 
     msg["Subject"] = subject
     msg.set_content(body or f"{to} 様\nいつもありがとうございます。\n.先頭がドットの行\n")
     return msg.as_bytes()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- plain sending and reuse -------------------------------------------------------------
@@ -124,7 +117,9 @@ def test_bare_newlines_go_out_as_crlf_and_dots_survive(smtp_server: Factory) -> 
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(
     lines=st.lists(
@@ -365,8 +360,8 @@ def test_closing_the_transport_closes_its_connections(smtp_server: Factory) -> N
 # --- connection-level failures -----------------------------------------------------------
 
 
-def test_unreachable_server_names_host_and_port() -> None:
-    port = closed_port()
+def test_unreachable_server_names_host_and_port(closed_port: int) -> None:
+    port = closed_port
     transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=port, timeout=5))
     with pytest.raises(TransportError) as info:
         transport.send(SHOP, ["a@example.jp"], mail())

@@ -8,7 +8,6 @@ import email
 import email.policy
 import html
 import json
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -290,10 +289,10 @@ def test_filter_error_shows_in_status_and_keeps_the_result(wizard: Wizard) -> No
     assert not wizard.filter_step.apply.disabled
 
 
-def test_smtp_failure_shows_in_status(members_csv: Path, tmp_path: Path, repo_root: Path) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_smtp_failure_shows_in_status(
+    members_csv: Path, tmp_path: Path, repo_root: Path, closed_port: int
+) -> None:
+    port = closed_port  # nobody listens on it, nor can for the test's length
     smtp = SmtpSettings(host="127.0.0.1", port=port)
     wizard = Wizard(members_csv, make_settings(tmp_path, repo_root, smtp))
     to_compose(wizard, [1001])

@@ -219,7 +219,9 @@ def _may_fail(value: str, in_subject: bool, encoding: str) -> bool:
 
 
 @hsettings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(
     value=_VALUES,

@@ -384,11 +384,11 @@ def serve(
     sys.setswitchinterval(_SWITCH_INTERVAL)
     with Ledger.open(settings=settings) as ledger:
         server = make_server(settings, ledger, prefix=path)
-        if ready is not None:
-            bound = sock.getsockname()
-            ready(f"{bound[0]}:{bound[1]}", path)
         try:
-            with _stopped_quietly():
+            with _stopped_quietly(server):  # before the banner: from then on a stop is clean
+                if ready is not None:
+                    bound = sock.getsockname()
+                    ready(f"{bound[0]}:{bound[1]}", path)
                 server.run(sockets=[sock])
         finally:
             sock.close()
@@ -437,18 +437,25 @@ def make_server(
 
 
 @contextlib.contextmanager
-def _stopped_quietly() -> Iterator[None]:
+def _stopped_quietly(server: uvicorn.Server) -> Iterator[None]:
     """Ctrl-C and SIGTERM stop the server cleanly, and then the command ends with 0.
 
     uvicorn handles both signals itself (a graceful shutdown), then raises the signal again
-    for the handler that was there before it: this one, which does nothing, instead of
-    Python's KeyboardInterrupt or the default SIGTERM death (exit 143 under systemd).
+    for the handler that was there before it: this one, instead of Python's
+    KeyboardInterrupt or the default SIGTERM death (exit 143 under systemd). It asks uvicorn
+    for the same graceful stop, so a signal that comes after the banner but before uvicorn
+    has taken the signals over (while it starts) stops it too: it was ignored, and the
+    server then ran on.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+
+    def stop(signum: int, frame: object) -> None:
+        server.should_exit = True  # uvicorn's own handler does no more; it checks it on start
+
     stops = (signal.SIGINT, signal.SIGTERM)
-    before = {sig: signal.signal(sig, lambda *_: None) for sig in stops}
+    before = {sig: signal.signal(sig, stop) for sig in stops}
     try:
         yield
     finally:
