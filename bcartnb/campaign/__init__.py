@@ -26,7 +26,8 @@ It is laid out by concern: :mod:`~bcartnb.campaign.spec` (the keys, checked once
 :mod:`~bcartnb.campaign.conduct` (run, send, resume, cancel),
 :mod:`~bcartnb.campaign.schedule` (予約配信: schedule, and ``due`` sending each once), and
 the faces' questions to the ledger: :mod:`~bcartnb.campaign.history` (the send history,
-one campaign's outcome, the quota) and :mod:`~bcartnb.campaign.suppressions` (the
+one campaign's outcome, the quota), :mod:`~bcartnb.campaign.results` (開封・クリック, their
+breakdowns and the segments made from them) and :mod:`~bcartnb.campaign.suppressions` (the
 suppression list shown, changed, exported and pushed to B-Cart). Import from here; the
 names below are the conductor's whole face, and a face needs nothing below them: the
 summary, :data:`LEFT_STATES` and the :class:`Transport` a wizard or a script may pass in
@@ -62,6 +63,15 @@ from bcartnb.campaign.plan import (
     read_notes,
     resolve_segment,
 )
+from bcartnb.campaign.results import (
+    LIMITS_JA,
+    RESULT_COLUMNS,
+    CampaignResults,
+    campaign_breakdown,
+    check_results_filter,
+    members_with_results,
+    rate_text,
+)
 from bcartnb.campaign.schedule import (
     LATE_LIMIT,
     DueOutcome,
@@ -94,8 +104,11 @@ __all__ = [
     "ENCODINGS",
     "LATE_LIMIT",
     "LEFT_STATES",
+    "LIMITS_JA",
+    "RESULT_COLUMNS",
     "CampaignOutcome",
     "CampaignPlan",
+    "CampaignResults",
     "CampaignRun",
     "CampaignSpec",
     "CampaignUsage",
@@ -107,22 +120,26 @@ __all__ = [
     "SuppressionList",
     "Transport",
     "build_draft",
+    "campaign_breakdown",
     "campaign_history",
     "campaign_outcome",
     "campaign_results",
     "cancel",
     "cancel_scheduled",
+    "check_results_filter",
     "dry_run",
     "due_exit_code",
     "export_suppressions",
     "frozen_mail",
     "load_campaign",
     "members_with_orders",
+    "members_with_results",
     "month_usage",
     "parse_send_at",
     "plan_campaign",
     "push_suppressions",
     "quota_status",
+    "rate_text",
     "read_notes",
     "resolve_segment",
     "resume",

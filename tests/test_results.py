@@ -1,0 +1,341 @@
+"""Did the mail work, and the next step (issue 25): results, breakdowns, segments, follow-ups.
+
+A campaign is sent with the command line into the test SMTP server; the members' clicks and
+opens reach a real uvicorn tracking server (the public server's app, as in
+``test_tracking.py``) by real HTTP requests; then ``bcartnb results`` (text, JSON, CSV),
+``bcartnb members --results`` and a follow-up campaign with ``results = "ID"`` read what was
+counted. A hypothesis property holds the counts to the events, whatever their order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import random
+import re
+import socket
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_tracking as tt
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from test_cli_run import ADMIN, env_for, member_mails, setup_campaign
+from test_ledger import NOW, members, new_campaign, send_all
+
+from bcartnb.campaign import campaign_breakdown, check_results_filter, members_with_results
+from bcartnb.exceptions import FilterError
+from bcartnb.ledger import Ledger, fingerprint
+from bcartnb.settings import load_settings
+
+listening = tt.listening
+server = tt.server
+
+#: 会員ID → (都道府県, 価格グループID); 1006 is never mailed (a bad address)
+MEMBERS = {
+    1001: ("東京都", 1),
+    1002: ("東京都", 2),
+    1003: ("大阪府", 1),
+    1004: ("大阪府", 2),
+    1005: ("北海道", 1),
+}
+SCANNER = "Mozilla/5.0 (compatible; Barracuda Sentinel)"
+
+
+def _members_csv(path: Path) -> None:
+    rows = "".join(
+        f"{mid},結果商事{mid},山田,太郎,user{mid}@example.co.jp,{pref},{group},受け取る\n"
+        for mid, (pref, group) in MEMBERS.items()
+    )
+    path.write_text(
+        "会員ID,会社名,担当者(姓),担当者(名),メールアドレス,都道府県,価格グループID,メール案内\n"
+        + rows
+        + "1006,不正商事,田中,一,bad address@example.co.jp,東京都,1,受け取る\n",
+        encoding="utf-8",
+    )
+
+
+@pytest.fixture
+def shop(tmp_path: Path, smtp_server: Any, listening: socket.socket) -> tt.Shop:
+    """test_tracking's shop (an HTML mail with two tracked links), with five members in
+    three 都道府県 and two 価格グループ, and names for the groups."""
+    smtp = smtp_server()
+    campaign = setup_campaign(tmp_path, 1)
+    _members_csv(tmp_path / "members.csv")
+    tt.write_campaign(campaign, tt.BODY)
+    base = f"http://127.0.0.1:{listening.getsockname()[1]}/t"
+    config = tmp_path / "bcartnb.toml"
+    config.write_text(
+        config.read_text("utf-8")
+        + f'unsubscribe_url = "{tt.UNSUB}"\n[tracking]\nurl = "{base}"\n'
+        + '[names.price_groups]\n1 = "一般"\n2 = "卸A"\n',
+        "utf-8",
+    )
+    env = env_for(tmp_path, smtp) | {"BCARTNB_UNSUBSCRIBE_SECRET": tt.SECRET}
+    return tt.Shop(tmp_path, env, smtp, campaign, base)
+
+
+def links_of(shop: tt.Shop, mid: int) -> tuple[list[str], str]:
+    html = tt.parts(tt.mail_to(shop, f"user{mid}@example.co.jp"))[1]
+    image = re.findall(re.escape(shop.base) + r"/o/[A-Za-z0-9_-]+", html)[0]
+    return tt.tracked(shop, html), image
+
+
+def respond(shop: tt.Shop) -> None:
+    """1001 clicks the sale link twice (no image shown); 1002 opens; 1003's gateway fetches
+    the image and a link (a machine: 1003 did not open); 1004 and 1005 do nothing."""
+    (sale, _), _ = links_of(shop, 1001)
+    for _ in range(2):
+        assert tt.get(sale).status_code == 302
+    _, image = links_of(shop, 1002)
+    assert tt.get(image).status_code == 200
+    (sale3, _), image3 = links_of(shop, 1003)
+    assert tt.get(image3, agent=SCANNER).status_code == 200
+    assert tt.get(sale3, method="HEAD").status_code == 302
+
+
+def sendable(shop: tt.Shop, cid: str, flt: str) -> int:
+    """``bcartnb members --results ID --filter FLT``'s 送信件数."""
+    out = cli(shop, "members", "members.csv", "--results", cid, "--filter", flt, "--json")
+    return int(json.loads(out.stdout)["sendable"])
+
+
+def cli(shop: tt.Shop, *args: str) -> Any:
+    out = tt.bcartnb(*args, env=shop.env, cwd=shop.tmp)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+# --- bcartnb results --------------------------------------------------------------------------
+
+
+def test_results_json_text_and_breakdowns_count_people_not_machines(
+    shop: tt.Shop, server: Ledger
+) -> None:
+    cid = tt.send(shop)
+    respond(shop)
+    got = tt.results(shop, cid)
+    assert (got["delivered"], got["opened"], got["clicked"], got["clicks"]) == (5, 2, 1, 2)
+    assert (got["open_rate"], got["click_rate"]) == (0.4, 0.2)
+    assert got["machine"] == {"opens": 1, "clicks": 1}
+    assert got["measured"] == {"opens": True, "clicks": True}
+    by_pref = {r["group"]: r for r in got["by_pref"]}
+    assert by_pref["東京都"] == {
+        "group": "東京都",
+        "delivered": 2,
+        "opened": 2,
+        "clicked": 1,
+        "open_rate": 1.0,
+        "click_rate": 0.5,
+    }
+    # 1003's image was fetched by a machine only: not opened
+    assert (by_pref["大阪府"]["opened"], by_pref["大阪府"]["delivered"]) == (0, 2)
+    groups = {
+        r["group"]: (r["delivered"], r["opened"], r["clicked"]) for r in got["by_price_group"]
+    }
+    assert groups == {"1: 一般": (3, 1, 1), "2: 卸A": (2, 1, 0)}
+    # over time: every person who responded is in exactly one bucket, hour by hour
+    assert sum(r["opened"] for r in got["over_time"]) == 2
+    assert sum(r["clicked"] for r in got["over_time"]) == 1
+    assert got["over_time"][0]["label"] == "0〜1時間後"
+    text = cli(shop, "results", cid).stdout
+    assert "開封数: 2人（開封率 40.0%）" in text and "クリック数: 1人（クリック率 20.0%" in text
+    assert "都道府県別" in text and "東京都: 2件  開封率 100.0%  クリック率 50.0%" in text
+    assert "1: 一般: 3件" in text and "0〜1時間後: 開封 2人  クリック 1人" in text
+    assert "Apple メールのプライバシー保護" in text and "機械だけが開いた会員" in text
+
+
+def test_results_csv_by_link_and_by_member_open_in_excel(shop: tt.Shop, server: Ledger) -> None:
+    cid = tt.send(shop)
+    respond(shop)
+    raw = tt.bcartnb("results", cid, "--csv", env=shop.env, cwd=shop.tmp)
+    assert raw.returncode == 0, raw.stderr
+    assert raw.stdout.startswith("\ufeff")  # Excel takes the file as UTF-8 only with it
+    rows = list(csv.DictReader(io.StringIO(raw.stdout.lstrip("\ufeff"))))
+    assert [(r["リンク番号"], r["URL"], r["クリック人数"], r["のべクリック数"]) for r in rows] == [
+        ("1", tt.SALE, "1", "2"),
+        ("2", tt.NEW, "0", "0"),
+    ]
+    assert rows[0]["クリック率"] == "0.2" and rows[0]["機械のクリック数"] == "1"
+    members = tt.bcartnb("results", cid, "--csv", "--by", "member", env=shop.env, cwd=shop.tmp)
+    assert members.returncode == 0, members.stderr
+    table = {r["会員ID"]: r for r in csv.DictReader(io.StringIO(members.stdout.lstrip("\ufeff")))}
+    assert sorted(table) == ["1001", "1002", "1003", "1004", "1005"]
+    assert (table["1001"]["開封"], table["1001"]["クリック"], table["1001"]["クリック回数"]) == (
+        "はい",
+        "はい",
+        "2",
+    )
+    assert (table["1003"]["開封"], table["1003"]["機械の開封回数"]) == ("いいえ", "1")
+    assert table["1002"]["価格グループ"] == "2: 卸A" and table["1005"]["都道府県"] == "北海道"
+    assert table["1004"]["最初の開封"] == "" and table["1002"]["最初の開封"].startswith("20")
+
+
+def test_results_of_an_unknown_campaign_is_one_line_exit_2(shop: tt.Shop) -> None:
+    tt.send(shop)
+    out = tt.bcartnb("results", "20990101-000000-abcdef", env=shop.env, cwd=shop.tmp)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+# --- the next step: segments from results -------------------------------------------------
+
+
+def follow_up(shop: tt.Shop, cid: str, flt: str, name: str = "follow.toml") -> Path:
+    path = shop.tmp / name
+    path.write_text(
+        'members = "members.csv"\nsubject = "再送: ご覧になりましたか"\n'
+        'body = "{{ 会社名 }} 様\\n先日のご案内をもう一度お送りします。\\n"\n'
+        f'results = "{cid}"\nfilter = {flt}\n',
+        "utf-8",
+    )
+    return path
+
+
+def test_a_follow_up_reaches_exactly_the_non_openers_once(shop: tt.Shop, server: Ledger) -> None:
+    cid = tt.send(shop)
+    respond(shop)
+    before = member_mails(shop.smtp)
+    assert sum(before.values()) == 5
+    # the same segment from the command line first: 1003 (a machine only), 1004, 1005
+    assert sendable(shop, cid, '{"開封": false}') == 3
+    campaign = follow_up(shop, cid, '{"開封" = false}')
+    for _ in range(2):  # twice: the second run mails nobody again
+        sent = tt.bcartnb("run", str(campaign), "--send", "--json", env=shop.env, cwd=shop.tmp)
+        assert sent.returncode == 0, sent.stderr
+    after = member_mails(shop.smtp) - before
+    assert after == {f"user{m}@example.co.jp": 1 for m in (1003, 1004, 1005)}
+    for m in (1003, 1004, 1005):  # a different mail: its own subject
+        assert tt.mail_to(shop, f"user{m}@example.co.jp")["Subject"] == "再送: ご覧になりましたか"
+    assert ADMIN not in after
+    # 開封した会員 and リンクをクリックした会員 of the same campaign
+    opened = cli(shop, "members", "members.csv", "--results", cid, "--filter", '{"開封": true}')
+    assert (
+        re.search(r"対象会員数\s+2 件", opened.stdout) and "絞込条件: 開封が はい" in opened.stdout
+    )
+    assert sendable(shop, cid, '{"クリック": true}') == 1
+
+
+def test_text_only_recipients_are_no_non_openers_unless_asked(
+    shop: tt.Shop, server: Ledger
+) -> None:
+    shop.campaign.write_text(
+        'members = "members.csv"\nsubject = "ご案内"\n'
+        f'body = "セールはこちら {tt.SALE} です。\\n"\n',
+        "utf-8",
+    )
+    cid = tt.send(shop)
+    text = tt.mail_to(shop, "user1001@example.co.jp").get_content()
+    (link,) = re.findall(re.escape(shop.base) + r"/c/[A-Za-z0-9_-]+", str(text))
+    assert tt.get(link).status_code == 302
+    got = tt.results(shop, cid)
+    assert got["measured"] == {"opens": False, "clicks": True}
+    assert any("テキストメール" in n for n in got["notes"])
+    refused = tt.bcartnb(
+        "members", "members.csv", "--results", cid, "--filter", '{"開封": false}',
+        env=shop.env, cwd=shop.tmp,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "テキストメール" in refused.stderr
+    dry = tt.bcartnb(
+        "run", str(follow_up(shop, cid, '{"開封" = false}')), env=shop.env, cwd=shop.tmp
+    )
+    assert dry.returncode == 2 and "テキストメール" in dry.stderr
+    assert sendable(shop, cid, '{"クリック": false}') == 4
+    assert sendable(shop, cid, '{"配信": true, "開封": [false, null]}') == 5  # asked for
+
+
+# --- the property -------------------------------------------------------------------------
+
+EVENT = st.tuples(
+    st.integers(1, 6),  # member (6 is not in the campaign: no journal row)
+    st.integers(0, 3),  # link (0: the open image)
+    st.booleans(),  # machine
+)
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(events=st.lists(EVENT, max_size=25), rnd=st.randoms(use_true_random=False))
+def test_counts_depend_on_the_events_not_their_order_or_repeats(
+    events: list[tuple[int, int, bool]], rnd: random.Random
+) -> None:
+    def counted(order: list[tuple[int, int, bool]]) -> tuple[Any, ...]:
+        with contextlib.closing(Ledger.in_memory(clock=lambda: NOW)) as led:
+            cid = new_campaign(led, 5, cid="20261127-143000-abcdef")
+            led.reserve(cid, 5, "light")
+            send_all(led, cid)
+            led.record_links(cid, ["https://a.example/1", "https://a.example/2"])
+            # far apart in time: the burst rule (2 s) never joins two of them
+            for i, (member, link, machine) in enumerate(order):
+                kind = "open" if link == 0 else "click"
+                at = NOW + timedelta(minutes=i)
+                led.record_track(cid, member, link, kind, machine=machine, now=at)
+            t = led.track_results(cid)
+            rows = {r.member_id: (r.opened, r.clicked) for r in led.member_responses(cid)}
+        return (t.opened, t.clicked, t.clicks, t.machine_opens, t.machine_clicks), rows
+
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    doubled = [e for e in events for _ in range(2)]
+    base = counted(events)
+    assert counted(shuffled) == base
+    people = {(m, link) for m, link, machine in events if not machine and m <= 5}
+    rows = base[1]
+    assert {m for m, (o, _) in rows.items() if o} == {m for m, _ in people if m <= 5} & set(rows)
+    assert {m for m, (_, c) in rows.items() if c} == {m for m, link in people if link > 0}
+    again = counted(doubled)
+    assert again[1] == rows and again[0][:2] == base[0][:2]
+    assert again[0][2] == 2 * base[0][2]  # every request counts in のべ
+
+
+def sent_campaign(led: Ledger, html: bool, cid: str = "20261127-143000-abcdef") -> str:
+    claim = led.claim(
+        fingerprint=fingerprint({"html": html}, members(3)),
+        plan="light",
+        params={"html": html, "members": "/nonexistent/members.csv"},
+        recipients=members(3),
+        campaign_id=cid,
+    )
+    led.reserve(cid, 3, "light")
+    send_all(led, cid)
+    led.record_links(cid, ["https://a.example/1"])
+    return claim.campaign_id
+
+
+@pytest.mark.parametrize("html", [True, False])
+def test_members_with_results_marks_undelivered_and_unmeasured_as_blank(
+    tmp_path: Path, html: bool
+) -> None:
+    """A member the campaign did not mail has 配信 False and blank 開封/クリック; a text mail's
+    開封 is blank for everyone; the filter refuses a question nobody can answer."""
+    import pandas as pd
+
+    db = tmp_path / "ledger.sqlite3"
+    settings = load_settings(env={"BCARTNB_DB": str(db), "BCARTNB_PLAN": "light"})
+    with Ledger.open(db, clock=lambda: NOW) as led:
+        cid = sent_campaign(led, html)
+        led.record_track(cid, 2, 0 if html else 1, "open" if html else "click", machine=False)
+        led.record_track(cid, 3, 0, "open", machine=True)  # a machine only: not opened
+        frame = pd.DataFrame(
+            {"id": [1, 2, 3, 4], "email": ["a@x.jp", "b@x.jp", "c@x.jp", "d@x.jp"]}
+        )
+        got = members_with_results(frame, cid, settings, ledger=led)
+        found = campaign_breakdown(settings, cid, ledger=led)
+    assert got["配信"].tolist() == [True, True, True, False]
+    opened = [None if pd.isna(v) else bool(v) for v in got["開封"]]
+    clicked = [None if pd.isna(v) else bool(v) for v in got["クリック"]]
+    assert opened == ([False, True, False, None] if html else [None] * 4)
+    assert clicked == [False, not html, False, None]
+    assert found.totals.opened == 1 and found.opens_measured is html
+    assert any("会員ファイル" in n for n in found.notes)  # no breakdown, said so
+    assert found.by("pref").empty
+    if html:
+        check_results_filter(got, {"開封": False})
+    else:
+        with pytest.raises(FilterError, match="開封"):
+            check_results_filter(got, {"開封": False})
+        check_results_filter(got, {"開封": [False, None], "配信": True})
