@@ -204,9 +204,8 @@ MEMBERS = Command(
         arg(
             "--results",
             default=None,
-            metavar="ID",
             help="送信したキャンペーンのID。その配信結果の列（配信・開封・クリック）で絞り込めます。"
-            "例: --results ID --filter '{\"開封\": false}'（開封しなかった会員）",
+            "例: --results キャンペーンID --filter '{\"開封\": false}'（開封しなかった会員）",
         ),
         switch("--opt-in-only", "メール案内「受け取る」の会員のみ"),
         switch("--list", "送信できない会員を一人ずつ理由とともに表示します"),
