@@ -89,12 +89,13 @@ def links_of(shop: tt.Shop, mid: int) -> tuple[list[str], str]:
 def respond(shop: tt.Shop) -> None:
     """1001 clicks the sale link twice (no image shown); 1002 opens; 1003's gateway fetches
     the image and a link (a machine: 1003 did not open); 1004 and 1005 do nothing."""
-    (sale, _), _ = links_of(shop, 1001)
+    sale = links_of(shop, 1001)[0][0]
     for _ in range(2):
         assert tt.get(sale).status_code == 302
     _, image = links_of(shop, 1002)
     assert tt.get(image).status_code == 200
-    (sale3, _), image3 = links_of(shop, 1003)
+    links3, image3 = links_of(shop, 1003)
+    sale3 = links3[0]
     assert tt.get(image3, agent=SCANNER).status_code == 200
     assert tt.get(sale3, method="HEAD").status_code == 302
 
@@ -181,6 +182,38 @@ def test_results_of_an_unknown_campaign_is_one_line_exit_2(shop: tt.Shop) -> Non
     out = tt.bcartnb("results", "20990101-000000-abcdef", env=shop.env, cwd=shop.tmp)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+HOSTILE = "https://shop.example.co.jp/x?m=$1$&amp;t=&lt;script&gt;"
+
+
+def test_the_report_has_the_open_and_click_section_with_its_limits_and_chart(
+    shop: tt.Shop, server: Ledger
+) -> None:
+    """``bcartnb report``: the marketer's words, the numbers the events made, the limits
+    beside them, a chart; a URL from the template is text (escaped, no mathtext)."""
+    tt.write_campaign(shop.campaign, tt.BODY + f'<p><a href="{HOSTILE}">特価</a></p>')
+    cid = tt.send(shop)
+    respond(shop)
+    links, _ = links_of(shop, 1004)
+    assert tt.get(links[2]).status_code == 302  # the hostile link, by a person
+    out = shop.tmp / "report.html"
+    cli(shop, "report", cid, "--out", str(out))
+    page = out.read_text("utf-8")
+    section = page[page.index("<h2>開封・クリック</h2>") :]
+    for words in ("配信数", "開封数・開封率", "クリック数・クリック率", "機械によるアクセス"):
+        assert words in section
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", section)
+    assert cells[:3] == ["5件", "3人（60.0%）", "2人（40.0%）"]
+    assert "Apple メールのプライバシー保護" in section
+    assert "テキストメールは数えられません" in section
+    assert "<h3>都道府県別</h3>" in section and "<h3>価格グループ別</h3>" in section
+    assert "2: 卸A" in section and tt.SALE in section
+    assert "&lt;script&gt;" in section and "<script>" not in page  # the URL is text
+    assert section.count("<img") >= 1
+    # and the JSON agrees: 1001 (sale) and 1004 (the hostile link) clicked
+    got = tt.results(shop, cid)
+    assert (got["opened"], got["clicked"]) == (3, 2)
 
 
 # --- the next step: segments from results -------------------------------------------------

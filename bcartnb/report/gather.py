@@ -29,7 +29,7 @@ from bcartnb.report.summary import safe_summary
 from bcartnb.settings import require_ledger
 
 if TYPE_CHECKING:
-    from bcartnb.campaign import CampaignPlan, DeliverySummary
+    from bcartnb.campaign import CampaignPlan, CampaignResults, DeliverySummary
     from bcartnb.ledger import CampaignRecord, Ledger
     from bcartnb.settings import Settings
 
@@ -140,6 +140,7 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
         if record.status in ("sending", "cancelled"):  # no run of it ended with a code
             data["exit_code"] = None
         again = _replanned(led, record, settings)
+        results = _results(led, record, settings)
     resume = summary.resume_command if record.status in ("unfinished", "sending") else None
     return CampaignReport(
         summary=safe_summary(data),
@@ -163,6 +164,7 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
         failures=list(summary.failures),
         resume_command=resume,
         notes=again.notes,
+        results=results,
     )
 
 
@@ -214,6 +216,15 @@ def _replanned(led: Ledger, record: CampaignRecord, settings: Settings) -> _Repl
             "メールの例と送信できない会員の一覧は、いまのファイルから作りました。"
         )
     return out
+
+
+def _results(led: Ledger, record: CampaignRecord, settings: Settings) -> CampaignResults | None:
+    """開封・クリック of a campaign that delivered mail (None before any was)."""
+    from bcartnb.campaign import campaign_breakdown
+
+    if not record.sent:
+        return None
+    return campaign_breakdown(settings, record.campaign_id, ledger=led)
 
 
 def _ledger_message(record: CampaignRecord, summary: DeliverySummary) -> str:
