@@ -282,6 +282,44 @@ def test_text_only_recipients_are_no_non_openers_unless_asked(
     assert sendable(shop, cid, '{"配信": true, "開封": [false, null]}') == 5  # asked for
 
 
+def test_the_wizard_shows_the_rates_and_mails_the_non_openers(
+    shop: tt.Shop, server: Ledger
+) -> None:
+    """配信履歴と結果: 開封率 and クリック率 per campaign; 配信結果で絞り込む → a new mail to
+    開封しなかった会員, the same campaign a file with ``results = "ID"`` makes."""
+    from bcartnb.widgets import Wizard
+
+    cid = tt.send(shop)
+    respond(shop)
+    before = member_mails(shop.smtp)
+    wizard = Wizard(shop.tmp / "members.csv", load_settings(env=shop.env))
+    shown = wizard.results.table.value
+    assert cid in shown and "5件" in shown and "40.0%" in shown and "20.0%" in shown
+    assert wizard.table.result_count.value == "検索結果: 6件"
+    wizard.results.campaign.value = cid
+    wizard.results.who.value = "開封しなかった会員"
+    wizard.results.use.click()
+    assert wizard.status.kind != "error", wizard.status.value
+    assert wizard.filter == {"開封": False}
+    assert wizard.table.result_ids == [1003, 1004, 1005]  # 1003: only a machine opened
+    wizard.send_all.click()
+    assert wizard.stage == "compose", wizard.status.value
+    wizard.compose.subject.value = "まだご覧でない方へ"
+    wizard.compose.body.value = "{{ 会社名 }} 様\n先日のご案内です。\n"
+    wizard.compose.to_confirm.click()
+    assert wizard.stage == "confirm", wizard.status.value
+    assert wizard.spec is not None and wizard.spec.results == cid
+    wizard.confirm.send.click()
+    assert wizard.stage == "done", wizard.status.value
+    assert member_mails(shop.smtp) - before == {
+        f"user{m}@example.co.jp": 1 for m in (1003, 1004, 1005)
+    }
+    # 使わない: every member again, the results columns gone
+    wizard.results.campaign.value = None
+    wizard.results.use.click()
+    assert wizard.table.result_count.value == "検索結果: 6件" and "開封" not in wizard.members
+
+
 # --- the property -------------------------------------------------------------------------
 
 EVENT = st.tuples(

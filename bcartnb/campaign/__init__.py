@@ -70,7 +70,9 @@ from bcartnb.campaign.results import (
     campaign_breakdown,
     check_results_filter,
     members_with_results,
+    members_without_results,
     rate_text,
+    results_history,
 )
 from bcartnb.campaign.schedule import (
     LATE_LIMIT,
@@ -134,6 +136,7 @@ __all__ = [
     "load_campaign",
     "members_with_orders",
     "members_with_results",
+    "members_without_results",
     "month_usage",
     "parse_send_at",
     "plan_campaign",
@@ -142,6 +145,7 @@ __all__ = [
     "rate_text",
     "read_notes",
     "resolve_segment",
+    "results_history",
     "resume",
     "run",
     "run_due",

@@ -55,7 +55,10 @@ __all__ = [
     "check_results_filter",
     "check_results_key",
     "members_with_results",
+    "members_without_results",
     "rate_text",
+    "results_history",
+    "with_rates",
 ]
 
 #: What the numbers cannot see, said wherever they are shown.
@@ -363,6 +366,30 @@ def _with_member_columns(
     return out
 
 
+# --- the history's rates ------------------------------------------------------------------
+
+
+def with_rates(history: pd.DataFrame, counts: Mapping[str, tuple[int, int]]) -> pd.DataFrame:
+    """The send history (:meth:`~bcartnb.ledger.Ledger.campaigns`) with ``opened``,
+    ``clicked``, ``open_rate`` and ``click_rate`` (over the mails sent; NaN where the
+    campaign measured nothing, as :meth:`~bcartnb.ledger.Ledger.response_counts` says)."""
+    got = [counts.get(str(cid)) for cid in history["campaign_id"]]
+    sent = history["sent"].astype("float64")
+    out = history.copy()
+    out["opened"] = pd.array([g[0] if g else pd.NA for g in got], dtype="Int64")
+    out["clicked"] = pd.array([g[1] if g else pd.NA for g in got], dtype="Int64")
+    out["open_rate"] = (out["opened"].astype("float64") / sent.where(sent > 0)).round(4)
+    out["click_rate"] = (out["clicked"].astype("float64") / sent.where(sent > 0)).round(4)
+    return out
+
+
+def results_history(settings: Settings, *, ledger: Ledger | None = None) -> pd.DataFrame:
+    """The send history with its rates, for a look (the wizard's 配信履歴と結果): a ledger file
+    not made yet reads as empty and is not created."""
+    with ledger_reading(settings, ledger) as led:
+        return with_rates(led.campaigns(), led.response_counts())
+
+
 # --- segments from results ----------------------------------------------------------------
 
 
@@ -408,6 +435,19 @@ def members_with_results(
         **members.attrs,
         "results_of": campaign_id,
         "results_measured": {"開封": found.opens_measured, "クリック": found.clicks_measured},
+    }
+    return out
+
+
+def members_without_results(members: pd.DataFrame, *, keep: str | None = None) -> pd.DataFrame:
+    """The members without an earlier :func:`members_with_results`'s columns (a face that
+    lets the marketer choose another campaign, or none); those of ``keep`` stay."""
+    had = members.attrs.get("results_of")
+    if had is None or had == keep:
+        return members
+    out = members.drop(columns=list(RESULT_COLUMNS))
+    out.attrs = {
+        k: v for k, v in members.attrs.items() if k not in ("results_of", "results_measured")
     }
     return out
 

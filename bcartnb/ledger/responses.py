@@ -95,6 +95,23 @@ class Responses(Database):
             ).fetchone()
         return dt(row[0])
 
+    def response_counts(self) -> dict[str, tuple[int, int]]:
+        """campaign id → (people who opened or clicked, people who clicked) for every campaign
+        measured (it has a link table or an event); the history's 開封率・クリック率."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT campaign_id, count(DISTINCT member_id), "
+                "count(DISTINCT CASE WHEN kind = 'click' THEN member_id END) "
+                "FROM tracking_events WHERE machine = 0 GROUP BY campaign_id"
+            ).fetchall()
+            seen = c.execute(
+                "SELECT campaign_id FROM tracked_links "
+                "UNION SELECT campaign_id FROM tracking_events"
+            ).fetchall()
+        out = {str(cid): (0, 0) for (cid,) in seen}
+        out.update({str(cid): (int(o), int(k)) for cid, o, k in rows})
+        return out
+
     def tracking_seen(self, campaign_id: str) -> bool:
         """Whether the campaign was measured at all: it has a link table or any event."""
         with self._read() as c:

@@ -48,8 +48,16 @@ def form_spec(
     # absolute: a campaign started here must resume from any folder (bcartnb resume)
     source = members.attrs.get("source")
     source = os.path.abspath(source) if source else "(wizard)"
+    # 配信結果で絞り込む: the campaign whose 配信・開封・クリック the filter reads
+    results = members.attrs.get("results_of")
     return CampaignSpec.from_mapping(
-        {"members": str(source), "filter": dict(flt), "checked": list(checked), **values},
+        {
+            "members": str(source),
+            "filter": dict(flt),
+            "checked": list(checked),
+            **({"results": results} if results else {}),
+            **values,
+        },
         where="wizard",
     )
 
