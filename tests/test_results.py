@@ -47,9 +47,16 @@ MEMBERS = {
 SCANNER = "Mozilla/5.0 (compatible; Barracuda Sentinel)"
 
 
+#: 1005's company name is a formula to a spreadsheet: the CSV must keep it text
+FORMULA = '=HYPERLINK("https://evil.example/","開く")'
+
+
 def _members_csv(path: Path) -> None:
+    names = {mid: f"結果商事{mid}" for mid in MEMBERS} | {
+        1005: '"' + FORMULA.replace('"', '""') + '"'
+    }
     rows = "".join(
-        f"{mid},結果商事{mid},山田,太郎,user{mid}@example.co.jp,{pref},{group},受け取る\n"
+        f"{mid},{names[mid]},山田,太郎,user{mid}@example.co.jp,{pref},{group},受け取る\n"
         for mid, (pref, group) in MEMBERS.items()
     )
     path.write_text(
@@ -175,6 +182,7 @@ def test_results_csv_by_link_and_by_member_open_in_excel(shop: tt.Shop, server: 
     assert (table["1003"]["開封"], table["1003"]["機械の開封回数"]) == ("いいえ", "1")
     assert table["1002"]["価格グループ"] == "2: 卸A" and table["1005"]["都道府県"] == "北海道"
     assert table["1004"]["最初の開封"] == "" and table["1002"]["最初の開封"].startswith("20")
+    assert table["1005"]["会社名"] == "'" + FORMULA  # shown as text, never run
 
 
 def test_results_of_an_unknown_campaign_is_one_line_exit_2(shop: tt.Shop) -> None:

@@ -42,10 +42,14 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 
 def _write_csv(frame: pd.DataFrame) -> None:
-    """UTF-8 with a BOM (Excel reads it as UTF-8 only then), CRLF rows, to standard output."""
+    """UTF-8 with a BOM (Excel reads it as UTF-8 only then), CRLF rows, to standard output;
+    a text cell a spreadsheet would run (a company name ``=…``) is written as text."""
+    from bcartnb.spreadsheet import BOM, text_cell
+
+    cells = frame.map(lambda v: text_cell(v) if isinstance(v, str) else v)
     buf = io.StringIO()
-    frame.to_csv(buf, index=False, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    sys.stdout.buffer.write(("\ufeff" + buf.getvalue()).encode("utf-8"))
+    cells.to_csv(buf, index=False, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    sys.stdout.buffer.write((BOM + buf.getvalue()).encode("utf-8"))
     sys.stdout.buffer.flush()
 
 
