@@ -25,6 +25,7 @@ import test_tracking as tt
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from smtp_servers import Faults
 from test_cli_run import ADMIN, env_for, member_mails, setup_campaign
 from test_ledger import NOW, members, new_campaign, send_all
 
@@ -262,6 +263,32 @@ def test_a_follow_up_reaches_exactly_the_non_openers_once(shop: tt.Shop, server:
     assert sendable(shop, cid, '{"クリック": true}') == 1
 
 
+def test_a_resumed_follow_up_sends_to_whom_its_first_run_claimed(
+    shop: tt.Shop, server: Ledger
+) -> None:
+    """A non-opener whose follow-up was deferred, and who opens the first mail before the
+    resume, still gets the follow-up once: the resume reads the results as of its start."""
+    cid = tt.send(shop)
+    respond(shop)
+    config = shop.tmp / "bcartnb.toml"
+    config.write_text(config.read_text("utf-8") + "[delivery]\nretries = 0\n", "utf-8")
+    # 1004's next RCPT gets a 451 (its first, for the first mail, was the 1st)
+    shop.smtp.set_faults(Faults(defer={"user1004@example.co.jp": 2}))
+    before = member_mails(shop.smtp)
+    campaign = follow_up(shop, cid, '{"開封" = false}')
+    first = tt.bcartnb("run", str(campaign), "--send", "--json", env=shop.env, cwd=shop.tmp)
+    assert first.returncode == 4, first.stderr  # unfinished: 1004 deferred
+    follow_id = json.loads(first.stdout)["campaign_id"]
+    _, image = links_of(shop, 1004)
+    assert tt.get(image).status_code == 200  # 1004 opens the first mail now
+    assert sendable(shop, cid, '{"開封": false}') == 2  # today's results: 1003 and 1005
+    resumed = tt.bcartnb("resume", follow_id, "--json", env=shop.env, cwd=shop.tmp)
+    assert resumed.returncode == 0, resumed.stderr
+    assert member_mails(shop.smtp) - before == {
+        f"user{m}@example.co.jp": 1 for m in (1003, 1004, 1005)
+    }
+
+
 def test_text_only_recipients_are_no_non_openers_unless_asked(
     shop: tt.Shop, server: Ledger
 ) -> None:
@@ -369,6 +396,23 @@ def test_counts_depend_on_the_events_not_their_order_or_repeats(
     again = counted(doubled)
     assert again[1] == rows and again[0][:2] == base[0][:2]
     assert again[0][2] == 2 * base[0][2]  # every request counts in のべ
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(hours=st.lists(st.floats(0, 24 * 40, allow_nan=False), max_size=50))
+def test_every_response_falls_in_exactly_its_bucket_of_time(hours: list[float]) -> None:
+    """Per hour for 48 hours, then per day: each first open lands in the one bucket that
+    holds its hour, none is lost, none is counted twice."""
+    import numpy as np
+
+    from bcartnb.campaign.results import _buckets, _per_bucket
+
+    buckets = _buckets(max(hours, default=-1.0))
+    counts = _per_bucket(np.array(hours, dtype="float64"), len(buckets))
+    assert int(counts.sum()) == len(hours)
+    for i, (since, until) in enumerate(buckets):
+        assert counts[i] == sum(since <= h < until for h in hours)
+        assert until - since == (1 if since < 48 else 24)
 
 
 def sent_campaign(led: Ledger, html: bool, cid: str = "20261127-143000-abcdef") -> str:

@@ -248,7 +248,9 @@ def plan_campaign(
     if spec.orders is not None:
         frame = members_with_orders(frame, spec.orders, settings, now=now)
     if spec.results is not None:
-        frame = members_with_results(frame, spec.results, settings, ledger=ledger)
+        frame = members_with_results(
+            frame, spec.results, settings, ledger=ledger, follow_up=campaign_id
+        )
     spec = resolve_segment(spec, settings, frame.columns)
     check_results_filter(frame, spec.filter)
     if mail is not None:

@@ -38,9 +38,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 
-from bcartnb.exceptions import BcartnbError, FilterError, InputError, SettingsError
+from bcartnb.exceptions import (
+    BcartnbError,
+    CampaignStateError,
+    FilterError,
+    InputError,
+    SettingsError,
+)
 from bcartnb.filters import resolve_column
 from bcartnb.ledger import Ledger, TrackResults
 from bcartnb.ledger import reading as ledger_reading
@@ -138,18 +145,19 @@ class CampaignResults:
             return pd.DataFrame(columns=["label", "since", "until", "opened", "clicked"])
         hours_open = _hours(self.delivered["first_open"], self.started)
         hours_click = _hours(self.delivered["first_click"], self.started)
-        last = max([*hours_open, *hours_click], default=-1.0)
-        rows = []
-        for since, until in _buckets(last):
-            rows.append(
-                {
-                    "label": _bucket_label(since, until),
-                    "since": since,
-                    "until": until,
-                    "opened": sum(since <= h < until for h in hours_open),
-                    "clicked": sum(since <= h < until for h in hours_click),
-                }
-            )
+        buckets = _buckets(float(max(hours_open.max(initial=-1.0), hours_click.max(initial=-1.0))))
+        opened = _per_bucket(hours_open, len(buckets))
+        clicked = _per_bucket(hours_click, len(buckets))
+        rows = [
+            {
+                "label": _bucket_label(since, until),
+                "since": since,
+                "until": until,
+                "opened": int(opened[i]),
+                "clicked": int(clicked[i]),
+            }
+            for i, (since, until) in enumerate(buckets)
+        ]
         return pd.DataFrame(rows, columns=["label", "since", "until", "opened", "clicked"])
 
     def links_frame(self) -> pd.DataFrame:
@@ -256,13 +264,18 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _hours(times: pd.Series, start: datetime) -> list[float]:
-    out = []
-    for value in times.tolist():
-        if value is None or pd.isna(value):
-            continue
-        out.append(max(0.0, (pd.Timestamp(value) - pd.Timestamp(start)).total_seconds() / 3600))
-    return out
+def _hours(times: pd.Series, start: datetime) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Hours from ``start`` to each time (NaT left out; a time before it counts as 0)."""
+    when = pd.to_datetime(times, utc=True).dropna()
+    since = (when - pd.Timestamp(start).tz_convert("UTC")).dt.total_seconds() / 3600
+    return np.clip(since.to_numpy(dtype="float64"), 0.0, None)
+
+
+def _per_bucket(hours: np.ndarray[Any, np.dtype[np.float64]], n: int) -> np.ndarray[Any, Any]:
+    """How many of ``hours`` fall in each of :func:`_buckets`' ``n`` buckets."""
+    whole = np.floor(hours).astype("int64")
+    index = np.where(whole < HOURLY, whole, HOURLY + (whole - HOURLY) // 24)
+    return np.bincount(index, minlength=n)[:n]
 
 
 def _buckets(last: float) -> list[tuple[int, int]]:
@@ -288,13 +301,20 @@ def _bucket_label(since: int, until: int) -> str:
 
 
 def campaign_breakdown(
-    settings: Settings, campaign_id: str, *, ledger: Ledger | None = None
+    settings: Settings,
+    campaign_id: str,
+    *,
+    ledger: Ledger | None = None,
+    as_of: datetime | None = None,
+    member_file: bool = True,
 ) -> CampaignResults:
     """The campaign's results with its members' responses, joined with the member file the
-    campaign recorded (read now; a note says so when it cannot be read)."""
+    campaign recorded (read now; a note says so when it cannot be read; not read at all
+    without ``member_file``). ``as_of``: the members' responses as they stood then (the
+    totals are always today's)."""
     with ledger_reading(settings, ledger) as led:
         totals = led.track_results(campaign_id)
-        rows = led.member_responses(campaign_id)
+        rows = led.member_responses(campaign_id, as_of=as_of)
         record = led.campaign(campaign_id)
         started = led.sending_started(campaign_id)
         seen = led.tracking_seen(campaign_id)
@@ -304,7 +324,8 @@ def campaign_breakdown(
     frame["clicked"] = frame["clicked"].astype(bool)
     opens, clicks = _measured(record.params, record.mail, seen, bool(totals.links), settings)
     notes: list[str] = []
-    frame = _with_member_columns(frame, record.params, notes)
+    if member_file:
+        frame = _with_member_columns(frame, record.params, notes)
     if not opens and clicks:
         notes.append(
             "テキストメールのため開封は計測できません（クリックした人だけを開封に数えています）。"
@@ -410,9 +431,15 @@ def members_with_results(
     settings: Settings,
     *,
     ledger: Ledger | None = None,
+    follow_up: str | None = None,
 ) -> pd.DataFrame:
     """The members with :data:`RESULT_COLUMNS` of campaign ``campaign_id`` (see the module);
-    ``attrs["results_of"]`` names the campaign, and a frame that already has them is kept."""
+    ``attrs["results_of"]`` names the campaign, and a frame that already has them is kept.
+
+    ``follow_up``: the campaign being resumed (or continued) that uses these results. Its
+    members are those its first run read: what people did after it was created is left out,
+    so a non-opener who opens the first mail before the resume still gets the follow-up it
+    was claimed for, rather than turning into a member missing from the file."""
     if members.attrs.get("results_of") == campaign_id:
         return members
     clash = [c for c in RESULT_COLUMNS if c in members.columns]
@@ -422,7 +449,11 @@ def members_with_results(
             ja=f"会員ファイルに配信結果の列と同じ名前の列「{clash[0]}」があります。"
             "会員ファイルの見出しを変えてください。",
         )
-    found = campaign_breakdown(settings, campaign_id, ledger=ledger)
+    with ledger_reading(settings, ledger) as led:
+        as_of = _created(led, follow_up)
+        found = campaign_breakdown(
+            settings, campaign_id, ledger=led, as_of=as_of, member_file=False
+        )
     got = found.members.drop_duplicates("member_id").set_index("member_id")
     ids = pd.to_numeric(members["id"], errors="coerce")
     taken = got.reindex(ids.to_numpy())
@@ -450,6 +481,16 @@ def members_without_results(members: pd.DataFrame, *, keep: str | None = None) -
         k: v for k, v in members.attrs.items() if k not in ("results_of", "results_measured")
     }
     return out
+
+
+def _created(led: Ledger, campaign_id: str | None) -> datetime | None:
+    """When ``campaign_id`` was created, None when it is not in the ledger (yet)."""
+    if campaign_id is None:
+        return None
+    try:
+        return led.campaign(campaign_id).created_at
+    except CampaignStateError:
+        return None
 
 
 def _known(values: pd.Series, delivered: Any, measured: bool) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bcartnb.ledger.database import Database, dt
+from bcartnb.ledger.database import Database, dt, ts
 
 __all__ = ["MemberResponse", "Responses"]
 
@@ -48,6 +48,7 @@ SELECT d.member_id, d.address, d.state = 'sent',
   min(CASE WHEN e.machine = 0 AND e.kind = 'click' THEN e.first_at END)
 FROM deliveries d
 LEFT JOIN tracking_events e ON e.campaign_id = d.campaign_id AND e.member_id = d.member_id
+  AND (? IS NULL OR e.first_at <= ?)
 WHERE d.campaign_id = ?
 GROUP BY d.member_id, d.address, d.state
 ORDER BY d.member_id
@@ -57,14 +58,18 @@ ORDER BY d.member_id
 class Responses(Database):
     """The ledger's answers to "who opened, who clicked" (reads only)."""
 
-    def member_responses(self, campaign_id: str) -> list[MemberResponse]:
+    def member_responses(
+        self, campaign_id: str, *, as_of: datetime | None = None
+    ) -> list[MemberResponse]:
         """Every member the campaign journaled, in member id order (an unknown campaign is
         :class:`~bcartnb.exceptions.CampaignStateError`). Events of members the campaign
         has no journal row for (none are recorded: the token names a journaled member) are
-        not shown."""
+        not shown. ``as_of``: only what people first did by then (a follow-up campaign's
+        resume reads the results its first run read)."""
+        since = None if as_of is None else ts(as_of)
         with self._read() as c:
             self._status(c, campaign_id)
-            rows = c.execute(_MEMBER_ROWS, (campaign_id,)).fetchall()
+            rows = c.execute(_MEMBER_ROWS, (since, since, campaign_id)).fetchall()
         return [
             MemberResponse(
                 member_id=int(mid),
