@@ -289,6 +289,43 @@ def test_a_resumed_follow_up_sends_to_whom_its_first_run_claimed(
     }
 
 
+def test_papermill_mails_the_non_openers_with_the_results_parameter(
+    shop: tt.Shop, server: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The campaign notebook takes ``results`` like the campaign file (the papermill face)."""
+    import papermill
+
+    from bcartnb.report import read_summary
+
+    cid = tt.send(shop)
+    respond(shop)
+    before = member_mails(shop.smtp)
+    for key, value in shop.env.items():
+        if key.startswith("BCARTNB_"):
+            monkeypatch.setenv(key, value)
+    out = shop.tmp / "follow.ipynb"
+    papermill.execute_notebook(
+        str(Path(__file__).resolve().parent.parent / "notebooks" / "campaign.ipynb"),
+        str(out),
+        parameters={
+            "members": str(shop.tmp / "members.csv"),
+            "results": cid,
+            "filter": {"開封": False},
+            "subject": "まだご覧でない方へ",
+            "body": "{{ 会社名 }} 様\nご案内をもう一度お送りします。\n",
+            "send": True,
+            "report_html": "",
+        },
+        kernel_name="python3",
+        cwd=str(shop.tmp),
+        progress_bar=False,
+    )
+    assert read_summary(out)["sent"] == 3
+    assert member_mails(shop.smtp) - before == {
+        f"user{m}@example.co.jp": 1 for m in (1003, 1004, 1005)
+    }
+
+
 def test_text_only_recipients_are_no_non_openers_unless_asked(
     shop: tt.Shop, server: Ledger
 ) -> None:
