@@ -16,6 +16,8 @@ import json
 import random
 import re
 import socket
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -261,6 +263,28 @@ def test_a_follow_up_reaches_exactly_the_non_openers_once(shop: tt.Shop, server:
         re.search(r"対象会員数\s+2 件", opened.stdout) and "絞込条件: 開封が はい" in opened.stdout
     )
     assert sendable(shop, cid, '{"クリック": true}') == 1
+
+
+def test_the_follow_up_run_twice_at_once_mails_each_non_opener_once(
+    shop: tt.Shop, server: Ledger
+) -> None:
+    cid = tt.send(shop)
+    respond(shop)
+    before = member_mails(shop.smtp)
+    campaign = follow_up(shop, cid, '{"開封" = false}')
+    command = [sys.executable, "-m", "bcartnb", "run", str(campaign), "--send", "--json"]
+    runs = [
+        subprocess.Popen(command, env=shop.env, cwd=shop.tmp, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    codes = sorted(p.wait(timeout=120) for p in runs)
+    for p in runs:
+        assert p.stdout is not None
+        p.stdout.close()
+    assert codes[0] == 0 and codes[1] in (0, 2), codes  # the other: refused, or nothing left
+    assert member_mails(shop.smtp) - before == {
+        f"user{m}@example.co.jp": 1 for m in (1003, 1004, 1005)
+    }
 
 
 def test_a_resumed_follow_up_sends_to_whom_its_first_run_claimed(
