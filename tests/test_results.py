@@ -442,7 +442,11 @@ def test_counts_depend_on_the_events_not_their_order_or_repeats(
                 at = NOW + timedelta(minutes=i)
                 led.record_track(cid, member, link, kind, machine=machine, now=at)
             t = led.track_results(cid)
-            rows = {r.member_id: (r.opened, r.clicked) for r in led.member_responses(cid)}
+            got = led.member_responses(cid)
+            rows = {
+                int(m): (bool(o), bool(c))
+                for m, o, c in zip(got["member_id"], got["opened"], got["clicked"], strict=True)
+            }
         return (t.opened, t.clicked, t.clicks, t.machine_opens, t.machine_clicks), rows
 
     shuffled = list(events)

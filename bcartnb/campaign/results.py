@@ -82,20 +82,6 @@ _ID_RE: Final = re.compile(r"[0-9A-Za-z_-]{1,64}")
 #: Hours since sending shown one by one; after them, one bucket a day.
 HOURLY: Final = 48
 
-_MEMBER_COLUMNS: Final = (
-    "member_id",
-    "address",
-    "delivered",
-    "opened",
-    "clicked",
-    "opens",
-    "clicks",
-    "machine_opens",
-    "machine_clicks",
-    "first_open",
-    "first_click",
-)
-
 
 def rate_text(rate: float) -> str:
     """A rate as the marketer reads it: ``33.3%``."""
@@ -314,14 +300,10 @@ def campaign_breakdown(
     totals are always today's)."""
     with ledger_reading(settings, ledger) as led:
         totals = led.track_results(campaign_id)
-        rows = led.member_responses(campaign_id, as_of=as_of)
+        frame = led.member_responses(campaign_id, as_of=as_of)
         record = led.campaign(campaign_id)
         started = led.sending_started(campaign_id)
         seen = led.tracking_seen(campaign_id)
-    frame = pd.DataFrame([r.__dict__ for r in rows], columns=list(_MEMBER_COLUMNS))
-    frame["delivered"] = frame["delivered"].astype(bool)
-    frame["opened"] = frame["opened"].astype(bool)
-    frame["clicked"] = frame["clicked"].astype(bool)
     opens, clicks = _measured(record.params, record.mail, seen, bool(totals.links), settings)
     notes: list[str] = []
     if member_file:

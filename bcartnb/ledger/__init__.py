@@ -73,7 +73,7 @@ from bcartnb.ledger.finish import ENDED_BY, Finishing
 from bcartnb.ledger.journal import Recipient
 from bcartnb.ledger.lifecycle import CAMPAIGN_TRANSITIONS, TRANSITIONS, DeliveryResult
 from bcartnb.ledger.pushes import BCART_FIELDS, BcartChange, BcartPushes
-from bcartnb.ledger.responses import MemberResponse, Responses
+from bcartnb.ledger.responses import Responses
 from bcartnb.ledger.schedules import Scheduled, Schedules
 from bcartnb.ledger.schema import (
     APPLICATION_ID,
@@ -115,7 +115,6 @@ __all__ = [
     "Ledger",
     "LedgerWatch",
     "LinkResult",
-    "MemberResponse",
     "Migration",
     "Recipient",
     "RecordOutcome",

@@ -11,32 +11,42 @@ count people by ``machine = 0`` and take a click as an open.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Final
 
 from bcartnb.ledger.database import Database, dt, ts
+from bcartnb.quota import TOKYO
 
-__all__ = ["MemberResponse", "Responses"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["MEMBER_COLUMNS", "Responses"]
 
 
-@dataclass(frozen=True)
-class MemberResponse:
-    """One member of a campaign: whether the mail was delivered, and what people and
-    machines did with it (``opened``: a person's open or click; counts are requests)."""
+#: The columns of :meth:`Responses.member_responses`, in order.
+MEMBER_COLUMNS: Final = (
+    "member_id",
+    "address",
+    "delivered",
+    "opens",
+    "clicks",
+    "machine_opens",
+    "machine_clicks",
+    "first_open",
+    "first_click",
+)
 
-    member_id: int
-    address: str
-    delivered: bool
-    opened: bool
-    clicked: bool
-    opens: int
-    clicks: int
-    machine_opens: int
-    machine_clicks: int
-    #: when a person first opened (or clicked), and first clicked; None when never
-    first_open: datetime | None
-    first_click: datetime | None
-
+_DTYPES: Final = {
+    "member_id": "int64",
+    "address": "object",
+    "delivered": "int64",
+    "opens": "int64",
+    "clicks": "int64",
+    "machine_opens": "int64",
+    "machine_clicks": "int64",
+    "first_open": "object",
+    "first_click": "object",
+}
 
 _MEMBER_ROWS = """
 SELECT d.member_id, d.address, d.state = 'sent',
@@ -58,36 +68,35 @@ ORDER BY d.member_id
 class Responses(Database):
     """The ledger's answers to "who opened, who clicked" (reads only)."""
 
-    def member_responses(
-        self, campaign_id: str, *, as_of: datetime | None = None
-    ) -> list[MemberResponse]:
-        """Every member the campaign journaled, in member id order (an unknown campaign is
-        :class:`~bcartnb.exceptions.CampaignStateError`). Events of members the campaign
-        has no journal row for (none are recorded: the token names a journaled member) are
-        not shown. ``as_of``: only what people first did by then (a follow-up campaign's
-        resume reads the results its first run read)."""
+    def member_responses(self, campaign_id: str, *, as_of: datetime | None = None) -> pd.DataFrame:
+        """One row per member the campaign journaled, in member id order (an unknown campaign
+        is :class:`~bcartnb.exceptions.CampaignStateError`): :data:`MEMBER_COLUMNS`, and
+        ``opened`` (a person's open or click) and ``clicked`` (a person's click). Counts are
+        requests; ``first_open`` (a person's first open or click) and ``first_click`` are
+        Asia/Tokyo times, NaT when never. ``as_of``: only what people first did by then (a
+        follow-up campaign's resume reads the results its first run read). Built column by
+        column: a campaign of 100,000 members is one query and a few arrays."""
+        import pandas as pd
+
         since = None if as_of is None else ts(as_of)
         with self._read() as c:
             self._status(c, campaign_id)
             rows = c.execute(_MEMBER_ROWS, (since, since, campaign_id)).fetchall()
-        return [
-            MemberResponse(
-                member_id=int(mid),
-                address=str(address),
-                delivered=bool(sent),
-                opened=bool(opens or clicks),
-                clicked=bool(clicks),
-                opens=int(opens),
-                clicks=int(clicks),
-                machine_opens=int(m_opens),
-                machine_clicks=int(m_clicks),
-                first_open=dt(first_open),
-                first_click=dt(first_click),
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(MEMBER_COLUMNS)
+        frame = pd.DataFrame(
+            {
+                name: pd.Series(values, dtype=_DTYPES.get(name))
+                for name, values in zip(MEMBER_COLUMNS, columns, strict=True)
+            }
+        )
+        for name in ("first_open", "first_click"):
+            frame[name] = pd.to_datetime(frame[name], format="ISO8601", utc=True).dt.tz_convert(
+                TOKYO
             )
-            for mid, address, sent, opens, clicks, m_opens, m_clicks, first_open, first_click in (
-                rows
-            )
-        ]
+        frame["delivered"] = frame["delivered"].astype(bool)
+        frame["opened"] = (frame["opens"] + frame["clicks"]) > 0
+        frame["clicked"] = frame["clicks"] > 0
+        return frame
 
     def sending_started(self, campaign_id: str) -> datetime | None:
         """When the campaign's first mail was accepted (the clock "since sending" starts
