@@ -365,6 +365,15 @@ def test_text_only_recipients_are_no_non_openers_unless_asked(
     got = tt.results(shop, cid)
     assert got["measured"] == {"opens": False, "clicks": True}
     assert any("テキストメール" in n for n in got["notes"])
+    rows = cli(shop, "results", cid, "--csv", "--by", "member").stdout.lstrip("\ufeff")
+    opened = {r["会員ID"]: r["開封"] for r in csv.DictReader(io.StringIO(rows))}
+    assert opened == {
+        "1001": "はい",
+        "1002": "不明",
+        "1003": "不明",
+        "1004": "不明",
+        "1005": "不明",
+    }
     refused = tt.bcartnb(
         "members", "members.csv", "--results", cid, "--filter", '{"開封": false}',
         env=shop.env, cwd=shop.tmp,

@@ -184,7 +184,8 @@ class CampaignResults:
         out["配信"] = m["delivered"].map(_yes)
         opened = m["opened"].map(_yes) if self.opens_measured else m["clicked"].map(_clicked_open)
         out["開封"] = opened.where(m["delivered"], "")
-        out["クリック"] = m["clicked"].map(_yes).where(m["delivered"], "")
+        clicked = m["clicked"].map(_yes) if self.clicks_measured else m["clicked"].map(_unknown)
+        out["クリック"] = clicked.where(m["delivered"], "")
         out["開封回数"] = m["opens"]
         out["クリック回数"] = m["clicks"]
         out["機械の開封回数"] = m["machine_opens"]
@@ -208,6 +209,10 @@ class CampaignResults:
 
 def _yes(flag: Any) -> str:
     return "はい" if bool(flag) else "いいえ"
+
+
+def _unknown(_flag: Any) -> str:
+    return "不明"
 
 
 def _clicked_open(clicked: Any) -> str:
