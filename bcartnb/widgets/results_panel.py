@@ -87,6 +87,9 @@ class ResultsPanel(widgets.VBox):  # type: ignore[misc]
         self.use = widgets.Button(description="配信結果で絞り込む")
         self.use.add_class("bcartnb-results-use")
         fit(self.use)
+        #: a click reads the results again (people keep opening); a 絞込 reuses them
+        self._fresh = False
+        self.use.on_click(lambda _b: setattr(self, "_fresh", True))
         self.add_class("bcartnb-results")
         super().__init__(
             [
@@ -123,10 +126,12 @@ class ResultsPanel(widgets.VBox):  # type: ignore[misc]
         chosen 送る相手 (a column in both is an error); unchanged when none is chosen, the
         columns of an earlier choice taken off."""
         cid = self.campaign.value
+        keep = None if self._fresh else cid
+        self._fresh = False
         if cid is None:
             return campaign.members_without_results(members), flt
         joined = campaign.members_with_results(
-            campaign.members_without_results(members, keep=cid), cid, self.settings
+            campaign.members_without_results(members, keep=keep), cid, self.settings
         )
         combined = combine_filters(WHO[self.who.value], flt, joined.columns, "配信結果")
         campaign.check_results_filter(joined, combined)
