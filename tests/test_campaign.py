@@ -20,7 +20,13 @@ def test_toml_keys_and_relative_members_path(tmp_path: Path) -> None:
     assert spec.checked == (3, 1)
     assert spec.send is False and spec.insert_signature is True and spec.encoding == "utf-8"
     # segment and track (when true) only appear when set: older campaigns keep their params
-    assert set(spec.to_params()) == set(CAMPAIGN_KEYS) - {"send", "segment", "track", "orders"}
+    assert set(spec.to_params()) == set(CAMPAIGN_KEYS) - {
+        "send",
+        "segment",
+        "track",
+        "orders",
+        "results",
+    }
     off = CampaignSpec.from_mapping({"members": "m.csv", "template": "t", "track": False})
     assert off.track is False and off.to_params()["track"] is False
     again = CampaignSpec.from_mapping(off.to_params())  # a resume replays it
@@ -32,6 +38,13 @@ def test_toml_keys_and_relative_members_path(tmp_path: Path) -> None:
     spec = load_campaign(tmp_path / "c.toml")
     assert spec.orders == tmp_path / "受注.csv"
     assert spec.to_params()["orders"] == str(tmp_path / "受注.csv")
+    # results (a sent campaign's id) only when given, checked as an id
+    follow = CampaignSpec.from_mapping({**off.to_params(), "results": " 20261206-101500-a1b2c3 "})
+    assert follow.results == "20261206-101500-a1b2c3"
+    assert CampaignSpec.from_mapping(follow.to_params()).results == follow.results
+    for bad in ("x\ny", "../../etc", 5, "あ"):
+        with pytest.raises(SettingsError, match="results"):
+            CampaignSpec.from_mapping({"members": "m.csv", "template": "t", "results": bad})
 
 
 def test_papermill_style_values() -> None:

@@ -36,6 +36,7 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.closing": GROUND,  # what a ``with`` block does to a connection, mailbox or server
     "bcartnb.pacing": GROUND,  # at most N in any T seconds: the send loop and the API client
     "bcartnb.near": GROUND,  # what a mistyped name or value was probably meant to be
+    "bcartnb.spreadsheet": GROUND,  # a CSV cell that stays text, a CSV Excel reads as UTF-8
     "bcartnb.members": RULES,
     "bcartnb.filters": RULES,
     "bcartnb.orders": RULES,  # 受注 read in, the purchase columns made from it

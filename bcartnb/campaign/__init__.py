@@ -26,7 +26,8 @@ It is laid out by concern: :mod:`~bcartnb.campaign.spec` (the keys, checked once
 :mod:`~bcartnb.campaign.conduct` (run, send, resume, cancel),
 :mod:`~bcartnb.campaign.schedule` (予約配信: schedule, and ``due`` sending each once), and
 the faces' questions to the ledger: :mod:`~bcartnb.campaign.history` (the send history,
-one campaign's outcome, the quota), :mod:`~bcartnb.campaign.suppressions` (the
+one campaign's outcome, the quota), :mod:`~bcartnb.campaign.results` (開封・クリック, their
+breakdowns and the segments made from them), :mod:`~bcartnb.campaign.suppressions` (the
 suppression list shown, changed, exported and pushed to B-Cart) and
 :mod:`~bcartnb.campaign.reporting` (what the campaign and list-hygiene reports read).
 Import from here; the names below are the conductor's whole face, and a face needs nothing
@@ -64,6 +65,17 @@ from bcartnb.campaign.plan import (
     resolve_segment,
 )
 from bcartnb.campaign.reporting import CampaignFacts, bounce_rates, campaign_facts, listed_now
+from bcartnb.campaign.results import (
+    LIMITS_JA,
+    RESULT_COLUMNS,
+    CampaignResults,
+    campaign_breakdown,
+    check_results_filter,
+    members_with_results,
+    members_without_results,
+    rate_text,
+    results_history,
+)
 from bcartnb.campaign.schedule import (
     LATE_LIMIT,
     SCHEDULE_LABELS,
@@ -103,11 +115,14 @@ __all__ = [
     "ENCODINGS",
     "LATE_LIMIT",
     "LEFT_STATES",
+    "LIMITS_JA",
+    "RESULT_COLUMNS",
     "SCHEDULE_LABELS",
     "CampaignFacts",
     "CampaignOutcome",
     "CampaignPlan",
     "CampaignRecord",
+    "CampaignResults",
     "CampaignRun",
     "CampaignSpec",
     "CampaignUsage",
@@ -122,6 +137,7 @@ __all__ = [
     "audience_words",
     "bounce_rates",
     "build_draft",
+    "campaign_breakdown",
     "campaign_facts",
     "campaign_history",
     "campaign_outcome",
@@ -129,6 +145,7 @@ __all__ = [
     "cancel",
     "cancel_scheduled",
     "cancelled_words",
+    "check_results_filter",
     "check_send_at",
     "dry_run",
     "due_exit_code",
@@ -137,14 +154,18 @@ __all__ = [
     "listed_now",
     "load_campaign",
     "members_with_orders",
+    "members_with_results",
+    "members_without_results",
     "month_usage",
     "parse_send_at",
     "plan_campaign",
     "push_suppressions",
     "quota_outlook",
     "quota_status",
+    "rate_text",
     "read_notes",
     "resolve_segment",
+    "results_history",
     "resume",
     "run",
     "run_due",

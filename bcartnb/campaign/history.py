@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, NamedTuple
 
+from bcartnb.campaign.results import with_rates
 from bcartnb.exceptions import CampaignStateError
 from bcartnb.ledger import Ledger
 from bcartnb.ledger import reading as ledger_reading
@@ -63,10 +64,12 @@ class MonthUsage(NamedTuple):
 
 
 def campaign_history(settings: Settings, *, ledger: Ledger | None = None) -> pd.DataFrame:
-    """Every campaign with its counts (:meth:`bcartnb.ledger.Ledger.campaigns`), newest last."""
+    """Every campaign with its counts (:meth:`bcartnb.ledger.Ledger.campaigns`), newest last,
+    and its results: ``opened``, ``open_rate``, ``clicked``, ``click_rate`` (people, over the
+    mails sent, as ``bcartnb results`` counts them; NaN for a campaign not measured)."""
     with ledger_using(settings, ledger) as led:
         led.reclaim()  # a crashed run shows as interrupted, not as sending forever
-        return led.campaigns()
+        return with_rates(led.campaigns(), led.response_counts())
 
 
 def campaign_outcome(

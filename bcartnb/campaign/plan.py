@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from bcartnb.audience import Audience, build_audience, hold_back
+from bcartnb.campaign.results import check_results_filter, members_with_results
 from bcartnb.campaign.spec import CampaignSpec
 from bcartnb.compose import Composer, Draft
 from bcartnb.exceptions import ComposeError, TemplateError
@@ -256,7 +257,12 @@ def plan_campaign(
     frame = members if members is not None else read_members(spec.members)
     if spec.orders is not None and not _joined(frame, spec.orders):
         frame = members_with_orders(frame, spec.orders, settings, now=now)
+    if spec.results is not None:
+        frame = members_with_results(
+            frame, spec.results, settings, ledger=ledger, follow_up=campaign_id
+        )
     spec = resolve_segment(spec, settings, frame.columns)
+    check_results_filter(frame, spec.filter)
     if mail is not None:
         draft, settings = _thawed(mail, spec, settings)
     else:

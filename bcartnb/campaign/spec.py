@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bcartnb.campaign.results import check_results_key
 from bcartnb.exceptions import SettingsError
 from bcartnb.segments import check_segment_name
 from bcartnb.settings import check_keys, check_type, read_toml
@@ -24,6 +25,7 @@ CAMPAIGN_KEYS = (
     "members",
     "orders",
     "segment",
+    "results",
     "filter",
     "checked",
     "template",
@@ -53,6 +55,9 @@ class CampaignSpec:
     #: a saved filter's name (セグメント); :func:`~bcartnb.campaign.plan_campaign` ANDs it
     #: into ``filter``
     segment: str | None = None
+    #: a sent campaign's id: its results (配信, 開封, クリック) become columns the filter
+    #: takes, e.g. ``{"開封": false}`` (:mod:`~bcartnb.campaign.results`)
+    results: str | None = None
     checked: tuple[int, ...] = ()
     template: str | None = None
     subject: str | None = None
@@ -112,6 +117,8 @@ class CampaignSpec:
         if data.get("segment") is not None and data.get("segment") != "":
             kw["segment"] = check_segment_name(check_type(data, "segment", str, where))
 
+        if data.get("results") is not None and data.get("results") != "":
+            kw["results"] = check_results_key(data.get("results"), where)
         kw["checked"] = _checked(data.get("checked"), where)
         for key in ("template", "subject", "body"):
             if data.get(key) is not None:
@@ -154,6 +161,7 @@ class CampaignSpec:
             "members": str(self.members),
             **({"orders": str(self.orders)} if self.orders else {}),
             **({"segment": self.segment} if self.segment else {}),
+            **({"results": self.results} if self.results else {}),
             "filter": self.filter,
             "checked": list(self.checked),
             "template": self.template,

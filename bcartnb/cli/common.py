@@ -73,6 +73,7 @@ PLACEHOLDERS: Mapping[str, str] = {
     "plan": "プラン",
     "port": "ポート番号",
     "prefix": "パス",
+    "results": "キャンペーンID",
     "save": "名前",
     "signature": "署名",
     "soft_threshold": "回数",

@@ -26,12 +26,21 @@ def _cmd_members(args: argparse.Namespace) -> int:
     members = read_members(args.members)
     # imported once the members are read: reading is the process's peak, the ledger's and
     # the settings' modules (12 MB) need not be part of it
-    from bcartnb.campaign import members_with_orders, read_notes, suppressed_addresses
+    from bcartnb.campaign import (
+        check_results_filter,
+        members_with_orders,
+        members_with_results,
+        read_notes,
+        suppressed_addresses,
+    )
     from bcartnb.settings import load_settings
 
     settings = load_settings()
     if args.orders:
         members = members_with_orders(members, args.orders, settings)
+    if args.results:  # 配信・開封・クリック of a sent campaign, as columns the filter takes
+        members = members_with_results(members, args.results, settings)
+        check_results_filter(members, flt)
     # a custom field renamed, a standard column misnamed, a filter value no member holds
     for note in read_notes(members, flt):
         say(f"注意: {note}", err=True)
@@ -190,6 +199,12 @@ MEMBERS = Command(
             default=None,
             help="受注CSV（受注一覧のエクスポート）。購入履歴の列（最終購入日・購入商品・"
             "顧客グループなど）で絞り込めます",
+        ),
+        arg(
+            "--results",
+            default=None,
+            help="送信したキャンペーンのID。その配信結果の列（配信・開封・クリック）で絞り込めます。"
+            "例: --results キャンペーンID --filter '{\"開封\": false}'（開封しなかった会員）",
         ),
         switch("--opt-in-only", "メール案内「受け取る」の会員のみ"),
         switch("--list", "送信できない会員を一人ずつ理由とともに表示します"),

@@ -35,6 +35,7 @@ from bcartnb.files import write_atomically
 from bcartnb.hygiene.writeback import Resolution, Unresolved, resolve_members
 from bcartnb.ledger import BCART_FIELDS, Suppression
 from bcartnb.ledger.suppressions import REASON_LABELS
+from bcartnb.spreadsheet import text_cell
 
 __all__ = ["BOUNCE_HEADER", "HEADER", "BcartExport", "bounces_path", "export_bcart_csv"]
 
@@ -55,8 +56,6 @@ BOUNCE_HEADER: Final = (
     "会員IDについて",
 )
 BOUNCED: Final = "不達"
-#: A cell a spreadsheet would run as a formula (CSV injection): shown as text instead.
-_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 _MAX_DETAIL: Final = 200
 
 
@@ -85,8 +84,7 @@ def _is_opt_out(reason: str) -> bool:
 
 def _cell(value: object) -> str:
     """Text for a review cell: one line, bounded, never a formula."""
-    text = " ".join(str(value).split())[:_MAX_DETAIL]
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return text_cell(" ".join(str(value).split())[:_MAX_DETAIL])
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

@@ -25,6 +25,8 @@ full cap). One :class:`Ledger` object, built from one module per concern:
 :mod:`~bcartnb.ledger.snapshot`           a file only looked at, copied whole, nothing
                                           left beside it
 :mod:`~bcartnb.ledger.schedules`          予約配信: scheduled campaigns, taken once when due
+:mod:`~bcartnb.ledger.tracking`           clicks and opens: the link table, the events
+:mod:`~bcartnb.ledger.responses`          who opened and clicked, member by member (reads)
 ========================================  ==================================================
 
 No two of them import each other, directly or around a circle: lifecycle imports only the
@@ -73,6 +75,7 @@ from bcartnb.ledger.finish import ENDED_BY, Finishing
 from bcartnb.ledger.journal import Recipient
 from bcartnb.ledger.lifecycle import CAMPAIGN_TRANSITIONS, TRANSITIONS, DeliveryResult
 from bcartnb.ledger.pushes import BCART_FIELDS, BcartChange, BcartPushes
+from bcartnb.ledger.responses import Responses
 from bcartnb.ledger.schedules import Scheduled, Schedules
 from bcartnb.ledger.schema import (
     APPLICATION_ID,
@@ -130,7 +133,7 @@ __all__ = [
 ]
 
 
-class Ledger(Finishing, Suppressions, HygieneEvents, BcartPushes, Schedules, Tracking):
+class Ledger(Finishing, Suppressions, HygieneEvents, BcartPushes, Schedules, Tracking, Responses):
     """The quota counter, send history and mail journal in one SQLite file.
 
     Open with :meth:`Ledger.open`; usable as a context manager; safe to share between the

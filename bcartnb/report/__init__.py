@@ -26,7 +26,8 @@ Laid out by concern, each module importing only those above it in this list:
 list-hygiene one too, is made of), :mod:`~bcartnb.report.notes` (the notes file),
 :mod:`~bcartnb.report.charts`, :mod:`~bcartnb.report.tables`, :mod:`~bcartnb.report.printcopy`
 (the HTML mail for paper), :mod:`~bcartnb.report.mail`
-(the sample mail), :mod:`~bcartnb.report.summary` (what a caller reads back),
+(the sample mail), :mod:`~bcartnb.report.results` (開封・クリック, with its chart),
+:mod:`~bcartnb.report.summary` (what a caller reads back),
 :mod:`~bcartnb.report.document` (the sections), :mod:`~bcartnb.report.gather` (from a run or
 the ledger), :mod:`~bcartnb.report.export` (the HTML page) and
 :mod:`~bcartnb.report.notebook` (what the notebooks call, which writes the page too). The

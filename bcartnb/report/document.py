@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -31,6 +31,7 @@ from bcartnb.report.blocks import (
 )
 from bcartnb.report.charts import breakdown_chart, usage_chart
 from bcartnb.report.mail import sample_block
+from bcartnb.report.results import results_blocks
 from bcartnb.report.tables import (
     MEMBERS_SHOWN,
     counts_table,
@@ -40,6 +41,9 @@ from bcartnb.report.tables import (
     quota_table,
     reasons_table,
 )
+
+if TYPE_CHECKING:
+    from bcartnb.campaign import CampaignResults
 
 __all__ = [
     "DRY_RUN_BANNER",
@@ -80,6 +84,9 @@ class CampaignReport:
     #: The member whose mail ``subject`` is (as received, personal values masked); None
     #: when no mail could be made again and ``subject`` is the template's.
     subject_member: str | None = None
+    #: 開封・クリック (:func:`bcartnb.campaign.campaign_breakdown`), gathered from the
+    #: ledger; None for a dry run and a run just done (nobody has opened it yet)
+    results: CampaignResults | None = None
 
     @property
     def campaign_id(self) -> str:
@@ -105,6 +112,7 @@ def report_blocks(doc: CampaignReport) -> list[Block]:
         *_counts(doc.summary),
         *_usage(doc),
         *_breakdown(doc.sendable),
+        *results_blocks(doc.results),
         *_sample(doc),
         *_unsendable(doc.unsendable),
         *_failures(doc.failures),

@@ -29,7 +29,13 @@ from bcartnb.report.summary import safe_summary
 from bcartnb.settings import require_ledger
 
 if TYPE_CHECKING:
-    from bcartnb.campaign import CampaignFacts, CampaignPlan, CampaignRecord, DeliverySummary
+    from bcartnb.campaign import (
+        CampaignFacts,
+        CampaignPlan,
+        CampaignRecord,
+        CampaignResults,
+        DeliverySummary,
+    )
     from bcartnb.settings import Settings
 
 __all__ = ["RunContext", "from_ledger", "from_run"]
@@ -141,6 +147,7 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
     if record.status in ("sending", "cancelled"):  # no run of it ended with a code
         data["exit_code"] = None
     again = _replanned(record, settings)
+    results = _results(record, settings)
     resume = summary.resume_command if record.status in ("unfinished", "sending") else None
     return CampaignReport(
         summary=safe_summary(data),
@@ -164,6 +171,7 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
         failures=list(summary.failures),
         resume_command=resume,
         notes=again.notes,
+        results=results,
     )
 
 
@@ -217,6 +225,15 @@ def _replanned(record: CampaignRecord, settings: Settings) -> _Replanned:
             "メールの例と送信できない会員の一覧は、いまのファイルから作りました。"
         )
     return out
+
+
+def _results(record: CampaignRecord, settings: Settings) -> CampaignResults | None:
+    """開封・クリック of a campaign that delivered mail (None before any was)."""
+    from bcartnb.campaign import campaign_breakdown
+
+    if not record.sent:
+        return None
+    return campaign_breakdown(settings, record.campaign_id)
 
 
 def _ledger_message(record: CampaignRecord, summary: DeliverySummary) -> str:

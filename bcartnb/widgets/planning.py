@@ -50,12 +50,15 @@ def form_spec(
     source = os.path.abspath(source) if source else "(wizard)"
     # the 受注 file the purchase columns came from: the campaign records it and a resume rejoins
     orders = members.attrs.get("orders_source")
+    # 配信結果で絞り込む: the campaign whose 配信・開封・クリック the filter reads
+    results = members.attrs.get("results_of")
     return CampaignSpec.from_mapping(
         {
             "members": str(source),
             **({"orders": os.path.abspath(orders)} if orders else {}),
             "filter": dict(flt),
             "checked": list(checked),
+            **({"results": results} if results else {}),
             **values,
         },
         where="wizard",

@@ -46,6 +46,7 @@ from .member_source import MemberSource, store_upload
 from .member_table import PAGE_SIZE, MemberTable, narrowed
 from .planning import confirm, form_spec, sorted_for_mail
 from .purchase_filters import has_purchases
+from .results_panel import ResultsPanel
 from .schedule_form import Scheduling
 from .schedule_screen import ScheduleScreen
 from .segment_tools import SegmentTools
@@ -127,11 +128,13 @@ class Wizard:
         self.confirm = ConfirmStep()
         self.sending = SendStep()
         self.templates = template_tools(self)  # テンプレート管理, テンプレートとして保存
+        self.results = ResultsPanel(self.settings)  # 配信履歴と結果, 配信結果で絞り込む
         self._select_box = widgets.VBox(
             [
                 self.templates.widget,
                 self.source,
                 self.filter_step,
+                self.results,
                 self.table,
                 self.select_warning,
                 row(self.send_all, self.send_checked, css="bcartnb-select-buttons"),
@@ -209,6 +212,8 @@ class Wizard:
         self.stage = "select"
         self._go("select", reveal=False)
         self.segment_tools.refresh()
+        self.results.use.on_click(lambda _b: self._apply_clicked())
+        self.status.run(self.results.refresh, busy="配信履歴を読み込んでいます…")
         self.apply_filter()
 
     # --- what the report and tests read ---------------------------------------------------
@@ -246,7 +251,12 @@ class Wizard:
         table = self.table
         if stage == "select":
             buttons = [table.check_page, table.prev, table.next, self.send_all, self.send_checked]
-            every = [*self.source.controls, *self.filter_step.controls, *buttons]
+            every = [
+                *self.source.controls,
+                *self.filter_step.controls,
+                *self.results.controls,
+                *buttons,
+            ]
             return [c for c in every if isinstance(c, widgets.Button | widgets.FileUpload)]
         if stage == "compose":
             return list(self.compose.controls)
@@ -332,7 +342,10 @@ class Wizard:
         kw = self.filter_step.keyword
 
         def search() -> tuple[dict[str, Any], Audience, list[str]]:
-            flt = self.segment_tools.current_filter()
+            # 配信結果で絞り込む: the chosen campaign's 配信・開封・クリック, ANDed in
+            self.members, flt = self.results.narrow(
+                self.members, self.segment_tools.current_filter()
+            )
             return flt, self._search(flt, kw), campaign.read_notes(self.members, flt)
 
         got = self.status.run(search, self._controls_of(self.stage), busy="絞込中です…")
@@ -607,6 +620,7 @@ class Wizard:
         self.table.uncheck(self.table.checked)
         self._checked = ()
         self._go("select")
+        self.status.run(self.results.refresh)  # the campaign just sent, in 配信履歴と結果
         self.apply_filter()
         self.status.info("新しい配信: 送信先を絞り込み、会員を選んでください")
 
