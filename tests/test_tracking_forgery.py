@@ -56,7 +56,7 @@ def test_any_text_as_a_token_is_refused_echoes_nothing_and_records_nothing(
     @hsettings(
         max_examples=60,
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture],
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(st.text(min_size=1, max_size=400))
     def probe(value: str) -> None:
