@@ -96,9 +96,10 @@ def links_of(shop: tt.Shop, mid: int) -> tuple[list[str], str]:
     return tt.tracked(shop, html), image
 
 
-def respond(shop: tt.Shop) -> None:
+def respond(shop: tt.Shop, server: Any) -> None:
     """1001 clicks the sale link twice (no image shown); 1002 opens; 1003's gateway fetches
-    the image and a link (a machine: 1003 did not open); 1004 and 1005 do nothing."""
+    the image and a link (a machine: 1003 did not open); 1004 and 1005 do nothing. Returns
+    once the server's writer has recorded them all (it writes in batches)."""
     sale = links_of(shop, 1001)[0][0]
     for _ in range(2):
         assert tt.get(sale).status_code == 302
@@ -108,6 +109,7 @@ def respond(shop: tt.Shop) -> None:
     sale3 = links3[0]
     assert tt.get(image3, agent=SCANNER).status_code == 200
     assert tt.get(sale3, method="HEAD").status_code == 302
+    assert server.writer.flush()
 
 
 def sendable(shop: tt.Shop, cid: str, flt: str) -> int:
@@ -129,7 +131,7 @@ def test_results_json_text_and_breakdowns_count_people_not_machines(
     shop: tt.Shop, server: Ledger
 ) -> None:
     cid = tt.send(shop)
-    respond(shop)
+    respond(shop, server)
     got = tt.results(shop, cid)
     assert (got["delivered"], got["opened"], got["clicked"], got["clicks"]) == (5, 2, 1, 2)
     assert (got["open_rate"], got["click_rate"]) == (0.4, 0.2)
@@ -166,7 +168,7 @@ def test_results_json_text_and_breakdowns_count_people_not_machines(
 
 def test_results_csv_by_link_and_by_member_open_in_excel(shop: tt.Shop, server: Ledger) -> None:
     cid = tt.send(shop)
-    respond(shop)
+    respond(shop, server)
     raw = tt.bcartnb("results", cid, "--csv", env=shop.env, cwd=shop.tmp)
     assert raw.returncode == 0, raw.stderr
     assert raw.stdout.startswith("\ufeff")  # Excel takes the file as UTF-8 only with it
@@ -208,9 +210,10 @@ def test_the_report_has_the_open_and_click_section_with_its_limits_and_chart(
     beside them, a chart; a URL from the template is text (escaped, no mathtext)."""
     tt.write_campaign(shop.campaign, tt.BODY + f'<p><a href="{HOSTILE}">特価</a></p>')
     cid = tt.send(shop)
-    respond(shop)
+    respond(shop, server)
     links, _ = links_of(shop, 1004)
     assert tt.get(links[2]).status_code == 302  # the hostile link, by a person
+    assert server.writer.flush()  # recorded (the writer writes in batches)
     out = shop.tmp / "report.html"
     cli(shop, "report", cid, "--out", str(out))
     page = out.read_text("utf-8")
@@ -246,7 +249,7 @@ def follow_up(shop: tt.Shop, cid: str, flt: str, name: str = "follow.toml") -> P
 
 def test_a_follow_up_reaches_exactly_the_non_openers_once(shop: tt.Shop, server: Ledger) -> None:
     cid = tt.send(shop)
-    respond(shop)
+    respond(shop, server)
     before = member_mails(shop.smtp)
     assert sum(before.values()) == 5
     # the same segment from the command line first: 1003 (a machine only), 1004, 1005
@@ -272,7 +275,7 @@ def test_the_follow_up_run_twice_at_once_mails_each_non_opener_once(
     shop: tt.Shop, server: Ledger
 ) -> None:
     cid = tt.send(shop)
-    respond(shop)
+    respond(shop, server)
     before = member_mails(shop.smtp)
     campaign = follow_up(shop, cid, '{"開封" = false}')
     command = [sys.executable, "-m", "bcartnb", "run", str(campaign), "--send", "--json"]
@@ -296,7 +299,7 @@ def test_a_resumed_follow_up_sends_to_whom_its_first_run_claimed(
     """A non-opener whose follow-up was deferred, and who opens the first mail before the
     resume, still gets the follow-up once: the resume reads the results as of its start."""
     cid = tt.send(shop)
-    respond(shop)
+    respond(shop, server)
     config = shop.tmp / "bcartnb.toml"
     config.write_text(config.read_text("utf-8") + "[delivery]\nretries = 0\n", "utf-8")
     # 1004's next RCPT gets a 451 (its first, for the first mail, was the 1st)
@@ -308,6 +311,7 @@ def test_a_resumed_follow_up_sends_to_whom_its_first_run_claimed(
     follow_id = json.loads(first.stdout)["campaign_id"]
     _, image = links_of(shop, 1004)
     assert tt.get(image).status_code == 200  # 1004 opens the first mail now
+    assert server.writer.flush()  # recorded (the writer writes in batches)
     assert sendable(shop, cid, '{"開封": false}') == 2  # today's results: 1003 and 1005
     resumed = tt.bcartnb("resume", follow_id, "--json", env=shop.env, cwd=shop.tmp)
     assert resumed.returncode == 0, resumed.stderr
@@ -325,7 +329,7 @@ def test_papermill_mails_the_non_openers_with_the_results_parameter(
     from bcartnb.report import read_summary
 
     cid = tt.send(shop)
-    respond(shop)
+    respond(shop, server)
     before = member_mails(shop.smtp)
     for key, value in shop.env.items():
         if key.startswith("BCARTNB_"):
@@ -365,6 +369,7 @@ def test_text_only_recipients_are_no_non_openers_unless_asked(
     text = tt.mail_to(shop, "user1001@example.co.jp").get_content()
     (link,) = re.findall(re.escape(shop.base) + r"/c/[A-Za-z0-9_-]+", str(text))
     assert tt.get(link).status_code == 302
+    assert server.writer.flush()  # recorded (the writer writes in batches)
     got = tt.results(shop, cid)
     assert got["measured"] == {"opens": False, "clicks": True}
     assert any("テキストメール" in n for n in got["notes"])
@@ -398,7 +403,7 @@ def test_the_wizard_shows_the_rates_and_mails_the_non_openers(
     from bcartnb.widgets import Wizard
 
     cid = tt.send(shop)
-    respond(shop)
+    respond(shop, server)
     before = member_mails(shop.smtp)
     wizard = Wizard(shop.tmp / "members.csv", load_settings(env=shop.env))
     shown = wizard.results.table.value
@@ -412,6 +417,7 @@ def test_the_wizard_shows_the_rates_and_mails_the_non_openers(
     assert wizard.table.result_ids == [1003, 1004, 1005]  # 1003: only a machine opened
     _, image = links_of(shop, 1005)
     assert tt.get(image).status_code == 200  # 1005 opens now: 絞込 keeps what was read,
+    assert server.writer.flush()  # recorded (the writer writes in batches)
     wizard.filter_step.apply.click()
     assert wizard.table.result_ids == [1003, 1004, 1005]
     wizard.results.use.click()  # 配信結果で絞り込む reads the results again
@@ -455,7 +461,7 @@ def test_counts_depend_on_the_events_not_their_order_or_repeats(
             # far apart in time: the burst rule (2 s) never joins two of them
             for i, (member, link, machine) in enumerate(order):
                 kind = "open" if link == 0 else "click"
-                at = NOW + timedelta(minutes=i)
+                at = NOW + timedelta(hours=1, minutes=i)  # never "at delivery" (10 s)
                 led.record_track(cid, member, link, kind, machine=machine, now=at)
             t = led.track_results(cid)
             got = led.member_responses(cid)
@@ -522,8 +528,11 @@ def test_members_with_results_marks_undelivered_and_unmeasured_as_blank(
     settings = load_settings(env={"BCARTNB_DB": str(db), "BCARTNB_PLAN": "light"})
     with Ledger.open(db, clock=lambda: NOW) as led:
         cid = sent_campaign(led, html)
-        led.record_track(cid, 2, 0 if html else 1, "open" if html else "click", machine=False)
-        led.record_track(cid, 3, 0, "open", machine=True)  # a machine only: not opened
+        later = NOW + timedelta(hours=1)  # a response at delivery would count as a machine's
+        led.record_track(
+            cid, 2, 0 if html else 1, "open" if html else "click", machine=False, now=later
+        )
+        led.record_track(cid, 3, 0, "open", machine=True, now=later)  # a machine only
         frame = pd.DataFrame(
             {"id": [1, 2, 3, 4], "email": ["a@x.jp", "b@x.jp", "c@x.jp", "d@x.jp"]}
         )
