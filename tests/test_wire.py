@@ -29,6 +29,7 @@ from bcartnb.compose import ENCODINGS, ComposedMail, Composer, Draft
 from bcartnb.exceptions import ComposeError, TemplateError
 from bcartnb.settings import Settings
 from bcartnb.templates import is_missing
+from bcartnb.transports.wire import reply_text
 
 NOW = datetime(2026, 11, 27, 10, 30, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
 SHOP = "info@shop.example.co.jp"
@@ -277,3 +278,26 @@ def test_a_tab_in_a_subject_is_kept() -> None:
     c = composer(html=False, encoding="utf-8", subject="{{ 会社名 }} 様へのご案内")
     mail = c.compose(person(1, comp_name="見本\t商事"))
     assert mail.subject.startswith("見本\t商事")
+
+
+def _reply_text_per_character(reply: bytes) -> str:
+    """The reply rule before its whole-string fast path: every character looked at."""
+    text = reply.decode("utf-8", "replace")
+    clean = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return clean if len(clean) <= 500 else clean[:499] + "…"
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=700),
+        st.text(max_size=700).map(lambda s: s.encode("utf-8", "surrogatepass")),
+        st.text(alphabet="250 OK\r\n\x1b[31m\x00\u202e\u3000\t-é", max_size=700).map(str.encode),
+    )
+)
+def test_a_server_reply_is_cleaned_as_by_looking_at_every_character(reply: bytes) -> None:
+    """The send loop cleans four replies a mail; most are printable already, so the rule
+    skips the per-character pass for them. Any reply, hostile ones included, comes out as
+    the per-character rule makes it: one printable line of at most 500 characters."""
+    assert reply_text(reply) == _reply_text_per_character(reply)
+    assert reply_text(reply.decode("utf-8", "replace")) == _reply_text_per_character(reply)
+    assert reply_text(reply).isprintable() and len(reply_text(reply)) <= 500

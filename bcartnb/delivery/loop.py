@@ -201,6 +201,9 @@ class Sender:
         self.slots = [_Slot() for _ in range(self.k)]
         self.idle = list(self.slots)
         self.in_flight = 0
+        #: a poll set per set of busy sockets: a poll object holds only fd numbers and
+        #: events, so one built for the same fds polls the same (reused fds included)
+        self._pollers: dict[tuple[int, ...], select.poll] = {}
         self.counted = 0
         self.tally: Counter[str] = Counter()
         self.unrecorded: list[DeliveryResult] = []
@@ -470,12 +473,8 @@ class Sender:
             wait = min(c.deadline for _, c in conns) - now
             if timeout is not None:
                 wait = min(wait, timeout)
-            poller = select.poll()
-            by_fd: dict[int, tuple[_Slot, PollableConnection]] = {}
-            for s, c in conns:
-                fd = c.fileno()
-                poller.register(fd, select.POLLIN)
-                by_fd[fd] = (s, c)
+            by_fd = {c.fileno(): (s, c) for s, c in conns}
+            poller = self._poller(tuple(by_fd))
             self.critical = False  # waiting: the safe moment for a Ctrl-C
             try:
                 self._checkpoint()
@@ -497,6 +496,18 @@ class Sender:
         for s, c in overdue:
             self.in_flight -= 1
             self._end(s, c.expire(), None)
+
+    def _poller(self, fds: tuple[int, ...]) -> select.poll:
+        """The poll set for these sockets (at most 2**k sets with k connections: each busy
+        or not)."""
+        poller = self._pollers.get(fds)
+        if poller is None:
+            if len(self._pollers) >= 64:  # reconnections bring new fd numbers: stay small
+                self._pollers.clear()
+            poller = self._pollers[fds] = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+        return poller
 
     def flush(self) -> None:
         """Commit the results taken but not yet recorded (after Ctrl-C or a fatal error)."""

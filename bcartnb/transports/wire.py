@@ -60,7 +60,9 @@ def reply_text(reply: bytes | str) -> str:
     """A server's reply as one printable line: a hostile or broken server's ESC sequences,
     NULs and bidi controls never reach a terminal, the report or the admin copy."""
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    clean = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if not text.isprintable():  # a whole-string test spares the per-character pass (4 a mail)
+        text = "".join(c if c.isprintable() else " " for c in text)
+    clean = " ".join(text.split())
     return clean if len(clean) <= _REPLY_TEXT_MAX else clean[: _REPLY_TEXT_MAX - 1] + "…"
 
 
