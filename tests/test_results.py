@@ -388,7 +388,7 @@ def test_text_only_recipients_are_no_non_openers_unless_asked(
 
 
 def test_the_wizard_shows_the_rates_and_mails_the_non_openers(
-    shop: tt.Shop, server: Ledger
+    shop: tt.Shop, server: tt.Tracker
 ) -> None:
     """配信履歴と結果: 開封率 and クリック率 per campaign; 配信結果で絞り込む → a new mail to
     開封しなかった会員, the same campaign a file with ``results = "ID"`` makes."""
@@ -396,6 +396,7 @@ def test_the_wizard_shows_the_rates_and_mails_the_non_openers(
 
     cid = tt.send(shop)
     respond(shop)
+    assert server.writer.flush()  # the server writes its events in batches, on a thread
     before = member_mails(shop.smtp)
     wizard = Wizard(shop.tmp / "members.csv", load_settings(env=shop.env))
     shown = wizard.results.table.value
@@ -411,6 +412,7 @@ def test_the_wizard_shows_the_rates_and_mails_the_non_openers(
     assert tt.get(image).status_code == 200  # 1005 opens now: 絞込 keeps what was read,
     wizard.filter_step.apply.click()
     assert wizard.table.result_ids == [1003, 1004, 1005]
+    assert server.writer.flush()
     wizard.results.use.click()  # 配信結果で絞り込む reads the results again
     assert wizard.table.result_ids == [1003, 1004]
     wizard.send_all.click()
