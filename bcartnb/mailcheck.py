@@ -52,14 +52,13 @@ a scheme read past case, white space, controls and invisible characters (``JaVa&
 is ``javascript:``, as lenient clients read it),
 tags in any case, a link nested in a link closed as browsers close it, ``<script>``,
 ``<style>``, ``<head>`` and elements hidden by ``display:none`` / ``visibility:hidden`` /
-``hidden`` not counted as shown text. Whatever the input (unclosed tags, NUL, megabytes),
-checking never raises.
+``hidden`` not counted as shown text (:mod:`bcartnb.shown_text`). Whatever the input
+(unclosed tags, NUL, megabytes), checking never raises.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -74,6 +73,7 @@ from bcartnb.active_content import (
     active_content,
     url_scheme,
 )
+from bcartnb.shown_text import Part, clean, html_part, text_part
 from bcartnb.text_markup import (
     HTML_IN_TEXT,
     HTML_IN_TEXT_MESSAGE,
@@ -166,11 +166,11 @@ def check_parts(
     ``sender_name`` is the name the mail must show (the settings' ``from`` display name);
     ``charset`` the mail's (``utf-8`` or ``iso-2022-jp``), in which the HTML is measured.
     """
-    parts: list[_Part] = [_text_part(text)]
+    parts: list[Part] = [text_part(text)]
     tree = None
     if html is not None:
         tree = LexborHTMLParser(html)
-        parts.append(_html_part(tree))
+        parts.append(html_part(tree))
     found: list[Finding] = []
     if not subject.strip():
         found.append(Finding("subject_empty", "件名が空です。", "件名"))
@@ -220,108 +220,6 @@ def format_findings(findings: Sequence[Finding], heading: str = HEADING) -> list
     return [f"{heading}:"] + [f"  ・{f}" for f in findings]
 
 
-# --- parts: the text a recipient reads, line by line, with the links on each line --------
-
-
-@dataclass(frozen=True)
-class _Part:
-    name: str
-    lines: tuple[str, ...]  # visible text, NFKC, one entry a non-blank line
-    targets: tuple[tuple[str, ...], ...]  # link targets (href) on each line
-
-
-def _clean(value: str) -> str:
-    return unicodedata.normalize("NFKC", value.replace("\x00", ""))
-
-
-def _text_part(text: str) -> _Part:
-    lines = [_clean(line).strip() for line in text.replace("\r", "\n").split("\n")]
-    kept = tuple(line for line in lines if line)
-    return _Part("テキストパート", kept, tuple(() for _ in kept))
-
-
-_BLOCKS = frozenset(
-    {
-        *("address", "article", "aside", "blockquote", "body", "br", "center", "dd", "details"),
-        *("div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "header"),
-        *("h1", "h2", "h3", "h4", "h5", "h6", "hr", "html", "li", "main", "nav", "ol", "p"),
-        *("pre", "section", "summary", "table", "tbody", "tfoot", "thead", "tr", "ul"),
-    }
-)
-_CELLS = frozenset({"td", "th"})
-_UNSHOWN = frozenset({"head", "script", "style", "template", "noscript", "title", "-comment"})
-_HIDDEN_STYLE_RE = re.compile(
-    r"display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all", re.IGNORECASE
-)
-_SPACE_RE = re.compile(r"\s+")
-
-
-def _hidden(node: LexborNode) -> bool:
-    if node.tag in _UNSHOWN:
-        return True
-    attrs = node.attributes
-    if "hidden" in attrs:
-        return True
-    style = attrs.get("style")
-    return bool(style and _HIDDEN_STYLE_RE.search(style))
-
-
-def _walk(root: LexborNode) -> Iterator[tuple[str, LexborNode]]:
-    """("open" | "close" | "text", node) in document order, hidden subtrees skipped.
-
-    An explicit stack, not recursion: a mail may nest elements thousands deep.
-    """
-    stack: list[tuple[bool, LexborNode]] = [(False, root)]
-    while stack:
-        closing, node = stack.pop()
-        if closing:
-            yield "close", node
-            continue
-        if node.is_text_node:
-            yield "text", node
-            continue
-        if not node.is_element_node and not node.is_document_node:
-            continue
-        if node.is_element_node and _hidden(node):
-            continue
-        yield "open", node
-        stack.append((True, node))
-        children = list(node.iter(include_text=True))
-        stack.extend((False, child) for child in reversed(children))
-
-
-def _html_part(tree: LexborHTMLParser) -> _Part:
-    lines: list[str] = []
-    targets: list[list[str]] = []
-    current: list[str] = []
-    current_targets: list[str] = []
-
-    def newline() -> None:
-        line = _SPACE_RE.sub(" ", _clean("".join(current))).strip()
-        if line:
-            lines.append(line)
-            targets.append(list(current_targets))
-        elif current_targets and targets:
-            targets[-1] += current_targets
-        current.clear()
-        current_targets.clear()
-
-    root = tree.root
-    for event, node in _walk(root) if root is not None else ():
-        if event == "text":
-            current.append(node.text_content or "")
-        elif node.tag in _BLOCKS:
-            newline()
-        elif node.tag in _CELLS:
-            current.append(" ")
-        if event == "open" and node.tag == "a":
-            href = node.attributes.get("href")
-            if href:
-                current_targets.append(href)
-    newline()
-    return _Part("HTMLパート", tuple(lines), tuple(tuple(t) for t in targets))
-
-
 # --- 特定電子メール法 ---------------------------------------------------------------------
 
 _URL_RE = re.compile(r"https?://[^\s<>\"'（）「」、。]+", re.IGNORECASE)
@@ -367,10 +265,10 @@ _WINDOW = 2  # lines before and after: the guidance's 直前又は直後
 
 
 def _squash(text: str) -> str:
-    return "".join(_clean(text).split())
+    return "".join(clean(text).split())
 
 
-def _near(part: _Part, index: int) -> Iterator[tuple[str, tuple[str, ...]]]:
+def _near(part: Part, index: int) -> Iterator[tuple[str, tuple[str, ...]]]:
     lo, hi = max(0, index - _WINDOW), min(len(part.lines), index + _WINDOW + 1)
     for j in range(lo, hi):
         yield part.lines[j], part.targets[j]
@@ -383,7 +281,7 @@ def _is_route(line: str, targets: Iterable[str]) -> bool:
     return any(_link_kind(t) in ("web", "mailto") for t in targets)
 
 
-def _has_opt_out(part: _Part) -> str | None:
+def _has_opt_out(part: Part) -> str | None:
     """None when the part has both; else what it lacks, in words."""
     stated = [i for i, line in enumerate(part.lines) if _OPT_OUT_RE.search(line)]
     if not stated:
@@ -394,7 +292,7 @@ def _has_opt_out(part: _Part) -> str | None:
     return "配信停止の記載の前後に、通知先（URL・メールアドレス・返信の方法）がありません"
 
 
-def _has_contact(part: _Part) -> bool:
+def _has_contact(part: Part) -> bool:
     for i, line in enumerate(part.lines):
         if _PHONE_RE.search(line) or _MAIL_RE.search(line):
             return True
@@ -408,7 +306,7 @@ def _has_contact(part: _Part) -> bool:
     return False
 
 
-def _legal(parts: Sequence[_Part], sender_name: str) -> list[Finding]:
+def _legal(parts: Sequence[Part], sender_name: str) -> list[Finding]:
     law = "特定電子メール法"
     name = _squash(sender_name)
     missing_name = [p.name for p in parts if name and name not in _squash("".join(p.lines))]
@@ -565,7 +463,7 @@ def _links(tree: LexborHTMLParser) -> list[Finding]:
             href = _attr(a, "xlink:href")
         if href is None:
             continue
-        text = " ".join(_clean(a.text(deep=True)).split())
+        text = " ".join(clean(a.text(deep=True)).split())
         if (
             not text
             or " " in text

@@ -49,6 +49,7 @@ LAYERS: Mapping[str, int] = {
     "bcartnb.mailcheck": RULES,
     "bcartnb.active_content": RULES,  # mailcheck's active-content findings
     "bcartnb.text_markup": RULES,  # mailcheck's HTML tags in a text mail
+    "bcartnb.shown_text": RULES,  # mailcheck's lines: what a recipient reads of each part
     "bcartnb.htmldepth": RULES,  # how deep an HTML mail nests, before css-inline sees it
     "bcartnb.mailtokens": RULES,  # the unsubscribe token, the VERP, the Message-ID's tokens
     "bcartnb.compose": STAGES,

@@ -396,7 +396,7 @@ def test_text_only_recipients_are_no_non_openers_unless_asked(
 
 
 def test_the_wizard_shows_the_rates_and_mails_the_non_openers(
-    shop: tt.Shop, server: Ledger
+    shop: tt.Shop, server: tt.Tracker
 ) -> None:
     """配信履歴と結果: 開封率 and クリック率 per campaign; 配信結果で絞り込む → a new mail to
     開封しなかった会員, the same campaign a file with ``results = "ID"`` makes."""

@@ -63,9 +63,9 @@ def test_a_listing_by_another_process_is_seen_at_the_next_search(wizard: Wizard)
     db = wizard.settings.db
     assert db is not None
     assert reason(wizard, 1001) == "配信停止・不達" and reason(wizard, 1003) == ""
-    kept = wizard._suppressions.addresses()
+    kept = wizard.selecting.suppressions.addresses()
     wizard.filter_step.apply.click()
-    assert wizard._suppressions.addresses() is kept  # nothing changed: not read again
+    assert wizard.selecting.suppressions.addresses() is kept  # nothing changed: not read again
 
     cli(db, "suppress", "USER1003@example.co.jp", "--reason", "unsubscribed")
     wizard.filter_step.apply.click()

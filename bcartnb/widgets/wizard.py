@@ -9,7 +9,8 @@ send is :func:`~bcartnb.campaign.send`, after the 送信 click (with ``repeat`` 
 「同じ内容を再送する」 is ticked). So a campaign made here is the same campaign the papermill
 notebook and ``bcartnb run`` would make from :attr:`Wizard.spec`. An unfinished campaign is
 continued or ended from the done screen with :func:`~bcartnb.campaign.resume` and
-:func:`~bcartnb.campaign.cancel`.
+:func:`~bcartnb.campaign.cancel`. The wizard builds the screens, wires them and keeps them in
+order; the member screen's actions are :mod:`.selecting`'s, the send's :mod:`.sending`'s.
 
 The keyword box is not part of the contract's filter (it looks in several columns at once);
 when it is used, 「検索結果すべてに送信」 sends to the ids it found, recorded as ``checked``,
@@ -26,30 +27,29 @@ import ipywidgets as widgets
 import pandas as pd
 
 from bcartnb import campaign
-from bcartnb.audience import Audience, build_audience
+from bcartnb.audience import Audience
 from bcartnb.campaign import CampaignPlan, CampaignSpec, DeliverySummary, Transport
 from bcartnb.compose import preview
-from bcartnb.exceptions import BcartnbError
 from bcartnb.members import empty_members, read_members
 from bcartnb.quota import QuotaStatus
-from bcartnb.search import KeywordIndex
 from bcartnb.segments import SegmentStore
 from bcartnb.settings import Settings
 from bcartnb.templates import TemplateStore
 
 from ._common import Status, fit, hide, row, show
-from .compose_step import ComposeStep, quota_warning_html
+from .compose_step import ComposeStep
 from .confirm_step import ConfirmStep
 from .filter_step import FilterStep
 from .header import Header
 from .member_source import MemberSource, store_upload
-from .member_table import PAGE_SIZE, MemberTable, narrowed
-from .planning import confirm, form_spec, sorted_for_mail
+from .member_table import PAGE_SIZE, MemberTable
+from .planning import confirm, form_spec
 from .purchase_filters import has_purchases
 from .results_panel import ResultsPanel
 from .schedule_form import Scheduling
 from .schedule_screen import ScheduleScreen
 from .segment_tools import SegmentTools
+from .selecting import Selecting
 from .send_step import SendStep
 from .sending import Sending
 from .templates_screen import template_tools
@@ -163,35 +163,29 @@ class Wizard:
         # an error is said atop the wizard, maybe screens above the button that caused it
         self.status.widget.observe(lambda _c: self._reveal_error(), names="value")
 
-        self._filter: dict[str, Any] = {}
-        self._keyword = ""
-        self._found: Audience | None = None
-        self._checked: tuple[int, ...] = ()
         self.spec: CampaignSpec | None = None
         self.plan: CampaignPlan | None = None
-        self.quota: QuotaStatus | None = None
         self._send_started = False
-        self._index: KeywordIndex | None = None
         #: the mail 「同じ内容を再送する」 was ticked for (its identity), and how many it adds
         self._repeat_key: str | None = None
         self._repeatable = 0
-
-        self._select_quota: QuotaStatus | None = None
-        self._all_sendable: int | None = None
-        self._select_listed: frozenset[str] = frozenset()  # the suppression list, per 絞込
         self.segment_tools = SegmentTools(self)  # セグメント: pick, read in words, save
-        #: read once per change to the ledger, not on every click
-        self._suppressions = campaign.SuppressionList(self.settings)
+        self.selecting = Selecting(  # 絞込 → the member table → the result or the ticks
+            self,
+            controls=lambda: self._controls_of(self.stage),
+            repeat_key=lambda: self._repeat_key,
+            go=self._go,
+        )
         self._wire_filter_step()
         self.source.load.on_click(lambda _b: self._load_chosen())
         self.source.upload.observe(lambda _c: self._load_upload(), names="value")
-        self.table.observe(lambda _c: self._warn_select(), names="checked")
+        self.table.observe(lambda _c: self.selecting.warn(), names="checked")
         if self.members.attrs.get("source"):
             self.source.show_current(str(self.members.attrs["source"]), len(self.members))
-        self.send_all.on_click(lambda _b: self._choose(checked_only=False))
-        self.send_checked.on_click(lambda _b: self._choose(checked_only=True))
-        self.compose.opt_in.observe(lambda _c: self._on_opt_in(), names="value")
-        self.compose.back.on_click(lambda _b: self._back_to_select())
+        self.send_all.on_click(lambda _b: self.selecting.choose(checked_only=False))
+        self.send_checked.on_click(lambda _b: self.selecting.choose(checked_only=True))
+        self.compose.opt_in.observe(lambda _c: self.selecting.on_opt_in(), names="value")
+        self.compose.back.on_click(lambda _b: self.selecting.back_to_select())
         self.compose.to_confirm.on_click(lambda _b: self._to_confirm())
         self.confirm.on_preview = self._render_preview
         self.confirm.on_repeat = self._on_repeat
@@ -212,7 +206,7 @@ class Wizard:
         self.stage = "select"
         self._go("select", reveal=False)
         self.segment_tools.refresh()
-        self.results.use.on_click(lambda _b: self._apply_clicked())
+        self.results.use.on_click(lambda _b: self.selecting.apply_clicked())
         self.status.run(self.results.refresh, busy="配信履歴を読み込んでいます…")
         self.apply_filter()
 
@@ -221,22 +215,27 @@ class Wizard:
     @property
     def filter(self) -> dict[str, Any]:
         """The contract's filter dict of the last 絞込 (a copy; the keyword is separate)."""
-        return dict(self._filter)
+        return dict(self.selecting.filter)
 
     @property
     def keyword(self) -> str:
         """The keyword of the last 絞込 (company, person, address); "" when none."""
-        return self._keyword
+        return self.selecting.keyword
 
     @property
     def checked(self) -> tuple[int, ...]:
         """The ids the campaign's ``checked`` holds (empty: every search result)."""
-        return self._checked
+        return self.selecting.checked
 
     @property
     def found(self) -> Audience | None:
         """The last search result, as the table shows it."""
-        return self._found
+        return self.selecting.found
+
+    @property
+    def quota(self) -> QuotaStatus | None:
+        """This month's quota as the form shows it (None before the form is opened)."""
+        return self.selecting.quota
 
     @property
     def controls(self) -> list[widgets.Widget]:
@@ -273,7 +272,7 @@ class Wizard:
     # --- step 0: 会員ファイル -------------------------------------------------------------------
 
     def _wire_filter_step(self) -> None:
-        self.filter_step.apply.on_click(lambda _b: self._apply_clicked())
+        self.filter_step.apply.on_click(lambda _b: self.selecting.apply_clicked())
         self.segment_tools.wire(self.filter_step)
 
     def save_segment(self) -> None:
@@ -288,7 +287,7 @@ class Wizard:
         if frame is None:
             return
         self.members = frame
-        self._index = None
+        self.selecting.members_changed()
         segment = self.filter_step.segment_choice
         self.filter_step = FilterStep(frame, self.settings.names)
         self._wire_filter_step()
@@ -335,163 +334,16 @@ class Wizard:
         self.source.refresh()
         self.load_members(path)
 
-    # --- step 1: 絞込 and セグメント -------------------------------------------------------------
+    # --- steps 1 and 2: 絞込, 検索結果すべて / チェックした会員 (in .selecting) ------------------
 
     def apply_filter(self) -> None:
         """絞込: the filter (with the segment) and keyword of the controls → the member table."""
-        kw = self.filter_step.keyword
-
-        def search() -> tuple[dict[str, Any], Audience, list[str]]:
-            # 配信結果で絞り込む: the chosen campaign's 配信・開封・クリック, ANDed in
-            self.members, flt = self.results.narrow(
-                self.members, self.segment_tools.current_filter()
-            )
-            return flt, self._search(flt, kw), campaign.read_notes(self.members, flt)
-
-        got = self.status.run(search, self._controls_of(self.stage), busy="絞込中です…")
-        if got is None:
-            return
-        flt, found, notes = got  # notes: a misnamed column, a value no member holds
-        self._filter, self._keyword, self._found = flt, kw, found
-        self.table.set_result(found)
-        self.status.info("\n注意: ".join([f"検索結果: {len(found.selected):,}件", *notes]))
-        self._warn_select(recount=True)  # the quota read again: a campaign may have gone out
-
-    def _apply_clicked(self) -> None:
-        """絞込 clicked: the result count (or the error) comes into view."""
-        self.apply_filter()
-        if self.status.kind != "error":  # an error has brought the status line into view
-            self.viewport.reveal("bcartnb-result-count")
-
-    def _search(self, flt: dict[str, Any], kw: str) -> Audience:
-        """The search result, each member sorted as 送信 would (the form's mail, once written)."""
-        if kw and self._index is None:
-            self._index = KeywordIndex(self.members)  # once: normalising is the slow part
-        base = self.members[self._index.mask(kw)] if kw and self._index else self.members
-        return self._sort(base, flt, ())
-
-    def _sort(
-        self,
-        frame: pd.DataFrame,
-        flt: dict[str, Any],
-        checked: tuple[int, ...],
-        opt_in: bool = False,
-    ) -> Audience:
-        """Members sorted into sendable or not: with ``already_sent`` for the mail in the form
-        (:func:`~.planning.sorted_for_mail`), else by the address rules and the suppressions."""
-        values = {**self.compose.values(), "opt_in_only": opt_in}
-        found = sorted_for_mail(frame, self.settings, flt, checked, values, self._repeat_key)
-        if found is not None:
-            return found
-        listed = self._suppressions.addresses()
-        narrow = narrowed(frame, flt)
-        return build_audience(narrow, flt or None, list(checked) or None, opt_in, listed)
-
-    def _back_to_select(self) -> None:
-        """戻る from the form: the member list, its reasons sorted again for the mail written
-        meanwhile (who already has it, from which campaign); the ticks stay."""
-        self._go("select")
-        if self._found is None:
-            return
-        found = self.status.run(
-            lambda: self._search(self._filter, self._keyword),
-            self._controls_of(self.stage),
-            busy="絞込中です…",
-        )
-        if found is None:
-            return
-        self._found = found
-        self.table.refresh(found)
-        self.status.info(f"検索結果: {len(found.selected):,}件")
-        self._warn_select(recount=True)
-
-    def _warn_select(self, *, recount: bool = False) -> None:
-        """Say at once when the search result, or the ticked members, exceed this month's quota.
-
-        Counted as the send would count them (メール案内 as ticked in the form, duplicates and
-        bad addresses left out), with the same arithmetic the refusal uses. The result's count
-        is kept until the next 絞込 (``recount``); a tick recounts only the ticked members.
-        The status line is left alone: it holds what the marketer just did.
-        """
-        if self._found is None or not self.table.result_ids or not self.settings.plan:
-            self.select_warning.value = ""
-            return
-        opt_in = bool(self.compose.opt_in.value)
-        held = self._found.already_sent_in  # the form's mail: who has it (see _sort)
-
-        def sendable(ids: list[int] | None) -> int:
-            members = narrowed(self.members, self._filter)
-            flt = self._filter or None
-            return len(
-                build_audience(members, flt, ids, opt_in, self._select_listed, held).sendable
-            )
-
-        try:
-            if recount or self._select_quota is None or self._all_sendable is None:
-                self._select_quota = campaign.quota_status(self.settings)
-                self._select_listed = self._suppressions.addresses()
-                # the result as sorted, unless メール案内 is asked (the sort does not ask it)
-                self._all_sendable = (
-                    sendable(self.table.result_ids if self._keyword else None)
-                    if opt_in
-                    else len(self._found.sendable)
-                )
-            counts = [("検索結果すべての送信件数", self._all_sendable)]
-            if self.table.checked:
-                counts.append(("チェックした会員の送信件数", sendable(list(self.table.checked))))
-        except BcartnbError as err:
-            self.status.error(err)
-            return
-        quota = self._select_quota
-        if quota is None:
-            return
-        self.select_warning.value = "".join(
-            quota_warning_html(quota, n, what) for what, n in counts
-        )
-
-    # --- step 2: 検索結果すべて / チェックした会員 -----------------------------------------------
-
-    def _choose(self, *, checked_only: bool) -> None:
-        ids = self.table.result_ids
-        if checked_only:
-            if not self.table.checked:
-                self.status.error("送信する会員をチェックしてください。")
-                return
-            self._checked = tuple(self.table.checked)
-        else:
-            if not ids:
-                self.status.error("検索結果がありません。絞込条件を変えてください。")
-                return
-            # a keyword result is not expressible as a filter: name its members
-            self._checked = tuple(ids) if self._keyword else ()
-        self.compose.refresh_templates()
-        if self._show_counts():
-            self._go("compose")
-            self.status.info("メールを作成して「確認画面へ」を押してください。")
-
-    def _on_opt_in(self) -> None:
-        self._show_counts()
-        self._warn_select(recount=True)
-
-    def _show_counts(self) -> bool:
-        """メール配信上限数 and this month's remaining; 送信件数 / 送信できない件数."""
-        opt_in = bool(self.compose.opt_in.value)
-
-        def counts() -> tuple[QuotaStatus, Audience]:
-            quota = campaign.quota_status(self.settings)
-            return quota, self._sort(self.members, self._filter, self._checked, opt_in)
-
-        got = self.status.run(counts, self._controls_of(self.stage), busy="件数を数えています…")
-        if got is None:
-            return False
-        self.quota, audience = got
-        self.compose.show_quota(self.quota, audience)
-        return True
+        self.selecting.apply_filter()
 
     # --- step 3 → 4: 確認画面へ --------------------------------------------------------------
 
     def _spec(self) -> CampaignSpec:
-        return form_spec(self.members, self._filter, self._checked, self.compose.values())
+        return form_spec(self.members, self.filter, self.checked, self.compose.values())
 
     def _to_confirm(self) -> None:
         got = self.status.run(
@@ -509,7 +361,7 @@ class Wizard:
             self._repeat_key = None
         self._send_started = False
         self.confirm.test_result.clear()
-        self.confirm.show_counts(got.summary, self._filter, self._keyword, got.plan.settings)
+        self.confirm.show_counts(got.summary, self.filter, self.keyword, got.plan.settings)
         self.confirm.offer_repeat(got.repeatable, got.plan.repeat)
         sendable = got.plan.audience.sendable
         self.confirm.offer_previews(sendable, PREVIEW_CHOICES)
@@ -564,7 +416,7 @@ class Wizard:
         """戻る: back to the form, everything typed kept (the 再送 box too), nothing sent."""
         self.plan = None
         self._go("compose")
-        self._show_counts()
+        self.selecting.show_counts()
 
     def _send_test(self) -> None:
         """テスト送信: the previewed member's mail to one address; not counted, not the send."""
@@ -617,8 +469,7 @@ class Wizard:
         self._repeat_key, self._repeatable = None, 0
         self.confirm.offer_repeat(0, False)
         self.confirm.send.disabled = False
-        self.table.uncheck(self.table.checked)
-        self._checked = ()
+        self.selecting.clear_ticks()
         self._go("select")
         self.status.run(self.results.refresh)  # the campaign just sent, in 配信履歴と結果
         self.apply_filter()
