@@ -38,10 +38,6 @@ SHOWN: Final = 10
 _NONE: Final = "使わない"
 
 
-def _rate(value: Any) -> str:
-    return "—" if value is None or pd.isna(value) else campaign.rate_text(float(value))
-
-
 def history_html(history: pd.DataFrame) -> str:
     """The newest :data:`SHOWN` campaigns that sent mail: 送信日時, キャンペーンID, 配信数,
     開封率, クリック率 (— where a campaign measured nothing)."""
@@ -58,8 +54,8 @@ def history_html(history: pd.DataFrame) -> str:
             f"{r['created_at'].astimezone(TOKYO):%Y-%m-%d %H:%M}",
             str(r["campaign_id"]),
             f"{int(r['sent']):,}件",
-            _rate(r["open_rate"]),
-            _rate(r["click_rate"]),
+            campaign.history_rate_text(r["open_rate"]),
+            campaign.history_rate_text(r["click_rate"]),
         )
         rows.append(
             "<tr>"
