@@ -42,8 +42,7 @@ def test_campaigns_lists_the_rates_per_campaign_and_a_dash_where_not_measured(
     shop: tt.Shop, server: Tracker
 ) -> None:
     measured = tt.send(shop)
-    respond(shop)  # 1001 clicks, 1002 opens, 1003's gateway: a machine; 5 delivered
-    assert server.writer.flush()
+    respond(shop, server)  # 1001 clicks, 1002 opens, 1003's gateway: a machine; 5 delivered
     shop.campaign.write_text(  # another mail (subject), not measured
         shop.campaign.read_text("utf-8").replace("ご案内", "ご案内その2") + "track = false\n",
         "utf-8",
@@ -127,7 +126,7 @@ def test_the_hidden_link_is_no_link_row_in_any_face(shop: tt.Shop, server: Track
     nobody can see it, so only a machine does): the per-link CSV, text and JSON list the
     mail's two links and nothing else; the fetches are counted as machine clicks."""
     cid = tt.send(shop)
-    respond(shop)
+    respond(shop, server)
     for mid in (1003, 1004):
         html = tt.parts(tt.mail_to(shop, f"user{mid}@example.co.jp"))[1]
         trap = tt.hidden(shop, html)
