@@ -80,6 +80,8 @@ class ResultsPanel(widgets.VBox):  # type: ignore[misc]
         self.table = widgets.HTML("")
         self.campaign = widgets.Dropdown(options=[(_NONE, None)], description="キャンペーン")
         self.who = widgets.Dropdown(options=list(WHO), description="送る相手")
+        self.campaign.add_class("bcartnb-results-campaign")
+        self.who.add_class("bcartnb-results-who")
         self.use = widgets.Button(description="配信結果で絞り込む")
         self.use.add_class("bcartnb-results-use")
         fit(self.use)
