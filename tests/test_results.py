@@ -33,6 +33,7 @@ from test_ledger import NOW, members, new_campaign, send_all
 
 from bcartnb.campaign import campaign_breakdown, check_results_filter, members_with_results
 from bcartnb.exceptions import FilterError
+from bcartnb.hygiene.tracking_server import Tracker
 from bcartnb.ledger import Ledger, fingerprint
 from bcartnb.settings import load_settings
 
@@ -96,10 +97,9 @@ def links_of(shop: tt.Shop, mid: int) -> tuple[list[str], str]:
     return tt.tracked(shop, html), image
 
 
-def respond(shop: tt.Shop, server: Any) -> None:
+def respond(shop: tt.Shop, server: Tracker) -> None:
     """1001 clicks the sale link twice (no image shown); 1002 opens; 1003's gateway fetches
-    the image and a link (a machine: 1003 did not open); 1004 and 1005 do nothing. Returns
-    once the server's writer has recorded them all (it writes in batches)."""
+    the image and a link (a machine: 1003 did not open); 1004 and 1005 do nothing."""
     sale = links_of(shop, 1001)[0][0]
     for _ in range(2):
         assert tt.get(sale).status_code == 302
@@ -109,7 +109,7 @@ def respond(shop: tt.Shop, server: Any) -> None:
     sale3 = links3[0]
     assert tt.get(image3, agent=SCANNER).status_code == 200
     assert tt.get(sale3, method="HEAD").status_code == 302
-    assert server.writer.flush()
+    assert server.writer.flush()  # the server records in batches: every response is in
 
 
 def sendable(shop: tt.Shop, cid: str, flt: str) -> int:
@@ -128,7 +128,7 @@ def cli(shop: tt.Shop, *args: str) -> Any:
 
 
 def test_results_json_text_and_breakdowns_count_people_not_machines(
-    shop: tt.Shop, server: Ledger
+    shop: tt.Shop, server: Tracker
 ) -> None:
     cid = tt.send(shop)
     respond(shop, server)
@@ -155,10 +155,9 @@ def test_results_json_text_and_breakdowns_count_people_not_machines(
     # over time: every person who responded is in exactly one bucket, hour by hour
     assert sum(r["opened"] for r in got["over_time"]) == 2
     assert sum(r["clicked"] for r in got["over_time"]) == 1
-    # the tracking server's clock runs an hour ahead (tt.later: no response "at delivery"), so
-    # every response is in the second hour's bucket, the first one empty
-    responded = [r["label"] for r in got["over_time"] if r["opened"] or r["clicked"]]
-    assert got["over_time"][0]["label"] == "0〜1時間後" and responded == ["1〜2時間後"]
+    assert got["over_time"][0]["label"] == "0〜1時間後"
+    # the server's clock is an hour ahead (test_tracking.later): every response is 1-2 h after
+    assert [r["label"] for r in got["over_time"] if r["opened"]] == ["1〜2時間後"]
     text = cli(shop, "results", cid).stdout
     assert "開封数: 2人（開封率 40.0%）" in text and "クリック数: 1人（クリック率 20.0%" in text
     assert "都道府県別" in text and "東京都: 2件  開封率 100.0%  クリック率 50.0%" in text
@@ -166,7 +165,7 @@ def test_results_json_text_and_breakdowns_count_people_not_machines(
     assert "Apple メールのプライバシー保護" in text and "機械だけが開いた会員" in text
 
 
-def test_results_csv_by_link_and_by_member_open_in_excel(shop: tt.Shop, server: Ledger) -> None:
+def test_results_csv_by_link_and_by_member_open_in_excel(shop: tt.Shop, server: Tracker) -> None:
     cid = tt.send(shop)
     respond(shop, server)
     raw = tt.bcartnb("results", cid, "--csv", env=shop.env, cwd=shop.tmp)
@@ -204,7 +203,7 @@ HOSTILE = "https://shop.example.co.jp/x?m=$1$&amp;t=&lt;script&gt;"
 
 
 def test_the_report_has_the_open_and_click_section_with_its_limits_and_chart(
-    shop: tt.Shop, server: Ledger
+    shop: tt.Shop, server: Tracker
 ) -> None:
     """``bcartnb report``: the marketer's words, the numbers the events made, the limits
     beside them, a chart; a URL from the template is text (escaped, no mathtext)."""
@@ -213,7 +212,7 @@ def test_the_report_has_the_open_and_click_section_with_its_limits_and_chart(
     respond(shop, server)
     links, _ = links_of(shop, 1004)
     assert tt.get(links[2]).status_code == 302  # the hostile link, by a person
-    assert server.writer.flush()  # recorded (the writer writes in batches)
+    assert server.writer.flush()
     out = shop.tmp / "report.html"
     cli(shop, "report", cid, "--out", str(out))
     page = out.read_text("utf-8")
@@ -247,7 +246,7 @@ def follow_up(shop: tt.Shop, cid: str, flt: str, name: str = "follow.toml") -> P
     return path
 
 
-def test_a_follow_up_reaches_exactly_the_non_openers_once(shop: tt.Shop, server: Ledger) -> None:
+def test_a_follow_up_reaches_exactly_the_non_openers_once(shop: tt.Shop, server: Tracker) -> None:
     cid = tt.send(shop)
     respond(shop, server)
     before = member_mails(shop.smtp)
@@ -272,7 +271,7 @@ def test_a_follow_up_reaches_exactly_the_non_openers_once(shop: tt.Shop, server:
 
 
 def test_the_follow_up_run_twice_at_once_mails_each_non_opener_once(
-    shop: tt.Shop, server: Ledger
+    shop: tt.Shop, server: Tracker
 ) -> None:
     cid = tt.send(shop)
     respond(shop, server)
@@ -294,7 +293,7 @@ def test_the_follow_up_run_twice_at_once_mails_each_non_opener_once(
 
 
 def test_a_resumed_follow_up_sends_to_whom_its_first_run_claimed(
-    shop: tt.Shop, server: Ledger
+    shop: tt.Shop, server: Tracker
 ) -> None:
     """A non-opener whose follow-up was deferred, and who opens the first mail before the
     resume, still gets the follow-up once: the resume reads the results as of its start."""
@@ -311,7 +310,7 @@ def test_a_resumed_follow_up_sends_to_whom_its_first_run_claimed(
     follow_id = json.loads(first.stdout)["campaign_id"]
     _, image = links_of(shop, 1004)
     assert tt.get(image).status_code == 200  # 1004 opens the first mail now
-    assert server.writer.flush()  # recorded (the writer writes in batches)
+    assert server.writer.flush()
     assert sendable(shop, cid, '{"開封": false}') == 2  # today's results: 1003 and 1005
     resumed = tt.bcartnb("resume", follow_id, "--json", env=shop.env, cwd=shop.tmp)
     assert resumed.returncode == 0, resumed.stderr
@@ -321,7 +320,7 @@ def test_a_resumed_follow_up_sends_to_whom_its_first_run_claimed(
 
 
 def test_papermill_mails_the_non_openers_with_the_results_parameter(
-    shop: tt.Shop, server: Ledger, monkeypatch: pytest.MonkeyPatch
+    shop: tt.Shop, server: Tracker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The campaign notebook takes ``results`` like the campaign file (the papermill face)."""
     import papermill
@@ -358,7 +357,7 @@ def test_papermill_mails_the_non_openers_with_the_results_parameter(
 
 
 def test_text_only_recipients_are_no_non_openers_unless_asked(
-    shop: tt.Shop, server: Ledger
+    shop: tt.Shop, server: Tracker
 ) -> None:
     shop.campaign.write_text(
         'members = "members.csv"\nsubject = "ご案内"\n'
@@ -369,7 +368,7 @@ def test_text_only_recipients_are_no_non_openers_unless_asked(
     text = tt.mail_to(shop, "user1001@example.co.jp").get_content()
     (link,) = re.findall(re.escape(shop.base) + r"/c/[A-Za-z0-9_-]+", str(text))
     assert tt.get(link).status_code == 302
-    assert server.writer.flush()  # recorded (the writer writes in batches)
+    assert server.writer.flush()
     got = tt.results(shop, cid)
     assert got["measured"] == {"opens": False, "clicks": True}
     assert any("テキストメール" in n for n in got["notes"])
@@ -396,7 +395,7 @@ def test_text_only_recipients_are_no_non_openers_unless_asked(
 
 
 def test_the_wizard_shows_the_rates_and_mails_the_non_openers(
-    shop: tt.Shop, server: tt.Tracker
+    shop: tt.Shop, server: Tracker
 ) -> None:
     """配信履歴と結果: 開封率 and クリック率 per campaign; 配信結果で絞り込む → a new mail to
     開封しなかった会員, the same campaign a file with ``results = "ID"`` makes."""
@@ -417,7 +416,7 @@ def test_the_wizard_shows_the_rates_and_mails_the_non_openers(
     assert wizard.table.result_ids == [1003, 1004, 1005]  # 1003: only a machine opened
     _, image = links_of(shop, 1005)
     assert tt.get(image).status_code == 200  # 1005 opens now: 絞込 keeps what was read,
-    assert server.writer.flush()  # recorded (the writer writes in batches)
+    assert server.writer.flush()
     wizard.filter_step.apply.click()
     assert wizard.table.result_ids == [1003, 1004, 1005]
     wizard.results.use.click()  # 配信結果で絞り込む reads the results again
@@ -458,10 +457,11 @@ def test_counts_depend_on_the_events_not_their_order_or_repeats(
             led.reserve(cid, 5, "light")
             send_all(led, cid)
             led.record_links(cid, ["https://a.example/1", "https://a.example/2"])
-            # far apart in time: the burst rule (2 s) never joins two of them
+            # far apart in time: the burst rule (2 s) never joins two of them; an hour after
+            # delivery, so none is a gateway's scan at delivery (DELIVERY_SECONDS)
             for i, (member, link, machine) in enumerate(order):
                 kind = "open" if link == 0 else "click"
-                at = NOW + timedelta(hours=1, minutes=i)  # never "at delivery" (10 s)
+                at = NOW + timedelta(hours=1, minutes=i)
                 led.record_track(cid, member, link, kind, machine=machine, now=at)
             t = led.track_results(cid)
             got = led.member_responses(cid)
@@ -528,10 +528,9 @@ def test_members_with_results_marks_undelivered_and_unmeasured_as_blank(
     settings = load_settings(env={"BCARTNB_DB": str(db), "BCARTNB_PLAN": "light"})
     with Ledger.open(db, clock=lambda: NOW) as led:
         cid = sent_campaign(led, html)
-        later = NOW + timedelta(hours=1)  # a response at delivery would count as a machine's
-        led.record_track(
-            cid, 2, 0 if html else 1, "open" if html else "click", machine=False, now=later
-        )
+        later = NOW + timedelta(hours=1)  # not at delivery (a gateway's scan)
+        kind = "open" if html else "click"
+        led.record_track(cid, 2, 0 if html else 1, kind, machine=False, now=later)
         led.record_track(cid, 3, 0, "open", machine=True, now=later)  # a machine only
         frame = pd.DataFrame(
             {"id": [1, 2, 3, 4], "email": ["a@x.jp", "b@x.jp", "c@x.jp", "d@x.jp"]}

@@ -61,6 +61,8 @@ __all__ = [
     "campaign_breakdown",
     "check_results_filter",
     "check_results_key",
+    "history_rate_text",
+    "history_results",
     "members_with_results",
     "members_without_results",
     "rate_text",
@@ -86,6 +88,28 @@ HOURLY: Final = 48
 def rate_text(rate: float) -> str:
     """A rate as the marketer reads it: ``33.3%``."""
     return f"{rate * 100:.1f}%"
+
+
+def history_rate_text(value: Any) -> str:
+    """A rate of the send history (:func:`with_rates`) as every face shows it: ``—`` for a
+    campaign that measured nothing (NaN or None), so "not measured" never reads as 0%."""
+    return "—" if value is None or pd.isna(value) else rate_text(float(value))
+
+
+def history_results(row: pd.Series | Mapping[str, Any]) -> dict[str, int | float | None]:
+    """One row of the send history's results for JSON (``bcartnb campaigns --json``):
+    ``opened``, ``open_rate``, ``clicked``, ``click_rate``, each None where the campaign
+    measured nothing (or sent nothing, for a rate), never 0 standing for "not measured"."""
+
+    def known(value: Any) -> bool:
+        return value is not None and not pd.isna(value)
+
+    return {
+        "opened": int(row["opened"]) if known(row["opened"]) else None,
+        "open_rate": float(row["open_rate"]) if known(row["open_rate"]) else None,
+        "clicked": int(row["clicked"]) if known(row["clicked"]) else None,
+        "click_rate": float(row["click_rate"]) if known(row["click_rate"]) else None,
+    }
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,7 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
             "pending": int(r["pending"]),
             "withheld": int(r["withheld"]),
             "cancelled": int(r["cancelled"]),
+            **campaign.history_results(r),
             "ledger": str(db),
         }
         for _, r in frame.iterrows()
@@ -232,15 +233,24 @@ def _cmd_campaigns(args: argparse.Namespace) -> int:
     if not rows:
         print(f"配信履歴はまだありません（{ledger_line(db)}）。")
         return 0
-    print("キャンペーンID               登録日時            状態         送信済み  失敗  残り")
+    print(
+        "キャンペーンID               登録日時            状態         送信済み  失敗  残り"
+        "  開封率  クリック率"
+    )
     for r, (_, full) in zip(rows, frame.iterrows(), strict=True):
         left = sum(int(full[s]) for s in campaign.LEFT_STATES)
         status = STATUS_LABELS.get(r["status"], r["status"])
+        opened = campaign.history_rate_text(full["open_rate"])
+        clicked = campaign.history_rate_text(full["click_rate"])
         print(
             f"{r['campaign_id']:<28} {r['created_at'][:16].replace('T', ' '):<19} "
-            f"{status:<10} {r['sent']:>8,} {r['failed']:>5,} {left:>5,}"
+            f"{status:<10} {r['sent']:>8,} {r['failed']:>5,} {left:>5,} {opened:>7} {clicked:>10}"
         )
-    print("1件の詳細は bcartnb campaigns キャンペーンID で表示します。")
+    print("開封率・クリック率は人数で数え、機械のアクセスは含めません（— は計測していません）。")
+    print(
+        "1件の詳細は bcartnb campaigns キャンペーンID、"
+        "開封・クリックは bcartnb results キャンペーンID で表示します。"
+    )
     print(ledger_line(db))
     return 0
 

@@ -196,7 +196,8 @@ class Tracking(Database):
             ).rowcount
 
     def track_results(self, campaign_id: str) -> TrackResults:
-        """The campaign's 配信数, 開封数, クリック数 and clicks by link (people; machines apart).
+        """The campaign's 配信数, 開封数, クリック数 and clicks by link (people; machines apart;
+        the hidden link is never a link row, its fetches count as machine clicks).
 
         A member who clicked opened the mail, whether or not the image was shown: 開封 counts
         members with an open or a click.
@@ -236,8 +237,9 @@ class Tracking(Database):
                 "coalesce(sum(CASE WHEN e.machine = 1 THEN e.count END), 0) "
                 "FROM tracked_links l LEFT JOIN tracking_events e ON e.campaign_id = l.campaign_id "
                 "AND e.link = l.number AND e.kind = 'click' "
-                "WHERE l.campaign_id = ? GROUP BY l.number, l.url ORDER BY l.number",
-                (campaign_id,),
+                "WHERE l.campaign_id = ? AND l.number <> ? "  # the hidden link: no row
+                "GROUP BY l.number, l.url ORDER BY l.number",
+                (campaign_id, TRAP_LINK),
             ).fetchall()
         return TrackResults(
             campaign_id=campaign_id,

@@ -87,6 +87,9 @@ class CampaignReport:
     #: 開封・クリック (:func:`bcartnb.campaign.campaign_breakdown`), gathered from the
     #: ledger; None for a dry run and a run just done (nobody has opened it yet)
     results: CampaignResults | None = None
+    #: Where 開封・クリック will be, for a run that just sent measured mail (its report has
+    #: no numbers yet); None otherwise
+    results_later: str | None = None
 
     @property
     def campaign_id(self) -> str:
@@ -112,7 +115,7 @@ def report_blocks(doc: CampaignReport) -> list[Block]:
         *_counts(doc.summary),
         *_usage(doc),
         *_breakdown(doc.sendable),
-        *results_blocks(doc.results),
+        *results_blocks(doc.results, later=doc.results_later),
         *_sample(doc),
         *_unsendable(doc.unsendable),
         *_failures(doc.failures),

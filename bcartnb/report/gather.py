@@ -111,7 +111,21 @@ def from_run(
         unsendable=plan.audience.unsendable,
         failures=list(summary.failures),
         resume_command=summary.resume_command if summary.left and not summary.dry_run else None,
+        results_later=_results_later(plan, summary),
     )
+
+
+def _results_later(plan: CampaignPlan, summary: DeliverySummary) -> str | None:
+    """Where a measured campaign's 開封・クリック will be: said in the report of the run that
+    sent it, which cannot have them yet. Measured as the composer measures: the shop's
+    ``[tracking] url`` and the campaign's ``track``, with an open image (HTML) or a link."""
+    tracker = plan.composer.tracker
+    if summary.dry_run or not summary.sent or tracker is None:
+        return None
+    if not (plan.draft.html or tracker.links):
+        return None
+    cid = summary.campaign_id
+    return f"開封・クリックは bcartnb results {cid} / bcartnb report {cid} で見られます。"
 
 
 def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:

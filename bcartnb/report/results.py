@@ -85,12 +85,13 @@ def _groups_table(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     return out.set_index(label)
 
 
-def results_blocks(found: CampaignResults | None) -> list[Block]:
-    """The section, or nothing when the report has no results (a dry run, a run just done)."""
+def results_blocks(found: CampaignResults | None, *, later: str | None = None) -> list[Block]:
+    """The section; for a run just done, ``later``: where its numbers will be (nobody has
+    opened the mail yet); nothing when neither (a dry run, a campaign not measured)."""
     from bcartnb.campaign import LIMITS_JA
 
     if found is None:
-        return []
+        return [heading(2, HEADING), paragraph(later)] if later else []
     out = [heading(2, HEADING), table(results_table(found))]
     out += [paragraph(note) for note in found.notes]
     out.append(paragraph(LIMITS_JA))

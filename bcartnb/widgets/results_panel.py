@@ -38,10 +38,6 @@ SHOWN: Final = 10
 _NONE: Final = "使わない"
 
 
-def _rate(value: Any) -> str:
-    return "—" if value is None or pd.isna(value) else campaign.rate_text(float(value))
-
-
 def history_html(history: pd.DataFrame) -> str:
     """The newest :data:`SHOWN` campaigns that sent mail: 送信日時, キャンペーンID, 配信数,
     開封率, クリック率 (— where a campaign measured nothing)."""
@@ -58,8 +54,8 @@ def history_html(history: pd.DataFrame) -> str:
             f"{r['created_at'].astimezone(TOKYO):%Y-%m-%d %H:%M}",
             str(r["campaign_id"]),
             f"{int(r['sent']):,}件",
-            _rate(r["open_rate"]),
-            _rate(r["click_rate"]),
+            campaign.history_rate_text(r["open_rate"]),
+            campaign.history_rate_text(r["click_rate"]),
         )
         rows.append(
             "<tr>"
@@ -84,6 +80,8 @@ class ResultsPanel(widgets.VBox):  # type: ignore[misc]
         self.table = widgets.HTML("")
         self.campaign = widgets.Dropdown(options=[(_NONE, None)], description="キャンペーン")
         self.who = widgets.Dropdown(options=list(WHO), description="送る相手")
+        self.campaign.add_class("bcartnb-results-campaign")
+        self.who.add_class("bcartnb-results-who")
         self.use = widgets.Button(description="配信結果で絞り込む")
         self.use.add_class("bcartnb-results-use")
         fit(self.use)
