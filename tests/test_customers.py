@@ -160,7 +160,9 @@ def test_the_guidance_pastes_into_every_face(demo: pd.DataFrame, tmp_path: Path)
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     days=st.one_of(st.none(), st.integers(0, 2000)),
