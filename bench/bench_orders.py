@@ -9,9 +9,12 @@ Times, in one process and alternated so a noisy minute hits both:
   count, sum, mean; no product lists, ranks or groups): what one writes first;
 - the 休眠 filter on the joined frame (:func:`bcartnb.filters.apply_filter`), what a wizard
   絞込 adds on top of the profile filter;
-- reading the CSV itself (CP932, :func:`bcartnb.orders.read_orders`), once.
+- reading the CSV itself (CP932, :func:`bcartnb.orders.read_orders`), once;
+- read + derive + join in a fresh process each, so that each peak RSS (VmHWM) is its own: the
+  fast reader (Arrow, :func:`~bcartnb.orders.read_orders`) and the plain one (pandas' C
+  parser, :func:`~bcartnb.orders.read_orders_plain`), the fast one first and last.
 
-Peak RSS is the process's (VmHWM). Target: derive + join <= 1.5 s, <= 500 MB; filter <= 150 ms.
+Target: derive + join <= 1.5 s; read + derive + join <= 500 MB peak; filter <= 150 ms.
 
 Run: .venv/bin/python bench/bench_orders.py [--members 30000] [--lines 500000] [--rounds 5]
 """
@@ -21,6 +24,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from bcartnb.filters import apply_filter
-from bcartnb.orders import read_orders, with_purchases
+from bcartnb.orders import read_orders, read_orders_plain, with_purchases
 from bcartnb.settings import PurchaseSettings
 
 TODAY = dt.date(2026, 12, 6)
@@ -94,12 +99,43 @@ def peak_mb() -> float:
     return float("nan")
 
 
+def child(way: str, path: Path, n_members: int) -> None:
+    """Read + derive + join in this (fresh) process; print seconds and peak MB as JSON-ish."""
+    members = pd.DataFrame(
+        {
+            "id": np.arange(1, n_members + 1, dtype="int64"),
+            "email": [f"user{i}@example.co.jp" for i in range(n_members)],
+        }
+    )
+    base = peak_mb()
+    start = time.perf_counter()
+    orders = (read_orders if way == "fast" else read_orders_plain)(path)
+    read_s = time.perf_counter() - start
+    with_purchases(members, orders, PurchaseSettings(), TODAY)
+    total_s = time.perf_counter() - start
+    print(f"{read_s:.3f} {total_s:.3f} {peak_mb():.0f} {base:.0f}")
+
+
+def fresh(way: str, path: Path, n_members: int) -> list[float]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", way, str(path), "--members", str(n_members)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [float(x) for x in done.stdout.split()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--child", nargs=2, metavar=("WAY", "PATH"))
     parser.add_argument("--members", type=int, default=30_000)
     parser.add_argument("--lines", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), args.members)
+        return
     members = pd.DataFrame(
         {
             "id": np.arange(1, args.members + 1, dtype="int64"),
@@ -112,6 +148,9 @@ def main() -> None:
         start = time.perf_counter()
         orders = read_orders(path)
         read_s = time.perf_counter() - start
+        ways = [("fast", fresh("fast", path, args.members))]
+        ways += [("plain", fresh("plain", path, args.members))]
+        ways += [("fast", fresh("fast", path, args.members))]
     settings = PurchaseSettings()
     fast_t, base_t = [], []
     for _ in range(args.rounds):  # alternated
@@ -127,6 +166,12 @@ def main() -> None:
     print(f"baseline groupby + merge (5 columns): {statistics.median(base_t):7.3f} s median")
     print(f"filter 顧客グループ = 休眠:               {filter_s * 1000:7.1f} ms median")
     print(f"peak RSS of the process:              {peak_mb():7.0f} MB")
+    print("read + derive + join, a fresh process each (read s, total s, peak MB, at import MB):")
+    for way, (read_t, total_t, peak, base) in ways:
+        print(
+            f"  {way:5} read {read_t:6.3f} s, total {total_t:6.3f} s, peak {peak:5.0f} MB"
+            f" (import {base:3.0f} MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -224,6 +224,46 @@ def test_clear_and_a_hostile_product_code(wizard: Wizard) -> None:
     assert apply(wizard) == list(range(1001, 1008))
 
 
+def test_the_category_control_is_the_campaign_filter_and_the_one_matcher(
+    files: tuple[Path, Path], settings: Settings, tmp_path: Path
+) -> None:
+    """購入カテゴリ: the categories members bought (未分類 for a product without one), picked
+    or typed, ``contains`` one category exactly, ANDed with 購入商品 and cleared by リセット."""
+    orders = tmp_path / "カテゴリ付き受注.csv"
+    head = ORDERS_HEADER.replace("\r\n", ",商品カテゴリ\r\n")
+    lines = orders_text().splitlines(True)[1:]
+    cats = ["果物", "野菜", "<b>x</b>", "果物", "", "果物", *(["果物"] * 10)]  # 1005's ten: 果物
+    body = [f"{text[:-2]},{cat}\r\n" for text, cat in zip(lines, cats, strict=True)]
+    orders.write_bytes((head + "".join(body)).encode("cp932"))
+    w = Wizard(files[0], settings, orders=orders, member_folders=[tmp_path])
+    p = w.filter_step.purchases
+    assert p.category in w.filter_step.controls and not p.category.disabled
+    # order 6 (果物) was cancelled and order 5's product has no category: 未分類
+    assert p.category.options == ("<b>x</b>", "未分類", "果物", "野菜")
+    for pick, ids in (
+        ("果物", [1002, 1005, 1006]),
+        (" 未分類 ", [1006]),
+        ("野", []),
+        ("<b>x</b>", [1004]),
+    ):
+        p.category.value = pick
+        want = {"購入カテゴリ": {"contains": pick.strip()}}
+        assert p.filter == want == w.filter_step.filter
+        assert p.words.value.endswith(f">{html.escape(describe_filter(want))}</div>")
+        assert "<b>" not in p.words.value
+        assert apply(w) == ids == matcher(w)
+    p.category.value = "野菜"
+    p.product.value = "B-200"
+    assert p.filter == {"購入商品": {"contains": "B-200"}, "購入カテゴリ": {"contains": "野菜"}}
+    assert apply(w) == [1003] == matcher(w)
+    w.filter_step.reset.click()
+    assert p.category.value == "" and p.filter == {}
+    # an export without the category column: every bought product is 未分類
+    assert files[1] != orders
+    plain = Wizard(files[0], settings, orders=files[1], member_folders=[tmp_path])
+    assert plain.filter_step.purchases.category.options == ("未分類",)
+
+
 def test_without_orders_the_section_says_how_and_builds_nothing(
     files: tuple[Path, Path], settings: Settings, tmp_path: Path
 ) -> None:
@@ -248,6 +288,7 @@ def test_an_empty_order_file_makes_everyone_unbought(
     p = w.filter_step.purchases
     assert p.available and p.group.options == (("未購入（7人）", "未購入"),)
     assert p.product.options == () and p.product.disabled
+    assert p.category.options == () and p.category.disabled
     p.group.value = ("未購入",)
     assert apply(w) == list(range(1001, 1008))
 

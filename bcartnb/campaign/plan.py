@@ -27,7 +27,7 @@ from bcartnb.ledger import Ledger, fingerprint, legacy_mail_key, mail_key, new_c
 from bcartnb.ledger import reading as ledger_reading
 from bcartnb.mailcheck import Finding
 from bcartnb.members import TOKYO, read_members
-from bcartnb.quota import Plan, QuotaStatus
+from bcartnb.quota import Plan, QuotaStatus, now_tokyo
 from bcartnb.segments import SegmentStore, combine_filters
 from bcartnb.settings import Settings, require_plan
 from bcartnb.templates import TemplateStore
@@ -315,8 +315,7 @@ def members_with_orders(
     ``[purchase]``'s thresholds and today's day in Asia/Tokyo (of ``now`` when given)."""
     from bcartnb.orders import read_orders, with_purchases
 
-    tokyo = ZoneInfo(TOKYO)
-    today = (now or datetime.now(tokyo)).astimezone(tokyo).date()
+    today = (now or now_tokyo()).astimezone(ZoneInfo(TOKYO)).date()
     return with_purchases(members, read_orders(orders), settings.purchase, today)
 
 

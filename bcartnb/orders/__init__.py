@@ -24,6 +24,7 @@ from bcartnb.orders.reader import (
     empty_orders,
     orders_record,
     read_orders,
+    read_orders_plain,
     typed_orders,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "orders_record",
     "purchase_columns",
     "read_orders",
+    "read_orders_plain",
     "typed_orders",
     "with_purchases",
 ]

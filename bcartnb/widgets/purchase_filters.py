@@ -4,10 +4,11 @@ Offered when the member frame carries the purchase columns (the wizard was given
 ``Wizard(..., orders=)``, ``bcartnb wizard --orders``); otherwise the section says how to
 give them, its controls disabled. Like the other controls it only builds the filter dict
 (``{"顧客グループ": ["休眠"], "最終購入日": {"before": "2026-06-01"}, "購入回数": {"min": 3},
-"購入金額合計": {"min": 100000}, "購入商品": {"contains": "A-100"}}``), the one a campaign file
+"購入金額合計": {"min": 100000}, "購入商品": {"contains": "A-100"}, "購入カテゴリ": {"contains":
+"果物"}}``), the one a campaign file
 takes, and shows it in words by :func:`bcartnb.filters.describe_filter`; :mod:`bcartnb.filters`
-is the one matcher, run by the wizard's 絞込. Choices come from the members (the groups and
-product codes and names they hold), so a value nobody holds cannot be picked.
+is the one matcher, run by the wizard's 絞込. Choices come from the members (the groups,
+product codes and names, and categories they hold), so a value nobody holds cannot be picked.
 """
 
 from __future__ import annotations
@@ -52,11 +53,12 @@ def _groups(members: pd.DataFrame) -> list[tuple[str, str]]:
     return [(f"{g}（{int(counts[g]):,}人）", g) for g in GROUPS if counts.get(g, 0)]
 
 
-def _products(members: pd.DataFrame) -> list[str]:
-    """The product codes and names bought by any member, sorted (one Arrow pass over the lists)."""
+def _items(members: pd.DataFrame, column: str) -> list[str]:
+    """The items of a list column (購入商品's codes and names, 購入カテゴリ's categories) any
+    member holds, sorted (one Arrow pass over the lists)."""
     if not has_purchases(members) or members.empty:
         return []
-    lists = pa.chunked_array(pa.array(members["購入商品"].array)).combine_chunks()
+    lists = pa.chunked_array(pa.array(members[column].array)).combine_chunks()
     codes = pc.unique(pc.list_flatten(lists)).to_numpy(zero_copy_only=False)
     return sorted(str(c) for c in np.asarray(codes, dtype=object))
 
@@ -98,17 +100,10 @@ class PurchaseFilters(widgets.VBox):  # type: ignore[misc]
             disabled=off,
         )
         self.min_total.add_class("bcartnb-filter-min-total")
-        codes = _products(members)
-        self.product = widgets.Combobox(
-            options=codes if len(codes) <= _MAX_PRODUCTS else [],
-            value="",
-            placeholder="商品コード（例: A-100）",
-            description="購入商品",
-            ensure_option=False,
-            style=_LABEL_STYLE,
-            disabled=off or not codes,
-        )
+        self.product = _combobox(_items(members, "購入商品"), "購入商品", "商品コード（例: A-100）")
         self.product.add_class("bcartnb-filter-product")
+        self.category = _combobox(_items(members, "購入カテゴリ"), "購入カテゴリ", "カテゴリ名")
+        self.category.add_class("bcartnb-filter-category")
         self.words = widgets.HTML("" if self.available else _note(NO_ORDERS_HINT))
         self.words.add_class("bcartnb-purchase-words")
         for w in self.controls:
@@ -118,6 +113,7 @@ class PurchaseFilters(widgets.VBox):  # type: ignore[misc]
             row(self.last_after, self.last_before, self.last_before_label),
             row(self.min_count, widgets.HTML("回以上"), self.min_total, widgets.HTML("円以上")),
             row(self.product, widgets.HTML("を買った会員")),
+            row(self.category, widgets.HTML("の商品を買った会員")),
         ]
         # without orders only the title and how to give them: the screen stays as it was
         super().__init__(
@@ -134,6 +130,7 @@ class PurchaseFilters(widgets.VBox):  # type: ignore[misc]
             self.min_count,
             self.min_total,
             self.product,
+            self.category,
         ]
 
     @property
@@ -155,9 +152,10 @@ class PurchaseFilters(widgets.VBox):  # type: ignore[misc]
             out["購入回数"] = {"min": int(self.min_count.value)}
         if self.min_total.value > 0:
             out["購入金額合計"] = {"min": int(self.min_total.value)}
-        code = str(self.product.value).strip()
-        if code:
-            out["購入商品"] = {"contains": code}
+        for name, box in (("購入商品", self.product), ("購入カテゴリ", self.category)):
+            item = str(box.value).strip()
+            if item:
+                out[name] = {"contains": item}
         return out
 
     def clear(self) -> None:
@@ -168,11 +166,26 @@ class PurchaseFilters(widgets.VBox):  # type: ignore[misc]
         self.min_count.value = 0
         self.min_total.value = 0
         self.product.value = ""
+        self.category.value = ""
 
     def _say(self) -> None:
         """The section's conditions in the report's words, as the controls change."""
         flt = self.filter
         self.words.value = _note(describe_filter(flt)) if flt else ""
+
+
+def _combobox(items: list[str], name: str, hint: str) -> widgets.Combobox:
+    """A list column's item, picked from what members hold or typed (past
+    :data:`_MAX_PRODUCTS` items); disabled when nobody holds one, or without orders."""
+    return widgets.Combobox(
+        options=items if len(items) <= _MAX_PRODUCTS else [],
+        value="",
+        placeholder=hint,
+        description=name,
+        ensure_option=False,
+        style=_LABEL_STYLE,
+        disabled=not items,
+    )
 
 
 def _note(text: str) -> str:
