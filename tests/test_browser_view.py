@@ -11,11 +11,13 @@ same SMTP server in this process).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import pytest
 import test_browser
 from browser_support import widget_input
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, ViewportSize, expect
 from test_browser import TEMPLATE, UI_TIMEOUT, Opened, demo_members, tick
 
@@ -180,6 +182,17 @@ OFF_ROW_JS = """ids => ids.filter(id => {
 })"""
 
 
+def off_rows(page: Page, ids: list[int]) -> list[int]:
+    """The members whose box is not on their row once the page has settled: a new page's
+    cells and its boxes' names arrive as separate widget messages, so this waits (up to
+    UI_TIMEOUT) for every box to be on its row, then says which are not."""
+    with contextlib.suppress(PlaywrightError):  # the list below says which
+        page.wait_for_function(
+            f"ids => ({OFF_ROW_JS})(ids).length === 0", arg=ids, timeout=UI_TIMEOUT
+        )
+    return list(page.evaluate(OFF_ROW_JS, ids))
+
+
 def test_the_table_s_boxes_sit_on_their_rows_are_named_and_take_the_keyboard(
     open_wizard: Callable[[str], Opened],
 ) -> None:
@@ -190,7 +203,7 @@ def test_the_table_s_boxes_sit_on_their_rows_are_named_and_take_the_keyboard(
     page.set_viewport_size({"width": 375, "height": 720})  # a phone: long cells wrap
     checked = page.locator(".bcartnb-checked-count")
 
-    assert page.evaluate(OFF_ROW_JS, first) == []
+    assert off_rows(page, first) == []
     box = page.get_by_role("checkbox", name=f"会員ID {first[0]} をチェック")
     expect(box).to_have_count(1)  # what a screen reader says of a box with no visible text
     box.focus()
@@ -205,7 +218,7 @@ def test_the_table_s_boxes_sit_on_their_rows_are_named_and_take_the_keyboard(
     expect(widget_input(page, f"bcartnb-check-{second[0]}", "input")).not_to_be_checked(
         timeout=UI_TIMEOUT
     )
-    assert page.evaluate(OFF_ROW_JS, second) == []
+    assert off_rows(page, second) == []
     page.locator(".bcartnb-page-prev").click()
     expect(widget_input(page, f"bcartnb-check-{first[1]}", "input")).to_be_checked(
         timeout=UI_TIMEOUT
