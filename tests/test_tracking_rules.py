@@ -408,3 +408,51 @@ def test_the_running_server_purges_again_as_days_pass(tmp_path: Path) -> None:
 def _rows(path: Path) -> list[int]:
     with sqlite3.connect(path) as conn:
         return [r[0] for r in conn.execute("SELECT member_id FROM tracking_events ORDER BY 1")]
+
+
+def test_a_locked_ledger_keeps_the_clicks_queued_refuses_past_the_backlog_and_loses_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process holds the ledger's write lock past the writer's timeout.
+
+    The writer logs why in Japanese, keeps its batch and tries again; new clicks queue until
+    the backlog is full, then are refused (the server's 503); once the lock goes, every
+    accepted click is recorded exactly once and no refused one is.
+    """
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger.open(path) as led:
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "INSERT INTO campaigns (campaign_id, created_at, user, host, plan, "
+                "fingerprint, params, status, updated_at) "
+                "VALUES ('c', 'x', 'u', 'h', 'p', 'f', '{}', 'done', 'x')"
+            )
+        at = now_tokyo()
+        writer = TrackWriter(led, max_pending=5)
+        writer.start()
+        try:
+            assert writer.put(TrackEvent("c", 1, 1, "click", False, at))
+            assert writer.flush()  # the writer process is up and has written once
+            holder = sqlite3.connect(path, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            try:
+                accepted, refused = [1], []
+                for member in range(2, 200):
+                    ok = writer.put(TrackEvent("c", member, 1, "click", False, at))
+                    (accepted if ok else refused).append(member)
+                    if refused:
+                        break
+                assert refused, "the backlog never filled while the ledger was locked"
+                deadline = time.monotonic() + 120
+                while "開封・クリックを記録できません" not in caplog.text:
+                    assert time.monotonic() < deadline, "the locked write never failed"
+                    time.sleep(0.05)
+                assert _rows(path) == [1]  # nothing written while the lock is held
+            finally:
+                holder.rollback()
+                holder.close()
+            assert writer.flush(timeout=120)
+        finally:
+            writer.close()
+    assert _rows(path) == accepted
+    assert refused[0] not in _rows(path)

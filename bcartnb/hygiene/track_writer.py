@@ -71,12 +71,14 @@ class TrackWriter:
         clock: Callable[[], datetime] | None = None,
         delay: float = DELAY,
         purge_every: float = PURGE_EVERY,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self._ledger = ledger
         self._retention = retention_days
         self._clock = clock or now_tokyo
         self._delay = delay
         self._pending: list[TrackEvent] = []
+        self._max_pending = max_pending
         self._busy = 0  # events taken by the thread and not yet written
         self._cond = threading.Condition()
         self._closing = False
@@ -97,7 +99,7 @@ class TrackWriter:
     def put(self, event: TrackEvent) -> bool:
         """Queue one event; False (nothing queued) when the backlog is full."""
         with self._cond:
-            if len(self._pending) >= MAX_PENDING or self._closing:
+            if len(self._pending) >= self._max_pending or self._closing:
                 return False
             self._pending.append(event)
             if len(self._pending) == 1:
