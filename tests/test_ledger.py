@@ -7,6 +7,7 @@ real where a crash is the point.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -223,6 +224,34 @@ def test_a_ledger_file_replaced_under_an_open_ledger_refuses_every_write(tmp_pat
         with pytest.raises(LedgerError, match="deleted or replaced"):
             led.mark_results(cid, [DeliveryResult(1, "sent", 250, "ok")])
         assert led.campaign(cid).journal == {"sending": 1, "pending": 2}  # reads still work
+
+
+def _fingerprint_a_line_at_a_time(params: dict[str, Any], recipients: list[tuple[Any, str]]) -> str:
+    """The fingerprint as ledgers recorded it before it hashed every line in one update."""
+    h = hashlib.sha256()
+    h.update(json.dumps(params, sort_keys=True, ensure_ascii=False).encode())
+    for member_id, address in sorted((int(m), a.strip().lower()) for m, a in recipients):
+        h.update(f"\n{member_id}\t{address}".encode())
+    return h.hexdigest()
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, 10**12), st.integers(0, 10**6).map(str)),
+            st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40),
+        ),
+        max_size=60,
+    ),
+    mail=st.text(max_size=20),
+)
+@example(rows=[(1, " A@Example.JP\u3000"), (1, "a@example.jp"), ("2", "b@x\n")], mail="鍵")
+def test_fingerprint_is_the_digest_of_a_line_at_a_time(
+    rows: list[tuple[Any, str]], mail: str
+) -> None:
+    """Unfinished campaigns recorded by an older bcartnb must still be found by their print."""
+    assert fingerprint({"mail": mail}, rows) == _fingerprint_a_line_at_a_time({"mail": mail}, rows)
 
 
 # --- claims: one unfinished campaign per fingerprint ------------------------------------------

@@ -107,7 +107,7 @@ from bcartnb.campaign.suppressions import (
     suppression_list,
     unsuppress,
 )
-from bcartnb.delivery import DeliverySummary, dry_run
+from bcartnb.delivery import DeliverySummary, dry_run, projected
 from bcartnb.ledger import CampaignRecord, Scheduled
 from bcartnb.ledger.lifecycle import LEFT_STATES
 from bcartnb.transports import Transport
@@ -163,6 +163,7 @@ __all__ = [
     "month_usage",
     "parse_send_at",
     "plan_campaign",
+    "projected",
     "push_suppressions",
     "quota_outlook",
     "quota_status",

@@ -238,6 +238,7 @@ def plan_campaign(
     mail: Mapping[str, Any] | None = None,
     repeat: bool = False,
     now: datetime | None = None,
+    suppressed: frozenset[str] | None = None,
 ) -> CampaignPlan:
     """Members → draft → audience → quota: what would be sent, refused nothing yet.
 
@@ -248,6 +249,8 @@ def plan_campaign(
     back as ``already_sent``. The quota is read from the ledger (opened from the settings
     when not given; a file not made yet is read as empty, not created) and is only a
     snapshot: :func:`bcartnb.delivery.deliver` reserves atomically before sending.
+    ``suppressed``: the ledger's suppression list as the caller just read it (the wizard
+    keeps it per change of the file, :class:`~bcartnb.campaign.SuppressionList`).
     """
     plan = require_plan(settings)
     if settings.hygiene.verp:  # no VERP without its secret: refused in the dry run, not mid-send
@@ -272,7 +275,8 @@ def plan_campaign(
     with ledger_reading(settings, ledger) as led:
         quota = led.usage(plan, now=now)
         checked = list(spec.checked) or None
-        suppressed = led.suppressed_addresses()
+        if suppressed is None:
+            suppressed = led.suppressed_addresses()
         audience = build_audience(frame, spec.filter or None, checked, spec.opt_in_only, suppressed)
         fp = fingerprint({"mail": keys[0]}, _identity_rows(audience))
         continues = campaign_id or led.open_campaign(fp)
@@ -333,14 +337,15 @@ def read_notes(members: pd.DataFrame, flt: Mapping[str, Any] | None) -> list[str
     return [*members.attrs.get("warnings", []), *value_hints(members, flt or None)]
 
 
-def _identity_rows(audience: Audience) -> list[tuple[int, str]]:
+def _identity_rows(audience: Audience) -> list[tuple[Any, Any]]:
     """(member id, address) of the members a campaign is for: the sendable ones and those
-    held back only by the ledger's state (``suppressed``), which may change between runs."""
+    held back only by the ledger's state (``suppressed``), which may change between runs.
+    :func:`~bcartnb.ledger.campaigns.fingerprint` makes them an int and a text."""
     held = audience.unsendable[audience.unsendable["reason"] == "suppressed"]
     return [
-        (int(i), str(a))
+        pair
         for frame in (audience.sendable, held)
-        for i, a in zip(frame["id"].tolist(), frame["email"].tolist(), strict=True)
+        for pair in zip(frame["id"].tolist(), frame["email"].tolist(), strict=True)
     ]
 
 

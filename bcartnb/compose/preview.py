@@ -50,7 +50,8 @@ def preview(
     if ids is not None:
         wanted = [str(i) for i in ids]
         have = members["id"].astype(str)
-        missing = [i for i in wanted if i not in set(have)]
+        known = set(have[have.isin(wanted)])
+        missing = [i for i in wanted if i not in known]
         if missing:
             raise SelectionError(
                 f"preview: member id {', '.join(missing)} not in the members",

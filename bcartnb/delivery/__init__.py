@@ -72,6 +72,7 @@ __all__ = [
     "mask_address",
     "mask_text",
     "options",
+    "projected",
     "quota_dict",
     "send_test",
 ]
@@ -82,6 +83,13 @@ TEST_PREFIX = "【テスト送信】"
 def dry_run(plan: SendPlan) -> DeliverySummary:
     """Compose everything, project the quota, send nothing; refuse (exit 3) if it won't fit."""
     compose_check(plan)
+    return projected(plan)
+
+
+def projected(plan: SendPlan) -> DeliverySummary:
+    """The dry run's summary and quota refusal without composing a mail: the wizard's
+    confirmation shows it at once and composes every mail meanwhile (a send composes every
+    mail before its first goes out all the same)."""
     n = len(plan.audience.sendable)
     summary = DeliverySummary(
         campaign_id=plan.campaign_id,

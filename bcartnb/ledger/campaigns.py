@@ -77,8 +77,9 @@ def fingerprint(params: Mapping[str, Any], recipients: Iterable[tuple[int, str]]
     """
     h = hashlib.sha256()
     h.update(json.dumps(params, sort_keys=True, ensure_ascii=False, default=str).encode())
-    for member_id, address in sorted((int(m), a.strip().lower()) for m, a in recipients):
-        h.update(f"\n{member_id}\t{address}".encode())
+    rows = sorted((int(m), str(a).strip().lower()) for m, a in recipients)
+    # one update of every line: the same bytes, so the same digest as a line at a time
+    h.update("".join(f"\n{member_id}\t{address}" for member_id, address in rows).encode())
     return h.hexdigest()
 
 

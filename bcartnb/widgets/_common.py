@@ -71,13 +71,15 @@ class Status:
     def info(self, text: str) -> None:
         self._set("info", text)
 
-    def error(self, err: BaseException | str) -> None:
+    def error(self, err: BaseException | str, then: str = "") -> None:
+        """The error in Japanese first, then its detail; ``then``: what to do, on a line after."""
         if isinstance(err, BaseException):
             ja = getattr(err, "ja", "")
             detail = f"{ja}\n（詳細: {err}）" if ja else str(err)
-            self._set("error", f"{_heading(err)}: {detail}")
+            text = f"{_heading(err)}: {detail}"
         else:
-            self._set("error", err)
+            text = err
+        self._set("error", f"{text}\n{then}" if then else text)
 
     def clear(self) -> None:
         self._set("", "")

@@ -23,7 +23,14 @@ from bcartnb.campaign import CampaignPlan, CampaignSpec
 from bcartnb.exceptions import BcartnbError, QuotaExceededError, SettingsError
 from bcartnb.settings import Settings
 
-__all__ = ["Confirmation", "confirm", "form_spec", "has_mail", "sorted_for_mail"]
+__all__ = [
+    "CHECK_AT_ONCE_UP_TO",
+    "Confirmation",
+    "confirm",
+    "form_spec",
+    "has_mail",
+    "sorted_for_mail",
+]
 
 
 def has_mail(values: Mapping[str, Any]) -> bool:
@@ -72,6 +79,7 @@ def _plans(
     repeat_key: str | None,
     *,
     count: bool = True,
+    suppressed: frozenset[str] | None = None,
 ) -> tuple[CampaignPlan, int]:
     """The plan 送信 would send, and how many members 「同じ内容を再送する」 would add
     (``count=False``: 0 unless the box is ticked, one plan the less on a big list).
@@ -80,12 +88,14 @@ def _plans(
     its identity): a box ticked for one mail never resends another written afterwards.
     Members a campaign still under way holds stay held back either way.
     """
-    plain = campaign.plan_campaign(spec, settings, members=members)
+    plain = campaign.plan_campaign(spec, settings, members=members, suppressed=suppressed)
     held = plain.audience.reasons["already_sent"]
     ticked = plain.mail_keys[:1] == (repeat_key,)
     if not held or not (count or ticked):
         return plain, 0
-    again = campaign.plan_campaign(spec, settings, members=members, repeat=True)
+    again = campaign.plan_campaign(
+        spec, settings, members=members, repeat=True, suppressed=suppressed
+    )
     repeatable = held - again.audience.reasons["already_sent"]
     return (again if ticked and repeatable else plain), repeatable
 
@@ -97,6 +107,8 @@ def sorted_for_mail(
     checked: Sequence[int],
     values: Mapping[str, Any],
     repeat_key: str | None,
+    *,
+    suppressed: frozenset[str] | None = None,
 ) -> Audience | None:
     """The members as 送信 would sort them for the mail in the form, ``already_sent`` included.
 
@@ -107,9 +119,16 @@ def sorted_for_mail(
         return None
     try:
         spec = form_spec(members, flt, checked, values)
-        return _plans(spec, settings, members, repeat_key, count=False)[0].audience
+        plan = _plans(spec, settings, members, repeat_key, count=False, suppressed=suppressed)
+        return plan[0].audience
     except BcartnbError:
         return None
+
+
+#: Up to this many mails, 確認画面へ composes every one before the confirmation shows (about
+#: 50 ms); past it the confirmation shows at once and :class:`~.mail_check.MailCheck`
+#: composes them meanwhile, so the click stays within the wizard's 100 ms.
+CHECK_AT_ONCE_UP_TO = 2_000
 
 
 @dataclass(frozen=True)
@@ -121,14 +140,24 @@ class Confirmation:
     refused: QuotaExceededError | None
     #: members held back as ``already_sent`` whom 「同じ内容を再送する」 would mail again
     repeatable: int
+    #: True when every mail was composed here; False: the caller composes them meanwhile
+    checked: bool = True
 
 
 def confirm(
-    spec: CampaignSpec, settings: Settings, members: pd.DataFrame, repeat_key: str | None
+    spec: CampaignSpec,
+    settings: Settings,
+    members: pd.DataFrame,
+    repeat_key: str | None,
+    *,
+    suppressed: frozenset[str] | None = None,
 ) -> Confirmation:
-    """Plan the campaign and compose every mail (errors show here), projecting the quota."""
-    plan, repeatable = _plans(spec, settings, members, repeat_key)
+    """Plan the campaign and project the quota; compose every mail here (errors show here)
+    unless there are more than :data:`CHECK_AT_ONCE_UP_TO` of them."""
+    plan, repeatable = _plans(spec, settings, members, repeat_key, suppressed=suppressed)
+    now = len(plan.audience.sendable) <= CHECK_AT_ONCE_UP_TO
     try:
-        return Confirmation(plan, campaign.dry_run(plan).as_dict(), None, repeatable)
+        summary = (campaign.dry_run if now else campaign.projected)(plan).as_dict()
+        return Confirmation(plan, summary, None, repeatable, checked=now)
     except QuotaExceededError as err:
         return Confirmation(plan, plan.summary(), err, repeatable)

@@ -138,10 +138,12 @@ class Selecting:
         (:func:`~.planning.sorted_for_mail`), else by the address rules and the suppressions."""
         w = self._w
         values = {**w.compose.values(), "opt_in_only": opt_in}
-        found = sorted_for_mail(frame, w.settings, flt, checked, values, self._repeat_key())
+        listed = self.suppressions.addresses()
+        found = sorted_for_mail(
+            frame, w.settings, flt, checked, values, self._repeat_key(), suppressed=listed
+        )
         if found is not None:
             return found
-        listed = self.suppressions.addresses()
         narrow = narrowed(frame, flt)
         return build_audience(narrow, flt or None, list(checked) or None, opt_in, listed)
 

@@ -41,6 +41,7 @@ from .compose_step import ComposeStep
 from .confirm_step import ConfirmStep
 from .filter_step import FilterStep
 from .header import Header
+from .mail_check import MailCheck
 from .member_source import MemberSource, store_upload
 from .member_table import PAGE_SIZE, MemberTable
 from .planning import confirm, form_spec
@@ -166,6 +167,8 @@ class Wizard:
         self.spec: CampaignSpec | None = None
         self.plan: CampaignPlan | None = None
         self._send_started = False
+        #: the confirmation's composing of every mail, when it runs after the screen shows
+        self.mail_check: MailCheck | None = None
         #: the mail 「同じ内容を再送する」 was ticked for (its identity), and how many it adds
         self._repeat_key: str | None = None
         self._repeatable = 0
@@ -347,7 +350,13 @@ class Wizard:
 
     def _to_confirm(self) -> None:
         got = self.status.run(
-            lambda: confirm(self._spec(), self.settings, self.members, self._repeat_key),
+            lambda: confirm(
+                self._spec(),
+                self.settings,
+                self.members,
+                self._repeat_key,
+                suppressed=self.selecting.suppressions.addresses(),
+            ),
             self._controls_of(self.stage),
             busy="メールを作成しています…",
         )
@@ -356,6 +365,7 @@ class Wizard:
                 self._repeat_key = self.plan.mail_keys[0] if self.plan.repeat else None
                 self.confirm.offer_repeat(self._repeatable, self.plan.repeat)
             return
+        self._stop_check()
         self.plan, self.spec, self._repeatable = got.plan, got.plan.spec, got.repeatable
         if not got.plan.repeat:  # another mail, or nobody to resend to: the tick is spent
             self._repeat_key = None
@@ -383,10 +393,37 @@ class Wizard:
             )
         elif sendable.empty:
             self.status.error("送信できる会員がいません。")
+        elif not got.checked:
+            self.status.info(
+                f"送信件数 {len(sendable):,}件。全員分のメールを作成して確かめています…"
+                "（このまま「送信」もできます。送信前にも全員分を確かめます）"
+            )
+            self.mail_check = MailCheck(got.plan, self._checked).start()
         else:
             self.status.info(
                 f"送信件数 {len(sendable):,}件。内容を確認して「送信」を押してください。"
             )
+
+    def _checked(self, error: BaseException | None) -> None:
+        """The background composing of every mail is done (on its thread, under its lock)."""
+        plan = self.plan
+        if plan is None or self.stage != "confirm":
+            return
+        if error is None:
+            n = len(plan.audience.sendable)
+            self.status.info(
+                f"送信件数 {n:,}件。全員分のメールを確かめました。"
+                "内容を確認して「送信」を押してください。"
+            )
+            return
+        self.confirm.send.disabled = True
+        self.scheduling.form.button.disabled = True
+        self.status.error(error, then="送信も予約もできません。「戻る」でメールを直してください。")
+
+    def _stop_check(self) -> None:
+        if self.mail_check is not None:
+            self.mail_check.cancel()
+            self.mail_check = None
 
     def _on_repeat(self, ticked: bool) -> None:
         """「同じ内容を再送する」 ticked or unticked: the confirmation planned again, so the
@@ -414,6 +451,7 @@ class Wizard:
 
     def _back(self) -> None:
         """戻る: back to the form, everything typed kept (the 再送 box too), nothing sent."""
+        self._stop_check()
         self.plan = None
         self._go("compose")
         self.selecting.show_counts()
@@ -447,6 +485,7 @@ class Wizard:
             return  # a second click, or a click without a confirmed plan: never send twice
         self._send_started = True
         self.confirm.send.disabled = True
+        self._stop_check()  # the send composes every mail before the first goes out
         self.sender.send(plan)
 
     @property
