@@ -7,7 +7,8 @@ the library is bench_wizard_scale.py's). A shop folder in tmp holds the wizard n
 headless Chromium runs it, as tests/browser_support.py does for the browser tests.
 
 Each action is a real mouse click (Playwright): 絞込 (都道府県 東京都 or 大阪府, in turn), 次へ
-(the table's next page), a tick (the page's first member), 検索結果すべてに送信 and 戻る. Its
+(the table's next page), a tick (the page's first member), 検索結果すべてに送信, 確認画面へ
+(the mail typed into the form first), 戻る from the confirmation and 戻る from the form. Its
 time is taken inside the page: ``performance.now()`` at the click event (a capturing listener
 on the document) to the first animation frame at which the DOM shows the whole new state;
 page.wait_for_function waits for that frame. The new state is the one a twin Wizard in this
@@ -66,6 +67,9 @@ from bcartnb.widgets import Wizard
 
 TARGET_MS = 150.0
 PREFS = ("東京都", "大阪府")
+#: the mail typed before 確認画面へ: every member's own values in it
+SUBJECT = "{{ 会社名 }} 様 新商品のご案内"
+BODY = "{{ 会社名 }} {{ 担当者名 }} 様\nいつもありがとうございます。\n新商品のご案内です。"
 NOTEBOOK = "notebooks/campaign_wizard.ipynb"
 TIMEOUT = int(
     os.environ.get("BENCH_TIMEOUT_MS", "120000")
@@ -132,8 +136,11 @@ def text_of(markup: str) -> str:
 
 
 def screen(w: Wizard) -> list[Check]:
-    """The checks that hold once the browser shows what the twin wizard ``w`` holds."""
-    checks: list[Check] = [(".bcartnb-status", "text", text_of(w.status.value))]
+    """The checks that hold once the browser shows what the twin wizard ``w`` holds (on the
+    confirmation, the status line comes twice: at once, and when every mail is composed)."""
+    checks: list[Check] = []
+    if w.stage != "confirm":
+        checks.append((".bcartnb-status", "text", text_of(w.status.value)))
     if w.stage == "select":
         table = w.table
         grid = "".join(  # a check box's text is its label (read aloud, kept off the screen)
@@ -162,6 +169,14 @@ def screen(w: Wizard) -> list[Check]:
             (".bcartnb-counts", "text", text_of(w.compose.counts.value)),
             (".bcartnb-quota", "text", text_of(w.compose.quota.value)),
             ("button.bcartnb-send-all", "hidden", True),
+        ]
+    elif w.stage == "confirm":
+        checks += [
+            ("button.bcartnb-send", "visible", True),
+            ("button.bcartnb-back", "enabled", True),
+            (".bcartnb-send-count", "text", text_of(w.confirm.send_count.value)),
+            (".bcartnb-confirm-counts", "text", text_of(w.confirm.counts.value)),
+            ("button.bcartnb-to-confirm", "hidden", True),
         ]
     else:
         raise AssertionError(f"the bench does not reach the {w.stage} screen")
@@ -233,6 +248,16 @@ class Bench:
         took = self.click(".bench-baseline-button", [(".bench-baseline-label", "text", after)])
         self.times.setdefault("baseline", []).append(took)
 
+    def write_mail(self) -> None:
+        """The subject and body typed in the page, and the same set in the twin."""
+        for css, kind, text in (
+            ("bcartnb-subject", "input", SUBJECT),
+            ("bcartnb-body", "textarea", BODY),
+        ):
+            widget_input(self.page, css, kind).fill(text)
+        self.twin.compose.subject.value, self.twin.compose.body.value = SUBJECT, BODY
+        self.settle()
+
     def round(self, n: int) -> None:
         twin, page = self.twin, self.page
         pref = PREFS[n % 2]
@@ -244,9 +269,13 @@ class Bench:
             ("次へ", "button.bcartnb-page-next", twin.table.next.click),
             ("1 件チェック", "", lambda: None),  # the selector is the page's first member's
             ("検索結果すべてに送信", "button.bcartnb-send-all", twin.send_all.click),
+            ("確認画面へ", "button.bcartnb-to-confirm", twin.compose.to_confirm.click),
+            ("戻る (確認画面から)", "button.bcartnb-back", twin.confirm.back.click),
             ("戻る", "button.bcartnb-compose-back", twin.compose.back.click),
         ]
         for name, selector, action in steps:
+            if name == "確認画面へ":
+                self.write_mail()
             self.baseline()
             if name == "1 件チェック":
                 first = twin.table.page_ids()[0]
