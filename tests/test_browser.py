@@ -86,18 +86,22 @@ class Opened:
 
 
 @pytest.fixture
-def open_wizard(tmp_path: Path, smtp_server: Server) -> Iterator[Callable[[str], Opened]]:
-    """Factory: ``open_wizard(plan)`` → the wizard shown in JupyterLab, all stopped after."""
+def open_wizard(tmp_path: Path, smtp_server: Server) -> Iterator[Callable[..., Opened]]:
+    """Factory: ``open_wizard(plan[, members])`` → the wizard shown in JupyterLab, all
+    stopped after."""
     started: list[JupyterLab] = []
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         try:
 
-            def open_(plan: str) -> Opened:
+            def open_(plan: str, members: Path | None = None) -> Opened:
+                """``members``: a member file shown instead of the demo's 300."""
                 root = tmp_path / "shop"
                 (root / "notebooks").mkdir(parents=True)
                 shutil.copy2(REPO / NOTEBOOK, root / NOTEBOOK)
                 shutil.copytree(REPO / "data", root / "data")
+                if members is not None:
+                    shutil.copy2(members, root / "data" / "demo_members.csv")
                 config = root / "bcartnb.toml"
                 config.write_text(settings_toml(plan, tmp_path / "ledger.sqlite3"), "utf-8")
                 server = smtp_server()

@@ -9,6 +9,7 @@ nothing: the verdict is what the page lays out.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import test_browser
@@ -17,6 +18,7 @@ from playwright.sync_api import expect
 
 from bcartnb.audience import build_audience
 from bcartnb.members import read_members
+from bcartnb.widgets.planning import CHECK_AT_ONCE_UP_TO
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -88,3 +90,50 @@ def test_the_confirmation_shows_from_admin_html_first_and_the_count_beside_send(
         < send_box["height"]
     )
     assert server.received == []  # the confirmation sends nothing
+
+
+def test_a_large_list_is_confirmed_at_once_and_the_check_of_every_mail_reaches_the_page(
+    open_wizard: Callable[..., Opened], tmp_path: Path
+) -> None:
+    """More members than the confirmation composes before it shows: every mail is composed on
+    a thread of the kernel, and what it finds reaches the browser. The last member's 会社名
+    holds a line break, which the subject uses: the page names the member and 送信 is
+    disabled; a subject without the field then confirms, and 送信 is usable."""
+    n = CHECK_AT_ONCE_UP_TO + 100
+    bad = 1000 + n - 1
+    members = tmp_path / "members.csv"
+    rows = "".join(
+        f"{1000 + i},テスト商事{i},山田,太郎,user{i}@example.co.jp,東京都,受け取る\n"
+        for i in range(n - 1)
+    )
+    members.write_text(
+        "会員ID,会社名,担当者(姓),担当者(名),メールアドレス,都道府県,メール案内\n"
+        + rows
+        + f'{bad},"悪い\r\nBcc: evil@example.com商事",山田,太郎,bad@example.co.jp,'
+        + "東京都,受け取る\n",
+        encoding="utf-8",
+    )
+    opened = open_wizard("自社SMTP", members)
+    page, server = opened.page, opened.server
+
+    page.locator(".bcartnb-send-all").click()
+    expect(page.locator(".bcartnb-to-confirm")).to_be_visible(timeout=UI_TIMEOUT)
+    widget_input(page, "bcartnb-subject").fill("{{ 会社名 }} 様へのご案内")
+    widget_input(page, "bcartnb-body", "textarea").fill("{{ 会社名 }} 様\n本文です。")
+    page.locator(".bcartnb-to-confirm").click()
+    expect(page.locator("button.bcartnb-send")).to_be_visible(timeout=UI_TIMEOUT)
+    status = page.locator(".bcartnb-status")
+    expect(status).to_contain_text(f"会員 {bad} の件名に改行が入ります", timeout=UI_TIMEOUT)
+    expect(status).to_contain_text("送信も予約もできません")
+    expect(page.locator("button.bcartnb-send")).to_be_disabled()
+    expect(page.locator("button.bcartnb-schedule-send")).to_be_disabled()
+
+    page.locator("button.bcartnb-back").click()
+    expect(page.locator(".bcartnb-to-confirm")).to_be_visible(timeout=UI_TIMEOUT)
+    widget_input(page, "bcartnb-subject").fill("新商品のご案内")
+    page.locator(".bcartnb-to-confirm").click()
+    expect(status).to_contain_text(
+        f"送信件数 {n:,}件。全員分のメールを確かめました", timeout=UI_TIMEOUT
+    )
+    expect(page.locator("button.bcartnb-send")).to_be_enabled()
+    assert server.received == []
