@@ -209,7 +209,7 @@ class ComposeStep(widgets.VBox):  # type: ignore[misc]
         name = change["new"]
         if not name or name == NO_TEMPLATE:
             return
-        template = self.status.run(lambda: self.store.get(name), self.controls)
+        template = self.status.run(lambda: self.store.get(name), self.controls, quick=True)
         if template is None:
             return
         self.subject.value = template.subject

@@ -104,7 +104,7 @@ class Selecting:
             w.members, flt = w.results.narrow(w.members, w.segment_tools.current_filter())
             return flt, self._search(flt, kw), campaign.read_notes(w.members, flt)
 
-        got = w.status.run(search, self._controls(), busy="絞込中です…")
+        got = w.status.run(search, self._controls(), busy="絞込中です…", quick=True)
         if got is None:
             return
         flt, found, notes = got  # notes: a misnamed column, a value no member holds
@@ -155,7 +155,10 @@ class Selecting:
             return
         w = self._w
         found = w.status.run(
-            lambda: self._search(self.filter, self.keyword), self._controls(), busy="絞込中です…"
+            lambda: self._search(self.filter, self.keyword),
+            self._controls(),
+            busy="絞込中です…",
+            quick=True,
         )
         if found is None:
             return
@@ -241,7 +244,7 @@ class Selecting:
             quota = campaign.quota_status(w.settings)
             return quota, self.sort(w.members, self.filter, self.checked, opt_in)
 
-        got = w.status.run(counts, self._controls(), busy="件数を数えています…")
+        got = w.status.run(counts, self._controls(), busy="件数を数えています…", quick=True)
         if got is None:
             return False
         self.quota, audience = got

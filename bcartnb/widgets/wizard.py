@@ -20,6 +20,7 @@ so the spec still names exactly who was mailed and can be replayed from the memb
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,7 @@ class Wizard:
         self.send_checked.on_click(lambda _b: self.selecting.choose(checked_only=True))
         self.compose.opt_in.observe(lambda _c: self.selecting.on_opt_in(), names="value")
         self.compose.back.on_click(lambda _b: self.selecting.back_to_select())
-        self.compose.to_confirm.on_click(lambda _b: self._to_confirm())
+        self.compose.to_confirm.on_click(lambda _b: self._from_compose(self._to_confirm))
         self.confirm.on_preview = self._render_preview
         self.confirm.on_repeat = self._on_repeat
         self.confirm.back.on_click(lambda _b: self._back())
@@ -348,6 +349,12 @@ class Wizard:
     def _spec(self) -> CampaignSpec:
         return form_spec(self.members, self.filter, self.checked, self.compose.values())
 
+    def _from_compose(self, action: Callable[[], None]) -> None:
+        """A click of the form's: the controls of a quick action are not frozen, so a second
+        click queued behind the one that already left the form does nothing."""
+        if self.stage == "compose":
+            action()
+
     def _to_confirm(self) -> None:
         got = self.status.run(
             lambda: confirm(
@@ -359,6 +366,7 @@ class Wizard:
             ),
             self._controls_of(self.stage),
             busy="メールを作成しています…",
+            quick=True,
         )
         if got is None:
             if self.plan is not None:  # the box as the plan still shown has it
@@ -445,6 +453,7 @@ class Wizard:
             lambda: preview(plan.composer, plan.audience.sendable, ids=[mid]),
             self.confirm.controls,
             busy="プレビューを作成しています…",
+            quick=True,
         )
         if got is not None:
             self.confirm.show_previews(got, plan.warnings)
