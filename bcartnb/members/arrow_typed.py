@@ -1,4 +1,4 @@
-"""A snapshot's Arrow columns typed without leaving Arrow: the common case of every column fast.
+"""Arrow text typed without leaving Arrow: the common case of every column fast.
 
 A snapshot holds its members' text as Arrow strings. The plain rules
 (:func:`~bcartnb.members.typed.typed_column`) read pandas text with "" for blank, and turning
@@ -10,6 +10,10 @@ digits, メール案内 by its table, dates in the one form B-Cart and its API w
 written another way, a blank id) goes to the plain rules as text, so its value, or its error,
 is theirs; the frame is put together by the same :func:`~bcartnb.members.typed.assemble`.
 tests/test_snapshot_fast.py holds the two equal over generated snapshots.
+
+The CSV's fast parse (:mod:`bcartnb.members.arrowcsv`) gives the same Arrow text, blanks as
+"" rather than null, and is typed here too (:func:`typed_columns`), letting each column go as
+it is typed; tests/test_members_fast.py holds that read to the plain one.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 A ``.parquet`` file is a snapshot pulled from the B-Cart API (:mod:`bcartnb.members.snapshot`);
 anything else is B-Cart's CSV export (or a list edited in Excel), decoded by
-:mod:`bcartnb.members.decode` and parsed here into text cells. Both go through
-:func:`~bcartnb.members.typed.typed_members`, so a new source of members reads into the same
-frame the same way.
+:mod:`bcartnb.members.decode` and parsed here into text cells. Both are typed by
+:mod:`bcartnb.members.typed`'s rules (:func:`~bcartnb.members.typed.typed_members`, or its
+Arrow twin held equal to it), so a new source of members reads into the same frame the same way.
 
 A CSV is read the fast way first (the file transcoded to UTF-8 a megabyte at a time and
 parsed by Arrow as it comes, :mod:`bcartnb.members.arrowcsv`, its Arrow text typed by
