@@ -41,8 +41,8 @@ def _cmd_members(args: argparse.Namespace) -> int:
     if args.results:  # 配信・開封・クリック of a sent campaign, as columns the filter takes
         members = members_with_results(members, args.results, settings)
         check_results_filter(members, flt)
-    # a custom field renamed, a standard column misnamed, a filter value no member holds
     members = _columns_read(members, flt)  # the rest let go (of a million members, 350 MB)
+    # a custom field renamed, a standard column misnamed, a filter value no member holds
     for note in read_notes(members, flt):
         say(f"注意: {note}", err=True)
     audience = build_audience(
@@ -80,35 +80,20 @@ def _cmd_members(args: argparse.Namespace) -> int:
 
 
 def _returning_arrow_pool() -> None:
-    """Arrow's jemalloc pool for this process, unless ARROW_DEFAULT_MEMORY_POOL says otherwise,
-    giving back what is freed at once.
+    """Arrow's jemalloc pool for this process, unless ARROW_DEFAULT_MEMORY_POOL says otherwise.
 
-    Reading a million members parses 300 MB of cells and frees as much again (Arrow's 32-bit
-    offsets, the text of the columns typed as numbers and dates); the default mimalloc pool
-    kept what was freed, and the process peaked at 956 MB instead of 818 (issue 24's target
-    is 800). jemalloc's own defaults keep freed pages a second, and then only mark them
-    reusable (they still count in the process's memory): its configuration, read once when
-    the pool is first made, asks for both at once (set here unless JE_ARROW_MALLOC_CONF is).
-    A command is a process of its own, so the choice is made here, not in the library a
-    notebook imports.
+    Reading a million members parses 300 MB of cells and frees as much again (the file's text,
+    Arrow's 32-bit offsets); the default mimalloc pool kept what was freed, and the process
+    peaked at 956 MB instead of 818 (issue 24's target is 800). A command is a process of
+    its own, so the choice is made here, not in the library a notebook imports.
     """
     import pyarrow as pa  # type: ignore[import-untyped]
 
     if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
         return
-    ours = "JE_ARROW_MALLOC_CONF" not in os.environ
-    if ours:
-        os.environ["JE_ARROW_MALLOC_CONF"] = _JEMALLOC_CONF
-    try:
-        with contextlib.suppress(NotImplementedError):  # a build without jemalloc
-            pa.set_memory_pool(pa.jemalloc_memory_pool())
-            pa.jemalloc_set_decay_ms(0)  # for arenas made after, should the conf be late
-    finally:
-        if ours:  # read once, by now: not for the processes this one starts
-            del os.environ["JE_ARROW_MALLOC_CONF"]
-
-
-_JEMALLOC_CONF = "dirty_decay_ms:0,muzzy_decay_ms:0"
+    with contextlib.suppress(NotImplementedError):  # a build without jemalloc
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)  # what is freed goes back at once, not ten seconds later
 
 
 def _columns_read(members: Any, flt: Any) -> Any:
