@@ -5,8 +5,9 @@ slower than a process that only runs ``pandas.read_csv(FILE, encoding="cp932", d
 every check kept, and a million members within 800 MB peak RSS (in every run of every
 command here, not only the median). Also ``members`` with no filter and with ``--list`` (the
 exclusions are built only then). Each process is timed from start to exit; the contenders
-alternate, the order reversed each round, and medians are compared. Peak RSS is each child's own, from ``os.wait4``: this parent imports neither pandas
-nor bcartnb, so the high-water mark Linux carries across ``execve`` is this small process's.
+alternate, the order reversed each round, and medians are compared. Peak RSS is each child's
+own, from ``os.wait4``: this parent imports neither pandas nor bcartnb, so the high-water mark
+Linux carries across ``execve`` is this small process's.
 
 The files are B-Cart exports from data/make_demo_members.py (seed 1), written once into
 ``--dir`` (not the repository: the 1M file is 231 MB). ``--generator`` takes another copy of

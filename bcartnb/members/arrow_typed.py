@@ -41,17 +41,13 @@ from bcartnb.members.typed import (
     typed_members,
 )
 
-__all__ = ["text_body", "typed_columns", "typed_table"]
+__all__ = ["typed_columns", "typed_table"]
 
 _Array = Any  # a pyarrow (chunked) string array: pyarrow has no type hints
 
 
-def text_body(table: pa.Table) -> pd.DataFrame:
-    """The table as the plain rules read text: one ``str`` column a position, "" for blank."""
-    return _text_body(table.columns, table.num_rows)
-
-
 def _text_body(columns: list[_Array], rows: int) -> pd.DataFrame:
+    """The columns as the plain rules read text: one ``str`` column a position, "" for blank."""
     index = pd.RangeIndex(rows)
     return pd.DataFrame({i: _text(column, index) for i, column in enumerate(columns)}, index=index)
 
