@@ -61,7 +61,7 @@ def typed_table(table: pa.Table, source: Path) -> pd.DataFrame:
 def typed_columns(header: list[str], columns: list[_Array], source: Path) -> pd.DataFrame:
     """:func:`typed_table` of columns of text under ``header``. ``columns`` is used up: each
     is let go once typed, so that the text of ids, dates and flags (of a million members,
-    160 MB) is not held beside what they became, and a column kept as text moves to the
+    over 100 MB) is not held beside what they became, and a column kept as text moves to the
     frame instead of being held twice."""
     found = source_columns(header, lambda pos: _has_values(columns[pos]), source)
     ids = columns[found.columns["id"][0]]
