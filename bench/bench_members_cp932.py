@@ -2,11 +2,12 @@
 
 Issue 24's target: a whole ``bcartnb members FILE --filter 都道府県 --opt-in-only`` process no
 slower than a process that only runs ``pandas.read_csv(FILE, encoding="cp932", dtype=str)``,
-every check kept, and a million members within 800 MB peak RSS. Also ``members`` with no
-filter and with ``--list`` (the exclusions are built only then). Each process is timed from
-start to exit; the contenders alternate, the order reversed each round, and medians are
-compared. Peak RSS is each child's own, from ``os.wait4``: this parent imports neither pandas
-nor bcartnb, so the high-water mark Linux carries across ``execve`` is this small process's.
+every check kept, and a million members within 800 MB peak RSS (in every run of every
+command here, not only the median). Also ``members`` with no filter and with ``--list`` (the
+exclusions are built only then). Each process is timed from start to exit; the contenders
+alternate, the order reversed each round, and medians are compared. Peak RSS is each child's
+own, from ``os.wait4``: this parent imports neither pandas nor bcartnb, so the high-water mark
+Linux carries across ``execve`` is this small process's.
 
 The files are B-Cart exports from data/make_demo_members.py (seed 1), written once into
 ``--dir`` (not the repository: the 1M file is 231 MB). ``--generator`` takes another copy of
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     cwd.mkdir(exist_ok=True)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     rows = []
+    peaks: dict[int, float] = {}
     for n in (int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()):
         path = str(member_csv(n, args.dir, args.generator))
         members = [PY, "-m", "bcartnb", "members", path, "--json"]
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         assert len(listed["excluded"]) == listed["unsendable"] == summary["unsendable"]
         med = {name: _medians(runs) for name, runs in got.items()}
         rows.append((n, summary["selected"], med))
+        # the memory target holds for every run of every bcartnb command, not their median
+        peaks[n] = max(r.rss_mb for name, runs in got.items() if name != "pandas" for r in runs)
         for name, runs in got.items():
             each = ", ".join(f"{r.wall:.2f} s (CPU {r.cpu:.2f}, {r.rss_mb:.0f} MB)" for r in runs)
             print(f"{n:,} {name}: {each}")
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for n, selected, m in rows:
         f, p = m["filtered"], m["pandas"]
         ratio = f["wall"] / p["wall"]
-        ok &= ratio <= TARGET_RATIO and (n < 1_000_000 or f["rss_mb"] <= TARGET_RSS_1M)
+        ok &= ratio <= TARGET_RATIO and (n < 1_000_000 or peaks[n] <= TARGET_RSS_1M)
         print(
             f"| {n:,} ({selected:,} selected) | {f['wall']:.2f} | {p['wall']:.2f} | {ratio:.2f}x "
             f"| {f['cpu']:.2f} / {p['cpu']:.2f} = {f['cpu'] / p['cpu']:.2f}x "
@@ -135,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             f"/ {p['rss_mb']:,.0f} |"
         )
     print()
+    for n, peak in peaks.items():
+        print(f"{n:,}: the highest peak of any bcartnb run {peak:,.0f} MB")
     print(
-        f"target: filtered <= {TARGET_RATIO}x pandas.read_csv, 1M <= {TARGET_RSS_1M:.0f} MB:",
+        f"target: filtered <= {TARGET_RATIO}x pandas.read_csv, 1M <= {TARGET_RSS_1M:.0f} MB "
+        "in every run:",
         "met" if ok else "NOT met",
     )
     return 0 if ok else 1

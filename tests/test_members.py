@@ -220,6 +220,28 @@ def test_duplicated_member_ids_name_the_rows(tmp_path: Path) -> None:
     assert "member id 5" in msg and "rows 2, 4" in msg
 
 
+@pytest.mark.parametrize(
+    ("ids", "named"),
+    [
+        ([1, 2, 2, 3], "member id 2 appears more than once (column id, rows 3, 4)"),
+        ([1, 2, 3, 3], "member id 3 appears more than once (column id, rows 4, 5)"),
+        ([3, 1, 3], "member id 3 appears more than once (column id, rows 2, 4)"),
+        ([2, 1, 2, 1], "member id 2 appears more than once (column id, rows 2, 4) (and 1 more"),
+    ],
+)
+def test_a_repeated_id_is_found_whether_the_ids_are_sorted_or_not(
+    tmp_path: Path, ids: list[int], named: str
+) -> None:
+    """Ids in ascending order are unique without a hash table; equal neighbours are not."""
+    text = "id,email\n" + "".join(f"{i},m{n}@example.jp\n" for n, i in enumerate(ids))
+    assert named in error_of(write(tmp_path, text))
+
+
+def test_ascending_ids_read_without_a_word(tmp_path: Path) -> None:
+    text = "id,email\n" + "".join(f"{i},m{i}@example.jp\n" for i in (1, 2, 10, 11, 999))
+    assert read_members(write(tmp_path, text))["id"].tolist() == [1, 2, 10, 11, 999]
+
+
 @pytest.mark.parametrize("value", ["abc", "1.5", "-3", "１２"])
 def test_an_id_that_is_not_a_whole_number(tmp_path: Path, value: str) -> None:
     msg = error_of(write(tmp_path, f"id,email\n1,a@example.jp\n{value},b@example.jp\n", "utf-8"))

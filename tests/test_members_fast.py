@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from bcartnb.exceptions import MembersFileError
-from bcartnb.members import decode, read_members
+from bcartnb.members import arrowcsv, decode, read_members, reader
 from bcartnb.members.arrowcsv import parse_utf8
 from bcartnb.members.reader import read_members_plain
 
@@ -129,15 +129,95 @@ def assert_same(fast: pd.DataFrame | tuple[str, str], plain: pd.DataFrame | tupl
     assert fast.attrs == plain.attrs
 
 
+#: bytes a block the file is read in (decode._CHUNK): a character, a line and a quoted value
+#: cut anywhere, and the whole file in one
+CHUNKS = st.sampled_from([1, 2, 3, 7, 64, 1 << 20])
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=member_files())
-def test_the_fast_reader_gives_the_plain_readers_frame_or_error(data: bytes) -> None:
-    with tempfile.TemporaryDirectory() as folder:
+@given(data=member_files(), chunk=CHUNKS)
+def test_the_fast_reader_gives_the_plain_readers_frame_or_error(data: bytes, chunk: int) -> None:
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decode, "_CHUNK", chunk)
         path = Path(folder) / "members.csv"
         path.write_bytes(data)
         plain = outcome(read_members_plain, path)
         event("frame" if isinstance(plain, pd.DataFrame) else "error")
         assert_same(outcome(read_members, path), plain)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=member_rows(),
+    quoting=st.sampled_from(["minimal", "all"]),
+    newline=st.sampled_from(["\r\n", "\n"]),
+    encoding=st.sampled_from(["cp932", "utf-8", "utf-8-sig"]),
+    chunk=CHUNKS,
+)
+def test_every_well_formed_file_is_read_the_fast_way(
+    rows: list[list[str]], quoting: str, newline: str, encoding: str, chunk: int
+) -> None:
+    """Not a property that passes by declining: a well-formed file in any encoding, however
+    its blocks cut it, is parsed by Arrow as it streams (a value its column refuses is
+    refused there, as the plain way refuses it)."""
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decode, "_CHUNK", chunk)
+        path = Path(folder) / "members.csv"
+        # csv quotes a value holding a character of its line ending: a lone CR needs CRLF
+        newline = "\r\n" if quoting == "minimal" else newline
+        path.write_bytes(written(rows, quoting, newline).encode(encoding))
+        try:
+            fast = reader._read_fast(path)
+        except MembersFileError:
+            event("a value refused")
+            return
+        assert fast is not None
+        frame, read_as = fast
+        assert read_as == encoding
+        assert len(frame) <= len(rows) - 1
+
+
+@pytest.mark.parametrize(
+    ("late", "why"),
+    [
+        (b"\x00", "a NUL"),
+        ("漢字のUTF-8の行".encode(), "a line of Japanese in UTF-8"),
+        (b"\x81\x7f", "a byte CP932 cannot read"),
+        (b"\x82", "a character cut off at the end"),
+    ],
+)
+def test_what_a_later_block_holds_sends_the_file_to_the_plain_way(
+    tmp_path: Path, late: bytes, why: str
+) -> None:
+    """Met blocks after the parse began: the fast way stops and the plain one says why."""
+    rows = "".join(f"{n},m{n}@example.jp,髙﨑①ｱ㈱\r\n" for n in range(1, 3000))
+    path = tmp_path / "members.csv"
+    path.write_bytes(f"会員ID,メールアドレス,会社名\r\n{rows}".encode("cp932") + b"1," + late)
+    assert path.stat().st_size > 3 * 16_384
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decode, "_CHUNK", 16_384)
+        assert reader._read_fast(path) is None, why
+        with pytest.raises(MembersFileError) as err:
+            read_members(path)
+    assert str(err.value) == outcome(read_members_plain, path)[0]
+
+
+def test_a_block_longer_than_arrows_is_given_in_parts(tmp_path: Path) -> None:
+    """Arrow asks for its block size; a longer block (a long line of half-width kana, three
+    times its CP932 bytes) is given a part at a time, and read the same."""
+    kana = "ｱｲｳｴｵ" * 40
+    text = "会員ID,メールアドレス,会社名\r\n" + "".join(
+        f"{n},m{n}@example.jp,{kana}\r\n" for n in range(1, 200)
+    )
+    path = tmp_path / "members.csv"
+    path.write_bytes(text.encode("cp932"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(arrowcsv, "_BLOCK", 1 << 12)
+        patch.setattr(decode, "_CHUNK", 1 << 14)
+        fast = reader._read_fast(path)
+    assert fast is not None
+    assert fast[0]["comp_name"].tolist() == [kana] * 199
+    assert_same(read_members(path), read_members_plain(path))
 
 
 @settings(max_examples=100, deadline=None)

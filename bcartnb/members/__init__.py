@@ -19,9 +19,11 @@ One concern a module, each importing only the ones above it in this list:
     addresses.py  trimming and validating addresses, vectorised
     hints.py      a standard column the file lacks, named with the header it probably is
     typed.py      a source's text cells → the typed frame (every source goes through it)
-    decode.py     a CSV's bytes → text: UTF-8, UTF-8 with BOM or CP932, never a mix
+    decode.py     a CSV's bytes → text: UTF-8, UTF-8 with BOM or CP932, never a mix (whole,
+                  or as UTF-8 a block at a time for the fast parse)
     arrowcsv.py   the fast parse: UTF-8 bytes to text cells by Arrow, or a refusal to guess
-    arrow_typed.py  a snapshot's Arrow columns typed without Python strings, by typed.py's rules
+    arrow_typed.py  Arrow text (a snapshot's, the fast parse's) typed without Python strings,
+                  by typed.py's rules
     snapshot.py   a B-Cart API snapshot (Parquet) read back as members
     reader.py     read_members: tells the sources apart, parses the CSV
 """

@@ -1,4 +1,4 @@
-"""A snapshot's Arrow columns typed without leaving Arrow: the common case of every column fast.
+"""Arrow text typed without leaving Arrow: the common case of every column fast.
 
 A snapshot holds its members' text as Arrow strings. The plain rules
 (:func:`~bcartnb.members.typed.typed_column`) read pandas text with "" for blank, and turning
@@ -10,6 +10,10 @@ digits, メール案内 by its table, dates in the one form B-Cart and its API w
 written another way, a blank id) goes to the plain rules as text, so its value, or its error,
 is theirs; the frame is put together by the same :func:`~bcartnb.members.typed.assemble`.
 tests/test_snapshot_fast.py holds the two equal over generated snapshots.
+
+The CSV's fast parse (:mod:`bcartnb.members.arrowcsv`) gives the same Arrow text, blanks as
+"" rather than null, and is typed here too (:func:`typed_columns`), letting each column go as
+it is typed; tests/test_members_fast.py holds that read to the plain one.
 """
 
 from __future__ import annotations
@@ -30,46 +34,55 @@ from bcartnb.members.typed import (
     DATE_RE,
     ID_RE,
     assemble,
+    blank_as_null,
     source_columns,
     tokyo_times,
     typed_column,
     typed_members,
 )
 
-__all__ = ["text_body", "typed_table"]
+__all__ = ["typed_columns", "typed_table"]
 
 _Array = Any  # a pyarrow (chunked) string array: pyarrow has no type hints
 
 
-def text_body(table: pa.Table) -> pd.DataFrame:
-    """The table as the plain rules read text: one ``str`` column a position, "" for blank."""
-    index = pd.RangeIndex(table.num_rows)
-    return pd.DataFrame(
-        {i: _text(table.column(i), index) for i in range(table.num_columns)}, index=index
-    )
+def _text_body(columns: list[_Array], rows: int) -> pd.DataFrame:
+    """The columns as the plain rules read text: one ``str`` column a position, "" for blank."""
+    index = pd.RangeIndex(rows)
+    return pd.DataFrame({i: _text(column, index) for i, column in enumerate(columns)}, index=index)
 
 
 def typed_table(table: pa.Table, source: Path) -> pd.DataFrame:
     """The member frame of a table of text (a snapshot), as
     :func:`~bcartnb.members.typed.typed_members` makes it from the same text."""
-    header = [str(name) for name in table.column_names]
-    columns = [table.column(i) for i in range(table.num_columns)]
+    return typed_columns([str(name) for name in table.column_names], table.columns, source)
+
+
+def typed_columns(header: list[str], columns: list[_Array], source: Path) -> pd.DataFrame:
+    """:func:`typed_table` of columns of text under ``header``. ``columns`` is used up: each
+    is let go once typed, so that the text of ids, dates and flags (of a million members,
+    over 100 MB) is not held beside what they became, and a column kept as text moves to the
+    frame instead of being held twice."""
     found = source_columns(header, lambda pos: _has_values(columns[pos]), source)
     ids = columns[found.columns["id"][0]]
-    if not table.num_rows or (
-        (ids.null_count or not _matches(ids, ID_RE)) and pc.any(_blank(ids)).as_py()
-    ):
+    rows = len(ids)
+    if not rows or ((ids.null_count or not _matches(ids, ID_RE)) and pc.any(_blank(ids)).as_py()):
         # rows to drop (every cell blank), or a blank id to name: the plain rules' to judge
-        return typed_members(header, text_body(table), source)
-    index = pd.RangeIndex(2, table.num_rows + 2, name="row")
+        del ids
+        return typed_members(header, _text_body(columns, rows), source)
+    del ids
+    index = pd.RangeIndex(2, rows + 2, name="row")
 
     def convert(pos: int, kind: str | None, label: str) -> pd.Series:
-        typed = _FAST[kind](columns[pos], index)
+        column, columns[pos] = columns[pos], None
+        typed = _FAST[kind](column, index)
         if typed is None:
-            typed = typed_column(_text(columns[pos], index), kind, label, found.where)
+            typed = typed_column(_text(column, index), kind, label, found.where)
         return typed
 
-    return assemble(found, index, convert)
+    frame = assemble(found, index, convert)
+    columns.clear()
+    return frame
 
 
 # --- text ------------------------------------------------------------------------------------
@@ -81,10 +94,9 @@ def _text(column: _Array, index: pd.Index) -> pd.Series:
 
 
 def _series(values: _Array, index: pd.Index) -> pd.Series:
-    """Arrow strings as a ``str`` column, null and "" both missing (:func:`typed._text`)."""
-    if pc.any(pc.equal(pc.binary_length(values), 0)).as_py():
-        values = pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
-    return pd.Series(pd.array(values, dtype="str"), index=index)
+    """Arrow strings as a ``str`` column, null and "" both missing (:func:`typed._text`),
+    the strings shared (:func:`~bcartnb.members.typed.blank_as_null`)."""
+    return pd.Series(pd.array(blank_as_null(values), dtype="str"), index=index)
 
 
 def _has_values(column: _Array) -> bool:

@@ -11,14 +11,14 @@ import codecs
 import csv
 import re
 from collections.abc import Iterator
-from typing import Final
+from typing import BinaryIO, Final
 
 import numpy as np
 
 from bcartnb.exceptions import MembersFileError
 from bcartnb.members.where import Where
 
-__all__ = ["check_not_binary", "decode", "utf8_bytes"]
+__all__ = ["Declined", "check_not_binary", "decode", "utf8_blocks", "utf8_bytes"]
 
 _PRIVATE_USE: Final = re.compile("[\ue000-\uf8ff]")
 _CHUNK: Final = 1 << 20  # bytes a step, where the whole file is scanned or decoded
@@ -83,6 +83,84 @@ def utf8_bytes(raw: bytes) -> tuple[bytearray, str] | None:
     if _utf8_line(raw, len(raw)) is not None:
         return None
     return out, "cp932"
+
+
+class Declined(Exception):
+    """Raised by :func:`utf8_blocks` mid-file: :func:`decode` would refuse the file or read it
+    otherwise (the reader then reads it the plain way, which says why)."""
+
+
+#: what :func:`check_not_binary` refuses by its first bytes (a workbook, UTF-16)
+_BINARY_STARTS: Final = (
+    b"PK\x03\x04",
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+    b"\xff\xfe",
+    b"\xfe\xff",
+)
+
+
+def utf8_blocks(fh: BinaryIO) -> tuple[Iterator[bytes], str] | None:
+    """What :func:`utf8_bytes` gives, from an open file, a megabyte at a time: neither the
+    file's bytes nor its UTF-8 are ever held whole (of a million members, 231 and 283 MB).
+
+    None when the file's first bytes say it is no text, or its encoding is not settled the
+    way :func:`decode` settles it; the blocks raise :class:`Declined` where a later byte
+    would make :func:`check_not_binary` or :func:`decode` refuse the file (a NUL, a byte
+    CP932 cannot read, a line of Japanese in UTF-8 in a CP932 file). A file is UTF-8 when
+    every byte is (read through once first, as a CP932 file stops at its first Japanese
+    character); else CP932, transcoded a whole number of lines at a time, each judged by
+    :func:`_utf8_line` as the whole file is (no CP932 byte is a newline, and no run it looks
+    for spans one). UTF-8 blocks pass as read; their UTF-8 is for the parser to check.
+    """
+    head = fh.read(len(_BINARY_STARTS[1]))
+    if head.startswith(_BINARY_STARTS):
+        return None
+    bom = head.startswith(b"\xef\xbb\xbf")
+    if not bom and not _is_utf8_file(fh):
+        fh.seek(0)
+        return _cp932_blocks(fh), "cp932"
+    fh.seek(3 if bom else 0)
+    return _plain_blocks(fh), "utf-8-sig" if bom else "utf-8"
+
+
+def _is_utf8_file(fh: BinaryIO) -> bool:
+    fh.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        while block := fh.read(_CHUNK):
+            decoder.decode(block)
+        decoder.decode(b"", True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _plain_blocks(fh: BinaryIO) -> Iterator[bytes]:
+    while block := fh.read(_CHUNK):
+        if b"\x00" in block:
+            raise Declined("NUL")
+        yield block
+
+
+def _cp932_blocks(fh: BinaryIO) -> Iterator[bytes]:
+    rest = b""
+    while True:
+        block = fh.read(_CHUNK)
+        if b"\x00" in block:
+            raise Declined("NUL")
+        data = rest + block
+        cut = data.rfind(b"\n") + 1 if block else len(data)
+        lines, rest = data[:cut], data[cut:]
+        del data
+        if lines:
+            if _utf8_line(lines, len(lines)) is not None:
+                raise Declined("a line in UTF-8")
+            try:
+                yield lines.decode("cp932").encode("utf-8")
+            except UnicodeDecodeError as err:
+                raise Declined("not CP932") from err
+        if not block:
+            return
 
 
 def _is_utf8(raw: bytes, skip: int) -> bool:

@@ -2,12 +2,13 @@
 
 A ``.parquet`` file is a snapshot pulled from the B-Cart API (:mod:`bcartnb.members.snapshot`);
 anything else is B-Cart's CSV export (or a list edited in Excel), decoded by
-:mod:`bcartnb.members.decode` and parsed here into text cells. Both go through
-:func:`~bcartnb.members.typed.typed_members`, so a new source of members reads into the same
-frame the same way.
+:mod:`bcartnb.members.decode` and parsed here into text cells. Both are typed by
+:mod:`bcartnb.members.typed`'s rules (:func:`~bcartnb.members.typed.typed_members`, or its
+Arrow twin held equal to it), so a new source of members reads into the same frame the same way.
 
 A CSV is read the fast way first (the file transcoded to UTF-8 a megabyte at a time and
-parsed by Arrow, :mod:`bcartnb.members.arrowcsv`); whatever that way declines, and every
+parsed by Arrow as it comes, :mod:`bcartnb.members.arrowcsv`, its Arrow text typed by
+:mod:`bcartnb.members.arrow_typed` as a snapshot's is); whatever that way declines, and every
 file with something wrong in it, is read by :func:`read_members_plain`, the reference the fast
 way is held equal to (tests/test_members_fast.py): one set of rules, and one voice for errors.
 """
@@ -22,23 +23,20 @@ import re
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Final
 
 import pandas as pd
 
 from bcartnb.exceptions import MembersFileError
-from bcartnb.files import read_regular
-from bcartnb.members.arrowcsv import parse_utf8, utf8_lines
+from bcartnb.files import open_regular, read_regular
+from bcartnb.members.arrow_typed import typed_columns
+from bcartnb.members.arrowcsv import block_lines, parse_blocks
 from bcartnb.members.columns import SPACES
-from bcartnb.members.decode import check_not_binary, decode, utf8_bytes
+from bcartnb.members.decode import Declined, check_not_binary, decode, utf8_blocks
 from bcartnb.members.snapshot import SNAPSHOT_SUFFIXES, read_snapshot
 from bcartnb.members.typed import typed_members
 from bcartnb.members.where import Where
 
 __all__ = ["read_members", "read_members_plain"]
-
-_BLANK: Final = re.compile(rb"(?:[ \t\r\n\x0b\x0c]|\xe3\x80\x80|\xef\xbb\xbf)*+")
-"""UTF-8 bytes that hold only what ``str.strip(SPACES + "\\ufeff")`` takes away."""
 
 
 def _lines(text: str) -> Iterator[str]:
@@ -147,9 +145,10 @@ def read_members(path: str | os.PathLike[str]) -> pd.DataFrame:
     file = Path(path)
     if file.suffix.lower() in SNAPSHOT_SUFFIXES:  # the one place a source is told apart
         return read_snapshot(file)
-    where = Where(file)
-    header, body, encoding = _cells_fast(file, where) or _cells(file, where)
-    frame = typed_members(header, body, file)
+    fast = _read_fast(file)
+    if fast is None:
+        return read_members_plain(file)
+    frame, encoding = fast
     frame.attrs["encoding"] = encoding
     return frame
 
@@ -179,23 +178,52 @@ def _cells(file: Path, where: Where) -> tuple[list[str], pd.DataFrame, str]:
     return header, body, encoding
 
 
-def _cells_fast(file: Path, where: Where) -> tuple[list[str], pd.DataFrame, str] | None:
-    """What :func:`_cells` gives, from UTF-8 bytes parsed by Arrow; None (read it plainly)
-    for whatever the plain way would refuse or the two parsers could read apart. Only one of
-    the file's bytes, its UTF-8 and the parsed cells is held beside another at a time."""
-    raw = _read_file(file, where)
-    check_not_binary(raw, where)
-    utf8 = utf8_bytes(raw)
-    del raw
-    if utf8 is None:
+def _read_fast(file: Path) -> tuple[pd.DataFrame, str] | None:
+    """The frame and encoding, from the file's UTF-8 parsed by Arrow a block at a time as
+    it is transcoded, and typed in Arrow (:func:`~bcartnb.members.arrow_typed.typed_columns`,
+    held to :func:`typed_members` as a snapshot is); None (read it plainly) for whatever the
+    plain way would refuse or the two parsers could read apart. Neither the file's bytes
+    nor its UTF-8 are ever held whole: a million members peaked at 800 MB with both."""
+    try:
+        with open_regular(file, "会員ファイル", MembersFileError) as fh:
+            utf8 = utf8_blocks(fh)
+            if utf8 is None:
+                return None
+            header, blocks = _fast_header(utf8[0])
+            encoding = utf8[1]
+            del utf8
+            table = None if header is None else parse_blocks(blocks, header)
+            del blocks
+    except (Declined, OSError):
+        return None  # the plain way names what is wrong
+    if table is None or header is None:
         return None
-    data, encoding = utf8
-    del utf8
-    if _BLANK.fullmatch(data):
-        return None
-    header = _header(utf8_lines(data), where)
-    body = parse_utf8(data, header)
-    del data
-    if body is None:
-        return None
-    return [h.strip() for h in header], body, encoding
+    columns = table.columns
+    del table  # typed_columns lets each column go once typed
+    return typed_columns([h.strip() for h in header], columns, file), encoding
+
+
+def _fast_header(blocks: Iterator[bytes]) -> tuple[list[str] | None, Iterator[bytes]]:
+    """The header row as :func:`_header` reads it, and the blocks again from the first; None
+    for a file the fast way leaves to the plain one (blank, or a header :mod:`csv` cannot
+    read: the plain way says why). The blocks the header took are let go as they are given
+    again (``itertools.tee`` kept 57 of them: 60 MB)."""
+    taken: list[bytes] = []
+
+    def taking() -> Iterator[bytes]:
+        for block in blocks:
+            taken.append(block)
+            yield block
+
+    def again() -> Iterator[bytes]:
+        while taken:
+            yield taken.pop(0)
+        yield from blocks
+
+    try:
+        header: list[str] | None = next(csv.reader(block_lines(taking())))
+    except (csv.Error, StopIteration, UnicodeDecodeError):
+        header = None
+    if header is not None and not "".join(header).strip(SPACES + "\ufeff"):
+        header = None
+    return header, again()

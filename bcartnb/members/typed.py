@@ -45,6 +45,7 @@ __all__ = [
     "ID_RE",
     "SourceColumns",
     "assemble",
+    "blank_as_null",
     "source_columns",
     "tokyo_times",
     "typed_column",
@@ -158,6 +159,10 @@ def source_columns(
     return SourceColumns(where, columns, notes)
 
 
+#: the kinds whose values can be refused (text, addresses and custom fields take any value)
+_REFUSING: Final = frozenset({"id", "int", "bool", "datetime"})
+
+
 def assemble(
     source: SourceColumns,
     index: pd.Index,
@@ -170,24 +175,27 @@ def assemble(
     :mod:`bcartnb.members.arrow_typed` straight from a snapshot's Arrow columns), so both
     convert the same columns in the same order and a file's first error is the same.
     """
-    data: dict[str, pd.Series] = {}
-    headers: dict[str, str] = {}
     columns = source.columns
-    for name in CANONICAL_COLUMNS:
-        kind = COLUMN_KINDS[name]
-        if name not in columns:
-            data[name] = _blank(kind, index)
-            continue
+    named: list[tuple[str, str | None]] = [
+        (n, COLUMN_KINDS[n]) for n in CANONICAL_COLUMNS if n in columns
+    ]
+    named += [(n, None) for n in columns if n not in COLUMN_KINDS]
+    typed: dict[str, pd.Series] = {}
+    # the kinds a value can be refused in first, in the contract's order (so a file's first
+    # error is the same), then the text, which refuses nothing: a column read as numbers or
+    # dates lets its text go before the text columns take pandas' wider offsets
+    for name, kind in sorted(named, key=lambda nk: nk[1] not in _REFUSING):
         pos, head = columns[name]
-        label = head if head == name else f"{head} ({name})"
-        data[name] = convert(pos, kind, label)
-        headers[name] = head
-    for name, (pos, head) in columns.items():
-        if name not in COLUMN_KINDS:
-            data[name] = convert(pos, None, head)
-            headers[name] = head
+        label = head if kind is None or head == name else f"{head} ({name})"
+        typed[name] = convert(pos, kind, label)
+    data = {
+        name: typed[name] if name in typed else _blank(COLUMN_KINDS[name], index)
+        for name in CANONICAL_COLUMNS
+    }
+    data.update((name, typed[name]) for name, kind in named if kind is None)
+    headers = {name: columns[name][1] for name, _ in named}
 
-    frame = pd.DataFrame(data, index=index)
+    frame = pd.DataFrame(data, index=index, copy=False)  # every column is new: none copied
     _check_unique_ids(frame["id"], source.where, columns["id"][1])
     frame.attrs = {
         "source": str(source.where.path),
@@ -237,27 +245,39 @@ def _text(col: pd.Series) -> pd.Series:
 
 
 def _blanks_missing(text: pd.Series) -> pd.Series | None:
-    """``text`` with its blank cells missing, sharing its Arrow strings: only a validity bitmap
-    is new (masking copied every text column with a blank, 100 MB of a million members).
+    """``text`` with its blank cells missing, sharing its Arrow strings (:func:`blank_as_null`);
     None when the column already has missing cells or is not Arrow strings."""
     try:
         chunked = text.array.__arrow_array__()
     except AttributeError:
         return None
-    chunks = []
-    for chunk in chunked.chunks:
-        if chunk.null_count or not pa.types.is_large_string(chunk.type):
-            return None
-        whole = pa.Array.from_buffers(chunk.type, chunk.offset + len(chunk), chunk.buffers())
-        valid = pc.not_equal(whole, "").buffers()[1]
-        chunks.append(
-            pa.Array.from_buffers(
-                chunk.type, len(chunk), [valid, *chunk.buffers()[1:]], offset=chunk.offset
-            )
-        )
-    array = pa.chunked_array(chunks, type=chunked.type)
+    if chunked.null_count or not pa.types.is_large_string(chunked.type):
+        return None
+    array = blank_as_null(chunked)
     values = array.to_pandas(types_mapper={array.type: text.dtype}.get).array
     return pd.Series(values, index=text.index, name=text.name, copy=False)
+
+
+def blank_as_null(values: Any) -> Any:
+    """Arrow strings (an array or a chunked one) with every "" null, the strings themselves
+    shared: only a validity bitmap is new (masking copied every text column with a blank,
+    100 MB of a million members)."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    return pa.chunked_array([_chunk_blank_as_null(c) for c in chunks], type=values.type)
+
+
+def _chunk_blank_as_null(chunk: Any) -> Any:
+    empty = pc.equal(pc.binary_length(chunk), 0)
+    if not pc.any(empty).as_py():
+        return chunk
+    # computed over the chunk's buffers from their start, so that its bits line up with them
+    whole = pa.Array.from_buffers(chunk.type, chunk.offset + len(chunk), chunk.buffers())
+    valid = pc.fill_null(pc.not_equal(whole, ""), False)
+    if valid.offset:  # pragma: no cover - a kernel's output starts at its buffer's start
+        return pc.if_else(empty, pa.scalar(None, chunk.type), chunk)
+    return pa.Array.from_buffers(
+        chunk.type, len(chunk), [valid.buffers()[1], *chunk.buffers()[1:]], offset=chunk.offset
+    )
 
 
 #: A custom column's whole number: no sign but a minus, no leading zero (0123 is a code, and
@@ -429,6 +449,9 @@ def _parse_datetimes(stripped: pd.Series, blank: pd.Series) -> tuple[pd.Series, 
 
 
 def _check_unique_ids(ids: pd.Series, where: Where, header: str) -> None:
+    values = ids.to_numpy()
+    if len(values) < 2 or bool((values[1:] > values[:-1]).all()):
+        return  # B-Cart lists its members by id: unique without a hash table (30 MB at 1M)
     dup = ids.duplicated(keep=False)
     if not dup.any():
         return
