@@ -52,6 +52,7 @@ __all__ = [
     "NO_CATEGORY",
     "PRODUCTS_DTYPE",
     "PURCHASE_COLUMNS",
+    "QUANTITY_COLUMNS",
     "purchase_columns",
     "with_purchases",
 ]
@@ -71,6 +72,9 @@ PURCHASE_COLUMNS: Final = (
     "M",
     "顧客グループ",
 )
+#: The purchase columns that count or sum (times, yen, days): shown with thousands separators
+#: (12,345) wherever a person reads them, a mail's merge field included; R, F, M are ranks.
+QUANTITY_COLUMNS: Final = ("購入回数", "購入金額合計", "平均購入金額", "最終購入からの日数")
 #: 顧客グループ's values, in the order they are decided.
 GROUPS: Final = ("未購入", "離反", "休眠", "新規", "優良", "一般")
 #: 購入商品's and 購入カテゴリ's type: a list of text a member (Arrow, so ``contains`` is one
