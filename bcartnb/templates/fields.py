@@ -189,7 +189,7 @@ def _getter(name: str) -> Getter | None:
         return _shown_member
     alias = FIELD_ALIASES.get(name)
     if callable(alias):
-        return alias
+        return lambda m: shown_value(alias(m))
     column = alias if isinstance(alias, str) else name
     if is_quantity(column):
         return lambda m: shown_value(m.get(column), quantity=True)
@@ -245,7 +245,7 @@ def context_builder(names: Iterable[str]) -> Callable[[Mapping[str, Any]], dict[
         ctx: dict[str, Any] = {}
         for name, get in getters:
             value = get(member)
-            if value is not None and not is_missing(value):
+            if value is not None:
                 ctx[name] = value
         return ctx
 
