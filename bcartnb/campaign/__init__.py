@@ -77,6 +77,7 @@ from bcartnb.campaign.results import (
     members_without_results,
     rate_text,
     results_history,
+    tracking_measured,
 )
 from bcartnb.campaign.schedule import (
     LATE_LIMIT,
@@ -182,5 +183,6 @@ __all__ = [
     "suppress",
     "suppressed_addresses",
     "suppression_list",
+    "tracking_measured",
     "unsuppress",
 ]
