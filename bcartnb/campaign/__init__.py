@@ -61,6 +61,7 @@ from bcartnb.campaign.plan import (
     frozen_mail,
     members_with_orders,
     plan_campaign,
+    purchases_stale,
     read_notes,
     resolve_segment,
 )
@@ -164,6 +165,7 @@ __all__ = [
     "month_usage",
     "parse_send_at",
     "plan_campaign",
+    "purchases_stale",
     "push_suppressions",
     "quota_outlook",
     "quota_status",
