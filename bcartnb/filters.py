@@ -37,7 +37,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from bcartnb.exceptions import FilterError, SelectionError
 from bcartnb.members import COLUMN_KINDS, COLUMN_LABELS, HEADER_ALIASES
-from bcartnb.members.columns import day_parts
+from bcartnb.members.columns import day_parts, day_words
 from bcartnb.members.typed import tokyo_times
 
 __all__ = [
@@ -447,7 +447,7 @@ def _day(value: Any) -> str:
     if not found:
         return text
     year, month, day = (int(g) for g in found.groups())
-    return f"{year}年{month}月{day}日"
+    return day_words(year, month, day)
 
 
 def describe_filter(filter: Mapping[str, Any] | None) -> str:

@@ -382,6 +382,78 @@ def test_fast_paths_give_the_reference_bytes_for_any_values(
         assert ran == {"fast_text": 1} if c.fast_text else ran == {"fast_html": 1}
 
 
+_PURCHASE_BODIES = (
+    "<p>{{ 会社名 }} 様</p><p>最終購入日 {{ 最終購入日 }}、{{ 最終購入からの日数 }}日前</p>"
+    "<ul><li>{{ 購入商品 }}</li><li>{{ 購入カテゴリ }}</li></ul>"
+    "<table><tr><td>{{ 購入金額合計 }}円</td><td>{{ 購入回数 }}回</td></tr></table>",
+    '<p><a href="https://x.jp/?d={{ 初回購入日 }}" title="{{ 顧客グループ }}">{{ 購入商品 }}</a>'
+    "</p><p>{{ 平均購入金額 }} {{ 登録日時 }} {{ 最終購入からの日数 }}</p>",
+)
+_PURCHASE_FIELDS = (
+    "最終購入日",
+    "最終購入からの日数",
+    "購入商品",
+    "購入カテゴリ",
+    "購入金額合計",
+    "購入回数",
+    "初回購入日",
+    "顧客グループ",
+    "平均購入金額",
+)
+_TOKYO = ZoneInfo("Asia/Tokyo")
+_MOMENTS = st.datetimes(datetime(1990, 1, 1), datetime(2100, 1, 1)).map(
+    lambda d: pd.Timestamp(d).tz_localize(_TOKYO)
+)
+_DAYS = _MOMENTS.map(lambda t: t.normalize())
+_BLANKS = st.sampled_from([None, pd.NA, pd.NaT, float("nan"), "", " \u3000", []])
+
+
+@functools.cache
+def _purchase_composer(body: int) -> Composer:
+    return composer(subject="ご案内", body=_PURCHASE_BODIES[body], html=True)
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, len(_PURCHASE_BODIES) - 1),
+    st.lists(st.one_of(_VALUES, _PLAIN), max_size=4),
+    st.one_of(_DAYS, _BLANKS),
+    st.one_of(st.integers(-(10**12), 10**12), _BLANKS),
+    st.one_of(_MOMENTS, _DAYS),
+)
+def test_fast_paths_give_the_reference_bytes_for_purchase_values(
+    body: int, items: list[str], day: Any, amount: Any, moment: Any
+) -> None:
+    """The purchase columns (dates, lists of product names, amounts, blanks) shown as the shop
+    writes them, and the fast path still equal to the reference for every member."""
+    c = _purchase_composer(body)
+    assert c.fast_html
+    values: dict[str, Any] = {"最終購入日": day, "初回購入日": day, "購入商品": items}
+    values |= {"購入カテゴリ": ["未分類"], "購入金額合計": amount, "平均購入金額": amount}
+    values |= {"購入回数": 3, "最終購入からの日数": 1234, "顧客グループ": "休眠"}
+    m = member(id=5, created_at=moment, **values)
+    try:
+        _, text, html = c.render_reference(m)
+    except (ComposeError, TemplateError) as err:
+        with pytest.raises(type(err)) as info:
+            c.compose(m)
+        assert str(info.value) == str(err)
+        assert any(f"「{name}」が空欄" in err.ja for name in _PURCHASE_FIELDS)
+        return
+    before = c.paths.copy()
+    mail = c.compose(m)
+    assert (mail.html, mail.text) == (html, text)
+    if _meant_for_fast(*items):  # dates, amounts and 「、」 are plain: the fast path wrote it
+        path = "fast_text" if c.fast_text else "fast_html"
+        assert c.paths - before == {path: 1}
+    shown = f"{mail.text}{mail.html}"
+    assert f"{day.year}年{day.month}月{day.day}日" in shown and "1,234" in shown
+    assert f"{amount:,}" in shown
+    if _meant_for_fast(*items):
+        assert "、".join(items) in mail.text
+    assert not re.search(r"NaT|<NA>|\bnan\b|\[\]|\['|Timestamp|\+09:00", shown)
+
+
 TRACKED = SETTINGS.replace(tracking=TrackingSettings(url="https://t.shop.example.co.jp/t/"))
 _TRACKED_BODIES = (
     *_FAST_BODIES,

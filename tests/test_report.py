@@ -1111,3 +1111,77 @@ def test_usage_chart_labels_are_text_whatever_a_subject_holds():
     labels = {"20261130-053254-5fbf5b": "11/30 05:32 $x^2$ 🎄\x1b 【冬】{{ 会社名 }} 様"}
     png = report.usage_chart({"20261130-053254-5fbf5b": 3}, 100, "2026-11", None, labels)
     assert png.startswith(PNG)
+
+
+# --- one look at the ledger per report ---------------------------------------------------
+
+
+def test_a_ledger_snapshot_reads_one_state_and_refuses_a_write(tmp_path: Path) -> None:
+    """What another process commits while a report reads is in none of its figures; after
+    the look, it is there. A write inside the look is refused and leaves the look whole."""
+    from bcartnb.exceptions import LedgerError
+
+    db = tmp_path / "l.db"
+    with Ledger.open(db) as reader, Ledger.open(db) as writer:
+        writer.suppress("before@example.co.jp")
+        with reader.snapshot():
+            assert reader.suppressed_addresses() == {"before@example.co.jp"}
+            writer.suppress("meanwhile@example.co.jp")  # another connection, committed
+            assert reader.suppressed_addresses() == {"before@example.co.jp"}
+            assert reader.suppression("meanwhile@example.co.jp") is None
+            with reader.snapshot():  # nested: the outer look stands
+                assert len(reader.suppressions()) == 1
+            with pytest.raises(LedgerError) as info:
+                reader.suppress("inside@example.co.jp")
+            assert "書き込めません" in info.value.ja
+            assert reader.suppressed_addresses() == {"before@example.co.jp"}  # still the look
+        assert reader.suppressed_addresses() == {
+            "before@example.co.jp",
+            "meanwhile@example.co.jp",
+        }
+        reader.suppress("after@example.co.jp")  # a write after the look is a write again
+        assert reader.suppression("after@example.co.jp") is not None
+
+
+def test_a_report_from_the_ledger_opens_it_once(
+    tmp_path: Path, smtp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record, the month's sends, 開封・クリック and the campaign planned again are read
+    in one opening (and one snapshot), so they are figures of one moment."""
+    from bcartnb.campaign import send
+    from bcartnb.settings import TrackingSettings, load_settings
+
+    server = smtp_server()
+    members = _members(tmp_path / "members.csv", 3)
+    settings = load_settings(
+        report.demo_path("demo.toml"), env={**server.env(), "BCARTNB_DB": str(tmp_path / "l.db")}
+    ).replace(
+        tracking=TrackingSettings(url="https://t.shop.example.co.jp/t/"),
+        unsubscribe_secret="report-once-secret-0123456789abcdef",
+    )
+    body = '<p>{{ 会社名 }} 様</p><p><a href="https://shop.example.co.jp/sale">セール</a></p>'
+    spec = CampaignSpec.from_mapping(
+        {"members": str(members), "subject": "件名", "body": body, "html": True}
+    )
+    cid = send(plan_campaign(spec, settings), progress=False).campaign_id
+    opened: list[str] = []
+    real_open, real_memory = Ledger.open.__func__, Ledger.in_memory.__func__
+
+    def counted_open(cls: type[Ledger], *args: Any, **kw: Any) -> Ledger:
+        opened.append("open")
+        return real_open(cls, *args, **kw)
+
+    def counted_memory(cls: type[Ledger], *args: Any, **kw: Any) -> Ledger:
+        opened.append("in_memory")
+        return real_memory(cls, *args, **kw)
+
+    monkeypatch.setattr(Ledger, "open", classmethod(counted_open))
+    monkeypatch.setattr(Ledger, "in_memory", classmethod(counted_memory))
+    doc = report.from_ledger(cid, settings)
+    assert opened == ["open"]
+    # and it read all it reads there: the results, the sample mail, who was sendable
+    assert doc.results is not None and doc.results.opens_measured
+    assert doc.results.totals.delivered == doc.summary["sent"] > 0
+    assert doc.sample is not None and doc.sendable is not None
+    assert len(doc.sendable) == doc.summary["sent"]
+    assert doc.notes == []

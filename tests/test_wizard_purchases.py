@@ -461,3 +461,116 @@ def test_any_pick_means_what_the_controls_say(
     got = apply_filter(df, flt)["id"].tolist()
     assert got == df["id"][want.fillna(False).astype(bool)].tolist()
     assert (p.words.value == "") == (flt == {})
+
+
+# --- a wizard left open past Tokyo's midnight ------------------------------------------------
+
+#: 23:59 on the day 1003's last purchase is 179 days old (not 休眠), then 00:01 (180: 休眠)
+EVENING, MIDNIGHT_PAST = "2026-12-01T23:59:00+09:00", "2026-12-02T00:01:00+09:00"
+
+
+def midnight_files(tmp_path: Path) -> tuple[Path, Path]:
+    members = tmp_path / "members.csv"
+    members.write_text(HEADER + rows(3), "utf-8")
+    orders = tmp_path / "受注.csv"
+    last = dt.date(2026, 12, 1) - dt.timedelta(days=179)
+    text = ORDERS_HEADER + f'1,1003,{last:%Y/%m/%d} 10:00:00,発送済,"5,000",A-100,りんご\r\n'
+    orders.write_bytes(text.encode("cp932"))
+    return members, orders
+
+
+def test_past_midnight_a_search_counts_the_groups_to_the_new_day(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BCARTNB_NOW", EVENING)
+    members, orders = midnight_files(tmp_path)
+    w = Wizard(members, settings, orders=orders, member_folders=[tmp_path])
+    group = w.filter_step.purchases.group
+    assert group.options == (("未購入（2人）", "未購入"), ("一般（1人）", "一般"))
+    group.value = ("一般",)
+    w.filter_step.apply.click()
+    assert found(w) == [1003] and w.filter == {"顧客グループ": ["一般"]}
+    assert "計算し直しました" not in w.status.value  # the same day: nothing to say
+
+    monkeypatch.setenv("BCARTNB_NOW", MIDNIGHT_PAST)  # the kernel stayed up
+    w.filter_step.apply.click()
+    assert w.status.kind == "info", w.status.value
+    assert "日付が変わったため、購入履歴" in w.status.value
+    assert "今日（2026年12月2日）の日付で計算し直しました" in w.status.value
+    # 180 days today: 1003 is 休眠, as a wizard opened now says; 一般 stays asked, now empty
+    assert found(w) == [] and w.filter == {"顧客グループ": ["一般"]}
+    assert w.members.set_index("id").loc[1003, "最終購入からの日数"] == 180
+    assert group.options == (
+        ("未購入（2人）", "未購入"),
+        ("休眠（1人）", "休眠"),
+        ("一般（0人）", "一般"),
+    )
+    fresh = Wizard(members, settings, orders=orders, member_folders=[tmp_path])
+    assert fresh.members[["id", "顧客グループ"]].equals(w.members[["id", "顧客グループ"]])
+    group.value = ("休眠",)
+    w.filter_step.apply.click()  # once is enough: the same day says nothing of it again
+    assert found(w) == [1003] and "計算し直しました" not in w.status.value
+
+
+def test_past_midnight_the_confirmation_plans_with_the_new_days_groups(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BCARTNB_NOW", EVENING)
+    members, orders = midnight_files(tmp_path)
+    w = Wizard(members, settings, orders=orders, member_folders=[tmp_path])
+    w.filter_step.purchases.group.value = ("一般",)
+    w.filter_step.apply.click()
+    assert found(w) == [1003]
+    w.send_all.click()
+    assert w.stage == "compose", w.status.value
+    w.compose.subject.value = "{{ 会社名 }} 様"
+    w.compose.body.value = "最終購入から {{ 最終購入からの日数 }} 日です。"
+
+    monkeypatch.setenv("BCARTNB_NOW", MIDNIGHT_PAST)  # 確認画面へ after midnight
+    w.compose.to_confirm.click()
+    # 1003 is 休眠 today: the campaign for 一般 has nobody, and the screen says why
+    assert w.plan is not None and w.plan.audience.selected.empty
+    assert w.status.kind == "error" and "送信できる会員がいません" in w.status.value
+    assert "日付が変わったため、購入履歴" in w.status.value
+    assert w.confirm.send.disabled
+
+    w.confirm.back.click()  # the same mail to today's 休眠
+    w.selecting.back_to_select()
+    w.filter_step.purchases.group.value = ("休眠",)
+    w.filter_step.apply.click()
+    assert found(w) == [1003] and "計算し直しました" not in w.status.value
+    w.send_all.click()
+    w.compose.to_confirm.click()
+    assert w.stage == "confirm", w.status.value
+    assert w.plan is not None and list(w.plan.audience.sendable["id"]) == [1003]
+    assert w.plan.spec.orders == orders.resolve()
+    mail = w.plan.composer.compose(w.plan.audience.sendable.iloc[0].to_dict())
+    assert "最終購入から 180 日です。" in mail.text
+
+
+def test_a_frame_joined_yesterday_is_joined_again_when_planned(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every face: a notebook holding yesterday's frame plans with today's groups."""
+    from bcartnb.campaign import CampaignSpec, plan_campaign, purchases_stale
+
+    monkeypatch.setenv("BCARTNB_NOW", EVENING)
+    members, orders = midnight_files(tmp_path)
+    joined = members_with_orders(read_members(members), orders, settings)
+    assert joined.attrs["purchases_as_of"] == "2026-12-01" and not purchases_stale(joined)
+    monkeypatch.setenv("BCARTNB_NOW", MIDNIGHT_PAST)
+    assert purchases_stale(joined)
+    spec = CampaignSpec.from_mapping(
+        {
+            "members": str(members),
+            "orders": str(orders),
+            "filter": {"顧客グループ": ["休眠"]},
+            "subject": "件名",
+            "body": "本文",
+        }
+    )
+    plan = plan_campaign(spec, settings, members=joined)
+    assert list(plan.audience.sendable["id"]) == [1003]
+    again = members_with_orders(joined, orders, settings)  # its own columns replaced
+    assert again.attrs["purchases_as_of"] == "2026-12-02" and not purchases_stale(again)
+    assert list(again.columns) == list(joined.columns)

@@ -20,7 +20,7 @@ from smtp_servers import Faults, TestServer
 
 from bcartnb.ledger import Ledger
 from bcartnb.segments import SegmentStore
-from bcartnb.settings import DeliverySettings, Settings
+from bcartnb.settings import DeliverySettings, Settings, TrackingSettings
 from bcartnb.widgets import Wizard
 from bcartnb.widgets.filter_step import MULTI_HINT, NO_SEGMENT
 from bcartnb.widgets.member_source import NO_FILE, find_member_files, store_upload
@@ -761,3 +761,55 @@ def test_the_finishing_controls_freeze_with_the_others(
     c = w.sending.choices
     wanted = {w.sending.resume, c.give_up, c.uncertain, c.skip_missing, c.cancel, c.cancel_confirm}
     assert wanted <= set(w.controls) and w.confirm.repeat in w.controls
+
+
+# --- the done screen says where the results will be -----------------------------------------
+
+TRACKING = TrackingSettings(url="https://t.shop.example.co.jp/t/")
+HTML_WITH_LINK = '<p>{{ 会社名 }} 様</p><p><a href="https://shop.example.co.jp/sale">セール</a></p>'
+TEXT_WITH_LINK = "{{ 会社名 }} 様\nセールはこちら https://shop.example.co.jp/sale\n"
+HTML_NO_LINK = "<p>{{ 会社名 }} 様</p>"
+
+
+@pytest.mark.parametrize(
+    ("tracking", "html_mail", "body", "words"),
+    [
+        (True, True, HTML_WITH_LINK, "開封・クリックの結果: 最初の画面の「配信履歴と結果」か、"),
+        (True, False, TEXT_WITH_LINK, "クリックの結果: 最初の画面の「配信履歴と結果」か、"),
+        (True, True, HTML_NO_LINK, "開封の結果: 最初の画面の「配信履歴と結果」か、"),
+        (False, True, HTML_WITH_LINK, "開封・クリック: このキャンペーンは計測していません"),
+    ],
+)
+def test_the_done_screen_says_where_opens_and_clicks_will_be(
+    tmp_path: Path,
+    repo_root: Path,
+    smtp_server: Server,
+    tracking: bool,
+    html_mail: bool,
+    body: str,
+    words: str,
+) -> None:
+    settings = settings_for(tmp_path, repo_root, smtp_server(), "プラン10")
+    if tracking:
+        secret = "done-screen-secret-0123456789abcdef"
+        settings = settings.replace(tracking=TRACKING, unsubscribe_secret=secret)
+    w = Wizard(small(tmp_path, 3), settings, member_folders=[tmp_path])
+    w.compose.html.value = html_mail
+    write_and_confirm(w, [1001, 1002], body=body)
+    w.confirm.send.click()
+    assert w.stage == "done" and w.result is not None, w.status.value
+    assert (w.result.status, w.result.sent) == ("done", 2)
+    done = html.unescape(w.sending.done.value)
+    assert words in done, done
+    cid = w.result.campaign_id
+    if tracking:
+        assert f"コマンド bcartnb results {cid} で見られます" in done
+        assert ("テキストメールのため開封は計測できません" in done) == (not html_mail)
+        assert ("計測するリンクがない" in done) == (body == HTML_NO_LINK)
+    else:
+        assert "bcartnb results" not in done and "配信履歴と結果" not in done
+    # the line sits with the others of the done screen, after the admin copy's
+    assert done.index("配信控え") < done.index(words)
+    # and the panel it names shows the campaign on the first screen, where 新しい配信 goes
+    w.sending.again.click()
+    assert w.stage == "select" and cid in w.results.table.value

@@ -61,6 +61,7 @@ from bcartnb.campaign.plan import (
     frozen_mail,
     members_with_orders,
     plan_campaign,
+    purchases_stale,
     read_notes,
     resolve_segment,
 )
@@ -77,6 +78,7 @@ from bcartnb.campaign.results import (
     members_without_results,
     rate_text,
     results_history,
+    tracking_measured,
 )
 from bcartnb.campaign.schedule import (
     LATE_LIMIT,
@@ -164,6 +166,7 @@ __all__ = [
     "parse_send_at",
     "plan_campaign",
     "projected",
+    "purchases_stale",
     "push_suppressions",
     "quota_outlook",
     "quota_status",
@@ -183,5 +186,6 @@ __all__ = [
     "suppress",
     "suppressed_addresses",
     "suppression_list",
+    "tracking_measured",
     "unsuppress",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -258,7 +258,7 @@ def plan_campaign(
 
         VerpSigner(settings.unsubscribe_secret)
     frame = members if members is not None else read_members(spec.members)
-    if spec.orders is not None and not _joined(frame, spec.orders):
+    if spec.orders is not None and not _joined(frame, spec.orders, now):
         frame = members_with_orders(frame, spec.orders, settings, now=now)
     if spec.results is not None:
         frame = members_with_results(
@@ -316,18 +316,38 @@ def members_with_orders(
 ) -> pd.DataFrame:
     """The members with their purchase columns from the 受注 file ``orders``: the one join
     every face uses (``bcartnb members --orders``, a campaign's ``orders``, a notebook), with
-    ``[purchase]``'s thresholds and today's day in Asia/Tokyo (of ``now`` when given)."""
-    from bcartnb.orders import read_orders, with_purchases
+    ``[purchase]``'s thresholds and today's day in Asia/Tokyo (of ``now`` when given).
+    Members joined before (on another day, :func:`purchases_stale`) are joined again, the
+    orders read again: their purchase columns are replaced, not refused as a clash."""
+    from bcartnb.orders import PURCHASE_COLUMNS, read_orders, with_purchases
 
-    today = (now or now_tokyo()).astimezone(ZoneInfo(TOKYO)).date()
-    return with_purchases(members, read_orders(orders), settings.purchase, today)
+    if members.attrs.get("purchases_as_of") is not None:  # ours, from an earlier join
+        kept = members.attrs
+        members = members.drop(columns=[c for c in PURCHASE_COLUMNS if c in members.columns])
+        members.attrs = kept
+    return with_purchases(members, read_orders(orders), settings.purchase, _day(now))
 
 
-def _joined(members: pd.DataFrame, orders: str | os.PathLike[str]) -> bool:
-    """Whether ``members`` already carry the purchase columns of ``orders`` (the wizard joins
-    once when it reads the member file, not on every count)."""
+def purchases_stale(members: pd.DataFrame, *, now: datetime | None = None) -> bool:
+    """Whether ``members`` carry purchase columns counted to another day than today (Asia/
+    Tokyo, of ``now`` when given): a wizard left open past midnight would plan with
+    yesterday's 休眠 and 最終購入からの日数."""
+    as_of = members.attrs.get("purchases_as_of")
+    return as_of is not None and as_of != _day(now).isoformat()
+
+
+def _day(now: datetime | None) -> date:
+    return (now or now_tokyo()).astimezone(ZoneInfo(TOKYO)).date()
+
+
+def _joined(
+    members: pd.DataFrame, orders: str | os.PathLike[str], now: datetime | None = None
+) -> bool:
+    """Whether ``members`` already carry today's purchase columns of ``orders`` (the wizard
+    joins once when it reads the member file, not on every count; again after midnight)."""
     source = members.attrs.get("orders_source")
-    return source is not None and os.path.abspath(source) == os.path.abspath(orders)
+    same = source is not None and os.path.abspath(source) == os.path.abspath(orders)
+    return same and not purchases_stale(members, now=now)
 
 
 def read_notes(members: pd.DataFrame, flt: Mapping[str, Any] | None) -> list[str]:

@@ -12,6 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
+from bcartnb.campaign.plan import CampaignPlan, plan_campaign
+from bcartnb.campaign.results import CampaignResults, campaign_breakdown
+from bcartnb.campaign.spec import CampaignSpec
 from bcartnb.exceptions import BcartnbError
 from bcartnb.ledger import Ledger
 from bcartnb.ledger import using as ledger_using
@@ -37,7 +40,10 @@ class CampaignFacts(NamedTuple):
     ``record`` is None for a dry run (the ledger records none); ``usage`` is the month's
     counted mails per campaign and ``records`` those of them the ledger knows (the chart's
     labels); ``admin_sent`` where and when the admin copy went, when the ledger says it went;
-    ``user`` and ``host`` who ran it (this process for a dry run).
+    ``user`` and ``host`` who ran it (this process for a dry run). Asked for, ``results``
+    is its 開封・クリック (None before it delivered a mail) and ``replanned`` the campaign
+    planned again from its recorded parameters (or why it cannot be: the member file is
+    gone, a template changed), read in the same look at the ledger as the rest.
     """
 
     record: CampaignRecord | None
@@ -48,6 +54,8 @@ class CampaignFacts(NamedTuple):
     uncertain: list[Recipient]
     user: str
     host: str
+    results: CampaignResults | None = None
+    replanned: CampaignPlan | BcartnbError | None = None
 
 
 def campaign_facts(
@@ -57,18 +65,24 @@ def campaign_facts(
     month: str | None = None,
     usage: Mapping[str, int] | None = None,
     recorded: bool = True,
+    results: bool = False,
+    replan: bool = False,
 ) -> CampaignFacts:
-    """What the ledger holds of ``campaign_id`` for its report, read in one opening.
+    """What the ledger holds of ``campaign_id`` for its report, read in one opening and one
+    snapshot (:meth:`~bcartnb.ledger.Ledger.snapshot`): a mail another process records
+    meanwhile is in none of the figures or in all of them.
 
     ``month`` (``YYYY-MM``) defaults to the one the campaign started in; ``usage`` given
     (the notebook's, read before the run) is taken as it is; ``recorded`` False (a dry run)
-    reads no record. An unknown campaign is a :class:`~bcartnb.exceptions.CampaignStateError`.
+    reads no record; ``results`` and ``replan`` fill those fields of :class:`CampaignFacts`.
+    An unknown campaign is a :class:`~bcartnb.exceptions.CampaignStateError`.
     """
-    with Ledger.open(require_ledger(settings)) as led:
+    with Ledger.open(require_ledger(settings)) as led, led.snapshot():
         record = led.campaign(campaign_id) if recorded else None
         if month is None:
             month = month_of(record.created_at if record is not None else now_tokyo())
         used = dict(led.usage_by_campaign(month) if usage is None else usage)
+        measured = results and record is not None and record.sent
         return CampaignFacts(
             record=record,
             usage=used,
@@ -78,7 +92,23 @@ def campaign_facts(
             uncertain=led.uncertain(campaign_id) if record is not None else [],
             user=record.user if record is not None else os_user(),
             host=record.host if record is not None else HOST,
+            results=campaign_breakdown(settings, campaign_id, ledger=led) if measured else None,
+            replanned=_replanned(record, settings, led) if replan and record else None,
         )
+
+
+def _replanned(
+    record: CampaignRecord, settings: Settings, led: Ledger
+) -> CampaignPlan | BcartnbError:
+    """The campaign planned again from its recorded parameters and mail, or why not."""
+    current = settings if settings.plan else settings.replace(plan=record.plan)
+    try:
+        spec = CampaignSpec.from_mapping(record.params, where=f"campaign {record.campaign_id}")
+        return plan_campaign(
+            spec, current, ledger=led, campaign_id=record.campaign_id, mail=record.mail
+        )
+    except BcartnbError as err:
+        return err
 
 
 def _known(led: Ledger, campaign_ids: Iterable[str]) -> dict[str, CampaignRecord]:

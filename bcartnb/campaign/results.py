@@ -67,6 +67,7 @@ __all__ = [
     "members_without_results",
     "rate_text",
     "results_history",
+    "tracking_measured",
     "with_rates",
 ]
 
@@ -355,6 +356,18 @@ def campaign_breakdown(
         price_groups=dict(settings.names.price_groups),
         notes=tuple(notes),
     )
+
+
+def tracking_measured(
+    settings: Settings, campaign_id: str, *, ledger: Ledger | None = None
+) -> tuple[bool, bool]:
+    """(opens measured, clicks measured) for a campaign, by the rule its results use: what
+    the wizard's done screen says of where the results will be."""
+    with ledger_reading(settings, ledger) as led:
+        record = led.campaign(campaign_id)
+        links = bool(led.tracked_links(campaign_id))
+        seen = led.tracking_seen(campaign_id)
+    return _measured(record.params, record.mail, seen, links, settings)
 
 
 def _measured(

@@ -69,6 +69,7 @@ class Database:
         self._identity = _identity(path)
         #: False for :meth:`in_memory`: no file behind it, nothing it records outlives it
         self.on_disk = True
+        self._held = False  # inside :meth:`snapshot`: every read shares its transaction
 
     @classmethod
     def open(
@@ -183,15 +184,42 @@ class Database:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction: all or nothing, and no stale reads."""
         with self._lock:
+            if self._held:  # its ROLLBACK would end the snapshot under the reader's feet
+                raise LedgerError(
+                    f"{self.path}: a write inside a snapshot (a look) of the ledger",
+                    ja="配信記録を読み取り専用で開いている間は書き込めません（内部の誤りです）。",
+                )
             self.check_file()
             with self._transaction("BEGIN IMMEDIATE") as c:
                 yield c
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot for several statements."""
-        with self._lock, self._transaction("BEGIN") as c:
-            yield c
+        """A read transaction: one consistent snapshot for several statements (inside
+        :meth:`snapshot`, that one's)."""
+        with self._lock:
+            if self._held:
+                yield self._conn
+                return
+            with self._transaction("BEGIN") as c:
+                yield c
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Self]:
+        """Every read inside sees the ledger as of the first one, whatever another process
+        commits meanwhile: a report's counts, failures and 開封・クリック agree with each
+        other. Only for looking: a write inside is refused (a LedgerError). The calls of
+        other threads on this ledger wait until it ends."""
+        with self._lock:
+            if self._held:  # already inside one: the outer snapshot stands
+                yield self
+                return
+            with self._transaction("BEGIN"):
+                self._held = True
+                try:
+                    yield self
+                finally:
+                    self._held = False
 
     @contextlib.contextmanager
     def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:

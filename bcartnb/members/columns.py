@@ -29,6 +29,7 @@ __all__ = [
     "canonical",
     "custom_column",
     "day_parts",
+    "day_words",
     "empty_members",
     "renamed_note",
 ]
@@ -99,6 +100,12 @@ def day_parts(text: str) -> tuple[int, int, int] | None:
         return None
     year, month, day = (int(g) for g in found.groups())
     return year, month, day
+
+
+def day_words(year: int, month: int, day: int) -> str:
+    """A day as the shop writes it to people (2026年8月14日, no leading zeros): the filter's
+    words on the confirmation screen and the report, and a day merged into a mail, alike."""
+    return f"{year}年{month}月{day}日"
 
 
 def _header_key(header: str) -> str:

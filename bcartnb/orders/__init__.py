@@ -14,6 +14,7 @@ from bcartnb.orders.purchases import (
     NO_CATEGORY,
     PRODUCTS_DTYPE,
     PURCHASE_COLUMNS,
+    QUANTITY_COLUMNS,
     purchase_columns,
     with_purchases,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "ORDER_COLUMNS",
     "PRODUCTS_DTYPE",
     "PURCHASE_COLUMNS",
+    "QUANTITY_COLUMNS",
     "SNAPSHOT_METADATA_KEY",
     "empty_orders",
     "orders_record",

@@ -52,6 +52,7 @@ __all__ = [
     "NO_CATEGORY",
     "PRODUCTS_DTYPE",
     "PURCHASE_COLUMNS",
+    "QUANTITY_COLUMNS",
     "purchase_columns",
     "with_purchases",
 ]
@@ -71,6 +72,9 @@ PURCHASE_COLUMNS: Final = (
     "M",
     "顧客グループ",
 )
+#: The purchase columns that count or sum (times, yen, days): shown with thousands separators
+#: (12,345) wherever a person reads them, a mail's merge field included; R, F, M are ranks.
+QUANTITY_COLUMNS: Final = ("購入回数", "購入金額合計", "平均購入金額", "最終購入からの日数")
 #: 顧客グループ's values, in the order they are decided.
 GROUPS: Final = ("未購入", "離反", "休眠", "新規", "優良", "一般")
 #: 購入商品's and 購入カテゴリ's type: a list of text a member (Arrow, so ``contains`` is one
@@ -259,8 +263,10 @@ def with_purchases(
 ) -> pd.DataFrame:
     """The members with :data:`PURCHASE_COLUMNS` added (every member; 未購入 without orders).
 
-    ``attrs`` are kept, with ``orders_source`` (the orders' file) and ``orders_snapshot``
-    (:func:`~bcartnb.orders.reader.orders_record`: path, hash, time) added for the record.
+    ``attrs`` are kept, with ``orders_source`` (the orders' file), ``orders_snapshot``
+    (:func:`~bcartnb.orders.reader.orders_record`: path, hash, time) added for the record,
+    and ``purchases_as_of`` (the day 最終購入からの日数, R and 顧客グループ were counted to,
+    ISO): a frame kept open past Tokyo's midnight is a day behind, and the one join says so.
     """
     clash = [c for c in PURCHASE_COLUMNS if c in members.columns]
     if clash:
@@ -269,6 +275,7 @@ def with_purchases(
             ja=f"会員ファイルに購入履歴の列と同じ名前の列「{clash[0]}」があります。"
             "会員ファイルの見出しを変えてください。",
         )
+    today = _today(today)
     derived = purchase_columns(orders, settings, today)
     table = pd.concat([derived, _no_purchase(derived)])
     pos = derived.index.get_indexer(pd.Index(members["id"].to_numpy(dtype="int64")))
@@ -280,6 +287,7 @@ def with_purchases(
         **members.attrs,
         "orders_source": orders.attrs.get("orders_source"),
         "orders_snapshot": orders.attrs.get("orders_snapshot"),
+        "purchases_as_of": today.isoformat(),
     }
     return out
 

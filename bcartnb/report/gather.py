@@ -33,7 +33,6 @@ if TYPE_CHECKING:
         CampaignFacts,
         CampaignPlan,
         CampaignRecord,
-        CampaignResults,
         DeliverySummary,
     )
     from bcartnb.settings import Settings
@@ -160,8 +159,7 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
     data["status"] = record.status
     if record.status in ("sending", "cancelled"):  # no run of it ended with a code
         data["exit_code"] = None
-    again = _replanned(record, settings)
-    results = _results(record, settings)
+    again = _replanned(record, facts.replanned)
     resume = summary.resume_command if record.status in ("unfinished", "sending") else None
     return CampaignReport(
         summary=safe_summary(data),
@@ -185,15 +183,17 @@ def from_ledger(campaign_id: str, settings: Settings) -> CampaignReport:
         failures=list(summary.failures),
         resume_command=resume,
         notes=again.notes,
-        results=results,
+        results=facts.results,
     )
 
 
 def _recorded(settings: Settings, campaign_id: str) -> CampaignFacts:
+    """Everything the report reads of the ledger, in one look: the record, the month's
+    sends, 開封・クリック and the campaign planned again agree with each other."""
     from bcartnb.campaign import campaign_facts
 
     try:
-        return campaign_facts(settings, campaign_id)
+        return campaign_facts(settings, campaign_id, results=True, replan=True)
     except CampaignStateError as err:
         raise CampaignStateError(
             str(err),
@@ -213,16 +213,13 @@ class _Replanned:
     notes: list[str] = field(default_factory=list)
 
 
-def _replanned(record: CampaignRecord, settings: Settings) -> _Replanned:
-    """The campaign planned again from its recorded parameters, or a note why it cannot be."""
-    from bcartnb.campaign import CampaignSpec, plan_campaign
-
-    campaign_id = record.campaign_id
-    current = settings if settings.plan else settings.replace(plan=record.plan)
+def _replanned(record: CampaignRecord, planned: CampaignPlan | BcartnbError | None) -> _Replanned:
+    """The sample and the audience of the campaign planned again, or a note why it cannot be."""
     try:
-        spec = CampaignSpec.from_mapping(record.params, where=f"campaign {campaign_id}")
-        plan = plan_campaign(spec, current, campaign_id=campaign_id, mail=record.mail)
-        sample = sample_mail(plan)
+        if isinstance(planned, BcartnbError):
+            raise planned
+        assert planned is not None  # asked for with the record
+        sample = sample_mail(planned)
     except BcartnbError as err:
         why = err.ja or str(err)
         return _Replanned(
@@ -231,23 +228,16 @@ def _replanned(record: CampaignRecord, settings: Settings) -> _Replanned:
                 f"メールの例と送信できない会員の一覧は表示できません（{mask_text(why)}）。"
             ]
         )
-    out = _Replanned(sample, plan.audience.sendable, plan.audience.unsendable, plan.draft.subject)
+    out = _Replanned(
+        sample, planned.audience.sendable, planned.audience.unsendable, planned.draft.subject
+    )
     # the same mail (an older ledger's campaigns had another identity): other recipients
-    if record.mail is not None and plan.fingerprint != record.fingerprint:
+    if record.mail is not None and planned.fingerprint != record.fingerprint:
         out.notes.append(
             "会員ファイルが送信したときから変わっています（送信先が同じではありません）。"
             "メールの例と送信できない会員の一覧は、いまのファイルから作りました。"
         )
     return out
-
-
-def _results(record: CampaignRecord, settings: Settings) -> CampaignResults | None:
-    """開封・クリック of a campaign that delivered mail (None before any was)."""
-    from bcartnb.campaign import campaign_breakdown
-
-    if not record.sent:
-        return None
-    return campaign_breakdown(settings, record.campaign_id)
 
 
 def _ledger_message(record: CampaignRecord, summary: DeliverySummary) -> str:

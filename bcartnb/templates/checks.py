@@ -14,6 +14,7 @@ from typing import Any
 
 from bcartnb import htmldepth
 from bcartnb.exceptions import TemplateError
+from bcartnb.orders.purchases import PURCHASE_COLUMNS
 from bcartnb.templates.compiled import CompiledTemplate, compile_template
 from bcartnb.templates.fields import (
     COMPOSER_FIELDS,
@@ -46,6 +47,13 @@ def check_fields(compiled: CompiledTemplate, columns: Iterable[str]) -> None:
         return
     field = unknown[0]
     line = compiled.field_lines.get(field)
+    if field in PURCHASE_COLUMNS:  # a real field, of members joined with their orders
+        raise TemplateError(
+            f"{compiled.where(line)}: unknown field {field!r}: a purchase column, "
+            "there only when the campaign reads orders (orders = ...)",
+            ja=f"{compiled.where_ja(line)}: 「{field}」は購入履歴の差し込み項目です。"
+            "受注CSV（orders）を読み込んだ会員にだけ使えます。",
+        )
     candidates = [name for name, _ in merge_fields(columns)]
     near = difflib.get_close_matches(field, candidates, n=5, cutoff=0.5)
     hint_ja = f"近い項目: {'、'.join(near)}。" if near else ""

@@ -49,8 +49,12 @@ address (a reply, which 特定電子メール法 accepts as the way to opt out).
 the header and the link.
 
 Custom fields (カスタム項目) are reachable by their column name when it is an identifier
-(``{{ 業種 }}``), and every field by ``{{ member["カスタム項目(1)"] }}``. A value counts as missing
-when it is None, pandas NA/NaT, NaN or a blank string.
+(``{{ 業種 }}``), and every field by ``{{ member["カスタム項目(1)"] }}``. So are the purchase
+columns (購入履歴: ``{{ 最終購入日 }}``, ``{{ 購入商品 }}``, ``{{ 顧客グループ }}``, …) when the
+campaign reads orders (:mod:`bcartnb.orders.purchases`). A value counts as missing when it is
+None, pandas NA/NaT, NaN, a blank string or an empty list. Each value is shown as a shop writes
+it (2026年8月14日, 「、」 between a list's items, 12,345 for an amount):
+:mod:`bcartnb.templates.values`.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bcartnb.members import CANONICAL_COLUMNS, COLUMN_LABELS
+from bcartnb.orders.purchases import PURCHASE_COLUMNS
+from bcartnb.templates.values import is_quantity, shown_value
 
 __all__ = [
     "COMPOSER_FIELDS",
@@ -180,12 +186,24 @@ def _getter(name: str) -> Getter | None:
     if name in COMPOSER_FIELDS:
         return None  # the composer's, not the member's
     if name == "member":
-        return lambda m: {k: v for k, v in m.items() if not is_missing(v)}
+        return _shown_member
     alias = FIELD_ALIASES.get(name)
     if callable(alias):
-        return alias
+        return lambda m: shown_value(alias(m))
     column = alias if isinstance(alias, str) else name
-    return lambda m: m.get(column)
+    if is_quantity(column):
+        return lambda m: shown_value(m.get(column), quantity=True)
+    return lambda m: shown_value(m.get(column))
+
+
+def _shown_member(member: Mapping[str, Any]) -> dict[str, Any]:
+    """``member``: every value shown as a mail shows it, the blank ones left out."""
+    out = {}
+    for key, value in member.items():
+        shown = shown_value(value, quantity=is_quantity(str(key)))
+        if shown is not None:
+            out[key] = shown
+    return out
 
 
 _ALIAS_COLUMNS: dict[Callable[[Mapping[str, Any]], Any], tuple[str, ...]] = {
@@ -218,7 +236,8 @@ def context_builder(names: Iterable[str]) -> Callable[[Mapping[str, Any]], dict[
     """A function member row → Jinja context holding only ``names``, missing values left out.
 
     Leaving a missing value out (rather than passing None) is what makes StrictUndefined
-    raise for it, naming the field.
+    raise for it, naming the field. Each value is shown as a mail shows it
+    (:func:`~bcartnb.templates.values.shown_value`), which is None for a blank.
     """
     getters = [(n, g) for n in sorted(names) if (g := _getter(n)) is not None]
 
@@ -226,7 +245,7 @@ def context_builder(names: Iterable[str]) -> Callable[[Mapping[str, Any]], dict[
         ctx: dict[str, Any] = {}
         for name, get in getters:
             value = get(member)
-            if not is_missing(value):
+            if value is not None:
                 ctx[name] = value
         return ctx
 
@@ -236,9 +255,10 @@ def context_builder(names: Iterable[str]) -> Callable[[Mapping[str, Any]], dict[
 def merge_fields(columns: Iterable[str]) -> list[tuple[str, str]]:
     """Every field a template may use for members with ``columns``: (field, what it is).
 
-    Japanese aliases first (what a shop writes), then the canonical columns, then custom
-    columns (カスタム項目) that are identifiers. The wizard's field list and the "did you mean"
-    of :func:`check_fields` both read this, so they cannot disagree.
+    Japanese aliases first (what a shop writes), then the canonical columns, then the
+    purchase columns (購入履歴) and custom columns (カスタム項目) that are identifiers. The
+    wizard's field list and the "did you mean" of :func:`check_fields` both read this, so
+    they cannot disagree.
     """
     out: list[tuple[str, str]] = []
     for alias, target in FIELD_ALIASES.items():
@@ -250,7 +270,9 @@ def merge_fields(columns: Iterable[str]) -> list[tuple[str, str]]:
     canonical = set(CANONICAL_COLUMNS)
     for col in columns:
         name = str(col)
-        if name not in canonical and name.isidentifier():
+        if name in PURCHASE_COLUMNS:
+            out.append((name, "購入履歴"))
+        elif name not in canonical and name.isidentifier():
             out.append((name, "カスタム項目"))
     return list(dict.fromkeys(out))
 

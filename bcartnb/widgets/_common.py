@@ -62,13 +62,14 @@ class Status:
         self.widget = widgets.HTML(value="")
         self.widget.add_class(css)
         self.kind = ""  # "", "info", "error"
+        self._text = ""
 
     @property
     def value(self) -> str:
         return str(self.widget.value)
 
     def _set(self, kind: str, text: str) -> None:
-        self.kind = kind
+        self.kind, self._text = kind, text
         if not text:
             self.widget.value = ""
             return
@@ -94,6 +95,10 @@ class Status:
 
     def clear(self) -> None:
         self._set("", "")
+
+    def note(self, text: str) -> None:
+        """Add 「注意: text」 under what the area says, in its colour (info when empty)."""
+        self._set(self.kind or "info", "\n注意: ".join(filter(None, [self._text, text])))
 
     def run(
         self,

@@ -45,12 +45,17 @@ def has_purchases(members: pd.DataFrame) -> bool:
     return all(c in members.columns for c in PURCHASE_COLUMNS)
 
 
-def _groups(members: pd.DataFrame) -> list[tuple[str, str]]:
-    """(「休眠（35人）」, 休眠) for each group some member is in, in GROUPS' order."""
+def _groups(members: pd.DataFrame, picked: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(「休眠（35人）」, 休眠) for each group some member is in, or that is ``picked``, in
+    GROUPS' order."""
     if not has_purchases(members):
         return []
     counts = members["顧客グループ"].value_counts()
-    return [(f"{g}（{int(counts[g]):,}人）", g) for g in GROUPS if counts.get(g, 0)]
+    return [
+        (f"{g}（{int(counts.get(g, 0)):,}人）", g)
+        for g in GROUPS
+        if counts.get(g, 0) or g in picked
+    ]
 
 
 def _items(members: pd.DataFrame, column: str) -> list[str]:
@@ -167,6 +172,21 @@ class PurchaseFilters(widgets.VBox):  # type: ignore[misc]
         self.min_total.value = 0
         self.product.value = ""
         self.category.value = ""
+
+    def recount(self, members: pd.DataFrame) -> None:
+        """The choices counted again for ``members`` (their purchase columns counted to a new
+        day): what is picked stays picked, a group nobody is in now shown as （0人）, so the
+        search asks what the marketer asked."""
+        if not self.available:
+            return
+        picked = tuple(self.group.value)
+        self.group.options = _groups(members, picked)
+        self.group.value = picked
+        self.group.disabled = not self.group.options
+        for box, column in ((self.product, "購入商品"), (self.category, "購入カテゴリ")):
+            items = _items(members, column)
+            box.options = items if len(items) <= _MAX_PRODUCTS else []
+            box.disabled = not items and not box.value
 
     def _say(self) -> None:
         """The section's conditions in the report's words, as the controls change."""

@@ -51,6 +51,8 @@ class _Wizard(Protocol):
     compose: ComposeStep
     viewport: Viewport
 
+    def purchases_of_today(self) -> str | None: ...
+
 
 class Selecting:
     """絞込オプション → the member table → 検索結果すべてに送信 / チェックした会員に送信.
@@ -100,9 +102,11 @@ class Selecting:
         kw = w.filter_step.keyword
 
         def search() -> tuple[dict[str, Any], Audience, list[str]]:
+            recounted = w.purchases_of_today()  # past midnight: today's 休眠, not yesterday's
             # 配信結果で絞り込む: the chosen campaign's 配信・開封・クリック, ANDed in
             w.members, flt = w.results.narrow(w.members, w.segment_tools.current_filter())
-            return flt, self._search(flt, kw), campaign.read_notes(w.members, flt)
+            notes = campaign.read_notes(w.members, flt)
+            return flt, self._search(flt, kw), [*notes, *filter(None, [recounted])]
 
         got = w.status.run(search, self._controls(), busy="絞込中です…", quick=True)
         if got is None:

@@ -1,7 +1,9 @@
 """Step 5, 送信: the progress bar, then 「メール送信を完了いたしました。」, the counts, the
-campaign id and the admin copy, 「再開」 (bcartnb-resume) when the campaign is unfinished, with
-the finishing choices that apply and 「配信を取り消す」 (:mod:`.finish_choices`), and
-「新しい配信を作成」 (bcartnb-new-campaign), back to the member list for the next campaign.
+campaign id, the admin copy and where its opens and clicks will be (配信履歴と結果 and
+``bcartnb results ID``, or that they are not measured), 「再開」 (bcartnb-resume) when the
+campaign is unfinished, with the finishing choices that apply and 「配信を取り消す」
+(:mod:`.finish_choices`), and 「新しい配信を作成」 (bcartnb-new-campaign), back to the member
+list for the next campaign.
 
 The send runs in the kernel's main thread; ``deliver`` reports each finished mail to
 :meth:`SendStep.update`, which moves ``progress`` (bcartnb-progress) live: widget updates go
@@ -20,7 +22,7 @@ from bcartnb.campaign import DeliverySummary
 from ._common import fit, hide, row, show
 from .finish_choices import FinishChoices
 
-__all__ = ["SendStep"]
+__all__ = ["SendStep", "results_words"]
 
 
 class SendStep(widgets.VBox):  # type: ignore[misc]
@@ -73,7 +75,9 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         self.progress.max = max(total, 1)
         self.progress.value = finished
 
-    def finish(self, summary: DeliverySummary) -> None:
+    def finish(self, summary: DeliverySummary, measured: tuple[bool, bool] | None = None) -> None:
+        """The done screen: the summary's words, the campaign id, the admin copy, and where
+        its opens and clicks will be (``measured``: opens, clicks; None leaves that out)."""
         handed = summary.sent + summary.failed
         self.progress.max = max(summary.sendable, handed, 1)
         self.progress.value = handed
@@ -87,6 +91,8 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
         lines = summary.message().splitlines()
         lines.append(f"キャンペーンID: {summary.campaign_id}")
         lines.append(_admin_copy_words(summary))
+        if measured is not None and summary.sendable:
+            lines.append(results_words(summary.campaign_id, *measured))
         self.done.value = "<br>".join(html.escape(line) for line in lines)
         show(self.again)
         (show if summary.exit_code == 4 else hide)(self.resume)
@@ -95,6 +101,27 @@ class SendStep(widgets.VBox):  # type: ignore[misc]
     def failed(self) -> None:
         self.progress.bar_style = "danger"
         self.progress.description = "中断"
+
+
+def results_words(campaign_id: str, opens: bool, clicks: bool) -> str:
+    """Where a sent campaign's opens and clicks will be, or that they are not measured."""
+    if not opens and not clicks:
+        return (
+            "開封・クリック: このキャンペーンは計測していません"
+            "（[tracking] url が未設定か、track = false）。"
+        )
+    what = "開封・クリック" if opens and clicks else "開封" if opens else "クリック"
+    why = (
+        ""
+        if opens and clicks
+        else "（テキストメールのため開封は計測できません）"
+        if clicks
+        else "（計測するリンクがないためクリックはありません）"
+    )
+    return (
+        f"{what}の結果: 最初の画面の「配信履歴と結果」か、コマンド bcartnb results "
+        f"{campaign_id} で見られます{why}。"
+    )
 
 
 def _admin_copy_words(summary: DeliverySummary) -> str:

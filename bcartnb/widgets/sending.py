@@ -11,6 +11,7 @@ words, or leaves the screen as it was when refused.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -18,6 +19,7 @@ import ipywidgets as widgets
 
 from bcartnb import campaign
 from bcartnb.campaign import CampaignPlan, DeliverySummary, Transport
+from bcartnb.exceptions import BcartnbError
 from bcartnb.settings import Settings
 
 from ._common import Status
@@ -26,6 +28,7 @@ from .send_step import SendStep
 __all__ = ["Sending", "inside"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def inside(output: widgets.Output, action: Callable[[], T]) -> T:
@@ -68,6 +71,8 @@ class Sending:
         self._stage = stage
         self._go = go
         self.result: DeliverySummary | None = None
+        #: (opens, clicks) measured for the campaign on the done screen; None: unknown
+        self.measured: tuple[bool, bool] | None = None
         step.resume.on_click(lambda _b: self.resume())
         step.choices.cancel.on_click(lambda _b: self.ask_cancel())
         step.choices.cancel_confirm.on_click(lambda _b: self.cancel())
@@ -124,7 +129,7 @@ class Sending:
 
         summary = self.status.run(resume, self._controls(), busy="再開しています…")
         if summary is None:  # refused (the error is in the status): the 再開 screen again
-            self.step.finish(result)
+            self.step.finish(result, self.measured)
             self._go("done")
             return
         self.show(summary)
@@ -147,13 +152,24 @@ class Sending:
         if summary is not None:  # refused (being sent elsewhere right now): the screen stays
             self.show(summary)
 
+    def _measured(self, campaign_id: str) -> tuple[bool, bool] | None:
+        """Whether the campaign measures opens and clicks (the results' own rule), for the
+        done screen's line on where they will be; None when the ledger cannot say (the
+        campaign went out all the same: the screen leaves the line out, nothing more)."""
+        try:
+            return campaign.tracking_measured(self.settings, campaign_id)
+        except BcartnbError:
+            log.exception("tracking_measured failed for %s", campaign_id)
+            return None
+
     def show(self, summary: DeliverySummary | None) -> None:
         """The done screen for ``summary``; None (the run failed, said in the status): 中断."""
         if summary is None:
             self.step.failed()
             return
         self.result = summary
-        self.step.finish(summary)
+        self.measured = self._measured(summary.campaign_id)
+        self.step.finish(summary, self.measured)
         self._go("done")
         if summary.exit_code == 4:  # unfinished: why, what is left, how to continue
             head = summary.message().splitlines()[0]

@@ -32,6 +32,7 @@ from bcartnb.audience import Audience
 from bcartnb.campaign import CampaignPlan, CampaignSpec, DeliverySummary, Transport
 from bcartnb.compose import preview
 from bcartnb.members import empty_members, read_members
+from bcartnb.members.columns import day_words
 from bcartnb.quota import QuotaStatus
 from bcartnb.segments import SegmentStore
 from bcartnb.settings import Settings
@@ -45,7 +46,7 @@ from .header import Header
 from .mail_check import MailCheck
 from .member_source import MemberSource, store_upload
 from .member_table import PAGE_SIZE, MemberTable
-from .planning import confirm, form_spec
+from .planning import Confirmation, confirm, form_spec
 from .purchase_filters import has_purchases
 from .results_panel import ResultsPanel
 from .schedule_form import Scheduling
@@ -316,6 +317,22 @@ class Wizard:
             return frame
         return campaign.members_with_orders(frame, self.orders, self.settings)
 
+    def purchases_of_today(self) -> str | None:
+        """The purchase columns counted again when Tokyo's day changed since they were (a
+        wizard left open past midnight would 絞込 and plan with yesterday's 休眠 and
+        最終購入からの日数); the words that say so on screen, None when nothing changed.
+        Called where a search or a plan starts, inside its :meth:`Status.run`."""
+        if self.orders is None or not campaign.purchases_stale(self.members):
+            return None
+        self.members = campaign.members_with_orders(self.members, self.orders, self.settings)
+        self.selecting.members_changed()
+        self.filter_step.purchases.recount(self.members)
+        day = str(self.members.attrs["purchases_as_of"])
+        return (
+            f"日付が変わったため、購入履歴（顧客グループ・最終購入からの日数など）を"
+            f"今日（{day_words(*map(int, day.split('-')))}）の日付で計算し直しました。"
+        )
+
     def _load_chosen(self) -> None:
         path = self.source.chosen
         if path is None:
@@ -356,18 +373,30 @@ class Wizard:
             action()
 
     def _to_confirm(self) -> None:
-        got = self.status.run(
-            lambda: confirm(
+        recounted: list[str] = []
+
+        def planned() -> Confirmation:
+            recounted.extend(filter(None, [self.purchases_of_today()]))
+            return confirm(
                 self._spec(),
                 self.settings,
                 self.members,
                 self._repeat_key,
                 suppressed=self.selecting.suppressions.addresses(),
-            ),
+            )
+
+        got = self.status.run(
+            planned,
             self._controls_of(self.stage),
             busy="メールを作成しています…",
             quick=True,
         )
+        self._say_confirmed(got)
+        for words in recounted:  # said under what the plan said, not instead of it
+            self.status.note(words)
+
+    def _say_confirmed(self, got: Confirmation | None) -> None:
+        """The confirmation screen for ``got``, or the form as it was (the error said)."""
         if got is None:
             if self.plan is not None:  # the box as the plan still shown has it
                 self._repeat_key = self.plan.mail_keys[0] if self.plan.repeat else None
