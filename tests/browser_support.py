@@ -231,6 +231,29 @@ def wait_kernel_idle(page: Page, timeout: float = 60_000) -> None:
     expect(status).to_be_visible(timeout=timeout)
 
 
+#: The ids whose check box is not on the row of their cells: left of the row's 会員ID cell,
+#: its middle within that cell's height (the cells are text in one widget, the boxes widgets).
+OFF_ROW_JS = """ids => ids.filter(id => {
+  const box = document.querySelector(".bcartnb-check-" + id + " input");
+  const cell = [...document.querySelectorAll(".bcartnb-member-table .bcartnb-cell")]
+    .find(c => c.textContent === String(id));
+  if (!box || !cell) return true;
+  const b = box.getBoundingClientRect(), c = cell.getBoundingClientRect();
+  const middle = (b.top + b.bottom) / 2;
+  return !(b.right <= c.left && middle >= c.top && middle <= c.bottom);
+})"""
+
+
+def wait_page_settled(page: Page, ids: list[int], timeout: float = 60_000) -> None:
+    """After an action that changes the member table's page (絞込, a page turn), before a box
+    is ticked: the kernel idle (every widget message of the action is out, in order), then the
+    box of each of ``ids`` on its own row. The new page's count, cells and boxes' names come
+    as separate messages; a box ticked between them is the old page's box, which the next
+    message gives to another member."""
+    wait_kernel_idle(page, timeout)
+    page.wait_for_function(f"ids => ({OFF_ROW_JS})(ids).length === 0", arg=ids, timeout=timeout)
+
+
 def run_all_cells(page: Page) -> None:
     """Run > Run All Cells, as a user would, then wait for the kernel to settle."""
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from browser_support import (
+    OFF_ROW_JS,
     VIEWPORT,
     JupyterLab,
     Screenshots,
@@ -31,6 +32,7 @@ from browser_support import (
     open_notebook,
     run_all_cells,
     wait_for_wizard,
+    wait_page_settled,
     widget_input,
 )
 from playwright.sync_api import Page, expect, sync_playwright
@@ -141,6 +143,10 @@ def parsed(raw: bytes) -> EmailMessage:
 
 
 def tick(page: Page, member_id: int) -> None:
+    """Tick the member's box once it sits on the member's row (its cells and its name agree)."""
+    page.wait_for_function(
+        f"ids => ({OFF_ROW_JS})(ids).length === 0", arg=[member_id], timeout=UI_TIMEOUT
+    )
     box = widget_input(page, f"bcartnb-check-{member_id}", "input[type=checkbox]")
     box.check()
     expect(box).to_be_checked()
@@ -172,6 +178,7 @@ def test_wizard_sends_to_the_two_checked_members_and_the_admin(
     expect(page.locator(".bcartnb-result-count")).to_have_text(
         f"検索結果: {len(tokyo.selected):,}件", timeout=UI_TIMEOUT
     )
+    wait_page_settled(page, chosen, timeout=UI_TIMEOUT)
     for member_id in chosen:
         tick(page, member_id)
     expect(page.locator(".bcartnb-checked-count")).to_have_text("チェックした会員: 2件")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pytest
 import test_browser
-from browser_support import widget_input
+from browser_support import OFF_ROW_JS, wait_page_settled, widget_input
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, ViewportSize, expect
 from test_browser import TEMPLATE, UI_TIMEOUT, Opened, demo_members, tick
@@ -104,6 +104,7 @@ def test_each_click_brings_what_it_changed_into_view(
     count = page.locator(".bcartnb-result-count")
     expect(count).to_have_text(f"検索結果: {len(tokyo.selected):,}件", timeout=UI_TIMEOUT)
     assert_in_view(page, count, "絞込's result count")
+    wait_page_settled(page, chosen, timeout=UI_TIMEOUT)
 
     # チェックした会員に送信, at the bottom of the list → the form's top
     for member_id in chosen:
@@ -167,19 +168,6 @@ def test_each_click_brings_what_it_changed_into_view(
     page.locator(".bcartnb-new-campaign").click()
     expect(page.locator(".bcartnb-send-checked")).to_be_visible(timeout=UI_TIMEOUT)
     assert_in_view(page, page.locator(".bcartnb-status"), "the status line after 新しい配信")
-
-
-#: The ids whose check box is not on the row of their cells: left of the row's 会員ID cell,
-#: its middle within that cell's height (the cells are text in one widget, the boxes widgets).
-OFF_ROW_JS = """ids => ids.filter(id => {
-  const box = document.querySelector(".bcartnb-check-" + id + " input");
-  const cell = [...document.querySelectorAll(".bcartnb-member-table .bcartnb-cell")]
-    .find(c => c.textContent === String(id));
-  if (!box || !cell) return true;
-  const b = box.getBoundingClientRect(), c = cell.getBoundingClientRect();
-  const middle = (b.top + b.bottom) / 2;
-  return !(b.right <= c.left && middle >= c.top && middle <= c.bottom);
-})"""
 
 
 def off_rows(page: Page, ids: list[int]) -> list[int]:
