@@ -422,6 +422,29 @@ class HygieneEvents(Database):
             ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
 
+    def deliveries_of(
+        self, mails: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], tuple[str, str]]:
+        """:meth:`delivery` of many mails at once: (campaign id, member id) → (address,
+        journal state), for those the journal holds. A few hundred mails a query."""
+        by_campaign: dict[str, set[int]] = {}
+        for campaign_id, member_id in mails:
+            by_campaign.setdefault(campaign_id, set()).add(int(member_id))
+        out: dict[tuple[str, int], tuple[str, str]] = {}
+        sql = (
+            "SELECT member_id, address, state FROM deliveries WHERE campaign_id = ? "
+            "AND member_id IN ({})"
+        )
+        with self._read() as c:
+            for campaign_id, members in by_campaign.items():
+                wanted = sorted(members)
+                for at in range(0, len(wanted), _CHUNK):
+                    chunk = wanted[at : at + _CHUNK]
+                    rows = c.execute(sql.format(",".join("?" * len(chunk))), (campaign_id, *chunk))
+                    for member_id, address, state in rows:
+                        out[(campaign_id, int(member_id))] = (str(address), str(state))
+        return out
+
     def delivery_address(self, campaign_id: str, member_id: int) -> str | None:
         """The address a campaign's mail to ``member_id`` went to: a bounce's match."""
         with self._read() as c:
