@@ -181,7 +181,9 @@ def _content(notice: Notice) -> str:
     """The notice's text, as no mail client or mbox changes it: ``>From`` unquoted, white
     space collapsed; plus its Subject and From (a mail client adds headers, never edits
     these)."""
-    text = _MBOX_QUOTE.sub("", notice.text)
+    text = notice.text
+    if ">From " in text:  # what the pattern needs to change anything
+        text = _MBOX_QUOTE.sub("", text)
     head = f"{notice.decoded('subject')}\0{notice.header('from')}"
     return _digest(head + "\0" + " ".join(text.split()))
 
