@@ -94,14 +94,14 @@ _CHUNK = 500  # SQL variables a statement, far below any SQLite's limit
 
 
 def _event_values(
-    ev: HygieneEvent, address: str, now: datetime, key: str | None = None
+    ev: HygieneEvent, address: str, recorded_at: str, key: str | None = None
 ) -> tuple[Any, ...]:
     return (
         ev.key if key is None else key,
         ev.kind,
         address,
         ts(ev.at),
-        ts(now),
+        recorded_at,
         ev.source,
         ev.campaign_id,
         ev.member_id,
@@ -115,7 +115,7 @@ def _insert_event(
     c: sqlite3.Connection, ev: HygieneEvent, key: str, address: str, now: datetime
 ) -> bool:
     """Record ``ev`` under ``key`` unless that key is taken; True when it was recorded."""
-    return bool(c.execute(_INSERT_EVENT, _event_values(ev, address, now, key)).rowcount)
+    return bool(c.execute(_INSERT_EVENT, _event_values(ev, address, ts(now), key)).rowcount)
 
 
 def _in_chunks(c: sqlite3.Connection, sql: str, values: list[str]) -> Iterable[tuple[Any, ...]]:
@@ -262,7 +262,8 @@ class HygieneEvents(Database):
                     fresh.append((ev, address))
             counted = [(ev, address) for ev, address in fresh if ev.verified]
             soft = _soft_stamps(c, {a for ev, a in counted if ev.kind == "soft_bounce"})
-            c.executemany(_INSERT_EVENT, [_event_values(ev, a, now) for ev, a in fresh])
+            stamp = ts(now)
+            c.executemany(_INSERT_EVENT, [_event_values(ev, a, stamp) for ev, a in fresh])
             listings = Listings(c, (a for _, a in counted))
             new = [
                 address
