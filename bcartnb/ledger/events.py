@@ -94,7 +94,7 @@ _CHUNK = 500  # SQL variables a statement, far below any SQLite's limit
 
 
 def _event_values(
-    ev: HygieneEvent, address: str, recorded_at: str, key: str | None = None
+    ev: HygieneEvent, address: str, recorded_at: str, cleared: int, key: str | None = None
 ) -> tuple[Any, ...]:
     return (
         ev.key if key is None else key,
@@ -107,15 +107,21 @@ def _event_values(
         ev.member_id,
         ev.status,
         ev.detail,
-        0 if ev.verified else UNVERIFIED,
+        cleared,
     )
 
 
 def _insert_event(
-    c: sqlite3.Connection, ev: HygieneEvent, key: str, address: str, now: datetime
+    c: sqlite3.Connection,
+    ev: HygieneEvent,
+    key: str,
+    address: str,
+    now: datetime,
+    cleared: int = 0,
 ) -> bool:
     """Record ``ev`` under ``key`` unless that key is taken; True when it was recorded."""
-    return bool(c.execute(_INSERT_EVENT, _event_values(ev, address, ts(now), key)).rowcount)
+    values = _event_values(ev, address, ts(now), cleared, key)
+    return bool(c.execute(_INSERT_EVENT, values).rowcount)
 
 
 def _in_chunks(c: sqlite3.Connection, sql: str, values: list[str]) -> Iterable[tuple[Any, ...]]:
@@ -263,7 +269,10 @@ class HygieneEvents(Database):
             counted = [(ev, address) for ev, address in fresh if ev.verified]
             soft = _soft_stamps(c, {a for ev, a in counted if ev.kind == "soft_bounce"})
             stamp = ts(now)
-            c.executemany(_INSERT_EVENT, [_event_values(ev, a, stamp) for ev, a in fresh])
+            c.executemany(
+                _INSERT_EVENT,
+                [_event_values(ev, a, stamp, 0 if ev.verified else UNVERIFIED) for ev, a in fresh],
+            )
             listings = Listings(c, (a for _, a in counted))
             new = [
                 address
