@@ -36,7 +36,14 @@ def normalize_address(address: str) -> str:
             ja="メールアドレスは文字列で指定してください",
         )
     key = address.strip(SPACES).lower()
-    bad = next((ch for ch in key if ch.isspace() or unicodedata.category(ch).startswith("C")), None)
+    plain = key.isascii() and key.isprintable() and " " not in key  # the common case, at once
+    bad = (
+        None
+        if plain
+        else next(
+            (ch for ch in key if ch.isspace() or unicodedata.category(ch).startswith("C")), None
+        )
+    )
     if not key or bad is not None or "@" not in key or len(key) > _MAX_ADDRESS:
         what = (
             "empty"

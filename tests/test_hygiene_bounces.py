@@ -259,3 +259,19 @@ def test_a_dsn_names_its_recipient_or_nobody_and_its_status_decides_hard_or_soft
     for address in named:
         assert address is not None and _ADDRESS_SHAPE.fullmatch(address), address
         assert address.encode() in raw.lower()
+
+
+_ID_PIECES = ["<", ">", "bcartnb.", "bcartnb", ".", "@", "x.jp", "c1", "7", " ", "\n", "<<", "é"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_ID_PIECES) | st.text(max_size=3), max_size=30))
+def test_our_message_ids_are_found_in_any_text_as_the_id_s_own_shape_finds_them(
+    pieces: list[str],
+) -> None:
+    """The search that skips ahead to "bcartnb." finds exactly the ids, in order, that the
+    id's whole shape (an optional "<" first) finds at every character."""
+    text = "".join(pieces)
+    token = r"[A-Za-z0-9_-]{1,40}"
+    shape = re.compile(rf"<?bcartnb\.({token})\.({token})@[^<>@\s]+>?", re.ASCII)
+    assert [(r.campaign, r.member) for r in parse_message_id(text)] == shape.findall(text)

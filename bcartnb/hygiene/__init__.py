@@ -7,6 +7,8 @@ package holds what feeds it and what it feeds:
 :mod:`~bcartnb.hygiene.sources`         bounce mailboxes, read-only: Maildir, mbox, IMAP
 :mod:`~bcartnb.hygiene.bounces`         one mail read: bounce (hard/soft), complaint (ARF),
                                         mailto unsubscribe, or nothing
+:mod:`~bcartnb.hygiene.mailparse`       the standard library's parse of a mail, without a
+                                        regular expression compiled per multipart
 :mod:`~bcartnb.hygiene.notice`          that mail parsed once: its parts, text, headers and
                                         attached original, each read once
 :mod:`~bcartnb.hygiene.matching`        our Message-IDs and VERP return paths, resolved to

@@ -17,18 +17,17 @@ be parsed is reported as nothing found, never as an exception; a huge one is rea
 
 from __future__ import annotations
 
-import email
 import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import Message
-from email.policy import compat32
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
+from bcartnb.hygiene.mailparse import parse_bytes
 from bcartnb.hygiene.notice import Notice, all_values, flat, header
 from bcartnb.mailtokens import MailRef, is_ours, parse_message_id, parse_verp
 
@@ -155,7 +154,7 @@ def parse_message(
     """Read one mail; never raises for what the mail holds."""
     raw = raw[:MAX_MESSAGE_BYTES]
     try:
-        msg = email.message_from_bytes(raw, policy=compat32)
+        msg = parse_bytes(raw)  # email.message_from_bytes(raw, policy=compat32), sooner
     except Exception:  # the parser is lenient; anything it still trips on is not a bounce
         return Parsed(_digest(raw.decode("latin-1")), now, ())
     notice = Notice(msg)
@@ -182,7 +181,9 @@ def _content(notice: Notice) -> str:
     """The notice's text, as no mail client or mbox changes it: ``>From`` unquoted, white
     space collapsed; plus its Subject and From (a mail client adds headers, never edits
     these)."""
-    text = _MBOX_QUOTE.sub("", notice.text)
+    text = notice.text
+    if ">From " in text:  # what the pattern needs to change anything
+        text = _MBOX_QUOTE.sub("", text)
     head = f"{notice.decoded('subject')}\0{notice.header('from')}"
     return _digest(head + "\0" + " ".join(text.split()))
 

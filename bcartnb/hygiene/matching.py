@@ -80,7 +80,8 @@ class Matcher:
 
     Campaign tokens are computed once for every campaign in the ledger (compared ignoring
     case, as a server may lower-case a VERP); member tokens are the member id itself unless
-    it was hashed, and then the campaign's journal is hashed once.
+    it was hashed, and then the campaign's journal is hashed once. Each mail's journal row is
+    looked up once a scan, a whole batch's at once with :meth:`prefetch`.
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class Matcher:
         self.mailed = mailed
         self._campaigns: dict[str, str] | None = None
         self._members: dict[str, dict[str, int]] = {}
+        self._rows: dict[tuple[str, int], tuple[str, str] | None] = {}
         self.verp = _optional(VerpSigner, secret)
         self.tokens = _optional(TokenSigner, secret)
 
@@ -117,8 +119,27 @@ class Matcher:
         member = None if cid is None else self._member(cid, ref.member)
         if cid is None or member is None:
             return None
-        found = self.ledger.delivery(cid, member)
+        found = self._delivery(cid, member)
         return None if found is None else Mail(cid, member, found[0], found[1])
+
+    def prefetch(self, refs: Iterable[MailRef]) -> None:
+        """Look up the journal rows of all these references at once (a scan's whole batch),
+        so that :meth:`resolve` asks the ledger nothing more for them."""
+        wanted: set[tuple[str, int]] = set()
+        for ref in refs:
+            cid = self._campaign(ref.campaign)
+            member = None if cid is None else self._member(cid, ref.member)
+            if cid is not None and member is not None and (cid, member) not in self._rows:
+                wanted.add((cid, member))
+        found = self.ledger.deliveries_of(wanted)
+        self._rows.update((mail, found.get(mail)) for mail in wanted)
+
+    def _delivery(self, campaign_id: str, member_id: int) -> tuple[str, str] | None:
+        """(address, state) of one mail: looked up once a scan."""
+        mail = (campaign_id, member_id)
+        if mail not in self._rows:
+            self._rows[mail] = self.ledger.delivery(campaign_id, member_id)
+        return self._rows[mail]
 
     def match(
         self,
@@ -208,7 +229,7 @@ class Matcher:
 
     def resolve_ids(self, campaign_id: str, member_id: int) -> Mail | None:
         """The mail to ``member_id`` of ``campaign_id`` if it was handed over, else None."""
-        found = self.ledger.delivery(campaign_id, member_id)
+        found = self._delivery(campaign_id, member_id)
         if found is None or found[1] not in HANDED_OVER:
             return None
         return Mail(campaign_id, member_id, found[0], found[1])

@@ -88,9 +88,8 @@ class Notice:
     @cached_property
     def original(self) -> Message | None:
         """The attached original mail (message/rfc822) or its headers (text/rfc822-headers)."""
-        msg = self.msg
-        for part in msg.walk() if msg.is_multipart() else []:
-            ctype = part.get_content_type()
+        # the parts in msg.walk()'s order, as far as it gets: it stops at the first of these
+        for part, ctype in self.parts if self.msg.is_multipart() else []:
             if ctype == "message/rfc822":
                 payload = part.get_payload()
                 if isinstance(payload, list) and payload and isinstance(payload[0], Message):

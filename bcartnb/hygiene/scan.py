@@ -239,6 +239,17 @@ def _event(
     )
 
 
+def _progress_bar(mails: Iterator[bytes], n: int) -> Iterable[bytes]:
+    """The reading's progress on stderr. tqdm (and the multiprocessing lock it makes) is
+    imported only for it: a scan without a bar never loads them."""
+    from tqdm.auto import tqdm
+
+    shown: Iterable[bytes] = tqdm(
+        mails, total=n, file=sys.stderr, unit="通", desc="不達メールの読み込み"
+    )
+    return shown
+
+
 def scan_mailbox(
     source: str | os.PathLike[str],
     settings: Settings,
@@ -250,8 +261,6 @@ def scan_mailbox(
     ssl_context: ssl.SSLContext | None = None,
 ) -> ScanResult:
     """Read every mail of ``source`` and record what it says; the mailbox is never changed."""
-    from tqdm.auto import tqdm
-
     pattern = unsubscribe_pattern(settings.unsubscribe_mailto)
     if settings.hygiene.verp:  # the mails carry signed VERPs: without the secret none verifies
         VerpSigner(settings.unsubscribe_secret)
@@ -262,23 +271,13 @@ def scan_mailbox(
     with open_mailbox(source, env=env, ssl_context=ssl_context) as box:
         label = box.label
 
-        def bar(mails: Iterator[bytes], n: int) -> Iterable[bytes]:
-            shown: Iterable[bytes] = tqdm(
-                mails,
-                total=n,
-                disable=not progress,
-                file=sys.stderr,
-                unit="通",
-                desc="不達メールの読み込み",
-            )
-            return shown
-
         parse = partial(parse_message, unsubscribe_to=pattern, now=clock)
-        parsed = read_all(box, parse, bar)
+        parsed = read_all(box, parse, _progress_bar) if progress else read_all(box, parse)
     with ledger_using(settings, ledger) as led:
         named = {f.address for p in parsed for f in p.findings if f.address}
         mailed = led.last_deliveries(named)
         matcher = Matcher(led, secret=settings.unsubscribe_secret, mailed=mailed)
+        matcher.prefetch(ref for p in parsed if p.findings for ref in p.refs)
         where = f"scan {label}"[:300]
         events: dict[str, HygieneEvent] = {}
         unmatched: Counter[str] = Counter()

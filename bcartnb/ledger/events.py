@@ -22,6 +22,7 @@ from bcartnb.ledger.lifecycle import HANDED_OVER
 from bcartnb.ledger.suppressions import (
     REASON_RANK,
     HygieneEvent,
+    Listings,
     UnsubscribeState,
     check_reason,
     event_id,
@@ -85,6 +86,31 @@ def _event_row(c: sqlite3.Connection, key: str) -> dict[str, Any]:
     return _event_dict(row)
 
 
+_INSERT_EVENT = (
+    "INSERT OR IGNORE INTO hygiene_events (event_key, kind, address, at, recorded_at, "
+    "source, campaign_id, member_id, status, detail, cleared) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+_CHUNK = 500  # SQL variables a statement, far below any SQLite's limit
+
+
+def _event_values(
+    ev: HygieneEvent, address: str, recorded_at: str, cleared: int, key: str | None = None
+) -> tuple[Any, ...]:
+    return (
+        ev.key if key is None else key,
+        ev.kind,
+        address,
+        ts(ev.at),
+        recorded_at,
+        ev.source,
+        ev.campaign_id,
+        ev.member_id,
+        ev.status,
+        ev.detail,
+        cleared,
+    )
+
+
 def _insert_event(
     c: sqlite3.Connection,
     ev: HygieneEvent,
@@ -94,26 +120,33 @@ def _insert_event(
     cleared: int = 0,
 ) -> bool:
     """Record ``ev`` under ``key`` unless that key is taken; True when it was recorded."""
-    return bool(
-        c.execute(
-            "INSERT OR IGNORE INTO hygiene_events (event_key, kind, address, at, recorded_at, "
-            "source, campaign_id, member_id, status, detail, cleared) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                key,
-                ev.kind,
-                address,
-                ts(ev.at),
-                ts(now),
-                ev.source,
-                ev.campaign_id,
-                ev.member_id,
-                ev.status,
-                ev.detail,
-                cleared,
-            ),
-        ).rowcount
+    values = _event_values(ev, address, ts(now), cleared, key)
+    return bool(c.execute(_INSERT_EVENT, values).rowcount)
+
+
+def _in_chunks(c: sqlite3.Connection, sql: str, values: list[str]) -> Iterable[tuple[Any, ...]]:
+    """``sql``'s rows for every chunk of ``values`` (its ``IN ({})`` filled for each)."""
+    for at in range(0, len(values), _CHUNK):
+        chunk = values[at : at + _CHUNK]
+        yield from c.execute(sql.format(",".join("?" * len(chunk))), chunk)
+
+
+def _taken_keys(c: sqlite3.Connection, keys: list[str]) -> set[str]:
+    """Which of ``keys`` were recorded before: one query a few hundred keys."""
+    sql = "SELECT event_key FROM hygiene_events WHERE event_key IN ({})"
+    return {str(k) for (k,) in _in_chunks(c, sql, sorted(set(keys)))}
+
+
+def _soft_stamps(c: sqlite3.Connection, addresses: set[str]) -> dict[str, list[str]]:
+    """Each address's counted soft bounces so far, as :func:`_most_within` reads them."""
+    out: dict[str, list[str]] = {a: [] for a in addresses}
+    sql = (
+        "SELECT address, at FROM hygiene_events WHERE kind = 'soft_bounce' AND cleared = 0 "
+        "AND address IN ({})"
     )
+    for address, at in _in_chunks(c, sql, sorted(addresses)):
+        out[str(address)].append(str(at))
+    return out
 
 
 def _pending_keys(c: sqlite3.Connection, wanted: list[str]) -> list[str]:
@@ -166,7 +199,8 @@ def _most_within(stamps: Iterable[str], window: timedelta) -> int:
 
 
 def _condemn(
-    c: sqlite3.Connection,
+    listings: Listings,
+    soft: dict[str, list[str]],
     ev: HygieneEvent,
     address: str,
     soft_threshold: int,
@@ -176,21 +210,17 @@ def _condemn(
 
     A soft bounce condemns only at ``soft_threshold`` within some ``soft_window`` (or an
     address already listed, whose row it bumps), whatever order the notices arrive or are
-    confirmed in: a late scan decides as a timely one would have.
+    confirmed in: a late scan decides as a timely one would have. ``soft`` holds each soft
+    address's counted bounces; this one is added to it, as recording it would have.
     """
     count = 1
     if ev.kind == "soft_bounce":
-        rows = c.execute(
-            "SELECT at FROM hygiene_events WHERE address = ? AND kind = 'soft_bounce' "
-            "AND cleared = 0",
-            (address,),
-        ).fetchall()
-        count = _most_within((str(at) for (at,) in rows), soft_window)
-        listed = c.execute("SELECT 1 FROM suppressions WHERE address = ?", (address,)).fetchone()
-        if count < soft_threshold and listed is None:
+        stamps = soft.setdefault(address, [])
+        stamps.append(ts(ev.at))
+        count = _most_within(stamps, soft_window)
+        if count < soft_threshold and address not in listings:
             return False
-    return list_address(
-        c,
+    return listings.add(
         address,
         ev.kind,
         ev.source,
@@ -229,22 +259,32 @@ class HygieneEvents(Database):
             check_reason(ev.kind)
         keyed = [(ev, normalize_address(ev.address)) for ev in batch]
         now = self._now(now)
-        recorded = repeated = unverified = 0
-        new: list[str] = []
-        by_kind: dict[str, int] = {}
         with self._write() as c:
+            taken = _taken_keys(c, [ev.key for ev, _ in keyed])
+            fresh: list[tuple[HygieneEvent, str]] = []
             for ev, address in keyed:
-                if not _insert_event(c, ev, ev.key, address, now, 0 if ev.verified else UNVERIFIED):
-                    repeated += 1
-                    continue
-                recorded += 1
-                if not ev.verified:
-                    unverified += 1
-                    continue
-                by_kind[ev.kind] = by_kind.get(ev.kind, 0) + 1
-                if _condemn(c, ev, address, soft_threshold, soft_window):
-                    new.append(address)
-        return RecordOutcome(recorded, repeated, tuple(new), by_kind, unverified)
+                if ev.key not in taken:
+                    taken.add(ev.key)  # a key twice in the batch counts once, as before
+                    fresh.append((ev, address))
+            counted = [(ev, address) for ev, address in fresh if ev.verified]
+            soft = _soft_stamps(c, {a for ev, a in counted if ev.kind == "soft_bounce"})
+            stamp = ts(now)
+            c.executemany(
+                _INSERT_EVENT,
+                [_event_values(ev, a, stamp, 0 if ev.verified else UNVERIFIED) for ev, a in fresh],
+            )
+            listings = Listings(c, (a for _, a in counted))
+            new = [
+                address
+                for ev, address in counted
+                if _condemn(listings, soft, ev, address, soft_threshold, soft_window)
+            ]
+            listings.write()
+        by_kind: dict[str, int] = {}
+        for ev, _ in counted:
+            by_kind[ev.kind] = by_kind.get(ev.kind, 0) + 1
+        unverified = len(fresh) - len(counted)
+        return RecordOutcome(len(fresh), len(keyed) - len(fresh), tuple(new), by_kind, unverified)
 
     def unverified_events(self) -> list[dict[str, Any]]:
         """The notices waiting for the marketer's word (:meth:`confirm_events`), oldest first."""
@@ -274,6 +314,9 @@ class HygieneEvents(Database):
         done: list[dict[str, Any]] = []
         with self._write() as c:
             keys = _pending_keys(c, wanted)
+            addresses = {str(_event_row(c, key)["address"]) for key in keys}
+            soft = _soft_stamps(c, addresses)  # before any is confirmed: each adds its own
+            listings = Listings(c, addresses)
             for key in keys:
                 c.execute(
                     "UPDATE hygiene_events SET cleared = 0, detail = "
@@ -293,8 +336,9 @@ class HygieneEvents(Database):
                     row["status"],
                     row["detail"],
                 )
-                if _condemn(c, ev, row["address"], soft_threshold, soft_window):
+                if _condemn(listings, soft, ev, row["address"], soft_threshold, soft_window):
                     new.append(row["address"])
+            listings.write()
         return ConfirmOutcome(tuple(done), tuple(new))
 
     def hygiene_events(self, since: datetime | None = None) -> list[dict[str, Any]]:
@@ -387,6 +431,29 @@ class HygieneEvents(Database):
                 (campaign_id, int(member_id)),
             ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
+
+    def deliveries_of(
+        self, mails: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], tuple[str, str]]:
+        """:meth:`delivery` of many mails at once: (campaign id, member id) → (address,
+        journal state), for those the journal holds. A few hundred mails a query."""
+        by_campaign: dict[str, set[int]] = {}
+        for campaign_id, member_id in mails:
+            by_campaign.setdefault(campaign_id, set()).add(int(member_id))
+        out: dict[tuple[str, int], tuple[str, str]] = {}
+        sql = (
+            "SELECT member_id, address, state FROM deliveries WHERE campaign_id = ? "
+            "AND member_id IN ({})"
+        )
+        with self._read() as c:
+            for campaign_id, members in by_campaign.items():
+                wanted = sorted(members)
+                for at in range(0, len(wanted), _CHUNK):
+                    chunk = wanted[at : at + _CHUNK]
+                    rows = c.execute(sql.format(",".join("?" * len(chunk))), (campaign_id, *chunk))
+                    for member_id, address, state in rows:
+                        out[(campaign_id, int(member_id))] = (str(address), str(state))
+        return out
 
     def delivery_address(self, campaign_id: str, member_id: int) -> str | None:
         """The address a campaign's mail to ``member_id`` went to: a bounce's match."""

@@ -47,6 +47,7 @@ __all__ = [
     "REASON_LABELS",
     "REASON_RANK",
     "HygieneEvent",
+    "Listings",
     "Suppression",
     "Suppressions",
     "UnsubscribeState",
@@ -179,40 +180,109 @@ def list_address(
     count: int = 1,
 ) -> bool:
     """Put ``address`` on the list, or bump its row; True when it was not listed before."""
-    row = c.execute(
-        "SELECT reason, first_seen, last_seen FROM suppressions WHERE address = ?", (address,)
-    ).fetchone()
-    stamp = ts(at)
-    if row is None:
-        c.execute(
-            f"INSERT INTO suppressions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-            (address, reason, source, stamp, stamp, count, campaign_id, member_id, detail),
-        )
-        return True
-    stronger = REASON_RANK[reason] > REASON_RANK[str(row[0])]
-    c.execute(
-        "UPDATE suppressions SET count = count + 1, last_seen = max(last_seen, ?), "
-        "first_seen = min(first_seen, ?), "
-        "reason = CASE WHEN ? THEN ? ELSE reason END, "
-        "source = CASE WHEN ? THEN ? ELSE source END, "
-        "detail = CASE WHEN ? THEN ? ELSE detail END, "
-        "campaign_id = coalesce(campaign_id, ?), member_id = coalesce(member_id, ?) "
-        "WHERE address = ?",
-        (
-            stamp,
-            stamp,
-            stronger,
-            reason,
-            stronger,
-            source,
-            stronger,
-            detail,
-            campaign_id,
-            member_id,
-            address,
-        ),
+    listings = Listings(c, [address])
+    new = listings.add(
+        address,
+        reason,
+        source,
+        at,
+        campaign_id=campaign_id,
+        member_id=member_id,
+        detail=detail,
+        count=count,
     )
-    return False
+    listings.write()
+    return new
+
+
+_LIST = f"INSERT INTO suppressions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"
+_BUMP = (
+    "UPDATE suppressions SET count = count + 1, last_seen = max(last_seen, ?), "
+    "first_seen = min(first_seen, ?), "
+    "reason = CASE WHEN ? THEN ? ELSE reason END, "
+    "source = CASE WHEN ? THEN ? ELSE source END, "
+    "detail = CASE WHEN ? THEN ? ELSE detail END, "
+    "campaign_id = coalesce(campaign_id, ?), member_id = coalesce(member_id, ?) "
+    "WHERE address = ?"
+)
+_CHUNK = 500  # SQL variables a statement, far below any SQLite's limit
+
+
+class Listings:
+    """Many :func:`list_address` calls in one transaction, each deciding as it would have,
+    with the list's rows read in one query and written with two ``executemany``.
+
+    Each address's reason is followed here as the calls go, so a later call sees what an
+    earlier one listed; the new rows are written before the bumps, which keeps each
+    address's own order (its one insert comes first) and rows of different addresses never
+    meet. Nothing is written until :meth:`write`, inside the caller's transaction.
+    """
+
+    def __init__(self, c: sqlite3.Connection, addresses: Iterable[str]) -> None:
+        self._c = c
+        self._reasons: dict[str, str] = {}
+        wanted = sorted(set(addresses))
+        for at in range(0, len(wanted), _CHUNK):
+            chunk = wanted[at : at + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = c.execute(
+                f"SELECT address, reason FROM suppressions WHERE address IN ({marks})", chunk
+            )
+            self._reasons.update((str(a), str(r)) for a, r in rows)
+        self._new: list[tuple[Any, ...]] = []
+        self._bumps: list[tuple[Any, ...]] = []
+
+    def __contains__(self, address: object) -> bool:
+        """Whether ``address`` is listed, counting the calls so far (it must have been
+        among the addresses given)."""
+        return address in self._reasons
+
+    def add(
+        self,
+        address: str,
+        reason: str,
+        source: str,
+        at: datetime,
+        *,
+        campaign_id: str | None,
+        member_id: int | None,
+        detail: str | None,
+        count: int = 1,
+    ) -> bool:
+        """List ``address`` or bump its row (see :func:`list_address`); True when new."""
+        stamp = ts(at)
+        before = self._reasons.get(address)
+        if before is None:
+            self._new.append(
+                (address, reason, source, stamp, stamp, count, campaign_id, member_id, detail)
+            )
+            self._reasons[address] = reason
+            return True
+        stronger = REASON_RANK[reason] > REASON_RANK[before]
+        self._bumps.append(
+            (
+                stamp,
+                stamp,
+                stronger,
+                reason,
+                stronger,
+                source,
+                stronger,
+                detail,
+                campaign_id,
+                member_id,
+                address,
+            )
+        )
+        if stronger:
+            self._reasons[address] = reason
+        return False
+
+    def write(self) -> None:
+        """Write what :meth:`add` decided, the new rows first."""
+        self._c.executemany(_LIST, self._new)
+        self._c.executemany(_BUMP, self._bumps)
+        self._new, self._bumps = [], []
 
 
 def withhold_listed(

@@ -39,7 +39,11 @@ __all__ = [
 _TOKEN = r"[A-Za-z0-9_-]{1,40}"
 _TOKEN_RE: Final = re.compile(_TOKEN)
 _TAG_CHARS: Final = 16  # base32: 80 bits, far beyond guessing by mail
-_MID_RE = re.compile(rf"<?bcartnb\.({_TOKEN})\.({_TOKEN})@[^<>@\s]+>?", re.ASCII)
+_MID = rf"bcartnb\.({_TOKEN})\.({_TOKEN})@[^<>@\s]+>?"
+_MID_RE = re.compile("<?" + _MID, re.ASCII)
+# the same ids, searched for from their literal start: a pattern that opens with an optional
+# "<" cannot skip ahead to "bcartnb." and is tried at every character of a notice (14x slower)
+_MID_SEARCH = re.compile(_MID, re.ASCII)
 _VERP_RE = re.compile(
     rf"[^+@\s<>]+\+({_TOKEN})\.({_TOKEN})\.([a-z2-7]{{{_TAG_CHARS}}})@[^<>@\s]+",
     re.ASCII | re.IGNORECASE,
@@ -108,7 +112,7 @@ def parse_verp(address: str) -> MailRef | None:
 
 def parse_message_id(text: str) -> list[MailRef]:
     """Every one of our Message-IDs in a header value (References may hold several)."""
-    return [MailRef(a, b, "message-id") for a, b in _MID_RE.findall(text or "")]
+    return [MailRef(a, b, "message-id") for a, b in _MID_SEARCH.findall(text or "")]
 
 
 def is_ours(message_id: str) -> bool:
