@@ -202,8 +202,8 @@ class Sender:
         self.idle = list(self.slots)
         self.in_flight = 0
         #: a poll set per set of busy sockets: a poll object holds only fd numbers and
-        #: events, so one built for the same fds polls the same (reused fds included)
-        self._pollers: dict[tuple[int, ...], select.poll] = {}
+        #: events, so one built for the same fds and events polls the same (reused fds too)
+        self._pollers: dict[tuple[tuple[int, int], ...], select.poll] = {}
         self.counted = 0
         self.tally: Counter[str] = Counter()
         self.unrecorded: list[DeliveryResult] = []
@@ -474,7 +474,7 @@ class Sender:
             if timeout is not None:
                 wait = min(wait, timeout)
             by_fd = {c.fileno(): (s, c) for s, c in conns}
-            poller = self._poller(tuple(by_fd))
+            poller = self._poller(tuple((fd, c.events) for fd, (_, c) in by_fd.items()))
             self.critical = False  # waiting: the safe moment for a Ctrl-C
             try:
                 self._checkpoint()
@@ -497,16 +497,16 @@ class Sender:
             self.in_flight -= 1
             self._end(s, c.expire(), None)
 
-    def _poller(self, fds: tuple[int, ...]) -> select.poll:
-        """The poll set for these sockets (at most 2**k sets with k connections: each busy
-        or not)."""
+    def _poller(self, fds: tuple[tuple[int, int], ...]) -> select.poll:
+        """The poll set for these (socket, events) (with k connections, at most 2**k sets
+        while every command fits the socket at once: each busy or not)."""
         poller = self._pollers.get(fds)
         if poller is None:
             if len(self._pollers) >= 64:  # reconnections bring new fd numbers: stay small
                 self._pollers.clear()
             poller = self._pollers[fds] = select.poll()
-            for fd in fds:
-                poller.register(fd, select.POLLIN)
+            for fd, events in fds:
+                poller.register(fd, events)
         return poller
 
     def flush(self) -> None:
