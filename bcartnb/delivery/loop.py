@@ -324,6 +324,13 @@ class Sender:
         with self._guarded():
             while True:
                 self._checkpoint()
+                if self.in_flight and (
+                    self.unrecorded or (self.idle and not exhausted and self.fatal is None)
+                ):
+                    # about to step: replies that came in meanwhile first, so the server
+                    # has their next commands while we commit, and the connections they
+                    # free join this step's hand-over rather than need a step of their own
+                    self.collect(timeout=0)
                 room = self._room()
                 batch: list[tuple[Recipient, str, bytes]] = []
                 while not exhausted and self.fatal is None and len(batch) < room:
@@ -371,10 +378,6 @@ class Sender:
 
     def _step(self, batch: list[tuple[Recipient, str, bytes]], resend: bool) -> None:
         """Commit the results and hand ``batch`` over in one transaction, then start it."""
-        if self.in_flight:
-            # replies that came in meanwhile: step those connections on first,
-            # so the server has their next commands while we commit
-            self.collect(timeout=0)
         results, self.unrecorded = self.unrecorded, []
         handovers = [(r.member_id, r.state) for r, _, _ in batch]
         withheld: frozenset[int] = frozenset()
@@ -463,39 +466,42 @@ class Sender:
 
     def collect(self, timeout: float | None = None) -> None:
         """Wait for the next reply (at most ``timeout`` s), then take every one that is ready."""
-        busy = [s for s in self.slots if s.job is not None]
-        if not busy:
-            return
         now = time.monotonic()
-        conns = [(s, cast(PollableConnection, s.conn)) for s in busy]
-        overdue = [(s, c) for s, c in conns if c.deadline <= now]
-        if not overdue:
-            wait = min(c.deadline for _, c in conns) - now
-            if timeout is not None:
-                wait = min(wait, timeout)
-            by_fd = {c.fileno(): (s, c) for s, c in conns}
-            poller = self._poller(tuple((fd, c.events) for fd, (_, c) in by_fd.items()))
-            self.critical = False  # waiting: the safe moment for a Ctrl-C
-            try:
-                self._checkpoint()
-                ready = poller.poll(max(0, math.ceil(wait * 1000)))
-            finally:
-                self.critical = True
-            for fd, _ in ready:
-                s, c = by_fd[fd]
-                try:
-                    res = c.advance()
-                except Exception as err:  # decided by _result
-                    self.in_flight -= 1
-                    self._end(s, None, err)
-                    continue
-                if res is not None:
-                    self.in_flight -= 1
-                    self._end(s, res, None)
+        by_fd: dict[int, tuple[_Slot, PollableConnection]] = {}
+        first = math.inf  # the nearest deadline
+        for s in self.slots:  # one pass: about three waits a mail
+            if s.job is not None:
+                c = cast(PollableConnection, s.conn)
+                by_fd[c.fileno()] = (s, c)
+                if c.deadline < first:
+                    first = c.deadline
+        if not by_fd:
             return
-        for s, c in overdue:
-            self.in_flight -= 1
-            self._end(s, c.expire(), None)
+        if first <= now:
+            for s, c in by_fd.values():
+                if c.deadline <= now:
+                    self.in_flight -= 1
+                    self._end(s, c.expire(), None)
+            return
+        wait = first - now if timeout is None else min(first - now, timeout)
+        poller = self._poller(tuple([(fd, c.events) for fd, (_, c) in by_fd.items()]))
+        self.critical = False  # waiting: the safe moment for a Ctrl-C
+        try:
+            self._checkpoint()
+            ready = poller.poll(max(0, math.ceil(wait * 1000)))
+        finally:
+            self.critical = True
+        for fd, _ in ready:
+            s, c = by_fd[fd]
+            try:
+                res = c.advance()
+            except Exception as err:  # decided by _result
+                self.in_flight -= 1
+                self._end(s, None, err)
+                continue
+            if res is not None:
+                self.in_flight -= 1
+                self._end(s, res, None)
 
     def _poller(self, fds: tuple[tuple[int, int], ...]) -> select.poll:
         """The poll set for these (socket, events) (with k connections, at most 2**k sets

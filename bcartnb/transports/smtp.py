@@ -295,6 +295,8 @@ class SmtpConnection(BaseConnection):
         code = lines[:3]
         if not code.isdigit():
             return -1, reply_text(lines)
+        if not start:  # one line, as nearly every reply: its text is what follows the code
+            return int(code), reply_text(lines[4:])
         return int(code), reply_text(b" ".join(line[4:] for line in lines.split(b"\n")))
 
     def _on_reply(self, code: int, text: str) -> SendResult | None:
