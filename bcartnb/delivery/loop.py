@@ -66,6 +66,10 @@ __all__ = ["MAX_BACKOFF", "Connector", "RateLimiter", "Sender"]
 #: The longest wait between two retry rounds, whatever ``backoff`` doubles to (seconds).
 MAX_BACKOFF = 600.0
 
+#: How long a step may wait for a result that is due (seconds; poll counts whole ms): see
+#: :meth:`Sender._gather`.
+GATHER = 0.001
+
 
 class RateLimiter(SlidingWindows):
     """Spaces sends so neither the per-second nor the per-hour limit is ever exceeded.
@@ -330,7 +334,7 @@ class Sender:
                     # about to step: replies that came in meanwhile first, so the server
                     # has their next commands while we commit, and the connections they
                     # free join this step's hand-over rather than need a step of their own
-                    self.collect(timeout=0)
+                    self.collect(timeout=self._gather())
                 room = self._room()
                 batch: list[tuple[Recipient, str, bytes]] = []
                 while not exhausted and self.fatal is None and len(batch) < room:
@@ -355,6 +359,23 @@ class Sender:
                     self._pause(wait)
                 elif not self.unrecorded and (exhausted or self.fatal is not None):
                     break
+
+    def _gather(self) -> float:
+        """How long a step may wait for one more reply first: :data:`GATHER` while a busy
+        connection awaits the reply to its data, else not at all.
+
+        A step's commit costs ~0.1 ms of CPU whatever it holds, and a result that comes
+        while we wait shares it (about 0.8 steps a mail become 0.6 on a local server). The
+        wait ends at the first reply on ANY busy connection, which is processed at once (so
+        the loop idles only until the server's next answer), and never happens under a rate
+        limit. Nothing about what is recorded, or when a mail may start, changes.
+        """
+        if self.limiter.limited:
+            return 0.0  # one start at a time anyway
+        for s in self.slots:
+            if s.job is not None and getattr(s.conn, "finishing", False):
+                return GATHER
+        return 0.0
 
     def _room(self) -> int:
         """How many mails may start now: one per idle connection, one at a time under a
