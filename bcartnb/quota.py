@@ -80,9 +80,18 @@ def month_of(dt: datetime) -> str:
     A naive datetime is refused: it would silently mean the machine's zone, and a batch
     server in UTC would then count the first nine hours of each month in the wrong one.
     """
+    global _last_month
+    last = _last_month
+    if last[0] is dt:  # the send loop's step asks twice about the same moment
+        return last[1]
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"month_of needs an aware datetime, got naive {dt.isoformat()}")
-    return dt.astimezone(TOKYO).strftime("%Y-%m")
+    month = dt.astimezone(TOKYO).strftime("%Y-%m")
+    _last_month = (dt, month)
+    return month
+
+
+_last_month: tuple[datetime | None, str] = (None, "")
 
 
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")

@@ -66,6 +66,10 @@ __all__ = ["MAX_BACKOFF", "Connector", "RateLimiter", "Sender"]
 #: The longest wait between two retry rounds, whatever ``backoff`` doubles to (seconds).
 MAX_BACKOFF = 600.0
 
+#: How long a step may wait for a result that is due (seconds; poll counts whole ms): see
+#: :meth:`Sender._gather`.
+GATHER = 0.001
+
 
 class RateLimiter(SlidingWindows):
     """Spaces sends so neither the per-second nor the per-hour limit is ever exceeded.
@@ -202,8 +206,8 @@ class Sender:
         self.idle = list(self.slots)
         self.in_flight = 0
         #: a poll set per set of busy sockets: a poll object holds only fd numbers and
-        #: events, so one built for the same fds polls the same (reused fds included)
-        self._pollers: dict[tuple[int, ...], select.poll] = {}
+        #: events, so one built for the same fds and events polls the same (reused fds too)
+        self._pollers: dict[tuple[tuple[int, int], ...], select.poll] = {}
         self.counted = 0
         self.tally: Counter[str] = Counter()
         self.unrecorded: list[DeliveryResult] = []
@@ -324,6 +328,13 @@ class Sender:
         with self._guarded():
             while True:
                 self._checkpoint()
+                if self.in_flight and (
+                    self.unrecorded or (self.idle and not exhausted and self.fatal is None)
+                ):
+                    # about to step: replies that came in meanwhile first, so the server
+                    # has their next commands while we commit, and the connections they
+                    # free join this step's hand-over rather than need a step of their own
+                    self.collect(timeout=self._gather())
                 room = self._room()
                 batch: list[tuple[Recipient, str, bytes]] = []
                 while not exhausted and self.fatal is None and len(batch) < room:
@@ -349,6 +360,23 @@ class Sender:
                 elif not self.unrecorded and (exhausted or self.fatal is not None):
                     break
 
+    def _gather(self) -> float:
+        """How long a step may wait for one more reply first: :data:`GATHER` while a busy
+        connection awaits the reply to its data, else not at all.
+
+        A step's commit costs ~0.1 ms of CPU whatever it holds, and a result that comes
+        while we wait shares it (about 0.8 steps a mail become 0.6 on a local server). The
+        wait ends at the first reply on ANY busy connection, which is processed at once (so
+        the loop idles only until the server's next answer), and never happens under a rate
+        limit. Nothing about what is recorded, or when a mail may start, changes.
+        """
+        if self.limiter.limited:
+            return 0.0  # one start at a time anyway
+        for s in self.slots:
+            if s.job is not None and getattr(s.conn, "finishing", False):
+                return GATHER
+        return 0.0
+
     def _room(self) -> int:
         """How many mails may start now: one per idle connection, one at a time under a
         rate limit, none until it allows one.
@@ -371,10 +399,6 @@ class Sender:
 
     def _step(self, batch: list[tuple[Recipient, str, bytes]], resend: bool) -> None:
         """Commit the results and hand ``batch`` over in one transaction, then start it."""
-        if self.in_flight:
-            # replies that came in meanwhile: step those connections on first,
-            # so the server has their next commands while we commit
-            self.collect(timeout=0)
         results, self.unrecorded = self.unrecorded, []
         handovers = [(r.member_id, r.state) for r, _, _ in batch]
         withheld: frozenset[int] = frozenset()
@@ -463,50 +487,53 @@ class Sender:
 
     def collect(self, timeout: float | None = None) -> None:
         """Wait for the next reply (at most ``timeout`` s), then take every one that is ready."""
-        busy = [s for s in self.slots if s.job is not None]
-        if not busy:
-            return
         now = time.monotonic()
-        conns = [(s, cast(PollableConnection, s.conn)) for s in busy]
-        overdue = [(s, c) for s, c in conns if c.deadline <= now]
-        if not overdue:
-            wait = min(c.deadline for _, c in conns) - now
-            if timeout is not None:
-                wait = min(wait, timeout)
-            by_fd = {c.fileno(): (s, c) for s, c in conns}
-            poller = self._poller(tuple(by_fd))
-            self.critical = False  # waiting: the safe moment for a Ctrl-C
-            try:
-                self._checkpoint()
-                ready = poller.poll(max(0, math.ceil(wait * 1000)))
-            finally:
-                self.critical = True
-            for fd, _ in ready:
-                s, c = by_fd[fd]
-                try:
-                    res = c.advance()
-                except Exception as err:  # decided by _result
-                    self.in_flight -= 1
-                    self._end(s, None, err)
-                    continue
-                if res is not None:
-                    self.in_flight -= 1
-                    self._end(s, res, None)
+        by_fd: dict[int, tuple[_Slot, PollableConnection]] = {}
+        first = math.inf  # the nearest deadline
+        for s in self.slots:  # one pass: about three waits a mail
+            if s.job is not None:
+                c = cast(PollableConnection, s.conn)
+                by_fd[c.fileno()] = (s, c)
+                if c.deadline < first:
+                    first = c.deadline
+        if not by_fd:
             return
-        for s, c in overdue:
-            self.in_flight -= 1
-            self._end(s, c.expire(), None)
+        if first <= now:
+            for s, c in by_fd.values():
+                if c.deadline <= now:
+                    self.in_flight -= 1
+                    self._end(s, c.expire(), None)
+            return
+        wait = first - now if timeout is None else min(first - now, timeout)
+        poller = self._poller(tuple([(fd, c.events) for fd, (_, c) in by_fd.items()]))
+        self.critical = False  # waiting: the safe moment for a Ctrl-C
+        try:
+            self._checkpoint()
+            ready = poller.poll(max(0, math.ceil(wait * 1000)))
+        finally:
+            self.critical = True
+        for fd, _ in ready:
+            s, c = by_fd[fd]
+            try:
+                res = c.advance()
+            except Exception as err:  # decided by _result
+                self.in_flight -= 1
+                self._end(s, None, err)
+                continue
+            if res is not None:
+                self.in_flight -= 1
+                self._end(s, res, None)
 
-    def _poller(self, fds: tuple[int, ...]) -> select.poll:
-        """The poll set for these sockets (at most 2**k sets with k connections: each busy
-        or not)."""
+    def _poller(self, fds: tuple[tuple[int, int], ...]) -> select.poll:
+        """The poll set for these (socket, events) (with k connections, at most 2**k sets
+        while every command fits the socket at once: each busy or not)."""
         poller = self._pollers.get(fds)
         if poller is None:
             if len(self._pollers) >= 64:  # reconnections bring new fd numbers: stay small
                 self._pollers.clear()
             poller = self._pollers[fds] = select.poll()
-            for fd in fds:
-                poller.register(fd, select.POLLIN)
+            for fd, events in fds:
+                poller.register(fd, events)
         return poller
 
     def flush(self) -> None:

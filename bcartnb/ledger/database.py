@@ -40,8 +40,20 @@ __all__ = ["Database"]
 
 
 def ts(dt: datetime) -> str:
-    """How the ledger writes a time: Asia/Tokyo ISO 8601 with milliseconds."""
-    return dt.astimezone(TOKYO).isoformat(timespec="milliseconds")
+    """How the ledger writes a time: Asia/Tokyo ISO 8601 with milliseconds.
+
+    The send loop's step writes the same moment three times: the last one is kept.
+    """
+    global _last_ts
+    last = _last_ts
+    if last[0] is dt:  # datetimes are immutable: the same object, the same text
+        return last[1]
+    text = dt.astimezone(TOKYO).isoformat(timespec="milliseconds")
+    _last_ts = (dt, text)
+    return text
+
+
+_last_ts: tuple[datetime | None, str] = (None, "")
 
 
 def dt(value: str | None) -> datetime | None:

@@ -84,12 +84,14 @@ class PollableConnection(Connection, Protocol):
     """A connection one thread can drive alongside others: start a mail, poll, step on.
 
     :meth:`begin` starts a transaction and returns its result at once if it ended there
-    (else None); when :meth:`fileno` is readable, :meth:`advance` reads and steps on, and
-    returns the result when the transaction ends; past :attr:`deadline` (``time.monotonic``)
-    :meth:`expire` gives the transaction up.
+    (else None); when :meth:`fileno` is ready for :attr:`events` (``select.POLLIN``, or
+    ``POLLOUT`` while a command waits for room), :meth:`advance` writes or reads and steps
+    on, and returns the result when the transaction ends; past :attr:`deadline`
+    (``time.monotonic``) :meth:`expire` gives the transaction up. No call blocks.
     """
 
     deadline: float
+    events: int
 
     def fileno(self) -> int: ...
 
