@@ -19,6 +19,7 @@ import signal
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
@@ -226,9 +227,13 @@ class Sink(Serving):
         stop = self._shutdown
         previous: Any = None
         in_main = threading.current_thread() is threading.main_thread()
+        termed = False
 
         def on_term(signum: int, frame: FrameType | None) -> None:
-            stop.set()
+            # no lock in a signal handler: Event.set() waits for the lock that this same
+            # thread holds while it is inside Event.wait(), and the sink never stopped
+            nonlocal termed
+            termed = True
 
         self.start()
         try:
@@ -236,8 +241,8 @@ class Sink(Serving):
                 previous = signal.signal(signal.SIGTERM, on_term)
             if ready is not None:
                 ready(self)
-            while not stop.wait(0.5):
-                pass
+            while not (termed or stop.is_set()):  # is_set takes no lock
+                time.sleep(0.1)
         except KeyboardInterrupt:
             pass
         finally:
