@@ -15,6 +15,7 @@ import pytest
 import test_browser
 from browser_support import widget_input
 from playwright.sync_api import expect
+from test_wizard_mail_check import member_file
 
 from bcartnb.audience import build_audience
 from bcartnb.members import read_members
@@ -101,18 +102,8 @@ def test_a_large_list_is_confirmed_at_once_and_the_check_of_every_mail_reaches_t
     disabled; a subject without the field then confirms, and 送信 is usable."""
     n = CHECK_AT_ONCE_UP_TO + 100
     bad = 1000 + n - 1
-    members = tmp_path / "members.csv"
-    rows = "".join(
-        f"{1000 + i},テスト商事{i},山田,太郎,user{i}@example.co.jp,東京都,受け取る\n"
-        for i in range(n - 1)
-    )
-    members.write_text(
-        "会員ID,会社名,担当者(姓),担当者(名),メールアドレス,都道府県,メール案内\n"
-        + rows
-        + f'{bad},"悪い\r\nBcc: evil@example.com商事",山田,太郎,bad@example.co.jp,'
-        + "東京都,受け取る\n",
-        encoding="utf-8",
-    )
+    (tmp_path / "members").mkdir()
+    members = member_file(tmp_path / "members", n, bad=n - 1)
     opened = open_wizard("自社SMTP", members)
     page, server = opened.page, opened.server
 

@@ -26,15 +26,21 @@ LARGE = CHECK_AT_ONCE_UP_TO + 100
 WAIT = 120.0  # seconds: the check of a few thousand mails takes well under one
 
 
-def shop_wizard(tmp_path: Path, server: TestServer, n: int, *, bad: int | None = None) -> Wizard:
-    """A wizard on ``n`` members (plan 自社SMTP: no monthly cap); member ``1000 + bad`` has a
-    line break and a Bcc header in 会社名, which the subject uses."""
-    setup_campaign(tmp_path, n, plan="自社SMTP")
-    members = tmp_path / "members.csv"
+def member_file(folder: Path, n: int, *, bad: int | None = None) -> Path:
+    """test_cli_run's shop in ``folder`` (plan 自社SMTP: no monthly cap) with ``n`` sendable
+    members; member ``1000 + bad`` has a line break and a Bcc header in 会社名."""
+    setup_campaign(folder, n, plan="自社SMTP")
+    members = folder / "members.csv"
     if bad is not None:
         text = members.read_text(encoding="utf-8")
         text = text.replace(f"テスト商事{bad},", f'"テスト\r\nBcc: evil@example.com商事{bad}",')
         members.write_text(text, encoding="utf-8")
+    return members
+
+
+def shop_wizard(tmp_path: Path, server: TestServer, n: int, *, bad: int | None = None) -> Wizard:
+    """A wizard on :func:`member_file`'s members, the mail's subject using 会社名."""
+    members = member_file(tmp_path, n, bad=bad)
     w = Wizard(members, load_settings(env=env_for(tmp_path, server)))
     w.send_all.click()
     assert w.stage == "compose", w.status.value
