@@ -154,28 +154,34 @@ def frozen(
     before: list[tuple[Any, bool]] = [
         (c, bool(c.disabled)) for c in controls if hasattr(c, "disabled")
     ]
-    if later is None:
+
+    def freeze() -> None:
         for c, _ in before:
             c.disabled = True
+
+    def give_back() -> None:
+        for c, was in before:
+            c.disabled = was
+
+    if later is None:
+        freeze()
         try:
             yield
         finally:
-            for c, was in before:
-                c.disabled = was
+            give_back()
         return
     lock = threading.Lock()
-    state = {"ended": False, "frozen": False}
+    ended = frozen_late = False
 
-    def freeze() -> None:
+    def freeze_late() -> None:
+        nonlocal frozen_late
         with lock:
-            if state["ended"]:
-                return
-            state["frozen"] = True
-            for c, _ in before:
-                c.disabled = True
-            later[1]()
+            if not ended:
+                frozen_late = True
+                freeze()
+                later[1]()
 
-    timer = threading.Timer(later[0], freeze)
+    timer = threading.Timer(later[0], freeze_late)
     timer.daemon = True
     timer.start()
     try:
@@ -183,10 +189,9 @@ def frozen(
     finally:
         timer.cancel()
         with lock:
-            state["ended"] = True
-            if state["frozen"]:
-                for c, was in before:
-                    c.disabled = was
+            ended = True
+            if frozen_late:
+                give_back()
 
 
 def hide(*ws: widgets.Widget) -> None:
