@@ -43,41 +43,48 @@ runpy.run_module("bcartnb", run_name="__main__")
 """
 
 
-@pytest.fixture
-def shop(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A shop that sent N members a campaign, and a Maildir of one DSN for each mail."""
-    (tmp_path / "bcartnb.toml").write_text(
+def bounced_shop(folder: Path, n: int) -> tuple[Path, dict[str, str]]:
+    """A shop in ``folder`` that sent ``n`` members a campaign into a Maildir outbox, and a
+    Maildir ``bounces`` of one DSN quoting each mail; the environment a command runs with."""
+    (folder / "bcartnb.toml").write_text(
         f'plan = "自社SMTP"\nfrom = "見本商事 <shop@{SHOP}>"\nadmin = "admin@{SHOP}"\n'
         f'db = "ledger.sqlite3"\nunsubscribe_mailto = "mailto:unsubscribe@{SHOP}"\n',
         encoding="utf-8",
     )
-    members = tmp_path / "members.csv"
+    members = folder / "members.csv"
     members.write_text(
         "会員ID,会社名,メールアドレス,メール案内\n"
-        + "".join(f"{1001 + i},商事{i},member{i}@example.jp,受け取る\n" for i in range(N)),
+        + "".join(f"{1001 + i},商事{i},member{i}@example.jp,受け取る\n" for i in range(n)),
         encoding="utf-8",
     )
-    settings = load_settings(tmp_path / "bcartnb.toml", env={})
+    settings = load_settings(folder / "bcartnb.toml", env={})
     spec = CampaignSpec.from_mapping(
         {"members": str(members), "subject": "お知らせ", "body": "本文"}
     )
     done = send(
         plan_campaign(spec, settings),
-        transport=MaildirTransport(tmp_path / "outbox", fsync=False),
+        transport=MaildirTransport(folder / "outbox", fsync=False),
         progress=False,
     )
-    assert done.sent == N
+    assert done.sent == n
     sample = (DATA / "postfix-user-unknown.eml").read_text(encoding="utf-8")
-    box = mailbox.Maildir(tmp_path / "bounces", create=True)
-    for mail in read_maildir(tmp_path / "outbox"):
+    box = mailbox.Maildir(folder / "bounces", create=True)
+    for mail in read_maildir(folder / "outbox"):
         to, mid = str(mail.message["To"]), str(mail.message["Message-ID"])
         if to.startswith("member"):
             dsn = sample.replace("taro@example.jp", to)
             dsn = dsn.replace("<bcartnb.20261101-100000-abc123.1001@shop.example.co.jp>", mid)
             box.add(dsn.encode())
     box.close()
-    env = {**os.environ, "BCARTNB_CONFIG": str(tmp_path / "bcartnb.toml")}
-    return tmp_path, env
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
+    env["BCARTNB_CONFIG"] = str(folder / "bcartnb.toml")
+    return folder, env
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A shop that sent N members a campaign, and a Maildir of one DSN for each mail."""
+    return bounced_shop(tmp_path, N)
 
 
 def scan(shop: Path, env: dict[str, str], *python: str) -> subprocess.CompletedProcess[str]:

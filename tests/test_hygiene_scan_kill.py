@@ -10,8 +10,6 @@ scan is killed the moment it is seen holding the ledger's write lock (a second c
 from __future__ import annotations
 
 import json
-import mailbox
-import os
 import signal
 import sqlite3
 import subprocess
@@ -20,52 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
+from test_hygiene_scan_imports import bounced_shop
 
-from bcartnb.campaign import CampaignSpec, plan_campaign, send
-from bcartnb.settings import load_settings
-from bcartnb.transports import MaildirTransport, read_maildir
-
-DATA = Path(__file__).parent / "data" / "bounces"
-SHOP = "shop.example.co.jp"
 N = 800
 ATTEMPTS = 20  # tries until a kill lands inside the transaction (the first, as a rule)
 
 
 @pytest.fixture
 def shop(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    (tmp_path / "bcartnb.toml").write_text(
-        f'plan = "自社SMTP"\nfrom = "見本商事 <shop@{SHOP}>"\nadmin = "admin@{SHOP}"\n'
-        f'db = "ledger.sqlite3"\nunsubscribe_mailto = "mailto:unsubscribe@{SHOP}"\n',
-        encoding="utf-8",
-    )
-    members = tmp_path / "members.csv"
-    members.write_text(
-        "会員ID,会社名,メールアドレス,メール案内\n"
-        + "".join(f"{1001 + i},商事{i},member{i}@example.jp,受け取る\n" for i in range(N)),
-        encoding="utf-8",
-    )
-    settings = load_settings(tmp_path / "bcartnb.toml", env={})
-    spec = CampaignSpec.from_mapping(
-        {"members": str(members), "subject": "お知らせ", "body": "本文"}
-    )
-    done = send(
-        plan_campaign(spec, settings),
-        transport=MaildirTransport(tmp_path / "outbox", fsync=False),
-        progress=False,
-    )
-    assert done.sent == N
-    sample = (DATA / "postfix-user-unknown.eml").read_text(encoding="utf-8")
-    box = mailbox.Maildir(tmp_path / "bounces", create=True)
-    for mail in read_maildir(tmp_path / "outbox"):
-        to, mid = str(mail.message["To"]), str(mail.message["Message-ID"])
-        if to.startswith("member"):
-            dsn = sample.replace("taro@example.jp", to)
-            dsn = dsn.replace("<bcartnb.20261101-100000-abc123.1001@shop.example.co.jp>", mid)
-            box.add(dsn.encode())
-    box.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BCARTNB_")}
-    env["BCARTNB_CONFIG"] = str(tmp_path / "bcartnb.toml")
-    return tmp_path, env
+    return bounced_shop(tmp_path, N)
 
 
 def counts(ledger: Path) -> tuple[int, int]:
