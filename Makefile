@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the versions the suite last passed with (see its header); pyproject.toml keeps the ranges
+CONSTRAINTS := .ci/constraints.txt
 BROWSER_STAMP := $(VENV)/.installed-browser
 CHROMIUM := /usr/bin/chromium
 DOVECOT := /usr/sbin/dovecot
@@ -10,12 +12,12 @@ DOVECOT := /usr/sbin/dovecot
 # `make lab` passes these on to JupyterLab, e.g. make lab LAB_ARGS='--port 8890 --no-browser'
 LAB_ARGS ?=
 
-.PHONY: demo lab test test-browser screenshots lint format bench browser-deps imap-deps clean
+.PHONY: demo lab test test-browser screenshots lint format bench browser-deps imap-deps constraints clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -49,8 +51,8 @@ browser-deps: $(BROWSER_STAMP)
 	  fi; \
 	fi
 
-$(BROWSER_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,browser]'
+$(BROWSER_STAMP): pyproject.toml $(CONSTRAINTS) $(STAMP)
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,browser]'
 	touch $(BROWSER_STAMP)
 
 # The bounce-scan tests (tests/test_hygiene_imap.py) read a real IMAP folder from Debian's
@@ -93,6 +95,11 @@ format: $(STAMP)
 # Every bench runs; one that misses its target exits 1, and make bench then fails at the end.
 bench: $(STAMP) browser-deps
 	status=0; for f in bench/bench_*.py; do $(BIN)/python $$f || status=1; done; exit $$status
+
+# After upgrading on purpose (pip install -U ... in .venv) and a green make test: record the set.
+constraints: $(BROWSER_STAMP)
+	{ sed -n '/^#/p' $(CONSTRAINTS); $(BIN)/python -m pip freeze --exclude-editable; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports demo-out
