@@ -548,6 +548,40 @@ def test_past_midnight_the_confirmation_plans_with_the_new_days_groups(
     assert "最終購入から 180 日です。" in mail.text
 
 
+def test_past_midnight_the_recount_note_stays_under_the_background_checks_verdict(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list past CHECK_AT_ONCE_UP_TO (here every list) is checked on a thread after the
+    confirmation shows; its verdict replaces the status line, and the 注意 that the purchase
+    history was counted again for today must still be under it."""
+    import bcartnb.widgets.planning as planning
+
+    monkeypatch.setattr(planning, "CHECK_AT_ONCE_UP_TO", 0)
+    monkeypatch.setenv("BCARTNB_NOW", EVENING)
+    members, orders = midnight_files(tmp_path)
+    w = Wizard(members, settings, orders=orders, member_folders=[tmp_path])
+    w.send_all.click()
+    w.compose.subject.value = "{{ 会社名 }} 様"
+    w.compose.body.value = "{{ 会社名 }} 様へのご案内です。"
+
+    monkeypatch.setenv("BCARTNB_NOW", MIDNIGHT_PAST)
+    w.compose.to_confirm.click()
+    assert w.stage == "confirm", w.status.value
+    check = w.mail_check
+    assert check is not None and check.wait(120.0)
+    said = w.status.value
+    assert "全員分のメールを確かめました" in said, said
+    assert said.count("日付が変わったため、購入履歴") == 1, said
+    assert "今日（2026年12月2日）の日付で計算し直しました" in said
+
+    w.confirm.back.click()  # the same day now: a new confirmation has nothing to add
+    w.compose.to_confirm.click()
+    check = w.mail_check
+    assert check is not None and check.wait(120.0)
+    assert "全員分のメールを確かめました" in w.status.value
+    assert "計算し直しました" not in w.status.value
+
+
 def test_a_frame_joined_yesterday_is_joined_again_when_planned(
     tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -171,6 +171,8 @@ class Wizard:
         self._send_started = False
         #: the confirmation's composing of every mail, when it runs after the screen shows
         self.mail_check: MailCheck | None = None
+        #: 注意 lines of the last 確認画面へ (a recount past midnight), kept under its verdict
+        self._confirm_notes: list[str] = []
         #: the mail 「同じ内容を再送する」 was ticked for (its identity), and how many it adds
         self._repeat_key: str | None = None
         self._repeatable = 0
@@ -391,9 +393,12 @@ class Wizard:
             busy="メールを作成しています…",
             quick=True,
         )
+        # said under what the plan says, and again under the check's verdict, which
+        # replaces that line when it comes (a list past CHECK_AT_ONCE_UP_TO)
+        self._confirm_notes = recounted
         self._say_confirmed(got)
-        for words in recounted:  # said under what the plan said, not instead of it
-            self.status.note(words)
+        if got is None:
+            self._add_confirm_notes()
 
     def _say_confirmed(self, got: Confirmation | None) -> None:
         """The confirmation screen for ``got``, or the form as it was (the error said)."""
@@ -435,11 +440,17 @@ class Wizard:
                 f"送信件数 {len(sendable):,}件。全員分のメールを作成して確かめています…"
                 "（このまま「送信」もできます。送信前にも全員分を確かめます）"
             )
-            self.mail_check = MailCheck(got.plan, self._checked).start()
         else:
             self.status.info(
                 f"送信件数 {len(sendable):,}件。内容を確認して「送信」を押してください。"
             )
+        self._add_confirm_notes()
+        if got.refused is None and not sendable.empty and not got.checked:
+            self.mail_check = MailCheck(got.plan, self._checked).start()
+
+    def _add_confirm_notes(self) -> None:
+        for words in self._confirm_notes:
+            self.status.note(words)
 
     def _checked(self, error: BaseException | None) -> None:
         """The background composing of every mail is done (on its thread, under its lock)."""
@@ -452,10 +463,13 @@ class Wizard:
                 f"送信件数 {n:,}件。全員分のメールを確かめました。"
                 "内容を確認して「送信」を押してください。"
             )
-            return
-        self.confirm.send.disabled = True
-        self.scheduling.form.button.disabled = True
-        self.status.error(error, then="送信も予約もできません。「戻る」でメールを直してください。")
+        else:
+            self.confirm.send.disabled = True
+            self.scheduling.form.button.disabled = True
+            self.status.error(
+                error, then="送信も予約もできません。「戻る」でメールを直してください。"
+            )
+        self._add_confirm_notes()
 
     def _stop_check(self) -> None:
         if self.mail_check is not None:
