@@ -630,7 +630,7 @@ def test_ctrl_c_while_the_rate_limit_waits_stops_at_once_and_refunds(
     import threading
     import time
 
-    from bcartnb.delivery.loop import RateLimiter
+    from bcartnb.delivery.connections import RateLimiter
 
     server = smtp_server()
     members = write_members(tmp_path / "m.csv", 4)

@@ -33,7 +33,8 @@ import pandas as pd
 
 from bcartnb.compose import ComposedMail, Composer
 from bcartnb.delivery.admin_copy import send_admin_copy
-from bcartnb.delivery.loop import MAX_BACKOFF, Connector, RateLimiter, Sender
+from bcartnb.delivery.connections import Connector, RateLimiter
+from bcartnb.delivery.loop import MAX_BACKOFF, Sender
 from bcartnb.delivery.plan import SendPlan
 from bcartnb.delivery.spool import Spool, SpoolHelper, compose_check, spool_or_check
 from bcartnb.delivery.summary import (

@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, cast
 
+from bcartnb.delivery.connections import Connector, RateLimiter
 from bcartnb.delivery.plan import SendPlan
 from bcartnb.delivery.spool import Spool
 from bcartnb.exceptions import (
@@ -52,7 +53,6 @@ from bcartnb.exceptions import (
 from bcartnb.ledger import DeliveryResult, Ledger, Recipient
 from bcartnb.ledger.journal import COUNTED_FROM
 from bcartnb.mailtokens import VerpSigner
-from bcartnb.pacing import SlidingWindows
 from bcartnb.transports import (
     Connection,
     Outcome,
@@ -61,7 +61,7 @@ from bcartnb.transports import (
     Transport,
 )
 
-__all__ = ["MAX_BACKOFF", "Connector", "RateLimiter", "Sender"]
+__all__ = ["MAX_BACKOFF", "Sender"]
 
 #: The longest wait between two retry rounds, whatever ``backoff`` doubles to (seconds).
 MAX_BACKOFF = 600.0
@@ -69,69 +69,6 @@ MAX_BACKOFF = 600.0
 #: How long a step may wait for a result that is due (seconds; poll counts whole ms): see
 #: :meth:`Sender._gather`.
 GATHER = 0.001
-
-
-class RateLimiter(SlidingWindows):
-    """Spaces sends so neither the per-second nor the per-hour limit is ever exceeded.
-
-    Shared servers throttle or block a burst (the reason B-Cart caps mail at all); the window
-    rule is :class:`bcartnb.pacing.SlidingWindows`, the same as the API client's.
-    """
-
-    def __init__(
-        self,
-        per_second: float | None = None,
-        per_hour: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        limits: list[tuple[int, float]] = []
-        if per_second:
-            # a fractional rate (0.5/s) is one mail every 2 s
-            limits.append((int(per_second), 1.0) if per_second >= 1 else (1, 1.0 / per_second))
-        if per_hour:
-            limits.append((int(per_hour), 3600.0))
-        super().__init__(limits, clock=clock, sleep=sleep)
-
-
-class Connector:
-    """Opens the K connections in parallel, in the background, while the mails are composed.
-
-    Against a real server a TLS handshake and a login take a few hundred milliseconds each;
-    one thread opening K of them after composing would hold the first mail back by their
-    sum. A connection that fails keeps its error for the send loop: it runs on the others
-    (a server may cap connections per client), or stops with it when none opened.
-    """
-
-    def __init__(self, transport: Transport, k: int) -> None:
-        self.transport = transport
-        self.opened: list[Connection | BaseException | None] = [None] * k
-        self.threads = [
-            threading.Thread(target=self._open, args=(i,), name=f"bcartnb-connect-{i}", daemon=True)
-            for i in range(k)
-        ]
-        for t in self.threads:
-            t.start()
-
-    def _open(self, i: int) -> None:
-        try:
-            self.opened[i] = self.transport.connect()
-        except BaseException as err:  # handed to the send loop, which decides
-            self.opened[i] = err
-
-    def take(self) -> list[Connection | BaseException | None]:
-        """The connections (or their errors), once every attempt has finished; then none."""
-        for t in self.threads:
-            t.join()
-        opened, self.opened = self.opened, []
-        return opened
-
-    def close(self) -> None:
-        """Close what nobody took (the compose check or the quota stopped the campaign)."""
-        for item in self.take():
-            if item is not None and not isinstance(item, BaseException):
-                with contextlib.suppress(Exception):
-                    item.close()
 
 
 class _Job(NamedTuple):
