@@ -20,7 +20,9 @@ a test states exactly which attempt fails:
   sending subprocess at a known point, or see a client time out.
 * ``data_reply``: the reply to the message data (lines joined by CRLF make a multi-line one).
 * ``pipelining=True``: EHLO offers PIPELINING (RFC 2920), as Postfix and most providers do;
-  each mail then records whether its envelope came in one write (``Received.pipelined``).
+  each mail then records whether the client wrote its RCPT without waiting for the reply
+  to MAIL FROM (``Received.pipelined``): that reply is held until the RCPT is in (at most
+  :data:`PIPELINE_WAIT` seconds, which only a client that does not pipeline waits out).
 * ``greylist=s``: greylisting per recipient address, by the clock (``time.monotonic``, or the
   test's :class:`ManualClock` given as ``clock=``, which only moves when told), not by
   count: the first RCPT of an address gets ``451 4.7.1 Greylisted, please try again later``,
@@ -86,6 +88,7 @@ __all__ = [
 
 GREYLIST_REPLY = "451 4.7.1 Greylisted, please try again later"
 SHUTDOWN_REPLY = "421 4.3.2 Service shutting down"
+PIPELINE_WAIT = 5.0  # seconds the reply to MAIL FROM waits for a pipelined RCPT
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class Received:
     raw: bytes
     auth_user: str | None
     tls: bool
-    pipelined: bool = False  # the RCPT command had already arrived when MAIL was handled
+    pipelined: bool = False  # the RCPT came before the reply to MAIL FROM went out
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,18 @@ class _ScriptedHandler:
             responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
+    async def _rcpt_came(self, server: SMTP) -> bool:
+        """With ``pipelining``: whether the client wrote RCPT TO without this reply (which
+        waits for it, up to :data:`PIPELINE_WAIT`); False without."""
+        if not self.faults.pipelining:
+            return False
+        deadline = time.monotonic() + PIPELINE_WAIT
+        while b"RCPT TO" not in bytes(getattr(server._reader, "_buffer", b"")).upper():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.001)
+        return True
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
@@ -312,10 +327,10 @@ class _ScriptedHandler:
         with self.lock:
             self.transactions += 1
             txn = self.transactions
+            self.lock.notify_all()  # wait_transactions
         envelope.bcartnb_txn = txn  # type: ignore[attr-defined]
         envelope.bcartnb_conn = conn  # type: ignore[attr-defined]
-        waiting = bytes(getattr(server._reader, "_buffer", b""))
-        envelope.bcartnb_pipelined = b"RCPT TO" in waiting.upper()  # type: ignore[attr-defined]
+        envelope.bcartnb_pipelined = await self._rcpt_came(server)  # type: ignore[attr-defined]
         if self.shutting_down():
             await server.push(SHUTDOWN_REPLY)
             return await self._drop(server, flush=True)
@@ -559,6 +574,11 @@ class TestServer:
         """Block until ``count`` mails were received (a condition, not a sleep)."""
         with self.handler.lock:
             return self.handler.lock.wait_for(lambda: len(self.handler.received) >= count, timeout)
+
+    def wait_transactions(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until ``count`` MAIL FROM commands were received (answered or not)."""
+        with self.handler.lock:
+            return self.handler.lock.wait_for(lambda: self.handler.transactions >= count, timeout)
 
     def wait_held(self, count: int = 1, timeout: float = 30.0) -> bool:
         with self.handler.lock:

@@ -382,6 +382,65 @@ def test_the_ledger_deleted_during_a_campaign_is_noticed(tmp_path: Path, smtp_se
     assert len(member_mails(server)) < n  # it stopped instead of mailing on unrecorded
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
+def test_killed_between_a_mail_from_and_its_hand_over_commit_mails_nobody_twice(
+    tmp_path: Path, smtp_server: Server, pipelining: bool
+):
+    """A step writes the next mail's MAIL FROM while it commits that mail's hand-over (and
+    the last mail's result). Killed in between, here while the commit waits for another
+    process's write lock, the server has a sender and nothing more: the member is still
+    pending and the resume mails it once; the mail whose result was in that commit is
+    uncertain, as any mail in flight at a SIGKILL."""
+    import os
+    import signal
+
+    from bcartnb.ledger import Ledger
+
+    n = 8
+    server = smtp_server(faults=Faults(hold_after=3, pipelining=pipelining))
+    path = setup_campaign(tmp_path, n)
+    settings_file(tmp_path, "\n[delivery]\nconnections = 1\n")
+    env = env_for(tmp_path, server)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "run", str(path), "--send", "--json"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    blocker = sqlite3.connect(tmp_path / "ledger.sqlite3", isolation_level=None)
+    try:
+        assert server.wait_held(1, timeout=60), "user3's mail never reached the server"
+        blocker.execute("BEGIN IMMEDIATE")  # the next step's commit waits for this lock
+        server.release()  # user3 accepted: the step begins user4, then waits to commit
+        assert server.wait_transactions(5, timeout=60), "user4's MAIL FROM never came"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert server.rcpt_attempts["user4@example.co.jp"] == 0
+    assert member_mails(server) == everyone(4)
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        cid = str(led.campaigns()["campaign_id"].iloc[0])
+        frame = led.deliveries(cid)
+    states = dict(zip(frame["member_id"], frame["state"], strict=True))
+    assert (states[1003], states[1004]) == ("sending", "pending")
+
+    resumed = bcartnb("resume", cid, "--json", env=env, cwd=tmp_path)
+    assert resumed.returncode == 4, resumed.stderr  # user3 is left uncertain
+    out = json.loads(resumed.stdout)
+    assert (out["uncertain"], out["sent"], out["pending"]) == (1, n - 1, 0)
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        assert [r.member_id for r in led.uncertain(cid)] == [1003]
+    assert member_mails(server) == everyone(n)  # user4 and the rest once, nobody twice
+    quota = json.loads(bcartnb("quota", "--json", env=env, cwd=tmp_path).stdout)
+    assert quota["used"] == n  # user4's begun transaction counted nothing
+
+
 def test_a_month_full_at_midnight_stops_the_run_and_says_how_many_went_out(
     tmp_path: Path, smtp_server: Server
 ):
@@ -414,6 +473,9 @@ def test_a_month_full_at_midnight_stops_the_run_and_says_how_many_went_out(
     assert summary.exit_code == 4 and summary.status == "unfinished"
     assert summary.sent == len(member_mails(server)) == 5  # the true count, not "nothing"
     assert summary.pending == n - 5
+    # the sixth mail's MAIL FROM went out while its refused hand-over was being committed;
+    # it was given up there: its recipient never reached the server
+    assert sum(server.rcpt_attempts.values()) == 5 and server.transactions == 6
     assert "2026-12" in str(summary.stopped) and "nothing was sent" not in str(summary.stopped)
     assert "送信済み 5" in summary.message() and "bcartnb resume" in summary.message()
 

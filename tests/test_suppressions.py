@@ -471,15 +471,19 @@ def journal_states(tmp_path: Path, campaign_id: str) -> dict[int, str]:
     return {int(m): str(s) for m, s in zip(frame["member_id"], frame["state"], strict=True)}
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
 def test_an_unsubscribe_mid_send_is_honoured_before_the_next_hand_over(
-    shop: Callable[..., Shop],
+    shop: Callable[..., Shop], pipelining: bool
 ) -> None:
     # One connection; the server holds the 4th mail (user3's) unanswered. While it is held,
     # another process lists user4 (next in line, not yet handed over) and user3 (handed
     # over, its data already at the server). Released: user4 is withheld, never sent; user3's
-    # mail stays what the server made of it, sent.
+    # mail stays what the server made of it, sent. user4's MAIL FROM goes out while its
+    # hand-over commits; withheld there, its transaction is given up before its RCPT, on a
+    # server that pipelines too, and the next mail goes on a new connection.
     n = 8
-    at = shop(n, faults=Faults(hold_after=3), delivery="connections = 1")
+    faults = Faults(hold_after=3, pipelining=pipelining)
+    at = shop(n, faults=faults, delivery="connections = 1")
     with at.sending("--json") as proc:
         assert at.server.wait_held(1, timeout=60), "the 4th mail never reached the server"
         for address in ("user4@example.co.jp", "user3@example.co.jp"):
@@ -496,6 +500,10 @@ def test_an_unsubscribe_mid_send_is_honoured_before_the_next_hand_over(
     assert Counter(states.values()) == Counter({"sent": n - 1, "withheld": 1})
     # withheld before its hand-over: it never counted
     assert json.loads(at.cli("quota", "--json").stdout)["used"] == n - 1
+    assert at.server.rcpt_attempts["user4@example.co.jp"] == 0
+    # the one MAIL FROM without a mail is user4's, given up (n - 1 mails and the admin copy)
+    assert at.server.transactions == (n - 1) + 1 + 1
+    assert all(r.pipelined == pipelining for r in at.server.received)
 
 
 def test_every_mail_listed_mid_send_is_withheld_and_the_summary_says_so(

@@ -624,6 +624,40 @@ def test_begin_twice_on_one_connection_is_a_bug(smtp_server: Factory) -> None:
 # --- PIPELINING (RFC 2920) ---------------------------------------------------------------------
 
 
+def _run_to_the_end(conn: PollableConnection) -> SendResult:
+    """Poll one connection's transaction to its result, as the send loop does."""
+    res = None
+    while res is None:
+        poller = select.poll()
+        poller.register(conn.fileno(), conn.events)
+        poller.poll(max(1, int((conn.deadline - time.monotonic()) * 1000)))
+        res = conn.advance() if time.monotonic() < conn.deadline else conn.expire()
+    return res
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
+def test_a_held_transaction_names_no_recipient_until_it_is_let_go(
+    smtp_server: Factory, pipelining: bool
+) -> None:
+    """begin(hold=True) writes MAIL FROM alone (the send loop commits the hand-over meanwhile);
+    go() writes the rest, still pipelined where the server offers it, and the mail arrives
+    whole and once."""
+    server = smtp_server(faults=Faults(pipelining=pipelining))
+    with server.transport() as transport:
+        conn = cast(PollableConnection, transport.connect())
+        assert conn.begin(SHOP, ["a@example.jp"], mail(to="a@example.jp"), hold=True) is None
+        assert server.wait_transactions(1, timeout=30)
+        with pytest.raises(RuntimeError, match="hold"):
+            conn.advance()  # its replies are not read before the rest is written
+        assert server.rcpt_attempts["a@example.jp"] == 0 and server.received == []
+        assert conn.go() is None
+        assert _run_to_the_end(conn).sent
+        assert conn.go() is None  # nothing held any more: a no-op
+        assert transport.send(SHOP, ["b@example.jp"], mail(to="b@example.jp")).sent
+    assert [r.recipients for r in server.received] == [("a@example.jp",), ("b@example.jp",)]
+    assert [r.pipelined for r in server.received] == [pipelining, pipelining]
+
+
 def test_the_envelope_goes_in_one_write_when_the_server_offers_pipelining(
     smtp_server: Factory,
 ) -> None:

@@ -1,9 +1,11 @@
 """The send loop: K connections driven by one thread, every step journaled.
 
 Each step commits, in one transaction, the results that came back and the hand-over of the
-next mails (:meth:`~bcartnb.ledger.Ledger.exchange`), then starts those mails: a result is
-committed before anything else is sent, and at most K mails are in flight, so after a
-SIGKILL at most K (one per connection) are ``uncertain``. What each SMTP outcome becomes:
+next mails (:meth:`~bcartnb.ledger.Ledger.exchange`): a mail's recipient and data go out
+only after its hand-over is committed, and a connection's result is committed before the
+data of its next mail (whose ``MAIL FROM`` is written while the commit runs: see
+:meth:`Sender._step`). At most K mails are in flight, so after a SIGKILL at most K (one per
+connection) are ``uncertain``. What each SMTP outcome becomes:
 
 ========================================  ==================================================
 2xx after the message data                ``sent``
@@ -24,8 +26,8 @@ data costs at most the mails then in flight, one per connection: the ``uncertain
 is K per outage, never more (with K = 1 the run stops at the first such loss).
 
 Each hand-over checks the suppression list in its own transaction
-(:meth:`~bcartnb.ledger.Ledger.hand_over`); a listed address is ``withheld`` and never
-started, and the rate limit is waited for before the hand-over, so nothing waits between
+(:meth:`~bcartnb.ledger.Ledger.hand_over`); a listed address is ``withheld``, never named to
+the server, and the rate limit is waited for before the hand-over, so nothing waits between
 the check and the server but the (re)connection of a connection that was lost.
 """
 
@@ -39,10 +41,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from bcartnb.delivery.connections import Connector, RateLimiter
 from bcartnb.delivery.plan import SendPlan
+from bcartnb.delivery.slots import Job, Slot
 from bcartnb.delivery.spool import Spool
 from bcartnb.exceptions import (
     BcartnbError,
@@ -65,36 +68,6 @@ __all__ = ["MAX_BACKOFF", "Sender"]
 
 #: The longest wait between two retry rounds, whatever ``backoff`` doubles to (seconds).
 MAX_BACKOFF = 600.0
-
-#: How long a step may wait for a result that is due (seconds; poll counts whole ms): see
-#: :meth:`Sender._gather`.
-GATHER = 0.001
-
-
-class _Job(NamedTuple):
-    member_id: int
-    to: str
-    raw: bytes
-    state: str  # the row's state when it was handed over (pending, deferred, uncertain)
-
-
-class _Slot:
-    """One of the K connections, and the mail it is sending (None when idle)."""
-
-    __slots__ = ("conn", "error", "job", "polled")
-
-    def __init__(self) -> None:
-        self.conn: Connection | None = None
-        self.error: BaseException | None = None  # opening it in the background failed
-        self.job: _Job | None = None
-        self.polled = False  # the connection is driven by poll (begin / advance)
-
-    def adopt(self, item: Connection | BaseException | None) -> None:
-        if isinstance(item, BaseException):
-            self.error = item
-        elif item is not None:
-            self.conn = item
-            self.polled = isinstance(item, PollableConnection)
 
 
 class Sender:
@@ -139,7 +112,7 @@ class Sender:
         self.k = max(1, connections)
         self.limiter = limiter
         self.sleep = sleep
-        self.slots = [_Slot() for _ in range(self.k)]
+        self.slots = [Slot() for _ in range(self.k)]
         self.idle = list(self.slots)
         self.in_flight = 0
         #: a poll set per set of busy sockets: a poll object holds only fd numbers and
@@ -271,7 +244,7 @@ class Sender:
                     # about to step: replies that came in meanwhile first, so the server
                     # has their next commands while we commit, and the connections they
                     # free join this step's hand-over rather than need a step of their own
-                    self.collect(timeout=self._gather())
+                    self.collect(timeout=0)
                 room = self._room()
                 batch: list[tuple[Recipient, str, bytes]] = []
                 while not exhausted and self.fatal is None and len(batch) < room:
@@ -297,23 +270,6 @@ class Sender:
                 elif not self.unrecorded and (exhausted or self.fatal is not None):
                     break
 
-    def _gather(self) -> float:
-        """How long a step may wait for one more reply first: :data:`GATHER` while a busy
-        connection awaits the reply to its data, else not at all.
-
-        A step's commit costs ~0.1 ms of CPU whatever it holds, and a result that comes
-        while we wait shares it (about 0.8 steps a mail become 0.6 on a local server). The
-        wait ends at the first reply on ANY busy connection, which is processed at once (so
-        the loop idles only until the server's next answer), and never happens under a rate
-        limit. Nothing about what is recorded, or when a mail may start, changes.
-        """
-        if self.limiter.limited:
-            return 0.0  # one start at a time anyway
-        for s in self.slots:
-            if s.job is not None and getattr(s.conn, "finishing", False):
-                return GATHER
-        return 0.0
-
     def _room(self) -> int:
         """How many mails may start now: one per idle connection, one at a time under a
         rate limit, none until it allows one.
@@ -335,8 +291,22 @@ class Sender:
         return 0 if self.limiter.delay() > 0 else 1
 
     def _step(self, batch: list[tuple[Recipient, str, bytes]], resend: bool) -> None:
-        """Commit the results and hand ``batch`` over in one transaction, then start it."""
+        """Begin ``batch``, commit the results and its hand-over in ONE transaction, then let
+        each mail go on, or give up one the commit did not hand over.
+
+        The commit is most of what a step costs, so a mail on an open, polled connection is
+        begun first with its ``MAIL FROM`` alone (``hold``), which the server reads while we
+        commit: a run of 10,000 mails to a local server takes 15% less time. Nothing is read
+        from any connection before the commit is done, and the recipient and the data are
+        written only after it, so no mail is addressed, let alone delivered, before its
+        hand-over is committed (:meth:`_begin_all`, :meth:`_give_up`). A mail that needs its
+        connection opened first, and other transports (a Maildir, a dry run: they deliver in
+        one call), start after the commit.
+        """
         results, self.unrecorded = self.unrecorded, []
+        begun = self._begin_all(batch)
+        if self.fatal is not None:
+            batch = []  # a mail could not be begun: none of these is handed over
         handovers = [(r.member_id, r.state) for r, _, _ in batch]
         withheld: frozenset[int] = frozenset()
         try:
@@ -344,6 +314,8 @@ class Sender:
         except BcartnbError as err:
             # the results were committed alone (or the ledger is gone); the
             # hand-over was not: those mails stay as they were, untouched
+            for slot, res in begun.values():
+                self._give_up(slot, res)
             if not _recorded_alone(err):
                 self.unrecorded = results + self.unrecorded
                 raise
@@ -351,6 +323,8 @@ class Sender:
             self.fatal = self.fatal or err
             batch = []
         except BaseException:
+            for slot, res in begun.values():
+                self._give_up(slot, res)
             self.unrecorded = results + self.unrecorded  # rolled back: record later
             raise
         else:
@@ -359,10 +333,66 @@ class Sender:
             self._account(results, withheld=len(withheld))
         for i, (r, to, raw) in enumerate(batch):
             if self.fatal is not None:
+                for slot, res in begun.values():
+                    self._give_up(slot, res)
                 self._unstart([b for b in batch[i:] if b[0].member_id not in withheld])
                 break  # a connection failed: these never start
-            if r.member_id not in withheld:
-                self._start(_Job(r.member_id, to, raw, r.state))
+            early = begun.pop(r.member_id, None)
+            if r.member_id in withheld:
+                if early is not None:
+                    self._give_up(*early)
+            elif early is not None:
+                self._go(*early)
+            else:
+                self._start(Job(r.member_id, to, raw, r.state))
+
+    def _begin_all(
+        self, batch: list[tuple[Recipient, str, bytes]]
+    ) -> dict[int, tuple[Slot, SendResult | None]]:
+        """Begin what :meth:`_step` may begin before its commit: member id → (slot, the
+        result if the transaction ended at once). An error sets ``fatal`` and gives every
+        one of them up: then nothing of the batch is handed over."""
+        begun: dict[int, tuple[Slot, SendResult | None]] = {}
+        for r, to, raw in batch:
+            slot = next((s for s in reversed(self.idle) if s.polled and s.open), None)
+            if slot is None:
+                break  # the rest start after the commit, connecting first
+            self.idle.remove(slot)
+            job = slot.job = Job(r.member_id, to, raw, r.state)
+            conn = cast(PollableConnection, slot.conn)
+            try:
+                begun[r.member_id] = (slot, conn.begin(self._sender(job), [to], raw, hold=True))
+            except Exception as err:  # nothing of it was written: it stays as it was
+                self.fatal = self.fatal or err
+                self._give_up(slot, None)
+                for other, res in begun.values():
+                    self._give_up(other, res)
+                return {}
+        return begun
+
+    def _give_up(self, slot: Slot, res: SendResult | None) -> None:
+        """A mail begun but not handed over: only its ``MAIL FROM`` went out, so closing the
+        connection (a server ends a transaction without its data and delivers nothing)
+        leaves no trace of it; the slot opens a new one when next used."""
+        slot.job = None
+        self.idle.append(slot)
+        if res is None and slot.conn is not None:  # still running (else already ended)
+            conn, slot.conn = slot.conn, None
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _go(self, slot: Slot, res: SendResult | None) -> None:
+        """A mail begun before its hand-over was committed: on with it now."""
+        if res is None:
+            try:
+                res = cast(PollableConnection, slot.conn).go()
+            except Exception as err:  # decided by _result
+                self._end(slot, None, err)
+                return
+            if res is None:
+                self.in_flight += 1
+                return
+        self._end(slot, res, None)
 
     def _unstart(self, batch: Sequence[tuple[Recipient, str, bytes]]) -> None:
         for r, _, _ in batch:
@@ -379,7 +409,7 @@ class Sender:
         finally:
             self.critical = True
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: Job) -> None:
         """Begin one mail on an idle connection, (re)connecting it first if need be."""
         slot = self.idle.pop()
         slot.job = job
@@ -407,13 +437,13 @@ class Sender:
             return
         self._end(slot, res, None)
 
-    def _sender(self, job: _Job) -> str:
+    def _sender(self, job: Job) -> str:
         """The envelope sender: the shop's address, or with VERP this mail's own."""
         if self.verp_base is None or self.verp is None:
             return self.envelope_from
         return self.verp.address(self.verp_base, self.cid, job.member_id)
 
-    def _end(self, slot: _Slot, res: SendResult | None, err: BaseException | None) -> None:
+    def _end(self, slot: Slot, res: SendResult | None, err: BaseException | None) -> None:
         job = slot.job
         assert job is not None
         slot.job = None
@@ -425,7 +455,7 @@ class Sender:
     def collect(self, timeout: float | None = None) -> None:
         """Wait for the next reply (at most ``timeout`` s), then take every one that is ready."""
         now = time.monotonic()
-        by_fd: dict[int, tuple[_Slot, PollableConnection]] = {}
+        by_fd: dict[int, tuple[Slot, PollableConnection]] = {}
         first = math.inf  # the nearest deadline
         for s in self.slots:  # one pass: about three waits a mail
             if s.job is not None:
@@ -498,7 +528,7 @@ class Sender:
             self.progress(self.finished, self.total)
 
     def _result(
-        self, job: _Job, res: SendResult | None, error: BaseException | None
+        self, job: Job, res: SendResult | None, error: BaseException | None
     ) -> DeliveryResult | None:
         if error is not None:
             if self.fatal is None:

@@ -88,6 +88,8 @@ class PollableConnection(Connection, Protocol):
     ``POLLOUT`` while a command waits for room), :meth:`advance` writes or reads and steps
     on, and returns the result when the transaction ends; past :attr:`deadline`
     (``time.monotonic``) :meth:`expire` gives the transaction up. No call blocks.
+    ``begin(..., hold=True)`` writes no more than the envelope's sender until :meth:`go`:
+    nothing that names the recipient, and never the data.
     """
 
     deadline: float
@@ -96,8 +98,10 @@ class PollableConnection(Connection, Protocol):
     def fileno(self) -> int: ...
 
     def begin(
-        self, envelope_from: str, recipients: Sequence[str], raw: bytes
+        self, envelope_from: str, recipients: Sequence[str], raw: bytes, *, hold: bool = False
     ) -> SendResult | None: ...
+
+    def go(self) -> SendResult | None: ...
 
     def advance(self) -> SendResult | None: ...
 

@@ -113,6 +113,9 @@ class SmtpConnection(BaseConnection):
         self._data = b""
         self._after_rset: SendResult | None = None
         self._mail_reply: tuple[int, str] = (0, "")  # pipelined: MAIL's, awaited until DATA's
+        #: begun with hold=True, not let go yet: what go() writes (a pipelined envelope's
+        #: RCPTs and DATA; nothing without PIPELINING, where MAIL's reply leads on)
+        self._held: bytes | None = None
         self._out: bytes | memoryview = b""  # what the socket has not taken yet
         self.deadline = 0.0
         """When the reply awaited now is overdue (``time.monotonic()``)."""
@@ -160,12 +163,12 @@ class SmtpConnection(BaseConnection):
         except (smtplib.SMTPException, OSError):
             pass
         finally:
-            self._step = _IDLE
+            self._step, self._held = _IDLE, None
             smtp.close()
 
     def _drop(self) -> None:
         smtp, self._smtp, self._sock = self._smtp, None, None
-        self._step, self._buf, self._out = _IDLE, b"", b""
+        self._step, self._buf, self._out, self._held = _IDLE, b"", b"", None
         close_quietly(smtp)
 
     def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult:
@@ -183,10 +186,19 @@ class SmtpConnection(BaseConnection):
             result = self.advance()  # None again when it woke for nothing
         return result
 
-    def begin(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> SendResult | None:
+    def begin(
+        self,
+        envelope_from: str,
+        recipients: Sequence[str],
+        raw: bytes,
+        *,
+        hold: bool = False,
+    ) -> SendResult | None:
         """Start one transaction; the result now if it ended at once, else None (poll, advance).
 
-        Raises TransportError only if a needed reconnect fails.
+        ``hold``: write ``MAIL FROM`` alone, nothing more until :meth:`go` (the send loop
+        writes it while it commits the mail's hand-over). Raises TransportError only if a
+        needed reconnect fails.
         """
         if self._step != _IDLE:
             raise RuntimeError("a transaction is already running on this connection")
@@ -208,12 +220,30 @@ class SmtpConnection(BaseConnection):
         self._rcpts, self._next_rcpt, self._refused = list(recipients), 0, {}
         self._data = LEADING_DOT.sub(b"..", data) if needs_dots(data) else data
         mail_from = f"MAIL FROM:<{envelope_from}>{options}"
+        if hold:
+            self._held = b""
         if "pipelining" in self._features:
             # RFC 2920: the envelope in one write, the replies read in order; saves two
             # round trips a mail, which over the internet is most of the time a mail takes.
             lines = [mail_from, *(f"RCPT TO:<{r}>" for r in self._rcpts), "DATA"]
+            if hold:
+                self._held = "".join(f"{line}\r\n" for line in lines[1:]).encode(self._encoding)
+                return self._command(mail_from, _PIPE)
             return self._command("\r\n".join(lines), _PIPE)
         return self._command(mail_from, _MAIL)
+
+    def go(self) -> SendResult | None:
+        """Let a transaction begun with ``hold=True`` go on; its result if that ends it.
+
+        With PIPELINING the recipients and ``DATA`` are written now, still ahead of every
+        reply (the replies come in order whatever the writes were); without it the reply
+        to ``MAIL FROM``, read after this, leads on as always.
+        """
+        held, self._held = self._held, None
+        if not held or self._step == _IDLE:  # nothing to write, or the write already failed
+            return None
+        self._out = bytes(self._out) + held if self._out else held
+        return self._flush()
 
     def advance(self) -> SendResult | None:
         """Write what is pending, read what the server sent and step on: the result when the
@@ -224,6 +254,8 @@ class SmtpConnection(BaseConnection):
         sock = self._sock
         if sock is None or self._step == _IDLE:
             raise RuntimeError("no transaction is running on this connection")
+        if self._held is not None:  # no reply is read before the rest is let go
+            raise RuntimeError("a transaction begun with hold=True was not let go")
         if self._out:
             result = self._flush()
             if result is not None or self._out:
