@@ -137,11 +137,6 @@ class SmtpConnection(BaseConnection):
         return self._smtp is not None
 
     @property
-    def finishing(self) -> bool:
-        """The data went out whole: the reply awaited now decides the mail."""
-        return self._step == _BODY and not self._out
-
-    @property
     def busy(self) -> bool:
         """A transaction is running: its reply is awaited."""
         return self._step != _IDLE
