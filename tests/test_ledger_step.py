@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bcartnb.exceptions import CampaignStateError, QuotaExceededError
+from bcartnb.exceptions import CampaignStateError, LedgerError, QuotaExceededError
 from bcartnb.ledger import DeliveryResult, Ledger
 from bcartnb.ledger.reservations import Owner
 from bcartnb.plans import resolve_plan
@@ -403,3 +404,62 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         }
     finally:
         c.close()
+
+
+# --- the write transaction (a class since the step was made cheaper) -------------------------
+
+
+def other_thread_writes(led: Ledger) -> str:
+    """A write from another thread: it needs the ledger's lock, so it shows the lock was freed."""
+    out: list[str] = []
+    worker = threading.Thread(
+        target=lambda: out.append(str(led.suppress("late@example.jp", "manual"))), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "the ledger's lock was never released"
+    return out[0]
+
+
+def test_a_write_that_raises_rolls_back_releases_the_lock_and_raises_what_it_raised(
+    tmp_path: Path,
+) -> None:
+    with Ledger.open(tmp_path / "l.sqlite3", clock=lambda: NOV) as led:
+        with pytest.raises(KeyError, match="mine"), led._write() as c:
+            c.execute("INSERT INTO usage VALUES ('2026-11', 'x', 1)")
+            raise KeyError("mine")
+        assert not led._conn.in_transaction
+        with pytest.raises(LedgerError, match=r"ledger error: .*no such table"), led._write() as c:
+            c.execute("INSERT INTO usage VALUES ('2026-11', 'y', 1)")
+            c.execute("SELECT * FROM no_such_table")
+        assert not led._conn.in_transaction
+        assert other_thread_writes(led) == "True"
+        assert led._conn.execute("SELECT count(*) FROM usage").fetchone()[0] == 0
+
+
+def test_a_commit_that_fails_is_a_ledger_error_and_the_lock_is_released(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "l.sqlite3", clock=lambda: NOV) as led:
+        led._conn.execute("PRAGMA foreign_keys = ON")
+        led._conn.execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT, which fails
+        with pytest.raises(LedgerError, match="FOREIGN KEY"), led._write() as c:
+            c.execute(
+                "INSERT INTO reservations VALUES ('no-such', 'm', 'light', 0, 1, 'h', 's', 0, 'x')"
+            )
+        assert not led._conn.in_transaction
+        assert led._conn.execute("SELECT count(*) FROM reservations").fetchone()[0] == 0
+        assert other_thread_writes(led) == "True"
+
+
+def test_a_write_inside_a_snapshot_is_refused_and_the_snapshot_stands(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite3"
+    with Ledger.open(path, clock=lambda: NOV) as led, Ledger.open(path, clock=lambda: NOV) as other:
+        led.suppress("first@example.jp", "manual")
+        with led.snapshot():
+            assert len(led.suppressions()) == 1  # the first read: the snapshot is taken
+            other.suppress("second@example.jp", "manual")
+            assert len(led.suppressions()) == 1
+            with pytest.raises(LedgerError, match="a write inside a snapshot"):
+                led.suppress("third@example.jp", "manual")
+            assert len(led.suppressions()) == 1  # still the snapshot: nothing rolled it back
+        assert len(led.suppressions()) == 2
+        assert other_thread_writes(led) == "True"
