@@ -104,9 +104,10 @@ def run_steps(rows: int, profile: bool = False) -> dict[str, float]:
 
 def base_tree(rev: str, into: Path) -> Path:
     """The base commit's ``bcartnb`` package, unpacked under ``into``."""
-    data = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "bcartnb"], check=True, capture_output=True
-    ).stdout
+    got = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "bcartnb"], capture_output=True)
+    if got.returncode != 0:
+        raise SystemExit(f"bench_step: cannot read {rev} from git: {got.stderr.decode().strip()}")
+    data = got.stdout
     with tarfile.open(fileobj=BytesIO(data)) as tar:
         tar.extractall(into, filter="data")
     return into
