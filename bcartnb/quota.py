@@ -83,15 +83,17 @@ def month_of(dt: datetime) -> str:
     global _last_month
     last = _last_month
     if last[0] is dt:  # the send loop's step asks twice about the same moment
-        return last[1]
+        return last[2]
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"month_of needs an aware datetime, got naive {dt.isoformat()}")
-    month = dt.astimezone(TOKYO).strftime("%Y-%m")
-    _last_month = (dt, month)
+    local = dt.astimezone(TOKYO)
+    ym = (local.year, local.month)  # and every step of a run asks about the same month
+    month = last[2] if ym == last[1] else local.strftime("%Y-%m")
+    _last_month = (dt, ym, month)
     return month
 
 
-_last_month: tuple[datetime | None, str] = (None, "")
+_last_month: tuple[datetime | None, tuple[int, int], str] = (None, (0, 0), "")
 
 
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")

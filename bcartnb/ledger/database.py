@@ -192,18 +192,9 @@ class Database:
 
     # --- transactions ------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> _Transaction:
         """One ``BEGIN IMMEDIATE`` transaction: all or nothing, and no stale reads."""
-        with self._lock:
-            if self._held:  # its ROLLBACK would end the snapshot under the reader's feet
-                raise LedgerError(
-                    f"{self.path}: a write inside a snapshot (a look) of the ledger",
-                    ja="配信記録を読み取り専用で開いている間は書き込めません（内部の誤りです）。",
-                )
-            self.check_file()
-            with self._transaction("BEGIN IMMEDIATE") as c:
-                yield c
+        return _Transaction(self, "BEGIN IMMEDIATE", write=True)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -233,20 +224,17 @@ class Database:
                 finally:
                     self._held = False
 
-    @contextlib.contextmanager
-    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
-        c = self._conn
-        try:
-            c.execute(begin)
-            yield c
-            c.execute("COMMIT")
-        except BaseException as exc:
-            if c.in_transaction:
-                with contextlib.suppress(sqlite3.Error):  # a corrupt file may refuse even this
-                    c.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise wrap(exc, self.path, self.timeout) from exc
-            raise
+    def _transaction(self, begin: str) -> _Transaction:
+        return _Transaction(self, begin)
+
+    def _writable(self) -> None:
+        """What a write checks first, under the lock."""
+        if self._held:  # its ROLLBACK would end the snapshot under the reader's feet
+            raise LedgerError(
+                f"{self.path}: a write inside a snapshot (a look) of the ledger",
+                ja="配信記録を読み取り専用で開いている間は書き込めません（内部の誤りです）。",
+            )
+        self.check_file()
 
     def check_file(self) -> None:
         """Refuse to write into a ledger file that was deleted or replaced since it was opened."""
@@ -273,6 +261,65 @@ class Database:
         if row is None:
             raise unknown_campaign(campaign_id, self.path)
         return str(row[0])
+
+
+class _Transaction:
+    """``begin`` ... ``COMMIT``; on any exception ``ROLLBACK``, an sqlite3 error raised as a
+    :class:`LedgerError` naming the file. A write (``write=True``) holds the ledger's lock
+    and checks the file first (:meth:`Database._writable`).
+
+    A class rather than a generator context manager: the send loop enters one at every step,
+    and the generator's machinery cost more than the rest of the Python around the step's
+    statements."""
+
+    __slots__ = ("_begin", "_db", "_write")
+
+    def __init__(self, db: Database, begin: str, *, write: bool = False) -> None:
+        self._db = db
+        self._begin = begin
+        self._write = write
+
+    def __enter__(self) -> sqlite3.Connection:
+        db = self._db
+        if self._write:
+            db._lock.acquire()
+            try:
+                db._writable()
+            except BaseException:
+                db._lock.release()
+                raise
+        try:
+            db._conn.execute(self._begin)
+        except BaseException as exc:
+            self._end(exc)  # raises the wrapped error for an sqlite3 one
+            raise
+        return db._conn
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            try:
+                self._db._conn.execute("COMMIT")
+            except BaseException as err:
+                self._end(err)
+                raise
+            if self._write:
+                self._db._lock.release()
+            return
+        self._end(exc)
+
+    def _end(self, exc: BaseException) -> None:
+        """Roll back, release the lock; raise the wrapped error for an sqlite3 one."""
+        db = self._db
+        try:
+            c = db._conn
+            if c.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # a corrupt file may refuse even this
+                    c.execute("ROLLBACK")
+        finally:
+            if self._write:
+                db._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise wrap(exc, db.path, db.timeout) from exc
 
 
 def unknown_campaign(campaign_id: str, path: Path) -> CampaignStateError:

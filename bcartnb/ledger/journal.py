@@ -18,9 +18,8 @@ unsubscribe committed before a mail's hand-over always holds, and one committed 
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -34,7 +33,7 @@ from bcartnb.ledger.lifecycle import (
     RowsRefused,
     transition,
 )
-from bcartnb.ledger.reservations import Owner, Reservations
+from bcartnb.ledger.reservations import Reservations, mine
 from bcartnb.ledger.suppressions import withhold_listed
 from bcartnb.quota import TOKYO, month_of
 
@@ -144,13 +143,11 @@ class Journal(Reservations):
         hand = [(int(m), str(s)) for m, s in handovers]
         now = self._now(now)
         try:
-            with self._refusing(campaign_id), self._write() as c:
-                return self._step(c, campaign_id, items, hand, resend, now)
+            return self._commit_step(campaign_id, items, hand, resend, now)
         except (CampaignStateError, QuotaExceededError):
             if not (items and hand):
                 raise
-            with self._refusing(campaign_id), self._write() as c:
-                self._step(c, campaign_id, items, [], resend, now)
+            self._commit_step(campaign_id, items, [], resend, now)
             raise
 
     def mark_sending(
@@ -176,6 +173,21 @@ class Journal(Reservations):
         self.exchange(campaign_id, items, [], now=now)
         return len(items)
 
+    def _commit_step(
+        self,
+        campaign_id: str,
+        items: list[DeliveryResult],
+        hand: list[tuple[int, str]],
+        resend: bool,
+        now: datetime,
+    ) -> Handover:
+        """:meth:`_step` in its own write transaction; a refused row named after the rollback."""
+        try:
+            with self._write() as c:
+                return self._step(c, campaign_id, items, hand, resend, now)
+        except RowsRefused as refused:
+            raise self._bad_rows(campaign_id, refused) from None
+
     def _step(
         self,
         c: sqlite3.Connection,
@@ -190,7 +202,7 @@ class Journal(Reservations):
             "WHERE campaign_id = ?",
             (campaign_id,),
         ).fetchone()
-        ours = row is not None and Owner(row[3], row[4], row[5]) == Owner.current()
+        ours = row is not None and mine(row[3], row[4], row[5])
         if hand and not ours:
             self._own_reservation(c, campaign_id, now)  # raises, naming why
         units = 0
@@ -303,15 +315,8 @@ class Journal(Reservations):
                 )
             ]
 
-    @contextlib.contextmanager
-    def _refusing(self, campaign_id: str) -> Iterator[None]:
-        """Turn a refused batch into a CampaignStateError naming the rows, read after rollback."""
-        try:
-            yield
-        except RowsRefused as refused:
-            raise self._bad_rows(campaign_id, refused) from None
-
     def _bad_rows(self, campaign_id: str, refused: RowsRefused) -> CampaignStateError:
+        """A refused batch as a CampaignStateError naming the rows, read after the rollback."""
         seen: set[int] = set()
         bad: list[str] = []
         with self._read() as c:

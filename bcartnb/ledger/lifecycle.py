@@ -197,19 +197,21 @@ def transition(
     units = 0
     if to == "sending":
         month = month_of(now)
-        handed = [(int(m), s) for m, s in rows]
-        for m, s in handed:
+        handed = []
+        for m, s in rows:
             if s not in allowed or (s == "uncertain" and not resend):
-                raise RowsRefused([m], ("pending", "deferred"), "hand over")
-        units = sum(1 for _, s in handed if s in COUNTED_FROM)
+                raise RowsRefused([int(m)], ("pending", "deferred"), "hand over")
+            counts = s in COUNTED_FROM
+            units += counts
+            handed.append((s, counts, month, stamp, campaign_id, int(m), s))
         c.executemany(
             "UPDATE deliveries SET state = 'sending', handed_from = ?, attempts = attempts + 1, "
             "counted_month = CASE WHEN ? THEN ? ELSE counted_month END, sending_at = ?, "
             "result_at = NULL WHERE campaign_id = ? AND member_id = ? AND state = ?",
-            ((s, s in COUNTED_FROM, month, stamp, campaign_id, m, s) for m, s in handed),
+            handed,
         )
         if c.total_changes - before != len(handed):
-            raise RowsRefused([m for m, _ in handed], allowed, "hand over")
+            raise RowsRefused([h[5] for h in handed], allowed, "hand over")
         if units:
             count(c, month, campaign_id, units)
         return units
@@ -242,16 +244,21 @@ def transition(
     if any(r.state != to for r in results):
         raise ValueError(f"every result must be {to!r}")
     c.executemany(
-        "UPDATE deliveries SET state = ?, code = ?, message = ?, result_at = ? "
-        f"WHERE campaign_id = ? AND member_id = ? AND state IN {allowed!r}"
-        if len(allowed) > 1
-        else "UPDATE deliveries SET state = ?, code = ?, message = ?, result_at = ? "
-        f"WHERE campaign_id = ? AND member_id = ? AND state = '{allowed[0]}'",
-        ((to, r.code, r.message, stamp, campaign_id, int(r.member_id)) for r in results),
+        _MARK[to], [(to, r.code, r.message, stamp, campaign_id, int(r.member_id)) for r in results]
     )
     if c.total_changes - before != len(results):
         raise RowsRefused([int(r.member_id) for r in results], allowed, f"mark {to}")
     return 0
+
+
+#: target state → the statement that records a result there (the same text every time: the
+#: connection's statement cache keeps it prepared).
+_MARK: Final[Mapping[str, str]] = {
+    to: "UPDATE deliveries SET state = ?, code = ?, message = ?, result_at = ? "
+    "WHERE campaign_id = ? AND member_id = ? AND "
+    + (f"state IN {allowed!r}" if len(allowed) > 1 else f"state = '{allowed[0]}'")
+    for to, allowed in TRANSITIONS.items()
+}
 
 
 assert set(CAMPAIGN_TRANSITIONS) <= set(CAMPAIGN_STATUSES)

@@ -38,7 +38,7 @@ from bcartnb.ledger.database import Database, ts
 from bcartnb.ledger.lifecycle import set_status, transition
 from bcartnb.quota import Plan, QuotaStatus, check_quota, month_of, resolve_plan
 
-__all__ = ["Owner", "Reservations"]
+__all__ = ["Owner", "Reservations", "mine"]
 
 HOST = socket.gethostname()
 
@@ -54,12 +54,19 @@ class Owner:
     @classmethod
     def current(cls) -> Owner:
         pid = os.getpid()  # at call time: a forked child is a different owner
-        if pid not in _MY_START:
-            _MY_START[pid] = _proc_start(pid) or ""
-        return cls(pid, HOST, _MY_START[pid])
+        me = _ME.get(pid)
+        if me is None:
+            me = _ME[pid] = cls(pid, HOST, _proc_start(pid) or "")
+        return me
 
 
-_MY_START: dict[int, str] = {}
+_ME: dict[int, Owner] = {}
+
+
+def mine(pid: int, host: str, start: str) -> bool:
+    """Whether a reservation naming this owner is this process's (asked at every step)."""
+    me = Owner.current()
+    return pid == me.pid and host == me.host and start == me.start
 
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:
@@ -252,7 +259,7 @@ class Reservations(Database):
             "WHERE campaign_id = ?",
             (campaign_id,),
         ).fetchone()
-        if row is None or Owner(row[3], row[4], row[5]) != Owner.current():
+        if row is None or not mine(row[3], row[4], row[5]):
             self._status(c, campaign_id)
             raise CampaignStateError(
                 f"campaign {campaign_id} is not held by this process (not claimed, finished, "
