@@ -185,8 +185,11 @@ from bcartnb.delivery import spool
 made = []  # each helper started: its rows, and how many campaigns the ledger held then
 start = spool.SpoolHelper.__init__
 def counted(self, composer, rows, *args, **kwargs):
-    with sqlite3.connect("ledger.sqlite3") as db:
-        made.append([len(rows), db.execute("SELECT count(*) FROM campaigns").fetchone()[0]])
+    campaigns = None  # no ledger file yet (a dry run makes none)
+    if os.path.exists("ledger.sqlite3"):
+        with sqlite3.connect("file:ledger.sqlite3?mode=ro", uri=True) as db:
+            campaigns = db.execute("SELECT count(*) FROM campaigns").fetchone()[0]
+    made.append([len(rows), campaigns])
     start(self, composer, rows, *args, **kwargs)
 spool.SpoolHelper.__init__ = counted
 spool.SpoolHelper.MIN_MAILS = int(sys.argv[2])
@@ -201,7 +204,7 @@ def no_child_left():
 
 RUN_CLI = r"""
 from bcartnb.cli import main
-code = main(["run", sys.argv[1], "--send", "--json"])
+code = main(["run", sys.argv[1], "--json", *sys.argv[3:]])
 print(json.dumps({"made": made, "no_child": no_child_left()}), file=sys.stderr)
 sys.exit(code)
 """
@@ -230,16 +233,20 @@ print(json.dumps(out))
 """
 
 
-def _run(tmp_path: Path, server: Any, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    tmp_path: Path, server: Any, script: str, *args: str, code: int = 0, ready: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``script`` run on the campaign of 30 members in ``tmp_path`` (written unless ``ready``)."""
+    campaign = tmp_path / "campaign.toml" if ready else setup_campaign(tmp_path, 30)
     proc = subprocess.run(
-        [sys.executable, "-c", COUNTED + script, str(setup_campaign(tmp_path, 30)), *args],
+        [sys.executable, "-c", COUNTED + script, str(campaign), *args],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         env=env_for(tmp_path, server),
         timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == code, proc.stderr
     return proc
 
 
@@ -272,7 +279,7 @@ def test_mails_composed_while_the_claim_is_written_are_the_plain_runs(
     for way, min_mails in (("ahead", "1"), ("plain", str(10**9))):
         server = smtp_server()
         (tmp_path / way).mkdir()
-        proc = _run(tmp_path / way, server, RUN_CLI, min_mails)
+        proc = _run(tmp_path / way, server, RUN_CLI, min_mails, "--send")
         summary = json.loads(proc.stdout)
         runs[way] = (summary.pop("campaign_id"), summary, json.loads(proc.stderr), server)
     (cid, summary, helpers, server), (cid_p, summary_p, helpers_p, server_p) = runs.values()
@@ -302,4 +309,38 @@ def test_a_refused_claim_leaves_no_helper_behind(tmp_path: Path, smtp_server: Se
     server = smtp_server()
     out = json.loads(_run(tmp_path, server, CONDUCT, "1", "running").stdout)
     assert out == {"made": [[30, 1]], "error": "CampaignStateError", "no_child": True}
+    assert server.received == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "iso-2022-jp"])
+def test_a_dry_run_on_two_cores_says_what_the_plain_one_says(
+    tmp_path: Path, smtp_server: Server, encoding: str
+):
+    server = smtp_server()
+    out = {}
+    for way, min_mails in (("two", "1"), ("one", str(10**9))):
+        (tmp_path / way).mkdir()
+        campaign = setup_campaign(tmp_path / way, 30)
+        with (tmp_path / way / "members.csv").open("a", encoding="utf-8") as members:
+            members.write("1100,①商事,鈴木,一郎,x@example.co.jp,東京都,受け取る\n")
+            members.write("1101,②商事,鈴木,二郎,y@example.co.jp,東京都,受け取る\n")
+        with campaign.open("a", encoding="utf-8") as spec:
+            spec.write(f'encoding = "{encoding}"\n')
+        code = 0 if encoding == "utf-8" else 2
+        proc = _run(tmp_path / way, server, RUN_CLI, min_mails, code=code, ready=True)
+        lines = proc.stderr.replace(str(tmp_path / way), "DIR").splitlines()
+        out[way] = (
+            proc.stdout.replace(str(tmp_path / way), "DIR"),
+            lines[:-1],
+            json.loads(lines[-1]),
+        )
+    (stdout, errors, helpers), (stdout_p, errors_p, helpers_p) = out["two"], out["one"]
+    assert helpers == {"made": [[32, None]], "no_child": True} and helpers_p["made"] == []
+    assert errors == errors_p
+    if encoding == "utf-8":
+        summary, summary_p = json.loads(stdout), json.loads(stdout_p)
+        assert summary.pop("campaign_id") != summary_p.pop("campaign_id")
+        assert summary == summary_p and summary["sendable"] == 32
+    else:  # the first member whose mail cannot be composed, as the plain run says
+        assert stdout == stdout_p == "" and "1100" in errors[-1] and "①" in errors[-1]
     assert server.received == []

@@ -35,7 +35,7 @@ from bcartnb.compose import ComposedMail, Composer
 from bcartnb.delivery.admin_copy import send_admin_copy
 from bcartnb.delivery.loop import MAX_BACKOFF, Connector, RateLimiter, Sender
 from bcartnb.delivery.plan import SendPlan
-from bcartnb.delivery.spool import Spool, SpoolHelper, compose_check, spool_or_check
+from bcartnb.delivery.spool import Spool, SpoolHelper, spool_or_check
 from bcartnb.delivery.summary import (
     DONE_MESSAGE,
     EXIT_CODES,
@@ -81,8 +81,19 @@ TEST_PREFIX = "【テスト送信】"
 
 
 def dry_run(plan: SendPlan) -> DeliverySummary:
-    """Compose everything, project the quota, send nothing; refuse (exit 3) if it won't fit."""
-    compose_check(plan)
+    """Compose everything, project the quota, send nothing; refuse (exit 3) if it won't fit.
+
+    Composed as a send composes them (on two cores where it can, :mod:`~bcartnb.delivery.
+    spool`), so the dry run stops on the very member the send would stop on.
+    """
+    helper = SpoolHelper.fork(plan)
+    try:
+        spool = spool_or_check(plan, helper)
+    finally:
+        if helper is not None:
+            helper.close()
+    if spool is not None:
+        spool.close()
     return projected(plan)
 
 
