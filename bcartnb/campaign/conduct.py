@@ -2,8 +2,9 @@
 faces ask of the ledger without opening it is :mod:`~bcartnb.campaign.history`).
 
 :func:`send` is the only call that mails members; it claims the campaign's fingerprint in
-the ledger before :func:`bcartnb.delivery.deliver` composes anything, which is what makes a
-campaign exactly once however many faces, shells or crons start it.
+the ledger before :func:`bcartnb.delivery.deliver` sends anything, which is what makes a
+campaign exactly once however many faces, shells or crons start it (a helper process may
+compose the planned mails meanwhile; they are used only if the claim changed nothing).
 """
 
 from __future__ import annotations
