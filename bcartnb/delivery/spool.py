@@ -157,21 +157,29 @@ class SpoolHelper:
             or threading.active_count() != 1
         ):
             return None
-        return cls(plan.composer, rows)
+        try:
+            return cls(plan.composer, rows)
+        except OSError:  # no process, pipe or file to be had: one process composes them all
+            return None
 
     def __init__(self, composer: Composer, rows: pd.DataFrame, chunk: int | None = None) -> None:
         self.composer = composer
         self.rows = rows
         n = len(rows)
         self.chunk = max(chunk or self.CHUNK, -(-n // self.MAX_CHUNKS))
-        self.file: IO[bytes] | None = _spool_file()
-        self._queue, fill = os.pipe()
-        parts = b"".join(_PART.pack(i) for i in range(-(-n // self.chunk)))
-        while parts:
-            parts = parts[os.write(fill, parts) :]
-        os.close(fill)  # once empty, a read says end of file
-        self._read, write = os.pipe()
-        self.pid = os.fork()
+        self.pid, self._queue, self._read = 0, -1, -1
+        self.file: IO[bytes] | None = None
+        write = -1
+        try:
+            self.file = _spool_file()
+            self._queue = _queue_of(-(-n // self.chunk))
+            self._read, write = os.pipe()
+            self.pid = os.fork()
+        except BaseException:
+            if write >= 0:
+                os.close(write)
+            self.close()
+            raise
         if self.pid == 0:  # the child: compose, report, leave without running any cleanup
             os.close(self._read)
             code = 0
@@ -239,6 +247,22 @@ class SpoolHelper:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _queue_of(parts: int) -> int:
+    """The read end of a pipe holding the chunk numbers ``0 … parts - 1``; its write end is
+    closed, so once they are all taken a read says end of file."""
+    read, fill = os.pipe()
+    try:
+        data = b"".join(_PART.pack(i) for i in range(parts))
+        while data:
+            data = data[os.write(fill, data) :]
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(fill)
+    return read
 
 
 def _compose_child(helper: SpoolHelper, pipe: int) -> None:
