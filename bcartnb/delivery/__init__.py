@@ -83,8 +83,8 @@ TEST_PREFIX = "【テスト送信】"
 def dry_run(plan: SendPlan) -> DeliverySummary:
     """Compose everything, project the quota, send nothing; refuse (exit 3) if it won't fit.
 
-    Composed as a send composes them (on two cores where it can, :mod:`~bcartnb.delivery.
-    spool`), so the dry run stops on the very member the send would stop on.
+    Composed as a send composes them, on two cores where it can (the spool's helper), so
+    the dry run stops on the very member the send would stop on.
     """
     helper = SpoolHelper.fork(plan)
     try:
