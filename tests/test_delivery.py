@@ -554,7 +554,7 @@ plan.composer.clock = lambda: datetime(2026, 11, 27, 9, 0, tzinfo=TOKYO)
 ids = [int(i) for i in plan.audience.sendable["id"]]
 out = {"threads": __import__("threading").active_count()}
 try:
-    helper = SpoolHelper(plan, len(ids) // 2)
+    helper = SpoolHelper(plan.composer, plan.audience.sendable, chunk=4)
     try:
         forked = Spool(plan, helper)
     finally:

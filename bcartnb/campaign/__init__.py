@@ -15,7 +15,7 @@ this module; it imports them, in the flow's order::
 
 A campaign's mail is frozen when it is planned (:func:`frozen_mail`: what the member
 receives, before member values are merged in); its hash is the mail's identity. The claim
-is what makes it exactly once: taken atomically before anything is composed or sent, it
+is what makes it exactly once: taken atomically before anything is sent, it
 refuses a second run of the same campaign while the first is running, continues an
 unfinished one (same id, nobody mailed twice), and holds each address for this mail, so a
 member who already got it from any campaign (another file, a snapshot, a grown list) is held

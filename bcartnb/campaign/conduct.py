@@ -2,15 +2,16 @@
 faces ask of the ledger without opening it is :mod:`~bcartnb.campaign.history`).
 
 :func:`send` is the only call that mails members; it claims the campaign's fingerprint in
-the ledger before :func:`bcartnb.delivery.deliver` composes anything, which is what makes a
-campaign exactly once however many faces, shells or crons start it.
+the ledger before :func:`bcartnb.delivery.deliver` sends anything, which is what makes a
+campaign exactly once however many faces, shells or crons start it (a helper process may
+compose the planned mails meanwhile; they are used only if the claim changed nothing).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -21,6 +22,7 @@ from bcartnb.campaign.plan import CampaignPlan, plan_campaign, sent_notes
 from bcartnb.campaign.spec import CampaignSpec
 from bcartnb.compose import ComposedMail
 from bcartnb.delivery import DeliverySummary, dry_run, quota_dict
+from bcartnb.delivery.spool import SpoolHelper
 from bcartnb.exceptions import BcartnbError, SettingsError
 from bcartnb.filters import apply_filter
 from bcartnb.ledger import Ledger
@@ -144,7 +146,7 @@ def send(
         ).with_id(plan.campaign_id)
     if plan.continues is None and plan.audience.already_sent_in and not plan.recipients:
         return _nothing_left(plan)
-    with ledger_using(plan.settings, ledger) as led:
+    with ledger_using(plan.settings, ledger) as led, _composing_ahead(plan) as ahead:
         claim = led.claim(
             fingerprint=plan.fingerprint,
             plan=plan.plan,
@@ -170,6 +172,7 @@ def send(
             first_run=not claim.continued,
             progress=progress,
             sleep=sleep,
+            composing=ahead,
             **options,
         )
         if claim.continued:
@@ -182,6 +185,21 @@ def send(
 
 
 _send = send  # for run(), whose ``send`` argument hides the function
+
+
+@contextlib.contextmanager
+def _composing_ahead(plan: CampaignPlan) -> Iterator[SpoolHelper | None]:
+    """A helper process composing the plan's mails while we claim the campaign (the second
+    core is idle until the first mail goes out). It only composes: nothing is sent before
+    the claim commits, and ``deliver`` uses its mails only if the claim changed nothing (a
+    campaign continued under its own id, members taken by another campaign since the plan).
+    """
+    ahead = SpoolHelper.fork(plan) if plan.continues is None else None
+    try:
+        yield ahead
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 def _nothing_left(plan: CampaignPlan) -> DeliverySummary:

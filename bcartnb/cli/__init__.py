@@ -107,10 +107,13 @@ def _telling_a_new_ledger(command: str) -> Iterator[None]:
             say(f"bcartnb: 配信記録ファイルを作りました: {watch}", err=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, whole_process: bool = False) -> int:
+    """Run one command; ``whole_process``: this process is the command (:func:`entry`), so
+    it may tune the interpreter for it (:func:`~bcartnb.cli.common.importing`)."""
     try:
         with japanese_argparse():
             args = build_parser().parse_args(argv)
+        args.whole_process = whole_process
         with _telling_a_new_ledger(args.command):
             code: int = args.func(args)
         sys.stdout.flush()
@@ -133,7 +136,7 @@ def entry() -> NoReturn:
     output here; the interpreter's own shutdown, freeing pandas, NumPy and Arrow module by
     module, would only add a tenth of a second to every command.
     """
-    code = main()
+    code = main(whole_process=True)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed pipe must not change the exit code
             stream.flush()

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bcartnb.cli.common import JSON, Command, arg, switch
+from bcartnb.cli.common import JSON, Command, arg, importing, switch
 from bcartnb.cli.output import (
     jst,
     ledger_line,
@@ -111,8 +111,9 @@ def _format_sample(sample: dict[str, str]) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bcartnb import campaign
-    from bcartnb.settings import load_settings
+    with importing(args):
+        from bcartnb import campaign
+        from bcartnb.settings import load_settings
 
     spec = campaign.load_campaign(args.campaign)
     if args.orders:  # the command line's file wins over the campaign file's ``orders``
@@ -161,8 +162,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from bcartnb import campaign
-    from bcartnb.settings import load_settings
+    with importing(args):
+        from bcartnb import campaign
+        from bcartnb.settings import load_settings
 
     with _summary_on_refusal(args.json):
         summary = campaign.resume(

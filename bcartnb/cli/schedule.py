@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bcartnb.cli.common import JSON, Command, arg
+from bcartnb.cli.common import JSON, Command, arg, importing
 from bcartnb.cli.output import print_json, say
 
 __all__ = ["COMMANDS", "schedule_at"]
@@ -131,8 +131,9 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 def _cmd_due(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from bcartnb import campaign
-    from bcartnb.settings import load_settings
+    with importing(args):
+        from bcartnb import campaign
+        from bcartnb.settings import load_settings
 
     limit = timedelta(hours=args.late_limit_hours)
     outcomes = campaign.run_due(load_settings(), late_limit=limit)

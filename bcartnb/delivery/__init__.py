@@ -36,7 +36,7 @@ from bcartnb.delivery.admin_copy import send_admin_copy
 from bcartnb.delivery.connections import Connector, RateLimiter
 from bcartnb.delivery.loop import MAX_BACKOFF, Sender
 from bcartnb.delivery.plan import SendPlan
-from bcartnb.delivery.spool import Spool, SpoolHelper, compose_check, spool_or_check
+from bcartnb.delivery.spool import Spool, SpoolHelper, spool_or_check
 from bcartnb.delivery.summary import (
     DONE_MESSAGE,
     EXIT_CODES,
@@ -82,8 +82,19 @@ TEST_PREFIX = "【テスト送信】"
 
 
 def dry_run(plan: SendPlan) -> DeliverySummary:
-    """Compose everything, project the quota, send nothing; refuse (exit 3) if it won't fit."""
-    compose_check(plan)
+    """Compose everything, project the quota, send nothing; refuse (exit 3) if it won't fit.
+
+    Composed as a send composes them, on two cores where it can (the spool's helper), so
+    the dry run stops on the very member the send would stop on.
+    """
+    helper = SpoolHelper.fork(plan)
+    try:
+        spool = spool_or_check(plan, helper)
+    finally:
+        if helper is not None:
+            helper.close()
+    if spool is not None:
+        spool.close()
     return projected(plan)
 
 
@@ -136,6 +147,7 @@ def deliver(
     backoff: float | None = None,
     rate_per_second: float | None = None,
     rate_per_hour: int | None = None,
+    composing: SpoolHelper | None = None,
 ) -> DeliverySummary:
     """Send what is left of a campaign this process has claimed, then release it.
 
@@ -147,6 +159,9 @@ def deliver(
     unfinished for a resume. Afterwards it returns: status ``done``, ``unfinished`` (with
     ``stopped``) or ``interrupted`` (Ctrl-C). ``progress``: True for a tqdm.auto bar, False
     for none, or a callable ``(finished, total)`` (the wizard moves its own bar).
+    ``composing``: a helper the conductor forked before the claim, already composing the
+    plan's mails; used if it composes exactly the mails left to send, else stopped (its
+    caller closes it all the same).
     """
     tr = transport if transport is not None else transport_from_settings(plan.settings)
     opts = options(
@@ -168,7 +183,8 @@ def deliver(
         wanted = {r.member_id for r in todo}
         rows = sendable[sendable["id"].astype("int64").isin(wanted)]
         fits = plan.quota.fits(units)
-        with _prepared(plan, tr, len(todo) if fits else 0, opts.connections, rows) as (
+        n = len(todo) if fits else 0
+        with _prepared(plan, tr, n, opts.connections, rows, composing) as (
             spool,
             connector,
         ):
@@ -232,14 +248,24 @@ def _reserve(plan: SendPlan, ledger: Ledger, units: int) -> QuotaStatus:
 
 @contextlib.contextmanager
 def _prepared(
-    plan: SendPlan, tr: Transport, n: int, k: int, rows: pd.DataFrame
+    plan: SendPlan,
+    tr: Transport,
+    n: int,
+    k: int,
+    rows: pd.DataFrame,
+    composing: SpoolHelper | None = None,
 ) -> Iterator[tuple[Spool | None, Connector | None]]:
     """Every mail of ``rows`` composed, on two cores where it can, while ``min(k, n)``
     connections open; all of it released when the run ends or stops before sending.
 
     ``n = 0`` opens none: a campaign the quota will refuse must not knock on the server's door.
     """
-    helper = SpoolHelper.fork(plan, rows)  # forks: before the connector starts its threads
+    helper = composing
+    if helper is not None and not helper.matches(plan.composer, rows):
+        helper.close()  # the claim changed the campaign: another id, fewer members
+        helper = None
+    if helper is None:
+        helper = SpoolHelper.fork(plan, rows)  # forks: before the connector starts its threads
     connector: Connector | None = None
     spool: Spool | None = None
     try:

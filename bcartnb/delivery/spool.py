@@ -10,16 +10,18 @@ import contextlib
 import os
 import pickle
 import signal
+import struct
 import sys
 import tempfile
 import threading
 from collections import deque
 from typing import IO
 
+import numpy as np
 import pandas as pd
 
+from bcartnb.compose import Composer
 from bcartnb.delivery.plan import SendPlan
-from bcartnb.exceptions import ComposeError
 
 __all__ = ["Spool", "SpoolHelper", "compose_check", "spool_or_check"]
 
@@ -37,8 +39,12 @@ class Spool:
     sending. They go to anonymous temporary files, not to memory, so a campaign of any
     size needs a few bytes of index per member; the files have no name and vanish when
     closed or when the process dies. The Date header is renewed as each mail goes out,
-    as if it had been composed then (a rate-limited campaign can take hours). With a
-    :class:`SpoolHelper`, the second half is composed by a forked process meanwhile.
+    as if it had been composed then (a rate-limited campaign can take hours).
+
+    With a :class:`SpoolHelper` the rows are composed in chunks by whichever of the two
+    processes is free; whatever the helper did not hand back (it failed, or was killed) is
+    composed here, in file order, so the first member whose mail cannot be composed raises
+    its own error, exactly as composing them all here would.
     """
 
     def __init__(
@@ -51,26 +57,48 @@ class Spool:
         self._index: dict[int, tuple[str, int, int, int, bytes]] = {}
         self._composer = plan.composer
         sendable = plan.audience.sendable if rows is None else rows
+        #: mails composed here because the helper did not hand them back
+        self.recomposed = 0
         try:
-            mine = sendable if helper is None else sendable.iloc[: helper.first_row]
             self._files.append(_spool_file())
-            offset = 0
-            write = self._files[0].write
-            index = self._index
-            for mail in plan.composer.compose_all(mine):
+            self._offset = 0
+            if helper is None:
+                self._add(sendable)
+                self._files[0].flush()
+                return
+            try:
+                while (part := helper.take()) is not None:
+                    self._add(sendable.iloc[part])
+            except OSError:
+                raise  # the spool's file: nothing is known of what it holds
+            except Exception:
+                helper.stop()  # the first error is raised below, in file order
+            file, entries = helper.result()
+            if file is not None:
+                self._files.append(file)
+                for member_id, to, offset, size, date in entries:
+                    self._index.setdefault(member_id, (to, 1, offset, size, date))
+            ids = sendable["id"].astype("int64").to_numpy()
+            left = sendable[~np.isin(ids, np.fromiter(self._index, np.int64, len(self._index)))]
+            self.recomposed = len(left)
+            self._add(left)
+            self._files[0].flush()
+        except BaseException:
+            self.close()
+            raise
+
+    def _add(self, rows: pd.DataFrame) -> None:
+        write = self._files[0].write
+        index = self._index
+        offset = self._offset
+        try:
+            for mail in self._composer.compose_all(rows):
                 raw = mail.raw
                 write(raw)
                 index[int(mail.member_id)] = (mail.to, 0, offset, len(raw), mail.date.encode())
                 offset += len(raw)
-            self._files[0].flush()
-            if helper is not None:
-                file, entries = helper.result(plan)
-                self._files.append(file)
-                for member_id, to, off, size, date in entries:
-                    index[member_id] = (to, 1, off, size, date)
-        except BaseException:
-            self.close()
-            raise
+        finally:
+            self._offset = offset
 
     def __contains__(self, member_id: int) -> bool:
         return member_id in self._index
@@ -95,76 +123,110 @@ def _spool_file() -> IO[bytes]:
     return tempfile.TemporaryFile(prefix="bcartnb-spool-", buffering=1 << 20)
 
 
+_PART = struct.Struct("=I")  # one chunk's number in the queue: 4 bytes, read whole by either side
+
+
 class SpoolHelper:
-    """A forked process that composes the second half of the spool while we compose the first.
+    """A forked process that composes the spool's mails alongside us, chunk by chunk.
 
     Composing is pure CPU and the campaign waits for all of it before the first mail goes
-    out, so a second core halves that wait. Only where ``fork`` is cheap and safe: Linux, a
+    out, so a second core halves that wait; started before the campaign is claimed, it
+    composes while we write the claim. Only where ``fork`` is cheap and safe: Linux, a
     single Python thread (the command line; never inside a Jupyter kernel, whose threads a
     fork would leave in an unknown state; Arrow's own pools re-create themselves after a
-    fork), and enough mails to be worth a process. The child writes the bytes to a
-    temporary file inherited from us and sends back the index; on an error it says which
-    row failed, and we compose that row here to raise the real error.
+    fork), and enough mails to be worth a process.
+
+    The rows are cut into chunks whose numbers wait in a pipe; each side takes the next
+    one (a read of 4 bytes from a pipe is whole on Linux), so whichever is free composes
+    and neither waits for the other's half. The child writes its mails to a temporary file
+    inherited from us and sends back their index. It hands back only what it composed: on
+    an error it stops, and :class:`Spool` composes the rest here, raising the real error.
     """
 
     MIN_MAILS = 4000
+    CHUNK = 256
+    MAX_CHUNKS = 1024  # 4 KiB of chunk numbers: what the smallest pipe Linux makes holds
 
     @classmethod
     def fork(cls, plan: SendPlan, rows: pd.DataFrame | None = None) -> SpoolHelper | None:
-        """Start the helper on the second half of ``rows`` (all sendable), or None if unfit."""
+        """Start the helper on ``rows`` (all sendable), or None where it does not fit."""
         rows = plan.audience.sendable if rows is None else rows
-        n = len(rows)
         if (
-            n < cls.MIN_MAILS
+            len(rows) < cls.MIN_MAILS
             or not sys.platform.startswith("linux")
             or threading.active_count() != 1
         ):
             return None
-        return cls(plan, n // 2, rows)
+        try:
+            return cls(plan.composer, rows)
+        except OSError:  # no process, pipe or file to be had: one process composes them all
+            return None
 
-    def __init__(self, plan: SendPlan, first_row: int, rows: pd.DataFrame | None = None) -> None:
-        self.rows = plan.audience.sendable if rows is None else rows
-        self.first_row = first_row  # the child composes from this row on
-        self.file: IO[bytes] | None = _spool_file()
-        self._read, write = os.pipe()
-        self.pid = os.fork()
+    def __init__(self, composer: Composer, rows: pd.DataFrame, chunk: int | None = None) -> None:
+        self.composer = composer
+        self.rows = rows
+        n = len(rows)
+        self.chunk = max(chunk or self.CHUNK, -(-n // self.MAX_CHUNKS))
+        self.pid, self._queue, self._read = 0, -1, -1
+        self.file: IO[bytes] | None = None
+        write = -1
+        try:
+            self.file = _spool_file()
+            self._queue = _queue_of(-(-n // self.chunk))
+            self._read, write = os.pipe()
+            self.pid = os.fork()
+        except BaseException:
+            if write >= 0:
+                os.close(write)
+            self.close()
+            raise
         if self.pid == 0:  # the child: compose, report, leave without running any cleanup
             os.close(self._read)
             code = 0
             try:
-                _compose_child(plan, self.rows.iloc[first_row:], self.file, write)
+                _compose_child(self, write)
             except BaseException:
                 code = 1
             finally:
                 os._exit(code)
         os.close(write)
 
-    def result(self, plan: SendPlan) -> tuple[IO[bytes], list[tuple[int, str, int, int, bytes]]]:
-        """The child's file and index; its first error raised here as if composed here."""
+    def take(self) -> slice | None:
+        """The rows of the next chunk nobody has taken, or None when none is left."""
+        if self._queue < 0:
+            return None
+        got = os.read(self._queue, _PART.size)
+        if len(got) != _PART.size:
+            return None
+        start = _PART.unpack(got)[0] * self.chunk
+        return slice(start, start + self.chunk)
+
+    def stop(self) -> None:
+        """Leave no chunk to take: the child ends after the one it is composing."""
+        if self._queue >= 0:
+            while os.read(self._queue, 1 << 16):
+                pass
+            os.close(self._queue)
+            self._queue = -1
+
+    def matches(self, composer: Composer, rows: pd.DataFrame) -> bool:
+        """Whether this helper composes exactly these mails (the claim changed nothing)."""
+        return composer is self.composer and np.array_equal(
+            self.rows["id"].to_numpy(), rows["id"].to_numpy()
+        )
+
+    def result(self) -> tuple[IO[bytes] | None, list[tuple[int, str, int, int, bytes]]]:
+        """The child's file and index of what it composed; (None, []) if it died first."""
         chunks = []
         while chunk := os.read(self._read, 1 << 16):
             chunks.append(chunk)
         self._reap()
         try:
-            kind, payload = pickle.loads(b"".join(chunks))
-        except Exception as err:
-            raise ComposeError(
-                "the compose helper process ended without a result",
-                ja="メールを作成する処理が途中で終わりました。もう一度実行してください。",
-            ) from err
-        if kind == "error":
-            row, message = payload
-            at = self.first_row + row
-            member = self.rows.iloc[at : at + 1]
-            deque(plan.composer.compose_all(member), maxlen=0)  # raises the real error
-            raise ComposeError(
-                message,
-                ja="会員のメールを作成できません。確認のみ（--send なし）"
-                "で実行して原因を確かめてください。",
-            )
+            entries = pickle.loads(b"".join(chunks))
+        except Exception:
+            return None, []
         file, self.file = self.file, None
-        assert file is not None
-        return file, payload
+        return file, entries
 
     def _reap(self) -> None:
         if self.pid:
@@ -176,7 +238,8 @@ class SpoolHelper:
             self._read = -1
 
     def close(self) -> None:
-        """Stop the child if it still runs (our half failed, or Ctrl-C) and free its file."""
+        """Stop the child if it still runs (our part failed, or Ctrl-C) and free its file."""
+        self.stop()
         if self.pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
@@ -186,20 +249,41 @@ class SpoolHelper:
             self.file = None
 
 
-def _compose_child(plan: SendPlan, rows: pd.DataFrame, file: IO[bytes], pipe: int) -> None:
+def _queue_of(parts: int) -> int:
+    """The read end of a pipe holding the chunk numbers ``0 … parts - 1``; its write end is
+    closed, so once they are all taken a read says end of file."""
+    read, fill = os.pipe()
+    try:
+        data = b"".join(_PART.pack(i) for i in range(parts))
+        while data:
+            data = data[os.write(fill, data) :]
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(fill)
+    return read
+
+
+def _compose_child(helper: SpoolHelper, pipe: int) -> None:
     entries: list[tuple[int, str, int, int, bytes]] = []
+    file = helper.file
+    assert file is not None
     try:
         offset = 0
-        for mail in plan.composer.compose_all(rows):
-            raw = mail.raw
-            file.write(raw)
-            entries.append((int(mail.member_id), mail.to, offset, len(raw), mail.date.encode()))
-            offset += len(raw)
+        while (part := helper.take()) is not None:
+            for mail in helper.composer.compose_all(helper.rows.iloc[part]):
+                raw = mail.raw
+                file.write(raw)
+                entries.append((int(mail.member_id), mail.to, offset, len(raw), mail.date.encode()))
+                offset += len(raw)
+    except Exception:
+        pass  # the parent composes what we did not hand back, and raises the real error
+    try:
         file.flush()
-        payload = pickle.dumps(("ok", entries))
-    except Exception as err:
-        payload = pickle.dumps(("error", (len(entries), f"{type(err).__name__}: {err}")))
-    view = memoryview(payload)
+    except OSError:
+        entries = []
+    view = memoryview(pickle.dumps(entries))
     while view:
         view = view[os.write(pipe, view) :]
     os.close(pipe)

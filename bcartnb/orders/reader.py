@@ -49,7 +49,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from bcartnb.exceptions import MembersFileError, OrdersFileError
 from bcartnb.members import TOKYO
@@ -146,6 +145,9 @@ def read_orders_plain(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         raw = file.read_bytes()
         if file.suffix.lower() == ".parquet":
+            # here, not at the top: reading a CSV (every campaign's members) never needs it
+            import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
             table = pq.read_table(io.BytesIO(raw))
             body = table.to_pandas().fillna("").astype("str")
             frame = typed_orders(body, file)
