@@ -106,13 +106,24 @@ def write_claims(
     c: sqlite3.Connection, keys: Sequence[str], campaign_id: str, kept: Sequence[tuple[int, str]]
 ) -> None:
     """Claim ``kept`` for ``campaign_id`` under ``keys[0]``, replacing any older (dead, or
-    finished and repeated) claim of the same addresses under any of ``keys``."""
+    finished and repeated) claim of the same addresses under any of ``keys``.
+
+    Only addresses that have such a claim are deleted first: a new mail (most campaigns)
+    has none, and a DELETE per recipient was half of what claiming 10,000 cost.
+    """
     marks = ", ".join("?" * len(keys))
+    claimed = {
+        str(a)
+        for (a,) in c.execute(
+            f"SELECT address FROM mail_claims WHERE mail_key IN ({marks})", tuple(keys)
+        )
+    }
+    rows = [(m, _key(a)) for m, a in kept]
     c.executemany(
         f"DELETE FROM mail_claims WHERE mail_key IN ({marks}) AND address = ?",
-        ((*keys, _key(a)) for _, a in kept),
+        ((*keys, a) for _, a in rows if a in claimed),
     )
     c.executemany(
         "INSERT INTO mail_claims (mail_key, address, campaign_id, member_id) VALUES (?,?,?,?)",
-        ((keys[0], _key(a), campaign_id, m) for m, a in kept),
+        ((keys[0], a, campaign_id, m) for m, a in rows),
     )
