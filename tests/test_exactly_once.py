@@ -441,6 +441,49 @@ def test_killed_between_a_mail_from_and_its_hand_over_commit_mails_nobody_twice(
     assert quota["used"] == n  # user4's begun transaction counted nothing
 
 
+def test_a_hand_over_that_waits_longer_than_the_smtp_timeout_does_not_expire_its_mail(
+    tmp_path: Path, smtp_server: Server
+):
+    """The MAIL FROM goes out before the hand-over commits; a commit that waits for another
+    process's write lock longer than [smtp] timeout must not make that mail's reply overdue
+    (the wait was ours, not the server's): it is sent on its first try."""
+    from bcartnb.ledger import Ledger
+
+    n, timeout, lock_for = 8, 1.0, 2.0
+    server = smtp_server(faults=Faults(hold_after=3))
+    path = setup_campaign(tmp_path, n)
+    settings_file(tmp_path, f"{FAST}connections = 1\n\n[smtp]\ntimeout = {timeout}\n")
+    env = env_for(tmp_path, server)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", "run", str(path), "--send", "--json"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    blocker = sqlite3.connect(tmp_path / "ledger.sqlite3", isolation_level=None)
+    try:
+        assert server.wait_held(1, timeout=60), "user3's mail never reached the server"
+        blocker.execute("BEGIN IMMEDIATE")
+        server.release()
+        assert server.wait_transactions(5, timeout=60), "user4's MAIL FROM never came"
+        time.sleep(lock_for)  # the scenario: the commit waits this long (the ledger allows 5 s)
+        blocker.execute("ROLLBACK")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+        blocker.close()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["sent"] == n and member_mails(server) == everyone(n)
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        frame = led.deliveries(str(led.campaigns()["campaign_id"].iloc[0]))
+    attempts = dict(zip(frame["member_id"], frame["attempts"], strict=True))
+    assert attempts[1004] == 1, attempts
+
+
 def test_a_month_full_at_midnight_stops_the_run_and_says_how_many_went_out(
     tmp_path: Path, smtp_server: Server
 ):

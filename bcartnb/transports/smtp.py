@@ -235,7 +235,10 @@ class SmtpConnection(BaseConnection):
         to ``MAIL FROM``, read after this, leads on as always.
         """
         held, self._held = self._held, None
-        if not held or self._step == _IDLE:  # nothing to write, or the write already failed
+        if held is None or self._step == _IDLE:  # not held, or the write already failed
+            return None
+        self.deadline = time.monotonic() + self._timeout  # not the time our commit took
+        if not held:
             return None
         self._out = bytes(self._out) + held if self._out else held
         return self._flush()
