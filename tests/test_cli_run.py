@@ -60,6 +60,19 @@ def bcartnb(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
     )
 
 
+def start_bcartnb(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    """``bcartnb ARGS`` started in the background, its output piped: for a test that acts on
+    the server, the ledger or the process itself while it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bcartnb", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def member_mails(server: TestServer) -> Counter[str]:
     return Counter(r.recipients[0] for r in server.received if r.recipients[0] != ADMIN)
 
@@ -137,13 +150,7 @@ def test_sigkill_then_resume_loses_nobody(tmp_path: Path, smtp_server: Server):
     server = smtp_server(faults=Faults(hold_after=10))
     campaign = setup_campaign(tmp_path, n)
     env = env_for(tmp_path, server)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bcartnb", "run", str(campaign), "--send", "--json"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start_bcartnb("run", str(campaign), "--send", "--json", env=env, cwd=tmp_path)
     try:
         assert server.wait_held(4, timeout=60), "the sender never filled its 4 connections"
     finally:
@@ -182,14 +189,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path, smtp_server: S
     server = smtp_server(faults=Faults(hold_after=5))
     campaign = setup_campaign(tmp_path, n)
     env = env_for(tmp_path, server)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bcartnb", "run", str(campaign), "--send", "--json"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_bcartnb("run", str(campaign), "--send", "--json", env=env, cwd=tmp_path)
     assert server.wait_held(4, timeout=60)
     proc.send_signal(signal.SIGINT)
     server.release()  # the in-flight mails get their answers while we stop

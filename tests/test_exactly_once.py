@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from smtp_servers import Faults, TestServer
-from test_cli_run import ADMIN, bcartnb, env_for, member_mails, setup_campaign
+from test_cli_run import ADMIN, bcartnb, env_for, member_mails, setup_campaign, start_bcartnb
 
 from bcartnb import campaign
 from bcartnb.delivery import DONE_MESSAGE
@@ -62,15 +62,7 @@ def test_two_identical_runs_started_together_mail_everyone_once(
     path = setup_campaign(tmp_path, n)
     env = env_for(tmp_path, server)
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bcartnb", "run", str(path), "--send", "--json"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
+        start_bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path) for _ in range(2)
     ]
     results = [p.communicate(timeout=120) for p in procs]
     codes = sorted(p.returncode for p in procs)
@@ -297,14 +289,7 @@ def test_one_connection_lost_after_its_data_while_others_answer_does_not_stop_th
     path = setup_campaign(tmp_path, n)
     settings_file(tmp_path, "\n[delivery]\nconnections = 4\n")
     env = env_for(tmp_path, server)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bcartnb", "run", str(path), "--send", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
+    proc = start_bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
     try:
         assert wait_for_state(tmp_path / "ledger.sqlite3", "uncertain")
         assert server.wait_held(3)
@@ -361,14 +346,7 @@ def test_the_ledger_deleted_during_a_campaign_is_noticed(tmp_path: Path, smtp_se
     server = smtp_server(faults=Faults(hold_after=3))
     path = setup_campaign(tmp_path, n)
     env = env_for(tmp_path, server)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bcartnb", "run", str(path), "--send"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_bcartnb("run", str(path), "--send", env=env, cwd=tmp_path)
     try:
         assert server.wait_held(1, timeout=60)
         (tmp_path / "ledger.sqlite3").unlink()
@@ -401,13 +379,7 @@ def test_killed_between_a_mail_from_and_its_hand_over_commit_mails_nobody_twice(
     path = setup_campaign(tmp_path, n)
     settings_file(tmp_path, "\n[delivery]\nconnections = 1\n")
     env = env_for(tmp_path, server)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bcartnb", "run", str(path), "--send", "--json"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start_bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
     blocker = sqlite3.connect(tmp_path / "ledger.sqlite3", isolation_level=None)
     try:
         assert server.wait_held(1, timeout=60), "user3's mail never reached the server"
@@ -454,14 +426,7 @@ def test_a_hand_over_that_waits_longer_than_the_smtp_timeout_does_not_expire_its
     path = setup_campaign(tmp_path, n)
     settings_file(tmp_path, f"{FAST}connections = 1\n\n[smtp]\ntimeout = {timeout}\n")
     env = env_for(tmp_path, server)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bcartnb", "run", str(path), "--send", "--json"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_bcartnb("run", str(path), "--send", "--json", env=env, cwd=tmp_path)
     blocker = sqlite3.connect(tmp_path / "ledger.sqlite3", isolation_level=None)
     try:
         assert server.wait_held(1, timeout=60), "user3's mail never reached the server"
